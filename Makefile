@@ -1,0 +1,39 @@
+# attnbench set-up in two commands: `make bench` and `make test`. Each installs the Debian
+# packages that are missing (one apt-get update, then apt-get install), configures CMake into
+# build/, builds, and runs. Everything else here is a step of those two.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+CMAKE_ARGS ?=
+DEB_PACKAGES = cmake make gcc g++ pkg-config git libopenblas-dev libjansson-dev libcsv-dev python3 python3-numpy
+APT_GET    = $(if $(filter 0,$(shell id -u)),,sudo )apt-get
+
+.PHONY: bench test deps build build-asan test-asan clean
+
+bench: build
+	$(BUILD)/attnbench run --config suites/default.json
+
+test: build build-asan
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(APT_GET) update -q && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -q $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+	cmake --build $(BUILD) -j $(JOBS)
+
+# AddressSanitizer + UBSan build: runs the cases with n ≤ 1000 once more (tests/CMakeLists.txt).
+build-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_SANITIZE=ON $(CMAKE_ARGS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,9 @@
+/* cli.h — the subcommands of the attnbench executable. Each parses its own flags (shared ones
+ * through options.c), returns a status and fills err; main() prints and exits. */
+#pragma once
+#include "common.h"
+
+int cli_list(int argc, char **argv, attn_err_t *err);
+int cli_run(int argc, char **argv, attn_err_t *err);
+int cli_attend(int argc, char **argv, attn_err_t *err);
+int cli_peak(int argc, char **argv, attn_err_t *err);

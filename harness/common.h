@@ -1,0 +1,40 @@
+/* common.h — the one error type, status codes and check macros shared by every module.
+ * Libraries return a status and fill an attn_err_t; only main() turns that into an exit code
+ * (2 for usage errors, 1 for runtime errors), so every failure reaches the user as one message. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum { ATTN_OK = 0, ATTN_ERUNTIME = 1, ATTN_EUSAGE = 2 };
+
+typedef struct {
+    int code;        /* ATTN_OK, ATTN_ERUNTIME or ATTN_EUSAGE */
+    char msg[1024];
+} attn_err_t;
+
+/* Records the first error only: the root cause is what the user needs to see. */
+int attn_fail(attn_err_t *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Allocation that reports the size it wanted; 64-byte aligned for AVX-512 loads. */
+void *attn_alloc(size_t bytes, attn_err_t *err, const char *what);
+void attn_free(void *p);
+
+#define ATTN_TRY(expr)                 \
+    do {                               \
+        int attn_rc_ = (expr);         \
+        if (attn_rc_ != ATTN_OK)       \
+            return attn_rc_;           \
+    } while (0)
+
+/* Internal invariant broken (a bug, not bad input): report where and abort. */
+#define ATTN_ASSERT(cond)                                                                    \
+    do {                                                                                     \
+        if (!(cond)) {                                                                       \
+            fprintf(stderr, "attnbench: internal error at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                         \
+        }                                                                                    \
+    } while (0)
+
+#define ATTN_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define ATTN_MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -1,0 +1,14 @@
+/* parallel.h — a minimal dynamic parallel-for over pthreads: items are handed out one at a time
+ * from an atomic counter, so uneven work (causal tiles) balances itself. The caller's thread is
+ * worker 0. BLAS is switched to one thread for the duration, since the workers call it. */
+#pragma once
+#include <stdint.h>
+
+typedef void (*parallel_fn)(void *ctx, int64_t item, int worker);
+
+/* Runs fn(ctx, item, worker) for item in [0, n_items) on up to `threads` workers
+ * (worker ∈ [0, threads)). Returns the number of workers used. */
+int parallel_for(int threads, int64_t n_items, parallel_fn fn, void *ctx);
+
+/* BLAS thread count outside parallel_for (the harness sets it to --threads). */
+void parallel_set_blas_threads(int n);

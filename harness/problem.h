@@ -1,0 +1,72 @@
+/* problem.h — what one attention call computes: shapes, mask, scale, dtype, tiling.
+ * O = softmax(Q Kᵀ · scale + mask) V with query row r at absolute position n_k − n_q + r.
+ * Compute kernels see rows through attn_span_t (global position = start + stride·r), so the
+ * same kernel serves a whole sequence and a distributed rank's piece of it. */
+#pragma once
+#include "common.h"
+
+typedef enum { ATTN_MASK_NONE = 0, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW } attn_mask_t;
+typedef enum { ATTN_F32 = 0, ATTN_F64 } attn_dtype_t;
+
+typedef struct {
+    int64_t batch, heads, kv_heads, head_dim; /* B, H, H_kv, d */
+    int64_t n_q, n_k;                         /* query rows, key rows */
+    attn_mask_t mask;
+    int64_t window;       /* w for ATTN_MASK_WINDOW: key j visible iff i − w < j ≤ i */
+    double scale;         /* 0 means the default 1/√d */
+    attn_dtype_t dtype;   /* element type of Q, K, V, O; LSE always matches it */
+    int block_q, block_k; /* tile sizes for tiled backends; 0 = backend default */
+    int threads;          /* worker threads; 0 = all online cores */
+} attn_problem_t;
+
+/* Global positions of a run of rows: row r sits at start + stride·r (stride ≥ 1). */
+typedef struct {
+    int64_t start, stride;
+} attn_span_t;
+
+/* Tensors of one call, row-major: Q (B,H,n_q,d), K,V (B,H_kv,n_k,d), O (B,H,n_q,d),
+ * LSE (B,H,n_q) natural log. Element type is problem.dtype. */
+typedef struct {
+    const void *q, *k, *v;
+    void *o, *lse;
+} attn_io_t;
+
+double problem_scale(const attn_problem_t *p);
+int problem_threads(const attn_problem_t *p);
+const char *mask_name(attn_mask_t m);
+int mask_parse(const char *s, attn_mask_t *out);
+const char *dtype_name(attn_dtype_t t);
+int dtype_parse(const char *s, attn_dtype_t *out);
+size_t dtype_size(attn_dtype_t t);
+
+/* Shape checks every user problem must pass before any compute; ATTN_EUSAGE with a message. */
+int problem_validate(const attn_problem_t *p, attn_err_t *err);
+
+/* Default spans of a whole problem: queries at the end of the key sequence. */
+attn_span_t problem_q_span(const attn_problem_t *p);
+attn_span_t problem_k_span(const attn_problem_t *p);
+
+/* Visibility of key position j from query position i under the problem's mask. */
+static inline int mask_visible(attn_mask_t m, int64_t w, int64_t i, int64_t j) {
+    switch (m) {
+    case ATTN_MASK_NONE: return 1;
+    case ATTN_MASK_CAUSAL: return j <= i;
+    case ATTN_MASK_WINDOW: return j <= i && j > i - w;
+    }
+    return 0;
+}
+
+/* Range [lo, hi) of local key rows (positions ks.start + ks.stride·j, 0 ≤ j < n) visible from
+ * at least one query position in [i_lo, i_hi]; empty range when lo ≥ hi. */
+void mask_key_range(attn_mask_t m, int64_t w, int64_t i_lo, int64_t i_hi, attn_span_t ks, int64_t n,
+                    int64_t *lo, int64_t *hi);
+
+/* Number of visible (query, key) pairs per (batch, head), for FLOP counting: 4·d per pair. */
+double problem_visible_pairs(const attn_problem_t *p);
+double problem_flops(const attn_problem_t *p);
+
+/* Bytes of Q, K, V, O and LSE together. */
+size_t problem_io_bytes(const attn_problem_t *p);
+size_t problem_numel_q(const attn_problem_t *p);
+size_t problem_numel_kv(const attn_problem_t *p);
+size_t problem_numel_lse(const attn_problem_t *p);

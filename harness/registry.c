@@ -1,0 +1,42 @@
+/* registry.c — the static table of backends. Optional backends (CUDA, distributed) are added
+ * here behind their ATTN_HAVE_* guards. */
+#include "backend.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "memory.h"
+
+extern const attn_backend_t backend_cpu_naive;
+extern const attn_backend_t backend_cpu_blockwise;
+extern const attn_backend_t backend_cpu_sliding_window;
+
+static const attn_backend_t *const backends[] = {
+    &backend_cpu_naive,
+    &backend_cpu_blockwise,
+    &backend_cpu_sliding_window,
+};
+
+int registry_count(void) { return (int)(sizeof backends / sizeof backends[0]); }
+const attn_backend_t *registry_get(int i) { return backends[i]; }
+
+const attn_backend_t *registry_find(const char *name) {
+    for (int i = 0; i < registry_count(); i++)
+        if (strcmp(backends[i]->name, name) == 0)
+            return backends[i];
+    return NULL;
+}
+
+int backend_check_memory(const attn_backend_t *b, const attn_problem_t *p, char *reason, size_t len) {
+    uint64_t need = (uint64_t)problem_io_bytes(p) + (uint64_t)b->workspace_bytes(b, p);
+    uint64_t avail = mem_available_bytes();
+    if (avail > 0 && need > avail) {
+        snprintf(reason, len,
+                 "%s would need %" PRIu64 " bytes (%.1f GiB: %" PRIu64 " workspace + %" PRIu64
+                 " tensors) but only %" PRIu64 " bytes (%.1f GiB) are available",
+                 b->name, need, need / 1073741824.0, (uint64_t)b->workspace_bytes(b, p),
+                 (uint64_t)problem_io_bytes(p), avail, avail / 1073741824.0);
+        return 0;
+    }
+    return 1;
+}

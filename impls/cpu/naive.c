@@ -1,0 +1,142 @@
+/* naive.c — the readable specification: materialise S = Q Kᵀ · scale for one (batch, head),
+ * mask it, softmax each row, multiply by V. In float64 this is the reference every other
+ * backend is checked against. One n_q × n_k score matrix per worker thread. */
+#include <math.h>
+#include <string.h>
+
+#include "backend.h"
+#include "naive.h"
+#include "parallel.h"
+
+typedef struct {
+    const attn_problem_t *p;
+    attn_span_t qs, ks;
+    int64_t n_q, n_k;
+    const void *q, *k, *v;
+    void *o, *lse;
+    void **scratch; /* per worker: S (n_q × n_k) then Kᵀ (d × n_k), element type of p->dtype */
+} naive_job_t;
+
+/* The same steps in float and double. The loops run over Kᵀ and over rows of V so that the
+ * innermost loop is an axpy the compiler vectorises without reassociating any sum; that keeps
+ * the float64 reference fast enough for 4097-token test cases and its rounding plain. */
+#define NAIVE_HEAD(T, EXP, LOG)                                                                  \
+    static void naive_head_##T(const naive_job_t *j, int64_t bh, T *S, T *Kt) {                 \
+        const attn_problem_t *p = j->p;                                                         \
+        int64_t d = p->head_dim, nq = j->n_q, nk = j->n_k;                                      \
+        int64_t b = bh / p->heads, h = bh % p->heads, kvh = h / (p->heads / p->kv_heads);       \
+        const T *Q = (const T *)j->q + bh * nq * d;                    /* (n_q, d) */            \
+        const T *K = (const T *)j->k + (b * p->kv_heads + kvh) * nk * d; /* (n_k, d) */          \
+        const T *V = (const T *)j->v + (b * p->kv_heads + kvh) * nk * d; /* (n_k, d) */          \
+        T *O = (T *)j->o + bh * nq * d;                                /* (n_q, d) */            \
+        T *L = (T *)j->lse + bh * nq;                                  /* (n_q) */               \
+        T scale = (T)problem_scale(p);                                                          \
+        for (int64_t r = 0; r < nk; r++)                                                        \
+            for (int64_t c = 0; c < d; c++)                                                     \
+                Kt[c * nk + r] = K[r * d + c];                                                  \
+        for (int64_t r = 0; r < nq; r++) {                                                      \
+            T *s = S + r * nk;                                                                  \
+            int64_t i = j->qs.start + j->qs.stride * r;                                         \
+            memset(s, 0, sizeof(T) * (size_t)nk);                                               \
+            for (int64_t c = 0; c < d; c++) {                                                   \
+                T qc = Q[r * d + c];                                                            \
+                const T *kt = Kt + c * nk;                                                      \
+                for (int64_t col = 0; col < nk; col++)                                          \
+                    s[col] += qc * kt[col];                                                     \
+            }                                                                                   \
+            T m = -INFINITY;                                                                    \
+            for (int64_t col = 0; col < nk; col++) {                                            \
+                int64_t jpos = j->ks.start + j->ks.stride * col;                                \
+                s[col] = mask_visible(p->mask, p->window, i, jpos) ? s[col] * scale : -INFINITY; \
+                if (s[col] > m)                                                                 \
+                    m = s[col];                                                                 \
+            }                                                                                   \
+            T *o = O + r * d;                                                                   \
+            memset(o, 0, sizeof(T) * (size_t)d);                                                \
+            if (m == -INFINITY) { /* no visible key in this piece */                           \
+                L[r] = -INFINITY;                                                               \
+                continue;                                                                       \
+            }                                                                                   \
+            T l = 0;                                                                            \
+            for (int64_t col = 0; col < nk; col++) {                                            \
+                s[col] = EXP(s[col] - m);                                                       \
+                l += s[col];                                                                    \
+            }                                                                                   \
+            for (int64_t col = 0; col < nk; col++) {                                            \
+                T w = s[col] / l;                                                               \
+                const T *vr = V + col * d;                                                      \
+                for (int64_t c = 0; c < d; c++)                                                 \
+                    o[c] += w * vr[c];                                                          \
+            }                                                                                   \
+            L[r] = m + LOG(l);                                                                  \
+        }                                                                                       \
+    }
+
+NAIVE_HEAD(float, expf, logf)
+NAIVE_HEAD(double, exp, log)
+
+static void naive_item(void *ctx, int64_t bh, int worker) {
+    const naive_job_t *j = ctx;
+    size_t s_elems = (size_t)(j->n_q * j->n_k);
+    if (j->p->dtype == ATTN_F64) {
+        double *S = j->scratch[worker];
+        naive_head_double(j, bh, S, S + s_elems);
+    } else {
+        float *S = j->scratch[worker];
+        naive_head_float(j, bh, S, S + s_elems);
+    }
+}
+
+static int naive_workers(const attn_problem_t *p) {
+    int64_t items = p->batch * p->heads;
+    return (int)ATTN_MIN((int64_t)problem_threads(p), items);
+}
+
+static size_t naive_scratch_bytes(const attn_problem_t *p, int64_t n_q, int64_t n_k) {
+    return (size_t)(n_q * n_k + p->head_dim * n_k) * dtype_size(p->dtype);
+}
+
+int naive_attend(const attn_problem_t *p, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
+                 const attn_io_t *io, attn_err_t *err) {
+    int workers = naive_workers(p);
+    void *scratch[workers];
+    naive_job_t job = {.p = p, .qs = qs, .ks = ks, .n_q = n_q, .n_k = n_k, .q = io->q, .k = io->k,
+                       .v = io->v, .o = io->o, .lse = io->lse, .scratch = scratch};
+    int rc = ATTN_OK;
+    int got = 0;
+    for (; got < workers; got++) {
+        scratch[got] = attn_alloc(naive_scratch_bytes(p, n_q, n_k), err, "naive score matrix");
+        if (!scratch[got]) {
+            rc = ATTN_ERUNTIME;
+            break;
+        }
+    }
+    if (rc == ATTN_OK)
+        parallel_for(workers, p->batch * p->heads, naive_item, &job);
+    for (int w = 0; w < got; w++)
+        attn_free(scratch[w]);
+    return rc;
+}
+
+static int naive_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+    return backend_check_memory(self, p, reason, len);
+}
+
+static int naive_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+    (void)self;
+    return naive_attend(p, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, io, err);
+}
+
+static size_t naive_workspace(const attn_backend_t *self, const attn_problem_t *p) {
+    (void)self;
+    return (size_t)naive_workers(p) * naive_scratch_bytes(p, p->n_q, p->n_k);
+}
+
+const attn_backend_t backend_cpu_naive = {
+    .name = "naive",
+    .device = "cpu",
+    .description = "materialises the n_q×n_k score matrix; f32 and f64 (the reference)",
+    .supports = naive_supports,
+    .forward = naive_forward,
+    .workspace_bytes = naive_workspace,
+};

@@ -1,0 +1,39 @@
+/* sliding_window.c — attention under a window mask (i − w < j ≤ i) that visits only the band of
+ * K/V tiles the window touches, so its cost is linear in n. It shares blockwise's tile engine
+ * and declines every other mask: a window backend running "causal" would be a different
+ * (and quadratic) computation under its name. */
+#include "backend.h"
+#include "tile_engine.h"
+
+static int window_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+    if (p->mask != ATTN_MASK_WINDOW) {
+        snprintf(reason, len, "%s declines mask %s: it computes only the window band (use --mask window)",
+                 self->name, mask_name(p->mask));
+        return 0;
+    }
+    if (p->dtype != ATTN_F32) {
+        snprintf(reason, len, "%s runs in float32 only (got %s)", self->name, dtype_name(p->dtype));
+        return 0;
+    }
+    return backend_check_memory(self, p, reason, len);
+}
+
+static int window_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+    (void)self;
+    return tile_attend_f32(p, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, io->q, io->k, io->v, io->o,
+                           io->lse, TILE_BAND_ONLY, NULL, err);
+}
+
+static size_t window_workspace(const attn_backend_t *self, const attn_problem_t *p) {
+    (void)self;
+    return tile_workspace_bytes(p, p->n_q);
+}
+
+const attn_backend_t backend_cpu_sliding_window = {
+    .name = "sliding_window",
+    .device = "cpu",
+    .description = "window mask only; visits just the band of tiles: cost linear in n; f32",
+    .supports = window_supports,
+    .forward = window_forward,
+    .workspace_bytes = window_workspace,
+};

@@ -1,0 +1,40 @@
+/* softmax_generic.c — portable online-softmax step (libm exp2f); the fallback when the CPU
+ * lacks AVX-512, and the yardstick the AVX-512 kernel is tested against. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "softmax.h"
+
+void softmax_tile_generic(float *S, int rows, int cols, int ld, float c, float *m, float *l, float *alpha) {
+    for (int r = 0; r < rows; r++) {
+        float *s = S + (size_t)r * ld;
+        float mx = -INFINITY;
+        for (int j = 0; j < cols; j++)
+            mx = s[j] > mx ? s[j] : mx;
+        float m_new = fmaxf(m[r], mx * c);
+        if (m_new == -INFINITY) {
+            memset(s, 0, sizeof(float) * (size_t)cols);
+            alpha[r] = 1.0f;
+            continue;
+        }
+        float sum = 0.0f;
+        for (int j = 0; j < cols; j++) {
+            s[j] = exp2f(fmaf(s[j], c, -m_new));
+            sum += s[j];
+        }
+        alpha[r] = exp2f(m[r] - m_new);
+        l[r] = l[r] * alpha[r] + sum;
+        m[r] = m_new;
+    }
+}
+
+softmax_tile_fn softmax_tile_select(void) {
+    const char *force = getenv("ATTN_SIMD");
+    if (force && strcmp(force, "generic") == 0)
+        return softmax_tile_generic;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? softmax_tile_avx512 : softmax_tile_generic;
+}
+
+const char *softmax_tile_name(softmax_tile_fn f) { return f == softmax_tile_avx512 ? "avx512" : "generic"; }

@@ -1,0 +1,154 @@
+/* tile_engine.c — see tile_engine.h. Both GEMMs of a tile go through single-threaded CBLAS
+ * sgemm (OpenBLAS's packed kernels beat a hand-rolled loop nest); the parallelism is ours,
+ * across batch × heads × query tiles, heaviest causal tiles first. */
+#include "tile_engine.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "parallel.h"
+#include "softmax.h"
+
+typedef struct {
+    float *S, *m, *l, *alpha;
+} tile_ws_t;
+
+typedef struct {
+    const attn_problem_t *p;
+    attn_span_t qs, ks;
+    int64_t n_q, n_k, n_qt;
+    int bq, bk;
+    const float *Q, *K, *V;
+    float *O, *LSE;
+    tile_walk_t walk;
+    float c; /* scale · log2(e) */
+    softmax_tile_fn softmax;
+    tile_ws_t *ws;
+    atomic_llong computed, skipped;
+} tile_job_t;
+
+int tile_block_q(const attn_problem_t *p) { return p->block_q > 0 ? p->block_q : TILE_DEFAULT_BQ; }
+int tile_block_k(const attn_problem_t *p) { return p->block_k > 0 ? p->block_k : TILE_DEFAULT_BK; }
+
+static int64_t pos_at(attn_span_t s, int64_t r) { return s.start + s.stride * r; }
+
+/* Sets the scores a partially visible tile's mask hides to −∞, row by row. */
+static void mask_tile(const tile_job_t *j, float *S, int64_t r0, int rows, int64_t j0, int cols) {
+    for (int r = 0; r < rows; r++) {
+        int64_t i = pos_at(j->qs, r0 + r), lo, hi;
+        mask_key_range(j->p->mask, j->p->window, i, i, j->ks, j->n_k, &lo, &hi);
+        float *s = S + (size_t)r * j->bk;
+        for (int col = 0; col < cols; col++)
+            if (j0 + col < lo || j0 + col >= hi)
+                s[col] = -INFINITY;
+    }
+}
+
+static void tile_item(void *ctx, int64_t item, int worker) {
+    tile_job_t *j = ctx;
+    const attn_problem_t *p = j->p;
+    int64_t d = p->head_dim, bh_count = p->batch * p->heads;
+    /* Last query tiles first: under a causal mask they carry the most key tiles. */
+    int64_t bh = item % bh_count, qt = j->n_qt - 1 - item / bh_count;
+    int64_t b = bh / p->heads, h = bh % p->heads, kvh = h / (p->heads / p->kv_heads);
+    int64_t r0 = qt * j->bq;
+    int rows = (int)ATTN_MIN((int64_t)j->bq, j->n_q - r0);
+    const float *Q = j->Q + (bh * j->n_q + r0) * d;                /* (rows, d) */
+    const float *K = j->K + (b * p->kv_heads + kvh) * j->n_k * d;  /* (n_k, d) */
+    const float *V = j->V + (b * p->kv_heads + kvh) * j->n_k * d;  /* (n_k, d) */
+    float *O = j->O + (bh * j->n_q + r0) * d;                      /* (rows, d), accumulator */
+    float *LSE = j->LSE + bh * j->n_q + r0;                        /* (rows) */
+    tile_ws_t *ws = &j->ws[worker];
+
+    int64_t i_lo = pos_at(j->qs, r0), i_hi = pos_at(j->qs, r0 + rows - 1), lo, hi;
+    mask_key_range(p->mask, p->window, i_lo, i_hi, j->ks, j->n_k, &lo, &hi);
+    int64_t n_kt = (j->n_k + j->bk - 1) / j->bk;
+    int64_t kt_first = 0, kt_end = n_kt;
+    if (j->walk == TILE_BAND_ONLY) {
+        kt_first = lo / j->bk;
+        kt_end = hi > lo ? (hi - 1) / j->bk + 1 : kt_first;
+    }
+    /* Per-row visibility is monotone in the position, so the first row's range ends earliest
+     * and the last row's begins latest: a tile inside both is visible to every row. */
+    int64_t lo_last, hi_first, unused;
+    mask_key_range(p->mask, p->window, i_hi, i_hi, j->ks, j->n_k, &lo_last, &unused);
+    mask_key_range(p->mask, p->window, i_lo, i_lo, j->ks, j->n_k, &unused, &hi_first);
+
+    memset(O, 0, sizeof(float) * (size_t)(rows * d));
+    for (int r = 0; r < rows; r++) {
+        ws->m[r] = -INFINITY;
+        ws->l[r] = 0.0f;
+    }
+    int64_t computed = 0, skipped = 0;
+    for (int64_t kt = kt_first; kt < kt_end; kt++) {
+        int64_t j0 = kt * j->bk;
+        int cols = (int)ATTN_MIN((int64_t)j->bk, j->n_k - j0);
+        if (j0 + cols <= lo || j0 >= hi) {
+            skipped++;
+            continue;
+        }
+        computed++;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, (int)d, 1.0f, Q, (int)d, K + j0 * d,
+                    (int)d, 0.0f, ws->S, j->bk);
+        if (!(lo_last <= j0 && j0 + cols <= hi_first))
+            mask_tile(j, ws->S, r0, rows, j0, cols);
+        j->softmax(ws->S, rows, cols, j->bk, j->c, ws->m, ws->l, ws->alpha);
+        for (int r = 0; r < rows; r++)
+            if (ws->alpha[r] != 1.0f)
+                cblas_sscal((int)d, ws->alpha[r], O + r * d, 1);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, (int)d, cols, 1.0f, ws->S, j->bk,
+                    V + j0 * d, (int)d, 1.0f, O, (int)d);
+    }
+    for (int r = 0; r < rows; r++) {
+        if (ws->l[r] == 0.0f) { /* nothing visible in this piece */
+            LSE[r] = -INFINITY;
+            continue;
+        }
+        cblas_sscal((int)d, 1.0f / ws->l[r], O + r * d, 1);
+        LSE[r] = (float)((double)ws->m[r] * M_LN2 + log((double)ws->l[r]));
+    }
+    atomic_fetch_add(&j->computed, computed);
+    atomic_fetch_add(&j->skipped, skipped + (n_kt - (kt_end - kt_first)));
+}
+
+static int tile_workers(const attn_problem_t *p, int64_t n_q) {
+    int64_t items = p->batch * p->heads * ((n_q + tile_block_q(p) - 1) / tile_block_q(p));
+    return (int)ATTN_MIN((int64_t)problem_threads(p), ATTN_MAX(items, 1));
+}
+
+size_t tile_workspace_bytes(const attn_problem_t *p, int64_t n_q) {
+    size_t per = (size_t)tile_block_q(p) * ((size_t)tile_block_k(p) + 3) * sizeof(float);
+    return (size_t)tile_workers(p, n_q) * per;
+}
+
+int tile_attend_f32(const attn_problem_t *p, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
+                    const float *Q, const float *K, const float *V, float *O, float *LSE, tile_walk_t walk,
+                    tile_stats_t *stats, attn_err_t *err) {
+    int workers = tile_workers(p, n_q);
+    tile_job_t j = {.p = p, .qs = qs, .ks = ks, .n_q = n_q, .n_k = n_k, .bq = tile_block_q(p),
+                    .bk = tile_block_k(p), .Q = Q, .K = K, .V = V, .O = O, .LSE = LSE, .walk = walk,
+                    .c = (float)(problem_scale(p) * M_LOG2E), .softmax = softmax_tile_select()};
+    j.n_qt = (n_q + j.bq - 1) / j.bq;
+    atomic_init(&j.computed, 0);
+    atomic_init(&j.skipped, 0);
+    size_t per = (size_t)j.bq * ((size_t)j.bk + 3);
+    float *block = attn_alloc(per * (size_t)workers * sizeof(float), err, "blockwise tile workspace");
+    if (!block)
+        return ATTN_ERUNTIME;
+    tile_ws_t ws[workers];
+    for (int w = 0; w < workers; w++) {
+        float *base = block + per * (size_t)w;
+        ws[w] = (tile_ws_t){.S = base, .m = base + (size_t)j.bq * j.bk, .l = base + (size_t)j.bq * (j.bk + 1),
+                            .alpha = base + (size_t)j.bq * (j.bk + 2)};
+    }
+    j.ws = ws;
+    parallel_for(workers, p->batch * p->heads * j.n_qt, tile_item, &j);
+    attn_free(block);
+    if (stats) {
+        stats->tiles_computed = atomic_load(&j.computed);
+        stats->tiles_skipped = atomic_load(&j.skipped);
+    }
+    return ATTN_OK;
+}

@@ -1,0 +1,105 @@
+/* exactness.c — every backend against the float64 naive reference on seeded inputs. The
+ * reference and the float32 naive baseline (whose error sets the tolerance, tolerance.c) are
+ * computed once per case and shared by all backends of the case. */
+#include <math.h>
+
+#include "backend.h"
+#include "impls/cpu/naive.h"
+#include "task.h"
+#include "tensors.h"
+#include "timing.h"
+#include "tolerance.h"
+
+static double max_abs_finite(const double *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(x[i]))
+            m = fmax(m, fabs(x[i]));
+    return m;
+}
+
+static void record_errors(attn_record_t *r, const attn_errors_t *e, const attn_errors_t *bound) {
+    record_metric(r, "rel_l2_err", e->rel_l2, "1");
+    record_metric(r, "max_abs_err", e->max_abs, "1");
+    record_metric(r, "lse_max_abs_err", e->lse_max, "1");
+    record_metric(r, "tol_rel_l2", bound->rel_l2, "1");
+    record_metric(r, "tol_max_abs", bound->max_abs, "1");
+    record_metric(r, "tol_lse", bound->lse_max, "1");
+}
+
+static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, int index, int count, attn_run_t *run,
+                          attn_err_t *err) {
+    task_progress(index + 1, count, "exactness n_k=%lld n_q=%lld mask=%s", (long long)p->n_k, (long long)p->n_q,
+                  mask_name(p->mask));
+    attn_problem_t p64 = *p, p32 = *p;
+    p64.dtype = ATTN_F64;
+    p32.dtype = ATTN_F32;
+    const attn_backend_t *naive = registry_find("naive");
+    char reason[512];
+    if (!naive->supports(naive, &p64, reason, sizeof reason)) {
+        for (int b = 0; b < o->n_backends; b++) {
+            attn_record_t *r = task_record(run, o, "exactness", o->backends[b], p);
+            record_set_status(r, REC_SKIPPED, "no float64 reference: %s", reason);
+        }
+        return ATTN_OK;
+    }
+    attn_tensors_t ref = {0}, in32 = {0};
+    int rc = tensors_alloc(&p64, 1, o->seed, &ref, err);
+    if (rc == ATTN_OK)
+        rc = tensors_alloc(&p32, 1, o->seed, &in32, err);
+    if (rc == ATTN_OK)
+        rc = naive_attend(&p64, problem_q_span(&p64), p64.n_q, problem_k_span(&p64), p64.n_k, &ref.io, err);
+    if (rc == ATTN_OK)
+        rc = naive_attend(&p32, problem_q_span(&p32), p32.n_q, problem_k_span(&p32), p32.n_k, &in32.io, err);
+    if (rc != ATTN_OK) {
+        tensors_free(&ref);
+        tensors_free(&in32);
+        return rc;
+    }
+    size_t n_o = problem_numel_q(p), n_lse = problem_numel_lse(p);
+    attn_errors_t naive32 = errors_measure(in32.o, in32.lse, ATTN_F32, ref.o, ref.lse, n_o, n_lse);
+    double o_max = max_abs_finite(ref.o, n_o), lse_max = max_abs_finite(ref.lse, n_lse);
+
+    for (int b = 0; b < o->n_backends && rc == ATTN_OK; b++) {
+        const attn_backend_t *be = registry_find(o->backends[b]);
+        attn_record_t *r = task_record(run, o, "exactness", be->name, p);
+        if (!be->supports(be, p, reason, sizeof reason)) {
+            record_set_status(r, REC_SKIPPED, "%s", reason);
+            continue;
+        }
+        if (be == naive && p->dtype == ATTN_F64) {
+            record_set_status(r, REC_SKIPPED, "naive in float64 is the reference itself");
+            continue;
+        }
+        attn_tensors_t out = {0};
+        if ((rc = tensors_alloc(p, 0, o->seed, &out, err)) != ATTN_OK)
+            break;
+        attn_io_t io = p->dtype == ATTN_F64 ? ref.io : in32.io;
+        io.o = out.o;
+        io.lse = out.lse;
+        attn_err_t berr = {0};
+        double t0 = time_now_s();
+        int brc = be->forward(be, p, &io, &berr);
+        double t = time_now_s() - t0;
+        if (brc != ATTN_OK) {
+            record_set_status(r, REC_ERROR, "%s", berr.msg);
+        } else {
+            attn_errors_t e = errors_measure(out.o, out.lse, p->dtype, ref.o, ref.lse, n_o, n_lse);
+            attn_errors_t bound = tolerance_bound(be->name, p->dtype, &naive32, o_max, lse_max);
+            record_errors(r, &e, &bound);
+            record_metric(r, "naive_f32_rel_l2", naive32.rel_l2, "1");
+            record_metric(r, "time_s", t, "s");
+            if (!errors_within(&e, &bound))
+                record_set_status(r, REC_FAIL, "error above tolerance (rel_l2 %.3g > %.3g or max_abs %.3g > %.3g or lse %.3g > %.3g)",
+                                  e.rel_l2, bound.rel_l2, e.max_abs, bound.max_abs, e.lse_max, bound.lse_max);
+        }
+        tensors_free(&out);
+    }
+    tensors_free(&ref);
+    tensors_free(&in32);
+    return rc;
+}
+
+int task_exactness(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
+    return task_for_each_case(o, run, exactness_case, err);
+}

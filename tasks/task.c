@@ -1,0 +1,53 @@
+/* task.c — the task table and what the tasks share: the case grid, records, progress. */
+#include "task.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+static const attn_task_t tasks[] = {
+    {"exactness", "max abs / relative L2 / LSE error vs the float64 reference; pass or fail", task_exactness},
+    {"throughput", "time, tokens/s, GFLOP/s and fraction of sgemm measured in the same run", task_throughput},
+    {"memory", "peak RSS over the run vs the Q,K,V,O tensors and the analytic workspace", task_memory},
+};
+
+int task_count(void) { return (int)(sizeof tasks / sizeof tasks[0]); }
+const attn_task_t *task_get(int i) { return &tasks[i]; }
+const attn_task_t *task_find(const char *name) {
+    for (int i = 0; i < task_count(); i++)
+        if (strcmp(tasks[i].name, name) == 0)
+            return &tasks[i];
+    return NULL;
+}
+
+void task_progress(int i, int n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "[%d/%d] ", i, n);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int task_for_each_case(const attn_opts_t *o, attn_run_t *run, case_fn fn, attn_err_t *err) {
+    int n_q = o->n_q_len ? o->n_q_len : 1;
+    int count = o->n_seq_len * n_q * o->n_masks, index = 0;
+    for (int s = 0; s < o->n_seq_len; s++)
+        for (int q = 0; q < n_q; q++)
+            for (int m = 0; m < o->n_masks; m++) {
+                attn_problem_t p;
+                ATTN_TRY(opts_problem(o, o->seq_len[s], o->n_q_len ? o->q_len[q] : o->seq_len[s], o->masks[m], &p,
+                                      err));
+                ATTN_TRY(fn(o, &p, index++, count, run, err));
+            }
+    return ATTN_OK;
+}
+
+attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *task, const char *backend,
+                           const attn_problem_t *p) {
+    attn_record_t *r = results_add(run, task, backend, p);
+    if (r) {
+        record_extra_num(r, "repeats", o->repeats);
+        record_extra_num(r, "warmup", o->warmup);
+    }
+    return r;
+}

@@ -1,0 +1,38 @@
+/* task.h — the tasks `attnbench run --task NAME` runs, each appending records to a run.
+ * A task returns ATTN_OK even when cases fail or are skipped (that is what records are for);
+ * an error return means the run itself could not go on. */
+#pragma once
+#include "options.h"
+#include "results.h"
+
+typedef struct {
+    const char *name;
+    const char *description;
+    int (*run)(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
+} attn_task_t;
+
+const attn_task_t *task_find(const char *name);
+int task_count(void);
+const attn_task_t *task_get(int i);
+
+int task_exactness(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
+int task_throughput(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
+int task_memory(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
+
+/* `attnbench peak`: sgemm GFLOP/s at sizes o->sizes (the roofline the other figures are
+ * compared with). */
+int task_peak(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
+/* One timed n×n×n sgemm on `threads` threads, in seconds; buffers are reused between calls. */
+double peak_sgemm_seconds(int n, int threads, attn_err_t *err);
+void peak_release(void);
+
+/* Progress on stderr: "[i/n] what", one line per case. */
+void task_progress(int i, int n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Calls fn once per case of the run's (seq-len × q-len × mask) grid with its problem. */
+typedef int (*case_fn)(const attn_opts_t *o, const attn_problem_t *p, int index, int count, attn_run_t *run,
+                       attn_err_t *err);
+int task_for_each_case(const attn_opts_t *o, attn_run_t *run, case_fn fn, attn_err_t *err);
+/* Appends a record for backend b on p and fills config extras shared by tasks. */
+attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *task, const char *backend,
+                           const attn_problem_t *p);

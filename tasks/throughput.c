@@ -1,0 +1,71 @@
+/* throughput.c — time per call, tokens/s and GFLOP/s (4·d FLOPs per visible query–key pair, so
+ * causal counts about half) for each backend. Each timed repeat is paired with an sgemm timing
+ * on the same threads, and the ratio is taken per pair before the median: on a shared machine
+ * both halves of a pair see the same interference. */
+#include "backend.h"
+#include "parallel.h"
+#include "task.h"
+#include "tensors.h"
+#include "timing.h"
+
+enum { PEER_SGEMM_N = 2048 };
+
+static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, int index, int count, attn_run_t *run,
+                           attn_err_t *err) {
+    double flops = problem_flops(p);
+    int threads = problem_threads(p);
+    for (int b = 0; b < o->n_backends; b++) {
+        const attn_backend_t *be = registry_find(o->backends[b]);
+        task_progress(index + 1, count, "throughput %s n_k=%lld n_q=%lld mask=%s", be->name, (long long)p->n_k,
+                      (long long)p->n_q, mask_name(p->mask));
+        attn_record_t *r = task_record(run, o, "throughput", be->name, p);
+        char reason[512];
+        if (!be->supports(be, p, reason, sizeof reason)) {
+            record_set_status(r, REC_SKIPPED, "%s", reason);
+            continue;
+        }
+        attn_tensors_t t;
+        ATTN_TRY(tensors_alloc(p, 1, o->seed, &t, err));
+        int reps = o->repeats;
+        double secs[reps], gflops[reps], frac[reps], peer[reps];
+        attn_err_t berr = {0};
+        int brc = ATTN_OK;
+        parallel_set_blas_threads(threads);
+        for (int w = 0; w < o->warmup && brc == ATTN_OK; w++)
+            brc = be->forward(be, p, &t.io, &berr);
+        for (int i = 0; i < reps && brc == ATTN_OK; i++) {
+            double ts = peak_sgemm_seconds(PEER_SGEMM_N, threads, err);
+            if (ts < 0) {
+                tensors_free(&t);
+                return ATTN_ERUNTIME;
+            }
+            peer[i] = 2.0 * PEER_SGEMM_N * (double)PEER_SGEMM_N * PEER_SGEMM_N / ts / 1e9;
+            double t0 = time_now_s();
+            brc = be->forward(be, p, &t.io, &berr);
+            secs[i] = time_now_s() - t0;
+            gflops[i] = flops / secs[i] / 1e9;
+            frac[i] = gflops[i] / peer[i];
+        }
+        tensors_free(&t);
+        if (brc != ATTN_OK) {
+            record_set_status(r, REC_ERROR, "%s", berr.msg);
+            continue;
+        }
+        double tok[reps];
+        for (int i = 0; i < reps; i++)
+            tok[i] = (double)(p->batch * p->n_q) / secs[i];
+        record_timed(r, "time_s", secs, reps, "s");
+        record_timed(r, "tokens_per_s", tok, reps, "tok/s");
+        record_timed(r, "gflops", gflops, reps, "GFLOP/s");
+        record_timed(r, "sgemm_gflops", peer, reps, "GFLOP/s");
+        record_timed(r, "frac_of_sgemm", frac, reps, "1");
+        record_metric(r, "flops", flops, "FLOP");
+        record_metric(r, "threads", threads, "1");
+    }
+    peak_release();
+    return ATTN_OK;
+}
+
+int task_throughput(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
+    return task_for_each_case(o, run, throughput_case, err);
+}

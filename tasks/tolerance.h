@@ -1,0 +1,21 @@
+/* tolerance.h — how close to the float64 reference a backend must be, in one table. */
+#pragma once
+#include "problem.h"
+
+/* Errors of one output against the float64 reference. */
+typedef struct {
+    double max_abs;    /* max |O − O_ref| */
+    double rel_l2;     /* ‖O − O_ref‖₂ / ‖O_ref‖₂ */
+    double lse_max;    /* max |LSE − LSE_ref| over rows */
+} attn_errors_t;
+
+/* O/LSE of n_o and n_lse elements (dtype) against float64 references. Non-finite output counts
+ * as an infinite error. */
+attn_errors_t errors_measure(const void *o, const void *lse, attn_dtype_t dtype, const double *o_ref,
+                             const double *lse_ref, size_t n_o, size_t n_lse);
+
+/* The bound each error must stay within for `backend` at `dtype`, given the float32 naive
+ * backend's own errors in the same case and the reference's magnitudes. */
+attn_errors_t tolerance_bound(const char *backend, attn_dtype_t dtype, const attn_errors_t *naive32,
+                              double o_ref_max, double lse_ref_max);
+int errors_within(const attn_errors_t *e, const attn_errors_t *bound);

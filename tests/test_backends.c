@@ -1,0 +1,109 @@
+/* test_backends.c — the exactness matrix, run through the same exactness task users run:
+ * every backend × mask × H_kv ∈ {H, 2, 1} × n ∈ {1, 7, 64, 1000, 4097} × d ∈ {16, 64, 128} ×
+ * (n_q = n_k, n_q < n_k), plus small tiles on the smaller n so multi-tile paths are exercised.
+ * A record must pass, except that sliding_window must decline (skip) masks other than window.
+ * usage: test_backends [--mask M] [--min-n N] [--max-n N]   (CTest splits the matrix this way) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "options.h"
+#include "parallel.h"
+#include "tasks/task.h"
+
+static const int64_t ns[] = {1, 7, 64, 1000, 4097};
+static const int64_t ds[] = {16, 64, 128};
+enum { H = 4 };
+
+static int check_records(const attn_run_t *run, const char *label, int *passed, int *failed) {
+    for (int i = 0; i < run->n_records; i++) {
+        const attn_record_t *r = &run->records[i];
+        const attn_problem_t *c = &r->config;
+        int expect_skip = strcmp(r->backend, "sliding_window") == 0 && c->mask != ATTN_MASK_WINDOW;
+        int ok = expect_skip ? r->status == REC_SKIPPED : r->status == REC_PASS;
+        double rel = 0, tol = 0;
+        for (int m = 0; m < r->n_metrics; m++) {
+            if (!strcmp(r->metrics[m].name, "rel_l2_err"))
+                rel = r->metrics[m].value;
+            if (!strcmp(r->metrics[m].name, "tol_rel_l2"))
+                tol = r->metrics[m].value;
+        }
+        printf("%s %-14s %s n_k=%-5lld n_q=%-5lld H=%d H_kv=%lld d=%-3lld mask=%-6s blocks=%dx%d rel_l2=%.3g (tol %.3g) %s%s%s\n",
+               ok ? "ok  " : "FAIL", r->backend, label, (long long)c->n_k, (long long)c->n_q, H, (long long)c->kv_heads,
+               (long long)c->head_dim, mask_name(c->mask), c->block_q, c->block_k, rel, tol, status_name(r->status),
+               r->reason[0] ? ": " : "", r->reason);
+        if (!ok)
+            printf("     expected %s, got %s\n", expect_skip ? "skipped" : "pass", status_name(r->status));
+        *passed += ok;
+        *failed += !ok;
+    }
+    return ATTN_OK;
+}
+
+int main(int argc, char **argv) {
+    const char *mask = "none,causal,window";
+    int64_t min_n = 0, max_n = INT64_MAX;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--mask"))
+            mask = argv[i + 1];
+        else if (!strcmp(argv[i], "--min-n"))
+            min_n = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--max-n"))
+            max_n = atoll(argv[i + 1]);
+        else {
+            fprintf(stderr, "unknown argument %s\n", argv[i]);
+            return 2;
+        }
+    }
+    parallel_set_blas_threads(1);
+    int passed = 0, failed = 0;
+    for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++) {
+        int64_t n = ns[in];
+        if (n < min_n || n > max_n)
+            continue;
+        for (size_t id = 0; id < sizeof ds / sizeof ds[0]; id++)
+            for (int64_t kvh = H; kvh >= 1; kvh /= 2)
+                for (int tiles = 0; tiles < (n <= 1000 ? 2 : 1); tiles++) {
+                    char args[512], qlen[64];
+                    /* n_q < n_k: a third of the keys, or a single decode row for tiny n; n = 1 has
+                     * only n_q = n_k. */
+                    int64_t nq = n <= 7 ? 1 : n / 3;
+                    if (n == 1)
+                        snprintf(qlen, sizeof qlen, "1");
+                    else
+                        snprintf(qlen, sizeof qlen, "%lld,%lld", (long long)n, (long long)nq);
+                    snprintf(args, sizeof args,
+                             "backends=naive,blockwise,sliding_window mask=%s seq-len=%lld q-len=%s heads=%d "
+                             "kv-heads=%lld head-dim=%lld batch=%d window=%lld block-q=%d block-k=%d seed=%zu",
+                             mask, (long long)n, qlen, H, (long long)kvh, (long long)ds[id], n <= 64 ? 2 : 1,
+                             (long long)(n * 3 / 10 > 0 ? n * 3 / 10 : 1), tiles ? 16 : 128, tiles ? 32 : 256,
+                             in * 10 + id);
+                    attn_opts_t o;
+                    opts_defaults(&o);
+                    o.threads = 2;
+                    o.repeats = 1;
+                    attn_err_t err = {0};
+                    char *save = NULL;
+                    for (char *kv = strtok_r(args, " ", &save); kv; kv = strtok_r(NULL, " ", &save)) {
+                        char *eq = strchr(kv, '=');
+                        *eq = '\0';
+                        if (opts_set(&o, kv, eq + 1, &err) != ATTN_OK) {
+                            fprintf(stderr, "FAIL bad test case: %s\n", err.msg);
+                            return 1;
+                        }
+                    }
+                    attn_run_t run;
+                    char *fake_argv[] = {"test_backends"};
+                    if (results_run_init(&run, 1, fake_argv, o.seed, 2, &err) != ATTN_OK ||
+                        opts_validate_run(&o, &err) != ATTN_OK || task_exactness(&o, &run, &err) != ATTN_OK) {
+                        printf("FAIL n=%lld d=%lld H_kv=%lld: %s\n", (long long)n, (long long)ds[id], (long long)kvh, err.msg);
+                        return 1;
+                    }
+                    check_records(&run, tiles ? "small-tiles" : "default-tiles", &passed, &failed);
+                    results_run_free(&run);
+                }
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : (passed ? 0 : 1);
+}
