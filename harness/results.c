@@ -3,6 +3,7 @@
  * hidden temporary names and renamed only once both are complete, so a reader (a dashboard
  * polling results/) never sees a half-written file or a JSON without its CSV. */
 #include "results.h"
+#include "timing.h"
 
 #include <csv.h>
 #include <errno.h>
@@ -163,26 +164,9 @@ void record_metric(attn_record_t *r, const char *name, double value, const char 
     m->value = value;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 void record_timed(attn_record_t *r, const char *name, const double *samples, int n, const char *unit) {
-    double med = NAN, lo = NAN, hi = NAN; /* no samples: the metrics exist but read as null */
-    if (n > 0) {
-        double *s = malloc((size_t)n * sizeof *s);
-        if (!s) {
-            record_oom(r, name);
-            return;
-        }
-        memcpy(s, samples, (size_t)n * sizeof *s);
-        qsort(s, (size_t)n, sizeof *s, cmp_double);
-        lo = s[0];
-        hi = s[n - 1];
-        med = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
-        free(s);
-    }
+    double med, lo, hi; /* NaN without samples: the metrics exist but read as null */
+    stats_summary(samples, n, &med, &lo, &hi);
     char key[sizeof r->metrics[0].name + 8];
     record_metric(r, name, med, unit);
     snprintf(key, sizeof key, "%s_min", name);

@@ -1,6 +1,7 @@
 /* timing.c — see timing.h. */
 #include "timing.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,11 +23,15 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-double stats_median(const double *x, int n) {
-    if (n <= 0)
-        return 0.0;
-    double tmp[n];
-    memcpy(tmp, x, sizeof tmp);
-    qsort(tmp, (size_t)n, sizeof tmp[0], cmp_double);
-    return n % 2 ? tmp[n / 2] : 0.5 * (tmp[n / 2 - 1] + tmp[n / 2]);
+void stats_summary(const double *x, int n, double *median, double *min, double *max) {
+    *median = *min = *max = NAN;
+    double *s = n > 0 ? malloc((size_t)n * sizeof *s) : NULL;
+    if (!s)
+        return;
+    memcpy(s, x, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    *min = s[0];
+    *max = s[n - 1];
+    *median = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+    free(s);
 }

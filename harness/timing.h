@@ -4,5 +4,6 @@
 
 double time_now_s(void);
 double time_thread_cpu_s(void);
-/* Median of n samples (sorts a copy); 0 for n = 0. */
-double stats_median(const double *x, int n);
+/* Median, min and max of n samples (sorts a copy). NaN for all three when n = 0 or the copy
+ * cannot be allocated. */
+void stats_summary(const double *x, int n, double *median, double *min, double *max);

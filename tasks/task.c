@@ -19,7 +19,12 @@ const attn_task_t *task_find(const char *name) {
     return NULL;
 }
 
+static int progress_on = 1;
+void task_set_progress(int on) { progress_on = on; }
+
 void task_progress(int i, int n, const char *fmt, ...) {
+    if (!progress_on)
+        return;
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "[%d/%d] ", i, n);

@@ -26,7 +26,8 @@ int task_peak(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 double peak_sgemm_seconds(int n, int threads, attn_err_t *err);
 void peak_release(void);
 
-/* Progress on stderr: "[i/n] what", one line per case. */
+/* Progress on stderr: "[i/n] what", one line per case; on by default, off for the tests. */
+void task_set_progress(int on);
 void task_progress(int i, int n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Calls fn once per case of the run's (seq-len × q-len × mask) grid with its problem. */

@@ -57,6 +57,7 @@ int main(int argc, char **argv) {
         }
     }
     parallel_set_blas_threads(1);
+    task_set_progress(0);
     int passed = 0, failed = 0;
     for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++) {
         int64_t n = ns[in];
