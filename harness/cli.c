@@ -98,6 +98,7 @@ static int execute(int argc, char **argv, attn_opts_t *runs, int n_runs,
     }
     if (rc == ATTN_OK) {
         results_print_table(&run, stdout);
+        fflush(stdout); /* the table before the "wrote" line on a shared terminal */
         rc = results_write(&run, runs[0].out_dir, err);
         if (rc == ATTN_OK)
             fprintf(stderr, "wrote %s/%s.json and .csv\n", runs[0].out_dir, run.run_id);

@@ -29,8 +29,6 @@ static void record_errors(attn_record_t *r, const attn_errors_t *e, const attn_e
 
 static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, int index, int count, attn_run_t *run,
                           attn_err_t *err) {
-    task_progress(index + 1, count, "exactness n_k=%lld n_q=%lld mask=%s", (long long)p->n_k, (long long)p->n_q,
-                  mask_name(p->mask));
     attn_problem_t p64 = *p, p32 = *p;
     p64.dtype = ATTN_F64;
     p32.dtype = ATTN_F32;
@@ -62,11 +60,9 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, int ind
 
     for (int b = 0; b < o->n_backends && rc == ATTN_OK; b++) {
         const attn_backend_t *be = registry_find(o->backends[b]);
-        attn_record_t *r = task_record(run, o, "exactness", be->name, p);
-        if (!be->supports(be, p, reason, sizeof reason)) {
-            record_set_status(r, REC_SKIPPED, "%s", reason);
+        attn_record_t *r;
+        if (!task_start_backend(run, o, "exactness", be, p, index, count, &r))
             continue;
-        }
         if (be == naive && p->dtype == ATTN_F64) {
             record_set_status(r, REC_SKIPPED, "naive in float64 is the reference itself");
             continue;
@@ -85,7 +81,7 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, int ind
             record_set_status(r, REC_ERROR, "%s", berr.msg);
         } else {
             attn_errors_t e = errors_measure(out.o, out.lse, p->dtype, ref.o, ref.lse, n_o, n_lse);
-            attn_errors_t bound = tolerance_bound(be->name, p->dtype, &naive32, o_max, lse_max);
+            attn_errors_t bound = tolerance_bound(be->name, p->dtype, &naive32, o_max, lse_max, p->n_k);
             record_errors(r, &e, &bound);
             record_metric(r, "naive_f32_rel_l2", naive32.rel_l2, "1");
             record_metric(r, "time_s", t, "s");

@@ -11,14 +11,9 @@ static int memory_case(const attn_opts_t *o, const attn_problem_t *p, int index,
                        attn_err_t *err) {
     for (int b = 0; b < o->n_backends; b++) {
         const attn_backend_t *be = registry_find(o->backends[b]);
-        task_progress(index + 1, count, "memory %s n_k=%lld n_q=%lld mask=%s", be->name, (long long)p->n_k,
-                      (long long)p->n_q, mask_name(p->mask));
-        attn_record_t *r = task_record(run, o, "memory", be->name, p);
-        char reason[512];
-        if (!be->supports(be, p, reason, sizeof reason)) {
-            record_set_status(r, REC_SKIPPED, "%s", reason);
+        attn_record_t *r;
+        if (!task_start_backend(run, o, "memory", be, p, index, count, &r))
             continue;
-        }
         if (mem_reset_peak() != 0) {
             record_set_status(r, REC_SKIPPED, "cannot reset the peak RSS (/proc/self/clear_refs not writable)");
             continue;

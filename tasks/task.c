@@ -56,3 +56,16 @@ attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *ta
     }
     return r;
 }
+
+int task_start_backend(attn_run_t *run, const attn_opts_t *o, const char *task, const attn_backend_t *be,
+                       const attn_problem_t *p, int index, int count, attn_record_t **rec) {
+    task_progress(index + 1, count, "%s %s n_k=%lld n_q=%lld mask=%s", task, be->name, (long long)p->n_k,
+                  (long long)p->n_q, mask_name(p->mask));
+    *rec = task_record(run, o, task, be->name, p);
+    char reason[512];
+    if (!be->supports(be, p, reason, sizeof reason)) {
+        record_set_status(*rec, REC_SKIPPED, "%s", reason);
+        return 0;
+    }
+    return 1;
+}

@@ -16,14 +16,9 @@ static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, int in
     int threads = problem_threads(p);
     for (int b = 0; b < o->n_backends; b++) {
         const attn_backend_t *be = registry_find(o->backends[b]);
-        task_progress(index + 1, count, "throughput %s n_k=%lld n_q=%lld mask=%s", be->name, (long long)p->n_k,
-                      (long long)p->n_q, mask_name(p->mask));
-        attn_record_t *r = task_record(run, o, "throughput", be->name, p);
-        char reason[512];
-        if (!be->supports(be, p, reason, sizeof reason)) {
-            record_set_status(r, REC_SKIPPED, "%s", reason);
+        attn_record_t *r;
+        if (!task_start_backend(run, o, "throughput", be, p, index, count, &r))
             continue;
-        }
         attn_tensors_t t;
         ATTN_TRY(tensors_alloc(p, 1, o->seed, &t, err));
         int reps = o->repeats;

@@ -8,11 +8,13 @@
  *     sums, rescaled by exp2(m_old − m_new)), a polynomial exp2 with relative error 2.2e-9 (well
  *     below one float32 ulp, 6e-8) and one extra rounding per rescale; each is at most a few ulps
  *     next to naive's own rounding, which is already one rounding per product and sum term.
- *   - naive f32 itself cannot be judged against its own error, so it has an a-priori bound:
- *     64 ulps (7.6e-6) relative. A float32 dot product over d ≤ 256 terms and a softmax sum over
- *     n terms err by O(√(d) + √(log n)) ulps in RMS for unbiased rounding; 64 ulps leaves about
- *     4× margin at d = 256, while any algorithmic mistake (a wrong mask edge, a missing rescale,
- *     a wrong GQA head) shows up as an error of 1e-3 or more.
+ *   - naive f32 itself cannot be judged against its own error, so it has an a-priori bound of
+ *     max(64, √n_k) ulps. Its dot products over d ≤ 256 terms err by about √d ≤ 16 ulps in RMS
+ *     (64 leaves 4× margin), but its softmax sum and its P·V accumulation are sequential sums
+ *     over n_k terms, whose rounding grows like √n_k ulps (measured: 13 ulps relative L2 at
+ *     n = 4096, 25 at 16384; max abs 47 ulps of max|O| at 16384). Any algorithmic mistake (a
+ *     wrong mask edge, a missing rescale, a wrong GQA head) shows up as 1e-3 or more, far above
+ *     either term.
  * The numbers below are set from this reasoning, not from observed failures, and must not be
  * raised to make a case pass. */
 #include "tolerance.h"
@@ -26,12 +28,13 @@ typedef struct {
     attn_dtype_t dtype;
     double naive_factor; /* multiple of naive-f32's own error in the same case */
     double floor_ulps;   /* plus this many epsilons of the dtype, times the reference magnitude */
+    int sqrt_n_growth;   /* floor is max(floor_ulps, √n_k): sequential sums over n_k terms */
 } tol_rule_t;
 
 static const tol_rule_t rules[] = {
-    {"naive", ATTN_F32, 0.0, 64.0},
-    {"*", ATTN_F32, 4.0, 4.0},
-    {"*", ATTN_F64, 0.0, 1024.0}, /* float64 backends: a priori, 2e-13 relative */
+    {"naive", ATTN_F32, 0.0, 64.0, 1},
+    {"*", ATTN_F32, 4.0, 4.0, 0},
+    {"*", ATTN_F64, 0.0, 1024.0, 1}, /* float64 backends: a priori, 2e-13 relative */
 };
 
 static const tol_rule_t *rule_for(const char *backend, attn_dtype_t dtype) {
@@ -42,10 +45,11 @@ static const tol_rule_t *rule_for(const char *backend, attn_dtype_t dtype) {
 }
 
 attn_errors_t tolerance_bound(const char *backend, attn_dtype_t dtype, const attn_errors_t *naive32,
-                              double o_ref_max, double lse_ref_max) {
+                              double o_ref_max, double lse_ref_max, int64_t n_k) {
     const tol_rule_t *r = rule_for(backend, dtype);
     double eps = dtype == ATTN_F64 ? DBL_EPSILON : FLT_EPSILON;
-    double floor_eps = r->floor_ulps * eps;
+    double ulps = r->sqrt_n_growth ? fmax(r->floor_ulps, sqrt((double)n_k)) : r->floor_ulps;
+    double floor_eps = ulps * eps;
     return (attn_errors_t){
         .max_abs = r->naive_factor * naive32->max_abs + floor_eps * fmax(o_ref_max, 1e-30),
         .rel_l2 = r->naive_factor * naive32->rel_l2 + floor_eps,

@@ -17,5 +17,5 @@ attn_errors_t errors_measure(const void *o, const void *lse, attn_dtype_t dtype,
 /* The bound each error must stay within for `backend` at `dtype`, given the float32 naive
  * backend's own errors in the same case and the reference's magnitudes. */
 attn_errors_t tolerance_bound(const char *backend, attn_dtype_t dtype, const attn_errors_t *naive32,
-                              double o_ref_max, double lse_ref_max);
+                              double o_ref_max, double lse_ref_max, int64_t n_k);
 int errors_within(const attn_errors_t *e, const attn_errors_t *bound);

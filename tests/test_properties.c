@@ -81,7 +81,7 @@ static void check_backend(const char *name, const char *what, const attn_problem
     be->forward(be, p, &io, &err);
     attn_errors_t e = errors_measure(out.o, out.lse, ATTN_F32, b->ref.o, b->ref.lse, problem_numel_q(p),
                                      problem_numel_lse(p));
-    attn_errors_t bound = tolerance_bound(name, ATTN_F32, &b->naive32, b->o_max, b->lse_max);
+    attn_errors_t bound = tolerance_bound(name, ATTN_F32, &b->naive32, b->o_max, b->lse_max, p->n_k);
     char label[160];
     snprintf(label, sizeof label, "%s %s n=%lld", what, name, (long long)p->n_k);
     check(errors_within(&e, &bound), label, "rel_l2 %.3g (bound %.3g)", e.rel_l2, bound.rel_l2);

@@ -4,22 +4,13 @@
 #include "tile_engine.h"
 
 static int blockwise_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
-    if (p->dtype != ATTN_F32) {
-        snprintf(reason, len, "%s runs in float32 only (got %s)", self->name, dtype_name(p->dtype));
-        return 0;
-    }
-    return backend_check_memory(self, p, reason, len);
+    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, reason, len);
 }
 
 static int blockwise_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
     const tile_walk_t *walk = self->ctx;
     return tile_attend_f32(p, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, io->q, io->k, io->v, io->o,
                            io->lse, *walk, NULL, err);
-}
-
-static size_t blockwise_workspace(const attn_backend_t *self, const attn_problem_t *p) {
-    (void)self;
-    return tile_workspace_bytes(p, p->n_q);
 }
 
 static const tile_walk_t scan_all = TILE_SCAN_ALL;
@@ -30,6 +21,6 @@ const attn_backend_t backend_cpu_blockwise = {
     .description = "FlashAttention-style tiles, online softmax, sgemm + AVX-512 exp; f32",
     .supports = blockwise_supports,
     .forward = blockwise_forward,
-    .workspace_bytes = blockwise_workspace,
+    .workspace_bytes = tile_backend_workspace,
     .ctx = &scan_all,
 };

@@ -11,11 +11,7 @@ static int window_supports(const attn_backend_t *self, const attn_problem_t *p, 
                  self->name, mask_name(p->mask));
         return 0;
     }
-    if (p->dtype != ATTN_F32) {
-        snprintf(reason, len, "%s runs in float32 only (got %s)", self->name, dtype_name(p->dtype));
-        return 0;
-    }
-    return backend_check_memory(self, p, reason, len);
+    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, reason, len);
 }
 
 static int window_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
@@ -24,16 +20,11 @@ static int window_forward(const attn_backend_t *self, const attn_problem_t *p, c
                            io->lse, TILE_BAND_ONLY, NULL, err);
 }
 
-static size_t window_workspace(const attn_backend_t *self, const attn_problem_t *p) {
-    (void)self;
-    return tile_workspace_bytes(p, p->n_q);
-}
-
 const attn_backend_t backend_cpu_sliding_window = {
     .name = "sliding_window",
     .device = "cpu",
     .description = "window mask only; visits just the band of tiles: cost linear in n; f32",
     .supports = window_supports,
     .forward = window_forward,
-    .workspace_bytes = window_workspace,
+    .workspace_bytes = tile_backend_workspace,
 };

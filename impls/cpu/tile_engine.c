@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "backend.h"
 #include "parallel.h"
 #include "softmax.h"
 
@@ -151,4 +152,17 @@ int tile_attend_f32(const attn_problem_t *p, attn_span_t qs, int64_t n_q, attn_s
         stats->tiles_skipped = atomic_load(&j.skipped);
     }
     return ATTN_OK;
+}
+
+int tile_backend_supports_dtype(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+    if (p->dtype != ATTN_F32) {
+        snprintf(reason, len, "%s runs in float32 only (got %s)", self->name, dtype_name(p->dtype));
+        return 0;
+    }
+    return 1;
+}
+
+size_t tile_backend_workspace(const attn_backend_t *self, const attn_problem_t *p) {
+    (void)self;
+    return tile_workspace_bytes(p, p->n_q);
 }

@@ -23,6 +23,12 @@ int tile_attend_f32(const attn_problem_t *p, attn_span_t qs, int64_t n_q, attn_s
                     const float *Q, const float *K, const float *V, float *O, float *LSE, tile_walk_t walk,
                     tile_stats_t *stats, attn_err_t *err);
 
+/* What the blockwise and sliding_window backends share: they run float32 only, and their
+ * workspace is the engine's. */
+struct attn_backend;
+int tile_backend_supports_dtype(const struct attn_backend *self, const attn_problem_t *p, char *reason, size_t len);
+size_t tile_backend_workspace(const struct attn_backend *self, const attn_problem_t *p);
+
 /* Workspace tile_attend_f32 allocates for a piece of n_q rows. */
 size_t tile_workspace_bytes(const attn_problem_t *p, int64_t n_q);
 int tile_block_q(const attn_problem_t *p);
