@@ -8,6 +8,7 @@ typedef struct attn_backend {
     const char *name;
     const char *device;      /* "cpu", later "cuda" */
     const char *description; /* one line for `attnbench list` */
+    const char *layout;      /* distributed backends: token layout name; NULL for single-rank ones */
     /* 1 if the backend can run p; otherwise 0 and a reason ("declines mask causal: ..."). */
     int (*supports)(const struct attn_backend *self, const attn_problem_t *p, char *reason, size_t len);
     /* Computes O and LSE for the whole problem. p has passed problem_validate and supports(). */
@@ -18,6 +19,8 @@ typedef struct attn_backend {
 } attn_backend_t;
 
 const attn_backend_t *registry_find(const char *name);
+/* b->supports, after the checks every backend shares (a single-rank backend declines ranks > 1). */
+int backend_supports(const attn_backend_t *b, const attn_problem_t *p, char *reason, size_t len);
 int registry_count(void);
 const attn_backend_t *registry_get(int i);
 

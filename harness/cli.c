@@ -37,12 +37,12 @@ int cli_list(int argc, char **argv, attn_err_t *err) {
         const char *masks[3];
         for (int m = 0; m < 3; m++) {
             p.mask = (attn_mask_t)m;
-            masks[m] = b->supports(b, &p, reason, sizeof reason) ? "yes" : "no";
+            masks[m] = backend_supports(b, &p, reason, sizeof reason) ? "yes" : "no";
         }
         p.mask = ATTN_MASK_WINDOW;
         for (int t = 0; t < 2; t++) {
             p.dtype = (attn_dtype_t)t;
-            if (b->supports(b, &p, reason, sizeof reason))
+            if (backend_supports(b, &p, reason, sizeof reason))
                 snprintf(dtypes + strlen(dtypes), sizeof dtypes - strlen(dtypes), "%s%s", *dtypes ? "," : "",
                          dtype_name(p.dtype));
         }
@@ -225,7 +225,7 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
     if (rc == ATTN_OK) {
         p.dtype = ATTN_F64;
         int all64 = q.dtype == ATTN_F64 && k.dtype == ATTN_F64 && v.dtype == ATTN_F64;
-        if (!all64 || !b->supports(b, &p, reason, sizeof reason)) {
+        if (!all64 || !backend_supports(b, &p, reason, sizeof reason)) {
             p.dtype = ATTN_F32;
             rc = to_f32(&q, err);
             if (rc == ATTN_OK)
@@ -234,7 +234,7 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
                 rc = to_f32(&v, err);
         }
     }
-    if (rc == ATTN_OK && !b->supports(b, &p, reason, sizeof reason))
+    if (rc == ATTN_OK && !backend_supports(b, &p, reason, sizeof reason))
         rc = attn_fail(err, ATTN_ERUNTIME, "%s", reason);
     if (rc == ATTN_OK) {
         out = attn_alloc(problem_numel_q(&p) * dtype_size(p.dtype), err, "O");
@@ -244,7 +244,7 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
     if (rc == ATTN_OK) {
         attn_problem_t t = {.threads = o.threads};
         parallel_set_blas_threads(problem_threads(&t));
-        attn_io_t io = {q.data, k.data, v.data, out, lse};
+        attn_io_t io = {.q = q.data, .k = k.data, .v = v.data, .o = out, .lse = lse};
         rc = b->forward(b, &p, &io, err);
     }
     if (rc == ATTN_OK) {

@@ -26,7 +26,8 @@ void opts_defaults(attn_opts_t *o) {
     o->window = 256;
     o->dtype = ATTN_F32;
     o->ranks = 1;
-    strcpy(o->transport, "none");
+    o->comm_timeout = 300.0;
+    strcpy(o->transport, "local");
     strcpy(o->layout, "none");
     o->seed = 1234;
     o->repeats = 5;
@@ -154,10 +155,19 @@ int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
     if (IS("block-k"))
         return parse_int(key, v, 1, 4096, &o->block_k, err);
     if (IS("ranks"))
-        return parse_int(key, v, 1, 1, &o->ranks, err); /* distributed backends arrive with issue 4 */
+        return parse_int(key, v, 1, ATTN_MAX_RANKS, &o->ranks, err);
+    if (IS("comm-timeout")) {
+        char *end;
+        double t = strtod(v, &end);
+        if (end == v || *end || !(t > 0) || t > 1e6)
+            return attn_fail(err, ATTN_EUSAGE, "--comm-timeout: '%s' is not a positive number of seconds", v);
+        o->comm_timeout = t;
+        return ATTN_OK;
+    }
     if (IS("transport")) {
-        if (strcmp(v, "none"))
-            return attn_fail(err, ATTN_EUSAGE, "--transport: '%s' is not available in this build (none)", v);
+        if (strcmp(v, "local"))
+            return attn_fail(err, ATTN_EUSAGE, "--transport: '%s' is not available in this build (local)", v);
+        snprintf(o->transport, sizeof o->transport, "%s", v);
         return ATTN_OK;
     }
     if (IS("layout")) {
@@ -201,7 +211,7 @@ int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
 static const char *const option_names[] = {
     "task", "backends", "backend", "seq-len", "q-len", "mask", "sizes", "batch", "heads", "kv-heads",
     "head-dim", "window", "dtype", "scale", "block-q", "block-k", "ranks", "transport", "layout", "seed",
-    "threads", "repeats", "warmup", "out-dir", "config", "q", "k", "v", "out", "lse",
+    "threads", "repeats", "warmup", "comm-timeout", "out-dir", "config", "q", "k", "v", "out", "lse",
 };
 enum { N_OPTIONS = sizeof option_names / sizeof option_names[0] };
 
@@ -326,7 +336,7 @@ int opts_problem(const attn_opts_t *o, int64_t n_k, int64_t n_q, attn_mask_t mas
     *p = (attn_problem_t){.batch = o->batch, .heads = o->heads, .kv_heads = o->kv_heads, .head_dim = o->head_dim,
                           .n_q = n_q, .n_k = n_k, .mask = mask, .window = mask == ATTN_MASK_WINDOW ? o->window : 0,
                           .scale = o->scale, .dtype = o->dtype, .block_q = o->block_q, .block_k = o->block_k,
-                          .threads = o->threads};
+                          .threads = o->threads, .ranks = o->ranks, .comm_timeout = o->comm_timeout};
     return problem_validate(p, err);
 }
 
@@ -356,7 +366,9 @@ void opts_print_flags(FILE *f) {
           "  --dtype T          f32 | f64                                  [f32]\n"
           "  --scale S          softmax scale                              [1/sqrt(d)]\n"
           "  --block-q/-k N     tile sizes of tiled backends               [128/256]\n"
-          "  --ranks P, --transport T, --layout L   (distributed runs; single rank in this build)\n"
+          "  --ranks P          ranks of distributed backends (ring, striped, zigzag) [1]\n"
+          "  --transport T      local (P ranks as threads)                 [local]\n"
+          "  --comm-timeout S   seconds without progress before a rank fails [300]\n"
           "  --seed S           input seed                                 [1234]\n"
           "  --threads T        worker threads, 0 = all cores              [0]\n"
           "  --repeats R        timed repeats (median, min, max)           [5]\n"

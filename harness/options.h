@@ -21,6 +21,7 @@ typedef struct {
     double scale;
     int block_q, block_k;
     int ranks;
+    double comm_timeout;
     char transport[16], layout[16];
     uint64_t seed;
     int threads, repeats, warmup;

@@ -17,6 +17,8 @@ typedef struct {
     attn_dtype_t dtype;   /* element type of Q, K, V, O; LSE always matches it */
     int block_q, block_k; /* tile sizes for tiled backends; 0 = backend default */
     int threads;          /* worker threads; 0 = all online cores */
+    int ranks;            /* distributed backends: ranks P (0 or 1 = single rank) */
+    double comm_timeout;  /* distributed backends: seconds without progress before failing */
 } attn_problem_t;
 
 /* Global positions of a run of rows: row r sits at start + stride·r (stride ≥ 1). */
@@ -24,11 +26,25 @@ typedef struct {
     int64_t start, stride;
 } attn_span_t;
 
+enum { ATTN_MAX_RANKS = 64 };
+
+/* Per-rank figures a distributed backend reports when asked (attn_io_t.dist non-NULL). */
+typedef struct {
+    int ranks;
+    double compute_s[ATTN_MAX_RANKS];  /* thread CPU time in compute and merges */
+    double comm_s[ATTN_MAX_RANKS];     /* wall time inside communication calls */
+    double exposed_s[ATTN_MAX_RANKS];  /* wall time blocked waiting for communication */
+    double bytes_sent[ATTN_MAX_RANKS], bytes_recv[ATTN_MAX_RANKS];
+    double blocks_computed[ATTN_MAX_RANKS], blocks_skipped[ATTN_MAX_RANKS];
+    double critical_path_s;            /* Σ over steps of the slowest rank's compute in that step */
+} attn_dist_stats_t;
+
 /* Tensors of one call, row-major: Q (B,H,n_q,d), K,V (B,H_kv,n_k,d), O (B,H,n_q,d),
  * LSE (B,H,n_q) natural log. Element type is problem.dtype. */
 typedef struct {
     const void *q, *k, *v;
     void *o, *lse;
+    attn_dist_stats_t *dist; /* optional */
 } attn_io_t;
 
 double problem_scale(const attn_problem_t *p);

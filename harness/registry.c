@@ -10,11 +10,17 @@
 extern const attn_backend_t backend_cpu_naive;
 extern const attn_backend_t backend_cpu_blockwise;
 extern const attn_backend_t backend_cpu_sliding_window;
+extern const attn_backend_t backend_dist_ring;
+extern const attn_backend_t backend_dist_striped;
+extern const attn_backend_t backend_dist_zigzag;
 
 static const attn_backend_t *const backends[] = {
     &backend_cpu_naive,
     &backend_cpu_blockwise,
     &backend_cpu_sliding_window,
+    &backend_dist_ring,
+    &backend_dist_striped,
+    &backend_dist_zigzag,
 };
 
 int registry_count(void) { return (int)(sizeof backends / sizeof backends[0]); }
@@ -25,6 +31,14 @@ const attn_backend_t *registry_find(const char *name) {
         if (strcmp(backends[i]->name, name) == 0)
             return backends[i];
     return NULL;
+}
+
+int backend_supports(const attn_backend_t *b, const attn_problem_t *p, char *reason, size_t len) {
+    if (!b->layout && p->ranks > 1) {
+        snprintf(reason, len, "%s runs on one rank (--ranks applies to ring, striped, zigzag)", b->name);
+        return 0;
+    }
+    return b->supports(b, p, reason, len);
 }
 
 int backend_check_memory(const attn_backend_t *b, const attn_problem_t *p, char *reason, size_t len) {

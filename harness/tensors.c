@@ -21,7 +21,7 @@ int tensors_alloc(const attn_problem_t *p, int fill, uint64_t seed, attn_tensors
     memset(t->lse, 0, problem_numel_lse(p) * es);
     if (fill)
         rng_fill_problem(p, seed, t->q, t->k, t->v);
-    t->io = (attn_io_t){t->q, t->k, t->v, t->o, t->lse};
+    t->io = (attn_io_t){.q = t->q, .k = t->k, .v = t->v, .o = t->o, .lse = t->lse};
     return ATTN_OK;
 }
 

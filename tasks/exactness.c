@@ -32,9 +32,10 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, int ind
     attn_problem_t p64 = *p, p32 = *p;
     p64.dtype = ATTN_F64;
     p32.dtype = ATTN_F32;
+    p64.ranks = p32.ranks = 1; /* the reference and its float32 twin are single-rank naive */
     const attn_backend_t *naive = registry_find("naive");
     char reason[512];
-    if (!naive->supports(naive, &p64, reason, sizeof reason)) {
+    if (!backend_supports(naive, &p64, reason, sizeof reason)) {
         for (int b = 0; b < o->n_backends; b++) {
             attn_record_t *r = task_record(run, o, "exactness", o->backends[b], p);
             record_set_status(r, REC_SKIPPED, "no float64 reference: %s", reason);

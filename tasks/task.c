@@ -50,6 +50,12 @@ int task_for_each_case(const attn_opts_t *o, attn_run_t *run, case_fn fn, attn_e
 attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *task, const char *backend,
                            const attn_problem_t *p) {
     attn_record_t *r = results_add(run, task, backend, p);
+    const attn_backend_t *be = registry_find(backend);
+    if (r && be && be->layout) {
+        r->ranks = p->ranks > 1 ? p->ranks : 1;
+        snprintf(r->transport, sizeof r->transport, "%s", o->transport);
+        snprintf(r->layout, sizeof r->layout, "%s", be->layout);
+    }
     if (r) {
         record_extra_num(r, "repeats", o->repeats);
         record_extra_num(r, "warmup", o->warmup);
@@ -63,7 +69,7 @@ int task_start_backend(attn_run_t *run, const attn_opts_t *o, const char *task, 
                   (long long)p->n_q, mask_name(p->mask));
     *rec = task_record(run, o, task, be->name, p);
     char reason[512];
-    if (!be->supports(be, p, reason, sizeof reason)) {
+    if (!backend_supports(be, p, reason, sizeof reason)) {
         record_set_status(*rec, REC_SKIPPED, "%s", reason);
         return 0;
     }

@@ -10,6 +10,29 @@
 
 enum { PEER_SGEMM_N = 2048 };
 
+/* Per-rank figures of a distributed backend and what they add up to: load imbalance (max/mean
+ * compute), the critical path, and overlap = 1 − exposed / total communication. */
+static void record_dist(attn_record_t *r, const attn_dist_stats_t *d) {
+    int P = d->ranks;
+    double sum = 0, worst = 0, comm = 0, exposed = 0;
+    for (int i = 0; i < P; i++) {
+        sum += d->compute_s[i];
+        worst = d->compute_s[i] > worst ? d->compute_s[i] : worst;
+        comm += d->comm_s[i];
+        exposed += d->exposed_s[i];
+    }
+    record_metric(r, "imbalance", sum > 0 ? worst / (sum / P) : 1.0, "1");
+    record_metric(r, "critical_path_s", d->critical_path_s, "s");
+    record_metric(r, "overlap", comm > 0 ? 1.0 - exposed / comm : 1.0, "1");
+    record_per_rank(r, "compute_s", "s", d->compute_s, P);
+    record_per_rank(r, "comm_s", "s", d->comm_s, P);
+    record_per_rank(r, "exposed_s", "s", d->exposed_s, P);
+    record_per_rank(r, "bytes_sent", "B", d->bytes_sent, P);
+    record_per_rank(r, "bytes_recv", "B", d->bytes_recv, P);
+    record_per_rank(r, "blocks_computed", "1", d->blocks_computed, P);
+    record_per_rank(r, "blocks_skipped", "1", d->blocks_skipped, P);
+}
+
 static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, int index, int count, attn_run_t *run,
                            attn_err_t *err) {
     double flops = problem_flops(p);
@@ -21,6 +44,9 @@ static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, int in
             continue;
         attn_tensors_t t;
         ATTN_TRY(tensors_alloc(p, 1, o->seed, &t, err));
+        attn_dist_stats_t dist = {0};
+        if (be->layout)
+            t.io.dist = &dist; /* figures of the last repeat */
         int reps = o->repeats;
         double secs[reps], gflops[reps], frac[reps], peer[reps];
         attn_err_t berr = {0};
@@ -56,6 +82,8 @@ static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, int in
         record_timed(r, "frac_of_sgemm", frac, reps, "1");
         record_metric(r, "flops", flops, "FLOP");
         record_metric(r, "threads", threads, "1");
+        if (be->layout)
+            record_dist(r, &dist);
     }
     peak_release();
     return ATTN_OK;

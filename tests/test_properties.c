@@ -139,7 +139,7 @@ static void key_permutation(const char *backend) {
             memcpy(k + (o * n + j) * d, (float *)b.f32.k + (o * n + src) * d, d * sizeof(float));
             memcpy(v + (o * n + j) * d, (float *)b.f32.v + (o * n + src) * d, d * sizeof(float));
         }
-    attn_io_t in = {b.f32.q, k, v, NULL, NULL};
+    attn_io_t in = {.q = b.f32.q, .k = k, .v = v};
     check_backend(backend, "key permutation", &p, &in, &b);
     free(k);
     free(v);
@@ -192,7 +192,7 @@ static void pieces_merge(attn_mask_t mask) {
     rng_fill(k, ATTN_F32, 3, RNG_TENSOR_K, p.kv_heads, nk, ks, nk, d);
     rng_fill(v, ATTN_F32, 3, RNG_TENSOR_V, p.kv_heads, nk, ks, nk, d);
     attn_err_t err = {0};
-    attn_io_t io64 = {q64, k64, v64, o64, l64};
+    attn_io_t io64 = {.q = q64, .k = k64, .v = v64, .o = o64, .lse = l64};
     naive_attend(&p64, qs, nq, ks, nk, &io64, &err);
     /* Each piece's K/V is its own contiguous array, as a ring step would hold it. */
     float *kp[2], *vp[2];
@@ -205,8 +205,8 @@ static void pieces_merge(attn_mask_t mask) {
         }
         o[s] = malloc(nqe * 4);
         l[s] = malloc(nl * 4);
-        tile_attend_f32(&p, qs, nq, (attn_span_t){s * half, 1}, half, q, kp[s], vp[s], o[s], l[s], TILE_SCAN_ALL, NULL,
-                        &err);
+        tile_io_t io = {q, kp[s], vp[s], o[s], l[s], nq, half};
+        tile_attend_f32(&p, qs, nq, (attn_span_t){s * half, 1}, half, &io, TILE_SCAN_ALL, NULL, &err);
     }
     int empty_ok = l[1][0] == -INFINITY;
     for (int64_t c = 0; c < d; c++)

@@ -9,8 +9,8 @@ static int blockwise_supports(const attn_backend_t *self, const attn_problem_t *
 
 static int blockwise_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
     const tile_walk_t *walk = self->ctx;
-    return tile_attend_f32(p, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, io->q, io->k, io->v, io->o,
-                           io->lse, *walk, NULL, err);
+    tile_io_t t = {io->q, io->k, io->v, io->o, io->lse, p->n_q, p->n_k};
+    return tile_attend_f32(p, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, &t, *walk, NULL, err);
 }
 
 static const tile_walk_t scan_all = TILE_SCAN_ALL;

@@ -16,8 +16,8 @@ static int window_supports(const attn_backend_t *self, const attn_problem_t *p, 
 
 static int window_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
     (void)self;
-    return tile_attend_f32(p, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, io->q, io->k, io->v, io->o,
-                           io->lse, TILE_BAND_ONLY, NULL, err);
+    tile_io_t t = {io->q, io->k, io->v, io->o, io->lse, p->n_q, p->n_k};
+    return tile_attend_f32(p, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, &t, TILE_BAND_ONLY, NULL, err);
 }
 
 const attn_backend_t backend_cpu_sliding_window = {

@@ -21,8 +21,7 @@ typedef struct {
     attn_span_t qs, ks;
     int64_t n_q, n_k, n_qt;
     int bq, bk;
-    const float *Q, *K, *V;
-    float *O, *LSE;
+    tile_io_t io;
     tile_walk_t walk;
     float c; /* scale · log2(e) */
     softmax_tile_fn softmax;
@@ -56,11 +55,12 @@ static void tile_item(void *ctx, int64_t item, int worker) {
     int64_t b = bh / p->heads, h = bh % p->heads, kvh = h / (p->heads / p->kv_heads);
     int64_t r0 = qt * j->bq;
     int rows = (int)ATTN_MIN((int64_t)j->bq, j->n_q - r0);
-    const float *Q = j->Q + (bh * j->n_q + r0) * d;                /* (rows, d) */
-    const float *K = j->K + (b * p->kv_heads + kvh) * j->n_k * d;  /* (n_k, d) */
-    const float *V = j->V + (b * p->kv_heads + kvh) * j->n_k * d;  /* (n_k, d) */
-    float *O = j->O + (bh * j->n_q + r0) * d;                      /* (rows, d), accumulator */
-    float *LSE = j->LSE + bh * j->n_q + r0;                        /* (rows) */
+    const tile_io_t *io = &j->io;
+    const float *Q = io->q + (bh * io->q_rows + r0) * d;                /* (rows, d) */
+    const float *K = io->k + (b * p->kv_heads + kvh) * io->k_rows * d;  /* (n_k, d) */
+    const float *V = io->v + (b * p->kv_heads + kvh) * io->k_rows * d;  /* (n_k, d) */
+    float *O = io->o + (bh * io->q_rows + r0) * d;                      /* (rows, d), accumulator */
+    float *LSE = io->lse + bh * io->q_rows + r0;                        /* (rows) */
     tile_ws_t *ws = &j->ws[worker];
 
     int64_t i_lo = pos_at(j->qs, r0), i_hi = pos_at(j->qs, r0 + rows - 1), lo, hi;
@@ -125,11 +125,10 @@ size_t tile_workspace_bytes(const attn_problem_t *p, int64_t n_q) {
 }
 
 int tile_attend_f32(const attn_problem_t *p, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
-                    const float *Q, const float *K, const float *V, float *O, float *LSE, tile_walk_t walk,
-                    tile_stats_t *stats, attn_err_t *err) {
+                    const tile_io_t *io, tile_walk_t walk, tile_stats_t *stats, attn_err_t *err) {
     int workers = tile_workers(p, n_q);
     tile_job_t j = {.p = p, .qs = qs, .ks = ks, .n_q = n_q, .n_k = n_k, .bq = tile_block_q(p),
-                    .bk = tile_block_k(p), .Q = Q, .K = K, .V = V, .O = O, .LSE = LSE, .walk = walk,
+                    .bk = tile_block_k(p), .io = *io, .walk = walk,
                     .c = (float)(problem_scale(p) * M_LOG2E), .softmax = softmax_tile_select()};
     j.n_qt = (n_q + j.bq - 1) / j.bq;
     atomic_init(&j.computed, 0);

@@ -16,12 +16,19 @@ typedef struct {
     int64_t tiles_computed, tiles_skipped;
 } tile_stats_t;
 
+/* Buffers of one call. Each (batch, head) owns q_rows rows of Q, O, LSE and k_rows rows of K, V;
+ * the call's n_q / n_k rows start at the given pointers, so a piece may be a sub-range of a
+ * rank's shard (a zigzag chunk) without a copy. */
+typedef struct {
+    const float *q, *k, *v; /* Q (B,H,q_rows,d), K and V (B,H_kv,k_rows,d) */
+    float *o, *lse;         /* O (B,H,q_rows,d), LSE (B,H,q_rows) */
+    int64_t q_rows, k_rows;
+} tile_io_t;
+
 /* Float32 attention of n_q query rows at positions qs against n_k key rows at positions ks.
- * Q (B,H,n_q,d), K/V (B,H_kv,n_k,d), O (B,H,n_q,d), LSE (B,H,n_q). Rows that see no key in this
- * piece get O = 0 and LSE = −∞. stats may be NULL. */
+ * Rows that see no key in this piece get O = 0 and LSE = −∞. stats may be NULL. */
 int tile_attend_f32(const attn_problem_t *p, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
-                    const float *Q, const float *K, const float *V, float *O, float *LSE, tile_walk_t walk,
-                    tile_stats_t *stats, attn_err_t *err);
+                    const tile_io_t *io, tile_walk_t walk, tile_stats_t *stats, attn_err_t *err);
 
 /* What the blockwise and sliding_window backends share: they run float32 only, and their
  * workspace is the engine's. */

@@ -1,0 +1,57 @@
+/* comm.h — the one communication interface the distributed backends are written against
+ * (ring, striped, zigzag, ulysses run unchanged on every transport). A transport is a table
+ * of operations; `local` runs P ranks as threads of one process with real copies between
+ * their buffers. Every blocking call gives up after `timeout_s` without progress and returns
+ * an error naming the rank, so a dead or stalled peer ends a run instead of hanging it. */
+#pragma once
+#include "common.h"
+
+typedef struct attn_comm attn_comm_t;
+
+typedef struct {
+    void *impl; /* transport's handle; NULL when the request is inactive */
+} comm_req_t;
+
+/* What a rank spent on communication; reset with comm_stats_reset. */
+typedef struct {
+    double total_s;   /* wall time inside comm calls: posting, copying, waiting */
+    double exposed_s; /* wall time blocked in wait: communication compute did not hide */
+    uint64_t bytes_sent, bytes_recv;
+} comm_stats_t;
+
+typedef struct {
+    const char *name;
+    int (*isend)(attn_comm_t *c, const void *buf, size_t bytes, int peer, int tag, comm_req_t *req, attn_err_t *err);
+    int (*irecv)(attn_comm_t *c, void *buf, size_t bytes, int peer, int tag, comm_req_t *req, attn_err_t *err);
+    /* Blocks until req completes, or fails after timeout_s without progress. */
+    int (*wait)(attn_comm_t *c, comm_req_t *req, attn_err_t *err);
+    /* Marks this rank failed so peers blocked on it return an error at once (best effort). */
+    void (*abort)(attn_comm_t *c, const char *why);
+} comm_ops_t;
+
+struct attn_comm {
+    const comm_ops_t *ops;
+    int rank, size;
+    double timeout_s;
+    comm_stats_t stats;
+    void *impl;
+};
+
+enum { COMM_SUM = 0, COMM_MAX };
+
+int comm_isend(attn_comm_t *c, const void *buf, size_t bytes, int peer, int tag, comm_req_t *req, attn_err_t *err);
+int comm_irecv(attn_comm_t *c, void *buf, size_t bytes, int peer, int tag, comm_req_t *req, attn_err_t *err);
+int comm_wait(attn_comm_t *c, comm_req_t *req, attn_err_t *err);
+/* Every rank sends send_bytes[q] bytes at send + send_off[q] to rank q and receives
+ * recv_bytes[q] bytes into recv + recv_off[q] from it (the self part is a local copy). */
+int comm_alltoallv(attn_comm_t *c, const void *send, const size_t *send_bytes, const size_t *send_off, void *recv,
+                   const size_t *recv_bytes, const size_t *recv_off, int tag, attn_err_t *err);
+/* In-place reduction of n doubles over all ranks (COMM_SUM or COMM_MAX); n ≤ 4096. */
+int comm_allreduce(attn_comm_t *c, double *values, int n, int op, int tag, attn_err_t *err);
+int comm_barrier(attn_comm_t *c, int tag, attn_err_t *err);
+void comm_stats_reset(attn_comm_t *c);
+
+/* Runs fn on P ranks of the local transport (threads) and joins them. On failure, err holds
+ * the first failing rank's message, prefixed with its rank. */
+typedef int (*comm_rank_fn)(attn_comm_t *c, void *arg, attn_err_t *err);
+int comm_local_run(int ranks, double timeout_s, comm_rank_fn fn, void *arg, attn_err_t *err);

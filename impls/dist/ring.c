@@ -1,0 +1,231 @@
+/* ring.c — ring attention, one loop for three token layouts: `ring` (contiguous shards),
+ * `striped` (token t on rank t mod P) and `zigzag` (chunks p and 2P−1−p of 2P). Each of the
+ * P steps computes the rank's queries against the K/V block it holds (tile engine, global
+ * positions) while the next block is already in flight (double buffering, nonblocking
+ * send/recv); block pairs the mask hides are skipped; partial results merge by the
+ * log-sum-exp rule. Only the H_kv heads travel: K/V are never expanded to H heads. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "comm.h"
+#include "impls/cpu/tile_engine.h"
+#include "layout.h"
+#include "timing.h"
+
+typedef struct {
+    const attn_problem_t *p; /* the whole problem */
+    attn_layout_kind_t kind;
+    const float *q, *k, *v; /* whole tensors (local transport: each rank copies its shard out) */
+    float *o, *lse;
+    attn_dist_stats_t *stats;
+    double *step_compute; /* (P, P): compute seconds of rank r at step s */
+} ring_job_t;
+
+/* Copies rows of (outer, n_total, d) tensor `src` at the layout's pieces into/out of a shard
+ * (outer, count, d). to_shard = 1 gathers into the shard, 0 scatters back. */
+static void shard_copy(const attn_layout_t *l, int rank, int64_t outer, int64_t d, float *shard, float *whole,
+                       int to_shard) {
+    layout_piece_t pc[2];
+    int n = layout_pieces(l, rank, pc);
+    int64_t count = layout_local_count(l, rank);
+    for (int64_t o = 0; o < outer; o++)
+        for (int i = 0; i < n; i++)
+            for (int64_t r = 0; r < pc[i].count; r++) {
+                float *a = shard + (o * count + pc[i].local_start + r) * d;
+                float *b = whole + (o * l->n + pc[i].pos.start + pc[i].pos.stride * r) * d;
+                memcpy(to_shard ? a : b, to_shard ? b : a, (size_t)d * sizeof(float));
+            }
+}
+
+/* acc ← acc ⊕ part over rows [r0, r0+rows) of every (batch, head): the log-sum-exp merge. */
+static void merge_rows(const attn_problem_t *p, int64_t q_rows, int64_t r0, int64_t rows, float *o_acc,
+                       float *l_acc, const float *o_part, const float *l_part) {
+    int64_t d = p->head_dim;
+    for (int64_t bh = 0; bh < p->batch * p->heads; bh++)
+        for (int64_t r = r0; r < r0 + rows; r++) {
+            int64_t at = bh * q_rows + r;
+            double lp = l_part[at], la = l_acc[at];
+            if (lp == -INFINITY)
+                continue;
+            float *oa = o_acc + at * d;
+            const float *op = o_part + at * d;
+            if (la == -INFINITY) {
+                memcpy(oa, op, (size_t)d * sizeof(float));
+                l_acc[at] = (float)lp;
+                continue;
+            }
+            double m = fmax(la, lp), wa = exp(la - m), wp = exp(lp - m), inv = 1.0 / (wa + wp);
+            for (int64_t c = 0; c < d; c++)
+                oa[c] = (float)((wa * oa[c] + wp * op[c]) * inv);
+            l_acc[at] = (float)(m + log(wa + wp));
+        }
+}
+
+typedef struct {
+    float *q, *o, *lse, *o_part, *lse_part, *kv[2];
+} ring_bufs_t;
+
+static void free_bufs(ring_bufs_t *b) {
+    attn_free(b->q), attn_free(b->o), attn_free(b->lse), attn_free(b->o_part), attn_free(b->lse_part);
+    attn_free(b->kv[0]), attn_free(b->kv[1]);
+}
+
+static int ring_rank(attn_comm_t *c, void *arg, attn_err_t *err) {
+    const ring_job_t *job = arg;
+    attn_problem_t p = *job->p;
+    p.threads = 1; /* ranks are the parallelism; BLAS inside a rank stays single-threaded */
+    int P = c->size, me = c->rank;
+    int64_t d = p.head_dim, BH = p.batch * p.heads, BHkv = p.batch * p.kv_heads;
+    attn_layout_t lq, lk;
+    ATTN_TRY(layout_init(&lq, job->kind, p.n_q, P, err));
+    ATTN_TRY(layout_init(&lk, job->kind, p.n_k, P, err));
+    int64_t nq = layout_local_count(&lq, me), kmax = layout_max_local_count(&lk);
+    size_t block_cap = (size_t)(2 * BHkv * kmax * d);
+    ring_bufs_t b = {0};
+    b.q = attn_alloc((size_t)(BH * nq * d) * sizeof(float), err, "ring Q shard");
+    b.o = attn_alloc((size_t)(BH * nq * d) * sizeof(float), err, "ring O shard");
+    b.o_part = attn_alloc((size_t)(BH * nq * d) * sizeof(float), err, "ring partial O");
+    b.lse = attn_alloc((size_t)(BH * nq) * sizeof(float), err, "ring LSE shard");
+    b.lse_part = attn_alloc((size_t)(BH * nq) * sizeof(float), err, "ring partial LSE");
+    b.kv[0] = attn_alloc(block_cap * sizeof(float), err, "ring K/V block");
+    b.kv[1] = attn_alloc(block_cap * sizeof(float), err, "ring K/V block");
+    if (!b.q || !b.o || !b.o_part || !b.lse || !b.lse_part || !b.kv[0] || !b.kv[1]) {
+        free_bufs(&b);
+        return ATTN_ERUNTIME;
+    }
+    /* The rank's own shards: Q, and K then V packed in one block so a ring step is one message. */
+    int64_t kmine = layout_local_count(&lk, me);
+    shard_copy(&lq, me, BH, d, b.q, (float *)job->q, 1);
+    shard_copy(&lk, me, BHkv, d, b.kv[0], (float *)job->k, 1);
+    shard_copy(&lk, me, BHkv, d, b.kv[0] + BHkv * kmine * d, (float *)job->v, 1);
+    memset(b.o, 0, (size_t)(BH * nq * d) * sizeof(float));
+    for (int64_t i = 0; i < BH * nq; i++)
+        b.lse[i] = -INFINITY;
+
+    layout_piece_t qpc[2], kpc[2];
+    int n_qp = layout_pieces(&lq, me, qpc);
+    int64_t q_offset = p.n_k - p.n_q; /* queries sit at the end of the key sequence */
+    for (int i = 0; i < n_qp; i++)
+        qpc[i].pos.start += q_offset;
+    comm_stats_reset(c);
+    int rc = ATTN_OK, cur = 0;
+    double computed = 0, skipped = 0;
+    for (int s = 0; s < P && rc == ATTN_OK; s++) {
+        int src = (me - s + P) % P, next_src = (me - s - 1 + P) % P;
+        int64_t kcnt = layout_local_count(&lk, src);
+        comm_req_t send = {0}, recv = {0};
+        if (s < P - 1) {
+            size_t next_bytes = (size_t)(2 * BHkv * layout_local_count(&lk, next_src) * d) * sizeof(float);
+            rc = comm_irecv(c, b.kv[1 - cur], next_bytes, (me - 1 + P) % P, s, &recv, err);
+            if (rc == ATTN_OK)
+                rc = comm_isend(c, b.kv[cur], (size_t)(2 * BHkv * kcnt * d) * sizeof(float), (me + 1) % P, s, &send,
+                                err);
+        }
+        double t0 = time_thread_cpu_s();
+        int n_kp = layout_pieces(&lk, src, kpc);
+        for (int qi = 0; qi < n_qp && rc == ATTN_OK; qi++)
+            for (int ki = 0; ki < n_kp && rc == ATTN_OK; ki++) {
+                const layout_piece_t *qp = &qpc[qi], *kp = &kpc[ki];
+                int64_t lo, hi;
+                mask_key_range(p.mask, p.window, qp->pos.start, qp->pos.start + qp->pos.stride * (qp->count - 1), kp->pos,
+                               kp->count, &lo, &hi);
+                if (lo >= hi) {
+                    skipped++;
+                    continue;
+                }
+                computed++;
+                const float *kblock = b.kv[cur], *vblock = b.kv[cur] + BHkv * kcnt * d;
+                tile_io_t io = {b.q + qp->local_start * d,      kblock + kp->local_start * d,
+                                vblock + kp->local_start * d,   b.o_part + qp->local_start * d,
+                                b.lse_part + qp->local_start,  nq,
+                                kcnt};
+                rc = tile_attend_f32(&p, qp->pos, qp->count, kp->pos, kp->count, &io, TILE_SCAN_ALL, NULL, err);
+                if (rc == ATTN_OK)
+                    merge_rows(&p, nq, qp->local_start, qp->count, b.o, b.lse, b.o_part, b.lse_part);
+            }
+        job->step_compute[me * P + s] = time_thread_cpu_s() - t0;
+        attn_err_t werr = {0};
+        int w1 = comm_wait(c, &send, &werr), w2 = comm_wait(c, &recv, &werr); /* both, even after an error */
+        if (rc == ATTN_OK && (w1 != ATTN_OK || w2 != ATTN_OK))
+            rc = attn_fail(err, ATTN_ERUNTIME, "%s", werr.msg);
+        cur = 1 - cur;
+    }
+    if (rc == ATTN_OK) {
+        shard_copy(&lq, me, BH, d, b.o, job->o, 0);
+        shard_copy(&lq, me, BH, 1, b.lse, job->lse, 0);
+    }
+    if (job->stats) {
+        attn_dist_stats_t *st = job->stats;
+        double compute = 0;
+        for (int s = 0; s < P; s++)
+            compute += job->step_compute[me * P + s];
+        st->compute_s[me] = compute;
+        st->comm_s[me] = c->stats.total_s;
+        st->exposed_s[me] = c->stats.exposed_s;
+        st->bytes_sent[me] = (double)c->stats.bytes_sent;
+        st->bytes_recv[me] = (double)c->stats.bytes_recv;
+        st->blocks_computed[me] = computed;
+        st->blocks_skipped[me] = skipped;
+    }
+    free_bufs(&b);
+    return rc;
+}
+
+static int ring_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+    int P = p->ranks > 1 ? p->ranks : 1;
+    double *steps = calloc((size_t)(P * P), sizeof *steps);
+    if (!steps)
+        return attn_fail(err, ATTN_ERUNTIME, "out of memory");
+    ring_job_t job = {.p = p, .kind = *(const attn_layout_kind_t *)self->ctx, .q = io->q, .k = io->k, .v = io->v,
+                      .o = io->o, .lse = io->lse, .stats = io->dist, .step_compute = steps};
+    int rc = comm_local_run(P, p->comm_timeout > 0 ? p->comm_timeout : 300.0, ring_rank, &job, err);
+    if (rc == ATTN_OK && io->dist) {
+        io->dist->ranks = P;
+        io->dist->critical_path_s = 0;
+        for (int s = 0; s < P; s++) {
+            double worst = 0;
+            for (int r = 0; r < P; r++)
+                worst = fmax(worst, steps[r * P + s]);
+            io->dist->critical_path_s += worst;
+        }
+    }
+    free(steps);
+    return rc;
+}
+
+static int ring_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+    if (p->ranks > ATTN_MAX_RANKS) {
+        snprintf(reason, len, "%s runs at most %d ranks (got %d)", self->name, ATTN_MAX_RANKS, p->ranks);
+        return 0;
+    }
+    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, reason, len);
+}
+
+/* Per rank: Q, O and a partial O shard, two K/V blocks, the engine's tile workspace. */
+static size_t ring_workspace(const attn_backend_t *self, const attn_problem_t *p) {
+    attn_layout_t lq, lk;
+    attn_err_t err = {0};
+    int P = p->ranks > 1 ? p->ranks : 1;
+    if (layout_init(&lq, *(const attn_layout_kind_t *)self->ctx, p->n_q, P, &err) ||
+        layout_init(&lk, *(const attn_layout_kind_t *)self->ctx, p->n_k, P, &err))
+        return 0;
+    size_t d = (size_t)p->head_dim, bh = (size_t)(p->batch * p->heads), bhkv = (size_t)(p->batch * p->kv_heads);
+    size_t per_rank = (3 * bh * (size_t)layout_max_local_count(&lq) * d + 2 * bh * (size_t)layout_max_local_count(&lq) +
+                       4 * bhkv * (size_t)layout_max_local_count(&lk) * d) * sizeof(float);
+    attn_problem_t one = *p;
+    one.threads = 1;
+    return (size_t)P * (per_rank + tile_workspace_bytes(&one, layout_max_local_count(&lq)));
+}
+
+static const attn_layout_kind_t contiguous = LAYOUT_CONTIGUOUS, striped = LAYOUT_STRIPED, zigzag = LAYOUT_ZIGZAG;
+
+#define RING_BACKEND(var, NAME, KIND, DESC)                                                            \
+    const attn_backend_t var = {.name = NAME, .device = "cpu", .description = DESC, .layout = #KIND,  \
+                                .supports = ring_supports, .forward = ring_forward,                   \
+                                .workspace_bytes = ring_workspace, .ctx = &KIND};
+
+RING_BACKEND(backend_dist_ring, "ring", contiguous, "ring attention, contiguous shards; K/V blocks rotate P−1 times")
+RING_BACKEND(backend_dist_striped, "striped", striped, "ring loop, token t on rank t mod P: balanced causal work")
+RING_BACKEND(backend_dist_zigzag, "zigzag", zigzag, "ring loop, rank p holds chunks p and 2P−1−p: balanced, contiguous")
