@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "comm.h"
+#include "parallel.h"
 
 typedef struct local_msg {
     int src, dst, tag, is_send;
@@ -181,6 +182,7 @@ int comm_local_run(int ranks, double timeout_s, comm_rank_fn fn, void *arg, attn
     local_rank_t *r = calloc((size_t)ranks, sizeof *r);
     pthread_t *tid = calloc((size_t)ranks, sizeof *tid);
     int rc = ATTN_OK, started = 0;
+    parallel_blas_single_begin(); /* ranks are threads calling BLAS side by side */
     if (!r || !tid)
         rc = attn_fail(err, ATTN_ERUNTIME, "out of memory starting %d local ranks", ranks);
     for (int i = 0; rc == ATTN_OK && i < ranks; i++) {
@@ -195,6 +197,7 @@ int comm_local_run(int ranks, double timeout_s, comm_rank_fn fn, void *arg, attn
     }
     for (int i = 0; i < started; i++)
         pthread_join(tid[i], NULL);
+    parallel_blas_single_end();
     /* Report the rank that failed first, not the peers that then saw it fail. */
     for (int i = 0; rc == ATTN_OK && i < started; i++)
         if (r[i].rc != ATTN_OK && i == w.failed_rank)

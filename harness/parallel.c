@@ -42,6 +42,9 @@ void parallel_set_blas_threads(int n) {
     openblas_set_num_threads(blas_threads);
 }
 
+void parallel_blas_single_begin(void) { openblas_set_num_threads(1); }
+void parallel_blas_single_end(void) { openblas_set_num_threads(blas_threads); }
+
 int parallel_for(int threads, int64_t n_items, parallel_fn fn, void *ctx) {
     if (threads < 1)
         threads = 1;
@@ -53,7 +56,7 @@ int parallel_for(int threads, int64_t n_items, parallel_fn fn, void *ctx) {
         run_worker(&pool, 0);
         return 1;
     }
-    openblas_set_num_threads(1);
+    parallel_blas_single_begin();
     pthread_t tid[threads];
     worker_arg_t args[threads];
     int started = 1;
@@ -66,6 +69,6 @@ int parallel_for(int threads, int64_t n_items, parallel_fn fn, void *ctx) {
     run_worker(&pool, 0);
     for (int w = 1; w < started; w++)
         pthread_join(tid[w], NULL);
-    openblas_set_num_threads(blas_threads);
+    parallel_blas_single_end();
     return started;
 }

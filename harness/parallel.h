@@ -12,3 +12,7 @@ int parallel_for(int threads, int64_t n_items, parallel_fn fn, void *ctx);
 
 /* BLAS thread count outside parallel_for (the harness sets it to --threads). */
 void parallel_set_blas_threads(int n);
+/* While threads of ours call BLAS concurrently, BLAS itself must not fork: these bracket such
+ * a region (parallel_for does it itself; the local transport's ranks need it too). */
+void parallel_blas_single_begin(void);
+void parallel_blas_single_end(void);

@@ -1,8 +1,10 @@
 /* test_backends.c — the exactness matrix, run through the same exactness task users run:
- * every backend × mask × H_kv ∈ {H, 2, 1} × n ∈ {1, 7, 64, 1000, 4097} × d ∈ {16, 64, 128} ×
- * (n_q = n_k, n_q < n_k), plus small tiles on the smaller n so multi-tile paths are exercised.
+ * every single-rank backend × mask × H_kv ∈ {H, 2, 1} × n ∈ {1, 7, 64, 1000, 4097} ×
+ * d ∈ {16, 64, 128} × (n_q = n_k, n_q < n_k), plus small tiles on the smaller n so multi-tile
+ * paths are exercised. With --ranks P, the distributed backends instead: ring, striped, zigzag ×
+ * mask × H_kv ∈ {H, 1} × n ∈ {P·256, 1000, 4097} × d = 64 × (n_q = n_k, n_q < n_k) on P ranks.
  * A record must pass, except that sliding_window must decline (skip) masks other than window.
- * usage: test_backends [--mask M] [--min-n N] [--max-n N]   (CTest splits the matrix this way) */
+ * usage: test_backends [--mask M] [--min-n N] [--max-n N] [--ranks P]   (CTest splits the matrix) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +14,8 @@
 #include "parallel.h"
 #include "tasks/task.h"
 
-static const int64_t ns[] = {1, 7, 64, 1000, 4097};
-static const int64_t ds[] = {16, 64, 128};
+static int64_t ns[] = {1, 7, 64, 1000, 4097};
+static int64_t ds[] = {16, 64, 128};
 enum { H = 4 };
 
 static int check_records(const attn_run_t *run, const char *label, int *passed, int *failed) {
@@ -29,8 +31,8 @@ static int check_records(const attn_run_t *run, const char *label, int *passed, 
             if (!strcmp(r->metrics[m].name, "tol_rel_l2"))
                 tol = r->metrics[m].value;
         }
-        printf("%s %-14s %s n_k=%-5lld n_q=%-5lld H=%d H_kv=%lld d=%-3lld mask=%-6s blocks=%dx%d rel_l2=%.3g (tol %.3g) %s%s%s\n",
-               ok ? "ok  " : "FAIL", r->backend, label, (long long)c->n_k, (long long)c->n_q, H, (long long)c->kv_heads,
+        printf("%s %-14s %s P=%d n_k=%-5lld n_q=%-5lld H=%d H_kv=%lld d=%-3lld mask=%-6s blocks=%dx%d rel_l2=%.3g (tol %.3g) %s%s%s\n",
+               ok ? "ok  " : "FAIL", r->backend, label, r->ranks, (long long)c->n_k, (long long)c->n_q, H, (long long)c->kv_heads,
                (long long)c->head_dim, mask_name(c->mask), c->block_q, c->block_k, rel, tol, status_name(r->status),
                r->reason[0] ? ": " : "", r->reason);
         if (!ok)
@@ -44,6 +46,7 @@ static int check_records(const attn_run_t *run, const char *label, int *passed, 
 int main(int argc, char **argv) {
     const char *mask = "none,causal,window";
     int64_t min_n = 0, max_n = INT64_MAX;
+    int ranks = 0; /* 0: the single-rank matrix; P ≥ 1: the distributed backends on P ranks */
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--mask"))
             mask = argv[i + 1];
@@ -51,21 +54,28 @@ int main(int argc, char **argv) {
             min_n = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--max-n"))
             max_n = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--ranks"))
+            ranks = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
             return 2;
         }
     }
+    const char *backends = ranks ? "ring,striped,zigzag" : "naive,blockwise,sliding_window";
+    int64_t dist_ns[] = {256 * (int64_t)ranks, 1000, 4097}, dist_ds[] = {64};
+    const int64_t *n_list = ranks ? dist_ns : ns, *d_list = ranks ? dist_ds : ds;
+    size_t n_count = ranks ? 3 : sizeof ns / sizeof ns[0], d_count = ranks ? 1 : sizeof ds / sizeof ds[0];
+    int64_t kv_div = ranks ? H : 2; /* H_kv ∈ {H, 1} for distributed, {H, 2, 1} otherwise */
     parallel_set_blas_threads(1);
     task_set_progress(0);
     int passed = 0, failed = 0;
-    for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++) {
-        int64_t n = ns[in];
+    for (size_t in = 0; in < n_count; in++) {
+        int64_t n = n_list[in];
         if (n < min_n || n > max_n)
             continue;
-        for (size_t id = 0; id < sizeof ds / sizeof ds[0]; id++)
-            for (int64_t kvh = H; kvh >= 1; kvh /= 2)
-                for (int tiles = 0; tiles < (n <= 1000 ? 2 : 1); tiles++) {
+        for (size_t id = 0; id < d_count; id++)
+            for (int64_t kvh = H; kvh >= 1; kvh /= kv_div)
+                for (int tiles = 0; tiles < (n <= 1000 && !ranks ? 2 : 1); tiles++) {
                     char args[512], qlen[64];
                     /* n_q < n_k: a third of the keys, or a single decode row for tiny n; n = 1 has
                      * only n_q = n_k. */
@@ -75,11 +85,11 @@ int main(int argc, char **argv) {
                     else
                         snprintf(qlen, sizeof qlen, "%lld,%lld", (long long)n, (long long)nq);
                     snprintf(args, sizeof args,
-                             "backends=naive,blockwise,sliding_window mask=%s seq-len=%lld q-len=%s heads=%d "
-                             "kv-heads=%lld head-dim=%lld batch=%d window=%lld block-q=%d block-k=%d seed=%zu",
-                             mask, (long long)n, qlen, H, (long long)kvh, (long long)ds[id], n <= 64 ? 2 : 1,
-                             (long long)(n * 3 / 10 > 0 ? n * 3 / 10 : 1), tiles ? 16 : 128, tiles ? 32 : 256,
-                             in * 10 + id);
+                             "backends=%s mask=%s seq-len=%lld q-len=%s heads=%d kv-heads=%lld head-dim=%lld "
+                             "batch=%d window=%lld block-q=%d block-k=%d seed=%zu ranks=%d",
+                             backends, mask, (long long)n, qlen, H, (long long)kvh, (long long)d_list[id],
+                             n <= 64 ? 2 : 1, (long long)(n * 3 / 10 > 0 ? n * 3 / 10 : 1), tiles ? 16 : 128,
+                             tiles ? 32 : 256, in * 10 + id, ranks ? ranks : 1);
                     attn_opts_t o;
                     opts_defaults(&o);
                     o.threads = 2;
@@ -98,7 +108,8 @@ int main(int argc, char **argv) {
                     char *fake_argv[] = {"test_backends"};
                     if (results_run_init(&run, 1, fake_argv, o.seed, 2, &err) != ATTN_OK ||
                         opts_validate_run(&o, &err) != ATTN_OK || task_exactness(&o, &run, &err) != ATTN_OK) {
-                        printf("FAIL n=%lld d=%lld H_kv=%lld: %s\n", (long long)n, (long long)ds[id], (long long)kvh, err.msg);
+                        printf("FAIL n=%lld d=%lld H_kv=%lld: %s\n", (long long)n, (long long)d_list[id],
+                               (long long)kvh, err.msg);
                         return 1;
                     }
                     check_records(&run, tiles ? "small-tiles" : "default-tiles", &passed, &failed);
