@@ -5,7 +5,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
-DEB_PACKAGES = cmake make gcc g++ pkg-config git libopenblas-dev libjansson-dev libcsv-dev python3 python3-numpy
+DEB_PACKAGES = cmake make gcc g++ pkg-config git libopenblas-dev libjansson-dev libcsv-dev python3 python3-numpy libopenmpi-dev openmpi-bin
 APT_GET    = $(if $(filter 0,$(shell id -u)),,sudo )apt-get
 
 .PHONY: bench test deps build build-asan test-asan clean

@@ -4,6 +4,8 @@
 #pragma once
 #include "problem.h"
 
+struct attn_comm;
+
 typedef struct attn_backend {
     const char *name;
     const char *device;      /* "cpu", later "cuda" */
@@ -13,6 +15,9 @@ typedef struct attn_backend {
     int (*supports)(const struct attn_backend *self, const attn_problem_t *p, char *reason, size_t len);
     /* Computes O and LSE for the whole problem. p has passed problem_validate and supports(). */
     int (*forward)(const struct attn_backend *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err);
+    /* Distributed backends: one rank's part of forward, on communicator c (impls/dist/dist.h). */
+    int (*forward_rank)(const struct attn_backend *self, const attn_problem_t *p, struct attn_comm *c,
+                        const attn_io_t *io, attn_err_t *err);
     /* Bytes the backend allocates beyond Q, K, V, O, LSE for p (the analytic memory figure). */
     size_t (*workspace_bytes)(const struct attn_backend *self, const attn_problem_t *p);
     const void *ctx; /* backend-private constant data */

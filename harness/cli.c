@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "backend.h"
+#include "comm.h"
+#include "impls/dist/dist.h"
 #include "npy.h"
 #include "options.h"
 #include "parallel.h"
@@ -110,6 +112,27 @@ static int execute(int argc, char **argv, attn_opts_t *runs, int n_runs,
     return rc;
 }
 
+/* Under --transport mpi every process of the job parses the same flags, then joins MPI; a
+ * run that names no rank count takes the job's size. */
+static int with_transport(attn_opts_t *runs, int n_runs, attn_err_t *err) {
+    int mpi = 0;
+    for (int i = 0; i < n_runs; i++)
+        mpi |= !strcmp(runs[i].transport, "mpi");
+    if (!mpi)
+        return ATTN_OK;
+    ATTN_TRY(comm_mpi_init(NULL, NULL, err));
+    int size = comm_mpi_world()->size;
+    for (int i = 0; i < n_runs; i++) {
+        if (strcmp(runs[i].transport, "mpi"))
+            continue;
+        if (runs[i].ranks == 1)
+            runs[i].ranks = size;
+        if (runs[i].ranks != size)
+            return attn_fail(err, ATTN_EUSAGE, "--ranks %d but mpirun started %d processes", runs[i].ranks, size);
+    }
+    return ATTN_OK;
+}
+
 int cli_run(int argc, char **argv, attn_err_t *err) {
     if (wants_help(argc, argv)) {
         puts("usage: attnbench run --task T --backends A,B [flags]   or   attnbench run --config suites/NAME.json\n\n"
@@ -126,7 +149,13 @@ int cli_run(int argc, char **argv, attn_err_t *err) {
     for (int i = 0; i < n_runs && rc == ATTN_OK; i++)
         rc = opts_validate_run(&runs[i], err);
     if (rc == ATTN_OK)
+        rc = with_transport(runs, n_runs, err);
+    if (rc == ATTN_OK && comm_mpi_world() && comm_mpi_world()->rank != 0)
+        rc = dist_follow(err); /* ranks 1..P−1 serve rank 0's distributed calls */
+    else if (rc == ATTN_OK)
         rc = execute(argc, argv, runs, n_runs, NULL, err);
+    dist_stop_followers();
+    comm_mpi_finalize();
     free(runs);
     return rc;
 }

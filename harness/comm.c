@@ -37,6 +37,14 @@ int comm_wait(attn_comm_t *c, comm_req_t *req, attn_err_t *err) {
 
 void comm_stats_reset(attn_comm_t *c) { memset(&c->stats, 0, sizeof c->stats); }
 
+void comm_progress(attn_comm_t *c) {
+    if (!c || !c->ops->progress)
+        return;
+    double t0 = time_now_s();
+    c->ops->progress(c);
+    c->stats.total_s += time_now_s() - t0;
+}
+
 int comm_alltoallv(attn_comm_t *c, const void *send, const size_t *send_bytes, const size_t *send_off, void *recv,
                    const size_t *recv_bytes, const size_t *recv_off, int tag, attn_err_t *err) {
     int P = c->size, me = c->rank, rc = ATTN_OK;

@@ -27,12 +27,18 @@ typedef struct {
     int (*wait)(attn_comm_t *c, comm_req_t *req, attn_err_t *err);
     /* Marks this rank failed so peers blocked on it return an error at once (best effort). */
     void (*abort)(attn_comm_t *c, const char *why);
+    /* Optional: lets pending transfers advance while the rank computes (MPI moves a large
+     * message only inside MPI calls; compute loops call this between tiles). */
+    void (*progress)(attn_comm_t *c);
+    /* Optional: 1 once any rank of the world has failed (lets a stalled rank notice). */
+    int (*peer_failed)(attn_comm_t *c);
 } comm_ops_t;
 
 struct attn_comm {
     const comm_ops_t *ops;
     int rank, size;
     double timeout_s;
+    int shared_memory; /* all ranks see one address space (local): whole tensors are readable by all */
     comm_stats_t stats;
     void *impl;
 };
@@ -50,8 +56,26 @@ int comm_alltoallv(attn_comm_t *c, const void *send, const size_t *send_bytes, c
 int comm_allreduce(attn_comm_t *c, double *values, int n, int op, int tag, attn_err_t *err);
 int comm_barrier(attn_comm_t *c, int tag, attn_err_t *err);
 void comm_stats_reset(attn_comm_t *c);
+/* The transport's progress hook, timed as communication; a no-op where there is none. */
+void comm_progress(attn_comm_t *c);
 
 /* Runs fn on P ranks of the local transport (threads) and joins them. On failure, err holds
  * the first failing rank's message, prefixed with its rank. */
 typedef int (*comm_rank_fn)(attn_comm_t *c, void *arg, attn_err_t *err);
 int comm_local_run(int ranks, double timeout_s, comm_rank_fn fn, void *arg, attn_err_t *err);
+
+/* The `mpi` transport (built when Open MPI is found; comm_mpi_available() says). One process
+ * per rank: rank 0 runs the harness, the others serve distributed calls (dist_follow). */
+int comm_mpi_available(void);
+/* MPI_Init once (thread level FUNNELED: only a rank's main thread talks). */
+int comm_mpi_init(int *argc, char ***argv, attn_err_t *err);
+/* The world communicator after comm_mpi_init, else NULL. */
+attn_comm_t *comm_mpi_world(void);
+/* Control messages (rank 0 → others, commands of a few hundred bytes) on their own channel.
+ * The receive waits without a timeout and mostly sleeping: an idle rank must not take a core
+ * from rank 0's single-rank work, and rank 0 may compute for hours between commands. */
+int comm_mpi_ctrl_send(int dst, const void *buf, size_t bytes, attn_err_t *err);
+int comm_mpi_ctrl_recv(void *buf, size_t bytes, attn_err_t *err);
+void comm_mpi_finalize(void);
+/* Ends every process of the job with `code` after printing `why` (a failed rank under mpi). */
+_Noreturn void comm_mpi_abort(int rank, const char *why, int code);

@@ -154,8 +154,16 @@ static void local_abort(attn_comm_t *c, const char *why) {
     pthread_mutex_unlock(&w->lock);
 }
 
-static const comm_ops_t local_ops = {
-    .name = "local", .isend = local_isend, .irecv = local_irecv, .wait = local_wait, .abort = local_abort};
+static int local_peer_failed(attn_comm_t *c) {
+    local_world_t *w = world_of(c);
+    pthread_mutex_lock(&w->lock);
+    int failed = w->failed_rank >= 0;
+    pthread_mutex_unlock(&w->lock);
+    return failed;
+}
+
+static const comm_ops_t local_ops = {.name = "local", .isend = local_isend, .irecv = local_irecv, .wait = local_wait,
+                                     .abort = local_abort, .peer_failed = local_peer_failed};
 
 typedef struct {
     attn_comm_t comm;
@@ -186,7 +194,8 @@ int comm_local_run(int ranks, double timeout_s, comm_rank_fn fn, void *arg, attn
     if (!r || !tid)
         rc = attn_fail(err, ATTN_ERUNTIME, "out of memory starting %d local ranks", ranks);
     for (int i = 0; rc == ATTN_OK && i < ranks; i++) {
-        r[i] = (local_rank_t){.comm = {.ops = &local_ops, .rank = i, .size = ranks, .timeout_s = timeout_s, .impl = &w},
+        r[i] = (local_rank_t){.comm = {.ops = &local_ops, .rank = i, .size = ranks, .timeout_s = timeout_s,
+                                       .shared_memory = 1, .impl = &w},
                               .fn = fn, .arg = arg};
         if (pthread_create(&tid[i], NULL, rank_main, &r[i]) != 0) {
             rc = attn_fail(err, ATTN_ERUNTIME, "cannot start the thread of local rank %d", i);

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "backend.h"
+#include "comm.h"
+#include "layout.h"
 
 void opts_defaults(attn_opts_t *o) {
     memset(o, 0, sizeof *o);
@@ -28,7 +30,7 @@ void opts_defaults(attn_opts_t *o) {
     o->ranks = 1;
     o->comm_timeout = 300.0;
     strcpy(o->transport, "local");
-    strcpy(o->layout, "none");
+    strcpy(o->layout, "auto");
     o->seed = 1234;
     o->repeats = 5;
     o->warmup = 1;
@@ -165,14 +167,36 @@ int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
         return ATTN_OK;
     }
     if (IS("transport")) {
-        if (strcmp(v, "local"))
-            return attn_fail(err, ATTN_EUSAGE, "--transport: '%s' is not available in this build (local)", v);
+        if (strcmp(v, "local") && strcmp(v, "mpi"))
+            return attn_fail(err, ATTN_EUSAGE, "--transport: '%s' is not a transport (local, mpi)", v);
+        if (!strcmp(v, "mpi") && !comm_mpi_available())
+            return attn_fail(err, ATTN_EUSAGE, "--transport mpi: this build has no MPI (Open MPI was not found)");
         snprintf(o->transport, sizeof o->transport, "%s", v);
         return ATTN_OK;
     }
     if (IS("layout")) {
-        if (strcmp(v, "none"))
-            return attn_fail(err, ATTN_EUSAGE, "--layout: '%s' is not available in this build (none)", v);
+        attn_layout_kind_t k;
+        if (strcmp(v, "auto") && !layout_parse(v, &k))
+            return attn_fail(err, ATTN_EUSAGE, "--layout: '%s' is not a layout (auto, contiguous, striped, zigzag)", v);
+        snprintf(o->layout, sizeof o->layout, "%s", v);
+        return ATTN_OK;
+    }
+    if (IS("local-backend")) {
+        const attn_backend_t *be = registry_find(v);
+        if (!be || be->forward_rank)
+            return attn_fail(err, ATTN_EUSAGE, "--local-backend: '%s' is not a single-rank backend (blockwise, naive, sliding_window)", v);
+        snprintf(o->local_backend, sizeof o->local_backend, "%s", v);
+        return ATTN_OK;
+    }
+    if (IS("inject-fault")) { /* hidden, for the fault tests: exit:RANK:STEP or stall:RANK:STEP */
+        char kind[8];
+        int rank, step, used = 0;
+        if (sscanf(v, "%7[a-z]:%d:%d%n", kind, &rank, &step, &used) != 3 || v[used] || rank < 0 || step < 0 ||
+            (strcmp(kind, "exit") && strcmp(kind, "stall")))
+            return attn_fail(err, ATTN_EUSAGE, "--inject-fault: '%s' is not exit:RANK:STEP or stall:RANK:STEP", v);
+        o->fault = strcmp(kind, "exit") ? ATTN_FAULT_STALL : ATTN_FAULT_EXIT;
+        o->fault_rank = rank;
+        o->fault_step = step;
         return ATTN_OK;
     }
     if (IS("seed")) {
@@ -210,7 +234,7 @@ int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
 
 static const char *const option_names[] = {
     "task", "backends", "backend", "seq-len", "q-len", "mask", "sizes", "batch", "heads", "kv-heads",
-    "head-dim", "window", "dtype", "scale", "block-q", "block-k", "ranks", "transport", "layout", "seed",
+    "head-dim", "window", "dtype", "scale", "block-q", "block-k", "ranks", "transport", "layout", "local-backend", "inject-fault", "seed",
     "threads", "repeats", "warmup", "comm-timeout", "out-dir", "config", "q", "k", "v", "out", "lse",
 };
 enum { N_OPTIONS = sizeof option_names / sizeof option_names[0] };
@@ -336,7 +360,13 @@ int opts_problem(const attn_opts_t *o, int64_t n_k, int64_t n_q, attn_mask_t mas
     *p = (attn_problem_t){.batch = o->batch, .heads = o->heads, .kv_heads = o->kv_heads, .head_dim = o->head_dim,
                           .n_q = n_q, .n_k = n_k, .mask = mask, .window = mask == ATTN_MASK_WINDOW ? o->window : 0,
                           .scale = o->scale, .dtype = o->dtype, .block_q = o->block_q, .block_k = o->block_k,
-                          .threads = o->threads, .ranks = o->ranks, .comm_timeout = o->comm_timeout};
+                          .threads = o->threads, .ranks = o->ranks, .comm_timeout = o->comm_timeout,
+                          .transport = strcmp(o->transport, "mpi") ? ATTN_TRANSPORT_LOCAL : ATTN_TRANSPORT_MPI,
+                          .layout = -1, .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step};
+    attn_layout_kind_t k;
+    if (layout_parse(o->layout, &k))
+        p->layout = (int)k;
+    snprintf(p->local_backend, sizeof p->local_backend, "%s", o->local_backend[0] ? o->local_backend : "blockwise");
     return problem_validate(p, err);
 }
 
@@ -366,8 +396,10 @@ void opts_print_flags(FILE *f) {
           "  --dtype T          f32 | f64                                  [f32]\n"
           "  --scale S          softmax scale                              [1/sqrt(d)]\n"
           "  --block-q/-k N     tile sizes of tiled backends               [128/256]\n"
-          "  --ranks P          ranks of distributed backends (ring, striped, zigzag) [1]\n"
-          "  --transport T      local (P ranks as threads)                 [local]\n"
+          "  --ranks P          ranks of the distributed backends (ring, striped, zigzag, ulysses) [1]\n"
+          "  --transport T      local (P ranks as threads) | mpi (under mpirun -np P) [local]\n"
+          "  --layout L         ulysses' sequence shards: contiguous | striped | zigzag [auto]\n"
+          "  --local-backend B  ulysses: backend run on each head shard      [blockwise]\n"
           "  --comm-timeout S   seconds without progress before a rank fails [300]\n"
           "  --seed S           input seed                                 [1234]\n"
           "  --threads T        worker threads, 0 = all cores              [0]\n"

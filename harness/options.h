@@ -22,7 +22,9 @@ typedef struct {
     int block_q, block_k;
     int ranks;
     double comm_timeout;
-    char transport[16], layout[16];
+    char transport[16], layout[16], local_backend[24];
+    attn_fault_t fault; /* hidden --inject-fault */
+    int fault_rank, fault_step;
     uint64_t seed;
     int threads, repeats, warmup;
     char out_dir[512];

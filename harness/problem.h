@@ -7,6 +7,8 @@
 
 typedef enum { ATTN_MASK_NONE = 0, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW } attn_mask_t;
 typedef enum { ATTN_F32 = 0, ATTN_F64 } attn_dtype_t;
+typedef enum { ATTN_TRANSPORT_LOCAL = 0, ATTN_TRANSPORT_MPI } attn_transport_t;
+typedef enum { ATTN_FAULT_NONE = 0, ATTN_FAULT_EXIT, ATTN_FAULT_STALL } attn_fault_t;
 
 typedef struct {
     int64_t batch, heads, kv_heads, head_dim; /* B, H, H_kv, d */
@@ -19,6 +21,12 @@ typedef struct {
     int threads;          /* worker threads; 0 = all online cores */
     int ranks;            /* distributed backends: ranks P (0 or 1 = single rank) */
     double comm_timeout;  /* distributed backends: seconds without progress before failing */
+    attn_transport_t transport;
+    int layout;             /* ulysses: attn_layout_kind_t of the sequence shards; −1 = the backend's own */
+    char local_backend[24]; /* ulysses: the single-rank backend run on each head shard; "" = blockwise */
+    /* Hidden --inject-fault (tests only): rank fault_rank exits or stalls at step fault_step. */
+    attn_fault_t fault;
+    int fault_rank, fault_step;
 } attn_problem_t;
 
 /* Global positions of a run of rows: row r sits at start + stride·r (stride ≥ 1). */
@@ -37,6 +45,7 @@ typedef struct {
     double bytes_sent[ATTN_MAX_RANKS], bytes_recv[ATTN_MAX_RANKS];
     double blocks_computed[ATTN_MAX_RANKS], blocks_skipped[ATTN_MAX_RANKS];
     double critical_path_s;            /* Σ over steps of the slowest rank's compute in that step */
+    double wall_s;                     /* slowest rank's wall time from the start barrier to its last step */
 } attn_dist_stats_t;
 
 /* Tensors of one call, row-major: Q (B,H,n_q,d), K,V (B,H_kv,n_k,d), O (B,H,n_q,d),

@@ -33,12 +33,14 @@ const attn_backend_t *registry_find(const char *name) {
     return NULL;
 }
 
+/* A single-rank backend ignores --ranks and --transport: it runs on one rank (rank 0 under
+ * mpi), so a run can time blockwise beside ring on the same problem. */
 int backend_supports(const attn_backend_t *b, const attn_problem_t *p, char *reason, size_t len) {
-    if (!b->layout && p->ranks > 1) {
-        snprintf(reason, len, "%s runs on one rank (--ranks applies to ring, striped, zigzag)", b->name);
-        return 0;
-    }
-    return b->supports(b, p, reason, len);
+    if (b->forward_rank)
+        return b->supports(b, p, reason, len);
+    attn_problem_t one = *p;
+    one.ranks = 1;
+    return b->supports(b, &one, reason, len);
 }
 
 int backend_check_memory(const attn_backend_t *b, const attn_problem_t *p, char *reason, size_t len) {

@@ -1,6 +1,7 @@
 /* task.c — the task table and what the tasks share: the case grid, records, progress. */
 #include "task.h"
 
+#include "layout.h"
 #include <stdarg.h>
 #include <string.h>
 
@@ -54,7 +55,8 @@ attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *ta
     if (r && be && be->layout) {
         r->ranks = p->ranks > 1 ? p->ranks : 1;
         snprintf(r->transport, sizeof r->transport, "%s", o->transport);
-        snprintf(r->layout, sizeof r->layout, "%s", be->layout);
+        snprintf(r->layout, sizeof r->layout, "%s",
+                 p->layout >= 0 ? layout_name((attn_layout_kind_t)p->layout) : be->layout);
     }
     if (r) {
         record_extra_num(r, "repeats", o->repeats);

@@ -46,8 +46,19 @@ static void mask_tile(const tile_job_t *j, float *S, int64_t r0, int rows, int64
     }
 }
 
+/* Set by the thread that calls tile_attend_f32; only that thread (worker 0) calls it. */
+static _Thread_local void (*progress_fn)(void *);
+static _Thread_local void *progress_arg;
+
+void tile_set_progress(void (*fn)(void *arg), void *arg) {
+    progress_fn = fn;
+    progress_arg = arg;
+}
+
 static void tile_item(void *ctx, int64_t item, int worker) {
     tile_job_t *j = ctx;
+    if (worker == 0 && progress_fn)
+        progress_fn(progress_arg);
     const attn_problem_t *p = j->p;
     int64_t d = p->head_dim, bh_count = p->batch * p->heads;
     /* Last query tiles first: under a causal mask they carry the most key tiles. */

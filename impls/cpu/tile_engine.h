@@ -30,6 +30,11 @@ typedef struct {
 int tile_attend_f32(const attn_problem_t *p, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
                     const tile_io_t *io, tile_walk_t walk, tile_stats_t *stats, attn_err_t *err);
 
+/* A hook the calling thread's engine calls between work items (one Q tile against its K
+ * tiles): a distributed rank passes its transport's progress here so that a message in
+ * flight keeps moving while the rank computes. NULL clears it. Per thread. */
+void tile_set_progress(void (*fn)(void *arg), void *arg);
+
 /* What the blockwise and sliding_window backends share: they run float32 only, and their
  * workspace is the engine's. */
 struct attn_backend;

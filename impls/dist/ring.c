@@ -10,34 +10,11 @@
 
 #include "backend.h"
 #include "comm.h"
+#include "dist.h"
 #include "impls/cpu/tile_engine.h"
 #include "layout.h"
 #include "timing.h"
 
-typedef struct {
-    const attn_problem_t *p; /* the whole problem */
-    attn_layout_kind_t kind;
-    const float *q, *k, *v; /* whole tensors (local transport: each rank copies its shard out) */
-    float *o, *lse;
-    attn_dist_stats_t *stats;
-    double *step_compute; /* (P, P): compute seconds of rank r at step s */
-} ring_job_t;
-
-/* Copies rows of (outer, n_total, d) tensor `src` at the layout's pieces into/out of a shard
- * (outer, count, d). to_shard = 1 gathers into the shard, 0 scatters back. */
-static void shard_copy(const attn_layout_t *l, int rank, int64_t outer, int64_t d, float *shard, float *whole,
-                       int to_shard) {
-    layout_piece_t pc[2];
-    int n = layout_pieces(l, rank, pc);
-    int64_t count = layout_local_count(l, rank);
-    for (int64_t o = 0; o < outer; o++)
-        for (int i = 0; i < n; i++)
-            for (int64_t r = 0; r < pc[i].count; r++) {
-                float *a = shard + (o * count + pc[i].local_start + r) * d;
-                float *b = whole + (o * l->n + pc[i].pos.start + pc[i].pos.stride * r) * d;
-                memcpy(to_shard ? a : b, to_shard ? b : a, (size_t)d * sizeof(float));
-            }
-}
 
 /* acc ← acc ⊕ part over rows [r0, r0+rows) of every (batch, head): the log-sum-exp merge. */
 static void merge_rows(const attn_problem_t *p, int64_t q_rows, int64_t r0, int64_t rows, float *o_acc,
@@ -72,34 +49,46 @@ static void free_bufs(ring_bufs_t *b) {
     attn_free(b->kv[0]), attn_free(b->kv[1]);
 }
 
-static int ring_rank(attn_comm_t *c, void *arg, attn_err_t *err) {
-    const ring_job_t *job = arg;
-    attn_problem_t p = *job->p;
+static void progress_cb(void *c) { comm_progress(c); }
+
+static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, attn_comm_t *c, const attn_io_t *io,
+                     attn_err_t *err) {
+    attn_problem_t p = *whole;
     p.threads = 1; /* ranks are the parallelism; BLAS inside a rank stays single-threaded */
     int P = c->size, me = c->rank;
     int64_t d = p.head_dim, BH = p.batch * p.heads, BHkv = p.batch * p.kv_heads;
     attn_layout_t lq, lk;
-    ATTN_TRY(layout_init(&lq, job->kind, p.n_q, P, err));
-    ATTN_TRY(layout_init(&lk, job->kind, p.n_k, P, err));
+    attn_layout_kind_t kind = *(const attn_layout_kind_t *)self->ctx;
+    ATTN_TRY(layout_init(&lq, kind, p.n_q, P, err));
+    ATTN_TRY(layout_init(&lk, kind, p.n_k, P, err));
     int64_t nq = layout_local_count(&lq, me), kmax = layout_max_local_count(&lk);
     size_t block_cap = (size_t)(2 * BHkv * kmax * d);
     ring_bufs_t b = {0};
-    b.q = attn_alloc((size_t)(BH * nq * d) * sizeof(float), err, "ring Q shard");
-    b.o = attn_alloc((size_t)(BH * nq * d) * sizeof(float), err, "ring O shard");
-    b.o_part = attn_alloc((size_t)(BH * nq * d) * sizeof(float), err, "ring partial O");
-    b.lse = attn_alloc((size_t)(BH * nq) * sizeof(float), err, "ring LSE shard");
-    b.lse_part = attn_alloc((size_t)(BH * nq) * sizeof(float), err, "ring partial LSE");
-    b.kv[0] = attn_alloc(block_cap * sizeof(float), err, "ring K/V block");
-    b.kv[1] = attn_alloc(block_cap * sizeof(float), err, "ring K/V block");
+    /* +1: a rank may hold no rows when n < P, and a zero-byte allocation is not an error. */
+    b.q = attn_alloc((size_t)(BH * nq * d) * sizeof(float) + 1, err, "ring Q shard");
+    b.o = attn_alloc((size_t)(BH * nq * d) * sizeof(float) + 1, err, "ring O shard");
+    b.o_part = attn_alloc((size_t)(BH * nq * d) * sizeof(float) + 1, err, "ring partial O");
+    b.lse = attn_alloc((size_t)(BH * nq) * sizeof(float) + 1, err, "ring LSE shard");
+    b.lse_part = attn_alloc((size_t)(BH * nq) * sizeof(float) + 1, err, "ring partial LSE");
+    b.kv[0] = attn_alloc(block_cap * sizeof(float) + 1, err, "ring K/V block");
+    b.kv[1] = attn_alloc(block_cap * sizeof(float) + 1, err, "ring K/V block");
     if (!b.q || !b.o || !b.o_part || !b.lse || !b.lse_part || !b.kv[0] || !b.kv[1]) {
         free_bufs(&b);
         return ATTN_ERUNTIME;
     }
     /* The rank's own shards: Q, and K then V packed in one block so a ring step is one message. */
     int64_t kmine = layout_local_count(&lk, me);
-    shard_copy(&lq, me, BH, d, b.q, (float *)job->q, 1);
-    shard_copy(&lk, me, BHkv, d, b.kv[0], (float *)job->k, 1);
-    shard_copy(&lk, me, BHkv, d, b.kv[0] + BHkv * kmine * d, (float *)job->v, 1);
+    int rc = dist_scatter(c, &lq, BH, d, io->q, b.q, err);
+    if (rc == ATTN_OK)
+        rc = dist_scatter(c, &lk, BHkv, d, io->k, b.kv[0], err);
+    if (rc == ATTN_OK)
+        rc = dist_scatter(c, &lk, BHkv, d, io->v, b.kv[0] + BHkv * kmine * d, err);
+    if (rc == ATTN_OK)
+        rc = comm_barrier(c, 1 << 21, err); /* the measured region starts together on every rank */
+    if (rc != ATTN_OK) {
+        free_bufs(&b);
+        return rc;
+    }
     memset(b.o, 0, (size_t)(BH * nq * d) * sizeof(float));
     for (int64_t i = 0; i < BH * nq; i++)
         b.lse[i] = -INFINITY;
@@ -110,9 +99,14 @@ static int ring_rank(attn_comm_t *c, void *arg, attn_err_t *err) {
     for (int i = 0; i < n_qp; i++)
         qpc[i].pos.start += q_offset;
     comm_stats_reset(c);
-    int rc = ATTN_OK, cur = 0;
-    double computed = 0, skipped = 0;
+    int cur = 0;
+    double computed = 0, skipped = 0, step_compute[ATTN_MAX_RANKS] = {0}, t_start = time_now_s();
+    if (c->ops->progress)
+        tile_set_progress(progress_cb, c);
     for (int s = 0; s < P && rc == ATTN_OK; s++) {
+        rc = dist_fault_point(c, &p, s, err);
+        if (rc != ATTN_OK)
+            break;
         int src = (me - s + P) % P, next_src = (me - s - 1 + P) % P;
         int64_t kcnt = layout_local_count(&lk, src);
         comm_req_t send = {0}, recv = {0};
@@ -145,62 +139,37 @@ static int ring_rank(attn_comm_t *c, void *arg, attn_err_t *err) {
                 if (rc == ATTN_OK)
                     merge_rows(&p, nq, qp->local_start, qp->count, b.o, b.lse, b.o_part, b.lse_part);
             }
-        job->step_compute[me * P + s] = time_thread_cpu_s() - t0;
+        step_compute[s] = time_thread_cpu_s() - t0;
         attn_err_t werr = {0};
         int w1 = comm_wait(c, &send, &werr), w2 = comm_wait(c, &recv, &werr); /* both, even after an error */
         if (rc == ATTN_OK && (w1 != ATTN_OK || w2 != ATTN_OK))
             rc = attn_fail(err, ATTN_ERUNTIME, "%s", werr.msg);
         cur = 1 - cur;
     }
-    if (rc == ATTN_OK) {
-        shard_copy(&lq, me, BH, d, b.o, job->o, 0);
-        shard_copy(&lq, me, BH, 1, b.lse, job->lse, 0);
-    }
-    if (job->stats) {
-        attn_dist_stats_t *st = job->stats;
-        double compute = 0;
-        for (int s = 0; s < P; s++)
-            compute += job->step_compute[me * P + s];
-        st->compute_s[me] = compute;
-        st->comm_s[me] = c->stats.total_s;
-        st->exposed_s[me] = c->stats.exposed_s;
-        st->bytes_sent[me] = (double)c->stats.bytes_sent;
-        st->bytes_recv[me] = (double)c->stats.bytes_recv;
-        st->blocks_computed[me] = computed;
-        st->blocks_skipped[me] = skipped;
-    }
+    tile_set_progress(NULL, NULL);
+    dist_rank_stats_t mine = {.blocks_computed = computed, .blocks_skipped = skipped, .wall_s = time_now_s() - t_start,
+                              .step_compute = step_compute, .n_steps = P};
+    for (int s = 0; s < P; s++)
+        mine.compute_s += step_compute[s];
+    if (rc == ATTN_OK)
+        rc = dist_report(c, &mine, io->dist, err);
+    if (rc == ATTN_OK)
+        rc = dist_gather(c, &lq, BH, d, b.o, io->o, err);
+    if (rc == ATTN_OK)
+        rc = dist_gather(c, &lq, BH, 1, b.lse, io->lse, err);
     free_bufs(&b);
     return rc;
 }
 
-static int ring_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
-    int P = p->ranks > 1 ? p->ranks : 1;
-    double *steps = calloc((size_t)(P * P), sizeof *steps);
-    if (!steps)
-        return attn_fail(err, ATTN_ERUNTIME, "out of memory");
-    ring_job_t job = {.p = p, .kind = *(const attn_layout_kind_t *)self->ctx, .q = io->q, .k = io->k, .v = io->v,
-                      .o = io->o, .lse = io->lse, .stats = io->dist, .step_compute = steps};
-    int rc = comm_local_run(P, p->comm_timeout > 0 ? p->comm_timeout : 300.0, ring_rank, &job, err);
-    if (rc == ATTN_OK && io->dist) {
-        io->dist->ranks = P;
-        io->dist->critical_path_s = 0;
-        for (int s = 0; s < P; s++) {
-            double worst = 0;
-            for (int r = 0; r < P; r++)
-                worst = fmax(worst, steps[r * P + s]);
-            io->dist->critical_path_s += worst;
-        }
-    }
-    free(steps);
-    return rc;
-}
-
+/* --layout only picks ulysses' shards: a ring-family backend's layout is its name. */
 static int ring_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
-    if (p->ranks > ATTN_MAX_RANKS) {
-        snprintf(reason, len, "%s runs at most %d ranks (got %d)", self->name, ATTN_MAX_RANKS, p->ranks);
+    attn_layout_kind_t kind = *(const attn_layout_kind_t *)self->ctx;
+    if (p->layout >= 0 && p->layout != (int)kind) {
+        snprintf(reason, len, "%s always uses the %s layout (--layout %s applies to ulysses)", self->name,
+                 layout_name(kind), layout_name((attn_layout_kind_t)p->layout));
         return 0;
     }
-    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, reason, len);
+    return dist_supports_common(self, p, reason, len);
 }
 
 /* Per rank: Q, O and a partial O shard, two K/V blocks, the engine's tile workspace. */
@@ -223,8 +192,8 @@ static const attn_layout_kind_t contiguous = LAYOUT_CONTIGUOUS, striped = LAYOUT
 
 #define RING_BACKEND(var, NAME, KIND, DESC)                                                            \
     const attn_backend_t var = {.name = NAME, .device = "cpu", .description = DESC, .layout = #KIND,  \
-                                .supports = ring_supports, .forward = ring_forward,                   \
-                                .workspace_bytes = ring_workspace, .ctx = &KIND};
+                                .supports = ring_supports, .forward = dist_forward,                   \
+                                .forward_rank = ring_rank, .workspace_bytes = ring_workspace, .ctx = &KIND};
 
 RING_BACKEND(backend_dist_ring, "ring", contiguous, "ring attention, contiguous shards; K/V blocks rotate P−1 times")
 RING_BACKEND(backend_dist_striped, "striped", striped, "ring loop, token t on rank t mod P: balanced causal work")

@@ -1,0 +1,46 @@
+/* dist.h — what every distributed backend shares, so that a backend is only its rank function
+ * (forward_rank): running it on P ranks of the problem's transport, moving each rank's shard
+ * of the whole tensors in and out, the per-rank figures, and the injected faults of the tests.
+ *
+ * The whole Q, K, V, O, LSE live with the caller: in every thread under `local`, on rank 0
+ * only under `mpi`. dist_scatter/dist_gather hide the difference (direct copies, or messages
+ * from and to rank 0), and they happen outside the measured region. */
+#pragma once
+#include "backend.h"
+#include "comm.h"
+#include "layout.h"
+
+/* The forward of every distributed backend. Under mpi it runs on rank 0, which first tells
+ * the other ranks (waiting in dist_follow) to run the same forward_rank. */
+int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err);
+
+/* Under mpi, the loop of ranks 1..P−1: run each distributed call rank 0 announces, until it
+ * says stop. A failure there ends the whole job (comm_mpi_abort): its peers are stuck. */
+int dist_follow(attn_err_t *err);
+/* Rank 0: tell the followers to stop (call once, on every exit path, before MPI_Finalize). */
+void dist_stop_followers(void);
+
+/* Collective: each rank receives its shard (outer, local_count, d) of the (outer, n, d) tensor
+ * `whole` under layout l; whole is read on rank 0 only unless the comm is shared-memory. */
+int dist_scatter(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t d, const float *whole,
+                 float *shard, attn_err_t *err);
+/* The reverse: each rank's shard lands in `whole` (on rank 0, or shared). */
+int dist_gather(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t d, const float *shard,
+                float *whole, attn_err_t *err);
+
+/* What one rank measured. step_compute holds n_steps per-step compute times (n_steps ≤ 64). */
+typedef struct {
+    double compute_s, blocks_computed, blocks_skipped, wall_s;
+    const double *step_compute;
+    int n_steps;
+} dist_rank_stats_t;
+/* Collective: combines every rank's figures and its comm stats (taken now, so call it before
+ * dist_gather) into *out on rank 0; out may be NULL on other ranks. */
+int dist_report(attn_comm_t *c, const dist_rank_stats_t *mine, attn_dist_stats_t *out, attn_err_t *err);
+
+/* Where a test's injected fault fires: at step `step`, rank p->fault_rank returns an error
+ * (local; the thread "exits") or ends its process (mpi), or stalls without communicating. */
+int dist_fault_point(attn_comm_t *c, const attn_problem_t *p, int step, attn_err_t *err);
+
+/* supports() checks every distributed backend shares: rank count, transport, dtype, memory. */
+int dist_supports_common(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len);
