@@ -18,6 +18,8 @@ typedef struct attn_backend {
     /* Distributed backends: one rank's part of forward, on communicator c (impls/dist/dist.h). */
     int (*forward_rank)(const struct attn_backend *self, const attn_problem_t *p, struct attn_comm *c,
                         const attn_io_t *io, attn_err_t *err);
+    /* Distributed backends: the analytic figures the measured ones are reported beside. */
+    void (*expect)(const struct attn_backend *self, const attn_problem_t *p, attn_dist_expect_t *out);
     /* Bytes the backend allocates beyond Q, K, V, O, LSE for p (the analytic memory figure). */
     size_t (*workspace_bytes)(const struct attn_backend *self, const attn_problem_t *p);
     const void *ctx; /* backend-private constant data */

@@ -7,3 +7,5 @@ int cli_list(int argc, char **argv, attn_err_t *err);
 int cli_run(int argc, char **argv, attn_err_t *err);
 int cli_attend(int argc, char **argv, attn_err_t *err);
 int cli_peak(int argc, char **argv, attn_err_t *err);
+/* cli_comm.c: the transports' latency and bandwidth, the roofline of the overlap figures. */
+int cli_comm(int argc, char **argv, attn_err_t *err);

@@ -77,5 +77,7 @@ attn_comm_t *comm_mpi_world(void);
 int comm_mpi_ctrl_send(int dst, const void *buf, size_t bytes, attn_err_t *err);
 int comm_mpi_ctrl_recv(void *buf, size_t bytes, attn_err_t *err);
 void comm_mpi_finalize(void);
+/* The MPI library's name and version ("Open MPI v4.1.4"); "" without MPI. */
+void comm_mpi_version(char *buf, size_t len);
 /* Ends every process of the job with `code` after printing `why` (a failed rank under mpi). */
 _Noreturn void comm_mpi_abort(int rank, const char *why, int code);

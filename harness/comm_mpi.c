@@ -10,6 +10,7 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "comm.h"
@@ -67,7 +68,8 @@ static void nap(long ns) {
     nanosleep(&t, NULL);
 }
 
-/* Polls until the request completes: spin for the first 200 µs, then 50 µs naps. */
+/* Polls until the request completes: spin for the first 200 µs, then 50 µs naps, and 1 ms
+ * naps after 20 ms (an idle rank waiting for rank 0 must cost next to nothing). */
 static int poll_request(MPI_Request *r, double timeout_s, int *timed_out) {
     double t0 = time_now_s();
     *timed_out = 0;
@@ -80,7 +82,9 @@ static int poll_request(MPI_Request *r, double timeout_s, int *timed_out) {
             *timed_out = 1;
             return MPI_SUCCESS;
         }
-        if (waited > 2e-4)
+        if (waited > 2e-2)
+            nap(1000000);
+        else if (waited > 2e-4)
             nap(50000);
     }
 }
@@ -155,8 +159,17 @@ void comm_mpi_finalize(void) {
 }
 
 _Noreturn void comm_mpi_abort(int rank, const char *why, int code) {
-    fprintf(stderr, "attnbench: error: rank %d: %s\n", rank, why);
+    (void)rank; /* the messages of this layer already name their rank */
+    fprintf(stderr, "attnbench: error: %s\n", why);
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, code);
     exit(code); /* not reached: MPI_Abort ends the job */
+}
+
+void comm_mpi_version(char *buf, size_t len) {
+    char text[MPI_MAX_LIBRARY_VERSION_STRING];
+    int n = 0;
+    MPI_Get_library_version(text, &n); /* allowed before MPI_Init */
+    text[strcspn(text, ",\n")] = '\0'; /* "Open MPI v4.1.4, package: …" → "Open MPI v4.1.4" */
+    snprintf(buf, len, "%s", text);
 }

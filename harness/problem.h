@@ -48,6 +48,14 @@ typedef struct {
     double wall_s;                     /* slowest rank's wall time from the start barrier to its last step */
 } attn_dist_stats_t;
 
+/* What a distributed backend's figures should be, from the problem alone (its `expect`). Work
+ * is counted in visible (query, key) pairs, so masks and uneven shards are exact. */
+typedef struct {
+    double imbalance;     /* max/mean work over ranks */
+    double critical_path; /* Σ over steps of the busiest rank's work, over mean work per rank (1 = ideal) */
+    double bytes_sent[ATTN_MAX_RANKS], bytes_recv[ATTN_MAX_RANKS];
+} attn_dist_expect_t;
+
 /* Tensors of one call, row-major: Q (B,H,n_q,d), K,V (B,H_kv,n_k,d), O (B,H,n_q,d),
  * LSE (B,H,n_q) natural log. Element type is problem.dtype. */
 typedef struct {

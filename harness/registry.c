@@ -13,6 +13,7 @@ extern const attn_backend_t backend_cpu_sliding_window;
 extern const attn_backend_t backend_dist_ring;
 extern const attn_backend_t backend_dist_striped;
 extern const attn_backend_t backend_dist_zigzag;
+extern const attn_backend_t backend_dist_ulysses;
 
 static const attn_backend_t *const backends[] = {
     &backend_cpu_naive,
@@ -21,6 +22,7 @@ static const attn_backend_t *const backends[] = {
     &backend_dist_ring,
     &backend_dist_striped,
     &backend_dist_zigzag,
+    &backend_dist_ulysses,
 };
 
 int registry_count(void) { return (int)(sizeof backends / sizeof backends[0]); }

@@ -3,6 +3,7 @@
  * hidden temporary names and renamed only once both are complete, so a reader (a dashboard
  * polling results/) never sees a half-written file or a JSON without its CSV. */
 #include "results.h"
+
 #include "timing.h"
 
 #include <csv.h>
@@ -18,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "comm.h"
 #include "sysinfo.h"
 
 enum { COL_EXTRA = 19, N_EXTRA = 5, COL_METRIC = 24, NCOLS = 29 };
@@ -80,6 +82,7 @@ int results_run_init(attn_run_t *run, int argc, char **argv, uint64_t seed, int 
     run->memory_bytes = si.memory_bytes;
     snprintf(run->blas, sizeof run->blas, "%s", si.blas);
     snprintf(run->compiler, sizeof run->compiler, "%s", si.compiler);
+    comm_mpi_version(run->mpi_version, sizeof run->mpi_version);
     snprintf(run->build_type, sizeof run->build_type, "%s", si.build_type);
     snprintf(run->git_sha, sizeof run->git_sha, "%s", si.git_sha);
     return ATTN_OK;

@@ -55,6 +55,7 @@ attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *ta
     if (r && be && be->layout) {
         r->ranks = p->ranks > 1 ? p->ranks : 1;
         snprintf(r->transport, sizeof r->transport, "%s", o->transport);
+        snprintf(r->local_backend, sizeof r->local_backend, "%s", p->local_backend);
         snprintf(r->layout, sizeof r->layout, "%s",
                  p->layout >= 0 ? layout_name((attn_layout_kind_t)p->layout) : be->layout);
     }

@@ -11,8 +11,11 @@
 enum { PEER_SGEMM_N = 2048 };
 
 /* Per-rank figures of a distributed backend and what they add up to: load imbalance (max/mean
- * compute), the critical path, and overlap = 1 − exposed / total communication. */
-static void record_dist(attn_record_t *r, const attn_dist_stats_t *d) {
+ * compute), the critical path, and overlap = 1 − exposed / total communication, each beside
+ * its analytic expectation (the backend's `expect`). Bytes are exact: a rank whose traffic
+ * differs from the analytic count fails the record (K/V expanded to H heads would). */
+static void record_dist(attn_record_t *r, const attn_backend_t *be, const attn_problem_t *p,
+                        const attn_dist_stats_t *d) {
     int P = d->ranks;
     double sum = 0, worst = 0, comm = 0, exposed = 0;
     for (int i = 0; i < P; i++) {
@@ -21,16 +24,31 @@ static void record_dist(attn_record_t *r, const attn_dist_stats_t *d) {
         comm += d->comm_s[i];
         exposed += d->exposed_s[i];
     }
+    attn_dist_expect_t e = {0};
+    be->expect(be, p, &e);
     record_metric(r, "imbalance", sum > 0 ? worst / (sum / P) : 1.0, "1");
+    record_metric(r, "imbalance_expected", e.imbalance, "1");
     record_metric(r, "critical_path_s", d->critical_path_s, "s");
+    /* In units of the mean rank's compute, as the expectation is: 1 = perfectly balanced. */
+    record_metric(r, "critical_path_ratio", sum > 0 ? d->critical_path_s / (sum / P) : 1.0, "1");
+    record_metric(r, "critical_path_expected", e.critical_path, "1");
+    record_metric(r, "wall_s", d->wall_s, "s");
     record_metric(r, "overlap", comm > 0 ? 1.0 - exposed / comm : 1.0, "1");
     record_per_rank(r, "compute_s", "s", d->compute_s, P);
     record_per_rank(r, "comm_s", "s", d->comm_s, P);
     record_per_rank(r, "exposed_s", "s", d->exposed_s, P);
     record_per_rank(r, "bytes_sent", "B", d->bytes_sent, P);
+    record_per_rank(r, "bytes_sent_expected", "B", e.bytes_sent, P);
     record_per_rank(r, "bytes_recv", "B", d->bytes_recv, P);
+    record_per_rank(r, "bytes_recv_expected", "B", e.bytes_recv, P);
     record_per_rank(r, "blocks_computed", "1", d->blocks_computed, P);
     record_per_rank(r, "blocks_skipped", "1", d->blocks_skipped, P);
+    for (int i = 0; i < P; i++)
+        if (d->bytes_sent[i] != e.bytes_sent[i] || d->bytes_recv[i] != e.bytes_recv[i]) {
+            record_set_status(r, REC_FAIL, "rank %d moved %.0f B out / %.0f B in, the analytic count is %.0f / %.0f", i,
+                              d->bytes_sent[i], d->bytes_recv[i], e.bytes_sent[i], e.bytes_recv[i]);
+            break;
+        }
 }
 
 static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, int index, int count, attn_run_t *run,
@@ -45,7 +63,7 @@ static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, int in
         attn_tensors_t t;
         ATTN_TRY(tensors_alloc(p, 1, o->seed, &t, err));
         attn_dist_stats_t dist = {0};
-        if (be->layout)
+        if (be->forward_rank)
             t.io.dist = &dist; /* figures of the last repeat */
         int reps = o->repeats;
         double secs[reps], gflops[reps], frac[reps], peer[reps];
@@ -82,8 +100,8 @@ static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, int in
         record_timed(r, "frac_of_sgemm", frac, reps, "1");
         record_metric(r, "flops", flops, "FLOP");
         record_metric(r, "threads", threads, "1");
-        if (be->layout)
-            record_dist(r, &dist);
+        if (be->forward_rank)
+            record_dist(r, be, p, &dist);
     }
     peak_release();
     return ATTN_OK;

@@ -1,28 +1,35 @@
 /* test_backends.c — the exactness matrix, run through the same exactness task users run:
  * every single-rank backend × mask × H_kv ∈ {H, 2, 1} × n ∈ {1, 7, 64, 1000, 4097} ×
  * d ∈ {16, 64, 128} × (n_q = n_k, n_q < n_k), plus small tiles on the smaller n so multi-tile
- * paths are exercised. With --ranks P, the distributed backends instead: ring, striped, zigzag ×
- * mask × H_kv ∈ {H, 1} × n ∈ {P·256, 1000, 4097} × d = 64 × (n_q = n_k, n_q < n_k) on P ranks.
- * A record must pass, except that sliding_window must decline (skip) masks other than window.
- * usage: test_backends [--mask M] [--min-n N] [--max-n N] [--ranks P]   (CTest splits the matrix) */
+ * paths are exercised. With --ranks P, the distributed backends instead: ring, striped, zigzag,
+ * ulysses × mask × H_kv ∈ {H, 1} × n ∈ {P·256, 1000, 4097} × d = 64 × (n_q = n_k, n_q < n_k) on
+ * P ranks, H = 4 (6 for P = 3, 8 for P = 8, so ulysses can split heads), over --transport local or mpi
+ * (then run under `mpirun -np P`; rank 0 runs the matrix, the others serve it).
+ * A record must pass, except that sliding_window must decline (skip) masks other than window
+ * and ulysses must decline H % P ≠ 0.
+ * usage: test_backends [--mask M] [--min-n N] [--max-n N] [--ranks P] [--transport T]
+ *                      [--backends A,B] [--heads H] [--kv-heads K] [--layout L]   (CTest splits the matrix) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
+#include "comm.h"
+#include "impls/dist/dist.h"
 #include "options.h"
 #include "parallel.h"
 #include "tasks/task.h"
 
 static int64_t ns[] = {1, 7, 64, 1000, 4097};
 static int64_t ds[] = {16, 64, 128};
-enum { H = 4 };
+static int H = 4;
 
 static int check_records(const attn_run_t *run, const char *label, int *passed, int *failed) {
     for (int i = 0; i < run->n_records; i++) {
         const attn_record_t *r = &run->records[i];
         const attn_problem_t *c = &r->config;
-        int expect_skip = strcmp(r->backend, "sliding_window") == 0 && c->mask != ATTN_MASK_WINDOW;
+        int expect_skip = (strcmp(r->backend, "sliding_window") == 0 && c->mask != ATTN_MASK_WINDOW) ||
+                          (strcmp(r->backend, "ulysses") == 0 && c->heads % r->ranks != 0);
         int ok = expect_skip ? r->status == REC_SKIPPED : r->status == REC_PASS;
         double rel = 0, tol = 0;
         for (int m = 0; m < r->n_metrics; m++) {
@@ -47,6 +54,8 @@ int main(int argc, char **argv) {
     const char *mask = "none,causal,window";
     int64_t min_n = 0, max_n = INT64_MAX;
     int ranks = 0; /* 0: the single-rank matrix; P ≥ 1: the distributed backends on P ranks */
+    const char *transport = "local", *backends = NULL, *layout = "auto";
+    int64_t kv_only = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--mask"))
             mask = argv[i + 1];
@@ -56,12 +65,38 @@ int main(int argc, char **argv) {
             max_n = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--ranks"))
             ranks = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--transport"))
+            transport = argv[i + 1];
+        else if (!strcmp(argv[i], "--backends"))
+            backends = argv[i + 1];
+        else if (!strcmp(argv[i], "--layout"))
+            layout = argv[i + 1];
+        else if (!strcmp(argv[i], "--heads"))
+            H = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--kv-heads"))
+            kv_only = atoll(argv[i + 1]);
         else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
             return 2;
         }
     }
-    const char *backends = ranks ? "ring,striped,zigzag" : "naive,blockwise,sliding_window";
+    attn_err_t merr = {0};
+    if (!strcmp(transport, "mpi")) { /* every process runs this; ranks 1.. serve rank 0's calls */
+        if (comm_mpi_init(NULL, NULL, &merr) != ATTN_OK) {
+            printf("FAIL %s\n", merr.msg);
+            return 1;
+        }
+        ranks = comm_mpi_world()->size;
+        if (comm_mpi_world()->rank != 0) {
+            int rc = dist_follow(&merr);
+            comm_mpi_finalize();
+            return rc;
+        }
+    }
+    if (ranks && H == 4 && 4 % ranks) /* ulysses needs H % P = 0: H = 6 for P = 3, 8 for P = 8 */
+        H = ranks == 3 ? 6 : 8;
+    if (!backends)
+        backends = ranks ? "ring,striped,zigzag,ulysses" : "naive,blockwise,sliding_window";
     int64_t dist_ns[] = {256 * (int64_t)ranks, 1000, 4097}, dist_ds[] = {64};
     const int64_t *n_list = ranks ? dist_ns : ns, *d_list = ranks ? dist_ds : ds;
     size_t n_count = ranks ? 3 : sizeof ns / sizeof ns[0], d_count = ranks ? 1 : sizeof ds / sizeof ds[0];
@@ -74,7 +109,7 @@ int main(int argc, char **argv) {
         if (n < min_n || n > max_n)
             continue;
         for (size_t id = 0; id < d_count; id++)
-            for (int64_t kvh = H; kvh >= 1; kvh /= kv_div)
+            for (int64_t kvh = kv_only ? kv_only : H; kvh >= 1; kvh = kv_only ? 0 : kvh / kv_div)
                 for (int tiles = 0; tiles < (n <= 1000 && !ranks ? 2 : 1); tiles++) {
                     char args[512], qlen[64];
                     /* n_q < n_k: a third of the keys, or a single decode row for tiny n; n = 1 has
@@ -86,10 +121,10 @@ int main(int argc, char **argv) {
                         snprintf(qlen, sizeof qlen, "%lld,%lld", (long long)n, (long long)nq);
                     snprintf(args, sizeof args,
                              "backends=%s mask=%s seq-len=%lld q-len=%s heads=%d kv-heads=%lld head-dim=%lld "
-                             "batch=%d window=%lld block-q=%d block-k=%d seed=%zu ranks=%d",
+                             "batch=%d window=%lld block-q=%d block-k=%d seed=%zu ranks=%d transport=%s layout=%s",
                              backends, mask, (long long)n, qlen, H, (long long)kvh, (long long)d_list[id],
                              n <= 64 ? 2 : 1, (long long)(n * 3 / 10 > 0 ? n * 3 / 10 : 1), tiles ? 16 : 128,
-                             tiles ? 32 : 256, in * 10 + id, ranks ? ranks : 1);
+                             tiles ? 32 : 256, in * 10 + id, ranks ? ranks : 1, transport, layout);
                     attn_opts_t o;
                     opts_defaults(&o);
                     o.threads = 2;
@@ -110,12 +145,16 @@ int main(int argc, char **argv) {
                         opts_validate_run(&o, &err) != ATTN_OK || task_exactness(&o, &run, &err) != ATTN_OK) {
                         printf("FAIL n=%lld d=%lld H_kv=%lld: %s\n", (long long)n, (long long)d_list[id],
                                (long long)kvh, err.msg);
+                        dist_stop_followers();
+                        comm_mpi_finalize();
                         return 1;
                     }
                     check_records(&run, tiles ? "small-tiles" : "default-tiles", &passed, &failed);
                     results_run_free(&run);
                 }
     }
+    dist_stop_followers();
+    comm_mpi_finalize();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : (passed ? 0 : 1);
 }

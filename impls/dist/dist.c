@@ -214,7 +214,7 @@ int dist_follow(attn_err_t *err) {
         cmd.backend[sizeof cmd.backend - 1] = '\0';
         const attn_backend_t *be = registry_find(cmd.backend);
         if (!be || !be->forward_rank)
-            comm_mpi_abort(c->rank, "rank 0 asked for a backend this rank does not know", 1);
+            comm_mpi_abort(c->rank, "a rank was asked for a backend it does not know (mixed builds?)", 1);
         c->timeout_s = cmd.p.comm_timeout > 0 ? cmd.p.comm_timeout : 300.0;
         attn_io_t none = {0};
         if (be->forward_rank(be, &cmd.p, c, &none, err) != ATTN_OK)
@@ -231,4 +231,19 @@ void dist_stop_followers(void) {
     for (int q = 1; q < c->size; q++)
         if (comm_mpi_ctrl_send(q, &cmd, sizeof cmd, &err) != ATTN_OK)
             fprintf(stderr, "attnbench: warning: %s\n", err.msg);
+}
+
+double dist_visible_pairs(const attn_problem_t *p, const attn_layout_t *lq, int qr, const attn_layout_t *lk, int kr) {
+    layout_piece_t qp[2], kp[2];
+    int nqp = layout_pieces(lq, qr, qp), nkp = layout_pieces(lk, kr, kp);
+    double pairs = 0;
+    for (int a = 0; a < nqp; a++)
+        for (int64_t r = 0; r < qp[a].count; r++) {
+            int64_t i = p->n_k - p->n_q + qp[a].pos.start + qp[a].pos.stride * r, lo, hi;
+            for (int b = 0; b < nkp; b++) {
+                mask_key_range(p->mask, p->window, i, i, kp[b].pos, kp[b].count, &lo, &hi);
+                pairs += hi > lo ? (double)(hi - lo) : 0;
+            }
+        }
+    return pairs;
 }

@@ -44,3 +44,7 @@ int dist_fault_point(attn_comm_t *c, const attn_problem_t *p, int step, attn_err
 
 /* supports() checks every distributed backend shares: rank count, transport, dtype, memory. */
 int dist_supports_common(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len);
+
+/* Visible (query, key) pairs per (batch, head) between rank qr's queries under lq (positions
+ * offset by n_k − n_q) and rank kr's keys under lk: the unit of work of the analytic figures. */
+double dist_visible_pairs(const attn_problem_t *p, const attn_layout_t *lq, int qr, const attn_layout_t *lk, int kr);

@@ -169,7 +169,45 @@ static int ring_supports(const attn_backend_t *self, const attn_problem_t *p, ch
                  layout_name(kind), layout_name((attn_layout_kind_t)p->layout));
         return 0;
     }
+    if (p->local_backend[0] && strcmp(p->local_backend, "blockwise")) {
+        snprintf(reason, len, "%s computes each step with the blockwise tile engine (--local-backend applies to ulysses)",
+                 self->name);
+        return 0;
+    }
     return dist_supports_common(self, p, reason, len);
+}
+
+/* Rank r computes its queries against every rank's keys, the block of rank r − s at step s.
+ * It sends the blocks of ranks r, r−1, …, r−P+2 (all but r+1's) and receives all but its own. */
+static void ring_expect(const attn_backend_t *self, const attn_problem_t *p, attn_dist_expect_t *out) {
+    int P = p->ranks > 1 ? p->ranks : 1;
+    attn_layout_t lq, lk;
+    attn_err_t err = {0};
+    memset(out, 0, sizeof *out);
+    attn_layout_kind_t kind = *(const attn_layout_kind_t *)self->ctx;
+    if (layout_init(&lq, kind, p->n_q, P, &err) || layout_init(&lk, kind, p->n_k, P, &err))
+        return;
+    double pairs[ATTN_MAX_RANKS][ATTN_MAX_RANKS], work[ATTN_MAX_RANKS] = {0}, total = 0, worst = 0;
+    for (int r = 0; r < P; r++)
+        for (int k = 0; k < P; k++) {
+            pairs[r][k] = dist_visible_pairs(p, &lq, r, &lk, k);
+            work[r] += pairs[r][k];
+            total += pairs[r][k];
+        }
+    for (int r = 0; r < P; r++)
+        worst = fmax(worst, work[r]);
+    out->imbalance = total > 0 ? worst / (total / P) : 1;
+    for (int s = 0; s < P; s++) {
+        double step = 0;
+        for (int r = 0; r < P; r++)
+            step = fmax(step, pairs[r][(r - s + P) % P]);
+        out->critical_path += total > 0 ? step / (total / P) : 0;
+    }
+    double row = 2.0 * (double)(p->batch * p->kv_heads * p->head_dim) * sizeof(float);
+    for (int r = 0; P > 1 && r < P; r++) {
+        out->bytes_sent[r] = row * (double)(p->n_k - layout_local_count(&lk, (r + 1) % P));
+        out->bytes_recv[r] = row * (double)(p->n_k - layout_local_count(&lk, r));
+    }
 }
 
 /* Per rank: Q, O and a partial O shard, two K/V blocks, the engine's tile workspace. */
@@ -193,7 +231,7 @@ static const attn_layout_kind_t contiguous = LAYOUT_CONTIGUOUS, striped = LAYOUT
 #define RING_BACKEND(var, NAME, KIND, DESC)                                                            \
     const attn_backend_t var = {.name = NAME, .device = "cpu", .description = DESC, .layout = #KIND,  \
                                 .supports = ring_supports, .forward = dist_forward,                   \
-                                .forward_rank = ring_rank, .workspace_bytes = ring_workspace, .ctx = &KIND};
+                                .forward_rank = ring_rank, .expect = ring_expect, .workspace_bytes = ring_workspace, .ctx = &KIND};
 
 RING_BACKEND(backend_dist_ring, "ring", contiguous, "ring attention, contiguous shards; K/V blocks rotate P−1 times")
 RING_BACKEND(backend_dist_striped, "striped", striped, "ring loop, token t on rank t mod P: balanced causal work")

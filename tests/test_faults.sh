@@ -1,0 +1,60 @@
+#!/bin/bash
+# test_faults.sh — a rank that exits or stalls mid-ring (hidden --inject-fault) must end the run
+# with a message naming a rank and a non-zero exit within a short time (--comm-timeout 2),
+# never a hang; under mpi no results file may appear.
+# usage: test_faults.sh ATTNBENCH SCRATCH [MPIEXEC]   (with MPIEXEC: the mpi cases only)
+set -u
+bin=$1 scratch=$2 mpiexec=${3:-}
+rm -rf "$scratch" && mkdir -p "$scratch"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+fails=0 n=0
+
+# expect_fault NAME LIMIT_S CMD...: non-zero exit, done within LIMIT_S, a "rank N" in the output.
+expect_fault() {
+  local name=$1 limit=$2; shift 2
+  n=$((n + 1))
+  local t0=$(date +%s%N) out rc
+  out=$(timeout 120 "$@" 2>&1); rc=$?
+  local ms=$((($(date +%s%N) - t0) / 1000000)) secs
+  secs=$((ms / 1000)).$(printf %03d $((ms % 1000)))
+  local why=""
+  [ $rc -eq 0 ] && why="exit status 0"
+  [ $rc -eq 124 ] && why="hung (killed by timeout 120)"
+  [ -z "$why" ] && [ $ms -gt $((limit * 1000)) ] && why="took ${secs}s (limit ${limit}s)"
+  [ -z "$why" ] && ! grep -qE "rank [0-9]+" <<<"$out" && why="no rank named in the output"
+  if [ -n "$why" ]; then
+    echo "FAIL $name: $why"; echo "$out" | tail -5 | sed 's/^/     /'; fails=$((fails + 1))
+  else
+    echo "ok   $name: exit $rc in ${secs}s: $(grep -oE "(error|note).*rank [0-9]+[^(]*" <<<"$out" | head -1)"
+  fi
+}
+
+common=(run --task throughput --repeats 1 --warmup 0 --seq-len 4096 --heads 4 --kv-heads 2 --comm-timeout 2)
+if [ -z "$mpiexec" ]; then
+  expect_fault "local ring, rank 2 exits at step 1" 10 "$bin" "${common[@]}" --backends ring --ranks 4 \
+    --inject-fault exit:2:1 --out-dir "$scratch/a"
+  expect_fault "local zigzag, rank 1 stalls at step 1" 10 "$bin" "${common[@]}" --backends zigzag --ranks 4 \
+    --inject-fault stall:1:1 --out-dir "$scratch/b"
+  expect_fault "local striped, rank 0 stalls at step 2" 10 "$bin" "${common[@]}" --backends striped --ranks 3 \
+    --inject-fault stall:0:2 --out-dir "$scratch/c"
+  expect_fault "local ulysses, rank 1 exits" 10 "$bin" "${common[@]}" --backends ulysses --ranks 2 \
+    --inject-fault exit:1:0 --out-dir "$scratch/d"
+  expect_fault "local ulysses, rank 3 stalls" 10 "$bin" "${common[@]}" --backends ulysses --ranks 4 \
+    --inject-fault stall:3:0 --out-dir "$scratch/e"
+else
+  mpi=("$mpiexec" --oversubscribe -np)
+  expect_fault "mpi ring, rank 1 exits at step 1" 30 "${mpi[@]}" 3 "$bin" "${common[@]}" --transport mpi \
+    --backends ring --inject-fault exit:1:1 --out-dir "$scratch/m1"
+  expect_fault "mpi striped, rank 2 stalls at step 1" 30 "${mpi[@]}" 3 "$bin" "${common[@]}" --transport mpi \
+    --backends striped --inject-fault stall:2:1 --out-dir "$scratch/m2"
+  expect_fault "mpi zigzag, rank 0 stalls at step 1" 30 "${mpi[@]}" 2 "$bin" "${common[@]}" --transport mpi \
+    --backends zigzag --inject-fault stall:0:1 --out-dir "$scratch/m3"
+  expect_fault "mpi ulysses, rank 1 stalls" 30 "${mpi[@]}" 2 "$bin" "${common[@]}" --transport mpi \
+    --backends ulysses --inject-fault stall:1:0 --out-dir "$scratch/m4"
+  for d in m1 m2 m3 m4; do
+    n=$((n + 1))
+    if ls "$scratch/$d"/*.json >/dev/null 2>&1; then echo "FAIL $d: a results file was written"; fails=$((fails + 1)); fi
+  done
+fi
+echo "$((n - fails)) passed, $fails failed"
+[ $fails -eq 0 ]
