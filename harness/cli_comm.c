@@ -361,9 +361,13 @@ static json_t *comm_json(const comm_bench_t *b, int ranks, const char *started_a
     }
     if (!rows)
         return NULL;
-    return json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:i, s:i, s:o}", "kind", "comm", "transport", b->o.transport,
-                     "ranks", ranks, "host", si.host, "started_at", started_at, "git_sha", si.git_sha, "repeats",
-                     b->o.repeats, "warmup", b->o.warmup, "rows", rows);
+    char mpi_version[128] = "";
+    if (!strcmp(b->o.transport, "mpi"))
+        comm_mpi_version(mpi_version, sizeof mpi_version);
+    return json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:o, s:i, s:i, s:o}", "kind", "comm", "transport",
+                     b->o.transport, "ranks", ranks, "host", si.host, "started_at", started_at, "git_sha", si.git_sha,
+                     "mpi_version", mpi_version[0] ? json_string(mpi_version) : json_null(), "repeats", b->o.repeats,
+                     "warmup", b->o.warmup, "rows", rows);
 }
 
 /* <out-dir>/comm-<stamp>.json via a temporary name and rename, so a reader never sees half a

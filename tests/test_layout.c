@@ -93,9 +93,11 @@ static void check_case(attn_layout_kind_t kind, int P, int64_t n) {
         int r = -1;
         int64_t loc = -1;
         layout_global_to_local(&l, t, &r, &loc);
-        ok_map = check(r == owner[t] && loc == want_local[t] && loc >= 0 && loc < layout_local_count(&l, r), name,
-                       "global_to_local(%lld): expected (rank %d, local %lld), got (rank %d, local %lld)", (long long)t,
-                       owner[t], (long long)want_local[t], r, (long long)loc);
+        int64_t count = r >= 0 && r < P ? layout_local_count(&l, r) : -1;
+        ok_map = check(r == owner[t] && loc == want_local[t] && loc >= 0 && loc < count, name,
+                       "global_to_local(%lld): expected (rank %d, local %lld), got (rank %d, local %lld) of "
+                       "local_count %lld",
+                       (long long)t, owner[t], (long long)want_local[t], r, (long long)loc, (long long)count);
         if (ok_map)
             ok_inverse = check(layout_local_to_global(&l, r, loc) == t, name,
                                "local_to_global(rank %d, %lld): expected %lld, got %lld", r, (long long)loc,
