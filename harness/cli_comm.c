@@ -439,7 +439,7 @@ int cli_comm(int argc, char **argv, attn_err_t *err) {
         if (P < 2)
             rc = attn_fail(err, ATTN_EUSAGE, "comm needs at least 2 ranks (got --ranks %d)", P);
         if (rc == ATTN_OK)
-            rc = comm_local_run(P, b->o.comm_timeout, comm_bench_rank, b, err);
+            rc = comm_local_run(P, b->o.comm_timeout, P, comm_bench_rank, b, err);
         if (rc == ATTN_OK)
             rc = comm_finish(b, P, stamp, started_at, err);
     } else if (mpi) {

@@ -37,6 +37,16 @@ int comm_wait(attn_comm_t *c, comm_req_t *req, attn_err_t *err) {
 
 void comm_stats_reset(attn_comm_t *c) { memset(&c->stats, 0, sizeof c->stats); }
 
+void comm_compute_begin(attn_comm_t *c) {
+    if (c->ops->compute_slot)
+        c->ops->compute_slot(c, 1);
+}
+
+void comm_compute_end(attn_comm_t *c) {
+    if (c->ops->compute_slot)
+        c->ops->compute_slot(c, 0);
+}
+
 void comm_progress(attn_comm_t *c) {
     if (!c || !c->ops->progress)
         return;

@@ -32,6 +32,8 @@ typedef struct {
     void (*progress)(attn_comm_t *c);
     /* Optional: 1 once any rank of the world has failed (lets a stalled rank notice). */
     int (*peer_failed)(attn_comm_t *c);
+    /* Optional: take (1) or give back (0) one of the world's compute slots (see comm_compute). */
+    void (*compute_slot)(attn_comm_t *c, int take);
 } comm_ops_t;
 
 struct attn_comm {
@@ -56,13 +58,20 @@ int comm_alltoallv(attn_comm_t *c, const void *send, const size_t *send_bytes, c
 int comm_allreduce(attn_comm_t *c, double *values, int n, int op, int tag, attn_err_t *err);
 int comm_barrier(attn_comm_t *c, int tag, attn_err_t *err);
 void comm_stats_reset(attn_comm_t *c);
+/* Brackets a rank's compute. Under `local`, P ranks share the machine's cores: at most
+ * `compute_slots` ranks compute at once, so a rank's thread CPU time is its work on a core of
+ * its own, not inflated by time-slicing and cache refills that fade as other ranks finish
+ * (which would flatten the measured load imbalance). Never held across a wait. */
+void comm_compute_begin(attn_comm_t *c);
+void comm_compute_end(attn_comm_t *c);
 /* The transport's progress hook, timed as communication; a no-op where there is none. */
 void comm_progress(attn_comm_t *c);
 
-/* Runs fn on P ranks of the local transport (threads) and joins them. On failure, err holds
+/* Runs fn on P ranks of the local transport (threads) and joins them; compute_slots ≥ 1 caps
+ * the ranks inside comm_compute_begin/end at once (the cores to use). On failure, err holds
  * the first failing rank's message, prefixed with its rank. */
 typedef int (*comm_rank_fn)(attn_comm_t *c, void *arg, attn_err_t *err);
-int comm_local_run(int ranks, double timeout_s, comm_rank_fn fn, void *arg, attn_err_t *err);
+int comm_local_run(int ranks, double timeout_s, int compute_slots, comm_rank_fn fn, void *arg, attn_err_t *err);
 
 /* The `mpi` transport (built when Open MPI is found; comm_mpi_available() says). One process
  * per rank: rank 0 runs the harness, the others serve distributed calls (dist_follow). */

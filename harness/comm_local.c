@@ -27,6 +27,8 @@ typedef struct {
     local_msg_t *unmatched; /* posted, not yet matched, oldest first */
     uint64_t progress;      /* bumps on every completion: "time without progress" is measured from it */
     int failed_rank;        /* −1, or the first rank that aborted */
+    int free_slots;         /* compute slots not taken (comm_compute_begin) */
+    pthread_cond_t slot_freed;
     char failed_why[512];
 } local_world_t;
 
@@ -162,8 +164,24 @@ static int local_peer_failed(attn_comm_t *c) {
     return failed;
 }
 
+/* A rank only waits for a slot while the holders compute, which never blocks on a peer. */
+static void local_compute_slot(attn_comm_t *c, int take) {
+    local_world_t *w = world_of(c);
+    pthread_mutex_lock(&w->lock);
+    if (take) {
+        while (w->free_slots == 0)
+            pthread_cond_wait(&w->slot_freed, &w->lock);
+        w->free_slots--;
+    } else {
+        w->free_slots++;
+        pthread_cond_signal(&w->slot_freed);
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
 static const comm_ops_t local_ops = {.name = "local", .isend = local_isend, .irecv = local_irecv, .wait = local_wait,
-                                     .abort = local_abort, .peer_failed = local_peer_failed};
+                                     .abort = local_abort, .peer_failed = local_peer_failed,
+                                     .compute_slot = local_compute_slot};
 
 typedef struct {
     attn_comm_t comm;
@@ -181,12 +199,13 @@ static void *rank_main(void *p) {
     return NULL;
 }
 
-int comm_local_run(int ranks, double timeout_s, comm_rank_fn fn, void *arg, attn_err_t *err) {
+int comm_local_run(int ranks, double timeout_s, int compute_slots, comm_rank_fn fn, void *arg, attn_err_t *err) {
     if (ranks < 1 || ranks > 64)
         return attn_fail(err, ATTN_EUSAGE, "the local transport runs 1..64 ranks (got %d)", ranks);
-    local_world_t w = {.failed_rank = -1};
+    local_world_t w = {.failed_rank = -1, .free_slots = compute_slots > 0 ? compute_slots : ranks};
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.changed, NULL);
+    pthread_cond_init(&w.slot_freed, NULL);
     local_rank_t *r = calloc((size_t)ranks, sizeof *r);
     pthread_t *tid = calloc((size_t)ranks, sizeof *tid);
     int rc = ATTN_OK, started = 0;
@@ -217,6 +236,7 @@ int comm_local_run(int ranks, double timeout_s, comm_rank_fn fn, void *arg, attn
     free(r);
     free(tid);
     pthread_cond_destroy(&w.changed);
+    pthread_cond_destroy(&w.slot_freed);
     pthread_mutex_destroy(&w.lock);
     return rc;
 }

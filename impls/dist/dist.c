@@ -187,7 +187,7 @@ int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn
     double timeout = p->comm_timeout > 0 ? p->comm_timeout : 300.0;
     if (p->transport == ATTN_TRANSPORT_LOCAL) {
         rank_call_t call = {self, p, io};
-        return comm_local_run(P, timeout, local_rank, &call, err);
+        return comm_local_run(P, timeout, problem_threads(p), local_rank, &call, err);
     }
     attn_comm_t *c = comm_mpi_world();
     if (!c || c->size != P || c->rank != 0)

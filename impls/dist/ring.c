@@ -117,6 +117,7 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
                 rc = comm_isend(c, b.kv[cur], (size_t)(2 * BHkv * kcnt * d) * sizeof(float), (me + 1) % P, s, &send,
                                 err);
         }
+        comm_compute_begin(c);
         double t0 = time_thread_cpu_s();
         int n_kp = layout_pieces(&lk, src, kpc);
         for (int qi = 0; qi < n_qp && rc == ATTN_OK; qi++)
@@ -140,6 +141,7 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
                     merge_rows(&p, nq, qp->local_start, qp->count, b.o, b.lse, b.o_part, b.lse_part);
             }
         step_compute[s] = time_thread_cpu_s() - t0;
+        comm_compute_end(c);
         attn_err_t werr = {0};
         int w1 = comm_wait(c, &send, &werr), w2 = comm_wait(c, &recv, &werr); /* both, even after an error */
         if (rc == ATTN_OK && (w1 != ATTN_OK || w2 != ATTN_OK))

@@ -218,9 +218,11 @@ static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, att
             k = b.kx, v = b.vx;
         }
         attn_io_t lio = {.q = b.qf, .k = k, .v = v, .o = b.of, .lse = b.lf};
+        comm_compute_begin(c);
         double t0 = time_thread_cpu_s();
         rc = lb->forward(lb, &lp, &lio, err);
         compute = time_thread_cpu_s() - t0;
+        comm_compute_end(c);
     }
     /* 4. O and LSE: my heads of rank r's tokens → r, into its shard. */
     if (rc == ATTN_OK) {
