@@ -18,6 +18,7 @@
 #include "comm.h"
 #include "memory.h"
 #include "options.h"
+#include "results.h"
 #include "sysinfo.h"
 #include "timing.h"
 
@@ -324,24 +325,6 @@ static void comm_print(const comm_bench_t *b, int ranks, FILE *f) {
         fprintf(f, "note: %s\n", b->note);
 }
 
-/* mkdir -p (results.c keeps its own copy private). */
-static int comm_make_dirs(const char *dir, attn_err_t *err) {
-    char p[PATH_MAX];
-    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p)
-        return attn_fail(err, ATTN_ERUNTIME, "output directory path too long: %s", dir);
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s != '\0')
-            continue;
-        char saved = *s;
-        *s = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST)
-            return attn_fail(err, ATTN_ERUNTIME, "cannot create directory %s: %s", p, strerror(errno));
-        *s = saved;
-        if (!saved)
-            return ATTN_OK;
-    }
-}
-
 static json_t *jreal(double v) { return isfinite(v) ? json_real(v) : json_null(); } /* JSON has no NaN */
 
 static json_t *comm_json(const comm_bench_t *b, int ranks, const char *started_at) {
@@ -378,7 +361,7 @@ static int comm_write(const comm_bench_t *b, int ranks, const char *stamp, const
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s/.comm-%s-%ld.json.tmp", dir, stamp, (long)getpid()) >= (int)sizeof tmp)
         return attn_fail(err, ATTN_ERUNTIME, "output directory path too long: %s", dir);
-    ATTN_TRY(comm_make_dirs(dir, err));
+    ATTN_TRY(results_make_dirs(dir, err));
     json_t *root = comm_json(b, ranks, started_at);
     if (!root)
         return attn_fail(err, ATTN_ERUNTIME, "out of memory building the comm JSON");

@@ -465,7 +465,7 @@ static int write_csv(const attn_run_t *run, const char *path, attn_err_t *err) {
 
 /* mkdir -p: each prefix in turn; EEXIST is fine (a regular file in the way fails one step later
  * with ENOTDIR, naming the path). */
-static int make_dirs(const char *dir, attn_err_t *err) {
+int results_make_dirs(const char *dir, attn_err_t *err) {
     char p[PATH_MAX];
     if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p)
         return attn_fail(err, ATTN_ERUNTIME, "output directory path too long: %s", dir);
@@ -492,7 +492,7 @@ int results_write(const attn_run_t *run, const char *out_dir, attn_err_t *err) {
         snprintf(fin_json, PATH_MAX, "%s/%s.json", out_dir, id) >= PATH_MAX ||
         snprintf(fin_csv, PATH_MAX, "%s/%s.csv", out_dir, id) >= PATH_MAX)
         return attn_fail(err, ATTN_ERUNTIME, "output directory path too long: %s", out_dir);
-    ATTN_TRY(make_dirs(out_dir, err));
+    ATTN_TRY(results_make_dirs(out_dir, err));
     int rc = write_json(run, tmp_json, err);
     if (rc == ATTN_OK)
         rc = write_csv(run, tmp_csv, err);

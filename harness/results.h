@@ -97,3 +97,6 @@ void results_print_table(const attn_run_t *run, FILE *f);
  * JSON-only), then metric, value, unit, status, reason. */
 extern const char *const results_csv_columns[];
 extern const int results_csv_ncolumns;
+
+/* mkdir -p; a message naming the path on failure. */
+int results_make_dirs(const char *dir, attn_err_t *err);
