@@ -34,7 +34,8 @@ int cli_list(int argc, char **argv, attn_err_t *err) {
            "description");
     for (int i = 0; i < registry_count(); i++) {
         const attn_backend_t *b = registry_get(i);
-        attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 16, .n_q = 8, .n_k = 8, .window = 4};
+        attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 16, .n_q = 8, .n_k = 8, .window = 4,
+                            .layout = -1};
         char reason[512], dtypes[16] = "";
         const char *masks[3];
         for (int m = 0; m < 3; m++) {
@@ -55,8 +56,14 @@ int cli_list(int argc, char **argv, attn_err_t *err) {
     for (int i = 0; i < task_count(); i++)
         printf("%-16s %s\n", task_get(i)->name, task_get(i)->description);
     printf("%-16s %s\n", "peak", "(attnbench peak) sgemm GFLOP/s roofline");
+    char mpi[64];
+    comm_mpi_version(mpi, sizeof mpi);
     printf("\n%-16s %s\n", "transport", "ranks");
-    printf("%-16s %s\n", "none", "1 (single-process backends)");
+    printf("%-16s %s\n", "local", "1..64 threads of one process (--ranks P)");
+    if (comm_mpi_available())
+        printf("%-16s %s (%s)\n", "mpi", "one process per rank: mpirun -np P ... --transport mpi", mpi);
+    else
+        printf("%-16s %s\n", "mpi", "not in this build (Open MPI was not found at configure time)");
     return ATTN_OK;
 }
 

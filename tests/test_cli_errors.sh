@@ -25,6 +25,7 @@ expect() {
   fi
 }
 
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 # the mpi case runs a singleton
 R=(run --out-dir "$out" --seq-len 16 --heads 2 --kv-heads 1 --head-dim 8)
 expect 2 "unknown command"           -- frobnicate
 expect 2 "unknown flag '--bogus'"    -- "${R[@]}" --bogus 1
@@ -38,6 +39,14 @@ expect 2 "unknown mask 'diagonal'"   -- "${R[@]}" --mask diagonal
 expect 2 "unknown task 'speed'"      -- "${R[@]}" --task speed
 expect 2 "not an integer"            -- "${R[@]}" --seq-len 12abc
 expect 2 "unexpected argument"       -- "${R[@]}" stray
+expect 2 "not a transport"           -- "${R[@]}" --transport carrier-pigeon
+expect 2 "ranks: 65 is out of range" -- "${R[@]}" --ranks 65
+expect 2 "not a layout"              -- "${R[@]}" --layout spiral
+expect 2 "not a single-rank backend" -- "${R[@]}" --local-backend ring
+expect 2 "not exit:RANK:STEP"        -- "${R[@]}" --inject-fault crash:1:1
+expect 2 "comm-timeout"              -- "${R[@]}" --comm-timeout -1
+expect 2 "at least 2 ranks"          -- comm --ranks 1 --out-dir "$out"
+expect 2 "but mpirun started 1"      -- "${R[@]}" --transport mpi --ranks 3 --backends ring
 
 printf '{"task": "exactness", "seq-len": [16, 32' > "$scratch/truncated.json"
 printf '{"task": "exactness", "sequence": 16}' > "$scratch/unknown_key.json"
