@@ -214,6 +214,14 @@ int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
         return parse_int(key, v, 1, 1000, &o->repeats, err);
     if (IS("warmup"))
         return parse_int(key, v, 0, 1000, &o->warmup, err);
+    if (IS("model-config"))
+        return set_path(o->model_config, sizeof o->model_config, key, v, err);
+    if (IS("weights"))
+        return set_path(o->weights, sizeof o->weights, key, v, err);
+    if (IS("layers"))
+        return parse_int(key, v, 1, 1024, &o->layers, err);
+    if (IS("vocab"))
+        return parse_int(key, v, 2, 1 << 24, &o->vocab, err);
     if (IS("out-dir"))
         return set_path(o->out_dir, sizeof o->out_dir, key, v, err);
     if (IS("config"))
@@ -233,9 +241,11 @@ int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
 }
 
 static const char *const option_names[] = {
-    "task", "backends", "backend", "seq-len", "q-len", "mask", "sizes", "batch", "heads", "kv-heads",
-    "head-dim", "window", "dtype", "scale", "block-q", "block-k", "ranks", "transport", "layout", "local-backend", "inject-fault", "seed",
-    "threads", "repeats", "warmup", "comm-timeout", "out-dir", "config", "q", "k", "v", "out", "lse",
+    "task",    "backends",      "backend",      "seq-len", "q-len",   "mask",         "sizes",   "batch",
+    "heads",   "kv-heads",      "head-dim",     "window",  "dtype",   "scale",        "block-q", "block-k",
+    "ranks",   "transport",     "layout",       "local-backend",      "inject-fault", "seed",    "threads",
+    "repeats", "warmup",        "comm-timeout", "model-config",       "weights",      "layers",  "vocab",
+    "out-dir", "config",        "q",            "k",       "v",       "out",          "lse",
 };
 enum { N_OPTIONS = sizeof option_names / sizeof option_names[0] };
 
@@ -402,6 +412,9 @@ void opts_print_flags(FILE *f) {
           "  --local-backend B  ulysses: backend run on each head shard      [blockwise]\n"
           "  --comm-timeout S   seconds without progress before a rank fails [300]\n"
           "  --seed S           input seed                                 [1234]\n"
+          "  --model-config F   model task: HF-style config.json           [shape flags, 4 layers]\n"
+          "  --weights F        model task: .safetensors weights           [seeded]\n"
+          "  --layers L, --vocab V  model task without a config            [4, 32000]\n"
           "  --threads T        worker threads, 0 = all cores              [0]\n"
           "  --repeats R        timed repeats (median, min, max)           [5]\n"
           "  --warmup W         untimed warm-up runs                       [1]\n"

@@ -29,6 +29,9 @@ typedef struct {
     int threads, repeats, warmup;
     char out_dir[512];
     char config[512];
+    /* model task */
+    char model_config[512], weights[512];
+    int layers, vocab; /* 0: the default config's */
     /* attend */
     char q_path[512], k_path[512], v_path[512], out_path[512], lse_path[512];
     /* peak */

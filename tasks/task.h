@@ -19,6 +19,7 @@ const attn_task_t *task_get(int i);
 int task_exactness(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 int task_throughput(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 int task_memory(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
+int task_model(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 
 /* `attnbench peak`: sgemm GFLOP/s at sizes o->sizes (the roofline the other figures are
  * compared with). */

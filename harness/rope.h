@@ -1,0 +1,36 @@
+/* rope.h — rotary position embedding (RoPE) applied in place to one head's rows at global
+ * positions start + stride·r, so the same call serves a whole sequence, a KV-cache append and a
+ * distributed rank's striped or zigzag piece (attn_span_t in problem.h).
+ *
+ * Pairing follows Hugging Face llama's rotate_half: with h = rot_dims/2, dims (i, i + h) rotate
+ * together by angle pos·θ^(−2i/rot_dims), 0 ≤ i < h; dims rot_dims … head_dim−1 are left as they
+ * are (partial rotary). Real llama q_proj/k_proj weights assume this pairing, not (2i, 2i+1).
+ *
+ * Angles are evaluated in double from the global position: their error grows only as
+ * pos·2^−50 (1e−8 rad at 10^7, a sixth of a float32 half-ulp; bound in rope.c). The rotation of
+ * a row depends on its global position alone — not on the call's start, stride or row count —
+ * so a rank's striped piece is bitwise equal to the same rows of the full sequence. */
+#pragma once
+#include <stdint.h>
+
+typedef struct {
+    int head_dim, rot_dims; /* rot_dims = fraction·head_dim: even, 2 … head_dim (≤ 256) */
+    double theta;           /* base θ, > 0 */
+} rope_t;
+
+/* Rotated dims for a head_dim and partial-rotary fraction: fraction·head_dim when that is an
+ * even whole number in 2 … head_dim (to 1e-9, so 0.4·80 counts as 32), else −1. The one rule
+ * both model_config_validate and rope_init apply. */
+int rope_rot_dims(int head_dim, double fraction);
+
+/* Needs rope_rot_dims(head_dim, fraction) > 0, head_dim ≤ 256 and θ > 0 (aborts otherwise: a
+ * validated config never gets here with bad values). */
+void rope_init(rope_t *r, int head_dim, double theta, double fraction);
+
+/* x: rows × row_stride values; row r's head starts at x + r·row_stride and sits at global
+ * position pos_start + pos_stride·r (pos_start ≥ 0, pos_stride ≥ 1, last position < 2^53). */
+void rope_apply(const rope_t *r, float *x, int64_t rows, int64_t row_stride, int64_t pos_start, int64_t pos_stride);
+
+/* The float64 reference model's version: the same cosines and sines, no rounding to float. */
+void rope_apply_f64(const rope_t *r, double *x, int64_t rows, int64_t row_stride, int64_t pos_start,
+                    int64_t pos_stride);

@@ -1,0 +1,147 @@
+/* model_task.c — `--task model`: the shared decoder with each backend as its attention.
+ * Per case (n tokens, mask): the float64 reference model (naive float64 attention, double
+ * everywhere) and the float32 naive model are run once; each backend's float32 logits are
+ * compared with the reference under the attention-level rule carried to the model (at most
+ * 4× the float32 naive model's error), and its forward is timed (tokens/s). Only
+ * the last logit rows are kept (vocab × n doubles would not fit at long n). The reference
+ * needs the naive backend's n² scores: past what memory allows it is skipped with the reason
+ * and the record carries timings only. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "parallel.h"
+#include "rng.h"
+#include "task.h"
+#include "timing.h"
+
+enum { MAX_LOGIT_ROWS = 64, RNG_TENSOR_TOKENS = 900 };
+
+/* The model of a run: --model-config or the shared shape flags (hidden = heads · head-dim). */
+static int build_model(const attn_opts_t *o, model_t *m, attn_err_t *err) {
+    model_config_t c;
+    model_config_defaults(&c);
+    if (o->model_config[0]) {
+        ATTN_TRY(model_config_load(o->model_config, &c, err));
+    } else {
+        c.num_attention_heads = (int)o->heads;
+        c.num_key_value_heads = (int)o->kv_heads;
+        c.head_dim = (int)o->head_dim;
+        c.hidden_size = (int)(o->heads * o->head_dim);
+        c.intermediate_size = (c.hidden_size * 8 / 3 + 31) / 32 * 32; /* llama's 8/3·hidden, rounded */
+        if (o->layers)
+            c.num_hidden_layers = o->layers;
+        if (o->vocab)
+            c.vocab_size = o->vocab;
+    }
+    return o->weights[0] ? model_load_safetensors(m, &c, o->weights, err) : model_init_random(m, &c, o->seed, err);
+}
+
+static double rel_l2(const double *a, const double *ref, size_t n, double *max_abs) {
+    double num = 0, den = 0;
+    *max_abs = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = a[i] - ref[i];
+        num += d * d;
+        den += ref[i] * ref[i];
+        *max_abs = fmax(*max_abs, fabs(d));
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+/* task_for_each_case passes no context: the run's model, built once for all its cases. */
+static const model_t *current_model;
+
+static int model_case(const attn_opts_t *o, const attn_problem_t *p, int index, int count, attn_run_t *run,
+                      attn_err_t *err) {
+    const model_t *m = current_model;
+    const model_config_t *c = &m->cfg;
+    int64_t n = p->n_k, rows = n < MAX_LOGIT_ROWS ? n : MAX_LOGIT_ROWS;
+    size_t nl = (size_t)(rows * c->vocab_size);
+    int32_t *tok = malloc((size_t)n * sizeof *tok);
+    double *ref = malloc(nl * sizeof *ref), *base = malloc(nl * sizeof *base), *got = malloc(nl * sizeof *got);
+    if (!tok || !ref || !base || !got) {
+        free(tok), free(ref), free(base), free(got);
+        return attn_fail(err, ATTN_ERUNTIME, "out of memory for %lld tokens' logits", (long long)n);
+    }
+    for (int64_t i = 0; i < n; i++) /* uniform tokens from the seeded stream */
+        tok[i] = (int32_t)fmin(c->vocab_size - 1,
+                               (rng_value(o->seed, RNG_TENSOR_TOKENS, (uint64_t)i) / 3.4641016151377544 + 0.5) * c->vocab_size);
+    /* The model's attention problem, for supports() and the records. */
+    attn_problem_t mp = *p;
+    mp.heads = c->num_attention_heads, mp.kv_heads = c->num_key_value_heads, mp.head_dim = c->head_dim;
+    mp.n_q = n, mp.batch = 1;
+    attn_problem_t p64 = mp, p32 = mp;
+    p64.dtype = ATTN_F64, p32.dtype = ATTN_F32, p64.ranks = p32.ranks = 1;
+    const attn_backend_t *naive = registry_find("naive");
+    char why[1024] = "";
+    int have_ref = backend_supports(naive, &p64, why, sizeof why);
+    double e0 = 0;
+    attn_err_t rerr = {0};
+    if (have_ref) {
+        task_progress(index + 1, count, "model reference (float64) n=%lld mask=%s", (long long)n, mask_name(p->mask));
+        if (model_forward(m, NULL, naive, &p64, tok, n, rows, ref, &rerr) != ATTN_OK ||
+            model_forward(m, NULL, naive, &p32, tok, n, rows, base, &rerr) != ATTN_OK) {
+            have_ref = 0;
+            snprintf(why, sizeof why, "%s", rerr.msg);
+        } else {
+            double mx;
+            e0 = rel_l2(base, ref, nl, &mx);
+        }
+    }
+    int threads = problem_threads(p);
+    for (int b = 0; b < o->n_backends; b++) {
+        const attn_backend_t *be = registry_find(o->backends[b]);
+        attn_record_t *r;
+        if (!task_start_backend(run, o, "model", be, &mp, index, count, &r))
+            continue;
+        record_extra_num(r, "layers", c->num_hidden_layers);
+        record_extra_num(r, "hidden", c->hidden_size);
+        record_extra_num(r, "vocab", c->vocab_size);
+        int reps = o->repeats, brc = ATTN_OK;
+        double secs[reps], tps[reps];
+        attn_err_t berr = {0};
+        parallel_set_blas_threads(threads);
+        for (int w = 0; w < o->warmup && brc == ATTN_OK; w++)
+            brc = model_forward(m, NULL, be, &mp, tok, n, rows, got, &berr);
+        for (int i = 0; i < reps && brc == ATTN_OK; i++) {
+            double t0 = time_now_s();
+            brc = model_forward(m, NULL, be, &mp, tok, n, rows, got, &berr);
+            secs[i] = time_now_s() - t0;
+            tps[i] = (double)n / secs[i];
+        }
+        if (brc != ATTN_OK) {
+            record_set_status(r, REC_ERROR, "%s", berr.msg);
+            continue;
+        }
+        record_timed(r, "time_s", secs, reps, "s");
+        record_timed(r, "tokens_per_s", tps, reps, "tok/s");
+        record_metric(r, "params", (double)model_param_count(c), "1");
+        record_metric(r, "logit_rows", (double)rows, "1");
+        if (!have_ref) {
+            record_set_status(r, REC_PASS, "timed only; no float64 reference model: %s", why);
+            continue;
+        }
+        double mx, e = rel_l2(got, ref, nl, &mx), tol = 4 * e0;
+        record_metric(r, "rel_l2_err", e, "1");
+        record_metric(r, "max_abs_err", mx, "1");
+        record_metric(r, "tol_rel_l2", tol, "1");
+        record_metric(r, "naive_f32_rel_l2", e0, "1");
+        if (!(e <= tol))
+            record_set_status(r, REC_FAIL, "logits rel L2 %.3g > %.3g (4 × the float32 naive model's %.3g)", e,
+                              tol, e0);
+    }
+    free(tok), free(ref), free(base), free(got);
+    return ATTN_OK;
+}
+
+int task_model(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
+    model_t m;
+    ATTN_TRY(build_model(o, &m, err));
+    current_model = &m;
+    int rc = task_for_each_case(o, run, model_case, err);
+    current_model = NULL;
+    model_free(&m);
+    return rc;
+}

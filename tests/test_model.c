@@ -1,0 +1,150 @@
+/* test_model.c — the shared decoder: every backend's float32 logits against the float64
+ * reference model (naive float64 attention, double everywhere), within the attention rule
+ * carried to the model: at most 4× the error of the float32 naive model (whose error is the
+ * float32 rounding of everything the backends share: GEMMs, norms, RoPE); decoding
+ * through the KV cache equals a full forward; a future token never changes earlier logits
+ * (bitwise); safetensors round trip gives bitwise-equal logits.
+ * usage: test_model SCRATCH_DIR */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "backend.h"
+#include "model.h"
+#include "parallel.h"
+#include "rng.h"
+#include "safetensors.h"
+
+static int n_fail, n_pass;
+
+static void check(int ok, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%s ", ok ? "ok  " : "FAIL");
+    vprintf(fmt, ap);
+    putchar('\n');
+    va_end(ap);
+    ok ? n_pass++ : n_fail++;
+}
+
+static double rel_l2(const double *a, const double *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num += (a[i] - ref[i]) * (a[i] - ref[i]);
+        den += ref[i] * ref[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static int forward(const model_t *m, const char *backend, attn_dtype_t dt, int ranks, attn_mask_t mask,
+                   const int32_t *tok, int64_t n, int64_t n_logits, double *logits) {
+    attn_problem_t t = {.mask = mask, .window = 48, .dtype = dt, .threads = 2, .ranks = ranks, .layout = -1,
+                        .comm_timeout = 60};
+    snprintf(t.local_backend, sizeof t.local_backend, "blockwise");
+    attn_err_t err = {0};
+    if (model_forward(m, NULL, registry_find(backend), &t, tok, n, n_logits, logits, &err) != ATTN_OK) {
+        printf("FAIL %s: %s\n", backend, err.msg);
+        n_fail++;
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *scratch = argc > 1 ? argv[1] : "/tmp";
+    mkdir(scratch, 0777); /* may exist */
+    parallel_set_blas_threads(2);
+    model_config_t cfg;
+    model_config_defaults(&cfg);
+    cfg.hidden_size = 128, cfg.num_hidden_layers = 2, cfg.num_attention_heads = 4, cfg.num_key_value_heads = 2;
+    cfg.head_dim = 32, cfg.intermediate_size = 256, cfg.vocab_size = 211;
+    model_t m;
+    attn_err_t err = {0};
+    if (model_init_random(&m, &cfg, 7, &err) != ATTN_OK) {
+        printf("FAIL init: %s\n", err.msg);
+        return 1;
+    }
+    enum { N = 300 };
+    int32_t tok[N];
+    for (int i = 0; i < N; i++)
+        tok[i] = (int32_t)((rng_value(11, 99, (uint64_t)i) + 1.7320508) / 3.4641016 * cfg.vocab_size) % cfg.vocab_size;
+    size_t nl = (size_t)N * cfg.vocab_size;
+    double *ref = malloc(nl * sizeof *ref), *got = malloc(nl * sizeof *got), *base = malloc(nl * sizeof *base);
+
+    struct { const char *backend; int ranks; } cases[] = {{"blockwise", 1}, {"ring", 3}, {"striped", 2},
+                                                          {"zigzag", 4}, {"ulysses", 2}};
+    for (int mk = 0; mk < 3; mk++) {
+        attn_mask_t mask = (attn_mask_t)mk;
+        if (forward(&m, "naive", ATTN_F64, 1, mask, tok, N, N, ref) || forward(&m, "naive", ATTN_F32, 1, mask, tok, N, N, base))
+            continue;
+        double e0 = rel_l2(base, ref, nl), tol = 4 * e0;
+        check(e0 < 1e-5, "naive f32 model, mask %s: rel L2 %.3g vs the float64 model", mask_name(mask), e0);
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            if (forward(&m, cases[c].backend, ATTN_F32, cases[c].ranks, mask, tok, N, N, got))
+                continue;
+            double e = rel_l2(got, ref, nl);
+            check(e <= tol, "%-9s P=%d mask %-6s: logits rel L2 %.3g (tol %.3g)", cases[c].backend, cases[c].ranks,
+                  mask_name(mask), e, tol);
+        }
+    }
+
+    /* Causality, bitwise: a different last token leaves every earlier row's logits alone. */
+    int32_t tok2[N];
+    memcpy(tok2, tok, sizeof tok);
+    tok2[N - 1] = (tok[N - 1] + 1) % cfg.vocab_size;
+    if (!forward(&m, "blockwise", ATTN_F32, 1, ATTN_MASK_CAUSAL, tok, N, N, base) &&
+        !forward(&m, "blockwise", ATTN_F32, 1, ATTN_MASK_CAUSAL, tok2, N, N, got)) {
+        size_t rows_before = (size_t)(N - 1) * cfg.vocab_size;
+        check(memcmp(base, got, rows_before * sizeof *got) == 0, "causal: changing token %d leaves rows 0..%d bitwise equal",
+              N - 1, N - 2);
+        check(memcmp(base + rows_before, got + rows_before, (size_t)cfg.vocab_size * sizeof *got) != 0,
+              "causal: ... and changes row %d", N - 1);
+    }
+
+    /* KV cache: prefill N−4 tokens, decode 4 one at a time; each step's logits equal the full
+     * forward's row (float32 rounding of a different summation order). */
+    model_cache_t cache;
+    attn_problem_t t = {.mask = ATTN_MASK_CAUSAL, .dtype = ATTN_F32, .threads = 2, .layout = -1};
+    if (model_cache_init(&cache, &cfg, ATTN_F32, N, &err) == ATTN_OK) {
+        const attn_backend_t *bw = registry_find("blockwise");
+        double *step = malloc((size_t)cfg.vocab_size * sizeof *step);
+        int rc = model_forward(&m, &cache, bw, &t, tok, N - 4, 1, step, &err);
+        double worst = 0;
+        for (int i = N - 4; rc == ATTN_OK && i < N; i++) {
+            rc = model_forward(&m, &cache, bw, &t, tok + i, 1, 1, step, &err);
+            worst = fmax(worst, rel_l2(step, base + (size_t)i * cfg.vocab_size, (size_t)cfg.vocab_size));
+        }
+        check(rc == ATTN_OK && worst < 1e-5 && cache.len == N, "decode with the KV cache: worst step rel L2 %.3g vs full forward%s%s",
+              worst, rc ? ": " : "", rc ? err.msg : "");
+        attn_err_t over = {0};
+        check(model_forward(&m, &cache, bw, &t, tok, 1, 1, step, &over) == ATTN_EUSAGE && strstr(over.msg, "KV cache"),
+              "a full KV cache refuses more tokens: %s", over.msg);
+        free(step);
+        model_cache_free(&cache);
+    }
+
+    /* safetensors: save F32, load into a new model, bitwise-equal logits; BF16 loads and stays close. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/model_f32.safetensors", scratch);
+    model_t back;
+    if (model_save_safetensors(&m, path, ST_F32, &err) == ATTN_OK && model_load_safetensors(&back, &cfg, path, &err) == ATTN_OK) {
+        if (!forward(&back, "blockwise", ATTN_F32, 1, ATTN_MASK_CAUSAL, tok, N, N, got))
+            check(memcmp(base, got, nl * sizeof *got) == 0, "safetensors F32 round trip: bitwise-equal logits");
+        model_free(&back);
+    } else {
+        check(0, "safetensors round trip: %s", err.msg);
+    }
+    model_config_t wrong = cfg;
+    wrong.intermediate_size = 255;
+    attn_err_t serr = {0};
+    check(model_load_safetensors(&back, &wrong, path, &serr) != ATTN_OK && strstr(serr.msg, "mlp.gate_proj"),
+          "a config that disagrees with the file is refused: %s", serr.msg);
+
+    model_free(&m);
+    free(ref), free(got), free(base);
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
