@@ -11,6 +11,7 @@
 #include "backend.h"
 #include "comm.h"
 #include "layout.h"
+#include "tasks/task.h"
 
 void opts_defaults(attn_opts_t *o) {
     memset(o, 0, sizeof *o);
@@ -114,8 +115,12 @@ static int set_path(char *dst, size_t cap, const char *key, const char *s, attn_
 int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
 #define IS(name) (strcmp(key, name) == 0)
     if (IS("task")) {
-        if (strcmp(v, "exactness") && strcmp(v, "throughput") && strcmp(v, "memory"))
-            return attn_fail(err, ATTN_EUSAGE, "--task: unknown task '%s' (exactness, throughput, memory)", v);
+        if (!task_find(v)) {
+            char names[256] = "";
+            for (int i = 0; i < task_count(); i++)
+                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", task_get(i)->name);
+            return attn_fail(err, ATTN_EUSAGE, "--task: unknown task '%s' (%s)", v, names);
+        }
         snprintf(o->task, sizeof o->task, "%s", v);
         return ATTN_OK;
     }
@@ -393,7 +398,7 @@ int opts_validate_run(const attn_opts_t *o, attn_err_t *err) {
 
 void opts_print_flags(FILE *f) {
     fputs("shared flags:\n"
-          "  --task T           exactness | throughput | memory            (run)\n"
+          "  --task T           exactness | throughput | memory | model    (run)\n"
           "  --backends A,B     backends to run (see `attnbench list`)\n"
           "  --seq-len N,...    key length(s) n_k                          [1024]\n"
           "  --q-len N,...      query rows n_q ≤ n_k, at the sequence end  [= seq-len]\n"
