@@ -11,7 +11,7 @@ APT_GET    = $(if $(filter 0,$(shell id -u)),,sudo )apt-get
 .PHONY: bench test deps build build-asan test-asan clean
 
 bench: build
-	$(BUILD)/attnbench run --config suites/default.json
+	$(BUILD)/attnbench run --config suites/ci.json
 
 test: build build-asan
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
