@@ -9,6 +9,7 @@
 
 extern const attn_backend_t backend_cpu_naive;
 extern const attn_backend_t backend_cpu_blockwise;
+extern const attn_backend_t backend_cpu_naive_blas;
 extern const attn_backend_t backend_cpu_sliding_window;
 extern const attn_backend_t backend_dist_ring;
 extern const attn_backend_t backend_dist_striped;
@@ -18,6 +19,7 @@ extern const attn_backend_t backend_dist_ulysses;
 static const attn_backend_t *const backends[] = {
     &backend_cpu_naive,
     &backend_cpu_blockwise,
+    &backend_cpu_naive_blas,
     &backend_cpu_sliding_window,
     &backend_dist_ring,
     &backend_dist_striped,

@@ -1,5 +1,5 @@
 /* test_backends.c — the exactness matrix, run through the same exactness task users run:
- * every single-rank backend × mask × H_kv ∈ {H, 2, 1} × n ∈ {1, 7, 64, 1000, 4097} ×
+ * every single-rank backend (naive, blockwise, naive_blas, sliding_window) × mask × H_kv ∈ {H, 2, 1} × n ∈ {1, 7, 64, 1000, 4097} ×
  * d ∈ {16, 64, 128} × (n_q = n_k, n_q < n_k), plus small tiles on the smaller n so multi-tile
  * paths are exercised. With --ranks P, the distributed backends instead: ring, striped, zigzag,
  * ulysses × mask × H_kv ∈ {H, 1} × n ∈ {P·256, 1000, 4097} × d = 64 × (n_q = n_k, n_q < n_k) on
@@ -96,7 +96,7 @@ int main(int argc, char **argv) {
     if (ranks && H == 4 && 4 % ranks) /* ulysses needs H % P = 0: H = 6 for P = 3, 8 for P = 8 */
         H = ranks == 3 ? 6 : 8;
     if (!backends)
-        backends = ranks ? "ring,striped,zigzag,ulysses" : "naive,blockwise,sliding_window";
+        backends = ranks ? "ring,striped,zigzag,ulysses" : "naive,blockwise,naive_blas,sliding_window";
     int64_t dist_ns[] = {256 * (int64_t)ranks, 1000, 4097}, dist_ds[] = {64};
     const int64_t *n_list = ranks ? dist_ns : ns, *d_list = ranks ? dist_ds : ds;
     size_t n_count = ranks ? 3 : sizeof ns / sizeof ns[0], d_count = ranks ? 1 : sizeof ds / sizeof ds[0];

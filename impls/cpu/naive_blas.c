@@ -1,0 +1,97 @@
+/* naive_blas.c — the textbook attention a user would write on OpenBLAS, kept as the peer the
+ * blockwise backend must beat: per (batch, head), S = Q·Kᵀ as one multi-threaded sgemm into a
+ * materialised n_q × n_k matrix, mask, softmax (the same AVX-512 exp2 kernel blockwise uses, so
+ * the comparison is about tiling, not about exp), O = P·V as a second sgemm. Float32 only;
+ * O(n_q·n_k) memory. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "backend.h"
+#include "parallel.h"
+#include "softmax.h"
+#include "tile_engine.h"
+
+enum { ROWS_PER_ITEM = 64 };
+
+typedef struct {
+    const attn_problem_t *p;
+    float *S, *m, *l, *alpha;
+    int64_t n_q, n_k, q0; /* q0: absolute position of query row 0 */
+    float c;
+    softmax_tile_fn softmax;
+} softmax_job_t;
+
+/* Mask (where the mask can hide anything) and softmax of ROWS_PER_ITEM rows. */
+static void softmax_rows(void *ctx, int64_t item, int worker) {
+    (void)worker;
+    const softmax_job_t *j = ctx;
+    int64_t r0 = item * ROWS_PER_ITEM, rows = ATTN_MIN((int64_t)ROWS_PER_ITEM, j->n_q - r0);
+    for (int64_t r = r0; r < r0 + rows; r++) {
+        j->m[r] = -INFINITY;
+        j->l[r] = 0;
+        if (j->p->mask == ATTN_MASK_NONE)
+            continue;
+        int64_t lo, hi;
+        attn_span_t ks = {0, 1};
+        mask_key_range(j->p->mask, j->p->window, j->q0 + r, j->q0 + r, ks, j->n_k, &lo, &hi);
+        float *s = j->S + r * j->n_k;
+        for (int64_t col = 0; col < lo; col++)
+            s[col] = -INFINITY;
+        for (int64_t col = hi > lo ? hi : lo; col < j->n_k; col++)
+            s[col] = -INFINITY;
+    }
+    j->softmax(j->S + r0 * j->n_k, (int)rows, (int)j->n_k, (int)j->n_k, j->c, j->m + r0, j->l + r0, j->alpha + r0);
+}
+
+static int naive_blas_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io,
+                              attn_err_t *err) {
+    (void)self;
+    int64_t d = p->head_dim, nq = p->n_q, nk = p->n_k;
+    float *S = attn_alloc((size_t)(nq * nk) * sizeof(float), err, "naive_blas score matrix");
+    float *vec = attn_alloc((size_t)(3 * nq) * sizeof(float), err, "naive_blas row statistics");
+    if (!S || !vec) {
+        attn_free(S), attn_free(vec);
+        return ATTN_ERUNTIME;
+    }
+    softmax_job_t j = {.p = p, .S = S, .m = vec, .l = vec + nq, .alpha = vec + 2 * nq, .n_q = nq, .n_k = nk,
+                       .q0 = nk - nq, .c = (float)(problem_scale(p) * M_LOG2E), .softmax = softmax_tile_select()};
+    int threads = problem_threads(p);
+    for (int64_t bh = 0; bh < p->batch * p->heads; bh++) {
+        int64_t b = bh / p->heads, kvh = (bh % p->heads) / (p->heads / p->kv_heads);
+        const float *Q = (const float *)io->q + bh * nq * d;
+        const float *K = (const float *)io->k + (b * p->kv_heads + kvh) * nk * d;
+        const float *V = (const float *)io->v + (b * p->kv_heads + kvh) * nk * d;
+        float *O = (float *)io->o + bh * nq * d, *L = (float *)io->lse + bh * nq;
+        parallel_set_blas_threads(threads);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)d, 1.0f, Q, (int)d, K, (int)d,
+                    0.0f, S, (int)nk);
+        parallel_for(threads, (nq + ROWS_PER_ITEM - 1) / ROWS_PER_ITEM, softmax_rows, &j);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)d, (int)nk, 1.0f, S, (int)nk, V, (int)d,
+                    0.0f, O, (int)d);
+        for (int64_t r = 0; r < nq; r++) { /* every row of a whole problem sees a key */
+            cblas_sscal((int)d, 1.0f / j.l[r], O + r * d, 1);
+            L[r] = (float)((double)j.m[r] * M_LN2 + log((double)j.l[r]));
+        }
+    }
+    attn_free(S), attn_free(vec);
+    return ATTN_OK;
+}
+
+static int naive_blas_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, reason, len);
+}
+
+static size_t naive_blas_workspace(const attn_backend_t *self, const attn_problem_t *p) {
+    (void)self;
+    return (size_t)(p->n_q * p->n_k + 3 * p->n_q) * sizeof(float);
+}
+
+const attn_backend_t backend_cpu_naive_blas = {
+    .name = "naive_blas",
+    .device = "cpu",
+    .description = "textbook attention on OpenBLAS: S = QKᵀ sgemm, softmax, PV sgemm; the peer for blockwise; f32",
+    .supports = naive_blas_supports,
+    .forward = naive_blas_forward,
+    .workspace_bytes = naive_blas_workspace,
+};
