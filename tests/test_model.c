@@ -17,18 +17,19 @@
 #include "parallel.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "check.h"
 
-static int n_fail, n_pass;
-
-static void check(int ok, const char *fmt, ...) {
+/* checkf() with the whole line formatted, measured values included, pass or fail. */
+static void checkf(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void checkf(int ok, const char *fmt, ...) {
+    char line[512];
     va_list ap;
     va_start(ap, fmt);
-    printf("%s ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    putchar('\n');
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    ok ? n_pass++ : n_fail++;
+    check(ok, line, "outside the bound");
 }
+
 
 static double rel_l2(const double *a, const double *ref, size_t n) {
     double num = 0, den = 0;
@@ -47,7 +48,7 @@ static int forward(const model_t *m, const char *backend, attn_dtype_t dt, int r
     attn_err_t err = {0};
     if (model_forward(m, NULL, registry_find(backend), &t, tok, n, n_logits, logits, &err) != ATTN_OK) {
         printf("FAIL %s: %s\n", backend, err.msg);
-        n_fail++;
+        check_failed++;
         return 1;
     }
     return 0;
@@ -81,12 +82,12 @@ int main(int argc, char **argv) {
         if (forward(&m, "naive", ATTN_F64, 1, mask, tok, N, N, ref) || forward(&m, "naive", ATTN_F32, 1, mask, tok, N, N, base))
             continue;
         double e0 = rel_l2(base, ref, nl), tol = 4 * e0;
-        check(e0 < 1e-5, "naive f32 model, mask %s: rel L2 %.3g vs the float64 model", mask_name(mask), e0);
+        checkf(e0 < 1e-5, "naive f32 model, mask %s: rel L2 %.3g vs the float64 model", mask_name(mask), e0);
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
             if (forward(&m, cases[c].backend, ATTN_F32, cases[c].ranks, mask, tok, N, N, got))
                 continue;
             double e = rel_l2(got, ref, nl);
-            check(e <= tol, "%-9s P=%d mask %-6s: logits rel L2 %.3g (tol %.3g)", cases[c].backend, cases[c].ranks,
+            checkf(e <= tol, "%-9s P=%d mask %-6s: logits rel L2 %.3g (tol %.3g)", cases[c].backend, cases[c].ranks,
                   mask_name(mask), e, tol);
         }
     }
@@ -98,9 +99,9 @@ int main(int argc, char **argv) {
     if (!forward(&m, "blockwise", ATTN_F32, 1, ATTN_MASK_CAUSAL, tok, N, N, base) &&
         !forward(&m, "blockwise", ATTN_F32, 1, ATTN_MASK_CAUSAL, tok2, N, N, got)) {
         size_t rows_before = (size_t)(N - 1) * cfg.vocab_size;
-        check(memcmp(base, got, rows_before * sizeof *got) == 0, "causal: changing token %d leaves rows 0..%d bitwise equal",
+        checkf(memcmp(base, got, rows_before * sizeof *got) == 0, "causal: changing token %d leaves rows 0..%d bitwise equal",
               N - 1, N - 2);
-        check(memcmp(base + rows_before, got + rows_before, (size_t)cfg.vocab_size * sizeof *got) != 0,
+        checkf(memcmp(base + rows_before, got + rows_before, (size_t)cfg.vocab_size * sizeof *got) != 0,
               "causal: ... and changes row %d", N - 1);
     }
 
@@ -117,10 +118,10 @@ int main(int argc, char **argv) {
             rc = model_forward(&m, &cache, bw, &t, tok + i, 1, 1, step, &err);
             worst = fmax(worst, rel_l2(step, base + (size_t)i * cfg.vocab_size, (size_t)cfg.vocab_size));
         }
-        check(rc == ATTN_OK && worst < 1e-5 && cache.len == N, "decode with the KV cache: worst step rel L2 %.3g vs full forward%s%s",
+        checkf(rc == ATTN_OK && worst < 1e-5 && cache.len == N, "decode with the KV cache: worst step rel L2 %.3g vs full forward%s%s",
               worst, rc ? ": " : "", rc ? err.msg : "");
         attn_err_t over = {0};
-        check(model_forward(&m, &cache, bw, &t, tok, 1, 1, step, &over) == ATTN_EUSAGE && strstr(over.msg, "KV cache"),
+        checkf(model_forward(&m, &cache, bw, &t, tok, 1, 1, step, &over) == ATTN_EUSAGE && strstr(over.msg, "KV cache"),
               "a full KV cache refuses more tokens: %s", over.msg);
         free(step);
         model_cache_free(&cache);
@@ -132,19 +133,18 @@ int main(int argc, char **argv) {
     model_t back;
     if (model_save_safetensors(&m, path, ST_F32, &err) == ATTN_OK && model_load_safetensors(&back, &cfg, path, &err) == ATTN_OK) {
         if (!forward(&back, "blockwise", ATTN_F32, 1, ATTN_MASK_CAUSAL, tok, N, N, got))
-            check(memcmp(base, got, nl * sizeof *got) == 0, "safetensors F32 round trip: bitwise-equal logits");
+            checkf(memcmp(base, got, nl * sizeof *got) == 0, "safetensors F32 round trip: bitwise-equal logits");
         model_free(&back);
     } else {
-        check(0, "safetensors round trip: %s", err.msg);
+        checkf(0, "safetensors round trip: %s", err.msg);
     }
     model_config_t wrong = cfg;
     wrong.intermediate_size = 255;
     attn_err_t serr = {0};
-    check(model_load_safetensors(&back, &wrong, path, &serr) != ATTN_OK && strstr(serr.msg, "mlp.gate_proj"),
+    checkf(model_load_safetensors(&back, &wrong, path, &serr) != ATTN_OK && strstr(serr.msg, "mlp.gate_proj"),
           "a config that disagrees with the file is refused: %s", serr.msg);
 
     model_free(&m);
     free(ref), free(got), free(base);
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return check_summary();
 }

@@ -7,18 +7,10 @@
 #include <string.h>
 
 #include "model_config.h"
+#include "check.h"
 
-static int passed, failed;
 static char dir[900];
 
-static void report(int ok, const char *name, const char *want, const char *got) {
-    printf("%s %s", ok ? "ok  " : "FAIL", name);
-    if (!ok)
-        printf(": expected %s, got %s", want, got);
-    printf("\n");
-    passed += ok;
-    failed += !ok;
-}
 
 static void write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
@@ -191,6 +183,5 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         check_bad((int)i, &bad[i]);
 
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary();
 }

@@ -6,18 +6,10 @@
 #include <string.h>
 
 #include "npy.h"
+#include "check.h"
 
-static int passed, failed;
 static char dir[900];
 
-static void report(int ok, const char *name, const char *want, const char *got) {
-    printf("%s %s", ok ? "ok  " : "FAIL", name);
-    if (!ok)
-        printf(": expected %s, got %s", want, got);
-    printf("\n");
-    passed += ok;
-    failed += !ok;
-}
 
 /* Writes a .npy from a header string and `data_bytes` bytes of data (version 1 or 2 preamble;
  * hlen_lie is added to the stored header length). */
@@ -141,6 +133,5 @@ int main(int argc, char **argv) {
     memset(&err, 0, sizeof err);
     report(npy_write(path, ATTN_F32, 1, s, &x, &err) == ATTN_ERUNTIME && strstr(err.msg, "cannot write"),
            "write into a missing directory", "cannot write", err.msg);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary();
 }

@@ -14,26 +14,9 @@
 #include <unistd.h>
 
 #include "results.h"
+#include "check.h"
 
-static int n_pass, n_fail;
 
-/* Prints "ok <name>" or "FAIL <name>: <expected vs got>"; returns cond for early exits. */
-static int check(int cond, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int check(int cond, const char *name, const char *fmt, ...) {
-    if (cond) {
-        n_pass++;
-        printf("ok %s\n", name);
-        return 1;
-    }
-    n_fail++;
-    printf("FAIL %s: ", name);
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-    return 0;
-}
 
 static const char *SKIP_REASON = "needs AVX-512, \"avx512f\" absent, skipped";
 
@@ -359,6 +342,5 @@ int main(int argc, char **argv) {
         fputs(table, stdout);
 
     results_run_free(&run);
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return check_summary();
 }

@@ -11,18 +11,10 @@
 #include <sys/stat.h>
 
 #include "safetensors.h"
+#include "check.h"
 
-static int passed, failed;
 static char dir[900];
 
-static void report(int ok, const char *name, const char *want, const char *got) {
-    printf("%s %s", ok ? "ok  " : "FAIL", name);
-    if (!ok)
-        printf(": expected %s, got %s", want, got);
-    printf("\n");
-    passed += ok;
-    failed += !ok;
-}
 
 static uint32_t bits(float x) {
     uint32_t u;
@@ -486,6 +478,5 @@ int main(int argc, char **argv) {
     hand_written();
     malformed();
     write_failures();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary();
 }
