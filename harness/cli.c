@@ -167,18 +167,58 @@ int cli_run(int argc, char **argv, attn_err_t *err) {
     return rc;
 }
 
+/* --stream-mib belongs to peak alone, so it is taken out of argv here rather than added to the
+ * flags every subcommand shares; the rest goes to the shared parser. `kept` has argc slots. */
+static int take_stream_mib(int argc, char **argv, char **kept, int *n_kept, attn_err_t *err) {
+    *n_kept = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        if (strcmp(argv[i], "--stream-mib") == 0) {
+            if (i + 1 == argc)
+                return attn_fail(err, ATTN_EUSAGE, "flag '--stream-mib' needs a value");
+            v = argv[++i];
+        } else if (strncmp(argv[i], "--stream-mib=", 13) == 0) {
+            v = argv[i] + 13;
+        }
+        if (!v) {
+            kept[(*n_kept)++] = argv[i];
+            continue;
+        }
+        char *end;
+        long long mib = strtoll(v, &end, 10);
+        if (end == v || *end || mib < 1 || mib > 1 << 20)
+            return attn_fail(err, ATTN_EUSAGE, "--stream-mib: '%s' is not a size in 1..1048576 MiB", v);
+        peak_set_stream_mib(mib);
+    }
+    return ATTN_OK;
+}
+
 int cli_peak(int argc, char **argv, attn_err_t *err) {
     if (wants_help(argc, argv)) {
-        puts("usage: attnbench peak [--sizes 512,1024,2048,4096] [--threads T] [--repeats R] [--warmup W]\n\n"
-             "Measures OpenBLAS sgemm GFLOP/s for n×n×n products: the float32 roofline that the\n"
-             "throughput task's frac_of_sgemm is measured against. Writes results like `run`.");
+        puts("usage: attnbench peak [--sizes 512,1024,2048,4096] [--stream-mib M] [--threads T] [--repeats R]\n"
+             "                      [--warmup W]\n\n"
+             "Measures the roofline the throughput task's fractions are taken against, on --threads threads:\n"
+             "OpenBLAS sgemm GFLOP/s for n×n×n products (2n³ FLOPs), and memory bandwidth in GB/s (1e9 B/s)\n"
+             "from a STREAM-like triad a = b + s·c (12 B per element) and a read of b and c (8 B per element)\n"
+             "over three arrays of M MiB each [256, at most 3/8 of available memory together], the median\n"
+             "of --repeats passes (_max is STREAM's best). Write-allocate traffic is not counted (STREAM's\n"
+             "convention). machine_balance = best sgemm / read bandwidth, in FLOP/B: calls of lower\n"
+             "arithmetic intensity are bandwidth-bound. Writes results like `run`.");
         return ATTN_OK;
     }
+    char **kept = malloc(sizeof *kept * (size_t)(argc > 0 ? argc : 1));
+    if (!kept)
+        return attn_fail(err, ATTN_ERUNTIME, "out of memory");
+    int n_kept;
     attn_opts_t *runs = NULL;
     int n_runs = 0;
-    ATTN_TRY(load_runs(argc, argv, &runs, &n_runs, err));
-    int rc = execute(argc, argv, runs, 1, task_peak, err);
+    int rc = take_stream_mib(argc, argv, kept, &n_kept, err);
+    if (rc == ATTN_OK)
+        rc = load_runs(n_kept, kept, &runs, &n_runs, err);
+    if (rc == ATTN_OK)
+        rc = execute(argc, argv, runs, 1, task_peak, err); /* argv whole: the command line as typed */
     free(runs);
+    free(kept);
     return rc;
 }
 

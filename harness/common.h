@@ -16,9 +16,18 @@ typedef struct {
 /* Records the first error only: the root cause is what the user needs to see. */
 int attn_fail(attn_err_t *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Allocation that reports the size it wanted; 64-byte aligned for AVX-512 loads. */
+/* Allocation that reports the size it wanted; 64-byte aligned for AVX-512 loads. Memory from
+ * attn_alloc goes back through attn_free only (never free()); attn_free(NULL) does nothing. */
 void *attn_alloc(size_t bytes, attn_err_t *err, const char *what);
 void attn_free(void *p);
+
+/* Accounting of what attn_alloc handed out (the bytes asked for, every thread together): now,
+ * and the most at once since the last reset. The reset sets the peak to the current figure;
+ * call it while no other thread allocates. The memory task measures a case as peak − current
+ * at its start; per-thread (per-rank) figures are not kept. */
+size_t attn_alloc_current_bytes(void);
+size_t attn_alloc_peak_bytes(void);
+void attn_alloc_reset_peak(void);
 
 #define ATTN_TRY(expr)                 \
     do {                               \

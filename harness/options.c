@@ -157,6 +157,16 @@ int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
         o->scale = s;
         return ATTN_OK;
     }
+    if (IS("sweep-max"))
+        return parse_i64(key, v, 1, INT64_C(1) << 32, &o->sweep_max, err);
+    if (IS("time-budget")) {
+        char *end;
+        double t = strtod(v, &end);
+        if (end == v || *end || !(t >= 0) || t > 1e9)
+            return attn_fail(err, ATTN_EUSAGE, "--time-budget: '%s' is not a non-negative number of seconds", v);
+        o->time_budget = t;
+        return ATTN_OK;
+    }
     if (IS("block-q"))
         return parse_int(key, v, 1, 4096, &o->block_q, err);
     if (IS("block-k"))
@@ -251,6 +261,7 @@ static const char *const option_names[] = {
     "ranks",   "transport",     "layout",       "local-backend",      "inject-fault", "seed",    "threads",
     "repeats", "warmup",        "comm-timeout", "model-config",       "weights",      "layers",  "vocab",
     "out-dir", "config",        "q",            "k",       "v",       "out",          "lse",
+    "sweep-max", "time-budget",
 };
 enum { N_OPTIONS = sizeof option_names / sizeof option_names[0] };
 
@@ -421,6 +432,9 @@ void opts_print_flags(FILE *f) {
           "  --weights F        model task: .safetensors weights           [seeded]\n"
           "  --layers L, --vocab V  model task without a config            [4, 32000]\n"
           "  --threads T        worker threads, 0 = all cores              [0]\n"
+          "  --sweep-max N      throughput: n_k doubles from the first --seq-len up to N [off]\n"
+          "  --time-budget S    sweep: skip (and stop at) the next n_k whose warm-up + repeats are\n"
+          "                     projected to take more than S seconds      [0 = none]\n"
           "  --repeats R        timed repeats (median, min, max)           [5]\n"
           "  --warmup W         untimed warm-up runs                       [1]\n"
           "  --out-dir DIR      where results/<run_id>.json/.csv go        [results]\n"

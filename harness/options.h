@@ -37,6 +37,10 @@ typedef struct {
     /* peak */
     int64_t sizes[OPTS_MAX_LIST];
     int n_sizes;
+    /* throughput sweep: n_k doubles from the first --seq-len up to sweep_max (0 = no sweep);
+     * the next n is skipped when its projected time exceeds time_budget seconds (0 = none) */
+    int64_t sweep_max;
+    double time_budget;
     int help;
 } attn_opts_t;
 

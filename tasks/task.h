@@ -20,13 +20,21 @@ int task_exactness(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 int task_throughput(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 int task_memory(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 int task_model(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
+int task_capacity(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 
-/* `attnbench peak`: sgemm GFLOP/s at sizes o->sizes (the roofline the other figures are
- * compared with). */
+/* `attnbench peak`: sgemm GFLOP/s at sizes o->sizes and STREAM-like triad and read GB/s (the
+ * roofline the other figures are compared with). */
 int task_peak(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 /* One timed n×n×n sgemm on `threads` threads, in seconds; buffers are reused between calls. */
 double peak_sgemm_seconds(int n, int threads, attn_err_t *err);
 void peak_release(void);
+/* Best of `passes` timed reads, in seconds, of `runs` runs of `len` bytes in each of buffers a
+ * and b (run i at base + i·stride) on up to `threads` threads: the bandwidth roof of exactly
+ * the bytes a call must read. Allocates nothing, so it cannot fail. */
+double peak_read_seconds(const void *a, const void *b, int64_t runs, size_t stride, size_t len, int threads,
+                         int passes);
+/* MiB per stream array of `attnbench peak` (its own --stream-mib flag; default 256). */
+void peak_set_stream_mib(int64_t mib);
 
 /* Progress on stderr: "[i/n] what", one line per case; on by default, off for the tests. */
 void task_set_progress(int on);

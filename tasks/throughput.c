@@ -1,9 +1,14 @@
-/* throughput.c — time per call, tokens/s and GFLOP/s (4·d FLOPs per visible query–key pair, so
- * causal counts about half) for each backend. Each timed repeat is paired with an sgemm timing
- * on the same threads, and the ratio is taken per pair before the median: on a shared machine
- * both halves of a pair see the same interference. */
+/* throughput.c — time per call, tokens/s, GFLOP/s (4·d FLOPs per visible query–key pair, so
+ * causal counts about half) and K/V GB/s for each backend, each as a fraction of its roofline.
+ * Each timed repeat is paired with an sgemm and with a plain read of the same K/V rows on the
+ * same threads, and ratios are taken per pair before the median: on a shared machine both
+ * halves of a pair see the same interference. With --sweep-max, n_k doubles per backend until
+ * the backend declines, the time budget would be exceeded, or n_k passes the maximum. */
+#include <math.h>
+
 #include "backend.h"
 #include "parallel.h"
+#include "roofline.h"
 #include "task.h"
 #include "tensors.h"
 #include "timing.h"
@@ -51,62 +56,177 @@ static void record_dist(attn_record_t *r, const attn_backend_t *be, const attn_p
         }
 }
 
-static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, int index, int count, attn_run_t *run,
-                           attn_err_t *err) {
+/* Seconds of the best of 3 plain reads of the K/V rows p makes visible, on the call's threads:
+ * the same bytes in the same cache state the call just left, so a call cannot honestly read
+ * them faster. Run i of K (and of V) is batch × kv head i, rows [lo, hi). */
+static double kv_read_seconds(const attn_problem_t *p, const attn_tensors_t *t, int threads) {
+    int64_t lo, hi;
+    roofline_kv_rows(p, &lo, &hi);
+    size_t row = (size_t)p->head_dim * dtype_size(p->dtype);
+    const unsigned char *k = t->k, *v = t->v;
+    return peak_read_seconds(k + (size_t)lo * row, v + (size_t)lo * row, p->batch * p->kv_heads,
+                             (size_t)p->n_k * row, (size_t)(hi - lo) * row, threads, 3);
+}
+
+static double median_of(const double *x, int n) {
+    double med, lo, hi;
+    stats_summary(x, n, &med, &lo, &hi);
+    return med;
+}
+
+/* Both roofs of one record: the K/V traffic beside the paired read bandwidth, which bound the
+ * call's arithmetic intensity puts it under, its fraction of that roof, and the check that no
+ * figure sits above a roof measured in this run. */
+static void record_roofline(attn_record_t *r, const attn_problem_t *p, const double *secs, const double *gflops,
+                            const double *peer, const double *read, const double *frac, int reps) {
+    double kv_bytes = roofline_kv_bytes(p), intensity = problem_flops(p) / kv_bytes;
+    double kv_gbps[reps], frac_bw[reps], frac_roof[reps];
+    for (int i = 0; i < reps; i++) {
+        kv_gbps[i] = kv_bytes / secs[i] / 1e9;
+        frac_bw[i] = kv_gbps[i] / read[i];
+        frac_roof[i] = gflops[i] / roofline_attainable_gflops(intensity, peer[i], read[i]);
+    }
+    double sgemm = median_of(peer, reps), bw = median_of(read, reps);
+    record_metric(r, "kv_bytes", kv_bytes, "B");
+    record_timed(r, "kv_gbps", kv_gbps, reps, "GB/s");
+    record_timed(r, "read_gbps", read, reps, "GB/s");
+    record_timed(r, "frac_of_bandwidth", frac_bw, reps, "1");
+    record_metric(r, "intensity", intensity, "FLOP/B");
+    record_metric(r, "machine_balance", sgemm / bw, "FLOP/B");
+    record_metric(r, "bound", roofline_bound(intensity, sgemm, bw), "1"); /* 0 compute, 1 bandwidth */
+    record_timed(r, "frac_of_roofline", frac_roof, reps, "1");
+    char reason[256];
+    int possible = roofline_check(median_of(frac, reps), median_of(frac_bw, reps), reason, sizeof reason);
+    if (r->status == REC_PASS && !possible)
+        record_set_status(r, REC_ERROR, "%s", reason);
+}
+
+/* Backend be on problem p: one record. *median_s is the median call time, NaN when the backend
+ * declined or failed (the record says why). */
+static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const attn_backend_t *be, int index,
+                          int count, attn_run_t *run, double *median_s, attn_err_t *err) {
+    *median_s = NAN;
+    attn_record_t *r;
+    if (!task_start_backend(run, o, "throughput", be, p, index, count, &r))
+        return ATTN_OK;
     double flops = problem_flops(p);
     int threads = problem_threads(p);
+    attn_tensors_t t;
+    ATTN_TRY(tensors_alloc(p, 1, o->seed, &t, err));
+    attn_dist_stats_t dist = {0};
+    if (be->forward_rank)
+        t.io.dist = &dist; /* figures of the last repeat */
+    int reps = o->repeats;
+    double secs[reps], gflops[reps], frac[reps], peer[reps], read[reps];
+    attn_err_t berr = {0};
+    int brc = ATTN_OK;
+    parallel_set_blas_threads(threads);
+    for (int w = 0; w < o->warmup && brc == ATTN_OK; w++)
+        brc = be->forward(be, p, &t.io, &berr);
+    for (int i = 0; i < reps && brc == ATTN_OK; i++) {
+        double ts = peak_sgemm_seconds(PEER_SGEMM_N, threads, err);
+        if (ts < 0) {
+            tensors_free(&t);
+            return ATTN_ERUNTIME;
+        }
+        peer[i] = 2.0 * PEER_SGEMM_N * (double)PEER_SGEMM_N * PEER_SGEMM_N / ts / 1e9;
+        double t0 = time_now_s();
+        brc = be->forward(be, p, &t.io, &berr);
+        secs[i] = time_now_s() - t0;
+        gflops[i] = flops / secs[i] / 1e9;
+        frac[i] = gflops[i] / peer[i];
+        read[i] = roofline_kv_bytes(p) / kv_read_seconds(p, &t, threads) / 1e9;
+    }
+    tensors_free(&t);
+    if (brc != ATTN_OK) {
+        record_set_status(r, REC_ERROR, "%s", berr.msg);
+        return ATTN_OK;
+    }
+    double tok[reps];
+    for (int i = 0; i < reps; i++)
+        tok[i] = (double)(p->batch * p->n_q) / secs[i];
+    record_timed(r, "time_s", secs, reps, "s");
+    record_timed(r, "tokens_per_s", tok, reps, "tok/s");
+    record_timed(r, "gflops", gflops, reps, "GFLOP/s");
+    record_timed(r, "sgemm_gflops", peer, reps, "GFLOP/s");
+    record_timed(r, "frac_of_sgemm", frac, reps, "1");
+    record_metric(r, "flops", flops, "FLOP");
+    record_metric(r, "threads", threads, "1");
+    if (be->forward_rank)
+        record_dist(r, be, p, &dist);
+    record_roofline(r, p, secs, gflops, peer, read, frac, reps);
+    *median_s = median_of(secs, reps);
+    return ATTN_OK;
+}
+
+static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, int index, int count, attn_run_t *run,
+                           attn_err_t *err) {
     for (int b = 0; b < o->n_backends; b++) {
-        const attn_backend_t *be = registry_find(o->backends[b]);
-        attn_record_t *r;
-        if (!task_start_backend(run, o, "throughput", be, p, index, count, &r))
-            continue;
-        attn_tensors_t t;
-        ATTN_TRY(tensors_alloc(p, 1, o->seed, &t, err));
-        attn_dist_stats_t dist = {0};
-        if (be->forward_rank)
-            t.io.dist = &dist; /* figures of the last repeat */
-        int reps = o->repeats;
-        double secs[reps], gflops[reps], frac[reps], peer[reps];
-        attn_err_t berr = {0};
-        int brc = ATTN_OK;
-        parallel_set_blas_threads(threads);
-        for (int w = 0; w < o->warmup && brc == ATTN_OK; w++)
-            brc = be->forward(be, p, &t.io, &berr);
-        for (int i = 0; i < reps && brc == ATTN_OK; i++) {
-            double ts = peak_sgemm_seconds(PEER_SGEMM_N, threads, err);
-            if (ts < 0) {
-                tensors_free(&t);
-                return ATTN_ERUNTIME;
-            }
-            peer[i] = 2.0 * PEER_SGEMM_N * (double)PEER_SGEMM_N * PEER_SGEMM_N / ts / 1e9;
-            double t0 = time_now_s();
-            brc = be->forward(be, p, &t.io, &berr);
-            secs[i] = time_now_s() - t0;
-            gflops[i] = flops / secs[i] / 1e9;
-            frac[i] = gflops[i] / peer[i];
-        }
-        tensors_free(&t);
-        if (brc != ATTN_OK) {
-            record_set_status(r, REC_ERROR, "%s", berr.msg);
-            continue;
-        }
-        double tok[reps];
-        for (int i = 0; i < reps; i++)
-            tok[i] = (double)(p->batch * p->n_q) / secs[i];
-        record_timed(r, "time_s", secs, reps, "s");
-        record_timed(r, "tokens_per_s", tok, reps, "tok/s");
-        record_timed(r, "gflops", gflops, reps, "GFLOP/s");
-        record_timed(r, "sgemm_gflops", peer, reps, "GFLOP/s");
-        record_timed(r, "frac_of_sgemm", frac, reps, "1");
-        record_metric(r, "flops", flops, "FLOP");
-        record_metric(r, "threads", threads, "1");
-        if (be->forward_rank)
-            record_dist(r, be, p, &dist);
+        double median_s;
+        ATTN_TRY(throughput_one(o, p, registry_find(o->backends[b]), index, count, run, &median_s, err));
     }
     peak_release();
     return ATTN_OK;
 }
 
+/* One backend's sweep over n_k = n0, 2·n0, … ≤ sweep_max at one (q-len, mask). The next n's
+ * time is projected from the last median × its growth in FLOPs (4 for a full or causal square,
+ * 2 for a window or a fixed q-len) × the warm-up and repeat calls; a projection over the budget
+ * is recorded as skipped rather than dropped, and so is a backend's refusal (naive's n² scores
+ * not fitting): the sweep stops at the first record that was not timed. */
+static int sweep_backend(const attn_opts_t *o, const attn_backend_t *be, int64_t q_len, attn_mask_t mask,
+                         int first_index, int steps, int count, attn_run_t *run, attn_err_t *err) {
+    attn_problem_t last;
+    double last_s = NAN;
+    for (int s = 0; s < steps; s++) {
+        int64_t n = o->seq_len[0] << s;
+        attn_problem_t p;
+        ATTN_TRY(opts_problem(o, n, q_len ? q_len : n, mask, &p, err));
+        if (s > 0 && o->time_budget > 0) {
+            double growth = problem_flops(&p) / problem_flops(&last), calls = o->warmup + o->repeats;
+            double projected = last_s * growth * calls;
+            if (projected > o->time_budget) {
+                task_progress(first_index + s + 1, count, "throughput %s n_k=%lld: projected %.3g s, over budget",
+                              be->name, (long long)n, projected);
+                attn_record_t *r = task_record(run, o, "throughput", be->name, &p);
+                record_set_status(r, REC_SKIPPED,
+                                  "projected %.3g s > time budget %g s (%g calls × %.3g s at n_k=%lld × %.3g, the "
+                                  "growth in FLOPs)",
+                                  projected, o->time_budget, calls, last_s, (long long)last.n_k, growth);
+                return ATTN_OK;
+            }
+        }
+        ATTN_TRY(throughput_one(o, &p, be, first_index + s, count, run, &last_s, err));
+        peak_release();
+        if (!isfinite(last_s))
+            return ATTN_OK;
+        last = p;
+    }
+    return ATTN_OK;
+}
+
+static int throughput_sweep(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
+    int steps = 1;
+    for (int64_t n = o->seq_len[0]; n <= o->sweep_max / 2; n *= 2)
+        steps++;
+    int n_q = o->n_q_len ? o->n_q_len : 1, count = n_q * o->n_masks * steps;
+    for (int q = 0; q < n_q; q++)
+        for (int m = 0; m < o->n_masks; m++)
+            for (int b = 0; b < o->n_backends; b++)
+                ATTN_TRY(sweep_backend(o, registry_find(o->backends[b]), o->n_q_len ? o->q_len[q] : 0, o->masks[m],
+                                       (q * o->n_masks + m) * steps, steps, count, run, err));
+    return ATTN_OK;
+}
+
 int task_throughput(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
-    return task_for_each_case(o, run, throughput_case, err);
+    if (o->sweep_max && o->n_seq_len != 1)
+        return attn_fail(err, ATTN_EUSAGE, "--sweep-max sweeps from one --seq-len (got %d values)", o->n_seq_len);
+    static int explained; /* once per process, however many throughput runs a suite has */
+    if (!explained++)
+        fputs("throughput: GFLOP/s = 4·B·H·d·visible_pairs / time, visible pairs counting only unmasked\n"
+              "  (query, key) pairs (causal ≈ n²/2); K/V GB/s = 2·B·H_kv·visible_keys·d·element_bytes / time,\n"
+              "  each visible K/V row read once (the least a call must read); bound 1 = bandwidth-bound\n"
+              "  (intensity FLOP/B below machine_balance = sgemm / read of the same K/V)\n",
+              stderr);
+    return o->sweep_max ? throughput_sweep(o, run, err) : task_for_each_case(o, run, throughput_case, err);
 }

@@ -1,0 +1,46 @@
+/* roofline.c — see roofline.h. Nothing here measures: the throughput task hands in the
+ * figures it timed, so every rule below can be tested without a machine's noise. */
+#include "roofline.h"
+
+#include <math.h>
+#include <stdio.h>
+
+void roofline_kv_rows(const attn_problem_t *p, int64_t *lo, int64_t *hi) {
+    attn_span_t qs = problem_q_span(p);
+    int64_t first = qs.start, last = qs.start + qs.stride * (p->n_q - 1);
+    mask_key_range(p->mask, p->window, first, last, problem_k_span(p), p->n_k, lo, hi);
+}
+
+double roofline_kv_bytes(const attn_problem_t *p) {
+    int64_t lo, hi;
+    roofline_kv_rows(p, &lo, &hi);
+    return 2.0 * (double)p->batch * (double)p->kv_heads * (double)(hi - lo) * (double)p->head_dim *
+           (double)dtype_size(p->dtype);
+}
+
+int roofline_bound(double intensity, double sgemm_gflops, double read_gbps) {
+    return intensity < sgemm_gflops / read_gbps;
+}
+
+double roofline_attainable_gflops(double intensity, double sgemm_gflops, double read_gbps) {
+    return fmin(sgemm_gflops, intensity * read_gbps);
+}
+
+int roofline_check(double frac_of_sgemm, double frac_of_bandwidth, char *reason, size_t len) {
+    /* NaN compares false, so a figure that was never measured passes rather than errs. */
+    int compute = frac_of_sgemm > ROOFLINE_SLACK, memory = frac_of_bandwidth > ROOFLINE_SLACK;
+    if (compute && memory)
+        snprintf(reason, len,
+                 "%.2f × the sgemm roofline and %.2f × the read bandwidth of the same K/V measured in this run: "
+                 "work and bytes were skipped or miscounted",
+                 frac_of_sgemm, frac_of_bandwidth);
+    else if (compute)
+        snprintf(reason, len, "%.2f × the sgemm roofline measured in this run: work was skipped or miscounted",
+                 frac_of_sgemm);
+    else if (memory)
+        snprintf(reason, len,
+                 "%.2f × the read bandwidth of the same K/V measured in this run: K/V bytes were skipped or "
+                 "miscounted",
+                 frac_of_bandwidth);
+    return !(compute || memory);
+}

@@ -1,0 +1,34 @@
+/* roofline.h — the roofline the throughput task places each record on: sgemm GFLOP/s for
+ * compute and a plain read of the same K/V bytes for memory traffic, both measured in the same
+ * run. Pure functions of the problem and the measured figures, so the bound classification
+ * and the impossible-figure check are unit tested with synthetic numbers (test_roofline.c). */
+#pragma once
+#include "problem.h"
+
+/* How far above a roofline a median figure may sit before it is an error rather than noise.
+ * The compute roofline is OpenBLAS sgemm, which attention's own sgemm tiles cannot beat; the
+ * bandwidth roofline is a vectorised read of exactly the bytes the call must read. 10% covers
+ * the pair-to-pair noise of a shared 2-core machine; a figure beyond it means work or bytes
+ * were skipped or miscounted. */
+#define ROOFLINE_SLACK 1.1
+
+/* Key rows [*lo, *hi) visible to at least one query of p (the same in every batch and kv
+ * head): all of them for none and causal, the band of the window for window. */
+void roofline_kv_rows(const attn_problem_t *p, int64_t *lo, int64_t *hi);
+
+/* The least K/V traffic of one call: every visible key row of K and V read once, at the
+ * problem's element size: B · H_kv · (hi − lo) · d · 2 · sizeof(element). GQA query heads
+ * share their kv head's rows, so they are not counted again. */
+double roofline_kv_bytes(const attn_problem_t *p);
+
+/* 1 when a call of `intensity` FLOP per K/V byte is bandwidth-bound, i.e. below the machine
+ * balance sgemm_gflops / read_gbps (FLOP/B); 0 when compute-bound. */
+int roofline_bound(double intensity, double sgemm_gflops, double read_gbps);
+
+/* The roofline itself: attainable GFLOP/s = min(sgemm, intensity × bandwidth). A figure's
+ * fraction of it is frac_of_sgemm when compute-bound and kv_gbps / read_gbps when not. */
+double roofline_attainable_gflops(double intensity, double sgemm_gflops, double read_gbps);
+
+/* 1 when both medians are possible (≤ ROOFLINE_SLACK); otherwise 0 and the reason, naming the
+ * larger excess first. NaN fractions (nothing measured) pass: there is nothing to judge. */
+int roofline_check(double frac_of_sgemm, double frac_of_bandwidth, char *reason, size_t len);
