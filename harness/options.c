@@ -409,7 +409,7 @@ int opts_validate_run(const attn_opts_t *o, attn_err_t *err) {
 
 void opts_print_flags(FILE *f) {
     fputs("shared flags:\n"
-          "  --task T           exactness | throughput | memory | model    (run)\n"
+          "  --task T           exactness | throughput | memory | capacity | model (run)\n"
           "  --backends A,B     backends to run (see `attnbench list`)\n"
           "  --seq-len N,...    key length(s) n_k                          [1024]\n"
           "  --q-len N,...      query rows n_q ≤ n_k, at the sequence end  [= seq-len]\n"

@@ -8,7 +8,7 @@
 static const attn_task_t tasks[] = {
     {"exactness", "max abs / relative L2 / LSE error vs the float64 reference; pass or fail", task_exactness},
     {"throughput", "time, tokens/s, GFLOP/s and fraction of sgemm measured in the same run", task_throughput},
-    {"memory", "peak RSS over the run vs the Q,K,V,O tensors and the analytic workspace", task_memory},
+    {"memory", "attn_alloc peak and peak RSS vs the tensors + the backend's declared workspace", task_memory},
     {"capacity", "largest n each backend fits in free memory (allocated, not computed); KV-cache bytes", task_capacity},
     {"model", "the shared llama-style decoder with each backend: logits vs the float64 model, tokens/s", task_model},
 };
