@@ -3,7 +3,10 @@
  * caller gets stays 64-byte aligned. */
 #include "common.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -65,3 +68,14 @@ void attn_free(void *p) {
 size_t attn_alloc_current_bytes(void) { return atomic_load(&alloc_current); }
 size_t attn_alloc_peak_bytes(void) { return atomic_load(&alloc_peak); }
 void attn_alloc_reset_peak(void) { atomic_store(&alloc_peak, atomic_load(&alloc_current)); }
+
+int attn_file_commit(FILE *f, int ok, const char *tmp, const char *path, attn_err_t *err) {
+    int saved = errno;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        saved = errno ? errno : saved;
+        remove(tmp);
+        return attn_fail(err, ATTN_ERUNTIME, "%s: cannot write: %s", path, strerror(saved));
+    }
+    return ATTN_OK;
+}

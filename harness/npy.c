@@ -198,14 +198,7 @@ int npy_write(const char *path, attn_dtype_t dtype, int ndim, const int64_t *sha
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8)};
     size_t bytes = numel * dtype_size(dtype);
     int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(hdr, 1, hlen, f) == hlen && fwrite(data, 1, bytes, f) == bytes;
-    int saved = errno;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        saved = errno ? errno : saved;
-        remove(tmp);
-        return attn_fail(err, ATTN_ERUNTIME, "%s: cannot write: %s", path, strerror(saved));
-    }
-    return ATTN_OK;
+    return attn_file_commit(f, ok, tmp, path, err);
 }
 
 void npy_free(npy_array_t *a) {

@@ -458,12 +458,5 @@ int st_write(const char *path, const st_item_t *items, int n, st_dtype_t dtype, 
     for (int i = 0; ok && i < n; i++)
         ok = write_item(out, &items[i], dtype);
     free(text);
-    int saved = errno;
-    ok = (fclose(out) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        saved = errno ? errno : saved;
-        remove(tmp);
-        return attn_fail(err, ATTN_ERUNTIME, "%s: cannot write: %s", path, strerror(saved));
-    }
-    return ATTN_OK;
+    return attn_file_commit(out, ok, tmp, path, err);
 }
