@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "capacity.h"
 #include "model.h"
 #include "parallel.h"
 #include "rng.h"
@@ -18,23 +19,11 @@
 
 enum { MAX_LOGIT_ROWS = 64, RNG_TENSOR_TOKENS = 900 };
 
-/* The model of a run: --model-config or the shared shape flags (hidden = heads · head-dim). */
+/* The model of a run: --model-config or the shape flags (capacity.c reads it the same way), and
+ * --weights or seeded weights. */
 static int build_model(const attn_opts_t *o, model_t *m, attn_err_t *err) {
     model_config_t c;
-    model_config_defaults(&c);
-    if (o->model_config[0]) {
-        ATTN_TRY(model_config_load(o->model_config, &c, err));
-    } else {
-        c.num_attention_heads = (int)o->heads;
-        c.num_key_value_heads = (int)o->kv_heads;
-        c.head_dim = (int)o->head_dim;
-        c.hidden_size = (int)(o->heads * o->head_dim);
-        c.intermediate_size = (c.hidden_size * 8 / 3 + 31) / 32 * 32; /* llama's 8/3·hidden, rounded */
-        if (o->layers)
-            c.num_hidden_layers = o->layers;
-        if (o->vocab)
-            c.vocab_size = o->vocab;
-    }
+    ATTN_TRY(capacity_model_config(o, &c, err));
     return o->weights[0] ? model_load_safetensors(m, &c, o->weights, err) : model_init_random(m, &c, o->seed, err);
 }
 
