@@ -12,8 +12,7 @@
 
 enum { TAG_SHARD = 1 << 20 }; /* above any step tag a backend uses */
 
-/* Copies the rows of one rank's pieces between `whole` (outer, n, d) and its shard. */
-static void shard_copy(const attn_layout_t *l, int rank, int64_t outer, int64_t d, float *shard, float *whole,
+void dist_shard_copy(const attn_layout_t *l, int rank, int64_t outer, int64_t d, float *shard, float *whole,
                        int to_shard) {
     layout_piece_t pc[2];
     int n = layout_pieces(l, rank, pc);
@@ -41,13 +40,13 @@ static int root_exchange(attn_comm_t *c, const attn_layout_t *l, int64_t outer, 
             continue;
         comm_req_t req = {0};
         if (to_peers)
-            shard_copy(l, q, outer, d, stage, whole, 1);
+            dist_shard_copy(l, q, outer, d, stage, whole, 1);
         rc = to_peers ? comm_isend(c, stage, bytes, q, TAG_SHARD, &req, err)
                       : comm_irecv(c, stage, bytes, q, TAG_SHARD, &req, err);
         if (rc == ATTN_OK)
             rc = comm_wait(c, &req, err);
         if (rc == ATTN_OK && !to_peers)
-            shard_copy(l, q, outer, d, stage, whole, 0);
+            dist_shard_copy(l, q, outer, d, stage, whole, 0);
     }
     attn_free(stage);
     return rc;
@@ -67,7 +66,7 @@ static int peer_exchange(attn_comm_t *c, const attn_layout_t *l, int64_t outer, 
 int dist_scatter(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t d, const float *whole,
                  float *shard, attn_err_t *err) {
     if (c->shared_memory || c->rank == 0)
-        shard_copy(l, c->rank, outer, d, shard, (float *)whole, 1);
+        dist_shard_copy(l, c->rank, outer, d, shard, (float *)whole, 1);
     if (c->shared_memory)
         return ATTN_OK;
     return c->rank == 0 ? root_exchange(c, l, outer, d, (float *)whole, 1, err)
@@ -77,7 +76,7 @@ int dist_scatter(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t 
 int dist_gather(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t d, const float *shard, float *whole,
                 attn_err_t *err) {
     if (c->shared_memory || c->rank == 0)
-        shard_copy(l, c->rank, outer, d, (float *)shard, whole, 0);
+        dist_shard_copy(l, c->rank, outer, d, (float *)shard, whole, 0);
     if (c->shared_memory)
         return ATTN_OK;
     return c->rank == 0 ? root_exchange(c, l, outer, d, whole, 0, err)

@@ -20,6 +20,11 @@ int dist_follow(attn_err_t *err);
 /* Rank 0: tell the followers to stop (call once, on every exit path, before MPI_Finalize). */
 void dist_stop_followers(void);
 
+/* Local copy between rank `rank`'s shard (outer, local_count, d) and the rows of its pieces in
+ * `whole` (outer, n, d): whole → shard when to_shard, else back. */
+void dist_shard_copy(const attn_layout_t *l, int rank, int64_t outer, int64_t d, float *shard, float *whole,
+                     int to_shard);
+
 /* Collective: each rank receives its shard (outer, local_count, d) of the (outer, n, d) tensor
  * `whole` under layout l; whole is read on rank 0 only unless the comm is shared-memory. */
 int dist_scatter(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t d, const float *whole,

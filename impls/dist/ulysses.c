@@ -60,30 +60,16 @@ static attn_layout_kind_t layout_of(const attn_problem_t *p) {
     return p->layout >= 0 ? (attn_layout_kind_t)p->layout : LAYOUT_CONTIGUOUS;
 }
 
-/* Moves rows between a shard (B, heads, count, width) of rank `owner`'s tokens, heads
- * [h0, h0 + nh), and a packed run (B, nh, count, width) or the full-sequence tensor
- * (B, nh, n, width) at the owner's global positions. dir 0: shard → pack, 1: pack → full,
- * 2: full → pack, 3: pack → shard. */
-static void move_rows(const attn_layout_t *l, int owner, int64_t B, int64_t heads, int64_t h0, int64_t nh,
-                      int64_t width, float *shard, float *pack, float *full, int dir) {
-    int64_t count = layout_local_count(l, owner);
-    layout_piece_t pc[2];
-    int n_pc = layout_pieces(l, owner, pc);
-    size_t row = (size_t)width * sizeof(float);
+/* Copies heads [h0, h0 + nh) of a shard (B, heads, count, width) to or from a packed run
+ * (B, nh, count, width); the packed run's rows then move to or from the full-sequence tensor
+ * (B, nh, n, width) with dist_shard_copy (outer = B·nh). */
+static void slice_heads(int64_t B, int64_t heads, int64_t h0, int64_t nh, int64_t count, int64_t width, float *shard,
+                        float *pack, int to_pack) {
+    size_t bytes = (size_t)(count * width) * sizeof(float);
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < nh; h++) {
-            float *pk = pack + ((b * nh + h) * count) * width;
-            if (dir == 0 || dir == 3) {
-                float *sh = shard + ((b * heads + h0 + h) * count) * width;
-                memcpy(dir == 0 ? pk : sh, dir == 0 ? sh : pk, row * (size_t)count);
-                continue;
-            }
-            for (int i = 0; i < n_pc; i++)
-                for (int64_t k = 0; k < pc[i].count; k++) {
-                    float *f = full + ((b * nh + h) * l->n + pc[i].pos.start + pc[i].pos.stride * k) * width;
-                    float *x = pk + (pc[i].local_start + k) * width;
-                    memcpy(dir == 1 ? f : x, dir == 1 ? x : f, row);
-                }
+            float *pk = pack + (b * nh + h) * count * width, *sh = shard + (b * heads + h0 + h) * count * width;
+            memcpy(to_pack ? pk : sh, to_pack ? sh : pk, bytes);
         }
 }
 
@@ -183,25 +169,25 @@ static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, att
     /* 1. Q: my tokens of rank r's heads → r; r's tokens of my heads land in qf. */
     if (rc == ATTN_OK) {
         for (int r = 0; r < P; r++)
-            move_rows(&lq, me, B, H, r * Hl, Hl, d, b.q, b.send + aq.so[r] / sizeof(float), NULL, 0);
+            slice_heads(B, H, r * Hl, Hl, nq, d, b.q, b.send + aq.so[r] / sizeof(float), 1);
         rc = comm_alltoallv(c, b.send, aq.sb, aq.so, b.recv, aq.rb, aq.ro, TAG_Q, err);
         for (int r = 0; rc == ATTN_OK && r < P; r++)
-            move_rows(&lq, r, B, Hl, 0, Hl, d, NULL, b.recv + aq.ro[r] / sizeof(float), b.qf, 1);
+            dist_shard_copy(&lq, r, B * Hl, d, b.recv + aq.ro[r] / sizeof(float), b.qf, 0);
     }
     /* 2. K and V: my tokens of the kv heads rank r needs → r. */
     if (rc == ATTN_OK) {
         for (int r = 0; r < P; r++) {
             float *dst = b.send + akv.so[r] / sizeof(float);
             size_t half = (size_t)(B * hs.kv_n[r] * nk * d);
-            move_rows(&lk, me, B, Hkv, hs.kv_lo[r], hs.kv_n[r], d, b.k, dst, NULL, 0);
-            move_rows(&lk, me, B, Hkv, hs.kv_lo[r], hs.kv_n[r], d, b.v, dst + half, NULL, 0);
+            slice_heads(B, Hkv, hs.kv_lo[r], hs.kv_n[r], nk, d, b.k, dst, 1);
+            slice_heads(B, Hkv, hs.kv_lo[r], hs.kv_n[r], nk, d, b.v, dst + half, 1);
         }
         rc = comm_alltoallv(c, b.send, akv.sb, akv.so, b.recv, akv.rb, akv.ro, TAG_KV, err);
         for (int r = 0; rc == ATTN_OK && r < P; r++) {
             float *src = b.recv + akv.ro[r] / sizeof(float);
             size_t half = (size_t)(B * nkv * layout_local_count(&lk, r) * d);
-            move_rows(&lk, r, B, nkv, 0, nkv, d, NULL, src, b.kf, 1);
-            move_rows(&lk, r, B, nkv, 0, nkv, d, NULL, src + half, b.vf, 1);
+            dist_shard_copy(&lk, r, B * nkv, d, src, b.kf, 0);
+            dist_shard_copy(&lk, r, B * nkv, d, src + half, b.vf, 0);
         }
     }
     /* 3. The local backend on the full sequence of my heads. */
@@ -228,14 +214,14 @@ static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, att
     if (rc == ATTN_OK) {
         for (int r = 0; r < P; r++) {
             float *dst = b.send + aout.so[r] / sizeof(float);
-            move_rows(&lq, r, B, Hl, 0, Hl, d, NULL, dst, b.of, 2);
-            move_rows(&lq, r, B, Hl, 0, Hl, 1, NULL, dst + B * Hl * layout_local_count(&lq, r) * d, b.lf, 2);
+            dist_shard_copy(&lq, r, B * Hl, d, dst, b.of, 1);
+            dist_shard_copy(&lq, r, B * Hl, 1, dst + B * Hl * layout_local_count(&lq, r) * d, b.lf, 1);
         }
         rc = comm_alltoallv(c, b.send, aout.sb, aout.so, b.recv, aout.rb, aout.ro, TAG_OUT, err);
         for (int r = 0; rc == ATTN_OK && r < P; r++) {
             float *src = b.recv + aout.ro[r] / sizeof(float);
-            move_rows(&lq, me, B, H, r * Hl, Hl, d, b.o, src, NULL, 3);
-            move_rows(&lq, me, B, H, r * Hl, Hl, 1, b.lse, src + B * Hl * nq * d, NULL, 3);
+            slice_heads(B, H, r * Hl, Hl, nq, d, b.o, src, 0);
+            slice_heads(B, H, r * Hl, Hl, nq, 1, b.lse, src + B * Hl * nq * d, 0);
         }
     }
     dist_rank_stats_t mine = {.compute_s = compute, .blocks_computed = 1, .wall_s = time_now_s() - t_start,
