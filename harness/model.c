@@ -63,6 +63,9 @@ static int weight_specs(model_t *m, weight_spec_t *s, int cap) {
     return n;
 }
 
+/* Embedding, final norm, LM head, and nine tensors per layer: the length of weight_specs' table. */
+static int weight_count(const model_config_t *c) { return 3 + 9 * c->num_hidden_layers; }
+
 static int64_t numel(const weight_spec_t *s) { return s->ndim == 1 ? s->shape[0] : s->shape[0] * s->shape[1]; }
 
 size_t model_param_count(const model_config_t *cfg) {
@@ -78,7 +81,7 @@ static int model_alloc(model_t *m, const model_config_t *cfg, weight_spec_t **sp
     ATTN_TRY(model_config_validate(cfg, err));
     m->cfg = *cfg;
     m->layers = calloc((size_t)cfg->num_hidden_layers, sizeof *m->layers);
-    int count = 3 + 9 * cfg->num_hidden_layers;
+    int count = weight_count(cfg);
     *specs = calloc((size_t)count, sizeof **specs);
     if (!m->layers || !*specs) {
         free(m->layers), free(*specs);
@@ -129,7 +132,7 @@ int model_load_safetensors(model_t *m, const model_config_t *cfg, const char *pa
 
 int model_save_safetensors(const model_t *m, const char *path, int dtype, attn_err_t *err) {
     model_t view = *m; /* weight_specs takes slots; nothing is written through them here */
-    int count = 3 + 9 * m->cfg.num_hidden_layers;
+    int count = weight_count(&m->cfg);
     weight_spec_t *s = calloc((size_t)count, sizeof *s);
     st_item_t *items = calloc((size_t)count, sizeof *items);
     if (!s || !items) {

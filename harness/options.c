@@ -51,6 +51,17 @@ static int parse_i64(const char *key, const char *s, int64_t lo, int64_t hi, int
     return ATTN_OK;
 }
 
+/* A real number in (0, hi] — or [0, hi] with allow_zero; `what` completes "--key: 'v' is not …". */
+static int parse_double(const char *key, const char *s, int allow_zero, double hi, const char *what, double *out,
+                        attn_err_t *err) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(allow_zero ? v >= 0 : v > 0) || v > hi)
+        return attn_fail(err, ATTN_EUSAGE, "--%s: '%s' is not %s", key, s, what);
+    *out = v;
+    return ATTN_OK;
+}
+
 static int parse_int(const char *key, const char *s, int lo, int hi, int *out, attn_err_t *err) {
     int64_t v;
     ATTN_TRY(parse_i64(key, s, lo, hi, &v, err));
@@ -149,38 +160,20 @@ int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
             return attn_fail(err, ATTN_EUSAGE, "--dtype: unknown dtype '%s' (f32, f64)", v);
         return ATTN_OK;
     }
-    if (IS("scale")) {
-        char *end;
-        double s = strtod(v, &end);
-        if (end == v || *end || !(s > 0) || s > 1e30)
-            return attn_fail(err, ATTN_EUSAGE, "--scale: '%s' is not a positive number", v);
-        o->scale = s;
-        return ATTN_OK;
-    }
+    if (IS("scale"))
+        return parse_double(key, v, 0, 1e30, "a positive number", &o->scale, err);
     if (IS("sweep-max"))
         return parse_i64(key, v, 1, INT64_C(1) << 32, &o->sweep_max, err);
-    if (IS("time-budget")) {
-        char *end;
-        double t = strtod(v, &end);
-        if (end == v || *end || !(t >= 0) || t > 1e9)
-            return attn_fail(err, ATTN_EUSAGE, "--time-budget: '%s' is not a non-negative number of seconds", v);
-        o->time_budget = t;
-        return ATTN_OK;
-    }
+    if (IS("time-budget"))
+        return parse_double(key, v, 1, 1e9, "a non-negative number of seconds", &o->time_budget, err);
     if (IS("block-q"))
         return parse_int(key, v, 1, 4096, &o->block_q, err);
     if (IS("block-k"))
         return parse_int(key, v, 1, 4096, &o->block_k, err);
     if (IS("ranks"))
         return parse_int(key, v, 1, ATTN_MAX_RANKS, &o->ranks, err);
-    if (IS("comm-timeout")) {
-        char *end;
-        double t = strtod(v, &end);
-        if (end == v || *end || !(t > 0) || t > 1e6)
-            return attn_fail(err, ATTN_EUSAGE, "--comm-timeout: '%s' is not a positive number of seconds", v);
-        o->comm_timeout = t;
-        return ATTN_OK;
-    }
+    if (IS("comm-timeout"))
+        return parse_double(key, v, 0, 1e6, "a positive number of seconds", &o->comm_timeout, err);
     if (IS("transport")) {
         if (strcmp(v, "local") && strcmp(v, "mpi"))
             return attn_fail(err, ATTN_EUSAGE, "--transport: '%s' is not a transport (local, mpi)", v);
