@@ -101,6 +101,16 @@ static int model_alloc(model_t *m, const model_config_t *cfg, weight_spec_t **sp
 
 enum { RNG_TENSOR_WEIGHTS = 1000 }; /* weight i draws from stream 1000 + i, away from Q/K/V */
 
+int model_init_zero(model_t *m, const model_config_t *cfg, attn_err_t *err) {
+    weight_spec_t *s;
+    int n;
+    ATTN_TRY(model_alloc(m, cfg, &s, &n, err));
+    for (int i = 0; i < n; i++)
+        memset(*s[i].slot, 0, (size_t)numel(&s[i]) * sizeof(float));
+    free(s);
+    return ATTN_OK;
+}
+
 int model_init_random(model_t *m, const model_config_t *cfg, uint64_t seed, attn_err_t *err) {
     weight_spec_t *s;
     int n;
@@ -211,14 +221,35 @@ void model_cache_free(model_cache_t *c) {
 #undef SUFFIX
 #undef DTYPE
 
-int model_forward(const model_t *m, model_cache_t *cache, const attn_backend_t *be, const attn_problem_t *tmpl,
-                  const int32_t *tokens, int64_t n, int64_t n_logits, double *logits, attn_err_t *err) {
-    if (n < 1 || n_logits < 1 || n_logits > n)
-        return attn_fail(err, ATTN_EUSAGE, "model: %lld tokens, %lld logit rows (need 1 ≤ logit rows ≤ tokens)",
+int model_forward_layers(const model_t *m, model_cache_t *cache, const model_attn_t *att, const int32_t *tokens,
+                         int64_t n, int64_t n_logits, double *logits, attn_err_t *err) {
+    attn_dtype_t dt = att[0].tmpl->dtype;
+    if (n < 1 || n_logits < 0 || n_logits > n || (n_logits == 0 && !cache))
+        return attn_fail(err, ATTN_EUSAGE,
+                         "model: %lld tokens, %lld logit rows (need 1 ≤ logit rows ≤ tokens; 0 only to fill a KV cache)",
                          (long long)n, (long long)n_logits);
-    if (cache && (cache->dtype != tmpl->dtype || cache->len + n > cache->capacity))
+    for (int l = 1; l < m->cfg.num_hidden_layers; l++)
+        if (att[l].tmpl->dtype != dt)
+            return attn_fail(err, ATTN_EUSAGE, "model: layer %d runs in %s, layer 0 in %s (one dtype per forward)", l,
+                             dtype_name(att[l].tmpl->dtype), dtype_name(dt));
+    if (cache && (cache->dtype != dt || cache->len + n > cache->capacity))
         return attn_fail(err, ATTN_EUSAGE, "model: the KV cache holds %lld of %lld positions (%s); %lld more do not fit",
                          (long long)cache->len, (long long)cache->capacity, dtype_name(cache->dtype), (long long)n);
-    return tmpl->dtype == ATTN_F64 ? forward_f64(m, cache, be, tmpl, tokens, n, n_logits, logits, err)
-                                   : forward_f32(m, cache, be, tmpl, tokens, n, n_logits, logits, err);
+    return dt == ATTN_F64 ? forward_f64(m, cache, att, tokens, n, n_logits, logits, err)
+                          : forward_f32(m, cache, att, tokens, n, n_logits, logits, err);
+}
+
+int model_forward(const model_t *m, model_cache_t *cache, const attn_backend_t *be, const attn_problem_t *tmpl,
+                  const int32_t *tokens, int64_t n, int64_t n_logits, double *logits, attn_err_t *err) {
+    if (n_logits < 1)
+        return attn_fail(err, ATTN_EUSAGE, "model: %lld logit rows (need 1 ≤ logit rows ≤ tokens)", (long long)n_logits);
+    int L = m->cfg.num_hidden_layers;
+    model_attn_t *att = malloc((size_t)L * sizeof *att);
+    if (!att)
+        return attn_fail(err, ATTN_ERUNTIME, "model: out of memory for %d layers", L);
+    for (int l = 0; l < L; l++)
+        att[l] = (model_attn_t){be, tmpl};
+    int rc = model_forward_layers(m, cache, att, tokens, n, n_logits, logits, err);
+    free(att);
+    return rc;
 }
