@@ -196,12 +196,23 @@ int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
         snprintf(o->local_backend, sizeof o->local_backend, "%s", v);
         return ATTN_OK;
     }
-    if (IS("inject-fault")) { /* hidden, for the fault tests: exit:RANK:STEP or stall:RANK:STEP */
+    if (IS("inject-fault")) { /* hidden, for the fault tests (problem.h) */
         char kind[8];
         int rank, step, used = 0;
+        if (!strcmp(v, "local-positions")) {
+            o->fault = ATTN_FAULT_LOCAL_POSITIONS;
+            return ATTN_OK;
+        }
+        if (sscanf(v, "drop-step:%d%n", &step, &used) == 1 && !v[used] && step >= 0) {
+            o->fault = ATTN_FAULT_DROP_STEP;
+            o->fault_step = step;
+            return ATTN_OK;
+        }
+        used = 0;
         if (sscanf(v, "%7[a-z]:%d:%d%n", kind, &rank, &step, &used) != 3 || v[used] || rank < 0 || step < 0 ||
             (strcmp(kind, "exit") && strcmp(kind, "stall")))
-            return attn_fail(err, ATTN_EUSAGE, "--inject-fault: '%s' is not exit:RANK:STEP or stall:RANK:STEP", v);
+            return attn_fail(err, ATTN_EUSAGE,
+                             "--inject-fault: '%s' is not exit:RANK:STEP, stall:RANK:STEP, drop-step:STEP or local-positions", v);
         o->fault = strcmp(kind, "exit") ? ATTN_FAULT_STALL : ATTN_FAULT_EXIT;
         o->fault_rank = rank;
         o->fault_step = step;

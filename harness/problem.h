@@ -8,7 +8,12 @@
 typedef enum { ATTN_MASK_NONE = 0, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW } attn_mask_t;
 typedef enum { ATTN_F32 = 0, ATTN_F64 } attn_dtype_t;
 typedef enum { ATTN_TRANSPORT_LOCAL = 0, ATTN_TRANSPORT_MPI } attn_transport_t;
-typedef enum { ATTN_FAULT_NONE = 0, ATTN_FAULT_EXIT, ATTN_FAULT_STALL } attn_fault_t;
+/* Injected faults (hidden --inject-fault, tests only). EXIT and STALL kill or freeze one rank;
+ * DROP_STEP and LOCAL_POSITIONS are wrong answers the needle tests must catch: the ring family
+ * skips step fault_step's K/V block on every rank, or masks with rank-local positions. */
+typedef enum {
+    ATTN_FAULT_NONE = 0, ATTN_FAULT_EXIT, ATTN_FAULT_STALL, ATTN_FAULT_DROP_STEP, ATTN_FAULT_LOCAL_POSITIONS
+} attn_fault_t;
 
 typedef struct {
     int64_t batch, heads, kv_heads, head_dim; /* B, H, H_kv, d */

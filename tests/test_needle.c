@@ -35,11 +35,12 @@ static const needle_vocab_t *the_vocab(void) {
 }
 
 static void column(const model_t *m, const needle_margins_t *mg, const int32_t *hay, const char *be_name, int64_t n,
-                   needle_mode_t mode, int k, int ranks, attn_mask_t mask, int64_t window, int *asked, int *correct,
+                   needle_mode_t mode, int k, int ranks, attn_mask_t mask, int64_t window, attn_fault_t fault, int *asked, int *correct,
                    int *in_window) {
     *asked = *correct = *in_window = 0;
     needle_run_opts_t ro = {.be = registry_find(be_name), .mode = mode, .ask_all = k > 1, .chunk = 1000};
     ro.tmpl.mask = mask, ro.tmpl.window = window, ro.tmpl.ranks = ranks, ro.tmpl.threads = 2, ro.tmpl.layout = -1;
+    ro.tmpl.fault = fault;
     for (int depth = 0; depth <= 100; depth += 10) {
         needle_prompt_t pr;
         needle_outcome_t out;
@@ -92,7 +93,7 @@ int main(int argc, char **argv) {
             for (int mode = 0; mode < 2; mode++)
                 for (int k = 1; k <= 4; k += 3) {
                     int asked, correct, inw;
-                    column(&m, &mg, hay, exact[b], n, (needle_mode_t)mode, k, P, ATTN_MASK_CAUSAL, 0, &asked, &correct,
+                    column(&m, &mg, hay, exact[b], n, (needle_mode_t)mode, k, P, ATTN_MASK_CAUSAL, 0, ATTN_FAULT_NONE, &asked, &correct,
                            &inw);
                     snprintf(line, sizeof line, "%s P=%d n=%lld %s needles=%d: recall %d/%d", exact[b], P, (long long)n,
                              mode ? "query-tail" : "prefill", k, correct, asked);
@@ -103,11 +104,29 @@ int main(int argc, char **argv) {
         int64_t n = ATTN_MIN(max_n, 4096), w = n * 45 / 100;
         for (int mode = 0; mode < 2; mode++) {
             int asked, correct, inw;
-            column(&m, &mg, hay, "sliding_window", n, (needle_mode_t)mode, 1, 1, ATTN_MASK_WINDOW, w, &asked, &correct,
+            column(&m, &mg, hay, "sliding_window", n, (needle_mode_t)mode, 1, 1, ATTN_MASK_WINDOW, w, ATTN_FAULT_NONE, &asked, &correct,
                    &inw);
             snprintf(line, sizeof line, "sliding_window w=%lld n=%lld %s: recall %d/%d, in window %d", (long long)w,
                      (long long)n, mode ? "query-tail" : "prefill", correct, asked, inw);
             check(correct == inw && inw > 0 && inw < asked, line, "recall differs from the in-window count");
+        }
+    }
+    /* The test can fail: two injected ring bugs each take recall under one half. Positions per
+     * rank under the striped layout mask the question away from most of the context; dropping
+     * step 0 loses every rank's own block, so the previous-token head finds no previous token. */
+    if (!only || strstr(only, "faults")) {
+        int64_t n = ATTN_MIN(max_n, 4096);
+        struct { const char *be; needle_mode_t mode; attn_fault_t fault; const char *what; } faults[] = {
+            {"striped", NEEDLE_QUERY_TAIL, ATTN_FAULT_LOCAL_POSITIONS, "rank-local positions"},
+            {"ring", NEEDLE_PREFILL, ATTN_FAULT_DROP_STEP, "K/V step 0 dropped"},
+        };
+        for (int f = 0; f < 2; f++) {
+            int asked, correct, inw;
+            column(&m, &mg, hay, faults[f].be, n, faults[f].mode, 1, 4, ATTN_MASK_CAUSAL, 0, faults[f].fault, &asked,
+                   &correct, &inw);
+            snprintf(line, sizeof line, "fault %s (%s P=4 n=%lld): recall %d/%d < 1/2", faults[f].what, faults[f].be,
+                     (long long)n, correct, asked);
+            check(asked == 11 && 2 * correct < asked, line, "the needle test did not notice the bug");
         }
     }
     model_free(&m);

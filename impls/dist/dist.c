@@ -121,7 +121,8 @@ int dist_report(attn_comm_t *c, const dist_rank_stats_t *mine, attn_dist_stats_t
 }
 
 int dist_fault_point(attn_comm_t *c, const attn_problem_t *p, int step, attn_err_t *err) {
-    if (p->fault == ATTN_FAULT_NONE || c->rank != p->fault_rank || step != p->fault_step)
+    if ((p->fault != ATTN_FAULT_EXIT && p->fault != ATTN_FAULT_STALL) || c->rank != p->fault_rank ||
+        step != p->fault_step)
         return ATTN_OK;
     if (p->fault == ATTN_FAULT_EXIT) {
         if (!c->shared_memory) { /* a real process death, as a crash would be */

@@ -96,8 +96,9 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
     layout_piece_t qpc[2], kpc[2];
     int n_qp = layout_pieces(&lq, me, qpc);
     int64_t q_offset = p.n_k - p.n_q; /* queries sit at the end of the key sequence */
+    int local_pos = p.fault == ATTN_FAULT_LOCAL_POSITIONS; /* the injected bug: positions per rank */
     for (int i = 0; i < n_qp; i++)
-        qpc[i].pos.start += q_offset;
+        qpc[i].pos = local_pos ? (attn_span_t){qpc[i].local_start, 1} : (attn_span_t){qpc[i].pos.start + q_offset, qpc[i].pos.stride};
     comm_stats_reset(c);
     int cur = 0;
     double computed = 0, skipped = 0, step_compute[ATTN_MAX_RANKS] = {0}, t_start = time_now_s();
@@ -120,6 +121,11 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
         comm_compute_begin(c);
         double t0 = time_thread_cpu_s();
         int n_kp = layout_pieces(&lk, src, kpc);
+        if (local_pos)
+            for (int ki = 0; ki < n_kp; ki++)
+                kpc[ki].pos = (attn_span_t){kpc[ki].local_start, 1};
+        if (p.fault == ATTN_FAULT_DROP_STEP && s == p.fault_step)
+            n_kp = 0; /* the injected bug: this step's block is received and passed on, never used */
         for (int qi = 0; qi < n_qp && rc == ATTN_OK; qi++)
             for (int ki = 0; ki < n_kp && rc == ATTN_OK; ki++) {
                 const layout_piece_t *qp = &qpc[qi], *kp = &kpc[ki];
