@@ -5,6 +5,8 @@
 
 int cli_list(int argc, char **argv, attn_err_t *err);
 int cli_run(int argc, char **argv, attn_err_t *err);
+/* run --task needle with the needle defaults (window 4096, seq-len 4096) */
+int cli_needle(int argc, char **argv, attn_err_t *err);
 int cli_attend(int argc, char **argv, attn_err_t *err);
 int cli_peak(int argc, char **argv, attn_err_t *err);
 /* cli_comm.c: the transports' latency and bandwidth, the roofline of the overlap figures. */
