@@ -67,6 +67,10 @@ typedef struct {
     const void *q, *k, *v;
     void *o, *lse;
     attn_dist_stats_t *dist; /* optional */
+    /* forward_rank only: q, k, v, o, lse are this rank's shards under the backend's layout,
+     * (outer, local rows, d) as dist_scatter leaves them, not the whole tensors — the model
+     * under a distributed backend keeps its tokens sharded through every layer (dist_model.h). */
+    int sharded;
 } attn_io_t;
 
 double problem_scale(const attn_problem_t *p);

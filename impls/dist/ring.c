@@ -78,11 +78,18 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
     }
     /* The rank's own shards: Q, and K then V packed in one block so a ring step is one message. */
     int64_t kmine = layout_local_count(&lk, me);
-    int rc = dist_scatter(c, &lq, BH, d, io->q, b.q, err);
-    if (rc == ATTN_OK)
-        rc = dist_scatter(c, &lk, BHkv, d, io->k, b.kv[0], err);
-    if (rc == ATTN_OK)
-        rc = dist_scatter(c, &lk, BHkv, d, io->v, b.kv[0] + BHkv * kmine * d, err);
+    int rc = ATTN_OK;
+    if (io->sharded) {
+        memcpy(b.q, io->q, (size_t)(BH * nq * d) * sizeof(float));
+        memcpy(b.kv[0], io->k, (size_t)(BHkv * kmine * d) * sizeof(float));
+        memcpy(b.kv[0] + BHkv * kmine * d, io->v, (size_t)(BHkv * kmine * d) * sizeof(float));
+    } else {
+        rc = dist_scatter(c, &lq, BH, d, io->q, b.q, err);
+        if (rc == ATTN_OK)
+            rc = dist_scatter(c, &lk, BHkv, d, io->k, b.kv[0], err);
+        if (rc == ATTN_OK)
+            rc = dist_scatter(c, &lk, BHkv, d, io->v, b.kv[0] + BHkv * kmine * d, err);
+    }
     if (rc == ATTN_OK)
         rc = comm_barrier(c, 1 << 21, err); /* the measured region starts together on every rank */
     if (rc != ATTN_OK) {
@@ -161,10 +168,14 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
         mine.compute_s += step_compute[s];
     if (rc == ATTN_OK)
         rc = dist_report(c, &mine, io->dist, err);
-    if (rc == ATTN_OK)
+    if (rc == ATTN_OK && io->sharded) {
+        memcpy(io->o, b.o, (size_t)(BH * nq * d) * sizeof(float));
+        memcpy(io->lse, b.lse, (size_t)(BH * nq) * sizeof(float));
+    } else if (rc == ATTN_OK) {
         rc = dist_gather(c, &lq, BH, d, b.o, io->o, err);
-    if (rc == ATTN_OK)
-        rc = dist_gather(c, &lq, BH, 1, b.lse, io->lse, err);
+        if (rc == ATTN_OK)
+            rc = dist_gather(c, &lq, BH, 1, b.lse, io->lse, err);
+    }
     free_bufs(&b);
     return rc;
 }
