@@ -64,9 +64,10 @@ static int encode_file(const attn_tokenizer_t *t, const char *path, attn_err_t *
         return rc;
     for (size_t i = 0; i < n; i++)
         if (is_needle_piece(tok_id_to_piece(t, ids[i]))) {
-            free(ids);
-            return attn_fail(err, ATTN_EUSAGE, "haystack %s: contains the needle symbol %s (token %zu)", path,
-                             tok_id_to_piece(t, ids[i]), i);
+            attn_fail(err, ATTN_EUSAGE, "haystack %s: contains the needle symbol %s (token %zu)", path,
+                      tok_id_to_piece(t, ids[i]), i);
+            free(ids); /* after the message: it reads ids[i] */
+            return ATTN_EUSAGE;
         }
     if (n == 0) {
         free(ids);

@@ -43,8 +43,9 @@ static atomic_size_t alloc_current, alloc_peak;
  * or not, freed memory goes back to the host), so a backend that allocates its K/V blocks per
  * call — ring's 2 × 256 MiB per rank at 10⁶ keys — spent 95 % of the call faulting pages in.
  * A caching allocator (as in PyTorch) makes the cost a one-off. Only blocks of KEEP_MIN bytes
- * or more are kept, at most keep_limit bytes in all; attn_alloc_trim() gives them back, which
- * the memory and capacity tasks do before they measure. ATTN_KEEP=0 turns the cache off. */
+ * or more are kept, at most min(16 GiB, RAM/2) in all; attn_alloc_trim() gives them back, as the
+ * memory and capacity tasks do before they measure and mem_available_bytes() before it reads
+ * (so an up-front memory refusal never counts kept blocks as used). ATTN_KEEP=0 turns the cache off. */
 enum { KEEP_MIN = 16 << 20, KEEP_SLOTS = 32 };
 static pthread_mutex_t keep_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *keep_raw[KEEP_SLOTS];
@@ -58,8 +59,8 @@ static void keep_init(void) { /* under keep_lock */
     const char *e = getenv("ATTN_KEEP");
     keep_on = !(e && !strcmp(e, "0"));
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    size_t quarter = pages > 0 && page > 0 ? (size_t)pages * (size_t)page / 4 : (size_t)1 << 30;
-    keep_limit = quarter < ((size_t)4 << 30) ? quarter : (size_t)4 << 30;
+    size_t half = pages > 0 && page > 0 ? (size_t)pages * (size_t)page / 2 : (size_t)1 << 30;
+    keep_limit = half < ((size_t)16 << 30) ? half : (size_t)16 << 30;
 }
 
 /* The smallest kept block that holds `cap` bytes without wasting more than a quarter. */

@@ -29,7 +29,12 @@ static uint64_t read_kb_field(const char *path, const char *key) {
     return kb * 1024;
 }
 
-uint64_t mem_available_bytes(void) { return read_kb_field("/proc/meminfo", "MemAvailable"); }
+/* Blocks attn_free kept for reuse are given back first: every caller asks in order to decide
+ * whether something new fits, and kept blocks are resident memory it could have. */
+uint64_t mem_available_bytes(void) {
+    attn_alloc_trim();
+    return read_kb_field("/proc/meminfo", "MemAvailable");
+}
 uint64_t mem_total_bytes(void) { return read_kb_field("/proc/meminfo", "MemTotal"); }
 uint64_t mem_rss_bytes(void) { return read_kb_field("/proc/self/status", "VmRSS"); }
 uint64_t mem_peak_rss_bytes(void) { return read_kb_field("/proc/self/status", "VmHWM"); }
