@@ -5,17 +5,26 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
-DEB_PACKAGES = cmake make gcc g++ pkg-config git libopenblas-dev libjansson-dev libcsv-dev python3 python3-numpy libopenmpi-dev openmpi-bin
+DEB_PACKAGES = cmake make gcc g++ pkg-config git libopenblas-dev libjansson-dev libcsv-dev python3 python3-numpy libopenmpi-dev openmpi-bin libsentencepiece-dev sentencepiece bible-kjv chromium libjs-chart.js
 APT_GET    = $(if $(filter 0,$(shell id -u)),,sudo )apt-get
 
-.PHONY: bench test deps build build-asan test-asan clean
+.PHONY: bench test test-slow deps build build-asan test-asan clean
 
+# The default suite, then its dashboard (written even when a record failed; the exit status
+# is the run's).
 bench: build
-	$(BUILD)/attnbench run --config suites/ci.json
+	@$(BUILD)/attnbench run --config suites/ci.json; status=$$?; \
+	latest=$$(ls -t results/*.json 2>/dev/null | head -1); \
+	if [ -n "$$latest" ]; then $(BUILD)/attnbench report "$$latest" --out dashboards/index.html && \
+	  echo "dashboard: $(CURDIR)/dashboards/index.html ($$latest)"; fi; exit $$status
 
 test: build build-asan
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
-	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE slow
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -LE slow
+
+# The scheduled suite's tests (label slow): hours on 2 cores.
+test-slow: build
+	cd $(BUILD) && ctest --output-on-failure -L slow
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \

@@ -9,9 +9,12 @@
 const char *haystack_default_corpus(void);
 const char *haystack_default_tokenizer(void);
 
-/* The corpus file encoded once, then repeated to n ids. The repeat rule: the whole corpus's ids,
- * then the ids of "\n\n", then the corpus again from its first id, … cut at exactly n. A file
- * that is empty, unreadable, or encodes to no ids → error naming the path. *ids: malloc'ed. */
+/* The corpus file encoded once (as one text: SentencePiece's normaliser turns its line breaks
+ * into spaces), then repeated to n ids. The repeat rule: the whole corpus's ids, then the same
+ * ids again from the first, … cut at exactly n (the KJV ends a sentence, "Amen.", so a repeat
+ * starts on a sentence boundary). A file that is missing, unreadable, empty, encodes to no ids
+ * or contains a needle symbol → error naming the path. *ids: malloc'ed. The last corpus's ids
+ * are kept for the next call with the same path (one corpus at a time, single-threaded). */
 int haystack_corpus(const attn_tokenizer_t *t, const char *path, int64_t n, int32_t **ids, attn_err_t *err);
 
 /* Seeded noise: sentences of random words drawn from the tokenizer's ordinary pieces that begin

@@ -183,6 +183,34 @@ int cli_run(int argc, char **argv, attn_err_t *err) {
     return rc;
 }
 
+/* `attnbench needle …` is `attnbench run --task needle --window 4096 …`: the needle defaults go
+ * in front, so the user's own flags (later on the line) override them. */
+int cli_needle(int argc, char **argv, attn_err_t *err) {
+    if (wants_help(argc, argv)) {
+        puts("usage: attnbench needle --backends A,B --seq-len N,... [--depths 0:100:10] [--needles K] [--ask one|all]\n"
+             "                        [--mode prefill|query-tail] [--window W] [--ranks P] [--haystack FILE|noise]\n"
+             "                        [--resume results/RUN.json]\n\n"
+             "Hides key → value needles at each depth of a haystack of each length, asks for them, and\n"
+             "decodes the answer greedily with the constructed retrieval model (docs/needle-model.md).\n"
+             "One record per (backend, length, depth): recall, the recall the mask allows, time. Records\n"
+             "are written as they finish; a grid per backend is printed at the end. Defaults: --seq-len\n"
+             "4096, --window 4096 (sliding_window), depths 0:100:10, one needle, prefill.\n");
+        opts_print_flags(stdout);
+        return ATTN_OK;
+    }
+    char **args = malloc((size_t)(argc + 7) * sizeof *args);
+    if (!args)
+        return attn_fail(err, ATTN_ERUNTIME, "out of memory");
+    char *front[] = {"--task", "needle", "--window", "4096", "--seq-len", "4096"};
+    args[0] = argv[0];
+    memcpy(args + 1, front, sizeof front);
+    memcpy(args + 7, argv + 1, (size_t)(argc - 1) * sizeof *args);
+    args[argc + 6] = NULL;
+    int rc = cli_run(argc + 6, args, err);
+    free(args);
+    return rc;
+}
+
 /* --stream-mib belongs to peak alone, so it is taken out of argv here rather than added to the
  * flags every subcommand shares; the rest goes to the shared parser. `kept` has argc slots. */
 static int take_stream_mib(int argc, char **argv, char **kept, int *n_kept, attn_err_t *err) {

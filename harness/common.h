@@ -20,6 +20,9 @@ int attn_fail(attn_err_t *err, int code, const char *fmt, ...) __attribute__((fo
  * attn_alloc goes back through attn_free only (never free()); attn_free(NULL) does nothing. */
 void *attn_alloc(size_t bytes, attn_err_t *err, const char *what);
 void attn_free(void *p);
+/* attn_free keeps blocks of 16 MiB and more for reuse (first-touching memory is slow on VMs;
+ * see common.c); this returns them to the system. Call it before measuring memory. */
+void attn_alloc_trim(void);
 
 /* Accounting of what attn_alloc handed out (the bytes asked for, every thread together): now,
  * and the most at once since the last reset. The reset sets the peak to the current figure;

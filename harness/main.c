@@ -14,8 +14,11 @@ typedef struct {
 static const command_t commands[] = {
     {"list", cli_list, "backends, tasks and transports, with what each supports"},
     {"run", cli_run, "run a task (exactness, throughput, memory, model) or a --config suite; writes results/"},
+    {"needle", cli_needle, "needle-in-a-haystack recall grid (length × depth) per backend; writes results/"},
     {"attend", cli_attend, "one attention call on .npy inputs (for cross-checking with NumPy/PyTorch)"},
     {"peak", cli_peak, "sgemm GFLOP/s: the roofline throughput is compared with"},
+    {"report", cli_report, "results files (several machines welcome) → one offline HTML dashboard"},
+    {"compare", cli_compare, "BASE.json vs NEW.json per metric; exit 1 on a regression (the scheduled jobs' gate)"},
     {"comm", cli_comm, "transport latency and bandwidth (ping-pong, all-to-all): the roofline of overlap"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };

@@ -75,6 +75,7 @@ static void confirm_chunk(void *ctx, int64_t item, int worker) {
 int mem_confirm(uint64_t bytes, uint64_t reserve, int threads, attn_err_t *err) {
     if (bytes > SIZE_MAX)
         return attn_fail(err, ATTN_ERUNTIME, "%" PRIu64 " bytes cannot be addressed here", bytes);
+    attn_alloc_trim(); /* a reused block is already backed: it would prove nothing */
     confirm_job_t j = {.bytes = bytes, .reserve = reserve, .chunk = (size_t)64 << 20};
     j.buf = attn_alloc((size_t)bytes, err, "capacity confirmation");
     if (!j.buf)

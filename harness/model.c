@@ -13,6 +13,7 @@
 #include "rng.h"
 #include "rope.h"
 #include "safetensors.h"
+#include "impls/dist/dist_model.h"
 
 /* One weight tensor: its llama name, where it lives in the model, shape, and init scale. */
 typedef struct {
@@ -68,6 +69,20 @@ static int weight_count(const model_config_t *c) { return 3 + 9 * c->num_hidden_
 
 static int64_t numel(const weight_spec_t *s) { return s->ndim == 1 ? s->shape[0] : s->shape[0] * s->shape[1]; }
 
+int model_weight_count(const model_config_t *cfg) { return weight_count(cfg); }
+
+int model_weights(const model_t *m, float **ptrs, int64_t *numels, int cap) {
+    int count = weight_count(&m->cfg);
+    weight_spec_t *s = calloc((size_t)count, sizeof *s);
+    if (!s)
+        return 0;
+    int n = weight_specs((model_t *)m, s, count);
+    for (int i = 0; i < n && i < cap; i++)
+        ptrs[i] = *s[i].slot, numels[i] = numel(&s[i]);
+    free(s);
+    return n < cap ? n : cap;
+}
+
 size_t model_param_count(const model_config_t *cfg) {
     size_t D = (size_t)cfg->hidden_size, q = (size_t)cfg->num_attention_heads * cfg->head_dim,
            kv = (size_t)cfg->num_key_value_heads * cfg->head_dim, F = (size_t)cfg->intermediate_size;
@@ -77,9 +92,11 @@ size_t model_param_count(const model_config_t *cfg) {
 
 /* Allocates every tensor of the table (the layers array first). */
 static int model_alloc(model_t *m, const model_config_t *cfg, weight_spec_t **specs, int *n, attn_err_t *err) {
+    static uint64_t next_id;
     memset(m, 0, sizeof *m);
     ATTN_TRY(model_config_validate(cfg, err));
     m->cfg = *cfg;
+    m->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
     m->layers = calloc((size_t)cfg->num_hidden_layers, sizeof *m->layers);
     int count = weight_count(cfg);
     *specs = calloc((size_t)count, sizeof **specs);
@@ -100,6 +117,16 @@ static int model_alloc(model_t *m, const model_config_t *cfg, weight_spec_t **sp
 }
 
 enum { RNG_TENSOR_WEIGHTS = 1000 }; /* weight i draws from stream 1000 + i, away from Q/K/V */
+
+int model_init_zero(model_t *m, const model_config_t *cfg, attn_err_t *err) {
+    weight_spec_t *s;
+    int n;
+    ATTN_TRY(model_alloc(m, cfg, &s, &n, err));
+    for (int i = 0; i < n; i++)
+        memset(*s[i].slot, 0, (size_t)numel(&s[i]) * sizeof(float));
+    free(s);
+    return ATTN_OK;
+}
 
 int model_init_random(model_t *m, const model_config_t *cfg, uint64_t seed, attn_err_t *err) {
     weight_spec_t *s;
@@ -211,14 +238,53 @@ void model_cache_free(model_cache_t *c) {
 #undef SUFFIX
 #undef DTYPE
 
-int model_forward(const model_t *m, model_cache_t *cache, const attn_backend_t *be, const attn_problem_t *tmpl,
-                  const int32_t *tokens, int64_t n, int64_t n_logits, double *logits, attn_err_t *err) {
-    if (n < 1 || n_logits < 1 || n_logits > n)
-        return attn_fail(err, ATTN_EUSAGE, "model: %lld tokens, %lld logit rows (need 1 ≤ logit rows ≤ tokens)",
+int model_forward_layers(const model_t *m, model_cache_t *cache, const model_attn_t *att, const int32_t *tokens,
+                         int64_t n, int64_t n_logits, double *logits, attn_err_t *err) {
+    attn_dtype_t dt = att[0].tmpl->dtype;
+    if (n < 1 || n_logits < 0 || n_logits > n || (n_logits == 0 && !cache))
+        return attn_fail(err, ATTN_EUSAGE,
+                         "model: %lld tokens, %lld logit rows (need 1 ≤ logit rows ≤ tokens; 0 only to fill a KV cache)",
                          (long long)n, (long long)n_logits);
-    if (cache && (cache->dtype != tmpl->dtype || cache->len + n > cache->capacity))
+    for (int l = 1; l < m->cfg.num_hidden_layers; l++)
+        if (att[l].tmpl->dtype != dt)
+            return attn_fail(err, ATTN_EUSAGE, "model: layer %d runs in %s, layer 0 in %s (one dtype per forward)", l,
+                             dtype_name(att[l].tmpl->dtype), dtype_name(dt));
+    if (cache && (cache->dtype != dt || cache->len + n > cache->capacity))
         return attn_fail(err, ATTN_EUSAGE, "model: the KV cache holds %lld of %lld positions (%s); %lld more do not fit",
                          (long long)cache->len, (long long)cache->capacity, dtype_name(cache->dtype), (long long)n);
-    return tmpl->dtype == ATTN_F64 ? forward_f64(m, cache, be, tmpl, tokens, n, n_logits, logits, err)
-                                   : forward_f32(m, cache, be, tmpl, tokens, n, n_logits, logits, err);
+    return dt == ATTN_F64 ? forward_f64(m, cache, att, tokens, n, n_logits, logits, NULL, err)
+                          : forward_f32(m, cache, att, tokens, n, n_logits, logits, NULL, err);
+}
+
+int model_forward_rank(const model_t *m, const model_shard_t *sh, const attn_backend_t *be, const attn_problem_t *tmpl,
+                       const int32_t *tokens_local, int64_t n_local, int64_t n_logits, double *logits, attn_err_t *err) {
+    int L = m->cfg.num_hidden_layers;
+    model_attn_t *att = malloc((size_t)L * sizeof *att);
+    if (!att)
+        return attn_fail(err, ATTN_ERUNTIME, "model: out of memory for %d layers", L);
+    for (int l = 0; l < L; l++)
+        att[l] = (model_attn_t){be, tmpl};
+    int rc = forward_f32(m, NULL, att, tokens_local, n_local, n_logits, logits, sh, err);
+    free(att);
+    return rc;
+}
+
+int model_forward(const model_t *m, model_cache_t *cache, const attn_backend_t *be, const attn_problem_t *tmpl,
+                  const int32_t *tokens, int64_t n, int64_t n_logits, double *logits, attn_err_t *err) {
+    if (n_logits < 1 || n_logits > n)
+        return attn_fail(err, ATTN_EUSAGE, "model: %lld logit rows (need 1 ≤ logit rows ≤ tokens)", (long long)n_logits);
+    /* A distributed backend without a cache: every rank keeps its layout's tokens through every
+     * layer (dist_model.c). With a cache (decoding), the cache and the layers stay here and only
+     * the attention is distributed. */
+    if (be->forward_rank && !cache && tmpl->ranks > 1 && tmpl->dtype == ATTN_F32 && n >= 2 * (int64_t)tmpl->ranks)
+        return dist_model_forward(m, be, tmpl, tokens, n, n_logits, logits, err);
+    int L = m->cfg.num_hidden_layers;
+    model_attn_t *att = malloc((size_t)L * sizeof *att);
+    if (!att)
+        return attn_fail(err, ATTN_ERUNTIME, "model: out of memory for %d layers", L);
+    for (int l = 0; l < L; l++)
+        att[l] = (model_attn_t){be, tmpl};
+    int rc = model_forward_layers(m, cache, att, tokens, n, n_logits, logits, err);
+    free(att);
+    return rc;
 }

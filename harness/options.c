@@ -36,6 +36,43 @@ void opts_defaults(attn_opts_t *o) {
     o->repeats = 5;
     o->warmup = 1;
     strcpy(o->out_dir, "results");
+    for (int i = 0; i <= 10; i++)
+        o->depths[i] = 10.0 * i;
+    o->n_depths = 11;
+    o->needles = 1;
+    strcpy(o->ask, "one");
+    strcpy(o->mode, "prefill");
+}
+
+/* --depths A:B:S (A, A+S, … ≤ B) or a comma list; percents in 0 … 100. */
+static int parse_depths(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
+    double a, b, st;
+    int used = 0, n = 0;
+    if (sscanf(v, "%lf:%lf:%lf%n", &a, &b, &st, &used) == 3 && !v[used]) {
+        if (!(a >= 0 && b <= 100 && a <= b && st > 0))
+            return attn_fail(err, ATTN_EUSAGE, "--%s: '%s' needs 0 ≤ A ≤ B ≤ 100 and a step > 0", key, v);
+        for (double d = a; d <= b + 1e-9; d += st) {
+            if (n == 101)
+                return attn_fail(err, ATTN_EUSAGE, "--%s: '%s' gives more than 101 depths", key, v);
+            o->depths[n++] = d;
+        }
+    } else {
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s", v);
+        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            char *end;
+            double d = strtod(t, &end);
+            if (end == t || *end || !(d >= 0 && d <= 100))
+                return attn_fail(err, ATTN_EUSAGE, "--%s: '%s' is not a depth in 0 … 100 (or A:B:STEP)", key, t);
+            if (n == 101)
+                return attn_fail(err, ATTN_EUSAGE, "--%s: more than 101 depths", key);
+            o->depths[n++] = d;
+        }
+    }
+    if (n == 0)
+        return attn_fail(err, ATTN_EUSAGE, "--%s: no depth in '%s'", key, v);
+    o->n_depths = n;
+    return ATTN_OK;
 }
 
 static int parse_i64(const char *key, const char *s, int64_t lo, int64_t hi, int64_t *out, attn_err_t *err) {
@@ -196,17 +233,50 @@ int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
         snprintf(o->local_backend, sizeof o->local_backend, "%s", v);
         return ATTN_OK;
     }
-    if (IS("inject-fault")) { /* hidden, for the fault tests: exit:RANK:STEP or stall:RANK:STEP */
+    if (IS("inject-fault")) { /* hidden, for the fault tests (problem.h) */
         char kind[8];
         int rank, step, used = 0;
+        if (!strcmp(v, "local-positions")) {
+            o->fault = ATTN_FAULT_LOCAL_POSITIONS;
+            return ATTN_OK;
+        }
+        if (sscanf(v, "drop-step:%d%n", &step, &used) == 1 && !v[used] && step >= 0) {
+            o->fault = ATTN_FAULT_DROP_STEP;
+            o->fault_step = step;
+            return ATTN_OK;
+        }
+        used = 0;
         if (sscanf(v, "%7[a-z]:%d:%d%n", kind, &rank, &step, &used) != 3 || v[used] || rank < 0 || step < 0 ||
             (strcmp(kind, "exit") && strcmp(kind, "stall")))
-            return attn_fail(err, ATTN_EUSAGE, "--inject-fault: '%s' is not exit:RANK:STEP or stall:RANK:STEP", v);
+            return attn_fail(err, ATTN_EUSAGE,
+                             "--inject-fault: '%s' is not exit:RANK:STEP, stall:RANK:STEP, drop-step:STEP or local-positions", v);
         o->fault = strcmp(kind, "exit") ? ATTN_FAULT_STALL : ATTN_FAULT_EXIT;
         o->fault_rank = rank;
         o->fault_step = step;
         return ATTN_OK;
     }
+    if (IS("depths"))
+        return parse_depths(o, key, v, err);
+    if (IS("needles"))
+        return parse_int(key, v, 1, 16, &o->needles, err);
+    if (IS("ask")) {
+        if (strcmp(v, "one") && strcmp(v, "all"))
+            return attn_fail(err, ATTN_EUSAGE, "--ask: '%s' is not one or all", v);
+        snprintf(o->ask, sizeof o->ask, "%s", v);
+        return ATTN_OK;
+    }
+    if (IS("mode")) {
+        if (strcmp(v, "prefill") && strcmp(v, "query-tail"))
+            return attn_fail(err, ATTN_EUSAGE, "--mode: '%s' is not prefill or query-tail", v);
+        snprintf(o->mode, sizeof o->mode, "%s", v);
+        return ATTN_OK;
+    }
+    if (IS("haystack"))
+        return set_path(o->haystack, sizeof o->haystack, key, v, err);
+    if (IS("tokenizer"))
+        return set_path(o->tokenizer, sizeof o->tokenizer, key, v, err);
+    if (IS("resume"))
+        return set_path(o->resume, sizeof o->resume, key, v, err);
     if (IS("seed")) {
         char *end;
         errno = 0;
@@ -256,7 +326,7 @@ static const char *const option_names[] = {
     "ranks",   "transport",     "layout",       "local-backend",      "inject-fault", "seed",    "threads",
     "repeats", "warmup",        "comm-timeout", "model-config",       "weights",      "layers",  "vocab",
     "out-dir", "config",        "q",            "k",       "v",       "out",          "lse",
-    "sweep-max", "time-budget", "device",
+    "sweep-max", "time-budget", "depths", "needles", "ask", "mode", "haystack", "tokenizer", "resume", "device",
 };
 enum { N_OPTIONS = sizeof option_names / sizeof option_names[0] };
 
@@ -404,7 +474,7 @@ int opts_validate_run(const attn_opts_t *o, attn_err_t *err) {
 
 void opts_print_flags(FILE *f) {
     fputs("shared flags:\n"
-          "  --task T           exactness | throughput | memory | capacity | model (run)\n"
+          "  --task T           exactness | throughput | memory | capacity | model | needle (run)\n"
           "  --backends A,B     backends to run (see `attnbench list`)\n"
           "  --seq-len N,...    key length(s) n_k                          [1024]\n"
           "  --q-len N,...      query rows n_q ≤ n_k, at the sequence end  [= seq-len]\n"
@@ -431,6 +501,13 @@ void opts_print_flags(FILE *f) {
           "  --sweep-max N      throughput: n_k doubles from the first --seq-len up to N [off]\n"
           "  --time-budget S    sweep: skip (and stop at) the next n_k whose warm-up + repeats are\n"
           "                     projected to take more than S seconds      [0 = none]\n"
+          "  --depths A:B:S     needle: depths, percent of the haystack, or a list [0:100:10]\n"
+          "  --needles K        needle: facts per prompt, 1..16             [1]\n"
+          "  --ask one|all      needle: ask the fact at the depth, or every fact [one]\n"
+          "  --mode M           needle: prefill | query-tail               [prefill]\n"
+          "  --haystack F       needle: a text file, or noise               [the KJV corpus]\n"
+          "  --tokenizer F      needle: SentencePiece model                 [build/datasets/kjv.model]\n"
+          "  --resume F.json    needle: keep F's records, run only the cases it lacks\n"
           "  --repeats R        timed repeats (median, min, max)           [5]\n"
           "  --warmup W         untimed warm-up runs                       [1]\n"
           "  --out-dir DIR      where results/<run_id>.json/.csv go        [results]\n"

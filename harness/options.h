@@ -42,6 +42,12 @@ typedef struct {
      * the next n is skipped when its projected time exceeds time_budget seconds (0 = none) */
     int64_t sweep_max;
     double time_budget;
+    /* needle: depths in percent (--depths 0:100:10 or a list), facts per prompt, which are
+     * asked (one: the first; all), mode (prefill | query-tail), haystack (a text file, "noise",
+     * "" = the default corpus), tokenizer model ("" = the default), a results file to resume */
+    double depths[101];
+    int n_depths, needles;
+    char ask[8], mode[16], haystack[512], tokenizer[512], resume[512];
     int help;
 } attn_opts_t;
 

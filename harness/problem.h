@@ -10,7 +10,12 @@ typedef enum { ATTN_MASK_NONE = 0, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW } attn_mas
  * to bfloat16 on the device, computes with float32 accumulation and returns O and LSE in float32. */
 typedef enum { ATTN_F32 = 0, ATTN_F64, ATTN_BF16 } attn_dtype_t;
 typedef enum { ATTN_TRANSPORT_LOCAL = 0, ATTN_TRANSPORT_MPI } attn_transport_t;
-typedef enum { ATTN_FAULT_NONE = 0, ATTN_FAULT_EXIT, ATTN_FAULT_STALL } attn_fault_t;
+/* Injected faults (hidden --inject-fault, tests only). EXIT and STALL kill or freeze one rank;
+ * DROP_STEP and LOCAL_POSITIONS are wrong answers the needle tests must catch: the ring family
+ * skips step fault_step's K/V block on every rank, or masks with rank-local positions. */
+typedef enum {
+    ATTN_FAULT_NONE = 0, ATTN_FAULT_EXIT, ATTN_FAULT_STALL, ATTN_FAULT_DROP_STEP, ATTN_FAULT_LOCAL_POSITIONS
+} attn_fault_t;
 
 typedef struct {
     int64_t batch, heads, kv_heads, head_dim; /* B, H, H_kv, d */
@@ -65,6 +70,10 @@ typedef struct {
     const void *q, *k, *v;
     void *o, *lse;
     attn_dist_stats_t *dist; /* optional */
+    /* forward_rank only: q, k, v, o, lse are this rank's shards under the backend's layout,
+     * (outer, local rows, d) as dist_scatter leaves them, not the whole tensors — the model
+     * under a distributed backend keeps its tokens sharded through every layer (dist_model.h). */
+    int sharded;
     /* Optional: a GPU backend writes here the seconds its compute took on the device, timed with
      * CUDA events around the kernels only (inputs already on the device and converted; copies
      * excluded). The throughput task reports that figure for GPU backends. */

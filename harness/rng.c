@@ -10,9 +10,13 @@ static uint64_t mix64(uint64_t x) {
     return x;
 }
 
+uint64_t rng_u64(uint64_t seed, uint32_t stream, uint64_t index) {
+    uint64_t h = mix64(seed * 0x9e3779b97f4a7c15ULL + stream);
+    return mix64(h ^ (index + 0x632be59bd9b4e019ULL));
+}
+
 float rng_value(uint64_t seed, uint32_t tensor, uint64_t index) {
-    uint64_t h = mix64(seed * 0x9e3779b97f4a7c15ULL + tensor);
-    h = mix64(h ^ (index + 0x632be59bd9b4e019ULL));
+    uint64_t h = rng_u64(seed, tensor, index);
     /* 24 random bits → exact float in [0, 1), then to [−√3, √3). */
     float u = (float)(h >> 40) * (1.0f / 16777216.0f);
     return (2.0f * u - 1.0f) * 1.7320508f;

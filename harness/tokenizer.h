@@ -20,8 +20,8 @@ int tok_decode(const attn_tokenizer_t *t, const int32_t *ids, size_t n, char **t
 const char *tok_id_to_piece(const attn_tokenizer_t *t, int32_t id);
 int32_t tok_piece_to_id(const attn_tokenizer_t *t, const char *piece);
 
-/* Trains a model from a text file into <model_prefix>.model (and .vocab): deterministic for a
- * given corpus and settings (one thread, fixed seed, no sentence sampling). user_symbols are
+/* Trains a unigram model from a text file into <model_prefix>.model (written atomically):
+ * byte-identical for a given corpus, vocab size and symbols (one thread, no sentence sampling). user_symbols are
  * kept whole as single pieces (needle keys and values). */
 int tok_train(const char *corpus_path, const char *model_prefix, int vocab_size, const char *const *user_symbols,
               int n_user_symbols, attn_err_t *err);

@@ -29,6 +29,7 @@ static int memory_case(const attn_opts_t *o, const attn_problem_t *p, int index,
         attn_record_t *r;
         if (!task_start_backend(run, o, "memory", be, p, index, count, &r))
             continue;
+        attn_alloc_trim(); /* kept blocks would hide the case's own page faults from the RSS figure */
         int on_device = strcmp(be->device, "cpu") != 0;
         int rss_ok = mem_reset_peak() == 0;
         attn_alloc_reset_peak();

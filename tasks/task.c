@@ -11,6 +11,7 @@ static const attn_task_t tasks[] = {
     {"memory", "attn_alloc peak and peak RSS vs the tensors + the backend's declared workspace", task_memory},
     {"capacity", "largest n each backend fits in free memory (allocated, not computed); KV-cache bytes", task_capacity},
     {"model", "the shared llama-style decoder with each backend: logits vs the float64 model, tokens/s", task_model},
+    {"needle", "recall of key → value needles over context length × depth (the constructed retrieval model)", task_needle},
 };
 
 int task_count(void) { return (int)(sizeof tasks / sizeof tasks[0]); }

@@ -121,7 +121,8 @@ int dist_report(attn_comm_t *c, const dist_rank_stats_t *mine, attn_dist_stats_t
 }
 
 int dist_fault_point(attn_comm_t *c, const attn_problem_t *p, int step, attn_err_t *err) {
-    if (p->fault == ATTN_FAULT_NONE || c->rank != p->fault_rank || step != p->fault_step)
+    if ((p->fault != ATTN_FAULT_EXIT && p->fault != ATTN_FAULT_STALL) || c->rank != p->fault_rank ||
+        step != p->fault_step)
         return ATTN_OK;
     if (p->fault == ATTN_FAULT_EXIT) {
         if (!c->shared_memory) { /* a real process death, as a crash would be */
@@ -174,12 +175,34 @@ static int local_rank(attn_comm_t *c, void *arg, attn_err_t *err) {
     return call->self->forward_rank(call->self, call->p, c, call->io, err);
 }
 
-/* A command from rank 0: run backend `backend` on problem p, or stop. */
+/* A command from rank 0: run backend `backend` on problem p (one attention call, or a model
+ * forward described by `model`), or stop. */
 typedef struct {
-    int stop;
+    int stop, is_model;
     char backend[48];
     attn_problem_t p;
+    dist_model_cmd_t model;
 } dist_cmd_t;
+
+static int announce(const attn_backend_t *be, const attn_problem_t *p, const dist_model_cmd_t *model, attn_err_t *err) {
+    attn_comm_t *c = comm_mpi_world();
+    int P = p->ranks > 1 ? p->ranks : 1;
+    if (!c || c->size != P || c->rank != 0)
+        return attn_fail(err, ATTN_EUSAGE, "--transport mpi --ranks %d needs `mpirun -np %d` (this job has %d)", P, P,
+                         c ? c->size : 0);
+    c->timeout_s = p->comm_timeout > 0 ? p->comm_timeout : 300.0;
+    dist_cmd_t cmd = {.p = *p, .is_model = model != NULL};
+    if (model)
+        cmd.model = *model;
+    snprintf(cmd.backend, sizeof cmd.backend, "%s", be->name);
+    for (int q = 1; q < P; q++)
+        ATTN_TRY(comm_mpi_ctrl_send(q, &cmd, sizeof cmd, err));
+    return ATTN_OK;
+}
+
+int dist_announce_model(const attn_backend_t *be, const attn_problem_t *p, const dist_model_cmd_t *mc, attn_err_t *err) {
+    return announce(be, p, mc, err);
+}
 
 int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
     int P = p->ranks > 1 ? p->ranks : 1;
@@ -188,15 +211,8 @@ int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn
         rank_call_t call = {self, p, io};
         return comm_local_run(P, timeout, problem_threads(p), local_rank, &call, err);
     }
+    ATTN_TRY(announce(self, p, NULL, err));
     attn_comm_t *c = comm_mpi_world();
-    if (!c || c->size != P || c->rank != 0)
-        return attn_fail(err, ATTN_EUSAGE, "--transport mpi --ranks %d needs `mpirun -np %d` (this job has %d)", P, P,
-                         c ? c->size : 0);
-    c->timeout_s = timeout;
-    dist_cmd_t cmd = {.p = *p};
-    snprintf(cmd.backend, sizeof cmd.backend, "%s", self->name);
-    for (int q = 1; q < P; q++)
-        ATTN_TRY(comm_mpi_ctrl_send(q, &cmd, sizeof cmd, err));
     int rc = self->forward_rank(self, p, c, io, err);
     if (rc != ATTN_OK) /* peers may be blocked on this rank: the job cannot go on */
         comm_mpi_abort(0, err->msg, 1);
@@ -216,7 +232,9 @@ int dist_follow(attn_err_t *err) {
             comm_mpi_abort(c->rank, "a rank was asked for a backend it does not know (mixed builds?)", 1);
         c->timeout_s = cmd.p.comm_timeout > 0 ? cmd.p.comm_timeout : 300.0;
         attn_io_t none = {0};
-        if (be->forward_rank(be, &cmd.p, c, &none, err) != ATTN_OK)
+        int rc = cmd.is_model ? dist_model_follow(be, &cmd.p, &cmd.model, err)
+                              : be->forward_rank(be, &cmd.p, c, &none, err);
+        if (rc != ATTN_OK)
             comm_mpi_abort(c->rank, err->msg, 1);
     }
 }

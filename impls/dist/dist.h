@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "comm.h"
 #include "layout.h"
+#include "dist_model.h"
 
 /* The forward of every distributed backend. Under mpi it runs on rank 0, which first tells
  * the other ranks (waiting in dist_follow) to run the same forward_rank. */
@@ -17,6 +18,8 @@ int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn
 /* Under mpi, the loop of ranks 1..P−1: run each distributed call rank 0 announces, until it
  * says stop. A failure there ends the whole job (comm_mpi_abort): its peers are stuck. */
 int dist_follow(attn_err_t *err);
+/* Under mpi, rank 0 tells the followers a model forward follows (dist_model.c). */
+int dist_announce_model(const attn_backend_t *be, const attn_problem_t *p, const dist_model_cmd_t *mc, attn_err_t *err);
 /* Rank 0: tell the followers to stop (call once, on every exit path, before MPI_Finalize). */
 void dist_stop_followers(void);
 

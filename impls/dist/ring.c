@@ -78,11 +78,18 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
     }
     /* The rank's own shards: Q, and K then V packed in one block so a ring step is one message. */
     int64_t kmine = layout_local_count(&lk, me);
-    int rc = dist_scatter(c, &lq, BH, d, io->q, b.q, err);
-    if (rc == ATTN_OK)
-        rc = dist_scatter(c, &lk, BHkv, d, io->k, b.kv[0], err);
-    if (rc == ATTN_OK)
-        rc = dist_scatter(c, &lk, BHkv, d, io->v, b.kv[0] + BHkv * kmine * d, err);
+    int rc = ATTN_OK;
+    if (io->sharded) {
+        memcpy(b.q, io->q, (size_t)(BH * nq * d) * sizeof(float));
+        memcpy(b.kv[0], io->k, (size_t)(BHkv * kmine * d) * sizeof(float));
+        memcpy(b.kv[0] + BHkv * kmine * d, io->v, (size_t)(BHkv * kmine * d) * sizeof(float));
+    } else {
+        rc = dist_scatter(c, &lq, BH, d, io->q, b.q, err);
+        if (rc == ATTN_OK)
+            rc = dist_scatter(c, &lk, BHkv, d, io->k, b.kv[0], err);
+        if (rc == ATTN_OK)
+            rc = dist_scatter(c, &lk, BHkv, d, io->v, b.kv[0] + BHkv * kmine * d, err);
+    }
     if (rc == ATTN_OK)
         rc = comm_barrier(c, 1 << 21, err); /* the measured region starts together on every rank */
     if (rc != ATTN_OK) {
@@ -96,8 +103,9 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
     layout_piece_t qpc[2], kpc[2];
     int n_qp = layout_pieces(&lq, me, qpc);
     int64_t q_offset = p.n_k - p.n_q; /* queries sit at the end of the key sequence */
+    int local_pos = p.fault == ATTN_FAULT_LOCAL_POSITIONS; /* the injected bug: positions per rank */
     for (int i = 0; i < n_qp; i++)
-        qpc[i].pos.start += q_offset;
+        qpc[i].pos = local_pos ? (attn_span_t){qpc[i].local_start, 1} : (attn_span_t){qpc[i].pos.start + q_offset, qpc[i].pos.stride};
     comm_stats_reset(c);
     int cur = 0;
     double computed = 0, skipped = 0, step_compute[ATTN_MAX_RANKS] = {0}, t_start = time_now_s();
@@ -120,6 +128,11 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
         comm_compute_begin(c);
         double t0 = time_thread_cpu_s();
         int n_kp = layout_pieces(&lk, src, kpc);
+        if (local_pos)
+            for (int ki = 0; ki < n_kp; ki++)
+                kpc[ki].pos = (attn_span_t){kpc[ki].local_start, 1};
+        if (p.fault == ATTN_FAULT_DROP_STEP && s == p.fault_step)
+            n_kp = 0; /* the injected bug: this step's block is received and passed on, never used */
         for (int qi = 0; qi < n_qp && rc == ATTN_OK; qi++)
             for (int ki = 0; ki < n_kp && rc == ATTN_OK; ki++) {
                 const layout_piece_t *qp = &qpc[qi], *kp = &kpc[ki];
@@ -155,10 +168,14 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
         mine.compute_s += step_compute[s];
     if (rc == ATTN_OK)
         rc = dist_report(c, &mine, io->dist, err);
-    if (rc == ATTN_OK)
+    if (rc == ATTN_OK && io->sharded) {
+        memcpy(io->o, b.o, (size_t)(BH * nq * d) * sizeof(float));
+        memcpy(io->lse, b.lse, (size_t)(BH * nq) * sizeof(float));
+    } else if (rc == ATTN_OK) {
         rc = dist_gather(c, &lq, BH, d, b.o, io->o, err);
-    if (rc == ATTN_OK)
-        rc = dist_gather(c, &lq, BH, 1, b.lse, io->lse, err);
+        if (rc == ATTN_OK)
+            rc = dist_gather(c, &lq, BH, 1, b.lse, io->lse, err);
+    }
     free_bufs(&b);
     return rc;
 }

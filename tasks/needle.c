@@ -1,0 +1,233 @@
+/* needle.c — the needle-in-a-haystack task: for each context length, backend and depth, one
+ * prompt (needle_prompt.h) through the retrieval model (needle_model.h), one record with the
+ * recall and the recall the mask allows (1 for exact attention; for a sliding window the
+ * fraction of asked needles inside it). A record passes when the two are equal. Records are
+ * written as they finish (the whole results file again, atomically), so an interrupted grid
+ * keeps what it measured and --resume FILE runs only what FILE lacks. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "datasets/haystack.h"
+#include "layout.h"
+#include "needle_resume.h"
+#include "needle_run.h"
+#include "task.h"
+#include "timing.h"
+
+typedef struct {
+    attn_tokenizer_t *tok;
+    needle_vocab_t nv;
+    int32_t *intro, *outro, *qprefix;
+    size_t n_intro, n_outro, n_qprefix;
+} needle_text_ids_t;
+
+static void text_free(needle_text_ids_t *t) {
+    free(t->intro), free(t->outro), free(t->qprefix);
+    tok_free(t->tok);
+}
+
+/* The tokenizer, the ids of the needle symbols, and the fixed sentences around them. The
+ * filler (the answer when no needle is found) is the id of ".". */
+static int text_load(const attn_opts_t *o, needle_text_ids_t *t, attn_err_t *err) {
+    memset(t, 0, sizeof *t);
+    const char *path = o->tokenizer[0] ? o->tokenizer : haystack_default_tokenizer();
+    ATTN_TRY(tok_load(path, &t->tok, err));
+    t->nv.vocab = tok_vocab_size(t->tok);
+    char piece[16];
+    for (int i = 0; i < NEEDLE_KEYS + NEEDLE_VALUES; i++) {
+        snprintf(piece, sizeof piece, i < NEEDLE_KEYS ? "<k%d>" : "<v%d>", i < NEEDLE_KEYS ? i : i - NEEDLE_KEYS);
+        int32_t id = tok_piece_to_id(t->tok, piece);
+        if (id < 0)
+            return attn_fail(err, ATTN_EUSAGE,
+                             "tokenizer %s has no piece %s: the needle task needs the 80 needle symbols as "
+                             "user-defined pieces (the set-up's tokenizer has them)", path, piece);
+        if (i < NEEDLE_KEYS)
+            t->nv.key_ids[i] = id;
+        else
+            t->nv.value_ids[i - NEEDLE_KEYS] = id;
+    }
+    int32_t *dot;
+    size_t n_dot;
+    ATTN_TRY(tok_encode(t->tok, ".", 1, &dot, &n_dot, err));
+    t->nv.filler_id = n_dot ? dot[n_dot - 1] : 0;
+    free(dot);
+    static const char intro[] = "The special magic code is", outro[] = ".",
+                      question[] = "What is the special magic code? The special magic code is";
+    ATTN_TRY(tok_encode(t->tok, intro, strlen(intro), &t->intro, &t->n_intro, err));
+    ATTN_TRY(tok_encode(t->tok, outro, strlen(outro), &t->outro, &t->n_outro, err));
+    return tok_encode(t->tok, question, strlen(question), &t->qprefix, &t->n_qprefix, err);
+}
+
+static int haystack_ids(const attn_opts_t *o, const needle_text_ids_t *t, int64_t n, int32_t **ids, attn_err_t *err) {
+    if (!strcmp(o->haystack, "noise"))
+        return haystack_noise(t->tok, n, o->seed, ids, err);
+    return haystack_corpus(t->tok, o->haystack[0] ? o->haystack : haystack_default_corpus(), n, ids, err);
+}
+
+/* The record's config: the model's attention shape, the mask the backend runs with. */
+static attn_problem_t case_problem(const attn_opts_t *o, const attn_backend_t *be, int64_t n, int64_t n_q) {
+    attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 128, .n_q = n_q, .n_k = n,
+                        .dtype = ATTN_F32, .threads = o->threads, .layout = -1, .comm_timeout = o->comm_timeout,
+                        .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step};
+    int sw = !strcmp(be->name, "sliding_window");
+    p.mask = sw ? ATTN_MASK_WINDOW : ATTN_MASK_CAUSAL;
+    p.window = sw ? o->window : 0;
+    if (be->layout) {
+        p.ranks = o->ranks;
+        p.transport = strcmp(o->transport, "mpi") ? ATTN_TRANSPORT_LOCAL : ATTN_TRANSPORT_MPI;
+        snprintf(p.local_backend, sizeof p.local_backend, "%s", o->local_backend);
+        attn_layout_kind_t k;
+        if (strcmp(o->layout, "auto") && layout_parse(o->layout, &k))
+            p.layout = (int)k;
+    }
+    return p;
+}
+
+static void case_extras(attn_record_t *r, const attn_opts_t *o, double depth) {
+    record_extra_num(r, "depth", depth);
+    record_extra_num(r, "needles", o->needles);
+    record_extra_str(r, "mode", o->mode);
+    record_extra_str(r, "ask", o->ask);
+    record_extra_str(r, "haystack", o->haystack[0] ? o->haystack : "kjv");
+}
+
+/* The terminal grid: length × depth, recall in percent, per backend (this run's records). */
+static void print_grid(const attn_run_t *run, const attn_opts_t *o) {
+    for (int b = 0; b < o->n_backends; b++) {
+        printf("\nneedle recall %% — %s, %s, %d needle(s), ask %s (rows: context length, columns: depth %%)\n%10s",
+               o->backends[b], o->mode, o->needles, o->ask, "");
+        for (int d = 0; d < o->n_depths; d++)
+            printf(" %5.0f", o->depths[d]);
+        putchar('\n');
+        for (int s = 0; s < o->n_seq_len; s++) {
+            printf("%10lld", (long long)o->seq_len[s]);
+            for (int d = 0; d < o->n_depths; d++) {
+                const attn_record_t *r = needle_find(run, o->backends[b], o, o->seq_len[s], o->depths[d]);
+                double v = NAN;
+                for (int i = 0; r && i < r->n_metrics; i++)
+                    if (!strcmp(r->metrics[i].name, "recall"))
+                        v = r->metrics[i].value;
+                if (isnan(v))
+                    printf(" %5s", r ? status_name(r->status) : "-");
+                else
+                    printf(" %5.0f", 100 * v);
+            }
+            putchar('\n');
+        }
+    }
+}
+
+static void measure(attn_record_t *r, const needle_outcome_t *out, const needle_margins_t *mg, int64_t n) {
+    record_metric(r, "recall", (double)out->correct / out->asked, "fraction");
+    record_metric(r, "recall_expected", (double)out->in_window / out->asked, "fraction");
+    record_metric(r, "asked", out->asked, "count");
+    record_metric(r, "time", out->context_s + out->question_s, "s");
+    record_metric(r, "context_time", out->context_s, "s");
+    record_metric(r, "question_time", out->question_s, "s");
+    record_metric(r, "tokens", (double)n, "tokens");
+    record_metric(r, "match_logit", mg->beta, "nat");
+    record_metric(r, "prev_token_leak", mg->leak, "fraction");
+    if (out->correct != out->in_window)
+        record_set_status(r, REC_FAIL, "recall %d/%d, the mask allows %d/%d", out->correct, out->asked, out->in_window,
+                          out->asked);
+}
+
+/* One (length, depth) case for each backend. A query-tail context does not depend on the
+ * backend (needle_run.h), so it is built once and every backend asks from it; a prefill context
+ * goes through each backend. Each record is written as soon as it is measured. */
+typedef struct {
+    const attn_opts_t *o;
+    attn_run_t *run;
+    const model_t *m;
+    const needle_margins_t *mg;
+    needle_mode_t mode;
+    int index, total;
+} needle_ctx_t;
+
+static int run_depth(needle_ctx_t *x, const needle_prompt_t *pr, int64_t n, double depth, attn_err_t *err) {
+    const attn_opts_t *o = x->o;
+    model_cache_t cache;
+    ATTN_TRY(needle_cache_init(x->m, pr, &cache, err));
+    double shared_s = -1; /* query-tail: the context's build time, once */
+    int rc = ATTN_OK;
+    for (int b = 0; b < o->n_backends && rc == ATTN_OK; b++) {
+        const attn_backend_t *be = registry_find(o->backends[b]);
+        int at = ++x->index;
+        if (needle_find(x->run, be->name, o, n, depth)) {
+            task_progress(at, x->total, "needle %s n=%lld depth %g%%: kept from %s", be->name, (long long)n, depth,
+                          o->resume);
+            continue;
+        }
+        needle_run_opts_t ro = {.be = be, .mode = x->mode, .ask_all = !strcmp(o->ask, "all")};
+        ro.tmpl = case_problem(o, be, n, n);
+        attn_problem_t p = case_problem(o, be, n, x->mode == NEEDLE_PREFILL ? pr->n_ctx : pr->n_question);
+        attn_record_t *r = task_record(x->run, o, "needle", be->name, &p);
+        if (!r) {
+            rc = attn_fail(err, ATTN_ERUNTIME, "out of memory for a record");
+            break;
+        }
+        case_extras(r, o, depth);
+        char reason[512];
+        needle_outcome_t out = {0};
+        attn_err_t cerr = {0};
+        int crc = ATTN_OK;
+        if (!backend_supports(be, &p, reason, sizeof reason)) {
+            record_set_status(r, REC_SKIPPED, "%s", reason);
+        } else {
+            if (x->mode == NEEDLE_PREFILL || shared_s < 0)
+                crc = needle_context(x->m, x->mg, pr, &ro, &cache, &out.context_s, &cerr);
+            if (crc == ATTN_OK && x->mode == NEEDLE_QUERY_TAIL) {
+                if (shared_s < 0)
+                    shared_s = out.context_s;
+                out.context_s = shared_s;
+            }
+            if (crc == ATTN_OK)
+                crc = needle_ask(x->m, pr, &ro, &cache, &out, &cerr);
+            if (crc != ATTN_OK) {
+                record_set_status(r, REC_ERROR, "%s", cerr.msg);
+                shared_s = x->mode == NEEDLE_QUERY_TAIL ? -1 : shared_s; /* rebuild: the cache may be partial */
+            } else {
+                measure(r, &out, x->mg, n);
+            }
+        }
+        task_progress(at, x->total, "needle %s n=%lld depth %g%%: %s%s%s (%.1f s)", be->name, (long long)n, depth,
+                      status_name(r->status), r->reason[0] ? ": " : "", r->reason, out.context_s + out.question_s);
+        rc = results_write(x->run, o->out_dir, err); /* kept even if a later case is interrupted */
+    }
+    model_cache_free(&cache);
+    return rc;
+}
+
+int task_needle(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
+    needle_text_ids_t t;
+    int rc = text_load(o, &t, err);
+    if (rc == ATTN_OK && o->resume[0])
+        rc = needle_resume_load(o->resume, run, err);
+    needle_ctx_t x = {.o = o, .run = run, .total = o->n_seq_len * o->n_backends * o->n_depths,
+                      .mode = strcmp(o->mode, "query-tail") ? NEEDLE_PREFILL : NEEDLE_QUERY_TAIL};
+    needle_text_t text = {t.intro, t.outro, t.qprefix, (int64_t)t.n_intro, (int64_t)t.n_outro, (int64_t)t.n_qprefix};
+    for (int s = 0; s < o->n_seq_len && rc == ATTN_OK; s++) {
+        int64_t n = o->seq_len[s];
+        int32_t *hay = NULL;
+        model_t m = {0};
+        needle_margins_t mg;
+        rc = haystack_ids(o, &t, n, &hay, err);
+        if (rc == ATTN_OK)
+            rc = needle_model_build(&m, &t.nv, n + NEEDLE_VALUE_LEN, &mg, err);
+        x.m = &m, x.mg = &mg;
+        for (int d = 0; d < o->n_depths && rc == ATTN_OK; d++) {
+            needle_prompt_t pr;
+            rc = needle_prompt_build(hay, n, o->depths[d], o->needles, &t.nv, &text, o->seed + (uint64_t)d, &pr, err);
+            if (rc == ATTN_OK)
+                rc = run_depth(&x, &pr, n, o->depths[d], err);
+            needle_prompt_free(&pr);
+        }
+        model_free(&m);
+        free(hay);
+    }
+    if (rc == ATTN_OK)
+        print_grid(run, o);
+    text_free(&t);
+    return rc;
+}
