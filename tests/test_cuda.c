@@ -5,7 +5,8 @@
  * check: blockwise_cuda's tracked device peak at n = 65536 and 131072 must stay within its
  * declared, linear device bytes and grow 2× when n doubles (an n² buffer would grow 4×).
  * Exits 77 (CTest SKIP_RETURN_CODE) when there is no CUDA device.
- * usage: test_cuda [--mask M] [--max-n N] [--skip-memory]   run the matrix (GPU)
+ * usage: test_cuda [--mask M] [--max-n N] [--skip-memory]   run the matrix, then the memory check (GPU)
+ *        test_cuda --memory-only                             the memory check alone (GPU)
  *        test_cuda --probe                                   exit 0 with a device, 77 without
  *        test_cuda --expect-no-device                        the no-device path (77 with a device) */
 #include <stdio.h>
@@ -141,7 +142,7 @@ static int no_device_check(void) {
 int main(int argc, char **argv) {
     const char *mask = "none,causal,window";
     int64_t max_n = INT64_MAX;
-    int skip_memory = 0;
+    int skip_memory = 0, memory_only = 0;
     char why[256];
     int devices = device_count(why, sizeof why);
     for (int i = 1; i < argc; i++) {
@@ -156,6 +157,8 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(argv[i], "--skip-memory"))
             skip_memory = 1;
+        else if (!strcmp(argv[i], "--memory-only"))
+            memory_only = 1;
         else if (!strcmp(argv[i], "--mask") && i + 1 < argc)
             mask = argv[++i];
         else if (!strcmp(argv[i], "--max-n") && i + 1 < argc)
@@ -171,7 +174,7 @@ int main(int argc, char **argv) {
     }
     task_set_progress(0);
     int passed = 0, failed = 0;
-    for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++) {
+    for (size_t in = 0; in < sizeof ns / sizeof ns[0] && !memory_only; in++) {
         int64_t n = ns[in];
         if (n > max_n)
             continue;

@@ -29,10 +29,15 @@ extern "C" int device_count(char *why, size_t len) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
+        /* Without any NVIDIA driver the runtime says "driver version is insufficient", which
+         * reads like an upgrade hint; say what it usually means on a machine without a GPU. */
+        const char *hint = e == cudaErrorInsufficientDriver ? "no NVIDIA driver, or one older than this CUDA runtime"
+                           : e == cudaErrorNoDevice         ? "no GPU visible (check CUDA_VISIBLE_DEVICES)"
+                           : e == cudaSuccess               ? "none visible"
+                                                            : cudaGetErrorString(e);
         if (why && len)
             snprintf(why, len, "no CUDA device: cudaGetDeviceCount reported %s (%s)",
-                     e == cudaSuccess ? "0 devices" : cudaGetErrorName(e),
-                     e == cudaSuccess ? "none visible" : cudaGetErrorString(e));
+                     e == cudaSuccess ? "0 devices" : cudaGetErrorName(e), hint);
         cudaGetLastError(); /* the no-device status is not sticky; clear it for later calls */
         return 0;
     }
