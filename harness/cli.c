@@ -311,17 +311,20 @@ static int attend_inputs(const attn_opts_t *o, npy_array_t *q, npy_array_t *k, n
     *p = (attn_problem_t){.batch = q->shape[0], .heads = q->shape[1], .kv_heads = k->shape[1], .head_dim = q->shape[3],
                           .n_q = q->shape[2], .n_k = k->shape[2], .mask = o->masks[0],
                           .window = o->masks[0] == ATTN_MASK_WINDOW ? o->window : 0, .scale = o->scale,
-                          .block_q = o->block_q, .block_k = o->block_k, .threads = o->threads};
+                          .block_q = o->block_q, .block_k = o->block_k, .threads = o->threads,
+                          .device = o->device};
     return problem_validate(p, err);
 }
 
 int cli_attend(int argc, char **argv, attn_err_t *err) {
     if (wants_help(argc, argv)) {
         puts("usage: attnbench attend --backend NAME --q q.npy --k k.npy --v v.npy --out o.npy [--lse lse.npy]\n"
-             "                        [--mask none|causal|window] [--window W] [--scale S] [--threads T]\n\n"
+             "                        [--mask none|causal|window] [--window W] [--scale S] [--threads T]\n"
+             "                        [--dtype bf16 --device N]   (GPU backends)\n\n"
              "Q (B,H,n_q,d), K and V (B,H_kv,n_k,d), float32 or float64, C order; queries sit at the end of\n"
              "the key sequence. GQA comes from K's head count. O (B,H,n_q,d) and LSE (B,H,n_q, natural log)\n"
-             "are float64 when all inputs are float64 and the backend runs float64, else float32.\n"
+             "are float64 when all inputs are float64 and the backend runs float64, else float32 (with\n"
+             "--dtype bf16 the inputs are rounded to bfloat16 on the GPU; O and LSE still come back float32).\n"
              "The default mask is none.");
         return ATTN_OK;
     }
@@ -345,8 +348,9 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
     if (rc == ATTN_OK) {
         p.dtype = ATTN_F64;
         int all64 = q.dtype == ATTN_F64 && k.dtype == ATTN_F64 && v.dtype == ATTN_F64;
-        if (!all64 || !backend_supports(b, &p, reason, sizeof reason)) {
-            p.dtype = ATTN_F32;
+        if (!all64 || o.dtype == ATTN_BF16 || !backend_supports(b, &p, reason, sizeof reason)) {
+            /* --dtype bf16 (GPU backends): float32 arrays, rounded to bfloat16 on the device */
+            p.dtype = o.dtype == ATTN_BF16 ? ATTN_BF16 : ATTN_F32;
             rc = to_f32(&q, err);
             if (rc == ATTN_OK)
                 rc = to_f32(&k, err);
