@@ -6,6 +6,7 @@
 
 #include "backend.h"
 #include "comm.h"
+#include "device.h"
 #include "impls/dist/dist.h"
 #include "npy.h"
 #include "options.h"
@@ -30,28 +31,41 @@ int cli_list(int argc, char **argv, attn_err_t *err) {
     }
     if (argc > 1)
         return attn_fail(err, ATTN_EUSAGE, "list takes no arguments (got '%s')", argv[1]);
-    printf("%-16s %-6s %-6s %-6s %-6s %-8s  %s\n", "backend", "device", "none", "causal", "window", "dtypes",
+    printf("%-20s %-6s %-6s %-6s %-6s %-12s  %s\n", "backend", "device", "none", "causal", "window", "dtypes",
            "description");
+    char no_dev[256];
+    int have_gpu = device_count(no_dev, sizeof no_dev) > 0;
     for (int i = 0; i < registry_count(); i++) {
         const attn_backend_t *b = registry_get(i);
-        attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 16, .n_q = 8, .n_k = 8, .window = 4,
+        attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 64, .n_q = 8, .n_k = 8, .window = 4,
                             .layout = -1};
-        char reason[512], dtypes[16] = "";
+        char reason[512], dtypes[24] = "";
         const char *masks[3];
-        for (int m = 0; m < 3; m++) {
+        int probe = have_gpu || strcmp(b->device, "cpu") == 0; /* without a device a GPU backend declines all */
+        for (int m = 0; m < 3; m++) { /* a mask is accepted when some dtype runs it */
             p.mask = (attn_mask_t)m;
-            masks[m] = backend_supports(b, &p, reason, sizeof reason) ? "yes" : "no";
+            masks[m] = probe ? "no" : "-";
+            for (int t = 0; t < 3 && probe; t++) {
+                p.dtype = (attn_dtype_t)t;
+                if (backend_supports(b, &p, reason, sizeof reason))
+                    masks[m] = "yes";
+            }
         }
         p.mask = ATTN_MASK_WINDOW;
-        for (int t = 0; t < 2; t++) {
+        for (int t = 0; t < 3 && probe; t++) {
             p.dtype = (attn_dtype_t)t;
             if (backend_supports(b, &p, reason, sizeof reason))
                 snprintf(dtypes + strlen(dtypes), sizeof dtypes - strlen(dtypes), "%s%s", *dtypes ? "," : "",
                          dtype_name(p.dtype));
         }
-        printf("%-16s %-6s %-6s %-6s %-6s %-8s  %s\n", b->name, b->device, masks[0], masks[1], masks[2], dtypes,
-               b->description);
+        printf("%-20s %-6s %-6s %-6s %-6s %-12s  %s\n", b->name, b->device, masks[0], masks[1], masks[2],
+               probe ? dtypes : "-", b->description);
     }
+    if (device_cuda_built() && !have_gpu)
+        printf("\ncuda backends (-): %s; they decline every case (recorded as skipped)\n", no_dev);
+    else if (device_cuda_built())
+        printf("\ncuda backends: %d device%s (--device N)\n", device_count(NULL, 0),
+               device_count(NULL, 0) == 1 ? "" : "s");
     printf("\n%-16s %s\n", "task", "measures");
     for (int i = 0; i < task_count(); i++)
         printf("%-16s %s\n", task_get(i)->name, task_get(i)->description);
@@ -99,6 +113,8 @@ static int execute(int argc, char **argv, attn_opts_t *runs, int n_runs,
     ATTN_TRY(results_run_init(&run, argc, argv, runs[0].seed, runs[0].threads, err));
     attn_problem_t none = {.threads = runs[0].threads};
     run.threads = problem_threads(&none);
+    if (runs[0].device != 0)
+        results_run_set_device(&run, runs[0].device);
     int rc = ATTN_OK;
     for (int i = 0; i < n_runs && rc == ATTN_OK; i++) {
         attn_problem_t t = {.threads = runs[i].threads};
@@ -295,17 +311,20 @@ static int attend_inputs(const attn_opts_t *o, npy_array_t *q, npy_array_t *k, n
     *p = (attn_problem_t){.batch = q->shape[0], .heads = q->shape[1], .kv_heads = k->shape[1], .head_dim = q->shape[3],
                           .n_q = q->shape[2], .n_k = k->shape[2], .mask = o->masks[0],
                           .window = o->masks[0] == ATTN_MASK_WINDOW ? o->window : 0, .scale = o->scale,
-                          .block_q = o->block_q, .block_k = o->block_k, .threads = o->threads};
+                          .block_q = o->block_q, .block_k = o->block_k, .threads = o->threads,
+                          .device = o->device};
     return problem_validate(p, err);
 }
 
 int cli_attend(int argc, char **argv, attn_err_t *err) {
     if (wants_help(argc, argv)) {
         puts("usage: attnbench attend --backend NAME --q q.npy --k k.npy --v v.npy --out o.npy [--lse lse.npy]\n"
-             "                        [--mask none|causal|window] [--window W] [--scale S] [--threads T]\n\n"
+             "                        [--mask none|causal|window] [--window W] [--scale S] [--threads T]\n"
+             "                        [--dtype bf16 --device N]   (GPU backends)\n\n"
              "Q (B,H,n_q,d), K and V (B,H_kv,n_k,d), float32 or float64, C order; queries sit at the end of\n"
              "the key sequence. GQA comes from K's head count. O (B,H,n_q,d) and LSE (B,H,n_q, natural log)\n"
-             "are float64 when all inputs are float64 and the backend runs float64, else float32.\n"
+             "are float64 when all inputs are float64 and the backend runs float64, else float32 (with\n"
+             "--dtype bf16 the inputs are rounded to bfloat16 on the GPU; O and LSE still come back float32).\n"
              "The default mask is none.");
         return ATTN_OK;
     }
@@ -329,8 +348,9 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
     if (rc == ATTN_OK) {
         p.dtype = ATTN_F64;
         int all64 = q.dtype == ATTN_F64 && k.dtype == ATTN_F64 && v.dtype == ATTN_F64;
-        if (!all64 || !backend_supports(b, &p, reason, sizeof reason)) {
-            p.dtype = ATTN_F32;
+        if (!all64 || o.dtype == ATTN_BF16 || !backend_supports(b, &p, reason, sizeof reason)) {
+            /* --dtype bf16 (GPU backends): float32 arrays, rounded to bfloat16 on the device */
+            p.dtype = o.dtype == ATTN_BF16 ? ATTN_BF16 : ATTN_F32;
             rc = to_f32(&q, err);
             if (rc == ATTN_OK)
                 rc = to_f32(&k, err);

@@ -194,7 +194,7 @@ int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
         return parse_i64(key, v, 1, INT64_C(1) << 32, &o->window, err);
     if (IS("dtype")) {
         if (!dtype_parse(v, &o->dtype))
-            return attn_fail(err, ATTN_EUSAGE, "--dtype: unknown dtype '%s' (f32, f64)", v);
+            return attn_fail(err, ATTN_EUSAGE, "--dtype: unknown dtype '%s' (f32, f64, bf16)", v);
         return ATTN_OK;
     }
     if (IS("scale"))
@@ -288,6 +288,8 @@ int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
     }
     if (IS("threads"))
         return parse_int(key, v, 0, 1024, &o->threads, err);
+    if (IS("device"))
+        return parse_int(key, v, 0, 1023, &o->device, err);
     if (IS("repeats"))
         return parse_int(key, v, 1, 1000, &o->repeats, err);
     if (IS("warmup"))
@@ -324,7 +326,7 @@ static const char *const option_names[] = {
     "ranks",   "transport",     "layout",       "local-backend",      "inject-fault", "seed",    "threads",
     "repeats", "warmup",        "comm-timeout", "model-config",       "weights",      "layers",  "vocab",
     "out-dir", "config",        "q",            "k",       "v",       "out",          "lse",
-    "sweep-max", "time-budget", "depths", "needles", "ask", "mode", "haystack", "tokenizer", "resume",
+    "sweep-max", "time-budget", "depths", "needles", "ask", "mode", "haystack", "tokenizer", "resume", "device",
 };
 enum { N_OPTIONS = sizeof option_names / sizeof option_names[0] };
 
@@ -449,7 +451,7 @@ int opts_problem(const attn_opts_t *o, int64_t n_k, int64_t n_q, attn_mask_t mas
     *p = (attn_problem_t){.batch = o->batch, .heads = o->heads, .kv_heads = o->kv_heads, .head_dim = o->head_dim,
                           .n_q = n_q, .n_k = n_k, .mask = mask, .window = mask == ATTN_MASK_WINDOW ? o->window : 0,
                           .scale = o->scale, .dtype = o->dtype, .block_q = o->block_q, .block_k = o->block_k,
-                          .threads = o->threads, .ranks = o->ranks, .comm_timeout = o->comm_timeout,
+                          .threads = o->threads, .device = o->device, .ranks = o->ranks, .comm_timeout = o->comm_timeout,
                           .transport = strcmp(o->transport, "mpi") ? ATTN_TRANSPORT_LOCAL : ATTN_TRANSPORT_MPI,
                           .layout = -1, .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step};
     attn_layout_kind_t k;
@@ -482,7 +484,7 @@ void opts_print_flags(FILE *f) {
           "  --batch B                                                     [1]\n"
           "  --mask M,...       none | causal | window                     [causal]\n"
           "  --window W         window size for --mask window              [256]\n"
-          "  --dtype T          f32 | f64                                  [f32]\n"
+          "  --dtype T          f32 | f64 | bf16 (GPU backends: bfloat16 compute, f32 out) [f32]\n"
           "  --scale S          softmax scale                              [1/sqrt(d)]\n"
           "  --block-q/-k N     tile sizes of tiled backends               [128/256]\n"
           "  --ranks P          ranks of the distributed backends (ring, striped, zigzag, ulysses) [1]\n"
@@ -495,6 +497,7 @@ void opts_print_flags(FILE *f) {
           "  --weights F        model task: .safetensors weights           [seeded]\n"
           "  --layers L, --vocab V  model task without a config            [4, 32000]\n"
           "  --threads T        worker threads, 0 = all cores              [0]\n"
+          "  --device N         CUDA device of the GPU backends            [0]\n"
           "  --sweep-max N      throughput: n_k doubles from the first --seq-len up to N [off]\n"
           "  --time-budget S    sweep: skip (and stop at) the next n_k whose warm-up + repeats are\n"
           "                     projected to take more than S seconds      [0 = none]\n"

@@ -27,6 +27,7 @@ typedef struct {
     int fault_rank, fault_step;
     uint64_t seed;
     int threads, repeats, warmup;
+    int device; /* CUDA device ordinal for GPU backends */
     char out_dir[512];
     char config[512];
     /* model task */

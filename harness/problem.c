@@ -27,7 +27,7 @@ int mask_parse(const char *s, attn_mask_t *out) {
     return 0;
 }
 
-const char *dtype_name(attn_dtype_t t) { return t == ATTN_F64 ? "f64" : "f32"; }
+const char *dtype_name(attn_dtype_t t) { return t == ATTN_F64 ? "f64" : t == ATTN_BF16 ? "bf16" : "f32"; }
 int dtype_parse(const char *s, attn_dtype_t *out) {
     if (strcmp(s, "f32") == 0 || strcmp(s, "float32") == 0) {
         *out = ATTN_F32;
@@ -35,6 +35,10 @@ int dtype_parse(const char *s, attn_dtype_t *out) {
     }
     if (strcmp(s, "f64") == 0 || strcmp(s, "float64") == 0) {
         *out = ATTN_F64;
+        return 1;
+    }
+    if (strcmp(s, "bf16") == 0 || strcmp(s, "bfloat16") == 0) {
+        *out = ATTN_BF16;
         return 1;
     }
     return 0;
@@ -64,6 +68,8 @@ int problem_validate(const attn_problem_t *p, attn_err_t *err) {
         return attn_fail(err, ATTN_EUSAGE, "scale must be a finite positive number (got %g)", p->scale);
     if (p->block_q < 0 || p->block_k < 0 || p->block_q > 4096 || p->block_k > 4096)
         return attn_fail(err, ATTN_EUSAGE, "block sizes must be in 1..4096");
+    if (p->device < 0 || p->device > 1023)
+        return attn_fail(err, ATTN_EUSAGE, "device must be in 0..1023 (got %d)", p->device);
     if (p->threads < 0 || p->threads > 1024)
         return attn_fail(err, ATTN_EUSAGE, "threads must be in 0..1024 (got %d)", p->threads);
     /* Queries sit at the end, so with causal or window masks every row sees at least itself:

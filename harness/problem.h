@@ -6,7 +6,9 @@
 #include "common.h"
 
 typedef enum { ATTN_MASK_NONE = 0, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW } attn_mask_t;
-typedef enum { ATTN_F32 = 0, ATTN_F64 } attn_dtype_t;
+/* ATTN_BF16 (GPU backends): the host arrays are float32 like ATTN_F32; the backend rounds Q, K, V
+ * to bfloat16 on the device, computes with float32 accumulation and returns O and LSE in float32. */
+typedef enum { ATTN_F32 = 0, ATTN_F64, ATTN_BF16 } attn_dtype_t;
 typedef enum { ATTN_TRANSPORT_LOCAL = 0, ATTN_TRANSPORT_MPI } attn_transport_t;
 /* Injected faults (hidden --inject-fault, tests only). EXIT and STALL kill or freeze one rank;
  * DROP_STEP and LOCAL_POSITIONS are wrong answers the needle tests must catch: the ring family
@@ -21,9 +23,10 @@ typedef struct {
     attn_mask_t mask;
     int64_t window;       /* w for ATTN_MASK_WINDOW: key j visible iff i − w < j ≤ i */
     double scale;         /* 0 means the default 1/√d */
-    attn_dtype_t dtype;   /* element type of Q, K, V, O; LSE always matches it */
+    attn_dtype_t dtype;   /* element type of Q, K, V, O; LSE always matches it (bf16: see above) */
     int block_q, block_k; /* tile sizes for tiled backends; 0 = backend default */
     int threads;          /* worker threads; 0 = all online cores */
+    int device;           /* GPU backends: CUDA device ordinal (--device) */
     int ranks;            /* distributed backends: ranks P (0 or 1 = single rank) */
     double comm_timeout;  /* distributed backends: seconds without progress before failing */
     attn_transport_t transport;
@@ -71,6 +74,10 @@ typedef struct {
      * (outer, local rows, d) as dist_scatter leaves them, not the whole tensors — the model
      * under a distributed backend keeps its tokens sharded through every layer (dist_model.h). */
     int sharded;
+    /* Optional: a GPU backend writes here the seconds its compute took on the device, timed with
+     * CUDA events around the kernels only (inputs already on the device and converted; copies
+     * excluded). The throughput task reports that figure for GPU backends. */
+    double *device_s;
 } attn_io_t;
 
 double problem_scale(const attn_problem_t *p);
@@ -79,6 +86,7 @@ const char *mask_name(attn_mask_t m);
 int mask_parse(const char *s, attn_mask_t *out);
 const char *dtype_name(attn_dtype_t t);
 int dtype_parse(const char *s, attn_dtype_t *out);
+/* Bytes of one element of the host arrays (bf16: 4, they hold float32). */
 size_t dtype_size(attn_dtype_t t);
 
 /* Shape checks every user problem must pass before any compute; ATTN_EUSAGE with a message. */

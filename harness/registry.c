@@ -15,6 +15,11 @@ extern const attn_backend_t backend_dist_ring;
 extern const attn_backend_t backend_dist_striped;
 extern const attn_backend_t backend_dist_zigzag;
 extern const attn_backend_t backend_dist_ulysses;
+#ifdef ATTN_HAVE_CUDA
+extern const attn_backend_t backend_cuda_naive;
+extern const attn_backend_t backend_cuda_blockwise;
+extern const attn_backend_t backend_cuda_sliding_window;
+#endif
 
 static const attn_backend_t *const backends[] = {
     &backend_cpu_naive,
@@ -25,6 +30,11 @@ static const attn_backend_t *const backends[] = {
     &backend_dist_striped,
     &backend_dist_zigzag,
     &backend_dist_ulysses,
+#ifdef ATTN_HAVE_CUDA
+    &backend_cuda_naive,
+    &backend_cuda_blockwise,
+    &backend_cuda_sliding_window,
+#endif
 };
 
 int registry_count(void) { return (int)(sizeof backends / sizeof backends[0]); }

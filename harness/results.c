@@ -5,6 +5,7 @@
 #include "results.h"
 
 #include "timing.h"
+#include "device.h"
 
 #include <csv.h>
 #include <errno.h>
@@ -85,7 +86,14 @@ int results_run_init(attn_run_t *run, int argc, char **argv, uint64_t seed, int 
     comm_mpi_version(run->mpi_version, sizeof run->mpi_version);
     snprintf(run->build_type, sizeof run->build_type, "%s", si.build_type);
     snprintf(run->git_sha, sizeof run->git_sha, "%s", si.git_sha);
+    results_run_set_device(run, 0);
     return ATTN_OK;
+}
+
+void results_run_set_device(attn_run_t *run, int ordinal) {
+    run->gpu_model[0] = run->gpu_driver[0] = run->cuda_version[0] = '\0';
+    device_describe(ordinal, run->gpu_model, sizeof run->gpu_model, run->gpu_driver, sizeof run->gpu_driver,
+                    run->cuda_version, sizeof run->cuda_version);
 }
 
 void results_run_free(attn_run_t *run) {

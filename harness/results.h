@@ -56,7 +56,7 @@ typedef struct {
     int cores, threads;
     uint64_t memory_bytes;
     char blas[160], compiler[96], build_type[24];
-    /* GPU / MPI / NCCL fields are JSON null until those builds fill them. */
+    /* GPU / MPI / NCCL fields are JSON null unless those builds (and a device) fill them. */
     char gpu_model[128], gpu_driver[32], cuda_version[32], nccl_version[32], mpi_version[64];
     attn_record_t *records;
     int n_records, cap_records;
@@ -65,6 +65,9 @@ typedef struct {
 /* Fills run metadata (id, time, machine, build) from the process; argv becomes command_line. */
 int results_run_init(attn_run_t *run, int argc, char **argv, uint64_t seed, int threads, attn_err_t *err);
 void results_run_free(attn_run_t *run);
+/* GPU model, driver and CUDA runtime version of CUDA device `ordinal` into the run metadata
+ * (results_run_init describes device 0); left null without CUDA or without that device. */
+void results_run_set_device(attn_run_t *run, int ordinal);
 
 /* Appends a record with identity and config filled (device "cpu", transport and layout "none",
  * ranks 1; config may be NULL for all zeros); status starts as pass. Returned pointer is valid

@@ -6,6 +6,7 @@
 #include "capacity.h"
 
 #include <inttypes.h>
+#include <string.h>
 
 #include "memory.h"
 #include "task.h"
@@ -80,6 +81,12 @@ static int capacity_backend(const attn_opts_t *o, const attn_backend_t *be, attn
                             int index, int count, attn_run_t *run, attn_err_t *err) {
     attn_problem_t p;
     ATTN_TRY(opts_problem(o, 1, 1, mask, &p, err));
+    if (strcmp(be->device, "cpu") != 0) { /* its workspace_bytes are device bytes, not host memory */
+        attn_record_t *r = task_record(run, o, "capacity", be->name, &p);
+        record_set_status(r, REC_SKIPPED, "capacity confirms host memory; %s allocates on the %s device", be->name,
+                          be->device);
+        return ATTN_OK;
+    }
     int64_t refined = 0, n = capacity_max_seq_len(be, &p, ctx->budget, &refined);
     p.n_q = p.n_k = n > 0 ? n : 1;
     attn_record_t *r;

@@ -1,6 +1,7 @@
 /* exactness.c — every backend against the float64 naive reference on seeded inputs. The
- * reference and the float32 naive baseline (whose error sets the tolerance, tolerance.c) are
- * computed once per case and shared by all backends of the case. */
+ * reference and the same-precision naive baseline (whose error sets the tolerance, tolerance.c)
+ * are computed once per case and shared by all backends of the case: naive f32 on the CPU for
+ * f32 cases, naive_cuda in bf16 for bf16 cases. */
 #include <math.h>
 
 #include "backend.h"
@@ -25,6 +26,41 @@ static void record_errors(attn_record_t *r, const attn_errors_t *e, const attn_e
     record_metric(r, "tol_rel_l2", bound->rel_l2, "1");
     record_metric(r, "tol_max_abs", bound->max_abs, "1");
     record_metric(r, "tol_lse", bound->lse_max, "1");
+}
+
+/* The bf16 baseline: naive_cuda in bf16 on the case's inputs, measured against the reference.
+ * Returns REC_PASS with *out filled, or the status (skipped: no such backend or no device;
+ * error: it failed) and the reason every record of the case then gets. */
+static attn_status_t bf16_baseline(const attn_opts_t *o, const attn_problem_t *p, const attn_io_t *in,
+                                   const attn_tensors_t *ref, attn_errors_t *out, char *reason, size_t len) {
+    const attn_backend_t *nb = registry_find("naive_cuda");
+    char why[512];
+    if (!nb) {
+        snprintf(reason, len, "no bf16 baseline: this build has no naive_cuda (CUDA was not built)");
+        return REC_SKIPPED;
+    }
+    if (!backend_supports(nb, p, why, sizeof why)) {
+        snprintf(reason, len, "no bf16 baseline: %.400s", why);
+        return REC_SKIPPED;
+    }
+    attn_tensors_t t = {0};
+    attn_err_t berr = {0};
+    if (tensors_alloc(p, 0, o->seed, &t, &berr) != ATTN_OK) {
+        snprintf(reason, len, "bf16 baseline: %.400s", berr.msg);
+        return REC_ERROR;
+    }
+    attn_io_t io = *in;
+    io.o = t.o;
+    io.lse = t.lse;
+    attn_status_t st = REC_PASS;
+    if (nb->forward(nb, p, &io, &berr) != ATTN_OK) {
+        snprintf(reason, len, "bf16 baseline naive_cuda failed: %.400s", berr.msg);
+        st = REC_ERROR;
+    } else {
+        *out = errors_measure(t.o, t.lse, p->dtype, ref->o, ref->lse, problem_numel_q(p), problem_numel_lse(p));
+    }
+    tensors_free(&t);
+    return st;
 }
 
 static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, int index, int count, attn_run_t *run,
@@ -58,6 +94,10 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, int ind
     size_t n_o = problem_numel_q(p), n_lse = problem_numel_lse(p);
     attn_errors_t naive32 = errors_measure(in32.o, in32.lse, ATTN_F32, ref.o, ref.lse, n_o, n_lse);
     double o_max = max_abs_finite(ref.o, n_o), lse_max = max_abs_finite(ref.lse, n_lse);
+    attn_errors_t base = naive32; /* the same-precision baseline the tolerance scales */
+    attn_status_t base_status = REC_PASS;
+    if (p->dtype == ATTN_BF16)
+        base_status = bf16_baseline(o, p, &in32.io, &ref, &base, reason, sizeof reason);
 
     for (int b = 0; b < o->n_backends && rc == ATTN_OK; b++) {
         const attn_backend_t *be = registry_find(o->backends[b]);
@@ -66,6 +106,10 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, int ind
             continue;
         if (be == naive && p->dtype == ATTN_F64) {
             record_set_status(r, REC_SKIPPED, "naive in float64 is the reference itself");
+            continue;
+        }
+        if (base_status != REC_PASS) {
+            record_set_status(r, base_status, "%s", reason);
             continue;
         }
         attn_tensors_t out = {0};
@@ -82,9 +126,11 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, int ind
             record_set_status(r, REC_ERROR, "%s", berr.msg);
         } else {
             attn_errors_t e = errors_measure(out.o, out.lse, p->dtype, ref.o, ref.lse, n_o, n_lse);
-            attn_errors_t bound = tolerance_bound(be->name, p->dtype, &naive32, o_max, lse_max, p->n_k);
+            attn_errors_t bound = tolerance_bound(be->name, p->dtype, &base, o_max, lse_max, p->n_k);
             record_errors(r, &e, &bound);
             record_metric(r, "naive_f32_rel_l2", naive32.rel_l2, "1");
+            if (p->dtype == ATTN_BF16)
+                record_metric(r, "naive_bf16_rel_l2", base.rel_l2, "1");
             record_metric(r, "time_s", t, "s");
             if (!errors_within(&e, &bound))
                 record_set_status(r, REC_FAIL, "error above tolerance (rel_l2 %.3g > %.3g or max_abs %.3g > %.3g or lse %.3g > %.3g)",

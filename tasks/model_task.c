@@ -85,6 +85,11 @@ static int model_case(const attn_opts_t *o, const attn_problem_t *p, int index, 
         attn_record_t *r;
         if (!task_start_backend(run, o, "model", be, &mp, index, count, &r))
             continue;
+        if (mp.dtype == ATTN_BF16) { /* the rule above is float32's; bf16 logits have no stated bound yet */
+            record_set_status(r, REC_SKIPPED, "the model task checks float32 logits (4x the float32 naive model's "
+                                              "error); bf16 has no model-level tolerance yet");
+            continue;
+        }
         record_extra_num(r, "layers", c->num_hidden_layers);
         record_extra_num(r, "hidden", c->hidden_size);
         record_extra_num(r, "vocab", c->vocab_size);

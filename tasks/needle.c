@@ -68,9 +68,10 @@ static int haystack_ids(const attn_opts_t *o, const needle_text_ids_t *t, int64_
 /* The record's config: the model's attention shape, the mask the backend runs with. */
 static attn_problem_t case_problem(const attn_opts_t *o, const attn_backend_t *be, int64_t n, int64_t n_q) {
     attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 128, .n_q = n_q, .n_k = n,
-                        .dtype = ATTN_F32, .threads = o->threads, .layout = -1, .comm_timeout = o->comm_timeout,
+                        .dtype = ATTN_F32, .threads = o->threads, .device = o->device, .layout = -1,
+                        .comm_timeout = o->comm_timeout,
                         .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step};
-    int sw = !strcmp(be->name, "sliding_window");
+    int sw = !strncmp(be->name, "sliding_window", 14); /* and sliding_window_cuda: window masks only */
     p.mask = sw ? ATTN_MASK_WINDOW : ATTN_MASK_CAUSAL;
     p.window = sw ? o->window : 0;
     if (be->layout) {

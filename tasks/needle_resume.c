@@ -108,7 +108,7 @@ static const char *extra_str(const attn_record_t *r, const char *key) {
 const attn_record_t *needle_find(const attn_run_t *run, const char *backend, const attn_opts_t *o, int64_t n,
                                  double depth) {
     const attn_backend_t *be = registry_find(backend);
-    int dist = be && be->layout, sw = !strcmp(backend, "sliding_window");
+    int dist = be && be->layout, sw = !strncmp(backend, "sliding_window", 14);
     const char *hay = o->haystack[0] ? o->haystack : "kjv";
     for (int i = 0; i < run->n_records; i++) {
         const attn_record_t *r = &run->records[i];

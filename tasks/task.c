@@ -62,6 +62,8 @@ attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *ta
         snprintf(r->layout, sizeof r->layout, "%s",
                  p->layout >= 0 ? layout_name((attn_layout_kind_t)p->layout) : be->layout);
     }
+    if (r && be && strcmp(be->device, "cpu") != 0)
+        snprintf(r->device, sizeof r->device, "%s:%d", be->device, p->device);
     if (r) {
         record_extra_num(r, "repeats", o->repeats);
         record_extra_num(r, "warmup", o->warmup);

@@ -3,8 +3,12 @@
  * Each timed repeat is paired with an sgemm and with a plain read of the same K/V rows on the
  * same threads, and ratios are taken per pair before the median: on a shared machine both
  * halves of a pair see the same interference. With --sweep-max, n_k doubles per backend until
- * the backend declines, the time budget would be exceeded, or n_k passes the maximum. */
+ * the backend declines, the time budget would be exceeded, or n_k passes the maximum.
+ * GPU backends are timed differently (throughput_device): time_s is the kernels' time from
+ * CUDA events (inputs already on the device), the whole call with its copies is call_wall_s,
+ * and no CPU roofline is paired with them (a host sgemm says nothing about a GPU). */
 #include <math.h>
+#include <string.h>
 
 #include "backend.h"
 #include "parallel.h"
@@ -101,6 +105,48 @@ static void record_roofline(attn_record_t *r, const attn_problem_t *p, const dou
         record_set_status(r, REC_ERROR, "%s", reason);
 }
 
+/* A GPU backend on p: warm-up, then repeats timed by the backend with CUDA events around its
+ * kernels (io.device_s); the host wall time of each whole call, copies included, beside it. */
+static int throughput_device(const attn_opts_t *o, const attn_problem_t *p, const attn_backend_t *be,
+                             attn_record_t *r, double *median_s, attn_err_t *err) {
+    attn_tensors_t t;
+    ATTN_TRY(tensors_alloc(p, 1, o->seed, &t, err));
+    int reps = o->repeats;
+    double secs[reps], wall[reps], dev_s = -1;
+    t.io.device_s = &dev_s;
+    attn_err_t berr = {0};
+    int brc = ATTN_OK;
+    for (int w = 0; w < o->warmup && brc == ATTN_OK; w++)
+        brc = be->forward(be, p, &t.io, &berr);
+    for (int i = 0; i < reps && brc == ATTN_OK; i++) {
+        dev_s = -1;
+        double t0 = time_now_s();
+        brc = be->forward(be, p, &t.io, &berr);
+        wall[i] = time_now_s() - t0;
+        secs[i] = dev_s;
+        if (brc == ATTN_OK && !(dev_s > 0))
+            brc = attn_fail(&berr, ATTN_ERUNTIME, "%s reported no device time", be->name);
+    }
+    tensors_free(&t);
+    if (brc != ATTN_OK) {
+        record_set_status(r, REC_ERROR, "%s", berr.msg);
+        return ATTN_OK;
+    }
+    double flops = problem_flops(p), tok[reps], gflops[reps];
+    for (int i = 0; i < reps; i++) {
+        tok[i] = (double)(p->batch * p->n_q) / secs[i];
+        gflops[i] = flops / secs[i] / 1e9;
+    }
+    record_timed(r, "time_s", secs, reps, "s");
+    record_timed(r, "tokens_per_s", tok, reps, "tok/s");
+    record_timed(r, "gflops", gflops, reps, "GFLOP/s");
+    record_timed(r, "call_wall_s", wall, reps, "s");
+    record_metric(r, "flops", flops, "FLOP");
+    record_extra_str(r, "timing", "cuda_events");
+    *median_s = median_of(secs, reps);
+    return ATTN_OK;
+}
+
 /* Backend be on problem p: one record. *median_s is the median call time, NaN when the backend
  * declined or failed (the record says why). */
 static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const attn_backend_t *be, int index,
@@ -109,6 +155,8 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
     attn_record_t *r;
     if (!task_start_backend(run, o, "throughput", be, p, index, count, &r))
         return ATTN_OK;
+    if (strcmp(be->device, "cpu") != 0)
+        return throughput_device(o, p, be, r, median_s, err);
     double flops = problem_flops(p);
     int threads = problem_threads(p);
     attn_tensors_t t;

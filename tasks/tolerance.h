@@ -14,8 +14,9 @@ typedef struct {
 attn_errors_t errors_measure(const void *o, const void *lse, attn_dtype_t dtype, const double *o_ref,
                              const double *lse_ref, size_t n_o, size_t n_lse);
 
-/* The bound each error must stay within for `backend` at `dtype`, given the float32 naive
- * backend's own errors in the same case and the reference's magnitudes. */
+/* The bound each error must stay within for `backend` at `dtype`, given the same-precision
+ * naive baseline's own errors in the same case (naive f32 on the CPU for f32; naive_cuda in
+ * bf16 for bf16; unused for f64) and the reference's magnitudes. */
 attn_errors_t tolerance_bound(const char *backend, attn_dtype_t dtype, const attn_errors_t *naive32,
                               double o_ref_max, double lse_ref_max, int64_t n_k);
 int errors_within(const attn_errors_t *e, const attn_errors_t *bound);

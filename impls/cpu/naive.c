@@ -119,6 +119,10 @@ int naive_attend(const attn_problem_t *p, attn_span_t qs, int64_t n_q, attn_span
 }
 
 static int naive_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+    if (p->dtype != ATTN_F32 && p->dtype != ATTN_F64) {
+        snprintf(reason, len, "%s runs in float32 or float64 only (got %s)", self->name, dtype_name(p->dtype));
+        return 0;
+    }
     return backend_check_memory(self, p, reason, len);
 }
 

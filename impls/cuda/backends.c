@@ -1,0 +1,84 @@
+/* backends.c — the CUDA backends' table entries (C, like every other backend): naive_cuda,
+ * blockwise_cuda, sliding_window_cuda. The work is in naive.cu and flash.cu. Without a device
+ * every one of them declines with "no CUDA device: ...", so a run records the case as skipped.
+ * workspace_bytes of a GPU backend is its device bytes (tensor copies, staging, scratch): the
+ * host side allocates nothing beyond the harness's own tensors. */
+#include "backend.h"
+#include "cuda_backends.h"
+
+static int naive_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+    if (p->dtype != ATTN_F32 && p->dtype != ATTN_BF16) {
+        snprintf(reason, len, "%s runs in f32 or bf16 only (got %s)", self->name, dtype_name(p->dtype));
+        return 0;
+    }
+    return cuda_supports_device(self, p, cuda_naive_device_bytes(p), reason, len);
+}
+
+static int naive_cuda_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io,
+                              attn_err_t *err) {
+    (void)self;
+    return cuda_naive_forward(p, io, err);
+}
+
+static size_t naive_cuda_workspace(const attn_backend_t *self, const attn_problem_t *p) {
+    (void)self;
+    return cuda_naive_device_bytes(p);
+}
+
+const attn_backend_t backend_cuda_naive = {
+    .name = "naive_cuda",
+    .device = "cuda",
+    .description = "cuBLAS S = QKᵀ into an n_q×n_k matrix, softmax kernel, cuBLAS PV; f32 (no TF32) or bf16",
+    .supports = naive_cuda_supports,
+    .forward = naive_cuda_forward,
+    .workspace_bytes = naive_cuda_workspace,
+};
+
+static int flash_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+    char why[256];
+    if (!cuda_flash_supports(p, why, sizeof why)) {
+        snprintf(reason, len, "%s %s", self->name, why);
+        return 0;
+    }
+    return cuda_supports_device(self, p, cuda_flash_device_bytes(p), reason, len);
+}
+
+static int window_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+    if (p->mask != ATTN_MASK_WINDOW) {
+        snprintf(reason, len, "%s declines mask %s: it computes only the window band (use --mask window)",
+                 self->name, mask_name(p->mask));
+        return 0;
+    }
+    return flash_supports(self, p, reason, len);
+}
+
+static int flash_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+    (void)self;
+    return cuda_flash_forward(p, io, err);
+}
+
+static size_t flash_workspace(const attn_backend_t *self, const attn_problem_t *p) {
+    (void)self;
+    return cuda_flash_device_bytes(p);
+}
+
+const attn_backend_t backend_cuda_blockwise = {
+    .name = "blockwise_cuda",
+    .device = "cuda",
+    .description = "FlashAttention-2-style: mma.sync bf16 tensor cores, cp.async K/V tiles, online softmax, "
+                   "masked tiles skipped; bf16, d 64/128",
+    .supports = flash_supports,
+    .forward = flash_forward,
+    .workspace_bytes = flash_workspace,
+};
+
+/* The GPU kernel already visits only the key tiles a query block can see, so the window
+ * backend is that kernel restricted to window masks: the band, linear in n. */
+const attn_backend_t backend_cuda_sliding_window = {
+    .name = "sliding_window_cuda",
+    .device = "cuda",
+    .description = "window mask only; the tensor-core kernel over just the band of K/V tiles; bf16, d 64/128",
+    .supports = window_supports,
+    .forward = flash_forward,
+    .workspace_bytes = flash_workspace,
+};

@@ -1,0 +1,28 @@
+/* cuda_backends.h — the entry points the C backend table (backends.c) calls in the CUDA files.
+ * Host arrays are float32 (ATTN_F32 and ATTN_BF16 alike); each call copies Q, K, V to the
+ * device, converts them to the compute type there, runs, and copies O and LSE back as float32.
+ * io->device_s, when set, receives the event-timed seconds of the compute kernels alone. */
+#pragma once
+#include "backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* naive.cu: cuBLAS S = Q·Kᵀ into an n_q × n_k float32 matrix per head, a mask + softmax kernel,
+ * cuBLAS O = P·V. f32 (pedantic float32 GEMMs, no TF32) or bf16 (bf16 inputs, f32 accumulate). */
+int cuda_naive_forward(const attn_problem_t *p, const attn_io_t *io, attn_err_t *err);
+size_t cuda_naive_device_bytes(const attn_problem_t *p);
+
+/* flash.cu: the FlashAttention-2-style tensor-core kernel (bf16, head dims 64 and 128). */
+int cuda_flash_supports(const attn_problem_t *p, char *why, size_t len);
+int cuda_flash_forward(const attn_problem_t *p, const attn_io_t *io, attn_err_t *err);
+size_t cuda_flash_device_bytes(const attn_problem_t *p);
+
+/* device.cu: see cuda_util.cuh. */
+int cuda_supports_device(const attn_backend_t *self, const attn_problem_t *p, size_t device_bytes, char *reason,
+                         size_t len);
+
+#ifdef __cplusplus
+}
+#endif

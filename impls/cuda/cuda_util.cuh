@@ -1,0 +1,82 @@
+/* cuda_util.cuh — what every CUDA backend file shares: the error check that turns a CUDA or
+ * cuBLAS status into an attn_err_t message with file and line (never an abort: a missing
+ * device or a full device is a user-reachable error), the tracked device allocator behind the
+ * memory task's device figures, small owners that free on every return path, and the
+ * device-selection preamble of a forward call. */
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+extern "C" {
+#include "backend.h"
+}
+#include "cuda_backends.h"
+#include "device.h"
+
+/* Fills err with "CUDA error at FILE:LINE: CALL: NAME (description)"; returns ATTN_ERUNTIME. */
+int cuda_fail(attn_err_t *err, cudaError_t e, const char *call, const char *file, int line);
+int cublas_fail(attn_err_t *err, cublasStatus_t s, const char *call, const char *file, int line);
+
+/* In a function with an `attn_err_t *err` in scope: return the status as an error. */
+#define CUDA_TRY(call)                                                  \
+    do {                                                                \
+        cudaError_t cuda_e_ = (call);                                   \
+        if (cuda_e_ != cudaSuccess)                                     \
+            return cuda_fail(err, cuda_e_, #call, __FILE__, __LINE__);  \
+    } while (0)
+#define CUBLAS_TRY(call)                                                \
+    do {                                                                \
+        cublasStatus_t cublas_s_ = (call);                              \
+        if (cublas_s_ != CUBLAS_STATUS_SUCCESS)                         \
+            return cublas_fail(err, cublas_s_, #call, __FILE__, __LINE__); \
+    } while (0)
+/* After a kernel launch: launch-configuration errors surface here. */
+#define CUDA_TRY_LAUNCH() CUDA_TRY(cudaGetLastError())
+
+/* cudaMalloc that counts bytes (device_alloc_*_bytes) and reports what it wanted on failure:
+ * "out of device memory: WHAT needs N bytes (...) at FILE:LINE". cuda_free(NULL) does nothing. */
+void *cuda_alloc_at(size_t bytes, attn_err_t *err, const char *what, const char *file, int line);
+void cuda_free(void *p);
+#define cuda_alloc(bytes, err, what) cuda_alloc_at((bytes), (err), (what), __FILE__, __LINE__)
+
+/* A device buffer freed when it goes out of scope, so every early return releases it. */
+struct dev_buf {
+    void *ptr = nullptr;
+    dev_buf() = default;
+    dev_buf(const dev_buf &) = delete;
+    dev_buf &operator=(const dev_buf &) = delete;
+    ~dev_buf() { cuda_free(ptr); }
+    /* Allocates bytes; ATTN_OK or ATTN_ERUNTIME with err filled. */
+    int alloc(size_t bytes, attn_err_t *err, const char *what, const char *file, int line) {
+        ptr = cuda_alloc_at(bytes, err, what, file, line);
+        return ptr ? ATTN_OK : ATTN_ERUNTIME;
+    }
+    template <class T> T *as() const { return static_cast<T *>(ptr); }
+};
+#define DEV_ALLOC(buf, bytes, what) ATTN_TRY((buf).alloc((bytes), err, (what), __FILE__, __LINE__))
+
+/* Two events around the timed kernels; destroyed on every return path. */
+struct event_pair {
+    cudaEvent_t start = nullptr, stop = nullptr;
+    event_pair() = default;
+    event_pair(const event_pair &) = delete;
+    event_pair &operator=(const event_pair &) = delete;
+    ~event_pair() {
+        if (start)
+            cudaEventDestroy(start);
+        if (stop)
+            cudaEventDestroy(stop);
+    }
+};
+
+/* Every forward starts here: a clear "no CUDA device" error when there is none, the device
+ * p->device selected, and an error naming the ordinal when it does not exist. */
+int cuda_begin(const attn_problem_t *p, attn_err_t *err);
+/* cuda_supports_device (cuda_backends.h): supports() of every CUDA backend starts there: 0
+ * with the reason when there is no device (the harness records the case as skipped) or when
+ * the device bytes would not fit in the device's free memory. */
+
+/* Host float32 → device bfloat16 or float32 (conversion on the device, through a float32
+ * staging buffer the caller provides, at least n floats). */
+int cuda_upload(void *dst, int to_bf16, const float *src, size_t n, float *staging, cudaStream_t s,
+                attn_err_t *err);

@@ -1,0 +1,329 @@
+/* flash.cu — FlashAttention-2-style forward on tensor cores (bf16 in, float32 accumulate and
+ * out), the kernel behind blockwise_cuda and sliding_window_cuda.
+ *
+ * One thread block = 4 warps = BR = 64 query rows of one (batch, head); each warp owns 16 rows.
+ * K/V tiles of BC = 64 keys stream through shared memory with cp.async, two stages deep (tile
+ * t+1 loads while tile t is computed). S = Q·Kᵀ and O += P·V are mma.sync m16n8k16 (bf16 ×
+ * bf16 → f32), fed by ldmatrix from XOR-swizzled shared memory (no bank conflicts: the 8 rows
+ * an ldmatrix phase reads land on 8 different 16-byte bank groups). The softmax is online, in
+ * registers, in base 2: scores are multiplied by scale·log2(e) once and exp2f does the rest.
+ * The mask decides which key tiles a query block visits at all ([t_lo, t_hi), computed from
+ * the block's first and last query position), so tiles that causal or window masks hide are
+ * never loaded or computed; only the tiles on a mask edge (or past n_k) are masked elementwise.
+ * Query blocks are launched last-first, so under a causal mask the longest blocks start first.
+ *
+ * Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4):
+ *   A 16×16: a0 (row g, cols 2t..2t+1), a1 (row g+8, same), a2 (row g, cols 2t+8..), a3 (row g+8, ..)
+ *   B 16×8:  b0 (rows 2t..2t+1, col g), b1 (rows 2t+8.., col g)
+ *   C 16×8:  c0 c1 (row g, cols 2t, 2t+1), c2 c3 (row g+8, cols 2t, 2t+1)
+ * so the S accumulators of two adjacent 8-key tiles are exactly the A fragment of P for the
+ * 16-key step of P·V (no shared-memory round trip). */
+#include <cuda_bf16.h>
+#include <math.h>
+
+#include "cuda_util.cuh"
+
+namespace {
+
+typedef __nv_bfloat16 bf16;
+
+constexpr int BR = 64, BC = 64, WARPS = 4, THREADS = 32 * WARPS;
+
+struct flash_params {
+    const bf16 *q, *k, *v; /* Q (B,H,n_q,d), K/V (B,H_kv,n_k,d) */
+    float *o, *lse;        /* O (B,H,n_q,d), LSE (B,H,n_q) */
+    int64_t n_q, n_k, q_off; /* query row r sits at position q_off + r */
+    int heads, kv_heads, group;
+    int mask;
+    int64_t window;
+    float scale_log2; /* scale · log2(e) */
+    int m_blocks;
+};
+
+template <int D> constexpr int smem_bytes() { return (BR + 4 * BC) * D * (int)sizeof(bf16); }
+
+/* Element offset of (row, col) in a tile of D columns, col a multiple of 8: the 16-byte chunk
+ * index is XORed with row % 8. */
+template <int D> __device__ __forceinline__ int swz(int row, int col) {
+    return row * D + (((col >> 3) ^ (row & 7)) << 3);
+}
+
+__device__ __forceinline__ unsigned smem_addr(const void *p) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+/* 16 bytes global → shared, asynchronously; zero-filled when !valid (rows past n). */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void ldsm_x4(unsigned (&r)[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldsm_x4_trans(unsigned (&r)[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+
+/* c += a·b for one m16n8k16 tile. */
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); /* .x = lo sits in the low half */
+    return *reinterpret_cast<unsigned *>(&v);
+}
+
+/* Rows [row0, row0 + 64) of a (n × D) bf16 matrix into a swizzled 64 × D tile; rows ≥ n become
+ * zeros (so padded keys add 0·V, never NaN). */
+template <int D> __device__ __forceinline__ void load_tile(bf16 *tile, const bf16 *src, int64_t row0, int64_t n) {
+    constexpr int CHUNKS = D / 8, PER_THREAD = 64 * CHUNKS / THREADS;
+#pragma unroll
+    for (int i = 0; i < PER_THREAD; i++) {
+        int idx = threadIdx.x + i * THREADS, row = idx / CHUNKS, col = (idx % CHUNKS) * 8;
+        bool valid = row0 + row < n;
+        const bf16 *g = src + (valid ? (row0 + row) * D + col : 0);
+        cp_async16(tile + swz<D>(row, col), g, valid);
+    }
+}
+
+__device__ __forceinline__ bool visible(int mask, int64_t window, int64_t i, int64_t j) {
+    return mask == ATTN_MASK_NONE || (j <= i && (mask != ATTN_MASK_WINDOW || j > i - window));
+}
+
+template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flash_params p) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16 *sQ = reinterpret_cast<bf16 *>(smem); /* 64 × D */
+    bf16 *sK = sQ + BR * D;                    /* 2 stages × 64 × D */
+    bf16 *sV = sK + 2 * BC * D;                /* 2 stages × 64 × D */
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, tq = lane % 4;
+
+    const int mb = p.m_blocks - 1 - blockIdx.x; /* last query blocks (most keys under causal) first */
+    const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads, kvh = h / p.group;
+    const int64_t r0 = (int64_t)mb * BR;
+    const bf16 *Q = p.q + (int64_t)bh * p.n_q * D;
+    const bf16 *K = p.k + (int64_t)(b * p.kv_heads + kvh) * p.n_k * D;
+    const bf16 *V = p.v + (int64_t)(b * p.kv_heads + kvh) * p.n_k * D;
+
+    /* Key tiles this query block can see: positions of its first and last real row. */
+    const int64_t i_lo = p.q_off + r0, i_hi = p.q_off + min(r0 + BR, p.n_q) - 1;
+    int64_t k_lo = 0, k_hi = p.n_k;
+    if (p.mask != ATTN_MASK_NONE)
+        k_hi = min(p.n_k, i_hi + 1);
+    if (p.mask == ATTN_MASK_WINDOW)
+        k_lo = max((int64_t)0, i_lo - p.window + 1);
+    const int64_t t_lo = k_lo / BC, t_hi = (k_hi + BC - 1) / BC;
+
+    load_tile<D>(sQ, Q, r0, p.n_q);
+    cp_async_commit();
+    if (t_lo < t_hi) {
+        load_tile<D>(sK, K, t_lo * BC, p.n_k);
+        load_tile<D>(sV, V, t_lo * BC, p.n_k);
+    }
+    cp_async_commit();
+    cp_async_wait<1>(); /* the Q group */
+    __syncthreads();
+
+    unsigned qa[D / 16][4]; /* this warp's 16 rows of Q as A fragments, one per 16-column step */
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+        ldsm_x4(qa[kk], sQ + swz<D>(warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, kk * 16 + (lane >> 4) * 8));
+
+    float o[D / 8][4]; /* O accumulators: 16 rows × D per warp */
+#pragma unroll
+    for (int n = 0; n < D / 8; n++)
+        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}; /* rows g and g+8, base-2 running max and sum */
+    const int64_t row_pos[2] = {i_lo + warp * 16 + g, i_lo + warp * 16 + g + 8};
+
+    for (int64_t t = t_lo; t < t_hi; t++) {
+        const int stage = (int)((t - t_lo) & 1);
+        if (t + 1 < t_hi) {
+            load_tile<D>(sK + (stage ^ 1) * BC * D, K, (t + 1) * BC, p.n_k);
+            load_tile<D>(sV + (stage ^ 1) * BC * D, V, (t + 1) * BC, p.n_k);
+            cp_async_commit();
+            cp_async_wait<1>(); /* tile t is in; t+1 may still be in flight */
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const bf16 *k_s = sK + stage * BC * D, *v_s = sV + stage * BC * D;
+
+        float s[BC / 8][4]; /* S = Q·Kᵀ: 16 rows × 64 keys per warp */
+#pragma unroll
+        for (int n = 0; n < BC / 8; n++)
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++)
+#pragma unroll
+            for (int np = 0; np < BC / 16; np++) {
+                unsigned bk[4]; /* b0 b1 of key tile 2np, then of 2np+1 */
+                ldsm_x4(bk, k_s + swz<D>(np * 16 + (lane & 7) + (lane >> 4) * 8, kk * 16 + ((lane >> 3) & 1) * 8));
+                mma_bf16(s[2 * np], qa[kk], bk[0], bk[1]);
+                mma_bf16(s[2 * np + 1], qa[kk], bk[2], bk[3]);
+            }
+
+        /* Scale to base 2; mask only where this tile crosses a mask edge or n_k. */
+        const int64_t key0 = t * BC;
+        const bool edge = key0 + BC > p.n_k || (p.mask != ATTN_MASK_NONE && key0 + BC - 1 > i_lo) ||
+                          (p.mask == ATTN_MASK_WINDOW && key0 <= i_hi - p.window);
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int n = 0; n < BC / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float x = s[n][e] * p.scale_log2;
+                if (edge) {
+                    int64_t j = key0 + n * 8 + 2 * tq + (e & 1);
+                    if (j >= p.n_k || !visible(p.mask, p.window, row_pos[e >> 1], j))
+                        x = -INFINITY;
+                }
+                s[n][e] = x;
+                mx[e >> 1] = fmaxf(mx[e >> 1], x);
+            }
+        float alpha[2], m_use[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            float m_new = fmaxf(m[r], mx[r]);
+            m_use[r] = m_new == -INFINITY ? 0.f : m_new; /* a row with nothing visible yet stays at 0 */
+            alpha[r] = exp2f(m[r] - m_use[r]);          /* m = −∞ → 0 */
+            m[r] = m_new;
+        }
+        float rowsum[2] = {0.f, 0.f};
+#pragma unroll
+        for (int n = 0; n < BC / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                s[n][e] = exp2f(s[n][e] - m_use[e >> 1]);
+                rowsum[e >> 1] += s[n][e];
+            }
+#pragma unroll
+        for (int r = 0; r < 2; r++)
+            l[r] = l[r] * alpha[r] + rowsum[r]; /* per-thread partial; the quad is summed at the end */
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) {
+            o[n][0] *= alpha[0], o[n][1] *= alpha[0];
+            o[n][2] *= alpha[1], o[n][3] *= alpha[1];
+        }
+
+        /* O += P·V, P rounded to bf16 straight from the S accumulators. */
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; kk++) {
+            const unsigned pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                    pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                    pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+            for (int dp = 0; dp < D / 16; dp++) {
+                unsigned bv[4]; /* b0 b1 of d tile 2dp, then of 2dp+1 */
+                ldsm_x4_trans(bv, v_s + swz<D>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dp * 16 + (lane >> 4) * 8));
+                mma_bf16(o[2 * dp], pa, bv[0], bv[1]);
+                mma_bf16(o[2 * dp + 1], pa, bv[2], bv[3]);
+            }
+        }
+        __syncthreads(); /* every warp is done with this stage before it is refilled */
+    }
+
+    /* Epilogue: whole-row sums, O / l and LSE = ln 2 · (m + log2 l); rows past n_q are padding. */
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+        const int64_t row = r0 + warp * 16 + g + r * 8;
+        if (row >= p.n_q)
+            continue;
+        const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f; /* no visible key: O = 0, LSE = −∞ */
+        float *out = p.o + ((int64_t)bh * p.n_q + row) * D + 2 * tq;
+#pragma unroll
+        for (int n = 0; n < D / 8; n++)
+            *reinterpret_cast<float2 *>(out + n * 8) = make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+        if (tq == 0)
+            p.lse[(int64_t)bh * p.n_q + row] = l[r] > 0.f ? (m[r] + log2f(l[r])) * 0.6931471805599453f : -INFINITY;
+    }
+}
+
+template <int D> int launch(const flash_params &prm, int64_t bh, cudaStream_t s, attn_err_t *err) {
+    CUDA_TRY(cudaFuncSetAttribute(flash_fwd<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<D>()));
+    dim3 grid((unsigned)prm.m_blocks, (unsigned)bh);
+    flash_fwd<D><<<grid, THREADS, smem_bytes<D>(), s>>>(prm);
+    CUDA_TRY_LAUNCH();
+    return ATTN_OK;
+}
+
+} // namespace
+
+extern "C" int cuda_flash_supports(const attn_problem_t *p, char *why, size_t len) {
+    if (p->dtype != ATTN_BF16) {
+        snprintf(why, len, "runs in bf16 on tensor cores only (got %s; use --dtype bf16)", dtype_name(p->dtype));
+        return 0;
+    }
+    if (p->head_dim != 64 && p->head_dim != 128) {
+        snprintf(why, len, "has kernels for head dims 64 and 128 only (got %lld)", (long long)p->head_dim);
+        return 0;
+    }
+    if (p->batch * p->heads > 65535 || (p->n_q + BR - 1) / BR > INT32_MAX) {
+        snprintf(why, len, "grid too large: batch·heads must be ≤ 65535 (got %lld)", (long long)(p->batch * p->heads));
+        return 0;
+    }
+    return 1;
+}
+
+/* Device bytes: Q, K, V in bf16, O and LSE in float32, and the float32 staging buffer the
+ * upload converts through (the largest of Q and K). Linear in n: no n_q × n_k buffer. */
+extern "C" size_t cuda_flash_device_bytes(const attn_problem_t *p) {
+    size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
+    return (nq + 2 * nkv) * sizeof(bf16) + (nq + nl) * sizeof(float) + (nq > nkv ? nq : nkv) * sizeof(float);
+}
+
+extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+    ATTN_TRY(cuda_begin(p, err));
+    size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
+    dev_buf q, k, v, o, lse, staging;
+    DEV_ALLOC(q, nq * sizeof(bf16), "blockwise_cuda Q (bf16)");
+    DEV_ALLOC(k, nkv * sizeof(bf16), "blockwise_cuda K (bf16)");
+    DEV_ALLOC(v, nkv * sizeof(bf16), "blockwise_cuda V (bf16)");
+    DEV_ALLOC(o, nq * sizeof(float), "blockwise_cuda O");
+    DEV_ALLOC(lse, nl * sizeof(float), "blockwise_cuda LSE");
+    DEV_ALLOC(staging, (nq > nkv ? nq : nkv) * sizeof(float), "blockwise_cuda upload staging");
+    cudaStream_t s = 0;
+    ATTN_TRY(cuda_upload(q.ptr, 1, (const float *)io->q, nq, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(k.ptr, 1, (const float *)io->k, nkv, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(v.ptr, 1, (const float *)io->v, nkv, staging.as<float>(), s, err));
+
+    flash_params prm = {};
+    prm.q = q.as<bf16>(), prm.k = k.as<bf16>(), prm.v = v.as<bf16>(), prm.o = o.as<float>(), prm.lse = lse.as<float>();
+    prm.n_q = p->n_q, prm.n_k = p->n_k, prm.q_off = p->n_k - p->n_q;
+    prm.heads = (int)p->heads, prm.kv_heads = (int)p->kv_heads, prm.group = (int)(p->heads / p->kv_heads);
+    prm.mask = (int)p->mask, prm.window = p->window;
+    prm.scale_log2 = (float)(problem_scale(p) * 1.4426950408889634);
+    prm.m_blocks = (int)((p->n_q + BR - 1) / BR);
+
+    event_pair ev;
+    CUDA_TRY(cudaEventCreate(&ev.start));
+    CUDA_TRY(cudaEventCreate(&ev.stop));
+    CUDA_TRY(cudaEventRecord(ev.start, s));
+    if (p->head_dim == 64)
+        ATTN_TRY(launch<64>(prm, p->batch * p->heads, s, err));
+    else
+        ATTN_TRY(launch<128>(prm, p->batch * p->heads, s, err));
+    CUDA_TRY(cudaEventRecord(ev.stop, s));
+    CUDA_TRY(cudaEventSynchronize(ev.stop));
+    float ms = 0;
+    CUDA_TRY(cudaEventElapsedTime(&ms, ev.start, ev.stop));
+    if (io->device_s)
+        *io->device_s = ms / 1e3;
+    CUDA_TRY(cudaMemcpy(io->o, o.ptr, nq * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_TRY(cudaMemcpy(io->lse, lse.ptr, nl * sizeof(float), cudaMemcpyDeviceToHost));
+    return ATTN_OK;
+}

@@ -1,0 +1,157 @@
+/* naive.cu — textbook attention on the GPU, the peer the tensor-core kernel is measured
+ * against and, in bf16, the baseline whose own error sets the bf16 tolerance (tolerance.c).
+ * Per (batch, head): S = Q·Kᵀ with cuBLAS into a materialised n_q × n_k float32 matrix, one
+ * block per row masks, scales and normalises it (softmax in float32 with expf/logf), then
+ * O = P·V with cuBLAS. f32: pedantic float32 GEMMs (no TF32); bf16: Q, K, V rounded to bf16,
+ * GEMMs with float32 accumulation, P rounded to bf16 for the second GEMM as a bf16 pipeline
+ * must. O(n_q·n_k) device memory. */
+#include <cuda_bf16.h>
+#include <math.h>
+
+#include "cuda_util.cuh"
+
+namespace {
+
+typedef __nv_bfloat16 bf16;
+
+constexpr int SOFTMAX_THREADS = 256;
+
+__device__ __forceinline__ bool visible(int mask, int64_t window, int64_t i, int64_t j) {
+    return mask == ATTN_MASK_NONE || (j <= i && (mask != ATTN_MASK_WINDOW || j > i - window));
+}
+
+/* Max (op 0) or sum (op 1) over the block; every thread gets the result. */
+__device__ float block_reduce(float x, int op, float *scratch) {
+    for (int off = 16; off > 0; off /= 2) {
+        float y = __shfl_xor_sync(0xffffffffu, x, off);
+        x = op == 0 ? fmaxf(x, y) : x + y;
+    }
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    __syncthreads(); /* scratch may still be read from the previous call */
+    if (lane == 0)
+        scratch[warp] = x;
+    __syncthreads();
+    x = scratch[0];
+    for (int w = 1; w < SOFTMAX_THREADS / 32; w++)
+        x = op == 0 ? fmaxf(x, scratch[w]) : x + scratch[w];
+    return x;
+}
+
+/* Row r of S (n_k scores, one block per row): mask, scale, softmax. P goes back into S (f32)
+ * or into P16 (bf16) when P16 is non-NULL; LSE = m + log(l). */
+__global__ void __launch_bounds__(SOFTMAX_THREADS)
+    softmax_rows(float *S, bf16 *P16, float *lse, int64_t n_k, int64_t q_off, int mask, int64_t window, float scale) {
+    __shared__ float scratch[SOFTMAX_THREADS / 32];
+    const int64_t r = blockIdx.x, i = q_off + r;
+    float *s = S + r * n_k;
+    float m = -INFINITY;
+    for (int64_t j = threadIdx.x; j < n_k; j += SOFTMAX_THREADS) {
+        float x = visible(mask, window, i, j) ? s[j] * scale : -INFINITY;
+        s[j] = x;
+        m = fmaxf(m, x);
+    }
+    m = block_reduce(m, 0, scratch);
+    float l = 0.f;
+    if (m != -INFINITY)
+        for (int64_t j = threadIdx.x; j < n_k; j += SOFTMAX_THREADS)
+            l += expf(s[j] - m);
+    l = block_reduce(l, 1, scratch);
+    const float inv = l > 0.f ? 1.f / l : 0.f; /* no visible key: P = 0, so O = 0 */
+    for (int64_t j = threadIdx.x; j < n_k; j += SOFTMAX_THREADS) {
+        float pj = m == -INFINITY ? 0.f : expf(s[j] - m) * inv;
+        if (P16)
+            P16[r * n_k + j] = __float2bfloat16_rn(pj);
+        else
+            s[j] = pj;
+    }
+    if (threadIdx.x == 0)
+        lse[r] = l > 0.f ? m + logf(l) : -INFINITY;
+}
+
+struct cublas_owner {
+    cublasHandle_t h = nullptr;
+    ~cublas_owner() {
+        if (h)
+            cublasDestroy(h);
+    }
+};
+
+} // namespace
+
+extern "C" size_t cuda_naive_device_bytes(const attn_problem_t *p) {
+    size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
+    size_t es = p->dtype == ATTN_BF16 ? sizeof(bf16) : sizeof(float);
+    size_t scores = (size_t)(p->n_q * p->n_k) * (sizeof(float) + (p->dtype == ATTN_BF16 ? sizeof(bf16) : 0));
+    size_t staging = p->dtype == ATTN_BF16 ? (nq > nkv ? nq : nkv) * sizeof(float) : 0;
+    return (nq + 2 * nkv) * es + (nq + nl) * sizeof(float) + scores + staging;
+}
+
+extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+    ATTN_TRY(cuda_begin(p, err));
+    const int bf = p->dtype == ATTN_BF16;
+    const int64_t d = p->head_dim, nq_rows = p->n_q, nk_rows = p->n_k;
+    size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
+    size_t es = bf ? sizeof(bf16) : sizeof(float);
+    dev_buf q, k, v, o, lse, staging, S, P16;
+    DEV_ALLOC(q, nq * es, "naive_cuda Q");
+    DEV_ALLOC(k, nkv * es, "naive_cuda K");
+    DEV_ALLOC(v, nkv * es, "naive_cuda V");
+    DEV_ALLOC(o, nq * sizeof(float), "naive_cuda O");
+    DEV_ALLOC(lse, nl * sizeof(float), "naive_cuda LSE");
+    if (bf)
+        DEV_ALLOC(staging, (nq > nkv ? nq : nkv) * sizeof(float), "naive_cuda upload staging");
+    DEV_ALLOC(S, (size_t)(nq_rows * nk_rows) * sizeof(float), "naive_cuda score matrix");
+    if (bf)
+        DEV_ALLOC(P16, (size_t)(nq_rows * nk_rows) * sizeof(bf16), "naive_cuda bf16 probabilities");
+    cudaStream_t s = 0;
+    ATTN_TRY(cuda_upload(q.ptr, bf, (const float *)io->q, nq, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(k.ptr, bf, (const float *)io->k, nkv, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(v.ptr, bf, (const float *)io->v, nkv, staging.as<float>(), s, err));
+
+    cublas_owner cb;
+    CUBLAS_TRY(cublasCreate(&cb.h));
+    CUBLAS_TRY(cublasSetStream(cb.h, s));
+    /* Float32 means float32: no TF32 even where the environment would allow it. */
+    CUBLAS_TRY(cublasSetMathMode(cb.h, bf ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH));
+
+    event_pair ev;
+    CUDA_TRY(cudaEventCreate(&ev.start));
+    CUDA_TRY(cudaEventCreate(&ev.stop));
+    CUDA_TRY(cudaEventRecord(ev.start, s));
+    const float one = 1.f, zero = 0.f, scale = (float)problem_scale(p);
+    const int M = (int)nk_rows, N = (int)nq_rows, Kd = (int)d;
+    for (int64_t bh = 0; bh < p->batch * p->heads; bh++) {
+        int64_t b = bh / p->heads, kvh = (bh % p->heads) / (p->heads / p->kv_heads);
+        size_t q_at = (size_t)(bh * nq_rows * d), kv_at = (size_t)((b * p->kv_heads + kvh) * nk_rows * d);
+        /* Row-major S (n_q × n_k) is column-major Sᵀ = K·Qᵀ: K row-major (n_k × d) is the
+         * column-major d × n_k matrix Kᵀ, taken transposed; Q row-major is column-major Qᵀ. */
+        if (bf)
+            CUBLAS_TRY(cublasGemmEx(cb.h, CUBLAS_OP_T, CUBLAS_OP_N, M, N, Kd, &one, k.as<bf16>() + kv_at, CUDA_R_16BF,
+                                    Kd, q.as<bf16>() + q_at, CUDA_R_16BF, Kd, &zero, S.ptr, CUDA_R_32F, M,
+                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        else
+            CUBLAS_TRY(cublasSgemm(cb.h, CUBLAS_OP_T, CUBLAS_OP_N, M, N, Kd, &one, k.as<float>() + kv_at, Kd,
+                                   q.as<float>() + q_at, Kd, &zero, S.as<float>(), M));
+        softmax_rows<<<(unsigned)nq_rows, SOFTMAX_THREADS, 0, s>>>(S.as<float>(), bf ? P16.as<bf16>() : nullptr,
+                                                                  lse.as<float>() + bh * nq_rows, nk_rows,
+                                                                  nk_rows - nq_rows, (int)p->mask, p->window, scale);
+        CUDA_TRY_LAUNCH();
+        /* Row-major O (n_q × d) is column-major Oᵀ = Vᵀ·Pᵀ, both already column-major as stored. */
+        if (bf)
+            CUBLAS_TRY(cublasGemmEx(cb.h, CUBLAS_OP_N, CUBLAS_OP_N, Kd, N, M, &one, v.as<bf16>() + kv_at, CUDA_R_16BF,
+                                    Kd, P16.ptr, CUDA_R_16BF, M, &zero, o.as<float>() + q_at, CUDA_R_32F, Kd,
+                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        else
+            CUBLAS_TRY(cublasSgemm(cb.h, CUBLAS_OP_N, CUBLAS_OP_N, Kd, N, M, &one, v.as<float>() + kv_at, Kd,
+                                   S.as<float>(), M, &zero, o.as<float>() + q_at, Kd));
+    }
+    CUDA_TRY(cudaEventRecord(ev.stop, s));
+    CUDA_TRY(cudaEventSynchronize(ev.stop));
+    float ms = 0;
+    CUDA_TRY(cudaEventElapsedTime(&ms, ev.start, ev.stop));
+    if (io->device_s)
+        *io->device_s = ms / 1e3;
+    CUDA_TRY(cudaMemcpy(io->o, o.ptr, nq * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_TRY(cudaMemcpy(io->lse, lse.ptr, nl * sizeof(float), cudaMemcpyDeviceToHost));
+    return ATTN_OK;
+}

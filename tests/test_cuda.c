@@ -1,0 +1,206 @@
+/* test_cuda.c — the CUDA backends against the float64 reference, through the exactness task
+ * users run: naive_cuda in f32, and blockwise_cuda, sliding_window_cuda and naive_cuda in bf16
+ * (bf16 tolerance = 2 × naive_cuda-bf16's own error, tolerance.c), × mask × H_kv ∈ {4, 2, 1}
+ * (H = 4) × odd and tile-straddling n × d ∈ {64, 128} × (n_q = n_k, n_q < n_k). Then the memory
+ * check: blockwise_cuda's tracked device peak at n = 65536 and 131072 must stay within its
+ * declared, linear device bytes and grow 2× when n doubles (an n² buffer would grow 4×).
+ * Exits 77 (CTest SKIP_RETURN_CODE) when there is no CUDA device.
+ * usage: test_cuda [--mask M] [--max-n N] [--skip-memory]   run the matrix, then the memory check (GPU)
+ *        test_cuda --memory-only                             the memory check alone (GPU)
+ *        test_cuda --probe                                   exit 0 with a device, 77 without
+ *        test_cuda --expect-no-device                        the no-device path (77 with a device) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "device.h"
+#include "options.h"
+#include "parallel.h"
+#include "tasks/task.h"
+#include "tensors.h"
+
+enum { SKIP = 77 };
+
+static int64_t ns[] = {1, 7, 64, 65, 130, 1000, 2049};
+static int64_t ds[] = {64, 128};
+enum { H = 4 };
+
+static double metric(const attn_record_t *r, const char *name) {
+    for (int m = 0; m < r->n_metrics; m++)
+        if (!strcmp(r->metrics[m].name, name))
+            return r->metrics[m].value;
+    return -1;
+}
+
+/* Runs the exactness task on "key=value ..." args; counts records as expected or not. A record
+ * must pass, except sliding_window_cuda must decline (skip) masks other than window. */
+static int run_case(const char *args_in, int *passed, int *failed) {
+    char args[1024];
+    snprintf(args, sizeof args, "%s", args_in);
+    attn_opts_t o;
+    opts_defaults(&o);
+    o.threads = 0;
+    o.repeats = 1;
+    attn_err_t err = {0};
+    char *save = NULL;
+    for (char *kv = strtok_r(args, " ", &save); kv; kv = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(kv, '=');
+        *eq = '\0';
+        if (opts_set(&o, kv, eq + 1, &err) != ATTN_OK) {
+            printf("FAIL bad test case %s: %s\n", args_in, err.msg);
+            return 1;
+        }
+    }
+    attn_run_t run;
+    char *fake_argv[] = {"test_cuda"};
+    if (results_run_init(&run, 1, fake_argv, o.seed, 0, &err) != ATTN_OK || opts_validate_run(&o, &err) != ATTN_OK ||
+        task_exactness(&o, &run, &err) != ATTN_OK) {
+        printf("FAIL %s: %s\n", args_in, err.msg);
+        return 1;
+    }
+    for (int i = 0; i < run.n_records; i++) {
+        const attn_record_t *r = &run.records[i];
+        const attn_problem_t *c = &r->config;
+        int expect_skip = !strcmp(r->backend, "sliding_window_cuda") && c->mask != ATTN_MASK_WINDOW;
+        int ok = expect_skip ? r->status == REC_SKIPPED : r->status == REC_PASS;
+        printf("%s %-20s %-4s n_k=%-5lld n_q=%-5lld H_kv=%lld d=%-3lld mask=%-6s w=%-4lld rel_l2=%.3g (tol %.3g) "
+               "max_abs=%.3g (tol %.3g) lse=%.3g (tol %.3g) %s%s%s\n",
+               ok ? "ok  " : "FAIL", r->backend, dtype_name(c->dtype), (long long)c->n_k, (long long)c->n_q,
+               (long long)c->kv_heads, (long long)c->head_dim, mask_name(c->mask), (long long)c->window,
+               metric(r, "rel_l2_err"), metric(r, "tol_rel_l2"), metric(r, "max_abs_err"), metric(r, "tol_max_abs"),
+               metric(r, "lse_max_abs_err"), metric(r, "tol_lse"), status_name(r->status), r->reason[0] ? ": " : "",
+               r->reason);
+        if (!ok)
+            printf("     expected %s, got %s\n", expect_skip ? "skipped" : "pass", status_name(r->status));
+        *passed += ok;
+        *failed += !ok;
+    }
+    results_run_free(&run);
+    return 0;
+}
+
+/* Tracked device peak of one blockwise_cuda call (B = 1, H = 2, H_kv = 1, d = 128, causal). */
+static int flash_peak(int64_t n, size_t *peak, size_t *declared, attn_err_t *err) {
+    const attn_backend_t *be = registry_find("blockwise_cuda");
+    attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 128, .n_q = n, .n_k = n,
+                        .mask = ATTN_MASK_CAUSAL, .dtype = ATTN_BF16, .layout = -1};
+    char reason[512];
+    if (!be || !backend_supports(be, &p, reason, sizeof reason))
+        return attn_fail(err, ATTN_ERUNTIME, "blockwise_cuda declines n=%lld: %s", (long long)n,
+                         be ? reason : "not built");
+    attn_tensors_t t;
+    ATTN_TRY(tensors_alloc(&p, 1, 7, &t, err));
+    device_alloc_reset_peak();
+    size_t before = device_alloc_current_bytes();
+    int rc = be->forward(be, &p, &t.io, err);
+    *peak = device_alloc_peak_bytes() - before;
+    *declared = be->workspace_bytes(be, &p);
+    tensors_free(&t);
+    return rc;
+}
+
+static int memory_check(int *passed, int *failed) {
+    size_t peak[2], declared[2];
+    attn_err_t err = {0};
+    for (int i = 0; i < 2; i++)
+        if (flash_peak((int64_t)65536 << i, &peak[i], &declared[i], &err) != ATTN_OK) {
+            printf("FAIL memory: %s\n", err.msg);
+            (*failed)++;
+            return 0;
+        }
+    double growth = (double)peak[1] / (double)peak[0];
+    int ok_decl = peak[1] <= declared[1] && peak[0] <= declared[0];
+    int ok_lin = growth <= 2.05;
+    double n2 = 131072.0 * 131072.0 * 2; /* one bf16 n × n matrix of one head */
+    printf("%s memory: blockwise_cuda device peak %zu B at n=65536, %zu B at n=131072 (declared %zu, %zu)\n",
+           ok_decl ? "ok  " : "FAIL", peak[0], peak[1], declared[0], declared[1]);
+    printf("%s memory: peak grows %.3f× when n doubles (linear: 2; an n² buffer: 4; n² bf16 = %.3g B)\n",
+           ok_lin ? "ok  " : "FAIL", growth, n2);
+    *passed += ok_decl + ok_lin;
+    *failed += !ok_decl + !ok_lin;
+    return 0;
+}
+
+/* Without a device: every CUDA backend must decline with a "no CUDA device" reason, so the run
+ * records skipped cases rather than failing or crashing. */
+static int no_device_check(void) {
+    const char *names[] = {"naive_cuda", "blockwise_cuda", "sliding_window_cuda"};
+    int failed = 0;
+    for (int i = 0; i < 3; i++) {
+        const attn_backend_t *be = registry_find(names[i]);
+        attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 64, .n_q = 16, .n_k = 16,
+                            .mask = ATTN_MASK_WINDOW, .window = 4, .dtype = ATTN_BF16, .layout = -1};
+        char reason[512] = "";
+        int ok = be && !backend_supports(be, &p, reason, sizeof reason) && strstr(reason, "no CUDA device");
+        printf("%s %s declines without a device: %s\n", ok ? "ok  " : "FAIL", names[i], be ? reason : "not registered");
+        failed += !ok;
+    }
+    return failed ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    const char *mask = "none,causal,window";
+    int64_t max_n = INT64_MAX;
+    int skip_memory = 0, memory_only = 0;
+    char why[256];
+    int devices = device_count(why, sizeof why);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--probe"))
+            return devices > 0 ? 0 : SKIP;
+        if (!strcmp(argv[i], "--expect-no-device")) {
+            if (devices > 0) {
+                printf("skip: %d CUDA device(s) present\n", devices);
+                return SKIP;
+            }
+            return no_device_check();
+        }
+        if (!strcmp(argv[i], "--skip-memory"))
+            skip_memory = 1;
+        else if (!strcmp(argv[i], "--memory-only"))
+            memory_only = 1;
+        else if (!strcmp(argv[i], "--mask") && i + 1 < argc)
+            mask = argv[++i];
+        else if (!strcmp(argv[i], "--max-n") && i + 1 < argc)
+            max_n = atoll(argv[++i]);
+        else {
+            fprintf(stderr, "unknown argument %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (devices == 0) {
+        printf("skip: %s\n", why);
+        return SKIP;
+    }
+    task_set_progress(0);
+    int passed = 0, failed = 0;
+    for (size_t in = 0; in < sizeof ns / sizeof ns[0] && !memory_only; in++) {
+        int64_t n = ns[in];
+        if (n > max_n)
+            continue;
+        char qlen[64];
+        if (n == 1)
+            snprintf(qlen, sizeof qlen, "1");
+        else
+            snprintf(qlen, sizeof qlen, "%lld,%lld", (long long)n, (long long)(n <= 7 ? 1 : n / 3));
+        for (size_t id = 0; id < sizeof ds / sizeof ds[0]; id++)
+            for (int kvh = H; kvh >= 1; kvh /= 2) {
+                const char *cases[2][2] = {{"f32", "naive_cuda"},
+                                           {"bf16", "blockwise_cuda,sliding_window_cuda,naive_cuda"}};
+                for (int c = 0; c < 2; c++) {
+                    char args[1024];
+                    snprintf(args, sizeof args,
+                             "backends=%s dtype=%s mask=%s seq-len=%lld q-len=%s heads=%d kv-heads=%d head-dim=%lld "
+                             "batch=%d window=%lld seed=%zu",
+                             cases[c][1], cases[c][0], mask, (long long)n, qlen, H, kvh, (long long)ds[id],
+                             n <= 65 ? 2 : 1, (long long)(n * 3 / 10 > 0 ? n * 3 / 10 : 1), in * 10 + id);
+                    if (run_case(args, &passed, &failed))
+                        return 1;
+                }
+            }
+    }
+    if (!skip_memory)
+        memory_check(&passed, &failed);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : (passed ? 0 : 1);
+}
