@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 int attn_fail(attn_err_t *err, int code, const char *fmt, ...) {
@@ -43,9 +44,10 @@ static atomic_size_t alloc_current, alloc_peak;
  * or not, freed memory goes back to the host), so a backend that allocates its K/V blocks per
  * call — ring's 2 × 256 MiB per rank at 10⁶ keys — spent 95 % of the call faulting pages in.
  * A caching allocator (as in PyTorch) makes the cost a one-off. Only blocks of KEEP_MIN bytes
- * or more are kept, at most min(16 GiB, RAM/2) in all; attn_alloc_trim() gives them back, as the
- * memory and capacity tasks do before they measure and mem_available_bytes() before it reads
- * (so an up-front memory refusal never counts kept blocks as used). ATTN_KEEP=0 turns the cache off. */
+ * or more are kept, at most min(16 GiB, RAM/2) in all. A new large block that free memory
+ * (less 1 GiB) would not hold makes attn_alloc give every kept block back first, so kept
+ * blocks never push a run out of memory; attn_alloc_trim() does the same on demand, as the
+ * memory and capacity tasks do before they measure. ATTN_KEEP=0 turns the cache off. */
 enum { KEEP_MIN = 16 << 20, KEEP_SLOTS = 32 };
 static pthread_mutex_t keep_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *keep_raw[KEEP_SLOTS];
@@ -99,6 +101,22 @@ static int keep_put(void *raw) {
     return kept;
 }
 
+size_t attn_alloc_kept_bytes(void) {
+    pthread_mutex_lock(&keep_lock);
+    size_t kept = keep_bytes;
+    pthread_mutex_unlock(&keep_lock);
+    return kept;
+}
+
+/* Free RAM without the page cache: a lower bound of what the kernel can hand out. */
+static int fits_free_ram(size_t bytes) {
+    struct sysinfo si;
+    if (sysinfo(&si) != 0)
+        return 0;
+    unsigned long long free_b = (unsigned long long)si.freeram * si.mem_unit;
+    return (unsigned long long)bytes + (1ull << 30) <= free_b;
+}
+
 void attn_alloc_trim(void) {
     pthread_mutex_lock(&keep_lock);
     for (int i = 0; i < KEEP_SLOTS; i++) {
@@ -116,6 +134,8 @@ void *attn_alloc(size_t bytes, attn_err_t *err, const char *what) {
     }
     size_t rounded = (bytes + 63) / 64 * 64;
     void *raw = rounded >= KEEP_MIN ? keep_take(rounded) : NULL;
+    if (!raw && rounded >= KEEP_MIN && attn_alloc_kept_bytes() && !fits_free_ram(rounded))
+        attn_alloc_trim();
     if (!raw) {
         if (posix_memalign(&raw, 64, ALLOC_HEADER + rounded) != 0) {
             attn_alloc_trim(); /* the kept blocks may be what is in the way */

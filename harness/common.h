@@ -21,9 +21,9 @@ int attn_fail(attn_err_t *err, int code, const char *fmt, ...) __attribute__((fo
 void *attn_alloc(size_t bytes, attn_err_t *err, const char *what);
 void attn_free(void *p);
 /* attn_free keeps blocks of 16 MiB and more for reuse (first-touching memory is slow on VMs;
- * see common.c); this returns them to the system. Call it before measuring memory
- * (mem_available_bytes does). */
+ * see common.c); this returns them to the system. Call it before measuring memory. */
 void attn_alloc_trim(void);
+size_t attn_alloc_kept_bytes(void); /* what attn_alloc_trim would give back */
 
 /* Accounting of what attn_alloc handed out (the bytes asked for, every thread together): now,
  * and the most at once since the last reset. The reset sets the peak to the current figure;

@@ -29,11 +29,11 @@ static uint64_t read_kb_field(const char *path, const char *key) {
     return kb * 1024;
 }
 
-/* Blocks attn_free kept for reuse are given back first: every caller asks in order to decide
- * whether something new fits, and kept blocks are resident memory it could have. */
+/* Blocks attn_free kept for reuse count as available: attn_alloc gives them back before it
+ * asks the system for a block that free memory could not otherwise hold (common.c). */
 uint64_t mem_available_bytes(void) {
-    attn_alloc_trim();
-    return read_kb_field("/proc/meminfo", "MemAvailable");
+    uint64_t avail = read_kb_field("/proc/meminfo", "MemAvailable");
+    return avail ? avail + attn_alloc_kept_bytes() : 0;
 }
 uint64_t mem_total_bytes(void) { return read_kb_field("/proc/meminfo", "MemTotal"); }
 uint64_t mem_rss_bytes(void) { return read_kb_field("/proc/self/status", "VmRSS"); }
