@@ -44,13 +44,15 @@ static atomic_size_t alloc_current, alloc_peak;
  * or not, freed memory goes back to the host), so a backend that allocates its K/V blocks per
  * call — ring's 2 × 256 MiB per rank at 10⁶ keys — spent 95 % of the call faulting pages in.
  * A caching allocator (as in PyTorch) makes the cost a one-off. Only blocks of KEEP_MIN bytes
- * or more are kept, at most min(16 GiB, RAM/2) in all. A new large block that free memory
- * (less 1 GiB) would not hold makes attn_alloc give every kept block back first, so kept
- * blocks never push a run out of memory; attn_alloc_trim() does the same on demand, as the
- * memory and capacity tasks do before they measure. ATTN_KEEP=0 turns the cache off. */
-enum { KEEP_MIN = 16 << 20, KEEP_SLOTS = 32 };
+ * or more are kept, at most min(16 GiB, RAM/2) in all, the least recently freed going first
+ * when that is full. A new large block that free RAM (less 1 GiB) would not hold makes
+ * attn_alloc give kept blocks back, oldest first, until it would: kept blocks never push a run
+ * out of memory. attn_alloc_trim() gives all back, as the memory and capacity tasks do before
+ * they measure. ATTN_KEEP=0 turns the cache off. */
+enum { KEEP_MIN = 16 << 20, KEEP_SLOTS = 64 };
 static pthread_mutex_t keep_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *keep_raw[KEEP_SLOTS];
+static uint64_t keep_stamp[KEEP_SLOTS], keep_clock;
 static size_t keep_bytes;
 static int keep_on = -1; /* −1: not read yet */
 static size_t keep_limit;
@@ -65,40 +67,62 @@ static void keep_init(void) { /* under keep_lock */
     keep_limit = half < ((size_t)16 << 30) ? half : (size_t)16 << 30;
 }
 
+static size_t cap_of(const void *raw) { return ((const alloc_header_t *)raw)->cap; }
+
+/* Frees the least recently kept block; 0 when none is kept. Under keep_lock. */
+static int keep_evict_oldest(void) {
+    int at = -1;
+    for (int i = 0; i < KEEP_SLOTS; i++)
+        if (keep_raw[i] && (at < 0 || keep_stamp[i] < keep_stamp[at]))
+            at = i;
+    if (at < 0)
+        return 0;
+    keep_bytes -= cap_of(keep_raw[at]);
+    free(keep_raw[at]);
+    keep_raw[at] = NULL;
+    return 1;
+}
+
 /* The smallest kept block that holds `cap` bytes without wasting more than a quarter. */
 static void *keep_take(size_t cap) {
-    void *best = NULL;
     int at = -1;
     pthread_mutex_lock(&keep_lock);
     keep_init();
     for (int i = 0; keep_on && i < KEEP_SLOTS; i++) {
-        if (!keep_raw[i])
-            continue;
-        size_t c = ((alloc_header_t *)keep_raw[i])->cap;
-        if (c >= cap && c - cap <= cap / 4 && (!best || c < ((alloc_header_t *)best)->cap))
-            best = keep_raw[i], at = i;
+        size_t c = keep_raw[i] ? cap_of(keep_raw[i]) : 0;
+        if (c >= cap && c - cap <= cap / 4 && (at < 0 || c < cap_of(keep_raw[at])))
+            at = i;
     }
-    if (best) {
+    void *got = at >= 0 ? keep_raw[at] : NULL;
+    if (got) {
         keep_raw[at] = NULL;
-        keep_bytes -= ((alloc_header_t *)best)->cap;
+        keep_bytes -= cap_of(got);
     }
     pthread_mutex_unlock(&keep_lock);
-    return best;
+    return got;
 }
 
 static int keep_put(void *raw) {
-    size_t cap = ((alloc_header_t *)raw)->cap;
-    int kept = 0;
+    size_t cap = cap_of(raw);
+    int at = -1;
     pthread_mutex_lock(&keep_lock);
     keep_init();
-    for (int i = 0; keep_on && i < KEEP_SLOTS && !kept && keep_bytes + cap <= keep_limit; i++)
-        if (!keep_raw[i]) {
-            keep_raw[i] = raw;
-            keep_bytes += cap;
-            kept = 1;
+    if (keep_on && cap <= keep_limit) {
+        for (;;) {
+            at = -1;
+            for (int i = 0; i < KEEP_SLOTS && at < 0; i++)
+                if (!keep_raw[i])
+                    at = i;
+            if (at >= 0 && keep_bytes + cap <= keep_limit)
+                break;
+            keep_evict_oldest(); /* always evicts: a full table or a full budget holds something */
         }
+        keep_raw[at] = raw;
+        keep_stamp[at] = ++keep_clock;
+        keep_bytes += cap;
+    }
     pthread_mutex_unlock(&keep_lock);
-    return kept;
+    return at >= 0;
 }
 
 size_t attn_alloc_kept_bytes(void) {
@@ -112,18 +136,23 @@ size_t attn_alloc_kept_bytes(void) {
 static int fits_free_ram(size_t bytes) {
     struct sysinfo si;
     if (sysinfo(&si) != 0)
-        return 0;
+        return 1; /* unknown: nothing to act on */
     unsigned long long free_b = (unsigned long long)si.freeram * si.mem_unit;
     return (unsigned long long)bytes + (1ull << 30) <= free_b;
 }
 
+/* Gives kept blocks back, oldest first, until `bytes` more would fit in free RAM. */
+static void keep_make_room(size_t bytes) {
+    pthread_mutex_lock(&keep_lock);
+    while (keep_bytes && !fits_free_ram(bytes))
+        keep_evict_oldest();
+    pthread_mutex_unlock(&keep_lock);
+}
+
 void attn_alloc_trim(void) {
     pthread_mutex_lock(&keep_lock);
-    for (int i = 0; i < KEEP_SLOTS; i++) {
-        free(keep_raw[i]);
-        keep_raw[i] = NULL;
-    }
-    keep_bytes = 0;
+    while (keep_evict_oldest())
+        ;
     pthread_mutex_unlock(&keep_lock);
 }
 
@@ -134,8 +163,8 @@ void *attn_alloc(size_t bytes, attn_err_t *err, const char *what) {
     }
     size_t rounded = (bytes + 63) / 64 * 64;
     void *raw = rounded >= KEEP_MIN ? keep_take(rounded) : NULL;
-    if (!raw && rounded >= KEEP_MIN && attn_alloc_kept_bytes() && !fits_free_ram(rounded))
-        attn_alloc_trim();
+    if (!raw && rounded >= KEEP_MIN)
+        keep_make_room(rounded);
     if (!raw) {
         if (posix_memalign(&raw, 64, ALLOC_HEADER + rounded) != 0) {
             attn_alloc_trim(); /* the kept blocks may be what is in the way */
