@@ -256,14 +256,25 @@ int model_forward_layers(const model_t *m, model_cache_t *cache, const model_att
                           : forward_f32(m, cache, att, tokens, n, n_logits, logits, NULL, err);
 }
 
-int model_forward_rank(const model_t *m, const model_shard_t *sh, const attn_backend_t *be, const attn_problem_t *tmpl,
-                       const int32_t *tokens_local, int64_t n_local, int64_t n_logits, double *logits, attn_err_t *err) {
+/* One backend for every layer: the per-layer table model_forward_layers takes (free it). */
+static model_attn_t *same_attention(const model_t *m, const attn_backend_t *be, const attn_problem_t *tmpl,
+                                    attn_err_t *err) {
     int L = m->cfg.num_hidden_layers;
     model_attn_t *att = malloc((size_t)L * sizeof *att);
-    if (!att)
-        return attn_fail(err, ATTN_ERUNTIME, "model: out of memory for %d layers", L);
+    if (!att) {
+        attn_fail(err, ATTN_ERUNTIME, "model: out of memory for %d layers", L);
+        return NULL;
+    }
     for (int l = 0; l < L; l++)
         att[l] = (model_attn_t){be, tmpl};
+    return att;
+}
+
+int model_forward_rank(const model_t *m, const model_shard_t *sh, const attn_backend_t *be, const attn_problem_t *tmpl,
+                       const int32_t *tokens_local, int64_t n_local, int64_t n_logits, double *logits, attn_err_t *err) {
+    model_attn_t *att = same_attention(m, be, tmpl, err);
+    if (!att)
+        return ATTN_ERUNTIME;
     int rc = forward_f32(m, NULL, att, tokens_local, n_local, n_logits, logits, sh, err);
     free(att);
     return rc;
@@ -278,12 +289,9 @@ int model_forward(const model_t *m, model_cache_t *cache, const attn_backend_t *
      * the attention is distributed. */
     if (be->forward_rank && !cache && tmpl->ranks > 1 && tmpl->dtype == ATTN_F32 && n >= 2 * (int64_t)tmpl->ranks)
         return dist_model_forward(m, be, tmpl, tokens, n, n_logits, logits, err);
-    int L = m->cfg.num_hidden_layers;
-    model_attn_t *att = malloc((size_t)L * sizeof *att);
+    model_attn_t *att = same_attention(m, be, tmpl, err);
     if (!att)
-        return attn_fail(err, ATTN_ERUNTIME, "model: out of memory for %d layers", L);
-    for (int l = 0; l < L; l++)
-        att[l] = (model_attn_t){be, tmpl};
+        return ATTN_ERUNTIME;
     int rc = model_forward_layers(m, cache, att, tokens, n, n_logits, logits, err);
     free(att);
     return rc;

@@ -80,3 +80,17 @@ int cuda_begin(const attn_problem_t *p, attn_err_t *err);
  * staging buffer the caller provides, at least n floats). */
 int cuda_upload(void *dst, int to_bf16, const float *src, size_t n, float *staging, cudaStream_t s,
                 attn_err_t *err);
+
+/* Every forward ends here: waits for the stop event, reports the kernels' device time through
+ * io->device_s and copies O (nq floats) and LSE (nl floats) back to the host. */
+inline int cuda_finish(const event_pair &ev, const dev_buf &o, const dev_buf &lse, size_t nq, size_t nl,
+                       const attn_io_t *io, attn_err_t *err) {
+    CUDA_TRY(cudaEventSynchronize(ev.stop));
+    float ms = 0;
+    CUDA_TRY(cudaEventElapsedTime(&ms, ev.start, ev.stop));
+    if (io->device_s)
+        *io->device_s = ms / 1e3;
+    CUDA_TRY(cudaMemcpy(io->o, o.ptr, nq * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_TRY(cudaMemcpy(io->lse, lse.ptr, nl * sizeof(float), cudaMemcpyDeviceToHost));
+    return ATTN_OK;
+}

@@ -146,12 +146,5 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_io_t *io, 
                                    S.as<float>(), M, &zero, o.as<float>() + q_at, Kd));
     }
     CUDA_TRY(cudaEventRecord(ev.stop, s));
-    CUDA_TRY(cudaEventSynchronize(ev.stop));
-    float ms = 0;
-    CUDA_TRY(cudaEventElapsedTime(&ms, ev.start, ev.stop));
-    if (io->device_s)
-        *io->device_s = ms / 1e3;
-    CUDA_TRY(cudaMemcpy(io->o, o.ptr, nq * sizeof(float), cudaMemcpyDeviceToHost));
-    CUDA_TRY(cudaMemcpy(io->lse, lse.ptr, nl * sizeof(float), cudaMemcpyDeviceToHost));
-    return ATTN_OK;
+    return cuda_finish(ev, o, lse, nq, nl, io, err);
 }
