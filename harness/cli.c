@@ -78,6 +78,12 @@ int cli_list(int argc, char **argv, attn_err_t *err) {
         printf("%-16s %s (%s)\n", "mpi", "one process per rank: mpirun -np P ... --transport mpi", mpi);
     else
         printf("%-16s %s\n", "mpi", "not in this build (Open MPI was not found at configure time)");
+    if (device_cuda_built()) {
+        printf("%-16s %s\n", "cuda_local", "*_cuda backends: P virtual ranks on one GPU (a schedule check, not multi-GPU)");
+        printf("%-16s %s\n", "nccl", "*_cuda backends: mpirun -np P, a GPU per rank; libnccl.so.2 loaded at run time");
+    } else {
+        printf("%-16s %s\n", "cuda_local, nccl", "not in this build (nvcc was not found at configure time)");
+    }
     return ATTN_OK;
 }
 
@@ -140,13 +146,13 @@ static int execute(int argc, char **argv, attn_opts_t *runs, int n_runs,
 static int with_transport(attn_opts_t *runs, int n_runs, attn_err_t *err) {
     int mpi = 0;
     for (int i = 0; i < n_runs; i++)
-        mpi |= !strcmp(runs[i].transport, "mpi");
+        mpi |= !strcmp(runs[i].transport, "mpi") || !strcmp(runs[i].transport, "nccl");
     if (!mpi)
         return ATTN_OK;
     ATTN_TRY(comm_mpi_init(NULL, NULL, err));
     int size = comm_mpi_world()->size;
     for (int i = 0; i < n_runs; i++) {
-        if (strcmp(runs[i].transport, "mpi"))
+        if (strcmp(runs[i].transport, "mpi") && strcmp(runs[i].transport, "nccl"))
             continue;
         if (runs[i].ranks == 1)
             runs[i].ranks = size;

@@ -89,4 +89,8 @@ void comm_mpi_finalize(void);
 /* The MPI library's name and version ("Open MPI v4.1.4"); "" without MPI. */
 void comm_mpi_version(char *buf, size_t len);
 /* Ends every process of the job with `code` after printing `why` (a failed rank under mpi). */
+#ifdef __cplusplus
+[[noreturn]] void comm_mpi_abort(int rank, const char *why, int code); /* included by the CUDA transports */
+#else
 _Noreturn void comm_mpi_abort(int rank, const char *why, int code);
+#endif

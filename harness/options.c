@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "comm.h"
+#include "device.h"
 #include "layout.h"
 #include "tasks/task.h"
 
@@ -212,10 +213,13 @@ int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
     if (IS("comm-timeout"))
         return parse_double(key, v, 0, 1e6, "a positive number of seconds", &o->comm_timeout, err);
     if (IS("transport")) {
-        if (strcmp(v, "local") && strcmp(v, "mpi"))
-            return attn_fail(err, ATTN_EUSAGE, "--transport: '%s' is not a transport (local, mpi)", v);
-        if (!strcmp(v, "mpi") && !comm_mpi_available())
-            return attn_fail(err, ATTN_EUSAGE, "--transport mpi: this build has no MPI (Open MPI was not found)");
+        attn_transport_t t;
+        if (!transport_parse(v, &t))
+            return attn_fail(err, ATTN_EUSAGE, "--transport: '%s' is not a transport (local, mpi, cuda_local, nccl)", v);
+        if ((t == ATTN_TRANSPORT_MPI || t == ATTN_TRANSPORT_NCCL) && !comm_mpi_available())
+            return attn_fail(err, ATTN_EUSAGE, "--transport %s: this build has no MPI (Open MPI was not found)", v);
+        if ((t == ATTN_TRANSPORT_CUDA_LOCAL || t == ATTN_TRANSPORT_NCCL) && !device_cuda_built())
+            return attn_fail(err, ATTN_EUSAGE, "--transport %s: this build has no CUDA backends (nvcc was not found)", v);
         snprintf(o->transport, sizeof o->transport, "%s", v);
         return ATTN_OK;
     }
@@ -452,8 +456,8 @@ int opts_problem(const attn_opts_t *o, int64_t n_k, int64_t n_q, attn_mask_t mas
                           .n_q = n_q, .n_k = n_k, .mask = mask, .window = mask == ATTN_MASK_WINDOW ? o->window : 0,
                           .scale = o->scale, .dtype = o->dtype, .block_q = o->block_q, .block_k = o->block_k,
                           .threads = o->threads, .device = o->device, .ranks = o->ranks, .comm_timeout = o->comm_timeout,
-                          .transport = strcmp(o->transport, "mpi") ? ATTN_TRANSPORT_LOCAL : ATTN_TRANSPORT_MPI,
                           .layout = -1, .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step};
+    transport_parse(o->transport, &p->transport); /* checked when the flag was parsed */
     attn_layout_kind_t k;
     if (layout_parse(o->layout, &k))
         p->layout = (int)k;
@@ -488,7 +492,8 @@ void opts_print_flags(FILE *f) {
           "  --scale S          softmax scale                              [1/sqrt(d)]\n"
           "  --block-q/-k N     tile sizes of tiled backends               [128/256]\n"
           "  --ranks P          ranks of the distributed backends (ring, striped, zigzag, ulysses) [1]\n"
-          "  --transport T      local (P ranks as threads) | mpi (under mpirun -np P) [local]\n"
+          "  --transport T      local (P ranks as threads) | mpi (under mpirun -np P) [local];\n"
+          "                     *_cuda backends: cuda_local (P virtual ranks on one GPU) | nccl (mpirun, a GPU each)\n"
           "  --layout L         ulysses' sequence shards: contiguous | striped | zigzag [auto]\n"
           "  --local-backend B  ulysses: backend run on each head shard      [blockwise]\n"
           "  --comm-timeout S   seconds without progress before a rank fails [300]\n"

@@ -18,6 +18,17 @@ int problem_threads(const attn_problem_t *p) {
 
 static const char *mask_names[] = {"none", "causal", "window"};
 const char *mask_name(attn_mask_t m) { return mask_names[m]; }
+
+static const char *transport_names[] = {"local", "mpi", "cuda_local", "nccl"};
+const char *transport_name(attn_transport_t t) { return transport_names[t]; }
+int transport_parse(const char *s, attn_transport_t *out) {
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, transport_names[i])) {
+            *out = (attn_transport_t)i;
+            return 1;
+        }
+    return 0;
+}
 int mask_parse(const char *s, attn_mask_t *out) {
     for (int i = 0; i < 3; i++)
         if (strcmp(s, mask_names[i]) == 0) {

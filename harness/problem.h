@@ -9,7 +9,9 @@ typedef enum { ATTN_MASK_NONE = 0, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW } attn_mas
 /* ATTN_BF16 (GPU backends): the host arrays are float32 like ATTN_F32; the backend rounds Q, K, V
  * to bfloat16 on the device, computes with float32 accumulation and returns O and LSE in float32. */
 typedef enum { ATTN_F32 = 0, ATTN_F64, ATTN_BF16 } attn_dtype_t;
-typedef enum { ATTN_TRANSPORT_LOCAL = 0, ATTN_TRANSPORT_MPI } attn_transport_t;
+/* local, mpi: host transports of the CPU distributed backends. cuda_local (P virtual ranks on
+ * one GPU) and nccl (one GPU per process under mpirun): the GPU distributed backends'. */
+typedef enum { ATTN_TRANSPORT_LOCAL = 0, ATTN_TRANSPORT_MPI, ATTN_TRANSPORT_CUDA_LOCAL, ATTN_TRANSPORT_NCCL } attn_transport_t;
 /* Injected faults (hidden --inject-fault, tests only). EXIT and STALL kill or freeze one rank;
  * DROP_STEP and LOCAL_POSITIONS are wrong answers the needle tests must catch: the ring family
  * skips step fault_step's K/V block on every rank, or masks with rank-local positions. */
@@ -54,6 +56,7 @@ typedef struct {
     double blocks_computed[ATTN_MAX_RANKS], blocks_skipped[ATTN_MAX_RANKS];
     double critical_path_s;            /* Σ over steps of the slowest rank's compute in that step */
     double wall_s;                     /* slowest rank's wall time from the start barrier to its last step */
+    double device_bytes[ATTN_MAX_RANKS]; /* GPU backends: each rank's device buffers (0 on the CPU) */
 } attn_dist_stats_t;
 
 /* What a distributed backend's figures should be, from the problem alone (its `expect`). Work
@@ -83,6 +86,9 @@ typedef struct {
 double problem_scale(const attn_problem_t *p);
 int problem_threads(const attn_problem_t *p);
 const char *mask_name(attn_mask_t m);
+/* "local", "mpi", "cuda_local", "nccl"; transport_parse returns 1 on success. */
+const char *transport_name(attn_transport_t t);
+int transport_parse(const char *s, attn_transport_t *out);
 int mask_parse(const char *s, attn_mask_t *out);
 const char *dtype_name(attn_dtype_t t);
 int dtype_parse(const char *s, attn_dtype_t *out);

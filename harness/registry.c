@@ -19,6 +19,10 @@ extern const attn_backend_t backend_dist_ulysses;
 extern const attn_backend_t backend_cuda_naive;
 extern const attn_backend_t backend_cuda_blockwise;
 extern const attn_backend_t backend_cuda_sliding_window;
+extern const attn_backend_t backend_cuda_ring;
+extern const attn_backend_t backend_cuda_striped;
+extern const attn_backend_t backend_cuda_zigzag;
+extern const attn_backend_t backend_cuda_ulysses;
 #endif
 
 static const attn_backend_t *const backends[] = {
@@ -34,6 +38,10 @@ static const attn_backend_t *const backends[] = {
     &backend_cuda_naive,
     &backend_cuda_blockwise,
     &backend_cuda_sliding_window,
+    &backend_cuda_ring,
+    &backend_cuda_striped,
+    &backend_cuda_zigzag,
+    &backend_cuda_ulysses,
 #endif
 };
 

@@ -68,7 +68,8 @@ static int haystack_ids(const attn_opts_t *o, const needle_text_ids_t *t, int64_
 /* The record's config: the model's attention shape, the mask the backend runs with. */
 static attn_problem_t case_problem(const attn_opts_t *o, const attn_backend_t *be, int64_t n, int64_t n_q) {
     attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 128, .n_q = n_q, .n_k = n,
-                        .dtype = ATTN_F32, .threads = o->threads, .device = o->device, .layout = -1,
+                        .dtype = o->dtype == ATTN_BF16 ? ATTN_BF16 : ATTN_F32, /* bf16: the GPU backends */
+                        .threads = o->threads, .device = o->device, .layout = -1,
                         .comm_timeout = o->comm_timeout,
                         .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step};
     int sw = !strncmp(be->name, "sliding_window", 14); /* and sliding_window_cuda: window masks only */
@@ -76,7 +77,7 @@ static attn_problem_t case_problem(const attn_opts_t *o, const attn_backend_t *b
     p.window = sw ? o->window : 0;
     if (be->layout) {
         p.ranks = o->ranks;
-        p.transport = strcmp(o->transport, "mpi") ? ATTN_TRANSPORT_LOCAL : ATTN_TRANSPORT_MPI;
+        transport_parse(o->transport, &p.transport);
         snprintf(p.local_backend, sizeof p.local_backend, "%s", o->local_backend);
         attn_layout_kind_t k;
         if (strcmp(o->layout, "auto") && layout_parse(o->layout, &k))

@@ -52,6 +52,10 @@ static void record_dist(attn_record_t *r, const attn_backend_t *be, const attn_p
     record_per_rank(r, "bytes_recv_expected", "B", e.bytes_recv, P);
     record_per_rank(r, "blocks_computed", "1", d->blocks_computed, P);
     record_per_rank(r, "blocks_skipped", "1", d->blocks_skipped, P);
+    if (d->device_bytes[0] > 0)
+        record_per_rank(r, "device_bytes", "B", d->device_bytes, P);
+    if (p->transport == ATTN_TRANSPORT_CUDA_LOCAL) /* see impls/cuda/gcomm.cuh */
+        record_extra_str(r, "timing_scope", "virtual ranks on one GPU: schedule check only");
     for (int i = 0; i < P; i++)
         if (d->bytes_sent[i] != e.bytes_sent[i] || d->bytes_recv[i] != e.bytes_recv[i]) {
             record_set_status(r, REC_FAIL, "rank %d moved %.0f B out / %.0f B in, the analytic count is %.0f / %.0f", i,

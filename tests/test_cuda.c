@@ -7,6 +7,8 @@
  * Exits 77 (CTest SKIP_RETURN_CODE) when there is no CUDA device.
  * usage: test_cuda [--mask M] [--max-n N] [--skip-memory]   run the matrix, then the memory check (GPU)
  *        test_cuda --memory-only                             the memory check alone (GPU)
+ *        test_cuda --dist [--max-n N]                        ring/striped/zigzag/ulysses_cuda on cuda_local
+ *                                                            (P ∈ 1,2,3,4,8) beside blockwise_cuda, bf16 rule (GPU)
  *        test_cuda --probe                                   exit 0 with a device, 77 without
  *        test_cuda --expect-no-device                        the no-device path (77 with a device) */
 #include <stdio.h>
@@ -62,7 +64,9 @@ static int run_case(const char *args_in, int *passed, int *failed) {
     for (int i = 0; i < run.n_records; i++) {
         const attn_record_t *r = &run.records[i];
         const attn_problem_t *c = &r->config;
-        int expect_skip = !strcmp(r->backend, "sliding_window_cuda") && c->mask != ATTN_MASK_WINDOW;
+        /* Declines by design: the window backend off window masks; ulysses when H does not split over P. */
+        int expect_skip = (!strcmp(r->backend, "sliding_window_cuda") && c->mask != ATTN_MASK_WINDOW) ||
+                          (!strcmp(r->backend, "ulysses_cuda") && c->heads % (c->ranks > 1 ? c->ranks : 1));
         int ok = expect_skip ? r->status == REC_SKIPPED : r->status == REC_PASS;
         printf("%s %-20s %-4s n_k=%-5lld n_q=%-5lld H_kv=%lld d=%-3lld mask=%-6s w=%-4lld rel_l2=%.3g (tol %.3g) "
                "max_abs=%.3g (tol %.3g) lse=%.3g (tol %.3g) %s%s%s\n",
@@ -77,6 +81,34 @@ static int run_case(const char *args_in, int *passed, int *failed) {
         *failed += !ok;
     }
     results_run_free(&run);
+    return 0;
+}
+
+/* The GPU distributed backends on P virtual ranks (cuda_local), each case with blockwise_cuda
+ * beside it on the same inputs: every record must pass the bf16 rule against the float64
+ * reference; the error of each P is printed beside blockwise_cuda's, so growth with P shows.
+ * n = 1000 and 2049 divide by none of 3, 8 (uneven shards); n_q < n_k puts the queries at the
+ * end of the keys; H_kv 4 and 1 (GQA); the window straddles shard boundaries. */
+static int dist_matrix(int64_t max_n, int *passed, int *failed) {
+    static const int ranks[] = {1, 2, 3, 4, 8};
+    static const int64_t dn[] = {1000, 2049};
+    for (size_t in = 0; in < 2; in++) {
+        if (dn[in] > max_n)
+            continue;
+        for (size_t ir = 0; ir < sizeof ranks / sizeof ranks[0]; ir++)
+            for (int kvh = H; kvh >= 1; kvh /= 4)
+                for (size_t id = 0; id < sizeof ds / sizeof ds[0]; id++) {
+                    char args[1024];
+                    snprintf(args, sizeof args,
+                             "backends=blockwise_cuda,ring_cuda,striped_cuda,zigzag_cuda,ulysses_cuda dtype=bf16 "
+                             "mask=none,causal,window seq-len=%lld q-len=%lld,%lld heads=%d kv-heads=%d head-dim=%lld "
+                             "window=%lld ranks=%d transport=cuda_local seed=%zu",
+                             (long long)dn[in], (long long)dn[in], (long long)(dn[in] / 3), H, kvh,
+                             (long long)ds[id], (long long)(dn[in] * 3 / 10), ranks[ir], 100 + in * 10 + ir);
+                    if (run_case(args, passed, failed))
+                        return 1;
+                }
+    }
     return 0;
 }
 
@@ -125,12 +157,14 @@ static int memory_check(int *passed, int *failed) {
 /* Without a device: every CUDA backend must decline with a "no CUDA device" reason, so the run
  * records skipped cases rather than failing or crashing. */
 static int no_device_check(void) {
-    const char *names[] = {"naive_cuda", "blockwise_cuda", "sliding_window_cuda"};
+    const char *names[] = {"naive_cuda", "blockwise_cuda", "sliding_window_cuda", "ring_cuda", "striped_cuda",
+                           "zigzag_cuda", "ulysses_cuda"};
     int failed = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 7; i++) {
         const attn_backend_t *be = registry_find(names[i]);
         attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 64, .n_q = 16, .n_k = 16,
-                            .mask = ATTN_MASK_WINDOW, .window = 4, .dtype = ATTN_BF16, .layout = -1};
+                            .mask = ATTN_MASK_WINDOW, .window = 4, .dtype = ATTN_BF16, .layout = -1,
+                            .ranks = i >= 3 ? 2 : 1, .transport = ATTN_TRANSPORT_CUDA_LOCAL};
         char reason[512] = "";
         int ok = be && !backend_supports(be, &p, reason, sizeof reason) && strstr(reason, "no CUDA device");
         printf("%s %s declines without a device: %s\n", ok ? "ok  " : "FAIL", names[i], be ? reason : "not registered");
@@ -142,7 +176,7 @@ static int no_device_check(void) {
 int main(int argc, char **argv) {
     const char *mask = "none,causal,window";
     int64_t max_n = INT64_MAX;
-    int skip_memory = 0, memory_only = 0;
+    int skip_memory = 0, memory_only = 0, dist = 0;
     char why[256];
     int devices = device_count(why, sizeof why);
     for (int i = 1; i < argc; i++) {
@@ -157,6 +191,8 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(argv[i], "--skip-memory"))
             skip_memory = 1;
+        else if (!strcmp(argv[i], "--dist"))
+            dist = 1;
         else if (!strcmp(argv[i], "--memory-only"))
             memory_only = 1;
         else if (!strcmp(argv[i], "--mask") && i + 1 < argc)
@@ -174,6 +210,12 @@ int main(int argc, char **argv) {
     }
     task_set_progress(0);
     int passed = 0, failed = 0;
+    if (dist) {
+        if (dist_matrix(max_n, &passed, &failed))
+            return 1;
+        printf("%d passed, %d failed\n", passed, failed);
+        return failed ? 1 : (passed ? 0 : 1);
+    }
     for (size_t in = 0; in < sizeof ns / sizeof ns[0] && !memory_only; in++) {
         int64_t n = ns[in];
         if (n > max_n)

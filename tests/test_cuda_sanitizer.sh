@@ -24,6 +24,11 @@ for d in 64 128; do
   "$san" --tool racecheck --error-exitcode 9 "$bin" run $small --head-dim $d --dtype bf16 \
     --backends blockwise_cuda || fail=1
 done
+echo "== memcheck ring_cuda, striped_cuda, zigzag_cuda on 3 virtual ranks (cuda_local)"
+"$san" --tool memcheck --error-exitcode 9 "$bin" run $small --head-dim 64 --dtype bf16 --ranks 3 \
+  --transport cuda_local --backends ring_cuda,striped_cuda,zigzag_cuda || fail=1
+"$san" --tool memcheck --error-exitcode 9 "$bin" run $small --head-dim 64 --dtype bf16 --ranks 2 \
+  --transport cuda_local --backends ulysses_cuda || fail=1
 echo "== memcheck f32 naive_cuda"
 "$san" --tool memcheck --error-exitcode 9 "$bin" run $small --head-dim 64 --dtype f32 --backends naive_cuda || fail=1
 [ $fail = 0 ] && echo "sanitizer: clean" || echo "sanitizer: FAILED"

@@ -19,6 +19,24 @@ int cuda_flash_supports(const attn_problem_t *p, char *why, size_t len);
 int cuda_flash_forward(const attn_problem_t *p, const attn_io_t *io, attn_err_t *err);
 size_t cuda_flash_device_bytes(const attn_problem_t *p);
 
+#ifdef __cplusplus
+}
+#include <cuda_runtime.h>
+/* The kernel on data already on the device (bf16 Q, K, V): rows [0, n_q) of every (batch,
+ * head) slab of q, slabs q_ld rows apart (O and LSE likewise); query row r at position q_off + r
+ * (negative allowed), key j at position j, K/V slabs kv_ld rows apart; mask and window as in
+ * attn_problem_t but in these positions. Batch, heads, kv_heads, head_dim and scale come from p.
+ * The distributed GPU backends call it once per (query piece, key block). */
+struct cuda_flash_call {
+    const void *q, *k, *v;
+    float *o, *lse;
+    int64_t n_q, n_k, q_ld, kv_ld, q_off, window;
+    int mask;
+};
+int cuda_flash_launch(const attn_problem_t *p, const cuda_flash_call *c, cudaStream_t s, attn_err_t *err);
+extern "C" {
+#endif
+
 /* device.cu: see cuda_util.cuh. */
 int cuda_supports_device(const attn_backend_t *self, const attn_problem_t *p, size_t device_bytes, char *reason,
                          size_t len);

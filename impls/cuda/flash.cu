@@ -32,7 +32,8 @@ constexpr int BR = 64, BC = 64, WARPS = 4, THREADS = 32 * WARPS;
 struct flash_params {
     const bf16 *q, *k, *v; /* Q (B,H,n_q,d), K/V (B,H_kv,n_k,d) */
     float *o, *lse;        /* O (B,H,n_q,d), LSE (B,H,n_q) */
-    int64_t n_q, n_k, q_off; /* query row r sits at position q_off + r */
+    int64_t n_q, n_k, q_off; /* query row r sits at position q_off + r (q_off may be negative) */
+    int64_t q_ld, kv_ld;     /* rows between (batch, head) slabs: of Q, O, LSE and of K, V */
     int heads, kv_heads, group;
     int mask;
     int64_t window;
@@ -111,9 +112,9 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
     const int mb = p.m_blocks - 1 - blockIdx.x; /* last query blocks (most keys under causal) first */
     const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads, kvh = h / p.group;
     const int64_t r0 = (int64_t)mb * BR;
-    const bf16 *Q = p.q + (int64_t)bh * p.n_q * D;
-    const bf16 *K = p.k + (int64_t)(b * p.kv_heads + kvh) * p.n_k * D;
-    const bf16 *V = p.v + (int64_t)(b * p.kv_heads + kvh) * p.n_k * D;
+    const bf16 *Q = p.q + (int64_t)bh * p.q_ld * D;
+    const bf16 *K = p.k + (int64_t)(b * p.kv_heads + kvh) * p.kv_ld * D;
+    const bf16 *V = p.v + (int64_t)(b * p.kv_heads + kvh) * p.kv_ld * D;
 
     /* Key tiles this query block can see: positions of its first and last real row. */
     const int64_t i_lo = p.q_off + r0, i_hi = p.q_off + min(r0 + BR, p.n_q) - 1;
@@ -244,12 +245,12 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
         if (row >= p.n_q)
             continue;
         const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f; /* no visible key: O = 0, LSE = −∞ */
-        float *out = p.o + ((int64_t)bh * p.n_q + row) * D + 2 * tq;
+        float *out = p.o + ((int64_t)bh * p.q_ld + row) * D + 2 * tq;
 #pragma unroll
         for (int n = 0; n < D / 8; n++)
             *reinterpret_cast<float2 *>(out + n * 8) = make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
         if (tq == 0)
-            p.lse[(int64_t)bh * p.n_q + row] = l[r] > 0.f ? (m[r] + log2f(l[r])) * 0.6931471805599453f : -INFINITY;
+            p.lse[(int64_t)bh * p.q_ld + row] = l[r] > 0.f ? (m[r] + log2f(l[r])) * 0.6931471805599453f : -INFINITY;
     }
 }
 
@@ -262,6 +263,21 @@ template <int D> int launch(const flash_params &prm, int64_t bh, cudaStream_t s,
 }
 
 } // namespace
+
+int cuda_flash_launch(const attn_problem_t *p, const cuda_flash_call *c, cudaStream_t s, attn_err_t *err) {
+    if (c->n_q <= 0)
+        return ATTN_OK;
+    flash_params prm = {};
+    prm.q = (const bf16 *)c->q, prm.k = (const bf16 *)c->k, prm.v = (const bf16 *)c->v, prm.o = c->o, prm.lse = c->lse;
+    prm.n_q = c->n_q, prm.n_k = c->n_k, prm.q_off = c->q_off, prm.q_ld = c->q_ld, prm.kv_ld = c->kv_ld;
+    prm.heads = (int)p->heads, prm.kv_heads = (int)p->kv_heads, prm.group = (int)(p->heads / p->kv_heads);
+    prm.mask = c->mask, prm.window = c->window;
+    prm.scale_log2 = (float)(problem_scale(p) * 1.4426950408889634);
+    prm.m_blocks = (int)((c->n_q + BR - 1) / BR);
+    if (p->head_dim == 64)
+        return launch<64>(prm, p->batch * p->heads, s, err);
+    return launch<128>(prm, p->batch * p->heads, s, err);
+}
 
 extern "C" int cuda_flash_supports(const attn_problem_t *p, char *why, size_t len) {
     if (p->dtype != ATTN_BF16) {
@@ -301,22 +317,14 @@ extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_io_t *io, 
     ATTN_TRY(cuda_upload(k.ptr, 1, (const float *)io->k, nkv, staging.as<float>(), s, err));
     ATTN_TRY(cuda_upload(v.ptr, 1, (const float *)io->v, nkv, staging.as<float>(), s, err));
 
-    flash_params prm = {};
-    prm.q = q.as<bf16>(), prm.k = k.as<bf16>(), prm.v = v.as<bf16>(), prm.o = o.as<float>(), prm.lse = lse.as<float>();
-    prm.n_q = p->n_q, prm.n_k = p->n_k, prm.q_off = p->n_k - p->n_q;
-    prm.heads = (int)p->heads, prm.kv_heads = (int)p->kv_heads, prm.group = (int)(p->heads / p->kv_heads);
-    prm.mask = (int)p->mask, prm.window = p->window;
-    prm.scale_log2 = (float)(problem_scale(p) * 1.4426950408889634);
-    prm.m_blocks = (int)((p->n_q + BR - 1) / BR);
+    cuda_flash_call call = {q.ptr, k.ptr, v.ptr, o.as<float>(), lse.as<float>(), p->n_q, p->n_k, p->n_q, p->n_k,
+                            p->n_k - p->n_q, p->window, (int)p->mask};
 
     event_pair ev;
     CUDA_TRY(cudaEventCreate(&ev.start));
     CUDA_TRY(cudaEventCreate(&ev.stop));
     CUDA_TRY(cudaEventRecord(ev.start, s));
-    if (p->head_dim == 64)
-        ATTN_TRY(launch<64>(prm, p->batch * p->heads, s, err));
-    else
-        ATTN_TRY(launch<128>(prm, p->batch * p->heads, s, err));
+    ATTN_TRY(cuda_flash_launch(p, &call, s, err));
     CUDA_TRY(cudaEventRecord(ev.stop, s));
     return cuda_finish(ev, o, lse, nq, nl, io, err);
 }

@@ -148,10 +148,20 @@ int dist_supports_common(const attn_backend_t *self, const attn_problem_t *p, ch
         snprintf(reason, len, "%s runs at most %d ranks (got %d)", self->name, ATTN_MAX_RANKS, P);
         return 0;
     }
-    if (p->transport == ATTN_TRANSPORT_MPI) {
+    int gpu = !strcmp(self->device, "cuda");
+    if (!gpu && (p->transport == ATTN_TRANSPORT_CUDA_LOCAL || p->transport == ATTN_TRANSPORT_NCCL)) {
+        snprintf(reason, len, "%s runs on --transport local or mpi (%s is for the *_cuda backends)", self->name,
+                 transport_name(p->transport));
+        return 0;
+    }
+    if (gpu && (p->transport == ATTN_TRANSPORT_LOCAL || p->transport == ATTN_TRANSPORT_MPI)) {
+        snprintf(reason, len, "%s runs on --transport cuda_local (P virtual ranks on one GPU) or nccl", self->name);
+        return 0;
+    }
+    if (p->transport == ATTN_TRANSPORT_MPI || p->transport == ATTN_TRANSPORT_NCCL) {
         attn_comm_t *w = comm_mpi_world();
         if (!w) {
-            snprintf(reason, len, "--transport mpi needs the run started under mpirun");
+            snprintf(reason, len, "--transport %s needs the run started under mpirun", transport_name(p->transport));
             return 0;
         }
         if (w->size != P) {
@@ -159,6 +169,8 @@ int dist_supports_common(const attn_backend_t *self, const attn_problem_t *p, ch
             return 0;
         }
     }
+    if (gpu)
+        return 1; /* dtype and device memory: the GPU backend's own supports() */
     return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, reason, len);
 }
 

@@ -198,12 +198,11 @@ static int ring_supports(const attn_backend_t *self, const attn_problem_t *p, ch
 
 /* Rank r computes its queries against every rank's keys, the block of rank r − s at step s.
  * It sends the blocks of ranks r, r−1, …, r−P+2 (all but r+1's) and receives all but its own. */
-static void ring_expect(const attn_backend_t *self, const attn_problem_t *p, attn_dist_expect_t *out) {
+void dist_ring_expect(attn_layout_kind_t kind, const attn_problem_t *p, double elem_bytes, attn_dist_expect_t *out) {
     int P = p->ranks > 1 ? p->ranks : 1;
     attn_layout_t lq, lk;
     attn_err_t err = {0};
     memset(out, 0, sizeof *out);
-    attn_layout_kind_t kind = *(const attn_layout_kind_t *)self->ctx;
     if (layout_init(&lq, kind, p->n_q, P, &err) || layout_init(&lk, kind, p->n_k, P, &err))
         return;
     double pairs[ATTN_MAX_RANKS][ATTN_MAX_RANKS], work[ATTN_MAX_RANKS] = {0}, total = 0, worst = 0;
@@ -222,11 +221,15 @@ static void ring_expect(const attn_backend_t *self, const attn_problem_t *p, att
             step = fmax(step, pairs[r][(r - s + P) % P]);
         out->critical_path += total > 0 ? step / (total / P) : 0;
     }
-    double row = 2.0 * (double)(p->batch * p->kv_heads * p->head_dim) * sizeof(float);
+    double row = 2.0 * (double)(p->batch * p->kv_heads * p->head_dim) * elem_bytes;
     for (int r = 0; P > 1 && r < P; r++) {
         out->bytes_sent[r] = row * (double)(p->n_k - layout_local_count(&lk, (r + 1) % P));
         out->bytes_recv[r] = row * (double)(p->n_k - layout_local_count(&lk, r));
     }
+}
+
+static void ring_expect(const attn_backend_t *self, const attn_problem_t *p, attn_dist_expect_t *out) {
+    dist_ring_expect(*(const attn_layout_kind_t *)self->ctx, p, sizeof(float), out);
 }
 
 /* Per rank: Q, O and a partial O shard, two K/V blocks, the engine's tile workspace. */

@@ -1,0 +1,243 @@
+/* dist_cuda.cu — the GPU distributed backends' table entries (ring_cuda, striped_cuda,
+ * zigzag_cuda, ulysses_cuda) and their two drivers:
+ *
+ *   cuda_local  forward() runs all P virtual ranks from this thread on one GPU: the host cuts
+ *               the whole tensors into shards, ring_cuda_ranks drives every rank's streams.
+ *   nccl        forward() is dist_forward (impls/dist): rank 0 announces the call over MPI,
+ *               every process runs forward_rank on its own GPU; shards move to and from rank
+ *               0 over MPI outside the timed region, K/V blocks over NCCL inside it.
+ *
+ * Inputs are rounded to bf16 on the device (like blockwise_cuda); partial results merge in
+ * float32. Bytes moved are bf16 K/V blocks: the analytic count is the CPU ring's at 2 bytes. */
+#include <string.h>
+
+#include "cuda_util.cuh"
+#include "ring_cuda.h"
+#include "ulysses_cuda.h"
+
+extern "C" {
+#include "impls/dist/dist.h"
+#include "layout.h"
+}
+
+namespace {
+
+struct dist_cuda_ctx {
+    attn_layout_kind_t kind;
+    int ulysses; /* 0: the ring loop under `kind`; 1: the all-to-all re-shard (contiguous) */
+};
+
+const dist_cuda_ctx *ctx_of(const attn_backend_t *self) { return (const dist_cuda_ctx *)self->ctx; }
+attn_layout_kind_t kind_of(const attn_backend_t *self) { return ctx_of(self)->kind; }
+
+size_t rank_bytes(const attn_backend_t *self, const attn_problem_t *p, int r) {
+    return ctx_of(self)->ulysses ? ulysses_cuda_rank_bytes(p, r) : ring_cuda_rank_bytes(p, (int)kind_of(self), r);
+}
+
+int run_ranks(const attn_backend_t *self, gcomm *g, const attn_problem_t *p, const ring_cuda_host_t *h,
+              ring_cuda_stats_t *st, attn_err_t *err) {
+    return ctx_of(self)->ulysses ? ulysses_cuda_ranks(g, p, h, st, err)
+                                 : ring_cuda_ranks(g, p, (int)kind_of(self), h, st, err);
+}
+
+/* Host float32 shards of every rank this process drives, freed on every return path. */
+struct host_shards {
+    ring_cuda_host_t h = {};
+    float *mem[5 * ATTN_MAX_RANKS] = {};
+    int n = 0;
+    host_shards() = default;
+    host_shards(const host_shards &) = delete;
+    host_shards &operator=(const host_shards &) = delete;
+    ~host_shards() {
+        for (int i = 0; i < n; i++)
+            attn_free(mem[i]);
+    }
+    float *take(size_t floats, attn_err_t *err, const char *what) {
+        float *p = (float *)attn_alloc(floats * sizeof(float) + 16, err, what);
+        if (p)
+            mem[n++] = p;
+        return p;
+    }
+    /* Buffers for local index i = global rank r. */
+    int alloc(const attn_problem_t *p, const attn_layout_t *lq, const attn_layout_t *lk, int i, int r,
+              attn_err_t *err) {
+        int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
+        size_t nq = (size_t)layout_local_count(lq, r), nk = (size_t)layout_local_count(lk, r);
+        h.q[i] = take((size_t)BH * nq * d, err, "ring_cuda host Q shard");
+        h.k[i] = take((size_t)BHkv * nk * d, err, "ring_cuda host K shard");
+        h.v[i] = take((size_t)BHkv * nk * d, err, "ring_cuda host V shard");
+        h.o[i] = take((size_t)BH * nq * d, err, "ring_cuda host O shard");
+        h.lse[i] = take((size_t)BH * nq, err, "ring_cuda host LSE shard");
+        return h.q[i] && h.k[i] && h.v[i] && h.o[i] && h.lse[i] ? ATTN_OK : ATTN_ERUNTIME;
+    }
+};
+
+void fill_dist(const ring_cuda_stats_t *st, int P, attn_dist_stats_t *out) {
+    memset(out, 0, sizeof *out);
+    out->ranks = P;
+    for (int r = 0; r < P; r++) {
+        out->compute_s[r] = st[r].compute_s, out->comm_s[r] = st[r].comm_s, out->exposed_s[r] = st[r].exposed_s;
+        out->bytes_sent[r] = st[r].bytes_sent, out->bytes_recv[r] = st[r].bytes_recv;
+        out->blocks_computed[r] = st[r].blocks_computed, out->blocks_skipped[r] = st[r].blocks_skipped;
+        out->device_bytes[r] = st[r].device_bytes;
+        out->wall_s = std::max(out->wall_s, st[r].wall_s);
+    }
+    for (int s = 0; s < P; s++) {
+        double worst = 0;
+        for (int r = 0; r < P; r++)
+            worst = std::max(worst, st[r].step_compute_s[s]);
+        out->critical_path_s += worst;
+    }
+}
+
+int local_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+    ATTN_TRY(cuda_begin(p, err));
+    int P = p->ranks > 1 ? p->ranks : 1;
+    attn_layout_t lq, lk;
+    ATTN_TRY(layout_init(&lq, kind_of(self), p->n_q, P, err));
+    ATTN_TRY(layout_init(&lk, kind_of(self), p->n_k, P, err));
+    int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
+    host_shards hs;
+    for (int r = 0; r < P; r++) {
+        ATTN_TRY(hs.alloc(p, &lq, &lk, r, r, err));
+        dist_shard_copy(&lq, r, BH, d, (float *)hs.h.q[r], (float *)io->q, 1);
+        dist_shard_copy(&lk, r, BHkv, d, (float *)hs.h.k[r], (float *)io->k, 1);
+        dist_shard_copy(&lk, r, BHkv, d, (float *)hs.h.v[r], (float *)io->v, 1);
+    }
+    gcomm g = {};
+    ring_cuda_stats_t st[ATTN_MAX_RANKS] = {};
+    int rc = gcomm_local_open(&g, P, p->device, p->comm_timeout, err);
+    if (rc == ATTN_OK)
+        rc = run_ranks(self, &g, p, &hs.h, st, err);
+    gcomm_close(&g);
+    ATTN_TRY(rc);
+    for (int r = 0; r < P; r++) {
+        dist_shard_copy(&lq, r, BH, d, hs.h.o[r], (float *)io->o, 0);
+        dist_shard_copy(&lq, r, BH, 1, hs.h.lse[r], (float *)io->lse, 0);
+    }
+    attn_dist_stats_t all;
+    fill_dist(st, P, &all);
+    if (io->dist)
+        *io->dist = all;
+    if (io->device_s)
+        *io->device_s = all.wall_s;
+    return ATTN_OK;
+}
+
+/* One NCCL communicator per process, kept across calls (creating one costs seconds); rebuilt
+ * when the world or the device changes, and dropped after an error. */
+gcomm nccl_world = {};
+
+int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, attn_comm_t *c, const attn_io_t *io,
+              attn_err_t *err) {
+    int P = c->size, me = c->rank;
+    /* One GPU per rank: rank r uses device --device + r. */
+    attn_problem_t mine_p = *p;
+    mine_p.device = p->device + me;
+    p = &mine_p;
+    char why[256];
+    int n_dev = device_count(why, sizeof why);
+    if (n_dev > 0 && p->device >= n_dev)
+        return attn_fail(err, ATTN_ERUNTIME, "nccl: rank %d needs CUDA device %d but this node has %d (one GPU per rank)",
+                         me, p->device, n_dev);
+    ATTN_TRY(cuda_begin(p, err));
+    if (nccl_world.count && (nccl_world.size != P || nccl_world.device != p->device))
+        gcomm_close(&nccl_world);
+    if (!nccl_world.count)
+        ATTN_TRY(gcomm_nccl_open_mpi(&nccl_world, c, p->device, p->comm_timeout, err));
+    attn_layout_t lq, lk;
+    ATTN_TRY(layout_init(&lq, kind_of(self), p->n_q, P, err));
+    ATTN_TRY(layout_init(&lk, kind_of(self), p->n_k, P, err));
+    int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
+    host_shards hs;
+    ATTN_TRY(hs.alloc(p, &lq, &lk, 0, me, err));
+    ATTN_TRY(dist_scatter(c, &lq, BH, d, (const float *)io->q, (float *)hs.h.q[0], err));
+    ATTN_TRY(dist_scatter(c, &lk, BHkv, d, (const float *)io->k, (float *)hs.h.k[0], err));
+    ATTN_TRY(dist_scatter(c, &lk, BHkv, d, (const float *)io->v, (float *)hs.h.v[0], err));
+    ATTN_TRY(comm_barrier(c, 1 << 21, err));
+    ring_cuda_stats_t st = {};
+    int rc = run_ranks(self, &nccl_world, p, &hs.h, &st, err);
+    if (rc != ATTN_OK) {
+        gcomm_close(&nccl_world);
+        return rc;
+    }
+    /* dist_report gathers the figures over MPI; the comm ones are the GPU streams' here. */
+    comm_stats_reset(c);
+    c->stats.total_s = st.comm_s, c->stats.exposed_s = st.exposed_s;
+    c->stats.bytes_sent = (uint64_t)st.bytes_sent, c->stats.bytes_recv = (uint64_t)st.bytes_recv;
+    dist_rank_stats_t mine = {st.compute_s, st.blocks_computed, st.blocks_skipped, st.wall_s, st.step_compute_s, P};
+    ATTN_TRY(dist_report(c, &mine, io->dist, err));
+    double dev[ATTN_MAX_RANKS] = {};
+    dev[me] = st.device_bytes;
+    ATTN_TRY(comm_allreduce(c, dev, P, COMM_SUM, (1 << 20) + 3, err));
+    if (me == 0 && io->dist)
+        memcpy(io->dist->device_bytes, dev, sizeof dev);
+    ATTN_TRY(dist_gather(c, &lq, BH, d, hs.h.o[0], (float *)io->o, err));
+    return dist_gather(c, &lq, BH, 1, hs.h.lse[0], (float *)io->lse, err);
+}
+
+int ring_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+    if (p->layout >= 0 && p->layout != (int)kind_of(self)) {
+        snprintf(reason, len, "%s always uses the %s layout", self->name, layout_name(kind_of(self)));
+        return 0;
+    }
+    int P = p->ranks > 1 ? p->ranks : 1;
+    ulysses_heads_t uh;
+    for (int q = 0; ctx_of(self)->ulysses && q < P; q++)
+        if (!ulysses_heads(p, P, q, &uh)) {
+            snprintf(reason, len, "%s needs the %lld heads (over %lld kv heads) to split evenly over %d ranks",
+                     self->name, (long long)p->heads, (long long)p->kv_heads, P);
+            return 0;
+        }
+    if (!dist_supports_common(self, p, reason, len))
+        return 0;
+    char why[256];
+    if (!cuda_flash_supports(p, why, sizeof why)) {
+        snprintf(reason, len, "%s %s", self->name, why);
+        return 0;
+    }
+    /* cuda_local: every rank's buffers on the one device; nccl: this process's rank. */
+    size_t bytes = 0;
+    for (int r = 0; r < (p->transport == ATTN_TRANSPORT_NCCL ? 1 : P); r++)
+        bytes += rank_bytes(self, p, r);
+    return cuda_supports_device(self, p, bytes, reason, len);
+}
+
+int ring_cuda_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+    if (p->transport == ATTN_TRANSPORT_NCCL)
+        return dist_forward(self, p, io, err);
+    return local_forward(self, p, io, err);
+}
+
+void ring_cuda_expect(const attn_backend_t *self, const attn_problem_t *p, attn_dist_expect_t *out) {
+    if (ctx_of(self)->ulysses)
+        ulysses_cuda_expect(p, out);
+    else
+        dist_ring_expect(kind_of(self), p, 2.0, out);
+}
+
+size_t ring_cuda_workspace(const attn_backend_t *self, const attn_problem_t *p) {
+    size_t bytes = 0;
+    int P = p->ranks > 1 ? p->ranks : 1;
+    for (int r = 0; r < P; r++)
+        bytes += rank_bytes(self, p, r);
+    return bytes;
+}
+
+const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, 0}, striped_ctx = {LAYOUT_STRIPED, 0},
+                    zigzag_ctx = {LAYOUT_ZIGZAG, 0}, ulysses_ctx = {LAYOUT_CONTIGUOUS, 1};
+
+} // namespace
+
+#define DIST_CUDA_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                           \
+    extern "C" const attn_backend_t var = {NAME, "cuda", DESC, LAYOUT, ring_cuda_supports, ring_cuda_forward,     \
+                                           nccl_rank, ring_cuda_expect, ring_cuda_workspace, &CTX};
+
+DIST_CUDA_BACKEND(backend_cuda_ring, "ring_cuda", "contiguous", ring_ctx,
+                  "ring attention on GPUs: tensor-core kernel per step, next K/V block copied meanwhile; bf16")
+DIST_CUDA_BACKEND(backend_cuda_striped, "striped_cuda", "striped", striped_ctx,
+                  "ring_cuda with token t on rank t mod P (balanced causal work); bf16")
+DIST_CUDA_BACKEND(backend_cuda_zigzag, "zigzag_cuda", "zigzag", zigzag_ctx,
+                  "ring_cuda with chunks p and 2P−1−p on rank p (balanced, contiguous); bf16")
+DIST_CUDA_BACKEND(backend_cuda_ulysses, "ulysses_cuda", "contiguous", ulysses_ctx,
+                  "all-to-all from token shards to head shards, tensor-core kernel on all tokens, all-to-all back; bf16")

@@ -1,0 +1,92 @@
+/* gcomm.cuh — device-buffer communication for the GPU distributed backends (ring_cuda,
+ * striped_cuda, zigzag_cuda, ulysses_cuda). Two transports behind one small interface:
+ *
+ *   cuda_local  P virtual ranks on one GPU, all driven by this process: each has its own
+ *               compute and comm stream and its own buffers; every send is a real
+ *               device-to-device copy enqueued on the receiver's comm stream, ordered by events.
+ *               The ranks share one GPU's SMs and memory bandwidth, so its timings check the
+ *               schedule (does the copy of the next block overlap the current compute?), they
+ *               are not multi-GPU performance.
+ *   nccl        one rank per process and GPU; grouped ncclSend/ncclRecv on the rank's comm
+ *               stream. Bootstrapped by MPI (rank 0's ncclUniqueId broadcast) under mpirun, or
+ *               by a shared file on one node (gcomm_nccl_open_file) where there is no MPI.
+ *
+ * The backend code indexes everything by local index i ∈ [0, count): global rank first + i.
+ * Enqueueing is asynchronous; the backend orders its compute stream against the comm stream
+ * with events, and waits on the host only through gcomm_sync, which polls the transport for
+ * asynchronous errors and aborts the communicator after timeout_s instead of hanging. */
+#pragma once
+#include <cuda_runtime.h>
+
+extern "C" {
+#include "comm.h"
+#include "common.h"
+#include "problem.h"
+}
+
+enum gcomm_kind { GCOMM_CUDA_LOCAL = 0, GCOMM_NCCL = 1 };
+
+struct gcomm {
+    gcomm_kind kind;
+    int size;         /* P: ranks in the world */
+    int first, count; /* ranks this process drives: first .. first + count − 1 */
+    int device;       /* CUDA device ordinal of this process's ranks */
+    double timeout_s; /* gcomm_sync gives up (and aborts an nccl communicator) after this */
+    cudaStream_t compute[ATTN_MAX_RANKS], comm[ATTN_MAX_RANKS]; /* by local index */
+    void *nccl;       /* ncclComm_t under GCOMM_NCCL */
+};
+
+/* P virtual ranks on device `device` (already current): streams created non-blocking. */
+int gcomm_local_open(gcomm *g, int ranks, int device, double timeout_s, attn_err_t *err);
+
+/* 1 when this build has NCCL; otherwise the nccl functions fail with a message saying so. */
+int gcomm_nccl_built(void);
+/* The nccl transport for this process's rank of the MPI world `world` (rank 0 creates the
+ * unique id and sends it to every rank through world): one rank per process, on `device`.
+ * Communicator creation is nonblocking and fails after timeout_s (a peer that never arrives). */
+int gcomm_nccl_open_mpi(gcomm *g, attn_comm_t *world, int device, double timeout_s, attn_err_t *err);
+/* The same without MPI: rank 0 writes the unique id to `path` (through a temporary file and a
+ * rename, so a reader never sees half of it); the other ranks wait up to timeout_s for it. */
+int gcomm_nccl_open_file(gcomm *g, const char *path, int rank, int ranks, int device, double timeout_s,
+                         attn_err_t *err);
+/* NCCL's version ("NCCL 2.28.x"); "" without NCCL. */
+void gcomm_nccl_version(char *buf, size_t len);
+
+/* Streams destroyed, the communicator destroyed (or aborted after an error). Safe on a zeroed g. */
+void gcomm_close(gcomm *g);
+/* After an error: abort the communicator (nccl) so peers blocked on this rank fail instead of hanging. */
+void gcomm_abort(gcomm *g);
+
+/* One ring step for every rank driven here: rank r sends send[i] (send_bytes[i] bytes) to rank
+ * r + 1 and receives recv_bytes[i] bytes into recv[i] from rank r − 1 (mod P), enqueued on
+ * comm[i]. Ordering it guarantees under cuda_local: a copy starts after everything enqueued
+ * earlier on the sender's and the receiver's comm streams (the previous step's copies, which
+ * fill the send buffer and read the buffer now received into). The caller makes comm[i] wait
+ * for its compute stream where compute still reads recv[i]. */
+int gcomm_shift(gcomm *g, void *const send[], const size_t send_bytes[], void *const recv[],
+                const size_t recv_bytes[], attn_err_t *err);
+
+/* All-to-all with per-peer sizes, for every rank driven here: local rank i sends
+ * send_bytes[i][q] bytes from send[i] + send_off[i][q] to rank q and receives recv_bytes[i][q]
+ * bytes into recv[i] + recv_off[i][q] from rank q (the self part is a copy too), enqueued on
+ * comm[i]. Starts after everything enqueued earlier on every participating comm stream and
+ * ends with every comm stream waiting for all of it (so send buffers may be reused after it). */
+typedef size_t gcomm_sizes_t[ATTN_MAX_RANKS][ATTN_MAX_RANKS];
+int gcomm_alltoallv(gcomm *g, const void *const send[], const gcomm_sizes_t send_bytes, const gcomm_sizes_t send_off,
+                    void *const recv[], const gcomm_sizes_t recv_bytes, const gcomm_sizes_t recv_off, attn_err_t *err);
+
+/* Host wait for event ev, polling: returns the CUDA error if the device failed, the NCCL
+ * asynchronous error if the communicator failed (then aborting it), or a timeout error naming
+ * `what` after timeout_s without completion (aborting the communicator). */
+int gcomm_sync(gcomm *g, cudaEvent_t ev, const char *what, attn_err_t *err);
+
+/* gcomm_nccl.cu's halves of the calls above (gcomm.cu dispatches on g->kind). */
+int gcomm_nccl_shift(gcomm *g, void *const send[], const size_t send_bytes[], void *const recv[],
+                     const size_t recv_bytes[], attn_err_t *err);
+int gcomm_nccl_alltoallv(gcomm *g, const void *const send[], const gcomm_sizes_t send_bytes,
+                         const gcomm_sizes_t send_off, void *const recv[], const gcomm_sizes_t recv_bytes,
+                         const gcomm_sizes_t recv_off, attn_err_t *err);
+/* ATTN_OK, or the communicator's asynchronous error (the communicator is then aborted). */
+int gcomm_nccl_poll(gcomm *g, attn_err_t *err);
+/* Destroys (or, after an error, aborts) the communicator; the streams are gcomm_close's. */
+void gcomm_nccl_close(gcomm *g, int abort);

@@ -1,0 +1,265 @@
+/* ring_cuda.cu — ring attention on GPUs: ring_cuda, striped_cuda, zigzag_cuda. The loop of
+ * impls/dist/ring.c with the tensor-core kernel (flash.cu) as each step's local compute, on
+ * either GPU transport (gcomm.cuh): P virtual ranks of one GPU (cuda_local) or one rank per
+ * GPU process (nccl).
+ *
+ * Per rank, two streams: step s computes on the compute stream against K/V block `cur` while
+ * the comm stream moves block `cur` on to rank r+1 and receives block s+1 into `1 − cur`. The
+ * compute of step s+1 waits for that receive (an event); the receive of step s+1 waits for the
+ * compute of step s, which still reads the buffer it overwrites. Inputs travel as bf16; every
+ * partial O and LSE is float32 and merged in float32 (merge_kernel), so the error does not
+ * grow with P through bf16 round trips of partial results.
+ *
+ * Striped positions are strided (token t on rank t mod P), but within one (query shard, key
+ * block) pair the visible set is a shifted causal (or window) band in local indices, so the
+ * kernel's contiguous-position masks serve all three layouts: see band.h. */
+#include <math.h>
+#include <string.h>
+
+#include <algorithm>
+
+#include "band.h"
+#include "cuda_util.cuh"
+#include "gcomm.cuh"
+#include "ring_cuda.h"
+
+extern "C" {
+#include "layout.h"
+}
+
+namespace {
+
+typedef __nv_bfloat16 bf16;
+
+/* acc ← acc ⊕ part for rows [r0, r0 + rows) of every (batch, head) slab (ld rows apart): one
+ * warp per row, the log-sum-exp rule in float32. */
+__global__ void merge_kernel(float *o_acc, float *l_acc, const float *o_part, const float *l_part, int64_t ld,
+                             int64_t r0, int64_t rows, int64_t slabs, int d) {
+    int64_t w = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
+    if (w >= rows * slabs)
+        return;
+    int64_t at = (w / rows) * ld + r0 + w % rows;
+    float lp = l_part[at], la = l_acc[at];
+    if (lp == -INFINITY)
+        return;
+    float *oa = o_acc + at * d;
+    const float *op = o_part + at * d;
+    if (la == -INFINITY) {
+        for (int c = lane; c < d; c += 32)
+            oa[c] = op[c];
+    } else {
+        float m = fmaxf(la, lp), wa = expf(la - m), wp = expf(lp - m), inv = 1.f / (wa + wp);
+        for (int c = lane; c < d; c += 32)
+            oa[c] = (wa * oa[c] + wp * op[c]) * inv;
+        lp = m + logf(wa + wp);
+    }
+    __syncwarp();
+    if (lane == 0)
+        l_acc[at] = lp;
+}
+
+__global__ void fill_kernel(float *x, int64_t n, float v) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        x[i] = v;
+}
+
+/* One rank's device buffers; bytes is their sum (the rank's device memory). */
+struct rank_bufs {
+    dev_buf q, kv[2], o, lse, o_part, lse_part;
+    size_t bytes = 0;
+};
+
+struct rank_events {
+    cudaEvent_t comp0[ATTN_MAX_RANKS] = {}, comp1[ATTN_MAX_RANKS] = {}, comm0[ATTN_MAX_RANKS] = {},
+                comm1[ATTN_MAX_RANKS] = {}, start = nullptr, end = nullptr;
+    int steps = 0;
+    rank_events() = default;
+    rank_events(const rank_events &) = delete;
+    rank_events &operator=(const rank_events &) = delete;
+    ~rank_events() {
+        for (int s = 0; s < steps; s++) {
+            cudaEventDestroy(comp0[s]), cudaEventDestroy(comp1[s]);
+            cudaEventDestroy(comm0[s]), cudaEventDestroy(comm1[s]);
+        }
+        if (start)
+            cudaEventDestroy(start), cudaEventDestroy(end);
+    }
+    int create(int P, attn_err_t *err) {
+        CUDA_TRY(cudaEventCreate(&start));
+        CUDA_TRY(cudaEventCreate(&end));
+        for (; steps < P; steps++) {
+            CUDA_TRY(cudaEventCreate(&comp0[steps]));
+            CUDA_TRY(cudaEventCreate(&comp1[steps]));
+            CUDA_TRY(cudaEventCreate(&comm0[steps]));
+            CUDA_TRY(cudaEventCreate(&comm1[steps]));
+        }
+        return ATTN_OK;
+    }
+};
+
+float ms_between(cudaEvent_t a, cudaEvent_t b) {
+    float ms = 0;
+    return cudaEventElapsedTime(&ms, a, b) == cudaSuccess ? ms : 0.f;
+}
+
+} // namespace
+
+extern "C" size_t ring_cuda_rank_bytes(const attn_problem_t *p, int kind, int rank) {
+    attn_layout_t lq, lk;
+    attn_err_t err = {};
+    int P = p->ranks > 1 ? p->ranks : 1;
+    if (layout_init(&lq, (attn_layout_kind_t)kind, p->n_q, P, &err) ||
+        layout_init(&lk, (attn_layout_kind_t)kind, p->n_k, P, &err))
+        return 0;
+    size_t d = (size_t)p->head_dim, bh = (size_t)(p->batch * p->heads), bhkv = (size_t)(p->batch * p->kv_heads);
+    size_t nq = (size_t)layout_local_count(&lq, rank), kmax = (size_t)layout_max_local_count(&lk);
+    return bh * nq * d * sizeof(bf16) + 2 * (2 * bhkv * kmax * d * sizeof(bf16) + 16) +
+           2 * (bh * nq * d + bh * nq) * sizeof(float) + 64;
+}
+
+int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cuda_host_t *h, ring_cuda_stats_t *st,
+                    attn_err_t *err) {
+    attn_layout_kind_t kind = (attn_layout_kind_t)kind_i;
+    int P = g->size, L = g->count;
+    int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
+    attn_layout_t lq, lk;
+    ATTN_TRY(layout_init(&lq, kind, p->n_q, P, err));
+    ATTN_TRY(layout_init(&lk, kind, p->n_k, P, err));
+    int64_t kmax = layout_max_local_count(&lk);
+    size_t block_elems = (size_t)(2 * BHkv * kmax * d);
+    rank_bufs b[ATTN_MAX_RANKS];
+    rank_events ev[ATTN_MAX_RANKS];
+
+    /* Buffers, then the rank's shards uploaded and converted (outside the timed region). */
+    {
+        size_t stage_n = 1;
+        for (int i = 0; i < L; i++) {
+            int r = g->first + i;
+            size_t nq = (size_t)layout_local_count(&lq, r), nk = (size_t)layout_local_count(&lk, r);
+            stage_n = std::max(stage_n, std::max((size_t)BH * nq * d, (size_t)BHkv * nk * d));
+        }
+        dev_buf stage;
+        DEV_ALLOC(stage, stage_n * sizeof(float), "ring_cuda upload staging");
+        for (int i = 0; i < L; i++) {
+            int r = g->first + i;
+            size_t nq = (size_t)layout_local_count(&lq, r), nk = (size_t)layout_local_count(&lk, r);
+            size_t qn = (size_t)BH * nq * d, kn = (size_t)BHkv * nk * d;
+            DEV_ALLOC(b[i].q, qn * sizeof(bf16) + 16, "ring_cuda Q shard (bf16)");
+            DEV_ALLOC(b[i].kv[0], block_elems * sizeof(bf16) + 16, "ring_cuda K/V block (bf16)");
+            DEV_ALLOC(b[i].kv[1], block_elems * sizeof(bf16) + 16, "ring_cuda K/V block (bf16)");
+            DEV_ALLOC(b[i].o, qn * sizeof(float) + 16, "ring_cuda O shard");
+            DEV_ALLOC(b[i].o_part, qn * sizeof(float) + 16, "ring_cuda partial O");
+            DEV_ALLOC(b[i].lse, (size_t)BH * nq * sizeof(float) + 16, "ring_cuda LSE shard");
+            DEV_ALLOC(b[i].lse_part, (size_t)BH * nq * sizeof(float) + 16, "ring_cuda partial LSE");
+            b[i].bytes = ring_cuda_rank_bytes(p, kind_i, r);
+            cudaStream_t s = g->compute[i];
+            if (qn)
+                ATTN_TRY(cuda_upload(b[i].q.ptr, 1, h->q[i], qn, stage.as<float>(), s, err));
+            if (kn) { /* K then V in one block, so a ring step is one message */
+                ATTN_TRY(cuda_upload(b[i].kv[0].ptr, 1, h->k[i], kn, stage.as<float>(), s, err));
+                ATTN_TRY(cuda_upload(b[i].kv[0].as<bf16>() + kn, 1, h->v[i], kn, stage.as<float>(), s, err));
+            }
+            fill_kernel<<<256, 256, 0, s>>>(b[i].o.as<float>(), (int64_t)qn, 0.f);
+            fill_kernel<<<256, 256, 0, s>>>(b[i].lse.as<float>(), BH * (int64_t)nq, -INFINITY);
+            CUDA_TRY_LAUNCH();
+            CUDA_TRY(cudaStreamSynchronize(s)); /* the staging buffer is reused by the next rank */
+            ATTN_TRY(ev[i].create(P, err));
+        }
+    }
+    /* The comm stream starts where the uploads ended. */
+    for (int i = 0; i < L; i++) {
+        CUDA_TRY(cudaEventRecord(ev[i].start, g->compute[i]));
+        CUDA_TRY(cudaStreamWaitEvent(g->comm[i], ev[i].start, 0));
+    }
+
+    int64_t q_offset = p->n_k - p->n_q;
+    int cur = 0;
+    for (int s = 0; s < P; s++) {
+        /* The transfer of step s: block cur goes on while it is computed on. */
+        if (s < P - 1) {
+            void *send[ATTN_MAX_RANKS], *recv[ATTN_MAX_RANKS];
+            size_t sb[ATTN_MAX_RANKS], rb[ATTN_MAX_RANKS];
+            for (int i = 0; i < L; i++) {
+                int r = g->first + i, src = (r - s + P) % P, next_src = (r - s - 1 + P) % P;
+                send[i] = b[i].kv[cur].ptr, recv[i] = b[i].kv[1 - cur].ptr;
+                sb[i] = (size_t)(2 * BHkv * layout_local_count(&lk, src) * d) * sizeof(bf16);
+                rb[i] = (size_t)(2 * BHkv * layout_local_count(&lk, next_src) * d) * sizeof(bf16);
+                st[i].bytes_sent += (double)sb[i], st[i].bytes_recv += (double)rb[i];
+                if (s > 0) /* the compute of step s − 1 read the buffer received into now */
+                    CUDA_TRY(cudaStreamWaitEvent(g->comm[i], ev[i].comp1[s - 1], 0));
+                CUDA_TRY(cudaEventRecord(ev[i].comm0[s], g->comm[i]));
+            }
+            ATTN_TRY(gcomm_shift(g, send, sb, recv, rb, err));
+            for (int i = 0; i < L; i++)
+                CUDA_TRY(cudaEventRecord(ev[i].comm1[s], g->comm[i]));
+        }
+        for (int i = 0; i < L; i++) {
+            int r = g->first + i, src = (r - s + P) % P;
+            cudaStream_t cs = g->compute[i];
+            if (s > 0)
+                CUDA_TRY(cudaStreamWaitEvent(cs, ev[i].comm1[s - 1], 0));
+            CUDA_TRY(cudaEventRecord(ev[i].comp0[s], cs));
+            layout_piece_t qpc[2], kpc[2];
+            int n_qp = layout_pieces(&lq, r, qpc), n_kp = layout_pieces(&lk, src, kpc);
+            int64_t nq = layout_local_count(&lq, r), kcnt = layout_local_count(&lk, src);
+            const bf16 *kblock = b[i].kv[cur].as<bf16>(), *vblock = kblock + BHkv * kcnt * d;
+            for (int qi = 0; qi < n_qp; qi++)
+                for (int ki = 0; ki < n_kp; ki++) {
+                    const layout_piece_t *qp = &qpc[qi], *kp = &kpc[ki];
+                    int64_t a = qp->pos.start + q_offset, lo, hi;
+                    mask_key_range(p->mask, p->window, a, a + qp->pos.stride * (qp->count - 1), kp->pos, kp->count,
+                                   &lo, &hi);
+                    if (lo >= hi || qp->count == 0) {
+                        st[i].blocks_skipped++;
+                        continue;
+                    }
+                    st[i].blocks_computed++;
+                    int64_t q_off, win;
+                    band_for(a, kp->pos.start, qp->pos.stride, p->window, &q_off, &win);
+                    cuda_flash_call call = {b[i].q.as<bf16>() + qp->local_start * d,
+                                            kblock + kp->local_start * d,
+                                            vblock + kp->local_start * d,
+                                            b[i].o_part.as<float>() + qp->local_start * d,
+                                            b[i].lse_part.as<float>() + qp->local_start,
+                                            qp->count, kp->count, nq, kcnt, q_off, win, (int)p->mask};
+                    ATTN_TRY(cuda_flash_launch(p, &call, cs, err));
+                    int64_t warps = qp->count * BH;
+                    merge_kernel<<<(unsigned)((warps * 32 + 255) / 256), 256, 0, cs>>>(
+                        b[i].o.as<float>(), b[i].lse.as<float>(), b[i].o_part.as<float>(), b[i].lse_part.as<float>(), nq,
+                        qp->local_start, qp->count, BH, (int)d);
+                    CUDA_TRY_LAUNCH();
+                }
+            CUDA_TRY(cudaEventRecord(ev[i].comp1[s], cs));
+        }
+        cur = 1 - cur;
+    }
+    for (int i = 0; i < L; i++) {
+        CUDA_TRY(cudaEventRecord(ev[i].end, g->compute[i]));
+    }
+    for (int i = 0; i < L; i++)
+        ATTN_TRY(gcomm_sync(g, ev[i].end, "ring_cuda steps", err));
+
+    /* Figures from the events: compute per step; a transfer is exposed for as long as the next
+     * step's compute had to wait for it after the current compute ended. */
+    for (int i = 0; i < L; i++) {
+        st[i].n_steps = P;
+        for (int s = 0; s < P; s++) {
+            st[i].step_compute_s[s] = ms_between(ev[i].comp0[s], ev[i].comp1[s]) / 1e3;
+            st[i].compute_s += st[i].step_compute_s[s];
+            if (s < P - 1) {
+                st[i].comm_s += ms_between(ev[i].comm0[s], ev[i].comm1[s]) / 1e3;
+                st[i].exposed_s += std::max(0.f, ms_between(ev[i].comp1[s], ev[i].comm1[s])) / 1e3;
+            }
+        }
+        st[i].wall_s = ms_between(ev[i].start, ev[i].end) / 1e3;
+        st[i].device_bytes = (double)b[i].bytes;
+        int r = g->first + i;
+        size_t qn = (size_t)(BH * layout_local_count(&lq, r) * d), ln = (size_t)(BH * layout_local_count(&lq, r));
+        if (qn) {
+            CUDA_TRY(cudaMemcpy(h->o[i], b[i].o.ptr, qn * sizeof(float), cudaMemcpyDeviceToHost));
+            CUDA_TRY(cudaMemcpy(h->lse[i], b[i].lse.ptr, ln * sizeof(float), cudaMemcpyDeviceToHost));
+        }
+    }
+    return ATTN_OK;
+}

@@ -1,0 +1,297 @@
+/* ulysses_cuda.cu — Ulysses-style sequence parallelism on GPUs (DeepSpeed-Ulysses): each rank
+ * holds a contiguous shard of the tokens for all heads; one all-to-all re-shards Q, K, V to
+ * all tokens for H/P heads (and the K/V heads those need), the tensor-core kernel (flash.cu)
+ * runs full attention on them, and a second all-to-all returns O and LSE to the token shards.
+ * Q, K, V travel as bf16, O and LSE as float32. Nothing overlaps the all-to-alls (the compute
+ * needs all of the first and the second needs all of the compute), so all communication time
+ * is exposed: that is ulysses' trade against the ring, measured rather than assumed.
+ * Shards are contiguous (--layout contiguous); heads must split evenly over P. */
+#include <string.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "cuda_util.cuh"
+#include "gcomm.cuh"
+#include "ulysses_cuda.h"
+
+extern "C" {
+#include "layout.h"
+}
+
+namespace {
+
+typedef __nv_bfloat16 bf16;
+
+/* dst rows (o1·dA + o2·dB + r) ← src rows (o1·sA + o2·sB + r), rows of W 32-bit words, for
+ * o1 < O1, o2 < O2, r < R: the (batch, head, token) re-slicing of both all-to-alls. */
+__global__ void copy_slabs(unsigned *dst, const unsigned *src, int64_t O1, int64_t O2, int64_t R, int64_t W,
+                           int64_t dA, int64_t dB, int64_t sA, int64_t sB) {
+    int64_t total = O1 * O2 * R * W;
+    for (int64_t x = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; x < total; x += (int64_t)gridDim.x * blockDim.x) {
+        int64_t w = x % W, r = (x / W) % R, o2 = (x / (W * R)) % O2, o1 = x / (W * R * O2);
+        dst[(o1 * dA + o2 * dB + r) * W + w] = src[(o1 * sA + o2 * sB + r) * W + w];
+    }
+}
+
+int slabs(void *dst, const void *src, int64_t O1, int64_t O2, int64_t R, int64_t row_bytes, int64_t dA, int64_t dB,
+          int64_t sA, int64_t sB, cudaStream_t s, attn_err_t *err) {
+    int64_t W = row_bytes / 4, total = O1 * O2 * R * W;
+    if (total == 0)
+        return ATTN_OK;
+    unsigned blocks = (unsigned)std::min<int64_t>((total + 255) / 256, 4096);
+    copy_slabs<<<blocks, 256, 0, s>>>((unsigned *)dst, (const unsigned *)src, O1, O2, R, W, dA, dB, sA, sB);
+    CUDA_TRY_LAUNCH();
+    return ATTN_OK;
+}
+
+float ms_between(cudaEvent_t a, cudaEvent_t b) {
+    float ms = 0;
+    return cudaEventElapsedTime(&ms, a, b) == cudaSuccess ? ms : 0.f;
+}
+
+struct rank_state {
+    dev_buf q, k, v, o, lse;     /* token shards: Q, K, V (bf16), O, LSE (f32) */
+    dev_buf send, recv;          /* all-to-all staging, the larger of the two exchanges */
+    dev_buf qh, kh, vh, oh, lh;  /* all tokens, this rank's heads */
+    cudaEvent_t ev[6] = {};      /* start, a2a-1 done, compute start, compute done, a2a-2 done, end */
+    ~rank_state() {
+        for (cudaEvent_t e : ev)
+            if (e)
+                cudaEventDestroy(e);
+    }
+};
+
+/* Per-rank sizes of both exchanges, and the staging bytes they (and the float32 uploads) need. */
+struct plan {
+    int64_t m[ATTN_MAX_RANKS], k[ATTN_MAX_RANKS], m0[ATTN_MAX_RANKS], k0[ATTN_MAX_RANKS];
+    ulysses_heads_t hd[ATTN_MAX_RANKS];
+    gcomm_sizes_t sb1, so1, rb1, ro1, sb2, so2, rb2, ro2; /* [local index][peer] */
+    size_t stage[ATTN_MAX_RANKS];                          /* [local index] */
+    double sent[ATTN_MAX_RANKS], recvd[ATTN_MAX_RANKS];   /* [local index], self excluded */
+};
+
+constexpr int64_t QROW = 2, OROW = 4; /* bytes per element: bf16 Q, K, V; float32 O, LSE */
+
+/* First exchange, r → q: [Q heads of q | K heads q needs | V heads q needs] of r's tokens.
+ * Second, q → r: O then LSE of q's heads for r's tokens. */
+int make_plan(const attn_problem_t *p, int P, int first, int count, plan *pl, attn_err_t *err) {
+    attn_layout_t lq, lk;
+    ATTN_TRY(layout_init(&lq, LAYOUT_CONTIGUOUS, p->n_q, P, err));
+    ATTN_TRY(layout_init(&lk, LAYOUT_CONTIGUOUS, p->n_k, P, err));
+    int64_t B = p->batch, d = p->head_dim;
+    for (int q = 0; q < P; q++) {
+        if (!ulysses_heads(p, P, q, &pl->hd[q]))
+            return attn_fail(err, ATTN_EUSAGE, "ulysses_cuda: %lld heads over %lld kv heads do not split over %d ranks",
+                             (long long)p->heads, (long long)p->kv_heads, P);
+        pl->m[q] = layout_local_count(&lq, q), pl->k[q] = layout_local_count(&lk, q);
+        pl->m0[q] = q ? pl->m0[q - 1] + pl->m[q - 1] : 0, pl->k0[q] = q ? pl->k0[q - 1] + pl->k[q - 1] : 0;
+    }
+    auto part1 = [&](int r, int q) { return (size_t)(B * QROW * d * (pl->hd[q].hq * pl->m[r] + 2 * pl->hd[q].kvn * pl->k[r])); };
+    auto part2 = [&](int q, int r) { return (size_t)(B * OROW * (d + 1) * pl->hd[q].hq * pl->m[r]); };
+    for (int i = 0; i < count; i++) {
+        int r = first + i;
+        size_t os = 0, orr = 0, os2 = 0, or2 = 0;
+        pl->sent[i] = pl->recvd[i] = 0;
+        for (int q = 0; q < P; q++) {
+            pl->sb1[i][q] = part1(r, q), pl->so1[i][q] = os, os += pl->sb1[i][q];
+            pl->rb1[i][q] = part1(q, r), pl->ro1[i][q] = orr, orr += pl->rb1[i][q];
+            pl->sb2[i][q] = part2(r, q), pl->so2[i][q] = os2, os2 += pl->sb2[i][q];
+            pl->rb2[i][q] = part2(q, r), pl->ro2[i][q] = or2, or2 += pl->rb2[i][q];
+            if (q != r) {
+                pl->sent[i] += (double)(pl->sb1[i][q] + pl->sb2[i][q]);
+                pl->recvd[i] += (double)(pl->rb1[i][q] + pl->rb2[i][q]);
+            }
+        }
+        /* The receive buffer also stages the float32 uploads of the shards. */
+        size_t up = (size_t)(B * d * 4 * std::max(p->heads * pl->m[r], p->kv_heads * pl->k[r]));
+        pl->stage[i] = std::max(std::max(std::max(os, orr), std::max(os2, or2)), up) + 16;
+    }
+    return ATTN_OK;
+}
+
+} // namespace
+
+int ulysses_heads(const attn_problem_t *p, int P, int q, ulysses_heads_t *h) {
+    int64_t H = p->heads, Hkv = p->kv_heads, group = H / Hkv;
+    if (H % P)
+        return 0;
+    h->hq = H / P, h->q0 = q * h->hq;
+    h->kv0 = h->q0 / group, h->kvn = (h->q0 + h->hq - 1) / group + 1 - h->kv0;
+    /* The kernel maps local head h to kv head h / (hq / kvn): that must be an exact split. */
+    return h->hq % h->kvn == 0 && (h->hq / h->kvn) * h->kvn == h->hq &&
+           (h->hq >= group ? h->hq % group == 0 : group % h->hq == 0);
+}
+
+size_t ulysses_cuda_rank_bytes(const attn_problem_t *p, int rank) {
+    int P = p->ranks > 1 ? p->ranks : 1;
+    std::unique_ptr<plan> pl(new plan());
+    attn_err_t err = {};
+    if (make_plan(p, P, rank, 1, pl.get(), &err) != ATTN_OK)
+        return 0;
+    int64_t B = p->batch, d = p->head_dim, H = p->heads, Hkv = p->kv_heads, nq = p->n_q, nk = p->n_k;
+    int64_t m = pl->m[rank], k = pl->k[rank], hq = pl->hd[rank].hq, kvn = pl->hd[rank].kvn;
+    int64_t shards = B * (QROW * d * (H * m + 2 * Hkv * k) + OROW * (d + 1) * H * m);
+    int64_t heads = B * (QROW * d * (hq * nq + 2 * kvn * nk) + OROW * (d + 1) * hq * nq);
+    return (size_t)(shards + heads) + 2 * pl->stage[0] + 10 * 16; /* + the 16-byte pads */
+}
+
+int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t *hst, ring_cuda_stats_t *st,
+                       attn_err_t *err) {
+    int P = g->size, L = g->count;
+    int64_t B = p->batch, H = p->heads, Hkv = p->kv_heads, d = p->head_dim, nq = p->n_q, nk = p->n_k;
+    std::unique_ptr<plan> pl(new plan());
+    ATTN_TRY(make_plan(p, P, g->first, L, pl.get(), err));
+    const int64_t *m = pl->m, *k = pl->k, *m0 = pl->m0, *k0 = pl->k0;
+    const ulysses_heads_t *hd = pl->hd;
+    const gcomm_sizes_t &sb1 = pl->sb1, &so1 = pl->so1, &rb1 = pl->rb1, &ro1 = pl->ro1;
+    const gcomm_sizes_t &sb2 = pl->sb2, &so2 = pl->so2, &rb2 = pl->rb2, &ro2 = pl->ro2;
+    const int64_t qrow = d * QROW, orow = d * OROW; /* bytes of a bf16 row, of a float32 row */
+    rank_state rs[ATTN_MAX_RANKS];
+    for (int i = 0; i < L; i++) {
+        int r = g->first + i;
+        size_t stage = pl->stage[i];
+        st[i].bytes_sent = pl->sent[i], st[i].bytes_recv = pl->recvd[i];
+        const ulysses_heads_t &h = hd[r];
+        rank_state &s = rs[i];
+        DEV_ALLOC(s.q, (size_t)(B * H * m[r] * qrow) + 16, "ulysses_cuda Q shard (bf16)");
+        DEV_ALLOC(s.k, (size_t)(B * Hkv * k[r] * qrow) + 16, "ulysses_cuda K shard (bf16)");
+        DEV_ALLOC(s.v, (size_t)(B * Hkv * k[r] * qrow) + 16, "ulysses_cuda V shard (bf16)");
+        DEV_ALLOC(s.o, (size_t)(B * H * m[r] * orow) + 16, "ulysses_cuda O shard");
+        DEV_ALLOC(s.lse, (size_t)(B * H * m[r] * 4) + 16, "ulysses_cuda LSE shard");
+        DEV_ALLOC(s.send, stage, "ulysses_cuda all-to-all send staging");
+        DEV_ALLOC(s.recv, stage, "ulysses_cuda all-to-all receive staging");
+        DEV_ALLOC(s.qh, (size_t)(B * h.hq * nq * qrow) + 16, "ulysses_cuda Q of its heads (bf16)");
+        DEV_ALLOC(s.kh, (size_t)(B * h.kvn * nk * qrow) + 16, "ulysses_cuda K of its heads (bf16)");
+        DEV_ALLOC(s.vh, (size_t)(B * h.kvn * nk * qrow) + 16, "ulysses_cuda V of its heads (bf16)");
+        DEV_ALLOC(s.oh, (size_t)(B * h.hq * nq * orow) + 16, "ulysses_cuda O of its heads");
+        DEV_ALLOC(s.lh, (size_t)(B * h.hq * nq * 4) + 16, "ulysses_cuda LSE of its heads");
+        st[i].device_bytes = (double)ulysses_cuda_rank_bytes(p, r);
+        /* Upload through the receive staging buffer (free until the first exchange). */
+        cudaStream_t cs = g->compute[i];
+        float *stage_f = s.recv.as<float>();
+        if (m[r] > 0)
+            ATTN_TRY(cuda_upload(s.q.ptr, 1, hst->q[i], (size_t)(B * H * m[r] * d), stage_f, cs, err));
+        if (k[r] > 0) {
+            ATTN_TRY(cuda_upload(s.k.ptr, 1, hst->k[i], (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
+            ATTN_TRY(cuda_upload(s.v.ptr, 1, hst->v[i], (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
+        }
+        for (cudaEvent_t &e : s.ev)
+            CUDA_TRY(cudaEventCreate(&e));
+    }
+    /* Pack: rank r's shard, split by destination heads. Everything on the comm stream, which
+     * waits for the uploads first. */
+    const void *send[ATTN_MAX_RANKS];
+    void *recv[ATTN_MAX_RANKS];
+    for (int i = 0; i < L; i++) {
+        int r = g->first + i;
+        rank_state &s = rs[i];
+        CUDA_TRY(cudaEventRecord(s.ev[0], g->compute[i]));
+        CUDA_TRY(cudaStreamWaitEvent(g->comm[i], s.ev[0], 0));
+        for (int q = 0; q < P; q++) {
+            char *at = s.send.as<char>() + so1[i][q];
+            const ulysses_heads_t &h = hd[q];
+            int64_t qn = B * h.hq * m[r] * qrow, kvn = B * h.kvn * k[r] * qrow;
+            ATTN_TRY(slabs(at, s.q.as<char>() + h.q0 * m[r] * qrow, B, h.hq, m[r], qrow, h.hq * m[r], m[r], H * m[r],
+                           m[r], g->comm[i], err));
+            ATTN_TRY(slabs(at + qn, s.k.as<char>() + h.kv0 * k[r] * qrow, B, h.kvn, k[r], qrow, h.kvn * k[r], k[r],
+                           Hkv * k[r], k[r], g->comm[i], err));
+            ATTN_TRY(slabs(at + qn + kvn, s.v.as<char>() + h.kv0 * k[r] * qrow, B, h.kvn, k[r], qrow, h.kvn * k[r],
+                           k[r], Hkv * k[r], k[r], g->comm[i], err));
+        }
+        send[i] = s.send.ptr, recv[i] = s.recv.ptr;
+    }
+    ATTN_TRY(gcomm_alltoallv(g, send, sb1, so1, recv, rb1, ro1, err));
+    /* Unpack into all tokens of this rank's heads, compute, pack O and LSE by destination. */
+    for (int i = 0; i < L; i++) {
+        int r = g->first + i;
+        rank_state &s = rs[i];
+        const ulysses_heads_t &h = hd[r];
+        cudaStream_t cm = g->comm[i], cs = g->compute[i];
+        for (int q = 0; q < P; q++) {
+            const char *at = s.recv.as<char>() + ro1[i][q];
+            int64_t qn = B * h.hq * m[q] * qrow, kvn = B * h.kvn * k[q] * qrow;
+            ATTN_TRY(slabs(s.qh.as<char>() + m0[q] * qrow, at, B, h.hq, m[q], qrow, h.hq * nq, nq, h.hq * m[q], m[q],
+                           cm, err));
+            ATTN_TRY(slabs(s.kh.as<char>() + k0[q] * qrow, at + qn, B, h.kvn, k[q], qrow, h.kvn * nk, nk,
+                           h.kvn * k[q], k[q], cm, err));
+            ATTN_TRY(slabs(s.vh.as<char>() + k0[q] * qrow, at + qn + kvn, B, h.kvn, k[q], qrow, h.kvn * nk, nk,
+                           h.kvn * k[q], k[q], cm, err));
+        }
+        CUDA_TRY(cudaEventRecord(s.ev[1], cm));
+        CUDA_TRY(cudaStreamWaitEvent(cs, s.ev[1], 0));
+        CUDA_TRY(cudaEventRecord(s.ev[2], cs));
+        attn_problem_t lp = *p;
+        lp.heads = h.hq, lp.kv_heads = h.kvn;
+        cuda_flash_call call = {s.qh.ptr, s.kh.ptr, s.vh.ptr, s.oh.as<float>(), s.lh.as<float>(), nq, nk, nq, nk,
+                                nk - nq, p->window, (int)p->mask};
+        ATTN_TRY(cuda_flash_launch(&lp, &call, cs, err));
+        CUDA_TRY(cudaEventRecord(s.ev[3], cs));
+        CUDA_TRY(cudaStreamWaitEvent(cm, s.ev[3], 0));
+        for (int q = 0; q < P; q++) { /* to rank q: rows of q's tokens, O then LSE */
+            char *at = s.send.as<char>() + so2[i][q];
+            ATTN_TRY(slabs(at, s.oh.as<char>() + m0[q] * orow, B, h.hq, m[q], orow, h.hq * m[q], m[q], h.hq * nq, nq,
+                           cm, err));
+            ATTN_TRY(slabs(at + B * h.hq * m[q] * orow, s.lh.as<char>() + m0[q] * 4, B, h.hq, m[q], 4, h.hq * m[q],
+                           m[q], h.hq * nq, nq, cm, err));
+        }
+    }
+    ATTN_TRY(gcomm_alltoallv(g, send, sb2, so2, recv, rb2, ro2, err));
+    for (int i = 0; i < L; i++) {
+        int r = g->first + i;
+        rank_state &s = rs[i];
+        cudaStream_t cm = g->comm[i];
+        for (int q = 0; q < P; q++) { /* from rank q: its heads of my tokens */
+            const char *at = s.recv.as<char>() + ro2[i][q];
+            const ulysses_heads_t &h = hd[q];
+            ATTN_TRY(slabs(s.o.as<char>() + h.q0 * m[r] * orow, at, B, h.hq, m[r], orow, H * m[r], m[r], h.hq * m[r],
+                           m[r], cm, err));
+            ATTN_TRY(slabs(s.lse.as<char>() + h.q0 * m[r] * 4, at + B * h.hq * m[r] * orow, B, h.hq, m[r], 4, H * m[r],
+                           m[r], h.hq * m[r], m[r], cm, err));
+        }
+        CUDA_TRY(cudaEventRecord(s.ev[4], cm));
+        CUDA_TRY(cudaEventRecord(s.ev[5], cm));
+    }
+    for (int i = 0; i < L; i++)
+        ATTN_TRY(gcomm_sync(g, rs[i].ev[5], "ulysses_cuda all-to-alls", err));
+    for (int i = 0; i < L; i++) {
+        int r = g->first + i;
+        rank_state &s = rs[i];
+        st[i].n_steps = 1;
+        st[i].compute_s = st[i].step_compute_s[0] = ms_between(s.ev[2], s.ev[3]) / 1e3;
+        st[i].comm_s = (ms_between(s.ev[0], s.ev[1]) + ms_between(s.ev[3], s.ev[4])) / 1e3;
+        st[i].exposed_s = st[i].comm_s; /* nothing computes while the all-to-alls run */
+        st[i].wall_s = ms_between(s.ev[0], s.ev[5]) / 1e3;
+        st[i].blocks_computed = 1;
+        if (m[r]) {
+            CUDA_TRY(cudaMemcpy(hst->o[i], s.o.ptr, (size_t)(B * H * m[r] * orow), cudaMemcpyDeviceToHost));
+            CUDA_TRY(cudaMemcpy(hst->lse[i], s.lse.ptr, (size_t)(B * H * m[r] * 4), cudaMemcpyDeviceToHost));
+        }
+    }
+    return ATTN_OK;
+}
+
+void ulysses_cuda_expect(const attn_problem_t *p, attn_dist_expect_t *out) {
+    int P = p->ranks > 1 ? p->ranks : 1;
+    memset(out, 0, sizeof *out);
+    out->imbalance = out->critical_path = 1;
+    attn_layout_t lq, lk;
+    attn_err_t err = {};
+    ulysses_heads_t hd[ATTN_MAX_RANKS];
+    if (layout_init(&lq, LAYOUT_CONTIGUOUS, p->n_q, P, &err) || layout_init(&lk, LAYOUT_CONTIGUOUS, p->n_k, P, &err))
+        return;
+    for (int q = 0; q < P; q++)
+        if (!ulysses_heads(p, P, q, &hd[q]))
+            return;
+    double B = (double)p->batch, d = (double)p->head_dim;
+    for (int me = 0; me < P; me++)
+        for (int r = 0; r < P; r++) {
+            if (r == me)
+                continue;
+            double m_me = (double)layout_local_count(&lq, me), m_r = (double)layout_local_count(&lq, r);
+            double k_me = (double)layout_local_count(&lk, me), k_r = (double)layout_local_count(&lk, r);
+            /* bf16 Q, K, V out; float32 O and LSE (d + 1 values a row) back. */
+            out->bytes_sent[me] += B * (2 * (hd[r].hq * m_me * d + 2 * hd[r].kvn * k_me * d) + 4 * hd[me].hq * m_r * (d + 1));
+            out->bytes_recv[me] += B * (2 * (hd[me].hq * m_r * d + 2 * hd[me].kvn * k_r * d) + 4 * hd[r].hq * m_me * (d + 1));
+        }
+}
