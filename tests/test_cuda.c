@@ -9,14 +9,18 @@
  *        test_cuda --memory-only                             the memory check alone (GPU)
  *        test_cuda --dist [--max-n N]                        ring/striped/zigzag/ulysses_cuda on cuda_local
  *                                                            (P ∈ 1,2,3,4,8) beside blockwise_cuda, bf16 rule (GPU)
+ *        test_cuda --transports DIR                          cuda_local (P = 1..8) and nccl (P = 1, file
+ *                                                            bootstrap in DIR) move bytes exactly (GPU)
  *        test_cuda --probe                                   exit 0 with a device, 77 without
  *        test_cuda --expect-no-device                        the no-device path (77 with a device) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "device.h"
+#include "impls/cuda/gcomm_selftest.h"
 #include "options.h"
 #include "parallel.h"
 #include "tasks/task.h"
@@ -112,6 +116,32 @@ static int dist_matrix(int64_t max_n, int *passed, int *failed) {
     return 0;
 }
 
+/* The GPU transports on their own (impls/cuda/gcomm_selftest.cu). nccl needs libnccl at run
+ * time: when it cannot be loaded that case is reported as skipped, not passed. */
+static int transports_check(const char *dir, int *passed, int *failed) {
+    for (int P = 1; P <= 8; P++) {
+        attn_err_t err = {0};
+        int ok = gcomm_selftest_local(P, 0, &err) == ATTN_OK;
+        printf("%s cuda_local P=%d: ring rotation (3 MiB blocks) and uneven all-to-all%s%s\n", ok ? "ok  " : "FAIL", P,
+               ok ? "" : ": ", ok ? "" : err.msg);
+        *passed += ok, *failed += !ok;
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/nccl-id-%d", dir, (int)getpid());
+    remove(path);
+    attn_err_t err = {0};
+    int rc = gcomm_selftest_nccl_file(path, 0, &err);
+    remove(path);
+    if (rc != ATTN_OK && strstr(err.msg, "cannot load libnccl")) {
+        printf("skip nccl P=1 (file bootstrap): %s\n", err.msg);
+        return 0;
+    }
+    printf("%s nccl P=1 (file bootstrap, one GPU): ring of one and all-to-all%s%s\n", rc == ATTN_OK ? "ok  " : "FAIL",
+           rc == ATTN_OK ? "" : ": ", rc == ATTN_OK ? "" : err.msg);
+    *passed += rc == ATTN_OK, *failed += rc != ATTN_OK;
+    return 0;
+}
+
 /* Tracked device peak of one blockwise_cuda call (B = 1, H = 2, H_kv = 1, d = 128, causal). */
 static int flash_peak(int64_t n, size_t *peak, size_t *declared, attn_err_t *err) {
     const attn_backend_t *be = registry_find("blockwise_cuda");
@@ -177,6 +207,7 @@ int main(int argc, char **argv) {
     const char *mask = "none,causal,window";
     int64_t max_n = INT64_MAX;
     int skip_memory = 0, memory_only = 0, dist = 0;
+    const char *transports_dir = NULL;
     char why[256];
     int devices = device_count(why, sizeof why);
     for (int i = 1; i < argc; i++) {
@@ -193,6 +224,8 @@ int main(int argc, char **argv) {
             skip_memory = 1;
         else if (!strcmp(argv[i], "--dist"))
             dist = 1;
+        else if (!strcmp(argv[i], "--transports") && i + 1 < argc)
+            transports_dir = argv[++i];
         else if (!strcmp(argv[i], "--memory-only"))
             memory_only = 1;
         else if (!strcmp(argv[i], "--mask") && i + 1 < argc)
@@ -210,8 +243,10 @@ int main(int argc, char **argv) {
     }
     task_set_progress(0);
     int passed = 0, failed = 0;
-    if (dist) {
-        if (dist_matrix(max_n, &passed, &failed))
+    if (dist || transports_dir) {
+        if (transports_dir)
+            transports_check(transports_dir, &passed, &failed);
+        if (dist && dist_matrix(max_n, &passed, &failed))
             return 1;
         printf("%d passed, %d failed\n", passed, failed);
         return failed ? 1 : (passed ? 0 : 1);
