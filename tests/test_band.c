@@ -29,7 +29,7 @@ int main(void) {
                         attn_err_t err = {0};
                         if (layout_init(&lq, (attn_layout_kind_t)kind, n_q, P, &err) ||
                             layout_init(&lk, (attn_layout_kind_t)kind, n_k, P, &err))
-                            continue; /* a layout this n cannot take (zigzag needs 2P ≤ n) */
+                            continue; /* a layout this n cannot take */
                         for (int r = 0; r < P; r++)
                             for (int src = 0; src < P; src++) {
                                 layout_piece_t qp[2], kp[2];

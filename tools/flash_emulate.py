@@ -5,9 +5,13 @@ and run in double precision (no bf16 rounding) against a direct softmax(QKᵀ·s
 
 It checks the kernel's index arithmetic — swizzle, ldmatrix addresses, fragment reuse of S as P,
 tile range and edge masking, online softmax, GQA, queries at the end of the keys, LSE in natural
-log — where no GPU is at hand. It is a hand transcription, not the kernel: it cannot see a
-regression in flash.cu, so it is no CTest case. Run it by hand (about a minute) after changing
-the kernel's indexing, and mirror the change here first. Exits 1 if any case differs by 1e-9.
+log, slabs q_ld / kv_ld rows apart read and written through interior pointers (the distributed
+backends' pieces of a shard), query offsets below zero (rows that see no key: O = 0, LSE = −∞) —
+where no GPU is at hand. Buffers are filled with NaN outside the rows the kernel may touch, so a
+stray read shows as NaN and a stray write as a changed sentinel. It is a hand transcription, not
+the kernel: it cannot see a regression in flash.cu, so it is no CTest case. Run it by hand (about
+a minute) after changing the kernel's indexing, and mirror the change here first. Exits 1 if any
+case differs by 1e-9 or writes outside its rows.
 usage: tools/flash_emulate.py
 """
 import math, random, sys
@@ -19,13 +23,19 @@ INF = float("inf")
 def swz(D, row, col):
     return row * D + (((col >> 3) ^ (row & 7)) << 3)
 
-def load_tile(D, tile, src, row0, n):
+def cdiv(a, b):
+    """C integer division (truncates toward zero; Python's // floors)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+def load_tile(D, tile, src, base, row0, n):
+    """src + base is the kernel's pointer (Q, K or V of one slab)."""
     CH = D // 8
     for idx in range(64 * CH):
         row, col = idx // CH, (idx % CH) * 8
         valid = row0 + row < n
         for e in range(8):
-            tile[swz(D, row, col) + e] = src[(row0 + row) * D + col + e] if valid else 0.0
+            tile[swz(D, row, col) + e] = src[base + (row0 + row) * D + col + e] if valid else 0.0
 
 def ldsm(smem, addr, trans=False):
     """addr(lane) -> element index of the 8-element row lane supplies. Returns r[lane][i] = (lo, hi)."""
@@ -71,10 +81,9 @@ def mma(c, a, b0, b1):
 def visible(mask, window, i, j):
     return mask == 0 or (j <= i and (mask != 2 or j > i - window))
 
-def flash(D, q, k, v, B, H, Hkv, n_q, n_k, mask, window, scale):
-    o = [0.0] * (B * H * n_q * D)
-    lse = [0.0] * (B * H * n_q)
-    q_off = n_k - n_q
+def flash(D, q, k, v, o, lse, B, H, Hkv, n_q, n_k, q_off, q_ld, kv_ld, mask, window, scale,
+          q_base=0, k_base=0, v_base=0, o_base=0, lse_base=0):
+    """flash_params: pointers q + q_base, k + k_base, v + v_base, o + o_base, lse + lse_base."""
     group = H // Hkv
     m_blocks = (n_q + BR - 1) // BR
     scale_log2 = scale * 1.4426950408889634
@@ -85,10 +94,9 @@ def flash(D, q, k, v, B, H, Hkv, n_q, n_k, mask, window, scale):
             b, h = bh // H, bh % H
             kvh = h // group
             r0 = mb * BR
-            Q = q[bh * n_q * D:(bh + 1) * n_q * D]
-            kb = (b * Hkv + kvh) * n_k * D
-            K = k[kb:kb + n_k * D]
-            V = v[kb:kb + n_k * D]
+            Q = q_base + bh * q_ld * D               # p.q + bh·q_ld·D
+            K = k_base + (b * Hkv + kvh) * kv_ld * D  # p.k + (b·kv_heads + kvh)·kv_ld·D
+            V = v_base + (b * Hkv + kvh) * kv_ld * D
             i_lo = q_off + r0
             i_hi = q_off + min(r0 + BR, n_q) - 1
             k_lo, k_hi = 0, n_k
@@ -96,9 +104,9 @@ def flash(D, q, k, v, B, H, Hkv, n_q, n_k, mask, window, scale):
                 k_hi = min(n_k, i_hi + 1)
             if mask == 2:
                 k_lo = max(0, i_lo - window + 1)
-            t_lo, t_hi = k_lo // BC, (k_hi + BC - 1) // BC
+            t_lo, t_hi = cdiv(k_lo, BC), cdiv(k_hi + BC - 1, BC)
             sQ = [0.0] * (BR * D)
-            load_tile(D, sQ, Q, r0, n_q)
+            load_tile(D, sQ, q, Q, r0, n_q)
             warp_state = []
             for warp in range(WARPS):
                 qa = [ldsm(sQ, lambda lane, kk=kk: swz(D, warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
@@ -111,8 +119,8 @@ def flash(D, q, k, v, B, H, Hkv, n_q, n_k, mask, window, scale):
                 tiles_visited += 1
                 k_s = [0.0] * (BC * D)
                 v_s = [0.0] * (BC * D)
-                load_tile(D, k_s, K, t * BC, n_k)
-                load_tile(D, v_s, V, t * BC, n_k)
+                load_tile(D, k_s, k, K, t * BC, n_k)
+                load_tile(D, v_s, v, V, t * BC, n_k)
                 key0 = t * BC
                 edge = (key0 + BC > n_k or (mask != 0 and key0 + BC - 1 > i_lo) or
                         (mask == 2 and key0 <= i_hi - window))
@@ -184,28 +192,32 @@ def flash(D, q, k, v, B, H, Hkv, n_q, n_k, mask, window, scale):
                         if row >= n_q:
                             continue
                         inv = 1.0 / l[lane][r] if l[lane][r] > 0 else 0.0
-                        base = (bh * n_q + row) * D + 2 * tq
+                        base = o_base + (bh * q_ld + row) * D + 2 * tq
                         for n in range(D // 8):
                             o[base + n * 8] = ov[n][lane][2 * r] * inv
                             o[base + n * 8 + 1] = ov[n][lane][2 * r + 1] * inv
                         if tq == 0:
-                            lse[bh * n_q + row] = ((m[lane][r] + math.log2(l[lane][r])) * math.log(2)
+                            lse[lse_base + bh * q_ld + row] = ((m[lane][r] + math.log2(l[lane][r])) * math.log(2)
                                                    if l[lane][r] > 0 else -INF)
-    return o, lse, tiles_visited
+    return tiles_visited
 
-def reference(D, q, k, v, B, H, Hkv, n_q, n_k, mask, window, scale):
+def reference(D, q, k, v, B, H, Hkv, n_q, n_k, q_off, mask, window, scale):
+    """Dense Q (B,H,n_q,D), K/V (B,Hkv,n_k,D); query r at position q_off + r."""
     o = [0.0] * (B * H * n_q * D)
     lse = [0.0] * (B * H * n_q)
     for bh in range(B * H):
         b, h = bh // H, bh % H
         kvh = h // (H // Hkv)
         for r in range(n_q):
-            i = n_k - n_q + r
+            i = q_off + r
             sc = []
             for j in range(n_k):
                 if visible(mask, window, i, j):
                     sc.append((j, scale * sum(q[(bh * n_q + r) * D + c] * k[((b * Hkv + kvh) * n_k + j) * D + c]
                                               for c in range(D))))
+            if not sc:  # no visible key: O = 0, LSE = −∞
+                lse[bh * n_q + r] = -INF
+                continue
             mx = max(s for _, s in sc)
             z = sum(math.exp(s - mx) for _, s in sc)
             lse[bh * n_q + r] = mx + math.log(z)
@@ -214,19 +226,54 @@ def reference(D, q, k, v, B, H, Hkv, n_q, n_k, mask, window, scale):
                                                 for j, s in sc)
     return o, lse
 
-def case(D, B, H, Hkv, n_q, n_k, mask, window, seed):
+def case(D, B, H, Hkv, n_q, n_k, mask, window, seed, q_off=None, q_ld=None, kv_ld=None, q_row0=0, k_row0=0):
+    """Dense inputs placed in larger NaN-filled buffers: slab bh's rows [0, n_q) at rows
+    q_row0 + bh·q_ld + r (Q, O, LSE) and K/V's at k_row0 + slab·kv_ld + j, the kernel handed the
+    pointers + q_row0·D etc. (q_ld = n_q, kv_ld = n_k, q_off = n_k − n_q: a whole tensor)."""
+    q_off = n_k - n_q if q_off is None else q_off
+    q_ld = n_q if q_ld is None else q_ld
+    kv_ld = n_k if kv_ld is None else kv_ld
     rnd = random.Random(seed)
     q = [rnd.uniform(-1.7, 1.7) for _ in range(B * H * n_q * D)]
     k = [rnd.uniform(-1.7, 1.7) for _ in range(B * Hkv * n_k * D)]
     v = [rnd.uniform(-1.7, 1.7) for _ in range(B * Hkv * n_k * D)]
+    NAN = float("nan")
+    q_rows, k_rows = q_row0 + B * H * q_ld + 3, k_row0 + B * Hkv * kv_ld + 3  # 3 spare rows past the end
+    qb, kb, vb = [NAN] * (q_rows * D), [NAN] * (k_rows * D), [NAN] * (k_rows * D)
+    ob, lb = [NAN] * (q_rows * D), [NAN] * q_rows
+    for bh in range(B * H):
+        for r in range(n_q):
+            at = (q_row0 + bh * q_ld + r) * D
+            qb[at:at + D] = q[(bh * n_q + r) * D:(bh * n_q + r + 1) * D]
+    for s in range(B * Hkv):
+        for j in range(n_k):
+            at = (k_row0 + s * kv_ld + j) * D
+            kb[at:at + D] = k[(s * n_k + j) * D:(s * n_k + j + 1) * D]
+            vb[at:at + D] = v[(s * n_k + j) * D:(s * n_k + j + 1) * D]
     scale = 1 / math.sqrt(D)
-    o, lse, tiles = flash(D, q, k, v, B, H, Hkv, n_q, n_k, mask, window, scale)
-    ro, rl = reference(D, q, k, v, B, H, Hkv, n_q, n_k, mask, window, scale)
-    eo = max(abs(a - b) for a, b in zip(o, ro))
-    el = max(abs(a - b) for a, b in zip(lse, rl))
-    ok = eo < 1e-9 and el < 1e-9
-    print(f"{'ok  ' if ok else 'FAIL'} D={D} B={B} H={H} Hkv={Hkv} n_q={n_q} n_k={n_k} mask={mask} w={window} "
-          f"max|dO|={eo:.2e} max|dLSE|={el:.2e} tiles={tiles}", flush=True)
+    tiles = flash(D, qb, kb, vb, ob, lb, B, H, Hkv, n_q, n_k, q_off, q_ld, kv_ld, mask, window, scale,
+                  q_base=q_row0 * D, k_base=k_row0 * D, v_base=k_row0 * D, o_base=q_row0 * D, lse_base=q_row0)
+    ro, rl = reference(D, q, k, v, B, H, Hkv, n_q, n_k, q_off, mask, window, scale)
+    eo = el = 0.0
+    stray = 0
+    written = set()
+    for bh in range(B * H):
+        for r in range(n_q):
+            row = q_row0 + bh * q_ld + r
+            written.add(row)
+            for c in range(D):
+                x, y = ob[row * D + c], ro[(bh * n_q + r) * D + c]
+                eo = max(eo, abs(x - y) if x == x else INF)
+            x, y = lb[row], rl[bh * n_q + r]
+            el = max(el, 0.0 if x == y else abs(x - y) if x == x else INF)  # −∞ == −∞ for empty rows
+    for row in range(q_rows):
+        if row not in written:
+            stray += (lb[row] == lb[row]) + sum(ob[row * D + c] == ob[row * D + c] for c in range(D))
+    empty = sum(x == -INF for x in rl)
+    ok = eo < 1e-9 and el < 1e-9 and not stray
+    print(f"{'ok  ' if ok else 'FAIL'} D={D} B={B} H={H} Hkv={Hkv} n_q={n_q} n_k={n_k} q_off={q_off} q_ld={q_ld} "
+          f"kv_ld={kv_ld} rows0={q_row0},{k_row0} mask={mask} w={window} max|dO|={eo:.2e} max|dLSE|={el:.2e} "
+          f"empty rows={empty} stray writes={stray} tiles={tiles}", flush=True)
     return ok
 
 if __name__ == "__main__":
@@ -240,6 +287,19 @@ if __name__ == "__main__":
         (128, 1, 4, 2, 1, 65, 2, 3),
         (64, 1, 1, 1, 200, 200, 2, 70),
     ]
+    # Slabs inside larger buffers (q_ld > n_q, kv_ld > n_k, pointers at interior rows, as the
+    # ring's pieces and blocks are) and query offsets below zero or past n_k, as band_for gives.
+    strided = [  # D, B, H, Hkv, n_q, n_k, mask, window, q_off, q_ld, kv_ld, q_row0, k_row0
+        (64, 2, 2, 1, 70, 80, 0, 0, 10, 75, 90, 3, 5),
+        (64, 1, 2, 1, 70, 80, 1, 0, -9, 71, 83, 1, 2),
+        (64, 1, 2, 1, 70, 80, 2, 20, -9, 71, 83, 1, 2),
+        (128, 1, 2, 2, 20, 100, 1, 0, -30, 33, 101, 13, 0),
+        (64, 1, 2, 1, 66, 70, 2, 1, -2, 67, 77, 0, 7),
+        (64, 1, 1, 1, 65, 130, 2, 0, 40, 70, 140, 2, 9),
+        (64, 2, 2, 2, 9, 70, 2, 5, 66, 12, 72, 4, 1),
+    ]
     bad = sum(not case(*c, seed=i) for i, c in enumerate(cases))
+    bad += sum(not case(*c[:8], seed=100 + i, q_off=c[8], q_ld=c[9], kv_ld=c[10], q_row0=c[11], k_row0=c[12])
+               for i, c in enumerate(strided))
     print("emulation:", "all ok" if not bad else f"{bad} failed")
     sys.exit(1 if bad else 0)

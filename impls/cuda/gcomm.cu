@@ -63,9 +63,9 @@ struct phase_events {
 };
 
 int gcomm_shift(gcomm *g, void *const send[], const size_t send_bytes[], void *const recv[],
-                const size_t recv_bytes[], attn_err_t *err) {
+                const size_t recv_bytes[], const cudaEvent_t recv_free[], attn_err_t *err) {
     if (g->kind == GCOMM_NCCL)
-        return gcomm_nccl_shift(g, send, send_bytes, recv, recv_bytes, err);
+        return gcomm_nccl_shift(g, send, send_bytes, recv, recv_bytes, recv_free, err);
     int P = g->size;
     phase_events before;
     ATTN_TRY(before.record(g, err));
@@ -78,6 +78,8 @@ int gcomm_shift(gcomm *g, void *const send[], const size_t send_bytes[], void *c
          * by the next rank's copy of the previous step, on that rank's comm stream. */
         CUDA_TRY(cudaStreamWaitEvent(g->comm[r], before.ev[from], 0));
         CUDA_TRY(cudaStreamWaitEvent(g->comm[r], before.ev[to], 0));
+        if (recv_free && recv_free[r]) /* after the records: the neighbours do not inherit it */
+            CUDA_TRY(cudaStreamWaitEvent(g->comm[r], recv_free[r], 0));
         if (recv_bytes[r] && recv[r] != send[from])
             CUDA_TRY(cudaMemcpyAsync(recv[r], send[from], recv_bytes[r], cudaMemcpyDeviceToDevice, g->comm[r]));
     }

@@ -61,10 +61,11 @@ void gcomm_abort(gcomm *g);
  * r + 1 and receives recv_bytes[i] bytes into recv[i] from rank r − 1 (mod P), enqueued on
  * comm[i]. Ordering it guarantees under cuda_local: a copy starts after everything enqueued
  * earlier on the sender's and the receiver's comm streams (the previous step's copies, which
- * fill the send buffer and read the buffer now received into). The caller makes comm[i] wait
- * for its compute stream where compute still reads recv[i]. */
+ * fill the send buffer and read the buffer now received into). recv_free[i], when not null, is
+ * an event after which recv[i] may be overwritten (the compute that last read it): only rank
+ * i's receive waits for it, so a slow rank's compute never delays its neighbours' copies. */
 int gcomm_shift(gcomm *g, void *const send[], const size_t send_bytes[], void *const recv[],
-                const size_t recv_bytes[], attn_err_t *err);
+                const size_t recv_bytes[], const cudaEvent_t recv_free[], attn_err_t *err);
 
 /* All-to-all with per-peer sizes, for every rank driven here: local rank i sends
  * send_bytes[i][q] bytes from send[i] + send_off[i][q] to rank q and receives recv_bytes[i][q]
@@ -82,7 +83,7 @@ int gcomm_sync(gcomm *g, cudaEvent_t ev, const char *what, attn_err_t *err);
 
 /* gcomm_nccl.cu's halves of the calls above (gcomm.cu dispatches on g->kind). */
 int gcomm_nccl_shift(gcomm *g, void *const send[], const size_t send_bytes[], void *const recv[],
-                     const size_t recv_bytes[], attn_err_t *err);
+                     const size_t recv_bytes[], const cudaEvent_t recv_free[], attn_err_t *err);
 int gcomm_nccl_alltoallv(gcomm *g, const void *const send[], const gcomm_sizes_t send_bytes,
                          const gcomm_sizes_t send_off, void *const recv[], const gcomm_sizes_t recv_bytes,
                          const gcomm_sizes_t recv_off, attn_err_t *err);

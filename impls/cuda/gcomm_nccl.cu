@@ -264,9 +264,11 @@ void gcomm_nccl_version(char *buf, size_t len) {
 }
 
 int gcomm_nccl_shift(gcomm *g, void *const send[], const size_t send_bytes[], void *const recv[],
-                     const size_t recv_bytes[], attn_err_t *err) {
+                     const size_t recv_bytes[], const cudaEvent_t recv_free[], attn_err_t *err) {
     ATTN_TRY(nccl_usable(g, err));
     int P = g->size, r = g->first;
+    if (recv_free && recv_free[0]) /* one rank per process: the whole comm stream may wait */
+        CUDA_TRY(cudaStreamWaitEvent(g->comm[0], recv_free[0], 0));
     if (P == 1) { /* the ring closes on this rank: a copy, no NCCL call */
         if (recv_bytes[0] != send_bytes[0])
             return attn_fail(err, ATTN_ERUNTIME, "nccl: rank 0 expects %zu bytes but sends itself %zu",
@@ -352,7 +354,8 @@ void gcomm_nccl_version(char *buf, size_t len) {
     if (len)
         buf[0] = '\0';
 }
-int gcomm_nccl_shift(gcomm *, void *const[], const size_t[], void *const[], const size_t[], attn_err_t *err) {
+int gcomm_nccl_shift(gcomm *, void *const[], const size_t[], void *const[], const size_t[], const cudaEvent_t[],
+                     attn_err_t *err) {
     return no_nccl(err);
 }
 int gcomm_nccl_alltoallv(gcomm *, const void *const[], const gcomm_sizes_t, const gcomm_sizes_t, void *const[],

@@ -115,7 +115,7 @@ extern "C" size_t ring_cuda_rank_bytes(const attn_problem_t *p, int kind, int ra
     size_t d = (size_t)p->head_dim, bh = (size_t)(p->batch * p->heads), bhkv = (size_t)(p->batch * p->kv_heads);
     size_t nq = (size_t)layout_local_count(&lq, rank), kmax = (size_t)layout_max_local_count(&lk);
     return bh * nq * d * sizeof(bf16) + 2 * (2 * bhkv * kmax * d * sizeof(bf16) + 16) +
-           2 * (bh * nq * d + bh * nq) * sizeof(float) + 64;
+           2 * (bh * nq * d + bh * nq) * sizeof(float) + 80; /* the 16-byte pads of the seven buffers */
 }
 
 int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cuda_host_t *h, ring_cuda_stats_t *st,
@@ -180,17 +180,17 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
         if (s < P - 1) {
             void *send[ATTN_MAX_RANKS], *recv[ATTN_MAX_RANKS];
             size_t sb[ATTN_MAX_RANKS], rb[ATTN_MAX_RANKS];
+            cudaEvent_t recv_free[ATTN_MAX_RANKS] = {}; /* step s − 1's compute read the buffer received into */
             for (int i = 0; i < L; i++) {
                 int r = g->first + i, src = (r - s + P) % P, next_src = (r - s - 1 + P) % P;
                 send[i] = b[i].kv[cur].ptr, recv[i] = b[i].kv[1 - cur].ptr;
                 sb[i] = (size_t)(2 * BHkv * layout_local_count(&lk, src) * d) * sizeof(bf16);
                 rb[i] = (size_t)(2 * BHkv * layout_local_count(&lk, next_src) * d) * sizeof(bf16);
                 st[i].bytes_sent += (double)sb[i], st[i].bytes_recv += (double)rb[i];
-                if (s > 0) /* the compute of step s − 1 read the buffer received into now */
-                    CUDA_TRY(cudaStreamWaitEvent(g->comm[i], ev[i].comp1[s - 1], 0));
+                recv_free[i] = s > 0 ? ev[i].comp1[s - 1] : nullptr;
                 CUDA_TRY(cudaEventRecord(ev[i].comm0[s], g->comm[i]));
             }
-            ATTN_TRY(gcomm_shift(g, send, sb, recv, rb, err));
+            ATTN_TRY(gcomm_shift(g, send, sb, recv, rb, recv_free, err));
             for (int i = 0; i < L; i++)
                 CUDA_TRY(cudaEventRecord(ev[i].comm1[s], g->comm[i]));
         }
