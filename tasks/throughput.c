@@ -189,6 +189,26 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
         frac[i] = gflops[i] / peer[i];
         read[i] = roofline_kv_bytes(p) / kv_read_seconds(p, &t, threads) / 1e9;
     }
+    /* A roofline taken while another process held the cores reads low and would make correct
+     * work look impossible (the check below). Before that verdict, measure both rooflines
+     * again, up to 3 times, and let each repeat's figure be the best seen. */
+    for (int again = 0; again < 3 && brc == ATTN_OK; again++) {
+        double g = median_of(gflops, reps), kv = roofline_kv_bytes(p) / median_of(secs, reps) / 1e9;
+        if (g <= ROOFLINE_SLACK * median_of(peer, reps) && kv <= ROOFLINE_SLACK * median_of(read, reps))
+            break;
+        double ts = peak_sgemm_seconds(PEER_SGEMM_N, threads, err);
+        if (ts < 0) {
+            tensors_free(&t);
+            return ATTN_ERUNTIME;
+        }
+        double pg = 2.0 * PEER_SGEMM_N * (double)PEER_SGEMM_N * PEER_SGEMM_N / ts / 1e9;
+        double rg = roofline_kv_bytes(p) / kv_read_seconds(p, &t, threads) / 1e9;
+        for (int i = 0; i < reps; i++) {
+            peer[i] = peer[i] > pg ? peer[i] : pg, read[i] = read[i] > rg ? read[i] : rg;
+            frac[i] = gflops[i] / peer[i];
+        }
+        record_extra_num(r, "roofline_remeasured", again + 1);
+    }
     tensors_free(&t);
     if (brc != ATTN_OK) {
         record_set_status(r, REC_ERROR, "%s", berr.msg);
