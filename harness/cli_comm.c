@@ -129,6 +129,10 @@ static int comm_parse(comm_bench_t *b, int argc, char **argv, int *help, attn_er
             continue;
         }
         ATTN_TRY(opts_set(&b->o, name, optarg, err));
+        /* opts_set also takes the GPU transports, which move device buffers this tool has none of. */
+        if (!strcmp(name, "transport") && strcmp(optarg, "local") && strcmp(optarg, "mpi"))
+            return attn_fail(err, ATTN_EUSAGE, "--transport %s: attnbench comm measures the host transports "
+                                               "(local, mpi)", optarg);
         b->ranks_given |= !strcmp(name, "ranks");
     }
     if (optind < argc)

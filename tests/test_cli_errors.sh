@@ -46,6 +46,8 @@ expect 2 "not a single-rank backend" -- "${R[@]}" --local-backend ring
 expect 2 "not exit:RANK:STEP"        -- "${R[@]}" --inject-fault crash:1:1
 expect 2 "comm-timeout"              -- "${R[@]}" --comm-timeout -1
 expect 2 "at least 2 ranks"          -- comm --ranks 1 --out-dir "$out"
+# A GPU transport is refused by comm (host transports only); without CUDA, already by the flag.
+expect 2 "transport cuda_local"      -- comm --transport cuda_local --out-dir "$out"
 expect 2 "but mpirun started 1"      -- "${R[@]}" --transport mpi --ranks 3 --backends ring
 
 printf '{"task": "exactness", "seq-len": [16, 32' > "$scratch/truncated.json"
