@@ -143,16 +143,23 @@ static int execute(int argc, char **argv, attn_opts_t *runs, int n_runs,
 
 /* Under --transport mpi every process of the job parses the same flags, then joins MPI; a
  * run that names no rank count takes the job's size. */
+/* The transport flag was checked when parsed, so it parses here. */
+static int over_mpi(const attn_opts_t *o) {
+    attn_transport_t t = ATTN_TRANSPORT_LOCAL;
+    transport_parse(o->transport, &t);
+    return transport_over_mpi(t);
+}
+
 static int with_transport(attn_opts_t *runs, int n_runs, attn_err_t *err) {
     int mpi = 0;
     for (int i = 0; i < n_runs; i++)
-        mpi |= !strcmp(runs[i].transport, "mpi") || !strcmp(runs[i].transport, "nccl");
+        mpi |= over_mpi(&runs[i]);
     if (!mpi)
         return ATTN_OK;
     ATTN_TRY(comm_mpi_init(NULL, NULL, err));
     int size = comm_mpi_world()->size;
     for (int i = 0; i < n_runs; i++) {
-        if (strcmp(runs[i].transport, "mpi") && strcmp(runs[i].transport, "nccl"))
+        if (!over_mpi(&runs[i]))
             continue;
         if (runs[i].ranks == 1)
             runs[i].ranks = size;

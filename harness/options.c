@@ -216,7 +216,7 @@ int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
         attn_transport_t t;
         if (!transport_parse(v, &t))
             return attn_fail(err, ATTN_EUSAGE, "--transport: '%s' is not a transport (local, mpi, cuda_local, nccl)", v);
-        if ((t == ATTN_TRANSPORT_MPI || t == ATTN_TRANSPORT_NCCL) && !comm_mpi_available())
+        if (transport_over_mpi(t) && !comm_mpi_available())
             return attn_fail(err, ATTN_EUSAGE, "--transport %s: this build has no MPI (Open MPI was not found)", v);
         if ((t == ATTN_TRANSPORT_CUDA_LOCAL || t == ATTN_TRANSPORT_NCCL) && !device_cuda_built())
             return attn_fail(err, ATTN_EUSAGE, "--transport %s: this build has no CUDA backends (nvcc was not found)", v);

@@ -89,6 +89,9 @@ const char *mask_name(attn_mask_t m);
 /* "local", "mpi", "cuda_local", "nccl"; transport_parse returns 1 on success. */
 const char *transport_name(attn_transport_t t);
 int transport_parse(const char *s, attn_transport_t *out);
+/* 1 for the transports with one process per rank under mpirun (mpi, nccl): only rank 0 runs
+ * the harness, the others serve its distributed calls. */
+static inline int transport_over_mpi(attn_transport_t t) { return t == ATTN_TRANSPORT_MPI || t == ATTN_TRANSPORT_NCCL; }
 int mask_parse(const char *s, attn_mask_t *out);
 const char *dtype_name(attn_dtype_t t);
 int dtype_parse(const char *s, attn_dtype_t *out);

@@ -68,8 +68,8 @@ static int memory_case(const attn_opts_t *o, const attn_problem_t *p, int index,
             record_metric(r, "device_analytic_bytes", work, "B");
             record_metric(r, "device_to_analytic", work > 0 ? dev_peak / work : 0.0, "1");
         }
-        /* Under mpi only rank 0's share of the ranks' workspace lives in this process. */
-        if (be->forward_rank && p->transport == ATTN_TRANSPORT_MPI && p->ranks > 1) {
+        /* Under mpi or nccl only rank 0's share of the ranks' workspace lives in this process. */
+        if (be->forward_rank && transport_over_mpi(p->transport) && p->ranks > 1) {
             record_extra_str(r, "memory_scope", "rank 0 process; analytic is all ranks");
             continue;
         }

@@ -158,7 +158,7 @@ int dist_supports_common(const attn_backend_t *self, const attn_problem_t *p, ch
         snprintf(reason, len, "%s runs on --transport cuda_local (P virtual ranks on one GPU) or nccl", self->name);
         return 0;
     }
-    if (p->transport == ATTN_TRANSPORT_MPI || p->transport == ATTN_TRANSPORT_NCCL) {
+    if (transport_over_mpi(p->transport)) {
         attn_comm_t *w = comm_mpi_world();
         if (!w) {
             snprintf(reason, len, "--transport %s needs the run started under mpirun", transport_name(p->transport));
