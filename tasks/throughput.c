@@ -82,11 +82,24 @@ static double median_of(const double *x, int n) {
     return med;
 }
 
+/* 1 when the medians of the per-repeat fractions of both roofs are possible (roofline_check),
+ * else 0 and the reason: the verdict record_roofline gives, and the test the re-measurement in
+ * throughput_case repeats. */
+static int roofline_possible(const attn_problem_t *p, const double *secs, const double *gflops, const double *peer,
+                             const double *read, int reps, char *reason, size_t len) {
+    double kv_bytes = roofline_kv_bytes(p), frac[reps], frac_bw[reps];
+    for (int i = 0; i < reps; i++) {
+        frac[i] = gflops[i] / peer[i];
+        frac_bw[i] = kv_bytes / secs[i] / 1e9 / read[i];
+    }
+    return roofline_check(median_of(frac, reps), median_of(frac_bw, reps), reason, len);
+}
+
 /* Both roofs of one record: the K/V traffic beside the paired read bandwidth, which bound the
  * call's arithmetic intensity puts it under, its fraction of that roof, and the check that no
  * figure sits above a roof measured in this run. */
 static void record_roofline(attn_record_t *r, const attn_problem_t *p, const double *secs, const double *gflops,
-                            const double *peer, const double *read, const double *frac, int reps) {
+                            const double *peer, const double *read, int reps) {
     double kv_bytes = roofline_kv_bytes(p), intensity = problem_flops(p) / kv_bytes;
     double kv_gbps[reps], frac_bw[reps], frac_roof[reps];
     for (int i = 0; i < reps; i++) {
@@ -104,8 +117,7 @@ static void record_roofline(attn_record_t *r, const attn_problem_t *p, const dou
     record_metric(r, "bound", roofline_bound(intensity, sgemm, bw), "1"); /* 0 compute, 1 bandwidth */
     record_timed(r, "frac_of_roofline", frac_roof, reps, "1");
     char reason[256];
-    int possible = roofline_check(median_of(frac, reps), median_of(frac_bw, reps), reason, sizeof reason);
-    if (r->status == REC_PASS && !possible)
+    if (r->status == REC_PASS && !roofline_possible(p, secs, gflops, peer, read, reps, reason, sizeof reason))
         record_set_status(r, REC_ERROR, "%s", reason);
 }
 
@@ -186,16 +198,14 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
         brc = be->forward(be, p, &t.io, &berr);
         secs[i] = time_now_s() - t0;
         gflops[i] = flops / secs[i] / 1e9;
-        frac[i] = gflops[i] / peer[i];
         read[i] = roofline_kv_bytes(p) / kv_read_seconds(p, &t, threads) / 1e9;
     }
     /* A roofline taken while another process held the cores reads low and would make correct
      * work look impossible (the check below). Before that verdict, measure both rooflines
      * again, up to 3 times, and let each repeat's figure be the best seen. */
-    for (int again = 0; again < 3 && brc == ATTN_OK; again++) {
-        double g = median_of(gflops, reps), kv = roofline_kv_bytes(p) / median_of(secs, reps) / 1e9;
-        if (g <= ROOFLINE_SLACK * median_of(peer, reps) && kv <= ROOFLINE_SLACK * median_of(read, reps))
-            break;
+    char why[256];
+    for (int again = 0; again < 3 && brc == ATTN_OK && !roofline_possible(p, secs, gflops, peer, read, reps, why,
+                                                                          sizeof why); again++) {
         double ts = peak_sgemm_seconds(PEER_SGEMM_N, threads, err);
         if (ts < 0) {
             tensors_free(&t);
@@ -203,10 +213,8 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
         }
         double pg = 2.0 * PEER_SGEMM_N * (double)PEER_SGEMM_N * PEER_SGEMM_N / ts / 1e9;
         double rg = roofline_kv_bytes(p) / kv_read_seconds(p, &t, threads) / 1e9;
-        for (int i = 0; i < reps; i++) {
+        for (int i = 0; i < reps; i++)
             peer[i] = peer[i] > pg ? peer[i] : pg, read[i] = read[i] > rg ? read[i] : rg;
-            frac[i] = gflops[i] / peer[i];
-        }
         record_extra_num(r, "roofline_remeasured", again + 1);
     }
     tensors_free(&t);
@@ -215,8 +223,10 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
         return ATTN_OK;
     }
     double tok[reps];
-    for (int i = 0; i < reps; i++)
+    for (int i = 0; i < reps; i++) {
         tok[i] = (double)(p->batch * p->n_q) / secs[i];
+        frac[i] = gflops[i] / peer[i]; /* against the roofline as finally measured */
+    }
     record_timed(r, "time_s", secs, reps, "s");
     record_timed(r, "tokens_per_s", tok, reps, "tok/s");
     record_timed(r, "gflops", gflops, reps, "GFLOP/s");
@@ -226,7 +236,7 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
     record_metric(r, "threads", threads, "1");
     if (be->forward_rank)
         record_dist(r, be, p, &dist);
-    record_roofline(r, p, secs, gflops, peer, read, frac, reps);
+    record_roofline(r, p, secs, gflops, peer, read, reps);
     *median_s = median_of(secs, reps);
     return ATTN_OK;
 }
