@@ -81,6 +81,13 @@ int cuda_begin(const attn_problem_t *p, attn_err_t *err);
 int cuda_upload(void *dst, int to_bf16, const float *src, size_t n, float *staging, cudaStream_t s,
                 attn_err_t *err);
 
+/* Seconds from event a to event b (negative when b came first: they may sit on different
+ * streams); 0 when either was not recorded. The per-rank figures of the GPU ring and ulysses. */
+inline double seconds_between(cudaEvent_t a, cudaEvent_t b) {
+    float ms = 0;
+    return cudaEventElapsedTime(&ms, a, b) == cudaSuccess ? ms / 1e3 : 0.0;
+}
+
 /* Every forward ends here: waits for the stop event, reports the kernels' device time through
  * io->device_s and copies O (nq floats) and LSE (nl floats) back to the host. */
 inline int cuda_finish(const event_pair &ev, const dev_buf &o, const dev_buf &lse, size_t nq, size_t nl,

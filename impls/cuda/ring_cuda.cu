@@ -98,11 +98,6 @@ struct rank_events {
     }
 };
 
-float ms_between(cudaEvent_t a, cudaEvent_t b) {
-    float ms = 0;
-    return cudaEventElapsedTime(&ms, a, b) == cudaSuccess ? ms : 0.f;
-}
-
 } // namespace
 
 extern "C" size_t ring_cuda_rank_bytes(const attn_problem_t *p, int kind, int rank) {
@@ -245,14 +240,14 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
     for (int i = 0; i < L; i++) {
         st[i].n_steps = P;
         for (int s = 0; s < P; s++) {
-            st[i].step_compute_s[s] = ms_between(ev[i].comp0[s], ev[i].comp1[s]) / 1e3;
+            st[i].step_compute_s[s] = seconds_between(ev[i].comp0[s], ev[i].comp1[s]);
             st[i].compute_s += st[i].step_compute_s[s];
             if (s < P - 1) {
-                st[i].comm_s += ms_between(ev[i].comm0[s], ev[i].comm1[s]) / 1e3;
-                st[i].exposed_s += std::max(0.f, ms_between(ev[i].comp1[s], ev[i].comm1[s])) / 1e3;
+                st[i].comm_s += seconds_between(ev[i].comm0[s], ev[i].comm1[s]);
+                st[i].exposed_s += std::max(0.0, seconds_between(ev[i].comp1[s], ev[i].comm1[s]));
             }
         }
-        st[i].wall_s = ms_between(ev[i].start, ev[i].end) / 1e3;
+        st[i].wall_s = seconds_between(ev[i].start, ev[i].end);
         st[i].device_bytes = (double)b[i].bytes;
         int r = g->first + i;
         size_t qn = (size_t)(BH * layout_local_count(&lq, r) * d), ln = (size_t)(BH * layout_local_count(&lq, r));

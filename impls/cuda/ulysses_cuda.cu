@@ -45,16 +45,11 @@ int slabs(void *dst, const void *src, int64_t O1, int64_t O2, int64_t R, int64_t
     return ATTN_OK;
 }
 
-float ms_between(cudaEvent_t a, cudaEvent_t b) {
-    float ms = 0;
-    return cudaEventElapsedTime(&ms, a, b) == cudaSuccess ? ms : 0.f;
-}
-
 struct rank_state {
     dev_buf q, k, v, o, lse;     /* token shards: Q, K, V (bf16), O, LSE (f32) */
     dev_buf send, recv;          /* all-to-all staging, the larger of the two exchanges */
     dev_buf qh, kh, vh, oh, lh;  /* all tokens, this rank's heads */
-    cudaEvent_t ev[6] = {};      /* start, a2a-1 done, compute start, compute done, a2a-2 done, end */
+    cudaEvent_t ev[5] = {};      /* start, a2a-1 done, compute start, compute done, a2a-2 done (the end) */
     ~rank_state() {
         for (cudaEvent_t e : ev)
             if (e)
@@ -250,18 +245,17 @@ int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t
                            m[r], h.hq * m[r], m[r], cm, err));
         }
         CUDA_TRY(cudaEventRecord(s.ev[4], cm));
-        CUDA_TRY(cudaEventRecord(s.ev[5], cm));
     }
     for (int i = 0; i < L; i++)
-        ATTN_TRY(gcomm_sync(g, rs[i].ev[5], "ulysses_cuda all-to-alls", err));
+        ATTN_TRY(gcomm_sync(g, rs[i].ev[4], "ulysses_cuda all-to-alls", err));
     for (int i = 0; i < L; i++) {
         int r = g->first + i;
         rank_state &s = rs[i];
         st[i].n_steps = 1;
-        st[i].compute_s = st[i].step_compute_s[0] = ms_between(s.ev[2], s.ev[3]) / 1e3;
-        st[i].comm_s = (ms_between(s.ev[0], s.ev[1]) + ms_between(s.ev[3], s.ev[4])) / 1e3;
+        st[i].compute_s = st[i].step_compute_s[0] = seconds_between(s.ev[2], s.ev[3]);
+        st[i].comm_s = seconds_between(s.ev[0], s.ev[1]) + seconds_between(s.ev[3], s.ev[4]);
         st[i].exposed_s = st[i].comm_s; /* nothing computes while the all-to-alls run */
-        st[i].wall_s = ms_between(s.ev[0], s.ev[5]) / 1e3;
+        st[i].wall_s = seconds_between(s.ev[0], s.ev[4]);
         st[i].blocks_computed = 1;
         if (m[r]) {
             CUDA_TRY(cudaMemcpy(hst->o[i], s.o.ptr, (size_t)(B * H * m[r] * orow), cudaMemcpyDeviceToHost));
