@@ -15,6 +15,7 @@
 
 #include "backend.h"
 #include "comm.h"
+#include "exactness_case.h"
 #include "impls/dist/dist.h"
 #include "options.h"
 #include "parallel.h"
@@ -125,24 +126,9 @@ int main(int argc, char **argv) {
                              backends, mask, (long long)n, qlen, H, (long long)kvh, (long long)d_list[id],
                              n <= 64 ? 2 : 1, (long long)(n * 3 / 10 > 0 ? n * 3 / 10 : 1), tiles ? 16 : 128,
                              tiles ? 32 : 256, in * 10 + id, ranks ? ranks : 1, transport, layout);
-                    attn_opts_t o;
-                    opts_defaults(&o);
-                    o.threads = 2;
-                    o.repeats = 1;
-                    attn_err_t err = {0};
-                    char *save = NULL;
-                    for (char *kv = strtok_r(args, " ", &save); kv; kv = strtok_r(NULL, " ", &save)) {
-                        char *eq = strchr(kv, '=');
-                        *eq = '\0';
-                        if (opts_set(&o, kv, eq + 1, &err) != ATTN_OK) {
-                            fprintf(stderr, "FAIL bad test case: %s\n", err.msg);
-                            return 1;
-                        }
-                    }
                     attn_run_t run;
-                    char *fake_argv[] = {"test_backends"};
-                    if (results_run_init(&run, 1, fake_argv, o.seed, 2, &err) != ATTN_OK ||
-                        opts_validate_run(&o, &err) != ATTN_OK || task_exactness(&o, &run, &err) != ATTN_OK) {
+                    attn_err_t err = {0};
+                    if (exactness_case(args, 2, "test_backends", &run, &err) != ATTN_OK) {
                         printf("FAIL n=%lld d=%lld H_kv=%lld: %s\n", (long long)n, (long long)d_list[id],
                                (long long)kvh, err.msg);
                         dist_stop_followers();

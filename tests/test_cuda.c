@@ -20,6 +20,7 @@
 
 #include "backend.h"
 #include "device.h"
+#include "exactness_case.h"
 #include "impls/cuda/gcomm_selftest.h"
 #include "options.h"
 #include "parallel.h"
@@ -41,28 +42,11 @@ static double metric(const attn_record_t *r, const char *name) {
 
 /* Runs the exactness task on "key=value ..." args; counts records as expected or not. A record
  * must pass, except sliding_window_cuda must decline (skip) masks other than window. */
-static int run_case(const char *args_in, int *passed, int *failed) {
-    char args[1024];
-    snprintf(args, sizeof args, "%s", args_in);
-    attn_opts_t o;
-    opts_defaults(&o);
-    o.threads = 0;
-    o.repeats = 1;
-    attn_err_t err = {0};
-    char *save = NULL;
-    for (char *kv = strtok_r(args, " ", &save); kv; kv = strtok_r(NULL, " ", &save)) {
-        char *eq = strchr(kv, '=');
-        *eq = '\0';
-        if (opts_set(&o, kv, eq + 1, &err) != ATTN_OK) {
-            printf("FAIL bad test case %s: %s\n", args_in, err.msg);
-            return 1;
-        }
-    }
+static int run_case(const char *args, int *passed, int *failed) {
     attn_run_t run;
-    char *fake_argv[] = {"test_cuda"};
-    if (results_run_init(&run, 1, fake_argv, o.seed, 0, &err) != ATTN_OK || opts_validate_run(&o, &err) != ATTN_OK ||
-        task_exactness(&o, &run, &err) != ATTN_OK) {
-        printf("FAIL %s: %s\n", args_in, err.msg);
+    attn_err_t err = {0};
+    if (exactness_case(args, 0, "test_cuda", &run, &err) != ATTN_OK) {
+        printf("FAIL %s: %s\n", args, err.msg);
         return 1;
     }
     for (int i = 0; i < run.n_records; i++) {
