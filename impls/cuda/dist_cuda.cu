@@ -176,7 +176,7 @@ int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, attn_comm_t *
     return dist_gather(c, &lq, BH, 1, hs.h.lse[0], (float *)io->lse, err);
 }
 
-int ring_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+int dist_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
     if (p->layout >= 0 && p->layout != (int)kind_of(self)) {
         snprintf(reason, len, "%s always uses the %s layout", self->name, layout_name(kind_of(self)));
         return 0;
@@ -203,20 +203,20 @@ int ring_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, char
     return cuda_supports_device(self, p, bytes, reason, len);
 }
 
-int ring_cuda_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+int dist_cuda_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
     if (p->transport == ATTN_TRANSPORT_NCCL)
         return dist_forward(self, p, io, err);
     return local_forward(self, p, io, err);
 }
 
-void ring_cuda_expect(const attn_backend_t *self, const attn_problem_t *p, attn_dist_expect_t *out) {
+void dist_cuda_expect(const attn_backend_t *self, const attn_problem_t *p, attn_dist_expect_t *out) {
     if (ctx_of(self)->ulysses)
         ulysses_cuda_expect(p, out);
     else
         dist_ring_expect(kind_of(self), p, 2.0, out);
 }
 
-size_t ring_cuda_workspace(const attn_backend_t *self, const attn_problem_t *p) {
+size_t dist_cuda_workspace(const attn_backend_t *self, const attn_problem_t *p) {
     size_t bytes = 0;
     int P = p->ranks > 1 ? p->ranks : 1;
     for (int r = 0; r < P; r++)
@@ -230,8 +230,8 @@ const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, 0}, striped_ctx = {LAYOUT_STR
 } // namespace
 
 #define DIST_CUDA_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                           \
-    extern "C" const attn_backend_t var = {NAME, "cuda", DESC, LAYOUT, ring_cuda_supports, ring_cuda_forward,     \
-                                           nccl_rank, ring_cuda_expect, ring_cuda_workspace, &CTX};
+    extern "C" const attn_backend_t var = {NAME, "cuda", DESC, LAYOUT, dist_cuda_supports, dist_cuda_forward,     \
+                                           nccl_rank, dist_cuda_expect, dist_cuda_workspace, &CTX};
 
 DIST_CUDA_BACKEND(backend_cuda_ring, "ring_cuda", "contiguous", ring_ctx,
                   "ring attention on GPUs: tensor-core kernel per step, next K/V block copied meanwhile; bf16")

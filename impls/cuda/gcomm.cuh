@@ -39,9 +39,8 @@ struct gcomm {
 /* P virtual ranks on device `device` (already current): streams created non-blocking. */
 int gcomm_local_open(gcomm *g, int ranks, int device, double timeout_s, attn_err_t *err);
 
-/* 1 when this build has NCCL; otherwise the nccl functions fail with a message saying so. */
-int gcomm_nccl_built(void);
-/* The nccl transport for this process's rank of the MPI world `world` (rank 0 creates the
+/* Without nccl.h at build time every nccl function fails with a message saying so.
+ * The nccl transport for this process's rank of the MPI world `world` (rank 0 creates the
  * unique id and sends it to every rank through world): one rank per process, on `device`.
  * Communicator creation is nonblocking and fails after timeout_s (a peer that never arrives). */
 int gcomm_nccl_open_mpi(gcomm *g, attn_comm_t *world, int device, double timeout_s, attn_err_t *err);
@@ -49,8 +48,6 @@ int gcomm_nccl_open_mpi(gcomm *g, attn_comm_t *world, int device, double timeout
  * rename, so a reader never sees half of it); the other ranks wait up to timeout_s for it. */
 int gcomm_nccl_open_file(gcomm *g, const char *path, int rank, int ranks, int device, double timeout_s,
                          attn_err_t *err);
-/* NCCL's version ("NCCL 2.28.x"); "" without NCCL. */
-void gcomm_nccl_version(char *buf, size_t len);
 
 /* Streams destroyed, the communicator destroyed (or aborted after an error). Safe on a zeroed g. */
 void gcomm_close(gcomm *g);

@@ -171,7 +171,6 @@ static int open_rank_or_clean(gcomm *g, const ncclUniqueId *id, int rank, int ra
     return rc;
 }
 
-int gcomm_nccl_built(void) { return 1; }
 
 int gcomm_nccl_open_mpi(gcomm *g, attn_comm_t *world, int device, double timeout_s, attn_err_t *err) {
     *g = gcomm{};
@@ -247,20 +246,6 @@ int gcomm_nccl_open_file(gcomm *g, const char *path, int rank, int ranks, int de
         }
     }
     return open_rank_or_clean(g, &id, rank, ranks, device, timeout_s, err);
-}
-
-void gcomm_nccl_version(char *buf, size_t len) {
-    int v = 0;
-    if (!len)
-        return;
-    buf[0] = '\0';
-    pthread_once(&load_once, load_lib);
-    if (!nccl.loaded || nccl.GetVersion(&v) != ncclSuccess)
-        return;
-    if (v >= 10000) /* NCCL_VERSION's encoding since 2.9: X*10000 + Y*100 + Z */
-        snprintf(buf, len, "NCCL %d.%d.%d", v / 10000, v / 100 % 100, v % 100);
-    else
-        snprintf(buf, len, "NCCL %d.%d.%d", v / 1000, v / 100 % 10, v % 100);
 }
 
 int gcomm_nccl_shift(gcomm *g, void *const send[], const size_t send_bytes[], void *const recv[],
@@ -345,14 +330,9 @@ static int no_nccl(attn_err_t *err) {
                      "e.g. NCCL_HOME=/path/to/nccl)");
 }
 
-int gcomm_nccl_built(void) { return 0; }
 int gcomm_nccl_open_mpi(gcomm *g, attn_comm_t *, int, double, attn_err_t *err) { return *g = gcomm{}, no_nccl(err); }
 int gcomm_nccl_open_file(gcomm *g, const char *, int, int, int, double, attn_err_t *err) {
     return *g = gcomm{}, no_nccl(err);
-}
-void gcomm_nccl_version(char *buf, size_t len) {
-    if (len)
-        buf[0] = '\0';
 }
 int gcomm_nccl_shift(gcomm *, void *const[], const size_t[], void *const[], const size_t[], const cudaEvent_t[],
                      attn_err_t *err) {

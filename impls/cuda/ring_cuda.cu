@@ -64,10 +64,9 @@ __global__ void fill_kernel(float *x, int64_t n, float v) {
         x[i] = v;
 }
 
-/* One rank's device buffers; bytes is their sum (the rank's device memory). */
+/* One rank's device buffers (their sum is ring_cuda_rank_bytes). */
 struct rank_bufs {
     dev_buf q, kv[2], o, lse, o_part, lse_part;
-    size_t bytes = 0;
 };
 
 struct rank_events {
@@ -147,7 +146,6 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
             DEV_ALLOC(b[i].o_part, qn * sizeof(float) + 16, "ring_cuda partial O");
             DEV_ALLOC(b[i].lse, (size_t)BH * nq * sizeof(float) + 16, "ring_cuda LSE shard");
             DEV_ALLOC(b[i].lse_part, (size_t)BH * nq * sizeof(float) + 16, "ring_cuda partial LSE");
-            b[i].bytes = ring_cuda_rank_bytes(p, kind_i, r);
             cudaStream_t s = g->compute[i];
             if (qn)
                 ATTN_TRY(cuda_upload(b[i].q.ptr, 1, h->q[i], qn, stage.as<float>(), s, err));
@@ -248,7 +246,7 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
             }
         }
         st[i].wall_s = seconds_between(ev[i].start, ev[i].end);
-        st[i].device_bytes = (double)b[i].bytes;
+        st[i].device_bytes = (double)ring_cuda_rank_bytes(p, kind_i, g->first + i);
         int r = g->first + i;
         size_t qn = (size_t)(BH * layout_local_count(&lq, r) * d), ln = (size_t)(BH * layout_local_count(&lq, r));
         if (qn) {
