@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import secrets
 import socket
 import statistics
@@ -94,10 +95,15 @@ def visible_pairs(n_q, n_k, mask):
 def run_metadata(torch, device, argv, seed):
     prop = torch.cuda.get_device_properties(device)
     driver = None
-    try:  # torch exposes the CUDA version it was built with, not the driver's
+    try:  # torch knows the CUDA it was built with, not the driver's; attnbench's own format:
+        # "580.159.04 (CUDA 13.0)", the module version and the CUDA level the driver supports
         out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i",
                               str(device)], capture_output=True, text=True, timeout=30)
         driver = out.stdout.strip() or None
+        banner = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout
+        m = re.search(r"CUDA Version:\s*([0-9]+\.[0-9]+)", banner)
+        if driver and m:
+            driver = f"{driver} (CUDA {m.group(1)})"
     except (OSError, subprocess.SubprocessError):
         pass
     try:
@@ -158,21 +164,29 @@ def bench_case(torch, a, n_k, mask):
     dt = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}[a.dtype]
     dev = torch.device("cuda", a.device)
     g = torch.Generator(device=dev).manual_seed(a.seed)
-    # (B, H, n, d), the layout attnbench uses; K/V with H_kv heads, expanded for SDPA (enable_gqa where
-    # this torch has it, so no copy is timed).
+    # (B, H, n, d), the layout attnbench uses; K/V with H_kv heads. GQA through enable_gqa (torch
+    # 2.5 on), so no copy is timed; an older torch gets K/V expanded before the timing.
     q = torch.randn(a.batch, a.heads, n_q, a.head_dim, device=dev, dtype=dt, generator=g)
     k = torch.randn(a.batch, a.kv_heads, n_k, a.head_dim, device=dev, dtype=dt, generator=g)
     v = torch.randn(a.batch, a.kv_heads, n_k, a.head_dim, device=dev, dtype=dt, generator=g)
-    kwargs = {}
+    kwargs, gqa = {}, "none"
     if a.kv_heads != a.heads:
-        kwargs["enable_gqa"] = True
+        try:
+            F.scaled_dot_product_attention(q[:, :, :1], k[:, :, :1], v[:, :, :1], enable_gqa=True)
+            kwargs["enable_gqa"], gqa = True, "native"
+        except TypeError:
+            k = k.repeat_interleave(a.heads // a.kv_heads, dim=1)
+            v = v.repeat_interleave(a.heads // a.kv_heads, dim=1)
+            gqa = "expanded"
     attn_mask, is_causal = None, False
     if mask == "causal":
         if n_q == n_k:
             is_causal = True
-        else:  # SDPA's is_causal aligns queries to the start; attnbench's sit at the end of the keys
-            i = torch.arange(n_k - n_q, n_k, device=dev)[:, None]
-            attn_mask = torch.arange(n_k, device=dev)[None, :] <= i
+        else:  # SDPA's is_causal aligns queries to the start; attnbench's sit at the end of the keys.
+            # causal_lower_right says so without an n_q × n_k tensor, which would push SDPA off its
+            # flash kernel (flash takes no dense mask) and time a slower one.
+            from torch.nn.attention.bias import causal_lower_right
+            attn_mask = causal_lower_right(n_q, n_k)
 
     def call():
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, **kwargs)
@@ -218,7 +232,7 @@ def bench_case(torch, a, n_k, mask):
             "batch": a.batch, "heads": a.heads, "kv_heads": a.kv_heads, "head_dim": a.head_dim,
             "seq_len_q": n_q, "seq_len_k": n_k, "mask": mask, "window": 0, "dtype": a.dtype,
             "block_q": 0, "block_k": 0, "repeats": a.repeats, "warmup": a.warmup,
-            "timing": "cuda_events", "sdpa_backend": a.sdpa_backend,
+            "timing": "cuda_events", "sdpa_backend": a.sdpa_backend, "gqa": gqa,
         },
         "metrics": metrics,
         "units": units,
@@ -275,8 +289,8 @@ def main(argv):
         for mask in a.mask:
             try:
                 r = bench_case(torch, a, n_k, mask)
-            except torch.cuda.OutOfMemoryError as e:  # recorded like attnbench's failed calls
-                torch.cuda.empty_cache()
+            except RuntimeError as e:  # out of memory, or no SDPA kernel for the case: recorded like
+                torch.cuda.empty_cache()  # attnbench's failed calls, and the run goes on
                 r = {"task": "throughput", "backend": "torch_sdpa", "local_backend": None,
                      "device": f"cuda:{a.device}", "transport": "none", "ranks": 1, "layout": "none",
                      "config": {"batch": a.batch, "heads": a.heads, "kv_heads": a.kv_heads,
@@ -284,7 +298,8 @@ def main(argv):
                                 "mask": mask, "window": 0, "dtype": a.dtype, "block_q": 0, "block_k": 0,
                                 "repeats": a.repeats, "warmup": a.warmup},
                      "metrics": {}, "units": {}, "per_rank": {}, "status": "error",
-                     "reason": f"torch_sdpa: out of device memory: {str(e).splitlines()[0]}"}
+                     "reason": "torch_sdpa: " + ("out of device memory: " if isinstance(e, torch.cuda.OutOfMemoryError)
+                                                 else "") + (str(e).splitlines() or [type(e).__name__])[0]}
             records.append(r)
             m = r["metrics"]
             print(f"torch_sdpa n_k={n_k:<8} mask={mask:<6} " +

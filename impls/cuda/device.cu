@@ -44,6 +44,25 @@ extern "C" int device_count(char *why, size_t len) {
     return n;
 }
 
+/* The first token with a dot that starts with a digit on /proc/driver/nvidia/version's first
+ * line ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.04  <date>"). */
+static void driver_module_version(char *out, size_t len) {
+    char line[256];
+    FILE *f = fopen("/proc/driver/nvidia/version", "r");
+    if (!f)
+        return;
+    char *got = fgets(line, sizeof line, f);
+    fclose(f);
+    if (!got)
+        return;
+    char *save = NULL;
+    for (char *t = strtok_r(line, " \t\n", &save); t; t = strtok_r(NULL, " \t\n", &save))
+        if (t[0] >= '0' && t[0] <= '9' && strchr(t, '.')) {
+            snprintf(out, len, "%s", t);
+            return;
+        }
+}
+
 extern "C" void device_describe(int ordinal, char *model, size_t model_len, char *driver, size_t driver_len,
                                 char *cuda, size_t cuda_len) {
     if (ordinal >= device_count(NULL, 0))
@@ -53,9 +72,13 @@ extern "C" void device_describe(int ordinal, char *model, size_t model_len, char
         snprintf(model, model_len, "%s (sm_%d%d, %d SMs, %.1f GiB)", prop.name, prop.major, prop.minor,
                  prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
     int v = 0;
-    /* The driver API version the installed driver supports (e.g. 13000 = CUDA 13.0). */
+    /* "580.159.04 (CUDA 13.0)": the kernel module's version (what nvidia-smi prints, and what
+     * benchmarks/torch_sdpa.py records) and the CUDA level it supports. The module's version is
+     * only in /proc; without it (some sandboxes) the CUDA level alone. */
+    char ver[64] = "";
+    driver_module_version(ver, sizeof ver);
     if (cudaDriverGetVersion(&v) == cudaSuccess)
-        snprintf(driver, driver_len, "CUDA %d.%d driver", v / 1000, (v % 1000) / 10);
+        snprintf(driver, driver_len, "%s%s(CUDA %d.%d)", ver, ver[0] ? " " : "", v / 1000, (v % 1000) / 10);
     if (cudaRuntimeGetVersion(&v) == cudaSuccess)
         snprintf(cuda, cuda_len, "%d.%d", v / 1000, (v % 1000) / 10);
 }
@@ -94,6 +117,14 @@ extern "C" int cuda_supports_device(const attn_backend_t *self, const attn_probl
     }
     if (p->device >= n) {
         snprintf(reason, len, "%s: no CUDA device %d (this machine has %d)", self->name, p->device, n);
+        return 0;
+    }
+    /* The fatbinary holds sm_80 and sm_90 code (mma.sync bf16, cp.async): an older device would
+     * fail at its first launch with no kernel image, so decline it here with the reason. */
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, p->device) == cudaSuccess && major < 8) {
+        snprintf(reason, len, "%s needs compute capability 8.0 or newer; device %d is sm_%d.x", self->name, p->device,
+                 major);
         return 0;
     }
     uint64_t free_b = 0, total_b = 0;

@@ -276,7 +276,9 @@ int cuda_flash_launch(const attn_problem_t *p, const cuda_flash_call *c, cudaStr
     prm.m_blocks = (int)((c->n_q + BR - 1) / BR);
     if (p->head_dim == 64)
         return launch<64>(prm, p->batch * p->heads, s, err);
-    return launch<128>(prm, p->batch * p->heads, s, err);
+    if (p->head_dim == 128)
+        return launch<128>(prm, p->batch * p->heads, s, err);
+    return attn_fail(err, ATTN_EUSAGE, "flash kernel: head dim %lld has no kernel (64, 128)", (long long)p->head_dim);
 }
 
 extern "C" int cuda_flash_supports(const attn_problem_t *p, char *why, size_t len) {

@@ -76,6 +76,10 @@ struct cublas_owner {
     }
 };
 
+/* cuBLAS's own workspace, handed to it explicitly so the tracked peak counts it; 32 MiB is
+ * cuBLAS's documented recommendation for Hopper (4 MiB suffices before it). */
+constexpr size_t CUBLAS_WORKSPACE = (size_t)32 << 20;
+
 } // namespace
 
 extern "C" size_t cuda_naive_device_bytes(const attn_problem_t *p) {
@@ -83,7 +87,7 @@ extern "C" size_t cuda_naive_device_bytes(const attn_problem_t *p) {
     size_t es = p->dtype == ATTN_BF16 ? sizeof(bf16) : sizeof(float);
     size_t scores = (size_t)(p->n_q * p->n_k) * (sizeof(float) + (p->dtype == ATTN_BF16 ? sizeof(bf16) : 0));
     size_t staging = p->dtype == ATTN_BF16 ? (nq > nkv ? nq : nkv) * sizeof(float) : 0;
-    return (nq + 2 * nkv) * es + (nq + nl) * sizeof(float) + scores + staging;
+    return (nq + 2 * nkv) * es + (nq + nl) * sizeof(float) + scores + staging + CUBLAS_WORKSPACE;
 }
 
 extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
@@ -92,7 +96,7 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_io_t *io, 
     const int64_t d = p->head_dim, nq_rows = p->n_q, nk_rows = p->n_k;
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
     size_t es = bf ? sizeof(bf16) : sizeof(float);
-    dev_buf q, k, v, o, lse, staging, S, P16;
+    dev_buf q, k, v, o, lse, staging, S, P16, ws; /* declared before the handle, so they outlive it */
     DEV_ALLOC(q, nq * es, "naive_cuda Q");
     DEV_ALLOC(k, nkv * es, "naive_cuda K");
     DEV_ALLOC(v, nkv * es, "naive_cuda V");
@@ -108,9 +112,11 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_io_t *io, 
     ATTN_TRY(cuda_upload(k.ptr, bf, (const float *)io->k, nkv, staging.as<float>(), s, err));
     ATTN_TRY(cuda_upload(v.ptr, bf, (const float *)io->v, nkv, staging.as<float>(), s, err));
 
+    DEV_ALLOC(ws, CUBLAS_WORKSPACE, "naive_cuda cuBLAS workspace");
     cublas_owner cb;
     CUBLAS_TRY(cublasCreate(&cb.h));
-    CUBLAS_TRY(cublasSetStream(cb.h, s));
+    CUBLAS_TRY(cublasSetStream(cb.h, s)); /* resets the workspace to cuBLAS's pool: set ours after it */
+    CUBLAS_TRY(cublasSetWorkspace(cb.h, ws.ptr, CUBLAS_WORKSPACE));
     /* Float32 means float32: no TF32 even where the environment would allow it. */
     CUBLAS_TRY(cublasSetMathMode(cb.h, bf ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH));
 
