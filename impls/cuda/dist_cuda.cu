@@ -9,6 +9,7 @@
  *
  * Inputs are rounded to bf16 on the device (like blockwise_cuda); partial results merge in
  * float32. Bytes moved are bf16 K/V blocks: the analytic count is the CPU ring's at 2 bytes. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cuda_util.cuh"
@@ -128,23 +129,45 @@ int local_forward(const attn_backend_t *self, const attn_problem_t *p, const att
  * when the world or the device changes, and dropped after an error. */
 gcomm nccl_world = {};
 
+/* This process's rank among the job's processes on its node: GPUs are numbered per node. */
+int node_local_rank(int world_rank) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"};
+    for (const char *v : vars) {
+        const char *s = getenv(v);
+        if (s && *s)
+            return atoi(s);
+    }
+    return world_rank; /* one node */
+}
+
+/* At exit, before the CUDA runtime's own teardown (atexit runs in reverse order of registration). */
+void nccl_world_at_exit(void) { gcomm_close(&nccl_world); }
+
 int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, attn_comm_t *c, const attn_io_t *io,
               attn_err_t *err) {
     int P = c->size, me = c->rank;
-    /* One GPU per rank: rank r uses device --device + r. */
-    attn_problem_t mine_p = *p;
-    mine_p.device = p->device + me;
-    p = &mine_p;
+    /* One GPU per rank: a rank uses device --device + its rank on its node, unless the launcher
+     * already gave each rank its own GPU (CUDA_VISIBLE_DEVICES naming one device). */
     char why[256];
     int n_dev = device_count(why, sizeof why);
+    const char *visible = getenv("CUDA_VISIBLE_DEVICES");
+    int own_gpu = n_dev == 1 && visible && *visible && !strchr(visible, ',');
+    attn_problem_t mine_p = *p;
+    mine_p.device = own_gpu ? p->device : p->device + node_local_rank(me);
+    p = &mine_p;
     if (n_dev > 0 && p->device >= n_dev)
         return attn_fail(err, ATTN_ERUNTIME, "nccl: rank %d needs CUDA device %d but this node has %d (one GPU per rank)",
                          me, p->device, n_dev);
     ATTN_TRY(cuda_begin(p, err));
     if (nccl_world.count && (nccl_world.size != P || nccl_world.device != p->device))
         gcomm_close(&nccl_world);
-    if (!nccl_world.count)
+    if (!nccl_world.count) {
+        static int at_exit_set;
         ATTN_TRY(gcomm_nccl_open_mpi(&nccl_world, c, p->device, p->comm_timeout, err));
+        if (!at_exit_set)
+            at_exit_set = atexit(nccl_world_at_exit) == 0;
+    }
+    nccl_world.timeout_s = p->comm_timeout > 0 ? p->comm_timeout : 300.0;
     attn_layout_t lq, lk;
     ATTN_TRY(layout_init(&lq, kind_of(self), p->n_q, P, err));
     ATTN_TRY(layout_init(&lk, kind_of(self), p->n_k, P, err));
@@ -158,6 +181,7 @@ int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, attn_comm_t *
     ring_cuda_stats_t st = {};
     int rc = run_ranks(self, &nccl_world, p, &hs.h, &st, err);
     if (rc != ATTN_OK) {
+        gcomm_abort(&nccl_world); /* peers may be blocked on this rank: no graceful finalize */
         gcomm_close(&nccl_world);
         return rc;
     }

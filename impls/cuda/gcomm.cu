@@ -54,9 +54,10 @@ struct phase_events {
     }
     /* Records "everything enqueued so far" on each of g's comm streams. */
     int record(gcomm *g, attn_err_t *err) {
-        for (; n < g->count; n++) {
+        while (n < g->count) {
             CUDA_TRY(cudaEventCreateWithFlags(&ev[n], cudaEventDisableTiming));
-            CUDA_TRY(cudaEventRecord(ev[n], g->comm[n]));
+            n++; /* owned from here: destroyed even if the record fails */
+            CUDA_TRY(cudaEventRecord(ev[n - 1], g->comm[n - 1]));
         }
         return ATTN_OK;
     }

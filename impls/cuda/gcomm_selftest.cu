@@ -27,6 +27,9 @@ int rotate(gcomm *g, size_t bytes, attn_err_t *err) {
             host[b] = pattern(g->first + i, b);
         CUDA_TRY(cudaMemcpy(buf[2 * i].ptr, host.data(), bytes, cudaMemcpyHostToDevice));
     }
+    /* cudaMemcpy from pageable memory may return before its DMA lands, on the legacy stream,
+     * which the transport's non-blocking streams do not wait for. */
+    CUDA_TRY(cudaDeviceSynchronize());
     int cur = 0;
     for (int s = 0; s < P - 1; s++, cur = 1 - cur) {
         void *send[ATTN_MAX_RANKS], *recv[ATTN_MAX_RANKS];
@@ -73,6 +76,7 @@ int all_to_all(gcomm *g, attn_err_t *err) {
         CUDA_TRY(cudaMemset(rbuf[i].ptr, 0, orr));
         send[i] = sbuf[i].ptr, recv[i] = rbuf[i].ptr;
     }
+    CUDA_TRY(cudaDeviceSynchronize()); /* the uploads and the memset ran on the legacy stream */
     ATTN_TRY(gcomm_alltoallv(g, send, sb, so, recv, rb, ro, err));
     for (int i = 0; i < L; i++) {
         int r = g->first + i;

@@ -230,6 +230,11 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
     for (int i = 0; i < L; i++) {
         CUDA_TRY(cudaEventRecord(ev[i].end, g->compute[i]));
     }
+    /* Waited step by step, so --comm-timeout bounds the time without progress (one step), not
+     * the whole ring. */
+    for (int s = 0; s < P; s++)
+        for (int i = 0; i < L; i++)
+            ATTN_TRY(gcomm_sync(g, ev[i].comp1[s], "ring_cuda step", err));
     for (int i = 0; i < L; i++)
         ATTN_TRY(gcomm_sync(g, ev[i].end, "ring_cuda steps", err));
 

@@ -246,8 +246,11 @@ int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t
         }
         CUDA_TRY(cudaEventRecord(s.ev[4], cm));
     }
-    for (int i = 0; i < L; i++)
-        ATTN_TRY(gcomm_sync(g, rs[i].ev[4], "ulysses_cuda all-to-alls", err));
+    /* Phase by phase (first all-to-all, compute, second all-to-all), so --comm-timeout bounds the
+     * time without progress rather than the whole call. */
+    for (int e = 1; e <= 4; e++)
+        for (int i = 0; i < L; i++)
+            ATTN_TRY(gcomm_sync(g, rs[i].ev[e], "ulysses_cuda all-to-alls", err));
     for (int i = 0; i < L; i++) {
         int r = g->first + i;
         rank_state &s = rs[i];
