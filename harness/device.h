@@ -20,6 +20,8 @@ int device_count(char *why, size_t len);
  * cannot read are left empty. Does nothing without a device. */
 void device_describe(int ordinal, char *model, size_t model_len, char *driver, size_t driver_len, char *cuda,
                      size_t cuda_len);
+/* NCCL's version ("2.28.9") once a run has loaded libnccl; left untouched otherwise. */
+void device_nccl_version(char *out, size_t len);
 /* Free and total bytes of device `ordinal`; 0 on failure (and both are set to 0). */
 int device_mem_info(int ordinal, uint64_t *free_bytes, uint64_t *total_bytes);
 

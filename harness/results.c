@@ -301,7 +301,11 @@ static json_t *run_json(const attn_run_t *run) {
     SET(o, "gpu_model", jstr_or_null(run->gpu_model));
     SET(o, "gpu_driver", jstr_or_null(run->gpu_driver));
     SET(o, "cuda_version", jstr_or_null(run->cuda_version));
-    SET(o, "nccl_version", jstr_or_null(run->nccl_version));
+    char nccl[32] = ""; /* known once a run has used the nccl transport */
+    snprintf(nccl, sizeof nccl, "%s", run->nccl_version);
+    if (!nccl[0])
+        device_nccl_version(nccl, sizeof nccl);
+    SET(o, "nccl_version", jstr_or_null(nccl));
     SET(o, "mpi_version", jstr_or_null(run->mpi_version));
     SET(o, "compiler", jstr_or_null(run->compiler));
     SET(o, "build_type", jstr_or_null(run->build_type));

@@ -4,7 +4,7 @@
 # and one GPU per rank. NCCL will not put two ranks on one device, so with one GPU this runs
 # P = 1 (the bootstrap, the communicator, result gathering; a ring of one sends nothing, so the
 # only NCCL data path then is ulysses_cuda's all-to-all to itself) and says so; with G GPUs it
-# runs P = min(G, 4). ulysses_cuda runs with H = 12, H_kv = 3 (heads split over P = 1..4).
+# runs P = min(G, 4). ulysses_cuda runs with H = 12 and H_kv 1 and 12 (heads split over P = 1..4).
 # Exits 77 (CTest skip) without a device, without mpirun, or when libnccl cannot be found.
 # usage: test_nccl.sh ATTNBENCH TEST_CUDA SCRATCH_DIR MPIEXEC
 set -u
@@ -56,5 +56,7 @@ run_case() {
   echo "nccl: $name P = $P: $npass cases passed"
 }
 run_case "ring family" --backends ring_cuda,striped_cuda,zigzag_cuda --heads 4 --kv-heads 1
-run_case "ulysses" --backends ulysses_cuda --heads 12 --kv-heads 3
+# H = 12 splits over P = 1..4 both with one kv head (MQA) and with H_kv = H.
+run_case "ulysses (MQA)" --backends ulysses_cuda --heads 12 --kv-heads 1
+run_case "ulysses (MHA)" --backends ulysses_cuda --heads 12 --kv-heads 12
 echo "nccl: P = $P passed"

@@ -115,7 +115,7 @@ def ulysses_heads(H, Hkv, P, q):
     q0 = q * hq
     kv0 = q0 // group
     kvn = (q0 + hq - 1) // group + 1 - kv0
-    ok = hq % kvn == 0 and (hq // kvn) * kvn == hq and (hq % group == 0 if hq >= group else group % hq == 0)
+    ok = hq % kvn == 0 and all((q0 + j) // group - kv0 == j // (hq // kvn) for j in range(hq))
     return dict(hq=hq, q0=q0, kv0=kv0, kvn=kvn) if ok else None
 
 
@@ -411,12 +411,12 @@ def run_case(B, H, Hkv, P, n_k, n_q, mask, window, d, seed):
 
 
 def main():
-    shapes = [(4, 4), (4, 2), (4, 1), (8, 2), (6, 3), (2, 1)]
+    shapes = [(4, 4), (4, 2), (4, 1), (8, 2), (6, 3), (2, 1), (6, 2), (12, 3), (24, 4), (12, 4)]
     masks = [(NONE, 0), (CAUSAL, 0), (WINDOW, 7)]
     d = 8
     n_cases = n_bad = n_small = 0
     declined = []
-    for (H, Hkv), P in itertools.product(shapes, [1, 2, 3, 4, 8]):
+    for (H, Hkv), P in itertools.product(shapes, [1, 2, 3, 4, 6, 8]):
         hd = [ulysses_heads(H, Hkv, P, q) for q in range(P)]
         if any(h is None for h in hd):
             declined.append((H, Hkv, P))

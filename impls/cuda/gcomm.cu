@@ -64,9 +64,9 @@ struct phase_events {
 };
 
 int gcomm_shift(gcomm *g, void *const send[], const size_t send_bytes[], void *const recv[],
-                const size_t recv_bytes[], const cudaEvent_t recv_free[], attn_err_t *err) {
+                const size_t recv_bytes[], const cudaEvent_t recv_free[], const cudaEvent_t started[], attn_err_t *err) {
     if (g->kind == GCOMM_NCCL)
-        return gcomm_nccl_shift(g, send, send_bytes, recv, recv_bytes, recv_free, err);
+        return gcomm_nccl_shift(g, send, send_bytes, recv, recv_bytes, recv_free, started, err);
     int P = g->size;
     phase_events before;
     ATTN_TRY(before.record(g, err));
@@ -81,6 +81,8 @@ int gcomm_shift(gcomm *g, void *const send[], const size_t send_bytes[], void *c
         CUDA_TRY(cudaStreamWaitEvent(g->comm[r], before.ev[to], 0));
         if (recv_free && recv_free[r]) /* after the records: the neighbours do not inherit it */
             CUDA_TRY(cudaStreamWaitEvent(g->comm[r], recv_free[r], 0));
+        if (started && started[r]) /* after every wait: the copy itself starts here */
+            CUDA_TRY(cudaEventRecord(started[r], g->comm[r]));
         if (recv_bytes[r] && recv[r] != send[from])
             CUDA_TRY(cudaMemcpyAsync(recv[r], send[from], recv_bytes[r], cudaMemcpyDeviceToDevice, g->comm[r]));
     }
@@ -118,6 +120,12 @@ static double now_s() {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int gcomm_inputs_ready(gcomm *g, attn_err_t *err) {
+    if (g->kind != GCOMM_NCCL || !g->world)
+        return ATTN_OK;
+    return comm_barrier(g->world, 1 << 21, err);
 }
 
 int gcomm_sync(gcomm *g, cudaEvent_t ev, const char *what, attn_err_t *err) {

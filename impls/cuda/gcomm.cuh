@@ -34,6 +34,7 @@ struct gcomm {
     double timeout_s; /* gcomm_sync gives up (and aborts an nccl communicator) after this */
     cudaStream_t compute[ATTN_MAX_RANKS], comm[ATTN_MAX_RANKS]; /* by local index */
     void *nccl;       /* ncclComm_t under GCOMM_NCCL */
+    attn_comm_t *world; /* GCOMM_NCCL: the MPI world of this call (gcomm_inputs_ready's barrier) */
 };
 
 /* P virtual ranks on device `device` (already current): streams created non-blocking. */
@@ -62,7 +63,7 @@ void gcomm_abort(gcomm *g);
  * an event after which recv[i] may be overwritten (the compute that last read it): only rank
  * i's receive waits for it, so a slow rank's compute never delays its neighbours' copies. */
 int gcomm_shift(gcomm *g, void *const send[], const size_t send_bytes[], void *const recv[],
-                const size_t recv_bytes[], const cudaEvent_t recv_free[], attn_err_t *err);
+                const size_t recv_bytes[], const cudaEvent_t recv_free[], const cudaEvent_t started[], attn_err_t *err);
 
 /* All-to-all with per-peer sizes, for every rank driven here: local rank i sends
  * send_bytes[i][q] bytes from send[i] + send_off[i][q] to rank q and receives recv_bytes[i][q]
@@ -78,9 +79,14 @@ int gcomm_alltoallv(gcomm *g, const void *const send[], const gcomm_sizes_t send
  * `what` after timeout_s without completion (aborting the communicator). */
 int gcomm_sync(gcomm *g, cudaEvent_t ev, const char *what, attn_err_t *err);
 
+/* Called once every local rank's inputs are on its device (uploads synchronised): under nccl a
+ * barrier over g->world, so every rank's timed region starts together and no rank's step 0
+ * absorbs a peer's upload time; nothing under cuda_local, whose ranks are all here. */
+int gcomm_inputs_ready(gcomm *g, attn_err_t *err);
+
 /* gcomm_nccl.cu's halves of the calls above (gcomm.cu dispatches on g->kind). */
 int gcomm_nccl_shift(gcomm *g, void *const send[], const size_t send_bytes[], void *const recv[],
-                     const size_t recv_bytes[], const cudaEvent_t recv_free[], attn_err_t *err);
+                     const size_t recv_bytes[], const cudaEvent_t recv_free[], const cudaEvent_t started[], attn_err_t *err);
 int gcomm_nccl_alltoallv(gcomm *g, const void *const send[], const gcomm_sizes_t send_bytes,
                          const gcomm_sizes_t send_off, void *const recv[], const gcomm_sizes_t recv_bytes,
                          const gcomm_sizes_t recv_off, attn_err_t *err);

@@ -21,7 +21,7 @@
 #ifdef ATTN_HAVE_NCCL
 #include <nccl.h>
 
-enum { TAG_NCCL_ID = 1 << 22 }; /* above dist.c's TAG_SHARD and every step tag */
+enum { TAG_NCCL_ID = 1 << 23 }; /* above dist.c's TAG_SHARD, dist_model.c's and ulysses.c's tags (1 << 22 + i) */
 
 /* The entry points used, resolved once; decltype keeps each exactly the header's signature. */
 static struct {
@@ -255,11 +255,13 @@ int gcomm_nccl_open_file(gcomm *g, const char *path, int rank, int ranks, int de
 }
 
 int gcomm_nccl_shift(gcomm *g, void *const send[], const size_t send_bytes[], void *const recv[],
-                     const size_t recv_bytes[], const cudaEvent_t recv_free[], attn_err_t *err) {
+                     const size_t recv_bytes[], const cudaEvent_t recv_free[], const cudaEvent_t started[], attn_err_t *err) {
     ATTN_TRY(nccl_usable(g, err));
     int P = g->size, r = g->first;
     if (recv_free && recv_free[0]) /* one rank per process: the whole comm stream may wait */
         CUDA_TRY(cudaStreamWaitEvent(g->comm[0], recv_free[0], 0));
+    if (started && started[0]) /* after the wait (NCCL may still wait for the peer) */
+        CUDA_TRY(cudaEventRecord(started[0], g->comm[0]));
     if (P == 1) { /* the ring closes on this rank: a copy, no NCCL call */
         if (recv_bytes[0] != send_bytes[0])
             return attn_fail(err, ATTN_ERUNTIME, "nccl: rank 0 expects %zu bytes but sends itself %zu",
@@ -328,6 +330,13 @@ void gcomm_nccl_close(gcomm *g, int abort) {
     nccl.CommAbort(comm); /* after an error, or a finalize that failed or timed out */
 }
 
+/* Only once a run has loaded it: the metadata never loads 200 MB to read a version. */
+extern "C" void device_nccl_version(char *out, size_t len) {
+    int v = 0;
+    if (nccl.loaded && nccl.GetVersion(&v) == ncclSuccess && v > 0) /* 22809 = 2.28.9 (from 2.9 on) */
+        snprintf(out, len, "%d.%d.%d", v / 10000, v % 10000 / 100, v % 100);
+}
+
 #else /* no nccl.h at build time: the transport exists only to say so */
 
 static int no_nccl(attn_err_t *err) {
@@ -340,7 +349,7 @@ int gcomm_nccl_open_mpi(gcomm *g, attn_comm_t *, int, double, attn_err_t *err) {
 int gcomm_nccl_open_file(gcomm *g, const char *, int, int, int, double, attn_err_t *err) {
     return *g = gcomm{}, no_nccl(err);
 }
-int gcomm_nccl_shift(gcomm *, void *const[], const size_t[], void *const[], const size_t[], const cudaEvent_t[],
+int gcomm_nccl_shift(gcomm *, void *const[], const size_t[], void *const[], const size_t[], const cudaEvent_t[], const cudaEvent_t[],
                      attn_err_t *err) {
     return no_nccl(err);
 }
@@ -350,5 +359,6 @@ int gcomm_nccl_alltoallv(gcomm *, const void *const[], const gcomm_sizes_t, cons
 }
 int gcomm_nccl_poll(gcomm *, attn_err_t *err) { return no_nccl(err); }
 void gcomm_nccl_close(gcomm *g, int) { g->nccl = nullptr; }
+extern "C" void device_nccl_version(char *, size_t) {}
 
 #endif

@@ -36,7 +36,7 @@ int rotate(gcomm *g, size_t bytes, attn_err_t *err) {
         size_t sb[ATTN_MAX_RANKS], rb[ATTN_MAX_RANKS];
         for (int i = 0; i < L; i++)
             send[i] = buf[2 * i + cur].ptr, recv[i] = buf[2 * i + 1 - cur].ptr, sb[i] = rb[i] = bytes;
-        ATTN_TRY(gcomm_shift(g, send, sb, recv, rb, nullptr, err));
+        ATTN_TRY(gcomm_shift(g, send, sb, recv, rb, nullptr, nullptr, err));
     }
     for (int i = 0; i < L; i++) {
         CUDA_TRY(cudaStreamSynchronize(g->comm[i]));

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <initializer_list>
 
 #include "band.h"
 #include "cuda_util.cuh"
@@ -72,26 +73,26 @@ struct rank_bufs {
 struct rank_events {
     cudaEvent_t comp0[ATTN_MAX_RANKS] = {}, comp1[ATTN_MAX_RANKS] = {}, comm0[ATTN_MAX_RANKS] = {},
                 comm1[ATTN_MAX_RANKS] = {}, start = nullptr, end = nullptr;
-    int steps = 0;
     rank_events() = default;
     rank_events(const rank_events &) = delete;
     rank_events &operator=(const rank_events &) = delete;
     ~rank_events() {
-        for (int s = 0; s < steps; s++) {
-            cudaEventDestroy(comp0[s]), cudaEventDestroy(comp1[s]);
-            cudaEventDestroy(comm0[s]), cudaEventDestroy(comm1[s]);
-        }
-        if (start)
-            cudaEventDestroy(start), cudaEventDestroy(end);
+        for (cudaEvent_t *a : {comp0, comp1, comm0, comm1}) /* every non-null one: creation may stop half-way */
+            for (int s = 0; s < ATTN_MAX_RANKS; s++)
+                if (a[s])
+                    cudaEventDestroy(a[s]);
+        for (cudaEvent_t e : {start, end})
+            if (e)
+                cudaEventDestroy(e);
     }
     int create(int P, attn_err_t *err) {
         CUDA_TRY(cudaEventCreate(&start));
         CUDA_TRY(cudaEventCreate(&end));
-        for (; steps < P; steps++) {
-            CUDA_TRY(cudaEventCreate(&comp0[steps]));
-            CUDA_TRY(cudaEventCreate(&comp1[steps]));
-            CUDA_TRY(cudaEventCreate(&comm0[steps]));
-            CUDA_TRY(cudaEventCreate(&comm1[steps]));
+        for (int s = 0; s < P; s++) {
+            CUDA_TRY(cudaEventCreate(&comp0[s]));
+            CUDA_TRY(cudaEventCreate(&comp1[s]));
+            CUDA_TRY(cudaEventCreate(&comm0[s]));
+            CUDA_TRY(cudaEventCreate(&comm1[s]));
         }
         return ATTN_OK;
     }
@@ -160,6 +161,7 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
             ATTN_TRY(ev[i].create(P, err));
         }
     }
+    ATTN_TRY(gcomm_inputs_ready(g, err));
     /* The comm stream starts where the uploads ended. */
     for (int i = 0; i < L; i++) {
         CUDA_TRY(cudaEventRecord(ev[i].start, g->compute[i]));
@@ -174,6 +176,7 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
             void *send[ATTN_MAX_RANKS], *recv[ATTN_MAX_RANKS];
             size_t sb[ATTN_MAX_RANKS], rb[ATTN_MAX_RANKS];
             cudaEvent_t recv_free[ATTN_MAX_RANKS] = {}; /* step s − 1's compute read the buffer received into */
+            cudaEvent_t started[ATTN_MAX_RANKS] = {};   /* recorded by gcomm_shift after its waits */
             for (int i = 0; i < L; i++) {
                 int r = g->first + i, src = (r - s + P) % P, next_src = (r - s - 1 + P) % P;
                 send[i] = b[i].kv[cur].ptr, recv[i] = b[i].kv[1 - cur].ptr;
@@ -181,9 +184,9 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
                 rb[i] = (size_t)(2 * BHkv * layout_local_count(&lk, next_src) * d) * sizeof(bf16);
                 st[i].bytes_sent += (double)sb[i], st[i].bytes_recv += (double)rb[i];
                 recv_free[i] = s > 0 ? ev[i].comp1[s - 1] : nullptr;
-                CUDA_TRY(cudaEventRecord(ev[i].comm0[s], g->comm[i]));
+                started[i] = ev[i].comm0[s];
             }
-            ATTN_TRY(gcomm_shift(g, send, sb, recv, rb, recv_free, err));
+            ATTN_TRY(gcomm_shift(g, send, sb, recv, rb, recv_free, started, err));
             for (int i = 0; i < L; i++)
                 CUDA_TRY(cudaEventRecord(ev[i].comm1[s], g->comm[i]));
         }

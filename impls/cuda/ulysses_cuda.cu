@@ -113,9 +113,14 @@ int ulysses_heads(const attn_problem_t *p, int P, int q, ulysses_heads_t *h) {
         return 0;
     h->hq = H / P, h->q0 = q * h->hq;
     h->kv0 = h->q0 / group, h->kvn = (h->q0 + h->hq - 1) / group + 1 - h->kv0;
-    /* The kernel maps local head h to kv head h / (hq / kvn): that must be an exact split. */
-    return h->hq % h->kvn == 0 && (h->hq / h->kvn) * h->kvn == h->hq &&
-           (h->hq >= group ? h->hq % group == 0 : group % h->hq == 0);
+    /* The kernel maps local head j to local kv head j / (hq / kvn): accepted exactly when that is
+     * the head's own kv head (q0 + j) / group − kv0 for every j. */
+    if (h->hq % h->kvn)
+        return 0;
+    for (int64_t j = 0; j < h->hq; j++)
+        if ((h->q0 + j) / group - h->kv0 != j / (h->hq / h->kvn))
+            return 0;
+    return 1;
 }
 
 size_t ulysses_cuda_rank_bytes(const attn_problem_t *p, int rank) {
@@ -171,9 +176,11 @@ int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t
             ATTN_TRY(cuda_upload(s.k.ptr, 1, hst->k[i], (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
             ATTN_TRY(cuda_upload(s.v.ptr, 1, hst->v[i], (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
         }
+        CUDA_TRY(cudaStreamSynchronize(cs)); /* like ring_cuda: uploads stay outside the timed region */
         for (cudaEvent_t &e : s.ev)
             CUDA_TRY(cudaEventCreate(&e));
     }
+    ATTN_TRY(gcomm_inputs_ready(g, err));
     /* Pack: rank r's shard, split by destination heads. Everything on the comm stream, which
      * waits for the uploads first. */
     const void *send[ATTN_MAX_RANKS];
