@@ -19,12 +19,15 @@ cp "$build/CTestTestfile.cmake" "$pack/"
 cp "$build/tests/CTestTestfile.cmake" "$pack/tests/"
 cp -r "$build/datasets" "$pack/"
 mkdir -p "$pack/tests/scratch"
-# Libraries: everything ldd resolves except the C runtime the device machine has itself.
+# Libraries: everything ldd resolves except the C runtime the device machine has itself and
+# CUDA's own (cuBLAS is over 500 MB; the device machine has it in its CUDA toolkit and in
+# PyTorch's nvidia-cublas package, which tools/device_run.sh puts on the library path).
 for bin in "$pack/attnbench" "$pack/tests/test_cuda"; do
   ldd "$bin" | awk '/=> \// {print $3}'
 done | sort -u | while read -r lib; do
   case $(basename "$lib") in
     libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libstdc++.so*) ;;
+    libcublas*|libcudart*|libnccl*) ;;
     *) cp -L "$lib" "$pack/lib/" ;;
   esac
 done

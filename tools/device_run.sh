@@ -23,8 +23,14 @@ if [ "$root" != "$PWD" ]; then
 fi
 # On the machine that built it, build-gpu/ is the build itself.
 [ -d build-gpu ] && [ ! -L build-gpu ] || ln -sfn "$PWD/device-pack" build-gpu
-lib=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)
-export LD_LIBRARY_PATH="$PWD/device-pack/lib${lib:+:$lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# libnccl and libcublas are not packed: PyTorch's nvidia-* packages and the CUDA toolkit have them.
+nv=$(python3 -c 'import os, nvidia.nccl, nvidia.cublas
+print(":".join(os.path.join(list(m.__path__)[0], "lib") for m in (nvidia.nccl, nvidia.cublas)))' 2>/dev/null || true)
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do [ -d "$d" ] && nv="${nv:+$nv:}$d"; done
+export LD_LIBRARY_PATH="$PWD/device-pack/lib${nv:+:$nv}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if ldd device-pack/attnbench | grep -q "not found"; then
+  echo "device_run: attnbench is missing libraries:"; ldd device-pack/attnbench | grep "not found"; exit 2
+fi
 mkdir -p "$out"
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
 first=0
