@@ -9,7 +9,8 @@ each timed with a pair of CUDA events around the one call; time_s, tokens_per_s 
 median, with _min and _max. FLOPs are attnbench's: 4·d per visible query-key pair (causal counts
 n(n+1)/2 pairs, not n²), times batch·heads. Queries sit at the end of the keys, as in attnbench.
 
-Needs PyTorch with CUDA and a GPU; without them it says so and exits 2, writing nothing.
+Needs PyTorch with CUDA and a GPU; without them it says so and exits 2, writing nothing. Exits 1 when a
+case failed (out of memory, no SDPA kernel for it): its record says why and the others are kept.
 usage: benchmarks/torch_sdpa.py [--seq-len 16384] [--mask none,causal] [--out-dir results] [...]
 """
 import argparse
@@ -309,7 +310,7 @@ def main(argv):
     write_atomic(base + ".csv", csv_text(run, records))
     write_atomic(base + ".json", json.dumps({"schema": SCHEMA, "run": run, "records": records}, indent=2) + "\n")
     print(f"wrote {base}.json and .csv")
-    return 0
+    return 1 if any(r["status"] == "error" for r in records) else 0  # as attnbench run: 1 if a record failed
 
 
 if __name__ == "__main__":

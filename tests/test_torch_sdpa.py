@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""test_torch_sdpa.py — benchmarks/torch_sdpa.py's plumbing against a NumPy stand-in for torch
+(tests/fixtures/fake_torch): records and files that `attnbench report` reads, FLOPs by visible
+pairs, the lower-right causal bias for n_q < n_k (the stand-in refuses a dense mask, as SDPA's
+flash kernel does), the GQA probe with and without enable_gqa, and a failing case kept as an
+error record with exit 1. Times and TFLOP/s are the stand-in's and mean nothing; the real peer
+runs only on a GPU.
+usage: test_torch_sdpa.py ATTNBENCH SCRATCH_DIR"""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+here = os.path.dirname(os.path.abspath(__file__))
+script = os.path.join(here, "..", "benchmarks", "torch_sdpa.py")
+bin_, scratch = sys.argv[1], sys.argv[2]
+failed = 0
+
+
+def check(ok, what):
+    global failed
+    print(("ok   " if ok else "FAIL ") + what)
+    failed += not ok
+
+
+def run(name, env_extra, *args):
+    out = os.path.join(scratch, name)
+    shutil.rmtree(out, ignore_errors=True)
+    env = dict(os.environ, PYTHONPATH=os.path.join(here, "fixtures", "fake_torch"), **env_extra)
+    p = subprocess.run([sys.executable, script, "--seq-len", "128,200", "--q-len", "50", "--heads", "4",
+                        "--kv-heads", "2", "--head-dim", "64", "--repeats", "2", "--warmup", "1", "--out-dir", out,
+                        *args], env=env, capture_output=True, text=True, timeout=300)
+    files = glob.glob(os.path.join(out, "*.json"))
+    doc = json.load(open(files[0])) if len(files) == 1 else None
+    return p, doc, files
+
+
+def visible(n_q, n_k, mask):
+    return n_q * n_k if mask == "none" else n_q * (n_k - n_q + 1) + n_q * (n_q - 1) // 2
+
+
+p, doc, files = run("gqa", {})
+check(p.returncode == 0 and doc is not None, f"runs with GQA, n_q < n_k, both masks (exit {p.returncode})")
+if doc:
+    recs = doc["records"]
+    check(len(recs) == 4 and all(r["status"] == "pass" and r["backend"] == "torch_sdpa" for r in recs),
+          f"4 passing torch_sdpa records (got {[r['status'] for r in recs]})")
+    check(all(r["config"]["gqa"] == "native" for r in recs), "GQA through enable_gqa")
+    ok = all(r["metrics"]["flops"] == 4 * 64 * 4 * visible(50, r["config"]["seq_len_k"], r["config"]["mask"])
+             for r in recs)
+    check(ok, "FLOPs are 4·d·B·H per visible pair, queries at the end of the keys")
+    rep = subprocess.run([bin_, "report", files[0], "--out", os.path.join(scratch, "sdpa.html")],
+                         capture_output=True, text=True, timeout=120)
+    check(rep.returncode == 0, f"attnbench report reads the file (exit {rep.returncode}) {rep.stderr.strip()}")
+    check(os.path.exists(files[0][:-5] + ".csv"), "the CSV beside it")
+
+p, doc, _ = run("nogqa", {"FAKE_TORCH_NO_GQA": "1"})
+check(p.returncode == 0 and doc and all(r["config"]["gqa"] == "expanded" for r in doc["records"]),
+      "a torch without enable_gqa: K/V expanded before timing")
+
+p, doc, _ = run("fail", {"FAKE_TORCH_FAIL_NK": "200"})
+st = [(r["config"]["seq_len_k"], r["status"]) for r in doc["records"]] if doc else []
+check(p.returncode == 1 and st == [(128, "pass"), (128, "pass"), (200, "error"), (200, "error")],
+      f"a failing case: error records, the others kept, exit 1 (exit {p.returncode}, {st})")
+check(bool(doc) and all("No available kernel" in r["reason"] for r in doc["records"] if r["status"] == "error"),
+      "the error record says why")
+
+p, doc, files = run("bad", {}, "--mask", "window")
+check(p.returncode == 2 and not files, f"a bad flag: exit 2, nothing written (exit {p.returncode})")
+sys.exit(1 if failed else 0)
