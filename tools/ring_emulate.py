@@ -3,9 +3,8 @@
 ring_cuda, striped_cuda, zigzag_cuda) transcribed into Python on byte buffers, run on the CPU
 against a direct float64 attention.
 
-Transcribed as written: harness/layout.c (layout_local_count, layout_max_local_count,
-layout_local_to_global, layout_pieces for contiguous, striped and zigzag), impls/dist/dist.c's
-shard copy, the buffer sizes and uploads (K then V in one block of 2·BHkv·kcnt·d bf16), the step
+Transcribed as written: harness/layout.c and impls/dist/dist.c's shard copy (in
+tools/layout_emulate.py), the buffer sizes and uploads (K then V in one block of 2·BHkv·kcnt·d bf16), the step
 loop (src = (r − s + P) % P, send/receive sizes, cur / 1 − cur), gcomm_shift as cuda_local does it
 (recv[r] ← send[r − 1], rb[r] == sb[r − 1] checked: the blocks really travel round the ring, no
 rank reads its source's buffer directly), mask_key_range (harness/problem.c) for skipping,
@@ -32,81 +31,13 @@ import numpy as np
 
 sys.dont_write_bytecode = True  # no __pycache__ in tools/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from layout_emulate import (CONTIGUOUS, STRIPED, ZIGZAG, cdiv, dist_shard_copy,  # noqa: E402
+                            layout_local_count, layout_max_local_count, layout_pieces)
 from ulysses_emulate import PAD, Buf, Fail, flash_call, reference  # noqa: E402
 
 NONE, CAUSAL, WINDOW = 0, 1, 2
-CONTIGUOUS, STRIPED, ZIGZAG = 0, 1, 2
 KIND_NAMES = ["contiguous", "striped", "zigzag"]
 BF16, F32 = 2, 4  # sizeof(bf16), sizeof(float)
-
-
-def cdiv(a, b):  # C integer division (truncation toward zero)
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b >= 0) else -q
-
-
-# ---------------------------------------------------------------- harness/layout.c
-def block_size(n, k, b):
-    return cdiv(n, k) + (1 if b < n % k else 0)
-
-
-def block_start(n, k, b):
-    return b * cdiv(n, k) + (b if b < n % k else n % k)
-
-
-def layout_local_count(l, rank):
-    kind, n, P = l
-    if kind == CONTIGUOUS:
-        return block_size(n, P, rank)
-    if kind == STRIPED:
-        return cdiv(n, P) + (1 if rank < n % P else 0)
-    return block_size(n, 2 * P, rank) + block_size(n, 2 * P, 2 * P - 1 - rank)
-
-
-def layout_max_local_count(l):
-    return max([0] + [layout_local_count(l, r) for r in range(l[2])])
-
-
-def layout_local_to_global(l, rank, local):
-    kind, n, P = l
-    if kind == CONTIGUOUS:
-        return block_start(n, P, rank) + local
-    if kind == STRIPED:
-        return local * P + rank
-    first = block_size(n, 2 * P, rank)
-    return block_start(n, 2 * P, rank) + local if local < first else block_start(n, 2 * P, 2 * P - 1 - rank) + local - first
-
-
-def layout_pieces(l, rank):
-    """[(pos.start, pos.stride, count, local_start)] as layout_pieces fills pc[]."""
-    kind, n, P = l
-    count = layout_local_count(l, rank)
-    pc = []
-    if kind != ZIGZAG:
-        if count > 0:
-            pc.append((layout_local_to_global(l, rank, 0), P if kind == STRIPED else 1, count, 0))
-        return pc
-    first = block_size(n, 2 * P, rank)
-    second = count - first
-    if first > 0:
-        pc.append((block_start(n, 2 * P, rank), 1, first, 0))
-    if second > 0:
-        pc.append((block_start(n, 2 * P, 2 * P - 1 - rank), 1, second, first))
-    return pc
-
-
-def dist_shard_copy(l, rank, outer, d, shard, whole, to_shard):
-    n = l[1]
-    count = layout_local_count(l, rank)
-    for o in range(outer):
-        for start, stride, cnt, ls in layout_pieces(l, rank):
-            for r in range(cnt):
-                a = (o * count + ls + r) * d
-                b = (o * n + start + stride * r) * d
-                if to_shard:
-                    shard[a:a + d] = whole[b:b + d]
-                else:
-                    whole[b:b + d] = shard[a:a + d]
 
 
 # ---------------------------------------------------------------- harness/problem.c, band.h

@@ -7,7 +7,7 @@ staging bytes, bytes sent/received), every slabs(...) call of ulysses_cuda_ranks
 strides in rows, row_bytes, copy_slabs in 32-bit words), the uploads through the receive
 staging buffer, gcomm_alltoallv as cuda_local does it (rank r receives recv_bytes[r][q] bytes at
 recv_off[r][q] from send[q] + send_off[q][r]), the contiguous layout of harness/layout.c and the
-host shard copy of impls/dist/dist.c. The flash kernel is replaced by a float64 numpy attention
+host shard copy of impls/dist/dist.c (tools/layout_emulate.py). The flash kernel is replaced by a float64 numpy attention
 with cuda_flash_call's contract (cuda_backends.h): slabs q_ld / kv_ld rows apart, query row r at
 position q_off + r, key j at j, `visible` of flash.cu, local kv head h // (heads / kv_heads),
 natural-log LSE, O = 0 and LSE = −∞ for a row that sees no key, O and LSE stored as float32.
@@ -24,9 +24,14 @@ later change in ulysses_cuda.cu, so it is no CTest case. Mirror a change here an
 usage: tools/ulysses_emulate.py [-v]
 """
 import itertools
+import os
 import sys
 
 import numpy as np
+
+sys.dont_write_bytecode = True  # no __pycache__ in tools/
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from layout_emulate import CONTIGUOUS, dist_shard_copy, layout_local_count  # noqa: E402
 
 VERBOSE = "-v" in sys.argv
 NONE, CAUSAL, WINDOW = 0, 1, 2
@@ -74,38 +79,6 @@ class Buf:
         self.arr[flat[:, None] + np.arange(dt.itemsize)] = vals.reshape(-1, 1).view(np.uint8).reshape(-1, dt.itemsize)
 
 
-# ---------------------------------------------------------------- harness/layout.c (contiguous)
-def block_size(n, k, b):
-    return n // k + (1 if b < n % k else 0)
-
-
-def block_start(n, k, b):
-    return b * (n // k) + (b if b < n % k else n % k)
-
-
-def layout_local_count(n, P, rank):  # LAYOUT_CONTIGUOUS
-    return block_size(n, P, rank)
-
-
-def layout_pieces(n, P, rank):  # LAYOUT_CONTIGUOUS: (pos.start, pos.stride, count, local_start)
-    count = layout_local_count(n, P, rank)
-    return [(block_start(n, P, rank) + 0, 1, count, 0)] if count > 0 else []
-
-
-def dist_shard_copy(n, P, rank, outer, d, shard, whole, to_shard):
-    """impls/dist/dist.c: shard (outer, count, d) ↔ whole (outer, n, d), float arrays (flat)."""
-    count = layout_local_count(n, P, rank)
-    for o in range(outer):
-        for start, stride, cnt, ls in layout_pieces(n, P, rank):
-            for r in range(cnt):
-                a = (o * count + ls + r) * d
-                b = (o * n + start + stride * r) * d
-                if to_shard:
-                    shard[a:a + d] = whole[b:b + d]
-                else:
-                    whole[b:b + d] = shard[a:a + d]
-
-
 # ---------------------------------------------------------------- ulysses_cuda.cu, host side
 def ulysses_heads(H, Hkv, P, q):
     group = H // Hkv
@@ -126,7 +99,7 @@ def make_plan(p, P, first, count):
         pl["hd"][q] = ulysses_heads(p["H"], p["Hkv"], P, q)
         if pl["hd"][q] is None:
             return None
-        pl["m"][q], pl["k"][q] = layout_local_count(p["n_q"], P, q), layout_local_count(p["n_k"], P, q)
+        pl["m"][q], pl["k"][q] = layout_local_count((CONTIGUOUS, p["n_q"], P), q), layout_local_count((CONTIGUOUS, p["n_k"], P), q)
         pl["m0"][q] = pl["m0"][q - 1] + pl["m"][q - 1] if q else 0
         pl["k0"][q] = pl["k0"][q - 1] + pl["k"][q - 1] if q else 0
     hd, m, k = pl["hd"], pl["m"], pl["k"]
@@ -175,8 +148,8 @@ def ulysses_cuda_expect(p, P):
         for r in range(P):
             if r == me:
                 continue
-            m_me, m_r = layout_local_count(p["n_q"], P, me), layout_local_count(p["n_q"], P, r)
-            k_me, k_r = layout_local_count(p["n_k"], P, me), layout_local_count(p["n_k"], P, r)
+            m_me, m_r = layout_local_count((CONTIGUOUS, p["n_q"], P), me), layout_local_count((CONTIGUOUS, p["n_q"], P), r)
+            k_me, k_r = layout_local_count((CONTIGUOUS, p["n_k"], P), me), layout_local_count((CONTIGUOUS, p["n_k"], P), r)
             sent[me] += B * (2 * (hd[r]["hq"] * m_me * d + 2 * hd[r]["kvn"] * k_me * d) + 4 * hd[me]["hq"] * m_r * (d + 1))
             recv[me] += B * (2 * (hd[me]["hq"] * m_r * d + 2 * hd[me]["kvn"] * k_r * d) + 4 * hd[r]["hq"] * m_me * (d + 1))
     return sent, recv
@@ -372,18 +345,18 @@ def run_case(B, H, Hkv, P, n_k, n_q, mask, window, d, seed):
     v = rng.integers(-128, 129, B * Hkv * n_k * d) / 64.0
     hst = dict(q=[], k=[], v=[], o=[], lse=[])
     for r in range(P):
-        m, kk = layout_local_count(n_q, P, r), layout_local_count(n_k, P, r)
+        m, kk = layout_local_count((CONTIGUOUS, n_q, P), r), layout_local_count((CONTIGUOUS, n_k, P), r)
         for name, whole, outer, cnt, n in (("q", q, B * H, m, n_q), ("k", k, B * Hkv, kk, n_k), ("v", v, B * Hkv, kk, n_k)):
             sh = np.full(outer * cnt * d, np.nan)
-            dist_shard_copy(n, P, r, outer, d, sh, whole, 1)
+            dist_shard_copy((CONTIGUOUS, n, P), r, outer, d, sh, whole, 1)
             hst[name].append(sh)
         hst["o"].append(np.full(B * H * m * d, np.nan, dtype=np.float32))
         hst["lse"].append(np.full(B * H * m, np.nan, dtype=np.float32))
     pl, st = ulysses_cuda_ranks(p, P, hst, rng)
     O, LSE = np.full(B * H * n_q * d, np.nan), np.full(B * H * n_q, np.nan)
     for r in range(P):
-        dist_shard_copy(n_q, P, r, B * H, d, hst["o"][r].astype(np.float64), O, 0)
-        dist_shard_copy(n_q, P, r, B * H, 1, hst["lse"][r].astype(np.float64), LSE, 0)
+        dist_shard_copy((CONTIGUOUS, n_q, P), r, B * H, d, hst["o"][r].astype(np.float64), O, 0)
+        dist_shard_copy((CONTIGUOUS, n_q, P), r, B * H, 1, hst["lse"][r].astype(np.float64), LSE, 0)
     ro, rl = reference(q, k, v, B, H, Hkv, n_q, n_k, d, mask, window, 1.0 / np.sqrt(d))
     problems = []
     if not (np.all(np.isfinite(O)) and np.all(np.isfinite(LSE))):
