@@ -116,10 +116,11 @@ int gcomm_alltoallv(gcomm *g, const void *const send[], const gcomm_sizes_t send
     return ATTN_OK;
 }
 
-static double now_s() {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+void gcomm_poll_pause(long polls) {
+    if (polls > 1000) {
+        struct timespec t = {0, 200000};
+        nanosleep(&t, nullptr);
+    }
 }
 
 int gcomm_inputs_ready(gcomm *g, attn_err_t *err) {
@@ -129,7 +130,7 @@ int gcomm_inputs_ready(gcomm *g, attn_err_t *err) {
 }
 
 int gcomm_sync(gcomm *g, cudaEvent_t ev, const char *what, attn_err_t *err) {
-    double t0 = now_s();
+    double t0 = time_now_s();
     for (long polls = 0;; polls++) {
         cudaError_t e = cudaEventQuery(ev);
         if (e == cudaSuccess)
@@ -140,16 +141,12 @@ int gcomm_sync(gcomm *g, cudaEvent_t ev, const char *what, attn_err_t *err) {
         }
         if (g->kind == GCOMM_NCCL)
             ATTN_TRY(gcomm_nccl_poll(g, err));
-        if (now_s() - t0 > g->timeout_s) {
+        if (time_now_s() - t0 > g->timeout_s) {
             gcomm_abort(g);
             return attn_fail(err, ATTN_ERUNTIME, "%s: rank %d: no completion after %.0f s (a peer is stalled or dead); %s",
                              g->kind == GCOMM_NCCL ? "nccl" : "cuda_local", g->first, g->timeout_s,
                              g->kind == GCOMM_NCCL ? "communicator aborted" : "giving up");
         }
-        /* Spin briefly for latency, then sleep so a waiting host thread does not burn a core. */
-        if (polls > 1000) {
-            struct timespec t = {0, 200000};
-            nanosleep(&t, nullptr);
-        }
+        gcomm_poll_pause(polls);
     }
 }

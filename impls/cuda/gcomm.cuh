@@ -22,6 +22,7 @@ extern "C" {
 #include "comm.h"
 #include "common.h"
 #include "problem.h"
+#include "timing.h"
 }
 
 enum gcomm_kind { GCOMM_CUDA_LOCAL = 0, GCOMM_NCCL = 1 };
@@ -78,6 +79,10 @@ int gcomm_alltoallv(gcomm *g, const void *const send[], const gcomm_sizes_t send
  * asynchronous error if the communicator failed (then aborting it), or a timeout error naming
  * `what` after timeout_s without completion (aborting the communicator). */
 int gcomm_sync(gcomm *g, cudaEvent_t ev, const char *what, attn_err_t *err);
+
+/* The pause between polls of a host wait loop (polls counted from 0): none while the wait is
+ * young, for latency, then 200 µs so a waiting host thread does not burn a core. */
+void gcomm_poll_pause(long polls);
 
 /* Called once every local rank's inputs are on its device (uploads synchronised): under nccl a
  * barrier over g->world, so every rank's timed region starts together and no rank's step 0

@@ -83,12 +83,6 @@ static int nccl_fail(const gcomm *g, ncclResult_t r, const char *what, attn_err_
                      more ? " (" : "", more ? detail : "", more ? ")" : "");
 }
 
-static double now_s() {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static void sleep_ms(long ms) {
     struct timespec t = {ms / 1000, (ms % 1000) * 1000000};
     nanosleep(&t, nullptr);
@@ -98,20 +92,16 @@ static void sleep_ms(long ms) {
  * timeout_s passed first. NCCL forbids any other call on comm (and kernels on its streams)
  * while the state is ncclInProgress, so every call that may return it ends here. */
 static ncclResult_t nccl_settle(ncclComm_t comm, double timeout_s) {
-    double t0 = now_s();
+    double t0 = time_now_s();
     /* A nonblocking group end always returns ncclInProgress and usually settles within
-     * microseconds: spin first (a 1 ms sleep here would idle the GPU between ring steps at
-     * small n), then sleep 100 µs at a time. */
+     * microseconds: no fixed sleep here (1 ms would idle the GPU between ring steps at small n). */
     for (long polls = 0;; polls++) {
         ncclResult_t state = ncclInProgress, r = nccl.CommGetAsyncError(comm, &state);
         if (r != ncclSuccess)
             return r;
-        if (state != ncclInProgress || now_s() - t0 > timeout_s)
+        if (state != ncclInProgress || time_now_s() - t0 > timeout_s)
             return state;
-        if (polls > 2000) {
-            struct timespec t = {0, 100000};
-            nanosleep(&t, nullptr);
-        }
+        gcomm_poll_pause(polls);
     }
 }
 
@@ -239,14 +229,14 @@ int gcomm_nccl_open_file(gcomm *g, const char *path, int rank, int ranks, int de
         ATTN_TRY(attn_file_commit(f, fwrite(&id, sizeof id, 1, f) == 1, tmp, path, err));
     } else {
         /* rename() makes the file appear whole; the size check guards against a foreign file. */
-        for (double t0 = now_s();; sleep_ms(10)) {
+        for (double t0 = time_now_s();; sleep_ms(10)) {
             FILE *f = fopen(path, "rb");
             size_t got = f ? fread(&id, 1, sizeof id, f) : 0;
             if (f)
                 fclose(f);
             if (got == sizeof id)
                 break;
-            if (now_s() - t0 > wait_s)
+            if (time_now_s() - t0 > wait_s)
                 return attn_fail(err, ATTN_ERUNTIME, "nccl: no unique id at %s after %g s (is rank 0 running?)",
                                  path, wait_s);
         }
