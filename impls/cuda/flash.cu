@@ -18,7 +18,6 @@
  *   C 16×8:  c0 c1 (row g, cols 2t, 2t+1), c2 c3 (row g+8, cols 2t, 2t+1)
  * so the S accumulators of two adjacent 8-key tiles are exactly the A fragment of P for the
  * 16-key step of P·V (no shared-memory round trip). */
-#include <atomic>
 #include <cuda_bf16.h>
 #include <math.h>
 
@@ -256,16 +255,7 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
 }
 
 template <int D> int launch(const flash_params &prm, int64_t bh, cudaStream_t s, attn_err_t *err) {
-    /* The shared-memory opt-in is per device and per kernel: once each (a ring launches the
-     * kernel P times per rank per call). Racing first calls both set it, which is harmless. */
-    static std::atomic<uint64_t> opted_in{0};
-    int dev = 0;
-    CUDA_TRY(cudaGetDevice(&dev));
-    uint64_t bit = dev < 64 ? (uint64_t)1 << dev : 0;
-    if (!bit || !(opted_in.load(std::memory_order_relaxed) & bit)) {
-        CUDA_TRY(cudaFuncSetAttribute(flash_fwd<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<D>()));
-        opted_in.fetch_or(bit, std::memory_order_relaxed);
-    }
+    CUDA_TRY(cudaFuncSetAttribute(flash_fwd<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<D>()));
     dim3 grid((unsigned)prm.m_blocks, (unsigned)bh);
     flash_fwd<D><<<grid, THREADS, smem_bytes<D>(), s>>>(prm);
     CUDA_TRY_LAUNCH();
