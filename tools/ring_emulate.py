@@ -33,7 +33,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in tools/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from layout_emulate import (CONTIGUOUS, STRIPED, ZIGZAG, cdiv, dist_shard_copy,  # noqa: E402
                             layout_local_count, layout_max_local_count, layout_pieces)
-from ulysses_emulate import PAD, Buf, Fail, flash_call, reference  # noqa: E402
+from ulysses_emulate import PAD, Buf, Fail, flash_call, gathered_vs_reference, reference  # noqa: E402
 
 NONE, CAUSAL, WINDOW = 0, 1, 2
 KIND_NAMES = ["contiguous", "striped", "zigzag"]
@@ -240,18 +240,8 @@ def run_case(args):
         st = ring_cuda_ranks(p, kind, P, h, rng)
     except Fail as e:
         return [f"exception: {e}"], notes
-    O, LSE = np.full(B * H * n_q * d, np.nan), np.full(B * H * n_q, np.nan)
-    for r in range(P):
-        dist_shard_copy(lq, r, B * H, d, h["o"][r].astype(np.float64), O, 0)
-        dist_shard_copy(lq, r, B * H, 1, h["lse"][r].astype(np.float64), LSE, 0)
-    ro, rl = reference(q, k, v, B, H, Hkv, n_q, n_k, d, mask, w, 1.0 / np.sqrt(d))
-    if not (np.all(np.isfinite(O)) and np.all(np.isfinite(LSE))):
-        problems.append(f"non-finite output ({int(np.sum(~np.isfinite(O)))} O, {int(np.sum(~np.isfinite(LSE)))} LSE)")
-    else:
-        eo = float(np.max(np.abs(O - ro) / (1 + np.abs(ro))))
-        el = float(np.max(np.abs(LSE - rl) / (1 + np.abs(rl))))
-        if eo > 2e-5 or el > 2e-5:
-            problems.append(f"O/LSE differ: rel err O {eo:.2e}, LSE {el:.2e}")
+    ref = reference(q, k, v, B, H, Hkv, n_q, n_k, d, mask, w, 1.0 / np.sqrt(d))
+    problems += gathered_vs_reference(lq, h, B * H, d, ref, 2e-5)
     es, er = dist_ring_expect(kind, p, P, 2.0)
     for r in range(P):
         if st[r]["bytes_sent"] != es[r] or st[r]["bytes_recv"] != er[r]:

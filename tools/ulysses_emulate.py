@@ -249,6 +249,21 @@ def reference(q, k, v, B, H, Hkv, n_q, n_k, d, mask, window, scale):
     return (np.einsum("bhrj,bhjc->bhrc", e, V) / z).reshape(-1), (mx + np.log(z)).reshape(-1)
 
 
+def gathered_vs_reference(lq, h, BH, d, ref, tol):
+    """The ranks' float32 O and LSE shards (h["o"], h["lse"]) gathered through dist.c's shard
+    copy and compared with the float64 reference (ro, rl): a list of problems, empty if none."""
+    O, LSE = np.full(BH * lq[1] * d, np.nan), np.full(BH * lq[1], np.nan)
+    for r in range(lq[2]):
+        dist_shard_copy(lq, r, BH, d, h["o"][r].astype(np.float64), O, 0)
+        dist_shard_copy(lq, r, BH, 1, h["lse"][r].astype(np.float64), LSE, 0)
+    ro, rl = ref
+    if not (np.all(np.isfinite(O)) and np.all(np.isfinite(LSE))):
+        return [f"non-finite output ({int(np.sum(~np.isfinite(O)))} O, {int(np.sum(~np.isfinite(LSE)))} LSE)"]
+    eo = float(np.max(np.abs(O - ro) / (1 + np.abs(ro))))
+    el = float(np.max(np.abs(LSE - rl) / (1 + np.abs(rl))))
+    return [f"O/LSE differ: rel err O {eo:.2e}, LSE {el:.2e}"] if eo > tol or el > tol else []
+
+
 def ulysses_cuda_ranks(p, P, hst, rng):
     """The cuda_local driver: one process, first = 0, count = P (local index i = rank r)."""
     B, H, Hkv, d, nq, nk = p["B"], p["H"], p["Hkv"], p["d"], p["n_q"], p["n_k"]
@@ -353,19 +368,8 @@ def run_case(B, H, Hkv, P, n_k, n_q, mask, window, d, seed):
         hst["o"].append(np.full(B * H * m * d, np.nan, dtype=np.float32))
         hst["lse"].append(np.full(B * H * m, np.nan, dtype=np.float32))
     pl, st = ulysses_cuda_ranks(p, P, hst, rng)
-    O, LSE = np.full(B * H * n_q * d, np.nan), np.full(B * H * n_q, np.nan)
-    for r in range(P):
-        dist_shard_copy((CONTIGUOUS, n_q, P), r, B * H, d, hst["o"][r].astype(np.float64), O, 0)
-        dist_shard_copy((CONTIGUOUS, n_q, P), r, B * H, 1, hst["lse"][r].astype(np.float64), LSE, 0)
-    ro, rl = reference(q, k, v, B, H, Hkv, n_q, n_k, d, mask, window, 1.0 / np.sqrt(d))
-    problems = []
-    if not (np.all(np.isfinite(O)) and np.all(np.isfinite(LSE))):
-        problems.append(f"non-finite output ({int(np.sum(~np.isfinite(O)))} O, {int(np.sum(~np.isfinite(LSE)))} LSE)")
-    else:
-        eo = float(np.max(np.abs(O - ro) / (1 + np.abs(ro))))
-        el = float(np.max(np.abs(LSE - rl) / (1 + np.abs(rl))))
-        if eo > 1e-5 or el > 1e-5:
-            problems.append(f"O/LSE differ: rel err O {eo:.2e}, LSE {el:.2e}")
+    ref = reference(q, k, v, B, H, Hkv, n_q, n_k, d, mask, window, 1.0 / np.sqrt(d))
+    problems = gathered_vs_reference((CONTIGUOUS, n_q, P), hst, B * H, d, ref, 1e-5)
     exp = ulysses_cuda_expect(p, P)
     for r in range(P):
         if st[r]["bytes_sent"] != exp[0][r] or st[r]["bytes_recv"] != exp[1][r]:
