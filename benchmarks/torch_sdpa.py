@@ -2,7 +2,7 @@
 """torch_sdpa.py — the peer for the CUDA backends: times torch.nn.functional.scaled_dot_product_attention
 on the same GPU and shapes as `attnbench run --task throughput --backends blockwise_cuda --dtype bf16`, and
 writes throughput records with backend "torch_sdpa" in attnbench's results format (attnbench.results/1,
-harness/results.c), so `attnbench report` and `attnbench compare` read them beside attnbench's own files.
+core/results.c), so `attnbench report` and `attnbench compare` read them beside attnbench's own files.
 
 Timing follows tasks/throughput.c's device path: inputs already on the GPU, warm-up calls, then repeats
 each timed with a pair of CUDA events around the one call; time_s, tokens_per_s and gflops are the
@@ -243,7 +243,7 @@ def bench_case(torch, a, n_k, mask):
     }
 
 
-# harness/results.c's results_csv_columns: identity, config, the documented extras, then one row per metric.
+# core/results.c's results_csv_columns: identity, config, the documented extras, then one row per metric.
 CSV_COLUMNS = ["run_id", "task", "backend", "local_backend", "device", "transport", "ranks", "layout", "batch",
                "heads", "kv_heads", "head_dim", "seq_len_q", "seq_len_k", "mask", "window", "dtype", "block_q",
                "block_k", "mode", "depth", "needles", "repeats", "warmup", "metric", "value", "unit", "status",

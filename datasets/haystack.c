@@ -1,10 +1,10 @@
 /* haystack.c — the token streams needles hide in (haystack.h). */
-#include "haystack.h"
+#include "datasets/haystack.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
+#include "core/rng.h"
 
 #ifndef ATTN_DATASETS_DIR
 #define ATTN_DATASETS_DIR "build/datasets"

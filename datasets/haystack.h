@@ -3,7 +3,7 @@
  * tokenised at set-up into the build tree) and a seeded synthetic noise stream. Both return
  * exactly n ids that never contain a needle symbol (<kN>, <vN>). */
 #pragma once
-#include "tokenizer.h"
+#include "datasets/tokenizer.h"
 
 /* Where set-up put the default corpus text and the tokenizer trained on it (build/datasets/). */
 const char *haystack_default_corpus(void);

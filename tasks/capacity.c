@@ -3,14 +3,14 @@
  * declared workspace) fit in the memory available now, confirmed by allocating that many bytes
  * and touching every page; no attention is computed. Then the KV-cache bytes of a 7B-class
  * decoder (f16) and of the run's own model (f32) at 4K to 1M tokens, as "kv_cache" records. */
-#include "capacity.h"
+#include "tasks/capacity.h"
 
 #include <inttypes.h>
 #include <string.h>
 
-#include "memory.h"
-#include "task.h"
-#include "timing.h"
+#include "core/memory.h"
+#include "tasks/task.h"
+#include "core/timing.h"
 
 enum { MAX_LOG2_N = 30 };
 

@@ -2,9 +2,9 @@
  * decoder, and the longest sequence a backend fits in a byte budget. The capacity task
  * (tasks/capacity.c) reports them; the memory task checks the first against a measurement. */
 #pragma once
-#include "backend.h"
-#include "model_config.h"
-#include "options.h"
+#include "core/backend.h"
+#include "model/config.h"
+#include "cli/options.h"
 
 /* Q, K, V, O, LSE plus be's declared workspace: what one forward call of p holds at its peak. */
 uint64_t capacity_case_bytes(const attn_backend_t *be, const attn_problem_t *p);

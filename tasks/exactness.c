@@ -4,12 +4,12 @@
  * f32 cases, naive_cuda in bf16 for bf16 cases. */
 #include <math.h>
 
-#include "backend.h"
+#include "core/backend.h"
 #include "impls/cpu/naive.h"
-#include "task.h"
-#include "tensors.h"
-#include "timing.h"
-#include "tolerance.h"
+#include "tasks/task.h"
+#include "core/tensors.h"
+#include "core/timing.h"
+#include "tasks/tolerance.h"
 
 static double max_abs_finite(const double *x, size_t n) {
     double m = 0;

@@ -7,12 +7,12 @@
  * against the tensors alone and the tracked cudaMalloc peak (device.h) against the declaration. */
 #include <string.h>
 
-#include "backend.h"
-#include "device.h"
-#include "memory.h"
-#include "task.h"
-#include "tensors.h"
-#include "timing.h"
+#include "core/backend.h"
+#include "core/device.h"
+#include "core/memory.h"
+#include "tasks/task.h"
+#include "core/tensors.h"
+#include "core/timing.h"
 
 /* A backend that allocates more than it declares (through attn_alloc, where nothing else
  * intervenes) is wrong: the up-front memory refusal trusts the declaration. Everything it

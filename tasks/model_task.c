@@ -10,12 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "capacity.h"
-#include "model.h"
-#include "parallel.h"
-#include "rng.h"
-#include "task.h"
-#include "timing.h"
+#include "tasks/capacity.h"
+#include "impls/parallel/dist_model.h"
+#include "model/model.h"
+#include "core/threads.h"
+#include "core/rng.h"
+#include "tasks/task.h"
+#include "core/timing.h"
 
 enum { MAX_LOGIT_ROWS = 64, RNG_TENSOR_TOKENS = 900 };
 
@@ -70,8 +71,8 @@ static int model_case(const attn_opts_t *o, const attn_problem_t *p, int index, 
     attn_err_t rerr = {0};
     if (have_ref) {
         task_progress(index + 1, count, "model reference (float64) n=%lld mask=%s", (long long)n, mask_name(p->mask));
-        if (model_forward(m, NULL, naive, &p64, tok, n, rows, ref, &rerr) != ATTN_OK ||
-            model_forward(m, NULL, naive, &p32, tok, n, rows, base, &rerr) != ATTN_OK) {
+        if (dist_model_run(m, NULL, naive, &p64, tok, n, rows, ref, &rerr) != ATTN_OK ||
+            dist_model_run(m, NULL, naive, &p32, tok, n, rows, base, &rerr) != ATTN_OK) {
             have_ref = 0;
             snprintf(why, sizeof why, "%s", rerr.msg);
         } else {
@@ -98,10 +99,10 @@ static int model_case(const attn_opts_t *o, const attn_problem_t *p, int index, 
         attn_err_t berr = {0};
         parallel_set_blas_threads(threads);
         for (int w = 0; w < o->warmup && brc == ATTN_OK; w++)
-            brc = model_forward(m, NULL, be, &mp, tok, n, rows, got, &berr);
+            brc = dist_model_run(m, NULL, be, &mp, tok, n, rows, got, &berr);
         for (int i = 0; i < reps && brc == ATTN_OK; i++) {
             double t0 = time_now_s();
-            brc = model_forward(m, NULL, be, &mp, tok, n, rows, got, &berr);
+            brc = dist_model_run(m, NULL, be, &mp, tok, n, rows, got, &berr);
             secs[i] = time_now_s() - t0;
             tps[i] = (double)n / secs[i];
         }

@@ -9,11 +9,11 @@
 #include <string.h>
 
 #include "datasets/haystack.h"
-#include "layout.h"
-#include "needle_resume.h"
-#include "needle_run.h"
-#include "task.h"
-#include "timing.h"
+#include "comm/layout.h"
+#include "tasks/needle_resume.h"
+#include "tasks/needle_run.h"
+#include "tasks/task.h"
+#include "core/timing.h"
 
 typedef struct {
     attn_tokenizer_t *tok;

@@ -10,13 +10,13 @@
  * Every embedding row has two unit entries and every layer-1 input three (B is a convex mix
  * of one-hots), so each RMSNorm scales all rows by the same factor; it is folded into the
  * projections and the norm weights stay 1. The MLPs are zero. */
-#include "needle_model.h"
+#include "tasks/needle_model.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "rope.h"
+#include "model/rope.h"
 
 enum {
     HIDDEN = 256, HEAD_DIM = 128, HEADS = 2, ROT = 32, F = ROT / 2,

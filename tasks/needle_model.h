@@ -12,7 +12,7 @@
  * after its own occurrence in the needle. Haystack tokens share one "other" symbol whose logit
  * goes to a filler token, so a needle the attention does not reach is answered with filler. */
 #pragma once
-#include "model.h"
+#include "model/model.h"
 
 enum { NEEDLE_VALUE_LEN = 4 }; /* value symbols per needle */
 

@@ -1,11 +1,11 @@
 /* needle_prompt.c — assembling a needle prompt (needle_prompt.h). */
-#include "needle_prompt.h"
+#include "tasks/needle_prompt.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
+#include "core/rng.h"
 
 void needle_prompt_free(needle_prompt_t *p) {
     free(p->ctx), free(p->facts), free(p->question);

@@ -6,7 +6,7 @@
  * at seeded positions. Keys and value symbols are drawn without repetition, so every symbol
  * occurs once in the context and the key-match head has one place to go. */
 #pragma once
-#include "needle_model.h"
+#include "tasks/needle_model.h"
 
 typedef struct {
     int32_t key, value[NEEDLE_VALUE_LEN];

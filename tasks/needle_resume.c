@@ -1,11 +1,11 @@
 /* needle_resume.c — reading back an earlier run's needle records (needle_resume.h). */
-#include "needle_resume.h"
+#include "tasks/needle_resume.h"
 
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
 
-#include "backend.h"
+#include "core/backend.h"
 
 static const char *str_of(json_t *o, const char *key) {
     json_t *v = json_object_get(o, key);

@@ -2,8 +2,8 @@
  * are taken into this run, which keeps that run's id, so the grid goes on where it stopped and
  * the file that is rewritten holds old and new records together. */
 #pragma once
-#include "options.h"
-#include "results.h"
+#include "cli/options.h"
+#include "core/results.h"
 
 /* Reads FILE.json (schema attnbench.results/1) and adds its needle records to run; run takes
  * the file's run_id. A missing, malformed or foreign file → ATTN_EUSAGE naming the path. */

@@ -1,10 +1,11 @@
 /* needle_run.c — running one needle prompt (needle_run.h). */
-#include "needle_run.h"
+#include "tasks/needle_run.h"
+#include "impls/parallel/dist_model.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "timing.h"
+#include "core/timing.h"
 
 static int32_t argmax(const double *x, int64_t n) {
     int64_t best = 0;
@@ -28,7 +29,7 @@ int needle_context(const model_t *m, const needle_margins_t *mg, const needle_pr
     int rc;
     if (ro->mode == NEEDLE_PREFILL) { /* one logit row: the last layer's attention runs everywhere */
         double *logits = malloc((size_t)m->cfg.vocab_size * sizeof *logits);
-        rc = logits ? model_forward(m, cache, ro->be, &ro->tmpl, pr->ctx, pr->n_ctx, 1, logits, err)
+        rc = logits ? dist_model_run(m, cache, ro->be, &ro->tmpl, pr->ctx, pr->n_ctx, 1, logits, err)
                     : attn_fail(err, ATTN_ERUNTIME, "needle: out of memory");
         free(logits);
     } else {
@@ -60,13 +61,13 @@ int needle_ask(const model_t *m, const needle_prompt_t *pr, const needle_run_opt
         cache->len = ctx_len; /* every question continues the same context */
         memcpy(q, pr->question, (size_t)(pr->n_question - 1) * sizeof *q);
         q[pr->n_question - 1] = fa->key;
-        rc = model_forward(m, cache, ro->be, &ro->tmpl, q, pr->n_question, 1, logits, err);
+        rc = dist_model_run(m, cache, ro->be, &ro->tmpl, q, pr->n_question, 1, logits, err);
         int ok = 1;
         for (int v = 0; v < NEEDLE_VALUE_LEN && rc == ATTN_OK; v++) {
             int32_t got = argmax(logits, V);
             ok &= got == fa->value[v];
             if (v + 1 < NEEDLE_VALUE_LEN) /* greedy: the model's own token goes back in */
-                rc = model_forward(m, cache, ro->be, &ro->tmpl, &got, 1, 1, logits, err);
+                rc = dist_model_run(m, cache, ro->be, &ro->tmpl, &got, 1, 1, logits, err);
         }
         out->asked++;
         out->correct += rc == ATTN_OK && ok;

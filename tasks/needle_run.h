@@ -1,7 +1,7 @@
 /* needle_run.h — one needle prompt through the retrieval model: the context, then each asked
  * question with greedy decoding of the value (needle_prompt.h, needle_model.h). */
 #pragma once
-#include "needle_prompt.h"
+#include "tasks/needle_prompt.h"
 
 typedef enum { NEEDLE_PREFILL = 0, NEEDLE_QUERY_TAIL } needle_mode_t;
 

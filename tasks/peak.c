@@ -6,10 +6,10 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "memory.h"
-#include "parallel.h"
-#include "task.h"
-#include "timing.h"
+#include "core/memory.h"
+#include "core/threads.h"
+#include "tasks/task.h"
+#include "core/timing.h"
 
 static float *buf_a, *buf_b, *buf_c;
 static int buf_n;

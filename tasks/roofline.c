@@ -1,6 +1,6 @@
 /* roofline.c — see roofline.h. Nothing here measures: the throughput task hands in the
  * figures it timed, so every rule below can be tested without a machine's noise. */
-#include "roofline.h"
+#include "tasks/roofline.h"
 
 #include <math.h>
 #include <stdio.h>

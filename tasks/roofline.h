@@ -3,7 +3,7 @@
  * run. Pure functions of the problem and the measured figures, so the bound classification
  * and the impossible-figure check are unit tested with synthetic numbers (test_roofline.c). */
 #pragma once
-#include "problem.h"
+#include "core/problem.h"
 
 /* How far above a roofline a median figure may sit before it is an error rather than noise.
  * The compute roofline is OpenBLAS sgemm, which attention's own sgemm tiles cannot beat; the

@@ -1,7 +1,7 @@
 /* task.c — the task table and what the tasks share: the case grid, records, progress. */
-#include "task.h"
+#include "tasks/task.h"
 
-#include "layout.h"
+#include "comm/layout.h"
 #include <stdarg.h>
 #include <string.h>
 

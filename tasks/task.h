@@ -2,9 +2,9 @@
  * A task returns ATTN_OK even when cases fail or are skipped (that is what records are for);
  * an error return means the run itself could not go on. */
 #pragma once
-#include "options.h"
-#include "backend.h"
-#include "results.h"
+#include "cli/options.h"
+#include "core/backend.h"
+#include "core/results.h"
 
 typedef struct {
     const char *name;

@@ -10,12 +10,12 @@
 #include <math.h>
 #include <string.h>
 
-#include "backend.h"
-#include "parallel.h"
-#include "roofline.h"
-#include "task.h"
-#include "tensors.h"
-#include "timing.h"
+#include "core/backend.h"
+#include "core/threads.h"
+#include "tasks/roofline.h"
+#include "tasks/task.h"
+#include "core/tensors.h"
+#include "core/timing.h"
 
 enum { PEER_SGEMM_N = 2048 };
 

@@ -31,7 +31,7 @@
  *     baseline), not here.
  * The numbers below are set from this reasoning, not from observed failures, and must not be
  * raised to make a case pass. */
-#include "tolerance.h"
+#include "tasks/tolerance.h"
 
 #include <float.h>
 #include <math.h>

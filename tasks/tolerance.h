@@ -1,6 +1,6 @@
 /* tolerance.h — how close to the float64 reference a backend must be, in one table. */
 #pragma once
-#include "problem.h"
+#include "core/problem.h"
 
 /* Errors of one output against the float64 reference. */
 typedef struct {

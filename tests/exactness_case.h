@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "options.h"
-#include "results.h"
+#include "cli/options.h"
+#include "core/results.h"
 #include "tasks/task.h"
 
 /* ATTN_OK with run filled (free it with results_run_free), or the error in err. */

@@ -13,12 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
-#include "comm.h"
-#include "exactness_case.h"
-#include "impls/dist/dist.h"
-#include "options.h"
-#include "parallel.h"
+#include "core/backend.h"
+#include "comm/comm.h"
+#include "tests/exactness_case.h"
+#include "impls/parallel/dist.h"
+#include "cli/options.h"
+#include "core/threads.h"
 #include "tasks/task.h"
 
 static int64_t ns[] = {1, 7, 64, 1000, 4097};

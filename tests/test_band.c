@@ -8,8 +8,8 @@
 #include <stdio.h>
 
 #include "impls/cuda/band.h"
-#include "layout.h"
-#include "problem.h"
+#include "comm/layout.h"
+#include "core/problem.h"
 
 static int global_visible(attn_mask_t m, int64_t w, int64_t i, int64_t j) {
     return m == ATTN_MASK_NONE || (j <= i && (m != ATTN_MASK_WINDOW || j > i - w));

@@ -18,14 +18,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "device.h"
-#include "exactness_case.h"
+#include "core/backend.h"
+#include "core/device.h"
+#include "tests/exactness_case.h"
 #include "impls/cuda/gcomm_selftest.h"
-#include "options.h"
-#include "parallel.h"
+#include "cli/options.h"
+#include "core/threads.h"
 #include "tasks/task.h"
-#include "tensors.h"
+#include "core/tensors.h"
 
 enum { SKIP = 77 };
 

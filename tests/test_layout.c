@@ -1,4 +1,4 @@
-/* test_layout.c — harness/layout.h on its own, table-driven over kinds × ranks × lengths (the
+/* test_layout.c — comm/layout.h on its own, table-driven over kinds × ranks × lengths (the
  * awkward ones: n < P, n = 2P ± 1, primes, 4097). Each case is checked against an owner map
  * built here independently from the rules in layout.h (block sizes, t mod P, the 2P zigzag
  * chunks with the first n mod 2P one longer), and for the properties the distributed backends
@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layout.h"
-#include "check.h"
+#include "comm/layout.h"
+#include "tests/check.h"
 
 
 

@@ -9,13 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
-#include "check.h"
-#include "memory.h"
-#include "model.h"
+#include "core/backend.h"
+#include "tests/check.h"
+#include "core/memory.h"
+#include "model/model.h"
 #include "tasks/capacity.h"
 #include "tasks/task.h"
-#include "tensors.h"
+#include "core/tensors.h"
 
 static const double TOL = 0.15; /* the memory task's bound (tasks/memory_task.c) */
 

@@ -12,12 +12,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "backend.h"
-#include "model.h"
-#include "parallel.h"
-#include "rng.h"
-#include "safetensors.h"
-#include "check.h"
+#include "core/backend.h"
+#include "impls/parallel/dist_model.h"
+#include "model/model.h"
+#include "core/threads.h"
+#include "core/rng.h"
+#include "model/safetensors.h"
+#include "tests/check.h"
 
 /* checkf() with the whole line formatted, measured values included, pass or fail. */
 static void checkf(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -46,7 +47,7 @@ static int forward(const model_t *m, const char *backend, attn_dtype_t dt, int r
                         .comm_timeout = 60};
     snprintf(t.local_backend, sizeof t.local_backend, "blockwise");
     attn_err_t err = {0};
-    if (model_forward(m, NULL, registry_find(backend), &t, tok, n, n_logits, logits, &err) != ATTN_OK) {
+    if (dist_model_run(m, NULL, registry_find(backend), &t, tok, n, n_logits, logits, &err) != ATTN_OK) {
         printf("FAIL %s: %s\n", backend, err.msg);
         check_failed++;
         return 1;
@@ -112,16 +113,16 @@ int main(int argc, char **argv) {
     if (model_cache_init(&cache, &cfg, ATTN_F32, N, &err) == ATTN_OK) {
         const attn_backend_t *bw = registry_find("blockwise");
         double *step = malloc((size_t)cfg.vocab_size * sizeof *step);
-        int rc = model_forward(&m, &cache, bw, &t, tok, N - 4, 1, step, &err);
+        int rc = dist_model_run(&m, &cache, bw, &t, tok, N - 4, 1, step, &err);
         double worst = 0;
         for (int i = N - 4; rc == ATTN_OK && i < N; i++) {
-            rc = model_forward(&m, &cache, bw, &t, tok + i, 1, 1, step, &err);
+            rc = dist_model_run(&m, &cache, bw, &t, tok + i, 1, 1, step, &err);
             worst = fmax(worst, rel_l2(step, base + (size_t)i * cfg.vocab_size, (size_t)cfg.vocab_size));
         }
         checkf(rc == ATTN_OK && worst < 1e-5 && cache.len == N, "decode with the KV cache: worst step rel L2 %.3g vs full forward%s%s",
               worst, rc ? ": " : "", rc ? err.msg : "");
         attn_err_t over = {0};
-        checkf(model_forward(&m, &cache, bw, &t, tok, 1, 1, step, &over) == ATTN_EUSAGE && strstr(over.msg, "KV cache"),
+        checkf(dist_model_run(&m, &cache, bw, &t, tok, 1, 1, step, &over) == ATTN_EUSAGE && strstr(over.msg, "KV cache"),
               "a full KV cache refuses more tokens: %s", over.msg);
         free(step);
         model_cache_free(&cache);

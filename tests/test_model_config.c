@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model_config.h"
-#include "check.h"
+#include "model/config.h"
+#include "tests/check.h"
 
 static char dir[900];
 

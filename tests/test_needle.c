@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "needle_run.h"
-#include "parallel.h"
-#include "rng.h"
-#include "check.h"
+#include "tasks/needle_run.h"
+#include "core/threads.h"
+#include "core/rng.h"
+#include "tests/check.h"
 
 enum { VOCAB = 300, ORDINARY = 200 };
 

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "npy.h"
-#include "check.h"
+#include "core/npy.h"
+#include "tests/check.h"
 
 static char dir[900];
 

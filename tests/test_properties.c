@@ -13,13 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
+#include "core/backend.h"
 #include "impls/cpu/naive.h"
 #include "impls/cpu/tile_engine.h"
-#include "parallel.h"
-#include "rng.h"
+#include "core/threads.h"
+#include "core/rng.h"
 #include "tasks/tolerance.h"
-#include "tensors.h"
+#include "core/tensors.h"
 
 static int passed, failed;
 

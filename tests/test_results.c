@@ -13,8 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "results.h"
-#include "check.h"
+#include "core/results.h"
+#include "tests/check.h"
 
 
 

@@ -2,15 +2,15 @@
  * positions up to 10^7: accuracy per element, the relative-position property under shifts up to
  * 10^6, bitwise agreement of striped / offset / single-row calls with the whole sequence, and
  * partial rotary leaving the other dims alone. Tolerances are derived below from the error
- * bound stated in harness/rope.c, not tuned. Prints the time of 65536 rows × d = 128. */
+ * bound stated in model/rope.c, not tuned. Prints the time of 65536 rows × d = 128. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "rng.h"
-#include "rope.h"
+#include "core/rng.h"
+#include "model/rope.h"
 
 static int passed, failed;
 

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "safetensors.h"
-#include "check.h"
+#include "model/safetensors.h"
+#include "tests/check.h"
 
 static char dir[900];
 

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "datasets/haystack.h"
-#include "check.h"
+#include "tests/check.h"
 
 static char *slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");

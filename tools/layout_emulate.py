@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""layout_emulate.py — harness/layout.c (layout_local_count, layout_max_local_count,
-layout_local_to_global, layout_pieces for contiguous, striped and zigzag) and impls/dist/dist.c's
+"""layout_emulate.py — comm/layout.c (layout_local_count, layout_max_local_count,
+layout_local_to_global, layout_pieces for contiguous, striped and zigzag) and impls/parallel/dist.c's
 host shard copy, transcribed as written; shared by tools/ring_emulate.py and
 tools/ulysses_emulate.py. A layout is the tuple (kind, n, P). Not run on its own."""
 
@@ -62,7 +62,7 @@ def layout_pieces(l, rank):
 
 
 def dist_shard_copy(l, rank, outer, d, shard, whole, to_shard):
-    """impls/dist/dist.c: shard (outer, count, d) ↔ whole (outer, n, d), flat arrays."""
+    """impls/parallel/dist.c: shard (outer, count, d) ↔ whole (outer, n, d), flat arrays."""
     n = l[1]
     count = layout_local_count(l, rank)
     for o in range(outer):

@@ -3,11 +3,11 @@
 ring_cuda, striped_cuda, zigzag_cuda) transcribed into Python on byte buffers, run on the CPU
 against a direct float64 attention.
 
-Transcribed as written: harness/layout.c and impls/dist/dist.c's shard copy (in
+Transcribed as written: comm/layout.c and impls/parallel/dist.c's shard copy (in
 tools/layout_emulate.py), the buffer sizes and uploads (K then V in one block of 2·BHkv·kcnt·d bf16), the step
 loop (src = (r − s + P) % P, send/receive sizes, cur / 1 − cur), gcomm_shift as cuda_local does it
 (recv[r] ← send[r − 1], rb[r] == sb[r − 1] checked: the blocks really travel round the ring, no
-rank reads its source's buffer directly), mask_key_range (harness/problem.c) for skipping,
+rank reads its source's buffer directly), mask_key_range (core/problem.c) for skipping,
 band_for (impls/cuda/band.h), every cuda_flash_call field as built (pointer offsets
 q + local_start·d, k/v + local_start·d inside the block, q_ld = nq, kv_ld = kcnt, o_part/lse_part
 + local_start), and merge_kernel's float32 log-sum-exp merge. The flash kernel itself is
@@ -40,7 +40,7 @@ KIND_NAMES = ["contiguous", "striped", "zigzag"]
 BF16, F32 = 2, 4  # sizeof(bf16), sizeof(float)
 
 
-# ---------------------------------------------------------------- harness/problem.c, band.h
+# ---------------------------------------------------------------- core/problem.c, band.h
 def first_at_or_after(s, x):
     start, stride = s
     if x <= start:

@@ -6,8 +6,8 @@ Transcribed as written: ulysses_heads, make_plan (part1/part2 sizes, send/receiv
 staging bytes, bytes sent/received), every slabs(...) call of ulysses_cuda_ranks (byte offsets,
 strides in rows, row_bytes, copy_slabs in 32-bit words), the uploads through the receive
 staging buffer, gcomm_alltoallv as cuda_local does it (rank r receives recv_bytes[r][q] bytes at
-recv_off[r][q] from send[q] + send_off[q][r]), the contiguous layout of harness/layout.c and the
-host shard copy of impls/dist/dist.c (tools/layout_emulate.py). The flash kernel is replaced by a float64 numpy attention
+recv_off[r][q] from send[q] + send_off[q][r]), the contiguous layout of comm/layout.c and the
+host shard copy of impls/parallel/dist.c (tools/layout_emulate.py). The flash kernel is replaced by a float64 numpy attention
 with cuda_flash_call's contract (cuda_backends.h): slabs q_ld / kv_ld rows apart, query row r at
 position q_off + r, key j at j, `visible` of flash.cu, local kv head h // (heads / kv_heads),
 natural-log LSE, O = 0 and LSE = −∞ for a row that sees no key, O and LSE stored as float32.

@@ -1,7 +1,7 @@
 /* blockwise.c — FlashAttention-style tiled attention on the CPU (float32): every K/V tile is
  * considered and the ones the mask hides are skipped, O(n) extra memory (tile_engine.c). */
-#include "backend.h"
-#include "tile_engine.h"
+#include "core/backend.h"
+#include "impls/cpu/tile_engine.h"
 
 static int blockwise_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
     return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, reason, len);

@@ -4,9 +4,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "backend.h"
-#include "naive.h"
-#include "parallel.h"
+#include "core/backend.h"
+#include "impls/cpu/naive.h"
+#include "core/threads.h"
 
 typedef struct {
     const attn_problem_t *p;

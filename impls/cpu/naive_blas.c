@@ -7,10 +7,10 @@
 #include <math.h>
 #include <string.h>
 
-#include "backend.h"
-#include "parallel.h"
-#include "softmax.h"
-#include "tile_engine.h"
+#include "core/backend.h"
+#include "core/threads.h"
+#include "impls/cpu/softmax.h"
+#include "impls/cpu/tile_engine.h"
 
 enum { ROWS_PER_ITEM = 64 };
 

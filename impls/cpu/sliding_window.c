@@ -2,8 +2,8 @@
  * K/V tiles the window touches, so its cost is linear in n. It shares blockwise's tile engine
  * and declines every other mask: a window backend running "causal" would be a different
  * (and quadratic) computation under its name. */
-#include "backend.h"
-#include "tile_engine.h"
+#include "core/backend.h"
+#include "impls/cpu/tile_engine.h"
 
 static int window_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
     if (p->mask != ATTN_MASK_WINDOW) {

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "softmax.h"
+#include "impls/cpu/softmax.h"
 
 #define AVX512 __attribute__((target("avx512f")))
 

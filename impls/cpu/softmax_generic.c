@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "softmax.h"
+#include "impls/cpu/softmax.h"
 
 void softmax_tile_generic(float *S, int rows, int cols, int ld, float c, float *m, float *l, float *alpha) {
     for (int r = 0; r < rows; r++) {

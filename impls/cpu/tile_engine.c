@@ -1,16 +1,16 @@
 /* tile_engine.c — see tile_engine.h. Both GEMMs of a tile go through single-threaded CBLAS
  * sgemm (OpenBLAS's packed kernels beat a hand-rolled loop nest); the parallelism is ours,
  * across batch × heads × query tiles, heaviest causal tiles first. */
-#include "tile_engine.h"
+#include "impls/cpu/tile_engine.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 
-#include "backend.h"
-#include "parallel.h"
-#include "softmax.h"
+#include "core/backend.h"
+#include "core/threads.h"
+#include "impls/cpu/softmax.h"
 
 typedef struct {
     float *S, *m, *l, *alpha;

@@ -3,7 +3,7 @@
  * K/V tiles (block_k rows): S = Q·Kᵀ (sgemm), online softmax (softmax.h), O += P·V (sgemm).
  * Memory beyond the tensors is one S tile and three row vectors per worker: O(n) in total. */
 #pragma once
-#include "problem.h"
+#include "core/problem.h"
 
 enum { TILE_DEFAULT_BQ = 128, TILE_DEFAULT_BK = 256 };
 

@@ -3,8 +3,8 @@
  * every one of them declines with "no CUDA device: ...", so a run records the case as skipped.
  * workspace_bytes of a GPU backend is its device bytes (tensor copies, staging, scratch): the
  * host side allocates nothing beyond the harness's own tensors. */
-#include "backend.h"
-#include "cuda_backends.h"
+#include "core/backend.h"
+#include "impls/cuda/cuda_backends.h"
 
 static int naive_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
     if (p->dtype != ATTN_F32 && p->dtype != ATTN_BF16) {

@@ -3,7 +3,7 @@
  * device, converts them to the compute type there, runs, and copies O and LSE back as float32.
  * io->device_s, when set, receives the event-timed seconds of the compute kernels alone. */
 #pragma once
-#include "backend.h"
+#include "core/backend.h"
 
 #ifdef __cplusplus
 extern "C" {

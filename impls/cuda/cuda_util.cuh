@@ -8,10 +8,10 @@
 #include <cuda_runtime.h>
 
 extern "C" {
-#include "backend.h"
+#include "core/backend.h"
 }
-#include "cuda_backends.h"
-#include "device.h"
+#include "impls/cuda/cuda_backends.h"
+#include "core/device.h"
 
 /* Fills err with "CUDA error at FILE:LINE: CALL: NAME (description)"; returns ATTN_ERUNTIME. */
 int cuda_fail(attn_err_t *err, cudaError_t e, const char *call, const char *file, int line);

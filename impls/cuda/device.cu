@@ -7,7 +7,7 @@
 
 #include <cuda_bf16.h>
 
-#include "cuda_util.cuh"
+#include "impls/cuda/cuda_util.cuh"
 
 /* ---- errors ----------------------------------------------------------------------------- */
 

@@ -12,13 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda_util.cuh"
-#include "ring_cuda.h"
-#include "ulysses_cuda.h"
+#include "impls/cuda/cuda_util.cuh"
+#include "impls/cuda/ring_cuda.h"
+#include "impls/cuda/ulysses_cuda.h"
 
 extern "C" {
-#include "impls/dist/dist.h"
-#include "layout.h"
+#include "impls/parallel/dist.h"
+#include "comm/layout.h"
 }
 
 namespace {

@@ -21,7 +21,7 @@
 #include <cuda_bf16.h>
 #include <math.h>
 
-#include "cuda_util.cuh"
+#include "impls/cuda/cuda_util.cuh"
 
 namespace {
 

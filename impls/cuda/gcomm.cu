@@ -7,8 +7,8 @@
  * serialises the ring instead of checking it. */
 #include <time.h>
 
-#include "cuda_util.cuh"
-#include "gcomm.cuh"
+#include "impls/cuda/cuda_util.cuh"
+#include "impls/cuda/gcomm.cuh"
 
 int gcomm_local_open(gcomm *g, int ranks, int device, double timeout_s, attn_err_t *err) {
     *g = gcomm{};

@@ -19,10 +19,10 @@
 #include <cuda_runtime.h>
 
 extern "C" {
-#include "comm.h"
-#include "common.h"
-#include "problem.h"
-#include "timing.h"
+#include "comm/comm.h"
+#include "core/common.h"
+#include "core/problem.h"
+#include "core/timing.h"
 }
 
 enum gcomm_kind { GCOMM_CUDA_LOCAL = 0, GCOMM_NCCL = 1 };

@@ -15,8 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cuda_util.cuh"
-#include "gcomm.cuh"
+#include "impls/cuda/cuda_util.cuh"
+#include "impls/cuda/gcomm.cuh"
 
 #ifdef ATTN_HAVE_NCCL
 #include <nccl.h>

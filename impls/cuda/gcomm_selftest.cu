@@ -7,9 +7,9 @@
 
 #include <vector>
 
-#include "cuda_util.cuh"
-#include "gcomm.cuh"
-#include "gcomm_selftest.h"
+#include "impls/cuda/cuda_util.cuh"
+#include "impls/cuda/gcomm.cuh"
+#include "impls/cuda/gcomm_selftest.h"
 
 namespace {
 

@@ -1,7 +1,7 @@
 /* gcomm_selftest.h — byte-exact checks of the GPU transports (gcomm_selftest.cu), callable
  * from C tests. Each returns ATTN_OK or an error naming the first wrong byte. */
 #pragma once
-#include "common.h"
+#include "core/common.h"
 
 #ifdef __cplusplus
 extern "C" {

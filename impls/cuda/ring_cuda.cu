@@ -1,5 +1,5 @@
 /* ring_cuda.cu — ring attention on GPUs: ring_cuda, striped_cuda, zigzag_cuda. The loop of
- * impls/dist/ring.c with the tensor-core kernel (flash.cu) as each step's local compute, on
+ * impls/parallel/ring.c with the tensor-core kernel (flash.cu) as each step's local compute, on
  * either GPU transport (gcomm.cuh): P virtual ranks of one GPU (cuda_local) or one rank per
  * GPU process (nccl).
  *
@@ -19,13 +19,13 @@
 #include <algorithm>
 #include <initializer_list>
 
-#include "band.h"
-#include "cuda_util.cuh"
-#include "gcomm.cuh"
-#include "ring_cuda.h"
+#include "impls/cuda/band.h"
+#include "impls/cuda/cuda_util.cuh"
+#include "impls/cuda/gcomm.cuh"
+#include "impls/cuda/ring_cuda.h"
 
 extern "C" {
-#include "layout.h"
+#include "comm/layout.h"
 }
 
 namespace {

@@ -1,7 +1,7 @@
 /* ring_cuda.h — the GPU ring loop (ring_cuda.cu) as the backend glue (dist_cuda.cu) calls it:
  * on the ranks a gcomm drives, from host float32 shards to host float32 outputs. */
 #pragma once
-#include "gcomm.cuh"
+#include "impls/cuda/gcomm.cuh"
 
 /* Host shards by local index: Q (B·H, local rows, d), K and V (B·H_kv, local rows, d) as
  * float32; O and LSE written back the same way. */

@@ -11,12 +11,12 @@
 #include <algorithm>
 #include <memory>
 
-#include "cuda_util.cuh"
-#include "gcomm.cuh"
-#include "ulysses_cuda.h"
+#include "impls/cuda/cuda_util.cuh"
+#include "impls/cuda/gcomm.cuh"
+#include "impls/cuda/ulysses_cuda.h"
 
 extern "C" {
-#include "layout.h"
+#include "comm/layout.h"
 }
 
 namespace {

@@ -1,6 +1,6 @@
 /* ulysses_cuda.h — the GPU Ulysses exchange (ulysses_cuda.cu) as dist_cuda.cu calls it. */
 #pragma once
-#include "ring_cuda.h"
+#include "impls/cuda/ring_cuda.h"
 
 /* Rank q's heads after the re-shard: query heads [q0, q0 + hq), K/V heads [kv0, kv0 + kvn). */
 struct ulysses_heads_t {

@@ -1,0 +1,17 @@
+/* cli.h — the subcommands of the attnbench executable. Each parses its own flags (shared ones
+ * through options.c), returns a status and fills err; main() prints and exits. */
+#pragma once
+#include "core/common.h"
+
+int cli_list(int argc, char **argv, attn_err_t *err);
+int cli_run(int argc, char **argv, attn_err_t *err);
+/* run --task needle with the needle defaults (window 4096, seq-len 4096) */
+int cli_needle(int argc, char **argv, attn_err_t *err);
+int cli_attend(int argc, char **argv, attn_err_t *err);
+int cli_peak(int argc, char **argv, attn_err_t *err);
+/* cli_comm.c: the transports' latency and bandwidth, the roofline of the overlap figures. */
+int cli_comm(int argc, char **argv, attn_err_t *err);
+/* cli_compare.c: two results files side by side; the regression gate of scheduled jobs. */
+int cli_compare(int argc, char **argv, attn_err_t *err);
+/* cli_report.c: results files → one self-contained HTML dashboard. */
+int cli_report(int argc, char **argv, attn_err_t *err);

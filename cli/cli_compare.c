@@ -1,0 +1,188 @@
+/* cli_compare.c — `attnbench compare BASE.json NEW.json [--threshold 5%]`: the gate of the
+ * scheduled jobs. Records are matched on their identity and config (results_record_key); each
+ * shared metric gets a row with its ratio NEW/BASE. The exit status is 1 when an exactness (or
+ * any) record that passed in BASE fails or errors in NEW, or when a timed metric moved the wrong
+ * way by more than the threshold *beyond both runs' spreads*: for a time, NEW's fastest repeat
+ * is slower than BASE's slowest by more than the threshold (for a rate, NEW's best is below
+ * BASE's worst by as much). Medians alone would let a noisy machine flap the gate. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/results_read.h"
+
+typedef struct {
+    json_t *rec;
+    char key[4096];
+    int used;
+} entry_t;
+
+static int load(const char *path, json_t **root, entry_t **out, size_t *n, attn_err_t *err) {
+    ATTN_TRY(results_read(path, root, err));
+    json_t *recs = json_object_get(*root, "records");
+    *n = json_array_size(recs);
+    *out = calloc(*n + 1, sizeof **out);
+    if (!*out)
+        return attn_fail(err, ATTN_ERUNTIME, "out of memory");
+    for (size_t i = 0; i < *n; i++) {
+        (*out)[i].rec = json_array_get(recs, i);
+        results_record_key((*out)[i].rec, (*out)[i].key, sizeof (*out)[i].key);
+    }
+    return ATTN_OK;
+}
+
+static const char *str(json_t *r, const char *k) {
+    json_t *v = json_object_get(r, k);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+/* A short name for a case: task backend n_k [n_q] mask [P] plus needle depth. */
+static void label(json_t *r, char *out, size_t cap) {
+    json_t *c = json_object_get(r, "config");
+    long long nk = (long long)json_number_value(json_object_get(c, "seq_len_k")),
+              nq = (long long)json_number_value(json_object_get(c, "seq_len_q"));
+    int P = (int)json_number_value(json_object_get(r, "ranks"));
+    int at = snprintf(out, cap, "%s %s n=%lld", str(r, "task"), str(r, "backend"), nk);
+    if (nq != nk && at < (int)cap)
+        at += snprintf(out + at, cap - (size_t)at, "/%lld", nq);
+    if (at < (int)cap)
+        at += snprintf(out + at, cap - (size_t)at, " %s", str(c, "mask"));
+    if (P > 1 && at < (int)cap)
+        at += snprintf(out + at, cap - (size_t)at, " P=%d", P);
+    json_t *depth = json_object_get(c, "depth");
+    if (json_is_number(depth) && at < (int)cap)
+        snprintf(out + at, cap - (size_t)at, " depth=%g", json_number_value(depth));
+}
+
+static int num(json_t *metrics, const char *name, double *v) {
+    json_t *x = json_object_get(metrics, name);
+    if (!json_is_number(x))
+        return 0;
+    *v = json_number_value(x);
+    return 1;
+}
+
+/* 1 worse, -1 better, 0 within the spreads and threshold; needs name_min and name_max in both. */
+static int verdict(json_t *bm, json_t *nm, const char *name, const char *unit, double thr) {
+    char lo[96], hi[96];
+    snprintf(lo, sizeof lo, "%s_min", name);
+    snprintf(hi, sizeof hi, "%s_max", name);
+    double bl, bh, nl, nh;
+    if (!num(bm, lo, &bl) || !num(bm, hi, &bh) || !num(nm, lo, &nl) || !num(nm, hi, &nh))
+        return 0;
+    if (!strcmp(unit, "s")) /* lower is better */
+        return nl > bh * (1 + thr) ? 1 : nh < bl * (1 - thr) ? -1 : 0;
+    return nh < bl * (1 - thr) ? 1 : nl > bh * (1 + thr) ? -1 : 0;
+}
+
+static int parse_threshold(const char *s, double *thr, attn_err_t *err) {
+    char *end;
+    double v = strtod(s, &end);
+    int pct = *end == '%';
+    if (end == s || (pct ? end[1] != '\0' : *end != '\0') || !(v >= 0))
+        return attn_fail(err, ATTN_EUSAGE, "--threshold: '%s' is not a percentage like 5%% (or a fraction like 0.05)", s);
+    *thr = pct ? v / 100 : v;
+    if (*thr >= 1)
+        return attn_fail(err, ATTN_EUSAGE, "--threshold: '%s' is 100%% or more", s);
+    return ATTN_OK;
+}
+
+int cli_compare(int argc, char **argv, attn_err_t *err) {
+    const char *files[2] = {NULL, NULL};
+    int nf = 0;
+    double thr = 0.05;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            puts("usage: attnbench compare BASE.json NEW.json [--threshold 5%]\n\n"
+                 "Matches records on (task, backend, device, transport, ranks, layout, config) and prints\n"
+                 "NEW/BASE per metric. Exit 1 when a record that passed in BASE fails or errors in NEW, or\n"
+                 "when a timed metric is worse by more than the threshold beyond both runs' spreads (NEW's\n"
+                 "best repeat against BASE's worst). Records without a match are listed. Exit 2: bad usage\n"
+                 "or a file that is not an attnbench results file.");
+            return ATTN_OK;
+        }
+        if (!strcmp(argv[i], "--threshold") || !strncmp(argv[i], "--threshold=", 12)) {
+            const char *v = argv[i][11] == '=' ? argv[i] + 12 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v)
+                return attn_fail(err, ATTN_EUSAGE, "flag '--threshold' needs a value");
+            ATTN_TRY(parse_threshold(v, &thr, err));
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return attn_fail(err, ATTN_EUSAGE, "unknown flag '%s' (compare takes --threshold)", argv[i]);
+        } else if (nf < 2) {
+            files[nf++] = argv[i];
+        } else {
+            return attn_fail(err, ATTN_EUSAGE, "compare takes two files, BASE and NEW; '%s' is a third", argv[i]);
+        }
+    }
+    if (nf != 2)
+        return attn_fail(err, ATTN_EUSAGE, "compare needs two files: BASE.json NEW.json");
+    json_t *broot = NULL, *nroot = NULL;
+    entry_t *be = NULL, *ne = NULL;
+    size_t nb = 0, nn = 0;
+    int rc = load(files[0], &broot, &be, &nb, err);
+    if (rc == ATTN_OK)
+        rc = load(files[1], &nroot, &ne, &nn, err);
+    int worse = 0, better = 0, flips = 0, matched = 0;
+    if (rc == ATTN_OK) {
+        printf("compare %s (%s) → %s (%s), threshold %.3g%% beyond the spreads\n\n", files[0],
+               str(json_object_get(broot, "run"), "host"), files[1], str(json_object_get(nroot, "run"), "host"),
+               100 * thr);
+        printf("%-52s %-22s %14s %14s %9s  %s\n", "case", "metric", "base", "new", "new/base", "verdict");
+    }
+    for (size_t i = 0; rc == ATTN_OK && i < nn; i++) {
+        entry_t *b = NULL;
+        for (size_t j = 0; j < nb && !b; j++)
+            if (!be[j].used && !strcmp(be[j].key, ne[i].key))
+                b = &be[j];
+        if (!b)
+            continue;
+        b->used = ne[i].used = 1;
+        matched++;
+        char name[160];
+        label(ne[i].rec, name, sizeof name);
+        const char *bs = str(b->rec, "status"), *ns = str(ne[i].rec, "status");
+        int flip = !strcmp(bs, "pass") && (!strcmp(ns, "fail") || !strcmp(ns, "error"));
+        flips += flip;
+        if (strcmp(bs, ns))
+            printf("%-52.52s %-22s %14s %14s %9s  %s\n", name, "status", bs, ns, "", flip ? "REGRESSED" : "changed");
+        json_t *bm = json_object_get(b->rec, "metrics"), *nm = json_object_get(ne[i].rec, "metrics"),
+               *units = json_object_get(ne[i].rec, "units");
+        const char *m;
+        json_t *v;
+        json_object_foreach(nm, m, v) {
+            size_t l = strlen(m);
+            double x, y;
+            if ((l > 4 && (!strcmp(m + l - 4, "_min") || !strcmp(m + l - 4, "_max"))) || !num(nm, m, &y) ||
+                !num(bm, m, &x))
+                continue;
+            int vd = verdict(bm, nm, m, str(units, m), thr);
+            worse += vd > 0, better += vd < 0;
+            char ratio[32] = "";
+            if (x != 0 && isfinite(x) && isfinite(y))
+                snprintf(ratio, sizeof ratio, "%.3f", y / x);
+            printf("%-52.52s %-22.22s %14.6g %14.6g %9s  %s\n", name, m, x, y, ratio,
+                   vd > 0 ? "REGRESSED" : vd < 0 ? "improved" : "");
+        }
+    }
+    for (int side = 0; rc == ATTN_OK && side < 2; side++) {
+        entry_t *e = side ? ne : be;
+        size_t n = side ? nn : nb;
+        for (size_t i = 0; i < n; i++)
+            if (!e[i].used) {
+                char name[160];
+                label(e[i].rec, name, sizeof name);
+                printf("only in %s: %s (%s)\n", side ? "NEW " : "BASE", name, str(e[i].rec, "status"));
+            }
+    }
+    if (rc == ATTN_OK) {
+        printf("\n%d matched record(s): %d status regression(s), %d timed metric(s) worse, %d better\n", matched, flips,
+               worse, better);
+        if (flips || worse)
+            rc = attn_fail(err, ATTN_ERUNTIME, "%d status regression(s) and %d timed metric(s) worse than %s allows",
+                           flips, worse, "the threshold beyond the spreads");
+    }
+    free(be), free(ne);
+    json_decref(broot), json_decref(nroot);
+    return rc;
+}

@@ -1,0 +1,97 @@
+/* cli_report.c — `attnbench report FILES... [--out dashboards/index.html]`: one self-contained
+ * HTML page from results files, from one machine or many. The page template
+ * (dashboards/template.html) and Chart.js (Debian's libjs-chart.js) are compiled into the
+ * executable (cmake/embed.cmake), the files' JSON is inlined, so the page works offline and
+ * does not depend on where it is opened. Every file is checked first (results_read): a bad one
+ * stops the report before anything is written. */
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/results.h"
+#include "core/results_read.h"
+
+extern const unsigned char attn_report_template[], attn_chartjs[];
+extern const size_t attn_report_template_len, attn_chartjs_len;
+
+/* Writes s, turning "</" into "<\/" so inlined data cannot close its <script> element. */
+static int put_script_safe(FILE *f, const char *s) {
+    int ok = 1;
+    for (const char *p = s; *p && ok; p++) {
+        if (p[0] == '<' && p[1] == '/')
+            ok = fputs("<\\/", f) >= 0, p++;
+        else
+            ok = fputc(*p, f) != EOF;
+    }
+    return ok;
+}
+
+int cli_report(int argc, char **argv, attn_err_t *err) {
+    const char *out = "dashboards/index.html";
+    const char **files = calloc((size_t)argc, sizeof *files);
+    int nf = 0;
+    if (!files)
+        return attn_fail(err, ATTN_ERUNTIME, "out of memory");
+    int rc = ATTN_OK;
+    for (int i = 1; i < argc && rc == ATTN_OK; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            puts("usage: attnbench report RESULTS.json [MORE.json ...] [--out dashboards/index.html]\n\n"
+                 "Writes one HTML page that works offline: throughput and memory vs context length per\n"
+                 "backend, the exactness table, needle recall heatmaps, per-rank bars of the distributed\n"
+                 "backends, and a machine-against-machine chart when the files come from different hosts.");
+            free(files);
+            return ATTN_OK;
+        }
+        if (!strcmp(argv[i], "--out") || !strncmp(argv[i], "--out=", 6)) {
+            out = argv[i][5] == '=' ? argv[i] + 6 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!out || !*out)
+                rc = attn_fail(err, ATTN_EUSAGE, "flag '--out' needs a file name");
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            rc = attn_fail(err, ATTN_EUSAGE, "unknown flag '%s' (report takes results files and --out)", argv[i]);
+        } else {
+            files[nf++] = argv[i];
+        }
+    }
+    if (rc == ATTN_OK && nf == 0)
+        rc = attn_fail(err, ATTN_EUSAGE, "report needs at least one results file (results/*.json)");
+    json_t *all = json_array();
+    for (int i = 0; i < nf && rc == ATTN_OK; i++) {
+        json_t *root;
+        rc = results_read(files[i], &root, err);
+        if (rc == ATTN_OK)
+            json_array_append_new(all, root);
+    }
+    const char *tpl = (const char *)attn_report_template;
+    const char *m1 = strstr(tpl, "/*@CHARTJS@*/"), *m2 = m1 ? strstr(m1, "/*@DATA@*/") : NULL;
+    ATTN_ASSERT(m1 && m2);
+    char *data = rc == ATTN_OK ? json_dumps(all, JSON_COMPACT) : NULL;
+    if (rc == ATTN_OK && !data)
+        rc = attn_fail(err, ATTN_ERUNTIME, "out of memory for the report's data");
+    char *dir = strdup(out), tmp[4200];
+    if (rc == ATTN_OK && dir && strchr(out, '/'))
+        rc = results_make_dirs(dirname(dir), err);
+    free(dir);
+    if (rc == ATTN_OK) {
+        snprintf(tmp, sizeof tmp, "%s.tmp", out);
+        FILE *f = fopen(tmp, "wb");
+        if (!f) {
+            rc = attn_fail(err, ATTN_ERUNTIME, "cannot write %s", tmp);
+        } else {
+            int ok = fwrite(tpl, 1, (size_t)(m1 - tpl), f) == (size_t)(m1 - tpl);
+            ok = ok && fwrite(attn_chartjs, 1, attn_chartjs_len, f) == attn_chartjs_len;
+            const char *mid = m1 + strlen("/*@CHARTJS@*/");
+            ok = ok && fwrite(mid, 1, (size_t)(m2 - mid), f) == (size_t)(m2 - mid);
+            ok = ok && put_script_safe(f, data);
+            const char *rest = m2 + strlen("/*@DATA@*/");
+            ok = ok && fputs(rest, f) >= 0;
+            rc = attn_file_commit(f, ok, tmp, out, err);
+        }
+    }
+    if (rc == ATTN_OK)
+        printf("wrote %s (%d results file(s), %zu bytes of data)\n", out, nf, strlen(data));
+    free(data);
+    json_decref(all);
+    free(files);
+    return rc;
+}

@@ -1,0 +1,36 @@
+/* layout.h — how a sequence of n tokens is dealt over P ranks, for the distributed backends:
+ * global index ↔ (rank, local index), and each rank's tokens as at most two runs of global
+ * positions (pieces) so compute kernels can work on a shard with global positions.
+ *   contiguous  rank p holds one block; the first n mod P ranks hold ⌈n/P⌉ tokens, the rest ⌊n/P⌋
+ *   striped     token t lives on rank t mod P at local index t div P (one piece, stride P)
+ *   zigzag      2P chunks, the first n mod 2P one token longer; rank p holds chunk p then chunk
+ *               2P−1−p (two pieces of stride 1, in that local order)
+ * Uneven n is handled by these ±1 rules, so shard sizes differ by at most one token (two for
+ * zigzag); a rank may hold nothing when n < P (or n < 2P for zigzag). */
+#pragma once
+#include "core/problem.h"
+
+typedef enum { LAYOUT_CONTIGUOUS = 0, LAYOUT_STRIPED, LAYOUT_ZIGZAG } attn_layout_kind_t;
+
+typedef struct {
+    attn_layout_kind_t kind;
+    int64_t n;
+    int ranks;
+} attn_layout_t;
+
+/* `count` tokens at global positions pos.start + pos.stride·i, stored at local rows local_start + i. */
+typedef struct {
+    attn_span_t pos;
+    int64_t count;
+    int64_t local_start;
+} layout_piece_t;
+
+const char *layout_name(attn_layout_kind_t k);
+int layout_parse(const char *s, attn_layout_kind_t *out); /* 1 on success */
+int layout_init(attn_layout_t *l, attn_layout_kind_t kind, int64_t n, int ranks, attn_err_t *err);
+int64_t layout_local_count(const attn_layout_t *l, int rank);
+int64_t layout_max_local_count(const attn_layout_t *l);
+void layout_global_to_local(const attn_layout_t *l, int64_t t, int *rank, int64_t *local);
+int64_t layout_local_to_global(const attn_layout_t *l, int rank, int64_t local);
+/* The rank's non-empty pieces in local order (also ascending position); returns 0..2. */
+int layout_pieces(const attn_layout_t *l, int rank, layout_piece_t pieces[2]);

@@ -1,0 +1,36 @@
+/* device.h — what the harness may ask of the GPU side without knowing CUDA: how many devices
+ * there are, what they are (run metadata), device memory free/total, and the accounting of
+ * device memory the CUDA backends allocate (the memory task's device figures). Implemented by
+ * impls/cuda/device.cu in CUDA builds and by core/device_none.c otherwise, where every
+ * query answers "no device" and the accounting stays at zero. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 when this build has the CUDA backends. */
+int device_cuda_built(void);
+/* Number of CUDA devices (0 when none, no driver, or no CUDA in this build); when 0 and why is
+ * non-NULL, a sentence saying why ("no CUDA device: ..."). */
+int device_count(char *why, size_t len);
+/* Model, driver and CUDA runtime versions of device `ordinal` for the run metadata; fields it
+ * cannot read are left empty. Does nothing without a device. */
+void device_describe(int ordinal, char *model, size_t model_len, char *driver, size_t driver_len, char *cuda,
+                     size_t cuda_len);
+/* NCCL's version ("2.28.9") once a run has loaded libnccl; left untouched otherwise. */
+void device_nccl_version(char *out, size_t len);
+/* Free and total bytes of device `ordinal`; 0 on failure (and both are set to 0). */
+int device_mem_info(int ordinal, uint64_t *free_bytes, uint64_t *total_bytes);
+
+/* Device memory handed out by the CUDA backends' tracked allocator: now, and the most at once
+ * since the last reset (reset sets the peak to the current figure). */
+size_t device_alloc_current_bytes(void);
+size_t device_alloc_peak_bytes(void);
+void device_alloc_reset_peak(void);
+
+#ifdef __cplusplus
+}
+#endif

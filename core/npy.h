@@ -1,0 +1,22 @@
+/* npy.h — reading and writing NumPy .npy files (format versions 1.0, 2.0, 3.0), little-endian
+ * float32 / float64, C order only. Every malformed input (bad magic, unparsable header,
+ * Fortran order, unsupported dtype, header or data size that disagrees with the file) is an
+ * ATTN_EUSAGE error naming the file and the problem; nothing is read past the file's end. */
+#pragma once
+#include "core/problem.h"
+
+#define NPY_MAX_DIMS 8
+
+typedef struct {
+    attn_dtype_t dtype;
+    int ndim;
+    int64_t shape[NPY_MAX_DIMS];
+    size_t numel;
+    void *data; /* attn_alloc'ed, numel elements of dtype; free with attn_free */
+} npy_array_t;
+
+int npy_read(const char *path, npy_array_t *out, attn_err_t *err);
+/* Writes atomically (temporary file in the same directory, then rename). */
+int npy_write(const char *path, attn_dtype_t dtype, int ndim, const int64_t *shape, const void *data,
+              attn_err_t *err);
+void npy_free(npy_array_t *a);

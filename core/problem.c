@@ -1,0 +1,136 @@
+/* problem.c — validation, mask geometry and FLOP counting for attn_problem_t. */
+#include "core/problem.h"
+
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+double problem_scale(const attn_problem_t *p) {
+    return p->scale != 0.0 ? p->scale : 1.0 / sqrt((double)p->head_dim);
+}
+
+int problem_threads(const attn_problem_t *p) {
+    if (p->threads > 0)
+        return p->threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static const char *mask_names[] = {"none", "causal", "window"};
+const char *mask_name(attn_mask_t m) { return mask_names[m]; }
+
+static const char *transport_names[] = {"local", "mpi", "cuda_local", "nccl"};
+const char *transport_name(attn_transport_t t) { return transport_names[t]; }
+int transport_parse(const char *s, attn_transport_t *out) {
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, transport_names[i])) {
+            *out = (attn_transport_t)i;
+            return 1;
+        }
+    return 0;
+}
+int mask_parse(const char *s, attn_mask_t *out) {
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, mask_names[i]) == 0) {
+            *out = (attn_mask_t)i;
+            return 1;
+        }
+    return 0;
+}
+
+const char *dtype_name(attn_dtype_t t) { return t == ATTN_F64 ? "f64" : t == ATTN_BF16 ? "bf16" : "f32"; }
+int dtype_parse(const char *s, attn_dtype_t *out) {
+    if (strcmp(s, "f32") == 0 || strcmp(s, "float32") == 0) {
+        *out = ATTN_F32;
+        return 1;
+    }
+    if (strcmp(s, "f64") == 0 || strcmp(s, "float64") == 0) {
+        *out = ATTN_F64;
+        return 1;
+    }
+    if (strcmp(s, "bf16") == 0 || strcmp(s, "bfloat16") == 0) {
+        *out = ATTN_BF16;
+        return 1;
+    }
+    return 0;
+}
+size_t dtype_size(attn_dtype_t t) { return t == ATTN_F64 ? 8 : 4; }
+
+int problem_validate(const attn_problem_t *p, attn_err_t *err) {
+    if (p->batch < 1)
+        return attn_fail(err, ATTN_EUSAGE, "batch must be ≥ 1 (got %lld)", (long long)p->batch);
+    if (p->heads < 1)
+        return attn_fail(err, ATTN_EUSAGE, "heads must be ≥ 1 (got %lld)", (long long)p->heads);
+    if (p->kv_heads < 1)
+        return attn_fail(err, ATTN_EUSAGE, "kv-heads must be ≥ 1 (got %lld)", (long long)p->kv_heads);
+    if (p->heads % p->kv_heads != 0)
+        return attn_fail(err, ATTN_EUSAGE, "heads (%lld) must be a multiple of kv-heads (%lld)",
+                         (long long)p->heads, (long long)p->kv_heads);
+    if (p->head_dim < 1 || p->head_dim > 256)
+        return attn_fail(err, ATTN_EUSAGE, "head-dim must be in 1..256 (got %lld)", (long long)p->head_dim);
+    if (p->n_k < 1)
+        return attn_fail(err, ATTN_EUSAGE, "seq-len must be ≥ 1 (got %lld)", (long long)p->n_k);
+    if (p->n_q < 1 || p->n_q > p->n_k)
+        return attn_fail(err, ATTN_EUSAGE, "q-len must be in 1..seq-len (got q-len %lld, seq-len %lld)",
+                         (long long)p->n_q, (long long)p->n_k);
+    if (p->mask == ATTN_MASK_WINDOW && p->window < 1)
+        return attn_fail(err, ATTN_EUSAGE, "window must be ≥ 1 (got %lld)", (long long)p->window);
+    if (!(p->scale >= 0.0) || !isfinite(p->scale))
+        return attn_fail(err, ATTN_EUSAGE, "scale must be a finite positive number (got %g)", p->scale);
+    if (p->block_q < 0 || p->block_k < 0 || p->block_q > 4096 || p->block_k > 4096)
+        return attn_fail(err, ATTN_EUSAGE, "block sizes must be in 1..4096");
+    if (p->device < 0 || p->device > 1023)
+        return attn_fail(err, ATTN_EUSAGE, "device must be in 0..1023 (got %d)", p->device);
+    if (p->threads < 0 || p->threads > 1024)
+        return attn_fail(err, ATTN_EUSAGE, "threads must be in 0..1024 (got %d)", p->threads);
+    /* Queries sit at the end, so with causal or window masks every row sees at least itself:
+     * position n_k − n_q + r ≥ 0 is a key. Nothing else can leave a row empty. */
+    return ATTN_OK;
+}
+
+attn_span_t problem_q_span(const attn_problem_t *p) { return (attn_span_t){p->n_k - p->n_q, 1}; }
+attn_span_t problem_k_span(const attn_problem_t *p) {
+    (void)p;
+    return (attn_span_t){0, 1};
+}
+
+/* Smallest j ≥ 0 with start + stride·j ≥ x. */
+static int64_t first_at_or_after(attn_span_t s, int64_t x) {
+    if (x <= s.start)
+        return 0;
+    return (x - s.start + s.stride - 1) / s.stride;
+}
+
+void mask_key_range(attn_mask_t m, int64_t w, int64_t i_lo, int64_t i_hi, attn_span_t ks, int64_t n,
+                    int64_t *lo, int64_t *hi) {
+    int64_t a = 0, b = n;
+    if (m != ATTN_MASK_NONE) {
+        b = ATTN_MIN(n, first_at_or_after(ks, i_hi + 1)); /* keys at positions ≤ i_hi */
+        if (m == ATTN_MASK_WINDOW)
+            a = ATTN_MIN(n, first_at_or_after(ks, i_lo - w + 1)); /* positions > i_lo − w */
+    }
+    *lo = a;
+    *hi = b > a ? b : a;
+}
+
+double problem_visible_pairs(const attn_problem_t *p) {
+    double pairs = 0;
+    int64_t off = p->n_k - p->n_q;
+    for (int64_t r = 0; r < p->n_q; r++) {
+        int64_t i = off + r, lo, hi;
+        mask_key_range(p->mask, p->window, i, i, problem_k_span(p), p->n_k, &lo, &hi);
+        pairs += (double)(hi - lo);
+    }
+    return pairs;
+}
+
+double problem_flops(const attn_problem_t *p) {
+    return 4.0 * (double)p->head_dim * problem_visible_pairs(p) * (double)(p->batch * p->heads);
+}
+
+size_t problem_numel_q(const attn_problem_t *p) { return (size_t)(p->batch * p->heads * p->n_q * p->head_dim); }
+size_t problem_numel_kv(const attn_problem_t *p) { return (size_t)(p->batch * p->kv_heads * p->n_k * p->head_dim); }
+size_t problem_numel_lse(const attn_problem_t *p) { return (size_t)(p->batch * p->heads * p->n_q); }
+size_t problem_io_bytes(const attn_problem_t *p) {
+    return (2 * problem_numel_q(p) + 2 * problem_numel_kv(p) + problem_numel_lse(p)) * dtype_size(p->dtype);
+}

@@ -1,0 +1,105 @@
+/* results.h — one run's records and their output: results/<run_id>.json (schema
+ * attnbench.results/1, see DESIGN.md) and results/<run_id>.csv (one row per record × metric),
+ * both written atomically (temporary name, then rename), plus the fixed-width terminal table. */
+#pragma once
+#include "core/problem.h"
+
+typedef enum { REC_PASS = 0, REC_FAIL, REC_SKIPPED, REC_ERROR } attn_status_t;
+
+typedef struct {
+    char name[64];
+    char unit[24];
+    double value;
+} attn_metric_t;
+
+typedef struct {
+    char name[64];
+    char unit[24];
+    int n;
+    double *values; /* one per rank */
+} attn_per_rank_t;
+
+/* Task-specific config beyond the fixed columns (needle depth, mode, ...). */
+typedef struct {
+    char key[32];
+    char str[64]; /* used when is_num == 0 */
+    double num;
+    int is_num;
+} attn_extra_t;
+
+typedef struct {
+    char task[32];
+    char backend[48];
+    char local_backend[48]; /* "" when not a wrapper backend */
+    char device[16];        /* "cpu" | "cuda:N" */
+    char transport[16];     /* "none" for single-rank backends */
+    char layout[16];        /* "none" for single-rank backends */
+    int ranks;
+    attn_problem_t config;
+    attn_extra_t *extra;
+    int n_extra;
+    attn_metric_t *metrics;
+    int n_metrics, cap_metrics;
+    attn_per_rank_t *per_rank;
+    int n_per_rank;
+    attn_status_t status;
+    char reason[512];
+} attn_record_t;
+
+typedef struct {
+    char run_id[64];
+    char started_at[32]; /* ISO 8601 UTC */
+    char git_sha[48];
+    char *command_line;
+    uint64_t seed;
+    char host[128], os[128], cpu_model[128];
+    int cores, threads;
+    uint64_t memory_bytes;
+    char blas[160], compiler[96], build_type[24];
+    /* GPU / MPI / NCCL fields are JSON null unless those builds (and a device) fill them. */
+    char gpu_model[128], gpu_driver[32], cuda_version[32], nccl_version[32], mpi_version[64];
+    attn_record_t *records;
+    int n_records, cap_records;
+} attn_run_t;
+
+/* Fills run metadata (id, time, machine, build) from the process; argv becomes command_line. */
+int results_run_init(attn_run_t *run, int argc, char **argv, uint64_t seed, int threads, attn_err_t *err);
+void results_run_free(attn_run_t *run);
+/* GPU model, driver and CUDA runtime version of CUDA device `ordinal` into the run metadata
+ * (results_run_init describes device 0); left null without CUDA or without that device. */
+void results_run_set_device(attn_run_t *run, int ordinal);
+
+/* Appends a record with identity and config filled (device "cpu", transport and layout "none",
+ * ranks 1; config may be NULL for all zeros); status starts as pass. Returned pointer is valid
+ * until the next results_add (the array is realloc'd). NULL only when out of memory.
+ * The record_* setters below cannot fail visibly: if one runs out of memory it marks the record
+ * REC_ERROR with a reason instead of dropping the value silently. A name set twice replaces. */
+attn_record_t *results_add(attn_run_t *run, const char *task, const char *backend, const attn_problem_t *config);
+void record_metric(attn_record_t *r, const char *name, double value, const char *unit);
+/* name, name_min, name_max from a sample of timed values (median, min, max); the median of an
+ * even count is the mean of the middle two; n == 0 records all three as NaN (JSON null). */
+void record_timed(attn_record_t *r, const char *name, const double *samples, int n, const char *unit);
+void record_per_rank(attn_record_t *r, const char *name, const char *unit, const double *values, int n);
+void record_extra_str(attn_record_t *r, const char *key, const char *value);
+void record_extra_num(attn_record_t *r, const char *key, double value);
+/* reason_fmt NULL for no reason (an empty literal would trip -Wformat-zero-length). */
+void record_set_status(attn_record_t *r, attn_status_t s, const char *reason_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+const char *status_name(attn_status_t s);
+
+/* Writes <out_dir>/<run_id>.json and .csv via temporary files and rename; on failure neither
+ * final name exists. Creates out_dir if missing. */
+int results_write(const attn_run_t *run, const char *out_dir, attn_err_t *err);
+
+/* The terminal view, per task: a fixed-width table with a units row, one line per record with
+ * its metrics as columns (_min/_max left to the files), then a note line per record reason. */
+void results_print_table(const attn_run_t *run, FILE *f);
+
+/* Column order of the CSV (documented in the README); exposed for tests. Identity and config,
+ * then the extra set mode, depth, needles, repeats, warmup (record extras with other keys are
+ * JSON-only), then metric, value, unit, status, reason. */
+extern const char *const results_csv_columns[];
+extern const int results_csv_ncolumns;
+
+/* mkdir -p; a message naming the path on failure. */
+int results_make_dirs(const char *dir, attn_err_t *err);

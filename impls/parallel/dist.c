@@ -1,0 +1,278 @@
+/* dist.c — the shared machinery of the distributed backends (see dist.h). */
+#include "impls/parallel/dist.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "impls/cpu/tile_engine.h"
+#include "core/timing.h"
+
+enum { TAG_SHARD = 1 << 20 }; /* above any step tag a backend uses */
+
+void dist_shard_copy(const attn_layout_t *l, int rank, int64_t outer, int64_t d, float *shard, float *whole,
+                       int to_shard) {
+    layout_piece_t pc[2];
+    int n = layout_pieces(l, rank, pc);
+    int64_t count = layout_local_count(l, rank);
+    for (int64_t o = 0; o < outer; o++)
+        for (int i = 0; i < n; i++)
+            for (int64_t r = 0; r < pc[i].count; r++) {
+                float *a = shard + (o * count + pc[i].local_start + r) * d;
+                float *b = whole + (o * l->n + pc[i].pos.start + pc[i].pos.stride * r) * d;
+                memcpy(to_shard ? a : b, to_shard ? b : a, (size_t)d * sizeof(float));
+            }
+}
+
+/* Rank 0 moves every other rank's shard through one staging buffer, a peer at a time. */
+static int root_exchange(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t d, float *whole,
+                         int to_peers, attn_err_t *err) {
+    size_t cap = (size_t)(outer * layout_max_local_count(l) * d);
+    float *stage = attn_alloc(cap * sizeof(float) + 1, err, "shard staging buffer");
+    if (!stage)
+        return ATTN_ERUNTIME;
+    int rc = ATTN_OK;
+    for (int q = 1; q < c->size && rc == ATTN_OK; q++) {
+        size_t bytes = (size_t)(outer * layout_local_count(l, q) * d) * sizeof(float);
+        if (!bytes)
+            continue;
+        comm_req_t req = {0};
+        if (to_peers)
+            dist_shard_copy(l, q, outer, d, stage, whole, 1);
+        rc = to_peers ? comm_isend(c, stage, bytes, q, TAG_SHARD, &req, err)
+                      : comm_irecv(c, stage, bytes, q, TAG_SHARD, &req, err);
+        if (rc == ATTN_OK)
+            rc = comm_wait(c, &req, err);
+        if (rc == ATTN_OK && !to_peers)
+            dist_shard_copy(l, q, outer, d, stage, whole, 0);
+    }
+    attn_free(stage);
+    return rc;
+}
+
+static int peer_exchange(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t d, float *shard, int recv,
+                         attn_err_t *err) {
+    size_t bytes = (size_t)(outer * layout_local_count(l, c->rank) * d) * sizeof(float);
+    if (!bytes)
+        return ATTN_OK;
+    comm_req_t req = {0};
+    ATTN_TRY(recv ? comm_irecv(c, shard, bytes, 0, TAG_SHARD, &req, err)
+                  : comm_isend(c, shard, bytes, 0, TAG_SHARD, &req, err));
+    return comm_wait(c, &req, err);
+}
+
+int dist_scatter(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t d, const float *whole,
+                 float *shard, attn_err_t *err) {
+    if (c->shared_memory || c->rank == 0)
+        dist_shard_copy(l, c->rank, outer, d, shard, (float *)whole, 1);
+    if (c->shared_memory)
+        return ATTN_OK;
+    return c->rank == 0 ? root_exchange(c, l, outer, d, (float *)whole, 1, err)
+                        : peer_exchange(c, l, outer, d, shard, 1, err);
+}
+
+int dist_gather(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t d, const float *shard, float *whole,
+                attn_err_t *err) {
+    if (c->shared_memory || c->rank == 0)
+        dist_shard_copy(l, c->rank, outer, d, (float *)shard, whole, 0);
+    if (c->shared_memory)
+        return ATTN_OK;
+    return c->rank == 0 ? root_exchange(c, l, outer, d, whole, 0, err)
+                        : peer_exchange(c, l, outer, d, (float *)shard, 0, err);
+}
+
+enum { N_FIELDS = 8 };
+
+int dist_report(attn_comm_t *c, const dist_rank_stats_t *mine, attn_dist_stats_t *out, attn_err_t *err) {
+    int P = c->size, me = c->rank, S = mine->n_steps;
+    if (S < 1 || S > 64 || S * P > 4096)
+        return attn_fail(err, ATTN_ERUNTIME, "rank %d: %d steps on %d ranks is too many to report", me, S, P);
+    /* Taken before the reductions below add their own bytes. */
+    double fields[N_FIELDS * ATTN_MAX_RANKS] = {0}, steps[4096] = {0};
+    double mine_v[N_FIELDS] = {mine->compute_s,         c->stats.total_s,   c->stats.exposed_s,
+                               (double)c->stats.bytes_sent, (double)c->stats.bytes_recv, mine->blocks_computed,
+                               mine->blocks_skipped,    mine->wall_s};
+    for (int f = 0; f < N_FIELDS; f++)
+        fields[f * P + me] = mine_v[f];
+    for (int s = 0; s < S; s++)
+        steps[s * P + me] = mine->step_compute[s];
+    ATTN_TRY(comm_allreduce(c, fields, N_FIELDS * P, COMM_SUM, TAG_SHARD + 1, err));
+    ATTN_TRY(comm_allreduce(c, steps, S * P, COMM_SUM, TAG_SHARD + 2, err));
+    if (me != 0 || !out)
+        return ATTN_OK;
+    out->ranks = P;
+    double *dst[N_FIELDS - 1] = {out->compute_s,  out->comm_s,          out->exposed_s,     out->bytes_sent,
+                                 out->bytes_recv, out->blocks_computed, out->blocks_skipped};
+    out->wall_s = out->critical_path_s = 0;
+    for (int r = 0; r < P; r++) {
+        for (int f = 0; f < N_FIELDS - 1; f++)
+            dst[f][r] = fields[f * P + r];
+        out->wall_s = fmax(out->wall_s, fields[(N_FIELDS - 1) * P + r]);
+    }
+    for (int s = 0; s < S; s++) {
+        double worst = 0;
+        for (int r = 0; r < P; r++)
+            worst = fmax(worst, steps[s * P + r]);
+        out->critical_path_s += worst;
+    }
+    return ATTN_OK;
+}
+
+int dist_fault_point(attn_comm_t *c, const attn_problem_t *p, int step, attn_err_t *err) {
+    if ((p->fault != ATTN_FAULT_EXIT && p->fault != ATTN_FAULT_STALL) || c->rank != p->fault_rank ||
+        step != p->fault_step)
+        return ATTN_OK;
+    if (p->fault == ATTN_FAULT_EXIT) {
+        if (!c->shared_memory) { /* a real process death, as a crash would be */
+            fprintf(stderr, "attnbench: rank %d: injected fault: exiting at step %d\n", c->rank, step);
+            fflush(stderr);
+            _exit(3);
+        }
+        return attn_fail(err, ATTN_ERUNTIME, "rank %d: injected fault: exited at step %d", c->rank, step);
+    }
+    /* Stall: stop communicating. Peers time out; under local the thread then returns so the
+     * process can end, under mpi the job is ended by the peer that timed out. */
+    double t0 = time_now_s();
+    while (!(c->ops->peer_failed && c->ops->peer_failed(c)) && time_now_s() - t0 < 10 * c->timeout_s + 60) {
+        struct timespec t = {0, 10000000};
+        nanosleep(&t, NULL);
+    }
+    return attn_fail(err, ATTN_ERUNTIME, "rank %d: injected fault: stalled at step %d", c->rank, step);
+}
+
+int dist_supports_common(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+    int P = p->ranks > 1 ? p->ranks : 1;
+    if (P > ATTN_MAX_RANKS) {
+        snprintf(reason, len, "%s runs at most %d ranks (got %d)", self->name, ATTN_MAX_RANKS, P);
+        return 0;
+    }
+    int gpu = !strcmp(self->device, "cuda");
+    if (!gpu && (p->transport == ATTN_TRANSPORT_CUDA_LOCAL || p->transport == ATTN_TRANSPORT_NCCL)) {
+        snprintf(reason, len, "%s runs on --transport local or mpi (%s is for the *_cuda backends)", self->name,
+                 transport_name(p->transport));
+        return 0;
+    }
+    if (gpu && (p->transport == ATTN_TRANSPORT_LOCAL || p->transport == ATTN_TRANSPORT_MPI)) {
+        snprintf(reason, len, "%s runs on --transport cuda_local (P virtual ranks on one GPU) or nccl", self->name);
+        return 0;
+    }
+    if (transport_over_mpi(p->transport)) {
+        attn_comm_t *w = comm_mpi_world();
+        if (!w) {
+            snprintf(reason, len, "--transport %s needs the run started under mpirun", transport_name(p->transport));
+            return 0;
+        }
+        if (w->size != P) {
+            snprintf(reason, len, "--ranks %d but mpirun started %d processes", P, w->size);
+            return 0;
+        }
+    }
+    if (gpu)
+        return 1; /* dtype and device memory: the GPU backend's own supports() */
+    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, reason, len);
+}
+
+/* ---- running forward_rank on the transport ------------------------------------------------- */
+
+typedef struct {
+    const attn_backend_t *self;
+    const attn_problem_t *p;
+    const attn_io_t *io;
+} rank_call_t;
+
+static int local_rank(attn_comm_t *c, void *arg, attn_err_t *err) {
+    const rank_call_t *call = arg;
+    return call->self->forward_rank(call->self, call->p, c, call->io, err);
+}
+
+/* A command from rank 0: run backend `backend` on problem p (one attention call, or a model
+ * forward described by `model`), or stop. */
+typedef struct {
+    int stop, is_model;
+    char backend[48];
+    attn_problem_t p;
+    dist_model_cmd_t model;
+} dist_cmd_t;
+
+static int announce(const attn_backend_t *be, const attn_problem_t *p, const dist_model_cmd_t *model, attn_err_t *err) {
+    attn_comm_t *c = comm_mpi_world();
+    int P = p->ranks > 1 ? p->ranks : 1;
+    if (!c || c->size != P || c->rank != 0)
+        return attn_fail(err, ATTN_EUSAGE, "--transport mpi --ranks %d needs `mpirun -np %d` (this job has %d)", P, P,
+                         c ? c->size : 0);
+    c->timeout_s = p->comm_timeout > 0 ? p->comm_timeout : 300.0;
+    dist_cmd_t cmd = {.p = *p, .is_model = model != NULL};
+    if (model)
+        cmd.model = *model;
+    snprintf(cmd.backend, sizeof cmd.backend, "%s", be->name);
+    for (int q = 1; q < P; q++)
+        ATTN_TRY(comm_mpi_ctrl_send(q, &cmd, sizeof cmd, err));
+    return ATTN_OK;
+}
+
+int dist_announce_model(const attn_backend_t *be, const attn_problem_t *p, const dist_model_cmd_t *mc, attn_err_t *err) {
+    return announce(be, p, mc, err);
+}
+
+int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+    int P = p->ranks > 1 ? p->ranks : 1;
+    double timeout = p->comm_timeout > 0 ? p->comm_timeout : 300.0;
+    if (p->transport == ATTN_TRANSPORT_LOCAL) {
+        rank_call_t call = {self, p, io};
+        return comm_local_run(P, timeout, problem_threads(p), local_rank, &call, err);
+    }
+    ATTN_TRY(announce(self, p, NULL, err));
+    attn_comm_t *c = comm_mpi_world();
+    int rc = self->forward_rank(self, p, c, io, err);
+    if (rc != ATTN_OK) /* peers may be blocked on this rank: the job cannot go on */
+        comm_mpi_abort(0, err->msg, 1);
+    return rc;
+}
+
+int dist_follow(attn_err_t *err) {
+    attn_comm_t *c = comm_mpi_world();
+    for (;;) {
+        dist_cmd_t cmd;
+        ATTN_TRY(comm_mpi_ctrl_recv(&cmd, sizeof cmd, err));
+        if (cmd.stop)
+            return ATTN_OK;
+        cmd.backend[sizeof cmd.backend - 1] = '\0';
+        const attn_backend_t *be = registry_find(cmd.backend);
+        if (!be || !be->forward_rank)
+            comm_mpi_abort(c->rank, "a rank was asked for a backend it does not know (mixed builds?)", 1);
+        c->timeout_s = cmd.p.comm_timeout > 0 ? cmd.p.comm_timeout : 300.0;
+        attn_io_t none = {0};
+        int rc = cmd.is_model ? dist_model_follow(be, &cmd.p, &cmd.model, err)
+                              : be->forward_rank(be, &cmd.p, c, &none, err);
+        if (rc != ATTN_OK)
+            comm_mpi_abort(c->rank, err->msg, 1);
+    }
+}
+
+void dist_stop_followers(void) {
+    attn_comm_t *c = comm_mpi_world();
+    if (!c || c->rank != 0)
+        return;
+    dist_cmd_t cmd = {.stop = 1};
+    attn_err_t err = {0};
+    for (int q = 1; q < c->size; q++)
+        if (comm_mpi_ctrl_send(q, &cmd, sizeof cmd, &err) != ATTN_OK)
+            fprintf(stderr, "attnbench: warning: %s\n", err.msg);
+}
+
+double dist_visible_pairs(const attn_problem_t *p, const attn_layout_t *lq, int qr, const attn_layout_t *lk, int kr) {
+    layout_piece_t qp[2], kp[2];
+    int nqp = layout_pieces(lq, qr, qp), nkp = layout_pieces(lk, kr, kp);
+    double pairs = 0;
+    for (int a = 0; a < nqp; a++)
+        for (int64_t r = 0; r < qp[a].count; r++) {
+            int64_t i = p->n_k - p->n_q + qp[a].pos.start + qp[a].pos.stride * r, lo, hi;
+            for (int b = 0; b < nkp; b++) {
+                mask_key_range(p->mask, p->window, i, i, kp[b].pos, kp[b].count, &lo, &hi);
+                pairs += hi > lo ? (double)(hi - lo) : 0;
+            }
+        }
+    return pairs;
+}

@@ -1,0 +1,62 @@
+/* dist.h — what every distributed backend shares, so that a backend is only its rank function
+ * (forward_rank): running it on P ranks of the problem's transport, moving each rank's shard
+ * of the whole tensors in and out, the per-rank figures, and the injected faults of the tests.
+ *
+ * The whole Q, K, V, O, LSE live with the caller: in every thread under `local`, on rank 0
+ * only under `mpi`. dist_scatter/dist_gather hide the difference (direct copies, or messages
+ * from and to rank 0), and they happen outside the measured region. */
+#pragma once
+#include "core/backend.h"
+#include "comm/comm.h"
+#include "comm/layout.h"
+#include "impls/parallel/dist_model.h"
+
+/* The forward of every distributed backend. Under mpi it runs on rank 0, which first tells
+ * the other ranks (waiting in dist_follow) to run the same forward_rank. */
+int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err);
+
+/* Under mpi, the loop of ranks 1..P−1: run each distributed call rank 0 announces, until it
+ * says stop. A failure there ends the whole job (comm_mpi_abort): its peers are stuck. */
+int dist_follow(attn_err_t *err);
+/* Under mpi, rank 0 tells the followers a model forward follows (dist_model.c). */
+int dist_announce_model(const attn_backend_t *be, const attn_problem_t *p, const dist_model_cmd_t *mc, attn_err_t *err);
+/* Rank 0: tell the followers to stop (call once, on every exit path, before MPI_Finalize). */
+void dist_stop_followers(void);
+
+/* Local copy between rank `rank`'s shard (outer, local_count, d) and the rows of its pieces in
+ * `whole` (outer, n, d): whole → shard when to_shard, else back. */
+void dist_shard_copy(const attn_layout_t *l, int rank, int64_t outer, int64_t d, float *shard, float *whole,
+                     int to_shard);
+
+/* Collective: each rank receives its shard (outer, local_count, d) of the (outer, n, d) tensor
+ * `whole` under layout l; whole is read on rank 0 only unless the comm is shared-memory. */
+int dist_scatter(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t d, const float *whole,
+                 float *shard, attn_err_t *err);
+/* The reverse: each rank's shard lands in `whole` (on rank 0, or shared). */
+int dist_gather(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t d, const float *shard,
+                float *whole, attn_err_t *err);
+
+/* What one rank measured. step_compute holds n_steps per-step compute times (n_steps ≤ 64). */
+typedef struct {
+    double compute_s, blocks_computed, blocks_skipped, wall_s;
+    const double *step_compute;
+    int n_steps;
+} dist_rank_stats_t;
+/* Collective: combines every rank's figures and its comm stats (taken now, so call it before
+ * dist_gather) into *out on rank 0; out may be NULL on other ranks. */
+int dist_report(attn_comm_t *c, const dist_rank_stats_t *mine, attn_dist_stats_t *out, attn_err_t *err);
+
+/* Where a test's injected fault fires: at step `step`, rank p->fault_rank returns an error
+ * (local; the thread "exits") or ends its process (mpi), or stalls without communicating. */
+int dist_fault_point(attn_comm_t *c, const attn_problem_t *p, int step, attn_err_t *err);
+
+/* supports() checks every distributed backend shares: rank count, transport, dtype, memory. */
+int dist_supports_common(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len);
+
+/* The ring family's analytic figures (work balance, critical path, bytes per rank) for K/V
+ * elements of elem_bytes bytes (4 on the CPU, 2 for the GPU backends' bf16). */
+void dist_ring_expect(attn_layout_kind_t kind, const attn_problem_t *p, double elem_bytes, attn_dist_expect_t *out);
+
+/* Visible (query, key) pairs per (batch, head) between rank qr's queries under lq (positions
+ * offset by n_k − n_q) and rank kr's keys under lk: the unit of work of the analytic figures. */
+double dist_visible_pairs(const attn_problem_t *p, const attn_layout_t *lq, int qr, const attn_layout_t *lk, int kr);

@@ -1,0 +1,29 @@
+/* dist_model.h — the shared decoder under a distributed backend, every layer sharded: each rank
+ * holds its layout's tokens (the backend's layout: contiguous for ring, striped, zigzag; ulysses'
+ * --layout), embeds them, runs norms, projections, RoPE at their global positions and the MLP on
+ * its own rows, and attends through the backend's forward_rank on its shards; the final rows are
+ * gathered to rank 0 for the LM head. Under `local` the ranks are threads sharing the weights;
+ * under `mpi` the followers get the weights once per model (then only the tokens) and keep
+ * them. model_forward comes here for a distributed backend without a KV cache. */
+#pragma once
+#include "model/model.h"
+
+/* The forward a caller runs: the sharded one above for a distributed backend without a cache
+ * (P > 1, f32, n ≥ 2P); model_forward otherwise (with a cache, the layers stay on rank 0 and only
+ * the attention is distributed). */
+int dist_model_run(const model_t *m, model_cache_t *cache, const attn_backend_t *be, const attn_problem_t *tmpl,
+                   const int32_t *tokens, int64_t n, int64_t n_logits, double *logits, attn_err_t *err);
+
+int dist_model_forward(const model_t *m, const attn_backend_t *be, const attn_problem_t *tmpl, const int32_t *tokens,
+                       int64_t n, int64_t n_logits, double *logits, attn_err_t *err);
+
+/* Under mpi, what rank 0 sends its followers before a model forward (dist.c carries it). */
+typedef struct {
+    uint64_t model_id;
+    int weights_follow; /* 1: the model is new to the followers, its tensors come next */
+    model_config_t cfg;
+    int64_t n, n_logits;
+} dist_model_cmd_t;
+
+/* A follower's side of one model forward (called by dist_follow). */
+int dist_model_follow(const attn_backend_t *be, const attn_problem_t *p, const dist_model_cmd_t *mc, attn_err_t *err);

@@ -1,0 +1,337 @@
+/* ulysses.c — DeepSpeed-Ulysses-style sequence parallelism: an all-to-all turns each rank's
+ * sequence shard of all heads into the full sequence of H/P heads, any single-rank backend
+ * (--local-backend) attends on that, and a second all-to-all returns O and LSE to sequence
+ * shards. H % P ≠ 0 is declined. With GQA a rank receives exactly the kv heads its query heads
+ * read: when H_kv % P == 0 that is a split (H_kv/P heads each); otherwise some kv heads are
+ * replicated on several ranks (never expanded to H heads on the wire). If a rank's kv heads do
+ * not line up with the local backend's h / (H/H_kv) grouping (e.g. H = 6, H_kv = 3, P = 2), the
+ * rank copies each query head its kv head locally before the call. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "impls/parallel/dist.h"
+#include "core/timing.h"
+
+enum { TAG_Q = 1 << 22, TAG_KV, TAG_OUT };
+
+typedef struct {
+    int P, heads_local, group;              /* H/P query heads per rank; g = H/H_kv */
+    int64_t kv_lo[ATTN_MAX_RANKS], kv_n[ATTN_MAX_RANKS]; /* kv heads rank p needs: [kv_lo, kv_lo + kv_n) */
+} head_split_t;
+
+static void head_split(const attn_problem_t *p, int P, head_split_t *s) {
+    s->P = P;
+    s->heads_local = (int)(p->heads / P);
+    s->group = (int)(p->heads / p->kv_heads);
+    for (int r = 0; r < P; r++) {
+        int64_t first = (int64_t)r * s->heads_local, last = first + s->heads_local - 1;
+        s->kv_lo[r] = first / s->group;
+        s->kv_n[r] = last / s->group - s->kv_lo[r] + 1;
+    }
+}
+
+/* Does rank r's kv head range match h' / (heads_local / kv_n) for its local heads h'? */
+static int grouping_lines_up(const head_split_t *s, int r) {
+    if (s->heads_local % s->kv_n[r])
+        return 0;
+    int per = s->heads_local / (int)s->kv_n[r];
+    for (int h = 0; h < s->heads_local; h++)
+        if (h / per != ((int64_t)r * s->heads_local + h) / s->group - s->kv_lo[r])
+            return 0;
+    return 1;
+}
+
+/* The single-rank problem rank r solves: its heads, the full sequence, one thread. */
+static attn_problem_t local_problem(const attn_problem_t *p, const head_split_t *s, int r) {
+    attn_problem_t lp = *p;
+    lp.heads = s->heads_local;
+    lp.kv_heads = grouping_lines_up(s, r) ? s->kv_n[r] : s->heads_local;
+    lp.ranks = 1;
+    lp.threads = 1; /* ranks are the parallelism; BLAS inside a rank stays single-threaded */
+    lp.transport = ATTN_TRANSPORT_LOCAL;
+    return lp;
+}
+
+static const attn_backend_t *local_backend(const attn_problem_t *p) {
+    return registry_find(p->local_backend[0] ? p->local_backend : "blockwise");
+}
+
+static attn_layout_kind_t layout_of(const attn_problem_t *p) {
+    return p->layout >= 0 ? (attn_layout_kind_t)p->layout : LAYOUT_CONTIGUOUS;
+}
+
+/* Copies heads [h0, h0 + nh) of a shard (B, heads, count, width) to or from a packed run
+ * (B, nh, count, width); the packed run's rows then move to or from the full-sequence tensor
+ * (B, nh, n, width) with dist_shard_copy (outer = B·nh). */
+static void slice_heads(int64_t B, int64_t heads, int64_t h0, int64_t nh, int64_t count, int64_t width, float *shard,
+                        float *pack, int to_pack) {
+    size_t bytes = (size_t)(count * width) * sizeof(float);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < nh; h++) {
+            float *pk = pack + (b * nh + h) * count * width, *sh = shard + (b * heads + h0 + h) * count * width;
+            memcpy(to_pack ? pk : sh, to_pack ? sh : pk, bytes);
+        }
+}
+
+typedef struct {
+    float *q, *k, *v, *o, *lse;           /* shards */
+    float *send, *recv;                   /* all-to-all staging */
+    float *qf, *kf, *vf, *of, *lf, *kx, *vx; /* full-sequence head shard; kx/vx: expanded kv heads */
+} ulysses_bufs_t;
+
+static void free_bufs(ulysses_bufs_t *b) {
+    float **all[] = {&b->q, &b->k, &b->v, &b->o, &b->lse, &b->send, &b->recv, &b->qf,
+                     &b->kf, &b->vf, &b->of, &b->lf, &b->kx, &b->vx};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        attn_free(*all[i]);
+}
+
+/* Byte counts and offsets (in floats) of one all-to-all, per peer. */
+typedef struct {
+    size_t sb[ATTN_MAX_RANKS], so[ATTN_MAX_RANKS], rb[ATTN_MAX_RANKS], ro[ATTN_MAX_RANKS];
+    size_t send_total, recv_total; /* floats */
+} a2a_plan_t;
+
+static void plan_add(a2a_plan_t *a, int peer, size_t send_floats, size_t recv_floats) {
+    a->so[peer] = a->send_total * sizeof(float);
+    a->ro[peer] = a->recv_total * sizeof(float);
+    a->sb[peer] = send_floats * sizeof(float);
+    a->rb[peer] = recv_floats * sizeof(float);
+    a->send_total += send_floats;
+    a->recv_total += recv_floats;
+}
+
+static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, attn_comm_t *c, const attn_io_t *io,
+                        attn_err_t *err) {
+    (void)self;
+    int P = c->size, me = c->rank;
+    head_split_t hs;
+    head_split(p, P, &hs);
+    attn_layout_t lq, lk;
+    ATTN_TRY(layout_init(&lq, layout_of(p), p->n_q, P, err));
+    ATTN_TRY(layout_init(&lk, layout_of(p), p->n_k, P, err));
+    int64_t B = p->batch, H = p->heads, Hkv = p->kv_heads, d = p->head_dim, Hl = hs.heads_local;
+    int64_t nq = layout_local_count(&lq, me), nk = layout_local_count(&lk, me);
+    attn_problem_t lp = local_problem(p, &hs, me);
+    const attn_backend_t *lb = local_backend(p);
+
+    /* Plans: Q to every rank's heads; K and V (packed, K first) to the kv heads each needs;
+     * O and LSE (packed, width d + 1 per row... as two runs) back to each rank's tokens. */
+    a2a_plan_t aq = {0}, akv = {0}, aout = {0};
+    for (int r = 0; r < P; r++) {
+        int64_t nq_r = layout_local_count(&lq, r), nk_r = layout_local_count(&lk, r);
+        plan_add(&aq, r, (size_t)(B * Hl * nq * d), (size_t)(B * Hl * nq_r * d));
+        plan_add(&akv, r, (size_t)(2 * B * hs.kv_n[r] * nk * d), (size_t)(2 * B * hs.kv_n[me] * nk_r * d));
+        plan_add(&aout, r, (size_t)(B * Hl * nq_r * (d + 1)), (size_t)(B * Hl * nq * (d + 1)));
+    }
+    size_t stage = aq.send_total;
+    stage = akv.send_total > stage ? akv.send_total : stage;
+    stage = aout.send_total > stage ? aout.send_total : stage;
+    size_t rstage = aq.recv_total;
+    rstage = akv.recv_total > rstage ? akv.recv_total : rstage;
+    rstage = aout.recv_total > rstage ? aout.recv_total : rstage;
+    ulysses_bufs_t b = {0};
+    int64_t nkv = hs.kv_n[me];
+    b.q = attn_alloc((size_t)(B * H * nq * d) * sizeof(float) + 1, err, "ulysses Q shard");
+    b.k = attn_alloc((size_t)(B * Hkv * nk * d) * sizeof(float) + 1, err, "ulysses K shard");
+    b.v = attn_alloc((size_t)(B * Hkv * nk * d) * sizeof(float) + 1, err, "ulysses V shard");
+    b.o = attn_alloc((size_t)(B * H * nq * d) * sizeof(float) + 1, err, "ulysses O shard");
+    b.lse = attn_alloc((size_t)(B * H * nq) * sizeof(float) + 1, err, "ulysses LSE shard");
+    b.send = attn_alloc(stage * sizeof(float) + 1, err, "ulysses send staging");
+    b.recv = attn_alloc(rstage * sizeof(float) + 1, err, "ulysses receive staging");
+    b.qf = attn_alloc((size_t)(B * Hl * p->n_q * d) * sizeof(float) + 1, err, "ulysses Q heads");
+    b.kf = attn_alloc((size_t)(B * nkv * p->n_k * d) * sizeof(float) + 1, err, "ulysses K heads");
+    b.vf = attn_alloc((size_t)(B * nkv * p->n_k * d) * sizeof(float) + 1, err, "ulysses V heads");
+    b.of = attn_alloc((size_t)(B * Hl * p->n_q * d) * sizeof(float) + 1, err, "ulysses O heads");
+    b.lf = attn_alloc((size_t)(B * Hl * p->n_q) * sizeof(float) + 1, err, "ulysses LSE heads");
+    int expand = lp.kv_heads != nkv;
+    if (expand) {
+        b.kx = attn_alloc((size_t)(B * Hl * p->n_k * d) * sizeof(float) + 1, err, "ulysses expanded K");
+        b.vx = attn_alloc((size_t)(B * Hl * p->n_k * d) * sizeof(float) + 1, err, "ulysses expanded V");
+    }
+    if (!b.q || !b.k || !b.v || !b.o || !b.lse || !b.send || !b.recv || !b.qf || !b.kf || !b.vf || !b.of || !b.lf ||
+        (expand && (!b.kx || !b.vx))) {
+        free_bufs(&b);
+        return ATTN_ERUNTIME;
+    }
+    int rc = ATTN_OK;
+    if (io->sharded) {
+        memcpy(b.q, io->q, (size_t)(B * H * nq * d) * sizeof(float));
+        memcpy(b.k, io->k, (size_t)(B * Hkv * nk * d) * sizeof(float));
+        memcpy(b.v, io->v, (size_t)(B * Hkv * nk * d) * sizeof(float));
+    } else {
+        rc = dist_scatter(c, &lq, B * H, d, io->q, b.q, err);
+        if (rc == ATTN_OK)
+            rc = dist_scatter(c, &lk, B * Hkv, d, io->k, b.k, err);
+        if (rc == ATTN_OK)
+            rc = dist_scatter(c, &lk, B * Hkv, d, io->v, b.v, err);
+    }
+    if (rc == ATTN_OK)
+        rc = comm_barrier(c, 1 << 21, err); /* the measured region starts together on every rank */
+    comm_stats_reset(c);
+    double t_start = time_now_s(), compute = 0;
+    if (rc == ATTN_OK)
+        rc = dist_fault_point(c, p, 0, err);
+
+    /* 1. Q: my tokens of rank r's heads → r; r's tokens of my heads land in qf. */
+    if (rc == ATTN_OK) {
+        for (int r = 0; r < P; r++)
+            slice_heads(B, H, r * Hl, Hl, nq, d, b.q, b.send + aq.so[r] / sizeof(float), 1);
+        rc = comm_alltoallv(c, b.send, aq.sb, aq.so, b.recv, aq.rb, aq.ro, TAG_Q, err);
+        for (int r = 0; rc == ATTN_OK && r < P; r++)
+            dist_shard_copy(&lq, r, B * Hl, d, b.recv + aq.ro[r] / sizeof(float), b.qf, 0);
+    }
+    /* 2. K and V: my tokens of the kv heads rank r needs → r. */
+    if (rc == ATTN_OK) {
+        for (int r = 0; r < P; r++) {
+            float *dst = b.send + akv.so[r] / sizeof(float);
+            size_t half = (size_t)(B * hs.kv_n[r] * nk * d);
+            slice_heads(B, Hkv, hs.kv_lo[r], hs.kv_n[r], nk, d, b.k, dst, 1);
+            slice_heads(B, Hkv, hs.kv_lo[r], hs.kv_n[r], nk, d, b.v, dst + half, 1);
+        }
+        rc = comm_alltoallv(c, b.send, akv.sb, akv.so, b.recv, akv.rb, akv.ro, TAG_KV, err);
+        for (int r = 0; rc == ATTN_OK && r < P; r++) {
+            float *src = b.recv + akv.ro[r] / sizeof(float);
+            size_t half = (size_t)(B * nkv * layout_local_count(&lk, r) * d);
+            dist_shard_copy(&lk, r, B * nkv, d, src, b.kf, 0);
+            dist_shard_copy(&lk, r, B * nkv, d, src + half, b.vf, 0);
+        }
+    }
+    /* 3. The local backend on the full sequence of my heads. */
+    if (rc == ATTN_OK) {
+        const float *k = b.kf, *v = b.vf;
+        if (expand) { /* each local query head gets its own copy of the kv head it reads */
+            size_t plane = (size_t)(p->n_k * d);
+            for (int64_t bb = 0; bb < B; bb++)
+                for (int64_t h = 0; h < Hl; h++) {
+                    int64_t kvh = (me * Hl + h) / hs.group - hs.kv_lo[me];
+                    memcpy(b.kx + (bb * Hl + h) * plane, b.kf + (bb * nkv + kvh) * plane, plane * sizeof(float));
+                    memcpy(b.vx + (bb * Hl + h) * plane, b.vf + (bb * nkv + kvh) * plane, plane * sizeof(float));
+                }
+            k = b.kx, v = b.vx;
+        }
+        attn_io_t lio = {.q = b.qf, .k = k, .v = v, .o = b.of, .lse = b.lf};
+        comm_compute_begin(c);
+        double t0 = time_thread_cpu_s();
+        rc = lb->forward(lb, &lp, &lio, err);
+        compute = time_thread_cpu_s() - t0;
+        comm_compute_end(c);
+    }
+    /* 4. O and LSE: my heads of rank r's tokens → r, into its shard. */
+    if (rc == ATTN_OK) {
+        for (int r = 0; r < P; r++) {
+            float *dst = b.send + aout.so[r] / sizeof(float);
+            dist_shard_copy(&lq, r, B * Hl, d, dst, b.of, 1);
+            dist_shard_copy(&lq, r, B * Hl, 1, dst + B * Hl * layout_local_count(&lq, r) * d, b.lf, 1);
+        }
+        rc = comm_alltoallv(c, b.send, aout.sb, aout.so, b.recv, aout.rb, aout.ro, TAG_OUT, err);
+        for (int r = 0; rc == ATTN_OK && r < P; r++) {
+            float *src = b.recv + aout.ro[r] / sizeof(float);
+            slice_heads(B, H, r * Hl, Hl, nq, d, b.o, src, 0);
+            slice_heads(B, H, r * Hl, Hl, nq, 1, b.lse, src + B * Hl * nq * d, 0);
+        }
+    }
+    dist_rank_stats_t mine = {.compute_s = compute, .blocks_computed = 1, .wall_s = time_now_s() - t_start,
+                              .step_compute = &compute, .n_steps = 1};
+    if (rc == ATTN_OK)
+        rc = dist_report(c, &mine, io->dist, err);
+    if (rc == ATTN_OK && io->sharded) {
+        memcpy(io->o, b.o, (size_t)(B * H * nq * d) * sizeof(float));
+        memcpy(io->lse, b.lse, (size_t)(B * H * nq) * sizeof(float));
+    } else if (rc == ATTN_OK) {
+        rc = dist_gather(c, &lq, B * H, d, b.o, io->o, err);
+        if (rc == ATTN_OK)
+            rc = dist_gather(c, &lq, B * H, 1, b.lse, io->lse, err);
+    }
+    free_bufs(&b);
+    return rc;
+}
+
+static int ulysses_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+    int P = p->ranks > 1 ? p->ranks : 1;
+    if (p->heads % P) {
+        snprintf(reason, len, "ulysses splits heads over ranks: H = %lld is not divisible by P = %d",
+                 (long long)p->heads, P);
+        return 0;
+    }
+    const attn_backend_t *lb = local_backend(p);
+    if (!lb || lb->forward_rank) {
+        snprintf(reason, len, "ulysses: '%s' is not a single-rank backend", p->local_backend);
+        return 0;
+    }
+    if (!dist_supports_common(self, p, reason, len))
+        return 0;
+    head_split_t hs;
+    head_split(p, P, &hs);
+    for (int r = 0; r < P; r++) {
+        attn_problem_t lp = local_problem(p, &hs, r);
+        char sub[400];
+        if (!lb->supports(lb, &lp, sub, sizeof sub)) {
+            snprintf(reason, len, "ulysses: local backend %s declines: %s", lb->name, sub);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Every rank attends H/P heads over the whole sequence: balanced by construction, one step.
+ * Bytes per peer r: Q rows of r's heads out, K/V rows of the kv heads r needs out, O and LSE
+ * rows of r's tokens back; the self part never travels. */
+static void ulysses_expect(const attn_backend_t *self, const attn_problem_t *p, attn_dist_expect_t *out) {
+    (void)self;
+    int P = p->ranks > 1 ? p->ranks : 1;
+    memset(out, 0, sizeof *out);
+    out->imbalance = out->critical_path = 1;
+    attn_layout_t lq, lk;
+    attn_err_t err = {0};
+    if (p->heads % P || layout_init(&lq, layout_of(p), p->n_q, P, &err) ||
+        layout_init(&lk, layout_of(p), p->n_k, P, &err))
+        return;
+    head_split_t hs;
+    head_split(p, P, &hs);
+    double B = (double)p->batch, Hl = hs.heads_local, d = (double)p->head_dim, f = sizeof(float);
+    for (int me = 0; me < P; me++)
+        for (int r = 0; r < P; r++) {
+            if (r == me)
+                continue;
+            double nq_me = (double)layout_local_count(&lq, me), nq_r = (double)layout_local_count(&lq, r);
+            double nk_me = (double)layout_local_count(&lk, me), nk_r = (double)layout_local_count(&lk, r);
+            out->bytes_sent[me] += f * B * (Hl * nq_me * d + 2 * (double)hs.kv_n[r] * nk_me * d + Hl * nq_r * (d + 1));
+            out->bytes_recv[me] += f * B * (Hl * nq_r * d + 2 * (double)hs.kv_n[me] * nk_r * d + Hl * nq_me * (d + 1));
+        }
+}
+
+/* Per rank: the shards, the full-sequence head shard (+ expanded kv heads), staging for the
+ * largest all-to-all, and what the local backend allocates. */
+static size_t ulysses_workspace(const attn_backend_t *self, const attn_problem_t *p) {
+    (void)self;
+    int P = p->ranks > 1 ? p->ranks : 1;
+    if (p->heads % P)
+        return 0;
+    head_split_t hs;
+    head_split(p, P, &hs);
+    const attn_backend_t *lb = local_backend(p);
+    size_t total = 0, d = (size_t)p->head_dim, B = (size_t)p->batch, Hl = (size_t)hs.heads_local;
+    size_t nq = (size_t)((p->n_q + P - 1) / P + 2), nk = (size_t)((p->n_k + P - 1) / P + 2);
+    for (int r = 0; r < P; r++) {
+        attn_problem_t lp = local_problem(p, &hs, r);
+        size_t kvl = (size_t)lp.kv_heads;
+        size_t shards = B * ((size_t)p->heads * nq * (2 * d + 1) + 2 * (size_t)p->kv_heads * nk * d);
+        size_t heads = B * (Hl * (size_t)p->n_q * (2 * d + 1) + 2 * kvl * (size_t)p->n_k * d);
+        size_t staging = 2 * B * ((size_t)p->heads * nq * (d + 1) + 2 * (size_t)p->kv_heads * nk * d);
+        total += (shards + heads + staging) * sizeof(float) + (lb ? lb->workspace_bytes(lb, &lp) : 0);
+    }
+    return total;
+}
+
+const attn_backend_t backend_dist_ulysses = {
+    .name = "ulysses",
+    .device = "cpu",
+    .description = "all-to-all to head shards, --local-backend on the full sequence, all-to-all back",
+    .layout = "contiguous",
+    .supports = ulysses_supports,
+    .forward = dist_forward,
+    .forward_rank = ulysses_rank,
+    .expect = ulysses_expect,
+    .workspace_bytes = ulysses_workspace,
+};

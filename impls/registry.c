@@ -1,0 +1,80 @@
+/* registry.c — the static table of backends. Optional backends (CUDA, distributed) are added
+ * here behind their ATTN_HAVE_* guards. */
+#include "core/backend.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "core/memory.h"
+
+extern const attn_backend_t backend_cpu_naive;
+extern const attn_backend_t backend_cpu_blockwise;
+extern const attn_backend_t backend_cpu_naive_blas;
+extern const attn_backend_t backend_cpu_sliding_window;
+extern const attn_backend_t backend_dist_ring;
+extern const attn_backend_t backend_dist_striped;
+extern const attn_backend_t backend_dist_zigzag;
+extern const attn_backend_t backend_dist_ulysses;
+#ifdef ATTN_HAVE_CUDA
+extern const attn_backend_t backend_cuda_naive;
+extern const attn_backend_t backend_cuda_blockwise;
+extern const attn_backend_t backend_cuda_sliding_window;
+extern const attn_backend_t backend_cuda_ring;
+extern const attn_backend_t backend_cuda_striped;
+extern const attn_backend_t backend_cuda_zigzag;
+extern const attn_backend_t backend_cuda_ulysses;
+#endif
+
+static const attn_backend_t *const backends[] = {
+    &backend_cpu_naive,
+    &backend_cpu_blockwise,
+    &backend_cpu_naive_blas,
+    &backend_cpu_sliding_window,
+    &backend_dist_ring,
+    &backend_dist_striped,
+    &backend_dist_zigzag,
+    &backend_dist_ulysses,
+#ifdef ATTN_HAVE_CUDA
+    &backend_cuda_naive,
+    &backend_cuda_blockwise,
+    &backend_cuda_sliding_window,
+    &backend_cuda_ring,
+    &backend_cuda_striped,
+    &backend_cuda_zigzag,
+    &backend_cuda_ulysses,
+#endif
+};
+
+int registry_count(void) { return (int)(sizeof backends / sizeof backends[0]); }
+const attn_backend_t *registry_get(int i) { return backends[i]; }
+
+const attn_backend_t *registry_find(const char *name) {
+    for (int i = 0; i < registry_count(); i++)
+        if (strcmp(backends[i]->name, name) == 0)
+            return backends[i];
+    return NULL;
+}
+
+/* A single-rank backend ignores --ranks and --transport: it runs on one rank (rank 0 under
+ * mpi), so a run can time blockwise beside ring on the same problem. */
+int backend_supports(const attn_backend_t *b, const attn_problem_t *p, char *reason, size_t len) {
+    if (b->forward_rank)
+        return b->supports(b, p, reason, len);
+    attn_problem_t one = *p;
+    one.ranks = 1;
+    return b->supports(b, &one, reason, len);
+}
+
+int backend_check_memory(const attn_backend_t *b, const attn_problem_t *p, char *reason, size_t len) {
+    uint64_t need = (uint64_t)problem_io_bytes(p) + (uint64_t)b->workspace_bytes(b, p);
+    uint64_t avail = mem_available_bytes();
+    if (avail > 0 && need > avail) {
+        snprintf(reason, len,
+                 "%s would need %" PRIu64 " bytes (%.1f GiB: %" PRIu64 " workspace + %" PRIu64
+                 " tensors) but only %" PRIu64 " bytes (%.1f GiB) are available",
+                 b->name, need, need / 1073741824.0, (uint64_t)b->workspace_bytes(b, p),
+                 (uint64_t)problem_io_bytes(p), avail, avail / 1073741824.0);
+        return 0;
+    }
+    return 1;
+}

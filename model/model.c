@@ -1,0 +1,292 @@
+/* model.c — the shared decoder's weights (seeded or safetensors, one table of llama tensor
+ * names drives init, load and save), its KV cache, and the forward pass instantiated for
+ * float and double from model_forward.inc. */
+#include "model/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "core/rng.h"
+#include "model/rope.h"
+#include "model/safetensors.h"
+
+/* One weight tensor: its llama name, where it lives in the model, shape, and init scale. */
+typedef struct {
+    char name[96];
+    float **slot;
+    int ndim;
+    int64_t shape[2];
+    double std; /* 0: a norm weight, initialised to 1 */
+} weight_spec_t;
+
+/* The model's tensors in file order; returns how many (≤ cap). */
+static int weight_specs(model_t *m, weight_spec_t *s, int cap) {
+    const model_config_t *c = &m->cfg;
+    int64_t D = c->hidden_size, q = (int64_t)c->num_attention_heads * c->head_dim,
+            kv = (int64_t)c->num_key_value_heads * c->head_dim, F = c->intermediate_size, V = c->vocab_size;
+    double out_scale = 1.0 / sqrt(2.0 * c->num_hidden_layers); /* residual branches: GPT-2 style */
+    int n = 0;
+#define SPEC(NAME, SLOT, ND, S0, S1, STD)                                                     \
+    do {                                                                                      \
+        if (n < cap) {                                                                        \
+            s[n] = (weight_spec_t){.slot = (SLOT), .ndim = (ND), .shape = {(S0), (S1)}, .std = (STD)}; \
+            snprintf(s[n].name, sizeof s[n].name, "%s", (NAME));                              \
+        }                                                                                     \
+        n++;                                                                                  \
+    } while (0)
+    SPEC("model.embed_tokens.weight", &m->embed, 2, V, D, 1.0);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        model_layer_t *w = &m->layers[l];
+        char p[64], name[96];
+        snprintf(p, sizeof p, "model.layers.%d.", l);
+#define LAYER(SUFFIX, SLOT, ND, S0, S1, STD)         \
+    snprintf(name, sizeof name, "%s%s", p, SUFFIX); \
+    SPEC(name, SLOT, ND, S0, S1, STD)
+        LAYER("input_layernorm.weight", &w->attn_norm, 1, D, 0, 0);
+        LAYER("self_attn.q_proj.weight", &w->wq, 2, q, D, 1 / sqrt((double)D));
+        LAYER("self_attn.k_proj.weight", &w->wk, 2, kv, D, 1 / sqrt((double)D));
+        LAYER("self_attn.v_proj.weight", &w->wv, 2, kv, D, 1 / sqrt((double)D));
+        LAYER("self_attn.o_proj.weight", &w->wo, 2, D, q, out_scale / sqrt((double)q));
+        LAYER("post_attention_layernorm.weight", &w->mlp_norm, 1, D, 0, 0);
+        LAYER("mlp.gate_proj.weight", &w->w_gate, 2, F, D, 1 / sqrt((double)D));
+        LAYER("mlp.up_proj.weight", &w->w_up, 2, F, D, 1 / sqrt((double)D));
+        LAYER("mlp.down_proj.weight", &w->w_down, 2, D, F, out_scale / sqrt((double)F));
+#undef LAYER
+    }
+    SPEC("model.norm.weight", &m->final_norm, 1, D, 0, 0);
+    SPEC("lm_head.weight", &m->lm_head, 2, V, D, 1 / sqrt((double)D));
+#undef SPEC
+    return n;
+}
+
+/* Embedding, final norm, LM head, and nine tensors per layer: the length of weight_specs' table. */
+static int weight_count(const model_config_t *c) { return 3 + 9 * c->num_hidden_layers; }
+
+static int64_t numel(const weight_spec_t *s) { return s->ndim == 1 ? s->shape[0] : s->shape[0] * s->shape[1]; }
+
+int model_weight_count(const model_config_t *cfg) { return weight_count(cfg); }
+
+int model_weights(const model_t *m, float **ptrs, int64_t *numels, int cap) {
+    int count = weight_count(&m->cfg);
+    weight_spec_t *s = calloc((size_t)count, sizeof *s);
+    if (!s)
+        return 0;
+    int n = weight_specs((model_t *)m, s, count);
+    for (int i = 0; i < n && i < cap; i++)
+        ptrs[i] = *s[i].slot, numels[i] = numel(&s[i]);
+    free(s);
+    return n < cap ? n : cap;
+}
+
+size_t model_param_count(const model_config_t *cfg) {
+    size_t D = (size_t)cfg->hidden_size, q = (size_t)cfg->num_attention_heads * cfg->head_dim,
+           kv = (size_t)cfg->num_key_value_heads * cfg->head_dim, F = (size_t)cfg->intermediate_size;
+    size_t layer = 2 * D + q * D * 2 + kv * D * 2 + 3 * F * D;
+    return 2 * (size_t)cfg->vocab_size * D + D + (size_t)cfg->num_hidden_layers * layer;
+}
+
+/* Allocates every tensor of the table (the layers array first). */
+static int model_alloc(model_t *m, const model_config_t *cfg, weight_spec_t **specs, int *n, attn_err_t *err) {
+    static uint64_t next_id;
+    memset(m, 0, sizeof *m);
+    ATTN_TRY(model_config_validate(cfg, err));
+    m->cfg = *cfg;
+    m->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
+    m->layers = calloc((size_t)cfg->num_hidden_layers, sizeof *m->layers);
+    int count = weight_count(cfg);
+    *specs = calloc((size_t)count, sizeof **specs);
+    if (!m->layers || !*specs) {
+        free(m->layers), free(*specs);
+        return attn_fail(err, ATTN_ERUNTIME, "out of memory for the model's tables");
+    }
+    *n = weight_specs(m, *specs, count);
+    for (int i = 0; i < *n; i++) {
+        *(*specs)[i].slot = attn_alloc((size_t)numel(&(*specs)[i]) * sizeof(float), err, (*specs)[i].name);
+        if (!*(*specs)[i].slot) {
+            free(*specs);
+            model_free(m);
+            return ATTN_ERUNTIME;
+        }
+    }
+    return ATTN_OK;
+}
+
+enum { RNG_TENSOR_WEIGHTS = 1000 }; /* weight i draws from stream 1000 + i, away from Q/K/V */
+
+int model_init_zero(model_t *m, const model_config_t *cfg, attn_err_t *err) {
+    weight_spec_t *s;
+    int n;
+    ATTN_TRY(model_alloc(m, cfg, &s, &n, err));
+    for (int i = 0; i < n; i++)
+        memset(*s[i].slot, 0, (size_t)numel(&s[i]) * sizeof(float));
+    free(s);
+    return ATTN_OK;
+}
+
+int model_init_random(model_t *m, const model_config_t *cfg, uint64_t seed, attn_err_t *err) {
+    weight_spec_t *s;
+    int n;
+    ATTN_TRY(model_alloc(m, cfg, &s, &n, err));
+    for (int i = 0; i < n; i++) {
+        float *w = *s[i].slot;
+        for (int64_t j = 0; j < numel(&s[i]); j++)
+            w[j] = s[i].std == 0 ? 1.0f : (float)(s[i].std * rng_value(seed, RNG_TENSOR_WEIGHTS + (uint32_t)i, (uint64_t)j));
+    }
+    free(s);
+    return ATTN_OK;
+}
+
+int model_load_safetensors(model_t *m, const model_config_t *cfg, const char *path, attn_err_t *err) {
+    weight_spec_t *s;
+    int n;
+    ATTN_TRY(model_alloc(m, cfg, &s, &n, err));
+    st_file_t f;
+    int rc = st_open(path, &f, err);
+    for (int i = 0; rc == ATTN_OK && i < n; i++)
+        rc = st_read_f32(&f, s[i].name, s[i].ndim, s[i].shape, *s[i].slot, err);
+    if (rc == ATTN_OK || f.map)
+        st_close(&f);
+    free(s);
+    if (rc != ATTN_OK)
+        model_free(m);
+    return rc;
+}
+
+int model_save_safetensors(const model_t *m, const char *path, int dtype, attn_err_t *err) {
+    model_t view = *m; /* weight_specs takes slots; nothing is written through them here */
+    int count = weight_count(&m->cfg);
+    weight_spec_t *s = calloc((size_t)count, sizeof *s);
+    st_item_t *items = calloc((size_t)count, sizeof *items);
+    if (!s || !items) {
+        free(s), free(items);
+        return attn_fail(err, ATTN_ERUNTIME, "out of memory saving %s", path);
+    }
+    int n = weight_specs(&view, s, count);
+    for (int i = 0; i < n; i++) {
+        items[i] = (st_item_t){.name = s[i].name, .ndim = s[i].ndim, .data = *s[i].slot};
+        items[i].shape[0] = s[i].shape[0], items[i].shape[1] = s[i].shape[1];
+    }
+    int rc = st_write(path, items, n, (st_dtype_t)dtype, err);
+    free(s), free(items);
+    return rc;
+}
+
+void model_free(model_t *m) {
+    if (!m->layers && !m->embed)
+        return;
+    attn_free(m->embed), attn_free(m->final_norm), attn_free(m->lm_head);
+    for (int l = 0; m->layers && l < m->cfg.num_hidden_layers; l++) {
+        model_layer_t *w = &m->layers[l];
+        float *all[] = {w->attn_norm, w->wq, w->wk, w->wv, w->wo, w->mlp_norm, w->w_gate, w->w_up, w->w_down};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            attn_free(all[i]);
+    }
+    free(m->layers);
+    memset(m, 0, sizeof *m);
+}
+
+int model_cache_init(model_cache_t *c, const model_config_t *cfg, attn_dtype_t dtype, int64_t capacity,
+                     attn_err_t *err) {
+    memset(c, 0, sizeof *c);
+    *c = (model_cache_t){.dtype = dtype, .layers = cfg->num_hidden_layers, .capacity = capacity};
+    c->k = calloc((size_t)c->layers, sizeof *c->k);
+    c->v = calloc((size_t)c->layers, sizeof *c->v);
+    size_t bytes = (size_t)(cfg->num_key_value_heads * capacity * cfg->head_dim) * dtype_size(dtype);
+    int ok = c->k && c->v;
+    for (int l = 0; ok && l < c->layers; l++) {
+        c->k[l] = attn_alloc(bytes, err, "KV cache (K)");
+        c->v[l] = attn_alloc(bytes, err, "KV cache (V)");
+        ok = c->k[l] && c->v[l];
+    }
+    if (!ok) {
+        model_cache_free(c);
+        return err->code ? err->code : attn_fail(err, ATTN_ERUNTIME, "out of memory for the KV cache");
+    }
+    return ATTN_OK;
+}
+
+void model_cache_free(model_cache_t *c) {
+    for (int l = 0; c->k && c->v && l < c->layers; l++)
+        attn_free(c->k[l]), attn_free(c->v[l]);
+    free(c->k), free(c->v);
+    memset(c, 0, sizeof *c);
+}
+
+#define REAL float
+#define GEMM cblas_sgemm
+#define SUFFIX f32
+#define DTYPE ATTN_F32
+#define rope_apply_f32 rope_apply
+#include "model/forward.inc"
+#undef REAL
+#undef GEMM
+#undef SUFFIX
+#undef DTYPE
+
+#define REAL double
+#define GEMM cblas_dgemm
+#define SUFFIX f64
+#define DTYPE ATTN_F64
+#include "model/forward.inc"
+#undef REAL
+#undef GEMM
+#undef SUFFIX
+#undef DTYPE
+
+int model_forward_layers(const model_t *m, model_cache_t *cache, const model_attn_t *att, const int32_t *tokens,
+                         int64_t n, int64_t n_logits, double *logits, attn_err_t *err) {
+    attn_dtype_t dt = att[0].tmpl->dtype;
+    if (n < 1 || n_logits < 0 || n_logits > n || (n_logits == 0 && !cache))
+        return attn_fail(err, ATTN_EUSAGE,
+                         "model: %lld tokens, %lld logit rows (need 1 ≤ logit rows ≤ tokens; 0 only to fill a KV cache)",
+                         (long long)n, (long long)n_logits);
+    for (int l = 1; l < m->cfg.num_hidden_layers; l++)
+        if (att[l].tmpl->dtype != dt)
+            return attn_fail(err, ATTN_EUSAGE, "model: layer %d runs in %s, layer 0 in %s (one dtype per forward)", l,
+                             dtype_name(att[l].tmpl->dtype), dtype_name(dt));
+    if (cache && (cache->dtype != dt || cache->len + n > cache->capacity))
+        return attn_fail(err, ATTN_EUSAGE, "model: the KV cache holds %lld of %lld positions (%s); %lld more do not fit",
+                         (long long)cache->len, (long long)cache->capacity, dtype_name(cache->dtype), (long long)n);
+    return dt == ATTN_F64 ? forward_f64(m, cache, att, tokens, n, n_logits, logits, NULL, err)
+                          : forward_f32(m, cache, att, tokens, n, n_logits, logits, NULL, err);
+}
+
+/* One backend for every layer: the per-layer table model_forward_layers takes (free it). */
+static model_attn_t *same_attention(const model_t *m, const attn_backend_t *be, const attn_problem_t *tmpl,
+                                    attn_err_t *err) {
+    int L = m->cfg.num_hidden_layers;
+    model_attn_t *att = malloc((size_t)L * sizeof *att);
+    if (!att) {
+        attn_fail(err, ATTN_ERUNTIME, "model: out of memory for %d layers", L);
+        return NULL;
+    }
+    for (int l = 0; l < L; l++)
+        att[l] = (model_attn_t){be, tmpl};
+    return att;
+}
+
+int model_forward_rank(const model_t *m, const model_shard_t *sh, const attn_backend_t *be, const attn_problem_t *tmpl,
+                       const int32_t *tokens_local, int64_t n_local, int64_t n_logits, double *logits, attn_err_t *err) {
+    model_attn_t *att = same_attention(m, be, tmpl, err);
+    if (!att)
+        return ATTN_ERUNTIME;
+    int rc = forward_f32(m, NULL, att, tokens_local, n_local, n_logits, logits, sh, err);
+    free(att);
+    return rc;
+}
+
+int model_forward(const model_t *m, model_cache_t *cache, const attn_backend_t *be, const attn_problem_t *tmpl,
+                  const int32_t *tokens, int64_t n, int64_t n_logits, double *logits, attn_err_t *err) {
+    if (n_logits < 1 || n_logits > n)
+        return attn_fail(err, ATTN_EUSAGE, "model: %lld logit rows (need 1 ≤ logit rows ≤ tokens)", (long long)n_logits);
+    model_attn_t *att = same_attention(m, be, tmpl, err);
+    if (!att)
+        return ATTN_ERUNTIME;
+    int rc = model_forward_layers(m, cache, att, tokens, n, n_logits, logits, err);
+    free(att);
+    return rc;
+}

@@ -1,0 +1,89 @@
+/* model.h — the shared llama-style decoder every backend runs inside (DESIGN.md "Shared
+ * transformer"): embedding → L × [RMSNorm → Q, K, V → RoPE (global positions) → attention
+ * backend → output projection → residual → RMSNorm → SwiGLU MLP → residual] → RMSNorm → LM
+ * head. Only the attention call differs between backends, so a difference in logits is a
+ * difference in attention. Weights are float32 (seeded, or a safetensors file); the float64
+ * reference model runs the same code in double with the naive float64 attention. */
+#pragma once
+#include "core/backend.h"
+#include "model/config.h"
+
+typedef struct {
+    float *attn_norm, *wq, *wk, *wv, *wo; /* wq (H·hd, hidden), wk/wv (H_kv·hd, hidden), wo (hidden, H·hd) */
+    float *mlp_norm, *w_gate, *w_up, *w_down; /* gate/up (inter, hidden), down (hidden, inter) */
+} model_layer_t;
+
+typedef struct {
+    model_config_t cfg;
+    float *embed, *final_norm, *lm_head; /* embed, lm_head (vocab, hidden) */
+    model_layer_t *layers;
+    uint64_t id; /* distinct for every model this process builds: which one MPI followers hold */
+} model_t;
+
+/* Seeded weights, N(0, 1/fan_in)-like (uniform, unit variance, scaled), output projections
+ * further by 1/√(2L) so the residual stream stays O(1) through L layers; norms are 1. */
+int model_init_random(model_t *m, const model_config_t *cfg, uint64_t seed, attn_err_t *err);
+/* Every weight 0, norms included: the start of a constructed model (tasks/needle_model.c). */
+int model_init_zero(model_t *m, const model_config_t *cfg, attn_err_t *err);
+/* Llama tensor names (model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, …,
+ * model.norm.weight, lm_head.weight); shapes checked against cfg. */
+int model_load_safetensors(model_t *m, const model_config_t *cfg, const char *path, attn_err_t *err);
+int model_save_safetensors(const model_t *m, const char *path, int dtype /* st_dtype_t */, attn_err_t *err);
+void model_free(model_t *m);
+size_t model_param_count(const model_config_t *cfg);
+
+/* KV cache for decoding: per layer K and V (H_kv, capacity, hd) in the forward's dtype. */
+typedef struct {
+    attn_dtype_t dtype;
+    int layers;
+    int64_t capacity, len;
+    void **k, **v; /* [layer] */
+} model_cache_t;
+
+int model_cache_init(model_cache_t *c, const model_config_t *cfg, attn_dtype_t dtype, int64_t capacity,
+                     attn_err_t *err);
+void model_cache_free(model_cache_t *c);
+
+/* Runs n tokens at positions cache->len … (0 … without a cache) through the model, attention
+ * by `be` on problems shaped like `tmpl` (mask, window, ranks, transport, threads, tiles; the
+ * shapes come from the model). tmpl->dtype picks float32 or the float64 reference path.
+ * Writes logits (n_logits, vocab) of the last n_logits tokens as double; n_logits ≤ n. */
+int model_forward(const model_t *m, model_cache_t *cache, const attn_backend_t *be, const attn_problem_t *tmpl,
+                  const int32_t *tokens, int64_t n, int64_t n_logits, double *logits, attn_err_t *err);
+
+/* One layer's attention: backend and problem template (mask, window, ranks, …; shapes are the
+ * model's). model_forward uses one for every layer; the needle task's context build runs its
+ * previous-token layer as a narrow band (docs/needle-model.md says why that is exact). */
+typedef struct {
+    const attn_backend_t *be;
+    const attn_problem_t *tmpl;
+} model_attn_t;
+
+/* model_forward with att[l] for layer l (one dtype throughout). With a cache, n_logits may be 0:
+ * then the tokens only fill the cache, and the last layer stops once its K/V are stored. */
+int model_forward_layers(const model_t *m, model_cache_t *cache, const model_attn_t *att, const int32_t *tokens,
+                         int64_t n, int64_t n_logits, double *logits, attn_err_t *err);
+
+/* One rank's part of a forward under a distributed backend (impls/parallel/dist_model.c): the
+ * rank's rows are up to two pieces of the sequence (layout.h) in local order, RoPE is applied at
+ * their global positions, attention runs through the backend's forward_rank on sharded tensors
+ * (attend), and the final normed rows are gathered into `whole` (n_total, hidden) on the root,
+ * which computes the logits. Float32 only, no KV cache. */
+typedef struct {
+    int n_pieces;
+    attn_span_t pos[2];
+    int64_t count[2], local_start[2];
+    int64_t n_total;
+    int root;
+    float *whole; /* the root's (n_total, hidden) rows; shared by every rank under `local` */
+    int (*attend)(void *ctx, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err);
+    int (*gather)(void *ctx, const float *rows, float *whole, int64_t width, attn_err_t *err);
+    void *ctx;
+} model_shard_t;
+
+int model_forward_rank(const model_t *m, const model_shard_t *sh, const attn_backend_t *be, const attn_problem_t *tmpl,
+                       const int32_t *tokens_local, int64_t n_local, int64_t n_logits, double *logits, attn_err_t *err);
+
+/* The model's tensors in file order: pointers and element counts (≤ cap); returns the count. */
+int model_weights(const model_t *m, float **ptrs, int64_t *numel, int cap);
+int model_weight_count(const model_config_t *cfg);

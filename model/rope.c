@@ -1,0 +1,125 @@
+/* rope.c — see rope.h. Every angle is evaluated in double from the row's global position; no
+ * recurrence carries error from row to row, so accuracy does not decay along the sequence and a
+ * row's result is the same whichever call (whole sequence, cache append, rank piece) rotates it.
+ *
+ * Cost. Calling sin and cos for every (row, pair) is ~4M calls for 64K rows × 64 pairs (tens of
+ * ms). Instead the position is split as pos = hi + lo with lo = pos mod 32: sin/cos of hi·f are
+ * evaluated once per hi (every 32 rows of a contiguous call), those of lo·f once per call for
+ * each lo seen, and the two are joined by the angle-addition formula — one complex product per
+ * (row, pair), from two exactly evaluated factors, so nothing accumulates.
+ *
+ * Error bound, for pair i with f = θ^(−2i/R) and φ = pos·f, against exact arithmetic:
+ *  - f: the exponent −2i/R is rounded (relative 2^−53) and glibc's pow is within 1 ulp, so
+ *    f̂ = f·(1 + η) with |η| ≤ 2^−52 + 2^−53·y, y = (2i/R)·ln θ; pos·f·y = pos·y·e^−y ≤ pos/e.
+ *  - hi·f̂ and lo·f̂ are each rounded once (relative 2^−53; hi and lo are exact integers).
+ *    Together: |φ̂ − φ| ≤ 2^−51·(|φ| + pos).
+ *  - glibc's sin and cos reduce any double argument exactly and are within 1 ulp; the joining
+ *    products and sums add ≤ 3 roundings of terms ≤ 1: cos and sin of φ̂ are within 2^−50.
+ *  At pos = 10^7 (φ ≤ 10^7 rad for θ ≥ 1) that is ≤ 1e−8 rad, a sixth of float32's relative
+ *  half-ulp 2^−24 ≈ 6e−8; the rotation itself is done in double and rounded to float once.
+ *  A float32 angle, by contrast, is off by up to ulp(10^6)/2 ≈ 0.03 rad at position 10^6. */
+#define _GNU_SOURCE /* sincos */
+#include "model/rope.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+
+enum { ROPE_LO = 32, ROPE_MAX_HALF = 128 };
+
+/* One call's angle source: inverse frequencies, the lo table filled as rows need it, and the
+ * latest hi. About 66 KB, on the caller's stack (worker threads have 8 MB). */
+typedef struct {
+    int h;
+    double f[ROPE_MAX_HALF];
+    double lo_c[ROPE_LO][ROPE_MAX_HALF], lo_s[ROPE_LO][ROPE_MAX_HALF];
+    unsigned char lo_ok[ROPE_LO];
+    double hi_c[ROPE_MAX_HALF], hi_s[ROPE_MAX_HALF];
+    int64_t hi; /* −1: none evaluated yet */
+} rope_angles_t;
+
+int rope_rot_dims(int head_dim, double fraction) {
+    if (head_dim < 1 || !(fraction > 0) || fraction > 1)
+        return -1;
+    double rot = fraction * head_dim;
+    long k = lround(rot);
+    if (fabs(rot - (double)k) > 1e-9 * head_dim || k < 2 || k % 2 || k > head_dim)
+        return -1;
+    return (int)k;
+}
+
+void rope_init(rope_t *r, int head_dim, double theta, double fraction) {
+    int rot = rope_rot_dims(head_dim, fraction);
+    ATTN_ASSERT(rot > 0 && head_dim <= 2 * ROPE_MAX_HALF && theta > 0 && isfinite(theta));
+    *r = (rope_t){.head_dim = head_dim, .rot_dims = rot, .theta = theta};
+}
+
+static void angles_init(rope_angles_t *a, const rope_t *r, int64_t rows, int64_t row_stride, int64_t pos_start,
+                        int64_t pos_stride) {
+    ATTN_ASSERT(r->rot_dims >= 2 && r->rot_dims % 2 == 0 && r->rot_dims <= r->head_dim &&
+                r->rot_dims <= 2 * ROPE_MAX_HALF);
+    ATTN_ASSERT(rows >= 0 && pos_start >= 0 && pos_stride >= 1 && (rows <= 1 || row_stride >= r->head_dim));
+    /* Positions must be exact doubles: last = pos_start + pos_stride·(rows − 1) < 2^53. */
+    int64_t max_pos = INT64_C(1) << 53;
+    ATTN_ASSERT(pos_start < max_pos && (rows <= 1 || rows - 1 < (max_pos - pos_start) / pos_stride));
+    a->h = r->rot_dims / 2;
+    for (int i = 0; i < a->h; i++)
+        a->f[i] = pow(r->theta, -(double)(2 * i) / r->rot_dims);
+    memset(a->lo_ok, 0, sizeof a->lo_ok);
+    a->hi = -1;
+}
+
+/* c[i], s[i] = cos, sin of pos·f_i for the h pairs. */
+static void angles_at(rope_angles_t *a, int64_t pos, double *c, double *s) {
+    int64_t lo = pos % ROPE_LO, hi = pos - lo;
+    if (hi != a->hi) {
+        for (int i = 0; i < a->h; i++)
+            sincos((double)hi * a->f[i], &a->hi_s[i], &a->hi_c[i]);
+        a->hi = hi;
+    }
+    if (!a->lo_ok[lo]) {
+        for (int i = 0; i < a->h; i++)
+            sincos((double)lo * a->f[i], &a->lo_s[lo][i], &a->lo_c[lo][i]);
+        a->lo_ok[lo] = 1;
+    }
+    const double *hc = a->hi_c, *hs = a->hi_s, *lc = a->lo_c[lo], *ls = a->lo_s[lo];
+    for (int i = 0; i < a->h; i++) {
+        c[i] = hc[i] * lc[i] - hs[i] * ls[i];
+        s[i] = hs[i] * lc[i] + hc[i] * ls[i];
+    }
+}
+
+/* x rows (rows, row_stride): row r's pair i is (x[i], x[i + h]), rotated as a complex number
+ * x[i] + j·x[i + h] times e^{jφ} — HF's x·cos + rotate_half(x)·sin. */
+void rope_apply(const rope_t *r, float *x, int64_t rows, int64_t row_stride, int64_t pos_start, int64_t pos_stride) {
+    rope_angles_t a;
+    angles_init(&a, r, rows, row_stride, pos_start, pos_stride);
+    double c[ROPE_MAX_HALF], s[ROPE_MAX_HALF];
+    for (int64_t row = 0; row < rows; row++) {
+        angles_at(&a, pos_start + pos_stride * row, c, s);
+        float *x1 = x + row * row_stride, *x2 = x1 + a.h;
+        for (int i = 0; i < a.h; i++) {
+            double u = x1[i], v = x2[i];
+            x1[i] = (float)(u * c[i] - v * s[i]);
+            x2[i] = (float)(v * c[i] + u * s[i]);
+        }
+    }
+}
+
+void rope_apply_f64(const rope_t *r, double *x, int64_t rows, int64_t row_stride, int64_t pos_start,
+                    int64_t pos_stride) {
+    rope_angles_t a;
+    angles_init(&a, r, rows, row_stride, pos_start, pos_stride);
+    double c[ROPE_MAX_HALF], s[ROPE_MAX_HALF];
+    for (int64_t row = 0; row < rows; row++) {
+        angles_at(&a, pos_start + pos_stride * row, c, s);
+        double *x1 = x + row * row_stride, *x2 = x1 + a.h;
+        for (int i = 0; i < a.h; i++) {
+            double u = x1[i], v = x2[i];
+            x1[i] = u * c[i] - v * s[i];
+            x2[i] = v * c[i] + u * s[i];
+        }
+    }
+}
