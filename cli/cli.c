@@ -117,6 +117,7 @@ static int execute(int argc, char **argv, attn_opts_t *runs, int n_runs,
                    int (*fn)(const attn_opts_t *, attn_run_t *, attn_err_t *), attn_err_t *err) {
     attn_run_t run;
     ATTN_TRY(results_run_init(&run, argc, argv, runs[0].seed, runs[0].threads, err));
+    comm_mpi_version(run.mpi_version, sizeof run.mpi_version); /* the comm room is above core */
     attn_problem_t none = {.threads = runs[0].threads};
     run.threads = problem_threads(&none);
     if (runs[0].device != 0)

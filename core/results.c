@@ -20,7 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "comm/comm.h"
 #include "core/sysinfo.h"
 
 enum { COL_EXTRA = 19, N_EXTRA = 5, COL_METRIC = 24, NCOLS = 29 };
@@ -83,7 +82,6 @@ int results_run_init(attn_run_t *run, int argc, char **argv, uint64_t seed, int 
     run->memory_bytes = si.memory_bytes;
     snprintf(run->blas, sizeof run->blas, "%s", si.blas);
     snprintf(run->compiler, sizeof run->compiler, "%s", si.compiler);
-    comm_mpi_version(run->mpi_version, sizeof run->mpi_version);
     snprintf(run->build_type, sizeof run->build_type, "%s", si.build_type);
     snprintf(run->git_sha, sizeof run->git_sha, "%s", si.git_sha);
     results_run_set_device(run, 0);
