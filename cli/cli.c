@@ -37,8 +37,8 @@ int cli_list(int argc, char **argv, attn_err_t *err) {
     int have_gpu = device_count(no_dev, sizeof no_dev) > 0;
     for (int i = 0; i < registry_count(); i++) {
         const attn_backend_t *b = registry_get(i);
-        attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 64, .n_q = 8, .n_k = 8, .window = 4,
-                            .layout = -1};
+        attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 64, .n_q = 8, .n_k = 8, .window = 4};
+        attn_exec_t x = exec_default();
         char reason[512], dtypes[24] = "";
         const char *masks[3];
         int probe = have_gpu || strcmp(b->device, "cpu") == 0; /* without a device a GPU backend declines all */
@@ -47,14 +47,14 @@ int cli_list(int argc, char **argv, attn_err_t *err) {
             masks[m] = probe ? "no" : "-";
             for (int t = 0; t < 3 && probe; t++) {
                 p.dtype = (attn_dtype_t)t;
-                if (backend_supports(b, &p, reason, sizeof reason))
+                if (backend_supports(b, &p, &x, reason, sizeof reason))
                     masks[m] = "yes";
             }
         }
         p.mask = ATTN_MASK_WINDOW;
         for (int t = 0; t < 3 && probe; t++) {
             p.dtype = (attn_dtype_t)t;
-            if (backend_supports(b, &p, reason, sizeof reason))
+            if (backend_supports(b, &p, &x, reason, sizeof reason))
                 snprintf(dtypes + strlen(dtypes), sizeof dtypes - strlen(dtypes), "%s%s", *dtypes ? "," : "",
                          dtype_name(p.dtype));
         }
@@ -118,14 +118,14 @@ static int execute(int argc, char **argv, attn_opts_t *runs, int n_runs,
     attn_run_t run;
     ATTN_TRY(results_run_init(&run, argc, argv, runs[0].seed, runs[0].threads, err));
     comm_mpi_version(run.mpi_version, sizeof run.mpi_version); /* the comm room is above core */
-    attn_problem_t none = {.threads = runs[0].threads};
-    run.threads = problem_threads(&none);
+    attn_exec_t none = {.threads = runs[0].threads};
+    run.threads = exec_threads(&none);
     if (runs[0].device != 0)
         results_run_set_device(&run, runs[0].device);
     int rc = ATTN_OK;
     for (int i = 0; i < n_runs && rc == ATTN_OK; i++) {
-        attn_problem_t t = {.threads = runs[i].threads};
-        parallel_set_blas_threads(problem_threads(&t));
+        attn_exec_t t = {.threads = runs[i].threads};
+        parallel_set_blas_threads(exec_threads(&t));
         rc = fn ? fn(&runs[i], &run, err) : task_find(runs[i].task)->run(&runs[i], &run, err);
     }
     if (rc == ATTN_OK) {
@@ -325,8 +325,7 @@ static int attend_inputs(const attn_opts_t *o, npy_array_t *q, npy_array_t *k, n
     *p = (attn_problem_t){.batch = q->shape[0], .heads = q->shape[1], .kv_heads = k->shape[1], .head_dim = q->shape[3],
                           .n_q = q->shape[2], .n_k = k->shape[2], .mask = o->masks[0],
                           .window = o->masks[0] == ATTN_MASK_WINDOW ? o->window : 0, .scale = o->scale,
-                          .block_q = o->block_q, .block_k = o->block_k, .threads = o->threads,
-                          .device = o->device};
+                          .block_q = o->block_q, .block_k = o->block_k};
     return problem_validate(p, err);
 }
 
@@ -356,13 +355,14 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
     const attn_backend_t *b = registry_find(o.backends[0]);
     npy_array_t q = {0}, k = {0}, v = {0};
     attn_problem_t p;
+    attn_exec_t x = opts_exec(&o); /* --ranks, --transport and --layout reach a distributed backend */
     void *out = NULL, *lse = NULL;
     char reason[512];
     int rc = attend_inputs(&o, &q, &k, &v, &p, err);
     if (rc == ATTN_OK) {
         p.dtype = ATTN_F64;
         int all64 = q.dtype == ATTN_F64 && k.dtype == ATTN_F64 && v.dtype == ATTN_F64;
-        if (!all64 || o.dtype == ATTN_BF16 || !backend_supports(b, &p, reason, sizeof reason)) {
+        if (!all64 || o.dtype == ATTN_BF16 || !backend_supports(b, &p, &x, reason, sizeof reason)) {
             /* --dtype bf16 (GPU backends): float32 arrays, rounded to bfloat16 on the device */
             p.dtype = o.dtype == ATTN_BF16 ? ATTN_BF16 : ATTN_F32;
             rc = to_f32(&q, err);
@@ -372,7 +372,7 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
                 rc = to_f32(&v, err);
         }
     }
-    if (rc == ATTN_OK && !backend_supports(b, &p, reason, sizeof reason))
+    if (rc == ATTN_OK && !backend_supports(b, &p, &x, reason, sizeof reason))
         rc = attn_fail(err, ATTN_ERUNTIME, "%s", reason);
     if (rc == ATTN_OK) {
         out = attn_alloc(problem_numel_q(&p) * dtype_size(p.dtype), err, "O");
@@ -380,10 +380,9 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
         rc = out && lse ? ATTN_OK : ATTN_ERUNTIME;
     }
     if (rc == ATTN_OK) {
-        attn_problem_t t = {.threads = o.threads};
-        parallel_set_blas_threads(problem_threads(&t));
+        parallel_set_blas_threads(exec_threads(&x));
         attn_io_t io = {.q = q.data, .k = k.data, .v = v.data, .o = out, .lse = lse};
-        rc = b->forward(b, &p, &io, err);
+        rc = b->forward(b, &p, &x, &io, err);
     }
     if (rc == ATTN_OK) {
         int64_t shape[4] = {p.batch, p.heads, p.n_q, p.head_dim};

@@ -454,15 +454,19 @@ done:
 int opts_problem(const attn_opts_t *o, int64_t n_k, int64_t n_q, attn_mask_t mask, attn_problem_t *p, attn_err_t *err) {
     *p = (attn_problem_t){.batch = o->batch, .heads = o->heads, .kv_heads = o->kv_heads, .head_dim = o->head_dim,
                           .n_q = n_q, .n_k = n_k, .mask = mask, .window = mask == ATTN_MASK_WINDOW ? o->window : 0,
-                          .scale = o->scale, .dtype = o->dtype, .block_q = o->block_q, .block_k = o->block_k,
-                          .threads = o->threads, .device = o->device, .ranks = o->ranks, .comm_timeout = o->comm_timeout,
-                          .layout = -1, .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step};
-    transport_parse(o->transport, &p->transport); /* checked when the flag was parsed */
+                          .scale = o->scale, .dtype = o->dtype, .block_q = o->block_q, .block_k = o->block_k};
+    return problem_validate(p, err);
+}
+
+attn_exec_t opts_exec(const attn_opts_t *o) {
+    attn_exec_t x = {.threads = o->threads, .device = o->device, .ranks = o->ranks, .comm_timeout = o->comm_timeout,
+                     .layout = -1, .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step};
+    transport_parse(o->transport, &x.transport); /* checked when the flag was parsed */
     attn_layout_kind_t k;
     if (layout_parse(o->layout, &k))
-        p->layout = (int)k;
-    snprintf(p->local_backend, sizeof p->local_backend, "%s", o->local_backend[0] ? o->local_backend : "blockwise");
-    return problem_validate(p, err);
+        x.layout = (int)k;
+    snprintf(x.local_backend, sizeof x.local_backend, "%s", o->local_backend[0] ? o->local_backend : "blockwise");
+    return x;
 }
 
 int opts_validate_run(const attn_opts_t *o, attn_err_t *err) {
@@ -473,7 +477,8 @@ int opts_validate_run(const attn_opts_t *o, attn_err_t *err) {
                 int64_t nq = o->n_q_len ? o->q_len[q] : o->seq_len[s];
                 ATTN_TRY(opts_problem(o, o->seq_len[s], nq, o->masks[m], &p, err));
             }
-    return ATTN_OK;
+    attn_exec_t x = opts_exec(o);
+    return exec_validate(&x, err);
 }
 
 void opts_print_flags(FILE *f) {

@@ -63,6 +63,8 @@ int opts_parse_argv(attn_opts_t *o, int argc, char **argv, attn_err_t *err);
 int opts_load_config(const char *path, int argc, char **argv, attn_opts_t **runs, int *n_runs, attn_err_t *err);
 /* Builds the problem of one case; validates it (ATTN_EUSAGE on impossible shapes). */
 int opts_problem(const attn_opts_t *o, int64_t n_k, int64_t n_q, attn_mask_t mask, attn_problem_t *p, attn_err_t *err);
+/* The execution settings of the run (threads, device, ranks, transport, layout, faults). */
+attn_exec_t opts_exec(const attn_opts_t *o);
 /* Validates every case of a run up front (shapes, backend names), before anything is computed. */
 int opts_validate_run(const attn_opts_t *o, attn_err_t *err);
 /* Usage text of the shared flags. */

@@ -8,29 +8,32 @@ struct attn_comm;
 
 typedef struct attn_backend {
     const char *name;
-    const char *device;      /* "cpu", later "cuda" */
+    const char *device;      /* "cpu" or "cuda" */
     const char *description; /* one line for `attnbench list` */
     const char *layout;      /* distributed backends: token layout name; NULL for single-rank ones */
     /* 1 if the backend can run p; otherwise 0 and a reason ("declines mask causal: ..."). */
-    int (*supports)(const struct attn_backend *self, const attn_problem_t *p, char *reason, size_t len);
+    int (*supports)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x, char *reason,
+                    size_t len);
     /* Computes O and LSE for the whole problem. p has passed problem_validate and supports(). */
-    int (*forward)(const struct attn_backend *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err);
+    int (*forward)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io,
+                   attn_err_t *err);
     /* Distributed backends: one rank's part of forward, on communicator c (impls/parallel/dist.h). */
-    int (*forward_rank)(const struct attn_backend *self, const attn_problem_t *p, struct attn_comm *c,
-                        const attn_io_t *io, attn_err_t *err);
+    int (*forward_rank)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x,
+                        struct attn_comm *c, const attn_io_t *io, attn_err_t *err);
     /* Distributed backends: the analytic figures the measured ones are reported beside. */
-    void (*expect)(const struct attn_backend *self, const attn_problem_t *p, attn_dist_expect_t *out);
+    void (*expect)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x, attn_dist_expect_t *out);
     /* Bytes the backend allocates beyond Q, K, V, O, LSE for p (the analytic memory figure). */
-    size_t (*workspace_bytes)(const struct attn_backend *self, const attn_problem_t *p);
+    size_t (*workspace_bytes)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
     const void *ctx; /* backend-private constant data */
 } attn_backend_t;
 
 const attn_backend_t *registry_find(const char *name);
 /* b->supports, after the checks every backend shares (a single-rank backend declines ranks > 1). */
-int backend_supports(const attn_backend_t *b, const attn_problem_t *p, char *reason, size_t len);
+int backend_supports(const attn_backend_t *b, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len);
 int registry_count(void);
 const attn_backend_t *registry_get(int i);
 
 /* Refuses up front (ATTN_ERUNTIME, message naming the bytes) when the backend's workspace plus
  * the tensors would not fit in available memory. */
-int backend_check_memory(const attn_backend_t *b, const attn_problem_t *p, char *reason, size_t len);
+int backend_check_memory(const attn_backend_t *b, const attn_problem_t *p, const attn_exec_t *x, char *reason,
+                         size_t len);

@@ -9,26 +9,9 @@ double problem_scale(const attn_problem_t *p) {
     return p->scale != 0.0 ? p->scale : 1.0 / sqrt((double)p->head_dim);
 }
 
-int problem_threads(const attn_problem_t *p) {
-    if (p->threads > 0)
-        return p->threads;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
 static const char *mask_names[] = {"none", "causal", "window"};
 const char *mask_name(attn_mask_t m) { return mask_names[m]; }
 
-static const char *transport_names[] = {"local", "mpi", "cuda_local", "nccl"};
-const char *transport_name(attn_transport_t t) { return transport_names[t]; }
-int transport_parse(const char *s, attn_transport_t *out) {
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(s, transport_names[i])) {
-            *out = (attn_transport_t)i;
-            return 1;
-        }
-    return 0;
-}
 int mask_parse(const char *s, attn_mask_t *out) {
     for (int i = 0; i < 3; i++)
         if (strcmp(s, mask_names[i]) == 0) {
@@ -79,10 +62,6 @@ int problem_validate(const attn_problem_t *p, attn_err_t *err) {
         return attn_fail(err, ATTN_EUSAGE, "scale must be a finite positive number (got %g)", p->scale);
     if (p->block_q < 0 || p->block_k < 0 || p->block_q > 4096 || p->block_k > 4096)
         return attn_fail(err, ATTN_EUSAGE, "block sizes must be in 1..4096");
-    if (p->device < 0 || p->device > 1023)
-        return attn_fail(err, ATTN_EUSAGE, "device must be in 0..1023 (got %d)", p->device);
-    if (p->threads < 0 || p->threads > 1024)
-        return attn_fail(err, ATTN_EUSAGE, "threads must be in 0..1024 (got %d)", p->threads);
     /* Queries sit at the end, so with causal or window masks every row sees at least itself:
      * position n_k − n_q + r ≥ 0 is a key. Nothing else can leave a row empty. */
     return ATTN_OK;

@@ -4,21 +4,12 @@
  * same kernel serves a whole sequence and a distributed rank's piece of it. */
 #pragma once
 #include "core/common.h"
+#include "core/exec.h"
 
 typedef enum { ATTN_MASK_NONE = 0, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW } attn_mask_t;
 /* ATTN_BF16 (GPU backends): the host arrays are float32 like ATTN_F32; the backend rounds Q, K, V
  * to bfloat16 on the device, computes with float32 accumulation and returns O and LSE in float32. */
 typedef enum { ATTN_F32 = 0, ATTN_F64, ATTN_BF16 } attn_dtype_t;
-/* local, mpi: host transports of the CPU distributed backends. cuda_local (P virtual ranks on
- * one GPU) and nccl (one GPU per process under mpirun): the GPU distributed backends'. */
-typedef enum { ATTN_TRANSPORT_LOCAL = 0, ATTN_TRANSPORT_MPI, ATTN_TRANSPORT_CUDA_LOCAL, ATTN_TRANSPORT_NCCL } attn_transport_t;
-/* Injected faults (hidden --inject-fault, tests only). EXIT and STALL kill or freeze one rank;
- * DROP_STEP and LOCAL_POSITIONS are wrong answers the needle tests must catch: the ring family
- * skips step fault_step's K/V block on every rank, or masks with rank-local positions. */
-typedef enum {
-    ATTN_FAULT_NONE = 0, ATTN_FAULT_EXIT, ATTN_FAULT_STALL, ATTN_FAULT_DROP_STEP, ATTN_FAULT_LOCAL_POSITIONS
-} attn_fault_t;
-
 typedef struct {
     int64_t batch, heads, kv_heads, head_dim; /* B, H, H_kv, d */
     int64_t n_q, n_k;                         /* query rows, key rows */
@@ -27,16 +18,6 @@ typedef struct {
     double scale;         /* 0 means the default 1/√d */
     attn_dtype_t dtype;   /* element type of Q, K, V, O; LSE always matches it (bf16: see above) */
     int block_q, block_k; /* tile sizes for tiled backends; 0 = backend default */
-    int threads;          /* worker threads; 0 = all online cores */
-    int device;           /* GPU backends: CUDA device ordinal (--device) */
-    int ranks;            /* distributed backends: ranks P (0 or 1 = single rank) */
-    double comm_timeout;  /* distributed backends: seconds without progress before failing */
-    attn_transport_t transport;
-    int layout;             /* ulysses: attn_layout_kind_t of the sequence shards; −1 = the backend's own */
-    char local_backend[24]; /* ulysses: the single-rank backend run on each head shard; "" = blockwise */
-    /* Hidden --inject-fault (tests only): rank fault_rank exits or stalls at step fault_step. */
-    attn_fault_t fault;
-    int fault_rank, fault_step;
 } attn_problem_t;
 
 /* Global positions of a run of rows: row r sits at start + stride·r (stride ≥ 1). */
@@ -84,14 +65,7 @@ typedef struct {
 } attn_io_t;
 
 double problem_scale(const attn_problem_t *p);
-int problem_threads(const attn_problem_t *p);
 const char *mask_name(attn_mask_t m);
-/* "local", "mpi", "cuda_local", "nccl"; transport_parse returns 1 on success. */
-const char *transport_name(attn_transport_t t);
-int transport_parse(const char *s, attn_transport_t *out);
-/* 1 for the transports with one process per rank under mpirun (mpi, nccl): only rank 0 runs
- * the harness, the others serve its distributed calls. */
-static inline int transport_over_mpi(attn_transport_t t) { return t == ATTN_TRANSPORT_MPI || t == ATTN_TRANSPORT_NCCL; }
 int mask_parse(const char *s, attn_mask_t *out);
 const char *dtype_name(attn_dtype_t t);
 int dtype_parse(const char *s, attn_dtype_t *out);

@@ -2,10 +2,8 @@
  * here behind their ATTN_HAVE_* guards. */
 #include "core/backend.h"
 
-#include <inttypes.h>
 #include <string.h>
 
-#include "core/memory.h"
 
 extern const attn_backend_t backend_cpu_naive;
 extern const attn_backend_t backend_cpu_blockwise;
@@ -53,28 +51,4 @@ const attn_backend_t *registry_find(const char *name) {
         if (strcmp(backends[i]->name, name) == 0)
             return backends[i];
     return NULL;
-}
-
-/* A single-rank backend ignores --ranks and --transport: it runs on one rank (rank 0 under
- * mpi), so a run can time blockwise beside ring on the same problem. */
-int backend_supports(const attn_backend_t *b, const attn_problem_t *p, char *reason, size_t len) {
-    if (b->forward_rank)
-        return b->supports(b, p, reason, len);
-    attn_problem_t one = *p;
-    one.ranks = 1;
-    return b->supports(b, &one, reason, len);
-}
-
-int backend_check_memory(const attn_backend_t *b, const attn_problem_t *p, char *reason, size_t len) {
-    uint64_t need = (uint64_t)problem_io_bytes(p) + (uint64_t)b->workspace_bytes(b, p);
-    uint64_t avail = mem_available_bytes();
-    if (avail > 0 && need > avail) {
-        snprintf(reason, len,
-                 "%s would need %" PRIu64 " bytes (%.1f GiB: %" PRIu64 " workspace + %" PRIu64
-                 " tensors) but only %" PRIu64 " bytes (%.1f GiB) are available",
-                 b->name, need, need / 1073741824.0, (uint64_t)b->workspace_bytes(b, p),
-                 (uint64_t)problem_io_bytes(p), avail, avail / 1073741824.0);
-        return 0;
-    }
-    return 1;
 }

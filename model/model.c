@@ -257,7 +257,7 @@ int model_forward_layers(const model_t *m, model_cache_t *cache, const model_att
 
 /* One backend for every layer: the per-layer table model_forward_layers takes (free it). */
 static model_attn_t *same_attention(const model_t *m, const attn_backend_t *be, const attn_problem_t *tmpl,
-                                    attn_err_t *err) {
+                                    const attn_exec_t *x, attn_err_t *err) {
     int L = m->cfg.num_hidden_layers;
     model_attn_t *att = malloc((size_t)L * sizeof *att);
     if (!att) {
@@ -265,13 +265,13 @@ static model_attn_t *same_attention(const model_t *m, const attn_backend_t *be, 
         return NULL;
     }
     for (int l = 0; l < L; l++)
-        att[l] = (model_attn_t){be, tmpl};
+        att[l] = (model_attn_t){be, tmpl, x};
     return att;
 }
 
 int model_forward_rank(const model_t *m, const model_shard_t *sh, const attn_backend_t *be, const attn_problem_t *tmpl,
-                       const int32_t *tokens_local, int64_t n_local, int64_t n_logits, double *logits, attn_err_t *err) {
-    model_attn_t *att = same_attention(m, be, tmpl, err);
+                       const attn_exec_t *x, const int32_t *tokens_local, int64_t n_local, int64_t n_logits, double *logits, attn_err_t *err) {
+    model_attn_t *att = same_attention(m, be, tmpl, x, err);
     if (!att)
         return ATTN_ERUNTIME;
     int rc = forward_f32(m, NULL, att, tokens_local, n_local, n_logits, logits, sh, err);
@@ -280,10 +280,10 @@ int model_forward_rank(const model_t *m, const model_shard_t *sh, const attn_bac
 }
 
 int model_forward(const model_t *m, model_cache_t *cache, const attn_backend_t *be, const attn_problem_t *tmpl,
-                  const int32_t *tokens, int64_t n, int64_t n_logits, double *logits, attn_err_t *err) {
+                  const attn_exec_t *x, const int32_t *tokens, int64_t n, int64_t n_logits, double *logits, attn_err_t *err) {
     if (n_logits < 1 || n_logits > n)
         return attn_fail(err, ATTN_EUSAGE, "model: %lld logit rows (need 1 ≤ logit rows ≤ tokens)", (long long)n_logits);
-    model_attn_t *att = same_attention(m, be, tmpl, err);
+    model_attn_t *att = same_attention(m, be, tmpl, x, err);
     if (!att)
         return ATTN_ERUNTIME;
     int rc = model_forward_layers(m, cache, att, tokens, n, n_logits, logits, err);

@@ -45,11 +45,12 @@ int model_cache_init(model_cache_t *c, const model_config_t *cfg, attn_dtype_t d
 void model_cache_free(model_cache_t *c);
 
 /* Runs n tokens at positions cache->len … (0 … without a cache) through the model, attention
- * by `be` on problems shaped like `tmpl` (mask, window, ranks, transport, threads, tiles; the
- * shapes come from the model). tmpl->dtype picks float32 or the float64 reference path.
+ * by `be` on problems shaped like `tmpl` (mask, window, tiles; the shapes come from the
+ * model), run as x says (threads, ranks, transport). tmpl->dtype picks float32 or the float64 reference path.
  * Writes logits (n_logits, vocab) of the last n_logits tokens as double; n_logits ≤ n. */
 int model_forward(const model_t *m, model_cache_t *cache, const attn_backend_t *be, const attn_problem_t *tmpl,
-                  const int32_t *tokens, int64_t n, int64_t n_logits, double *logits, attn_err_t *err);
+                  const attn_exec_t *x, const int32_t *tokens, int64_t n, int64_t n_logits, double *logits,
+                  attn_err_t *err);
 
 /* One layer's attention: backend and problem template (mask, window, ranks, …; shapes are the
  * model's). model_forward uses one for every layer; the needle task's context build runs its
@@ -57,6 +58,7 @@ int model_forward(const model_t *m, model_cache_t *cache, const attn_backend_t *
 typedef struct {
     const attn_backend_t *be;
     const attn_problem_t *tmpl;
+    const attn_exec_t *x;
 } model_attn_t;
 
 /* model_forward with att[l] for layer l (one dtype throughout). With a cache, n_logits may be 0:
@@ -76,13 +78,13 @@ typedef struct {
     int64_t n_total;
     int root;
     float *whole; /* the root's (n_total, hidden) rows; shared by every rank under `local` */
-    int (*attend)(void *ctx, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err);
+    int (*attend)(void *ctx, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err);
     int (*gather)(void *ctx, const float *rows, float *whole, int64_t width, attn_err_t *err);
     void *ctx;
 } model_shard_t;
 
 int model_forward_rank(const model_t *m, const model_shard_t *sh, const attn_backend_t *be, const attn_problem_t *tmpl,
-                       const int32_t *tokens_local, int64_t n_local, int64_t n_logits, double *logits, attn_err_t *err);
+                       const attn_exec_t *x, const int32_t *tokens_local, int64_t n_local, int64_t n_logits, double *logits, attn_err_t *err);
 
 /* The model's tensors in file order: pointers and element counts (≤ cap); returns the count. */
 int model_weights(const model_t *m, float **ptrs, int64_t *numel, int cap);

@@ -14,8 +14,8 @@
 
 enum { MAX_LOG2_N = 30 };
 
-uint64_t capacity_case_bytes(const attn_backend_t *be, const attn_problem_t *p) {
-    return (uint64_t)problem_io_bytes(p) + (uint64_t)be->workspace_bytes(be, p);
+uint64_t capacity_case_bytes(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x) {
+    return (uint64_t)problem_io_bytes(p) + (uint64_t)be->workspace_bytes(be, p, x);
 }
 
 uint64_t kv_cache_bytes(const model_config_t *c, int64_t n, size_t elem_bytes) {
@@ -23,18 +23,19 @@ uint64_t kv_cache_bytes(const model_config_t *c, int64_t n, size_t elem_bytes) {
            (uint64_t)c->head_dim * (uint64_t)elem_bytes;
 }
 
-static uint64_t bytes_at(const attn_backend_t *be, const attn_problem_t *p, int64_t n) {
+static uint64_t bytes_at(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x, int64_t n) {
     attn_problem_t q = *p;
     q.n_q = q.n_k = n;
-    return capacity_case_bytes(be, &q);
+    return capacity_case_bytes(be, &q, x);
 }
 
-int64_t capacity_max_seq_len(const attn_backend_t *be, const attn_problem_t *p, uint64_t budget, int64_t *refined) {
+int64_t capacity_max_seq_len(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x, uint64_t budget,
+                             int64_t *refined) {
     int64_t best = 0;
     uint64_t last = 0;
     for (int k = 0; k <= MAX_LOG2_N; k++) {
         int64_t n = (int64_t)1 << k;
-        uint64_t b = bytes_at(be, p, n);
+        uint64_t b = bytes_at(be, p, x, n);
         if (b > budget || b < last) /* b < last: the size arithmetic wrapped, so it is far over */
             break;
         best = n, last = b;
@@ -43,7 +44,7 @@ int64_t capacity_max_seq_len(const attn_backend_t *be, const attn_problem_t *p, 
         int64_t lo = best, hi = best == (int64_t)1 << MAX_LOG2_N ? best + 1 : 2 * best;
         while (hi - lo > 1) {
             int64_t mid = lo + (hi - lo) / 2;
-            if (bytes_at(be, p, mid) <= budget)
+            if (bytes_at(be, p, x, mid) <= budget)
                 lo = mid;
             else
                 hi = mid;
@@ -81,18 +82,19 @@ static int capacity_backend(const attn_opts_t *o, const attn_backend_t *be, attn
                             int index, int count, attn_run_t *run, attn_err_t *err) {
     attn_problem_t p;
     ATTN_TRY(opts_problem(o, 1, 1, mask, &p, err));
+    attn_exec_t x = opts_exec(o);
     if (strcmp(be->device, "cpu") != 0) { /* its workspace_bytes are device bytes, not host memory */
-        attn_record_t *r = task_record(run, o, "capacity", be->name, &p);
+        attn_record_t *r = task_record(run, o, "capacity", be->name, &p, &x);
         record_set_status(r, REC_SKIPPED, "capacity confirms host memory; %s allocates on the %s device", be->name,
                           be->device);
         return ATTN_OK;
     }
-    int64_t refined = 0, n = capacity_max_seq_len(be, &p, ctx->budget, &refined);
+    int64_t refined = 0, n = capacity_max_seq_len(be, &p, &x, ctx->budget, &refined);
     p.n_q = p.n_k = n > 0 ? n : 1;
     attn_record_t *r;
-    if (!task_start_backend(run, o, "capacity", be, &p, index, count, &r))
+    if (!task_start_backend(run, o, "capacity", be, &p, &x, index, count, &r))
         return ATTN_OK;
-    uint64_t bytes = capacity_case_bytes(be, &p);
+    uint64_t bytes = capacity_case_bytes(be, &p, &x);
     record_metric(r, "available_bytes", (double)ctx->available, "B");
     record_metric(r, "budget_bytes", (double)ctx->budget, "B");
     if (n == 0) {
@@ -103,16 +105,16 @@ static int capacity_backend(const attn_opts_t *o, const attn_backend_t *be, attn
     record_metric(r, "max_seq_len", (double)n, "tok");
     record_metric(r, "max_seq_len_refined", (double)refined, "tok");
     record_metric(r, "analytic_bytes", (double)bytes, "B");
-    record_metric(r, "workspace_bytes", (double)be->workspace_bytes(be, &p), "B");
+    record_metric(r, "workspace_bytes", (double)be->workspace_bytes(be, &p, &x), "B");
     if (n < (int64_t)1 << MAX_LOG2_N)
-        record_metric(r, "analytic_bytes_2n", (double)bytes_at(be, &p, 2 * n), "B");
+        record_metric(r, "analytic_bytes_2n", (double)bytes_at(be, &p, &x, 2 * n), "B");
     if (bytes <= ctx->confirmed) { /* an allocation at least this large already succeeded */
         record_extra_str(r, "confirmed_by", "earlier allocation");
         return ATTN_OK;
     }
     attn_err_t cerr = {0};
     double t0 = time_now_s();
-    int rc = mem_confirm(bytes, ctx->reserve / 2, problem_threads(&p), &cerr);
+    int rc = mem_confirm(bytes, ctx->reserve / 2, exec_threads(&x), &cerr);
     record_metric(r, "confirm_s", time_now_s() - t0, "s");
     if (rc != ATTN_OK) {
         record_set_status(r, REC_FAIL, "the analytic %" PRIu64 " bytes fit the budget but could not be held: %s", bytes,
@@ -131,7 +133,7 @@ static int kv_rows(attn_run_t *run, const char *label, const model_config_t *c, 
     for (size_t i = 0; i < sizeof kv_lengths / sizeof kv_lengths[0]; i++) {
         int64_t n = kv_lengths[i];
         attn_problem_t p = {.batch = 1, .heads = c->num_attention_heads, .kv_heads = c->num_key_value_heads,
-                            .head_dim = c->head_dim, .n_q = n, .n_k = n, .mask = ATTN_MASK_CAUSAL, .layout = -1};
+                            .head_dim = c->head_dim, .n_q = n, .n_k = n, .mask = ATTN_MASK_CAUSAL};
         attn_record_t *r = results_add(run, "kv_cache", label, &p);
         if (!r)
             return attn_fail(err, ATTN_ERUNTIME, "out of memory for the kv_cache records");

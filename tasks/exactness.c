@@ -31,7 +31,7 @@ static void record_errors(attn_record_t *r, const attn_errors_t *e, const attn_e
 /* The bf16 baseline: naive_cuda in bf16 on the case's inputs, measured against the reference.
  * Returns REC_PASS with *out filled, or the status (skipped: no such backend or no device;
  * error: it failed) and the reason every record of the case then gets. */
-static attn_status_t bf16_baseline(const attn_opts_t *o, const attn_problem_t *p, const attn_io_t *in,
+static attn_status_t bf16_baseline(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *in,
                                    const attn_tensors_t *ref, attn_errors_t *out, char *reason, size_t len) {
     const attn_backend_t *nb = registry_find("naive_cuda");
     char why[512];
@@ -39,7 +39,7 @@ static attn_status_t bf16_baseline(const attn_opts_t *o, const attn_problem_t *p
         snprintf(reason, len, "no bf16 baseline: this build has no naive_cuda (CUDA was not built)");
         return REC_SKIPPED;
     }
-    if (!backend_supports(nb, p, why, sizeof why)) {
+    if (!backend_supports(nb, p, x, why, sizeof why)) {
         snprintf(reason, len, "no bf16 baseline: %.400s", why);
         return REC_SKIPPED;
     }
@@ -53,7 +53,7 @@ static attn_status_t bf16_baseline(const attn_opts_t *o, const attn_problem_t *p
     io.o = t.o;
     io.lse = t.lse;
     attn_status_t st = REC_PASS;
-    if (nb->forward(nb, p, &io, &berr) != ATTN_OK) {
+    if (nb->forward(nb, p, x, &io, &berr) != ATTN_OK) {
         snprintf(reason, len, "bf16 baseline naive_cuda failed: %.400s", berr.msg);
         st = REC_ERROR;
     } else {
@@ -63,17 +63,16 @@ static attn_status_t bf16_baseline(const attn_opts_t *o, const attn_problem_t *p
     return st;
 }
 
-static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, int index, int count, attn_run_t *run,
-                          attn_err_t *err) {
+static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, int index, int count,
+                          attn_run_t *run, attn_err_t *err) {
     attn_problem_t p64 = *p, p32 = *p;
     p64.dtype = ATTN_F64;
     p32.dtype = ATTN_F32;
-    p64.ranks = p32.ranks = 1; /* the reference and its float32 twin are single-rank naive */
     const attn_backend_t *naive = registry_find("naive");
     char reason[512];
-    if (!backend_supports(naive, &p64, reason, sizeof reason)) {
+    if (!backend_supports(naive, &p64, x, reason, sizeof reason)) { /* one rank: naive is single-rank */
         for (int b = 0; b < o->n_backends; b++) {
-            attn_record_t *r = task_record(run, o, "exactness", o->backends[b], p);
+            attn_record_t *r = task_record(run, o, "exactness", o->backends[b], p, x);
             record_set_status(r, REC_SKIPPED, "no float64 reference: %s", reason);
         }
         return ATTN_OK;
@@ -83,9 +82,9 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, int ind
     if (rc == ATTN_OK)
         rc = tensors_alloc(&p32, 1, o->seed, &in32, err);
     if (rc == ATTN_OK)
-        rc = naive_attend(&p64, problem_q_span(&p64), p64.n_q, problem_k_span(&p64), p64.n_k, &ref.io, err);
+        rc = naive_attend(&p64, x->threads, problem_q_span(&p64), p64.n_q, problem_k_span(&p64), p64.n_k, &ref.io, err);
     if (rc == ATTN_OK)
-        rc = naive_attend(&p32, problem_q_span(&p32), p32.n_q, problem_k_span(&p32), p32.n_k, &in32.io, err);
+        rc = naive_attend(&p32, x->threads, problem_q_span(&p32), p32.n_q, problem_k_span(&p32), p32.n_k, &in32.io, err);
     if (rc != ATTN_OK) {
         tensors_free(&ref);
         tensors_free(&in32);
@@ -97,12 +96,12 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, int ind
     attn_errors_t base = naive32; /* the same-precision baseline the tolerance scales */
     attn_status_t base_status = REC_PASS;
     if (p->dtype == ATTN_BF16)
-        base_status = bf16_baseline(o, p, &in32.io, &ref, &base, reason, sizeof reason);
+        base_status = bf16_baseline(o, p, x, &in32.io, &ref, &base, reason, sizeof reason);
 
     for (int b = 0; b < o->n_backends && rc == ATTN_OK; b++) {
         const attn_backend_t *be = registry_find(o->backends[b]);
         attn_record_t *r;
-        if (!task_start_backend(run, o, "exactness", be, p, index, count, &r))
+        if (!task_start_backend(run, o, "exactness", be, p, x, index, count, &r))
             continue;
         if (be == naive && p->dtype == ATTN_F64) {
             record_set_status(r, REC_SKIPPED, "naive in float64 is the reference itself");
@@ -120,7 +119,7 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, int ind
         io.lse = out.lse;
         attn_err_t berr = {0};
         double t0 = time_now_s();
-        int brc = be->forward(be, p, &io, &berr);
+        int brc = be->forward(be, p, x, &io, &berr);
         double t = time_now_s() - t0;
         if (brc != ATTN_OK) {
             record_set_status(r, REC_ERROR, "%s", berr.msg);

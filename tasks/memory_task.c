@@ -22,12 +22,12 @@
  * not all compute at once, say). */
 static const double MEM_TOLERANCE = 0.15;
 
-static int memory_case(const attn_opts_t *o, const attn_problem_t *p, int index, int count, attn_run_t *run,
-                       attn_err_t *err) {
+static int memory_case(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, int index, int count,
+                       attn_run_t *run, attn_err_t *err) {
     for (int b = 0; b < o->n_backends; b++) {
         const attn_backend_t *be = registry_find(o->backends[b]);
         attn_record_t *r;
-        if (!task_start_backend(run, o, "memory", be, p, index, count, &r))
+        if (!task_start_backend(run, o, "memory", be, p, x, index, count, &r))
             continue;
         attn_alloc_trim(); /* kept blocks would hide the case's own page faults from the RSS figure */
         int on_device = strcmp(be->device, "cpu") != 0;
@@ -41,7 +41,7 @@ static int memory_case(const attn_opts_t *o, const attn_problem_t *p, int index,
         ATTN_TRY(tensors_alloc(p, 1, o->seed, &t, err));
         attn_err_t berr = {0};
         double t0 = time_now_s();
-        int brc = be->forward(be, p, &t.io, &berr);
+        int brc = be->forward(be, p, x, &t.io, &berr);
         double secs = time_now_s() - t0;
         uint64_t peak = mem_peak_rss_bytes();
         size_t alloc_peak = attn_alloc_peak_bytes();
@@ -52,7 +52,7 @@ static int memory_case(const attn_opts_t *o, const attn_problem_t *p, int index,
             continue;
         }
         double qkvo = (double)(2 * problem_numel_q(p) + 2 * problem_numel_kv(p)) * (double)dtype_size(p->dtype);
-        double work = (double)be->workspace_bytes(be, p);
+        double work = (double)be->workspace_bytes(be, p, x);
         double analytic = (double)problem_io_bytes(p) + (on_device ? 0.0 : work);
         double measured = peak > before ? (double)(peak - before) : 0.0;
         double alloc = (double)(alloc_peak - alloc_before);
@@ -69,7 +69,7 @@ static int memory_case(const attn_opts_t *o, const attn_problem_t *p, int index,
             record_metric(r, "device_to_analytic", work > 0 ? dev_peak / work : 0.0, "1");
         }
         /* Under mpi or nccl only rank 0's share of the ranks' workspace lives in this process. */
-        if (be->forward_rank && transport_over_mpi(p->transport) && p->ranks > 1) {
+        if (be->forward_rank && transport_over_mpi(x->transport) && x->ranks > 1) {
             record_extra_str(r, "memory_scope", "rank 0 process; analytic is all ranks");
             continue;
         }

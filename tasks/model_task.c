@@ -43,7 +43,7 @@ static double rel_l2(const double *a, const double *ref, size_t n, double *max_a
 /* task_for_each_case passes no context: the run's model, built once for all its cases. */
 static const model_t *current_model;
 
-static int model_case(const attn_opts_t *o, const attn_problem_t *p, int index, int count, attn_run_t *run,
+static int model_case(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, int index, int count, attn_run_t *run,
                       attn_err_t *err) {
     const model_t *m = current_model;
     const model_config_t *c = &m->cfg;
@@ -63,16 +63,18 @@ static int model_case(const attn_opts_t *o, const attn_problem_t *p, int index, 
     mp.heads = c->num_attention_heads, mp.kv_heads = c->num_key_value_heads, mp.head_dim = c->head_dim;
     mp.n_q = n, mp.batch = 1;
     attn_problem_t p64 = mp, p32 = mp;
-    p64.dtype = ATTN_F64, p32.dtype = ATTN_F32, p64.ranks = p32.ranks = 1;
+    p64.dtype = ATTN_F64, p32.dtype = ATTN_F32;
+    attn_exec_t one = *x; /* the reference and its float32 twin: single-rank naive */
+    one.ranks = 1;
     const attn_backend_t *naive = registry_find("naive");
     char why[1024] = "";
-    int have_ref = backend_supports(naive, &p64, why, sizeof why);
+    int have_ref = backend_supports(naive, &p64, &one, why, sizeof why);
     double e0 = 0;
     attn_err_t rerr = {0};
     if (have_ref) {
         task_progress(index + 1, count, "model reference (float64) n=%lld mask=%s", (long long)n, mask_name(p->mask));
-        if (dist_model_run(m, NULL, naive, &p64, tok, n, rows, ref, &rerr) != ATTN_OK ||
-            dist_model_run(m, NULL, naive, &p32, tok, n, rows, base, &rerr) != ATTN_OK) {
+        if (dist_model_run(m, NULL, naive, &p64, &one, tok, n, rows, ref, &rerr) != ATTN_OK ||
+            dist_model_run(m, NULL, naive, &p32, &one, tok, n, rows, base, &rerr) != ATTN_OK) {
             have_ref = 0;
             snprintf(why, sizeof why, "%s", rerr.msg);
         } else {
@@ -80,11 +82,11 @@ static int model_case(const attn_opts_t *o, const attn_problem_t *p, int index, 
             e0 = rel_l2(base, ref, nl, &mx);
         }
     }
-    int threads = problem_threads(p);
+    int threads = exec_threads(x);
     for (int b = 0; b < o->n_backends; b++) {
         const attn_backend_t *be = registry_find(o->backends[b]);
         attn_record_t *r;
-        if (!task_start_backend(run, o, "model", be, &mp, index, count, &r))
+        if (!task_start_backend(run, o, "model", be, &mp, x, index, count, &r))
             continue;
         if (mp.dtype == ATTN_BF16) { /* the rule above is float32's; bf16 logits have no stated bound yet */
             record_set_status(r, REC_SKIPPED, "the model task checks float32 logits (4x the float32 naive model's "
@@ -99,10 +101,10 @@ static int model_case(const attn_opts_t *o, const attn_problem_t *p, int index, 
         attn_err_t berr = {0};
         parallel_set_blas_threads(threads);
         for (int w = 0; w < o->warmup && brc == ATTN_OK; w++)
-            brc = dist_model_run(m, NULL, be, &mp, tok, n, rows, got, &berr);
+            brc = dist_model_run(m, NULL, be, &mp, x, tok, n, rows, got, &berr);
         for (int i = 0; i < reps && brc == ATTN_OK; i++) {
             double t0 = time_now_s();
-            brc = dist_model_run(m, NULL, be, &mp, tok, n, rows, got, &berr);
+            brc = dist_model_run(m, NULL, be, &mp, x, tok, n, rows, got, &berr);
             secs[i] = time_now_s() - t0;
             tps[i] = (double)n / secs[i];
         }

@@ -68,22 +68,27 @@ static int haystack_ids(const attn_opts_t *o, const needle_text_ids_t *t, int64_
 /* The record's config: the model's attention shape, the mask the backend runs with. */
 static attn_problem_t case_problem(const attn_opts_t *o, const attn_backend_t *be, int64_t n, int64_t n_q) {
     attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 128, .n_q = n_q, .n_k = n,
-                        .dtype = o->dtype == ATTN_BF16 ? ATTN_BF16 : ATTN_F32, /* bf16: the GPU backends */
-                        .threads = o->threads, .device = o->device, .layout = -1,
-                        .comm_timeout = o->comm_timeout,
-                        .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step};
+                        .dtype = o->dtype == ATTN_BF16 ? ATTN_BF16 : ATTN_F32}; /* bf16: the GPU backends */
     int sw = !strncmp(be->name, "sliding_window", 14); /* and sliding_window_cuda: window masks only */
     p.mask = sw ? ATTN_MASK_WINDOW : ATTN_MASK_CAUSAL;
     p.window = sw ? o->window : 0;
+    return p;
+}
+
+/* How it runs: the run's threads, device, timeout and faults; ranks, transport and layout for a
+ * distributed backend only. */
+static attn_exec_t case_exec(const attn_opts_t *o, const attn_backend_t *be) {
+    attn_exec_t x = {.threads = o->threads, .device = o->device, .layout = -1, .comm_timeout = o->comm_timeout,
+                     .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step};
     if (be->layout) {
-        p.ranks = o->ranks;
-        transport_parse(o->transport, &p.transport);
-        snprintf(p.local_backend, sizeof p.local_backend, "%s", o->local_backend);
+        x.ranks = o->ranks;
+        transport_parse(o->transport, &x.transport);
+        snprintf(x.local_backend, sizeof x.local_backend, "%s", o->local_backend);
         attn_layout_kind_t k;
         if (strcmp(o->layout, "auto") && layout_parse(o->layout, &k))
-            p.layout = (int)k;
+            x.layout = (int)k;
     }
-    return p;
+    return x;
 }
 
 static void case_extras(attn_record_t *r, const attn_opts_t *o, double depth) {
@@ -163,8 +168,9 @@ static int run_depth(needle_ctx_t *x, const needle_prompt_t *pr, int64_t n, doub
         }
         needle_run_opts_t ro = {.be = be, .mode = x->mode, .ask_all = !strcmp(o->ask, "all")};
         ro.tmpl = case_problem(o, be, n, n);
+        ro.x = case_exec(o, be);
         attn_problem_t p = case_problem(o, be, n, x->mode == NEEDLE_PREFILL ? pr->n_ctx : pr->n_question);
-        attn_record_t *r = task_record(x->run, o, "needle", be->name, &p);
+        attn_record_t *r = task_record(x->run, o, "needle", be->name, &p, &ro.x);
         if (!r) {
             rc = attn_fail(err, ATTN_ERUNTIME, "out of memory for a record");
             break;
@@ -174,7 +180,7 @@ static int run_depth(needle_ctx_t *x, const needle_prompt_t *pr, int64_t n, doub
         needle_outcome_t out = {0};
         attn_err_t cerr = {0};
         int crc = ATTN_OK;
-        if (!backend_supports(be, &p, reason, sizeof reason)) {
+        if (!backend_supports(be, &p, &ro.x, reason, sizeof reason)) {
             record_set_status(r, REC_SKIPPED, "%s", reason);
         } else {
             if (x->mode == NEEDLE_PREFILL || shared_s < 0)

@@ -29,15 +29,16 @@ int needle_context(const model_t *m, const needle_margins_t *mg, const needle_pr
     int rc;
     if (ro->mode == NEEDLE_PREFILL) { /* one logit row: the last layer's attention runs everywhere */
         double *logits = malloc((size_t)m->cfg.vocab_size * sizeof *logits);
-        rc = logits ? dist_model_run(m, cache, ro->be, &ro->tmpl, pr->ctx, pr->n_ctx, 1, logits, err)
+        rc = logits ? dist_model_run(m, cache, ro->be, &ro->tmpl, &ro->x, pr->ctx, pr->n_ctx, 1, logits, err)
                     : attn_fail(err, ATTN_ERUNTIME, "needle: out of memory");
         free(logits);
     } else {
         const attn_backend_t *band = registry_find("sliding_window");
         ATTN_ASSERT(band && m->cfg.num_hidden_layers == 2);
         attn_problem_t bt = {0};
-        bt.mask = ATTN_MASK_WINDOW, bt.window = mg->band, bt.threads = ro->tmpl.threads, bt.layout = -1;
-        model_attn_t att[2] = {{band, &bt}, {band, &bt}}; /* layer 1 only stores its K/V */
+        bt.mask = ATTN_MASK_WINDOW, bt.window = mg->band;
+        attn_exec_t bx = {.threads = ro->x.threads, .layout = -1};
+        model_attn_t att[2] = {{band, &bt, &bx}, {band, &bt, &bx}}; /* layer 1 only stores its K/V */
         int64_t chunk = ro->chunk > 0 ? ro->chunk : 65536;
         rc = ATTN_OK;
         for (int64_t at = 0; at < pr->n_ctx && rc == ATTN_OK; at += chunk)
@@ -61,13 +62,13 @@ int needle_ask(const model_t *m, const needle_prompt_t *pr, const needle_run_opt
         cache->len = ctx_len; /* every question continues the same context */
         memcpy(q, pr->question, (size_t)(pr->n_question - 1) * sizeof *q);
         q[pr->n_question - 1] = fa->key;
-        rc = dist_model_run(m, cache, ro->be, &ro->tmpl, q, pr->n_question, 1, logits, err);
+        rc = dist_model_run(m, cache, ro->be, &ro->tmpl, &ro->x, q, pr->n_question, 1, logits, err);
         int ok = 1;
         for (int v = 0; v < NEEDLE_VALUE_LEN && rc == ATTN_OK; v++) {
             int32_t got = argmax(logits, V);
             ok &= got == fa->value[v];
             if (v + 1 < NEEDLE_VALUE_LEN) /* greedy: the model's own token goes back in */
-                rc = dist_model_run(m, cache, ro->be, &ro->tmpl, &got, 1, 1, logits, err);
+                rc = dist_model_run(m, cache, ro->be, &ro->tmpl, &ro->x, &got, 1, 1, logits, err);
         }
         out->asked++;
         out->correct += rc == ATTN_OK && ok;

@@ -7,7 +7,8 @@ typedef enum { NEEDLE_PREFILL = 0, NEEDLE_QUERY_TAIL } needle_mode_t;
 
 typedef struct {
     const attn_backend_t *be; /* the backend under test */
-    attn_problem_t tmpl;      /* its problem template: mask (causal or window), window, ranks, threads … */
+    attn_problem_t tmpl;      /* its problem template: mask (causal or window), window … */
+    attn_exec_t x;            /* how it runs: threads, ranks, transport, layout, faults */
     needle_mode_t mode;
     int ask_all;              /* ask every fact; else facts[0] only */
     int64_t chunk;            /* query-tail context build: tokens per model call (0: 65536) */

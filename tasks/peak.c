@@ -191,8 +191,9 @@ static int peak_stream(const attn_opts_t *o, int threads, double sgemm_gflops, a
             }
         }
         attn_problem_t cfg = {.batch = 1, .heads = 1, .kv_heads = 1, .head_dim = 1, .n_q = (int64_t)n,
-                              .n_k = (int64_t)n, .threads = threads};
-        attn_record_t *r = task_record(run, o, "peak", "stream", &cfg);
+                              .n_k = (int64_t)n};
+        attn_exec_t x = {.threads = threads};
+        attn_record_t *r = task_record(run, o, "peak", "stream", &cfg, &x);
         record_timed(r, "stream_triad_gbps", triad, o->repeats, "GB/s");
         record_timed(r, "stream_read_gbps", read, o->repeats, "GB/s");
         record_metric(r, "array_bytes", (double)bytes, "B");
@@ -213,8 +214,8 @@ int task_peak(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
     static const int64_t default_sizes[] = {512, 1024, 2048, 4096};
     const int64_t *sizes = o->n_sizes ? o->sizes : default_sizes;
     int n_sizes = o->n_sizes ? o->n_sizes : 4;
-    attn_problem_t none = {.threads = o->threads};
-    int threads = problem_threads(&none);
+    attn_exec_t none = {.threads = o->threads};
+    int threads = exec_threads(&none);
     double best = 0; /* the best median sgemm: the compute roof of the machine balance */
     for (int s = 0; s < n_sizes; s++) {
         int n = (int)sizes[s];
@@ -229,9 +230,9 @@ int task_peak(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
                 return ATTN_ERUNTIME;
             gflops[r] = 2.0 * n * (double)n * n / secs[r] / 1e9;
         }
-        attn_problem_t cfg = {.batch = 1, .heads = 1, .kv_heads = 1, .head_dim = n, .n_q = n, .n_k = n,
-                              .threads = threads};
-        attn_record_t *r = task_record(run, o, "peak", "sgemm", &cfg);
+        attn_problem_t cfg = {.batch = 1, .heads = 1, .kv_heads = 1, .head_dim = n, .n_q = n, .n_k = n};
+        attn_exec_t x = {.threads = threads};
+        attn_record_t *r = task_record(run, o, "peak", "sgemm", &cfg, &x);
         record_timed(r, "gflops", gflops, o->repeats, "GFLOP/s");
         record_timed(r, "time_s", secs, o->repeats, "s");
         record_metric(r, "threads", threads, "1");

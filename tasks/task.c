@@ -38,6 +38,7 @@ void task_progress(int i, int n, const char *fmt, ...) {
 }
 
 int task_for_each_case(const attn_opts_t *o, attn_run_t *run, case_fn fn, attn_err_t *err) {
+    attn_exec_t x = opts_exec(o);
     int n_q = o->n_q_len ? o->n_q_len : 1;
     int count = o->n_seq_len * n_q * o->n_masks, index = 0;
     for (int s = 0; s < o->n_seq_len; s++)
@@ -46,24 +47,24 @@ int task_for_each_case(const attn_opts_t *o, attn_run_t *run, case_fn fn, attn_e
                 attn_problem_t p;
                 ATTN_TRY(opts_problem(o, o->seq_len[s], o->n_q_len ? o->q_len[q] : o->seq_len[s], o->masks[m], &p,
                                       err));
-                ATTN_TRY(fn(o, &p, index++, count, run, err));
+                ATTN_TRY(fn(o, &p, &x, index++, count, run, err));
             }
     return ATTN_OK;
 }
 
 attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *task, const char *backend,
-                           const attn_problem_t *p) {
+                           const attn_problem_t *p, const attn_exec_t *x) {
     attn_record_t *r = results_add(run, task, backend, p);
     const attn_backend_t *be = registry_find(backend);
     if (r && be && be->layout) {
-        r->ranks = p->ranks > 1 ? p->ranks : 1;
+        r->ranks = exec_ranks(x);
         snprintf(r->transport, sizeof r->transport, "%s", o->transport);
-        snprintf(r->local_backend, sizeof r->local_backend, "%s", p->local_backend);
+        snprintf(r->local_backend, sizeof r->local_backend, "%s", x->local_backend);
         snprintf(r->layout, sizeof r->layout, "%s",
-                 p->layout >= 0 ? layout_name((attn_layout_kind_t)p->layout) : be->layout);
+                 x->layout >= 0 ? layout_name((attn_layout_kind_t)x->layout) : be->layout);
     }
     if (r && be && strcmp(be->device, "cpu") != 0)
-        snprintf(r->device, sizeof r->device, "%s:%d", be->device, p->device);
+        snprintf(r->device, sizeof r->device, "%s:%d", be->device, x->device);
     if (r) {
         record_extra_num(r, "repeats", o->repeats);
         record_extra_num(r, "warmup", o->warmup);
@@ -72,12 +73,12 @@ attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *ta
 }
 
 int task_start_backend(attn_run_t *run, const attn_opts_t *o, const char *task, const attn_backend_t *be,
-                       const attn_problem_t *p, int index, int count, attn_record_t **rec) {
+                       const attn_problem_t *p, const attn_exec_t *x, int index, int count, attn_record_t **rec) {
     task_progress(index + 1, count, "%s %s n_k=%lld n_q=%lld mask=%s", task, be->name, (long long)p->n_k,
                   (long long)p->n_q, mask_name(p->mask));
-    *rec = task_record(run, o, task, be->name, p);
+    *rec = task_record(run, o, task, be->name, p, x);
     char reason[512];
-    if (!backend_supports(be, p, reason, sizeof reason)) {
+    if (!backend_supports(be, p, x, reason, sizeof reason)) {
         record_set_status(*rec, REC_SKIPPED, "%s", reason);
         return 0;
     }

@@ -42,14 +42,14 @@ void task_set_progress(int on);
 void task_progress(int i, int n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Calls fn once per case of the run's (seq-len × q-len × mask) grid with its problem. */
-typedef int (*case_fn)(const attn_opts_t *o, const attn_problem_t *p, int index, int count, attn_run_t *run,
-                       attn_err_t *err);
+typedef int (*case_fn)(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, int index, int count,
+                       attn_run_t *run, attn_err_t *err);
 int task_for_each_case(const attn_opts_t *o, attn_run_t *run, case_fn fn, attn_err_t *err);
 /* Starts backend be on case p: a progress line, its record (returned in *rec), and its
  * supports() check. Returns 0, with the record marked skipped and the reason, when be
  * declines p. */
 int task_start_backend(attn_run_t *run, const attn_opts_t *o, const char *task, const attn_backend_t *be,
-                       const attn_problem_t *p, int index, int count, attn_record_t **rec);
+                       const attn_problem_t *p, const attn_exec_t *x, int index, int count, attn_record_t **rec);
 /* Appends a record for backend b on p and fills config extras shared by tasks. */
 attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *task, const char *backend,
-                           const attn_problem_t *p);
+                           const attn_problem_t *p, const attn_exec_t *x);

@@ -23,7 +23,7 @@ enum { PEER_SGEMM_N = 2048 };
  * compute), the critical path, and overlap = 1 − exposed / total communication, each beside
  * its analytic expectation (the backend's `expect`). Bytes are exact: a rank whose traffic
  * differs from the analytic count fails the record (K/V expanded to H heads would). */
-static void record_dist(attn_record_t *r, const attn_backend_t *be, const attn_problem_t *p,
+static void record_dist(attn_record_t *r, const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x,
                         const attn_dist_stats_t *d) {
     int P = d->ranks;
     double sum = 0, worst = 0, comm = 0, exposed = 0;
@@ -34,7 +34,7 @@ static void record_dist(attn_record_t *r, const attn_backend_t *be, const attn_p
         exposed += d->exposed_s[i];
     }
     attn_dist_expect_t e = {0};
-    be->expect(be, p, &e);
+    be->expect(be, p, x, &e);
     record_metric(r, "imbalance", sum > 0 ? worst / (sum / P) : 1.0, "1");
     record_metric(r, "imbalance_expected", e.imbalance, "1");
     record_metric(r, "critical_path_s", d->critical_path_s, "s");
@@ -54,7 +54,7 @@ static void record_dist(attn_record_t *r, const attn_backend_t *be, const attn_p
     record_per_rank(r, "blocks_skipped", "1", d->blocks_skipped, P);
     if (d->device_bytes[0] > 0)
         record_per_rank(r, "device_bytes", "B", d->device_bytes, P);
-    if (p->transport == ATTN_TRANSPORT_CUDA_LOCAL) /* see impls/cuda/gcomm.cuh */
+    if (x->transport == ATTN_TRANSPORT_CUDA_LOCAL) /* see impls/cuda/gcomm.cuh */
         record_extra_str(r, "timing_scope", "virtual ranks on one GPU: schedule check only");
     for (int i = 0; i < P; i++)
         if (d->bytes_sent[i] != e.bytes_sent[i] || d->bytes_recv[i] != e.bytes_recv[i]) {
@@ -123,7 +123,7 @@ static void record_roofline(attn_record_t *r, const attn_problem_t *p, const dou
 
 /* A GPU backend on p: warm-up, then repeats timed by the backend with CUDA events around its
  * kernels (io.device_s); the host wall time of each whole call, copies included, beside it. */
-static int throughput_device(const attn_opts_t *o, const attn_problem_t *p, const attn_backend_t *be,
+static int throughput_device(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, const attn_backend_t *be,
                              attn_record_t *r, double *median_s, attn_err_t *err) {
     attn_tensors_t t;
     ATTN_TRY(tensors_alloc(p, 1, o->seed, &t, err));
@@ -133,11 +133,11 @@ static int throughput_device(const attn_opts_t *o, const attn_problem_t *p, cons
     attn_err_t berr = {0};
     int brc = ATTN_OK;
     for (int w = 0; w < o->warmup && brc == ATTN_OK; w++)
-        brc = be->forward(be, p, &t.io, &berr);
+        brc = be->forward(be, p, x, &t.io, &berr);
     for (int i = 0; i < reps && brc == ATTN_OK; i++) {
         dev_s = -1;
         double t0 = time_now_s();
-        brc = be->forward(be, p, &t.io, &berr);
+        brc = be->forward(be, p, x, &t.io, &berr);
         wall[i] = time_now_s() - t0;
         secs[i] = dev_s;
         if (brc == ATTN_OK && !(dev_s > 0))
@@ -165,16 +165,16 @@ static int throughput_device(const attn_opts_t *o, const attn_problem_t *p, cons
 
 /* Backend be on problem p: one record. *median_s is the median call time, NaN when the backend
  * declined or failed (the record says why). */
-static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const attn_backend_t *be, int index,
+static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, const attn_backend_t *be, int index,
                           int count, attn_run_t *run, double *median_s, attn_err_t *err) {
     *median_s = NAN;
     attn_record_t *r;
-    if (!task_start_backend(run, o, "throughput", be, p, index, count, &r))
+    if (!task_start_backend(run, o, "throughput", be, p, x, index, count, &r))
         return ATTN_OK;
     if (strcmp(be->device, "cpu") != 0)
-        return throughput_device(o, p, be, r, median_s, err);
+        return throughput_device(o, p, x, be, r, median_s, err);
     double flops = problem_flops(p);
-    int threads = problem_threads(p);
+    int threads = exec_threads(x);
     attn_tensors_t t;
     ATTN_TRY(tensors_alloc(p, 1, o->seed, &t, err));
     attn_dist_stats_t dist = {0};
@@ -186,7 +186,7 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
     int brc = ATTN_OK;
     parallel_set_blas_threads(threads);
     for (int w = 0; w < o->warmup && brc == ATTN_OK; w++)
-        brc = be->forward(be, p, &t.io, &berr);
+        brc = be->forward(be, p, x, &t.io, &berr);
     for (int i = 0; i < reps && brc == ATTN_OK; i++) {
         double ts = peak_sgemm_seconds(PEER_SGEMM_N, threads, err);
         if (ts < 0) {
@@ -195,7 +195,7 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
         }
         peer[i] = 2.0 * PEER_SGEMM_N * (double)PEER_SGEMM_N * PEER_SGEMM_N / ts / 1e9;
         double t0 = time_now_s();
-        brc = be->forward(be, p, &t.io, &berr);
+        brc = be->forward(be, p, x, &t.io, &berr);
         secs[i] = time_now_s() - t0;
         gflops[i] = flops / secs[i] / 1e9;
         read[i] = roofline_kv_bytes(p) / kv_read_seconds(p, &t, threads) / 1e9;
@@ -235,17 +235,17 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
     record_metric(r, "flops", flops, "FLOP");
     record_metric(r, "threads", threads, "1");
     if (be->forward_rank)
-        record_dist(r, be, p, &dist);
+        record_dist(r, be, p, x, &dist);
     record_roofline(r, p, secs, gflops, peer, read, reps);
     *median_s = median_of(secs, reps);
     return ATTN_OK;
 }
 
-static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, int index, int count, attn_run_t *run,
-                           attn_err_t *err) {
+static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, int index, int count,
+                           attn_run_t *run, attn_err_t *err) {
     for (int b = 0; b < o->n_backends; b++) {
         double median_s;
-        ATTN_TRY(throughput_one(o, p, registry_find(o->backends[b]), index, count, run, &median_s, err));
+        ATTN_TRY(throughput_one(o, p, x, registry_find(o->backends[b]), index, count, run, &median_s, err));
     }
     peak_release();
     return ATTN_OK;
@@ -259,6 +259,7 @@ static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, int in
 static int sweep_backend(const attn_opts_t *o, const attn_backend_t *be, int64_t q_len, attn_mask_t mask,
                          int first_index, int steps, int count, attn_run_t *run, attn_err_t *err) {
     attn_problem_t last;
+    attn_exec_t x = opts_exec(o);
     double last_s = NAN;
     for (int s = 0; s < steps; s++) {
         int64_t n = o->seq_len[0] << s;
@@ -270,7 +271,7 @@ static int sweep_backend(const attn_opts_t *o, const attn_backend_t *be, int64_t
             if (projected > o->time_budget) {
                 task_progress(first_index + s + 1, count, "throughput %s n_k=%lld: projected %.3g s, over budget",
                               be->name, (long long)n, projected);
-                attn_record_t *r = task_record(run, o, "throughput", be->name, &p);
+                attn_record_t *r = task_record(run, o, "throughput", be->name, &p, &x);
                 record_set_status(r, REC_SKIPPED,
                                   "projected %.3g s > time budget %g s (%g calls × %.3g s at n_k=%lld × %.3g, the "
                                   "growth in FLOPs)",
@@ -278,7 +279,7 @@ static int sweep_backend(const attn_opts_t *o, const attn_backend_t *be, int64_t
                 return ATTN_OK;
             }
         }
-        ATTN_TRY(throughput_one(o, &p, be, first_index + s, count, run, &last_s, err));
+        ATTN_TRY(throughput_one(o, &p, &x, be, first_index + s, count, run, &last_s, err));
         peak_release();
         if (!isfinite(last_s))
             return ATTN_OK;

@@ -54,7 +54,7 @@ static int run_case(const char *args, int *passed, int *failed) {
         const attn_problem_t *c = &r->config;
         /* Declines by design: the window backend off window masks; ulysses when H does not split over P. */
         int expect_skip = (!strcmp(r->backend, "sliding_window_cuda") && c->mask != ATTN_MASK_WINDOW) ||
-                          (!strcmp(r->backend, "ulysses_cuda") && c->heads % (c->ranks > 1 ? c->ranks : 1));
+                          (!strcmp(r->backend, "ulysses_cuda") && c->heads % (r->ranks > 1 ? r->ranks : 1));
         int ok = expect_skip ? r->status == REC_SKIPPED : r->status == REC_PASS;
         printf("%s %-20s %-4s n_k=%-5lld n_q=%-5lld H_kv=%lld d=%-3lld mask=%-6s w=%-4lld rel_l2=%.3g (tol %.3g) "
                "max_abs=%.3g (tol %.3g) lse=%.3g (tol %.3g) %s%s%s\n",
@@ -130,18 +130,19 @@ static int transports_check(const char *dir, int *passed, int *failed) {
 static int flash_peak(int64_t n, size_t *peak, size_t *declared, attn_err_t *err) {
     const attn_backend_t *be = registry_find("blockwise_cuda");
     attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 128, .n_q = n, .n_k = n,
-                        .mask = ATTN_MASK_CAUSAL, .dtype = ATTN_BF16, .layout = -1};
+                        .mask = ATTN_MASK_CAUSAL, .dtype = ATTN_BF16};
+    attn_exec_t x = exec_default();
     char reason[512];
-    if (!be || !backend_supports(be, &p, reason, sizeof reason))
+    if (!be || !backend_supports(be, &p, &x, reason, sizeof reason))
         return attn_fail(err, ATTN_ERUNTIME, "blockwise_cuda declines n=%lld: %s", (long long)n,
                          be ? reason : "not built");
     attn_tensors_t t;
     ATTN_TRY(tensors_alloc(&p, 1, 7, &t, err));
     device_alloc_reset_peak();
     size_t before = device_alloc_current_bytes();
-    int rc = be->forward(be, &p, &t.io, err);
+    int rc = be->forward(be, &p, &x, &t.io, err);
     *peak = device_alloc_peak_bytes() - before;
-    *declared = be->workspace_bytes(be, &p);
+    *declared = be->workspace_bytes(be, &p, &x);
     tensors_free(&t);
     return rc;
 }
@@ -177,10 +178,10 @@ static int no_device_check(void) {
     for (int i = 0; i < 7; i++) {
         const attn_backend_t *be = registry_find(names[i]);
         attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 64, .n_q = 16, .n_k = 16,
-                            .mask = ATTN_MASK_WINDOW, .window = 4, .dtype = ATTN_BF16, .layout = -1,
-                            .ranks = i >= 3 ? 2 : 1, .transport = ATTN_TRANSPORT_CUDA_LOCAL};
+                            .mask = ATTN_MASK_WINDOW, .window = 4, .dtype = ATTN_BF16};
+        attn_exec_t x = {.layout = -1, .ranks = i >= 3 ? 2 : 1, .transport = ATTN_TRANSPORT_CUDA_LOCAL};
         char reason[512] = "";
-        int ok = be && !backend_supports(be, &p, reason, sizeof reason) && strstr(reason, "no CUDA device");
+        int ok = be && !backend_supports(be, &p, &x, reason, sizeof reason) && strstr(reason, "no CUDA device");
         printf("%s %s declines without a device: %s\n", ok ? "ok  " : "FAIL", names[i], be ? reason : "not registered");
         failed += !ok;
     }

@@ -143,41 +143,43 @@ static void test_kv_cache(void) {
 typedef struct {
     const char *backend;
     attn_problem_t p;
+    attn_exec_t x;
     uint64_t want; /* worked out by hand in the comment */
 } ws_case_t;
 
 static const ws_case_t ws_cases[] = {
     /* naive: min(threads, B·H) workers, each S (n_q·n_k) and Kᵀ (d·n_k): 2·(300·300 + 32·300)·4 */
-    {"naive", {.batch = 1, .heads = 4, .kv_heads = 2, .head_dim = 32, .n_q = 300, .n_k = 300, .threads = 2}, 796800},
+    {"naive", {.batch = 1, .heads = 4, .kv_heads = 2, .head_dim = 32, .n_q = 300, .n_k = 300}, {.threads = 2, .layout = -1},
+     796800},
     /* min(8, 6) = 6 workers in f64: 6·(50·120 + 16·120)·8 */
-    {"naive", {.batch = 2, .heads = 3, .kv_heads = 1, .head_dim = 16, .n_q = 50, .n_k = 120, .threads = 8,
-               .dtype = ATTN_F64}, 380160},
+    {"naive", {.batch = 2, .heads = 3, .kv_heads = 1, .head_dim = 16, .n_q = 50, .n_k = 120,
+               .dtype = ATTN_F64}, {.threads = 8, .layout = -1}, 380160},
     /* naive_blas: one S (n_q·n_k) and three row vectors: (200·300 + 3·200)·4 */
-    {"naive_blas", {.batch = 1, .heads = 4, .kv_heads = 2, .head_dim = 32, .n_q = 200, .n_k = 300, .threads = 2},
-     242400},
+    {"naive_blas", {.batch = 1, .heads = 4, .kv_heads = 2, .head_dim = 32, .n_q = 200, .n_k = 300},
+     {.threads = 2, .layout = -1}, 242400},
     /* blockwise: min(threads, B·H·⌈n_q/128⌉) = min(2, 16) workers of 128·(256 + 3) floats */
-    {"blockwise", {.batch = 1, .heads = 2, .kv_heads = 2, .head_dim = 64, .n_q = 1000, .n_k = 1000, .threads = 2},
-     265216},
+    {"blockwise", {.batch = 1, .heads = 2, .kv_heads = 2, .head_dim = 64, .n_q = 1000, .n_k = 1000},
+     {.threads = 2, .layout = -1}, 265216},
     /* 16×32 tiles, ⌈20/16⌉ = 2 items for 4 threads: 2 workers of 16·35 floats */
-    {"blockwise", {.batch = 1, .heads = 1, .kv_heads = 1, .head_dim = 8, .n_q = 20, .n_k = 40, .threads = 4,
-                   .block_q = 16, .block_k = 32}, 4480},
+    {"blockwise", {.batch = 1, .heads = 1, .kv_heads = 1, .head_dim = 8, .n_q = 20, .n_k = 40, .block_q = 16,
+                   .block_k = 32}, {.threads = 4, .layout = -1}, 4480},
     {"sliding_window", {.batch = 1, .heads = 2, .kv_heads = 2, .head_dim = 64, .n_q = 1000, .n_k = 1000,
-                        .threads = 2, .mask = ATTN_MASK_WINDOW, .window = 100}, 265216},
+                        .mask = ATTN_MASK_WINDOW, .window = 100}, {.threads = 2, .layout = -1}, 265216},
     /* ring, P = 2, 256 rows a rank: Q, O, partial O (3·4·256·32), two LSEs (2·4·256), two K/V
      * blocks (4·2·256·32), in floats, plus one single-thread tile workspace (128·259·4), ×2 ranks */
-    {"ring", {.batch = 1, .heads = 4, .kv_heads = 2, .head_dim = 32, .n_q = 512, .n_k = 512, .threads = 2,
-              .ranks = 2, .layout = -1}, 1592320},
-    {"striped", {.batch = 1, .heads = 4, .kv_heads = 2, .head_dim = 32, .n_q = 512, .n_k = 512, .threads = 2,
-                 .ranks = 2, .layout = -1}, 1592320},
-    {"zigzag", {.batch = 1, .heads = 4, .kv_heads = 2, .head_dim = 32, .n_q = 512, .n_k = 512, .threads = 2,
-                .ranks = 2, .layout = -1}, 1592320},
+    {"ring", {.batch = 1, .heads = 4, .kv_heads = 2, .head_dim = 32, .n_q = 512, .n_k = 512},
+     {.threads = 2, .ranks = 2, .layout = -1}, 1592320},
+    {"striped", {.batch = 1, .heads = 4, .kv_heads = 2, .head_dim = 32, .n_q = 512, .n_k = 512},
+     {.threads = 2, .ranks = 2, .layout = -1}, 1592320},
+    {"zigzag", {.batch = 1, .heads = 4, .kv_heads = 2, .head_dim = 32, .n_q = 512, .n_k = 512},
+     {.threads = 2, .ranks = 2, .layout = -1}, 1592320},
 };
 
 static void test_workspace_formulas(void) {
     for (size_t i = 0; i < sizeof ws_cases / sizeof ws_cases[0]; i++) {
         const ws_case_t *c = &ws_cases[i];
         const attn_backend_t *be = registry_find(c->backend);
-        uint64_t got = be ? be->workspace_bytes(be, &c->p) : 0;
+        uint64_t got = be ? be->workspace_bytes(be, &c->p, &c->x) : 0;
         char name[96];
         snprintf(name, sizeof name, "workspace_bytes %s case %zu", c->backend, i);
         check(got == c->want, name, "expected %" PRIu64 ", got %" PRIu64, c->want, got);
@@ -190,31 +192,31 @@ static void test_workspace_formulas(void) {
  * tensors existed. */
 static void test_measured_workspace(void) {
     ws_case_t extra[] = {
-        {"ulysses", {.batch = 1, .heads = 4, .kv_heads = 2, .head_dim = 32, .n_q = 512, .n_k = 512, .threads = 2,
-                     .ranks = 2, .layout = -1, .local_backend = "blockwise"}, 0},
-        {"ulysses", {.batch = 1, .heads = 4, .kv_heads = 4, .head_dim = 16, .n_q = 300, .n_k = 300, .threads = 2,
-                     .ranks = 2, .layout = -1, .local_backend = "naive"}, 0},
+        {"ulysses", {.batch = 1, .heads = 4, .kv_heads = 2, .head_dim = 32, .n_q = 512, .n_k = 512},
+         {.threads = 2, .ranks = 2, .layout = -1, .local_backend = "blockwise"}, 0},
+        {"ulysses", {.batch = 1, .heads = 4, .kv_heads = 4, .head_dim = 16, .n_q = 300, .n_k = 300},
+         {.threads = 2, .ranks = 2, .layout = -1, .local_backend = "naive"}, 0},
     };
     size_t n_ws = sizeof ws_cases / sizeof ws_cases[0], n = n_ws + sizeof extra / sizeof extra[0];
     for (size_t i = 0; i < n; i++) {
         ws_case_t c = i < n_ws ? ws_cases[i] : extra[i - n_ws];
-        if (!c.p.local_backend[0])
-            strcpy(c.p.local_backend, "blockwise");
+        if (!c.x.local_backend[0])
+            strcpy(c.x.local_backend, "blockwise");
         if (c.p.mask == ATTN_MASK_NONE && i % 2) /* a mask on some cases: it must not change the memory */
             c.p.mask = ATTN_MASK_CAUSAL;
         const attn_backend_t *be = registry_find(c.backend);
         attn_err_t err = {0};
         char reason[256] = "", name[128];
         attn_tensors_t t;
-        if (!be || !backend_supports(be, &c.p, reason, sizeof reason) ||
+        if (!be || !backend_supports(be, &c.p, &c.x, reason, sizeof reason) ||
             tensors_alloc(&c.p, 1, 42, &t, &err) != ATTN_OK) {
             check(0, c.backend, "case %zu cannot run: %s%s", i, reason, err.msg);
             continue;
         }
         attn_alloc_reset_peak();
         size_t before = attn_alloc_current_bytes();
-        int rc = be->forward(be, &c.p, &t.io, &err);
-        double got = (double)(attn_alloc_peak_bytes() - before), want = (double)be->workspace_bytes(be, &c.p);
+        int rc = be->forward(be, &c.p, &c.x, &t.io, &err);
+        double got = (double)(attn_alloc_peak_bytes() - before), want = (double)be->workspace_bytes(be, &c.p, &c.x);
         tensors_free(&t);
         int upper_only = !strcmp(c.backend, "ulysses"); /* declares every rank's local workspace at once */
         snprintf(name, sizeof name, "measured workspace %s case %zu: %.0f of %.0f declared bytes (%.4f)", c.backend, i,
@@ -266,8 +268,8 @@ static void test_memory_task(void) {
 
 static void test_capacity_search(void) {
     const attn_backend_t *bw = registry_find("blockwise"), *nv = registry_find("naive");
-    attn_problem_t p = {.batch = 1, .heads = 8, .kv_heads = 8, .head_dim = 64, .n_q = 1, .n_k = 1, .threads = 2,
-                        .layout = -1};
+    attn_problem_t p = {.batch = 1, .heads = 8, .kv_heads = 8, .head_dim = 64, .n_q = 1, .n_k = 1};
+    attn_exec_t x = {.threads = 2, .layout = -1};
     /* blockwise at n: 4 tensors of 8·n·64 floats, an LSE of 8·n, and the tiles of 2 workers
      * (B·H·⌈n/128⌉ ≥ 8 items from n = 1): 8224·n + 265216 bytes. */
     const struct {
@@ -284,7 +286,7 @@ static void test_capacity_search(void) {
         {nv, 16735999, 512, 999},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int64_t refined = -1, n = capacity_max_seq_len(cases[i].be, &p, cases[i].budget, &refined);
+        int64_t refined = -1, n = capacity_max_seq_len(cases[i].be, &p, &x, cases[i].budget, &refined);
         char name[96];
         snprintf(name, sizeof name, "capacity %s budget %" PRIu64, cases[i].be->name, cases[i].budget);
         check(n == cases[i].n && refined == cases[i].refined, name, "expected n %" PRId64 " refined %" PRId64
@@ -295,14 +297,14 @@ static void test_capacity_search(void) {
     for (int b = 0; b < 2; b++)
         for (int k = 0; k < 2; k++) {
             const attn_backend_t *be = k ? nv : bw;
-            int64_t n = capacity_max_seq_len(be, &p, budgets[b], NULL);
+            int64_t n = capacity_max_seq_len(be, &p, &x, budgets[b], NULL);
             attn_problem_t at = p, twice = p;
             at.n_q = at.n_k = n, twice.n_q = twice.n_k = 2 * n;
             char name[96];
             snprintf(name, sizeof name, "capacity %s 2^%d bytes: n fits, 2n does not", be->name, b ? 40 : 34);
-            check(n > 0 && capacity_case_bytes(be, &at) <= budgets[b] && capacity_case_bytes(be, &twice) > budgets[b],
-                  name, "n = %" PRId64 ": %" PRIu64 " and %" PRIu64 " bytes", n, capacity_case_bytes(be, &at),
-                  capacity_case_bytes(be, &twice));
+            check(n > 0 && capacity_case_bytes(be, &at, &x) <= budgets[b] && capacity_case_bytes(be, &twice, &x) > budgets[b],
+                  name, "n = %" PRId64 ": %" PRIu64 " and %" PRIu64 " bytes", n, capacity_case_bytes(be, &at, &x),
+                  capacity_case_bytes(be, &twice, &x));
         }
 }
 

@@ -43,11 +43,10 @@ static double rel_l2(const double *a, const double *ref, size_t n) {
 
 static int forward(const model_t *m, const char *backend, attn_dtype_t dt, int ranks, attn_mask_t mask,
                    const int32_t *tok, int64_t n, int64_t n_logits, double *logits) {
-    attn_problem_t t = {.mask = mask, .window = 48, .dtype = dt, .threads = 2, .ranks = ranks, .layout = -1,
-                        .comm_timeout = 60};
-    snprintf(t.local_backend, sizeof t.local_backend, "blockwise");
+    attn_problem_t t = {.mask = mask, .window = 48, .dtype = dt};
+    attn_exec_t x = {.threads = 2, .ranks = ranks, .layout = -1, .comm_timeout = 60, .local_backend = "blockwise"};
     attn_err_t err = {0};
-    if (dist_model_run(m, NULL, registry_find(backend), &t, tok, n, n_logits, logits, &err) != ATTN_OK) {
+    if (dist_model_run(m, NULL, registry_find(backend), &t, &x, tok, n, n_logits, logits, &err) != ATTN_OK) {
         printf("FAIL %s: %s\n", backend, err.msg);
         check_failed++;
         return 1;
@@ -109,20 +108,21 @@ int main(int argc, char **argv) {
     /* KV cache: prefill N−4 tokens, decode 4 one at a time; each step's logits equal the full
      * forward's row (float32 rounding of a different summation order). */
     model_cache_t cache;
-    attn_problem_t t = {.mask = ATTN_MASK_CAUSAL, .dtype = ATTN_F32, .threads = 2, .layout = -1};
+    attn_problem_t t = {.mask = ATTN_MASK_CAUSAL, .dtype = ATTN_F32};
+    attn_exec_t x = {.threads = 2, .layout = -1};
     if (model_cache_init(&cache, &cfg, ATTN_F32, N, &err) == ATTN_OK) {
         const attn_backend_t *bw = registry_find("blockwise");
         double *step = malloc((size_t)cfg.vocab_size * sizeof *step);
-        int rc = dist_model_run(&m, &cache, bw, &t, tok, N - 4, 1, step, &err);
+        int rc = dist_model_run(&m, &cache, bw, &t, &x, tok, N - 4, 1, step, &err);
         double worst = 0;
         for (int i = N - 4; rc == ATTN_OK && i < N; i++) {
-            rc = dist_model_run(&m, &cache, bw, &t, tok + i, 1, 1, step, &err);
+            rc = dist_model_run(&m, &cache, bw, &t, &x, tok + i, 1, 1, step, &err);
             worst = fmax(worst, rel_l2(step, base + (size_t)i * cfg.vocab_size, (size_t)cfg.vocab_size));
         }
         checkf(rc == ATTN_OK && worst < 1e-5 && cache.len == N, "decode with the KV cache: worst step rel L2 %.3g vs full forward%s%s",
               worst, rc ? ": " : "", rc ? err.msg : "");
         attn_err_t over = {0};
-        checkf(dist_model_run(&m, &cache, bw, &t, tok, 1, 1, step, &over) == ATTN_EUSAGE && strstr(over.msg, "KV cache"),
+        checkf(dist_model_run(&m, &cache, bw, &t, &x, tok, 1, 1, step, &over) == ATTN_EUSAGE && strstr(over.msg, "KV cache"),
               "a full KV cache refuses more tokens: %s", over.msg);
         free(step);
         model_cache_free(&cache);

@@ -39,8 +39,8 @@ static void column(const model_t *m, const needle_margins_t *mg, const int32_t *
                    int *in_window) {
     *asked = *correct = *in_window = 0;
     needle_run_opts_t ro = {.be = registry_find(be_name), .mode = mode, .ask_all = k > 1, .chunk = 1000};
-    ro.tmpl.mask = mask, ro.tmpl.window = window, ro.tmpl.ranks = ranks, ro.tmpl.threads = 2, ro.tmpl.layout = -1;
-    ro.tmpl.fault = fault;
+    ro.tmpl.mask = mask, ro.tmpl.window = window;
+    ro.x = (attn_exec_t){.ranks = ranks, .threads = 2, .layout = -1, .fault = fault};
     for (int depth = 0; depth <= 100; depth += 10) {
         needle_prompt_t pr;
         needle_outcome_t out;

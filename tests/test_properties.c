@@ -31,9 +31,11 @@ static void check(int ok, const char *name, const char *fmt, double got, double 
     failed += !ok;
 }
 
+static const attn_exec_t two = {.threads = 2, .ranks = 1, .layout = -1}; /* every case runs on 2 threads */
+
 static attn_problem_t make(int64_t n_k, int64_t n_q, int64_t kvh, int64_t d, attn_mask_t mask, int64_t w) {
     return (attn_problem_t){.batch = 2, .heads = 4, .kv_heads = kvh, .head_dim = d, .n_q = n_q, .n_k = n_k,
-                            .mask = mask, .window = w, .threads = 2};
+                            .mask = mask, .window = w};
 }
 
 /* Reference (f64) and naive-f32 outputs of p, for tolerance bounds. */
@@ -49,8 +51,8 @@ static void baseline(const attn_problem_t *p, baseline_t *b) {
     p32.dtype = ATTN_F32;
     attn_err_t err = {0};
     if (tensors_alloc(&p64, 1, 7, &b->ref, &err) || tensors_alloc(&p32, 1, 7, &b->f32, &err) ||
-        naive_attend(&p64, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, &b->ref.io, &err) ||
-        naive_attend(&p32, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, &b->f32.io, &err)) {
+        naive_attend(&p64, two.threads, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, &b->ref.io, &err) ||
+        naive_attend(&p32, two.threads, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, &b->f32.io, &err)) {
         fprintf(stderr, "baseline failed: %s\n", err.msg);
         exit(1);
     }
@@ -78,7 +80,7 @@ static void check_backend(const char *name, const char *what, const attn_problem
     attn_io_t io = *in;
     io.o = out.o;
     io.lse = out.lse;
-    be->forward(be, p, &io, &err);
+    be->forward(be, p, &two, &io, &err);
     attn_errors_t e = errors_measure(out.o, out.lse, ATTN_F32, b->ref.o, b->ref.lse, problem_numel_q(p),
                                      problem_numel_lse(p));
     attn_errors_t bound = tolerance_bound(name, ATTN_F32, &b->naive32, b->o_max, b->lse_max, p->n_k);
@@ -176,7 +178,7 @@ static void generic_simd_path(void) {
  * second key piece (positions ≥ 300), so that piece must give O = 0, LSE = −∞ for it. */
 static void pieces_merge(attn_mask_t mask) {
     attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 32, .n_q = 150, .n_k = 600,
-                        .mask = mask, .window = 200, .threads = 2, .block_q = 32, .block_k = 64};
+                        .mask = mask, .window = 200, .block_q = 32, .block_k = 64};
     attn_span_t qs = {5, 3}, ks = {0, 1};
     int64_t d = p.head_dim, nq = p.n_q, nk = p.n_k, half = 300;
     attn_problem_t p64 = p;
@@ -193,7 +195,7 @@ static void pieces_merge(attn_mask_t mask) {
     rng_fill(v, ATTN_F32, 3, RNG_TENSOR_V, p.kv_heads, nk, ks, nk, d);
     attn_err_t err = {0};
     attn_io_t io64 = {.q = q64, .k = k64, .v = v64, .o = o64, .lse = l64};
-    naive_attend(&p64, qs, nq, ks, nk, &io64, &err);
+    naive_attend(&p64, two.threads, qs, nq, ks, nk, &io64, &err);
     /* Each piece's K/V is its own contiguous array, as a ring step would hold it. */
     float *kp[2], *vp[2];
     for (int s = 0; s < 2; s++) {
@@ -206,7 +208,7 @@ static void pieces_merge(attn_mask_t mask) {
         o[s] = malloc(nqe * 4);
         l[s] = malloc(nl * 4);
         tile_io_t io = {q, kp[s], vp[s], o[s], l[s], nq, half};
-        tile_attend_f32(&p, qs, nq, (attn_span_t){s * half, 1}, half, &io, TILE_SCAN_ALL, NULL, &err);
+        tile_attend_f32(&p, two.threads, qs, nq, (attn_span_t){s * half, 1}, half, &io, TILE_SCAN_ALL, NULL, &err);
     }
     int empty_ok = l[1][0] == -INFINITY;
     for (int64_t c = 0; c < d; c++)

@@ -3,14 +3,14 @@
 #include "core/backend.h"
 #include "impls/cpu/tile_engine.h"
 
-static int blockwise_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
-    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, reason, len);
+static int blockwise_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
+    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, x, reason, len);
 }
 
-static int blockwise_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+static int blockwise_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
     const tile_walk_t *walk = self->ctx;
     tile_io_t t = {io->q, io->k, io->v, io->o, io->lse, p->n_q, p->n_k};
-    return tile_attend_f32(p, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, &t, *walk, NULL, err);
+    return tile_attend_f32(p, x->threads, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, &t, *walk, NULL, err);
 }
 
 static const tile_walk_t scan_all = TILE_SCAN_ALL;

@@ -87,18 +87,19 @@ static void naive_item(void *ctx, int64_t bh, int worker) {
     }
 }
 
-static int naive_workers(const attn_problem_t *p) {
+static int naive_workers(const attn_problem_t *p, int threads) {
     int64_t items = p->batch * p->heads;
-    return (int)ATTN_MIN((int64_t)problem_threads(p), items);
+    attn_exec_t x = {.threads = threads};
+    return (int)ATTN_MIN((int64_t)exec_threads(&x), items);
 }
 
 static size_t naive_scratch_bytes(const attn_problem_t *p, int64_t n_q, int64_t n_k) {
     return (size_t)(n_q * n_k + p->head_dim * n_k) * dtype_size(p->dtype);
 }
 
-int naive_attend(const attn_problem_t *p, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
+int naive_attend(const attn_problem_t *p, int threads, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
                  const attn_io_t *io, attn_err_t *err) {
-    int workers = naive_workers(p);
+    int workers = naive_workers(p, threads);
     void *scratch[workers];
     naive_job_t job = {.p = p, .qs = qs, .ks = ks, .n_q = n_q, .n_k = n_k, .q = io->q, .k = io->k,
                        .v = io->v, .o = io->o, .lse = io->lse, .scratch = scratch};
@@ -118,22 +119,22 @@ int naive_attend(const attn_problem_t *p, attn_span_t qs, int64_t n_q, attn_span
     return rc;
 }
 
-static int naive_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+static int naive_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
     if (p->dtype != ATTN_F32 && p->dtype != ATTN_F64) {
         snprintf(reason, len, "%s runs in float32 or float64 only (got %s)", self->name, dtype_name(p->dtype));
         return 0;
     }
-    return backend_check_memory(self, p, reason, len);
+    return backend_check_memory(self, p, x, reason, len);
 }
 
-static int naive_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+static int naive_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
     (void)self;
-    return naive_attend(p, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, io, err);
+    return naive_attend(p, x->threads, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, io, err);
 }
 
-static size_t naive_workspace(const attn_backend_t *self, const attn_problem_t *p) {
+static size_t naive_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     (void)self;
-    return (size_t)naive_workers(p) * naive_scratch_bytes(p, p->n_q, p->n_k);
+    return (size_t)naive_workers(p, x->threads) * naive_scratch_bytes(p, p->n_q, p->n_k);
 }
 
 const attn_backend_t backend_cpu_naive = {

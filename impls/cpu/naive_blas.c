@@ -44,7 +44,7 @@ static void softmax_rows(void *ctx, int64_t item, int worker) {
     j->softmax(j->S + r0 * j->n_k, (int)rows, (int)j->n_k, (int)j->n_k, j->c, j->m + r0, j->l + r0, j->alpha + r0);
 }
 
-static int naive_blas_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io,
+static int naive_blas_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io,
                               attn_err_t *err) {
     (void)self;
     int64_t d = p->head_dim, nq = p->n_q, nk = p->n_k;
@@ -56,7 +56,7 @@ static int naive_blas_forward(const attn_backend_t *self, const attn_problem_t *
     }
     softmax_job_t j = {.p = p, .S = S, .m = vec, .l = vec + nq, .alpha = vec + 2 * nq, .n_q = nq, .n_k = nk,
                        .q0 = nk - nq, .c = (float)(problem_scale(p) * M_LOG2E), .softmax = softmax_tile_select()};
-    int threads = problem_threads(p);
+    int threads = exec_threads(x);
     for (int64_t bh = 0; bh < p->batch * p->heads; bh++) {
         int64_t b = bh / p->heads, kvh = (bh % p->heads) / (p->heads / p->kv_heads);
         const float *Q = (const float *)io->q + bh * nq * d;
@@ -78,12 +78,12 @@ static int naive_blas_forward(const attn_backend_t *self, const attn_problem_t *
     return ATTN_OK;
 }
 
-static int naive_blas_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
-    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, reason, len);
+static int naive_blas_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
+    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, x, reason, len);
 }
 
-static size_t naive_blas_workspace(const attn_backend_t *self, const attn_problem_t *p) {
-    (void)self;
+static size_t naive_blas_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
+    (void)self, (void)x;
     return (size_t)(p->n_q * p->n_k + 3 * p->n_q) * sizeof(float);
 }
 

@@ -5,19 +5,19 @@
 #include "core/backend.h"
 #include "impls/cpu/tile_engine.h"
 
-static int window_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+static int window_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
     if (p->mask != ATTN_MASK_WINDOW) {
         snprintf(reason, len, "%s declines mask %s: it computes only the window band (use --mask window)",
                  self->name, mask_name(p->mask));
         return 0;
     }
-    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, reason, len);
+    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, x, reason, len);
 }
 
-static int window_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+static int window_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
     (void)self;
     tile_io_t t = {io->q, io->k, io->v, io->o, io->lse, p->n_q, p->n_k};
-    return tile_attend_f32(p, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, &t, TILE_BAND_ONLY, NULL, err);
+    return tile_attend_f32(p, x->threads, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, &t, TILE_BAND_ONLY, NULL, err);
 }
 
 const attn_backend_t backend_cpu_sliding_window = {

@@ -125,19 +125,20 @@ static void tile_item(void *ctx, int64_t item, int worker) {
     atomic_fetch_add(&j->skipped, skipped + (n_kt - (kt_end - kt_first)));
 }
 
-static int tile_workers(const attn_problem_t *p, int64_t n_q) {
+static int tile_workers(const attn_problem_t *p, int threads, int64_t n_q) {
     int64_t items = p->batch * p->heads * ((n_q + tile_block_q(p) - 1) / tile_block_q(p));
-    return (int)ATTN_MIN((int64_t)problem_threads(p), ATTN_MAX(items, 1));
+    attn_exec_t x = {.threads = threads};
+    return (int)ATTN_MIN((int64_t)exec_threads(&x), ATTN_MAX(items, 1));
 }
 
-size_t tile_workspace_bytes(const attn_problem_t *p, int64_t n_q) {
+size_t tile_workspace_bytes(const attn_problem_t *p, int threads, int64_t n_q) {
     size_t per = (size_t)tile_block_q(p) * ((size_t)tile_block_k(p) + 3) * sizeof(float);
-    return (size_t)tile_workers(p, n_q) * per;
+    return (size_t)tile_workers(p, threads, n_q) * per;
 }
 
-int tile_attend_f32(const attn_problem_t *p, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
+int tile_attend_f32(const attn_problem_t *p, int threads, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
                     const tile_io_t *io, tile_walk_t walk, tile_stats_t *stats, attn_err_t *err) {
-    int workers = tile_workers(p, n_q);
+    int workers = tile_workers(p, threads, n_q);
     tile_job_t j = {.p = p, .qs = qs, .ks = ks, .n_q = n_q, .n_k = n_k, .bq = tile_block_q(p),
                     .bk = tile_block_k(p), .io = *io, .walk = walk,
                     .c = (float)(problem_scale(p) * M_LOG2E), .softmax = softmax_tile_select()};
@@ -172,7 +173,7 @@ int tile_backend_supports_dtype(const attn_backend_t *self, const attn_problem_t
     return 1;
 }
 
-size_t tile_backend_workspace(const attn_backend_t *self, const attn_problem_t *p) {
+size_t tile_backend_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     (void)self;
-    return tile_workspace_bytes(p, p->n_q);
+    return tile_workspace_bytes(p, x->threads, p->n_q);
 }

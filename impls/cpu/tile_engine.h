@@ -27,7 +27,7 @@ typedef struct {
 
 /* Float32 attention of n_q query rows at positions qs against n_k key rows at positions ks.
  * Rows that see no key in this piece get O = 0 and LSE = −∞. stats may be NULL. */
-int tile_attend_f32(const attn_problem_t *p, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
+int tile_attend_f32(const attn_problem_t *p, int threads, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
                     const tile_io_t *io, tile_walk_t walk, tile_stats_t *stats, attn_err_t *err);
 
 /* A hook the calling thread's engine calls between work items (one Q tile against its K
@@ -39,9 +39,9 @@ void tile_set_progress(void (*fn)(void *arg), void *arg);
  * workspace is the engine's. */
 struct attn_backend;
 int tile_backend_supports_dtype(const struct attn_backend *self, const attn_problem_t *p, char *reason, size_t len);
-size_t tile_backend_workspace(const struct attn_backend *self, const attn_problem_t *p);
+size_t tile_backend_workspace(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
 
-/* Workspace tile_attend_f32 allocates for a piece of n_q rows. */
-size_t tile_workspace_bytes(const attn_problem_t *p, int64_t n_q);
+/* Workspace tile_attend_f32 allocates for a piece of n_q rows on `threads` threads (0 = all cores). */
+size_t tile_workspace_bytes(const attn_problem_t *p, int threads, int64_t n_q);
 int tile_block_q(const attn_problem_t *p);
 int tile_block_k(const attn_problem_t *p);

@@ -6,22 +6,22 @@
 #include "core/backend.h"
 #include "impls/cuda/cuda_backends.h"
 
-static int naive_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+static int naive_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
     if (p->dtype != ATTN_F32 && p->dtype != ATTN_BF16) {
         snprintf(reason, len, "%s runs in f32 or bf16 only (got %s)", self->name, dtype_name(p->dtype));
         return 0;
     }
-    return cuda_supports_device(self, p, cuda_naive_device_bytes(p), reason, len);
+    return cuda_supports_device(self, x, cuda_naive_device_bytes(p), reason, len);
 }
 
-static int naive_cuda_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io,
+static int naive_cuda_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io,
                               attn_err_t *err) {
     (void)self;
-    return cuda_naive_forward(p, io, err);
+    return cuda_naive_forward(p, x, io, err);
 }
 
-static size_t naive_cuda_workspace(const attn_backend_t *self, const attn_problem_t *p) {
-    (void)self;
+static size_t naive_cuda_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
+    (void)self, (void)x;
     return cuda_naive_device_bytes(p);
 }
 
@@ -34,31 +34,31 @@ const attn_backend_t backend_cuda_naive = {
     .workspace_bytes = naive_cuda_workspace,
 };
 
-static int flash_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+static int flash_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
     char why[256];
     if (!cuda_flash_supports(p, why, sizeof why)) {
         snprintf(reason, len, "%s %s", self->name, why);
         return 0;
     }
-    return cuda_supports_device(self, p, cuda_flash_device_bytes(p), reason, len);
+    return cuda_supports_device(self, x, cuda_flash_device_bytes(p), reason, len);
 }
 
-static int window_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+static int window_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
     if (p->mask != ATTN_MASK_WINDOW) {
         snprintf(reason, len, "%s declines mask %s: it computes only the window band (use --mask window)",
                  self->name, mask_name(p->mask));
         return 0;
     }
-    return flash_supports(self, p, reason, len);
+    return flash_supports(self, p, x, reason, len);
 }
 
-static int flash_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+static int flash_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
     (void)self;
-    return cuda_flash_forward(p, io, err);
+    return cuda_flash_forward(p, x, io, err);
 }
 
-static size_t flash_workspace(const attn_backend_t *self, const attn_problem_t *p) {
-    (void)self;
+static size_t flash_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
+    (void)self, (void)x;
     return cuda_flash_device_bytes(p);
 }
 

@@ -11,12 +11,12 @@ extern "C" {
 
 /* naive.cu: cuBLAS S = Q·Kᵀ into an n_q × n_k float32 matrix per head, a mask + softmax kernel,
  * cuBLAS O = P·V. f32 (pedantic float32 GEMMs, no TF32) or bf16 (bf16 inputs, f32 accumulate). */
-int cuda_naive_forward(const attn_problem_t *p, const attn_io_t *io, attn_err_t *err);
+int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err);
 size_t cuda_naive_device_bytes(const attn_problem_t *p);
 
 /* flash.cu: the FlashAttention-2-style tensor-core kernel (bf16, head dims 64 and 128). */
 int cuda_flash_supports(const attn_problem_t *p, char *why, size_t len);
-int cuda_flash_forward(const attn_problem_t *p, const attn_io_t *io, attn_err_t *err);
+int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err);
 size_t cuda_flash_device_bytes(const attn_problem_t *p);
 
 #ifdef __cplusplus
@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 /* device.cu: see cuda_util.cuh. */
-int cuda_supports_device(const attn_backend_t *self, const attn_problem_t *p, size_t device_bytes, char *reason,
+int cuda_supports_device(const attn_backend_t *self, const attn_exec_t *x, size_t device_bytes, char *reason,
                          size_t len);
 
 #ifdef __cplusplus

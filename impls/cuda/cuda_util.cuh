@@ -70,8 +70,8 @@ struct event_pair {
 };
 
 /* Every forward starts here: a clear "no CUDA device" error when there is none, the device
- * p->device selected, and an error naming the ordinal when it does not exist. */
-int cuda_begin(const attn_problem_t *p, attn_err_t *err);
+ * x->device selected, and an error naming the ordinal when it does not exist. */
+int cuda_begin(const attn_exec_t *x, attn_err_t *err);
 /* cuda_supports_device (cuda_backends.h): supports() of every CUDA backend starts there: 0
  * with the reason when there is no device (the harness records the case as skipped) or when
  * the device bytes would not fit in the device's free memory. */

@@ -96,18 +96,18 @@ extern "C" int device_mem_info(int ordinal, uint64_t *free_bytes, uint64_t *tota
     return ok;
 }
 
-int cuda_begin(const attn_problem_t *p, attn_err_t *err) {
+int cuda_begin(const attn_exec_t *x, attn_err_t *err) {
     char why[256];
     int n = device_count(why, sizeof why);
     if (n == 0)
         return attn_fail(err, ATTN_ERUNTIME, "%s", why);
-    if (p->device >= n)
-        return attn_fail(err, ATTN_ERUNTIME, "no CUDA device %d: this machine has %d (0..%d)", p->device, n, n - 1);
-    CUDA_TRY(cudaSetDevice(p->device));
+    if (x->device >= n)
+        return attn_fail(err, ATTN_ERUNTIME, "no CUDA device %d: this machine has %d (0..%d)", x->device, n, n - 1);
+    CUDA_TRY(cudaSetDevice(x->device));
     return ATTN_OK;
 }
 
-extern "C" int cuda_supports_device(const attn_backend_t *self, const attn_problem_t *p, size_t device_bytes, char *reason,
+extern "C" int cuda_supports_device(const attn_backend_t *self, const attn_exec_t *x, size_t device_bytes, char *reason,
                          size_t len) {
     char why[256];
     int n = device_count(why, sizeof why);
@@ -115,23 +115,23 @@ extern "C" int cuda_supports_device(const attn_backend_t *self, const attn_probl
         snprintf(reason, len, "%s: %s", self->name, why);
         return 0;
     }
-    if (p->device >= n) {
-        snprintf(reason, len, "%s: no CUDA device %d (this machine has %d)", self->name, p->device, n);
+    if (x->device >= n) {
+        snprintf(reason, len, "%s: no CUDA device %d (this machine has %d)", self->name, x->device, n);
         return 0;
     }
     /* The fatbinary holds sm_80 and sm_90 code (mma.sync bf16, cp.async): an older device would
      * fail at its first launch with no kernel image, so decline it here with the reason. */
     int major = 0;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, p->device) == cudaSuccess && major < 8) {
-        snprintf(reason, len, "%s needs compute capability 8.0 or newer; device %d is sm_%d.x", self->name, p->device,
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, x->device) == cudaSuccess && major < 8) {
+        snprintf(reason, len, "%s needs compute capability 8.0 or newer; device %d is sm_%d.x", self->name, x->device,
                  major);
         return 0;
     }
     uint64_t free_b = 0, total_b = 0;
-    if (device_mem_info(p->device, &free_b, &total_b) && device_bytes > free_b) {
+    if (device_mem_info(x->device, &free_b, &total_b) && device_bytes > free_b) {
         snprintf(reason, len,
                  "%s would need %zu device bytes (%.1f GiB) but device %d has %llu free (%.1f GiB of %.1f GiB)",
-                 self->name, device_bytes, device_bytes / 1073741824.0, p->device, (unsigned long long)free_b,
+                 self->name, device_bytes, device_bytes / 1073741824.0, x->device, (unsigned long long)free_b,
                  free_b / 1073741824.0, total_b / 1073741824.0);
         return 0;
     }

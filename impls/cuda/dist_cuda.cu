@@ -31,8 +31,8 @@ struct dist_cuda_ctx {
 const dist_cuda_ctx *ctx_of(const attn_backend_t *self) { return (const dist_cuda_ctx *)self->ctx; }
 attn_layout_kind_t kind_of(const attn_backend_t *self) { return ctx_of(self)->kind; }
 
-size_t rank_bytes(const attn_backend_t *self, const attn_problem_t *p, int r) {
-    return ctx_of(self)->ulysses ? ulysses_cuda_rank_bytes(p, r) : ring_cuda_rank_bytes(p, (int)kind_of(self), r);
+size_t rank_bytes(const attn_backend_t *self, const attn_problem_t *p, int P, int r) {
+    return ctx_of(self)->ulysses ? ulysses_cuda_rank_bytes(p, P, r) : ring_cuda_rank_bytes(p, P, (int)kind_of(self), r);
 }
 
 int run_ranks(const attn_backend_t *self, gcomm *g, const attn_problem_t *p, const ring_cuda_host_t *h,
@@ -91,9 +91,9 @@ void fill_dist(const ring_cuda_stats_t *st, int P, attn_dist_stats_t *out) {
     }
 }
 
-int local_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
-    ATTN_TRY(cuda_begin(p, err));
-    int P = p->ranks > 1 ? p->ranks : 1;
+int local_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
+    ATTN_TRY(cuda_begin(x, err));
+    int P = exec_ranks(x);
     attn_layout_t lq, lk;
     ATTN_TRY(layout_init(&lq, kind_of(self), p->n_q, P, err));
     ATTN_TRY(layout_init(&lk, kind_of(self), p->n_k, P, err));
@@ -107,7 +107,7 @@ int local_forward(const attn_backend_t *self, const attn_problem_t *p, const att
     }
     gcomm g = {};
     ring_cuda_stats_t st[ATTN_MAX_RANKS] = {};
-    int rc = gcomm_local_open(&g, P, p->device, p->comm_timeout, err);
+    int rc = gcomm_local_open(&g, P, x->device, x->comm_timeout, err);
     if (rc == ATTN_OK)
         rc = run_ranks(self, &g, p, &hs.h, st, err);
     gcomm_close(&g);
@@ -143,7 +143,7 @@ int node_local_rank(int world_rank) {
 /* At exit, before the CUDA runtime's own teardown (atexit runs in reverse order of registration). */
 void nccl_world_at_exit(void) { gcomm_close(&nccl_world); }
 
-int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, attn_comm_t *c, const attn_io_t *io,
+int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_comm_t *c, const attn_io_t *io,
               attn_err_t *err) {
     int P = c->size, me = c->rank;
     /* One GPU per rank: a rank uses device --device + its rank on its node, unless the launcher
@@ -152,22 +152,22 @@ int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, attn_comm_t *
     int n_dev = device_count(why, sizeof why);
     const char *visible = getenv("CUDA_VISIBLE_DEVICES");
     int own_gpu = n_dev == 1 && visible && *visible && !strchr(visible, ',');
-    attn_problem_t mine_p = *p;
-    mine_p.device = own_gpu ? p->device : p->device + node_local_rank(me);
-    p = &mine_p;
-    if (n_dev > 0 && p->device >= n_dev)
+    attn_exec_t mine_x = *x;
+    mine_x.device = own_gpu ? x->device : x->device + node_local_rank(me);
+    x = &mine_x;
+    if (n_dev > 0 && x->device >= n_dev)
         return attn_fail(err, ATTN_ERUNTIME, "nccl: rank %d needs CUDA device %d but this node has %d (one GPU per rank)",
-                         me, p->device, n_dev);
-    ATTN_TRY(cuda_begin(p, err));
-    if (nccl_world.count && (nccl_world.size != P || nccl_world.device != p->device))
+                         me, x->device, n_dev);
+    ATTN_TRY(cuda_begin(x, err));
+    if (nccl_world.count && (nccl_world.size != P || nccl_world.device != x->device))
         gcomm_close(&nccl_world);
     if (!nccl_world.count) {
         static int at_exit_set;
-        ATTN_TRY(gcomm_nccl_open_mpi(&nccl_world, c, p->device, p->comm_timeout, err));
+        ATTN_TRY(gcomm_nccl_open_mpi(&nccl_world, c, x->device, x->comm_timeout, err));
         if (!at_exit_set)
             at_exit_set = atexit(nccl_world_at_exit) == 0;
     }
-    nccl_world.timeout_s = p->comm_timeout > 0 ? p->comm_timeout : 300.0;
+    nccl_world.timeout_s = x->comm_timeout > 0 ? x->comm_timeout : 300.0;
     attn_layout_t lq, lk;
     ATTN_TRY(layout_init(&lq, kind_of(self), p->n_q, P, err));
     ATTN_TRY(layout_init(&lk, kind_of(self), p->n_k, P, err));
@@ -200,12 +200,12 @@ int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, attn_comm_t *
     return dist_gather(c, &lq, BH, 1, hs.h.lse[0], (float *)io->lse, err);
 }
 
-int dist_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
-    if (p->layout >= 0 && p->layout != (int)kind_of(self)) {
+int dist_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
+    if (x->layout >= 0 && x->layout != (int)kind_of(self)) {
         snprintf(reason, len, "%s always uses the %s layout", self->name, layout_name(kind_of(self)));
         return 0;
     }
-    int P = p->ranks > 1 ? p->ranks : 1;
+    int P = exec_ranks(x);
     ulysses_heads_t uh;
     for (int q = 0; ctx_of(self)->ulysses && q < P; q++)
         if (!ulysses_heads(p, P, q, &uh)) {
@@ -213,7 +213,7 @@ int dist_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, char
                      self->name, (long long)p->heads, (long long)p->kv_heads, P);
             return 0;
         }
-    if (!dist_supports_common(self, p, reason, len))
+    if (!dist_supports_common(self, p, x, reason, len))
         return 0;
     char why[256];
     if (!cuda_flash_supports(p, why, sizeof why)) {
@@ -222,29 +222,29 @@ int dist_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, char
     }
     /* cuda_local: every rank's buffers on the one device; nccl: this process's rank. */
     size_t bytes = 0;
-    for (int r = 0; r < (p->transport == ATTN_TRANSPORT_NCCL ? 1 : P); r++)
-        bytes += rank_bytes(self, p, r);
-    return cuda_supports_device(self, p, bytes, reason, len);
+    for (int r = 0; r < (x->transport == ATTN_TRANSPORT_NCCL ? 1 : P); r++)
+        bytes += rank_bytes(self, p, P, r);
+    return cuda_supports_device(self, x, bytes, reason, len);
 }
 
-int dist_cuda_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
-    if (p->transport == ATTN_TRANSPORT_NCCL)
-        return dist_forward(self, p, io, err);
-    return local_forward(self, p, io, err);
+int dist_cuda_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
+    if (x->transport == ATTN_TRANSPORT_NCCL)
+        return dist_forward(self, p, x, io, err);
+    return local_forward(self, p, x, io, err);
 }
 
-void dist_cuda_expect(const attn_backend_t *self, const attn_problem_t *p, attn_dist_expect_t *out) {
+void dist_cuda_expect(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_dist_expect_t *out) {
     if (ctx_of(self)->ulysses)
-        ulysses_cuda_expect(p, out);
+        ulysses_cuda_expect(p, exec_ranks(x), out);
     else
-        dist_ring_expect(kind_of(self), p, 2.0, out);
+        dist_ring_expect(kind_of(self), p, exec_ranks(x), 2.0, out);
 }
 
-size_t dist_cuda_workspace(const attn_backend_t *self, const attn_problem_t *p) {
+size_t dist_cuda_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     size_t bytes = 0;
-    int P = p->ranks > 1 ? p->ranks : 1;
+    int P = exec_ranks(x);
     for (int r = 0; r < P; r++)
-        bytes += rank_bytes(self, p, r);
+        bytes += rank_bytes(self, p, P, r);
     return bytes;
 }
 

@@ -304,8 +304,8 @@ extern "C" size_t cuda_flash_device_bytes(const attn_problem_t *p) {
     return (nq + 2 * nkv) * sizeof(bf16) + (nq + nl) * sizeof(float) + (nq > nkv ? nq : nkv) * sizeof(float);
 }
 
-extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
-    ATTN_TRY(cuda_begin(p, err));
+extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
+    ATTN_TRY(cuda_begin(x, err));
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
     dev_buf q, k, v, o, lse, staging;
     DEV_ALLOC(q, nq * sizeof(bf16), "blockwise_cuda Q (bf16)");

@@ -90,8 +90,8 @@ extern "C" size_t cuda_naive_device_bytes(const attn_problem_t *p) {
     return (nq + 2 * nkv) * es + (nq + nl) * sizeof(float) + scores + staging + CUBLAS_WORKSPACE;
 }
 
-extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
-    ATTN_TRY(cuda_begin(p, err));
+extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
+    ATTN_TRY(cuda_begin(x, err));
     const int bf = p->dtype == ATTN_BF16;
     const int64_t d = p->head_dim, nq_rows = p->n_q, nk_rows = p->n_k;
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);

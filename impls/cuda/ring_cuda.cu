@@ -100,10 +100,10 @@ struct rank_events {
 
 } // namespace
 
-extern "C" size_t ring_cuda_rank_bytes(const attn_problem_t *p, int kind, int rank) {
+extern "C" size_t ring_cuda_rank_bytes(const attn_problem_t *p, int ranks, int kind, int rank) {
     attn_layout_t lq, lk;
     attn_err_t err = {};
-    int P = p->ranks > 1 ? p->ranks : 1;
+    int P = ranks > 1 ? ranks : 1;
     if (layout_init(&lq, (attn_layout_kind_t)kind, p->n_q, P, &err) ||
         layout_init(&lk, (attn_layout_kind_t)kind, p->n_k, P, &err))
         return 0;
@@ -254,7 +254,7 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
             }
         }
         st[i].wall_s = seconds_between(ev[i].start, ev[i].end);
-        st[i].device_bytes = (double)ring_cuda_rank_bytes(p, kind_i, g->first + i);
+        st[i].device_bytes = (double)ring_cuda_rank_bytes(p, P, kind_i, g->first + i);
         int r = g->first + i;
         size_t qn = (size_t)(BH * layout_local_count(&lq, r) * d), ln = (size_t)(BH * layout_local_count(&lq, r));
         if (qn) {

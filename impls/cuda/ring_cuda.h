@@ -19,7 +19,7 @@ struct ring_cuda_stats_t {
 };
 
 /* Device bytes rank `rank` allocates for p under layout `kind` (attn_layout_kind_t). */
-extern "C" size_t ring_cuda_rank_bytes(const attn_problem_t *p, int kind, int rank);
+extern "C" size_t ring_cuda_rank_bytes(const attn_problem_t *p, int ranks, int kind, int rank);
 /* Runs the P ring steps for the ranks g drives; st must be zeroed by the caller. */
 int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind, const ring_cuda_host_t *h, ring_cuda_stats_t *st,
                     attn_err_t *err);

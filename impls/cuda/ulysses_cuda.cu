@@ -123,8 +123,8 @@ int ulysses_heads(const attn_problem_t *p, int P, int q, ulysses_heads_t *h) {
     return 1;
 }
 
-size_t ulysses_cuda_rank_bytes(const attn_problem_t *p, int rank) {
-    int P = p->ranks > 1 ? p->ranks : 1;
+size_t ulysses_cuda_rank_bytes(const attn_problem_t *p, int ranks, int rank) {
+    int P = ranks > 1 ? ranks : 1;
     std::unique_ptr<plan> pl(new plan());
     attn_err_t err = {};
     if (make_plan(p, P, rank, 1, pl.get(), &err) != ATTN_OK)
@@ -166,7 +166,7 @@ int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t
         DEV_ALLOC(s.vh, (size_t)(B * h.kvn * nk * qrow) + 16, "ulysses_cuda V of its heads (bf16)");
         DEV_ALLOC(s.oh, (size_t)(B * h.hq * nq * orow) + 16, "ulysses_cuda O of its heads");
         DEV_ALLOC(s.lh, (size_t)(B * h.hq * nq * 4) + 16, "ulysses_cuda LSE of its heads");
-        st[i].device_bytes = (double)ulysses_cuda_rank_bytes(p, r);
+        st[i].device_bytes = (double)ulysses_cuda_rank_bytes(p, P, r);
         /* Upload through the receive staging buffer (free until the first exchange). */
         cudaStream_t cs = g->compute[i];
         float *stage_f = s.recv.as<float>();
@@ -275,8 +275,8 @@ int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t
     return ATTN_OK;
 }
 
-void ulysses_cuda_expect(const attn_problem_t *p, attn_dist_expect_t *out) {
-    int P = p->ranks > 1 ? p->ranks : 1;
+void ulysses_cuda_expect(const attn_problem_t *p, int ranks, attn_dist_expect_t *out) {
+    int P = ranks > 1 ? ranks : 1;
     memset(out, 0, sizeof *out);
     out->imbalance = out->critical_path = 1;
     attn_layout_t lq, lk;

@@ -9,9 +9,9 @@ struct ulysses_heads_t {
 /* 0 when the heads do not split over P ranks in a way the kernel's GQA mapping can take. */
 int ulysses_heads(const attn_problem_t *p, int P, int q, ulysses_heads_t *h);
 /* Device bytes rank `rank` allocates (shards, its heads' full sequence, two staging buffers). */
-size_t ulysses_cuda_rank_bytes(const attn_problem_t *p, int rank);
+size_t ulysses_cuda_rank_bytes(const attn_problem_t *p, int ranks, int rank);
 /* Both all-to-alls and the compute for the ranks g drives (contiguous shards); st zeroed. */
 int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t *h, ring_cuda_stats_t *st,
                        attn_err_t *err);
 /* Analytic bytes per rank (bf16 out, float32 back); imbalance and critical path 1. */
-void ulysses_cuda_expect(const attn_problem_t *p, attn_dist_expect_t *out);
+void ulysses_cuda_expect(const attn_problem_t *p, int ranks, attn_dist_expect_t *out);

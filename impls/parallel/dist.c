@@ -120,11 +120,11 @@ int dist_report(attn_comm_t *c, const dist_rank_stats_t *mine, attn_dist_stats_t
     return ATTN_OK;
 }
 
-int dist_fault_point(attn_comm_t *c, const attn_problem_t *p, int step, attn_err_t *err) {
-    if ((p->fault != ATTN_FAULT_EXIT && p->fault != ATTN_FAULT_STALL) || c->rank != p->fault_rank ||
-        step != p->fault_step)
+int dist_fault_point(attn_comm_t *c, const attn_exec_t *x, int step, attn_err_t *err) {
+    if ((x->fault != ATTN_FAULT_EXIT && x->fault != ATTN_FAULT_STALL) || c->rank != x->fault_rank ||
+        step != x->fault_step)
         return ATTN_OK;
-    if (p->fault == ATTN_FAULT_EXIT) {
+    if (x->fault == ATTN_FAULT_EXIT) {
         if (!c->shared_memory) { /* a real process death, as a crash would be */
             fprintf(stderr, "attnbench: rank %d: injected fault: exiting at step %d\n", c->rank, step);
             fflush(stderr);
@@ -142,26 +142,26 @@ int dist_fault_point(attn_comm_t *c, const attn_problem_t *p, int step, attn_err
     return attn_fail(err, ATTN_ERUNTIME, "rank %d: injected fault: stalled at step %d", c->rank, step);
 }
 
-int dist_supports_common(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
-    int P = p->ranks > 1 ? p->ranks : 1;
+int dist_supports_common(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
+    int P = exec_ranks(x);
     if (P > ATTN_MAX_RANKS) {
         snprintf(reason, len, "%s runs at most %d ranks (got %d)", self->name, ATTN_MAX_RANKS, P);
         return 0;
     }
     int gpu = !strcmp(self->device, "cuda");
-    if (!gpu && (p->transport == ATTN_TRANSPORT_CUDA_LOCAL || p->transport == ATTN_TRANSPORT_NCCL)) {
+    if (!gpu && (x->transport == ATTN_TRANSPORT_CUDA_LOCAL || x->transport == ATTN_TRANSPORT_NCCL)) {
         snprintf(reason, len, "%s runs on --transport local or mpi (%s is for the *_cuda backends)", self->name,
-                 transport_name(p->transport));
+                 transport_name(x->transport));
         return 0;
     }
-    if (gpu && (p->transport == ATTN_TRANSPORT_LOCAL || p->transport == ATTN_TRANSPORT_MPI)) {
+    if (gpu && (x->transport == ATTN_TRANSPORT_LOCAL || x->transport == ATTN_TRANSPORT_MPI)) {
         snprintf(reason, len, "%s runs on --transport cuda_local (P virtual ranks on one GPU) or nccl", self->name);
         return 0;
     }
-    if (transport_over_mpi(p->transport)) {
+    if (transport_over_mpi(x->transport)) {
         attn_comm_t *w = comm_mpi_world();
         if (!w) {
-            snprintf(reason, len, "--transport %s needs the run started under mpirun", transport_name(p->transport));
+            snprintf(reason, len, "--transport %s needs the run started under mpirun", transport_name(x->transport));
             return 0;
         }
         if (w->size != P) {
@@ -171,7 +171,7 @@ int dist_supports_common(const attn_backend_t *self, const attn_problem_t *p, ch
     }
     if (gpu)
         return 1; /* dtype and device memory: the GPU backend's own supports() */
-    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, reason, len);
+    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, x, reason, len);
 }
 
 /* ---- running forward_rank on the transport ------------------------------------------------- */
@@ -179,12 +179,13 @@ int dist_supports_common(const attn_backend_t *self, const attn_problem_t *p, ch
 typedef struct {
     const attn_backend_t *self;
     const attn_problem_t *p;
+    const attn_exec_t *x;
     const attn_io_t *io;
 } rank_call_t;
 
 static int local_rank(attn_comm_t *c, void *arg, attn_err_t *err) {
     const rank_call_t *call = arg;
-    return call->self->forward_rank(call->self, call->p, c, call->io, err);
+    return call->self->forward_rank(call->self, call->p, call->x, c, call->io, err);
 }
 
 /* A command from rank 0: run backend `backend` on problem p (one attention call, or a model
@@ -193,17 +194,19 @@ typedef struct {
     int stop, is_model;
     char backend[48];
     attn_problem_t p;
+    attn_exec_t x;
     dist_model_cmd_t model;
 } dist_cmd_t;
 
-static int announce(const attn_backend_t *be, const attn_problem_t *p, const dist_model_cmd_t *model, attn_err_t *err) {
+static int announce(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x,
+                    const dist_model_cmd_t *model, attn_err_t *err) {
     attn_comm_t *c = comm_mpi_world();
-    int P = p->ranks > 1 ? p->ranks : 1;
+    int P = exec_ranks(x);
     if (!c || c->size != P || c->rank != 0)
         return attn_fail(err, ATTN_EUSAGE, "--transport mpi --ranks %d needs `mpirun -np %d` (this job has %d)", P, P,
                          c ? c->size : 0);
-    c->timeout_s = p->comm_timeout > 0 ? p->comm_timeout : 300.0;
-    dist_cmd_t cmd = {.p = *p, .is_model = model != NULL};
+    c->timeout_s = x->comm_timeout > 0 ? x->comm_timeout : 300.0;
+    dist_cmd_t cmd = {.p = *p, .x = *x, .is_model = model != NULL};
     if (model)
         cmd.model = *model;
     snprintf(cmd.backend, sizeof cmd.backend, "%s", be->name);
@@ -212,20 +215,21 @@ static int announce(const attn_backend_t *be, const attn_problem_t *p, const dis
     return ATTN_OK;
 }
 
-int dist_announce_model(const attn_backend_t *be, const attn_problem_t *p, const dist_model_cmd_t *mc, attn_err_t *err) {
-    return announce(be, p, mc, err);
+int dist_announce_model(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x,
+                        const dist_model_cmd_t *mc, attn_err_t *err) {
+    return announce(be, p, x, mc, err);
 }
 
-int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
-    int P = p->ranks > 1 ? p->ranks : 1;
-    double timeout = p->comm_timeout > 0 ? p->comm_timeout : 300.0;
-    if (p->transport == ATTN_TRANSPORT_LOCAL) {
-        rank_call_t call = {self, p, io};
-        return comm_local_run(P, timeout, problem_threads(p), local_rank, &call, err);
+int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
+    int P = exec_ranks(x);
+    double timeout = x->comm_timeout > 0 ? x->comm_timeout : 300.0;
+    if (x->transport == ATTN_TRANSPORT_LOCAL) {
+        rank_call_t call = {self, p, x, io};
+        return comm_local_run(P, timeout, exec_threads(x), local_rank, &call, err);
     }
-    ATTN_TRY(announce(self, p, NULL, err));
+    ATTN_TRY(announce(self, p, x, NULL, err));
     attn_comm_t *c = comm_mpi_world();
-    int rc = self->forward_rank(self, p, c, io, err);
+    int rc = self->forward_rank(self, p, x, c, io, err);
     if (rc != ATTN_OK) /* peers may be blocked on this rank: the job cannot go on */
         comm_mpi_abort(0, err->msg, 1);
     return rc;
@@ -242,10 +246,10 @@ int dist_follow(attn_err_t *err) {
         const attn_backend_t *be = registry_find(cmd.backend);
         if (!be || !be->forward_rank)
             comm_mpi_abort(c->rank, "a rank was asked for a backend it does not know (mixed builds?)", 1);
-        c->timeout_s = cmd.p.comm_timeout > 0 ? cmd.p.comm_timeout : 300.0;
+        c->timeout_s = cmd.x.comm_timeout > 0 ? cmd.x.comm_timeout : 300.0;
         attn_io_t none = {0};
-        int rc = cmd.is_model ? dist_model_follow(be, &cmd.p, &cmd.model, err)
-                              : be->forward_rank(be, &cmd.p, c, &none, err);
+        int rc = cmd.is_model ? dist_model_follow(be, &cmd.p, &cmd.x, &cmd.model, err)
+                              : be->forward_rank(be, &cmd.p, &cmd.x, c, &none, err);
         if (rc != ATTN_OK)
             comm_mpi_abort(c->rank, err->msg, 1);
     }

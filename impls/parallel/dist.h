@@ -13,13 +13,14 @@
 
 /* The forward of every distributed backend. Under mpi it runs on rank 0, which first tells
  * the other ranks (waiting in dist_follow) to run the same forward_rank. */
-int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err);
+int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err);
 
 /* Under mpi, the loop of ranks 1..P−1: run each distributed call rank 0 announces, until it
  * says stop. A failure there ends the whole job (comm_mpi_abort): its peers are stuck. */
 int dist_follow(attn_err_t *err);
 /* Under mpi, rank 0 tells the followers a model forward follows (dist_model.c). */
-int dist_announce_model(const attn_backend_t *be, const attn_problem_t *p, const dist_model_cmd_t *mc, attn_err_t *err);
+int dist_announce_model(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x,
+                        const dist_model_cmd_t *mc, attn_err_t *err);
 /* Rank 0: tell the followers to stop (call once, on every exit path, before MPI_Finalize). */
 void dist_stop_followers(void);
 
@@ -46,16 +47,16 @@ typedef struct {
  * dist_gather) into *out on rank 0; out may be NULL on other ranks. */
 int dist_report(attn_comm_t *c, const dist_rank_stats_t *mine, attn_dist_stats_t *out, attn_err_t *err);
 
-/* Where a test's injected fault fires: at step `step`, rank p->fault_rank returns an error
+/* Where a test's injected fault fires: at step `step`, rank x->fault_rank returns an error
  * (local; the thread "exits") or ends its process (mpi), or stalls without communicating. */
-int dist_fault_point(attn_comm_t *c, const attn_problem_t *p, int step, attn_err_t *err);
+int dist_fault_point(attn_comm_t *c, const attn_exec_t *x, int step, attn_err_t *err);
 
 /* supports() checks every distributed backend shares: rank count, transport, dtype, memory. */
-int dist_supports_common(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len);
+int dist_supports_common(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len);
 
 /* The ring family's analytic figures (work balance, critical path, bytes per rank) for K/V
  * elements of elem_bytes bytes (4 on the CPU, 2 for the GPU backends' bf16). */
-void dist_ring_expect(attn_layout_kind_t kind, const attn_problem_t *p, double elem_bytes, attn_dist_expect_t *out);
+void dist_ring_expect(attn_layout_kind_t kind, const attn_problem_t *p, int ranks, double elem_bytes, attn_dist_expect_t *out);
 
 /* Visible (query, key) pairs per (batch, head) between rank qr's queries under lq (positions
  * offset by n_k − n_q) and rank kr's keys under lk: the unit of work of the analytic figures. */

@@ -12,6 +12,7 @@ typedef struct {
     const model_t *m;
     const attn_backend_t *be;
     const attn_problem_t *p;
+    const attn_exec_t *x;
     const int32_t *tokens; /* the whole sequence */
     int64_t n, n_logits;
     double *logits; /* rank 0 */
@@ -24,9 +25,9 @@ typedef struct {
     attn_layout_t l;
 } rank_ctx_t;
 
-static int attend(void *ctx, const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+static int attend(void *ctx, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
     rank_ctx_t *r = ctx;
-    return r->be->forward_rank(r->be, p, r->c, io, err);
+    return r->be->forward_rank(r->be, p, x, r->c, io, err);
 }
 
 /* The root reads `whole` right after: under `local` every rank's copy must have landed (a shared
@@ -41,8 +42,8 @@ static int model_rank(attn_comm_t *c, void *arg, attn_err_t *err) {
     const model_call_t *call = arg;
     rank_ctx_t ctx = {.c = c, .be = call->be};
     attn_layout_kind_t kind = LAYOUT_CONTIGUOUS;
-    if (call->p->layout >= 0)
-        kind = (attn_layout_kind_t)call->p->layout;
+    if (call->x->layout >= 0)
+        kind = (attn_layout_kind_t)call->x->layout;
     else
         layout_parse(call->be->layout, &kind);
     ATTN_TRY(layout_init(&ctx.l, kind, call->n, c->size, err));
@@ -59,7 +60,7 @@ static int model_rank(attn_comm_t *c, void *arg, attn_err_t *err) {
         for (int64_t r = 0; r < pc[i].count; r++)
             tok[pc[i].local_start + r] = call->tokens[pc[i].pos.start + pc[i].pos.stride * r];
     }
-    int rc = model_forward_rank(call->m, &sh, call->be, call->p, tok, nl, call->n_logits,
+    int rc = model_forward_rank(call->m, &sh, call->be, call->p, call->x, tok, nl, call->n_logits,
                                 c->rank == 0 ? call->logits : NULL, err);
     free(tok);
     return rc;
@@ -92,23 +93,23 @@ static int move_weights(attn_comm_t *c, const model_t *m, attn_err_t *err) {
     return rc;
 }
 
-int dist_model_forward(const model_t *m, const attn_backend_t *be, const attn_problem_t *tmpl, const int32_t *tokens,
-                       int64_t n, int64_t n_logits, double *logits, attn_err_t *err) {
-    int P = tmpl->ranks;
-    double timeout = tmpl->comm_timeout > 0 ? tmpl->comm_timeout : 300.0;
+int dist_model_forward(const model_t *m, const attn_backend_t *be, const attn_problem_t *tmpl, const attn_exec_t *x,
+                       const int32_t *tokens, int64_t n, int64_t n_logits, double *logits, attn_err_t *err) {
+    int P = x->ranks;
+    double timeout = x->comm_timeout > 0 ? x->comm_timeout : 300.0;
     float *whole = attn_alloc((size_t)(n * m->cfg.hidden_size) * sizeof(float), err, "model gathered rows");
     if (!whole)
         return ATTN_ERUNTIME;
-    model_call_t call = {m, be, tmpl, tokens, n, n_logits, logits, whole};
+    model_call_t call = {m, be, tmpl, x, tokens, n, n_logits, logits, whole};
     int rc;
-    if (tmpl->transport == ATTN_TRANSPORT_LOCAL) {
-        rc = comm_local_run(P, timeout, problem_threads(tmpl), model_rank, &call, err);
+    if (x->transport == ATTN_TRANSPORT_LOCAL) {
+        rc = comm_local_run(P, timeout, exec_threads(x), model_rank, &call, err);
     } else {
         static uint64_t followers_hold; /* the model id the followers have the weights of */
         attn_comm_t *c = comm_mpi_world();
         dist_model_cmd_t mc = {.model_id = m->id, .weights_follow = m->id != followers_hold, .cfg = m->cfg, .n = n,
                                .n_logits = n_logits};
-        rc = dist_announce_model(be, tmpl, &mc, err);
+        rc = dist_announce_model(be, tmpl, x, &mc, err);
         if (rc == ATTN_OK && mc.weights_follow)
             rc = move_weights(c, m, err);
         if (rc == ATTN_OK)
@@ -124,7 +125,8 @@ int dist_model_forward(const model_t *m, const attn_backend_t *be, const attn_pr
     return rc;
 }
 
-int dist_model_follow(const attn_backend_t *be, const attn_problem_t *p, const dist_model_cmd_t *mc, attn_err_t *err) {
+int dist_model_follow(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x, const dist_model_cmd_t *mc,
+                      attn_err_t *err) {
     static model_t held; /* the last model rank 0 sent, kept for the calls that follow */
     static uint64_t held_id;
     attn_comm_t *c = comm_mpi_world();
@@ -142,7 +144,7 @@ int dist_model_follow(const attn_backend_t *be, const attn_problem_t *p, const d
     if (!tokens)
         return attn_fail(err, ATTN_ERUNTIME, "rank %d: out of memory for %lld tokens", c->rank, (long long)mc->n);
     int rc = fan_out(c, tokens, (size_t)mc->n * sizeof *tokens, TAG_TOKENS, err);
-    model_call_t call = {&held, be, p, tokens, mc->n, mc->n_logits, NULL, NULL};
+    model_call_t call = {&held, be, p, x, tokens, mc->n, mc->n_logits, NULL, NULL};
     if (rc == ATTN_OK)
         rc = model_rank(c, &call, err);
     free(tokens);
@@ -150,9 +152,10 @@ int dist_model_follow(const attn_backend_t *be, const attn_problem_t *p, const d
 }
 
 int dist_model_run(const model_t *m, model_cache_t *cache, const attn_backend_t *be, const attn_problem_t *tmpl,
-                   const int32_t *tokens, int64_t n, int64_t n_logits, double *logits, attn_err_t *err) {
-    if (be->forward_rank && !cache && tmpl->ranks > 1 && tmpl->dtype == ATTN_F32 && n >= 2 * (int64_t)tmpl->ranks &&
+                   const attn_exec_t *x, const int32_t *tokens, int64_t n, int64_t n_logits, double *logits,
+                   attn_err_t *err) {
+    if (be->forward_rank && !cache && x->ranks > 1 && tmpl->dtype == ATTN_F32 && n >= 2 * (int64_t)x->ranks &&
         n_logits >= 1 && n_logits <= n)
-        return dist_model_forward(m, be, tmpl, tokens, n, n_logits, logits, err);
-    return model_forward(m, cache, be, tmpl, tokens, n, n_logits, logits, err);
+        return dist_model_forward(m, be, tmpl, x, tokens, n, n_logits, logits, err);
+    return model_forward(m, cache, be, tmpl, x, tokens, n, n_logits, logits, err);
 }

@@ -12,9 +12,11 @@
  * (P > 1, f32, n ≥ 2P); model_forward otherwise (with a cache, the layers stay on rank 0 and only
  * the attention is distributed). */
 int dist_model_run(const model_t *m, model_cache_t *cache, const attn_backend_t *be, const attn_problem_t *tmpl,
-                   const int32_t *tokens, int64_t n, int64_t n_logits, double *logits, attn_err_t *err);
+                   const attn_exec_t *x, const int32_t *tokens, int64_t n, int64_t n_logits, double *logits,
+                   attn_err_t *err);
 
-int dist_model_forward(const model_t *m, const attn_backend_t *be, const attn_problem_t *tmpl, const int32_t *tokens,
+int dist_model_forward(const model_t *m, const attn_backend_t *be, const attn_problem_t *tmpl, const attn_exec_t *x,
+                       const int32_t *tokens,
                        int64_t n, int64_t n_logits, double *logits, attn_err_t *err);
 
 /* Under mpi, what rank 0 sends its followers before a model forward (dist.c carries it). */
@@ -26,4 +28,5 @@ typedef struct {
 } dist_model_cmd_t;
 
 /* A follower's side of one model forward (called by dist_follow). */
-int dist_model_follow(const attn_backend_t *be, const attn_problem_t *p, const dist_model_cmd_t *mc, attn_err_t *err);
+int dist_model_follow(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x, const dist_model_cmd_t *mc,
+                      attn_err_t *err);

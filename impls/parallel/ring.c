@@ -51,10 +51,9 @@ static void free_bufs(ring_bufs_t *b) {
 
 static void progress_cb(void *c) { comm_progress(c); }
 
-static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, attn_comm_t *c, const attn_io_t *io,
+static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, const attn_exec_t *x, attn_comm_t *c, const attn_io_t *io,
                      attn_err_t *err) {
     attn_problem_t p = *whole;
-    p.threads = 1; /* ranks are the parallelism; BLAS inside a rank stays single-threaded */
     int P = c->size, me = c->rank;
     int64_t d = p.head_dim, BH = p.batch * p.heads, BHkv = p.batch * p.kv_heads;
     attn_layout_t lq, lk;
@@ -103,7 +102,7 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
     layout_piece_t qpc[2], kpc[2];
     int n_qp = layout_pieces(&lq, me, qpc);
     int64_t q_offset = p.n_k - p.n_q; /* queries sit at the end of the key sequence */
-    int local_pos = p.fault == ATTN_FAULT_LOCAL_POSITIONS; /* the injected bug: positions per rank */
+    int local_pos = x->fault == ATTN_FAULT_LOCAL_POSITIONS; /* the injected bug: positions per rank */
     for (int i = 0; i < n_qp; i++)
         qpc[i].pos = local_pos ? (attn_span_t){qpc[i].local_start, 1} : (attn_span_t){qpc[i].pos.start + q_offset, qpc[i].pos.stride};
     comm_stats_reset(c);
@@ -112,7 +111,7 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
     if (c->ops->progress)
         tile_set_progress(progress_cb, c);
     for (int s = 0; s < P && rc == ATTN_OK; s++) {
-        rc = dist_fault_point(c, &p, s, err);
+        rc = dist_fault_point(c, x, s, err);
         if (rc != ATTN_OK)
             break;
         int src = (me - s + P) % P, next_src = (me - s - 1 + P) % P;
@@ -131,7 +130,7 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
         if (local_pos)
             for (int ki = 0; ki < n_kp; ki++)
                 kpc[ki].pos = (attn_span_t){kpc[ki].local_start, 1};
-        if (p.fault == ATTN_FAULT_DROP_STEP && s == p.fault_step)
+        if (x->fault == ATTN_FAULT_DROP_STEP && s == x->fault_step)
             n_kp = 0; /* the injected bug: this step's block is received and passed on, never used */
         for (int qi = 0; qi < n_qp && rc == ATTN_OK; qi++)
             for (int ki = 0; ki < n_kp && rc == ATTN_OK; ki++) {
@@ -149,7 +148,7 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
                                 vblock + kp->local_start * d,   b.o_part + qp->local_start * d,
                                 b.lse_part + qp->local_start,  nq,
                                 kcnt};
-                rc = tile_attend_f32(&p, qp->pos, qp->count, kp->pos, kp->count, &io, TILE_SCAN_ALL, NULL, err);
+                rc = tile_attend_f32(&p, 1, qp->pos, qp->count, kp->pos, kp->count, &io, TILE_SCAN_ALL, NULL, err);
                 if (rc == ATTN_OK)
                     merge_rows(&p, nq, qp->local_start, qp->count, b.o, b.lse, b.o_part, b.lse_part);
             }
@@ -181,25 +180,26 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
 }
 
 /* --layout only picks ulysses' shards: a ring-family backend's layout is its name. */
-static int ring_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
+static int ring_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
     attn_layout_kind_t kind = *(const attn_layout_kind_t *)self->ctx;
-    if (p->layout >= 0 && p->layout != (int)kind) {
+    if (x->layout >= 0 && x->layout != (int)kind) {
         snprintf(reason, len, "%s always uses the %s layout (--layout %s applies to ulysses)", self->name,
-                 layout_name(kind), layout_name((attn_layout_kind_t)p->layout));
+                 layout_name(kind), layout_name((attn_layout_kind_t)x->layout));
         return 0;
     }
-    if (p->local_backend[0] && strcmp(p->local_backend, "blockwise")) {
+    if (x->local_backend[0] && strcmp(x->local_backend, "blockwise")) {
         snprintf(reason, len, "%s computes each step with the blockwise tile engine (--local-backend applies to ulysses)",
                  self->name);
         return 0;
     }
-    return dist_supports_common(self, p, reason, len);
+    return dist_supports_common(self, p, x, reason, len);
 }
 
 /* Rank r computes its queries against every rank's keys, the block of rank r − s at step s.
  * It sends the blocks of ranks r, r−1, …, r−P+2 (all but r+1's) and receives all but its own. */
-void dist_ring_expect(attn_layout_kind_t kind, const attn_problem_t *p, double elem_bytes, attn_dist_expect_t *out) {
-    int P = p->ranks > 1 ? p->ranks : 1;
+void dist_ring_expect(attn_layout_kind_t kind, const attn_problem_t *p, int ranks, double elem_bytes,
+                      attn_dist_expect_t *out) {
+    int P = ranks > 1 ? ranks : 1;
     attn_layout_t lq, lk;
     attn_err_t err = {0};
     memset(out, 0, sizeof *out);
@@ -228,24 +228,22 @@ void dist_ring_expect(attn_layout_kind_t kind, const attn_problem_t *p, double e
     }
 }
 
-static void ring_expect(const attn_backend_t *self, const attn_problem_t *p, attn_dist_expect_t *out) {
-    dist_ring_expect(*(const attn_layout_kind_t *)self->ctx, p, sizeof(float), out);
+static void ring_expect(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_dist_expect_t *out) {
+    dist_ring_expect(*(const attn_layout_kind_t *)self->ctx, p, exec_ranks(x), sizeof(float), out);
 }
 
 /* Per rank: Q, O and a partial O shard, two K/V blocks, the engine's tile workspace. */
-static size_t ring_workspace(const attn_backend_t *self, const attn_problem_t *p) {
+static size_t ring_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     attn_layout_t lq, lk;
     attn_err_t err = {0};
-    int P = p->ranks > 1 ? p->ranks : 1;
+    int P = exec_ranks(x);
     if (layout_init(&lq, *(const attn_layout_kind_t *)self->ctx, p->n_q, P, &err) ||
         layout_init(&lk, *(const attn_layout_kind_t *)self->ctx, p->n_k, P, &err))
         return 0;
     size_t d = (size_t)p->head_dim, bh = (size_t)(p->batch * p->heads), bhkv = (size_t)(p->batch * p->kv_heads);
     size_t per_rank = (3 * bh * (size_t)layout_max_local_count(&lq) * d + 2 * bh * (size_t)layout_max_local_count(&lq) +
                        4 * bhkv * (size_t)layout_max_local_count(&lk) * d) * sizeof(float);
-    attn_problem_t one = *p;
-    one.threads = 1;
-    return (size_t)P * (per_rank + tile_workspace_bytes(&one, layout_max_local_count(&lq)));
+    return (size_t)P * (per_rank + tile_workspace_bytes(p, 1, layout_max_local_count(&lq)));
 }
 
 static const attn_layout_kind_t contiguous = LAYOUT_CONTIGUOUS, striped = LAYOUT_STRIPED, zigzag = LAYOUT_ZIGZAG;

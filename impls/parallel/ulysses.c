@@ -46,18 +46,23 @@ static attn_problem_t local_problem(const attn_problem_t *p, const head_split_t 
     attn_problem_t lp = *p;
     lp.heads = s->heads_local;
     lp.kv_heads = grouping_lines_up(s, r) ? s->kv_n[r] : s->heads_local;
-    lp.ranks = 1;
-    lp.threads = 1; /* ranks are the parallelism; BLAS inside a rank stays single-threaded */
-    lp.transport = ATTN_TRANSPORT_LOCAL;
     return lp;
 }
 
-static const attn_backend_t *local_backend(const attn_problem_t *p) {
-    return registry_find(p->local_backend[0] ? p->local_backend : "blockwise");
+/* How the local backend runs on a rank: one rank, one thread (ranks are the parallelism; BLAS
+ * inside a rank stays single-threaded). */
+static attn_exec_t local_exec(const attn_exec_t *x) {
+    attn_exec_t lx = *x;
+    lx.ranks = 1, lx.threads = 1, lx.transport = ATTN_TRANSPORT_LOCAL;
+    return lx;
 }
 
-static attn_layout_kind_t layout_of(const attn_problem_t *p) {
-    return p->layout >= 0 ? (attn_layout_kind_t)p->layout : LAYOUT_CONTIGUOUS;
+static const attn_backend_t *local_backend(const attn_exec_t *x) {
+    return registry_find(x->local_backend[0] ? x->local_backend : "blockwise");
+}
+
+static attn_layout_kind_t layout_of(const attn_exec_t *x) {
+    return x->layout >= 0 ? (attn_layout_kind_t)x->layout : LAYOUT_CONTIGUOUS;
 }
 
 /* Copies heads [h0, h0 + nh) of a shard (B, heads, count, width) to or from a packed run
@@ -101,19 +106,20 @@ static void plan_add(a2a_plan_t *a, int peer, size_t send_floats, size_t recv_fl
     a->recv_total += recv_floats;
 }
 
-static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, attn_comm_t *c, const attn_io_t *io,
+static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_comm_t *c, const attn_io_t *io,
                         attn_err_t *err) {
     (void)self;
     int P = c->size, me = c->rank;
     head_split_t hs;
     head_split(p, P, &hs);
     attn_layout_t lq, lk;
-    ATTN_TRY(layout_init(&lq, layout_of(p), p->n_q, P, err));
-    ATTN_TRY(layout_init(&lk, layout_of(p), p->n_k, P, err));
+    ATTN_TRY(layout_init(&lq, layout_of(x), p->n_q, P, err));
+    ATTN_TRY(layout_init(&lk, layout_of(x), p->n_k, P, err));
     int64_t B = p->batch, H = p->heads, Hkv = p->kv_heads, d = p->head_dim, Hl = hs.heads_local;
     int64_t nq = layout_local_count(&lq, me), nk = layout_local_count(&lk, me);
     attn_problem_t lp = local_problem(p, &hs, me);
-    const attn_backend_t *lb = local_backend(p);
+    attn_exec_t lx = local_exec(x);
+    const attn_backend_t *lb = local_backend(x);
 
     /* Plans: Q to every rank's heads; K and V (packed, K first) to the kv heads each needs;
      * O and LSE (packed, width d + 1 per row... as two runs) back to each rank's tokens. */
@@ -171,7 +177,7 @@ static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, att
     comm_stats_reset(c);
     double t_start = time_now_s(), compute = 0;
     if (rc == ATTN_OK)
-        rc = dist_fault_point(c, p, 0, err);
+        rc = dist_fault_point(c, x, 0, err);
 
     /* 1. Q: my tokens of rank r's heads → r; r's tokens of my heads land in qf. */
     if (rc == ATTN_OK) {
@@ -213,7 +219,7 @@ static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, att
         attn_io_t lio = {.q = b.qf, .k = k, .v = v, .o = b.of, .lse = b.lf};
         comm_compute_begin(c);
         double t0 = time_thread_cpu_s();
-        rc = lb->forward(lb, &lp, &lio, err);
+        rc = lb->forward(lb, &lp, &lx, &lio, err);
         compute = time_thread_cpu_s() - t0;
         comm_compute_end(c);
     }
@@ -247,26 +253,27 @@ static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, att
     return rc;
 }
 
-static int ulysses_supports(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {
-    int P = p->ranks > 1 ? p->ranks : 1;
+static int ulysses_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
+    int P = exec_ranks(x);
     if (p->heads % P) {
         snprintf(reason, len, "ulysses splits heads over ranks: H = %lld is not divisible by P = %d",
                  (long long)p->heads, P);
         return 0;
     }
-    const attn_backend_t *lb = local_backend(p);
+    const attn_backend_t *lb = local_backend(x);
     if (!lb || lb->forward_rank) {
-        snprintf(reason, len, "ulysses: '%s' is not a single-rank backend", p->local_backend);
+        snprintf(reason, len, "ulysses: '%s' is not a single-rank backend", x->local_backend);
         return 0;
     }
-    if (!dist_supports_common(self, p, reason, len))
+    if (!dist_supports_common(self, p, x, reason, len))
         return 0;
     head_split_t hs;
     head_split(p, P, &hs);
     for (int r = 0; r < P; r++) {
         attn_problem_t lp = local_problem(p, &hs, r);
+        attn_exec_t lx = local_exec(x);
         char sub[400];
-        if (!lb->supports(lb, &lp, sub, sizeof sub)) {
+        if (!lb->supports(lb, &lp, &lx, sub, sizeof sub)) {
             snprintf(reason, len, "ulysses: local backend %s declines: %s", lb->name, sub);
             return 0;
         }
@@ -277,15 +284,15 @@ static int ulysses_supports(const attn_backend_t *self, const attn_problem_t *p,
 /* Every rank attends H/P heads over the whole sequence: balanced by construction, one step.
  * Bytes per peer r: Q rows of r's heads out, K/V rows of the kv heads r needs out, O and LSE
  * rows of r's tokens back; the self part never travels. */
-static void ulysses_expect(const attn_backend_t *self, const attn_problem_t *p, attn_dist_expect_t *out) {
+static void ulysses_expect(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_dist_expect_t *out) {
     (void)self;
-    int P = p->ranks > 1 ? p->ranks : 1;
+    int P = exec_ranks(x);
     memset(out, 0, sizeof *out);
     out->imbalance = out->critical_path = 1;
     attn_layout_t lq, lk;
     attn_err_t err = {0};
-    if (p->heads % P || layout_init(&lq, layout_of(p), p->n_q, P, &err) ||
-        layout_init(&lk, layout_of(p), p->n_k, P, &err))
+    if (p->heads % P || layout_init(&lq, layout_of(x), p->n_q, P, &err) ||
+        layout_init(&lk, layout_of(x), p->n_k, P, &err))
         return;
     head_split_t hs;
     head_split(p, P, &hs);
@@ -303,14 +310,15 @@ static void ulysses_expect(const attn_backend_t *self, const attn_problem_t *p, 
 
 /* Per rank: the shards, the full-sequence head shard (+ expanded kv heads), staging for the
  * largest all-to-all, and what the local backend allocates. */
-static size_t ulysses_workspace(const attn_backend_t *self, const attn_problem_t *p) {
+static size_t ulysses_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     (void)self;
-    int P = p->ranks > 1 ? p->ranks : 1;
+    int P = exec_ranks(x);
     if (p->heads % P)
         return 0;
     head_split_t hs;
     head_split(p, P, &hs);
-    const attn_backend_t *lb = local_backend(p);
+    const attn_backend_t *lb = local_backend(x);
+    attn_exec_t lx = local_exec(x);
     size_t total = 0, d = (size_t)p->head_dim, B = (size_t)p->batch, Hl = (size_t)hs.heads_local;
     size_t nq = (size_t)((p->n_q + P - 1) / P + 2), nk = (size_t)((p->n_k + P - 1) / P + 2);
     for (int r = 0; r < P; r++) {
@@ -319,7 +327,7 @@ static size_t ulysses_workspace(const attn_backend_t *self, const attn_problem_t
         size_t shards = B * ((size_t)p->heads * nq * (2 * d + 1) + 2 * (size_t)p->kv_heads * nk * d);
         size_t heads = B * (Hl * (size_t)p->n_q * (2 * d + 1) + 2 * kvl * (size_t)p->n_k * d);
         size_t staging = 2 * B * ((size_t)p->heads * nq * (d + 1) + 2 * (size_t)p->kv_heads * nk * d);
-        total += (shards + heads + staging) * sizeof(float) + (lb ? lb->workspace_bytes(lb, &lp) : 0);
+        total += (shards + heads + staging) * sizeof(float) + (lb ? lb->workspace_bytes(lb, &lp, &lx) : 0);
     }
     return total;
 }

@@ -1,0 +1,32 @@
+/* backend.c — the checks every backend shares before its own supports(): rank count and memory. */
+#include "core/backend.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "core/memory.h"
+
+/* A single-rank backend ignores --ranks and --transport: it runs on one rank (rank 0 under
+ * mpi), so a run can time blockwise beside ring on the same problem. */
+int backend_supports(const attn_backend_t *b, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
+    if (b->forward_rank)
+        return b->supports(b, p, x, reason, len);
+    attn_exec_t one = *x;
+    one.ranks = 1;
+    return b->supports(b, p, &one, reason, len);
+}
+
+int backend_check_memory(const attn_backend_t *b, const attn_problem_t *p, const attn_exec_t *x, char *reason,
+                         size_t len) {
+    uint64_t need = (uint64_t)problem_io_bytes(p) + (uint64_t)b->workspace_bytes(b, p, x);
+    uint64_t avail = mem_available_bytes();
+    if (avail > 0 && need > avail) {
+        snprintf(reason, len,
+                 "%s would need %" PRIu64 " bytes (%.1f GiB: %" PRIu64 " workspace + %" PRIu64
+                 " tensors) but only %" PRIu64 " bytes (%.1f GiB) are available",
+                 b->name, need, need / 1073741824.0, (uint64_t)b->workspace_bytes(b, p, x),
+                 (uint64_t)problem_io_bytes(p), avail, avail / 1073741824.0);
+        return 0;
+    }
+    return 1;
+}

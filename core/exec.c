@@ -1,0 +1,33 @@
+/* exec.c — defaults, validation and names of attn_exec_t (exec.h). */
+#include "core/exec.h"
+
+#include <string.h>
+#include <unistd.h>
+
+attn_exec_t exec_default(void) { return (attn_exec_t){.ranks = 1, .layout = -1}; }
+
+int exec_threads(const attn_exec_t *x) {
+    if (x->threads > 0)
+        return x->threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int exec_validate(const attn_exec_t *x, attn_err_t *err) {
+    if (x->device < 0 || x->device > 1023)
+        return attn_fail(err, ATTN_EUSAGE, "device must be in 0..1023 (got %d)", x->device);
+    if (x->threads < 0 || x->threads > 1024)
+        return attn_fail(err, ATTN_EUSAGE, "threads must be in 0..1024 (got %d)", x->threads);
+    return ATTN_OK;
+}
+
+static const char *transport_names[] = {"local", "mpi", "cuda_local", "nccl"};
+const char *transport_name(attn_transport_t t) { return transport_names[t]; }
+int transport_parse(const char *s, attn_transport_t *out) {
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, transport_names[i])) {
+            *out = (attn_transport_t)i;
+            return 1;
+        }
+    return 0;
+}

@@ -1,0 +1,45 @@
+/* exec.h — how one attention call runs, apart from what it computes (core/problem.h): threads,
+ * the GPU, the ranks and their transport, token layout, timeouts, and the tests' injected faults.
+ * Every backend op takes the problem and this; neither changes the other's meaning. */
+#pragma once
+#include "core/common.h"
+
+/* local, mpi: host transports of the CPU distributed backends. cuda_local (P virtual ranks on
+ * one GPU) and nccl (one GPU per process under mpirun): the GPU distributed backends'. */
+typedef enum { ATTN_TRANSPORT_LOCAL = 0, ATTN_TRANSPORT_MPI, ATTN_TRANSPORT_CUDA_LOCAL, ATTN_TRANSPORT_NCCL } attn_transport_t;
+/* Injected faults (hidden --inject-fault, tests only). EXIT and STALL kill or freeze one rank;
+ * DROP_STEP and LOCAL_POSITIONS are wrong answers the needle tests must catch: the ring family
+ * skips step fault_step's K/V block on every rank, or masks with rank-local positions. */
+typedef enum {
+    ATTN_FAULT_NONE = 0, ATTN_FAULT_EXIT, ATTN_FAULT_STALL, ATTN_FAULT_DROP_STEP, ATTN_FAULT_LOCAL_POSITIONS
+} attn_fault_t;
+
+typedef struct {
+    int threads;          /* worker threads; 0 = all online cores */
+    int device;           /* GPU backends: CUDA device ordinal (--device) */
+    int ranks;            /* distributed backends: ranks P (0 or 1 = single rank) */
+    double comm_timeout;  /* distributed backends: seconds without progress before failing */
+    attn_transport_t transport;
+    int layout;             /* ulysses: attn_layout_kind_t of the sequence shards; −1 = the backend's own */
+    char local_backend[24]; /* ulysses: the single-rank backend run on each head shard; "" = blockwise */
+    /* Hidden --inject-fault (tests only): rank fault_rank exits or stalls at step fault_step. */
+    attn_fault_t fault;
+    int fault_rank, fault_step;
+} attn_exec_t;
+
+/* The defaults of a single-rank call: all cores, device 0, one rank on `local`, the backend's
+ * own layout, no fault. */
+attn_exec_t exec_default(void);
+/* Worker threads to use: x->threads, or every online core when it is 0. */
+int exec_threads(const attn_exec_t *x);
+/* The ranks P of a distributed call (1 when ranks is 0 or 1). */
+static inline int exec_ranks(const attn_exec_t *x) { return x->ranks > 1 ? x->ranks : 1; }
+/* ATTN_EUSAGE with a message when a field is out of its range. */
+int exec_validate(const attn_exec_t *x, attn_err_t *err);
+
+/* "local", "mpi", "cuda_local", "nccl"; transport_parse returns 1 on success. */
+const char *transport_name(attn_transport_t t);
+int transport_parse(const char *s, attn_transport_t *out);
+/* 1 for the transports with one process per rank under mpirun (mpi, nccl): only rank 0 runs
+ * the harness, the others serve its distributed calls. */
+static inline int transport_over_mpi(attn_transport_t t) { return t == ATTN_TRANSPORT_MPI || t == ATTN_TRANSPORT_NCCL; }
