@@ -1,6 +1,6 @@
 /* backend.h — the one interface every attention backend implements (ggml-style vtable).
- * The harness knows backends only through this struct and the registry table in registry.c;
- * adding a backend is one file plus one line there. */
+ * The CLI and the tasks know backends only through this struct and the registry table in
+ * impls/registry.c; adding a backend is one file plus one line there. */
 #pragma once
 #include "core/problem.h"
 
@@ -8,7 +8,7 @@ struct attn_comm;
 
 typedef struct attn_backend {
     const char *name;
-    const char *device;      /* "cpu", later "cuda" */
+    const char *device;      /* "cpu" or "cuda" */
     const char *description; /* one line for `attnbench list` */
     const char *layout;      /* distributed backends: token layout name; NULL for single-rank ones */
     /* 1 if the backend can run p; otherwise 0 and a reason ("declines mask causal: ..."). */
