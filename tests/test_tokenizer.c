@@ -1,6 +1,6 @@
-/* test_tokenizer.c — the SentencePiece wrapper and the haystacks: KJV round trip, deterministic
- * training, bad model files as errors, needle symbols as single ids, the corpus haystack's repeat
- * rule, seeded noise without needle symbols.
+/* test_tokenizer.c — the SentencePiece wrapper and the haystacks: KJV round trip (up to the
+ * whitespace normalisation, applied here too), deterministic training, bad model files as errors,
+ * needle symbols as single ids, the corpus repeat rule, seeded noise without needle symbols.
  * usage: test_tokenizer MODEL CORPUS SCRATCH_DIR */
 #include <stdio.h>
 #include <stdlib.h>
