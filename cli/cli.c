@@ -1,4 +1,5 @@
-/* cli.c — the list, run, attend and peak subcommands (see cli.h). */
+/* cli.c — the list, run, attend and peak subcommands (see cli.h): each parses its flags (shared
+ * ones through options.c) and hands the problem to the tasks or a backend. */
 #include "cli/cli.h"
 
 #include <stdlib.h>

@@ -1,8 +1,6 @@
-/* cli_comm.c — `attnbench comm`: what a transport can move, measured the way nccl-tests does,
- * as the communication roofline that overlap figures are read against. Per message size: a
- * ping-pong between ranks 0 and 1 (latency, one-way bandwidth) and an all-to-all over all P ranks
- * through comm_alltoallv (time of the slowest rank, algbw = size·(P−1)/time). Every message is a
- * real copy of a seeded pattern, checked after the first exchange of each size. */
+/* cli_comm.c — `attnbench comm`: what a transport can move, measured the way nccl-tests does
+ * (ping-pong latency and bandwidth, all-to-all algbw per message size), as the communication
+ * roofline that overlap figures are read against. Method: docs/comm.md. */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>

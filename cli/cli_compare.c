@@ -1,10 +1,7 @@
-/* cli_compare.c — `attnbench compare BASE.json NEW.json [--threshold 5%]`: the gate of the
- * scheduled jobs. Records are matched on their identity and config (results_record_key); each
- * shared metric gets a row with its ratio NEW/BASE. The exit status is 1 when an exactness (or
- * any) record that passed in BASE fails or errors in NEW, or when a timed metric moved the wrong
- * way by more than the threshold *beyond both runs' spreads*: for a time, NEW's fastest repeat
- * is slower than BASE's slowest by more than the threshold (for a rate, NEW's best is below
- * BASE's worst by as much). Medians alone would let a noisy machine flap the gate. */
+/* cli_compare.c — `attnbench compare BASE.json NEW.json [--threshold 5%]`, the gate of the
+ * scheduled jobs: exit 1 when a record that passed fails, or a timed metric is worse by more than
+ * the threshold beyond both runs' spreads (so noise does not flap the gate). The rule in full:
+ * README "Dashboards and the regression gate". */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

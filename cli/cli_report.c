@@ -1,9 +1,6 @@
 /* cli_report.c — `attnbench report FILES... [--out dashboards/index.html]`: one self-contained
- * HTML page from results files, from one machine or many. The page template
- * (dashboards/template.html) and Chart.js (Debian's libjs-chart.js) are compiled into the
- * executable (cmake/embed.cmake), the files' JSON is inlined, so the page works offline and
- * does not depend on where it is opened. Every file is checked first (results_read): a bad one
- * stops the report before anything is written. */
+ * HTML page from results files (template and Chart.js compiled in, JSON inlined, so it works
+ * offline); every file is checked first. The page: README "Dashboards and the regression gate". */
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,8 +1,6 @@
-/* comm.h — the one communication interface the distributed backends are written against
- * (ring, striped, zigzag, ulysses run unchanged on every transport). A transport is a table
- * of operations; `local` runs P ranks as threads of one process with real copies between
- * their buffers. Every blocking call gives up after `timeout_s` without progress and returns
- * an error naming the rank, so a dead or stalled peer ends a run instead of hanging it. */
+/* comm.h — the one communication interface the distributed backends are written against: a
+ * transport is a table of operations (`local`: ranks as threads; `mpi`: one process per rank),
+ * and every blocking call fails after timeout_s naming the rank. Design: docs/comm.md. */
 #pragma once
 #include "core/common.h"
 
@@ -32,7 +30,7 @@ typedef struct {
     void (*progress)(attn_comm_t *c);
     /* Optional: 1 once any rank of the world has failed (lets a stalled rank notice). */
     int (*peer_failed)(attn_comm_t *c);
-    /* Optional: take (1) or give back (0) one of the world's compute slots (see comm_compute). */
+    /* Optional: take (1) or give back (0) one of the world's compute slots (see comm_compute_begin). */
     void (*compute_slot)(attn_comm_t *c, int take);
 } comm_ops_t;
 
@@ -74,7 +72,7 @@ typedef int (*comm_rank_fn)(attn_comm_t *c, void *arg, attn_err_t *err);
 int comm_local_run(int ranks, double timeout_s, int compute_slots, comm_rank_fn fn, void *arg, attn_err_t *err);
 
 /* The `mpi` transport (built when Open MPI is found; comm_mpi_available() says). One process
- * per rank: rank 0 runs the harness, the others serve distributed calls (dist_follow). */
+ * per rank: rank 0 runs the CLI and its tasks, the others serve distributed calls (dist_follow). */
 int comm_mpi_available(void);
 /* MPI_Init once (thread level FUNNELED: only a rank's main thread talks). */
 int comm_mpi_init(int *argc, char ***argv, attn_err_t *err);

@@ -1,4 +1,5 @@
-/* layout.c — see layout.h. Every map is O(1): blocks of sizes q+1 (the first r of them) and q. */
+/* layout.c — the token layouts of layout.h. Every map is O(1): blocks of sizes q+1 (the first r
+ * of them) and q, with n = qP + r (2P chunks for zigzag). */
 #include "comm/layout.h"
 
 #include <string.h>

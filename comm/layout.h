@@ -1,12 +1,6 @@
-/* layout.h — how a sequence of n tokens is dealt over P ranks, for the distributed backends:
- * global index ↔ (rank, local index), and each rank's tokens as at most two runs of global
- * positions (pieces) so compute kernels can work on a shard with global positions.
- *   contiguous  rank p holds one block; the first n mod P ranks hold ⌈n/P⌉ tokens, the rest ⌊n/P⌋
- *   striped     token t lives on rank t mod P at local index t div P (one piece, stride P)
- *   zigzag      2P chunks, the first n mod 2P one token longer; rank p holds chunk p then chunk
- *               2P−1−p (two pieces of stride 1, in that local order)
- * Uneven n is handled by these ±1 rules, so shard sizes differ by at most one token (two for
- * zigzag); a rank may hold nothing when n < P (or n < 2P for zigzag). */
+/* layout.h — how a sequence of n tokens is dealt over P ranks (contiguous, striped, zigzag):
+ * global index ↔ (rank, local index), and each rank's tokens as at most two pieces of global
+ * positions for the compute kernels. The rules for uneven n: docs/ring.md. */
 #pragma once
 #include "core/problem.h"
 

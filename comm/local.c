@@ -1,9 +1,5 @@
-/* comm_local.c — the `local` transport: P ranks as threads of one process. A message is
- * matched by (source, destination, tag) in posting order, like MPI; whichever side arrives
- * second copies the bytes straight from the sender's buffer into the receiver's (one real
- * copy, outside the lock), and the sender's request completes when its data has been taken.
- * One lock and condition variable serve the whole world: messages here are whole K/V blocks,
- * so the lock is never the bottleneck. */
+/* local.c — the `local` transport (comm.h): P ranks as threads of one process, messages matched
+ * by (source, destination, tag) like MPI and moved by one real copy. Design: docs/comm.md. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>

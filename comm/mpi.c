@@ -1,11 +1,5 @@
-/* comm_mpi.c — the `mpi` transport: one process per rank under mpirun (Open MPI). Data moves
- * with MPI_Isend/MPI_Irecv on a duplicate of MPI_COMM_WORLD; commands from rank 0 travel on a
- * second duplicate so they can never match a data receive. A wait polls MPI_Test: it spins for
- * a short while (latency), then sleeps between polls so a waiting rank gives its core back
- * (P ranks may share few cores), and it fails after timeout_s with the peer named. Open MPI
- * advances a large (rendezvous) message only inside MPI calls, so compute loops call
- * comm_progress (MPI_Iprobe) between tiles: that is what lets a ring step's transfer overlap
- * its compute. */
+/* mpi.c — the `mpi` transport (comm.h): one process per rank under mpirun (Open MPI), waits that
+ * poll and give the core back, comm_progress so transfers overlap compute. Design: docs/comm.md. */
 #include <limits.h>
 #include <mpi.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* comm_mpi_none.c — the `mpi` transport's entry points in a build without Open MPI: every
+/* mpi_none.c — the `mpi` transport's entry points in a build without Open MPI: every
  * one says so, and `--transport mpi` is refused up front (comm_mpi_available() = 0). */
 #include <stdio.h>
 #include <stdlib.h>

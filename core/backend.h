@@ -1,6 +1,6 @@
 /* backend.h — the one interface every attention backend implements (ggml-style vtable).
- * The harness knows backends only through this struct and the registry table in registry.c;
- * adding a backend is one file plus one line there. */
+ * The CLI and the tasks know backends only through this struct and the registry table in
+ * impls/registry.c; adding a backend is one file plus one line there. */
 #pragma once
 #include "core/problem.h"
 

@@ -39,16 +39,14 @@ _Static_assert(sizeof(alloc_header_t) <= ALLOC_HEADER, "the header must fit in f
 
 static atomic_size_t alloc_current, alloc_peak;
 
-/* Large blocks are kept after attn_free and handed out again. Why: on the VMs this suite runs on
- * the first touch of fresh memory costs about 8 s per GiB (0.12–0.18 GB/s measured, huge pages
- * or not, freed memory goes back to the host), so a backend that allocates its K/V blocks per
- * call — ring's 2 × 256 MiB per rank at 10⁶ keys — spent 95 % of the call faulting pages in.
- * A caching allocator (as in PyTorch) makes the cost a one-off. Only blocks of KEEP_MIN bytes
- * or more are kept, at most min(16 GiB, RAM/2) in all, the least recently freed going first
- * when that is full. A new large block that free RAM (less 1 GiB) would not hold makes
- * attn_alloc give kept blocks back, oldest first, until it would: kept blocks never push a run
- * out of memory. attn_alloc_trim() gives all back, as the memory and capacity tasks do before
- * they measure. ATTN_KEEP=0 turns the cache off. */
+/* Large blocks are kept after attn_free and handed out again: first-touching fresh memory can
+ * cost seconds per GiB on a VM, and a caching allocator (as in PyTorch) makes that a one-off
+ * (the measurements: docs/memory.md). Only blocks of KEEP_MIN bytes or more are kept, at most
+ * min(16 GiB, RAM/2) in all, the least recently freed going first when that is full. A new
+ * large block that free RAM (less 1 GiB) would not hold makes attn_alloc give kept blocks back,
+ * oldest first, until it would: kept blocks never push a run out of memory. attn_alloc_trim()
+ * gives all back, as the memory and capacity tasks do before they measure. ATTN_KEEP=0 turns
+ * the cache off. */
 enum { KEEP_MIN = 16 << 20, KEEP_SLOTS = 64 };
 static pthread_mutex_t keep_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *keep_raw[KEEP_SLOTS];

@@ -21,7 +21,7 @@ int attn_fail(attn_err_t *err, int code, const char *fmt, ...) __attribute__((fo
 void *attn_alloc(size_t bytes, attn_err_t *err, const char *what);
 void attn_free(void *p);
 /* attn_free keeps blocks of 16 MiB and more for reuse (first-touching memory is slow on VMs;
- * see common.c); this returns them to the system. Call it before measuring memory. */
+ * see docs/memory.md); this returns them to the system. Call it before measuring memory. */
 void attn_alloc_trim(void);
 size_t attn_alloc_kept_bytes(void); /* what attn_alloc_trim would give back */
 

@@ -1,8 +1,6 @@
-/* device.h — what the harness may ask of the GPU side without knowing CUDA: how many devices
- * there are, what they are (run metadata), device memory free/total, and the accounting of
- * device memory the CUDA backends allocate (the memory task's device figures). Implemented by
- * impls/cuda/device.cu in CUDA builds and by core/device_none.c otherwise, where every
- * query answers "no device" and the accounting stays at zero. */
+/* device.h — what the CPU code may ask of the GPU side without knowing CUDA: device count and
+ * metadata, free/total memory, and the tracked device allocation. Implemented by
+ * impls/cuda/device.cu, or by core/device_none.c without CUDA. See docs/memory.md. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>

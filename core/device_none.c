@@ -1,4 +1,5 @@
-/* device_none.c — device.h for builds without CUDA: no devices, nothing allocated. */
+/* device_none.c — device.h for builds without CUDA: no devices, nothing allocated, and the
+ * device accounting stays at zero. */
 #include "core/device.h"
 
 #include <stdio.h>

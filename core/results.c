@@ -1,5 +1,5 @@
 /* results.c — the run's record store and its three views: JSON (jansson), CSV (libcsv) and the
- * fixed-width terminal table (see results.h and DESIGN.md "Results"). Both files are written to
+ * fixed-width terminal table (see results.h and README "Results"). Both files are written to
  * hidden temporary names and renamed only once both are complete, so a reader (a dashboard
  * polling results/) never sees a half-written file or a JSON without its CSV. */
 #include "core/results.h"

@@ -1,6 +1,6 @@
 /* results.h — one run's records and their output: results/<run_id>.json (schema
- * attnbench.results/1, see DESIGN.md) and results/<run_id>.csv (one row per record × metric),
- * both written atomically (temporary name, then rename), plus the fixed-width terminal table. */
+ * attnbench.results/1, see README "Results") and results/<run_id>.csv (one row per record ×
+ * metric), both written atomically (temporary name, then rename), plus the fixed-width table. */
 #pragma once
 #include "core/problem.h"
 

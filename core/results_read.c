@@ -1,4 +1,5 @@
-/* results_read.c — results files read back and checked (results_read.h). */
+/* results_read.c — results files read back and checked (results_read.h): one message naming the
+ * file and the problem for anything the report and compare readers could not rely on. */
 #include "core/results_read.h"
 
 #include <stdlib.h>

@@ -1,4 +1,5 @@
-/* rng.c — splitmix64-style mixing of (seed, tensor, index) into a float (see rng.h). */
+/* rng.c — splitmix64-style mixing of (seed, tensor, index) into a float (see rng.h), so every
+ * element is a pure function of its global index. */
 #include "core/rng.h"
 
 static uint64_t mix64(uint64_t x) {

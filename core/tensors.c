@@ -1,4 +1,5 @@
-/* tensors.c — see tensors.h. */
+/* tensors.c — see tensors.h: allocation of a problem's Q, K, V, O and LSE through attn_alloc,
+ * and their seeded fill. */
 #include "core/tensors.h"
 
 #include <string.h>

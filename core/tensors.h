@@ -1,4 +1,5 @@
-/* tensors.h — owning storage for one problem's Q, K, V, O and LSE in the problem's dtype. */
+/* tensors.h — owning storage for one problem's Q, K, V, O and LSE in the problem's dtype,
+ * for the tasks and tests that run backends on seeded inputs. */
 #pragma once
 #include "core/problem.h"
 

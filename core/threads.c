@@ -1,4 +1,4 @@
-/* parallel.c — see parallel.h. Threads are created per call: the calls this suite makes are
+/* threads.c — see threads.h. Threads are created per call: the calls this suite makes are
  * milliseconds to minutes long, so a ~50 µs spawn is noise and a persistent pool is not worth
  * its shutdown and fork-safety rules. */
 #include "core/threads.h"

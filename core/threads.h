@@ -1,4 +1,4 @@
-/* parallel.h — a minimal dynamic parallel-for over pthreads: items are handed out one at a time
+/* threads.h — a minimal dynamic parallel-for over pthreads: items are handed out one at a time
  * from an atomic counter, so uneven work (causal tiles) balances itself. The caller's thread is
  * worker 0. BLAS is switched to one thread for the duration, since the workers call it. */
 #pragma once
@@ -10,7 +10,7 @@ typedef void (*parallel_fn)(void *ctx, int64_t item, int worker);
  * (worker ∈ [0, threads)). Returns the number of workers used. */
 int parallel_for(int threads, int64_t n_items, parallel_fn fn, void *ctx);
 
-/* BLAS thread count outside parallel_for (the harness sets it to --threads). */
+/* BLAS thread count outside parallel_for (the CLI and the tasks set it to --threads). */
 void parallel_set_blas_threads(int n);
 /* While threads of ours call BLAS concurrently, BLAS itself must not fork: these bracket such
  * a region (parallel_for does it itself; the local transport's ranks need it too). */

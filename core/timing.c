@@ -1,4 +1,5 @@
-/* timing.c — see timing.h. */
+/* timing.c — see timing.h: the wall and thread-CPU clocks, and the median, min and max of a
+ * set of samples. */
 #include "core/timing.h"
 
 #include <math.h>

@@ -1,4 +1,5 @@
-/* haystack.c — the token streams needles hide in (haystack.h). */
+/* haystack.c — the token streams needles hide in (haystack.h): the tokenised corpus repeated
+ * to length, or seeded noise that never holds a needle symbol. */
 #include "datasets/haystack.h"
 
 #include <stdlib.h>

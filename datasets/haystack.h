@@ -1,4 +1,4 @@
-/* haystack.h — the token streams needles are hidden in (DESIGN.md "Needle in a haystack").
+/* haystack.h — the token streams needles are hidden in (README "Needle in a haystack").
  * Two kinds: a text corpus (default: the King James Bible from Debian's bible-kjv, extracted and
  * tokenised at set-up into the build tree) and a seeded synthetic noise stream. Both return
  * exactly n ids that never contain a needle symbol (<kN>, <vN>). */

@@ -1,5 +1,5 @@
-/* registry.c — the static table of backends. Optional backends (CUDA, distributed) are added
- * here behind their ATTN_HAVE_* guards. */
+/* registry.c — the static table of backends: the CPU and host-distributed ones always, the
+ * CUDA ones behind ATTN_HAVE_CUDA. Adding a backend is one line here. */
 #include "core/backend.h"
 
 #include <string.h>

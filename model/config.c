@@ -1,4 +1,4 @@
-/* model_config.c — see model_config.h. One table lists the config.json keys read, with their
+/* config.c — see config.h. One table lists the config.json keys read, with their
  * type and whether they are required, so the reader and its messages cannot drift apart. */
 #include "model/config.h"
 

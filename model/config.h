@@ -1,7 +1,6 @@
-/* model_config.h — the shape of the shared llama-style decoder (model.h): sizes, heads, RoPE
- * base and partial-rotary fraction, RMSNorm epsilon. Read from a Hugging Face config.json (the
- * keys below, everything else ignored) or taken from model_config_defaults, a small model that
- * runs in seconds on a CPU. */
+/* config.h — the shape of the shared llama-style decoder (model.h): sizes, heads, RoPE base,
+ * partial rotary, RMSNorm epsilon; read from a Hugging Face config.json or taken from
+ * model_config_defaults, a small model that runs in seconds on a CPU. */
 #pragma once
 #include "core/common.h"
 

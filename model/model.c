@@ -1,6 +1,6 @@
 /* model.c — the shared decoder's weights (seeded or safetensors, one table of llama tensor
  * names drives init, load and save), its KV cache, and the forward pass instantiated for
- * float and double from model_forward.inc. */
+ * float and double from forward.inc. */
 #include "model/model.h"
 
 #include <math.h>

@@ -1,9 +1,6 @@
-/* model.h — the shared llama-style decoder every backend runs inside (DESIGN.md "Shared
- * transformer"): embedding → L × [RMSNorm → Q, K, V → RoPE (global positions) → attention
- * backend → output projection → residual → RMSNorm → SwiGLU MLP → residual] → RMSNorm → LM
- * head. Only the attention call differs between backends, so a difference in logits is a
- * difference in attention. Weights are float32 (seeded, or a safetensors file); the float64
- * reference model runs the same code in double with the naive float64 attention. */
+/* model.h — the shared llama-style decoder every backend runs inside (README "The shared
+ * model"): only the attention call differs between backends, so a difference in logits is a
+ * difference in attention. The float64 reference model runs the same code in double. */
 #pragma once
 #include "core/backend.h"
 #include "model/config.h"

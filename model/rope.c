@@ -1,23 +1,6 @@
-/* rope.c — see rope.h. Every angle is evaluated in double from the row's global position; no
- * recurrence carries error from row to row, so accuracy does not decay along the sequence and a
- * row's result is the same whichever call (whole sequence, cache append, rank piece) rotates it.
- *
- * Cost. Calling sin and cos for every (row, pair) is ~4M calls for 64K rows × 64 pairs (tens of
- * ms). Instead the position is split as pos = hi + lo with lo = pos mod 32: sin/cos of hi·f are
- * evaluated once per hi (every 32 rows of a contiguous call), those of lo·f once per call for
- * each lo seen, and the two are joined by the angle-addition formula — one complex product per
- * (row, pair), from two exactly evaluated factors, so nothing accumulates.
- *
- * Error bound, for pair i with f = θ^(−2i/R) and φ = pos·f, against exact arithmetic:
- *  - f: the exponent −2i/R is rounded (relative 2^−53) and glibc's pow is within 1 ulp, so
- *    f̂ = f·(1 + η) with |η| ≤ 2^−52 + 2^−53·y, y = (2i/R)·ln θ; pos·f·y = pos·y·e^−y ≤ pos/e.
- *  - hi·f̂ and lo·f̂ are each rounded once (relative 2^−53; hi and lo are exact integers).
- *    Together: |φ̂ − φ| ≤ 2^−51·(|φ| + pos).
- *  - glibc's sin and cos reduce any double argument exactly and are within 1 ulp; the joining
- *    products and sums add ≤ 3 roundings of terms ≤ 1: cos and sin of φ̂ are within 2^−50.
- *  At pos = 10^7 (φ ≤ 10^7 rad for θ ≥ 1) that is ≤ 1e−8 rad, a sixth of float32's relative
- *  half-ulp 2^−24 ≈ 6e−8; the rotation itself is done in double and rounded to float once.
- *  A float32 angle, by contrast, is off by up to ulp(10^6)/2 ≈ 0.03 rad at position 10^6. */
+/* rope.c — see rope.h. Every angle is evaluated in double from the row's global position (split
+ * as hi + lo, joined by angle addition), so nothing accumulates along the sequence.
+ * Cost and error bound (≤ 2^−50 per angle): docs/rope.md. */
 #define _GNU_SOURCE /* sincos */
 #include "model/rope.h"
 

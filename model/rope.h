@@ -1,15 +1,6 @@
-/* rope.h — rotary position embedding (RoPE) applied in place to one head's rows at global
- * positions start + stride·r, so the same call serves a whole sequence, a KV-cache append and a
- * distributed rank's striped or zigzag piece (attn_span_t in problem.h).
- *
- * Pairing follows Hugging Face llama's rotate_half: with h = rot_dims/2, dims (i, i + h) rotate
- * together by angle pos·θ^(−2i/rot_dims), 0 ≤ i < h; dims rot_dims … head_dim−1 are left as they
- * are (partial rotary). Real llama q_proj/k_proj weights assume this pairing, not (2i, 2i+1).
- *
- * Angles are evaluated in double from the global position: their error grows only as
- * pos·2^−50 (1e−8 rad at 10^7, a sixth of a float32 half-ulp; bound in rope.c). The rotation of
- * a row depends on its global position alone — not on the call's start, stride or row count —
- * so a rank's striped piece is bitwise equal to the same rows of the full sequence. */
+/* rope.h — rotary position embedding (RoPE, Hugging Face rotate_half pairing, partial rotary)
+ * applied in place at global positions start + stride·r, so one call serves a whole sequence, a
+ * KV-cache append and a rank's striped or zigzag piece, bitwise alike. Design: docs/rope.md. */
 #pragma once
 #include <stdint.h>
 

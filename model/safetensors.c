@@ -1,8 +1,6 @@
-/* safetensors.c — .safetensors reading and writing (see safetensors.h). The reader checks the
- * header the way the Python reference does (known dtype, sizes that match shapes, tensors that
- * tile the data buffer exactly) before handing out a single byte, so a lying or truncated file is
- * one message, never a read past the mapping. Bytes are decoded explicitly as little-endian and
- * copied with no alignment assumption: the header length need not be a multiple of 4. */
+/* safetensors.c — .safetensors reading and writing (see safetensors.h): the header is checked as
+ * the Python reference does (dtype, sizes, exact tiling of the data) before a byte is handed out;
+ * bytes decode as little-endian with no alignment assumption (the header length need not be ×4). */
 #include "model/safetensors.h"
 
 #include <errno.h>

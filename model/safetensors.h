@@ -1,8 +1,6 @@
-/* safetensors.h — reading and writing Hugging Face .safetensors weight files (F32, F16, BF16).
- * Layout: u64 little-endian header length N, N bytes of JSON header, then the data buffer that
- * the header's data_offsets index. st_open maps the file and validates the whole header against
- * it up front, so every later read is in bounds; every malformed file is an ATTN_EUSAGE error
- * naming the file and the problem. Used by model.c to load and save decoder weights. */
+/* safetensors.h — reading and writing Hugging Face .safetensors weight files (F32, F16, BF16)
+ * for model.c. st_open maps the file and validates the whole header up front, so every later
+ * read is in bounds and every malformed file is one ATTN_EUSAGE error naming the problem. */
 #pragma once
 #include "core/common.h"
 
@@ -20,6 +18,8 @@ typedef struct {
     size_t offset, bytes; /* within the data buffer; bytes == numel * st_dtype_size(dtype) */
 } st_tensor_t;
 
+/* An open file. Layout: u64 little-endian header length N, N bytes of JSON header, then the data
+ * buffer that the header's data_offsets index. */
 typedef struct {
     void *map; /* the whole file, read-only; NULL when nothing is open */
     size_t map_bytes;

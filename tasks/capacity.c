@@ -1,8 +1,6 @@
-/* capacity.c — `--task capacity`: for each backend and mask of the run, the longest sequence
- * (n_q = n_k, a power of two, plus the exact integer bound) whose analytic bytes (tensors +
- * declared workspace) fit in the memory available now, confirmed by allocating that many bytes
- * and touching every page; no attention is computed. Then the KV-cache bytes of a 7B-class
- * decoder (f16) and of the run's own model (f32) at 4K to 1M tokens, as "kv_cache" records. */
+/* capacity.c — `--task capacity`: per backend and mask, the longest sequence whose analytic bytes
+ * fit in the memory available now, confirmed by touching every page (no attention computed);
+ * then KV-cache bytes of a 7B-class decoder and of the run's model. Details: docs/memory.md. */
 #include "tasks/capacity.h"
 
 #include <inttypes.h>

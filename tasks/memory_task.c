@@ -1,10 +1,6 @@
-/* memory_task.c — peak memory of one forward call, measured two ways, next to what the backend
- * declares (Q, K, V, O, LSE + workspace_bytes): the attn_alloc accounting (peak bytes handed
- * out during the case minus those outstanding before it; every tensor and workspace goes
- * through attn_alloc) and Linux's VmHWM, reset just before the tensors are allocated, minus the
- * RSS at that moment (also counts BLAS buffers, stacks, and whatever libraries allocate).
- * GPU backends declare device bytes as their workspace: for them the host figures are checked
- * against the tensors alone and the tracked cudaMalloc peak (device.h) against the declaration. */
+/* memory_task.c — peak memory of one forward call, measured two ways (the attn_alloc accounting
+ * and Linux's VmHWM; for GPU backends the tracked device peak), next to what the backend
+ * declares. How each figure is taken: docs/memory.md. */
 #include <string.h>
 
 #include "core/backend.h"

@@ -1,11 +1,7 @@
-/* model_task.c — `--task model`: the shared decoder with each backend as its attention.
- * Per case (n tokens, mask): the float64 reference model (naive float64 attention, double
- * everywhere) and the float32 naive model are run once; each backend's float32 logits are
- * compared with the reference under the attention-level rule carried to the model (at most
- * 4× the float32 naive model's error), and its forward is timed (tokens/s). Only
- * the last logit rows are kept (vocab × n doubles would not fit at long n). The reference
- * needs the naive backend's n² scores: past what memory allows it is skipped with the reason
- * and the record carries timings only. */
+/* model_task.c — `--task model`: the shared decoder with each backend as its attention; float32
+ * logits against the float64 reference model (at most 4× the float32 naive model's error, see
+ * docs/tolerances.md) and forward time. Only the last logit rows are kept; past what memory
+ * allows for the reference's n² scores, the record carries timings only. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,9 +1,6 @@
-/* needle.c — the needle-in-a-haystack task: for each context length, backend and depth, one
- * prompt (needle_prompt.h) through the retrieval model (needle_model.h), one record with the
- * recall and the recall the mask allows (1 for exact attention; for a sliding window the
- * fraction of asked needles inside it). A record passes when the two are equal. Records are
- * written as they finish (the whole results file again, atomically), so an interrupted grid
- * keeps what it measured and --resume FILE runs only what FILE lacks. */
+/* needle.c — the needle-in-a-haystack task: per context length, backend and depth, one prompt
+ * through the retrieval model, one record of recall against the recall the mask allows, written
+ * as it finishes so --resume can go on. Design: docs/needle-model.md. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

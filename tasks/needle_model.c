@@ -1,15 +1,6 @@
-/* needle_model.c — the constructed retrieval model (needle_model.h; the derivation is in
- * docs/needle-model.md). Residual stream layout, 256 dims:
- *
- *   0            CONST, 1 in every token's embedding (the source of layer 0's q and k)
- *   A: 1 … 81    the token's own symbol, one-hot: keys 0…15, values 16…79, 80 = "other"
- *   B: 82 … 162  layer 0's output: the previous token's symbol (A of token i − 1)
- *   C: 163 … 243 layer 1's output: the symbol of the token after the matched key
- *   244 … 255    zero
- *
- * Every embedding row has two unit entries and every layer-1 input three (B is a convex mix
- * of one-hots), so each RMSNorm scales all rows by the same factor; it is folded into the
- * projections and the norm weights stay 1. The MLPs are zero. */
+/* needle_model.c — the constructed retrieval model (needle_model.h): embedding, the two
+ * attention layers' projections and the LM head, with the residual stream laid out as in
+ * docs/needle-model.md ("Shape"), where the derivation is. */
 #include "tasks/needle_model.h"
 
 #include <math.h>

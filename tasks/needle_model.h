@@ -1,16 +1,6 @@
 /* needle_model.h — the retrieval model of the needle task: a shared-transformer instance whose
- * weights are constructed (docs/needle-model.md has the math) so that answering a question
- * needs attention to reach the needle. Two layers, two query heads sharing one K/V head:
- *
- *   layer 0  previous-token head: RoPE dims only; q·k peaks at Δ = i − j = 1, so position i
- *            copies the symbol of token i − 1 into the residual ("what came before me").
- *   layer 1  key-match (induction) head: non-rotary dims; the query is the current token's
- *            symbol, each key the symbol before it, so the last question token (a key <kN>)
- *            attends to the needle token right after <kN> and copies it to the LM head.
- *
- * Greedy decoding then continues the value: each generated value symbol matches the position
- * after its own occurrence in the needle. Haystack tokens share one "other" symbol whose logit
- * goes to a filler token, so a needle the attention does not reach is answered with filler. */
+ * weights are constructed so that answering needs attention to reach the needle (layer 0 a
+ * previous-token head, layer 1 a key-match head). The math: docs/needle-model.md. */
 #pragma once
 #include "model/model.h"
 

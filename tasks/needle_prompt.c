@@ -1,4 +1,5 @@
-/* needle_prompt.c — assembling a needle prompt (needle_prompt.h). */
+/* needle_prompt.c — assembling a needle prompt (needle_prompt.h): needles at the requested
+ * and seeded depths, keys and values drawn without repetition. */
 #include "tasks/needle_prompt.h"
 
 #include <math.h>

@@ -1,10 +1,6 @@
 /* needle_prompt.h — a needle-in-a-haystack prompt: haystack ids with k key → value facts
  * inserted, then a question that ends with the asked key (its value is the expected answer).
- * Layout (token level): a needle is intro · key · v0 v1 v2 v3 · outro, the question is
- * qprefix · key, and context + question is exactly the requested length n. Needle 0 sits at
- * the requested depth (percent of the haystack, as a token index, rounded); needles 1 … k−1
- * at seeded positions. Keys and value symbols are drawn without repetition, so every symbol
- * occurs once in the context and the key-match head has one place to go. */
+ * The token layout: docs/needle-model.md ("Prompt layout"). */
 #pragma once
 #include "tasks/needle_model.h"
 

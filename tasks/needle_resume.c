@@ -1,4 +1,5 @@
-/* needle_resume.c — reading back an earlier run's needle records (needle_resume.h). */
+/* needle_resume.c — reading back an earlier run's needle records (needle_resume.h), so the
+ * grid goes on where it stopped. */
 #include "tasks/needle_resume.h"
 
 #include <jansson.h>

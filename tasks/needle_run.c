@@ -1,4 +1,5 @@
-/* needle_run.c — running one needle prompt (needle_run.h). */
+/* needle_run.c — running one needle prompt (needle_run.h): the context through the model, then
+ * each question with greedy decoding of the value. */
 #include "tasks/needle_run.h"
 #include "impls/parallel/dist_model.h"
 

@@ -115,8 +115,7 @@ double peak_read_seconds(const void *a, const void *b, int64_t runs, size_t stri
     atomic_init(&c.sink, 0);
     /* Starting a thread (~50 µs) costs as much as one core reading a few MiB from cache: each
      * worker gets at least STREAM_WORKER_BYTES, so a small read runs on fewer threads and
-     * measures faster than with all of them, never slower (checked: 2 MiB read 30 GB/s on two
-     * threads, 94 GB/s on one). */
+     * measures faster than with all of them, never slower (measured: docs/roofline.md). */
     double total = 2.0 * (double)runs * (double)len;
     int workers = total / STREAM_WORKER_BYTES + 1 < threads ? (int)(total / STREAM_WORKER_BYTES) + 1 : threads;
     double best = -1;

@@ -1,4 +1,5 @@
-/* task.c — the task table and what the tasks share: the case grid, records, progress. */
+/* task.c — the task table and what the tasks share: the case grid, records, progress
+ * (task.h). */
 #include "tasks/task.h"
 
 #include "comm/layout.h"

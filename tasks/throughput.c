@@ -1,12 +1,6 @@
-/* throughput.c — time per call, tokens/s, GFLOP/s (4·d FLOPs per visible query–key pair, so
- * causal counts about half) and K/V GB/s for each backend, each as a fraction of its roofline.
- * Each timed repeat is paired with an sgemm and with a plain read of the same K/V rows on the
- * same threads, and ratios are taken per pair before the median: on a shared machine both
- * halves of a pair see the same interference. With --sweep-max, n_k doubles per backend until
- * the backend declines, the time budget would be exceeded, or n_k passes the maximum.
- * GPU backends are timed differently (throughput_device): time_s is the kernels' time from
- * CUDA events (inputs already on the device), the whole call with its copies is call_wall_s,
- * and no CPU roofline is paired with them (a host sgemm says nothing about a GPU). */
+/* throughput.c — time per call, tokens/s, GFLOP/s and K/V GB/s for each backend, each as a
+ * fraction of a roofline measured in the same run (paired repeats on the CPU, CUDA-event kernel
+ * time on GPUs). Method: docs/roofline.md. */
 #include <math.h>
 #include <string.h>
 

@@ -1,36 +1,7 @@
-/* tolerance.c — the tolerance table and error measures (see tolerance.h).
- *
- * Rule (as flash-attention's tests do it): a backend passes when each error is within a small
- * multiple of the error that a plain float32 computation of the same case makes (naive f32,
- * measured in the same case against the same reference), plus a floor of a few float32 ulps of
- * the output's magnitude, for cases where naive f32 happens to be nearly exact (n = 1 is exact).
- *   - Tiled float32 backends: factor 4. They add a different summation order (per-tile partial
- *     sums, rescaled by exp2(m_old − m_new)), a polynomial exp2 with relative error 2.2e-9 (well
- *     below one float32 ulp, 6e-8) and one extra rounding per rescale; each is at most a few ulps
- *     next to naive's own rounding, which is already one rounding per product and sum term.
- *   - naive f32 itself cannot be judged against its own error, so it has an a-priori bound of
- *     max(64, √n_k) ulps. Its dot products over d ≤ 256 terms err by about √d ≤ 16 ulps in RMS
- *     (64 leaves 4× margin), but its softmax sum and its P·V accumulation are sequential sums
- *     over n_k terms, whose rounding grows like √n_k ulps (measured: 13 ulps relative L2 at
- *     n = 4096, 25 at 16384; max abs 47 ulps of max|O| at 16384). Any algorithmic mistake (a
- *     wrong mask edge, a missing rescale, a wrong GQA head) shows up as 1e-3 or more, far above
- *     either term.
- * bf16 (GPU backends; Q, K, V rounded to bfloat16, unit roundoff u = 2⁻⁸, float32 accumulation)
- * follows the same rule with a bf16 baseline: naive_cuda in bf16, measured in the same case.
- *   - Tiled bf16 backends: factor 2, as flash-attention's tests use against a same-precision
- *     naive implementation. Both round the same Q, K, V identically (the dominant error, which
- *     they therefore share) and both round P to bf16 once per element before P·V; they differ
- *     only in that P is taken against a running rather than the final row max (the same
- *     relative rounding) and in float32 summation order (ulps of float32, 2⁸ times smaller).
- *     Floor: 4 float32 ulps, as for f32 (n = 1 is exact up to V's rounding in both).
- *   - naive_cuda in bf16 is the baseline itself, so it gets an a-priori bound of 16 u
- *     (0.0625) relative: rounding q and k perturbs a score by at most 2u·scale·Σ|q_c·k_c|,
- *     about 1.3·u·√d for unit-variance inputs (≤ 15u at d = 128), which the softmax passes to
- *     O and LSE about one for one; V and P add one u each. A wrong mask edge or head shows in
- *     the comparison with the float64 reference of the tiled backends (factor 2 of this
- *     baseline), not here.
- * The numbers below are set from this reasoning, not from observed failures, and must not be
- * raised to make a case pass. */
+/* tolerance.c — the tolerance table and error measures (see tolerance.h): a backend passes within
+ * a small multiple of the same-precision naive baseline's own error plus a floor of a few ulps.
+ * The derivation of every number: docs/tolerances.md. The numbers below are set from that
+ * reasoning, not from observed failures, and must not be raised to make a case pass. */
 #include "tasks/tolerance.h"
 
 #include <float.h>

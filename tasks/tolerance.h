@@ -1,4 +1,5 @@
-/* tolerance.h — how close to the float64 reference a backend must be, in one table. */
+/* tolerance.h — how close to the float64 reference a backend must be, in one table
+ * (tolerance.c), and the error measures it is applied to. Derivation: docs/tolerances.md. */
 #pragma once
 #include "core/problem.h"
 

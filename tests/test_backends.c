@@ -1,14 +1,6 @@
-/* test_backends.c — the exactness matrix, run through the same exactness task users run:
- * every single-rank backend (naive, blockwise, naive_blas, sliding_window) × mask × H_kv ∈ {H, 2, 1} × n ∈ {1, 7, 64, 1000, 4097} ×
- * d ∈ {16, 64, 128} × (n_q = n_k, n_q < n_k), plus small tiles on the smaller n so multi-tile
- * paths are exercised. With --ranks P, the distributed backends instead: ring, striped, zigzag,
- * ulysses × mask × H_kv ∈ {H, 1} × n ∈ {P·256, 1000, 4097} × d = 64 × (n_q = n_k, n_q < n_k) on
- * P ranks, H = 4 (6 for P = 3, 8 for P = 8, so ulysses can split heads), over --transport local or mpi
- * (then run under `mpirun -np P`; rank 0 runs the matrix, the others serve it).
- * A record must pass, except that sliding_window must decline (skip) masks other than window
- * and ulysses must decline H % P ≠ 0.
- * usage: test_backends [--mask M] [--min-n N] [--max-n N] [--ranks P] [--transport T]
- *                      [--backends A,B] [--heads H] [--kv-heads K] [--layout L]   (CTest splits the matrix) */
+/* test_backends.c — the exactness matrix, run through the same exactness task users run: every
+ * single-rank backend, or with --ranks P the distributed ones, × mask × H_kv × n × d × (n_q = n_k,
+ * n_q < n_k) against the float64 reference. The matrix and usage are above main(). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +43,16 @@ static int check_records(const attn_run_t *run, const char *label, int *passed, 
     return ATTN_OK;
 }
 
+/* Single-rank: naive, blockwise, naive_blas, sliding_window × mask × H_kv ∈ {H, 2, 1} ×
+ * n ∈ {1, 7, 64, 1000, 4097} × d ∈ {16, 64, 128} × (n_q = n_k, n_q < n_k), plus small tiles on the
+ * smaller n so multi-tile paths are exercised. With --ranks P, the distributed backends instead:
+ * ring, striped, zigzag, ulysses × mask × H_kv ∈ {H, 1} × n ∈ {P·256, 1000, 4097} × d = 64 ×
+ * (n_q = n_k, n_q < n_k) on P ranks, H = 4 (6 for P = 3, 8 for P = 8, so ulysses can split heads),
+ * over --transport local or mpi (then run under `mpirun -np P`; rank 0 runs the matrix, the
+ * others serve it). A record must pass, except that sliding_window must decline (skip) masks
+ * other than window and ulysses must decline H % P ≠ 0.
+ * usage: test_backends [--mask M] [--min-n N] [--max-n N] [--ranks P] [--transport T]
+ *                      [--backends A,B] [--heads H] [--kv-heads K] [--layout L]   (CTest splits the matrix) */
 int main(int argc, char **argv) {
     const char *mask = "none,causal,window";
     int64_t min_n = 0, max_n = INT64_MAX;

@@ -1,10 +1,6 @@
-/* test_band.c — the GPU ring's masking (impls/cuda/band.h) checked exhaustively on the CPU:
- * for every layout, P ∈ 1..8, n not divisible by P, queries at the end of the keys (n_q < n_k),
- * masks none / causal / window (several widths), every rank and ring step, every (query piece,
- * key piece): the kernel's local visibility test with band_for's offset and window must agree
- * with the mask on global positions for every (i, j), and a pair the host skips (mask_key_range
- * empty) must have no visible (i, j). Wrong arithmetic here is a silently wrong GPU answer that
- * no GPU-less CI would otherwise see. */
+/* test_band.c — the GPU ring's masking (impls/cuda/band.h) checked exhaustively on the CPU: every
+ * layout, P, mask, rank, step and piece pair must agree with the mask on global positions
+ * (docs/ring.md). Wrong arithmetic here is a silently wrong GPU answer no GPU-less CI would see. */
 #include <stdio.h>
 
 #include "impls/cuda/band.h"

@@ -1,18 +1,7 @@
-/* test_cuda.c — the CUDA backends against the float64 reference, through the exactness task
- * users run: naive_cuda in f32, and blockwise_cuda, sliding_window_cuda and naive_cuda in bf16
- * (bf16 tolerance = 2 × naive_cuda-bf16's own error, tolerance.c), × mask × H_kv ∈ {4, 2, 1}
- * (H = 4) × odd and tile-straddling n × d ∈ {64, 128} × (n_q = n_k, n_q < n_k). Then the memory
- * check: blockwise_cuda's tracked device peak at n = 65536 and 131072 must stay within its
- * declared, linear device bytes and grow 2× when n doubles (an n² buffer would grow 4×).
- * Exits 77 (CTest SKIP_RETURN_CODE) when there is no CUDA device.
- * usage: test_cuda [--mask M] [--max-n N] [--skip-memory]   run the matrix, then the memory check (GPU)
- *        test_cuda --memory-only                             the memory check alone (GPU)
- *        test_cuda --dist [--max-n N]                        ring/striped/zigzag/ulysses_cuda on cuda_local
- *                                                            (P ∈ 1,2,3,4,8) beside blockwise_cuda, bf16 rule (GPU)
- *        test_cuda --transports DIR                          cuda_local (P = 1..8) and nccl (P = 1, file
- *                                                            bootstrap in DIR) move bytes exactly (GPU)
- *        test_cuda --probe                                   exit 0 with a device, 77 without
- *        test_cuda --expect-no-device                        the no-device path (77 with a device) */
+/* test_cuda.c — the CUDA backends against the float64 reference through the exactness task users
+ * run (bf16 rule: docs/tolerances.md), blockwise_cuda's device memory, the GPU distributed
+ * backends and transports. Exits 77 (CTest SKIP_RETURN_CODE) without a CUDA device. Modes and
+ * usage are above main(). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +177,19 @@ static int no_device_check(void) {
     return failed ? 1 : 0;
 }
 
+/* The matrix: naive_cuda in f32, and blockwise_cuda, sliding_window_cuda and naive_cuda in bf16
+ * (bf16 tolerance = 2 × naive_cuda-bf16's own error, tolerance.c), × mask × H_kv ∈ {4, 2, 1}
+ * (H = 4) × odd and tile-straddling n × d ∈ {64, 128} × (n_q = n_k, n_q < n_k). Then the memory
+ * check: blockwise_cuda's tracked device peak at n = 65536 and 131072 must stay within its
+ * declared, linear device bytes and grow 2× when n doubles (an n² buffer would grow 4×).
+ * usage: test_cuda [--mask M] [--max-n N] [--skip-memory]   run the matrix, then the memory check (GPU)
+ *        test_cuda --memory-only                             the memory check alone (GPU)
+ *        test_cuda --dist [--max-n N]                        ring/striped/zigzag/ulysses_cuda on cuda_local
+ *                                                            (P ∈ 1,2,3,4,8) beside blockwise_cuda, bf16 rule (GPU)
+ *        test_cuda --transports DIR                          cuda_local (P = 1..8) and nccl (P = 1, file
+ *                                                            bootstrap in DIR) move bytes exactly (GPU)
+ *        test_cuda --probe                                   exit 0 with a device, 77 without
+ *        test_cuda --expect-no-device                        the no-device path (77 with a device) */
 int main(int argc, char **argv) {
     const char *mask = "none,causal,window";
     int64_t max_n = INT64_MAX;

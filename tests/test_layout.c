@@ -1,9 +1,7 @@
-/* test_layout.c — comm/layout.h on its own, table-driven over kinds × ranks × lengths (the
- * awkward ones: n < P, n = 2P ± 1, primes, 4097). Each case is checked against an owner map
- * built here independently from the rules in layout.h (block sizes, t mod P, the 2P zigzag
- * chunks with the first n mod 2P one longer), and for the properties the distributed backends
- * rely on: a bijection between tokens and (rank, local row), balanced shards, and pieces that
- * reproduce local_to_global in local order. Prints "N checks, F failed"; exit 1 on a failure. */
+/* test_layout.c — comm/layout.h on its own, table-driven over kinds × ranks × awkward lengths,
+ * against an owner map built here from the rules in docs/ring.md and for the properties the
+ * distributed backends rely on (bijection, balance, pieces in local order).
+ * Prints "N checks, F failed"; exit 1 on a failure. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

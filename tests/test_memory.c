@@ -1,9 +1,6 @@
-/* test_memory.c — the memory figures: attn_alloc's accounting (current, peak, reset, 64-byte
- * alignment, NULL, many threads at once), the analytic formulas (KV cache bytes; each
- * backend's workspace_bytes against arithmetic written out here), the capacity search and
- * page-touch confirmation, and each backend's measured workspace (through the accounting, on a
- * real forward call) against what it declares: within 15 %, or at most 15 % over for ulysses,
- * whose declaration is an upper bound. */
+/* test_memory.c — the memory figures: attn_alloc's accounting, the analytic formulas against
+ * arithmetic written out here, the capacity search, and each backend's measured workspace against
+ * its declaration (within 15 %; for ulysses, an upper bound, at most 15 % over). See docs/memory.md. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>

@@ -1,9 +1,6 @@
-/* test_model.c — the shared decoder: every backend's float32 logits against the float64
- * reference model (naive float64 attention, double everywhere), within the attention rule
- * carried to the model: at most 4× the error of the float32 naive model (whose error is the
- * float32 rounding of everything the backends share: GEMMs, norms, RoPE); decoding
- * through the KV cache equals a full forward; a future token never changes earlier logits
- * (bitwise); safetensors round trip gives bitwise-equal logits.
+/* test_model.c — the shared decoder: every backend's float32 logits against the float64 reference
+ * model within 4× the float32 naive model's error (docs/tolerances.md); KV-cache decoding equals a
+ * full forward; a future token never changes earlier logits; safetensors round trips bitwise.
  * usage: test_model SCRATCH_DIR */
 #include <math.h>
 #include <stdarg.h>

@@ -1,8 +1,7 @@
-/* test_needle.c — the retrieval model on synthetic token streams (no tokenizer needed): its
- * margins hold their bound; exact backends recall every needle at every depth, one needle and
- * four asked at once, in prefill and query-tail modes; the sliding window recalls exactly the
- * needles its window reaches (and the grid has needles on both sides of the window edge).
- * usage: test_needle [--max-n N] [--backends a,b] [--ranks P] */
+/* test_needle.c — the retrieval model on synthetic token streams (no tokenizer): margins hold
+ * their bound, exact backends recall every needle at every depth (1 and 4 asked, prefill and
+ * query-tail), the sliding window exactly those its window reaches (needles on both sides of its
+ * edge; docs/needle-model.md). usage: test_needle [--max-n N] [--backends a,b] [--ranks P] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

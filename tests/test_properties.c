@@ -1,13 +1,6 @@
-/* test_properties.c — properties that hold whatever the rounding:
- *  - the float64 reference agrees with an independent long-double evaluation (so the reference
- *    itself is checked, not just trusted), and its LSE is log Σ exp of the scaled scores;
- *  - permuting keys (with values) under no mask leaves O unchanged;
- *  - a window ≥ n_k is the causal mask;
- *  - the portable softmax path matches the AVX-512 one's accuracy;
- *  - the tile engine on pieces with global positions (strided rows, a row that sees nothing)
- *    returns O = 0 / LSE = −∞ where nothing is visible, and two key pieces merged by the
- *    log-sum-exp rule equal the whole.
- * Float32 checks use the same tolerance rule as the exactness task (tasks/tolerance.c). */
+/* test_properties.c — properties that hold whatever the rounding: the float64 reference against
+ * long double, key permutation, window ≥ n_k = causal, the portable softmax against AVX-512, and
+ * the tile engine on pieces (empty rows, log-sum-exp merges). The list is above main(). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,6 +231,16 @@ static void pieces_merge(attn_mask_t mask) {
     free(q64), free(k64), free(v64), free(o64), free(l64), free(q), free(k), free(v);
 }
 
+/* The properties:
+ *  - the float64 reference agrees with an independent long-double evaluation (so the reference
+ *    itself is checked, not just trusted), and its LSE is log Σ exp of the scaled scores;
+ *  - permuting keys (with values) under no mask leaves O unchanged;
+ *  - a window ≥ n_k is the causal mask;
+ *  - the portable softmax path matches the AVX-512 one's accuracy;
+ *  - the tile engine on pieces with global positions (strided rows, a row that sees nothing)
+ *    returns O = 0 / LSE = −∞ where nothing is visible, and two key pieces merged by the
+ *    log-sum-exp rule equal the whole.
+ * Float32 checks use the same tolerance rule as the exactness task (tasks/tolerance.c). */
 int main(void) {
     parallel_set_blas_threads(1);
     for (int m = 0; m < 3; m++)

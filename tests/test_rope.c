@@ -1,8 +1,7 @@
-/* test_rope.c — RoPE against a long-double reference written here (HF rotate_half pairing), at
- * positions up to 10^7: accuracy per element, the relative-position property under shifts up to
- * 10^6, bitwise agreement of striped / offset / single-row calls with the whole sequence, and
- * partial rotary leaving the other dims alone. Tolerances are derived below from the error
- * bound stated in model/rope.c, not tuned. Prints the time of 65536 rows × d = 128. */
+/* test_rope.c — RoPE against a long-double reference written here (HF rotate_half pairing) at
+ * positions up to 10^7: per-element accuracy, relative-position shifts, bitwise agreement of
+ * striped / offset / single-row calls, partial rotary. Tolerances derive from the bound in
+ * docs/rope.md, not tuned. Prints the time of 65536 rows × d = 128. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,8 +1,6 @@
-/* test_tokenizer.c — the SentencePiece wrapper and the haystacks: the KJV text round-trips
- * (up to SentencePiece's whitespace normalisation, which the test applies itself); training is
- * deterministic (same bytes, same ids); bad model files are errors, not crashes; every needle
- * symbol is one id, also back to back; the corpus haystack repeats by its documented rule; the
- * noise haystack is seeded and never holds a needle symbol.
+/* test_tokenizer.c — the SentencePiece wrapper and the haystacks: KJV round trip (up to the
+ * whitespace normalisation, applied here too), deterministic training, bad model files as errors,
+ * needle symbols as single ids, the corpus repeat rule, seeded noise without needle symbols.
  * usage: test_tokenizer MODEL CORPUS SCRATCH_DIR */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,8 +1,6 @@
-/* naive_blas.c — the textbook attention a user would write on OpenBLAS, kept as the peer the
- * blockwise backend must beat: per (batch, head), S = Q·Kᵀ as one multi-threaded sgemm into a
- * materialised n_q × n_k matrix, mask, softmax (the same AVX-512 exp2 kernel blockwise uses, so
- * the comparison is about tiling, not about exp), O = P·V as a second sgemm. Float32 only;
- * O(n_q·n_k) memory. */
+/* naive_blas.c — the textbook attention a user would write on OpenBLAS (S = Q·Kᵀ and O = P·V as
+ * multi-threaded sgemm around a materialised n_q × n_k softmax, float32 only): the peer blockwise
+ * must beat. Its softmax uses blockwise's AVX-512 exp2, so the comparison is about tiling. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>

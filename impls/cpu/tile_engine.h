@@ -1,5 +1,5 @@
 /* tile_engine.h — the FlashAttention-style CPU engine shared by the blockwise and sliding_window
- * backends and, later, by every distributed backend's local step. A Q tile (block_q rows) walks
+ * backends and by the ring family's local step (ring.c). A Q tile (block_q rows) walks
  * K/V tiles (block_k rows): S = Q·Kᵀ (sgemm), online softmax (softmax.h), O += P·V (sgemm).
  * Memory beyond the tensors is one S tile and three row vectors per worker: O(n) in total. */
 #pragma once

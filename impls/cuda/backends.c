@@ -1,8 +1,6 @@
-/* backends.c — the CUDA backends' table entries (C, like every other backend): naive_cuda,
- * blockwise_cuda, sliding_window_cuda. The work is in naive.cu and flash.cu. Without a device
- * every one of them declines with "no CUDA device: ...", so a run records the case as skipped.
- * workspace_bytes of a GPU backend is its device bytes (tensor copies, staging, scratch): the
- * host side allocates nothing beyond the harness's own tensors. */
+/* backends.c — the CUDA backends' table entries (naive_cuda, blockwise_cuda,
+ * sliding_window_cuda; the work is in naive.cu and flash.cu). Without a device each declines,
+ * and its workspace_bytes are device bytes. Details: docs/gpu-kernels.md. */
 #include "core/backend.h"
 #include "impls/cuda/cuda_backends.h"
 

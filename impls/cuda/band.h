@@ -1,12 +1,6 @@
-/* band.h — the mask of one (query piece, key piece) pair of a ring step in the kernel's terms.
- * Plain C so that tests/test_band.c checks it exhaustively on the CPU (no GPU needed).
- *
- * Query piece at global positions a + S·i (i local), key piece at b + S·j (same stride S: 1
- * for ring and zigzag, P for striped). With δ = a − b:
- *   causal  b + S·j ≤ a + S·i      ⟺  j ≤ i + ⌊δ/S⌋                    → q_off = ⌊δ/S⌋
- *   window  S·(i − j) + δ < w     ⟺  i − j ≤ ⌈(w − δ)/S⌉ − 1
- * and the kernel tests j ≤ q_off + i and j > q_off + i − W, so W = ⌈(w − δ)/S⌉ + q_off.
- * With S = 1 this is q_off = δ, W = w: a shifted copy of the global band. */
+/* band.h — the mask of one (query piece, key piece) pair of a ring step in the kernel's terms:
+ * a shifted causal or window band (q_off, W) in local indices. Plain C so that tests/test_band.c
+ * checks it exhaustively on the CPU. Derivation: docs/ring.md. */
 #pragma once
 #include <stdint.h>
 

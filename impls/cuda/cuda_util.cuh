@@ -1,8 +1,6 @@
-/* cuda_util.cuh — what every CUDA backend file shares: the error check that turns a CUDA or
- * cuBLAS status into an attn_err_t message with file and line (never an abort: a missing
- * device or a full device is a user-reachable error), the tracked device allocator behind the
- * memory task's device figures, small owners that free on every return path, and the
- * device-selection preamble of a forward call. */
+/* cuda_util.cuh — what every CUDA backend file shares: CUDA/cuBLAS status → attn_err_t with file
+ * and line (never an abort), the tracked device allocator behind the memory task's device
+ * figures, owners that free on every return path, and a forward call's device selection. */
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -73,7 +71,7 @@ struct event_pair {
  * x->device selected, and an error naming the ordinal when it does not exist. */
 int cuda_begin(const attn_exec_t *x, attn_err_t *err);
 /* cuda_supports_device (cuda_backends.h): supports() of every CUDA backend starts there: 0
- * with the reason when there is no device (the harness records the case as skipped) or when
+ * with the reason when there is no device (the task records the case as skipped) or when
  * the device bytes would not fit in the device's free memory. */
 
 /* Host float32 → device bfloat16 or float32 (conversion on the device, through a float32

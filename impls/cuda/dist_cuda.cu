@@ -1,14 +1,6 @@
 /* dist_cuda.cu — the GPU distributed backends' table entries (ring_cuda, striped_cuda,
- * zigzag_cuda, ulysses_cuda) and their two drivers:
- *
- *   cuda_local  forward() runs all P virtual ranks from this thread on one GPU: the host cuts
- *               the whole tensors into shards, ring_cuda_ranks drives every rank's streams.
- *   nccl        forward() is dist_forward (impls/dist): rank 0 announces the call over MPI,
- *               every process runs forward_rank on its own GPU; shards move to and from rank
- *               0 over MPI outside the timed region, K/V blocks over NCCL inside it.
- *
- * Inputs are rounded to bf16 on the device (like blockwise_cuda); partial results merge in
- * float32. Bytes moved are bf16 K/V blocks: the analytic count is the CPU ring's at 2 bytes. */
+ * zigzag_cuda, ulysses_cuda) and their two drivers: all P virtual ranks from this thread under
+ * cuda_local, dist_forward (impls/parallel/dist.c) under nccl. Design: docs/ring.md. */
 #include <stdlib.h>
 #include <string.h>
 

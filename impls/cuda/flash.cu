@@ -1,23 +1,6 @@
 /* flash.cu — FlashAttention-2-style forward on tensor cores (bf16 in, float32 accumulate and
- * out), the kernel behind blockwise_cuda and sliding_window_cuda.
- *
- * One thread block = 4 warps = BR = 64 query rows of one (batch, head); each warp owns 16 rows.
- * K/V tiles of BC = 64 keys stream through shared memory with cp.async, two stages deep (tile
- * t+1 loads while tile t is computed). S = Q·Kᵀ and O += P·V are mma.sync m16n8k16 (bf16 ×
- * bf16 → f32), fed by ldmatrix from XOR-swizzled shared memory (no bank conflicts: the 8 rows
- * an ldmatrix phase reads land on 8 different 16-byte bank groups). The softmax is online, in
- * registers, in base 2: scores are multiplied by scale·log2(e) once and exp2f does the rest.
- * The mask decides which key tiles a query block visits at all ([t_lo, t_hi), computed from
- * the block's first and last query position), so tiles that causal or window masks hide are
- * never loaded or computed; only the tiles on a mask edge (or past n_k) are masked elementwise.
- * Query blocks are launched last-first, so under a causal mask the longest blocks start first.
- *
- * Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4):
- *   A 16×16: a0 (row g, cols 2t..2t+1), a1 (row g+8, same), a2 (row g, cols 2t+8..), a3 (row g+8, ..)
- *   B 16×8:  b0 (rows 2t..2t+1, col g), b1 (rows 2t+8.., col g)
- *   C 16×8:  c0 c1 (row g, cols 2t, 2t+1), c2 c3 (row g+8, cols 2t, 2t+1)
- * so the S accumulators of two adjacent 8-key tiles are exactly the A fragment of P for the
- * 16-key step of P·V (no shared-memory round trip). */
+ * out), the kernel behind blockwise_cuda, sliding_window_cuda and the GPU distributed backends.
+ * Tiling, mask-driven tile ranges and mma fragment layouts: docs/gpu-kernels.md. */
 #include <cuda_bf16.h>
 #include <math.h>
 

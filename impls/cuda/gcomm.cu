@@ -1,10 +1,5 @@
 /* gcomm.cu — the cuda_local transport and the dispatch of gcomm.cuh's calls (nccl's halves are
- * in gcomm_nccl.cu).
- *
- * cuda_local orders copies with events recorded in two phases: first every rank's comm stream
- * records "all enqueued so far", then the copies wait on the records they depend on. A single
- * pass would let rank r wait on rank r−1's record of *this* step (already re-recorded), which
- * serialises the ring instead of checking it. */
+ * in gcomm_nccl.cu). Why copies are ordered in two phases: docs/gpu-transports.md. */
 #include <time.h>
 
 #include "impls/cuda/cuda_util.cuh"

@@ -1,20 +1,6 @@
-/* gcomm.cuh — device-buffer communication for the GPU distributed backends (ring_cuda,
- * striped_cuda, zigzag_cuda, ulysses_cuda). Two transports behind one small interface:
- *
- *   cuda_local  P virtual ranks on one GPU, all driven by this process: each has its own
- *               compute and comm stream and its own buffers; every send is a real
- *               device-to-device copy enqueued on the receiver's comm stream, ordered by events.
- *               The ranks share one GPU's SMs and memory bandwidth, so its timings check the
- *               schedule (does the copy of the next block overlap the current compute?), they
- *               are not multi-GPU performance.
- *   nccl        one rank per process and GPU; grouped ncclSend/ncclRecv on the rank's comm
- *               stream. Bootstrapped by MPI (rank 0's ncclUniqueId broadcast) under mpirun, or
- *               by a shared file on one node (gcomm_nccl_open_file) where there is no MPI.
- *
- * The backend code indexes everything by local index i ∈ [0, count): global rank first + i.
- * Enqueueing is asynchronous; the backend orders its compute stream against the comm stream
- * with events, and waits on the host only through gcomm_sync, which polls the transport for
- * asynchronous errors and aborts the communicator after timeout_s instead of hanging. */
+/* gcomm.cuh — device-buffer communication for the GPU distributed backends: cuda_local (P
+ * virtual ranks on one GPU) and nccl (one rank per process and GPU) behind one interface;
+ * enqueueing is asynchronous and host waits time out. Design: docs/gpu-transports.md. */
 #pragma once
 #include <cuda_runtime.h>
 

@@ -1,12 +1,6 @@
-/* gcomm_nccl.cu — gcomm.cuh's nccl transport: one rank per process and GPU, grouped
- * ncclSend/ncclRecv on the rank's comm stream, bootstrapped through MPI or a shared file.
- *
- * libnccl is dlopen'ed on first use, not linked: it is over 200 MB, often present only inside
- * PyTorch's packages, and the binary must start (and run every other transport) without it;
- * nccl.h gives types and constants only. Communicators are nonblocking (cfg.blocking = 0) so no
- * NCCL call can hold this thread forever: creation, group ends and finalisation may return
- * ncclInProgress and are polled here against timeout_s, after which the communicator is aborted,
- * which makes the peers blocked on this rank fail too instead of hanging. */
+/* gcomm_nccl.cu — gcomm.cuh's nccl transport: grouped ncclSend/ncclRecv on each rank's comm
+ * stream, libnccl dlopen'ed on first use, nonblocking communicators polled against timeout_s.
+ * Design: docs/gpu-transports.md. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>

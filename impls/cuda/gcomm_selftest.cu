@@ -1,8 +1,6 @@
-/* gcomm_selftest.cu — moves known bytes through a gcomm transport and checks every byte that
- * arrives: a full ring rotation with double buffers (what ring_cuda does, P − 1 shifts) and an
- * all-to-all with uneven sizes (what ulysses_cuda does). tests/test_cuda.c runs it on
- * cuda_local (P = 1..8 on one GPU) and on nccl with one rank bootstrapped through a file (no
- * MPI), so both transports' data paths are checked apart from the attention math. */
+/* gcomm_selftest.cu — moves known bytes through a gcomm transport and checks every byte: a full
+ * ring rotation with double buffers (as ring_cuda) and an uneven all-to-all (as ulysses_cuda),
+ * apart from the attention math. Run by tests/test_cuda.c --transports. */
 #include <string.h>
 
 #include <vector>

@@ -1,10 +1,6 @@
-/* naive.cu — textbook attention on the GPU, the peer the tensor-core kernel is measured
- * against and, in bf16, the baseline whose own error sets the bf16 tolerance (tolerance.c).
- * Per (batch, head): S = Q·Kᵀ with cuBLAS into a materialised n_q × n_k float32 matrix, one
- * block per row masks, scales and normalises it (softmax in float32 with expf/logf), then
- * O = P·V with cuBLAS. f32: pedantic float32 GEMMs (no TF32); bf16: Q, K, V rounded to bf16,
- * GEMMs with float32 accumulation, P rounded to bf16 for the second GEMM as a bf16 pipeline
- * must. O(n_q·n_k) device memory. */
+/* naive.cu — textbook attention on the GPU (cuBLAS GEMMs around a materialised n_q × n_k
+ * softmax): the peer the tensor-core kernel is measured against and, in bf16, the baseline
+ * whose own error sets the bf16 tolerance. Details: docs/gpu-kernels.md. */
 #include <cuda_bf16.h>
 #include <math.h>
 

@@ -1,18 +1,6 @@
-/* ring_cuda.cu — ring attention on GPUs: ring_cuda, striped_cuda, zigzag_cuda. The loop of
- * impls/parallel/ring.c with the tensor-core kernel (flash.cu) as each step's local compute, on
- * either GPU transport (gcomm.cuh): P virtual ranks of one GPU (cuda_local) or one rank per
- * GPU process (nccl).
- *
- * Per rank, two streams: step s computes on the compute stream against K/V block `cur` while
- * the comm stream moves block `cur` on to rank r+1 and receives block s+1 into `1 − cur`. The
- * compute of step s+1 waits for that receive (an event); the receive of step s+1 waits for the
- * compute of step s, which still reads the buffer it overwrites. Inputs travel as bf16; every
- * partial O and LSE is float32 and merged in float32 (merge_kernel), so the error does not
- * grow with P through bf16 round trips of partial results.
- *
- * Striped positions are strided (token t on rank t mod P), but within one (query shard, key
- * block) pair the visible set is a shifted causal (or window) band in local indices, so the
- * kernel's contiguous-position masks serve all three layouts: see band.h. */
+/* ring_cuda.cu — ring attention on GPUs (ring_cuda, striped_cuda, zigzag_cuda): ring.c's loop
+ * with flash.cu as each step's compute, a compute and a comm stream per rank ordered by events,
+ * bf16 inputs and float32 merges, on cuda_local or nccl (gcomm.cuh). Design: docs/ring.md. */
 #include <math.h>
 #include <string.h>
 

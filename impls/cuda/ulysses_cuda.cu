@@ -1,11 +1,6 @@
-/* ulysses_cuda.cu — Ulysses-style sequence parallelism on GPUs (DeepSpeed-Ulysses): each rank
- * holds a contiguous shard of the tokens for all heads; one all-to-all re-shards Q, K, V to
- * all tokens for H/P heads (and the K/V heads those need), the tensor-core kernel (flash.cu)
- * runs full attention on them, and a second all-to-all returns O and LSE to the token shards.
- * Q, K, V travel as bf16, O and LSE as float32. Nothing overlaps the all-to-alls (the compute
- * needs all of the first and the second needs all of the compute), so all communication time
- * is exposed: that is ulysses' trade against the ring, measured rather than assumed.
- * Shards are contiguous (--layout contiguous); heads must split evenly over P. */
+/* ulysses_cuda.cu — Ulysses-style sequence parallelism on GPUs: all-to-all of bf16 Q, K, V to
+ * H/P heads, flash.cu on the full sequence, all-to-all of float32 O and LSE back; nothing
+ * overlaps the exchanges, by design. Design: docs/ulysses.md. */
 #include <string.h>
 
 #include <algorithm>

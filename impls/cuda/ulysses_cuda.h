@@ -1,4 +1,5 @@
-/* ulysses_cuda.h — the GPU Ulysses exchange (ulysses_cuda.cu) as dist_cuda.cu calls it. */
+/* ulysses_cuda.h — the GPU Ulysses exchange (ulysses_cuda.cu) as dist_cuda.cu calls it,
+ * on the ranks a gcomm drives. Design: docs/ulysses.md. */
 #pragma once
 #include "impls/cuda/ring_cuda.h"
 

@@ -1,4 +1,5 @@
-/* dist.c — the shared machinery of the distributed backends (see dist.h). */
+/* dist.c — the shared machinery of the distributed backends (see dist.h): dist_forward on the
+ * problem's transport, rank 0's announcements and the followers' loop under mpi, shard moves. */
 #include "impls/parallel/dist.h"
 
 #include <math.h>

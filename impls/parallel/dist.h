@@ -1,10 +1,6 @@
 /* dist.h — what every distributed backend shares, so that a backend is only its rank function
- * (forward_rank): running it on P ranks of the problem's transport, moving each rank's shard
- * of the whole tensors in and out, the per-rank figures, and the injected faults of the tests.
- *
- * The whole Q, K, V, O, LSE live with the caller: in every thread under `local`, on rank 0
- * only under `mpi`. dist_scatter/dist_gather hide the difference (direct copies, or messages
- * from and to rank 0), and they happen outside the measured region. */
+ * (forward_rank): running it on P ranks, scattering and gathering each rank's shard outside the
+ * measured region, the per-rank figures, and the tests' injected faults. Design: docs/comm.md. */
 #pragma once
 #include "core/backend.h"
 #include "comm/comm.h"

@@ -1,4 +1,5 @@
-/* dist_model.c — the decoder with its tokens sharded over the ranks (dist_model.h). */
+/* dist_model.c — the decoder with its tokens sharded over the ranks (dist_model.h): each rank
+ * runs model_forward_rank on its pieces; under mpi the followers keep the weights per model. */
 #include "impls/parallel/dist_model.h"
 
 #include <stdlib.h>

@@ -1,10 +1,6 @@
-/* dist_model.h — the shared decoder under a distributed backend, every layer sharded: each rank
- * holds its layout's tokens (the backend's layout: contiguous for ring, striped, zigzag; ulysses'
- * --layout), embeds them, runs norms, projections, RoPE at their global positions and the MLP on
- * its own rows, and attends through the backend's forward_rank on its shards; the final rows are
- * gathered to rank 0 for the LM head. Under `local` the ranks are threads sharing the weights;
- * under `mpi` the followers get the weights once per model (then only the tokens) and keep
- * them. model_forward comes here for a distributed backend without a KV cache. */
+/* dist_model.h — the shared decoder under a distributed backend, every layer sharded over the
+ * ranks by the backend's layout; callers run dist_model_run, which falls back to model_forward
+ * with a KV cache. Design: docs/comm.md. */
 #pragma once
 #include "model/model.h"
 

@@ -1,9 +1,6 @@
-/* ring.c — ring attention, one loop for three token layouts: `ring` (contiguous shards),
- * `striped` (token t on rank t mod P) and `zigzag` (chunks p and 2P−1−p of 2P). Each of the
- * P steps computes the rank's queries against the K/V block it holds (tile engine, global
- * positions) while the next block is already in flight (double buffering, nonblocking
- * send/recv); block pairs the mask hides are skipped; partial results merge by the
- * log-sum-exp rule. Only the H_kv heads travel: K/V are never expanded to H heads. */
+/* ring.c — ring attention, one loop for three token layouts (ring, striped, zigzag): each step
+ * attends to the K/V block a rank holds while the next is in flight, skips masked block pairs
+ * and merges partial results by log-sum-exp. Design: docs/ring.md. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
