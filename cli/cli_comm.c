@@ -1,9 +1,7 @@
-/* cli_comm.c — `attnbench comm`: what a transport can move, measured the way nccl-tests does,
- * as the communication roofline that overlap figures are read against. Per message size: a
- * ping-pong between ranks 0 and 1 (latency, one-way bandwidth) and an all-to-all over all P ranks
- * through comm_alltoallv (time of the slowest rank, algbw = size·(P−1)/time). Every message is a
- * real copy of a seeded pattern, checked after the first exchange of each size. Records go
- * through results.c: task "comm", backend the operation, one record per operation and size. */
+/* cli_comm.c — `attnbench comm`: the transport's roofline, nccl-tests style. Per message size:
+ * ping-pong between ranks 0 and 1 (latency, bandwidth) and an all-to-all over all P ranks (slowest
+ * rank's time, algbw = size·(P−1)/time), on seeded messages checked after the first exchange.
+ * One record per operation and size (task comm) through results.c, as every other command. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
