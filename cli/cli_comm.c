@@ -1,23 +1,17 @@
-/* cli_comm.c — `attnbench comm`: what a transport can move, measured the way nccl-tests does
- * (ping-pong latency and bandwidth, all-to-all algbw per message size), as the communication
- * roofline that overlap figures are read against. Method: docs/comm.md. */
+/* cli_comm.c — `attnbench comm`: the transport's roofline, nccl-tests style: ping-pong latency
+ * and bandwidth, all-to-all algbw per message size, as records (task comm) through results.c.
+ * Method: docs/comm.md. */
 #include <errno.h>
 #include <getopt.h>
-#include <jansson.h>
-#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "comm/comm.h"
 #include "core/memory.h"
 #include "cli/options.h"
 #include "core/results.h"
-#include "core/sysinfo.h"
 #include "core/timing.h"
 
 /* Tags of their own: every rank runs the same sequence, so same-tag messages match in order. */
@@ -25,20 +19,12 @@ enum { COMM_MAX_SIZES = 32, TAG_PING = 101, TAG_PONG, TAG_A2A, TAG_SYNC };
 #define COMM_MAX_BYTES (INT64_C(1) << 30) /* under MPI's int count, and far past any K/V block */
 
 typedef struct {
-    int64_t bytes;
-    int iters;
-    double p2p_latency_us, p2p_gbps, alltoall_us, alltoall_algbw_gbps;
-} comm_row_t;
-
-typedef struct {
     attn_opts_t o; /* transport, ranks, repeats, warmup, comm_timeout, out_dir */
     int ranks_given, sizes_given;
     int64_t sizes[COMM_MAX_SIZES];
     int n_sizes;
-    /* Written by rank 0 only, read after the ranks finished. */
-    comm_row_t rows[COMM_MAX_SIZES];
-    int n_rows;
-    char note[256];
+    /* Records are added by rank 0 only and read after the ranks finished. */
+    attn_run_t run;
 } comm_bench_t;
 
 /* One rank's buffers: slot q of send (recv) is the message to (from) rank q. */
@@ -57,14 +43,15 @@ static void comm_usage(FILE *f) {
           "half the round trip, bandwidth = bytes / one-way time) and an all-to-all over all P ranks\n"
           "(each rank sends B bytes to every other; time of the slowest rank, algbw = B·(P−1)/time).\n"
           "Medians over max(3, min(R, 2^28/B)) timed iterations (never more than R). Received bytes\n"
-          "are checked after the first exchange of each size. Writes DIR/comm-<UTC time>.json.\n\n"
+          "are checked after the first exchange of each size. Writes DIR/<run_id>.json and .csv\n"
+          "(task comm, one record per operation and size), as `attnbench run` does.\n\n"
           "  --transport T      local (P ranks as threads) | mpi (under mpirun -np P)   [local]\n"
           "  --ranks P          local: 2..64; mpi: the job size                      [2 | job size]\n"
           "  --sizes B,...      message sizes in bytes, 1..2^30        [8, 32, ..., 32 MiB, 64 MiB]\n"
           "  --repeats R        timed iterations per size, at most                         [20]\n"
           "  --warmup W         untimed exchanges per size                                 [1]\n"
           "  --comm-timeout S   seconds without progress before a rank fails              [300]\n"
-          "  --out-dir DIR      where comm-<time>.json goes                          [results]\n",
+          "  --out-dir DIR      where the results files go                           [results]\n",
           f);
 }
 
@@ -171,12 +158,30 @@ static int iterations(int repeats, int64_t size) {
     return (int)ATTN_MIN((int64_t)repeats, cap);
 }
 
+/* Rank 0's record of one operation at one size. The size names the case (config) and is also a
+ * metric, so every CSV row of the record carries it; repeats are the iterations timed. */
+static attn_record_t *comm_record(comm_bench_t *bench, int P, const char *op, int64_t size, int iters,
+                                  attn_err_t *err) {
+    attn_record_t *r = results_add(&bench->run, "comm", op, NULL);
+    if (!r) {
+        attn_fail(err, ATTN_ERUNTIME, "out of memory recording %s of %lld bytes", op, (long long)size);
+        return NULL;
+    }
+    snprintf(r->transport, sizeof r->transport, "%s", bench->o.transport);
+    r->ranks = P;
+    record_extra_num(r, "message_bytes", (double)size);
+    record_extra_num(r, "repeats", iters);
+    record_extra_num(r, "warmup", bench->o.warmup);
+    record_metric(r, "message_bytes", (double)size, "B");
+    return r;
+}
+
 /* Ranks 0 and 1 bounce one message; rank 0 times each round trip. The others sit this out. */
-static int comm_pingpong(attn_comm_t *c, comm_bufs_t *b, size_t size, int warmup, int iters, comm_row_t *row,
+static int comm_pingpong(attn_comm_t *c, comm_bufs_t *b, comm_bench_t *bench, size_t size, int iters,
                          attn_err_t *err) {
     if (c->rank > 1)
         return ATTN_OK;
-    int me = c->rank, peer = 1 - me;
+    int me = c->rank, peer = 1 - me, warmup = bench->o.warmup;
     uint8_t *out = b->send + (size_t)peer * size, *in = b->recv + (size_t)peer * size;
     memset(in, 0, size);
     for (int it = 0; it < warmup + iters; it++) {
@@ -200,19 +205,24 @@ static int comm_pingpong(attn_comm_t *c, comm_bufs_t *b, size_t size, int warmup
             b->times[it - warmup] = t;
     }
     if (me == 0) {
-        double rtt, lo, hi;
-        stats_summary(b->times, iters, &rtt, &lo, &hi);
-        row->p2p_latency_us = rtt / 2 * 1e6;
-        row->p2p_gbps = (double)size / (rtt / 2) / 1e9;
+        attn_record_t *r = comm_record(bench, c->size, "pingpong", (int64_t)size, iters, err);
+        if (!r)
+            return ATTN_ERUNTIME;
+        for (int k = 0; k < iters; k++)
+            b->times[k] /= 2; /* one way: half the round trip */
+        record_timed(r, "latency_s", b->times, iters, "s");
+        for (int k = 0; k < iters; k++)
+            b->times[k] = (double)size / b->times[k] / 1e9;
+        record_timed(r, "p2p_gbps", b->times, iters, "GB/s");
     }
     return ATTN_OK;
 }
 
 /* Every rank sends `size` bytes to every other rank. Each call starts from a barrier, and its
  * time is the slowest rank's: a collective is done only when its last rank is. */
-static int comm_alltoall(attn_comm_t *c, comm_bufs_t *b, size_t size, int warmup, int iters, comm_row_t *row,
+static int comm_alltoall(attn_comm_t *c, comm_bufs_t *b, comm_bench_t *bench, size_t size, int iters,
                          attn_err_t *err) {
-    int P = c->size;
+    int P = c->size, warmup = bench->o.warmup;
     for (int q = 0; q < P; q++) {
         b->bytes[q] = q == c->rank ? 0 : size; /* no self copy: algbw counts P−1 peers */
         b->offs[q] = (size_t)q * size;
@@ -231,10 +241,13 @@ static int comm_alltoall(attn_comm_t *c, comm_bufs_t *b, size_t size, int warmup
     }
     ATTN_TRY(comm_allreduce(c, b->times, iters, COMM_MAX, TAG_SYNC, err));
     if (c->rank == 0) {
-        double t, lo, hi;
-        stats_summary(b->times, iters, &t, &lo, &hi);
-        row->alltoall_us = t * 1e6;
-        row->alltoall_algbw_gbps = (double)size * (P - 1) / t / 1e9;
+        attn_record_t *r = comm_record(bench, P, "alltoall", (int64_t)size, iters, err);
+        if (!r)
+            return ATTN_ERUNTIME;
+        record_timed(r, "time_s", b->times, iters, "s");
+        for (int k = 0; k < iters; k++)
+            b->times[k] = (double)size * (P - 1) / b->times[k] / 1e9;
+        record_timed(r, "algbw_gbps", b->times, iters, "GB/s");
     }
     return ATTN_OK;
 }
@@ -242,9 +255,10 @@ static int comm_alltoall(attn_comm_t *c, comm_bufs_t *b, size_t size, int warmup
 /* Which sizes fit: all P ranks' buffers (2 × P × size each) within 3/4 of this host's free
  * memory, assuming every rank lives here (true for local, the usual case for mpi). Collective,
  * so every rank keeps the same list even if their readings of free memory differ. */
-static int comm_fit_sizes(attn_comm_t *c, comm_bench_t *bench, int64_t *kept, int *n_kept, attn_err_t *err) {
-    double over[COMM_MAX_SIZES];
+static int comm_fit_sizes(attn_comm_t *c, comm_bench_t *bench, int64_t *kept, int *n_kept, double *over,
+                          uint64_t *avail_out, attn_err_t *err) {
     uint64_t avail = mem_available_bytes(), P = (uint64_t)c->size;
+    *avail_out = avail;
     for (int i = 0; i < bench->n_sizes; i++)
         over[i] = avail && 2 * P * P * (uint64_t)bench->sizes[i] > avail / 4 * 3;
     ATTN_TRY(comm_allreduce(c, over, bench->n_sizes, COMM_MAX, TAG_SYNC, err));
@@ -262,9 +276,22 @@ static int comm_fit_sizes(attn_comm_t *c, comm_bench_t *bench, int64_t *kept, in
     if (bench->sizes_given || *n_kept == 0)
         return attn_fail(err, ATTN_EUSAGE, "--sizes %lld: %d ranks need %.1f GiB of buffers, more than 3/4 of the %.1f GiB available",
                          (long long)first_over, c->size, need, (double)avail / (1 << 30));
-    if (c->rank == 0)
-        snprintf(bench->note, sizeof bench->note, "skipped sizes from %lld B: %d ranks would need %.1f GiB of buffers",
-                 (long long)first_over, c->size, need);
+    return ATTN_OK;
+}
+
+/* The default sizes this host cannot hold stay in the results as skipped records, with why. */
+static int comm_record_skipped(attn_comm_t *c, comm_bench_t *bench, const double *over, uint64_t avail,
+                               attn_err_t *err) {
+    double avail_gib = (double)avail / (1 << 30);
+    for (int i = 0; i < bench->n_sizes; i++)
+        for (int op = 0; over[i] && op < 2; op++) {
+            attn_record_t *r = comm_record(bench, c->size, op ? "alltoall" : "pingpong", bench->sizes[i], 0, err);
+            if (!r)
+                return ATTN_ERUNTIME;
+            double need = 2.0 * c->size * c->size * (double)bench->sizes[i] / (1 << 30);
+            record_set_status(r, REC_SKIPPED, "%d ranks would need %.1f GiB of buffers, more than 3/4 of the %.1f GiB available",
+                              c->size, need, avail_gib);
+        }
     return ATTN_OK;
 }
 
@@ -284,15 +311,12 @@ static int comm_measure(attn_comm_t *c, comm_bench_t *bench, const int64_t *size
     for (int i = 0; rc == ATTN_OK && i < n; i++) {
         size_t size = (size_t)sizes[i];
         int iters = iterations(bench->o.repeats, sizes[i]);
-        comm_row_t row = {.bytes = sizes[i], .iters = iters};
         fill_send(c, &b, size);
-        rc = comm_pingpong(c, &b, size, bench->o.warmup, iters, &row, err);
+        rc = comm_pingpong(c, &b, bench, size, iters, err);
         if (rc == ATTN_OK)
             rc = comm_barrier(c, TAG_SYNC, err); /* ranks 2.. wait here while 0 and 1 bounce */
         if (rc == ATTN_OK)
-            rc = comm_alltoall(c, &b, size, bench->o.warmup, iters, &row, err);
-        if (rc == ATTN_OK && c->rank == 0)
-            bench->rows[bench->n_rows++] = row;
+            rc = comm_alltoall(c, &b, bench, size, iters, err);
     }
     attn_free(b.send), attn_free(b.recv), attn_free(b.bytes), attn_free(b.offs), attn_free(b.times);
     return rc;
@@ -303,9 +327,13 @@ static int comm_measure(attn_comm_t *c, comm_bench_t *bench, const int64_t *size
 static int comm_bench_rank(attn_comm_t *c, void *arg, attn_err_t *err) {
     comm_bench_t *bench = arg;
     int64_t sizes[COMM_MAX_SIZES];
+    double over[COMM_MAX_SIZES];
+    uint64_t avail = 0;
     int n = 0;
-    ATTN_TRY(comm_fit_sizes(c, bench, sizes, &n, err)); /* collective: all ranks agree, none waits */
+    ATTN_TRY(comm_fit_sizes(c, bench, sizes, &n, over, &avail, err)); /* collective: all ranks agree, none waits */
     int rc = comm_measure(c, bench, sizes, n, err);
+    if (rc == ATTN_OK && c->rank == 0)
+        rc = comm_record_skipped(c, bench, over, avail, err);
     if (rc != ATTN_OK)
         c->ops->abort(c, err->msg);
     return rc;
@@ -313,91 +341,50 @@ static int comm_bench_rank(attn_comm_t *c, void *arg, attn_err_t *err) {
 
 /* ---- output -------------------------------------------------------------------------------- */
 
-static void comm_print(const comm_bench_t *b, int ranks, FILE *f) {
+static double metric_of(const attn_record_t *r, const char *name) {
+    for (int i = 0; i < r->n_metrics; i++)
+        if (!strcmp(r->metrics[i].name, name))
+            return r->metrics[i].value;
+    return NAN;
+}
+
+static double extra_of(const attn_record_t *r, const char *key) {
+    for (int i = 0; i < r->n_extra; i++)
+        if (!strcmp(r->extra[i].key, key))
+            return r->extra[i].num;
+    return NAN;
+}
+
+/* The nccl-tests view of the records: one line per size, both operations side by side. */
+static void comm_print(const attn_run_t *run, const char *transport, int ranks, FILE *f) {
     fprintf(f, "comm: transport %s, %d ranks (ping-pong between ranks 0 and 1, all-to-all over all)\n",
-            b->o.transport, ranks);
+            transport, ranks);
     fprintf(f, "%12s %6s %12s %10s %12s %12s\n", "size", "iters", "p2p_latency", "p2p_bw", "alltoall", "algbw");
     fprintf(f, "%12s %6s %12s %10s %12s %12s\n", "B", "", "us", "GB/s", "us", "GB/s");
-    for (int i = 0; i < b->n_rows; i++) {
-        const comm_row_t *r = &b->rows[i];
-        fprintf(f, "%12lld %6d %12.2f %10.4g %12.2f %12.4g\n", (long long)r->bytes, r->iters, r->p2p_latency_us,
-                r->p2p_gbps, r->alltoall_us, r->alltoall_algbw_gbps);
-    }
-    if (b->note[0])
-        fprintf(f, "note: %s\n", b->note);
-}
-
-static json_t *jreal(double v) { return isfinite(v) ? json_real(v) : json_null(); } /* JSON has no NaN */
-
-static json_t *comm_json(const comm_bench_t *b, int ranks, const char *started_at) {
-    attn_sysinfo_t si;
-    sysinfo_collect(&si);
-    json_t *rows = json_array();
-    for (int i = 0; rows && i < b->n_rows; i++) {
-        const comm_row_t *r = &b->rows[i];
-        json_t *row = json_pack("{s:I, s:i, s:o, s:o, s:o, s:o}", "bytes", (json_int_t)r->bytes, "iterations",
-                                r->iters, "p2p_latency_us", jreal(r->p2p_latency_us), "p2p_gbps", jreal(r->p2p_gbps),
-                                "alltoall_us", jreal(r->alltoall_us), "alltoall_algbw_gbps",
-                                jreal(r->alltoall_algbw_gbps));
-        if (!row || json_array_append_new(rows, row) != 0) {
-            json_decref(rows);
-            return NULL;
-        }
-    }
-    if (!rows)
-        return NULL;
-    char mpi_version[128] = "";
-    if (!strcmp(b->o.transport, "mpi"))
-        comm_mpi_version(mpi_version, sizeof mpi_version);
-    return json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:o, s:i, s:i, s:o}", "kind", "comm", "transport",
-                     b->o.transport, "ranks", ranks, "host", si.host, "started_at", started_at, "git_sha", si.git_sha,
-                     "mpi_version", mpi_version[0] ? json_string(mpi_version) : json_null(), "repeats", b->o.repeats,
-                     "warmup", b->o.warmup, "rows", rows);
-}
-
-/* <out-dir>/comm-<stamp>.json via a temporary name and rename, so a reader never sees half a
- * file; a second run within the same second gets -2, -3, … instead of replacing the first. */
-static int comm_write(const comm_bench_t *b, int ranks, const char *stamp, const char *started_at, char *path,
-                      size_t cap, attn_err_t *err) {
-    const char *dir = b->o.out_dir[0] ? b->o.out_dir : ".";
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s/.comm-%s-%ld.json.tmp", dir, stamp, (long)getpid()) >= (int)sizeof tmp)
-        return attn_fail(err, ATTN_ERUNTIME, "output directory path too long: %s", dir);
-    ATTN_TRY(results_make_dirs(dir, err));
-    json_t *root = comm_json(b, ranks, started_at);
-    if (!root)
-        return attn_fail(err, ATTN_ERUNTIME, "out of memory building the comm JSON");
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        json_decref(root);
-        return attn_fail(err, ATTN_ERUNTIME, "cannot create %s: %s", tmp, strerror(errno));
-    }
-    errno = 0;
-    int bad = json_dumpf(root, f, JSON_INDENT(2) | JSON_REAL_PRECISION(17)) != 0 || fputc('\n', f) == EOF;
-    int e = errno;
-    if (fclose(f) != 0 && !bad) /* a full disk shows up here */
-        bad = 1, e = errno;
-    json_decref(root);
-    for (int k = 1; !bad; k++) {
-        if (snprintf(path, cap, k == 1 ? "%s/comm-%s.json" : "%s/comm-%s-%d.json", dir, stamp, k) >= (int)cap)
-            return unlink(tmp), attn_fail(err, ATTN_ERUNTIME, "output directory path too long: %s", dir);
-        if (access(path, F_OK) == 0 && k < 100)
+    for (int k = 0; k < run->n_records; k++) {
+        const attn_record_t *p2p = &run->records[k], *a2a = NULL;
+        double bytes = metric_of(p2p, "message_bytes");
+        if (strcmp(p2p->backend, "pingpong"))
             continue;
-        if (rename(tmp, path) == 0)
-            return ATTN_OK;
-        e = errno;
-        break;
+        for (int m = 0; m < run->n_records && !a2a; m++)
+            if (!strcmp(run->records[m].backend, "alltoall") && metric_of(&run->records[m], "message_bytes") == bytes)
+                a2a = &run->records[m];
+        if (p2p->status != REC_PASS || !a2a) {
+            fprintf(f, "%12.0f %6s %s: %s\n", bytes, "-", status_name(p2p->status), p2p->reason);
+            continue;
+        }
+        fprintf(f, "%12.0f %6.0f %12.2f %10.4g %12.2f %12.4g\n", bytes, extra_of(p2p, "repeats"),
+                metric_of(p2p, "latency_s") * 1e6, metric_of(p2p, "p2p_gbps"), metric_of(a2a, "time_s") * 1e6,
+                metric_of(a2a, "algbw_gbps"));
     }
-    unlink(tmp);
-    return attn_fail(err, ATTN_ERUNTIME, "cannot write %s: %s", bad ? tmp : path, strerror(e ? e : EIO));
 }
 
-static int comm_finish(const comm_bench_t *b, int ranks, const char *stamp, const char *started_at, attn_err_t *err) {
-    comm_print(b, ranks, stdout);
+/* Rank 0: the table, then results/<run_id>.json and .csv through results.c. */
+static int comm_finish(comm_bench_t *b, int ranks, attn_err_t *err) {
+    comm_print(&b->run, b->o.transport, ranks, stdout);
     fflush(stdout); /* the table before the "wrote" line on a shared terminal */
-    char path[PATH_MAX];
-    ATTN_TRY(comm_write(b, ranks, stamp, started_at, path, sizeof path, err));
-    fprintf(stderr, "wrote %s\n", path);
+    ATTN_TRY(results_write(&b->run, b->o.out_dir, err));
+    fprintf(stderr, "wrote %s/%s.json and .csv\n", b->o.out_dir[0] ? b->o.out_dir : ".", b->run.run_id);
     return ATTN_OK;
 }
 
@@ -411,23 +398,20 @@ int cli_comm(int argc, char **argv, attn_err_t *err) {
         free(b);
         return ATTN_OK;
     }
-    /* The file is named for the start: what a reader sorts runs by. */
-    char stamp[32], started_at[32];
-    struct tm tm;
-    time_t now = time(NULL);
-    gmtime_r(&now, &tm);
-    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-    strftime(started_at, sizeof started_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
     int mpi = rc == ATTN_OK && !strcmp(b->o.transport, "mpi");
+    int P = b->ranks_given ? b->o.ranks : 2;
+    if (rc == ATTN_OK && !mpi && P < 2)
+        rc = attn_fail(err, ATTN_EUSAGE, "comm needs at least 2 ranks (got --ranks %d)", P);
+    /* Seed 0: the message pattern is fixed, no flag seeds it. The run starts (and is named) here. */
+    if (rc == ATTN_OK)
+        rc = results_run_init(&b->run, argc, argv, 0, mpi ? 1 : P, err);
+    if (rc == ATTN_OK)
+        comm_mpi_version(b->run.mpi_version, sizeof b->run.mpi_version);
     if (rc == ATTN_OK && !mpi) {
-        int P = b->ranks_given ? b->o.ranks : 2;
-        if (P < 2)
-            rc = attn_fail(err, ATTN_EUSAGE, "comm needs at least 2 ranks (got --ranks %d)", P);
+        rc = comm_local_run(P, b->o.comm_timeout, P, comm_bench_rank, b, err);
         if (rc == ATTN_OK)
-            rc = comm_local_run(P, b->o.comm_timeout, P, comm_bench_rank, b, err);
-        if (rc == ATTN_OK)
-            rc = comm_finish(b, P, stamp, started_at, err);
-    } else if (mpi) {
+            rc = comm_finish(b, P, err);
+    } else if (rc == ATTN_OK) {
         rc = comm_mpi_init(NULL, NULL, err);
         attn_comm_t *c = rc == ATTN_OK ? comm_mpi_world() : NULL;
         if (c && b->ranks_given && b->o.ranks != c->size)
@@ -440,9 +424,10 @@ int cli_comm(int argc, char **argv, attn_err_t *err) {
             rc = comm_bench_rank(c, b, err);
         }
         if (rc == ATTN_OK && c->rank == 0)
-            rc = comm_finish(b, c->size, stamp, started_at, err);
+            rc = comm_finish(b, c->size, err);
         comm_mpi_finalize();
     }
+    results_run_free(&b->run); /* calloc'd: safe when never initialised */
     free(b);
     return rc;
 }

@@ -34,9 +34,15 @@ static const char *str(json_t *r, const char *k) {
     return json_is_string(v) ? json_string_value(v) : "";
 }
 
-/* A short name for a case: task backend n_k [n_q] mask [P] plus needle depth. */
+/* A short name for a case: task backend n_k [n_q] mask [P] plus needle depth; a comm record
+ * is named by its message size and transport instead. */
 static void label(json_t *r, char *out, size_t cap) {
-    json_t *c = json_object_get(r, "config");
+    json_t *c = json_object_get(r, "config"), *bytes = json_object_get(c, "message_bytes");
+    if (json_is_number(bytes)) {
+        snprintf(out, cap, "%s %s %.0f B %s P=%d", str(r, "task"), str(r, "backend"), json_number_value(bytes),
+                 str(r, "transport"), (int)json_number_value(json_object_get(r, "ranks")));
+        return;
+    }
     long long nk = (long long)json_number_value(json_object_get(c, "seq_len_k")),
               nq = (long long)json_number_value(json_object_get(c, "seq_len_q"));
     int P = (int)json_number_value(json_object_get(r, "ranks"));

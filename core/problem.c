@@ -1,24 +1,11 @@
-/* problem.c — validation, mask geometry and FLOP counting for attn_problem_t. */
+/* problem.c — validation and FLOP counting for attn_problem_t (mask geometry: mask.c). */
 #include "core/problem.h"
 
 #include <math.h>
 #include <string.h>
-#include <unistd.h>
 
 double problem_scale(const attn_problem_t *p) {
     return p->scale != 0.0 ? p->scale : 1.0 / sqrt((double)p->head_dim);
-}
-
-static const char *mask_names[] = {"none", "causal", "window"};
-const char *mask_name(attn_mask_t m) { return mask_names[m]; }
-
-int mask_parse(const char *s, attn_mask_t *out) {
-    for (int i = 0; i < 3; i++)
-        if (strcmp(s, mask_names[i]) == 0) {
-            *out = (attn_mask_t)i;
-            return 1;
-        }
-    return 0;
 }
 
 const char *dtype_name(attn_dtype_t t) { return t == ATTN_F64 ? "f64" : t == ATTN_BF16 ? "bf16" : "f32"; }
@@ -71,25 +58,6 @@ attn_span_t problem_q_span(const attn_problem_t *p) { return (attn_span_t){p->n_
 attn_span_t problem_k_span(const attn_problem_t *p) {
     (void)p;
     return (attn_span_t){0, 1};
-}
-
-/* Smallest j ≥ 0 with start + stride·j ≥ x. */
-static int64_t first_at_or_after(attn_span_t s, int64_t x) {
-    if (x <= s.start)
-        return 0;
-    return (x - s.start + s.stride - 1) / s.stride;
-}
-
-void mask_key_range(attn_mask_t m, int64_t w, int64_t i_lo, int64_t i_hi, attn_span_t ks, int64_t n,
-                    int64_t *lo, int64_t *hi) {
-    int64_t a = 0, b = n;
-    if (m != ATTN_MASK_NONE) {
-        b = ATTN_MIN(n, first_at_or_after(ks, i_hi + 1)); /* keys at positions ≤ i_hi */
-        if (m == ATTN_MASK_WINDOW)
-            a = ATTN_MIN(n, first_at_or_after(ks, i_lo - w + 1)); /* positions > i_lo − w */
-    }
-    *lo = a;
-    *hi = b > a ? b : a;
 }
 
 double problem_visible_pairs(const attn_problem_t *p) {

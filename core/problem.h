@@ -5,8 +5,8 @@
 #pragma once
 #include "core/common.h"
 #include "core/exec.h"
+#include "core/mask.h"
 
-typedef enum { ATTN_MASK_NONE = 0, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW } attn_mask_t;
 /* ATTN_BF16 (GPU backends): the host arrays are float32 like ATTN_F32; the backend rounds Q, K, V
  * to bfloat16 on the device, computes with float32 accumulation and returns O and LSE in float32. */
 typedef enum { ATTN_F32 = 0, ATTN_F64, ATTN_BF16 } attn_dtype_t;
@@ -19,11 +19,6 @@ typedef struct {
     attn_dtype_t dtype;   /* element type of Q, K, V, O; LSE always matches it (bf16: see above) */
     int block_q, block_k; /* tile sizes for tiled backends; 0 = backend default */
 } attn_problem_t;
-
-/* Global positions of a run of rows: row r sits at start + stride·r (stride ≥ 1). */
-typedef struct {
-    int64_t start, stride;
-} attn_span_t;
 
 enum { ATTN_MAX_RANKS = 64 };
 
@@ -65,8 +60,6 @@ typedef struct {
 } attn_io_t;
 
 double problem_scale(const attn_problem_t *p);
-const char *mask_name(attn_mask_t m);
-int mask_parse(const char *s, attn_mask_t *out);
 const char *dtype_name(attn_dtype_t t);
 int dtype_parse(const char *s, attn_dtype_t *out);
 /* Bytes of one element of the host arrays (bf16: 4, they hold float32). */
@@ -78,21 +71,6 @@ int problem_validate(const attn_problem_t *p, attn_err_t *err);
 /* Default spans of a whole problem: queries at the end of the key sequence. */
 attn_span_t problem_q_span(const attn_problem_t *p);
 attn_span_t problem_k_span(const attn_problem_t *p);
-
-/* Visibility of key position j from query position i under the problem's mask. */
-static inline int mask_visible(attn_mask_t m, int64_t w, int64_t i, int64_t j) {
-    switch (m) {
-    case ATTN_MASK_NONE: return 1;
-    case ATTN_MASK_CAUSAL: return j <= i;
-    case ATTN_MASK_WINDOW: return j <= i && j > i - w;
-    }
-    return 0;
-}
-
-/* Range [lo, hi) of local key rows (positions ks.start + ks.stride·j, 0 ≤ j < n) visible from
- * at least one query position in [i_lo, i_hi]; empty range when lo ≥ hi. */
-void mask_key_range(attn_mask_t m, int64_t w, int64_t i_lo, int64_t i_hi, attn_span_t ks, int64_t n,
-                    int64_t *lo, int64_t *hi);
 
 /* Number of visible (query, key) pairs per (batch, head), for FLOP counting: 4·d per pair. */
 double problem_visible_pairs(const attn_problem_t *p);

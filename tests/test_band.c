@@ -5,11 +5,7 @@
 
 #include "impls/cuda/band.h"
 #include "comm/layout.h"
-#include "core/problem.h"
-
-static int global_visible(attn_mask_t m, int64_t w, int64_t i, int64_t j) {
-    return m == ATTN_MASK_NONE || (j <= i && (m != ATTN_MASK_WINDOW || j > i - w));
-}
+#include "core/mask.h"
 
 int main(void) {
     long pairs = 0, checked = 0, bad = 0;
@@ -46,8 +42,8 @@ int main(void) {
                                         pairs++;
                                         for (int64_t i = 0; i < qp[a].count; i++)
                                             for (int64_t j = 0; j < kp[b].count; j++) {
-                                                int want = global_visible((attn_mask_t)m, w, q0 + S * i,
-                                                                          kp[b].pos.start + kp[b].pos.stride * j);
+                                                int want = mask_visible((attn_mask_t)m, w, q0 + S * i,
+                                                                        kp[b].pos.start + kp[b].pos.stride * j);
                                                 int got = band_visible(m, off, win, i, j);
                                                 checked++;
                                                 if (want != got || (want && lo >= hi)) {

@@ -4,6 +4,7 @@
 #include <cuda_bf16.h>
 #include <math.h>
 
+#include "core/mask.h"
 #include "impls/cuda/cuda_util.cuh"
 
 namespace {
@@ -79,10 +80,6 @@ template <int D> __device__ __forceinline__ void load_tile(bf16 *tile, const bf1
         const bf16 *g = src + (valid ? (row0 + row) * D + col : 0);
         cp_async16(tile + swz<D>(row, col), g, valid);
     }
-}
-
-__device__ __forceinline__ bool visible(int mask, int64_t window, int64_t i, int64_t j) {
-    return mask == ATTN_MASK_NONE || (j <= i && (mask != ATTN_MASK_WINDOW || j > i - window));
 }
 
 template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flash_params p) {
@@ -169,7 +166,7 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
                 float x = s[n][e] * p.scale_log2;
                 if (edge) {
                     int64_t j = key0 + n * 8 + 2 * tq + (e & 1);
-                    if (j >= p.n_k || !visible(p.mask, p.window, row_pos[e >> 1], j))
+                    if (j >= p.n_k || !mask_visible((attn_mask_t)p.mask, p.window, row_pos[e >> 1], j))
                         x = -INFINITY;
                 }
                 s[n][e] = x;

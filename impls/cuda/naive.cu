@@ -4,6 +4,7 @@
 #include <cuda_bf16.h>
 #include <math.h>
 
+#include "core/mask.h"
 #include "impls/cuda/cuda_util.cuh"
 
 namespace {
@@ -11,10 +12,6 @@ namespace {
 typedef __nv_bfloat16 bf16;
 
 constexpr int SOFTMAX_THREADS = 256;
-
-__device__ __forceinline__ bool visible(int mask, int64_t window, int64_t i, int64_t j) {
-    return mask == ATTN_MASK_NONE || (j <= i && (mask != ATTN_MASK_WINDOW || j > i - window));
-}
 
 /* Max (op 0) or sum (op 1) over the block; every thread gets the result. */
 __device__ float block_reduce(float x, int op, float *scratch) {
@@ -42,7 +39,7 @@ __global__ void __launch_bounds__(SOFTMAX_THREADS)
     float *s = S + r * n_k;
     float m = -INFINITY;
     for (int64_t j = threadIdx.x; j < n_k; j += SOFTMAX_THREADS) {
-        float x = visible(mask, window, i, j) ? s[j] * scale : -INFINITY;
+        float x = mask_visible((attn_mask_t)mask, window, i, j) ? s[j] * scale : -INFINITY;
         s[j] = x;
         m = fmaxf(m, x);
     }
