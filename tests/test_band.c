@@ -1,15 +1,15 @@
-/* test_band.c — the GPU ring's masking (impls/cuda/band.h) checked exhaustively on the CPU:
+/* test_band.c — the GPU ring's masking (the band of impls/parallel/plan.h) checked on the CPU:
  * for every layout, P ∈ 1..8, n not divisible by P, queries at the end of the keys (n_q < n_k),
  * masks none / causal / window (several widths), every rank and ring step, every (query piece,
- * key piece): the kernel's local visibility test with band_for's offset and window must agree
+ * key piece): the kernel's local visibility test with plan_band_for's offset and window must agree
  * with the mask on global positions for every (i, j), and a pair the host skips (mask_key_range
  * empty) must have no visible (i, j). Wrong arithmetic here is a silently wrong GPU answer that
  * no GPU-less CI would otherwise see. */
 #include <stdio.h>
 
-#include "impls/cuda/band.h"
 #include "comm/layout.h"
 #include "core/problem.h"
+#include "impls/parallel/plan.h"
 
 static int global_visible(attn_mask_t m, int64_t w, int64_t i, int64_t j) {
     return m == ATTN_MASK_NONE || (j <= i && (m != ATTN_MASK_WINDOW || j > i - w));
@@ -46,13 +46,13 @@ int main(void) {
                                         }
                                         mask_key_range((attn_mask_t)m, w, q0, q0 + S * (qp[a].count - 1), kp[b].pos,
                                                        kp[b].count, &lo, &hi);
-                                        band_for(q0, kp[b].pos.start, S, w, &off, &win);
+                                        plan_band_for(q0, kp[b].pos.start, S, w, &off, &win);
                                         pairs++;
                                         for (int64_t i = 0; i < qp[a].count; i++)
                                             for (int64_t j = 0; j < kp[b].count; j++) {
                                                 int want = global_visible((attn_mask_t)m, w, q0 + S * i,
                                                                           kp[b].pos.start + kp[b].pos.stride * j);
-                                                int got = band_visible(m, off, win, i, j);
+                                                int got = plan_band_visible(m, off, win, i, j);
                                                 checked++;
                                                 if (want != got || (want && lo >= hi)) {
                                                     if (bad++ < 10)
