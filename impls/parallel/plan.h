@@ -6,7 +6,7 @@
 #include "comm/layout.h"
 #include "core/problem.h"
 
-/* ---- the kernel band of one (query piece, key piece) pair (derivation: docs/ring-band.md) ---- */
+/* ---- the kernel band of one (query piece, key piece) pair (derivation: docs/distributed-plan.md) ---- */
 
 static inline int64_t plan_floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
