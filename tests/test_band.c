@@ -1,11 +1,11 @@
-/* test_band.c — the GPU ring's masking (impls/cuda/band.h) checked exhaustively on the CPU: every
- * layout, P, mask, rank, step and piece pair must agree with the mask on global positions
- * (docs/ring.md). Wrong arithmetic here is a silently wrong GPU answer no GPU-less CI would see. */
+/* test_band.c — the GPU ring's masking (the band of impls/parallel/plan.h) checked exhaustively on
+ * the CPU: every layout, P, mask, rank, step and piece pair must agree with mask_visible on global
+ * positions (docs/ring.md). Wrong arithmetic here is a silently wrong GPU answer no GPU-less CI sees. */
 #include <stdio.h>
 
-#include "impls/cuda/band.h"
 #include "comm/layout.h"
 #include "core/mask.h"
+#include "impls/parallel/plan.h"
 
 int main(void) {
     long pairs = 0, checked = 0, bad = 0;
@@ -38,13 +38,13 @@ int main(void) {
                                         }
                                         mask_key_range((attn_mask_t)m, w, q0, q0 + S * (qp[a].count - 1), kp[b].pos,
                                                        kp[b].count, &lo, &hi);
-                                        band_for(q0, kp[b].pos.start, S, w, &off, &win);
+                                        plan_band_for(q0, kp[b].pos.start, S, w, &off, &win);
                                         pairs++;
                                         for (int64_t i = 0; i < qp[a].count; i++)
                                             for (int64_t j = 0; j < kp[b].count; j++) {
                                                 int want = mask_visible((attn_mask_t)m, w, q0 + S * i,
                                                                         kp[b].pos.start + kp[b].pos.stride * j);
-                                                int got = band_visible(m, off, win, i, j);
+                                                int got = plan_band_visible(m, off, win, i, j);
                                                 checked++;
                                                 if (want != got || (want && lo >= hi)) {
                                                     if (bad++ < 10)

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# Kept: flash.cu's lane, ldmatrix and mma fragment arithmetic runs only on a GPU; no C test can reach it.
 """flash_emulate.py — impls/cuda/flash.cu's flash_fwd transcribed lane by lane into Python, with
 ldmatrix (plain and .trans) and mma.sync m16n8k16 implemented from the PTX ISA's fragment tables,
 and run in double precision (no bf16 rounding) against a direct softmax(QKᵀ·s + mask)·V.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# Kept as the shared helper of ring_emulate.py and ulysses_emulate.py (test_layout.c checks comm/layout.c itself).
 """layout_emulate.py — comm/layout.c (layout_local_count, layout_max_local_count,
 layout_local_to_global, layout_pieces for contiguous, striped and zigzag) and impls/parallel/dist.c's
 host shard copy, transcribed as written; shared by tools/ring_emulate.py and

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# Kept: naive.cu's column-major cuBLAS operands (order, transposes, leading dimensions) run only on a GPU; no C test can reach them.
 """naive_emulate.py — impls/cuda/naive.cu's cuda_naive_forward transcribed with column-major cuBLAS
 semantics (cublasSgemm / cublasGemmEx: element (i, j) of a matrix with leading dimension ld at
 X[off + i + j·ld], op = T or N), fed exactly the arguments the code passes, and compared with a

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# Kept for what tests/test_plan.c cannot reach: ring_cuda.cu's device pointer offsets, leading dimensions and allocation sizes.
 """ring_emulate.py — the host-side index arithmetic of impls/cuda/ring_cuda.cu (ring_cuda_ranks:
 ring_cuda, striped_cuda, zigzag_cuda) transcribed into Python on byte buffers, run on the CPU
 against a direct float64 attention.
@@ -8,7 +9,8 @@ tools/layout_emulate.py), the buffer sizes and uploads (K then V in one block of
 loop (src = (r − s + P) % P, send/receive sizes, cur / 1 − cur), gcomm_shift as cuda_local does it
 (recv[r] ← send[r − 1], rb[r] == sb[r − 1] checked: the blocks really travel round the ring, no
 rank reads its source's buffer directly), mask_key_range (core/problem.c) for skipping,
-band_for (impls/cuda/band.h), every cuda_flash_call field as built (pointer offsets
+the band (the step, skip and band arithmetic is impls/parallel/plan.c's plan_ring_step, which
+tests/test_plan.c checks in C), every cuda_flash_call field as built (pointer offsets
 q + local_start·d, k/v + local_start·d inside the block, q_ld = nq, kv_ld = kcnt, o_part/lse_part
 + local_start), and merge_kernel's float32 log-sum-exp merge. The flash kernel itself is
 tools/ulysses_emulate.py's float64 numpy stand-in for cuda_flash_call, which reads and writes

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
+# Kept for what tests/test_plan.c cannot reach: ulysses_cuda.cu's slabs() strides, byte offsets and allocation sizes.
 """ulysses_emulate.py — the host-side index arithmetic of impls/cuda/ulysses_cuda.cu transcribed
 into Python on byte buffers, run on the CPU against a direct float64 attention.
 
-Transcribed as written: ulysses_heads, make_plan (part1/part2 sizes, send/receive offsets,
+Transcribed as written: the head split and counts (impls/parallel/plan.c's plan_ulysses,
+checked in C by tests/test_plan.c), make_plan (part1/part2 sizes, send/receive offsets,
 staging bytes, bytes sent/received), every slabs(...) call of ulysses_cuda_ranks (byte offsets,
 strides in rows, row_bytes, copy_slabs in 32-bit words), the uploads through the receive
 staging buffer, gcomm_alltoallv as cuda_local does it (rank r receives recv_bytes[r][q] bytes at

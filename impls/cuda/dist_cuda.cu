@@ -198,13 +198,11 @@ int dist_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, cons
         return 0;
     }
     int P = exec_ranks(x);
-    ulysses_heads_t uh;
-    for (int q = 0; ctx_of(self)->ulysses && q < P; q++)
-        if (!ulysses_heads(p, P, q, &uh)) {
-            snprintf(reason, len, "%s needs the %lld heads (over %lld kv heads) to split evenly over %d ranks",
-                     self->name, (long long)p->heads, (long long)p->kv_heads, P);
-            return 0;
-        }
+    if (ctx_of(self)->ulysses && !plan_ulysses_kernel_heads(p->heads, p->kv_heads, P)) {
+        snprintf(reason, len, "%s needs the %lld heads (over %lld kv heads) to split evenly over %d ranks",
+                 self->name, (long long)p->heads, (long long)p->kv_heads, P);
+        return 0;
+    }
     if (!dist_supports_common(self, p, x, reason, len))
         return 0;
     char why[256];

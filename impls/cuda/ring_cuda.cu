@@ -1,19 +1,20 @@
 /* ring_cuda.cu — ring attention on GPUs (ring_cuda, striped_cuda, zigzag_cuda): ring.c's loop
  * with flash.cu as each step's compute, a compute and a comm stream per rank ordered by events,
- * bf16 inputs and float32 merges, on cuda_local or nccl (gcomm.cuh). Design: docs/ring.md. */
+ * bf16 inputs and float32 merges, on cuda_local or nccl (gcomm.cuh); steps from impls/parallel/plan.h.
+ * Design: docs/ring.md. */
 #include <math.h>
 #include <string.h>
 
 #include <algorithm>
 #include <initializer_list>
 
-#include "impls/cuda/band.h"
 #include "impls/cuda/cuda_util.cuh"
 #include "impls/cuda/gcomm.cuh"
 #include "impls/cuda/ring_cuda.h"
 
 extern "C" {
 #include "comm/layout.h"
+#include "impls/parallel/plan.h"
 }
 
 namespace {
@@ -156,7 +157,6 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
         CUDA_TRY(cudaStreamWaitEvent(g->comm[i], ev[i].start, 0));
     }
 
-    int64_t q_offset = p->n_k - p->n_q;
     int cur = 0;
     for (int s = 0; s < P; s++) {
         /* The transfer of step s: block cur goes on while it is computed on. */
@@ -166,10 +166,11 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
             cudaEvent_t recv_free[ATTN_MAX_RANKS] = {}; /* step s − 1's compute read the buffer received into */
             cudaEvent_t started[ATTN_MAX_RANKS] = {};   /* recorded by gcomm_shift after its waits */
             for (int i = 0; i < L; i++) {
-                int r = g->first + i, src = (r - s + P) % P, next_src = (r - s - 1 + P) % P;
+                plan_ring_step_t ps;
+                ATTN_TRY(plan_ring_step(kind, p->n_q, p->n_k, p->mask, p->window, P, g->first + i, s, &ps, err));
                 send[i] = b[i].kv[cur].ptr, recv[i] = b[i].kv[1 - cur].ptr;
-                sb[i] = (size_t)(2 * BHkv * layout_local_count(&lk, src) * d) * sizeof(bf16);
-                rb[i] = (size_t)(2 * BHkv * layout_local_count(&lk, next_src) * d) * sizeof(bf16);
+                sb[i] = (size_t)(2 * BHkv * ps.rows_sent * d) * sizeof(bf16);
+                rb[i] = (size_t)(2 * BHkv * ps.rows_recv * d) * sizeof(bf16);
                 st[i].bytes_sent += (double)sb[i], st[i].bytes_recv += (double)rb[i];
                 recv_free[i] = s > 0 ? ev[i].comp1[s - 1] : nullptr;
                 started[i] = ev[i].comm0[s];
@@ -179,41 +180,35 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
                 CUDA_TRY(cudaEventRecord(ev[i].comm1[s], g->comm[i]));
         }
         for (int i = 0; i < L; i++) {
-            int r = g->first + i, src = (r - s + P) % P;
             cudaStream_t cs = g->compute[i];
             if (s > 0)
                 CUDA_TRY(cudaStreamWaitEvent(cs, ev[i].comm1[s - 1], 0));
             CUDA_TRY(cudaEventRecord(ev[i].comp0[s], cs));
-            layout_piece_t qpc[2], kpc[2];
-            int n_qp = layout_pieces(&lq, r, qpc), n_kp = layout_pieces(&lk, src, kpc);
-            int64_t nq = layout_local_count(&lq, r), kcnt = layout_local_count(&lk, src);
+            plan_ring_step_t ps;
+            ATTN_TRY(plan_ring_step(kind, p->n_q, p->n_k, p->mask, p->window, P, g->first + i, s, &ps, err));
+            int64_t nq = ps.q_rows, kcnt = ps.k_rows;
             const bf16 *kblock = b[i].kv[cur].as<bf16>(), *vblock = kblock + BHkv * kcnt * d;
-            for (int qi = 0; qi < n_qp; qi++)
-                for (int ki = 0; ki < n_kp; ki++) {
-                    const layout_piece_t *qp = &qpc[qi], *kp = &kpc[ki];
-                    int64_t a = qp->pos.start + q_offset, lo, hi;
-                    mask_key_range(p->mask, p->window, a, a + qp->pos.stride * (qp->count - 1), kp->pos, kp->count,
-                                   &lo, &hi);
-                    if (lo >= hi || qp->count == 0) {
-                        st[i].blocks_skipped++;
-                        continue;
-                    }
-                    st[i].blocks_computed++;
-                    int64_t q_off, win;
-                    band_for(a, kp->pos.start, qp->pos.stride, p->window, &q_off, &win);
-                    cuda_flash_call call = {b[i].q.as<bf16>() + qp->local_start * d,
-                                            kblock + kp->local_start * d,
-                                            vblock + kp->local_start * d,
-                                            b[i].o_part.as<float>() + qp->local_start * d,
-                                            b[i].lse_part.as<float>() + qp->local_start,
-                                            qp->count, kp->count, nq, kcnt, q_off, win, (int)p->mask};
-                    ATTN_TRY(cuda_flash_launch(p, &call, cs, err));
-                    int64_t warps = qp->count * BH;
-                    merge_kernel<<<(unsigned)((warps * 32 + 255) / 256), 256, 0, cs>>>(
-                        b[i].o.as<float>(), b[i].lse.as<float>(), b[i].o_part.as<float>(), b[i].lse_part.as<float>(), nq,
-                        qp->local_start, qp->count, BH, (int)d);
-                    CUDA_TRY_LAUNCH();
+            for (int pi = 0; pi < ps.n_pairs; pi++) {
+                const plan_pair_t *pr = &ps.pair[pi];
+                const layout_piece_t *qp = &pr->q, *kp = &pr->k;
+                if (pr->skip) {
+                    st[i].blocks_skipped++;
+                    continue;
                 }
+                st[i].blocks_computed++;
+                cuda_flash_call call = {b[i].q.as<bf16>() + qp->local_start * d,
+                                        kblock + kp->local_start * d,
+                                        vblock + kp->local_start * d,
+                                        b[i].o_part.as<float>() + qp->local_start * d,
+                                        b[i].lse_part.as<float>() + qp->local_start,
+                                        qp->count, kp->count, nq, kcnt, pr->q_off, pr->win, (int)p->mask};
+                ATTN_TRY(cuda_flash_launch(p, &call, cs, err));
+                int64_t warps = qp->count * BH;
+                merge_kernel<<<(unsigned)((warps * 32 + 255) / 256), 256, 0, cs>>>(
+                    b[i].o.as<float>(), b[i].lse.as<float>(), b[i].o_part.as<float>(), b[i].lse_part.as<float>(), nq,
+                    qp->local_start, qp->count, BH, (int)d);
+                CUDA_TRY_LAUNCH();
+            }
             CUDA_TRY(cudaEventRecord(ev[i].comp1[s], cs));
         }
         cur = 1 - cur;

@@ -66,28 +66,29 @@ constexpr int64_t QROW = 2, OROW = 4; /* bytes per element: bf16 Q, K, V; float3
 /* First exchange, r → q: [Q heads of q | K heads q needs | V heads q needs] of r's tokens.
  * Second, q → r: O then LSE of q's heads for r's tokens. */
 int make_plan(const attn_problem_t *p, int P, int first, int count, plan *pl, attn_err_t *err) {
-    attn_layout_t lq, lk;
-    ATTN_TRY(layout_init(&lq, LAYOUT_CONTIGUOUS, p->n_q, P, err));
-    ATTN_TRY(layout_init(&lk, LAYOUT_CONTIGUOUS, p->n_k, P, err));
+    if (!plan_ulysses_kernel_heads(p->heads, p->kv_heads, P))
+        return attn_fail(err, ATTN_EUSAGE, "ulysses_cuda: %lld heads over %lld kv heads do not split over %d ranks",
+                         (long long)p->heads, (long long)p->kv_heads, P);
     int64_t B = p->batch, d = p->head_dim;
-    for (int q = 0; q < P; q++) {
-        if (!ulysses_heads(p, P, q, &pl->hd[q]))
-            return attn_fail(err, ATTN_EUSAGE, "ulysses_cuda: %lld heads over %lld kv heads do not split over %d ranks",
-                             (long long)p->heads, (long long)p->kv_heads, P);
-        pl->m[q] = layout_local_count(&lq, q), pl->k[q] = layout_local_count(&lk, q);
-        pl->m0[q] = q ? pl->m0[q - 1] + pl->m[q - 1] : 0, pl->k0[q] = q ? pl->k0[q - 1] + pl->k[q - 1] : 0;
-    }
-    auto part1 = [&](int r, int q) { return (size_t)(B * QROW * d * (pl->hd[q].hq * pl->m[r] + 2 * pl->hd[q].kvn * pl->k[r])); };
-    auto part2 = [&](int q, int r) { return (size_t)(B * OROW * (d + 1) * pl->hd[q].hq * pl->m[r]); };
+    std::unique_ptr<plan_ulysses_t> u(new plan_ulysses_t());
     for (int i = 0; i < count; i++) {
         int r = first + i;
-        size_t os = 0, orr = 0, os2 = 0, or2 = 0;
+        ATTN_TRY(plan_ulysses(B, p->heads, p->kv_heads, d, p->n_q, p->n_k, LAYOUT_CONTIGUOUS, P, r, u.get(), err));
+        for (int q = 0; i == 0 && q < P; q++) { /* every rank's heads and tokens: the same in each rank's plan */
+            pl->hd[q] = u->heads[q];
+            pl->m[q] = u->m[q], pl->k[q] = u->k[q];
+            pl->m0[q] = q ? pl->m0[q - 1] + pl->m[q - 1] : 0, pl->k0[q] = q ? pl->k0[q - 1] + pl->k[q - 1] : 0;
+        }
+        size_t os = (size_t)(QROW * u->in_send_total), orr = (size_t)(QROW * u->in_recv_total);
+        size_t os2 = (size_t)(OROW * u->out_send_total), or2 = (size_t)(OROW * u->out_recv_total);
         pl->sent[i] = pl->recvd[i] = 0;
         for (int q = 0; q < P; q++) {
-            pl->sb1[i][q] = part1(r, q), pl->so1[i][q] = os, os += pl->sb1[i][q];
-            pl->rb1[i][q] = part1(q, r), pl->ro1[i][q] = orr, orr += pl->rb1[i][q];
-            pl->sb2[i][q] = part2(r, q), pl->so2[i][q] = os2, os2 += pl->sb2[i][q];
-            pl->rb2[i][q] = part2(q, r), pl->ro2[i][q] = or2, or2 += pl->rb2[i][q];
+            pl->sb1[i][q] = (size_t)(QROW * (u->send_q[q] + u->send_kv[q]));
+            pl->so1[i][q] = (size_t)(QROW * u->send_in_off[q]);
+            pl->rb1[i][q] = (size_t)(QROW * (u->recv_q[q] + u->recv_kv[q]));
+            pl->ro1[i][q] = (size_t)(QROW * u->recv_in_off[q]);
+            pl->sb2[i][q] = (size_t)(OROW * u->send_out[q]), pl->so2[i][q] = (size_t)(OROW * u->send_out_off[q]);
+            pl->rb2[i][q] = (size_t)(OROW * u->recv_out[q]), pl->ro2[i][q] = (size_t)(OROW * u->recv_out_off[q]);
             if (q != r) {
                 pl->sent[i] += (double)(pl->sb1[i][q] + pl->sb2[i][q]);
                 pl->recvd[i] += (double)(pl->rb1[i][q] + pl->rb2[i][q]);
@@ -101,22 +102,6 @@ int make_plan(const attn_problem_t *p, int P, int first, int count, plan *pl, at
 }
 
 } // namespace
-
-int ulysses_heads(const attn_problem_t *p, int P, int q, ulysses_heads_t *h) {
-    int64_t H = p->heads, Hkv = p->kv_heads, group = H / Hkv;
-    if (H % P)
-        return 0;
-    h->hq = H / P, h->q0 = q * h->hq;
-    h->kv0 = h->q0 / group, h->kvn = (h->q0 + h->hq - 1) / group + 1 - h->kv0;
-    /* The kernel maps local head j to local kv head j / (hq / kvn): accepted exactly when that is
-     * the head's own kv head (q0 + j) / group − kv0 for every j. */
-    if (h->hq % h->kvn)
-        return 0;
-    for (int64_t j = 0; j < h->hq; j++)
-        if ((h->q0 + j) / group - h->kv0 != j / (h->hq / h->kvn))
-            return 0;
-    return 1;
-}
 
 size_t ulysses_cuda_rank_bytes(const attn_problem_t *p, int ranks, int rank) {
     int P = ranks > 1 ? ranks : 1;
@@ -274,23 +259,18 @@ void ulysses_cuda_expect(const attn_problem_t *p, int ranks, attn_dist_expect_t 
     int P = ranks > 1 ? ranks : 1;
     memset(out, 0, sizeof *out);
     out->imbalance = out->critical_path = 1;
-    attn_layout_t lq, lk;
     attn_err_t err = {};
-    ulysses_heads_t hd[ATTN_MAX_RANKS];
-    if (layout_init(&lq, LAYOUT_CONTIGUOUS, p->n_q, P, &err) || layout_init(&lk, LAYOUT_CONTIGUOUS, p->n_k, P, &err))
+    if (!plan_ulysses_kernel_heads(p->heads, p->kv_heads, P))
         return;
-    for (int q = 0; q < P; q++)
-        if (!ulysses_heads(p, P, q, &hd[q]))
+    std::unique_ptr<plan_ulysses_t> u(new plan_ulysses_t());
+    for (int me = 0; me < P; me++) {
+        if (plan_ulysses(p->batch, p->heads, p->kv_heads, p->head_dim, p->n_q, p->n_k, LAYOUT_CONTIGUOUS, P, me, u.get(),
+                         &err))
             return;
-    double B = (double)p->batch, d = (double)p->head_dim;
-    for (int me = 0; me < P; me++)
-        for (int r = 0; r < P; r++) {
-            if (r == me)
-                continue;
-            double m_me = (double)layout_local_count(&lq, me), m_r = (double)layout_local_count(&lq, r);
-            double k_me = (double)layout_local_count(&lk, me), k_r = (double)layout_local_count(&lk, r);
-            /* bf16 Q, K, V out; float32 O and LSE (d + 1 values a row) back. */
-            out->bytes_sent[me] += B * (2 * (hd[r].hq * m_me * d + 2 * hd[r].kvn * k_me * d) + 4 * hd[me].hq * m_r * (d + 1));
-            out->bytes_recv[me] += B * (2 * (hd[me].hq * m_r * d + 2 * hd[me].kvn * k_r * d) + 4 * hd[r].hq * m_me * (d + 1));
-        }
+        for (int r = 0; r < P; r++)
+            if (r != me) { /* bf16 Q, K, V out; float32 O and LSE (d + 1 values a row) back */
+                out->bytes_sent[me] += (double)(QROW * (u->send_q[r] + u->send_kv[r]) + OROW * u->send_out[r]);
+                out->bytes_recv[me] += (double)(QROW * (u->recv_q[r] + u->recv_kv[r]) + OROW * u->recv_out[r]);
+            }
+    }
 }

@@ -3,12 +3,12 @@
 #pragma once
 #include "impls/cuda/ring_cuda.h"
 
+extern "C" {
+#include "impls/parallel/plan.h"
+}
+
 /* Rank q's heads after the re-shard: query heads [q0, q0 + hq), K/V heads [kv0, kv0 + kvn). */
-struct ulysses_heads_t {
-    int64_t hq, q0, kv0, kvn;
-};
-/* 0 when the heads do not split over P ranks in a way the kernel's GQA mapping can take. */
-int ulysses_heads(const attn_problem_t *p, int P, int q, ulysses_heads_t *h);
+typedef plan_heads_t ulysses_heads_t;
 /* Device bytes rank `rank` allocates (shards, its heads' full sequence, two staging buffers). */
 size_t ulysses_cuda_rank_bytes(const attn_problem_t *p, int ranks, int rank);
 /* Both all-to-alls and the compute for the ranks g drives (contiguous shards); st zeroed. */

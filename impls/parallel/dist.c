@@ -266,18 +266,3 @@ void dist_stop_followers(void) {
         if (comm_mpi_ctrl_send(q, &cmd, sizeof cmd, &err) != ATTN_OK)
             fprintf(stderr, "attnbench: warning: %s\n", err.msg);
 }
-
-double dist_visible_pairs(const attn_problem_t *p, const attn_layout_t *lq, int qr, const attn_layout_t *lk, int kr) {
-    layout_piece_t qp[2], kp[2];
-    int nqp = layout_pieces(lq, qr, qp), nkp = layout_pieces(lk, kr, kp);
-    double pairs = 0;
-    for (int a = 0; a < nqp; a++)
-        for (int64_t r = 0; r < qp[a].count; r++) {
-            int64_t i = p->n_k - p->n_q + qp[a].pos.start + qp[a].pos.stride * r, lo, hi;
-            for (int b = 0; b < nkp; b++) {
-                mask_key_range(p->mask, p->window, i, i, kp[b].pos, kp[b].count, &lo, &hi);
-                pairs += hi > lo ? (double)(hi - lo) : 0;
-            }
-        }
-    return pairs;
-}

@@ -54,6 +54,3 @@ int dist_supports_common(const attn_backend_t *self, const attn_problem_t *p, co
  * elements of elem_bytes bytes (4 on the CPU, 2 for the GPU backends' bf16). */
 void dist_ring_expect(attn_layout_kind_t kind, const attn_problem_t *p, int ranks, double elem_bytes, attn_dist_expect_t *out);
 
-/* Visible (query, key) pairs per (batch, head) between rank qr's queries under lq (positions
- * offset by n_k − n_q) and rank kr's keys under lk: the unit of work of the analytic figures. */
-double dist_visible_pairs(const attn_problem_t *p, const attn_layout_t *lq, int qr, const attn_layout_t *lk, int kr);

@@ -8,6 +8,7 @@
 #include "core/backend.h"
 #include "comm/comm.h"
 #include "impls/parallel/dist.h"
+#include "impls/parallel/plan.h"
 #include "impls/cpu/tile_engine.h"
 #include "comm/layout.h"
 #include "core/timing.h"
@@ -96,12 +97,7 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, co
     for (int64_t i = 0; i < BH * nq; i++)
         b.lse[i] = -INFINITY;
 
-    layout_piece_t qpc[2], kpc[2];
-    int n_qp = layout_pieces(&lq, me, qpc);
-    int64_t q_offset = p.n_k - p.n_q; /* queries sit at the end of the key sequence */
     int local_pos = x->fault == ATTN_FAULT_LOCAL_POSITIONS; /* the injected bug: positions per rank */
-    for (int i = 0; i < n_qp; i++)
-        qpc[i].pos = local_pos ? (attn_span_t){qpc[i].local_start, 1} : (attn_span_t){qpc[i].pos.start + q_offset, qpc[i].pos.stride};
     comm_stats_reset(c);
     int cur = 0;
     double computed = 0, skipped = 0, step_compute[ATTN_MAX_RANKS] = {0}, t_start = time_now_s();
@@ -111,44 +107,45 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, co
         rc = dist_fault_point(c, x, s, err);
         if (rc != ATTN_OK)
             break;
-        int src = (me - s + P) % P, next_src = (me - s - 1 + P) % P;
-        int64_t kcnt = layout_local_count(&lk, src);
+        plan_ring_step_t st;
+        rc = plan_ring_step(kind, p.n_q, p.n_k, p.mask, p.window, P, me, s, &st, err);
+        if (rc != ATTN_OK)
+            break;
+        int64_t kcnt = st.k_rows;
+        size_t row_bytes = (size_t)(2 * BHkv * d) * sizeof(float);
         comm_req_t send = {0}, recv = {0};
         if (s < P - 1) {
-            size_t next_bytes = (size_t)(2 * BHkv * layout_local_count(&lk, next_src) * d) * sizeof(float);
-            rc = comm_irecv(c, b.kv[1 - cur], next_bytes, (me - 1 + P) % P, s, &recv, err);
+            rc = comm_irecv(c, b.kv[1 - cur], row_bytes * (size_t)st.rows_recv, st.recv_from, s, &recv, err);
             if (rc == ATTN_OK)
-                rc = comm_isend(c, b.kv[cur], (size_t)(2 * BHkv * kcnt * d) * sizeof(float), (me + 1) % P, s, &send,
-                                err);
+                rc = comm_isend(c, b.kv[cur], row_bytes * (size_t)st.rows_sent, st.send_to, s, &send, err);
         }
         comm_compute_begin(c);
         double t0 = time_thread_cpu_s();
-        int n_kp = layout_pieces(&lk, src, kpc);
-        if (local_pos)
-            for (int ki = 0; ki < n_kp; ki++)
-                kpc[ki].pos = (attn_span_t){kpc[ki].local_start, 1};
+        int n_pairs = st.n_pairs;
         if (x->fault == ATTN_FAULT_DROP_STEP && s == x->fault_step)
-            n_kp = 0; /* the injected bug: this step's block is received and passed on, never used */
-        for (int qi = 0; qi < n_qp && rc == ATTN_OK; qi++)
-            for (int ki = 0; ki < n_kp && rc == ATTN_OK; ki++) {
-                const layout_piece_t *qp = &qpc[qi], *kp = &kpc[ki];
-                int64_t lo, hi;
-                mask_key_range(p.mask, p.window, qp->pos.start, qp->pos.start + qp->pos.stride * (qp->count - 1), kp->pos,
-                               kp->count, &lo, &hi);
-                if (lo >= hi) {
-                    skipped++;
-                    continue;
-                }
-                computed++;
-                const float *kblock = b.kv[cur], *vblock = b.kv[cur] + BHkv * kcnt * d;
-                tile_io_t io = {b.q + qp->local_start * d,      kblock + kp->local_start * d,
-                                vblock + kp->local_start * d,   b.o_part + qp->local_start * d,
-                                b.lse_part + qp->local_start,  nq,
-                                kcnt};
-                rc = tile_attend_f32(&p, 1, qp->pos, qp->count, kp->pos, kp->count, &io, TILE_SCAN_ALL, NULL, err);
-                if (rc == ATTN_OK)
-                    merge_rows(&p, nq, qp->local_start, qp->count, b.o, b.lse, b.o_part, b.lse_part);
+            n_pairs = 0; /* the injected bug: this step's block is received and passed on, never used */
+        for (int pi = 0; pi < n_pairs && rc == ATTN_OK; pi++) {
+            plan_pair_t pr = st.pair[pi];
+            if (local_pos) {
+                layout_piece_t q = {{pr.q.local_start, 1}, pr.q.count, pr.q.local_start};
+                layout_piece_t k = {{pr.k.local_start, 1}, pr.k.count, pr.k.local_start};
+                plan_ring_pair(p.mask, p.window, &q, &k, &pr);
             }
+            if (pr.skip) {
+                skipped++;
+                continue;
+            }
+            computed++;
+            const layout_piece_t *qp = &pr.q, *kp = &pr.k;
+            const float *kblock = b.kv[cur], *vblock = b.kv[cur] + BHkv * kcnt * d;
+            tile_io_t io = {b.q + qp->local_start * d,      kblock + kp->local_start * d,
+                            vblock + kp->local_start * d,   b.o_part + qp->local_start * d,
+                            b.lse_part + qp->local_start,  nq,
+                            kcnt};
+            rc = tile_attend_f32(&p, 1, qp->pos, qp->count, kp->pos, kp->count, &io, TILE_SCAN_ALL, NULL, err);
+            if (rc == ATTN_OK)
+                merge_rows(&p, nq, qp->local_start, qp->count, b.o, b.lse, b.o_part, b.lse_part);
+        }
         step_compute[s] = time_thread_cpu_s() - t0;
         comm_compute_end(c);
         attn_err_t werr = {0};
@@ -192,37 +189,12 @@ static int ring_supports(const attn_backend_t *self, const attn_problem_t *p, co
     return dist_supports_common(self, p, x, reason, len);
 }
 
-/* Rank r computes its queries against every rank's keys, the block of rank r − s at step s.
- * It sends the blocks of ranks r, r−1, …, r−P+2 (all but r+1's) and receives all but its own. */
+/* The plan's figures, for K/V elements of elem_bytes bytes. */
 void dist_ring_expect(attn_layout_kind_t kind, const attn_problem_t *p, int ranks, double elem_bytes,
                       attn_dist_expect_t *out) {
     int P = ranks > 1 ? ranks : 1;
-    attn_layout_t lq, lk;
-    attn_err_t err = {0};
-    memset(out, 0, sizeof *out);
-    if (layout_init(&lq, kind, p->n_q, P, &err) || layout_init(&lk, kind, p->n_k, P, &err))
-        return;
-    double pairs[ATTN_MAX_RANKS][ATTN_MAX_RANKS], work[ATTN_MAX_RANKS] = {0}, total = 0, worst = 0;
-    for (int r = 0; r < P; r++)
-        for (int k = 0; k < P; k++) {
-            pairs[r][k] = dist_visible_pairs(p, &lq, r, &lk, k);
-            work[r] += pairs[r][k];
-            total += pairs[r][k];
-        }
-    for (int r = 0; r < P; r++)
-        worst = fmax(worst, work[r]);
-    out->imbalance = total > 0 ? worst / (total / P) : 1;
-    for (int s = 0; s < P; s++) {
-        double step = 0;
-        for (int r = 0; r < P; r++)
-            step = fmax(step, pairs[r][(r - s + P) % P]);
-        out->critical_path += total > 0 ? step / (total / P) : 0;
-    }
     double row = 2.0 * (double)(p->batch * p->kv_heads * p->head_dim) * elem_bytes;
-    for (int r = 0; P > 1 && r < P; r++) {
-        out->bytes_sent[r] = row * (double)(p->n_k - layout_local_count(&lk, (r + 1) % P));
-        out->bytes_recv[r] = row * (double)(p->n_k - layout_local_count(&lk, r));
-    }
+    plan_ring_expect(kind, p->n_q, p->n_k, p->mask, p->window, P, row, out, NULL);
 }
 
 static void ring_expect(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_dist_expect_t *out) {

@@ -1,46 +1,25 @@
-/* ulysses.c — DeepSpeed-Ulysses-style sequence parallelism: all-to-all to H/P heads of the full
- * sequence, any single-rank backend (--local-backend) attends, all-to-all back; GQA heads are
- * split or replicated, never expanded. Design: docs/ulysses.md. */
+/* ulysses.c — DeepSpeed-Ulysses-style sequence parallelism: an all-to-all turns each rank's
+ * sequence shard of all heads into the full sequence of H/P heads, any single-rank backend
+ * (--local-backend) attends on that, and a second all-to-all returns O and LSE to sequence
+ * shards. H % P ≠ 0 is declined. With GQA a rank receives exactly the kv heads its query heads
+ * read: when H_kv % P == 0 that is a split (H_kv/P heads each); otherwise some kv heads are
+ * replicated on several ranks (never expanded to H heads on the wire). If a rank's kv heads do
+ * not line up with the local backend's h / (H/H_kv) grouping (e.g. H = 6, H_kv = 3, P = 2), the
+ * rank copies each query head its kv head locally before the call. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "impls/parallel/dist.h"
+#include "impls/parallel/plan.h"
 #include "core/timing.h"
 
 enum { TAG_Q = 1 << 22, TAG_KV, TAG_OUT };
 
-typedef struct {
-    int P, heads_local, group;              /* H/P query heads per rank; g = H/H_kv */
-    int64_t kv_lo[ATTN_MAX_RANKS], kv_n[ATTN_MAX_RANKS]; /* kv heads rank p needs: [kv_lo, kv_lo + kv_n) */
-} head_split_t;
-
-static void head_split(const attn_problem_t *p, int P, head_split_t *s) {
-    s->P = P;
-    s->heads_local = (int)(p->heads / P);
-    s->group = (int)(p->heads / p->kv_heads);
-    for (int r = 0; r < P; r++) {
-        int64_t first = (int64_t)r * s->heads_local, last = first + s->heads_local - 1;
-        s->kv_lo[r] = first / s->group;
-        s->kv_n[r] = last / s->group - s->kv_lo[r] + 1;
-    }
-}
-
-/* Does rank r's kv head range match h' / (heads_local / kv_n) for its local heads h'? */
-static int grouping_lines_up(const head_split_t *s, int r) {
-    if (s->heads_local % s->kv_n[r])
-        return 0;
-    int per = s->heads_local / (int)s->kv_n[r];
-    for (int h = 0; h < s->heads_local; h++)
-        if (h / per != ((int64_t)r * s->heads_local + h) / s->group - s->kv_lo[r])
-            return 0;
-    return 1;
-}
-
 /* The single-rank problem rank r solves: its heads, the full sequence, one thread. */
-static attn_problem_t local_problem(const attn_problem_t *p, const head_split_t *s, int r) {
+static attn_problem_t local_problem(const attn_problem_t *p, const plan_heads_t *h) {
     attn_problem_t lp = *p;
-    lp.heads = s->heads_local;
-    lp.kv_heads = grouping_lines_up(s, r) ? s->kv_n[r] : s->heads_local;
+    lp.heads = h->hq;
+    lp.kv_heads = h->lines_up ? h->kvn : h->hq; /* else expanded locally, one kv head per query head */
     return lp;
 }
 
@@ -92,39 +71,44 @@ typedef struct {
     size_t send_total, recv_total; /* floats */
 } a2a_plan_t;
 
-static void plan_add(a2a_plan_t *a, int peer, size_t send_floats, size_t recv_floats) {
-    a->so[peer] = a->send_total * sizeof(float);
-    a->ro[peer] = a->recv_total * sizeof(float);
-    a->sb[peer] = send_floats * sizeof(float);
-    a->rb[peer] = recv_floats * sizeof(float);
-    a->send_total += send_floats;
-    a->recv_total += recv_floats;
+/* One exchange of the plan (counts and offsets in floats) in the byte terms of comm_alltoallv. */
+static void a2a_from_plan(a2a_plan_t *a, int P, const int64_t *send, const int64_t *send_off, const int64_t *recv,
+                          const int64_t *recv_off) {
+    for (int r = 0; r < P; r++) {
+        a->sb[r] = (size_t)send[r] * sizeof(float), a->so[r] = (size_t)send_off[r] * sizeof(float);
+        a->rb[r] = (size_t)recv[r] * sizeof(float), a->ro[r] = (size_t)recv_off[r] * sizeof(float);
+        a->send_total += (size_t)send[r], a->recv_total += (size_t)recv[r];
+    }
 }
 
 static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_comm_t *c, const attn_io_t *io,
                         attn_err_t *err) {
     (void)self;
     int P = c->size, me = c->rank;
-    head_split_t hs;
-    head_split(p, P, &hs);
     attn_layout_t lq, lk;
     ATTN_TRY(layout_init(&lq, layout_of(x), p->n_q, P, err));
     ATTN_TRY(layout_init(&lk, layout_of(x), p->n_k, P, err));
-    int64_t B = p->batch, H = p->heads, Hkv = p->kv_heads, d = p->head_dim, Hl = hs.heads_local;
-    int64_t nq = layout_local_count(&lq, me), nk = layout_local_count(&lk, me);
-    attn_problem_t lp = local_problem(p, &hs, me);
+    plan_ulysses_t *pl = malloc(sizeof *pl);
+    if (!pl)
+        return attn_fail(err, ATTN_ERUNTIME, "rank %d: out of memory for the ulysses plan", me);
+    int prc = plan_ulysses(p->batch, p->heads, p->kv_heads, p->head_dim, p->n_q, p->n_k, layout_of(x), P, me, pl, err);
+    if (prc != ATTN_OK) {
+        free(pl);
+        return prc;
+    }
+    const plan_heads_t *hs = pl->heads;
+    int64_t B = p->batch, H = p->heads, Hkv = p->kv_heads, d = p->head_dim, Hl = hs[me].hq;
+    int64_t nq = pl->m[me], nk = pl->k[me];
+    attn_problem_t lp = local_problem(p, &hs[me]);
     attn_exec_t lx = local_exec(x);
     const attn_backend_t *lb = local_backend(x);
 
-    /* Plans: Q to every rank's heads; K and V (packed, K first) to the kv heads each needs;
-     * O and LSE (packed, width d + 1 per row... as two runs) back to each rank's tokens. */
+    /* Q to every rank's heads; K and V (packed, K first) to the kv heads each needs; O and LSE
+     * (packed, O then LSE) back to each rank's tokens. */
     a2a_plan_t aq = {0}, akv = {0}, aout = {0};
-    for (int r = 0; r < P; r++) {
-        int64_t nq_r = layout_local_count(&lq, r), nk_r = layout_local_count(&lk, r);
-        plan_add(&aq, r, (size_t)(B * Hl * nq * d), (size_t)(B * Hl * nq_r * d));
-        plan_add(&akv, r, (size_t)(2 * B * hs.kv_n[r] * nk * d), (size_t)(2 * B * hs.kv_n[me] * nk_r * d));
-        plan_add(&aout, r, (size_t)(B * Hl * nq_r * (d + 1)), (size_t)(B * Hl * nq * (d + 1)));
-    }
+    a2a_from_plan(&aq, P, pl->send_q, pl->send_q_off, pl->recv_q, pl->recv_q_off);
+    a2a_from_plan(&akv, P, pl->send_kv, pl->send_kv_off, pl->recv_kv, pl->recv_kv_off);
+    a2a_from_plan(&aout, P, pl->send_out, pl->send_out_off, pl->recv_out, pl->recv_out_off);
     size_t stage = aq.send_total;
     stage = akv.send_total > stage ? akv.send_total : stage;
     stage = aout.send_total > stage ? aout.send_total : stage;
@@ -132,7 +116,7 @@ static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, con
     rstage = akv.recv_total > rstage ? akv.recv_total : rstage;
     rstage = aout.recv_total > rstage ? aout.recv_total : rstage;
     ulysses_bufs_t b = {0};
-    int64_t nkv = hs.kv_n[me];
+    int64_t nkv = hs[me].kvn, group = pl->group;
     b.q = attn_alloc((size_t)(B * H * nq * d) * sizeof(float) + 1, err, "ulysses Q shard");
     b.k = attn_alloc((size_t)(B * Hkv * nk * d) * sizeof(float) + 1, err, "ulysses K shard");
     b.v = attn_alloc((size_t)(B * Hkv * nk * d) * sizeof(float) + 1, err, "ulysses V shard");
@@ -153,6 +137,7 @@ static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, con
     if (!b.q || !b.k || !b.v || !b.o || !b.lse || !b.send || !b.recv || !b.qf || !b.kf || !b.vf || !b.of || !b.lf ||
         (expand && (!b.kx || !b.vx))) {
         free_bufs(&b);
+        free(pl);
         return ATTN_ERUNTIME;
     }
     int rc = ATTN_OK;
@@ -186,9 +171,9 @@ static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, con
     if (rc == ATTN_OK) {
         for (int r = 0; r < P; r++) {
             float *dst = b.send + akv.so[r] / sizeof(float);
-            size_t half = (size_t)(B * hs.kv_n[r] * nk * d);
-            slice_heads(B, Hkv, hs.kv_lo[r], hs.kv_n[r], nk, d, b.k, dst, 1);
-            slice_heads(B, Hkv, hs.kv_lo[r], hs.kv_n[r], nk, d, b.v, dst + half, 1);
+            size_t half = (size_t)(B * hs[r].kvn * nk * d);
+            slice_heads(B, Hkv, hs[r].kv0, hs[r].kvn, nk, d, b.k, dst, 1);
+            slice_heads(B, Hkv, hs[r].kv0, hs[r].kvn, nk, d, b.v, dst + half, 1);
         }
         rc = comm_alltoallv(c, b.send, akv.sb, akv.so, b.recv, akv.rb, akv.ro, TAG_KV, err);
         for (int r = 0; rc == ATTN_OK && r < P; r++) {
@@ -205,7 +190,7 @@ static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, con
             size_t plane = (size_t)(p->n_k * d);
             for (int64_t bb = 0; bb < B; bb++)
                 for (int64_t h = 0; h < Hl; h++) {
-                    int64_t kvh = (me * Hl + h) / hs.group - hs.kv_lo[me];
+                    int64_t kvh = plan_ulysses_kv_of(&hs[me], group, h);
                     memcpy(b.kx + (bb * Hl + h) * plane, b.kf + (bb * nkv + kvh) * plane, plane * sizeof(float));
                     memcpy(b.vx + (bb * Hl + h) * plane, b.vf + (bb * nkv + kvh) * plane, plane * sizeof(float));
                 }
@@ -245,6 +230,7 @@ static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, con
             rc = dist_gather(c, &lq, B * H, 1, b.lse, io->lse, err);
     }
     free_bufs(&b);
+    free(pl);
     return rc;
 }
 
@@ -262,12 +248,11 @@ static int ulysses_supports(const attn_backend_t *self, const attn_problem_t *p,
     }
     if (!dist_supports_common(self, p, x, reason, len))
         return 0;
-    head_split_t hs;
-    head_split(p, P, &hs);
     for (int r = 0; r < P; r++) {
-        attn_problem_t lp = local_problem(p, &hs, r);
-        attn_exec_t lx = local_exec(x);
+        plan_heads_t h = plan_ulysses_heads(p->heads, p->kv_heads, P, r);
+        attn_problem_t lp = local_problem(p, &h);
         char sub[400];
+        attn_exec_t lx = local_exec(x);
         if (!lb->supports(lb, &lp, &lx, sub, sizeof sub)) {
             snprintf(reason, len, "ulysses: local backend %s declines: %s", lb->name, sub);
             return 0;
@@ -284,23 +269,17 @@ static void ulysses_expect(const attn_backend_t *self, const attn_problem_t *p, 
     int P = exec_ranks(x);
     memset(out, 0, sizeof *out);
     out->imbalance = out->critical_path = 1;
-    attn_layout_t lq, lk;
     attn_err_t err = {0};
-    if (p->heads % P || layout_init(&lq, layout_of(x), p->n_q, P, &err) ||
-        layout_init(&lk, layout_of(x), p->n_k, P, &err))
-        return;
-    head_split_t hs;
-    head_split(p, P, &hs);
-    double B = (double)p->batch, Hl = hs.heads_local, d = (double)p->head_dim, f = sizeof(float);
-    for (int me = 0; me < P; me++)
-        for (int r = 0; r < P; r++) {
-            if (r == me)
-                continue;
-            double nq_me = (double)layout_local_count(&lq, me), nq_r = (double)layout_local_count(&lq, r);
-            double nk_me = (double)layout_local_count(&lk, me), nk_r = (double)layout_local_count(&lk, r);
-            out->bytes_sent[me] += f * B * (Hl * nq_me * d + 2 * (double)hs.kv_n[r] * nk_me * d + Hl * nq_r * (d + 1));
-            out->bytes_recv[me] += f * B * (Hl * nq_r * d + 2 * (double)hs.kv_n[me] * nk_r * d + Hl * nq_me * (d + 1));
-        }
+    plan_ulysses_t pl;
+    for (int me = 0; me < P; me++) {
+        if (plan_ulysses(p->batch, p->heads, p->kv_heads, p->head_dim, p->n_q, p->n_k, layout_of(x), P, me, &pl, &err))
+            return;
+        for (int r = 0; r < P; r++)
+            if (r != me) {
+                out->bytes_sent[me] += sizeof(float) * (double)(pl.send_q[r] + pl.send_kv[r] + pl.send_out[r]);
+                out->bytes_recv[me] += sizeof(float) * (double)(pl.recv_q[r] + pl.recv_kv[r] + pl.recv_out[r]);
+            }
+    }
 }
 
 /* Per rank: the shards, the full-sequence head shard (+ expanded kv heads), staging for the
@@ -310,14 +289,13 @@ static size_t ulysses_workspace(const attn_backend_t *self, const attn_problem_t
     int P = exec_ranks(x);
     if (p->heads % P)
         return 0;
-    head_split_t hs;
-    head_split(p, P, &hs);
     const attn_backend_t *lb = local_backend(x);
     attn_exec_t lx = local_exec(x);
-    size_t total = 0, d = (size_t)p->head_dim, B = (size_t)p->batch, Hl = (size_t)hs.heads_local;
+    size_t total = 0, d = (size_t)p->head_dim, B = (size_t)p->batch, Hl = (size_t)(p->heads / P);
     size_t nq = (size_t)((p->n_q + P - 1) / P + 2), nk = (size_t)((p->n_k + P - 1) / P + 2);
     for (int r = 0; r < P; r++) {
-        attn_problem_t lp = local_problem(p, &hs, r);
+        plan_heads_t h = plan_ulysses_heads(p->heads, p->kv_heads, P, r);
+        attn_problem_t lp = local_problem(p, &h);
         size_t kvl = (size_t)lp.kv_heads;
         size_t shards = B * ((size_t)p->heads * nq * (2 * d + 1) + 2 * (size_t)p->kv_heads * nk * d);
         size_t heads = B * (Hl * (size_t)p->n_q * (2 * d + 1) + 2 * kvl * (size_t)p->n_k * d);

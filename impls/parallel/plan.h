@@ -1,0 +1,98 @@
+/* plan.h — the distributed schedules as plain data, computed once for the CPU (ring.c,
+ * ulysses.c) and the GPU (ring_cuda.cu, ulysses_cuda.cu) backends and tested exhaustively by
+ * tests/test_plan.c: per ring step the source rank, the rows moved and every (query piece, key
+ * piece) pair with its skip, key range and kernel band; for Ulysses the head map and counts. */
+#pragma once
+#include "comm/layout.h"
+#include "core/problem.h"
+
+/* ---- the kernel band of one (query piece, key piece) pair (derivation: docs/distributed-plan.md) ---- */
+
+static inline int64_t plan_floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+/* Query piece at positions a + S·i, key piece at b + S·j (same stride S), window w: the
+ * kernel's query offset and window such that plan_band_visible(i, j) is the global mask. */
+static inline void plan_band_for(int64_t a, int64_t b, int64_t S, int64_t w, int64_t *q_off, int64_t *win) {
+    int64_t delta = a - b;
+    *q_off = plan_floor_div(delta, S);
+    *win = -plan_floor_div(-(w - delta), S) + *q_off;
+}
+
+/* What the kernel sees for local query i and local key j: the one visibility rule (core/mask.h)
+ * at query position q_off + i with window win. */
+static inline int plan_band_visible(int mask, int64_t q_off, int64_t win, int64_t i, int64_t j) {
+    return mask_visible((attn_mask_t)mask, win, q_off + i, j);
+}
+
+/* ---- ring family (ring, striped, zigzag and their _cuda twins) ---- */
+
+/* One (query piece, key piece) pair: q.pos is in key positions (offset by n_k − n_q). */
+typedef struct {
+    layout_piece_t q, k;
+    int skip;            /* the mask hides every (i, j): nothing to compute */
+    int64_t lo, hi;      /* local keys of k visible from at least one query of q: [lo, hi) */
+    int64_t q_off, win;  /* the kernel's band (plan_band_for) */
+} plan_pair_t;
+
+/* What rank `rank` does at ring step `step`: compute on the block of `src` while sending that
+ * block to rank + 1 and receiving next_src's block from rank − 1 (nothing moves at the last step). */
+typedef struct {
+    int src, next_src, send_to, recv_from;
+    int64_t q_rows, k_rows;       /* local rows of the rank's queries and of the block it holds */
+    int64_t rows_sent, rows_recv; /* K/V rows this step: bytes = rows · 2·B·H_kv·d·elem */
+    int n_pairs;
+    plan_pair_t pair[4];          /* query pieces outer, key pieces inner, in local order */
+} plan_ring_step_t;
+
+/* Skip, key range and band of a query piece against a key piece under (mask, window). */
+void plan_ring_pair(attn_mask_t mask, int64_t window, const layout_piece_t *q, const layout_piece_t *k, plan_pair_t *out);
+/* Fills *out for (rank, step) of P ranks; ATTN_EUSAGE when the layout cannot take n or P. */
+int plan_ring_step(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, attn_mask_t mask, int64_t window, int P, int rank,
+                   int step, plan_ring_step_t *out, attn_err_t *err);
+/* Visible (query, key) pairs of one piece pair: the unit of work of the analytic figures. */
+double plan_pair_work(attn_mask_t mask, int64_t window, const plan_pair_t *pr);
+/* The analytic figures of the whole ring (imbalance, critical path, bytes per rank for rows of
+ * row_bytes = 2·B·H_kv·d·elem bytes) and, when work is non-NULL, each rank's visible pairs. */
+void plan_ring_expect(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, attn_mask_t mask, int64_t window, int P,
+                      double row_bytes, attn_dist_expect_t *out, double *work);
+
+/* ---- Ulysses ---- */
+
+/* Rank q's heads after the re-shard: query heads [q0, q0 + hq), kv heads [kv0, kv0 + kvn).
+ * lines_up: local head j reads local kv head j / (hq / kvn) (a single-rank kernel's GQA map);
+ * otherwise the rank expands its kv heads to hq locally (plan_ulysses_kv_of). */
+typedef struct {
+    int64_t hq, q0, kv0, kvn;
+    int lines_up;
+} plan_heads_t;
+
+/* Both all-to-alls as rank `rank` runs them, per peer r, in elements. The in exchange moves
+ * [Q | K | V] of the sender's tokens for the receiver's heads (one message per peer; the CPU
+ * sends the Q part and the K|V part as two exchanges, *_q_off and *_kv_off); the out exchange
+ * moves [O | LSE] (d + 1 values a row) of the receiver's tokens for the sender's heads. */
+typedef struct {
+    int P, rank;
+    int64_t group;                          /* H / H_kv query heads per kv head */
+    plan_heads_t heads[ATTN_MAX_RANKS];     /* every rank's heads */
+    int64_t m[ATTN_MAX_RANKS], k[ATTN_MAX_RANKS]; /* every rank's query and key token counts */
+    int64_t send_q[ATTN_MAX_RANKS], send_kv[ATTN_MAX_RANKS], recv_q[ATTN_MAX_RANKS], recv_kv[ATTN_MAX_RANKS];
+    int64_t send_out[ATTN_MAX_RANKS], recv_out[ATTN_MAX_RANKS];
+    int64_t send_in_off[ATTN_MAX_RANKS], recv_in_off[ATTN_MAX_RANKS];   /* [Q | K | V] as one message */
+    int64_t send_q_off[ATTN_MAX_RANKS], recv_q_off[ATTN_MAX_RANKS];     /* Q alone */
+    int64_t send_kv_off[ATTN_MAX_RANKS], recv_kv_off[ATTN_MAX_RANKS];   /* K | V alone */
+    int64_t send_out_off[ATTN_MAX_RANKS], recv_out_off[ATTN_MAX_RANKS];
+    int64_t in_send_total, in_recv_total, out_send_total, out_recv_total;
+} plan_ulysses_t;
+
+/* Rank q's heads of H over H_kv split over P ranks (H % P == 0 and H % H_kv == 0 assumed). */
+plan_heads_t plan_ulysses_heads(int64_t H, int64_t Hkv, int P, int q);
+/* 1 when H splits over P ranks and every rank's kv heads line up: the GPU backend's condition. */
+int plan_ulysses_kernel_heads(int64_t H, int64_t Hkv, int P);
+/* The kv head (index into the rank's kvn received heads) that its local query head j reads. */
+static inline int64_t plan_ulysses_kv_of(const plan_heads_t *h, int64_t group, int64_t j) {
+    return (h->q0 + j) / group - h->kv0;
+}
+/* Fills *out for rank `rank` (B, d: batch and head dim; tokens under layout kind); ATTN_EUSAGE
+ * when H % P, H % H_kv, or the layout declines. */
+int plan_ulysses(int64_t B, int64_t H, int64_t Hkv, int64_t d, int64_t n_q, int64_t n_k, attn_layout_kind_t kind, int P,
+                 int rank, plan_ulysses_t *out, attn_err_t *err);
