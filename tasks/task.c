@@ -44,7 +44,7 @@ int task_for_each_case(const attn_opts_t *o, attn_run_t *run, case_fn fn, attn_e
         for (int q = 0; q < n_q; q++)
             for (int m = 0; m < o->n_masks; m++) {
                 attn_problem_t p;
-                ATTN_TRY(opts_problem(o, o->seq_len[s], o->n_q_len ? o->q_len[q] : o->seq_len[s], o->masks[m], &p,
+                ATTN_TRY(settings_problem(o, o->seq_len[s], o->n_q_len ? o->q_len[q] : o->seq_len[s], o->masks[m], &p,
                                       err));
                 ATTN_TRY(fn(o, &p, index++, count, run, err));
             }

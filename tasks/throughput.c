@@ -263,7 +263,7 @@ static int sweep_backend(const attn_opts_t *o, const attn_backend_t *be, int64_t
     for (int s = 0; s < steps; s++) {
         int64_t n = o->seq_len[0] << s;
         attn_problem_t p;
-        ATTN_TRY(opts_problem(o, n, q_len ? q_len : n, mask, &p, err));
+        ATTN_TRY(settings_problem(o, n, q_len ? q_len : n, mask, &p, err));
         if (s > 0 && o->time_budget > 0) {
             double growth = problem_flops(&p) / problem_flops(&last), calls = o->warmup + o->repeats;
             double projected = last_s * growth * calls;
