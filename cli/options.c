@@ -560,11 +560,12 @@ int opts_parse_argv(cli_opts_t *c, unsigned cmd, int argc, char **argv, char **p
 /* ---- suite files ---------------------------------------------------------------------------- */
 
 /* JSON scalars and arrays of scalars become the same text a flag would carry. */
-static int json_to_text(const char *path, const char *key, json_t *v, char *out, size_t cap, attn_err_t *err) {
+static int json_to_text(const char *path, const char *where, const char *key, json_t *v, char *out, size_t cap,
+                        attn_err_t *err) {
     out[0] = '\0';
     size_t n = json_is_array(v) ? json_array_size(v) : 1;
     if (json_is_array(v) && n == 0)
-        return attn_fail(err, ATTN_EUSAGE, "%s: key '%s' is an empty list", path, key);
+        return attn_fail(err, ATTN_EUSAGE, "%s: %s: key '%s' is an empty list", path, where, key);
     for (size_t i = 0; i < n; i++) {
         json_t *x = json_is_array(v) ? json_array_get(v, i) : v;
         char item[600];
@@ -575,10 +576,10 @@ static int json_to_text(const char *path, const char *key, json_t *v, char *out,
         else if (json_is_real(x))
             snprintf(item, sizeof item, "%.17g", json_real_value(x));
         else
-            return attn_fail(err, ATTN_EUSAGE, "%s: key '%s' must be a string, a number or a list of them", path,
-                             key);
+            return attn_fail(err, ATTN_EUSAGE, "%s: %s: key '%s' must be a string, a number or a list of them",
+                             path, where, key);
         if (strlen(out) + strlen(item) + 2 > cap)
-            return attn_fail(err, ATTN_EUSAGE, "%s: key '%s' is too long", path, key);
+            return attn_fail(err, ATTN_EUSAGE, "%s: %s: key '%s' is too long", path, where, key);
         if (i)
             strcat(out, ",");
         strcat(out, item);
@@ -607,7 +608,7 @@ static int apply_object(cli_opts_t *c, unsigned cmd, const char *path, const cha
         if (in_run && (r->flags & OPT_TOP_ONLY))
             return attn_fail(err, ATTN_EUSAGE, "%s: %s: %s applies to the whole suite; put it at the top level", path,
                              where, key);
-        ATTN_TRY(json_to_text(path, key, v, text, sizeof text, err));
+        ATTN_TRY(json_to_text(path, where, key, v, text, sizeof text, err));
         if (row_set(c, r, key, text, &sub) != ATTN_OK)
             return attn_fail(err, ATTN_EUSAGE, "%s: %s: %s", path, where, sub.msg);
     }
