@@ -16,11 +16,15 @@
 
 /* ---- list ---------------------------------------------------------------------------------- */
 
+static const char list_usage[] =
+    "usage: attnbench list\n"
+    "\n"
+    "Prints every backend with the masks and dtypes it accepts (probed through its\n"
+    "supports() on a small problem), the tasks and the transports of this build.\n";
+
 int cli_list(int argc, char **argv, attn_err_t *err) {
     if (opts_wants_help(argc, argv)) {
-        opts_print_help(stdout, CMD_LIST,
-                        "usage: attnbench list\n\nPrints every backend with the masks and dtypes it accepts (probed "
-                        "through its\nsupports() on a small problem), the tasks and the transports of this build.\n");
+        opts_print_help(stdout, CMD_LIST, list_usage);
         return ATTN_OK;
     }
     cli_opts_t none;
@@ -181,47 +185,57 @@ static int run_runs(unsigned cmd, int argc, char **argv, attn_err_t *err) {
     return rc;
 }
 
+static const char run_usage[] =
+    "usage: attnbench run --task T --backends A,B [flags]   or   attnbench run --config suites/NAME.json\n"
+    "\n"
+    "Runs the task over every (seq-len × q-len × mask) case for each backend and writes\n"
+    "results/<run_id>.json and .csv (atomically, only once the whole run finished).\n"
+    "Exit status: 0 all records pass or skip, 1 a record failed or errored, 2 bad usage.\n";
+
 int cli_run(int argc, char **argv, attn_err_t *err) {
     if (opts_wants_help(argc, argv)) {
-        opts_print_help(stdout, CMD_RUN,
-                        "usage: attnbench run --task T --backends A,B [flags]   or   attnbench run --config "
-                        "suites/NAME.json\n\n"
-                        "Runs the task over every (seq-len × q-len × mask) case for each backend and writes\n"
-                        "results/<run_id>.json and .csv (atomically, only once the whole run finished).\n"
-                        "Exit status: 0 all records pass or skip, 1 a record failed or errored, 2 bad usage.\n");
+        opts_print_help(stdout, CMD_RUN, run_usage);
         return ATTN_OK;
     }
     return run_runs(CMD_RUN, argc, argv, err);
 }
 
+static const char needle_usage[] =
+    "usage: attnbench needle --backends A,B --seq-len N,... [--depths 0:100:10] [--needles K] [--ask one|all]\n"
+    "                        [--mode prefill|query-tail] [--window W] [--ranks P] [--haystack FILE|noise]\n"
+    "                        [--resume results/RUN.json]\n"
+    "\n"
+    "Hides key → value needles at each depth of a haystack of each length, asks for them, and\n"
+    "decodes the answer greedily with the constructed retrieval model (docs/needle-model.md).\n"
+    "One record per (backend, length, depth): recall, the recall the mask allows, time. Records\n"
+    "are written as they finish; a grid per backend is printed at the end. Defaults: --seq-len\n"
+    "4096, --window 4096 (sliding_window), depths 0:100:10, one needle, prefill.\n";
+
 /* `attnbench needle …` is `attnbench run --task needle` with the needle flags and defaults
  * (--seq-len 4096, --window 4096: the table's needle rows). */
 int cli_needle(int argc, char **argv, attn_err_t *err) {
     if (opts_wants_help(argc, argv)) {
-        opts_print_help(stdout, CMD_NEEDLE, "usage: attnbench needle --backends A,B --seq-len N,... [--depths 0:100:10] [--needles K] [--ask one|all]\n"
-             "                        [--mode prefill|query-tail] [--window W] [--ranks P] [--haystack FILE|noise]\n"
-             "                        [--resume results/RUN.json]\n\n"
-             "Hides key → value needles at each depth of a haystack of each length, asks for them, and\n"
-             "decodes the answer greedily with the constructed retrieval model (docs/needle-model.md).\n"
-             "One record per (backend, length, depth): recall, the recall the mask allows, time. Records\n"
-             "are written as they finish; a grid per backend is printed at the end. Defaults: --seq-len\n"
-             "4096, --window 4096 (sliding_window), depths 0:100:10, one needle, prefill.\n");
+        opts_print_help(stdout, CMD_NEEDLE, needle_usage);
         return ATTN_OK;
     }
     return run_runs(CMD_NEEDLE, argc, argv, err);
 }
 
+static const char peak_usage[] =
+    "usage: attnbench peak [--sizes 512,1024,2048,4096] [--stream-mib M] [--threads T] [--repeats R]\n"
+    "                      [--warmup W]\n"
+    "\n"
+    "Measures the roofline the throughput task's fractions are taken against, on --threads threads:\n"
+    "OpenBLAS sgemm GFLOP/s for n×n×n products (2n³ FLOPs), and memory bandwidth in GB/s (1e9 B/s)\n"
+    "from a STREAM-like triad a = b + s·c (12 B per element) and a read of b and c (8 B per element)\n"
+    "over three arrays of M MiB each [256, at most 3/8 of available memory together], the median\n"
+    "of --repeats passes (_max is STREAM's best). Write-allocate traffic is not counted (STREAM's\n"
+    "convention). machine_balance = best sgemm / read bandwidth, in FLOP/B: calls of lower\n"
+    "arithmetic intensity are bandwidth-bound. Writes results like `run`.\n";
+
 int cli_peak(int argc, char **argv, attn_err_t *err) {
     if (opts_wants_help(argc, argv)) {
-        opts_print_help(stdout, CMD_PEAK, "usage: attnbench peak [--sizes 512,1024,2048,4096] [--stream-mib M] [--threads T] [--repeats R]\n"
-             "                      [--warmup W]\n\n"
-             "Measures the roofline the throughput task's fractions are taken against, on --threads threads:\n"
-             "OpenBLAS sgemm GFLOP/s for n×n×n products (2n³ FLOPs), and memory bandwidth in GB/s (1e9 B/s)\n"
-             "from a STREAM-like triad a = b + s·c (12 B per element) and a read of b and c (8 B per element)\n"
-             "over three arrays of M MiB each [256, at most 3/8 of available memory together], the median\n"
-             "of --repeats passes (_max is STREAM's best). Write-allocate traffic is not counted (STREAM's\n"
-             "convention). machine_balance = best sgemm / read bandwidth, in FLOP/B: calls of lower\n"
-             "arithmetic intensity are bandwidth-bound. Writes results like `run`.\n");
+        opts_print_help(stdout, CMD_PEAK, peak_usage);
         return ATTN_OK;
     }
     cli_opts_t c;
@@ -281,16 +295,20 @@ static int attend_inputs(const cli_opts_t *c, npy_array_t *q, npy_array_t *k, np
     return problem_validate(p, err);
 }
 
+static const char attend_usage[] =
+    "usage: attnbench attend --backend NAME --q q.npy --k k.npy --v v.npy --out o.npy [--lse lse.npy]\n"
+    "                        [--mask none|causal|window] [--window W] [--scale S] [--threads T]\n"
+    "                        [--dtype bf16 --device N]   (GPU backends)\n"
+    "\n"
+    "Q (B,H,n_q,d), K and V (B,H_kv,n_k,d), float32 or float64, C order; queries sit at the end of\n"
+    "the key sequence. GQA comes from K's head count. O (B,H,n_q,d) and LSE (B,H,n_q, natural log)\n"
+    "are float64 when all inputs are float64 and the backend runs float64, else float32 (with\n"
+    "--dtype bf16 the inputs are rounded to bfloat16 on the GPU; O and LSE still come back float32).\n"
+    "The default mask is none.\n";
+
 int cli_attend(int argc, char **argv, attn_err_t *err) {
     if (opts_wants_help(argc, argv)) {
-        opts_print_help(stdout, CMD_ATTEND, "usage: attnbench attend --backend NAME --q q.npy --k k.npy --v v.npy --out o.npy [--lse lse.npy]\n"
-             "                        [--mask none|causal|window] [--window W] [--scale S] [--threads T]\n"
-             "                        [--dtype bf16 --device N]   (GPU backends)\n\n"
-             "Q (B,H,n_q,d), K and V (B,H_kv,n_k,d), float32 or float64, C order; queries sit at the end of\n"
-             "the key sequence. GQA comes from K's head count. O (B,H,n_q,d) and LSE (B,H,n_q, natural log)\n"
-             "are float64 when all inputs are float64 and the backend runs float64, else float32 (with\n"
-             "--dtype bf16 the inputs are rounded to bfloat16 on the GPU; O and LSE still come back float32).\n"
-             "The default mask is none.\n");
+        opts_print_help(stdout, CMD_ATTEND, attend_usage);
         return ATTN_OK;
     }
     cli_opts_t c;

@@ -27,17 +27,17 @@ struct opt_row {
     const char *name, *alias; /* alias: accepted too, never shown */
     unsigned cmds, hide;      /* subcommands that take it; those whose --help leaves it out */
     opt_kind_t kind;
-    size_t off, size;    /* the field in cli_opts_t */
-    int counted;         /* lists: an int count follows at count_off */
+    size_t off, size; /* the field in cli_opts_t */
+    int counted;      /* lists: an int count follows at count_off */
     size_t count_off;
-    int64_t lo, hi;      /* integers, list items */
-    int zero_ok;         /* reals: [0, hi] rather than (0, hi] */
+    int64_t lo, hi; /* integers, list items */
+    int zero_ok;    /* reals: [0, hi] rather than (0, hi] */
     double rhi;
-    const char *what;    /* reals: completes "--key: 'v' is not …"; choices: "a|b|c" */
+    const char *what; /* reals: completes "--key: 'v' is not …"; choices: "a|b|c" */
     opt_setter_t set;
     unsigned flags;
-    const char *def;     /* applied through the row's own parser; NULL: zero */
-    const char *shown;   /* the default as --help shows it, when def alone would not say */
+    const char *def;   /* applied through the row's own parser; NULL: zero */
+    const char *shown; /* the default as --help shows it, when def alone would not say */
     const char *meta, *help;
 };
 
@@ -160,9 +160,9 @@ static int set_fault(cli_opts_t *c, const char *key, const char *v, attn_err_t *
     used = 0;
     if (sscanf(v, "%7[a-z]:%d:%d%n", kind, &rank, &step, &used) != 3 || v[used] || rank < 0 || step < 0 ||
         (strcmp(kind, "exit") && strcmp(kind, "stall")))
-        return attn_fail(err, ATTN_EUSAGE,
-                         "--inject-fault: '%s' is not exit:RANK:STEP, stall:RANK:STEP, drop-step:STEP or local-positions",
-                         v);
+        return attn_fail(
+            err, ATTN_EUSAGE,
+            "--inject-fault: '%s' is not exit:RANK:STEP, stall:RANK:STEP, drop-step:STEP or local-positions", v);
     o->fault = strcmp(kind, "exit") ? ATTN_FAULT_STALL : ATTN_FAULT_EXIT;
     o->fault_rank = rank;
     o->fault_step = step;
@@ -219,7 +219,8 @@ static int set_threshold(cli_opts_t *c, const char *key, const char *s, attn_err
     double v = strtod(s, &end);
     int pct = *end == '%';
     if (end == s || (pct ? end[1] != '\0' : *end != '\0') || !(v >= 0))
-        return attn_fail(err, ATTN_EUSAGE, "--threshold: '%s' is not a percentage like 5%% (or a fraction like 0.05)", s);
+        return attn_fail(err, ATTN_EUSAGE, "--threshold: '%s' is not a percentage like 5%% (or a fraction like 0.05)",
+                         s);
     c->threshold = pct ? v / 100 : v;
     if (c->threshold >= 1)
         return attn_fail(err, ATTN_EUSAGE, "--threshold: '%s' is 100%% or more", s);
@@ -246,12 +247,12 @@ static const opt_row_t rows[] = {
      .def = "blockwise", .meta = "A,B", .help = "backends to run (see `attnbench list`)"},
     {"backend", "backends", ATT, 0, .kind = OPT_SET, FIELD(s.backends), COUNT(s.n_backends), .set = set_backends,
      .meta = "NAME", .help = "the backend to call (see `attnbench list`)"},
-    {"seq-len", .cmds = RUN, .kind = OPT_I64_LIST, FIELD(s.seq_len), COUNT(s.n_seq_len), .lo = 1, .hi = N32, .def = "1024",
-     .meta = "N,...", .help = "key length(s) n_k"},
-    {"seq-len", .cmds = NDL, .kind = OPT_I64_LIST, FIELD(s.seq_len), COUNT(s.n_seq_len), .lo = 1, .hi = N32, .def = "4096",
-     .meta = "N,...", .help = "context length(s)"},
-    {"q-len", .cmds = RUN, .kind = OPT_I64_LIST, FIELD(s.q_len), COUNT(s.n_q_len), .lo = 1, .hi = N32, .shown = "= seq-len",
-     .meta = "N,...", .help = "query rows n_q ≤ n_k, at the sequence end"},
+    {"seq-len", .cmds = RUN, .kind = OPT_I64_LIST, FIELD(s.seq_len), COUNT(s.n_seq_len), .lo = 1, .hi = N32,
+     .def = "1024", .meta = "N,...", .help = "key length(s) n_k"},
+    {"seq-len", .cmds = NDL, .kind = OPT_I64_LIST, FIELD(s.seq_len), COUNT(s.n_seq_len), .lo = 1, .hi = N32,
+     .def = "4096", .meta = "N,...", .help = "context length(s)"},
+    {"q-len", .cmds = RUN, .kind = OPT_I64_LIST, FIELD(s.q_len), COUNT(s.n_q_len), .lo = 1, .hi = N32,
+     .shown = "= seq-len", .meta = "N,...", .help = "query rows n_q ≤ n_k, at the sequence end"},
     {"heads", .cmds = RUN, .kind = OPT_I64, FIELD(s.heads), .lo = 1, .hi = 1 << 16, .def = "8", .meta = "H",
      .help = "query heads"},
     {"kv-heads", .cmds = RUN, .kind = OPT_I64, FIELD(s.kv_heads), .lo = 1, .hi = 1 << 16, .def = "8", .meta = "H",
@@ -262,14 +263,14 @@ static const opt_row_t rows[] = {
      .help = "batch size"},
     {"mask", .cmds = RUN, .kind = OPT_SET, FIELD(s.masks), COUNT(s.n_masks), .set = set_masks, .def = "causal",
      .meta = "M,...", .help = "none | causal | window"},
-    {"mask", .cmds = ATT, .kind = OPT_SET, FIELD(s.masks), COUNT(s.n_masks), .set = set_masks, .def = "none", .meta = "M",
-     .help = "none | causal | window"},
+    {"mask", .cmds = ATT, .kind = OPT_SET, FIELD(s.masks), COUNT(s.n_masks), .set = set_masks, .def = "none",
+     .meta = "M", .help = "none | causal | window"},
     {"window", .cmds = RUN | ATT, .kind = OPT_I64, FIELD(s.window), .lo = 1, .hi = N32, .def = "256", .meta = "W",
      .help = "window size for --mask window"},
     {"window", .cmds = NDL, .kind = OPT_I64, FIELD(s.window), .lo = 1, .hi = N32, .def = "4096", .meta = "W",
      .help = "window of the sliding_window backends"},
-    {"dtype", .cmds = RUN | NDL | ATT, .kind = OPT_DTYPE, FIELD(s.dtype), .what = "f32|f64|bf16", .def = "f32", .meta = "T",
-     .help = "f32 | f64 | bf16 (GPU backends: bfloat16 compute, f32 out)"},
+    {"dtype", .cmds = RUN | NDL | ATT, .kind = OPT_DTYPE, FIELD(s.dtype), .what = "f32|f64|bf16", .def = "f32",
+     .meta = "T", .help = "f32 | f64 | bf16 (GPU backends: bfloat16 compute, f32 out)"},
     {"merge-dtype", .cmds = RUN | ATT, .kind = OPT_DTYPE, FIELD(s.merge_dtype), .what = "f32|bf16", .def = "f32",
      .meta = "T", .help = "f32 | bf16: the dtype a distributed backend merges its partial results in"},
     {"scale", .cmds = RUN | ATT, .kind = OPT_REAL, FIELD(s.scale), .rhi = 1e30, .what = "a positive number",
@@ -278,11 +279,12 @@ static const opt_row_t rows[] = {
      .help = "query tile of the tiled backends"},
     {"block-k", .cmds = RUN | ATT, .kind = OPT_INT, FIELD(s.block_k), .lo = 1, .hi = 4096, .shown = "256", .meta = "N",
      .help = "key tile of the tiled backends"},
-    {"ranks", .cmds = RUN | NDL, .kind = OPT_INT, FIELD(s.ranks), .lo = 1, .hi = ATTN_MAX_RANKS, .def = "1", .meta = "P",
-     .help = "ranks of the distributed backends (ring, striped, zigzag, ulysses)"},
+    {"ranks", .cmds = RUN | NDL, .kind = OPT_INT, FIELD(s.ranks), .lo = 1, .hi = ATTN_MAX_RANKS, .def = "1",
+     .meta = "P", .help = "ranks of the distributed backends (ring, striped, zigzag, ulysses)"},
     {"ranks", .cmds = COMM, .kind = OPT_INT, FIELD(s.ranks), .lo = 1, .hi = ATTN_MAX_RANKS, .shown = "2 | job size",
      .meta = "P", .help = "local: 2..64; mpi: the job size"},
-    {"transport", .cmds = RUN | NDL, .kind = OPT_SET, FIELD(s.transport), .set = set_transport, .def = "local", .meta = "T",
+    {"transport", .cmds = RUN | NDL, .kind = OPT_SET, FIELD(s.transport), .set = set_transport, .def = "local",
+     .meta = "T",
      .help = "local (P ranks as threads) | mpi (under mpirun -np P);\n*_cuda backends: cuda_local (P virtual "
              "ranks on one GPU) | nccl (mpirun, a GPU each)"},
     {"transport", .cmds = COMM, .kind = OPT_SET, FIELD(s.transport), .set = set_comm_transport, .def = "local",
@@ -298,8 +300,8 @@ static const opt_row_t rows[] = {
      .help = "fault tests: exit:RANK:STEP | stall:RANK:STEP | drop-step:STEP | local-positions"},
     {"seed", .cmds = RUN | NDL, .kind = OPT_SET, FIELD(s.seed), .set = set_seed, .def = "1234", .meta = "S",
      .help = "input seed"},
-    {"model-config", .cmds = RUN, .kind = OPT_PATH, FIELD(s.model_config), .shown = "shape flags, 4 layers", .meta = "F",
-     .help = "model task: HF-style config.json"},
+    {"model-config", .cmds = RUN, .kind = OPT_PATH, FIELD(s.model_config), .shown = "shape flags, 4 layers",
+     .meta = "F", .help = "model task: HF-style config.json"},
     {"weights", .cmds = RUN, .kind = OPT_PATH, FIELD(s.weights), .shown = "seeded", .meta = "F",
      .help = "model task: .safetensors weights"},
     {"layers", .cmds = RUN, .kind = OPT_INT, FIELD(s.layers), .lo = 1, .hi = 1024, .shown = "4", .meta = "L",
@@ -316,8 +318,8 @@ static const opt_row_t rows[] = {
      .what = "a non-negative number of seconds", .shown = "0 = none", .meta = "S",
      .help = "sweep: skip (and stop at) the next n_k whose warm-up + repeats are\nprojected to take more than S "
              "seconds"},
-    {"depths", .cmds = RUN | NDL, .kind = OPT_SET, FIELD(s.depths), COUNT(s.n_depths), .set = set_depths, .def = "0:100:10",
-     .meta = "A:B:S", .help = "needle: depths, percent of the haystack, or a list"},
+    {"depths", .cmds = RUN | NDL, .kind = OPT_SET, FIELD(s.depths), COUNT(s.n_depths), .set = set_depths,
+     .def = "0:100:10", .meta = "A:B:S", .help = "needle: depths, percent of the haystack, or a list"},
     {"needles", .cmds = RUN | NDL, .kind = OPT_INT, FIELD(s.needles), .lo = 1, .hi = 16, .def = "1", .meta = "K",
      .help = "needle: facts per prompt, 1..16"},
     {"ask", .cmds = RUN | NDL, .kind = OPT_CHOICE, FIELD(s.ask), .what = "one|all", .def = "one", .meta = "one|all",
@@ -332,16 +334,17 @@ static const opt_row_t rows[] = {
      .help = "needle: keep F's records, run only the cases it lacks"},
     {"sizes", .cmds = PEAK, .kind = OPT_I64_LIST, FIELD(s.sizes), COUNT(s.n_sizes), .lo = 1, .hi = 16384,
      .shown = "512,1024,2048,4096", .meta = "N,...", .help = "sgemm sizes n (n×n×n products)"},
-    {"stream-mib", .cmds = PEAK, .kind = OPT_I64, FIELD(s.stream_mib), .lo = 1, .hi = 1 << 20, .def = "256", .meta = "M",
-     .help = "MiB per stream array (the three together at most 3/8 of available memory)"},
-    {"sizes", .cmds = COMM, .kind = OPT_I64_LIST, FIELD(comm_sizes), COUNT(n_comm_sizes), .lo = 1, .hi = INT64_C(1) << 30,
-     .shown = "8, 32, ..., 32 MiB, 64 MiB", .meta = "B,...", .help = "message sizes in bytes, 1..2^30"},
+    {"stream-mib", .cmds = PEAK, .kind = OPT_I64, FIELD(s.stream_mib), .lo = 1, .hi = 1 << 20, .def = "256",
+     .meta = "M", .help = "MiB per stream array (the three together at most 3/8 of available memory)"},
+    {"sizes", .cmds = COMM, .kind = OPT_I64_LIST, FIELD(comm_sizes), COUNT(n_comm_sizes), .lo = 1,
+     .hi = INT64_C(1) << 30, .shown = "8, 32, ..., 32 MiB, 64 MiB", .meta = "B,...",
+     .help = "message sizes in bytes, 1..2^30"},
     {"repeats", .cmds = RUN | PEAK, .kind = OPT_INT, FIELD(s.repeats), .lo = 1, .hi = 1000, .def = "5", .meta = "R",
      .help = "timed repeats (median, min, max)"},
     {"repeats", .cmds = COMM, .kind = OPT_INT, FIELD(s.repeats), .lo = 1, .hi = 1000, .def = "20", .meta = "R",
      .help = "timed iterations per size, at most"},
-    {"warmup", .cmds = RUN | PEAK | COMM, .kind = OPT_INT, FIELD(s.warmup), .lo = 0, .hi = 1000, .def = "1", .meta = "W",
-     .help = "untimed warm-up runs"},
+    {"warmup", .cmds = RUN | PEAK | COMM, .kind = OPT_INT, FIELD(s.warmup), .lo = 0, .hi = 1000, .def = "1",
+     .meta = "W", .help = "untimed warm-up runs"},
     {"out-dir", .cmds = RUN | NDL | PEAK | COMM, .kind = OPT_PATH, FIELD(s.out_dir), .flags = OPT_TOP_ONLY,
      .def = "results", .meta = "DIR", .help = "where the results files go"},
     {"config", .cmds = RUN | NDL, .kind = OPT_PATH, FIELD(config), .meta = "FILE",
@@ -353,8 +356,8 @@ static const opt_row_t rows[] = {
     {"lse", .cmds = ATT, .kind = OPT_PATH, FIELD(lse_path), .meta = "lse.npy", .help = "where LSE (B,H,n_q) goes"},
     {"out", .cmds = CMD_REPORT, .kind = OPT_PATH, FIELD(out_path), .def = "dashboards/index.html", .meta = "FILE",
      .help = "the HTML page"},
-    {"threshold", .cmds = CMD_COMPARE, .kind = OPT_SET, FIELD(threshold), .set = set_threshold, .def = "5%", .meta = "T",
-     .help = "a percentage like 5% (or a fraction like 0.05)"},
+    {"threshold", .cmds = CMD_COMPARE, .kind = OPT_SET, FIELD(threshold), .set = set_threshold, .def = "5%",
+     .meta = "T", .help = "a percentage like 5% (or a fraction like 0.05)"},
 };
 enum { N_ROWS = sizeof rows / sizeof rows[0] };
 
@@ -576,8 +579,8 @@ static int json_to_text(const char *path, const char *where, const char *key, js
         else if (json_is_real(x))
             snprintf(item, sizeof item, "%.17g", json_real_value(x));
         else
-            return attn_fail(err, ATTN_EUSAGE, "%s: %s: key '%s' must be a string, a number or a list of them",
-                             path, where, key);
+            return attn_fail(err, ATTN_EUSAGE, "%s: %s: key '%s' must be a string, a number or a list of them", path,
+                             where, key);
         if (strlen(out) + strlen(item) + 2 > cap)
             return attn_fail(err, ATTN_EUSAGE, "%s: %s: key '%s' is too long", path, where, key);
         if (i)
@@ -596,8 +599,10 @@ static int apply_object(cli_opts_t *c, unsigned cmd, const char *path, const cha
         if (!strcmp(key, "description") || (!in_run && !strcmp(key, "runs")))
             continue;
         if (!strcmp(key, "runs"))
-            return attn_fail(err, ATTN_EUSAGE, "%s: %s: 'runs' cannot be nested in a run (list every run in the "
-                                               "top-level 'runs')", path, where);
+            return attn_fail(err, ATTN_EUSAGE,
+                             "%s: %s: 'runs' cannot be nested in a run (list every run in the "
+                             "top-level 'runs')",
+                             path, where);
         if (!strcmp(key, "config"))
             return attn_fail(err, ATTN_EUSAGE, "%s: %s: 'config' cannot be nested", path, where);
         const opt_row_t *r;
@@ -668,13 +673,11 @@ int opts_load_config(const char *path, unsigned cmd, int argc, char **argv, attn
 
 void opts_print_help(FILE *f, unsigned cmd, const char *usage) {
     fputs(usage, f);
-    int any = 0;
+    fputs("\nflags:\n", f);
     for (int i = 0; i < N_ROWS; i++) {
         const opt_row_t *r = &rows[i];
         if (!(r->cmds & cmd) || (r->hide & cmd))
             continue;
-        if (!any++)
-            fputs("\nflags:\n", f);
         char head[64];
         snprintf(head, sizeof head, "--%s %s", r->name, r->meta);
         fprintf(f, "  %-18s ", head);

@@ -22,7 +22,7 @@ enum {
 /* What a run asks for (tasks/settings.h) plus what only the command line carries. */
 typedef struct {
     attn_opts_t s;
-    char config[512];                                                          /* run, needle */
+    char config[512];                                                         /* run, needle */
     char q_path[512], k_path[512], v_path[512], out_path[512], lse_path[512]; /* attend; --out also report */
     int64_t comm_sizes[OPTS_MAX_LIST]; /* comm: message bytes; none given: the default sweep */
     int n_comm_sizes;

@@ -128,8 +128,9 @@ static void test_argv(void) {
     cli_opts_t c;
     attn_err_t err;
     parse(CMD_RUN, "--seq-len=7,9 --heads=4 --scale=0.5", &c, &err);
-    check(c.s.n_seq_len == 2 && c.s.seq_len[1] == 9 && c.s.heads == 4 && c.s.scale == 0.5, "--name=value sets the field",
-          "seq-len %d values, heads %lld, scale %g", c.s.n_seq_len, (long long)c.s.heads, c.s.scale);
+    check(c.s.n_seq_len == 2 && c.s.seq_len[1] == 9 && c.s.heads == 4 && c.s.scale == 0.5,
+          "--name=value sets the field", "seq-len %d values, heads %lld, scale %g", c.s.n_seq_len, (long long)c.s.heads,
+          c.s.scale);
     char *argv[] = {"compare", "a.json", "--threshold=2%", "--", "--b.json"}, *pos[5];
     int n_pos = 0;
     opts_init(&c, CMD_COMPARE);
@@ -170,7 +171,8 @@ static void test_suite_keys(const char *scratch) {
                "runs[1]: out-dir applies to the whole suite; put it at the top level");
     suite_case(scratch, "nested_runs", "{\"runs\": [{\"seq-len\": 16, \"runs\": [{\"heads\": 2}]}]}",
                "runs[0]: 'runs' cannot be nested in a run");
-    suite_case(scratch, "nested_config", "{\"runs\": [{\"config\": \"other.json\"}]}", "runs[0]: 'config' cannot be nested");
+    suite_case(scratch, "nested_config", "{\"runs\": [{\"config\": \"other.json\"}]}",
+               "runs[0]: 'config' cannot be nested");
     suite_case(scratch, "second_run_shape", "{\"runs\": [{\"seq-len\": 16}, {\"heads\": 6, \"kv-heads\": 4}]}",
                "runs[1]: heads (6) must be a multiple of kv-heads (4)");
     suite_case(scratch, "second_run_value", "{\"runs\": [{\"seq-len\": 16}, {\"heads\": 0}]}",
