@@ -433,12 +433,15 @@ static int row_set(cli_opts_t *c, const opt_row_t *r, const char *key, const cha
         }
         strcpy(field, v);
         return ATTN_OK;
-    case OPT_DTYPE:
-        if (!is_choice(r->what, v) || !dtype_parse(v, (attn_dtype_t *)field)) {
+    case OPT_DTYPE: { /* dtype_parse's spellings (f32, float32, …) of the dtypes the row lists */
+        attn_dtype_t t;
+        if (!dtype_parse(v, &t) || !is_choice(r->what, dtype_name(t))) {
             choices_text(r->what, ", ", text, sizeof text);
             return attn_fail(err, ATTN_EUSAGE, "--%s: unknown dtype '%s' (%s)", key, v, text);
         }
+        *(attn_dtype_t *)field = t;
         return ATTN_OK;
+    }
     case OPT_I64_LIST: {
         char buf[2048];
         if (strlen(v) >= sizeof buf)

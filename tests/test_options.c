@@ -105,6 +105,8 @@ static void test_argv(void) {
         {CMD_RUN, "--sizes 64", "does not apply to run (it is taken by peak, comm)"},
         {CMD_ATTEND, "--ranks 2", "does not apply to attend (it is taken by run, needle, comm)"},
         {CMD_ATTEND, "--merge-dtype bf16", NULL},
+        {CMD_RUN, "--dtype float32 --merge-dtype bfloat16", NULL},
+        {CMD_RUN, "--merge-dtype float64", "--merge-dtype: unknown dtype 'float64' (f32, bf16)"},
         {CMD_RUN, "--merge-dtype f64", "--merge-dtype: unknown dtype 'f64' (f32, bf16)"},
         {CMD_PEAK, "--seq-len 64", "does not apply to peak"},
         {CMD_NEEDLE, "--heads 4", "does not apply to needle (it is taken by run)"},
