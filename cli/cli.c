@@ -15,23 +15,22 @@
 #include "core/results.h"
 #include "tasks/task.h"
 
-static int wants_help(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-            return 1;
-    return 0;
-}
-
 /* ---- list ---------------------------------------------------------------------------------- */
 
+static const char list_usage[] =
+    "usage: attnbench list\n"
+    "\n"
+    "Prints every backend with the masks and dtypes it accepts (probed through its\n"
+    "supports() on a small problem), the tasks and the transports of this build.\n";
+
 int cli_list(int argc, char **argv, attn_err_t *err) {
-    if (wants_help(argc, argv)) {
-        puts("usage: attnbench list\n\nPrints every backend with the masks and dtypes it accepts (probed through its\n"
-             "supports() on a small problem), the tasks and the transports of this build.");
+    if (opts_wants_help(argc, argv)) {
+        opts_print_help(stdout, CMD_LIST, list_usage);
         return ATTN_OK;
     }
-    if (argc > 1)
-        return attn_fail(err, ATTN_EUSAGE, "list takes no arguments (got '%s')", argv[1]);
+    cli_opts_t none;
+    opts_init(&none, CMD_LIST);
+    ATTN_TRY(opts_parse_argv(&none, CMD_LIST, argc, argv, NULL, NULL, err));
     printf("%-20s %-6s %-6s %-6s %-6s %-12s  %s\n", "backend", "device", "none", "causal", "window", "dtypes",
            "description");
     char no_dev[256];
@@ -90,17 +89,18 @@ int cli_list(int argc, char **argv, attn_err_t *err) {
 
 /* ---- run / peak ---------------------------------------------------------------------------- */
 
-/* Parses the flags, or the --config suite with the flags on top, into a list of runs. */
-static int load_runs(int argc, char **argv, attn_opts_t **runs, int *n_runs, attn_err_t *err) {
-    attn_opts_t first;
-    opts_defaults(&first);
-    ATTN_TRY(opts_parse_argv(&first, argc, argv, err));
+/* Parses the flags, or the --config suite with the flags on top, into a list of validated runs. */
+static int load_runs(unsigned cmd, int argc, char **argv, attn_opts_t **runs, int *n_runs, attn_err_t *err) {
+    cli_opts_t first;
+    opts_init(&first, cmd);
+    ATTN_TRY(opts_parse_argv(&first, cmd, argc, argv, NULL, NULL, err));
     if (first.config[0])
-        return opts_load_config(first.config, argc, argv, runs, n_runs, err);
-    *runs = malloc(sizeof first);
+        return opts_load_config(first.config, cmd, argc, argv, runs, n_runs, err);
+    ATTN_TRY(settings_validate_run(&first.s, err));
+    *runs = malloc(sizeof first.s);
     if (!*runs)
         return attn_fail(err, ATTN_ERUNTIME, "out of memory");
-    **runs = first;
+    **runs = first.s;
     *n_runs = 1;
     return ATTN_OK;
 }
@@ -171,23 +171,12 @@ static int with_transport(attn_opts_t *runs, int n_runs, attn_err_t *err) {
     return ATTN_OK;
 }
 
-int cli_run(int argc, char **argv, attn_err_t *err) {
-    if (wants_help(argc, argv)) {
-        puts("usage: attnbench run --task T --backends A,B [flags]   or   attnbench run --config suites/NAME.json\n\n"
-             "Runs the task over every (seq-len × q-len × mask) case for each backend and writes\n"
-             "results/<run_id>.json and .csv (atomically, only once the whole run finished).\n"
-             "Exit status: 0 all records pass or skip, 1 a record failed or errored, 2 bad usage.\n");
-        opts_print_flags(stdout);
-        return ATTN_OK;
-    }
+/* run and needle: the same runs, each subcommand with its own flags and defaults. */
+static int run_runs(unsigned cmd, int argc, char **argv, attn_err_t *err) {
     attn_opts_t *runs = NULL;
     int n_runs = 0;
-    ATTN_TRY(load_runs(argc, argv, &runs, &n_runs, err));
-    int rc = ATTN_OK;
-    for (int i = 0; i < n_runs && rc == ATTN_OK; i++)
-        rc = opts_validate_run(&runs[i], err);
-    if (rc == ATTN_OK)
-        rc = with_transport(runs, n_runs, err);
+    ATTN_TRY(load_runs(cmd, argc, argv, &runs, &n_runs, err));
+    int rc = with_transport(runs, n_runs, err);
     if (rc == ATTN_OK && comm_mpi_world() && comm_mpi_world()->rank != 0)
         rc = dist_follow(err); /* ranks 1..P−1 serve rank 0's distributed calls */
     else if (rc == ATTN_OK)
@@ -198,87 +187,63 @@ int cli_run(int argc, char **argv, attn_err_t *err) {
     return rc;
 }
 
-/* `attnbench needle …` is `attnbench run --task needle --window 4096 …`: the needle defaults go
- * in front, so the user's own flags (later on the line) override them. */
-int cli_needle(int argc, char **argv, attn_err_t *err) {
-    if (wants_help(argc, argv)) {
-        puts("usage: attnbench needle --backends A,B --seq-len N,... [--depths 0:100:10] [--needles K] [--ask one|all]\n"
-             "                        [--mode prefill|query-tail] [--window W] [--ranks P] [--haystack FILE|noise]\n"
-             "                        [--resume results/RUN.json]\n\n"
-             "Hides key → value needles at each depth of a haystack of each length, asks for them, and\n"
-             "decodes the answer greedily with the constructed retrieval model (docs/needle-model.md).\n"
-             "One record per (backend, length, depth): recall, the recall the mask allows, time. Records\n"
-             "are written as they finish; a grid per backend is printed at the end. Defaults: --seq-len\n"
-             "4096, --window 4096 (sliding_window), depths 0:100:10, one needle, prefill.\n");
-        opts_print_flags(stdout);
+static const char run_usage[] =
+    "usage: attnbench run --task T --backends A,B [flags]   or   attnbench run --config suites/NAME.json\n"
+    "\n"
+    "Runs the task over every (seq-len × q-len × mask) case for each backend and writes\n"
+    "results/<run_id>.json and .csv (atomically, only once the whole run finished).\n"
+    "Exit status: 0 all records pass or skip, 1 a record failed or errored, 2 bad usage.\n";
+
+int cli_run(int argc, char **argv, attn_err_t *err) {
+    if (opts_wants_help(argc, argv)) {
+        opts_print_help(stdout, CMD_RUN, run_usage);
         return ATTN_OK;
     }
-    char **args = malloc((size_t)(argc + 7) * sizeof *args);
-    if (!args)
-        return attn_fail(err, ATTN_ERUNTIME, "out of memory");
-    char *front[] = {"--task", "needle", "--window", "4096", "--seq-len", "4096"};
-    args[0] = argv[0];
-    memcpy(args + 1, front, sizeof front);
-    memcpy(args + 7, argv + 1, (size_t)(argc - 1) * sizeof *args);
-    args[argc + 6] = NULL;
-    int rc = cli_run(argc + 6, args, err);
-    free(args);
-    return rc;
+    return run_runs(CMD_RUN, argc, argv, err);
 }
 
-/* --stream-mib belongs to peak alone, so it is taken out of argv here rather than added to the
- * flags every subcommand shares; the rest goes to the shared parser. `kept` has argc slots. */
-static int take_stream_mib(int argc, char **argv, char **kept, int *n_kept, attn_err_t *err) {
-    *n_kept = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *v = NULL;
-        if (strcmp(argv[i], "--stream-mib") == 0) {
-            if (i + 1 == argc)
-                return attn_fail(err, ATTN_EUSAGE, "flag '--stream-mib' needs a value");
-            v = argv[++i];
-        } else if (strncmp(argv[i], "--stream-mib=", 13) == 0) {
-            v = argv[i] + 13;
-        }
-        if (!v) {
-            kept[(*n_kept)++] = argv[i];
-            continue;
-        }
-        char *end;
-        long long mib = strtoll(v, &end, 10);
-        if (end == v || *end || mib < 1 || mib > 1 << 20)
-            return attn_fail(err, ATTN_EUSAGE, "--stream-mib: '%s' is not a size in 1..1048576 MiB", v);
-        peak_set_stream_mib(mib);
+static const char needle_usage[] =
+    "usage: attnbench needle --backends A,B --seq-len N,... [--depths 0:100:10] [--needles K] [--ask one|all]\n"
+    "                        [--mode prefill|query-tail] [--window W] [--ranks P] [--haystack FILE|noise]\n"
+    "                        [--resume results/RUN.json]\n"
+    "\n"
+    "Hides key → value needles at each depth of a haystack of each length, asks for them, and\n"
+    "decodes the answer greedily with the constructed retrieval model (docs/needle-model.md).\n"
+    "One record per (backend, length, depth): recall, the recall the mask allows, time. Records\n"
+    "are written as they finish; a grid per backend is printed at the end. Defaults: --seq-len\n"
+    "4096, --window 4096 (sliding_window), depths 0:100:10, one needle, prefill.\n";
+
+/* `attnbench needle …` is `attnbench run --task needle` with the needle flags and defaults
+ * (--seq-len 4096, --window 4096: the table's needle rows). */
+int cli_needle(int argc, char **argv, attn_err_t *err) {
+    if (opts_wants_help(argc, argv)) {
+        opts_print_help(stdout, CMD_NEEDLE, needle_usage);
+        return ATTN_OK;
     }
-    return ATTN_OK;
+    return run_runs(CMD_NEEDLE, argc, argv, err);
 }
+
+static const char peak_usage[] =
+    "usage: attnbench peak [--sizes 512,1024,2048,4096] [--stream-mib M] [--threads T] [--repeats R]\n"
+    "                      [--warmup W]\n"
+    "\n"
+    "Measures the roofline the throughput task's fractions are taken against, on --threads threads:\n"
+    "OpenBLAS sgemm GFLOP/s for n×n×n products (2n³ FLOPs), and memory bandwidth in GB/s (1e9 B/s)\n"
+    "from a STREAM-like triad a = b + s·c (12 B per element) and a read of b and c (8 B per element)\n"
+    "over three arrays of M MiB each [256, at most 3/8 of available memory together], the median\n"
+    "of --repeats passes (_max is STREAM's best). Write-allocate traffic is not counted (STREAM's\n"
+    "convention). machine_balance = best sgemm / read bandwidth, in FLOP/B: calls of lower\n"
+    "arithmetic intensity are bandwidth-bound. Writes results like `run`.\n";
 
 int cli_peak(int argc, char **argv, attn_err_t *err) {
-    if (wants_help(argc, argv)) {
-        puts("usage: attnbench peak [--sizes 512,1024,2048,4096] [--stream-mib M] [--threads T] [--repeats R]\n"
-             "                      [--warmup W]\n\n"
-             "Measures the roofline the throughput task's fractions are taken against, on --threads threads:\n"
-             "OpenBLAS sgemm GFLOP/s for n×n×n products (2n³ FLOPs), and memory bandwidth in GB/s (1e9 B/s)\n"
-             "from a STREAM-like triad a = b + s·c (12 B per element) and a read of b and c (8 B per element)\n"
-             "over three arrays of M MiB each [256, at most 3/8 of available memory together], the median\n"
-             "of --repeats passes (_max is STREAM's best). Write-allocate traffic is not counted (STREAM's\n"
-             "convention). machine_balance = best sgemm / read bandwidth, in FLOP/B: calls of lower\n"
-             "arithmetic intensity are bandwidth-bound. Writes results like `run`.");
+    if (opts_wants_help(argc, argv)) {
+        opts_print_help(stdout, CMD_PEAK, peak_usage);
         return ATTN_OK;
     }
-    char **kept = malloc(sizeof *kept * (size_t)(argc > 0 ? argc : 1));
-    if (!kept)
-        return attn_fail(err, ATTN_ERUNTIME, "out of memory");
-    int n_kept;
-    attn_opts_t *runs = NULL;
-    int n_runs = 0;
-    int rc = take_stream_mib(argc, argv, kept, &n_kept, err);
-    if (rc == ATTN_OK)
-        rc = load_runs(n_kept, kept, &runs, &n_runs, err);
-    if (rc == ATTN_OK)
-        rc = execute(argc, argv, runs, 1, task_peak, err); /* argv whole: the command line as typed */
-    free(runs);
-    free(kept);
-    return rc;
+    cli_opts_t c;
+    opts_init(&c, CMD_PEAK);
+    ATTN_TRY(opts_parse_argv(&c, CMD_PEAK, argc, argv, NULL, NULL, err));
+    return execute(argc, argv, &c.s, 1, task_peak, err);
 }
 
 /* ---- attend -------------------------------------------------------------------------------- */
@@ -307,14 +272,15 @@ static int check_4d(const char *what, const char *path, const npy_array_t *a, at
     return ATTN_OK;
 }
 
-static int attend_inputs(const attn_opts_t *o, npy_array_t *q, npy_array_t *k, npy_array_t *v, attn_problem_t *p,
+static int attend_inputs(const cli_opts_t *c, npy_array_t *q, npy_array_t *k, npy_array_t *v, attn_problem_t *p,
                          attn_err_t *err) {
-    ATTN_TRY(npy_read(o->q_path, q, err));
-    ATTN_TRY(npy_read(o->k_path, k, err));
-    ATTN_TRY(npy_read(o->v_path, v, err));
-    ATTN_TRY(check_4d("q", o->q_path, q, err));
-    ATTN_TRY(check_4d("k", o->k_path, k, err));
-    ATTN_TRY(check_4d("v", o->v_path, v, err));
+    const attn_opts_t *o = &c->s;
+    ATTN_TRY(npy_read(c->q_path, q, err));
+    ATTN_TRY(npy_read(c->k_path, k, err));
+    ATTN_TRY(npy_read(c->v_path, v, err));
+    ATTN_TRY(check_4d("q", c->q_path, q, err));
+    ATTN_TRY(check_4d("k", c->k_path, k, err));
+    ATTN_TRY(check_4d("v", c->v_path, v, err));
     for (int i = 0; i < 4; i++)
         if (k->shape[i] != v->shape[i])
             return attn_fail(err, ATTN_EUSAGE, "k and v shapes differ in dimension %d (%lld vs %lld)", i,
@@ -330,36 +296,39 @@ static int attend_inputs(const attn_opts_t *o, npy_array_t *q, npy_array_t *k, n
     return problem_validate(p, err);
 }
 
+static const char attend_usage[] =
+    "usage: attnbench attend --backend NAME --q q.npy --k k.npy --v v.npy --out o.npy [--lse lse.npy]\n"
+    "                        [--mask none|causal|window] [--window W] [--scale S] [--threads T]\n"
+    "                        [--dtype bf16 --device N]   (GPU backends)\n"
+    "\n"
+    "Q (B,H,n_q,d), K and V (B,H_kv,n_k,d), float32 or float64, C order; queries sit at the end of\n"
+    "the key sequence. GQA comes from K's head count. O (B,H,n_q,d) and LSE (B,H,n_q, natural log)\n"
+    "are float64 when all inputs are float64 and the backend runs float64, else float32 (with\n"
+    "--dtype bf16 the inputs are rounded to bfloat16 on the GPU; O and LSE still come back float32).\n"
+    "The default mask is none.\n";
+
 int cli_attend(int argc, char **argv, attn_err_t *err) {
-    if (wants_help(argc, argv)) {
-        puts("usage: attnbench attend --backend NAME --q q.npy --k k.npy --v v.npy --out o.npy [--lse lse.npy]\n"
-             "                        [--mask none|causal|window] [--window W] [--scale S] [--threads T]\n"
-             "                        [--dtype bf16 --device N]   (GPU backends)\n\n"
-             "Q (B,H,n_q,d), K and V (B,H_kv,n_k,d), float32 or float64, C order; queries sit at the end of\n"
-             "the key sequence. GQA comes from K's head count. O (B,H,n_q,d) and LSE (B,H,n_q, natural log)\n"
-             "are float64 when all inputs are float64 and the backend runs float64, else float32 (with\n"
-             "--dtype bf16 the inputs are rounded to bfloat16 on the GPU; O and LSE still come back float32).\n"
-             "The default mask is none.");
+    if (opts_wants_help(argc, argv)) {
+        opts_print_help(stdout, CMD_ATTEND, attend_usage);
         return ATTN_OK;
     }
-    attn_opts_t o;
-    opts_defaults(&o);
-    o.masks[0] = ATTN_MASK_NONE;
-    o.n_backends = 0;
-    ATTN_TRY(opts_parse_argv(&o, argc, argv, err));
+    cli_opts_t c;
+    opts_init(&c, CMD_ATTEND);
+    ATTN_TRY(opts_parse_argv(&c, CMD_ATTEND, argc, argv, NULL, NULL, err));
+    const attn_opts_t o = c.s;
     if (o.n_backends != 1)
         return attn_fail(err, ATTN_EUSAGE, "attend needs exactly one --backend");
     if (o.n_masks != 1)
         return attn_fail(err, ATTN_EUSAGE, "attend takes one --mask");
-    if (!o.q_path[0] || !o.k_path[0] || !o.v_path[0] || !o.out_path[0])
+    if (!c.q_path[0] || !c.k_path[0] || !c.v_path[0] || !c.out_path[0])
         return attn_fail(err, ATTN_EUSAGE, "attend needs --q, --k, --v and --out");
     const attn_backend_t *b = registry_find(o.backends[0]);
     npy_array_t q = {0}, k = {0}, v = {0};
     attn_problem_t p;
-    attn_exec_t x = opts_exec(&o); /* --ranks, --transport and --layout reach a distributed backend */
+    attn_exec_t x = settings_exec(&o); /* one rank; a ring-family backend keeps its own layout */
     void *out = NULL, *lse = NULL;
     char reason[512];
-    int rc = attend_inputs(&o, &q, &k, &v, &p, err);
+    int rc = attend_inputs(&c, &q, &k, &v, &p, err);
     if (rc == ATTN_OK) {
         p.dtype = ATTN_F64;
         int all64 = q.dtype == ATTN_F64 && k.dtype == ATTN_F64 && v.dtype == ATTN_F64;
@@ -387,9 +356,9 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
     }
     if (rc == ATTN_OK) {
         int64_t shape[4] = {p.batch, p.heads, p.n_q, p.head_dim};
-        rc = npy_write(o.out_path, p.dtype, 4, shape, out, err);
-        if (rc == ATTN_OK && o.lse_path[0])
-            rc = npy_write(o.lse_path, p.dtype, 3, shape, lse, err);
+        rc = npy_write(c.out_path, p.dtype, 4, shape, out, err);
+        if (rc == ATTN_OK && c.lse_path[0])
+            rc = npy_write(c.lse_path, p.dtype, 3, shape, lse, err);
     }
     attn_free(out);
     attn_free(lse);

@@ -1,5 +1,5 @@
-/* cli.h — the subcommands of the attnbench executable. Each parses its own flags (shared ones
- * through options.c), returns a status and fills err; main() prints and exits. */
+/* cli.h — the subcommands of the attnbench executable. Each parses its flags through the one
+ * table of options.c, returns a status and fills err; main() prints and exits. */
 #pragma once
 #include "core/common.h"
 

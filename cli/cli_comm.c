@@ -2,7 +2,6 @@
  * and bandwidth, all-to-all algbw per message size, as records (task comm) through results.c.
  * Method: docs/comm.md. */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +14,7 @@
 #include "core/timing.h"
 
 /* Tags of their own: every rank runs the same sequence, so same-tag messages match in order. */
-enum { COMM_MAX_SIZES = 32, TAG_PING = 101, TAG_PONG, TAG_A2A, TAG_SYNC };
+enum { COMM_MAX_SIZES = OPTS_MAX_LIST, TAG_PING = 101, TAG_PONG, TAG_A2A, TAG_SYNC };
 #define COMM_MAX_BYTES (INT64_C(1) << 30) /* under MPI's int count, and far past any K/V block */
 
 typedef struct {
@@ -36,92 +35,32 @@ typedef struct {
 
 /* ---- flags --------------------------------------------------------------------------------- */
 
-static void comm_usage(FILE *f) {
-    fputs("usage: attnbench comm [--transport local|mpi] [--ranks P] [--sizes B,B,...] [--repeats R]\n"
-          "                      [--warmup W] [--comm-timeout S] [--out-dir DIR]\n\n"
-          "The transport's roofline, per message size: ping-pong between ranks 0 and 1 (latency =\n"
-          "half the round trip, bandwidth = bytes / one-way time) and an all-to-all over all P ranks\n"
-          "(each rank sends B bytes to every other; time of the slowest rank, algbw = B·(P−1)/time).\n"
-          "Medians over max(3, min(R, 2^28/B)) timed iterations (never more than R). Received bytes\n"
-          "are checked after the first exchange of each size. Writes DIR/<run_id>.json and .csv\n"
-          "(task comm, one record per operation and size), as `attnbench run` does.\n\n"
-          "  --transport T      local (P ranks as threads) | mpi (under mpirun -np P)   [local]\n"
-          "  --ranks P          local: 2..64; mpi: the job size                      [2 | job size]\n"
-          "  --sizes B,...      message sizes in bytes, 1..2^30        [8, 32, ..., 32 MiB, 64 MiB]\n"
-          "  --repeats R        timed iterations per size, at most                         [20]\n"
-          "  --warmup W         untimed exchanges per size                                 [1]\n"
-          "  --comm-timeout S   seconds without progress before a rank fails              [300]\n"
-          "  --out-dir DIR      where the results files go                           [results]\n",
-          f);
-}
+static const char comm_usage[] =
+    "usage: attnbench comm [--transport local|mpi] [--ranks P] [--sizes B,B,...] [--repeats R]\n"
+    "                      [--warmup W] [--comm-timeout S] [--out-dir DIR]\n\n"
+    "The transport's roofline, per message size: ping-pong between ranks 0 and 1 (latency =\n"
+    "half the round trip, bandwidth = bytes / one-way time) and an all-to-all over all P ranks\n"
+    "(each rank sends B bytes to every other; time of the slowest rank, algbw = B·(P−1)/time).\n"
+    "Medians over max(3, min(R, 2^28/B)) timed iterations (never more than R). Received bytes\n"
+    "are checked after the first exchange of each size. Writes DIR/<run_id>.json and .csv\n"
+    "(task comm, one record per operation and size), as `attnbench run` does.\n";
 
-static int parse_sizes(comm_bench_t *b, const char *s, attn_err_t *err) {
-    char buf[2048];
-    if (strlen(s) >= sizeof buf)
-        return attn_fail(err, ATTN_EUSAGE, "--sizes: value too long");
-    strcpy(buf, s);
-    b->n_sizes = 0;
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (b->n_sizes == COMM_MAX_SIZES)
-            return attn_fail(err, ATTN_EUSAGE, "--sizes: at most %d values", COMM_MAX_SIZES);
-        char *end;
-        errno = 0;
-        long long v = strtoll(tok, &end, 10);
-        if (errno || end == tok || *end)
-            return attn_fail(err, ATTN_EUSAGE, "--sizes: '%s' is not an integer number of bytes", tok);
-        if (v < 1 || v > COMM_MAX_BYTES)
-            return attn_fail(err, ATTN_EUSAGE, "--sizes: %lld is out of range 1..%lld", v, (long long)COMM_MAX_BYTES);
-        b->sizes[b->n_sizes++] = v;
+/* The flags are the table's comm rows (cli/options.c); no --ranks leaves ranks 0 (2, or the job
+ * size), no --sizes the default sweep. */
+static int comm_parse(comm_bench_t *b, int argc, char **argv, attn_err_t *err) {
+    cli_opts_t c;
+    opts_init(&c, CMD_COMM);
+    ATTN_TRY(opts_parse_argv(&c, CMD_COMM, argc, argv, NULL, NULL, err));
+    b->o = c.s;
+    b->ranks_given = c.s.ranks != 0;
+    b->sizes_given = c.n_comm_sizes > 0;
+    for (int i = 0; i < c.n_comm_sizes; i++)
+        b->sizes[b->n_sizes++] = c.comm_sizes[i];
+    if (!b->sizes_given) { /* ×4 from 8 B, then one ×2 step so the sweep ends at 64 MiB */
+        for (int64_t s = 8; s <= (INT64_C(1) << 25); s *= 4)
+            b->sizes[b->n_sizes++] = s;
+        b->sizes[b->n_sizes++] = INT64_C(1) << 26;
     }
-    if (b->n_sizes == 0)
-        return attn_fail(err, ATTN_EUSAGE, "--sizes: empty list");
-    return ATTN_OK;
-}
-
-/* The shared flags go through opts_set so they read and fail exactly as in `run`; --sizes is
- * our own (options.c's sizes are sgemm dimensions for `peak`, capped far below 64 MiB). */
-static int comm_parse(comm_bench_t *b, int argc, char **argv, int *help, attn_err_t *err) {
-    static const struct option flags[] = {
-        {"transport", required_argument, NULL, 0}, {"ranks", required_argument, NULL, 0},
-        {"sizes", required_argument, NULL, 0},     {"repeats", required_argument, NULL, 0},
-        {"warmup", required_argument, NULL, 0},    {"comm-timeout", required_argument, NULL, 0},
-        {"out-dir", required_argument, NULL, 0},   {"help", no_argument, NULL, 'h'},
-        {0, 0, 0, 0}};
-    opts_defaults(&b->o);
-    b->o.repeats = 20;
-    /* ×4 from 8 B, then one ×2 step so the sweep ends at 64 MiB. */
-    for (int64_t s = 8; s <= (INT64_C(1) << 25); s *= 4)
-        b->sizes[b->n_sizes++] = s;
-    b->sizes[b->n_sizes++] = INT64_C(1) << 26;
-    optind = 0; /* GNU getopt re-initialises fully */
-    opterr = 0; /* one message, ours */
-    for (;;) {
-        int index = -1, c = getopt_long(argc, argv, ":h", flags, &index);
-        if (c == -1)
-            break;
-        if (c == 'h') {
-            *help = 1;
-            continue;
-        }
-        if (c == '?')
-            return attn_fail(err, ATTN_EUSAGE, "unknown flag '%s' (see attnbench comm --help)", argv[optind - 1]);
-        if (c == ':')
-            return attn_fail(err, ATTN_EUSAGE, "flag '%s' needs a value", argv[optind - 1]);
-        const char *name = flags[index].name;
-        if (!strcmp(name, "sizes")) {
-            ATTN_TRY(parse_sizes(b, optarg, err));
-            b->sizes_given = 1;
-            continue;
-        }
-        ATTN_TRY(opts_set(&b->o, name, optarg, err));
-        /* opts_set also takes the GPU transports, which move device buffers this tool has none of. */
-        if (!strcmp(name, "transport") && strcmp(optarg, "local") && strcmp(optarg, "mpi"))
-            return attn_fail(err, ATTN_EUSAGE, "--transport %s: attnbench comm measures the host transports "
-                                               "(local, mpi)", optarg);
-        b->ranks_given |= !strcmp(name, "ranks");
-    }
-    if (optind < argc)
-        return attn_fail(err, ATTN_EUSAGE, "unexpected argument '%s' (see attnbench comm --help)", argv[optind]);
     return ATTN_OK;
 }
 
@@ -392,12 +331,12 @@ int cli_comm(int argc, char **argv, attn_err_t *err) {
     comm_bench_t *b = calloc(1, sizeof *b);
     if (!b)
         return attn_fail(err, ATTN_ERUNTIME, "out of memory");
-    int help = 0, rc = comm_parse(b, argc, argv, &help, err);
-    if (rc == ATTN_OK && help) {
-        comm_usage(stdout);
+    if (opts_wants_help(argc, argv)) {
+        opts_print_help(stdout, CMD_COMM, comm_usage);
         free(b);
         return ATTN_OK;
     }
+    int rc = comm_parse(b, argc, argv, err);
     int mpi = rc == ATTN_OK && !strcmp(b->o.transport, "mpi");
     int P = b->ranks_given ? b->o.ranks : 2;
     if (rc == ATTN_OK && !mpi && P < 2)

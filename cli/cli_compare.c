@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/options.h"
 #include "core/results_read.h"
 
 typedef struct {
@@ -79,51 +80,37 @@ static int verdict(json_t *bm, json_t *nm, const char *name, const char *unit, d
     return nh < bl * (1 - thr) ? 1 : nl > bh * (1 + thr) ? -1 : 0;
 }
 
-static int parse_threshold(const char *s, double *thr, attn_err_t *err) {
-    char *end;
-    double v = strtod(s, &end);
-    int pct = *end == '%';
-    if (end == s || (pct ? end[1] != '\0' : *end != '\0') || !(v >= 0))
-        return attn_fail(err, ATTN_EUSAGE, "--threshold: '%s' is not a percentage like 5%% (or a fraction like 0.05)", s);
-    *thr = pct ? v / 100 : v;
-    if (*thr >= 1)
-        return attn_fail(err, ATTN_EUSAGE, "--threshold: '%s' is 100%% or more", s);
-    return ATTN_OK;
-}
-
 int cli_compare(int argc, char **argv, attn_err_t *err) {
-    const char *files[2] = {NULL, NULL};
-    int nf = 0;
-    double thr = 0.05;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            puts("usage: attnbench compare BASE.json NEW.json [--threshold 5%]\n\n"
-                 "Matches records on (task, backend, device, transport, ranks, layout, config) and prints\n"
-                 "NEW/BASE per metric. Exit 1 when a record that passed in BASE fails or errors in NEW, or\n"
-                 "when a timed metric is worse by more than the threshold beyond both runs' spreads (NEW's\n"
-                 "best repeat against BASE's worst). Records without a match are listed. Exit 2: bad usage\n"
-                 "or a file that is not an attnbench results file.");
-            return ATTN_OK;
-        }
-        if (!strcmp(argv[i], "--threshold") || !strncmp(argv[i], "--threshold=", 12)) {
-            const char *v = argv[i][11] == '=' ? argv[i] + 12 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v)
-                return attn_fail(err, ATTN_EUSAGE, "flag '--threshold' needs a value");
-            ATTN_TRY(parse_threshold(v, &thr, err));
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return attn_fail(err, ATTN_EUSAGE, "unknown flag '%s' (compare takes --threshold)", argv[i]);
-        } else if (nf < 2) {
-            files[nf++] = argv[i];
-        } else {
-            return attn_fail(err, ATTN_EUSAGE, "compare takes two files, BASE and NEW; '%s' is a third", argv[i]);
-        }
+    if (opts_wants_help(argc, argv)) {
+        opts_print_help(stdout, CMD_COMPARE,
+                        "usage: attnbench compare BASE.json NEW.json [--threshold 5%]\n\n"
+                        "Matches records on (task, backend, device, transport, ranks, layout, config) and prints\n"
+                        "NEW/BASE per metric. Exit 1 when a record that passed in BASE fails or errors in NEW, or\n"
+                        "when a timed metric is worse by more than the threshold beyond both runs' spreads (NEW's\n"
+                        "best repeat against BASE's worst). Records without a match are listed. Exit 2: bad usage\n"
+                        "or a file that is not an attnbench results file.\n");
+        return ATTN_OK;
     }
-    if (nf != 2)
-        return attn_fail(err, ATTN_EUSAGE, "compare needs two files: BASE.json NEW.json");
+    cli_opts_t c;
+    char **files = calloc((size_t)argc + 1, sizeof *files);
+    int nf = 0;
+    if (!files)
+        return attn_fail(err, ATTN_ERUNTIME, "out of memory");
+    opts_init(&c, CMD_COMPARE);
+    int rc = opts_parse_argv(&c, CMD_COMPARE, argc, argv, files, &nf, err);
+    double thr = c.threshold;
+    if (rc == ATTN_OK && nf > 2)
+        rc = attn_fail(err, ATTN_EUSAGE, "compare takes two files, BASE and NEW; '%s' is a third", files[2]);
+    if (rc == ATTN_OK && nf != 2)
+        rc = attn_fail(err, ATTN_EUSAGE, "compare needs two files: BASE.json NEW.json");
+    if (rc != ATTN_OK) {
+        free(files);
+        return rc;
+    }
     json_t *broot = NULL, *nroot = NULL;
     entry_t *be = NULL, *ne = NULL;
     size_t nb = 0, nn = 0;
-    int rc = load(files[0], &broot, &be, &nb, err);
+    rc = load(files[0], &broot, &be, &nb, err);
     if (rc == ATTN_OK)
         rc = load(files[1], &nroot, &ne, &nn, err);
     int worse = 0, better = 0, flips = 0, matched = 0;
@@ -185,7 +172,7 @@ int cli_compare(int argc, char **argv, attn_err_t *err) {
             rc = attn_fail(err, ATTN_ERUNTIME, "%d status regression(s) and %d timed metric(s) worse than %s allows",
                            flips, worse, "the threshold beyond the spreads");
     }
-    free(be), free(ne);
+    free(be), free(ne), free(files);
     json_decref(broot), json_decref(nroot);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/options.h"
 #include "core/results.h"
 #include "core/results_read.h"
 
@@ -25,31 +26,22 @@ static int put_script_safe(FILE *f, const char *s) {
 }
 
 int cli_report(int argc, char **argv, attn_err_t *err) {
-    const char *out = "dashboards/index.html";
-    const char **files = calloc((size_t)argc, sizeof *files);
+    if (opts_wants_help(argc, argv)) {
+        opts_print_help(stdout, CMD_REPORT,
+                        "usage: attnbench report RESULTS.json [MORE.json ...] [--out dashboards/index.html]\n\n"
+                        "Writes one HTML page that works offline: throughput and memory vs context length per\n"
+                        "backend, the exactness table, needle recall heatmaps, per-rank bars of the distributed\n"
+                        "backends, and a machine-against-machine chart when the files come from different hosts.\n");
+        return ATTN_OK;
+    }
+    cli_opts_t c;
+    char **files = calloc((size_t)argc + 1, sizeof *files);
     int nf = 0;
     if (!files)
         return attn_fail(err, ATTN_ERUNTIME, "out of memory");
-    int rc = ATTN_OK;
-    for (int i = 1; i < argc && rc == ATTN_OK; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            puts("usage: attnbench report RESULTS.json [MORE.json ...] [--out dashboards/index.html]\n\n"
-                 "Writes one HTML page that works offline: throughput and memory vs context length per\n"
-                 "backend, the exactness table, needle recall heatmaps, per-rank bars of the distributed\n"
-                 "backends, and a machine-against-machine chart when the files come from different hosts.");
-            free(files);
-            return ATTN_OK;
-        }
-        if (!strcmp(argv[i], "--out") || !strncmp(argv[i], "--out=", 6)) {
-            out = argv[i][5] == '=' ? argv[i] + 6 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!out || !*out)
-                rc = attn_fail(err, ATTN_EUSAGE, "flag '--out' needs a file name");
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            rc = attn_fail(err, ATTN_EUSAGE, "unknown flag '%s' (report takes results files and --out)", argv[i]);
-        } else {
-            files[nf++] = argv[i];
-        }
-    }
+    opts_init(&c, CMD_REPORT);
+    int rc = opts_parse_argv(&c, CMD_REPORT, argc, argv, files, &nf, err);
+    const char *out = c.out_path;
     if (rc == ATTN_OK && nf == 0)
         rc = attn_fail(err, ATTN_EUSAGE, "report needs at least one results file (results/*.json)");
     json_t *all = json_array();

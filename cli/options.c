@@ -1,52 +1,177 @@
-/* options.c — see options.h. One table maps each option name to its setter; getopt_long is
- * built from the same table so the two cannot drift apart. */
+/* options.c — the flag table (see options.h) and what it drives: defaults, the argv loop, suite
+ * files and --help. A new flag is one row here plus its field in tasks/settings.h (or in
+ * cli_opts_t when only the command line reads it). */
 #include "cli/options.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
 #include "comm/comm.h"
-#include "core/device.h"
 #include "comm/layout.h"
+#include "core/backend.h"
+#include "core/device.h"
 #include "tasks/task.h"
 
-void opts_defaults(attn_opts_t *o) {
-    memset(o, 0, sizeof *o);
-    strcpy(o->task, "exactness");
-    strcpy(o->backends[0], "blockwise");
-    o->n_backends = 1;
-    o->seq_len[0] = 1024;
-    o->n_seq_len = 1;
-    o->masks[0] = ATTN_MASK_CAUSAL;
-    o->n_masks = 1;
-    o->batch = 1;
-    o->heads = 8;
-    o->kv_heads = 8;
-    o->head_dim = 64;
-    o->window = 256;
-    o->dtype = ATTN_F32;
-    o->ranks = 1;
-    o->comm_timeout = 300.0;
-    strcpy(o->transport, "local");
-    strcpy(o->layout, "auto");
-    o->seed = 1234;
-    o->repeats = 5;
-    o->warmup = 1;
-    strcpy(o->out_dir, "results");
-    for (int i = 0; i <= 10; i++)
-        o->depths[i] = 10.0 * i;
-    o->n_depths = 11;
-    o->needles = 1;
-    strcpy(o->ask, "one");
-    strcpy(o->mode, "prefill");
+static const char *const cmd_names[] = {"list", "run", "attend", "needle", "peak", "comm", "report", "compare"};
+enum { N_CMDS = sizeof cmd_names / sizeof cmd_names[0] };
+
+typedef enum { OPT_INT, OPT_I64, OPT_REAL, OPT_PATH, OPT_CHOICE, OPT_DTYPE, OPT_I64_LIST, OPT_SET } opt_kind_t;
+enum { OPT_TOP_ONLY = 1 }; /* suite files: only at the top level (a whole-suite setting) */
+
+typedef struct opt_row opt_row_t;
+typedef int (*opt_setter_t)(cli_opts_t *c, const char *key, const char *v, attn_err_t *err);
+struct opt_row {
+    const char *name, *alias; /* alias: accepted too, never shown */
+    unsigned cmds, hide;      /* subcommands that take it; those whose --help leaves it out */
+    opt_kind_t kind;
+    size_t off, size; /* the field in cli_opts_t */
+    int counted;      /* lists: an int count follows at count_off */
+    size_t count_off;
+    int64_t lo, hi; /* integers, list items */
+    int zero_ok;    /* reals: [0, hi] rather than (0, hi] */
+    double rhi;
+    const char *what; /* reals: completes "--key: 'v' is not …"; choices: "a|b|c" */
+    opt_setter_t set;
+    unsigned flags;
+    const char *def;   /* applied through the row's own parser; NULL: zero */
+    const char *shown; /* the default as --help shows it, when def alone would not say */
+    const char *meta, *help;
+};
+
+/* ---- setters of the rows a plain kind cannot express --------------------------------------- */
+
+static int set_task(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    (void)key;
+    if (!task_find(v)) {
+        char names[256] = "";
+        for (int i = 0; i < task_count(); i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", task_get(i)->name);
+        return attn_fail(err, ATTN_EUSAGE, "--task: unknown task '%s' (%s)", v, names);
+    }
+    snprintf(c->s.task, sizeof c->s.task, "%s", v);
+    return ATTN_OK;
+}
+
+/* Splits a comma list into at most OPTS_MAX_LIST non-empty items, calling fn on each. */
+typedef int (*item_fn)(cli_opts_t *c, const char *key, const char *item, int index, attn_err_t *err);
+static int parse_list(cli_opts_t *c, const char *key, const char *s, item_fn fn, int *count, attn_err_t *err) {
+    char buf[2048];
+    if (strlen(s) >= sizeof buf)
+        return attn_fail(err, ATTN_EUSAGE, "--%s: value too long", key);
+    strcpy(buf, s);
+    int n = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == OPTS_MAX_LIST)
+            return attn_fail(err, ATTN_EUSAGE, "--%s: at most %d values", key, OPTS_MAX_LIST);
+        ATTN_TRY(fn(c, key, tok, n, err));
+        n++;
+    }
+    if (n == 0)
+        return attn_fail(err, ATTN_EUSAGE, "--%s: empty list", key);
+    *count = n;
+    return ATTN_OK;
+}
+
+static int item_backend(cli_opts_t *c, const char *key, const char *s, int i, attn_err_t *err) {
+    if (!registry_find(s)) {
+        char names[512] = "";
+        for (int b = 0; b < registry_count(); b++) {
+            strcat(names, b ? ", " : "");
+            strcat(names, registry_get(b)->name);
+        }
+        return attn_fail(err, ATTN_EUSAGE, "--%s: unknown backend '%s' (available: %s)", key, s, names);
+    }
+    snprintf(c->s.backends[i], sizeof c->s.backends[i], "%s", s);
+    return ATTN_OK;
+}
+static int set_backends(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    return parse_list(c, key, v, item_backend, &c->s.n_backends, err);
+}
+
+static int item_mask(cli_opts_t *c, const char *key, const char *s, int i, attn_err_t *err) {
+    if (i == 3)
+        return attn_fail(err, ATTN_EUSAGE, "--%s: at most 3 masks", key);
+    if (!mask_parse(s, &c->s.masks[i]))
+        return attn_fail(err, ATTN_EUSAGE, "--%s: unknown mask '%s' (none, causal, window)", key, s);
+    return ATTN_OK;
+}
+static int set_masks(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    return parse_list(c, key, v, item_mask, &c->s.n_masks, err);
+}
+
+static int set_transport(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    (void)key;
+    attn_transport_t t;
+    if (!transport_parse(v, &t))
+        return attn_fail(err, ATTN_EUSAGE, "--transport: '%s' is not a transport (local, mpi, cuda_local, nccl)", v);
+    if (transport_over_mpi(t) && !comm_mpi_available())
+        return attn_fail(err, ATTN_EUSAGE, "--transport %s: this build has no MPI (Open MPI was not found)", v);
+    if ((t == ATTN_TRANSPORT_CUDA_LOCAL || t == ATTN_TRANSPORT_NCCL) && !device_cuda_built())
+        return attn_fail(err, ATTN_EUSAGE, "--transport %s: this build has no CUDA backends (nvcc was not found)", v);
+    snprintf(c->s.transport, sizeof c->s.transport, "%s", v);
+    return ATTN_OK;
+}
+/* comm moves host buffers: the GPU transports, which move device buffers, are not for it. */
+static int set_comm_transport(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    ATTN_TRY(set_transport(c, key, v, err));
+    if (strcmp(v, "local") && strcmp(v, "mpi"))
+        return attn_fail(err, ATTN_EUSAGE, "--transport %s: attnbench comm measures the host transports (local, mpi)",
+                         v);
+    return ATTN_OK;
+}
+
+static int set_layout(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    (void)key;
+    attn_layout_kind_t k;
+    if (strcmp(v, "auto") && !layout_parse(v, &k))
+        return attn_fail(err, ATTN_EUSAGE, "--layout: '%s' is not a layout (auto, contiguous, striped, zigzag)", v);
+    snprintf(c->s.layout, sizeof c->s.layout, "%s", v);
+    return ATTN_OK;
+}
+
+static int set_local_backend(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    (void)key;
+    const attn_backend_t *be = registry_find(v);
+    if (!be || be->forward_rank)
+        return attn_fail(err, ATTN_EUSAGE,
+                         "--local-backend: '%s' is not a single-rank backend (blockwise, naive, sliding_window)", v);
+    snprintf(c->s.local_backend, sizeof c->s.local_backend, "%s", v);
+    return ATTN_OK;
+}
+
+/* Hidden, for the fault tests (problem.h). */
+static int set_fault(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    (void)key;
+    attn_opts_t *o = &c->s;
+    char kind[8];
+    int rank, step, used = 0;
+    if (!strcmp(v, "local-positions")) {
+        o->fault = ATTN_FAULT_LOCAL_POSITIONS;
+        return ATTN_OK;
+    }
+    if (sscanf(v, "drop-step:%d%n", &step, &used) == 1 && !v[used] && step >= 0) {
+        o->fault = ATTN_FAULT_DROP_STEP;
+        o->fault_step = step;
+        return ATTN_OK;
+    }
+    used = 0;
+    if (sscanf(v, "%7[a-z]:%d:%d%n", kind, &rank, &step, &used) != 3 || v[used] || rank < 0 || step < 0 ||
+        (strcmp(kind, "exit") && strcmp(kind, "stall")))
+        return attn_fail(
+            err, ATTN_EUSAGE,
+            "--inject-fault: '%s' is not exit:RANK:STEP, stall:RANK:STEP, drop-step:STEP or local-positions", v);
+    o->fault = strcmp(kind, "exit") ? ATTN_FAULT_STALL : ATTN_FAULT_EXIT;
+    o->fault_rank = rank;
+    o->fault_step = step;
+    return ATTN_OK;
 }
 
 /* --depths A:B:S (A, A+S, … ≤ B) or a comma list; percents in 0 … 100. */
-static int parse_depths(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
+static int set_depths(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    attn_opts_t *o = &c->s;
     double a, b, st;
     int used = 0, n = 0;
     if (sscanf(v, "%lf:%lf:%lf%n", &a, &b, &st, &used) == 3 && !v[used]) {
@@ -76,6 +201,168 @@ static int parse_depths(attn_opts_t *o, const char *key, const char *v, attn_err
     return ATTN_OK;
 }
 
+static int set_seed(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    (void)key;
+    char *end;
+    errno = 0;
+    unsigned long long s = strtoull(v, &end, 10);
+    if (errno || end == v || *end || *v == '-')
+        return attn_fail(err, ATTN_EUSAGE, "--seed: '%s' is not a non-negative integer", v);
+    c->s.seed = s;
+    return ATTN_OK;
+}
+
+/* "5%" or a fraction, 0 ≤ t < 1. */
+static int set_threshold(cli_opts_t *c, const char *key, const char *s, attn_err_t *err) {
+    (void)key;
+    char *end;
+    double v = strtod(s, &end);
+    int pct = *end == '%';
+    if (end == s || (pct ? end[1] != '\0' : *end != '\0') || !(v >= 0))
+        return attn_fail(err, ATTN_EUSAGE, "--threshold: '%s' is not a percentage like 5%% (or a fraction like 0.05)",
+                         s);
+    c->threshold = pct ? v / 100 : v;
+    if (c->threshold >= 1)
+        return attn_fail(err, ATTN_EUSAGE, "--threshold: '%s' is 100%% or more", s);
+    return ATTN_OK;
+}
+
+/* ---- the table ------------------------------------------------------------------------------ */
+
+#define FIELD(m) .off = offsetof(cli_opts_t, m), .size = sizeof(((cli_opts_t *)0)->m)
+#define COUNT(m) .counted = 1, .count_off = offsetof(cli_opts_t, m)
+#define RUN CMD_RUN
+#define NDL CMD_NEEDLE
+#define ATT CMD_ATTEND
+#define PEAK CMD_PEAK
+#define COMM CMD_COMM
+#define N32 (INT64_C(1) << 32)
+
+static const opt_row_t rows[] = {
+    {"task", .cmds = RUN, .kind = OPT_SET, FIELD(s.task), .set = set_task, .def = "exactness", .meta = "T",
+     .help = "exactness | throughput | memory | capacity | model | needle"},
+    {"task", .cmds = NDL, .hide = NDL, .kind = OPT_SET, FIELD(s.task), .set = set_task, .def = "needle", .meta = "T",
+     .help = "the needle task"},
+    {"backends", "backend", RUN | NDL, 0, .kind = OPT_SET, FIELD(s.backends), COUNT(s.n_backends), .set = set_backends,
+     .def = "blockwise", .meta = "A,B", .help = "backends to run (see `attnbench list`)"},
+    {"backend", "backends", ATT, 0, .kind = OPT_SET, FIELD(s.backends), COUNT(s.n_backends), .set = set_backends,
+     .meta = "NAME", .help = "the backend to call (see `attnbench list`)"},
+    {"seq-len", .cmds = RUN, .kind = OPT_I64_LIST, FIELD(s.seq_len), COUNT(s.n_seq_len), .lo = 1, .hi = N32,
+     .def = "1024", .meta = "N,...", .help = "key length(s) n_k"},
+    {"seq-len", .cmds = NDL, .kind = OPT_I64_LIST, FIELD(s.seq_len), COUNT(s.n_seq_len), .lo = 1, .hi = N32,
+     .def = "4096", .meta = "N,...", .help = "context length(s)"},
+    {"q-len", .cmds = RUN, .kind = OPT_I64_LIST, FIELD(s.q_len), COUNT(s.n_q_len), .lo = 1, .hi = N32,
+     .shown = "= seq-len", .meta = "N,...", .help = "query rows n_q ≤ n_k, at the sequence end"},
+    {"heads", .cmds = RUN, .kind = OPT_I64, FIELD(s.heads), .lo = 1, .hi = 1 << 16, .def = "8", .meta = "H",
+     .help = "query heads"},
+    {"kv-heads", .cmds = RUN, .kind = OPT_I64, FIELD(s.kv_heads), .lo = 1, .hi = 1 << 16, .def = "8", .meta = "H",
+     .help = "key/value heads, H % H_kv = 0 (GQA/MQA)"},
+    {"head-dim", .cmds = RUN, .kind = OPT_I64, FIELD(s.head_dim), .lo = 1, .hi = 256, .def = "64", .meta = "D",
+     .help = "1..256"},
+    {"batch", .cmds = RUN, .kind = OPT_I64, FIELD(s.batch), .lo = 1, .hi = 1 << 20, .def = "1", .meta = "B",
+     .help = "batch size"},
+    {"mask", .cmds = RUN, .kind = OPT_SET, FIELD(s.masks), COUNT(s.n_masks), .set = set_masks, .def = "causal",
+     .meta = "M,...", .help = "none | causal | window"},
+    {"mask", .cmds = ATT, .kind = OPT_SET, FIELD(s.masks), COUNT(s.n_masks), .set = set_masks, .def = "none",
+     .meta = "M", .help = "none | causal | window"},
+    {"window", .cmds = RUN | ATT, .kind = OPT_I64, FIELD(s.window), .lo = 1, .hi = N32, .def = "256", .meta = "W",
+     .help = "window size for --mask window"},
+    {"window", .cmds = NDL, .kind = OPT_I64, FIELD(s.window), .lo = 1, .hi = N32, .def = "4096", .meta = "W",
+     .help = "window of the sliding_window backends"},
+    {"dtype", .cmds = RUN | NDL | ATT, .kind = OPT_DTYPE, FIELD(s.dtype), .what = "f32|f64|bf16", .def = "f32",
+     .meta = "T", .help = "f32 | f64 | bf16 (GPU backends: bfloat16 compute, f32 out)"},
+    {"merge-dtype", .cmds = RUN | ATT, .kind = OPT_DTYPE, FIELD(s.merge_dtype), .what = "f32|bf16", .def = "f32",
+     .meta = "T", .help = "f32 | bf16: the dtype a distributed backend merges its partial results in"},
+    {"scale", .cmds = RUN | ATT, .kind = OPT_REAL, FIELD(s.scale), .rhi = 1e30, .what = "a positive number",
+     .shown = "1/sqrt(d)", .meta = "S", .help = "softmax scale"},
+    {"block-q", .cmds = RUN | ATT, .kind = OPT_INT, FIELD(s.block_q), .lo = 1, .hi = 4096, .shown = "128", .meta = "N",
+     .help = "query tile of the tiled backends"},
+    {"block-k", .cmds = RUN | ATT, .kind = OPT_INT, FIELD(s.block_k), .lo = 1, .hi = 4096, .shown = "256", .meta = "N",
+     .help = "key tile of the tiled backends"},
+    {"ranks", .cmds = RUN | NDL, .kind = OPT_INT, FIELD(s.ranks), .lo = 1, .hi = ATTN_MAX_RANKS, .def = "1",
+     .meta = "P", .help = "ranks of the distributed backends (ring, striped, zigzag, ulysses)"},
+    {"ranks", .cmds = COMM, .kind = OPT_INT, FIELD(s.ranks), .lo = 1, .hi = ATTN_MAX_RANKS, .shown = "2 | job size",
+     .meta = "P", .help = "local: 2..64; mpi: the job size"},
+    {"transport", .cmds = RUN | NDL, .kind = OPT_SET, FIELD(s.transport), .set = set_transport, .def = "local",
+     .meta = "T",
+     .help = "local (P ranks as threads) | mpi (under mpirun -np P);\n*_cuda backends: cuda_local (P virtual "
+             "ranks on one GPU) | nccl (mpirun, a GPU each)"},
+    {"transport", .cmds = COMM, .kind = OPT_SET, FIELD(s.transport), .set = set_comm_transport, .def = "local",
+     .meta = "T", .help = "local (P ranks as threads) | mpi (under mpirun -np P)"},
+    {"layout", .cmds = RUN | NDL, .kind = OPT_SET, FIELD(s.layout), .set = set_layout, .def = "auto", .meta = "L",
+     .help = "ulysses' sequence shards: contiguous | striped | zigzag"},
+    {"local-backend", .cmds = RUN | NDL, .kind = OPT_SET, FIELD(s.local_backend), .set = set_local_backend,
+     .shown = "blockwise", .meta = "B", .help = "ulysses: backend run on each head shard"},
+    {"comm-timeout", .cmds = RUN | NDL | COMM, .kind = OPT_REAL, FIELD(s.comm_timeout), .rhi = 1e6,
+     .what = "a positive number of seconds", .def = "300", .meta = "S",
+     .help = "seconds without progress before a rank fails"},
+    {"inject-fault", .cmds = RUN | NDL, .hide = ~0u, .kind = OPT_SET, FIELD(s.fault), .set = set_fault, .meta = "F",
+     .help = "fault tests: exit:RANK:STEP | stall:RANK:STEP | drop-step:STEP | local-positions"},
+    {"seed", .cmds = RUN | NDL, .kind = OPT_SET, FIELD(s.seed), .set = set_seed, .def = "1234", .meta = "S",
+     .help = "input seed"},
+    {"model-config", .cmds = RUN, .kind = OPT_PATH, FIELD(s.model_config), .shown = "shape flags, 4 layers",
+     .meta = "F", .help = "model task: HF-style config.json"},
+    {"weights", .cmds = RUN, .kind = OPT_PATH, FIELD(s.weights), .shown = "seeded", .meta = "F",
+     .help = "model task: .safetensors weights"},
+    {"layers", .cmds = RUN, .kind = OPT_INT, FIELD(s.layers), .lo = 1, .hi = 1024, .shown = "4", .meta = "L",
+     .help = "model task without a config: decoder layers"},
+    {"vocab", .cmds = RUN, .kind = OPT_INT, FIELD(s.vocab), .lo = 2, .hi = 1 << 24, .shown = "32000", .meta = "V",
+     .help = "model task without a config: vocabulary size"},
+    {"threads", .cmds = RUN | NDL | ATT | PEAK, .kind = OPT_INT, FIELD(s.threads), .lo = 0, .hi = 1024, .def = "0",
+     .meta = "T", .help = "worker threads, 0 = all cores"},
+    {"device", .cmds = RUN | NDL | ATT, .kind = OPT_INT, FIELD(s.device), .lo = 0, .hi = 1023, .def = "0", .meta = "N",
+     .help = "CUDA device of the GPU backends"},
+    {"sweep-max", .cmds = RUN, .kind = OPT_I64, FIELD(s.sweep_max), .lo = 1, .hi = N32, .shown = "off", .meta = "N",
+     .help = "throughput: n_k doubles from the first --seq-len up to N"},
+    {"time-budget", .cmds = RUN, .kind = OPT_REAL, FIELD(s.time_budget), .zero_ok = 1, .rhi = 1e9,
+     .what = "a non-negative number of seconds", .shown = "0 = none", .meta = "S",
+     .help = "sweep: skip (and stop at) the next n_k whose warm-up + repeats are\nprojected to take more than S "
+             "seconds"},
+    {"depths", .cmds = RUN | NDL, .kind = OPT_SET, FIELD(s.depths), COUNT(s.n_depths), .set = set_depths,
+     .def = "0:100:10", .meta = "A:B:S", .help = "needle: depths, percent of the haystack, or a list"},
+    {"needles", .cmds = RUN | NDL, .kind = OPT_INT, FIELD(s.needles), .lo = 1, .hi = 16, .def = "1", .meta = "K",
+     .help = "needle: facts per prompt, 1..16"},
+    {"ask", .cmds = RUN | NDL, .kind = OPT_CHOICE, FIELD(s.ask), .what = "one|all", .def = "one", .meta = "one|all",
+     .help = "needle: ask the fact at the depth, or every fact"},
+    {"mode", .cmds = RUN | NDL, .kind = OPT_CHOICE, FIELD(s.mode), .what = "prefill|query-tail", .def = "prefill",
+     .meta = "M", .help = "needle: prefill | query-tail"},
+    {"haystack", .cmds = RUN | NDL, .kind = OPT_PATH, FIELD(s.haystack), .shown = "the KJV corpus", .meta = "F",
+     .help = "needle: a text file, or noise"},
+    {"tokenizer", .cmds = RUN | NDL, .kind = OPT_PATH, FIELD(s.tokenizer), .shown = "build/datasets/kjv.model",
+     .meta = "F", .help = "needle: SentencePiece model"},
+    {"resume", .cmds = RUN | NDL, .kind = OPT_PATH, FIELD(s.resume), .meta = "F.json",
+     .help = "needle: keep F's records, run only the cases it lacks"},
+    {"sizes", .cmds = PEAK, .kind = OPT_I64_LIST, FIELD(s.sizes), COUNT(s.n_sizes), .lo = 1, .hi = 16384,
+     .shown = "512,1024,2048,4096", .meta = "N,...", .help = "sgemm sizes n (n×n×n products)"},
+    {"stream-mib", .cmds = PEAK, .kind = OPT_I64, FIELD(s.stream_mib), .lo = 1, .hi = 1 << 20, .def = "256",
+     .meta = "M", .help = "MiB per stream array (the three together at most 3/8 of available memory)"},
+    {"sizes", .cmds = COMM, .kind = OPT_I64_LIST, FIELD(comm_sizes), COUNT(n_comm_sizes), .lo = 1,
+     .hi = INT64_C(1) << 30, .shown = "8, 32, ..., 32 MiB, 64 MiB", .meta = "B,...",
+     .help = "message sizes in bytes, 1..2^30"},
+    {"repeats", .cmds = RUN | PEAK, .kind = OPT_INT, FIELD(s.repeats), .lo = 1, .hi = 1000, .def = "5", .meta = "R",
+     .help = "timed repeats (median, min, max)"},
+    {"repeats", .cmds = COMM, .kind = OPT_INT, FIELD(s.repeats), .lo = 1, .hi = 1000, .def = "20", .meta = "R",
+     .help = "timed iterations per size, at most"},
+    {"warmup", .cmds = RUN | PEAK | COMM, .kind = OPT_INT, FIELD(s.warmup), .lo = 0, .hi = 1000, .def = "1",
+     .meta = "W", .help = "untimed warm-up runs"},
+    {"out-dir", .cmds = RUN | NDL | PEAK | COMM, .kind = OPT_PATH, FIELD(s.out_dir), .flags = OPT_TOP_ONLY,
+     .def = "results", .meta = "DIR", .help = "where the results files go"},
+    {"config", .cmds = RUN | NDL, .kind = OPT_PATH, FIELD(config), .meta = "FILE",
+     .help = "JSON suite; flags given on the command line override it"},
+    {"q", .cmds = ATT, .kind = OPT_PATH, FIELD(q_path), .meta = "q.npy", .help = "queries (B,H,n_q,d)"},
+    {"k", .cmds = ATT, .kind = OPT_PATH, FIELD(k_path), .meta = "k.npy", .help = "keys (B,H_kv,n_k,d)"},
+    {"v", .cmds = ATT, .kind = OPT_PATH, FIELD(v_path), .meta = "v.npy", .help = "values (B,H_kv,n_k,d)"},
+    {"out", .cmds = ATT, .kind = OPT_PATH, FIELD(out_path), .meta = "o.npy", .help = "where O (B,H,n_q,d) goes"},
+    {"lse", .cmds = ATT, .kind = OPT_PATH, FIELD(lse_path), .meta = "lse.npy", .help = "where LSE (B,H,n_q) goes"},
+    {"out", .cmds = CMD_REPORT, .kind = OPT_PATH, FIELD(out_path), .def = "dashboards/index.html", .meta = "FILE",
+     .help = "the HTML page"},
+    {"threshold", .cmds = CMD_COMPARE, .kind = OPT_SET, FIELD(threshold), .set = set_threshold, .def = "5%",
+     .meta = "T", .help = "a percentage like 5% (or a fraction like 0.05)"},
+};
+enum { N_ROWS = sizeof rows / sizeof rows[0] };
+
+/* ---- values -------------------------------------------------------------------------------- */
+
 static int parse_i64(const char *key, const char *s, int64_t lo, int64_t hi, int64_t *out, attn_err_t *err) {
     char *end;
     errno = 0;
@@ -89,285 +376,202 @@ static int parse_i64(const char *key, const char *s, int64_t lo, int64_t hi, int
     return ATTN_OK;
 }
 
-/* A real number in (0, hi] — or [0, hi] with allow_zero; `what` completes "--key: 'v' is not …". */
-static int parse_double(const char *key, const char *s, int allow_zero, double hi, const char *what, double *out,
-                        attn_err_t *err) {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || !(allow_zero ? v >= 0 : v > 0) || v > hi)
-        return attn_fail(err, ATTN_EUSAGE, "--%s: '%s' is not %s", key, s, what);
-    *out = v;
-    return ATTN_OK;
+/* "a|b|c" → "a, b or c" */
+static void choices_text(const char *choices, const char *last_sep, char *out, size_t cap) {
+    int n = 1;
+    for (const char *p = choices; *p; p++)
+        n += *p == '|';
+    out[0] = '\0';
+    const char *p = choices;
+    for (int i = 0; i < n; i++) {
+        size_t len = strcspn(p, "|");
+        size_t at = strlen(out);
+        snprintf(out + at, cap - at, "%s%.*s", i == 0 ? "" : i == n - 1 ? last_sep : ", ", (int)len, p);
+        p += len + (p[len] == '|');
+    }
 }
 
-static int parse_int(const char *key, const char *s, int lo, int hi, int *out, attn_err_t *err) {
-    int64_t v;
-    ATTN_TRY(parse_i64(key, s, lo, hi, &v, err));
-    *out = (int)v;
-    return ATTN_OK;
+static int is_choice(const char *choices, const char *v) {
+    size_t n = strlen(v);
+    for (const char *p = choices; *p;) {
+        size_t len = strcspn(p, "|");
+        if (len == n && !strncmp(p, v, n))
+            return 1;
+        p += len + (p[len] == '|');
+    }
+    return 0;
 }
 
-/* Splits a comma list into at most OPTS_MAX_LIST non-empty items, calling fn on each. */
-typedef int (*item_fn)(attn_opts_t *o, const char *key, const char *item, int index, attn_err_t *err);
-static int parse_list(attn_opts_t *o, const char *key, const char *s, item_fn fn, int *count, attn_err_t *err) {
-    char buf[2048];
-    if (strlen(s) >= sizeof buf)
-        return attn_fail(err, ATTN_EUSAGE, "--%s: value too long", key);
-    strcpy(buf, s);
-    int n = 0;
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n == OPTS_MAX_LIST)
-            return attn_fail(err, ATTN_EUSAGE, "--%s: at most %d values", key, OPTS_MAX_LIST);
-        ATTN_TRY(fn(o, key, tok, n, err));
-        n++;
-    }
-    if (n == 0)
-        return attn_fail(err, ATTN_EUSAGE, "--%s: empty list", key);
-    *count = n;
-    return ATTN_OK;
-}
-
-static int item_backend(attn_opts_t *o, const char *key, const char *s, int i, attn_err_t *err) {
-    if (!registry_find(s)) {
-        char names[512] = "";
-        for (int b = 0; b < registry_count(); b++) {
-            strcat(names, b ? ", " : "");
-            strcat(names, registry_get(b)->name);
-        }
-        return attn_fail(err, ATTN_EUSAGE, "--%s: unknown backend '%s' (available: %s)", key, s, names);
-    }
-    snprintf(o->backends[i], sizeof o->backends[i], "%s", s);
-    return ATTN_OK;
-}
-static int item_seq(attn_opts_t *o, const char *key, const char *s, int i, attn_err_t *err) {
-    return parse_i64(key, s, 1, INT64_C(1) << 32, &o->seq_len[i], err);
-}
-static int item_qlen(attn_opts_t *o, const char *key, const char *s, int i, attn_err_t *err) {
-    return parse_i64(key, s, 1, INT64_C(1) << 32, &o->q_len[i], err);
-}
-static int item_size(attn_opts_t *o, const char *key, const char *s, int i, attn_err_t *err) {
-    return parse_i64(key, s, 1, 16384, &o->sizes[i], err);
-}
-static int item_mask(attn_opts_t *o, const char *key, const char *s, int i, attn_err_t *err) {
-    if (!mask_parse(s, &o->masks[i]))
-        return attn_fail(err, ATTN_EUSAGE, "--%s: unknown mask '%s' (none, causal, window)", key, s);
-    return ATTN_OK;
-}
-
-static int set_path(char *dst, size_t cap, const char *key, const char *s, attn_err_t *err) {
-    if (!*s || strlen(s) >= cap)
-        return attn_fail(err, ATTN_EUSAGE, "--%s: path empty or too long", key);
-    strcpy(dst, s);
-    return ATTN_OK;
-}
-
-int opts_set(attn_opts_t *o, const char *key, const char *v, attn_err_t *err) {
-#define IS(name) (strcmp(key, name) == 0)
-    if (IS("task")) {
-        if (!task_find(v)) {
-            char names[256] = "";
-            for (int i = 0; i < task_count(); i++)
-                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", task_get(i)->name);
-            return attn_fail(err, ATTN_EUSAGE, "--task: unknown task '%s' (%s)", v, names);
-        }
-        snprintf(o->task, sizeof o->task, "%s", v);
+static int row_set(cli_opts_t *c, const opt_row_t *r, const char *key, const char *v, attn_err_t *err) {
+    char *field = (char *)c + r->off;
+    char text[128];
+    int64_t x;
+    switch (r->kind) {
+    case OPT_INT:
+        ATTN_TRY(parse_i64(key, v, r->lo, r->hi, &x, err));
+        *(int *)field = (int)x;
         return ATTN_OK;
-    }
-    if (IS("backends") || IS("backend"))
-        return parse_list(o, key, v, item_backend, &o->n_backends, err);
-    if (IS("seq-len"))
-        return parse_list(o, key, v, item_seq, &o->n_seq_len, err);
-    if (IS("q-len"))
-        return parse_list(o, key, v, item_qlen, &o->n_q_len, err);
-    if (IS("mask"))
-        return parse_list(o, key, v, item_mask, &o->n_masks, err);
-    if (IS("sizes"))
-        return parse_list(o, key, v, item_size, &o->n_sizes, err);
-    if (IS("batch"))
-        return parse_i64(key, v, 1, 1 << 20, &o->batch, err);
-    if (IS("heads"))
-        return parse_i64(key, v, 1, 1 << 16, &o->heads, err);
-    if (IS("kv-heads"))
-        return parse_i64(key, v, 1, 1 << 16, &o->kv_heads, err);
-    if (IS("head-dim"))
-        return parse_i64(key, v, 1, 256, &o->head_dim, err);
-    if (IS("window"))
-        return parse_i64(key, v, 1, INT64_C(1) << 32, &o->window, err);
-    if (IS("dtype")) {
-        if (!dtype_parse(v, &o->dtype))
-            return attn_fail(err, ATTN_EUSAGE, "--dtype: unknown dtype '%s' (f32, f64, bf16)", v);
-        return ATTN_OK;
-    }
-    if (IS("scale"))
-        return parse_double(key, v, 0, 1e30, "a positive number", &o->scale, err);
-    if (IS("sweep-max"))
-        return parse_i64(key, v, 1, INT64_C(1) << 32, &o->sweep_max, err);
-    if (IS("time-budget"))
-        return parse_double(key, v, 1, 1e9, "a non-negative number of seconds", &o->time_budget, err);
-    if (IS("block-q"))
-        return parse_int(key, v, 1, 4096, &o->block_q, err);
-    if (IS("block-k"))
-        return parse_int(key, v, 1, 4096, &o->block_k, err);
-    if (IS("ranks"))
-        return parse_int(key, v, 1, ATTN_MAX_RANKS, &o->ranks, err);
-    if (IS("comm-timeout"))
-        return parse_double(key, v, 0, 1e6, "a positive number of seconds", &o->comm_timeout, err);
-    if (IS("transport")) {
-        attn_transport_t t;
-        if (!transport_parse(v, &t))
-            return attn_fail(err, ATTN_EUSAGE, "--transport: '%s' is not a transport (local, mpi, cuda_local, nccl)", v);
-        if (transport_over_mpi(t) && !comm_mpi_available())
-            return attn_fail(err, ATTN_EUSAGE, "--transport %s: this build has no MPI (Open MPI was not found)", v);
-        if ((t == ATTN_TRANSPORT_CUDA_LOCAL || t == ATTN_TRANSPORT_NCCL) && !device_cuda_built())
-            return attn_fail(err, ATTN_EUSAGE, "--transport %s: this build has no CUDA backends (nvcc was not found)", v);
-        snprintf(o->transport, sizeof o->transport, "%s", v);
-        return ATTN_OK;
-    }
-    if (IS("layout")) {
-        attn_layout_kind_t k;
-        if (strcmp(v, "auto") && !layout_parse(v, &k))
-            return attn_fail(err, ATTN_EUSAGE, "--layout: '%s' is not a layout (auto, contiguous, striped, zigzag)", v);
-        snprintf(o->layout, sizeof o->layout, "%s", v);
-        return ATTN_OK;
-    }
-    if (IS("local-backend")) {
-        const attn_backend_t *be = registry_find(v);
-        if (!be || be->forward_rank)
-            return attn_fail(err, ATTN_EUSAGE, "--local-backend: '%s' is not a single-rank backend (blockwise, naive, sliding_window)", v);
-        snprintf(o->local_backend, sizeof o->local_backend, "%s", v);
-        return ATTN_OK;
-    }
-    if (IS("inject-fault")) { /* hidden, for the fault tests (problem.h) */
-        char kind[8];
-        int rank, step, used = 0;
-        if (!strcmp(v, "local-positions")) {
-            o->fault = ATTN_FAULT_LOCAL_POSITIONS;
-            return ATTN_OK;
-        }
-        if (sscanf(v, "drop-step:%d%n", &step, &used) == 1 && !v[used] && step >= 0) {
-            o->fault = ATTN_FAULT_DROP_STEP;
-            o->fault_step = step;
-            return ATTN_OK;
-        }
-        used = 0;
-        if (sscanf(v, "%7[a-z]:%d:%d%n", kind, &rank, &step, &used) != 3 || v[used] || rank < 0 || step < 0 ||
-            (strcmp(kind, "exit") && strcmp(kind, "stall")))
-            return attn_fail(err, ATTN_EUSAGE,
-                             "--inject-fault: '%s' is not exit:RANK:STEP, stall:RANK:STEP, drop-step:STEP or local-positions", v);
-        o->fault = strcmp(kind, "exit") ? ATTN_FAULT_STALL : ATTN_FAULT_EXIT;
-        o->fault_rank = rank;
-        o->fault_step = step;
-        return ATTN_OK;
-    }
-    if (IS("depths"))
-        return parse_depths(o, key, v, err);
-    if (IS("needles"))
-        return parse_int(key, v, 1, 16, &o->needles, err);
-    if (IS("ask")) {
-        if (strcmp(v, "one") && strcmp(v, "all"))
-            return attn_fail(err, ATTN_EUSAGE, "--ask: '%s' is not one or all", v);
-        snprintf(o->ask, sizeof o->ask, "%s", v);
-        return ATTN_OK;
-    }
-    if (IS("mode")) {
-        if (strcmp(v, "prefill") && strcmp(v, "query-tail"))
-            return attn_fail(err, ATTN_EUSAGE, "--mode: '%s' is not prefill or query-tail", v);
-        snprintf(o->mode, sizeof o->mode, "%s", v);
-        return ATTN_OK;
-    }
-    if (IS("haystack"))
-        return set_path(o->haystack, sizeof o->haystack, key, v, err);
-    if (IS("tokenizer"))
-        return set_path(o->tokenizer, sizeof o->tokenizer, key, v, err);
-    if (IS("resume"))
-        return set_path(o->resume, sizeof o->resume, key, v, err);
-    if (IS("seed")) {
+    case OPT_I64:
+        return parse_i64(key, v, r->lo, r->hi, (int64_t *)field, err);
+    case OPT_REAL: {
         char *end;
-        errno = 0;
-        unsigned long long s = strtoull(v, &end, 10);
-        if (errno || end == v || *end || *v == '-')
-            return attn_fail(err, ATTN_EUSAGE, "--seed: '%s' is not a non-negative integer", v);
-        o->seed = s;
+        double d = strtod(v, &end);
+        if (end == v || *end || !(r->zero_ok ? d >= 0 : d > 0) || d > r->rhi)
+            return attn_fail(err, ATTN_EUSAGE, "--%s: '%s' is not %s", key, v, r->what);
+        *(double *)field = d;
         return ATTN_OK;
     }
-    if (IS("threads"))
-        return parse_int(key, v, 0, 1024, &o->threads, err);
-    if (IS("device"))
-        return parse_int(key, v, 0, 1023, &o->device, err);
-    if (IS("repeats"))
-        return parse_int(key, v, 1, 1000, &o->repeats, err);
-    if (IS("warmup"))
-        return parse_int(key, v, 0, 1000, &o->warmup, err);
-    if (IS("model-config"))
-        return set_path(o->model_config, sizeof o->model_config, key, v, err);
-    if (IS("weights"))
-        return set_path(o->weights, sizeof o->weights, key, v, err);
-    if (IS("layers"))
-        return parse_int(key, v, 1, 1024, &o->layers, err);
-    if (IS("vocab"))
-        return parse_int(key, v, 2, 1 << 24, &o->vocab, err);
-    if (IS("out-dir"))
-        return set_path(o->out_dir, sizeof o->out_dir, key, v, err);
-    if (IS("config"))
-        return set_path(o->config, sizeof o->config, key, v, err);
-    if (IS("q"))
-        return set_path(o->q_path, sizeof o->q_path, key, v, err);
-    if (IS("k"))
-        return set_path(o->k_path, sizeof o->k_path, key, v, err);
-    if (IS("v"))
-        return set_path(o->v_path, sizeof o->v_path, key, v, err);
-    if (IS("out"))
-        return set_path(o->out_path, sizeof o->out_path, key, v, err);
-    if (IS("lse"))
-        return set_path(o->lse_path, sizeof o->lse_path, key, v, err);
-#undef IS
-    return attn_fail(err, ATTN_EUSAGE, "unknown option '%s'", key);
+    case OPT_PATH:
+        if (!*v || strlen(v) >= r->size)
+            return attn_fail(err, ATTN_EUSAGE, "--%s: path empty or too long", key);
+        strcpy(field, v);
+        return ATTN_OK;
+    case OPT_CHOICE:
+        if (!is_choice(r->what, v) || strlen(v) >= r->size) {
+            choices_text(r->what, " or ", text, sizeof text);
+            return attn_fail(err, ATTN_EUSAGE, "--%s: '%s' is not %s", key, v, text);
+        }
+        strcpy(field, v);
+        return ATTN_OK;
+    case OPT_DTYPE: { /* dtype_parse's spellings (f32, float32, …) of the dtypes the row lists */
+        attn_dtype_t t;
+        if (!dtype_parse(v, &t) || !is_choice(r->what, dtype_name(t))) {
+            choices_text(r->what, ", ", text, sizeof text);
+            return attn_fail(err, ATTN_EUSAGE, "--%s: unknown dtype '%s' (%s)", key, v, text);
+        }
+        *(attn_dtype_t *)field = t;
+        return ATTN_OK;
+    }
+    case OPT_I64_LIST: {
+        char buf[2048];
+        if (strlen(v) >= sizeof buf)
+            return attn_fail(err, ATTN_EUSAGE, "--%s: value too long", key);
+        strcpy(buf, v);
+        int n = 0;
+        for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (n == OPTS_MAX_LIST)
+                return attn_fail(err, ATTN_EUSAGE, "--%s: at most %d values", key, OPTS_MAX_LIST);
+            ATTN_TRY(parse_i64(key, tok, r->lo, r->hi, (int64_t *)field + n, err));
+            n++;
+        }
+        if (n == 0)
+            return attn_fail(err, ATTN_EUSAGE, "--%s: empty list", key);
+        *(int *)((char *)c + r->count_off) = n;
+        return ATTN_OK;
+    }
+    case OPT_SET:
+        return r->set(c, key, v, err);
+    }
+    return attn_fail(err, ATTN_EUSAGE, "--%s: no parser", key);
 }
 
-static const char *const option_names[] = {
-    "task",    "backends",      "backend",      "seq-len", "q-len",   "mask",         "sizes",   "batch",
-    "heads",   "kv-heads",      "head-dim",     "window",  "dtype",   "scale",        "block-q", "block-k",
-    "ranks",   "transport",     "layout",       "local-backend",      "inject-fault", "seed",    "threads",
-    "repeats", "warmup",        "comm-timeout", "model-config",       "weights",      "layers",  "vocab",
-    "out-dir", "config",        "q",            "k",       "v",       "out",          "lse",
-    "sweep-max", "time-budget", "depths", "needles", "ask", "mode", "haystack", "tokenizer", "resume", "device",
-};
-enum { N_OPTIONS = sizeof option_names / sizeof option_names[0] };
+static int row_default(cli_opts_t *c, const opt_row_t *r, attn_err_t *err) {
+    memset((char *)c + r->off, 0, r->size);
+    if (r->counted)
+        *(int *)((char *)c + r->count_off) = 0;
+    return r->def ? row_set(c, r, r->name, r->def, err) : ATTN_OK;
+}
 
-int opts_parse_argv(attn_opts_t *o, int argc, char **argv, attn_err_t *err) {
-    struct option longopts[N_OPTIONS + 2];
-    for (int i = 0; i < N_OPTIONS; i++)
-        longopts[i] = (struct option){option_names[i], required_argument, NULL, 0};
-    longopts[N_OPTIONS] = (struct option){"help", no_argument, NULL, 'h'};
-    longopts[N_OPTIONS + 1] = (struct option){0, 0, 0, 0};
-    optind = 0; /* 0, not 1: GNU getopt then re-initialises fully between calls */
-    opterr = 0; /* we print our own single message */
-    for (;;) {
-        int index = -1;
-        int c = getopt_long(argc, argv, ":h", longopts, &index);
-        if (c == -1)
+/* ---- lookup --------------------------------------------------------------------------------- */
+
+static int row_named(const opt_row_t *r, const char *name) {
+    return !strcmp(r->name, name) || (r->alias && !strcmp(r->alias, name));
+}
+
+/* The row of `name` that cmd takes. `dashes` is "--" for flags, "" for suite keys. */
+static int row_find(const char *name, unsigned cmd, const char *dashes, const opt_row_t **out, attn_err_t *err) {
+    unsigned takers = 0;
+    for (int i = 0; i < N_ROWS; i++) {
+        if (!row_named(&rows[i], name))
+            continue;
+        if (rows[i].cmds & cmd) {
+            *out = &rows[i];
+            return ATTN_OK;
+        }
+        takers |= rows[i].cmds;
+    }
+    if (!takers)
+        return *dashes ? attn_fail(err, ATTN_EUSAGE, "unknown flag '--%s' (see --help)", name)
+                       : attn_fail(err, ATTN_EUSAGE, "unknown option '%s'", name);
+    char list[128] = "";
+    for (int k = 0; k < N_CMDS; k++)
+        if (takers & (1u << k))
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", *list ? ", " : "", cmd_names[k]);
+    const char *self = "?";
+    for (int k = 0; k < N_CMDS; k++)
+        if (cmd == 1u << k)
+            self = cmd_names[k];
+    return attn_fail(err, ATTN_EUSAGE, "%s '%s%s' does not apply to %s (it is taken by %s)",
+                     *dashes ? "flag" : "option", dashes, name, self, list);
+}
+
+/* ---- defaults and argv ---------------------------------------------------------------------- */
+
+void opts_init(cli_opts_t *c, unsigned cmd) {
+    memset(c, 0, sizeof *c);
+    attn_err_t err = {0};
+    for (int pass = 0; pass < 2; pass++) {
+        unsigned want = pass == 0 ? CMD_RUN : cmd;
+        if (pass == 1 && cmd == CMD_RUN)
             break;
-        if (c == 'h') {
-            o->help = 1;
+        for (int i = 0; i < N_ROWS; i++)
+            if ((rows[i].cmds & want) && row_default(c, &rows[i], &err) != ATTN_OK)
+                ATTN_ASSERT(!"a default of the flag table does not parse (opts_check_table)");
+    }
+}
+
+int opts_wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return 1;
+    return 0;
+}
+
+int opts_parse_argv(cli_opts_t *c, unsigned cmd, int argc, char **argv, char **pos, int *n_pos, attn_err_t *err) {
+    int flags_done = 0;
+    if (n_pos)
+        *n_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (flags_done || a[0] != '-' || !a[1]) {
+            if (!pos)
+                return attn_fail(err, ATTN_EUSAGE, "unexpected argument '%s' (see --help)", a);
+            pos[(*n_pos)++] = argv[i];
             continue;
         }
-        if (c == '?')
-            return attn_fail(err, ATTN_EUSAGE, "unknown flag '%s' (see --help)", argv[optind - 1]);
-        if (c == ':')
-            return attn_fail(err, ATTN_EUSAGE, "flag '%s' needs a value", argv[optind - 1]);
-        ATTN_TRY(opts_set(o, longopts[index].name, optarg, err));
+        if (!strcmp(a, "--")) {
+            flags_done = 1;
+            continue;
+        }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+            continue;
+        if (a[1] != '-')
+            return attn_fail(err, ATTN_EUSAGE, "unknown flag '%s' (see --help)", a);
+        char name[64];
+        size_t len = strcspn(a + 2, "=");
+        if (len >= sizeof name)
+            return attn_fail(err, ATTN_EUSAGE, "unknown flag '%.40s…' (see --help)", a);
+        memcpy(name, a + 2, len);
+        name[len] = '\0';
+        const opt_row_t *r;
+        ATTN_TRY(row_find(name, cmd, "--", &r, err));
+        const char *v = a[2 + len] == '=' ? a + 3 + len : i + 1 < argc ? argv[++i] : NULL;
+        if (!v)
+            return attn_fail(err, ATTN_EUSAGE, "flag '--%s' needs a value", name);
+        ATTN_TRY(row_set(c, r, name, v, err));
     }
-    if (optind < argc)
-        return attn_fail(err, ATTN_EUSAGE, "unexpected argument '%s' (see --help)", argv[optind]);
     return ATTN_OK;
 }
 
+/* ---- suite files ---------------------------------------------------------------------------- */
+
 /* JSON scalars and arrays of scalars become the same text a flag would carry. */
-static int json_to_text(const char *path, const char *key, json_t *v, char *out, size_t cap, attn_err_t *err) {
+static int json_to_text(const char *path, const char *where, const char *key, json_t *v, char *out, size_t cap,
+                        attn_err_t *err) {
     out[0] = '\0';
     size_t n = json_is_array(v) ? json_array_size(v) : 1;
     if (json_is_array(v) && n == 0)
-        return attn_fail(err, ATTN_EUSAGE, "%s: key '%s' is an empty list", path, key);
+        return attn_fail(err, ATTN_EUSAGE, "%s: %s: key '%s' is an empty list", path, where, key);
     for (size_t i = 0; i < n; i++) {
         json_t *x = json_is_array(v) ? json_array_get(v, i) : v;
         char item[600];
@@ -378,10 +582,10 @@ static int json_to_text(const char *path, const char *key, json_t *v, char *out,
         else if (json_is_real(x))
             snprintf(item, sizeof item, "%.17g", json_real_value(x));
         else
-            return attn_fail(err, ATTN_EUSAGE, "%s: key '%s' must be a string, a number or a list of them", path,
-                             key);
+            return attn_fail(err, ATTN_EUSAGE, "%s: %s: key '%s' must be a string, a number or a list of them", path,
+                             where, key);
         if (strlen(out) + strlen(item) + 2 > cap)
-            return attn_fail(err, ATTN_EUSAGE, "%s: key '%s' is too long", path, key);
+            return attn_fail(err, ATTN_EUSAGE, "%s: %s: key '%s' is too long", path, where, key);
         if (i)
             strcat(out, ",");
         strcat(out, item);
@@ -389,138 +593,143 @@ static int json_to_text(const char *path, const char *key, json_t *v, char *out,
     return ATTN_OK;
 }
 
-static int apply_object(attn_opts_t *o, const char *path, const char *where, json_t *obj, attn_err_t *err) {
+/* The keys of one object: the top level (in_run 0) or runs[i]. */
+static int apply_object(cli_opts_t *c, unsigned cmd, const char *path, const char *where, int in_run, json_t *obj,
+                        attn_err_t *err) {
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v) {
-        if (strcmp(key, "runs") == 0 || strcmp(key, "description") == 0)
+        if (!strcmp(key, "description") || (!in_run && !strcmp(key, "runs")))
             continue;
-        if (strcmp(key, "config") == 0)
+        if (!strcmp(key, "runs"))
+            return attn_fail(err, ATTN_EUSAGE,
+                             "%s: %s: 'runs' cannot be nested in a run (list every run in the "
+                             "top-level 'runs')",
+                             path, where);
+        if (!strcmp(key, "config"))
             return attn_fail(err, ATTN_EUSAGE, "%s: %s: 'config' cannot be nested", path, where);
-        char text[2048];
-        ATTN_TRY(json_to_text(path, key, v, text, sizeof text, err));
+        const opt_row_t *r;
         attn_err_t sub = {0};
-        if (opts_set(o, key, text, &sub) != ATTN_OK)
+        char text[2048];
+        if (row_find(key, cmd, "", &r, &sub) != ATTN_OK)
+            return attn_fail(err, ATTN_EUSAGE, "%s: %s: %s", path, where, sub.msg);
+        if (in_run && (r->flags & OPT_TOP_ONLY))
+            return attn_fail(err, ATTN_EUSAGE, "%s: %s: %s applies to the whole suite; put it at the top level", path,
+                             where, key);
+        ATTN_TRY(json_to_text(path, where, key, v, text, sizeof text, err));
+        if (row_set(c, r, key, text, &sub) != ATTN_OK)
             return attn_fail(err, ATTN_EUSAGE, "%s: %s: %s", path, where, sub.msg);
     }
     return ATTN_OK;
 }
 
-int opts_load_config(const char *path, int argc, char **argv, attn_opts_t **runs, int *n_runs, attn_err_t *err) {
+/* One run: defaults, the top level, runs[i], the command line; then its cases validated. */
+static int load_run(json_t *root, json_t *list, int i, const char *path, unsigned cmd, int argc, char **argv,
+                    attn_opts_t *out, attn_err_t *err) {
+    char where[32];
+    snprintf(where, sizeof where, list ? "runs[%d]" : "top level", i);
+    cli_opts_t c;
+    opts_init(&c, cmd);
+    ATTN_TRY(apply_object(&c, cmd, path, "top level", 0, root, err));
+    if (list) {
+        json_t *entry = json_array_get(list, (size_t)i);
+        if (!json_is_object(entry))
+            return attn_fail(err, ATTN_EUSAGE, "%s: %s must be an object", path, where);
+        ATTN_TRY(apply_object(&c, cmd, path, where, 1, entry, err));
+    }
+    ATTN_TRY(opts_parse_argv(&c, cmd, argc, argv, NULL, NULL, err));
+    attn_err_t sub = {0};
+    if (settings_validate_run(&c.s, &sub) != ATTN_OK)
+        return attn_fail(err, ATTN_EUSAGE, "%s: %s: %s", path, where, sub.msg);
+    *out = c.s;
+    return ATTN_OK;
+}
+
+int opts_load_config(const char *path, unsigned cmd, int argc, char **argv, attn_opts_t **runs, int *n_runs,
+                     attn_err_t *err) {
     json_error_t jerr;
     json_t *root = json_load_file(path, 0, &jerr);
     if (!root)
         return attn_fail(err, ATTN_EUSAGE, "%s: %s (line %d, column %d)", path, jerr.text, jerr.line, jerr.column);
     int rc = ATTN_OK;
     json_t *list = json_object_get(root, "runs");
-    if (!json_is_object(root)) {
+    *runs = NULL;
+    if (!json_is_object(root))
         rc = attn_fail(err, ATTN_EUSAGE, "%s: top level must be a JSON object", path);
-        goto done;
-    }
-    if (list && (!json_is_array(list) || json_array_size(list) == 0)) {
+    else if (list && (!json_is_array(list) || json_array_size(list) == 0))
         rc = attn_fail(err, ATTN_EUSAGE, "%s: 'runs' must be a non-empty list of objects", path);
-        goto done;
-    }
     int n = list ? (int)json_array_size(list) : 1;
-    *runs = calloc((size_t)n, sizeof **runs);
-    if (!*runs) {
+    if (rc == ATTN_OK && !(*runs = calloc((size_t)n, sizeof **runs)))
         rc = attn_fail(err, ATTN_ERUNTIME, "out of memory reading %s", path);
-        goto done;
-    }
-    for (int i = 0; i < n && rc == ATTN_OK; i++) {
-        attn_opts_t *o = &(*runs)[i];
-        char where[32];
-        snprintf(where, sizeof where, list ? "runs[%d]" : "top level", i);
-        opts_defaults(o);
-        rc = apply_object(o, path, "top level", root, err);
-        if (rc == ATTN_OK && list) {
-            json_t *entry = json_array_get(list, (size_t)i);
-            rc = json_is_object(entry) ? apply_object(o, path, where, entry, err)
-                                       : attn_fail(err, ATTN_EUSAGE, "%s: %s must be an object", path, where);
-        }
-        if (rc == ATTN_OK)
-            rc = opts_parse_argv(o, argc, argv, err);
-    }
+    for (int i = 0; i < n && rc == ATTN_OK; i++)
+        rc = load_run(root, list, i, path, cmd, argc, argv, &(*runs)[i], err);
     *n_runs = n;
     if (rc != ATTN_OK) {
         free(*runs);
         *runs = NULL;
     }
-done:
     json_decref(root);
     return rc;
 }
 
-int opts_problem(const attn_opts_t *o, int64_t n_k, int64_t n_q, attn_mask_t mask, attn_problem_t *p, attn_err_t *err) {
-    *p = (attn_problem_t){.batch = o->batch, .heads = o->heads, .kv_heads = o->kv_heads, .head_dim = o->head_dim,
-                          .n_q = n_q, .n_k = n_k, .mask = mask, .window = mask == ATTN_MASK_WINDOW ? o->window : 0,
-                          .scale = o->scale, .dtype = o->dtype, .block_q = o->block_q, .block_k = o->block_k};
-    return problem_validate(p, err);
+/* ---- help ----------------------------------------------------------------------------------- */
+
+void opts_print_help(FILE *f, unsigned cmd, const char *usage) {
+    fputs(usage, f);
+    fputs("\nflags:\n", f);
+    for (int i = 0; i < N_ROWS; i++) {
+        const opt_row_t *r = &rows[i];
+        if (!(r->cmds & cmd) || (r->hide & cmd))
+            continue;
+        char head[64];
+        snprintf(head, sizeof head, "--%s %s", r->name, r->meta);
+        fprintf(f, "  %-18s ", head);
+        for (const char *p = r->help; *p; p++) /* continuation lines under the first */
+            if (*p == '\n')
+                fputs("\n                     ", f);
+            else
+                fputc(*p, f);
+        const char *shown = r->shown ? r->shown : r->def;
+        if (shown)
+            fprintf(f, " [%s]", shown);
+        fputc('\n', f);
+    }
+    fputs("  --help, -h         this text\n", f);
 }
 
-attn_exec_t opts_exec(const attn_opts_t *o) {
-    attn_exec_t x = {.threads = o->threads, .device = o->device, .ranks = o->ranks, .comm_timeout = o->comm_timeout,
-                     .layout = -1, .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step};
-    transport_parse(o->transport, &x.transport); /* checked when the flag was parsed */
-    attn_layout_kind_t k;
-    if (layout_parse(o->layout, &k))
-        x.layout = (int)k;
-    snprintf(x.local_backend, sizeof x.local_backend, "%s", o->local_backend[0] ? o->local_backend : "blockwise");
-    return x;
+/* ---- for the tests -------------------------------------------------------------------------- */
+
+void opts_defaults(attn_opts_t *o) {
+    cli_opts_t c;
+    opts_init(&c, CMD_RUN);
+    *o = c.s;
 }
 
-int opts_validate_run(const attn_opts_t *o, attn_err_t *err) {
-    for (int s = 0; s < o->n_seq_len; s++)
-        for (int q = 0; q < (o->n_q_len ? o->n_q_len : 1); q++)
-            for (int m = 0; m < o->n_masks; m++) {
-                attn_problem_t p;
-                int64_t nq = o->n_q_len ? o->q_len[q] : o->seq_len[s];
-                ATTN_TRY(opts_problem(o, o->seq_len[s], nq, o->masks[m], &p, err));
-            }
-    attn_exec_t x = opts_exec(o);
-    return exec_validate(&x, err);
+int opts_set(attn_opts_t *o, const char *key, const char *value, attn_err_t *err) {
+    cli_opts_t c;
+    opts_init(&c, CMD_RUN);
+    c.s = *o;
+    const opt_row_t *r;
+    ATTN_TRY(row_find(key, CMD_RUN, "", &r, err));
+    ATTN_TRY(row_set(&c, r, key, value, err));
+    *o = c.s;
+    return ATTN_OK;
 }
 
-void opts_print_flags(FILE *f) {
-    fputs("shared flags:\n"
-          "  --task T           exactness | throughput | memory | capacity | model | needle (run)\n"
-          "  --backends A,B     backends to run (see `attnbench list`)\n"
-          "  --seq-len N,...    key length(s) n_k                          [1024]\n"
-          "  --q-len N,...      query rows n_q ≤ n_k, at the sequence end  [= seq-len]\n"
-          "  --heads H          query heads                                [8]\n"
-          "  --kv-heads H       key/value heads, H % H_kv = 0 (GQA/MQA)    [8]\n"
-          "  --head-dim D       1..256                                     [64]\n"
-          "  --batch B                                                     [1]\n"
-          "  --mask M,...       none | causal | window                     [causal]\n"
-          "  --window W         window size for --mask window              [256]\n"
-          "  --dtype T          f32 | f64 | bf16 (GPU backends: bfloat16 compute, f32 out) [f32]\n"
-          "  --scale S          softmax scale                              [1/sqrt(d)]\n"
-          "  --block-q/-k N     tile sizes of tiled backends               [128/256]\n"
-          "  --ranks P          ranks of the distributed backends (ring, striped, zigzag, ulysses) [1]\n"
-          "  --transport T      local (P ranks as threads) | mpi (under mpirun -np P) [local];\n"
-          "                     *_cuda backends: cuda_local (P virtual ranks on one GPU) | nccl (mpirun, a GPU each)\n"
-          "  --layout L         ulysses' sequence shards: contiguous | striped | zigzag [auto]\n"
-          "  --local-backend B  ulysses: backend run on each head shard      [blockwise]\n"
-          "  --comm-timeout S   seconds without progress before a rank fails [300]\n"
-          "  --seed S           input seed                                 [1234]\n"
-          "  --model-config F   model task: HF-style config.json           [shape flags, 4 layers]\n"
-          "  --weights F        model task: .safetensors weights           [seeded]\n"
-          "  --layers L, --vocab V  model task without a config            [4, 32000]\n"
-          "  --threads T        worker threads, 0 = all cores              [0]\n"
-          "  --device N         CUDA device of the GPU backends            [0]\n"
-          "  --sweep-max N      throughput: n_k doubles from the first --seq-len up to N [off]\n"
-          "  --time-budget S    sweep: skip (and stop at) the next n_k whose warm-up + repeats are\n"
-          "                     projected to take more than S seconds      [0 = none]\n"
-          "  --depths A:B:S     needle: depths, percent of the haystack, or a list [0:100:10]\n"
-          "  --needles K        needle: facts per prompt, 1..16             [1]\n"
-          "  --ask one|all      needle: ask the fact at the depth, or every fact [one]\n"
-          "  --mode M           needle: prefill | query-tail               [prefill]\n"
-          "  --haystack F       needle: a text file, or noise               [the KJV corpus]\n"
-          "  --tokenizer F      needle: SentencePiece model                 [build/datasets/kjv.model]\n"
-          "  --resume F.json    needle: keep F's records, run only the cases it lacks\n"
-          "  --repeats R        timed repeats (median, min, max)           [5]\n"
-          "  --warmup W         untimed warm-up runs                       [1]\n"
-          "  --out-dir DIR      where results/<run_id>.json/.csv go        [results]\n"
-          "  --config FILE      JSON suite; flags given on the command line override it\n",
-          f);
+int opts_check_table(attn_err_t *err) {
+    for (int i = 0; i < N_ROWS; i++) {
+        const opt_row_t *r = &rows[i];
+        if (!r->cmds || !r->help || !*r->help || !r->meta || (r->kind == OPT_SET && !r->set) || !r->size)
+            return attn_fail(err, ATTN_EUSAGE, "row --%s: no subcommand, help, value name, setter or field", r->name);
+        for (int j = 0; j < i; j++)
+            if ((row_named(&rows[j], r->name) || (r->alias && row_named(&rows[j], r->alias))) &&
+                (rows[j].cmds & r->cmds))
+                return attn_fail(err, ATTN_EUSAGE, "rows %d and %d: --%s twice for one subcommand", j, i, r->name);
+        cli_opts_t c;
+        memset(&c, 0, sizeof c);
+        attn_err_t sub = {0};
+        if (row_default(&c, r, &sub) != ATTN_OK)
+            return attn_fail(err, ATTN_EUSAGE, "row --%s: default '%s' does not parse: %s", r->name, r->def, sub.msg);
+    }
+    return ATTN_OK;
 }

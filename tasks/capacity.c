@@ -79,8 +79,8 @@ typedef struct {
 static int capacity_backend(const attn_opts_t *o, const attn_backend_t *be, attn_mask_t mask, capacity_ctx_t *ctx,
                             int index, int count, attn_run_t *run, attn_err_t *err) {
     attn_problem_t p;
-    ATTN_TRY(opts_problem(o, 1, 1, mask, &p, err));
-    attn_exec_t x = opts_exec(o);
+    ATTN_TRY(settings_problem(o, 1, 1, mask, &p, err));
+    attn_exec_t x = settings_exec(o);
     if (strcmp(be->device, "cpu") != 0) { /* its workspace_bytes are device bytes, not host memory */
         attn_record_t *r = task_record(run, o, "capacity", be->name, &p, &x);
         record_set_status(r, REC_SKIPPED, "capacity confirms host memory; %s allocates on the %s device", be->name,

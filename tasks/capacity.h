@@ -4,7 +4,7 @@
 #pragma once
 #include "core/backend.h"
 #include "model/config.h"
-#include "cli/options.h"
+#include "tasks/settings.h"
 
 /* Q, K, V, O, LSE plus be's declared workspace: what one forward call of p holds at its peak. */
 uint64_t capacity_case_bytes(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x);

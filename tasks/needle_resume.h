@@ -2,7 +2,7 @@
  * are taken into this run, which keeps that run's id, so the grid goes on where it stopped and
  * the file that is rewritten holds old and new records together. */
 #pragma once
-#include "cli/options.h"
+#include "tasks/settings.h"
 #include "core/results.h"
 
 /* Reads FILE.json (schema attnbench.results/1) and adds its needle records to run; run takes

@@ -151,12 +151,9 @@ static void triad_item(void *ctx, int64_t item, int worker) {
     stream_triad_kernel(t->a + lo, t->b + lo, t->c + lo, 3.0f, n);
 }
 
-static int64_t stream_mib = 256;
-void peak_set_stream_mib(int64_t mib) { stream_mib = mib; }
-
 /* Bytes of one stream array: --stream-mib (256 MiB by default, far beyond the 32 MiB L3 a core
  * of this EPYC shares), but the three arrays together at most 3/8 of available memory. */
-static size_t stream_array_bytes(void) {
+static size_t stream_array_bytes(int64_t stream_mib) {
     uint64_t want = (uint64_t)stream_mib << 20, avail = mem_available_bytes();
     if (avail > 0 && want > avail / 8)
         want = avail / 8;
@@ -167,7 +164,7 @@ static size_t stream_array_bytes(void) {
  * convention, which leaves out the write-allocate read of a that a cache without streaming
  * stores adds (true triad traffic 4·4 B), so triad is a lower figure than the machine moves. */
 static int peak_stream(const attn_opts_t *o, int threads, double sgemm_gflops, attn_run_t *run, attn_err_t *err) {
-    size_t bytes = stream_array_bytes(), n = bytes / sizeof(float);
+    size_t bytes = stream_array_bytes(o->stream_mib), n = bytes / sizeof(float);
     triad_ctx_t t = {.n = n, .init = 1};
     t.a = attn_alloc(bytes, err, "stream a");
     t.b = attn_alloc(bytes, err, "stream b");

@@ -39,14 +39,14 @@ void task_progress(int i, int n, const char *fmt, ...) {
 }
 
 int task_for_each_case(const attn_opts_t *o, attn_run_t *run, case_fn fn, attn_err_t *err) {
-    attn_exec_t x = opts_exec(o);
+    attn_exec_t x = settings_exec(o);
     int n_q = o->n_q_len ? o->n_q_len : 1;
     int count = o->n_seq_len * n_q * o->n_masks, index = 0;
     for (int s = 0; s < o->n_seq_len; s++)
         for (int q = 0; q < n_q; q++)
             for (int m = 0; m < o->n_masks; m++) {
                 attn_problem_t p;
-                ATTN_TRY(opts_problem(o, o->seq_len[s], o->n_q_len ? o->q_len[q] : o->seq_len[s], o->masks[m], &p,
+                ATTN_TRY(settings_problem(o, o->seq_len[s], o->n_q_len ? o->q_len[q] : o->seq_len[s], o->masks[m], &p,
                                       err));
                 ATTN_TRY(fn(o, &p, &x, index++, count, run, err));
             }

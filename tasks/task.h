@@ -2,7 +2,7 @@
  * A task returns ATTN_OK even when cases fail or are skipped (that is what records are for);
  * an error return means the run itself could not go on. */
 #pragma once
-#include "cli/options.h"
+#include "tasks/settings.h"
 #include "core/backend.h"
 #include "core/results.h"
 
@@ -23,8 +23,8 @@ int task_model(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 int task_capacity(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 int task_needle(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 
-/* `attnbench peak`: sgemm GFLOP/s at sizes o->sizes and STREAM-like triad and read GB/s (the
- * roofline the other figures are compared with). */
+/* `attnbench peak`: sgemm GFLOP/s at sizes o->sizes and STREAM-like triad and read GB/s over
+ * arrays of o->stream_mib MiB (the roofline the other figures are compared with). */
 int task_peak(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 /* One timed n×n×n sgemm on `threads` threads, in seconds; buffers are reused between calls. */
 double peak_sgemm_seconds(int n, int threads, attn_err_t *err);
@@ -34,8 +34,6 @@ void peak_release(void);
  * the bytes a call must read. Allocates nothing, so it cannot fail. */
 double peak_read_seconds(const void *a, const void *b, int64_t runs, size_t stride, size_t len, int threads,
                          int passes);
-/* MiB per stream array of `attnbench peak` (its own --stream-mib flag; default 256). */
-void peak_set_stream_mib(int64_t mib);
 
 /* Progress on stderr: "[i/n] what", one line per case; on by default, off for the tests. */
 void task_set_progress(int on);

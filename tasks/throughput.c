@@ -253,12 +253,12 @@ static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, const 
 static int sweep_backend(const attn_opts_t *o, const attn_backend_t *be, int64_t q_len, attn_mask_t mask,
                          int first_index, int steps, int count, attn_run_t *run, attn_err_t *err) {
     attn_problem_t last;
-    attn_exec_t x = opts_exec(o);
+    attn_exec_t x = settings_exec(o);
     double last_s = NAN;
     for (int s = 0; s < steps; s++) {
         int64_t n = o->seq_len[0] << s;
         attn_problem_t p;
-        ATTN_TRY(opts_problem(o, n, q_len ? q_len : n, mask, &p, err));
+        ATTN_TRY(settings_problem(o, n, q_len ? q_len : n, mask, &p, err));
         if (s > 0 && o->time_budget > 0) {
             double growth = problem_flops(&p) / problem_flops(&last), calls = o->warmup + o->repeats;
             double projected = last_s * growth * calls;

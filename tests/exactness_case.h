@@ -28,7 +28,7 @@ static __attribute__((unused)) int exactness_case(const char *args_in, int threa
     }
     char *fake_argv[] = {(char *)name};
     ATTN_TRY(results_run_init(run, 1, fake_argv, o.seed, threads, err));
-    int rc = opts_validate_run(&o, err);
+    int rc = settings_validate_run(&o, err);
     if (rc == ATTN_OK)
         rc = task_exactness(&o, run, err);
     if (rc != ATTN_OK)

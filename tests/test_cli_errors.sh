@@ -49,6 +49,38 @@ expect 2 "at least 2 ranks"          -- comm --ranks 1 --out-dir "$out"
 # A GPU transport is refused by comm (host transports only); without CUDA, already by the flag.
 expect 2 "transport cuda_local"      -- comm --transport cuda_local --out-dir "$out"
 expect 2 "but mpirun started 1"      -- "${R[@]}" --transport mpi --ranks 3 --backends ring
+# Only exact flag names (getopt took unambiguous abbreviations); each subcommand its own flags.
+expect 2 "unknown flag '--se'"       -- "${R[@]}" --se 7
+expect 2 "unknown flag '--ba'"       -- "${R[@]}" --ba blockwise
+expect 2 "unknown flag '--w'"        -- "${R[@]}" --mask window --w 5
+expect 2 "head-dim: 0 is out of range" -- "${R[@]}" --head-dim=0
+expect 2 "'--q' does not apply to run (it is taken by attend)" -- "${R[@]}" --q q.npy
+expect 2 "'--threshold' does not apply to run (it is taken by compare)" -- "${R[@]}" --threshold 5%
+expect 2 "'--seq-len' does not apply to peak (it is taken by run, needle)" -- peak --seq-len 64 --out-dir "$out"
+expect 2 "'--heads' does not apply to comm" -- comm --heads 2 --out-dir "$out"
+expect 2 "'--sizes' does not apply to compare (it is taken by peak, comm)" -- compare a.json b.json --sizes 8
+# --name=value reaches the field: a run with every value given that way records them.
+eq="$scratch/eq"
+if "$bin" run --out-dir="$eq" --seq-len=24 --heads=2 --kv-heads=1 --head-dim=8 --mask=none --repeats=1 >/dev/null 2>&1 &&
+   "$py" -c 'import json,sys,glob; r=json.load(open(glob.glob(sys.argv[1]+"/*.json")[0]))["records"][0]["config"]
+sys.exit(0 if (r["seq_len_k"], r["heads"], r["kv_heads"], r["head_dim"], r["mask"]) == (24, 2, 1, 8, "none") else 1)' "$eq"
+then pass=$((pass + 1)); echo "ok   --name=value sets seq-len, heads, kv-heads, head-dim, mask, out-dir"
+else fail=$((fail + 1)); echo "FAIL --name=value: the run failed or its record has other values"; fi
+# --help lists the subcommand's own flags only.
+help_has() { # help_has SUBCOMMAND "FLAGS IT LISTS" "FLAGS IT DOES NOT"
+  local text; text=$("$bin" "$1" --help) || { fail=$((fail + 1)); echo "FAIL $1 --help exits non-zero"; return; }
+  local f bad=""
+  for f in $2; do printf '%s\n' "$text" | grep -q -- "^  $f " || bad="$bad missing:$f"; done
+  for f in $3; do printf '%s\n' "$text" | grep -q -- "^  $f " && bad="$bad listed:$f"; done
+  if [ -z "$bad" ]; then pass=$((pass + 1)); echo "ok   $1 --help lists $2, not $3"
+  else fail=$((fail + 1)); echo "FAIL $1 --help:$bad"; fi
+}
+help_has run "--task --seq-len --merge-dtype --config --out-dir" "--threshold --q --stream-mib --inject-fault"
+help_has compare "--threshold" "--seq-len --out-dir --backends"
+help_has attend "--backend --q --out --merge-dtype" "--threshold --seq-len --ranks"
+help_has peak "--sizes --stream-mib --repeats" "--seq-len --threshold"
+help_has comm "--sizes --ranks --transport" "--seq-len --stream-mib"
+help_has needle "--depths --seq-len --window" "--task --heads --threshold"
 
 printf '{"task": "exactness", "seq-len": [16, 32' > "$scratch/truncated.json"
 printf '{"task": "exactness", "sequence": 16}' > "$scratch/unknown_key.json"
@@ -60,6 +92,16 @@ expect 2 "unknown option 'sequence'"  -- run --out-dir "$out" --config "$scratch
 expect 2 "must be a string, a number" -- run --out-dir "$out" --config "$scratch/bad_type.json"
 expect 2 "multiple of kv-heads"       -- run --out-dir "$out" --config "$scratch/bad_shape.json"
 expect 2 "top level must be a JSON object" -- run --out-dir "$out" --config "$scratch/array.json"
+# A key in the wrong place is refused; an error in the second run names the file and runs[1].
+printf '{"runs": [{"seq-len": 16}, {"seq-len": 32, "out-dir": "%s/elsewhere"}]}' "$scratch" > "$scratch/run_out_dir.json"
+printf '{"runs": [{"seq-len": 16, "runs": [{"heads": 2}]}]}' > "$scratch/nested_runs.json"
+expect 2 "run_out_dir.json: runs\[1\]: out-dir applies to the whole suite; put it at the top level" \
+  -- run --out-dir "$out" --config "$scratch/run_out_dir.json"
+expect 2 "nested_runs.json: runs\[0\]: 'runs' cannot be nested in a run" \
+  -- run --out-dir "$out" --config "$scratch/nested_runs.json"
+expect 2 "bad_shape.json: runs\[1\]: heads (6) must be a multiple of kv-heads (4)" \
+  -- run --out-dir "$out" --config "$scratch/bad_shape.json"
+expect 2 "bad_type.json: runs\[1\]" -- run --out-dir "$out" --config "$scratch/bad_type.json"
 expect 2 "No such file"               -- run --out-dir "$out" --config "$scratch/missing.json"
 
 # attend on malformed .npy files (made with NumPy, then damaged).

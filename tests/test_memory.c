@@ -10,6 +10,7 @@
 #include "tests/check.h"
 #include "core/memory.h"
 #include "model/model.h"
+#include "cli/options.h"
 #include "tasks/capacity.h"
 #include "tasks/task.h"
 #include "core/tensors.h"

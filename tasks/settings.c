@@ -1,0 +1,38 @@
+/* settings.c — the problem and the execution of one case from a run's settings (settings.h). */
+#include "tasks/settings.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "comm/layout.h"
+
+int settings_problem(const attn_opts_t *o, int64_t n_k, int64_t n_q, attn_mask_t mask, attn_problem_t *p,
+                     attn_err_t *err) {
+    *p = (attn_problem_t){.batch = o->batch, .heads = o->heads, .kv_heads = o->kv_heads, .head_dim = o->head_dim,
+                          .n_q = n_q, .n_k = n_k, .mask = mask, .window = mask == ATTN_MASK_WINDOW ? o->window : 0,
+                          .scale = o->scale, .dtype = o->dtype, .block_q = o->block_q, .block_k = o->block_k};
+    return problem_validate(p, err);
+}
+
+attn_exec_t settings_exec(const attn_opts_t *o) {
+    attn_exec_t x = {.threads = o->threads, .device = o->device, .ranks = o->ranks, .comm_timeout = o->comm_timeout,
+                     .layout = -1, .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step};
+    transport_parse(o->transport, &x.transport); /* checked when the flag was parsed */
+    attn_layout_kind_t k;
+    if (layout_parse(o->layout, &k))
+        x.layout = (int)k;
+    snprintf(x.local_backend, sizeof x.local_backend, "%s", o->local_backend[0] ? o->local_backend : "blockwise");
+    return x;
+}
+
+int settings_validate_run(const attn_opts_t *o, attn_err_t *err) {
+    for (int s = 0; s < o->n_seq_len; s++)
+        for (int q = 0; q < (o->n_q_len ? o->n_q_len : 1); q++)
+            for (int m = 0; m < o->n_masks; m++) {
+                attn_problem_t p;
+                int64_t nq = o->n_q_len ? o->q_len[q] : o->seq_len[s];
+                ATTN_TRY(settings_problem(o, o->seq_len[s], nq, o->masks[m], &p, err));
+            }
+    attn_exec_t x = settings_exec(o);
+    return exec_validate(&x, err);
+}
