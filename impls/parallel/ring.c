@@ -91,7 +91,7 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
             rc = dist_scatter(c, &lk, BHkv, d, io->v, b.kv[0] + BHkv * kmine * d, err);
     }
     if (rc == ATTN_OK)
-        rc = comm_barrier(c, 1 << 21, err); /* the measured region starts together on every rank */
+        rc = comm_ready(c, err); /* the measured region starts together on every rank */
     if (rc != ATTN_OK) {
         free_bufs(&b);
         return rc;
@@ -117,13 +117,12 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
             break;
         int src = (me - s + P) % P, next_src = (me - s - 1 + P) % P;
         int64_t kcnt = layout_local_count(&lk, src);
-        comm_req_t send = {0}, recv = {0};
+        comm_req_t step[2] = {{0}}; /* the send and the receive, waited after the compute */
         if (s < P - 1) {
             size_t next_bytes = (size_t)(2 * BHkv * layout_local_count(&lk, next_src) * d) * sizeof(float);
-            rc = comm_irecv(c, b.kv[1 - cur], next_bytes, (me - 1 + P) % P, s, &recv, err);
-            if (rc == ATTN_OK)
-                rc = comm_isend(c, b.kv[cur], (size_t)(2 * BHkv * kcnt * d) * sizeof(float), (me + 1) % P, s, &send,
-                                err);
+            comm_shift_part_t part = {.send = b.kv[cur], .send_bytes = (size_t)(2 * BHkv * kcnt * d) * sizeof(float),
+                                      .recv = b.kv[1 - cur], .recv_bytes = next_bytes};
+            rc = comm_shift(c, &part, s, step, err);
         }
         comm_compute_begin(c);
         double t0 = time_thread_cpu_s();
@@ -156,7 +155,7 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, at
         step_compute[s] = time_thread_cpu_s() - t0;
         comm_compute_end(c);
         attn_err_t werr = {0};
-        int w1 = comm_wait(c, &send, &werr), w2 = comm_wait(c, &recv, &werr); /* both, even after an error */
+        int w1 = comm_wait(c, &step[0], &werr), w2 = comm_wait(c, &step[1], &werr); /* both, even after an error */
         if (rc == ATTN_OK && (w1 != ATTN_OK || w2 != ATTN_OK))
             rc = attn_fail(err, ATTN_ERUNTIME, "%s", werr.msg);
         cur = 1 - cur;
