@@ -30,7 +30,8 @@ extern "C" {
 /* A GPU transport's handle: the comm handle (ops, rank, size = P, count, timeout_s: gcomm_sync
  * gives up and aborts an nccl communicator after it) and what the transport drives. */
 struct gcomm : attn_comm_t {
-    int first;        /* = rank, the first rank driven here: first .. first + count − 1 */
+    int first;        /* ranks driven here: first .. first + count − 1; equal to rank (the opens set
+                       * both), kept under the name the GPU loops use */
     int device;       /* CUDA device ordinal of this process's ranks */
     cudaStream_t compute[ATTN_MAX_RANKS], comm[ATTN_MAX_RANKS]; /* by local index */
     void *nccl;       /* ncclComm_t under nccl */
