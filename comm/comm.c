@@ -1,6 +1,6 @@
-/* comm.c — transport-independent parts of the comm interface: timing and byte accounting
- * around the transport's operations, and the collectives built on point-to-point messages
- * (P ≤ 64 here, so the O(P) messages per rank of a direct all-to-all are fine). */
+/* comm.c — the comm interface's entry points: timing and byte accounting around a transport's
+ * point-to-point operations, dispatch of its steps through the table, and the reductions built
+ * on its all-to-all (P ≤ 64 here, so O(P) messages per rank are fine). */
 #include "comm/comm.h"
 
 #include <stdlib.h>
@@ -55,33 +55,32 @@ void comm_progress(attn_comm_t *c) {
     c->stats.total_s += time_now_s() - t0;
 }
 
+int comm_shift(attn_comm_t *c, const comm_shift_part_t part[], int tag, comm_req_t pending[], attn_err_t *err) {
+    return c->ops->shift(c, part, tag, pending, err);
+}
+
+int comm_alltoallv_ranks(attn_comm_t *c, const comm_a2a_part_t part[], int tag, attn_err_t *err) {
+    return c->ops->alltoallv(c, part, tag, err);
+}
+
 int comm_alltoallv(attn_comm_t *c, const void *send, const size_t *send_bytes, const size_t *send_off, void *recv,
                    const size_t *recv_bytes, const size_t *recv_off, int tag, attn_err_t *err) {
-    int P = c->size, me = c->rank, rc = ATTN_OK;
-    comm_req_t *reqs = calloc((size_t)(2 * P), sizeof *reqs);
-    if (!reqs)
-        return attn_fail(err, ATTN_ERUNTIME, "rank %d: out of memory in all-to-all", me);
-    /* Peers in rotated order (me+1, me+2, …) so no rank is everyone's first partner. */
-    for (int i = 1; i < P && rc == ATTN_OK; i++) {
-        int from = (me - i + P) % P;
-        if (recv_bytes[from])
-            rc = comm_irecv(c, (char *)recv + recv_off[from], recv_bytes[from], from, tag, &reqs[from], err);
-    }
-    for (int i = 1; i < P && rc == ATTN_OK; i++) {
-        int to = (me + i) % P;
-        if (send_bytes[to])
-            rc = comm_isend(c, (const char *)send + send_off[to], send_bytes[to], to, tag, &reqs[P + to], err);
-    }
-    if (rc == ATTN_OK && send_bytes[me])
-        memcpy((char *)recv + recv_off[me], (const char *)send + send_off[me], send_bytes[me]);
-    for (int i = 0; i < 2 * P; i++) { /* waited even after an error: no request may outlive its buffer */
-        attn_err_t sub = {0};
-        int w = comm_wait(c, &reqs[i], &sub);
-        if (w != ATTN_OK && rc == ATTN_OK)
-            rc = attn_fail(err, w, "%s", sub.msg);
-    }
-    free(reqs);
-    return rc;
+    comm_a2a_part_t part = {send, send_bytes, send_off, recv, recv_bytes, recv_off};
+    return c->ops->alltoallv(c, &part, tag, err);
+}
+
+int comm_sync(attn_comm_t *c, void *point, const char *what, attn_err_t *err) {
+    return c->ops->sync(c, point, what, err);
+}
+
+int comm_ready(attn_comm_t *c, attn_err_t *err) { return c->ops->ready(c, err); }
+
+void comm_abort(attn_comm_t *c, const char *why) { c->ops->abort(c, why); }
+
+/* A handle that was never opened has no table yet: closing it is a no-op, like closing it twice. */
+void comm_close(attn_comm_t *c) {
+    if (c->ops)
+        c->ops->close(c);
 }
 
 int comm_allreduce(attn_comm_t *c, double *values, int n, int op, int tag, attn_err_t *err) {

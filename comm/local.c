@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "comm/comm.h"
+#include "comm/p2p.h"
 #include "core/threads.h"
 
 typedef struct local_msg {
@@ -176,8 +177,11 @@ static void local_compute_slot(attn_comm_t *c, int take) {
 }
 
 static const comm_ops_t local_ops = {.name = "local", .isend = local_isend, .irecv = local_irecv, .wait = local_wait,
-                                     .abort = local_abort, .peer_failed = local_peer_failed,
-                                     .compute_slot = local_compute_slot};
+                                     .shift = comm_p2p_shift, .alltoallv = comm_p2p_alltoallv, .sync = comm_p2p_sync,
+                                     .ready = comm_p2p_ready, .abort = local_abort, .close = comm_p2p_close,
+                                     .peer_failed = local_peer_failed, .compute_slot = local_compute_slot};
+
+const comm_ops_t *comm_local_ops(void) { return &local_ops; }
 
 typedef struct {
     attn_comm_t comm;
@@ -209,7 +213,7 @@ int comm_local_run(int ranks, double timeout_s, int compute_slots, comm_rank_fn 
     if (!r || !tid)
         rc = attn_fail(err, ATTN_ERUNTIME, "out of memory starting %d local ranks", ranks);
     for (int i = 0; rc == ATTN_OK && i < ranks; i++) {
-        r[i] = (local_rank_t){.comm = {.ops = &local_ops, .rank = i, .size = ranks, .timeout_s = timeout_s,
+        r[i] = (local_rank_t){.comm = {.ops = &local_ops, .rank = i, .size = ranks, .count = 1, .timeout_s = timeout_s,
                                        .shared_memory = 1, .impl = &w},
                               .fn = fn, .arg = arg};
         if (pthread_create(&tid[i], NULL, rank_main, &r[i]) != 0) {

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "comm/comm.h"
+#include "comm/p2p.h"
 #include "core/timing.h"
 
 typedef struct {
@@ -106,7 +107,11 @@ static void mpi_progress(attn_comm_t *c) {
 }
 
 static const comm_ops_t mpi_ops = {.name = "mpi", .isend = mpi_isend, .irecv = mpi_irecv, .wait = mpi_wait,
-                                   .abort = mpi_abort_op, .progress = mpi_progress};
+                                   .shift = comm_p2p_shift, .alltoallv = comm_p2p_alltoallv, .sync = comm_p2p_sync,
+                                   .ready = comm_p2p_ready, .abort = mpi_abort_op, .close = comm_p2p_close,
+                                   .progress = mpi_progress};
+
+const comm_ops_t *comm_mpi_ops(void) { return &mpi_ops; }
 
 int comm_mpi_available(void) { return 1; }
 
@@ -121,7 +126,7 @@ int comm_mpi_init(int *argc, char ***argv, attn_err_t *err) {
     /* Errors come back as return codes and become messages naming the rank. */
     MPI_Comm_set_errhandler(data_comm, MPI_ERRORS_RETURN);
     MPI_Comm_set_errhandler(ctrl_comm, MPI_ERRORS_RETURN);
-    world = (attn_comm_t){.ops = &mpi_ops, .timeout_s = 300.0};
+    world = (attn_comm_t){.ops = &mpi_ops, .count = 1, .timeout_s = 300.0};
     MPI_Comm_rank(data_comm, &world.rank);
     MPI_Comm_size(data_comm, &world.size);
     initialized = 1;

@@ -7,6 +7,8 @@
 
 int comm_mpi_available(void) { return 0; }
 
+const comm_ops_t *comm_mpi_ops(void) { return NULL; }
+
 int comm_mpi_init(int *argc, char ***argv, attn_err_t *err) {
     (void)argc, (void)argv;
     return attn_fail(err, ATTN_EUSAGE, "this build has no MPI transport (Open MPI was not found at configure time)");

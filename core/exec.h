@@ -14,6 +14,11 @@ typedef enum {
     ATTN_FAULT_NONE = 0, ATTN_FAULT_EXIT, ATTN_FAULT_STALL, ATTN_FAULT_DROP_STEP, ATTN_FAULT_LOCAL_POSITIONS
 } attn_fault_t;
 
+/* The precision a distributed backend merges its partial results in (--merge-dtype): float32, or
+ * the running O rounded to bfloat16 after every merge (LSE float32), as peers that keep the output
+ * in the input dtype between ring steps do: the drift the precision study shows. */
+typedef enum { ATTN_MERGE_F32 = 0, ATTN_MERGE_BF16 } attn_merge_t;
+
 typedef struct {
     int threads;          /* worker threads; 0 = all online cores */
     int device;           /* GPU backends: CUDA device ordinal (--device) */
@@ -25,6 +30,7 @@ typedef struct {
     /* Hidden --inject-fault (tests only): rank fault_rank exits or stalls at step fault_step. */
     attn_fault_t fault;
     int fault_rank, fault_step;
+    attn_merge_t merge;   /* ring family: the partial results' merge precision */
 } attn_exec_t;
 
 /* The defaults of a single-rank call: all cores, device 0, one rank on `local`, the backend's

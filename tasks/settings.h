@@ -18,7 +18,7 @@ typedef struct {
     int n_masks;
     int64_t batch, heads, kv_heads, head_dim, window;
     attn_dtype_t dtype;
-    /* the dtype a distributed backend merges its partial results in (issue 20); not yet read */
+    /* the dtype a distributed backend merges its partial results in (f32 or bf16: core/exec.h) */
     attn_dtype_t merge_dtype;
     double scale;
     int block_q, block_k;

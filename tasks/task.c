@@ -63,6 +63,8 @@ attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *ta
         snprintf(r->local_backend, sizeof r->local_backend, "%s", x->local_backend);
         snprintf(r->layout, sizeof r->layout, "%s",
                  x->layout >= 0 ? layout_name((attn_layout_kind_t)x->layout) : be->layout);
+        if (x->merge == ATTN_MERGE_BF16) /* the default (f32) is not written: older files stay as they were */
+            record_extra_str(r, "merge_dtype", "bf16");
     }
     if (r && be && strcmp(be->device, "cpu") != 0)
         snprintf(r->device, sizeof r->device, "%s:%d", be->device, x->device);

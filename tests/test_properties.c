@@ -241,6 +241,39 @@ static void pieces_merge(attn_mask_t mask) {
  *    returns O = 0 / LSE = −∞ where nothing is visible, and two key pieces merged by the
  *    log-sum-exp rule equal the whole.
  * Float32 checks use the same tolerance rule as the exactness task (tasks/tolerance.c). */
+/* --merge-dtype bf16: the running O of ring and zigzag is rounded to bfloat16 after each merge, so
+ * against float64 its error sits near bf16's half ulp (2^-9 relative), far above the float32 merge's
+ * (which stays inside the f32 tolerance), and it grows with the merges rather than vanishing. */
+static void merge_dtype_bf16(const char *name) {
+    attn_problem_t p = make(1024, 1024, 2, 64, ATTN_MASK_CAUSAL, 0);
+    baseline_t b;
+    baseline(&p, &b);
+    const attn_backend_t *be = registry_find(name);
+    double rel[2];
+    for (int k = 0; k < 2; k++) {
+        attn_exec_t x = two;
+        x.ranks = 4, x.merge = k ? ATTN_MERGE_BF16 : ATTN_MERGE_F32;
+        attn_tensors_t out;
+        attn_err_t err = {0};
+        tensors_alloc(&p, 0, 0, &out, &err);
+        attn_io_t io = b.f32.io;
+        io.o = out.o, io.lse = out.lse;
+        int rc = be->forward(be, &p, &x, &io, &err);
+        attn_errors_t e = errors_measure(out.o, out.lse, ATTN_F32, b.ref.o, b.ref.lse, problem_numel_q(&p),
+                                         problem_numel_lse(&p));
+        rel[k] = rc == ATTN_OK ? e.rel_l2 : INFINITY;
+        tensors_free(&out);
+    }
+    attn_errors_t bound = tolerance_bound(name, ATTN_F32, &b.naive32, b.o_max, b.lse_max, p.n_k);
+    char label[96];
+    snprintf(label, sizeof label, "%s P=4 merge f32 within the f32 tolerance", name);
+    check(rel[0] <= bound.rel_l2, label, "rel_l2 %.3g (bound %.3g)", rel[0], bound.rel_l2);
+    snprintf(label, sizeof label, "%s P=4 merge bf16 error at bf16 resolution", name);
+    check(rel[1] > 1e-4 && rel[1] < 8e-3 && rel[1] > 50 * rel[0], label, "rel_l2 %.3g (f32 merge %.3g)", rel[1],
+          rel[0]);
+    baseline_free(&b);
+}
+
 int main(void) {
     parallel_set_blas_threads(1);
     for (int m = 0; m < 3; m++)
@@ -255,6 +288,8 @@ int main(void) {
     generic_simd_path();
     for (int m = 0; m < 3; m++)
         pieces_merge((attn_mask_t)m);
+    merge_dtype_bf16("ring");
+    merge_dtype_bf16("zigzag");
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

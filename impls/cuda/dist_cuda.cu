@@ -193,6 +193,11 @@ int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_ex
 }
 
 int dist_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
+    if (x->merge != ATTN_MERGE_F32) { /* merge_kernel is float32; a bf16 merge is the CPU ring's for now */
+        snprintf(reason, len, "%s merges its partial results in float32 only (--merge-dtype bf16: ring, striped, zigzag)",
+                 self->name);
+        return 0;
+    }
     if (x->layout >= 0 && x->layout != (int)kind_of(self)) {
         snprintf(reason, len, "%s always uses the %s layout", self->name, layout_name(kind_of(self)));
         return 0;

@@ -1,15 +1,19 @@
-/* gcomm.cu — the cuda_local transport and the dispatch of gcomm.cuh's calls (nccl's halves are
- * in gcomm_nccl.cu). Why copies are ordered in two phases: docs/gpu-transports.md. */
+/* gcomm.cu — the cuda_local transport's comm_ops_t table, and what it shares with nccl's: the
+ * polling host wait, the streams' teardown, the refusals. Why copies are ordered in two phases:
+ * docs/gpu-transports.md. */
 #include <time.h>
 
 #include "impls/cuda/cuda_util.cuh"
 #include "impls/cuda/gcomm.cuh"
 
+extern const comm_ops_t cuda_local_ops;
+
 int gcomm_local_open(gcomm *g, int ranks, int device, double timeout_s, attn_err_t *err) {
     *g = gcomm{};
     if (ranks < 1 || ranks > ATTN_MAX_RANKS)
         return attn_fail(err, ATTN_EUSAGE, "cuda_local: %d ranks (1..%d)", ranks, ATTN_MAX_RANKS);
-    g->kind = GCOMM_CUDA_LOCAL, g->size = ranks, g->first = 0, g->count = ranks, g->device = device;
+    /* The table first: a half-opened handle is closed through it. */
+    g->ops = &cuda_local_ops, g->size = ranks, g->rank = g->first = 0, g->count = ranks, g->device = device;
     g->timeout_s = timeout_s > 0 ? timeout_s : 300.0;
     for (int i = 0; i < ranks; i++) {
         CUDA_TRY(cudaStreamCreateWithFlags(&g->compute[i], cudaStreamNonBlocking));
@@ -18,9 +22,7 @@ int gcomm_local_open(gcomm *g, int ranks, int device, double timeout_s, attn_err
     return ATTN_OK;
 }
 
-void gcomm_close(gcomm *g) {
-    if (g->kind == GCOMM_NCCL && g->nccl)
-        gcomm_nccl_close(g, 0);
+void gcomm_streams_destroy(gcomm *g) {
     for (int i = 0; i < g->count && i < ATTN_MAX_RANKS; i++) {
         if (g->compute[i])
             cudaStreamDestroy(g->compute[i]);
@@ -31,9 +33,27 @@ void gcomm_close(gcomm *g) {
     g->count = 0;
 }
 
-void gcomm_abort(gcomm *g) {
-    if (g->kind == GCOMM_NCCL && g->nccl)
-        gcomm_nccl_close(g, 1);
+/* Device buffers move only in ring steps and all-to-alls; host messages go over a host world. */
+static int refuse(attn_comm_t *c, const char *what, attn_err_t *err) {
+    return attn_fail(err, ATTN_ERUNTIME,
+                     "%s: rank %d: a host %s on a GPU transport (it moves device buffers in ring steps and "
+                     "all-to-alls only)",
+                     c->ops->name, c->rank, what);
+}
+int gcomm_no_isend(attn_comm_t *c, const void *, size_t, int, int, comm_req_t *, attn_err_t *err) {
+    return refuse(c, "send", err);
+}
+int gcomm_no_irecv(attn_comm_t *c, void *, size_t, int, int, comm_req_t *, attn_err_t *err) {
+    return refuse(c, "receive", err);
+}
+int gcomm_no_wait(attn_comm_t *c, comm_req_t *, attn_err_t *err) { return refuse(c, "request wait", err); }
+
+/* Completion is in stream order on the GPU: the host learns of it through events (sync). */
+int gcomm_no_pending(const gcomm *g, const comm_req_t pending[], attn_err_t *err) {
+    if (!pending)
+        return ATTN_OK;
+    return attn_fail(err, ATTN_ERUNTIME, "%s: rank %d: a ring step with host requests (GPU steps complete in stream order)",
+                     g->ops->name, g->first);
 }
 
 /* Events of one ordering phase, destroyed on every return path. */
@@ -58,36 +78,34 @@ struct phase_events {
     }
 };
 
-int gcomm_shift(gcomm *g, void *const send[], const size_t send_bytes[], void *const recv[],
-                const size_t recv_bytes[], const cudaEvent_t recv_free[], const cudaEvent_t started[], attn_err_t *err) {
-    if (g->kind == GCOMM_NCCL)
-        return gcomm_nccl_shift(g, send, send_bytes, recv, recv_bytes, recv_free, started, err);
+static int local_shift(attn_comm_t *c, const comm_shift_part_t part[], int, comm_req_t pending[], attn_err_t *err) {
+    gcomm *g = static_cast<gcomm *>(c);
+    ATTN_TRY(gcomm_no_pending(g, pending, err));
     int P = g->size;
     phase_events before;
     ATTN_TRY(before.record(g, err));
     for (int r = 0; r < P; r++) {
         int from = (r - 1 + P) % P, to = (r + 1) % P;
-        if (recv_bytes[r] != send_bytes[from])
+        if (part[r].recv_bytes != part[from].send_bytes)
             return attn_fail(err, ATTN_ERUNTIME, "cuda_local: rank %d expects %zu bytes but rank %d sends %zu", r,
-                             recv_bytes[r], from, send_bytes[from]);
+                             part[r].recv_bytes, from, part[from].send_bytes);
         /* The sender's buffer was filled on its comm stream; the buffer received into was read
          * by the next rank's copy of the previous step, on that rank's comm stream. */
         CUDA_TRY(cudaStreamWaitEvent(g->comm[r], before.ev[from], 0));
         CUDA_TRY(cudaStreamWaitEvent(g->comm[r], before.ev[to], 0));
-        if (recv_free && recv_free[r]) /* after the records: the neighbours do not inherit it */
-            CUDA_TRY(cudaStreamWaitEvent(g->comm[r], recv_free[r], 0));
-        if (started && started[r]) /* after every wait: the copy itself starts here */
-            CUDA_TRY(cudaEventRecord(started[r], g->comm[r]));
-        if (recv_bytes[r] && recv[r] != send[from])
-            CUDA_TRY(cudaMemcpyAsync(recv[r], send[from], recv_bytes[r], cudaMemcpyDeviceToDevice, g->comm[r]));
+        if (part[r].recv_free) /* after the records: the neighbours do not inherit it */
+            CUDA_TRY(cudaStreamWaitEvent(g->comm[r], (cudaEvent_t)part[r].recv_free, 0));
+        if (part[r].started) /* after every wait: the copy itself starts here */
+            CUDA_TRY(cudaEventRecord((cudaEvent_t)part[r].started, g->comm[r]));
+        if (part[r].recv_bytes && part[r].recv != part[from].send)
+            CUDA_TRY(cudaMemcpyAsync(part[r].recv, part[from].send, part[r].recv_bytes, cudaMemcpyDeviceToDevice,
+                                     g->comm[r]));
     }
     return ATTN_OK;
 }
 
-int gcomm_alltoallv(gcomm *g, const void *const send[], const gcomm_sizes_t send_bytes, const gcomm_sizes_t send_off,
-                    void *const recv[], const gcomm_sizes_t recv_bytes, const gcomm_sizes_t recv_off, attn_err_t *err) {
-    if (g->kind == GCOMM_NCCL)
-        return gcomm_nccl_alltoallv(g, send, send_bytes, send_off, recv, recv_bytes, recv_off, err);
+static int local_alltoallv(attn_comm_t *c, const comm_a2a_part_t part[], int, attn_err_t *err) {
+    gcomm *g = static_cast<gcomm *>(c);
     int P = g->size;
     phase_events before, after;
     ATTN_TRY(before.record(g, err));
@@ -95,12 +113,13 @@ int gcomm_alltoallv(gcomm *g, const void *const send[], const gcomm_sizes_t send
         for (int q = 0; q < P; q++)
             CUDA_TRY(cudaStreamWaitEvent(g->comm[r], before.ev[q], 0));
         for (int q = 0; q < P; q++) { /* rank r receives rank q's part */
-            if (recv_bytes[r][q] != send_bytes[q][r])
+            if (part[r].recv_bytes[q] != part[q].send_bytes[r])
                 return attn_fail(err, ATTN_ERUNTIME, "cuda_local: rank %d expects %zu bytes from rank %d, which sends %zu",
-                                 r, recv_bytes[r][q], q, send_bytes[q][r]);
-            if (recv_bytes[r][q])
-                CUDA_TRY(cudaMemcpyAsync((char *)recv[r] + recv_off[r][q], (const char *)send[q] + send_off[q][r],
-                                         recv_bytes[r][q], cudaMemcpyDeviceToDevice, g->comm[r]));
+                                 r, part[r].recv_bytes[q], q, part[q].send_bytes[r]);
+            if (part[r].recv_bytes[q])
+                CUDA_TRY(cudaMemcpyAsync((char *)part[r].recv + part[r].recv_off[q],
+                                         (const char *)part[q].send + part[q].send_off[r], part[r].recv_bytes[q],
+                                         cudaMemcpyDeviceToDevice, g->comm[r]));
         }
     }
     /* Other ranks' streams read each send buffer: nobody moves on until every copy is done. */
@@ -118,13 +137,8 @@ void gcomm_poll_pause(long polls) {
     }
 }
 
-int gcomm_inputs_ready(gcomm *g, attn_err_t *err) {
-    if (g->kind != GCOMM_NCCL || !g->world)
-        return ATTN_OK;
-    return comm_barrier(g->world, 1 << 21, err);
-}
-
-int gcomm_sync(gcomm *g, cudaEvent_t ev, const char *what, attn_err_t *err) {
+int gcomm_event_wait(gcomm *g, cudaEvent_t ev, const char *what, int (*poll)(gcomm *, attn_err_t *),
+                     const char *on_timeout, attn_err_t *err) {
     double t0 = time_now_s();
     for (long polls = 0;; polls++) {
         cudaError_t e = cudaEventQuery(ev);
@@ -134,14 +148,33 @@ int gcomm_sync(gcomm *g, cudaEvent_t ev, const char *what, attn_err_t *err) {
             gcomm_abort(g);
             return cuda_fail(err, e, what, __FILE__, __LINE__);
         }
-        if (g->kind == GCOMM_NCCL)
-            ATTN_TRY(gcomm_nccl_poll(g, err));
+        if (poll)
+            ATTN_TRY(poll(g, err));
         if (time_now_s() - t0 > g->timeout_s) {
             gcomm_abort(g);
             return attn_fail(err, ATTN_ERUNTIME, "%s: rank %d: no completion after %.0f s (a peer is stalled or dead); %s",
-                             g->kind == GCOMM_NCCL ? "nccl" : "cuda_local", g->first, g->timeout_s,
-                             g->kind == GCOMM_NCCL ? "communicator aborted" : "giving up");
+                             g->ops->name, g->first, g->timeout_s, on_timeout);
         }
         gcomm_poll_pause(polls);
     }
 }
+
+static int local_sync(attn_comm_t *c, void *point, const char *what, attn_err_t *err) {
+    return gcomm_event_wait(static_cast<gcomm *>(c), (cudaEvent_t)point, what, nullptr, "giving up", err);
+}
+
+/* Every rank is driven from here: their inputs are all in place once this thread's are. */
+static int local_ready(attn_comm_t *, attn_err_t *) { return ATTN_OK; }
+
+/* No peer outside this process can be blocked on these ranks. */
+static void local_abort(attn_comm_t *, const char *) {}
+
+static void local_close(attn_comm_t *c) { gcomm_streams_destroy(static_cast<gcomm *>(c)); }
+
+const comm_ops_t cuda_local_ops = {.name = "cuda_local", .isend = gcomm_no_isend, .irecv = gcomm_no_irecv,
+                                   .wait = gcomm_no_wait, .shift = local_shift, .alltoallv = local_alltoallv,
+                                   .sync = local_sync, .ready = local_ready, .abort = local_abort,
+                                   .close = local_close,
+                                   .progress = nullptr, .peer_failed = nullptr, .compute_slot = nullptr}; /* no optional hooks */
+
+extern "C" const comm_ops_t *gcomm_cuda_local_ops(void) { return &cuda_local_ops; }

@@ -1,6 +1,6 @@
-/* gcomm_nccl.cu — gcomm.cuh's nccl transport: grouped ncclSend/ncclRecv on each rank's comm
- * stream, libnccl dlopen'ed on first use, nonblocking communicators polled against timeout_s.
- * Design: docs/gpu-transports.md. */
+/* gcomm_nccl.cu — the nccl transport's comm_ops_t table (gcomm.cuh): grouped ncclSend/ncclRecv
+ * on each rank's comm stream, libnccl dlopen'ed on first use, nonblocking communicators polled
+ * against timeout_s. Design: docs/gpu-transports.md. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -11,6 +11,8 @@
 
 #include "impls/cuda/cuda_util.cuh"
 #include "impls/cuda/gcomm.cuh"
+
+extern const comm_ops_t nccl_ops;
 
 #ifdef ATTN_HAVE_NCCL
 #include <nccl.h>
@@ -118,7 +120,7 @@ static int nccl_group_end(gcomm *g, ncclResult_t inside, const char *what, attn_
 }
 
 static int nccl_usable(const gcomm *g, attn_err_t *err) {
-    if (g->kind == GCOMM_NCCL && g->nccl)
+    if (g->nccl)
         return ATTN_OK;
     return attn_fail(err, ATTN_ERUNTIME,
                      "nccl: rank %d: no communicator (never opened, or aborted after an earlier error)", g->first);
@@ -129,7 +131,8 @@ static int nccl_usable(const gcomm *g, attn_err_t *err) {
 static int open_rank(gcomm *g, const ncclUniqueId *id, int rank, int ranks, int device, double timeout_s,
                      attn_err_t *err) {
     CUDA_TRY(cudaSetDevice(device)); /* NCCL binds the communicator to the current device */
-    g->kind = GCOMM_NCCL, g->size = ranks, g->first = rank, g->count = 1, g->device = device;
+    /* The table first: a half-opened handle is closed through it. */
+    g->ops = &nccl_ops, g->size = ranks, g->rank = g->first = rank, g->count = 1, g->device = device;
     g->timeout_s = timeout_s > 0 ? timeout_s : 300.0;
     CUDA_TRY(cudaStreamCreateWithFlags(&g->compute[0], cudaStreamNonBlocking));
     CUDA_TRY(cudaStreamCreateWithFlags(&g->comm[0], cudaStreamNonBlocking));
@@ -238,20 +241,22 @@ int gcomm_nccl_open_file(gcomm *g, const char *path, int rank, int ranks, int de
     return open_rank_or_clean(g, &id, rank, ranks, device, timeout_s, err);
 }
 
-int gcomm_nccl_shift(gcomm *g, void *const send[], const size_t send_bytes[], void *const recv[],
-                     const size_t recv_bytes[], const cudaEvent_t recv_free[], const cudaEvent_t started[], attn_err_t *err) {
+static int nccl_shift(attn_comm_t *c, const comm_shift_part_t part[], int, comm_req_t pending[], attn_err_t *err) {
+    gcomm *g = static_cast<gcomm *>(c);
+    ATTN_TRY(gcomm_no_pending(g, pending, err));
     ATTN_TRY(nccl_usable(g, err));
     int P = g->size, r = g->first;
-    if (recv_free && recv_free[0]) /* one rank per process: the whole comm stream may wait */
-        CUDA_TRY(cudaStreamWaitEvent(g->comm[0], recv_free[0], 0));
-    if (started && started[0]) /* after the wait (NCCL may still wait for the peer) */
-        CUDA_TRY(cudaEventRecord(started[0], g->comm[0]));
+    const comm_shift_part_t &m = part[0];
+    if (m.recv_free) /* one rank per process: the whole comm stream may wait */
+        CUDA_TRY(cudaStreamWaitEvent(g->comm[0], (cudaEvent_t)m.recv_free, 0));
+    if (m.started) /* after the wait (NCCL may still wait for the peer) */
+        CUDA_TRY(cudaEventRecord((cudaEvent_t)m.started, g->comm[0]));
     if (P == 1) { /* the ring closes on this rank: a copy, no NCCL call */
-        if (recv_bytes[0] != send_bytes[0])
-            return attn_fail(err, ATTN_ERUNTIME, "nccl: rank 0 expects %zu bytes but sends itself %zu",
-                             recv_bytes[0], send_bytes[0]);
-        if (recv_bytes[0] && recv[0] != send[0])
-            CUDA_TRY(cudaMemcpyAsync(recv[0], send[0], recv_bytes[0], cudaMemcpyDeviceToDevice, g->comm[0]));
+        if (m.recv_bytes != m.send_bytes)
+            return attn_fail(err, ATTN_ERUNTIME, "nccl: rank 0 expects %zu bytes but sends itself %zu", m.recv_bytes,
+                             m.send_bytes);
+        if (m.recv_bytes && m.recv != m.send)
+            CUDA_TRY(cudaMemcpyAsync(m.recv, m.send, m.recv_bytes, cudaMemcpyDeviceToDevice, g->comm[0]));
         return ATTN_OK;
     }
     /* Both sides derive the sizes from the layout, so a zero-byte part is skipped by both. */
@@ -259,28 +264,28 @@ int gcomm_nccl_shift(gcomm *g, void *const send[], const size_t send_bytes[], vo
     ncclResult_t s = nccl.GroupStart();
     if (s != ncclSuccess)
         return nccl_fail(g, s, "ncclGroupStart", err);
-    if (send_bytes[0])
-        s = nccl.Send(send[0], send_bytes[0], ncclUint8, (r + 1) % P, comm, g->comm[0]);
-    if (recv_bytes[0] && (s == ncclSuccess || s == ncclInProgress))
-        s = nccl.Recv(recv[0], recv_bytes[0], ncclUint8, (r - 1 + P) % P, comm, g->comm[0]);
+    if (m.send_bytes)
+        s = nccl.Send(m.send, m.send_bytes, ncclUint8, (r + 1) % P, comm, g->comm[0]);
+    if (m.recv_bytes && (s == ncclSuccess || s == ncclInProgress))
+        s = nccl.Recv(m.recv, m.recv_bytes, ncclUint8, (r - 1 + P) % P, comm, g->comm[0]);
     return nccl_group_end(g, s, "ncclSend/ncclRecv (ring shift)", err);
 }
 
-int gcomm_nccl_alltoallv(gcomm *g, const void *const send[], const gcomm_sizes_t send_bytes,
-                         const gcomm_sizes_t send_off, void *const recv[], const gcomm_sizes_t recv_bytes,
-                         const gcomm_sizes_t recv_off, attn_err_t *err) {
+static int nccl_alltoallv(attn_comm_t *c, const comm_a2a_part_t part[], int, attn_err_t *err) {
+    gcomm *g = static_cast<gcomm *>(c);
     ATTN_TRY(nccl_usable(g, err));
     ncclComm_t comm = (ncclComm_t)g->nccl;
     ncclResult_t s = nccl.GroupStart();
     if (s != ncclSuccess)
         return nccl_fail(g, s, "ncclGroupStart", err);
-    /* [0][q]: this process drives one rank. The self part is a send/recv pair too, which NCCL
+    /* part[0]: this process drives one rank. The self part is a send/recv pair too, which NCCL
      * runs as a copy inside the group. */
+    const comm_a2a_part_t &m = part[0];
     for (int q = 0; q < g->size && (s == ncclSuccess || s == ncclInProgress); q++) {
-        if (send_bytes[0][q])
-            s = nccl.Send((const char *)send[0] + send_off[0][q], send_bytes[0][q], ncclUint8, q, comm, g->comm[0]);
-        if (recv_bytes[0][q] && (s == ncclSuccess || s == ncclInProgress))
-            s = nccl.Recv((char *)recv[0] + recv_off[0][q], recv_bytes[0][q], ncclUint8, q, comm, g->comm[0]);
+        if (m.send_bytes[q])
+            s = nccl.Send((const char *)m.send + m.send_off[q], m.send_bytes[q], ncclUint8, q, comm, g->comm[0]);
+        if (m.recv_bytes[q] && (s == ncclSuccess || s == ncclInProgress))
+            s = nccl.Recv((char *)m.recv + m.recv_off[q], m.recv_bytes[q], ncclUint8, q, comm, g->comm[0]);
     }
     return nccl_group_end(g, s, "ncclSend/ncclRecv (all-to-all)", err);
 }
@@ -333,16 +338,43 @@ int gcomm_nccl_open_mpi(gcomm *g, attn_comm_t *, int, double, attn_err_t *err) {
 int gcomm_nccl_open_file(gcomm *g, const char *, int, int, int, double, attn_err_t *err) {
     return *g = gcomm{}, no_nccl(err);
 }
-int gcomm_nccl_shift(gcomm *, void *const[], const size_t[], void *const[], const size_t[], const cudaEvent_t[], const cudaEvent_t[],
-                     attn_err_t *err) {
+static int nccl_shift(attn_comm_t *, const comm_shift_part_t[], int, comm_req_t[], attn_err_t *err) {
     return no_nccl(err);
 }
-int gcomm_nccl_alltoallv(gcomm *, const void *const[], const gcomm_sizes_t, const gcomm_sizes_t, void *const[],
-                         const gcomm_sizes_t, const gcomm_sizes_t, attn_err_t *err) {
-    return no_nccl(err);
-}
+static int nccl_alltoallv(attn_comm_t *, const comm_a2a_part_t[], int, attn_err_t *err) { return no_nccl(err); }
 int gcomm_nccl_poll(gcomm *, attn_err_t *err) { return no_nccl(err); }
 void gcomm_nccl_close(gcomm *g, int) { g->nccl = nullptr; }
 extern "C" void device_nccl_version(char *, size_t) {}
 
 #endif
+
+static int nccl_sync(attn_comm_t *c, void *point, const char *what, attn_err_t *err) {
+    return gcomm_event_wait(static_cast<gcomm *>(c), (cudaEvent_t)point, what, gcomm_nccl_poll,
+                            "communicator aborted", err);
+}
+
+/* The barrier is the MPI world's own ready step (no world: a file-bootstrapped self test). */
+static int nccl_ready(attn_comm_t *c, attn_err_t *err) {
+    gcomm *g = static_cast<gcomm *>(c);
+    return g->world ? comm_ready(g->world, err) : ATTN_OK;
+}
+
+static void nccl_abort(attn_comm_t *c, const char *) {
+    gcomm *g = static_cast<gcomm *>(c);
+    if (g->nccl)
+        gcomm_nccl_close(g, 1);
+}
+
+static void nccl_close(attn_comm_t *c) {
+    gcomm *g = static_cast<gcomm *>(c);
+    if (g->nccl)
+        gcomm_nccl_close(g, 0);
+    gcomm_streams_destroy(g);
+}
+
+const comm_ops_t nccl_ops = {.name = "nccl", .isend = gcomm_no_isend, .irecv = gcomm_no_irecv, .wait = gcomm_no_wait,
+                             .shift = nccl_shift, .alltoallv = nccl_alltoallv, .sync = nccl_sync, .ready = nccl_ready,
+                             .abort = nccl_abort, .close = nccl_close,
+                             .progress = nullptr, .peer_failed = nullptr, .compute_slot = nullptr}; /* no optional hooks */
+
+extern "C" const comm_ops_t *gcomm_nccl_ops(void) { return &nccl_ops; }

@@ -43,7 +43,7 @@ int rotate(gcomm *g, size_t bytes, attn_err_t *err) {
         for (size_t b = 0; b < bytes; b++)
             if (host[b] != pattern(want, b))
                 return attn_fail(err, ATTN_ERUNTIME, "%s rotation: rank %d byte %zu is %u, rank %d's block has %u",
-                                 g->kind == GCOMM_NCCL ? "nccl" : "cuda_local", r, b, host[b], want, pattern(want, b));
+                                 g->ops->name, r, b, host[b], want, pattern(want, b));
     }
     return ATTN_OK;
 }

@@ -14,9 +14,20 @@
 #include "core/timing.h"
 
 
-/* acc ← acc ⊕ part over rows [r0, r0+rows) of every (batch, head): the log-sum-exp merge. */
-static void merge_rows(const attn_problem_t *p, int64_t q_rows, int64_t r0, int64_t rows, float *o_acc,
-                       float *l_acc, const float *o_part, const float *l_part) {
+/* x to the nearest bfloat16 (ties to even), kept in a float: a bf16 merge's rounding. */
+static float round_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) != 0x7f800000u) /* finite: round the low 16 bits away */
+        u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* acc ← acc ⊕ part over rows [r0, r0+rows) of every (batch, head): the log-sum-exp merge; with a
+ * bf16 merge the running O is rounded to bfloat16 after each merge (core/exec.h). */
+static void merge_rows(const attn_problem_t *p, attn_merge_t merge, int64_t q_rows, int64_t r0, int64_t rows,
+                       float *o_acc, float *l_acc, const float *o_part, const float *l_part) {
     int64_t d = p->head_dim;
     for (int64_t bh = 0; bh < p->batch * p->heads; bh++)
         for (int64_t r = r0; r < r0 + rows; r++) {
@@ -29,12 +40,14 @@ static void merge_rows(const attn_problem_t *p, int64_t q_rows, int64_t r0, int6
             if (la == -INFINITY) {
                 memcpy(oa, op, (size_t)d * sizeof(float));
                 l_acc[at] = (float)lp;
-                continue;
+            } else {
+                double m = fmax(la, lp), wa = exp(la - m), wp = exp(lp - m), inv = 1.0 / (wa + wp);
+                for (int64_t c = 0; c < d; c++)
+                    oa[c] = (float)((wa * oa[c] + wp * op[c]) * inv);
+                l_acc[at] = (float)(m + log(wa + wp));
             }
-            double m = fmax(la, lp), wa = exp(la - m), wp = exp(lp - m), inv = 1.0 / (wa + wp);
-            for (int64_t c = 0; c < d; c++)
-                oa[c] = (float)((wa * oa[c] + wp * op[c]) * inv);
-            l_acc[at] = (float)(m + log(wa + wp));
+            for (int64_t c = 0; merge == ATTN_MERGE_BF16 && c < d; c++)
+                oa[c] = round_bf16(oa[c]);
         }
 }
 
@@ -88,7 +101,7 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, co
             rc = dist_scatter(c, &lk, BHkv, d, io->v, b.kv[0] + BHkv * kmine * d, err);
     }
     if (rc == ATTN_OK)
-        rc = comm_barrier(c, 1 << 21, err); /* the measured region starts together on every rank */
+        rc = comm_ready(c, err); /* the measured region starts together on every rank */
     if (rc != ATTN_OK) {
         free_bufs(&b);
         return rc;
@@ -113,11 +126,11 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, co
             break;
         int64_t kcnt = st.k_rows;
         size_t row_bytes = (size_t)(2 * BHkv * d) * sizeof(float);
-        comm_req_t send = {0}, recv = {0};
+        comm_req_t step[2] = {{0}}; /* the send to me + 1 and the receive from me − 1, waited after the compute */
         if (s < P - 1) {
-            rc = comm_irecv(c, b.kv[1 - cur], row_bytes * (size_t)st.rows_recv, st.recv_from, s, &recv, err);
-            if (rc == ATTN_OK)
-                rc = comm_isend(c, b.kv[cur], row_bytes * (size_t)st.rows_sent, st.send_to, s, &send, err);
+            comm_shift_part_t part = {.send = b.kv[cur], .send_bytes = row_bytes * (size_t)st.rows_sent,
+                                      .recv = b.kv[1 - cur], .recv_bytes = row_bytes * (size_t)st.rows_recv};
+            rc = comm_shift(c, &part, s, step, err);
         }
         comm_compute_begin(c);
         double t0 = time_thread_cpu_s();
@@ -144,12 +157,12 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, co
                             kcnt};
             rc = tile_attend_f32(&p, 1, qp->pos, qp->count, kp->pos, kp->count, &io, TILE_SCAN_ALL, NULL, err);
             if (rc == ATTN_OK)
-                merge_rows(&p, nq, qp->local_start, qp->count, b.o, b.lse, b.o_part, b.lse_part);
+                merge_rows(&p, x->merge, nq, qp->local_start, qp->count, b.o, b.lse, b.o_part, b.lse_part);
         }
         step_compute[s] = time_thread_cpu_s() - t0;
         comm_compute_end(c);
         attn_err_t werr = {0};
-        int w1 = comm_wait(c, &send, &werr), w2 = comm_wait(c, &recv, &werr); /* both, even after an error */
+        int w1 = comm_wait(c, &step[0], &werr), w2 = comm_wait(c, &step[1], &werr); /* both, even after an error */
         if (rc == ATTN_OK && (w1 != ATTN_OK || w2 != ATTN_OK))
             rc = attn_fail(err, ATTN_ERUNTIME, "%s", werr.msg);
         cur = 1 - cur;

@@ -153,7 +153,7 @@ static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, con
             rc = dist_scatter(c, &lk, B * Hkv, d, io->v, b.v, err);
     }
     if (rc == ATTN_OK)
-        rc = comm_barrier(c, 1 << 21, err); /* the measured region starts together on every rank */
+        rc = comm_ready(c, err); /* the measured region starts together on every rank */
     comm_stats_reset(c);
     double t_start = time_now_s(), compute = 0;
     if (rc == ATTN_OK)
@@ -239,6 +239,10 @@ static int ulysses_supports(const attn_backend_t *self, const attn_problem_t *p,
     if (p->heads % P) {
         snprintf(reason, len, "ulysses splits heads over ranks: H = %lld is not divisible by P = %d",
                  (long long)p->heads, P);
+        return 0;
+    }
+    if (x->merge != ATTN_MERGE_F32) {
+        snprintf(reason, len, "ulysses merges no partial results (--merge-dtype applies to the ring family)");
         return 0;
     }
     const attn_backend_t *lb = local_backend(x);
