@@ -1,4 +1,5 @@
-/* backend.c — the checks every backend shares before its own supports(): rank count and memory. */
+/* backend.c — the checks every backend shares before its own supports(): a single-rank backend
+ * runs on one rank, and the tensors plus the declared workspace must fit in available memory. */
 #include "core/backend.h"
 
 #include <inttypes.h>

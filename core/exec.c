@@ -1,4 +1,5 @@
-/* exec.c — defaults, validation and names of attn_exec_t (exec.h). */
+/* exec.c — attn_exec_t's defaults, validation and transport names (exec.h): how a call runs, kept
+ * apart from what it computes (problem.h). */
 #include "core/exec.h"
 
 #include <string.h>

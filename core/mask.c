@@ -1,4 +1,5 @@
-/* mask.c — mask names and the key range a run of queries sees (mask.h). */
+/* mask.c — mask names and the range of keys a run of queries sees (mask.h); the per-pair rule
+ * itself is mask_visible in the header, which C and CUDA both compile. */
 #include "core/mask.h"
 
 #include <string.h>

@@ -1,4 +1,5 @@
-/* problem.c — validation and FLOP counting for attn_problem_t (mask geometry: mask.c). */
+/* problem.c — validation, element and byte counts, and FLOP counting (visible pairs) of
+ * attn_problem_t; the mask geometry it counts with is mask.c's. */
 #include "core/problem.h"
 
 #include <math.h>

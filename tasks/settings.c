@@ -1,4 +1,5 @@
-/* settings.c — the problem and the execution of one case from a run's settings (settings.h). */
+/* settings.c — one case of a run from its settings (settings.h): the problem it computes and the
+ * exec it runs with, validated before anything is computed. */
 #include "tasks/settings.h"
 
 #include <stdio.h>

@@ -1,11 +1,6 @@
-/* ulysses.c — DeepSpeed-Ulysses-style sequence parallelism: an all-to-all turns each rank's
- * sequence shard of all heads into the full sequence of H/P heads, any single-rank backend
- * (--local-backend) attends on that, and a second all-to-all returns O and LSE to sequence
- * shards. H % P ≠ 0 is declined. With GQA a rank receives exactly the kv heads its query heads
- * read: when H_kv % P == 0 that is a split (H_kv/P heads each); otherwise some kv heads are
- * replicated on several ranks (never expanded to H heads on the wire). If a rank's kv heads do
- * not line up with the local backend's h / (H/H_kv) grouping (e.g. H = 6, H_kv = 3, P = 2), the
- * rank copies each query head its kv head locally before the call. */
+/* ulysses.c — DeepSpeed-Ulysses-style sequence parallelism: an all-to-all from sequence shards to
+ * head shards (the plan's maps and counts, plan.h), any single-rank backend (--local-backend) on
+ * the full sequence, an all-to-all back. GQA without expanding kv heads on the wire: docs/ulysses.md. */
 #include <stdlib.h>
 #include <string.h>
 
