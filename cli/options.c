@@ -55,12 +55,21 @@ static int set_task(cli_opts_t *c, const char *key, const char *v, attn_err_t *e
     return ATTN_OK;
 }
 
+/* A comma list with no empty item: "64,,128", ",64" and "64," are typing slips, not lists. */
+static int list_well_formed(const char *key, const char *s, attn_err_t *err) {
+    size_t n = strlen(s);
+    if (n && s[0] != ',' && s[n - 1] != ',' && !strstr(s, ",,"))
+        return ATTN_OK;
+    return attn_fail(err, ATTN_EUSAGE, "--%s: '%s' has an empty item", key, s);
+}
+
 /* Splits a comma list into at most OPTS_MAX_LIST non-empty items, calling fn on each. */
 typedef int (*item_fn)(cli_opts_t *c, const char *key, const char *item, int index, attn_err_t *err);
 static int parse_list(cli_opts_t *c, const char *key, const char *s, item_fn fn, int *count, attn_err_t *err) {
     char buf[2048];
     if (strlen(s) >= sizeof buf)
         return attn_fail(err, ATTN_EUSAGE, "--%s: value too long", key);
+    ATTN_TRY(list_well_formed(key, s, err));
     strcpy(buf, s);
     int n = 0;
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -184,6 +193,7 @@ static int set_depths(cli_opts_t *c, const char *key, const char *v, attn_err_t 
         }
     } else {
         char buf[1024];
+        ATTN_TRY(list_well_formed(key, v, err));
         snprintf(buf, sizeof buf, "%s", v);
         for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
             char *end;
@@ -367,6 +377,8 @@ static int parse_i64(const char *key, const char *s, int64_t lo, int64_t hi, int
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
+    if (errno == ERANGE && end != s && *end == '\0') /* digits, but beyond 64 bits */
+        return attn_fail(err, ATTN_EUSAGE, "--%s: %s is out of range %lld..%lld", key, s, (long long)lo, (long long)hi);
     if (errno || end == s || *end != '\0')
         return attn_fail(err, ATTN_EUSAGE, "--%s: '%s' is not an integer", key, s);
     if (v < lo || v > hi)
@@ -446,6 +458,7 @@ static int row_set(cli_opts_t *c, const opt_row_t *r, const char *key, const cha
         char buf[2048];
         if (strlen(v) >= sizeof buf)
             return attn_fail(err, ATTN_EUSAGE, "--%s: value too long", key);
+        ATTN_TRY(list_well_formed(key, v, err));
         strcpy(buf, v);
         int n = 0;
         for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {

@@ -38,6 +38,13 @@ expect 2 "window: 0 is out of range" -- "${R[@]}" --mask window --window 0
 expect 2 "unknown mask 'diagonal'"   -- "${R[@]}" --mask diagonal
 expect 2 "unknown task 'speed'"      -- "${R[@]}" --task speed
 expect 2 "not an integer"            -- "${R[@]}" --seq-len 12abc
+# issue 17: an empty list item is a slip, not a shorter list; 20 digits are out of range, not "not an integer"
+expect 2 "seq-len: '64,,128' has an empty item" -- "${R[@]}" --seq-len 64,,128
+expect 2 "seq-len: '64,' has an empty item" -- "${R[@]}" --seq-len 64,
+expect 2 "backends: ',naive' has an empty item" -- "${R[@]}" --backends ,naive
+expect 2 "depths: '10,,20' has an empty item" -- needle --out-dir "$out" --depths 10,,20
+expect 2 "seq-len: 99999999999999999999 is out of range" -- "${R[@]}" --seq-len 99999999999999999999
+expect 2 "heads: -99999999999999999999 is out of range" -- "${R[@]}" --heads -99999999999999999999
 expect 2 "unexpected argument"       -- "${R[@]}" stray
 expect 2 "not a transport"           -- "${R[@]}" --transport carrier-pigeon
 expect 2 "ranks: 65 is out of range" -- "${R[@]}" --ranks 65
