@@ -9,6 +9,7 @@
 #include "comm/comm.h"
 #include "core/device.h"
 #include "impls/parallel/dist.h"
+#include "impls/parallel/dist_model.h"
 #include "core/npy.h"
 #include "cli/options.h"
 #include "core/threads.h"
@@ -119,14 +120,12 @@ static int execute(int argc, char **argv, attn_opts_t *runs, int n_runs,
     attn_run_t run;
     ATTN_TRY(results_run_init(&run, argc, argv, runs[0].seed, runs[0].threads, err));
     comm_mpi_version(run.mpi_version, sizeof run.mpi_version); /* the comm room is above core */
-    attn_exec_t none = {.threads = runs[0].threads};
-    run.threads = exec_threads(&none);
+    run.threads = threads_resolve(runs[0].threads);
     if (runs[0].device != 0)
         results_run_set_device(&run, runs[0].device);
     int rc = ATTN_OK;
     for (int i = 0; i < n_runs && rc == ATTN_OK; i++) {
-        attn_exec_t t = {.threads = runs[i].threads};
-        parallel_set_blas_threads(exec_threads(&t));
+        parallel_set_blas_threads(threads_resolve(runs[i].threads));
         rc = fn ? fn(&runs[i], &run, err) : task_find(runs[i].task)->run(&runs[i], &run, err);
     }
     if (rc == ATTN_OK) {
@@ -178,7 +177,7 @@ static int run_runs(unsigned cmd, int argc, char **argv, attn_err_t *err) {
     ATTN_TRY(load_runs(cmd, argc, argv, &runs, &n_runs, err));
     int rc = with_transport(runs, n_runs, err);
     if (rc == ATTN_OK && comm_mpi_world() && comm_mpi_world()->rank != 0)
-        rc = dist_follow(err); /* ranks 1..P−1 serve rank 0's distributed calls */
+        rc = dist_follow(dist_model_follow, err); /* ranks 1..P−1 serve rank 0's distributed calls */
     else if (rc == ATTN_OK)
         rc = execute(argc, argv, runs, n_runs, NULL, err);
     dist_stop_followers();

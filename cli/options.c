@@ -63,9 +63,9 @@ static int list_well_formed(const char *key, const char *s, attn_err_t *err) {
     return attn_fail(err, ATTN_EUSAGE, "--%s: '%s' has an empty item", key, s);
 }
 
-/* Splits a comma list into at most OPTS_MAX_LIST non-empty items, calling fn on each. */
-typedef int (*item_fn)(cli_opts_t *c, const char *key, const char *item, int index, attn_err_t *err);
-static int parse_list(cli_opts_t *c, const char *key, const char *s, item_fn fn, int *count, attn_err_t *err) {
+/* Splits a comma list into at most OPTS_MAX_LIST non-empty items, calling fn(ctx, …) on each. */
+typedef int (*item_fn)(void *ctx, const char *key, const char *item, int index, attn_err_t *err);
+static int parse_list(void *ctx, const char *key, const char *s, item_fn fn, int *count, attn_err_t *err) {
     char buf[2048];
     if (strlen(s) >= sizeof buf)
         return attn_fail(err, ATTN_EUSAGE, "--%s: value too long", key);
@@ -75,7 +75,7 @@ static int parse_list(cli_opts_t *c, const char *key, const char *s, item_fn fn,
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (n == OPTS_MAX_LIST)
             return attn_fail(err, ATTN_EUSAGE, "--%s: at most %d values", key, OPTS_MAX_LIST);
-        ATTN_TRY(fn(c, key, tok, n, err));
+        ATTN_TRY(fn(ctx, key, tok, n, err));
         n++;
     }
     if (n == 0)
@@ -84,7 +84,8 @@ static int parse_list(cli_opts_t *c, const char *key, const char *s, item_fn fn,
     return ATTN_OK;
 }
 
-static int item_backend(cli_opts_t *c, const char *key, const char *s, int i, attn_err_t *err) {
+static int item_backend(void *ctx, const char *key, const char *s, int i, attn_err_t *err) {
+    cli_opts_t *c = ctx;
     if (!registry_find(s)) {
         char names[512] = "";
         for (int b = 0; b < registry_count(); b++) {
@@ -100,7 +101,8 @@ static int set_backends(cli_opts_t *c, const char *key, const char *v, attn_err_
     return parse_list(c, key, v, item_backend, &c->s.n_backends, err);
 }
 
-static int item_mask(cli_opts_t *c, const char *key, const char *s, int i, attn_err_t *err) {
+static int item_mask(void *ctx, const char *key, const char *s, int i, attn_err_t *err) {
+    cli_opts_t *c = ctx;
     if (i == 3)
         return attn_fail(err, ATTN_EUSAGE, "--%s: at most 3 masks", key);
     if (!mask_parse(s, &c->s.masks[i]))
@@ -388,6 +390,16 @@ static int parse_i64(const char *key, const char *s, int64_t lo, int64_t hi, int
     return ATTN_OK;
 }
 
+/* An integer list row's items, each within the row's bounds, into its int64_t array. */
+typedef struct {
+    const opt_row_t *row;
+    void *field;
+} i64_list_t;
+static int item_i64(void *ctx, const char *key, const char *s, int i, attn_err_t *err) {
+    const i64_list_t *l = ctx;
+    return parse_i64(key, s, l->row->lo, l->row->hi, (int64_t *)l->field + i, err);
+}
+
 /* "a|b|c" → "a, b or c" */
 static void choices_text(const char *choices, const char *last_sep, char *out, size_t cap) {
     int n = 1;
@@ -455,22 +467,8 @@ static int row_set(cli_opts_t *c, const opt_row_t *r, const char *key, const cha
         return ATTN_OK;
     }
     case OPT_I64_LIST: {
-        char buf[2048];
-        if (strlen(v) >= sizeof buf)
-            return attn_fail(err, ATTN_EUSAGE, "--%s: value too long", key);
-        ATTN_TRY(list_well_formed(key, v, err));
-        strcpy(buf, v);
-        int n = 0;
-        for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            if (n == OPTS_MAX_LIST)
-                return attn_fail(err, ATTN_EUSAGE, "--%s: at most %d values", key, OPTS_MAX_LIST);
-            ATTN_TRY(parse_i64(key, tok, r->lo, r->hi, (int64_t *)field + n, err));
-            n++;
-        }
-        if (n == 0)
-            return attn_fail(err, ATTN_EUSAGE, "--%s: empty list", key);
-        *(int *)((char *)c + r->count_off) = n;
-        return ATTN_OK;
+        i64_list_t list = {r, field};
+        return parse_list(&list, key, v, item_i64, (int *)((char *)c + r->count_off), err);
     }
     case OPT_SET:
         return r->set(c, key, v, err);

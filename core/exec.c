@@ -3,16 +3,12 @@
 #include "core/exec.h"
 
 #include <string.h>
-#include <unistd.h>
+
+#include "core/threads.h"
 
 attn_exec_t exec_default(void) { return (attn_exec_t){.ranks = 1, .layout = -1}; }
 
-int exec_threads(const attn_exec_t *x) {
-    if (x->threads > 0)
-        return x->threads;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
+int exec_threads(const attn_exec_t *x) { return threads_resolve(x->threads); }
 
 int exec_validate(const attn_exec_t *x, attn_err_t *err) {
     if (x->device < 0 || x->device > 1023)

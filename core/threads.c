@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 typedef struct {
     parallel_fn fn;
@@ -71,4 +72,11 @@ int parallel_for(int threads, int64_t n_items, parallel_fn fn, void *ctx) {
         pthread_join(tid[w], NULL);
     parallel_blas_single_end();
     return started;
+}
+
+int threads_resolve(int requested) {
+    if (requested > 0)
+        return requested;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }

@@ -4,6 +4,9 @@
 #pragma once
 #include <stdint.h>
 
+/* The worker count a thread setting means: `requested`, or every online core when it is 0. */
+int threads_resolve(int requested);
+
 typedef void (*parallel_fn)(void *ctx, int64_t item, int worker);
 
 /* Runs fn(ctx, item, worker) for item in [0, n_items) on up to `threads` workers

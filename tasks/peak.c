@@ -210,8 +210,7 @@ int task_peak(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
     static const int64_t default_sizes[] = {512, 1024, 2048, 4096};
     const int64_t *sizes = o->n_sizes ? o->sizes : default_sizes;
     int n_sizes = o->n_sizes ? o->n_sizes : 4;
-    attn_exec_t none = {.threads = o->threads};
-    int threads = exec_threads(&none);
+    int threads = threads_resolve(o->threads);
     double best = 0; /* the best median sgemm: the compute roof of the machine balance */
     for (int s = 0; s < n_sizes; s++) {
         int n = (int)sizes[s];

@@ -9,6 +9,7 @@
 #include "comm/comm.h"
 #include "tests/exactness_case.h"
 #include "impls/parallel/dist.h"
+#include "impls/parallel/dist_model.h"
 #include "cli/options.h"
 #include "core/threads.h"
 #include "tasks/task.h"
@@ -91,7 +92,7 @@ int main(int argc, char **argv) {
         }
         ranks = comm_mpi_world()->size;
         if (comm_mpi_world()->rank != 0) {
-            int rc = dist_follow(&merr);
+            int rc = dist_follow(dist_model_follow, &merr);
             comm_mpi_finalize();
             return rc;
         }

@@ -89,8 +89,7 @@ static void naive_item(void *ctx, int64_t bh, int worker) {
 
 static int naive_workers(const attn_problem_t *p, int threads) {
     int64_t items = p->batch * p->heads;
-    attn_exec_t x = {.threads = threads};
-    return (int)ATTN_MIN((int64_t)exec_threads(&x), items);
+    return (int)ATTN_MIN((int64_t)threads_resolve(threads), items);
 }
 
 static size_t naive_scratch_bytes(const attn_problem_t *p, int64_t n_q, int64_t n_k) {

@@ -127,8 +127,7 @@ static void tile_item(void *ctx, int64_t item, int worker) {
 
 static int tile_workers(const attn_problem_t *p, int threads, int64_t n_q) {
     int64_t items = p->batch * p->heads * ((n_q + tile_block_q(p) - 1) / tile_block_q(p));
-    attn_exec_t x = {.threads = threads};
-    return (int)ATTN_MIN((int64_t)exec_threads(&x), ATTN_MAX(items, 1));
+    return (int)ATTN_MIN((int64_t)threads_resolve(threads), ATTN_MAX(items, 1));
 }
 
 size_t tile_workspace_bytes(const attn_problem_t *p, int threads, int64_t n_q) {

@@ -236,7 +236,7 @@ int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn
     return rc;
 }
 
-int dist_follow(attn_err_t *err) {
+int dist_follow(dist_model_follow_fn on_model, attn_err_t *err) {
     attn_comm_t *c = comm_mpi_world();
     for (;;) {
         dist_cmd_t cmd;
@@ -249,7 +249,7 @@ int dist_follow(attn_err_t *err) {
             comm_mpi_abort(c->rank, "a rank was asked for a backend it does not know (mixed builds?)", 1);
         c->timeout_s = cmd.x.comm_timeout > 0 ? cmd.x.comm_timeout : 300.0;
         attn_io_t none = {0};
-        int rc = cmd.is_model ? dist_model_follow(be, &cmd.p, &cmd.x, &cmd.model, err)
+        int rc = cmd.is_model ? on_model(be, &cmd.p, &cmd.x, &cmd.model, err)
                               : be->forward_rank(be, &cmd.p, &cmd.x, c, &none, err);
         if (rc != ATTN_OK)
             comm_mpi_abort(c->rank, err->msg, 1);

@@ -5,15 +5,30 @@
 #include "core/backend.h"
 #include "comm/comm.h"
 #include "comm/layout.h"
-#include "impls/parallel/dist_model.h"
+#include "model/config.h"
 
 /* The forward of every distributed backend. Under mpi it runs on rank 0, which first tells
  * the other ranks (waiting in dist_follow) to run the same forward_rank. */
 int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err);
 
-/* Under mpi, the loop of ranks 1..P−1: run each distributed call rank 0 announces, until it
- * says stop. A failure there ends the whole job (comm_mpi_abort): its peers are stuck. */
-int dist_follow(attn_err_t *err);
+/* Under mpi, what rank 0 sends its followers before a model forward (dist_model.c fills it,
+ * dist.c carries it inside its command). */
+typedef struct {
+    uint64_t model_id;
+    int weights_follow; /* 1: the model is new to the followers, its tensors come next */
+    model_config_t cfg;
+    int64_t n, n_logits;
+} dist_model_cmd_t;
+
+/* A follower's side of one model forward (dist_model_follow), passed in by the caller so the
+ * rank loop here does not reach up into the model code built on it. */
+typedef int (*dist_model_follow_fn)(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x,
+                                    const dist_model_cmd_t *mc, attn_err_t *err);
+
+/* Under mpi, the loop of ranks 1..P−1: run each distributed call rank 0 announces (a model
+ * forward through on_model), until it says stop. A failure there ends the whole job
+ * (comm_mpi_abort): its peers are stuck. */
+int dist_follow(dist_model_follow_fn on_model, attn_err_t *err);
 /* Under mpi, rank 0 tells the followers a model forward follows (dist_model.c). */
 int dist_announce_model(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x,
                         const dist_model_cmd_t *mc, attn_err_t *err);

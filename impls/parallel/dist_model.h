@@ -2,6 +2,7 @@
  * ranks by the backend's layout; callers run dist_model_run, which falls back to model_forward
  * with a KV cache. Design: docs/comm.md. */
 #pragma once
+#include "impls/parallel/dist.h"
 #include "model/model.h"
 
 /* The forward a caller runs: the sharded one above for a distributed backend without a cache
@@ -15,14 +16,6 @@ int dist_model_forward(const model_t *m, const attn_backend_t *be, const attn_pr
                        const int32_t *tokens,
                        int64_t n, int64_t n_logits, double *logits, attn_err_t *err);
 
-/* Under mpi, what rank 0 sends its followers before a model forward (dist.c carries it). */
-typedef struct {
-    uint64_t model_id;
-    int weights_follow; /* 1: the model is new to the followers, its tensors come next */
-    model_config_t cfg;
-    int64_t n, n_logits;
-} dist_model_cmd_t;
-
-/* A follower's side of one model forward (called by dist_follow). */
+/* A follower's side of one model forward: the handler the CLI gives dist_follow. */
 int dist_model_follow(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x, const dist_model_cmd_t *mc,
                       attn_err_t *err);
