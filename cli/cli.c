@@ -11,6 +11,7 @@
 #include "impls/parallel/dist.h"
 #include "impls/parallel/dist_model.h"
 #include "core/npy.h"
+#include "core/outfile.h"
 #include "cli/options.h"
 #include "core/threads.h"
 #include "core/results.h"
@@ -124,6 +125,8 @@ static int execute(int argc, char **argv, attn_opts_t *runs, int n_runs,
     if (runs[0].device != 0)
         results_run_set_device(&run, runs[0].device);
     int rc = ATTN_OK;
+    for (int i = 0; i < n_runs && rc == ATTN_OK; i++) /* a results directory we cannot write fails now */
+        rc = outfile_check_dir(runs[i].out_dir, err);
     for (int i = 0; i < n_runs && rc == ATTN_OK; i++) {
         parallel_set_blas_threads(threads_resolve(runs[i].threads));
         rc = fn ? fn(&runs[i], &run, err) : task_find(runs[i].task)->run(&runs[i], &run, err);
@@ -321,6 +324,9 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
         return attn_fail(err, ATTN_EUSAGE, "attend takes one --mask");
     if (!c.q_path[0] || !c.k_path[0] || !c.v_path[0] || !c.out_path[0])
         return attn_fail(err, ATTN_EUSAGE, "attend needs --q, --k, --v and --out");
+    ATTN_TRY(outfile_check(c.out_path, err)); /* a bad output path fails before the compute */
+    if (c.lse_path[0])
+        ATTN_TRY(outfile_check(c.lse_path, err));
     const attn_backend_t *b = registry_find(o.backends[0]);
     npy_array_t q = {0}, k = {0}, v = {0};
     attn_problem_t p;
@@ -355,9 +361,9 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
     }
     if (rc == ATTN_OK) {
         int64_t shape[4] = {p.batch, p.heads, p.n_q, p.head_dim};
-        rc = npy_write(c.out_path, p.dtype, 4, shape, out, err);
-        if (rc == ATTN_OK && c.lse_path[0])
-            rc = npy_write(c.lse_path, p.dtype, 3, shape, lse, err);
+        npy_src_t o_src = {p.dtype, 4, shape, out}, lse_src = {p.dtype, 3, shape, lse};
+        outfile_job_t jobs[2] = {{c.out_path, npy_fill, &o_src}, {c.lse_path, npy_fill, &lse_src}};
+        rc = outfile_write_all(jobs, c.lse_path[0] ? 2 : 1, err); /* O and LSE both, or neither */
     }
     attn_free(out);
     attn_free(lse);

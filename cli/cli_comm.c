@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "comm/comm.h"
 #include "core/memory.h"
+#include "core/outfile.h"
 #include "cli/options.h"
 #include "core/results.h"
 #include "core/timing.h"
@@ -346,6 +347,8 @@ int cli_comm(int argc, char **argv, attn_err_t *err) {
         rc = results_run_init(&b->run, argc, argv, 0, mpi ? 1 : P, err);
     if (rc == ATTN_OK)
         comm_mpi_version(b->run.mpi_version, sizeof b->run.mpi_version);
+    if (rc == ATTN_OK && !mpi)
+        rc = outfile_check_dir(b->o.out_dir, err); /* before the benchmark, not after */
     if (rc == ATTN_OK && !mpi) {
         rc = comm_local_run(P, b->o.comm_timeout, P, comm_bench_rank, b, err);
         if (rc == ATTN_OK)
@@ -358,6 +361,10 @@ int cli_comm(int argc, char **argv, attn_err_t *err) {
         else if (c && c->size < 2)
             rc = attn_fail(err, ATTN_EUSAGE, "comm needs at least 2 ranks (run it under mpirun -np P, P ≥ 2; this job has %d)",
                            c->size);
+        /* Only rank 0 writes; were it to return, the other ranks would wait for it until the
+         * timeout, so the job ends here. */
+        if (rc == ATTN_OK && c->rank == 0 && outfile_check_dir(b->o.out_dir, err) != ATTN_OK)
+            comm_mpi_abort(0, err->msg, ATTN_EUSAGE);
         if (rc == ATTN_OK) {
             c->timeout_s = b->o.comm_timeout;
             rc = comm_bench_rank(c, b, err);

@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/options.h"
+#include "core/outfile.h"
 #include "core/results.h"
 #include "core/results_read.h"
 
@@ -23,6 +24,22 @@ static int put_script_safe(FILE *f, const char *s) {
             ok = fputc(*p, f) != EOF;
     }
     return ok;
+}
+
+typedef struct {
+    const char *tpl, *m1, *m2, *data; /* the template, its two markers, the JSON to inline */
+} page_t;
+
+/* The template with Chart.js at the first marker and the data at the second. */
+static int fill_page(FILE *f, void *ctx) {
+    const page_t *p = ctx;
+    int ok = fwrite(p->tpl, 1, (size_t)(p->m1 - p->tpl), f) == (size_t)(p->m1 - p->tpl);
+    ok = ok && fwrite(attn_chartjs, 1, attn_chartjs_len, f) == attn_chartjs_len;
+    const char *mid = p->m1 + strlen("/*@CHARTJS@*/");
+    ok = ok && fwrite(mid, 1, (size_t)(p->m2 - mid), f) == (size_t)(p->m2 - mid);
+    ok = ok && put_script_safe(f, p->data);
+    ok = ok && fputs(p->m2 + strlen("/*@DATA@*/"), f) >= 0;
+    return ok ? 0 : -1;
 }
 
 int cli_report(int argc, char **argv, attn_err_t *err) {
@@ -44,6 +61,14 @@ int cli_report(int argc, char **argv, attn_err_t *err) {
     const char *out = c.out_path;
     if (rc == ATTN_OK && nf == 0)
         rc = attn_fail(err, ATTN_EUSAGE, "report needs at least one results file (results/*.json)");
+    char *dir = rc == ATTN_OK ? strdup(out) : NULL; /* --out's directory is made, and --out checked, first */
+    if (rc == ATTN_OK && !dir)
+        rc = attn_fail(err, ATTN_ERUNTIME, "out of memory");
+    if (rc == ATTN_OK && strchr(out, '/'))
+        rc = outfile_make_dirs(dirname(dir), err);
+    free(dir);
+    if (rc == ATTN_OK)
+        rc = outfile_check(out, err);
     json_t *all = json_array();
     for (int i = 0; i < nf && rc == ATTN_OK; i++) {
         json_t *root;
@@ -57,26 +82,9 @@ int cli_report(int argc, char **argv, attn_err_t *err) {
     char *data = rc == ATTN_OK ? json_dumps(all, JSON_COMPACT) : NULL;
     if (rc == ATTN_OK && !data)
         rc = attn_fail(err, ATTN_ERUNTIME, "out of memory for the report's data");
-    char *dir = strdup(out), tmp[4200];
-    if (rc == ATTN_OK && dir && strchr(out, '/'))
-        rc = results_make_dirs(dirname(dir), err);
-    free(dir);
-    if (rc == ATTN_OK) {
-        snprintf(tmp, sizeof tmp, "%s.tmp", out);
-        FILE *f = fopen(tmp, "wb");
-        if (!f) {
-            rc = attn_fail(err, ATTN_ERUNTIME, "cannot write %s", tmp);
-        } else {
-            int ok = fwrite(tpl, 1, (size_t)(m1 - tpl), f) == (size_t)(m1 - tpl);
-            ok = ok && fwrite(attn_chartjs, 1, attn_chartjs_len, f) == attn_chartjs_len;
-            const char *mid = m1 + strlen("/*@CHARTJS@*/");
-            ok = ok && fwrite(mid, 1, (size_t)(m2 - mid), f) == (size_t)(m2 - mid);
-            ok = ok && put_script_safe(f, data);
-            const char *rest = m2 + strlen("/*@DATA@*/");
-            ok = ok && fputs(rest, f) >= 0;
-            rc = attn_file_commit(f, ok, tmp, out, err);
-        }
-    }
+    page_t page = {tpl, m1, m2, data};
+    if (rc == ATTN_OK)
+        rc = outfile_write(out, fill_page, &page, err);
     if (rc == ATTN_OK)
         printf("wrote %s (%d results file(s), %zu bytes of data)\n", out, nf, strlen(data));
     free(data);

@@ -33,9 +33,10 @@ size_t attn_alloc_current_bytes(void);
 size_t attn_alloc_peak_bytes(void);
 void attn_alloc_reset_peak(void);
 
-/* The end of every atomic file write: closes f (written to `tmp` beside `path`), and only when
- * every write succeeded (ok) and the close did too, renames tmp to path; otherwise removes
- * tmp and fails naming path and the reason. Nothing half-written is ever left at path. */
+/* The end of an atomic write, kept for impls/cuda/gcomm_nccl.cu's rendezvous file (outputs a
+ * user names go through core/outfile.h: devices, FIFOs, symlinks, all or none): closes f
+ * (written to `tmp` beside `path`), and only when every write succeeded (ok) and the close did
+ * too, renames tmp to path; otherwise removes tmp and fails naming path and the reason. */
 #include <stdio.h>
 int attn_file_commit(FILE *f, int ok, const char *tmp, const char *path, attn_err_t *err);
 

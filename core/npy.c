@@ -3,6 +3,8 @@
  * never a huge malloc or a read past the end. */
 #include "core/npy.h"
 
+#include "core/outfile.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,16 +174,17 @@ done:
     return rc;
 }
 
-int npy_write(const char *path, attn_dtype_t dtype, int ndim, const int64_t *shape, const void *data, attn_err_t *err) {
+int npy_fill(FILE *f, void *src) {
+    const npy_src_t *a = src;
     char hdr[512];
     int n = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (",
-                     dtype == ATTN_F64 ? "<f8" : "<f4");
+                     a->dtype == ATTN_F64 ? "<f8" : "<f4");
     size_t numel = 1;
-    for (int i = 0; i < ndim; i++) {
-        n += snprintf(hdr + n, sizeof hdr - (size_t)n, "%lld,%s", (long long)shape[i], i + 1 < ndim ? " " : "");
-        numel *= (size_t)shape[i];
+    for (int i = 0; i < a->ndim; i++) {
+        n += snprintf(hdr + n, sizeof hdr - (size_t)n, "%lld,%s", (long long)a->shape[i], i + 1 < a->ndim ? " " : "");
+        numel *= (size_t)a->shape[i];
     }
-    if (ndim > 1)
+    if (a->ndim > 1)
         n--; /* NumPy writes (5,) for one dimension and (2, 3) for more */
     n += snprintf(hdr + n, sizeof hdr - (size_t)n, "), }");
     /* Pad with spaces so the data starts on a 64-byte boundary; the header ends in '\n'. */
@@ -189,16 +192,15 @@ int npy_write(const char *path, attn_dtype_t dtype, int ndim, const int64_t *sha
     memset(hdr + n, ' ', (size_t)(total - 10 - n - 1));
     hdr[total - 10 - 1] = '\n';
     size_t hlen = (size_t)(total - 10);
-
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return attn_fail(err, ATTN_ERUNTIME, "%s: cannot write: %s", path, strerror(errno));
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8)};
-    size_t bytes = numel * dtype_size(dtype);
-    int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(hdr, 1, hlen, f) == hlen && fwrite(data, 1, bytes, f) == bytes;
-    return attn_file_commit(f, ok, tmp, path, err);
+    size_t bytes = numel * dtype_size(a->dtype);
+    int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(hdr, 1, hlen, f) == hlen && fwrite(a->data, 1, bytes, f) == bytes;
+    return ok ? 0 : -1;
+}
+
+int npy_write(const char *path, attn_dtype_t dtype, int ndim, const int64_t *shape, const void *data, attn_err_t *err) {
+    npy_src_t src = {dtype, ndim, shape, data};
+    return outfile_write(path, npy_fill, &src, err);
 }
 
 void npy_free(npy_array_t *a) {

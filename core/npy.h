@@ -16,7 +16,18 @@ typedef struct {
 } npy_array_t;
 
 int npy_read(const char *path, npy_array_t *out, attn_err_t *err);
-/* Writes atomically (temporary file in the same directory, then rename). */
+/* Writes through core/outfile.h: a file atomically (temporary beside it, then rename), a device
+ * or FIFO directly. */
 int npy_write(const char *path, attn_dtype_t dtype, int ndim, const int64_t *shape, const void *data,
               attn_err_t *err);
+
+/* One array's .npy bytes, for outfile_write_all when several files must appear all or none. */
+typedef struct {
+    attn_dtype_t dtype;
+    int ndim;
+    const int64_t *shape;
+    const void *data;
+} npy_src_t;
+#include <stdio.h>
+int npy_fill(FILE *f, void *src); /* an outfile_fill_fn: src is an npy_src_t */
 void npy_free(npy_array_t *a);

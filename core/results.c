@@ -1,14 +1,14 @@
 /* results.c — the run's record store and its three views: JSON (jansson), CSV (libcsv) and the
- * fixed-width terminal table (see results.h and README "Results"). Both files are written to
- * hidden temporary names and renamed only once both are complete, so a reader (a dashboard
- * polling results/) never sees a half-written file or a JSON without its CSV. */
+ * fixed-width terminal table (see results.h and README "Results"). Both files go through
+ * core/outfile.h together: staged, then renamed only once both are complete, so a reader (a
+ * dashboard polling results/) never sees a half-written file or a JSON without its CSV. */
 #include "core/results.h"
 
+#include "core/outfile.h"
 #include "core/timing.h"
 #include "core/device.h"
 
 #include <csv.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
@@ -16,7 +16,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -359,34 +358,8 @@ static json_t *record_json(const attn_record_t *r) {
     return ok ? o : NULL;
 }
 
-static int io_fail(attn_err_t *err, const char *what, const char *path, int errnum) {
-    return attn_fail(err, ATTN_ERUNTIME, "cannot %s %s: %s", what, path, strerror(errnum ? errnum : EIO));
-}
-
-static int write_json(const attn_run_t *run, const char *path, attn_err_t *err) {
-    int ok = 1;
-    json_t *recs = json_array(), *root = json_object();
-    for (int i = 0; i < run->n_records; i++)
-        ok &= json_array_append_new(recs, record_json(&run->records[i])) == 0;
-    SET(root, "schema", json_string("attnbench.results/1"));
-    SET(root, "run", run_json(run));
-    SET(root, "records", recs);
-    if (!ok) {
-        json_decref(root);
-        return attn_fail(err, ATTN_ERUNTIME, "out of memory building %s", path);
-    }
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        json_decref(root);
-        return io_fail(err, "create", path, errno);
-    }
-    errno = 0;
-    int bad = json_dumpf(root, f, JSON_INDENT(2) | JSON_REAL_PRECISION(17)) != 0 || fputc('\n', f) == EOF;
-    int e = errno;
-    if (fclose(f) != 0 && !bad) /* buffered data meets a full disk here */
-        bad = 1, e = errno;
-    json_decref(root);
-    return bad ? io_fail(err, "write", path, e) : ATTN_OK;
+static int fill_json(FILE *f, void *root) {
+    return json_dumpf(root, f, JSON_INDENT(2) | JSON_REAL_PRECISION(17)) != 0 || fputc('\n', f) == EOF ? -1 : 0;
 }
 
 /* ---- CSV ----------------------------------------------------------------------------------- */
@@ -457,70 +430,47 @@ static int csv_record(FILE *f, const attn_run_t *run, const attn_record_t *r) {
     return rows ? 0 : csv_row(f, cell);
 }
 
-static int write_csv(const attn_run_t *run, const char *path, attn_err_t *err) {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return io_fail(err, "create", path, errno);
-    errno = 0;
-    int bad = csv_row(f, results_csv_columns) != 0;
-    for (int i = 0; i < run->n_records && !bad; i++)
-        bad = csv_record(f, run, &run->records[i]) != 0;
-    int e = errno;
-    if (fclose(f) != 0 && !bad)
-        bad = 1, e = errno;
-    return bad ? io_fail(err, "write", path, e) : ATTN_OK;
+typedef struct {
+    const attn_run_t *run;
+} csv_src_t;
+
+static int fill_csv(FILE *f, void *ctx) {
+    const attn_run_t *run = ((csv_src_t *)ctx)->run;
+    if (csv_row(f, results_csv_columns) != 0)
+        return -1;
+    for (int i = 0; i < run->n_records; i++)
+        if (csv_record(f, run, &run->records[i]) != 0)
+            return -1;
+    return 0;
 }
 
 /* ---- files --------------------------------------------------------------------------------- */
 
-/* mkdir -p: each prefix in turn; EEXIST is fine (a regular file in the way fails one step later
- * with ENOTDIR, naming the path). */
-int results_make_dirs(const char *dir, attn_err_t *err) {
-    char p[PATH_MAX];
-    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p)
-        return attn_fail(err, ATTN_ERUNTIME, "output directory path too long: %s", dir);
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s != '\0')
-            continue;
-        char saved = *s;
-        *s = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST)
-            return io_fail(err, "create directory", p, errno);
-        *s = saved;
-        if (!saved)
-            return ATTN_OK;
-    }
-}
-
 int results_write(const attn_run_t *run, const char *out_dir, attn_err_t *err) {
     if (!out_dir || !out_dir[0])
         out_dir = ".";
-    char tmp_json[PATH_MAX], tmp_csv[PATH_MAX], fin_json[PATH_MAX], fin_csv[PATH_MAX];
+    char json[PATH_MAX], csv[PATH_MAX];
     const char *id = run->run_id;
-    if (snprintf(tmp_json, PATH_MAX, "%s/.%s.json.tmp", out_dir, id) >= PATH_MAX ||
-        snprintf(tmp_csv, PATH_MAX, "%s/.%s.csv.tmp", out_dir, id) >= PATH_MAX ||
-        snprintf(fin_json, PATH_MAX, "%s/%s.json", out_dir, id) >= PATH_MAX ||
-        snprintf(fin_csv, PATH_MAX, "%s/%s.csv", out_dir, id) >= PATH_MAX)
+    if (snprintf(json, PATH_MAX, "%s/%s.json", out_dir, id) >= PATH_MAX ||
+        snprintf(csv, PATH_MAX, "%s/%s.csv", out_dir, id) >= PATH_MAX)
         return attn_fail(err, ATTN_ERUNTIME, "output directory path too long: %s", out_dir);
-    ATTN_TRY(results_make_dirs(out_dir, err));
-    int rc = write_json(run, tmp_json, err);
-    if (rc == ATTN_OK)
-        rc = write_csv(run, tmp_csv, err);
-    int json_renamed = 0;
-    if (rc == ATTN_OK) {
-        if (rename(tmp_json, fin_json) != 0)
-            rc = io_fail(err, "rename to", fin_json, errno);
-        else
-            json_renamed = 1;
+    ATTN_TRY(outfile_make_dirs(out_dir, err));
+    int ok = 1;
+    json_t *recs = json_array(), *root = json_object();
+    for (int i = 0; i < run->n_records; i++)
+        ok &= json_array_append_new(recs, record_json(&run->records[i])) == 0;
+    SET(root, "schema", json_string("attnbench.results/1"));
+    SET(root, "run", run_json(run));
+    SET(root, "records", recs);
+    if (!ok) {
+        json_decref(root);
+        return attn_fail(err, ATTN_ERUNTIME, "out of memory building %s", json);
     }
-    if (rc == ATTN_OK && rename(tmp_csv, fin_csv) != 0)
-        rc = io_fail(err, "rename to", fin_csv, errno);
-    if (rc != ATTN_OK) { /* both files or neither */
-        unlink(tmp_json);
-        unlink(tmp_csv);
-        if (json_renamed)
-            unlink(fin_json);
-    }
+    csv_src_t src = {run};
+    /* Both or neither: a reader (a dashboard polling results/) never sees a JSON without its CSV. */
+    outfile_job_t jobs[2] = {{json, fill_json, root}, {csv, fill_csv, &src}};
+    int rc = outfile_write_all(jobs, 2, err);
+    json_decref(root);
     return rc;
 }
 

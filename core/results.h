@@ -87,8 +87,8 @@ void record_set_status(attn_record_t *r, attn_status_t s, const char *reason_fmt
     __attribute__((format(printf, 3, 4)));
 const char *status_name(attn_status_t s);
 
-/* Writes <out_dir>/<run_id>.json and .csv via temporary files and rename; on failure neither
- * final name exists. Creates out_dir if missing. */
+/* Writes <out_dir>/<run_id>.json and .csv through core/outfile.h, both or neither: on failure
+ * no final name is created or changed. Creates out_dir if missing. */
 int results_write(const attn_run_t *run, const char *out_dir, attn_err_t *err);
 
 /* The terminal view, per task: a fixed-width table with a units row, one line per record with
@@ -101,5 +101,3 @@ void results_print_table(const attn_run_t *run, FILE *f);
 extern const char *const results_csv_columns[];
 extern const int results_csv_ncolumns;
 
-/* mkdir -p; a message naming the path on failure. */
-int results_make_dirs(const char *dir, attn_err_t *err);

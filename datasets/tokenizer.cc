@@ -13,6 +13,7 @@
 #include <vector>
 
 extern "C" {
+#include "core/outfile.h"
 #include "datasets/tokenizer.h"
 }
 
@@ -108,6 +109,14 @@ extern "C" int32_t tok_piece_to_id(const attn_tokenizer_t *t, const char *piece)
     }
 }
 
+// The trained model's bytes (a std::string) as an outfile_fill_fn (C linkage, as its type says).
+extern "C" {
+static int fill_model(FILE *f, void *proto) {
+    const std::string *p = static_cast<const std::string *>(proto);
+    return std::fwrite(p->data(), 1, p->size(), f) == p->size() ? 0 : -1;
+}
+}
+
 extern "C" int tok_train(const char *corpus_path, const char *model_prefix, int vocab_size,
                          const char *const *user_symbols, int n_user_symbols, attn_err_t *err) {
     return guarded(err, "tokenizer train", [&] {
@@ -132,11 +141,7 @@ extern "C" int tok_train(const char *corpus_path, const char *model_prefix, int 
         auto st = sentencepiece::SentencePieceTrainer::Train(args, nullptr, &proto);
         if (!st.ok())
             return attn_fail(err, ATTN_ERUNTIME, "tokenizer train on %s: %s", corpus_path, st.ToString().c_str());
-        std::string path = std::string(model_prefix) + ".model", tmp = path + ".tmp";
-        FILE *f = std::fopen(tmp.c_str(), "wb");
-        if (!f)
-            return attn_fail(err, ATTN_ERUNTIME, "tokenizer train: cannot write %s", tmp.c_str());
-        int ok = std::fwrite(proto.data(), 1, proto.size(), f) == proto.size();
-        return attn_file_commit(f, ok, tmp.c_str(), path.c_str(), err);
+        std::string path = std::string(model_prefix) + ".model";
+        return outfile_write(path.c_str(), fill_model, &proto, err);
     });
 }

@@ -3,6 +3,8 @@
  * bytes decode as little-endian with no alignment assumption (the header length need not be ×4). */
 #include "model/safetensors.h"
 
+#include "core/outfile.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -421,6 +423,28 @@ static int write_item(FILE *out, const st_item_t *it, st_dtype_t dtype) {
     return 1;
 }
 
+typedef struct {
+    const st_item_t *items;
+    int n;
+    st_dtype_t dtype;
+    const char *header;
+    size_t len, hlen; /* the header's length, and padded to 8 */
+} st_out_t;
+
+/* The file: header length (u64 LE), the JSON header padded with spaces, then each tensor. */
+static int fill_st(FILE *out, void *ctx) {
+    const st_out_t *s = ctx;
+    unsigned char pre[8];
+    for (int i = 0; i < 8; i++)
+        pre[i] = (unsigned char)((uint64_t)s->hlen >> (8 * i));
+    static const char spaces[8] = "        ";
+    int ok = fwrite(pre, 1, 8, out) == 8 && fwrite(s->header, 1, s->len, out) == s->len &&
+             fwrite(spaces, 1, s->hlen - s->len, out) == s->hlen - s->len;
+    for (int i = 0; ok && i < s->n; i++)
+        ok = write_item(out, &s->items[i], s->dtype);
+    return ok ? 0 : -1;
+}
+
 int st_write(const char *path, const st_item_t *items, int n, st_dtype_t dtype, attn_err_t *err) {
     if (dtype != ST_F32 && dtype != ST_F16 && dtype != ST_BF16)
         return attn_fail(err, ATTN_EUSAGE, "%s: cannot write dtype %d (" SUPPORTED ")", path, (int)dtype);
@@ -436,25 +460,8 @@ int st_write(const char *path, const st_item_t *items, int n, st_dtype_t dtype, 
         return attn_fail(err, ATTN_ERUNTIME, "out of memory writing %s", path);
     size_t len = strlen(text), hlen = (len + 7) / 8 * 8; /* data then starts 8-byte aligned */
 
-    char tmp[4200];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp) {
-        free(text);
-        return attn_fail(err, ATTN_EUSAGE, "%s: path too long", path);
-    }
-    FILE *out = fopen(tmp, "wb");
-    if (!out) {
-        int saved = errno;
-        free(text);
-        return attn_fail(err, ATTN_ERUNTIME, "%s: cannot write: %s", path, strerror(saved));
-    }
-    unsigned char pre[8];
-    for (int i = 0; i < 8; i++)
-        pre[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
-    static const char spaces[8] = "        ";
-    int ok = fwrite(pre, 1, 8, out) == 8 && fwrite(text, 1, len, out) == len &&
-             fwrite(spaces, 1, hlen - len, out) == hlen - len;
-    for (int i = 0; ok && i < n; i++)
-        ok = write_item(out, &items[i], dtype);
+    st_out_t src = {items, n, dtype, text, len, hlen};
+    int rc = outfile_write(path, fill_st, &src, err);
     free(text);
-    return attn_file_commit(out, ok, tmp, path, err);
+    return rc;
 }
