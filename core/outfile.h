@@ -33,5 +33,5 @@ int outfile_check_dir(const char *dir, attn_err_t *err);
  * why devices go after staging). */
 int outfile_write_all(const outfile_job_t *jobs, int n, attn_err_t *err);
 
-/* outfile_write_all for one file. */
+/* outfile_write_all for one file. Every failure here is ATTN_ERUNTIME (exit 1) naming the path. */
 int outfile_write(const char *path, outfile_fill_fn fill, void *ctx, attn_err_t *err);
