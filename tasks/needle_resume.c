@@ -153,7 +153,7 @@ int needle_resume_load(const char *path, const attn_opts_t *o, needle_case_fn ex
         char why[256] = "";
         attn_record_t *r = NULL;
         if (strcmp(task, "needle")) {
-            rc = attn_fail(err, ATTN_EUSAGE, "--resume %s: not a needle run: record %zu is a %s record (--resume "
+            rc = attn_fail(err, ATTN_EUSAGE, "--resume %s: not a needle run: record %zu has task \"%s\" (--resume "
                            "continues a file written by attnbench needle)", path, i, task);
             break;
         }
