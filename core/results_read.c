@@ -55,8 +55,10 @@ static int check_record(json_t *r, int version, char *why, size_t cap) {
     if (!json_is_object(cfg) || !json_is_object(met) || !json_is_object(units))
         return snprintf(why, cap, "lacks \"config\", \"metrics\" or \"units\" (or one is not an object)"), 0;
     const char *k;
-    json_object_foreach(cfg, k, v) if (!is_num_or_null(v) && !json_is_string(v))
-        return snprintf(why, cap, "config \"%.40s\" is neither a number nor a string", k), 0;
+    json_object_foreach(cfg, k, v) {
+        if (!is_num_or_null(v) && !json_is_string(v))
+            return snprintf(why, cap, "config \"%.40s\" is neither a number nor a string", k), 0;
+    }
     json_object_foreach(met, k, v) {
         if (!is_num_or_null(v))
             return snprintf(why, cap, "metric \"%.40s\" is not a number (nor null)", k), 0;
@@ -70,8 +72,10 @@ static int check_record(json_t *r, int version, char *why, size_t cap) {
         json_t *x;
         if (!json_is_array(v))
             return snprintf(why, cap, "per_rank \"%.40s\" is not an array", k), 0;
-        json_array_foreach(v, i, x) if (!is_num_or_null(x))
-            return snprintf(why, cap, "per_rank \"%.40s\"[%zu] is not a number (nor null)", k, i), 0;
+        json_array_foreach(v, i, x) {
+            if (!is_num_or_null(x))
+                return snprintf(why, cap, "per_rank \"%.40s\"[%zu] is not a number (nor null)", k, i), 0;
+        }
     }
     return 1;
 }
@@ -83,7 +87,7 @@ int results_read(const char *path, json_t **root, attn_err_t *err) {
         return attn_fail(err, ATTN_EUSAGE, "%s: not readable JSON: %s (line %d, column %d)", path, je.text, je.line,
                          je.column);
     json_t *run = json_object_get(*root, "run"), *recs = json_object_get(*root, "records");
-    char why[256] = "";
+    char why[400] = "";
     int version = 0, ok = json_is_object(*root) && check_schema(*root, &version, why, sizeof why);
     if (ok && (!json_is_object(run) || !is_str(run, "run_id", 0) || !is_str(run, "host", 1)))
         ok = 0, snprintf(why, sizeof why, "\"run\" lacks run_id or host");
@@ -96,11 +100,14 @@ int results_read(const char *path, json_t **root, attn_err_t *err) {
     json_t *r;
     json_array_foreach(recs, i, r) {
         char rwhy[200];
-        if (!ok || check_record(r, version, rwhy, sizeof rwhy))
+        if (!ok)
+            break;
+        if (check_record(r, version, rwhy, sizeof rwhy))
             continue;
         ok = 0;
-        snprintf(why, sizeof why, "record %zu (%s %s) %s", i, is_str(r, "task", 0) ? json_string_value(json_object_get(r, "task")) : "?",
-                 is_str(r, "backend", 0) ? json_string_value(json_object_get(r, "backend")) : "?", rwhy);
+        const char *task = is_str(r, "task", 0) ? json_string_value(json_object_get(r, "task")) : "?",
+                   *backend = is_str(r, "backend", 0) ? json_string_value(json_object_get(r, "backend")) : "?";
+        snprintf(why, sizeof why, "record %zu (%.32s %.48s) %s", i, task, backend, rwhy);
     }
     if (!ok) {
         if (!why[0])

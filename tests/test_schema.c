@@ -20,7 +20,8 @@ int main(void) {
         check(results_schema_parse(want) == old, want, "an earlier version must read");
     }
     snprintf(want, sizeof want, "attnbench.results/%d", v + 1);
-    check(results_schema_parse(want) == 0, "a newer version does not read", "%s read as %d", want, results_schema_parse(want));
+    check(results_schema_parse(want) == 0, "a newer version does not read", "%s read as %d", want,
+          results_schema_parse(want));
     static const char *const bad[] = {"attnbench.results/0", "attnbench.results/01", "attnbench.results/1x",
                                       "attnbench.results/", "attnbench.results/+1", "other.results/1", "", NULL};
     for (int i = 0; i < 7; i++)
