@@ -20,6 +20,8 @@ static int load(const char *path, json_t **root, entry_t **out, size_t *n, attn_
     ATTN_TRY(results_read(path, root, err));
     json_t *recs = json_object_get(*root, "records");
     *n = json_array_size(recs);
+    if (*n == 0) /* a gate that compares nothing must not pass */
+        return attn_fail(err, ATTN_EUSAGE, "%s: no records: nothing to compare", path);
     *out = calloc(*n + 1, sizeof **out);
     if (!*out)
         return attn_fail(err, ATTN_ERUNTIME, "out of memory");
@@ -67,6 +69,12 @@ static int num(json_t *metrics, const char *name, double *v) {
     return 1;
 }
 
+/* name_min and name_max are read with name, not shown on their own. */
+static int spread_name(const char *m) {
+    size_t l = strlen(m);
+    return l > 4 && (!strcmp(m + l - 4, "_min") || !strcmp(m + l - 4, "_max"));
+}
+
 /* 1 worse, -1 better, 0 within the spreads and threshold; needs name_min and name_max in both. */
 static int verdict(json_t *bm, json_t *nm, const char *name, const char *unit, double thr) {
     char lo[96], hi[96];
@@ -87,8 +95,9 @@ int cli_compare(int argc, char **argv, attn_err_t *err) {
                         "Matches records on (task, backend, device, transport, ranks, layout, config) and prints\n"
                         "NEW/BASE per metric. Exit 1 when a record that passed in BASE fails or errors in NEW, or\n"
                         "when a timed metric is worse by more than the threshold beyond both runs' spreads (NEW's\n"
-                        "best repeat against BASE's worst). Records without a match are listed. Exit 2: bad usage\n"
-                        "or a file that is not an attnbench results file.\n");
+                        "best repeat against BASE's worst). Records without a match are listed, and so is a\n"
+                        "metric one file lacks. Exit 2: bad usage, a file that is not an attnbench results file\n"
+                        "(docs/results-schema.md: a status or value it cannot read), or one with no records.\n");
         return ATTN_OK;
     }
     cli_opts_t c;
@@ -140,11 +149,23 @@ int cli_compare(int argc, char **argv, attn_err_t *err) {
                *units = json_object_get(ne[i].rec, "units");
         const char *m;
         json_t *v;
+        for (int side = 0; side < 2; side++) /* a metric one file lacks or has no value for is said, not dropped */
+            json_object_foreach(side ? bm : nm, m, v) {
+                double x = 0, y = 0;
+                int hb = num(bm, m, &x), hn = num(nm, m, &y);
+                if (spread_name(m) || (side && json_object_get(nm, m)) || (hb && hn))
+                    continue;
+                char bs_[32] = "-", ns_[32] = "-";
+                if (hb)
+                    snprintf(bs_, sizeof bs_, "%.6g", x);
+                if (hn)
+                    snprintf(ns_, sizeof ns_, "%.6g", y);
+                printf("%-52.52s %-22.22s %14s %14s %9s  %s\n", name, m, bs_, ns_, "",
+                       !json_object_get(bm, m) ? "only in NEW" : !json_object_get(nm, m) ? "only in BASE" : "no value");
+            }
         json_object_foreach(nm, m, v) {
-            size_t l = strlen(m);
             double x, y;
-            if ((l > 4 && (!strcmp(m + l - 4, "_min") || !strcmp(m + l - 4, "_max"))) || !num(nm, m, &y) ||
-                !num(bm, m, &x))
+            if (spread_name(m) || !num(nm, m, &y) || !num(bm, m, &x))
                 continue;
             int vd = verdict(bm, nm, m, str(units, m), thr);
             worse += vd > 0, better += vd < 0;

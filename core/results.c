@@ -245,11 +245,6 @@ void record_extra_num(attn_record_t *r, const char *key, double value) {
     }
 }
 
-const char *status_name(attn_status_t s) {
-    static const char *names[] = {"pass", "fail", "skipped", "error"};
-    return (unsigned)s < 4 ? names[s] : "error";
-}
-
 /* ---- JSON ---------------------------------------------------------------------------------- */
 
 /* json_object_set_new / json_array_append_new take ownership even when they fail, so a NULL
@@ -459,7 +454,7 @@ int results_write(const attn_run_t *run, const char *out_dir, attn_err_t *err) {
     json_t *recs = json_array(), *root = json_object();
     for (int i = 0; i < run->n_records; i++)
         ok &= json_array_append_new(recs, record_json(&run->records[i])) == 0;
-    SET(root, "schema", json_string("attnbench.results/1"));
+    SET(root, "schema", json_string(results_schema_name()));
     SET(root, "run", run_json(run));
     SET(root, "records", recs);
     if (!ok) {

@@ -1,10 +1,37 @@
 /* results.h — one run's records and their output: results/<run_id>.json (schema
- * attnbench.results/1, see README "Results") and results/<run_id>.csv (one row per record ×
+ * attnbench.results/N, see docs/results-schema.md) and results/<run_id>.csv (one row per record ×
  * metric), both written atomically (temporary name, then rename), plus the fixed-width table. */
 #pragma once
 #include "core/problem.h"
 
-typedef enum { REC_PASS = 0, REC_FAIL, REC_SKIPPED, REC_ERROR } attn_status_t;
+/* The schema's record statuses, the one list every writer and reader uses: X(enum, name, since),
+ * since = the schema version that introduced it. A new status is one line here with since = a
+ * new version; results_schema_version() follows (the rule: docs/results-schema.md). */
+#define ATTN_STATUSES(X)                                                                            \
+    X(REC_PASS, "pass", 1)                                                                          \
+    X(REC_FAIL, "fail", 1)                                                                          \
+    X(REC_SKIPPED, "skipped", 1)                                                                    \
+    X(REC_ERROR, "error", 1)
+
+#define ATTN_STATUS_ENUM(e, name, since) e,
+typedef enum { ATTN_STATUSES(ATTN_STATUS_ENUM) REC_N_STATUSES } attn_status_t;
+#undef ATTN_STATUS_ENUM
+
+/* The version files are written with: the base version of the record and run fields (bump it
+ * when a field is added), or the newest status's, whichever is later. */
+#define ATTN_RESULTS_BASE_VERSION 1
+#define ATTN_RESULTS_SCHEMA_PREFIX "attnbench.results/"
+int results_schema_version(void);
+/* "attnbench.results/<version>" of this build, for the writers. */
+const char *results_schema_name(void);
+/* The version of a schema string this build reads (1 … results_schema_version()), or 0 for
+ * another schema, a malformed version or a newer one. */
+int results_schema_parse(const char *schema);
+/* 1 and *s set when name is a status of schema version `version`; 0 otherwise. */
+int status_parse(const char *name, int version, attn_status_t *s);
+/* Run ids as results_run_init makes them, YYYYMMDDTHHMMSSZ-xxxxxx (6 lower-case hex digits): the
+ * only shape a reader accepts, since --resume names its output file after it. */
+int results_run_id_valid(const char *id);
 
 typedef struct {
     char name[64];

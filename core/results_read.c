@@ -1,19 +1,83 @@
 /* results_read.c — results files read back and checked (results_read.h): one message naming the
- * file and the problem for anything the report and compare readers could not rely on. */
+ * file, the record and the problem for anything the readers (report, compare, --resume) could
+ * not rely on: a value of the wrong type, a status or schema version this build does not know. */
 #include "core/results_read.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static int has(json_t *o, const char *key, int type) {
+#include "core/results.h"
+
+/* string: a JSON string; nullable: or null (local_backend, reason and the run's gpu fields). */
+static int is_str(json_t *o, const char *key, int nullable) {
     json_t *v = json_object_get(o, key);
-    if (!v)
-        return 0;
-    if (type == JSON_INTEGER)
-        return json_is_number(v);
-    if (type == JSON_STRING) /* local_backend and gpu fields may be null */
-        return json_is_string(v) || json_is_null(v);
-    return json_typeof(v) == (json_type)type;
+    return json_is_string(v) || (nullable && json_is_null(v));
+}
+
+/* A metric, per-rank value or config value is a number, or null where the value was NaN. */
+static int is_num_or_null(json_t *v) { return json_is_number(v) || json_is_null(v); }
+
+static int check_schema(json_t *root, int *version, char *why, size_t cap) {
+    json_t *schema = json_object_get(root, "schema");
+    const char *s = json_is_string(schema) ? json_string_value(schema) : NULL;
+    *version = results_schema_parse(s);
+    if (*version)
+        return 1;
+    size_t k = strlen(ATTN_RESULTS_SCHEMA_PREFIX);
+    if (s && !strncmp(s, ATTN_RESULTS_SCHEMA_PREFIX, k) && atoi(s + k) > results_schema_version())
+        snprintf(why, cap, "schema \"%s\" is newer than this attnbench reads (%s and older)", s, results_schema_name());
+    else if (results_schema_version() == 1)
+        snprintf(why, cap, "schema is not \"%s\"", results_schema_name());
+    else
+        snprintf(why, cap, "schema is not \"%s1\" … \"%s\"", ATTN_RESULTS_SCHEMA_PREFIX, results_schema_name());
+    return 0;
+}
+
+/* 1 when record r is as a writer of schema `version` makes it; else why names the field. */
+static int check_record(json_t *r, int version, char *why, size_t cap) {
+    if (!json_is_object(r))
+        return snprintf(why, cap, "is not an object"), 0;
+    static const char *const strs[] = {"task", "backend", "device", "transport", "layout", "status"};
+    for (size_t k = 0; k < sizeof strs / sizeof strs[0]; k++)
+        if (!is_str(r, strs[k], 0))
+            return snprintf(why, cap, "lacks \"%s\" (or it is not a string)", strs[k]), 0;
+    if (!is_str(r, "local_backend", 1) || (json_object_get(r, "reason") && !is_str(r, "reason", 1)))
+        return snprintf(why, cap, "\"local_backend\" or \"reason\" is neither a string nor null"), 0;
+    json_t *ranks = json_object_get(r, "ranks");
+    if (!json_is_integer(ranks) || json_integer_value(ranks) < 1)
+        return snprintf(why, cap, "\"ranks\" is not an integer ≥ 1"), 0;
+    attn_status_t st;
+    const char *sname = json_string_value(json_object_get(r, "status"));
+    if (!status_parse(sname, version, &st))
+        return snprintf(why, cap, "status \"%.40s\" is not one of schema /%d's statuses", sname, version), 0;
+    json_t *cfg = json_object_get(r, "config"), *met = json_object_get(r, "metrics"),
+           *units = json_object_get(r, "units"), *pr = json_object_get(r, "per_rank"), *v;
+    if (!json_is_object(cfg) || !json_is_object(met) || !json_is_object(units))
+        return snprintf(why, cap, "lacks \"config\", \"metrics\" or \"units\" (or one is not an object)"), 0;
+    const char *k;
+    json_object_foreach(cfg, k, v) {
+        if (!is_num_or_null(v) && !json_is_string(v))
+            return snprintf(why, cap, "config \"%.40s\" is neither a number nor a string", k), 0;
+    }
+    json_object_foreach(met, k, v) {
+        if (!is_num_or_null(v))
+            return snprintf(why, cap, "metric \"%.40s\" is not a number (nor null)", k), 0;
+        if (!is_str(units, k, 0))
+            return snprintf(why, cap, "metric \"%.40s\" has no unit in \"units\"", k), 0;
+    }
+    if (pr && !json_is_object(pr))
+        return snprintf(why, cap, "\"per_rank\" is not an object"), 0;
+    json_object_foreach(pr, k, v) {
+        size_t i;
+        json_t *x;
+        if (!json_is_array(v))
+            return snprintf(why, cap, "per_rank \"%.40s\" is not an array", k), 0;
+        json_array_foreach(v, i, x) {
+            if (!is_num_or_null(x))
+                return snprintf(why, cap, "per_rank \"%.40s\"[%zu] is not a number (nor null)", k, i), 0;
+        }
+    }
+    return 1;
 }
 
 int results_read(const char *path, json_t **root, attn_err_t *err) {
@@ -22,37 +86,42 @@ int results_read(const char *path, json_t **root, attn_err_t *err) {
     if (!*root)
         return attn_fail(err, ATTN_EUSAGE, "%s: not readable JSON: %s (line %d, column %d)", path, je.text, je.line,
                          je.column);
-    json_t *schema = json_object_get(*root, "schema"), *run = json_object_get(*root, "run"),
-           *recs = json_object_get(*root, "records");
-    const char *why = NULL;
-    if (!json_is_string(schema) || strcmp(json_string_value(schema), "attnbench.results/1"))
-        why = "schema is not \"attnbench.results/1\"";
-    else if (!json_is_object(run) || !has(run, "run_id", JSON_STRING) || !has(run, "host", JSON_STRING))
-        why = "\"run\" lacks run_id or host";
-    else if (!json_is_array(recs))
-        why = "\"records\" is not an array";
+    json_t *run = json_object_get(*root, "run"), *recs = json_object_get(*root, "records");
+    char why[400] = "";
+    int version = 0, ok = json_is_object(*root) && check_schema(*root, &version, why, sizeof why);
+    if (ok && (!json_is_object(run) || !is_str(run, "run_id", 0) || !is_str(run, "host", 1)))
+        ok = 0, snprintf(why, sizeof why, "\"run\" lacks run_id or host");
+    if (ok && !results_run_id_valid(json_string_value(json_object_get(run, "run_id"))))
+        ok = 0, snprintf(why, sizeof why, "run_id \"%.64s\" is not a run id (YYYYMMDDTHHMMSSZ-xxxxxx)",
+                         json_string_value(json_object_get(run, "run_id")));
+    if (ok && !json_is_array(recs))
+        ok = 0, snprintf(why, sizeof why, "\"records\" is not an array");
     size_t i;
     json_t *r;
-    char buf[128];
     json_array_foreach(recs, i, r) {
-        if (why)
+        char rwhy[200];
+        if (!ok)
             break;
-        static const struct { const char *key; int type; } need[] = {
-            {"task", JSON_STRING},     {"backend", JSON_STRING}, {"device", JSON_STRING},
-            {"transport", JSON_STRING}, {"ranks", JSON_INTEGER}, {"layout", JSON_STRING},
-            {"config", JSON_OBJECT},   {"metrics", JSON_OBJECT}, {"status", JSON_STRING}};
-        for (size_t k = 0; k < sizeof need / sizeof need[0] && !why; k++)
-            if (!json_is_object(r) || !has(r, need[k].key, need[k].type)) {
-                snprintf(buf, sizeof buf, "record %zu lacks \"%s\" (or it has the wrong type)", i, need[k].key);
-                why = buf;
-            }
+        if (check_record(r, version, rwhy, sizeof rwhy))
+            continue;
+        ok = 0;
+        const char *task = is_str(r, "task", 0) ? json_string_value(json_object_get(r, "task")) : "?",
+                   *backend = is_str(r, "backend", 0) ? json_string_value(json_object_get(r, "backend")) : "?";
+        snprintf(why, sizeof why, "record %zu (%.32s %.48s) %s", i, task, backend, rwhy);
     }
-    if (why) {
+    if (!ok) {
+        if (!why[0])
+            snprintf(why, sizeof why, "the top level is not an object");
         json_decref(*root);
         *root = NULL;
         return attn_fail(err, ATTN_EUSAGE, "%s: not an attnbench results file: %s", path, why);
     }
     return ATTN_OK;
+}
+
+int results_file_version(json_t *root) {
+    json_t *schema = json_object_get(root, "schema");
+    return results_schema_parse(json_is_string(schema) ? json_string_value(schema) : NULL);
 }
 
 static void put(char *out, size_t cap, size_t *at, const char *s) {

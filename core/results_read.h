@@ -1,15 +1,19 @@
-/* results_read.h — reading results files back (report, compare): parse with jansson and check
- * the parts of schema attnbench.results/1 the readers rely on, so a malformed or foreign file
- * is one clear error naming the file and what is wrong, never a crash later. */
+/* results_read.h — reading results files back (report, compare, --resume): parse with jansson
+ * and check them against the schema (docs/results-schema.md), so a malformed or foreign file
+ * is one clear error naming the file, the record and what is wrong, never a crash later. */
 #pragma once
 #include <jansson.h>
 
 #include "core/common.h"
 
 /* *root: the parsed file (json_decref when done). ATTN_EUSAGE on a missing file, bad JSON,
- * another schema, or a record lacking task, backend, device, transport, ranks, layout,
- * config, metrics or status of the right JSON type. */
+ * another schema or a newer version, a run_id not of the generated shape, or a record whose
+ * fields are missing or of the wrong type: identity strings, ranks ≥ 1, config values numbers
+ * or strings, metrics and per-rank values numbers (or null), a unit per metric, and a status
+ * of the file's schema version. */
 int results_read(const char *path, json_t **root, attn_err_t *err);
+/* The schema version of a file results_read accepted. */
+int results_file_version(json_t *root);
 
 /* The identity a record is matched on across files: task, backend, local backend, device,
  * transport, ranks, layout and every config key (sorted), as one string. */
