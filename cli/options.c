@@ -168,12 +168,24 @@ static int set_fault(cli_opts_t *c, const char *key, const char *v, attn_err_t *
         o->fault_step = step;
         return ATTN_OK;
     }
+    double secs;
+    used = 0; /* slow:RANK:STEP:SECONDS, the rank sleeps then goes on (the soak test's slow rank) */
+    if (sscanf(v, "slow:%d:%d:%lf%n", &rank, &step, &secs, &used) == 3 && !v[used] && rank >= 0 && step >= 0 &&
+        secs > 0 && secs <= 3600) {
+        o->fault = ATTN_FAULT_SLOW;
+        o->fault_rank = rank;
+        o->fault_step = step;
+        o->fault_delay_s = secs;
+        return ATTN_OK;
+    }
     used = 0;
     if (sscanf(v, "%7[a-z]:%d:%d%n", kind, &rank, &step, &used) != 3 || v[used] || rank < 0 || step < 0 ||
         (strcmp(kind, "exit") && strcmp(kind, "stall")))
         return attn_fail(
             err, ATTN_EUSAGE,
-            "--inject-fault: '%s' is not exit:RANK:STEP, stall:RANK:STEP, drop-step:STEP or local-positions", v);
+            "--inject-fault: '%s' is not exit:RANK:STEP, stall:RANK:STEP, slow:RANK:STEP:SECONDS (0 < S ≤ 3600), "
+            "drop-step:STEP or local-positions",
+            v);
     o->fault = strcmp(kind, "exit") ? ATTN_FAULT_STALL : ATTN_FAULT_EXIT;
     o->fault_rank = rank;
     o->fault_step = step;
@@ -309,7 +321,7 @@ static const opt_row_t rows[] = {
      .what = "a positive number of seconds", .def = "300", .meta = "S",
      .help = "seconds without progress before a rank fails"},
     {"inject-fault", .cmds = RUN | NDL, .hide = ~0u, .kind = OPT_SET, FIELD(s.fault), .set = set_fault, .meta = "F",
-     .help = "fault tests: exit:RANK:STEP | stall:RANK:STEP | drop-step:STEP | local-positions"},
+     .help = "fault tests: exit:RANK:STEP | stall:RANK:STEP | slow:RANK:STEP:S | drop-step:STEP | local-positions"},
     {"seed", .cmds = RUN | NDL, .kind = OPT_SET, FIELD(s.seed), .set = set_seed, .def = "1234", .meta = "S",
      .help = "input seed"},
     {"model-config", .cmds = RUN, .kind = OPT_PATH, FIELD(s.model_config), .shown = "shape flags, 4 layers",
