@@ -14,17 +14,17 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 TIMEOUT = 1.0  # --comm-timeout of every run: faults end within a few of these
 
 
-def leftovers(exe, sid=None):
-    """Processes of this run (its session) or of this binary still alive, zombies excepted. Only
-    this binary's path counts: other attnbench builds on the machine are not this soak's."""
+def leftovers(sid, tag):
+    """Processes of one run still alive, zombies excepted: those of its session, and any (an mpi
+    rank, orted, prterun) whose command line holds the run's own --out-dir. Other processes of the
+    same binary (a concurrent campaign, another helper) are not this run's."""
     out = subprocess.run(["ps", "-eo", "pid=,sid=,stat=,comm=,args="], capture_output=True, text=True).stdout
     hits = []
     for line in out.splitlines():
         pid, psid, st, comm, args = (line.split(None, 4) + [""])[:5]
         if int(pid) == os.getpid() or st.startswith("Z") or comm == "ps":
             continue
-        if (sid is not None and int(psid) == sid) or args.split()[:1] == [exe] or \
-                (exe in args and comm in ("orted", "prterun", "prted", "mpirun")):
+        if int(psid) == sid or tag in args:
             hits.append(line.strip())
     return hits
 
@@ -57,8 +57,6 @@ def main():
     print("soak: seed %d, %g s, transports local%s" % (a.seed, a.seconds, ", mpi" if a.mpirun else ""), flush=True)
     shutil.rmtree(a.scratch, ignore_errors=True)
     os.makedirs(a.scratch)
-    if leftovers(exe):
-        print("soak: processes already running before the first run:\n  " + "\n  ".join(leftovers(exe)))
     t_end, runs, faults, fails = time.time() + a.seconds, 0, {}, 0
     while time.time() < t_end:
         transport, backend, ranks, kind, rank, fault = plan(rng, bool(a.mpirun))
@@ -82,7 +80,7 @@ def main():
             text, hung = p.communicate()[0], True
         secs, rc = time.time() - t0, p.returncode
         time.sleep(0.2)  # let mpirun's daemons finish exiting before they are counted
-        left = leftovers(exe, p.pid)
+        left = leftovers(p.pid, out)
         files = glob.glob(os.path.join(out, "*"))
         partial = [f for f in files if ".tmp" in os.path.basename(f)]
         why = []
