@@ -55,6 +55,14 @@ static int set_task(cli_opts_t *c, const char *key, const char *v, attn_err_t *e
     return ATTN_OK;
 }
 
+/* `needle` takes "task" only so a suite's needle run may name itself; any other task belongs to run. */
+static int set_task_needle(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    if (strcmp(v, "needle") != 0)
+        return attn_fail(err, ATTN_EUSAGE, "--task %s: needle runs only the needle task (use `attnbench run --task %s`)",
+                         v, v);
+    return set_task(c, key, v, err);
+}
+
 /* A comma list with no empty item: "64,,128", ",64" and "64," are typing slips, not lists. */
 static int list_well_formed(const char *key, const char *s, attn_err_t *err) {
     size_t n = strlen(s);
@@ -168,12 +176,24 @@ static int set_fault(cli_opts_t *c, const char *key, const char *v, attn_err_t *
         o->fault_step = step;
         return ATTN_OK;
     }
+    double secs;
+    used = 0; /* slow:RANK:STEP:SECONDS, the rank sleeps then goes on (the soak test's slow rank) */
+    if (sscanf(v, "slow:%d:%d:%lf%n", &rank, &step, &secs, &used) == 3 && !v[used] && rank >= 0 && step >= 0 &&
+        secs > 0 && secs <= 3600) {
+        o->fault = ATTN_FAULT_SLOW;
+        o->fault_rank = rank;
+        o->fault_step = step;
+        o->fault_delay_s = secs;
+        return ATTN_OK;
+    }
     used = 0;
     if (sscanf(v, "%7[a-z]:%d:%d%n", kind, &rank, &step, &used) != 3 || v[used] || rank < 0 || step < 0 ||
         (strcmp(kind, "exit") && strcmp(kind, "stall")))
         return attn_fail(
             err, ATTN_EUSAGE,
-            "--inject-fault: '%s' is not exit:RANK:STEP, stall:RANK:STEP, drop-step:STEP or local-positions", v);
+            "--inject-fault: '%s' is not exit:RANK:STEP, stall:RANK:STEP, slow:RANK:STEP:SECONDS (0 < S ≤ 3600), "
+            "drop-step:STEP or local-positions",
+            v);
     o->fault = strcmp(kind, "exit") ? ATTN_FAULT_STALL : ATTN_FAULT_EXIT;
     o->fault_rank = rank;
     o->fault_step = step;
@@ -253,7 +273,7 @@ static int set_threshold(cli_opts_t *c, const char *key, const char *s, attn_err
 static const opt_row_t rows[] = {
     {"task", .cmds = RUN, .kind = OPT_SET, FIELD(s.task), .set = set_task, .def = "exactness", .meta = "T",
      .help = "exactness | throughput | memory | capacity | model | needle"},
-    {"task", .cmds = NDL, .hide = NDL, .kind = OPT_SET, FIELD(s.task), .set = set_task, .def = "needle", .meta = "T",
+    {"task", .cmds = NDL, .hide = NDL, .kind = OPT_SET, FIELD(s.task), .set = set_task_needle, .def = "needle", .meta = "T",
      .help = "the needle task"},
     {"backends", "backend", RUN | NDL, 0, .kind = OPT_SET, FIELD(s.backends), COUNT(s.n_backends), .set = set_backends,
      .def = "blockwise", .meta = "A,B", .help = "backends to run (see `attnbench list`)"},
@@ -309,7 +329,7 @@ static const opt_row_t rows[] = {
      .what = "a positive number of seconds", .def = "300", .meta = "S",
      .help = "seconds without progress before a rank fails"},
     {"inject-fault", .cmds = RUN | NDL, .hide = ~0u, .kind = OPT_SET, FIELD(s.fault), .set = set_fault, .meta = "F",
-     .help = "fault tests: exit:RANK:STEP | stall:RANK:STEP | drop-step:STEP | local-positions"},
+     .help = "fault tests: exit:RANK:STEP | stall:RANK:STEP | slow:RANK:STEP:S | drop-step:STEP | local-positions"},
     {"seed", .cmds = RUN | NDL, .kind = OPT_SET, FIELD(s.seed), .set = set_seed, .def = "1234", .meta = "S",
      .help = "input seed"},
     {"model-config", .cmds = RUN, .kind = OPT_PATH, FIELD(s.model_config), .shown = "shape flags, 4 layers",

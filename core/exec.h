@@ -7,11 +7,14 @@
 /* local, mpi: host transports of the CPU distributed backends. cuda_local (P virtual ranks on
  * one GPU) and nccl (one GPU per process under mpirun): the GPU distributed backends'. */
 typedef enum { ATTN_TRANSPORT_LOCAL = 0, ATTN_TRANSPORT_MPI, ATTN_TRANSPORT_CUDA_LOCAL, ATTN_TRANSPORT_NCCL } attn_transport_t;
-/* Injected faults (hidden --inject-fault, tests only). EXIT and STALL kill or freeze one rank;
+/* Injected faults (hidden --inject-fault, tests only). EXIT and STALL kill or freeze one rank,
+ * SLOW delays one rank by fault_delay_s then lets it go on (within the timeout the run must still
+ * succeed; beyond it the peers must fail it, and the late rank must not hang);
  * DROP_STEP and LOCAL_POSITIONS are wrong answers the needle tests must catch: the ring family
  * skips step fault_step's K/V block on every rank, or masks with rank-local positions. */
 typedef enum {
-    ATTN_FAULT_NONE = 0, ATTN_FAULT_EXIT, ATTN_FAULT_STALL, ATTN_FAULT_DROP_STEP, ATTN_FAULT_LOCAL_POSITIONS
+    ATTN_FAULT_NONE = 0, ATTN_FAULT_EXIT, ATTN_FAULT_STALL, ATTN_FAULT_DROP_STEP, ATTN_FAULT_LOCAL_POSITIONS,
+    ATTN_FAULT_SLOW
 } attn_fault_t;
 
 /* The precision a distributed backend merges its partial results in (--merge-dtype): float32, or
@@ -30,6 +33,7 @@ typedef struct {
     /* Hidden --inject-fault (tests only): rank fault_rank exits or stalls at step fault_step. */
     attn_fault_t fault;
     int fault_rank, fault_step;
+    double fault_delay_s; /* SLOW: seconds the rank sleeps at fault_step */
     attn_merge_t merge;   /* ring family: the partial results' merge precision */
 } attn_exec_t;
 

@@ -76,7 +76,8 @@ static attn_problem_t case_problem(const attn_opts_t *o, const attn_backend_t *b
  * distributed backend only. */
 static attn_exec_t case_exec(const attn_opts_t *o, const attn_backend_t *be) {
     attn_exec_t x = {.threads = o->threads, .device = o->device, .layout = -1, .comm_timeout = o->comm_timeout,
-                     .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step};
+                     .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step,
+                     .fault_delay_s = o->fault_delay_s};
     if (be->layout) {
         x.ranks = o->ranks;
         transport_parse(o->transport, &x.transport);

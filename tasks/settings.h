@@ -27,6 +27,7 @@ typedef struct {
     char transport[16], layout[16], local_backend[24];
     attn_fault_t fault; /* hidden --inject-fault */
     int fault_rank, fault_step;
+    double fault_delay_s;
     uint64_t seed;
     int threads, repeats, warmup;
     int device; /* CUDA device ordinal for GPU backends */

@@ -1,7 +1,8 @@
 #!/bin/bash
 # test_faults.sh — a rank that exits or stalls mid-ring (hidden --inject-fault) must end the run
 # with a message naming a rank and a non-zero exit within a short time (--comm-timeout 2),
-# never a hang; under mpi no results file may appear.
+# never a hang; under mpi no results file may appear. A rank slower than the timeout is a stall;
+# one late by less is waited for.
 # usage: test_faults.sh ATTNBENCH SCRATCH [MPIEXEC]   (with MPIEXEC: the mpi cases only)
 set -u
 bin=$1 scratch=$2 mpiexec=${3:-}
@@ -29,6 +30,21 @@ expect_fault() {
   fi
 }
 
+# expect_slow NAME CMD...: a rank late by less than the timeout is waited for: exit 0, the note
+# naming the slow rank, a results file in the --out-dir (the last argument).
+expect_slow() {
+  local name=$1; shift
+  n=$((n + 1))
+  local out rc dir=${@: -1}
+  out=$(timeout 120 "$@" 2>&1); rc=$?
+  if [ $rc -eq 0 ] && grep -qE "rank [0-9]+: injected fault: slow by" <<<"$out" && ls "$dir"/*.json >/dev/null 2>&1; then
+    echo "ok   $name: exit 0, $(grep -oE "rank [0-9]+: injected fault: slow by [^ ]+ s" <<<"$out" | head -1)"
+  else
+    echo "FAIL $name: exit $rc, expected 0 with a slow-rank note and a results file"; echo "$out" | tail -5 | sed 's/^/     /'
+    fails=$((fails + 1))
+  fi
+}
+
 common=(run --task throughput --repeats 1 --warmup 0 --seq-len 4096 --heads 4 --kv-heads 2 --comm-timeout 2)
 if [ -z "$mpiexec" ]; then
   expect_fault "local ring, rank 2 exits at step 1" 10 "$bin" "${common[@]}" --backends ring --ranks 4 \
@@ -41,6 +57,10 @@ if [ -z "$mpiexec" ]; then
     --inject-fault exit:1:0 --out-dir "$scratch/d"
   expect_fault "local ulysses, rank 3 stalls" 10 "$bin" "${common[@]}" --backends ulysses --ranks 4 \
     --inject-fault stall:3:0 --out-dir "$scratch/e"
+  expect_slow "local ring, rank 2 slow by 0.5 s (timeout 2 s)" "$bin" "${common[@]}" --backends ring --ranks 4 \
+    --inject-fault slow:2:1:0.5 --out-dir "$scratch/f"
+  expect_fault "local ring, rank 2 slow by 4 s (timeout 2 s)" 10 "$bin" "${common[@]}" --backends ring --ranks 4 \
+    --inject-fault slow:2:1:4 --out-dir "$scratch/g"
 else
   mpi=("$mpiexec" --oversubscribe -np)
   expect_fault "mpi ring, rank 1 exits at step 1" 30 "${mpi[@]}" 3 "$bin" "${common[@]}" --transport mpi \
@@ -51,7 +71,11 @@ else
     --backends zigzag --inject-fault stall:0:1 --out-dir "$scratch/m3"
   expect_fault "mpi ulysses, rank 1 stalls" 30 "${mpi[@]}" 2 "$bin" "${common[@]}" --transport mpi \
     --backends ulysses --inject-fault stall:1:0 --out-dir "$scratch/m4"
-  for d in m1 m2 m3 m4; do
+  expect_slow "mpi ring, rank 1 slow by 0.5 s (timeout 2 s)" "${mpi[@]}" 3 "$bin" "${common[@]}" --transport mpi \
+    --backends ring --inject-fault slow:1:1:0.5 --out-dir "$scratch/m5"
+  expect_fault "mpi zigzag, rank 1 slow by 5 s (timeout 2 s)" 30 "${mpi[@]}" 2 "$bin" "${common[@]}" --transport mpi \
+    --backends zigzag --inject-fault slow:1:1:5 --out-dir "$scratch/m6"
+  for d in m1 m2 m3 m4 m6; do
     n=$((n + 1))
     if ls "$scratch/$d"/*.json >/dev/null 2>&1; then echo "FAIL $d: a results file was written"; fails=$((fails + 1)); fi
   done

@@ -2,6 +2,7 @@
  * problem's transport, rank 0's announcements and the followers' loop under mpi, shard moves. */
 #include "impls/parallel/dist.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,9 +123,19 @@ int dist_report(attn_comm_t *c, const dist_rank_stats_t *mine, attn_dist_stats_t
 }
 
 int dist_fault_point(attn_comm_t *c, const attn_exec_t *x, int step, attn_err_t *err) {
-    if ((x->fault != ATTN_FAULT_EXIT && x->fault != ATTN_FAULT_STALL) || c->rank != x->fault_rank ||
-        step != x->fault_step)
+    if ((x->fault != ATTN_FAULT_EXIT && x->fault != ATTN_FAULT_STALL && x->fault != ATTN_FAULT_SLOW) ||
+        c->rank != x->fault_rank || step != x->fault_step)
         return ATTN_OK;
+    if (x->fault == ATTN_FAULT_SLOW) { /* late, not dead: the peers wait up to their timeout */
+        fprintf(stderr, "attnbench: rank %d: injected fault: slow by %g s at step %d\n", c->rank, x->fault_delay_s,
+                step);
+        fflush(stderr);
+        struct timespec t = {(time_t)x->fault_delay_s,
+                             (long)((x->fault_delay_s - (double)(time_t)x->fault_delay_s) * 1e9)};
+        while (nanosleep(&t, &t) && errno == EINTR) {
+        }
+        return ATTN_OK;
+    }
     if (x->fault == ATTN_FAULT_EXIT) {
         if (!c->shared_memory) { /* a real process death, as a crash would be */
             fprintf(stderr, "attnbench: rank %d: injected fault: exiting at step %d\n", c->rank, step);
