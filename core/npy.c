@@ -77,10 +77,10 @@ static int parse_header(const char *path, const char *hdr, npy_array_t *a, attn_
             return attn_fail(err, ATTN_EUSAGE, "%s: header 'shape' has a negative dimension %lld", path, dim);
         if (a->ndim == NPY_MAX_DIMS)
             return attn_fail(err, ATTN_EUSAGE, "%s: more than %d dimensions", path, NPY_MAX_DIMS);
-        if (dim > 0 && a->numel > SIZE_MAX / 8 / (size_t)dim)
-            return attn_fail(err, ATTN_EUSAGE, "%s: header 'shape' describes more data than memory can address", path);
+        a->numel = attn_size_mul(a->numel, (size_t)dim);
+        if (attn_size_mul(a->numel, 8) == ATTN_SIZE_OVERFLOW)
+            return attn_fail(err, ATTN_EUSAGE, "%s: header 'shape' is too large: its size overflows 64 bits", path);
         a->shape[a->ndim++] = dim;
-        a->numel *= (size_t)dim;
         shape = skip_space(end);
         if (*shape == ',')
             shape++;
@@ -179,7 +179,7 @@ int npy_write(const char *path, attn_dtype_t dtype, int ndim, const int64_t *sha
     size_t numel = 1;
     for (int i = 0; i < ndim; i++) {
         n += snprintf(hdr + n, sizeof hdr - (size_t)n, "%lld,%s", (long long)shape[i], i + 1 < ndim ? " " : "");
-        numel *= (size_t)shape[i];
+        numel = attn_size_mul(numel, attn_size_i64(shape[i]));
     }
     if (ndim > 1)
         n--; /* NumPy writes (5,) for one dimension and (2, 3) for more */
@@ -190,6 +190,7 @@ int npy_write(const char *path, attn_dtype_t dtype, int ndim, const int64_t *sha
     hdr[total - 10 - 1] = '\n';
     size_t hlen = (size_t)(total - 10);
 
+    ATTN_TRY(attn_size_check(attn_size_mul(numel, dtype_size(dtype)), err, path));
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");

@@ -93,7 +93,8 @@ static int naive_workers(const attn_problem_t *p, int threads) {
 }
 
 static size_t naive_scratch_bytes(const attn_problem_t *p, int64_t n_q, int64_t n_k) {
-    return (size_t)(n_q * n_k + p->head_dim * n_k) * dtype_size(p->dtype);
+    size_t s = attn_size_mul(attn_size_i64(n_q), attn_size_i64(n_k)), kt = attn_size_prod4(p->head_dim, n_k, 1, 1);
+    return attn_size_mul(attn_size_add(s, kt), dtype_size(p->dtype));
 }
 
 int naive_attend(const attn_problem_t *p, int threads, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
@@ -133,7 +134,7 @@ static int naive_forward(const attn_backend_t *self, const attn_problem_t *p, co
 
 static size_t naive_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     (void)self;
-    return (size_t)naive_workers(p, x->threads) * naive_scratch_bytes(p, p->n_q, p->n_k);
+    return attn_size_mul((size_t)naive_workers(p, x->threads), naive_scratch_bytes(p, p->n_q, p->n_k));
 }
 
 const attn_backend_t backend_cpu_naive = {

@@ -46,7 +46,7 @@ static int naive_blas_forward(const attn_backend_t *self, const attn_problem_t *
                               attn_err_t *err) {
     (void)self;
     int64_t d = p->head_dim, nq = p->n_q, nk = p->n_k;
-    float *S = attn_alloc((size_t)(nq * nk) * sizeof(float), err, "naive_blas score matrix");
+    float *S = attn_alloc(attn_size_prod4(nq, nk, sizeof(float), 1), err, "naive_blas score matrix");
     float *vec = attn_alloc((size_t)(3 * nq) * sizeof(float), err, "naive_blas row statistics");
     if (!S || !vec) {
         attn_free(S), attn_free(vec);
@@ -82,7 +82,8 @@ static int naive_blas_supports(const attn_backend_t *self, const attn_problem_t 
 
 static size_t naive_blas_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     (void)self, (void)x;
-    return (size_t)(p->n_q * p->n_k + 3 * p->n_q) * sizeof(float);
+    size_t s = attn_size_add(attn_size_prod4(p->n_q, p->n_k, 1, 1), attn_size_prod4(3, p->n_q, 1, 1));
+    return attn_size_mul(s, sizeof(float));
 }
 
 const attn_backend_t backend_cpu_naive_blas = {

@@ -132,7 +132,7 @@ static int tile_workers(const attn_problem_t *p, int threads, int64_t n_q) {
 
 size_t tile_workspace_bytes(const attn_problem_t *p, int threads, int64_t n_q) {
     size_t per = (size_t)tile_block_q(p) * ((size_t)tile_block_k(p) + 3) * sizeof(float);
-    return (size_t)tile_workers(p, threads, n_q) * per;
+    return attn_size_mul((size_t)tile_workers(p, threads, n_q), per);
 }
 
 int tile_attend_f32(const attn_problem_t *p, int threads, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,

@@ -222,10 +222,11 @@ static size_t ring_workspace(const attn_backend_t *self, const attn_problem_t *p
     if (layout_init(&lq, *(const attn_layout_kind_t *)self->ctx, p->n_q, P, &err) ||
         layout_init(&lk, *(const attn_layout_kind_t *)self->ctx, p->n_k, P, &err))
         return 0;
-    size_t d = (size_t)p->head_dim, bh = (size_t)(p->batch * p->heads), bhkv = (size_t)(p->batch * p->kv_heads);
-    size_t per_rank = (3 * bh * (size_t)layout_max_local_count(&lq) * d + 2 * bh * (size_t)layout_max_local_count(&lq) +
-                       4 * bhkv * (size_t)layout_max_local_count(&lk) * d) * sizeof(float);
-    return (size_t)P * (per_rank + tile_workspace_bytes(p, 1, layout_max_local_count(&lq)));
+    int64_t nq = layout_max_local_count(&lq), nk = layout_max_local_count(&lk);
+    size_t q_side = attn_size_prod4(p->batch, p->heads, nq, 3 * p->head_dim + 2);
+    size_t kv_side = attn_size_prod4(p->batch, p->kv_heads, nk, 4 * p->head_dim);
+    size_t per_rank = attn_size_mul(attn_size_add(q_side, kv_side), sizeof(float));
+    return attn_size_mul((size_t)P, attn_size_add(per_rank, tile_workspace_bytes(p, 1, nq)));
 }
 
 static const attn_layout_kind_t contiguous = LAYOUT_CONTIGUOUS, striped = LAYOUT_STRIPED, zigzag = LAYOUT_ZIGZAG;
