@@ -83,6 +83,20 @@ double problem_flops(const attn_problem_t *p) {
     return 4.0 * (double)p->head_dim * problem_visible_pairs(p) * (double)(p->batch * p->heads);
 }
 
+void problem_finish_rows(attn_dtype_t t, void *o, void *lse, size_t rows, int64_t d) {
+    for (size_t r = 0; r < rows; r++) {
+        if (t == ATTN_F64 ? ((double *)lse)[r] != -INFINITY : ((float *)lse)[r] != -INFINITY)
+            continue;
+        for (int64_t c = 0; c <= d; c++) { /* c == d: the LSE */
+            double nan = NAN;
+            if (t == ATTN_F64)
+                *(c < d ? (double *)o + r * (size_t)d + c : (double *)lse + r) = nan;
+            else
+                *(c < d ? (float *)o + r * (size_t)d + c : (float *)lse + r) = (float)nan;
+        }
+    }
+}
+
 size_t problem_numel_q(const attn_problem_t *p) { return attn_size_prod4(p->batch, p->heads, p->n_q, p->head_dim); }
 size_t problem_numel_kv(const attn_problem_t *p) { return attn_size_prod4(p->batch, p->kv_heads, p->n_k, p->head_dim); }
 size_t problem_numel_lse(const attn_problem_t *p) { return attn_size_prod4(p->batch, p->heads, p->n_q, 1); }

@@ -281,7 +281,8 @@ extern "C" int cuda_flash_supports(const attn_problem_t *p, char *why, size_t le
  * upload converts through (the largest of Q and K). Linear in n: no n_q × n_k buffer. */
 extern "C" size_t cuda_flash_device_bytes(const attn_problem_t *p) {
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
-    return (nq + 2 * nkv) * sizeof(bf16) + (nq + nl) * sizeof(float) + (nq > nkv ? nq : nkv) * sizeof(float);
+    size_t qkv = attn_size_mul(attn_size_add(nq, attn_size_mul(2, nkv)), sizeof(bf16));
+    return attn_size_add(qkv, attn_size_mul(attn_size_add(attn_size_add(nq, nl), nq > nkv ? nq : nkv), sizeof(float)));
 }
 
 extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {

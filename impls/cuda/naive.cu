@@ -78,9 +78,12 @@ constexpr size_t CUBLAS_WORKSPACE = (size_t)32 << 20;
 extern "C" size_t cuda_naive_device_bytes(const attn_problem_t *p) {
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
     size_t es = p->dtype == ATTN_BF16 ? sizeof(bf16) : sizeof(float);
-    size_t scores = (size_t)(p->n_q * p->n_k) * (sizeof(float) + (p->dtype == ATTN_BF16 ? sizeof(bf16) : 0));
-    size_t staging = p->dtype == ATTN_BF16 ? (nq > nkv ? nq : nkv) * sizeof(float) : 0;
-    return (nq + 2 * nkv) * es + (nq + nl) * sizeof(float) + scores + staging + CUBLAS_WORKSPACE;
+    /* Checked: n_q·n_k can overflow for a problem whose tensors fit (core/common.h). */
+    size_t scores = attn_size_prod4(p->n_q, p->n_k, (int64_t)(sizeof(float) + (p->dtype == ATTN_BF16 ? sizeof(bf16) : 0)), 1);
+    size_t staging = p->dtype == ATTN_BF16 ? attn_size_mul(nq > nkv ? nq : nkv, sizeof(float)) : 0;
+    size_t tensors = attn_size_add(attn_size_mul(attn_size_add(nq, attn_size_mul(2, nkv)), es),
+                                   attn_size_mul(attn_size_add(nq, nl), sizeof(float)));
+    return attn_size_add(attn_size_add(tensors, scores), attn_size_add(staging, CUBLAS_WORKSPACE));
 }
 
 extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
@@ -97,7 +100,7 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
     DEV_ALLOC(lse, nl * sizeof(float), "naive_cuda LSE");
     if (bf)
         DEV_ALLOC(staging, (nq > nkv ? nq : nkv) * sizeof(float), "naive_cuda upload staging");
-    DEV_ALLOC(S, (size_t)(nq_rows * nk_rows) * sizeof(float), "naive_cuda score matrix");
+    DEV_ALLOC(S, attn_size_prod4(nq_rows, nk_rows, (int64_t)sizeof(float), 1), "naive_cuda score matrix");
     if (bf)
         DEV_ALLOC(P16, (size_t)(nq_rows * nk_rows) * sizeof(bf16), "naive_cuda bf16 probabilities");
     cudaStream_t s = 0;

@@ -174,6 +174,8 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, co
         mine.compute_s += step_compute[s];
     if (rc == ATTN_OK)
         rc = dist_report(c, &mine, io->dist, err);
+    if (rc == ATTN_OK) /* the merged rows are whole now: −∞ means only −∞ scores (core/problem.h) */
+        problem_finish_rows(ATTN_F32, b.o, b.lse, (size_t)(BH * nq), d);
     if (rc == ATTN_OK && io->sharded) {
         memcpy(io->o, b.o, (size_t)(BH * nq * d) * sizeof(float));
         memcpy(io->lse, b.lse, (size_t)(BH * nq) * sizeof(float));
