@@ -79,7 +79,7 @@ static int parse_header(const char *path, const char *hdr, npy_array_t *a, attn_
             return attn_fail(err, ATTN_EUSAGE, "%s: more than %d dimensions", path, NPY_MAX_DIMS);
         a->numel = attn_size_mul(a->numel, (size_t)dim);
         if (attn_size_mul(a->numel, 8) == ATTN_SIZE_OVERFLOW)
-            return attn_fail(err, ATTN_EUSAGE, "%s: header 'shape' is too large: its size overflows 64 bits", path);
+            return attn_fail(err, ATTN_EUSAGE, "%s: header 'shape' describes more data than memory can address (its size overflows 64 bits)", path);
         a->shape[a->ndim++] = dim;
         shape = skip_space(end);
         if (*shape == ',')

@@ -121,7 +121,7 @@ static int parse_shape(const char *path, st_tensor_t *t, json_t *v, size_t *byte
                              (long long)dim);
         total = attn_size_mul(total, (size_t)dim);
         if (total == ATTN_SIZE_OVERFLOW)
-            return attn_fail(err, ATTN_EUSAGE, "%s: tensor '%s' is too large: its shape's size overflows 64 bits", path,
+            return attn_fail(err, ATTN_EUSAGE, "%s: tensor '%s' has a shape describing more data than memory can address (overflows 64 bits)", path,
                              t->name);
         t->shape[i] = dim;
     }
