@@ -2,6 +2,7 @@
  * ones through options.c) and hands the problem to the tasks or a backend. */
 #include "cli/cli.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -309,6 +310,23 @@ static const char attend_usage[] =
     "--dtype bf16 the inputs are rounded to bfloat16 on the GPU; O and LSE still come back float32).\n"
     "The default mask is none.\n";
 
+/* One warning line naming the first non-finite input value: the run goes on (exit 0) and its
+ * rows come out NaN as docs/nonfinite.md says, but the user should know where that came from. */
+static void warn_nonfinite(attn_dtype_t t, const void *q, const void *k, const void *v, size_t nq, size_t nkv) {
+    const char *names[3] = {"Q", "K", "V"};
+    const void *arrs[3] = {q, k, v};
+    size_t lens[3] = {nq, nkv, nkv};
+    for (int a = 0; a < 3; a++)
+        for (size_t i = 0; i < lens[a]; i++) {
+            double x = t == ATTN_F64 ? ((const double *)arrs[a])[i] : ((const float *)arrs[a])[i];
+            if (!isfinite(x)) {
+                fprintf(stderr, "attnbench attend: warning: %s holds a non-finite value (%g at flat index %zu); "
+                        "rows that see it are NaN (docs/nonfinite.md)\n", names[a], x, i);
+                return;
+            }
+        }
+}
+
 int cli_attend(int argc, char **argv, attn_err_t *err) {
     if (opts_wants_help(argc, argv)) {
         opts_print_help(stdout, CMD_ATTEND, attend_usage);
@@ -357,6 +375,8 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
     if (rc == ATTN_OK) {
         parallel_set_blas_threads(exec_threads(&x));
         attn_io_t io = {.q = q.data, .k = k.data, .v = v.data, .o = out, .lse = lse};
+        warn_nonfinite(p.dtype == ATTN_F64 ? ATTN_F64 : ATTN_F32, q.data, k.data, v.data, problem_numel_q(&p),
+                       problem_numel_kv(&p));
         rc = b->forward(b, &p, &x, &io, err);
     }
     if (rc == ATTN_OK) {

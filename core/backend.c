@@ -19,7 +19,12 @@ int backend_supports(const attn_backend_t *b, const attn_problem_t *p, const att
 
 int backend_check_memory(const attn_backend_t *b, const attn_problem_t *p, const attn_exec_t *x, char *reason,
                          size_t len) {
-    uint64_t need = (uint64_t)problem_io_bytes(p) + (uint64_t)b->workspace_bytes(b, p, x);
+    size_t need_sz = attn_size_add(problem_io_bytes(p), b->workspace_bytes(b, p, x));
+    if (need_sz == ATTN_SIZE_OVERFLOW) {
+        snprintf(reason, len, "%s is too large: its tensors plus workspace overflow 64 bits", b->name);
+        return 0;
+    }
+    uint64_t need = (uint64_t)need_sz;
     uint64_t avail = mem_available_bytes();
     if (avail > 0 && need > avail) {
         snprintf(reason, len,

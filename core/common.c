@@ -154,7 +154,17 @@ void attn_alloc_trim(void) {
     pthread_mutex_unlock(&keep_lock);
 }
 
+int attn_size_check(size_t n, attn_err_t *err, const char *what) {
+    if (n == ATTN_SIZE_OVERFLOW || n > (size_t)INT64_MAX)
+        return attn_fail(err, ATTN_EUSAGE, "%s is too large: its size overflows 64 bits", what);
+    return ATTN_OK;
+}
+
 void *attn_alloc(size_t bytes, attn_err_t *err, const char *what) {
+    if (bytes == ATTN_SIZE_OVERFLOW) { /* a checked size that overflowed on its way here */
+        attn_fail(err, ATTN_ERUNTIME, "%s is too large: its size overflows 64 bits", what);
+        return NULL;
+    }
     if (bytes > SIZE_MAX - 2 * ALLOC_HEADER) {
         attn_fail(err, ATTN_ERUNTIME, "out of memory: %s needs %zu bytes", what, bytes);
         return NULL;

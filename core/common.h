@@ -56,5 +56,28 @@ int attn_file_commit(FILE *f, int ok, const char *tmp, const char *path, attn_er
         }                                                                                    \
     } while (0)
 
+/* Overflow-checked size arithmetic, the one way sizes are computed (element counts, byte
+ * counts, workspaces, file shapes): a product or sum that does not fit saturates at
+ * ATTN_SIZE_OVERFLOW, and every later attn_size_mul/attn_size_add keeps it there, so a chain
+ * needs one attn_size_check at its end. attn_alloc refuses ATTN_SIZE_OVERFLOW the same way. A
+ * negative int64 (a bug or an unchecked shape) counts as overflowed too. */
+#define ATTN_SIZE_OVERFLOW SIZE_MAX
+static inline size_t attn_size_mul(size_t a, size_t b) {
+    size_t r;
+    return __builtin_mul_overflow(a, b, &r) ? ATTN_SIZE_OVERFLOW : r;
+}
+static inline size_t attn_size_add(size_t a, size_t b) {
+    size_t r;
+    return __builtin_add_overflow(a, b, &r) ? ATTN_SIZE_OVERFLOW : r;
+}
+static inline size_t attn_size_i64(int64_t v) { return v < 0 ? ATTN_SIZE_OVERFLOW : (size_t)v; }
+/* a·b·c·d of non-negative int64 shape dimensions, checked. */
+static inline size_t attn_size_prod4(int64_t a, int64_t b, int64_t c, int64_t d) {
+    return attn_size_mul(attn_size_mul(attn_size_i64(a), attn_size_i64(b)), attn_size_mul(attn_size_i64(c), attn_size_i64(d)));
+}
+/* ATTN_EUSAGE "<what> is too large: its size overflows 64 bits" when n overflowed (or does not
+ * fit in int64, which the kernels index with); ATTN_OK otherwise. */
+int attn_size_check(size_t n, attn_err_t *err, const char *what);
+
 #define ATTN_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define ATTN_MAX(a, b) ((a) > (b) ? (a) : (b))

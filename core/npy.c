@@ -79,10 +79,10 @@ static int parse_header(const char *path, const char *hdr, npy_array_t *a, attn_
             return attn_fail(err, ATTN_EUSAGE, "%s: header 'shape' has a negative dimension %lld", path, dim);
         if (a->ndim == NPY_MAX_DIMS)
             return attn_fail(err, ATTN_EUSAGE, "%s: more than %d dimensions", path, NPY_MAX_DIMS);
-        if (dim > 0 && a->numel > SIZE_MAX / 8 / (size_t)dim)
-            return attn_fail(err, ATTN_EUSAGE, "%s: header 'shape' describes more data than memory can address", path);
+        a->numel = attn_size_mul(a->numel, (size_t)dim);
+        if (attn_size_mul(a->numel, 8) == ATTN_SIZE_OVERFLOW)
+            return attn_fail(err, ATTN_EUSAGE, "%s: header 'shape' describes more data than memory can address (its size overflows 64 bits)", path);
         a->shape[a->ndim++] = dim;
-        a->numel *= (size_t)dim;
         shape = skip_space(end);
         if (*shape == ',')
             shape++;
@@ -182,7 +182,7 @@ int npy_fill(FILE *f, void *src) {
     size_t numel = 1;
     for (int i = 0; i < a->ndim; i++) {
         n += snprintf(hdr + n, sizeof hdr - (size_t)n, "%lld,%s", (long long)a->shape[i], i + 1 < a->ndim ? " " : "");
-        numel *= (size_t)a->shape[i];
+        numel = attn_size_mul(numel, attn_size_i64(a->shape[i]));
     }
     if (a->ndim > 1)
         n--; /* NumPy writes (5,) for one dimension and (2, 3) for more */
@@ -200,6 +200,10 @@ int npy_fill(FILE *f, void *src) {
 
 int npy_write(const char *path, attn_dtype_t dtype, int ndim, const int64_t *shape, const void *data, attn_err_t *err) {
     npy_src_t src = {dtype, ndim, shape, data};
+    size_t numel = 1;
+    for (int i = 0; i < ndim; i++)
+        numel = attn_size_mul(numel, attn_size_i64(shape[i]));
+    ATTN_TRY(attn_size_check(attn_size_mul(numel, dtype_size(dtype)), err, path));
     return outfile_write(path, npy_fill, &src, err);
 }
 

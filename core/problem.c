@@ -3,6 +3,7 @@
 #include "core/problem.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 double problem_scale(const attn_problem_t *p) {
@@ -50,6 +51,12 @@ int problem_validate(const attn_problem_t *p, attn_err_t *err) {
         return attn_fail(err, ATTN_EUSAGE, "scale must be a finite positive number (got %g)", p->scale);
     if (p->block_q < 0 || p->block_k < 0 || p->block_q > 4096 || p->block_k > 4096)
         return attn_fail(err, ATTN_EUSAGE, "block sizes must be in 1..4096");
+    /* Every size below is computed checked; one that overflows is refused here, before any
+     * memory estimate, so the kernels' int64 index arithmetic cannot overflow either. */
+    char what[128];
+    snprintf(what, sizeof what, "the problem (batch %lld × heads %lld × seq-len %lld × head-dim %lld)",
+             (long long)p->batch, (long long)ATTN_MAX(p->heads, p->kv_heads), (long long)p->n_k, (long long)p->head_dim);
+    ATTN_TRY(attn_size_check(problem_io_bytes(p), err, what));
     /* Queries sit at the end, so with causal or window masks every row sees at least itself:
      * position n_k − n_q + r ≥ 0 is a key. Nothing else can leave a row empty. */
     return ATTN_OK;
@@ -76,9 +83,24 @@ double problem_flops(const attn_problem_t *p) {
     return 4.0 * (double)p->head_dim * problem_visible_pairs(p) * (double)(p->batch * p->heads);
 }
 
-size_t problem_numel_q(const attn_problem_t *p) { return (size_t)(p->batch * p->heads * p->n_q * p->head_dim); }
-size_t problem_numel_kv(const attn_problem_t *p) { return (size_t)(p->batch * p->kv_heads * p->n_k * p->head_dim); }
-size_t problem_numel_lse(const attn_problem_t *p) { return (size_t)(p->batch * p->heads * p->n_q); }
+void problem_finish_rows(attn_dtype_t t, void *o, void *lse, size_t rows, int64_t d) {
+    for (size_t r = 0; r < rows; r++) {
+        if (t == ATTN_F64 ? ((double *)lse)[r] != -INFINITY : ((float *)lse)[r] != -INFINITY)
+            continue;
+        for (int64_t c = 0; c <= d; c++) { /* c == d: the LSE */
+            double nan = NAN;
+            if (t == ATTN_F64)
+                *(c < d ? (double *)o + r * (size_t)d + c : (double *)lse + r) = nan;
+            else
+                *(c < d ? (float *)o + r * (size_t)d + c : (float *)lse + r) = (float)nan;
+        }
+    }
+}
+
+size_t problem_numel_q(const attn_problem_t *p) { return attn_size_prod4(p->batch, p->heads, p->n_q, p->head_dim); }
+size_t problem_numel_kv(const attn_problem_t *p) { return attn_size_prod4(p->batch, p->kv_heads, p->n_k, p->head_dim); }
+size_t problem_numel_lse(const attn_problem_t *p) { return attn_size_prod4(p->batch, p->heads, p->n_q, 1); }
 size_t problem_io_bytes(const attn_problem_t *p) {
-    return (2 * problem_numel_q(p) + 2 * problem_numel_kv(p) + problem_numel_lse(p)) * dtype_size(p->dtype);
+    size_t n = attn_size_add(attn_size_mul(2, problem_numel_q(p)), attn_size_mul(2, problem_numel_kv(p)));
+    return attn_size_mul(attn_size_add(n, problem_numel_lse(p)), dtype_size(p->dtype));
 }

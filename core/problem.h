@@ -76,6 +76,13 @@ attn_span_t problem_k_span(const attn_problem_t *p);
 double problem_visible_pairs(const attn_problem_t *p);
 double problem_flops(const attn_problem_t *p);
 
+/* The last step of every whole-problem forward (docs/nonfinite.md): every row of a validated
+ * problem sees at least one key, so a row whose LSE came out −∞ had only −∞ scores (from
+ * infinite inputs) and its softmax is 0/0: its O and LSE become NaN, as in the float64
+ * reference. `rows` rows of O (rows, d) and LSE (rows) in dtype t (f32 or f64). A piece of a
+ * problem (a ring step) keeps O = 0, LSE = −∞ for such rows: that is its correct share. */
+void problem_finish_rows(attn_dtype_t t, void *o, void *lse, size_t rows, int64_t d);
+
 /* Bytes of Q, K, V, O and LSE together. */
 size_t problem_io_bytes(const attn_problem_t *p);
 size_t problem_numel_q(const attn_problem_t *p);

@@ -66,7 +66,10 @@ static int weight_specs(model_t *m, weight_spec_t *s, int cap) {
 /* Embedding, final norm, LM head, and nine tensors per layer: the length of weight_specs' table. */
 static int weight_count(const model_config_t *c) { return 3 + 9 * c->num_hidden_layers; }
 
-static int64_t numel(const weight_spec_t *s) { return s->ndim == 1 ? s->shape[0] : s->shape[0] * s->shape[1]; }
+static int64_t numel(const weight_spec_t *s) {
+    size_t n = s->ndim == 1 ? attn_size_i64(s->shape[0]) : attn_size_prod4(s->shape[0], s->shape[1], 1, 1);
+    return n > (size_t)INT64_MAX ? INT64_MAX : (int64_t)n; /* INT64_MAX: attn_alloc refuses the bytes */
+}
 
 int model_weight_count(const model_config_t *cfg) { return weight_count(cfg); }
 
@@ -83,10 +86,14 @@ int model_weights(const model_t *m, float **ptrs, int64_t *numels, int cap) {
 }
 
 size_t model_param_count(const model_config_t *cfg) {
-    size_t D = (size_t)cfg->hidden_size, q = (size_t)cfg->num_attention_heads * cfg->head_dim,
-           kv = (size_t)cfg->num_key_value_heads * cfg->head_dim, F = (size_t)cfg->intermediate_size;
-    size_t layer = 2 * D + q * D * 2 + kv * D * 2 + 3 * F * D;
-    return 2 * (size_t)cfg->vocab_size * D + D + (size_t)cfg->num_hidden_layers * layer;
+    /* Saturates at ATTN_SIZE_OVERFLOW for a configuration too large to count. */
+    size_t D = attn_size_i64(cfg->hidden_size), F = attn_size_i64(cfg->intermediate_size);
+    size_t q = attn_size_prod4(cfg->num_attention_heads, cfg->head_dim, 1, 1);
+    size_t kv = attn_size_prod4(cfg->num_key_value_heads, cfg->head_dim, 1, 1);
+    size_t proj = attn_size_mul(attn_size_add(attn_size_add(attn_size_mul(2, q), attn_size_mul(2, kv)), attn_size_mul(3, F)), D);
+    size_t layer = attn_size_add(attn_size_mul(2, D), proj);
+    size_t embed = attn_size_add(attn_size_mul(attn_size_mul(2, attn_size_i64(cfg->vocab_size)), D), D);
+    return attn_size_add(embed, attn_size_mul(attn_size_i64(cfg->num_hidden_layers), layer));
 }
 
 /* Allocates every tensor of the table (the layers array first). */
@@ -105,7 +112,7 @@ static int model_alloc(model_t *m, const model_config_t *cfg, weight_spec_t **sp
     }
     *n = weight_specs(m, *specs, count);
     for (int i = 0; i < *n; i++) {
-        *(*specs)[i].slot = attn_alloc((size_t)numel(&(*specs)[i]) * sizeof(float), err, (*specs)[i].name);
+        *(*specs)[i].slot = attn_alloc(attn_size_mul((size_t)numel(&(*specs)[i]), sizeof(float)), err, (*specs)[i].name);
         if (!*(*specs)[i].slot) {
             free(*specs);
             model_free(m);
@@ -195,7 +202,7 @@ int model_cache_init(model_cache_t *c, const model_config_t *cfg, attn_dtype_t d
     *c = (model_cache_t){.dtype = dtype, .layers = cfg->num_hidden_layers, .capacity = capacity};
     c->k = calloc((size_t)c->layers, sizeof *c->k);
     c->v = calloc((size_t)c->layers, sizeof *c->v);
-    size_t bytes = (size_t)(cfg->num_key_value_heads * capacity * cfg->head_dim) * dtype_size(dtype);
+    size_t bytes = attn_size_prod4(cfg->num_key_value_heads, capacity, cfg->head_dim, (int64_t)dtype_size(dtype));
     int ok = c->k && c->v;
     for (int l = 0; ok && l < c->layers; l++) {
         c->k[l] = attn_alloc(bytes, err, "KV cache (K)");

@@ -121,11 +121,11 @@ static int parse_shape(const char *path, st_tensor_t *t, json_t *v, size_t *byte
         if (dim < 0)
             return attn_fail(err, ATTN_EUSAGE, "%s: tensor '%s' has a negative dimension %lld in its shape", path, t->name,
                              (long long)dim);
-        if (dim > 0 && total > SIZE_MAX / (uint64_t)dim)
-            return attn_fail(err, ATTN_EUSAGE, "%s: tensor '%s' has a shape describing more data than memory can address",
-                             path, t->name);
+        total = attn_size_mul(total, (size_t)dim);
+        if (total == ATTN_SIZE_OVERFLOW)
+            return attn_fail(err, ATTN_EUSAGE, "%s: tensor '%s' has a shape describing more data than memory can address (overflows 64 bits)", path,
+                             t->name);
         t->shape[i] = dim;
-        total *= (size_t)dim;
     }
     t->ndim = (int)json_array_size(v);
     *bytes = total;
@@ -374,10 +374,8 @@ static json_t *build_header(const char *path, const st_item_t *items, int n, st_
         for (int d = 0; !why && d < it->ndim; d++) {
             if (it->shape[d] < 0)
                 why = "a negative dimension";
-            else if (it->shape[d] > 0 && bytes > (size_t)INT64_MAX / (uint64_t)it->shape[d])
-                why = "a shape too large to address";
-            else
-                bytes *= (size_t)it->shape[d];
+            else if ((bytes = attn_size_mul(bytes, (size_t)it->shape[d])) > (size_t)INT64_MAX)
+                why = "a shape too large: its size overflows 64 bits";
         }
         if (!why && bytes > (size_t)INT64_MAX - at)
             why = "a total size too large to address";
@@ -408,7 +406,7 @@ static int write_item(FILE *out, const st_item_t *it, st_dtype_t dtype) {
     unsigned char buf[CHUNK * 4];
     size_t numel = 1, esize = st_dtype_size(dtype);
     for (int d = 0; d < it->ndim; d++)
-        numel *= (size_t)it->shape[d];
+        numel = attn_size_mul(numel, attn_size_i64(it->shape[d])); /* checked when the table was built */
     for (size_t base = 0; base < numel; base += CHUNK) {
         size_t m = ATTN_MIN((size_t)CHUNK, numel - base);
         for (size_t i = 0; i < m; i++) {

@@ -13,12 +13,12 @@
 enum { MAX_LOG2_N = 30 };
 
 uint64_t capacity_case_bytes(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x) {
-    return (uint64_t)problem_io_bytes(p) + (uint64_t)be->workspace_bytes(be, p, x);
+    return attn_size_add(problem_io_bytes(p), be->workspace_bytes(be, p, x)); /* saturates: never fits */
 }
 
 uint64_t kv_cache_bytes(const model_config_t *c, int64_t n, size_t elem_bytes) {
-    return 2 * (uint64_t)n * (uint64_t)c->num_hidden_layers * (uint64_t)c->num_key_value_heads *
-           (uint64_t)c->head_dim * (uint64_t)elem_bytes;
+    return attn_size_mul(attn_size_prod4(2, n, c->num_hidden_layers, c->num_key_value_heads),
+                         attn_size_prod4(c->head_dim, (int64_t)elem_bytes, 1, 1));
 }
 
 static uint64_t bytes_at(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x, int64_t n) {

@@ -91,6 +91,8 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, const a
         return rc;
     }
     size_t n_o = problem_numel_q(p), n_lse = problem_numel_lse(p);
+    problem_finish_rows(ATTN_F64, ref.o, ref.lse, n_lse, p->head_dim); /* whole rows, as every forward ends */
+    problem_finish_rows(ATTN_F32, in32.o, in32.lse, n_lse, p->head_dim);
     attn_errors_t naive32 = errors_measure(in32.o, in32.lse, ATTN_F32, ref.o, ref.lse, n_o, n_lse);
     double o_max = max_abs_finite(ref.o, n_o), lse_max = max_abs_finite(ref.lse, n_lse);
     attn_errors_t base = naive32; /* the same-precision baseline the tolerance scales */

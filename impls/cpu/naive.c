@@ -48,12 +48,12 @@ typedef struct {
             for (int64_t col = 0; col < nk; col++) {                                            \
                 int64_t jpos = j->ks.start + j->ks.stride * col;                                \
                 s[col] = mask_visible(p->mask, p->window, i, jpos) ? s[col] * scale : -INFINITY; \
-                if (s[col] > m)                                                                 \
+                if (s[col] > m || s[col] != s[col]) /* a NaN score is the max: NaN propagates */ \
                     m = s[col];                                                                 \
             }                                                                                   \
             T *o = O + r * d;                                                                   \
             memset(o, 0, sizeof(T) * (size_t)d);                                                \
-            if (m == -INFINITY) { /* no visible key in this piece */                           \
+            if (m == -INFINITY) { /* no visible key in this piece, or only −∞ scores */        \
                 L[r] = -INFINITY;                                                               \
                 continue;                                                                       \
             }                                                                                   \
@@ -62,7 +62,9 @@ typedef struct {
                 s[col] = EXP(s[col] - m);                                                       \
                 l += s[col];                                                                    \
             }                                                                                   \
-            for (int64_t col = 0; col < nk; col++) {                                            \
+            for (int64_t col = 0; col < nk; col++) { /* masked keys are not seen: 0·∞ is NaN */ \
+                if (!mask_visible(p->mask, p->window, i, j->ks.start + j->ks.stride * col))    \
+                    continue;                                                                   \
                 T w = s[col] / l;                                                               \
                 const T *vr = V + col * d;                                                      \
                 for (int64_t c = 0; c < d; c++)                                                 \
@@ -93,7 +95,8 @@ static int naive_workers(const attn_problem_t *p, int threads) {
 }
 
 static size_t naive_scratch_bytes(const attn_problem_t *p, int64_t n_q, int64_t n_k) {
-    return (size_t)(n_q * n_k + p->head_dim * n_k) * dtype_size(p->dtype);
+    size_t s = attn_size_mul(attn_size_i64(n_q), attn_size_i64(n_k)), kt = attn_size_prod4(p->head_dim, n_k, 1, 1);
+    return attn_size_mul(attn_size_add(s, kt), dtype_size(p->dtype));
 }
 
 int naive_attend(const attn_problem_t *p, int threads, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
@@ -128,12 +131,14 @@ static int naive_supports(const attn_backend_t *self, const attn_problem_t *p, c
 
 static int naive_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
     (void)self;
-    return naive_attend(p, x->threads, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, io, err);
+    ATTN_TRY(naive_attend(p, x->threads, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, io, err));
+    problem_finish_rows(p->dtype, io->o, io->lse, problem_numel_lse(p), p->head_dim);
+    return ATTN_OK;
 }
 
 static size_t naive_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     (void)self;
-    return (size_t)naive_workers(p, x->threads) * naive_scratch_bytes(p, p->n_q, p->n_k);
+    return attn_size_mul((size_t)naive_workers(p, x->threads), naive_scratch_bytes(p, p->n_q, p->n_k));
 }
 
 const attn_backend_t backend_cpu_naive = {

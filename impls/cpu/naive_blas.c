@@ -42,11 +42,25 @@ static void softmax_rows(void *ctx, int64_t item, int worker) {
     j->softmax(j->S + r0 * j->n_k, (int)rows, (int)j->n_k, (int)j->n_k, j->c, j->m + r0, j->l + r0, j->alpha + r0);
 }
 
+/* O = P·V over the keys each row sees only, for a V holding ±∞ or NaN under a mask that hides
+ * keys: a hidden key's weight 0 times ∞ would be NaN in the GEMM (docs/nonfinite.md). Rare. */
+static void pv_visible(const softmax_job_t *j, const float *V, float *O, int64_t d) {
+    for (int64_t r = 0; r < j->n_q; r++) {
+        int64_t lo, hi;
+        mask_key_range(j->p->mask, j->p->window, j->q0 + r, j->q0 + r, (attn_span_t){0, 1}, j->n_k, &lo, &hi);
+        float *o = O + r * d;
+        memset(o, 0, sizeof(float) * (size_t)d);
+        for (int64_t col = lo; col < hi; col++)
+            for (int64_t c = 0; c < d; c++)
+                o[c] += j->S[r * j->n_k + col] * V[col * d + c];
+    }
+}
+
 static int naive_blas_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io,
                               attn_err_t *err) {
     (void)self;
     int64_t d = p->head_dim, nq = p->n_q, nk = p->n_k;
-    float *S = attn_alloc((size_t)(nq * nk) * sizeof(float), err, "naive_blas score matrix");
+    float *S = attn_alloc(attn_size_prod4(nq, nk, sizeof(float), 1), err, "naive_blas score matrix");
     float *vec = attn_alloc((size_t)(3 * nq) * sizeof(float), err, "naive_blas row statistics");
     if (!S || !vec) {
         attn_free(S), attn_free(vec);
@@ -55,6 +69,12 @@ static int naive_blas_forward(const attn_backend_t *self, const attn_problem_t *
     softmax_job_t j = {.p = p, .S = S, .m = vec, .l = vec + nq, .alpha = vec + 2 * nq, .n_q = nq, .n_k = nk,
                        .q0 = nk - nq, .c = (float)(problem_scale(p) * M_LOG2E), .softmax = softmax_tile_select()};
     int threads = exec_threads(x);
+    /* Does the mask hide any key from any row? Visibility is monotone in the position, so the
+     * first row's range ends earliest and the last row's starts latest. */
+    int64_t lo_first, hi_first, lo_last, hi_last;
+    mask_key_range(p->mask, p->window, nk - nq, nk - nq, (attn_span_t){0, 1}, nk, &lo_first, &hi_first);
+    mask_key_range(p->mask, p->window, nk - 1, nk - 1, (attn_span_t){0, 1}, nk, &lo_last, &hi_last);
+    int masks_some = hi_first < nk || lo_last > 0;
     for (int64_t bh = 0; bh < p->batch * p->heads; bh++) {
         int64_t b = bh / p->heads, kvh = (bh % p->heads) / (p->heads / p->kv_heads);
         const float *Q = (const float *)io->q + bh * nq * d;
@@ -65,14 +85,24 @@ static int naive_blas_forward(const attn_backend_t *self, const attn_problem_t *
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)d, 1.0f, Q, (int)d, K, (int)d,
                     0.0f, S, (int)nk);
         parallel_for(threads, (nq + ROWS_PER_ITEM - 1) / ROWS_PER_ITEM, softmax_rows, &j);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)d, (int)nk, 1.0f, S, (int)nk, V, (int)d,
-                    0.0f, O, (int)d);
-        for (int64_t r = 0; r < nq; r++) { /* every row of a whole problem sees a key */
-            cblas_sscal((int)d, 1.0f / j.l[r], O + r * d, 1);
-            L[r] = (float)((double)j.m[r] * M_LN2 + log((double)j.l[r]));
+        if (masks_some && !tile_all_finite(V, (size_t)(nk * d)))
+            pv_visible(&j, V, O, d);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)d, (int)nk, 1.0f, S, (int)nk, V,
+                        (int)d, 0.0f, O, (int)d);
+        for (int64_t r = 0; r < nq; r++) { /* every row sees a key; l = 0 (only −∞ scores) is finished below */
+            if (j.l[r] != j.l[r]) { /* a NaN score: sscal by 1/NaN can leave a zero O at 0 */
+                for (int64_t c = 0; c < d; c++)
+                    O[r * d + c] = j.l[r];
+                L[r] = j.l[r];
+                continue;
+            }
+            cblas_sscal((int)d, j.l[r] != 0.0f ? 1.0f / j.l[r] : 0.0f, O + r * d, 1);
+            L[r] = j.l[r] != 0.0f ? (float)((double)j.m[r] * j.c * M_LN2 + log((double)j.l[r])) : -INFINITY;
         }
     }
     attn_free(S), attn_free(vec);
+    problem_finish_rows(ATTN_F32, io->o, io->lse, problem_numel_lse(p), p->head_dim);
     return ATTN_OK;
 }
 
@@ -82,7 +112,8 @@ static int naive_blas_supports(const attn_backend_t *self, const attn_problem_t 
 
 static size_t naive_blas_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     (void)self, (void)x;
-    return (size_t)(p->n_q * p->n_k + 3 * p->n_q) * sizeof(float);
+    size_t s = attn_size_add(attn_size_prod4(p->n_q, p->n_k, 1, 1), attn_size_prod4(3, p->n_q, 1, 1));
+    return attn_size_mul(s, sizeof(float));
 }
 
 const attn_backend_t backend_cpu_naive_blas = {

@@ -17,7 +17,9 @@ static int window_supports(const attn_backend_t *self, const attn_problem_t *p, 
 static int window_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
     (void)self;
     tile_io_t t = {io->q, io->k, io->v, io->o, io->lse, p->n_q, p->n_k};
-    return tile_attend_f32(p, x->threads, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, &t, TILE_BAND_ONLY, NULL, err);
+    ATTN_TRY(tile_attend_f32(p, x->threads, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, &t, TILE_BAND_ONLY, NULL, err));
+    problem_finish_rows(ATTN_F32, io->o, io->lse, problem_numel_lse(p), p->head_dim);
+    return ATTN_OK;
 }
 
 const attn_backend_t backend_cpu_sliding_window = {

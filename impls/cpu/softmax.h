@@ -1,12 +1,25 @@
 /* softmax.h — the online-softmax step between a tile's two GEMMs (FlashAttention's inner loop).
- * Scores live in log2 units: with c = scale·log2(e), a row's weights are exp2(S·c − m), so the
- * exponential is one exp2 per score and the max is taken on raw scores (c > 0). */
+ * With c = scale·log2(e) a row's weights are exp2((S − m)·c): one exp2 per score. The running
+ * max m is a raw score, so S − m is exactly 0 at the max however large the scores are (an
+ * m rounded after scaling can be hundreds off at |S·c| ~ 1e10 and overflow exp2). Non-finite
+ * scores follow docs/nonfinite.md: a NaN score makes the row's l NaN. */
 #pragma once
 
 /* S (rows × cols, leading dimension ld) holds raw Q·Kᵀ dot products, masked entries −∞.
- * Per row r: m_new = max(m[r], max_j S[r][j]·c); S[r][j] ← exp2(S[r][j]·c − m_new);
- * alpha[r] = exp2(m[r] − m_new); l[r] ← l[r]·alpha[r] + Σ_j S[r][j]; m[r] ← m_new.
- * A row with m_new = −∞ (nothing visible yet) gets S = 0, alpha = 1 and keeps l = 0. */
+ * Per row r: m_new = max(m[r], max_j S[r][j]); S[r][j] ← exp2((S[r][j] − m_new)·c);
+ * alpha[r] = exp2((m[r] − m_new)·c); l[r] ← l[r]·alpha[r] + Σ_j S[r][j]; m[r] ← m_new.
+ * A row with m_new = −∞ (no finite score yet) gets S = 0, alpha = 1 and keeps l, unless one of
+ * its scores is NaN: then l[r] becomes NaN (a NaN never counts as "nothing visible"). */
+/* The cold path of a row with no finite score in a tile: zero its weights, and poison l with a
+ * NaN score if there is one (NaN is dropped by the max, so it is looked for here). */
+static inline void softmax_row_nothing(float *s, int cols, float *l) {
+    for (int j = 0; j < cols; j++) {
+        if (s[j] != s[j])
+            *l = s[j];
+        s[j] = 0.0f;
+    }
+}
+
 typedef void (*softmax_tile_fn)(float *S, int rows, int cols, int ld, float c, float *m, float *l, float *alpha);
 
 void softmax_tile_generic(float *S, int rows, int cols, int ld, float c, float *m, float *l, float *alpha);

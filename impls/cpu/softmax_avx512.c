@@ -1,7 +1,10 @@
 /* softmax_avx512.c — AVX-512 online-softmax step, compiled with a target attribute so the rest
  * of the build stays baseline x86-64; softmax_tile_select() calls it only on AVX-512F CPUs.
  * exp2 is a degree-6 polynomial on the reduced argument f ∈ [−½, ½] (relative error 2.2e-9,
- * far below float32's 6e-8 rounding) scaled by 2ⁿ with vscalefps, which flushes to 0 cleanly. */
+ * far below float32's 6e-8 rounding) scaled by 2ⁿ with vscalefps, which flushes to 0 cleanly.
+ * Operand order matters: vmaxps returns its second operand when either is NaN, so the clamp
+ * keeps a NaN argument (NaN in, NaN out) and the running max drops NaN scores (they reach l
+ * through the exponential instead). */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -11,7 +14,7 @@
 #define AVX512 __attribute__((target("avx512f")))
 
 AVX512 static inline __m512 exp2_ps(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-150.0f)); /* −∞ → 2^−150 → 0 after scalef */
+    x = _mm512_max_ps(_mm512_set1_ps(-150.0f), x); /* −∞ → 2^−150 → 0 after scalef; NaN stays */
     __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 f = _mm512_sub_ps(x, n);
     __m512 p = _mm512_set1_ps(1.537071015e-04f);
@@ -32,28 +35,28 @@ AVX512 void softmax_tile_avx512(float *S, int rows, int cols, int ld, float c, f
         float *s = S + (size_t)r * ld;
         __m512 vmax = _mm512_set1_ps(-INFINITY);
         for (int j = 0; j < full; j += 16)
-            vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(s + j));
+            vmax = _mm512_max_ps(_mm512_loadu_ps(s + j), vmax);
         if (tail)
-            vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_maskz_loadu_ps(tail, s + full));
-        float m_new = fmaxf(m[r], _mm512_reduce_max_ps(vmax) * c);
+            vmax = _mm512_mask_max_ps(vmax, tail, _mm512_maskz_loadu_ps(tail, s + full), vmax);
+        float m_new = fmaxf(m[r], _mm512_reduce_max_ps(vmax));
         if (m_new == -INFINITY) {
-            memset(s, 0, sizeof(float) * (size_t)cols);
+            softmax_row_nothing(s, cols, &l[r]);
             alpha[r] = 1.0f;
             continue;
         }
-        __m512 vneg = _mm512_set1_ps(-m_new), vsum = _mm512_setzero_ps();
+        __m512 vm = _mm512_set1_ps(m_new), vsum = _mm512_setzero_ps();
         for (int j = 0; j < full; j += 16) {
-            __m512 e = exp2_ps(_mm512_fmadd_ps(_mm512_loadu_ps(s + j), vc, vneg));
+            __m512 e = exp2_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(s + j), vm), vc));
             _mm512_storeu_ps(s + j, e);
             vsum = _mm512_add_ps(vsum, e);
         }
         if (tail) {
-            __m512 e = exp2_ps(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, s + full), vc, vneg));
+            __m512 e = exp2_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + full), vm), vc));
             e = _mm512_maskz_mov_ps(tail, e);
             _mm512_mask_storeu_ps(s + full, tail, e);
             vsum = _mm512_add_ps(vsum, e);
         }
-        alpha[r] = exp2f(m[r] - m_new);
+        alpha[r] = exp2f((m[r] - m_new) * c);
         l[r] = l[r] * alpha[r] + _mm512_reduce_add_ps(vsum);
         m[r] = m_new;
     }

@@ -12,18 +12,18 @@ void softmax_tile_generic(float *S, int rows, int cols, int ld, float c, float *
         float mx = -INFINITY;
         for (int j = 0; j < cols; j++)
             mx = s[j] > mx ? s[j] : mx;
-        float m_new = fmaxf(m[r], mx * c);
+        float m_new = fmaxf(m[r], mx);
         if (m_new == -INFINITY) {
-            memset(s, 0, sizeof(float) * (size_t)cols);
+            softmax_row_nothing(s, cols, &l[r]);
             alpha[r] = 1.0f;
             continue;
         }
         float sum = 0.0f;
         for (int j = 0; j < cols; j++) {
-            s[j] = exp2f(fmaf(s[j], c, -m_new));
+            s[j] = exp2f((s[j] - m_new) * c);
             sum += s[j];
         }
-        alpha[r] = exp2f(m[r] - m_new);
+        alpha[r] = exp2f((m[r] - m_new) * c);
         l[r] = l[r] * alpha[r] + sum;
         m[r] = m_new;
     }

@@ -46,6 +46,23 @@ static void mask_tile(const tile_job_t *j, float *S, int64_t r0, int rows, int64
     }
 }
 
+
+/* O += P·V of a partially masked tile whose V holds a non-finite value: only the keys each
+ * row sees, since a masked key's weight 0 times ∞ or NaN would be NaN in the GEMM, and a row
+ * must not depend on a key it does not see (docs/nonfinite.md). Rare, so plain loops. */
+static void pv_visible(const tile_job_t *j, const float *S, const float *V, float *O, int64_t r0, int rows, int64_t j0,
+                       int cols) {
+    int64_t d = j->p->head_dim;
+    for (int r = 0; r < rows; r++) {
+        int64_t i = pos_at(j->qs, r0 + r), lo, hi;
+        mask_key_range(j->p->mask, j->p->window, i, i, j->ks, j->n_k, &lo, &hi);
+        for (int col = 0; col < cols; col++)
+            if (j0 + col >= lo && j0 + col < hi)
+                for (int64_t c = 0; c < d; c++)
+                    O[r * d + c] += S[(size_t)r * j->bk + col] * V[col * d + c];
+    }
+}
+
 /* Set by the thread that calls tile_attend_f32; only that thread (worker 0) calls it. */
 static _Thread_local void (*progress_fn)(void *);
 static _Thread_local void *progress_arg;
@@ -104,22 +121,33 @@ static void tile_item(void *ctx, int64_t item, int worker) {
         computed++;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, (int)d, 1.0f, Q, (int)d, K + j0 * d,
                     (int)d, 0.0f, ws->S, j->bk);
-        if (!(lo_last <= j0 && j0 + cols <= hi_first))
+        int partial = !(lo_last <= j0 && j0 + cols <= hi_first);
+        if (partial)
             mask_tile(j, ws->S, r0, rows, j0, cols);
         j->softmax(ws->S, rows, cols, j->bk, j->c, ws->m, ws->l, ws->alpha);
         for (int r = 0; r < rows; r++)
             if (ws->alpha[r] != 1.0f)
                 cblas_sscal((int)d, ws->alpha[r], O + r * d, 1);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, (int)d, cols, 1.0f, ws->S, j->bk,
-                    V + j0 * d, (int)d, 1.0f, O, (int)d);
+        if (partial && !tile_all_finite(V + j0 * d, (size_t)cols * (size_t)d))
+            pv_visible(j, ws->S, V + j0 * d, O, r0, rows, j0, cols);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, (int)d, cols, 1.0f, ws->S, j->bk,
+                        V + j0 * d, (int)d, 1.0f, O, (int)d);
     }
     for (int r = 0; r < rows; r++) {
-        if (ws->l[r] == 0.0f) { /* nothing visible in this piece */
+        if (ws->l[r] == 0.0f) { /* nothing visible in this piece, or only −∞ scores: its share is 0 */
+            memset(O + r * d, 0, sizeof(float) * (size_t)d);
             LSE[r] = -INFINITY;
             continue;
         }
+        if (ws->l[r] != ws->l[r]) { /* a NaN score: scaling by 1/NaN would leave a zero O at 0 */
+            for (int64_t c = 0; c < d; c++)
+                O[r * d + c] = ws->l[r];
+            LSE[r] = ws->l[r];
+            continue;
+        }
         cblas_sscal((int)d, 1.0f / ws->l[r], O + r * d, 1);
-        LSE[r] = (float)((double)ws->m[r] * M_LN2 + log((double)ws->l[r]));
+        LSE[r] = (float)((double)ws->m[r] * j->c * M_LN2 + log((double)ws->l[r]));
     }
     atomic_fetch_add(&j->computed, computed);
     atomic_fetch_add(&j->skipped, skipped + (n_kt - (kt_end - kt_first)));
@@ -132,7 +160,7 @@ static int tile_workers(const attn_problem_t *p, int threads, int64_t n_q) {
 
 size_t tile_workspace_bytes(const attn_problem_t *p, int threads, int64_t n_q) {
     size_t per = (size_t)tile_block_q(p) * ((size_t)tile_block_k(p) + 3) * sizeof(float);
-    return (size_t)tile_workers(p, threads, n_q) * per;
+    return attn_size_mul((size_t)tile_workers(p, threads, n_q), per);
 }
 
 int tile_attend_f32(const attn_problem_t *p, int threads, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,

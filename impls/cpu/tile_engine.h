@@ -41,6 +41,18 @@ struct attn_backend;
 int tile_backend_supports_dtype(const struct attn_backend *self, const attn_problem_t *p, char *reason, size_t len);
 size_t tile_backend_workspace(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
 
+/* 1 if no element of x[0..n) is ±∞ or NaN: an integer test of the exponent bits, which the
+ * compiler vectorises (a float sum would stay serial). */
+static inline int tile_all_finite(const float *x, size_t n) {
+    unsigned bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned u;
+        __builtin_memcpy(&u, x + i, sizeof u);
+        bad |= (~u & 0x7f800000u) == 0;
+    }
+    return !bad;
+}
+
 /* Workspace tile_attend_f32 allocates for a piece of n_q rows on `threads` threads (0 = all cores). */
 size_t tile_workspace_bytes(const attn_problem_t *p, int threads, int64_t n_q);
 int tile_block_q(const attn_problem_t *p);

@@ -97,5 +97,7 @@ inline int cuda_finish(const event_pair &ev, const dev_buf &o, const dev_buf &ls
         *io->device_s = ms / 1e3;
     CUDA_TRY(cudaMemcpy(io->o, o.ptr, nq * sizeof(float), cudaMemcpyDeviceToHost));
     CUDA_TRY(cudaMemcpy(io->lse, lse.ptr, nl * sizeof(float), cudaMemcpyDeviceToHost));
+    if (nl) /* whole rows: LSE = −∞ (only −∞ scores) becomes NaN, as on the CPU (core/problem.h) */
+        problem_finish_rows(ATTN_F32, io->o, io->lse, nl, (int64_t)(nq / nl));
     return ATTN_OK;
 }

@@ -224,13 +224,15 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
         const int64_t row = r0 + warp * 16 + g + r * 8;
         if (row >= p.n_q)
             continue;
-        const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f; /* no visible key: O = 0, LSE = −∞ */
+        /* l = 0: no finite score (O = 0, LSE = −∞; problem_finish_rows makes a whole row NaN);
+         * a NaN l (a NaN score) must reach O and LSE (docs/nonfinite.md). */
+        const float inv = l[r] == 0.f ? 0.f : 1.f / l[r];
         float *out = p.o + ((int64_t)bh * p.q_ld + row) * D + 2 * tq;
 #pragma unroll
         for (int n = 0; n < D / 8; n++)
             *reinterpret_cast<float2 *>(out + n * 8) = make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
         if (tq == 0)
-            p.lse[(int64_t)bh * p.q_ld + row] = l[r] > 0.f ? (m[r] + log2f(l[r])) * 0.6931471805599453f : -INFINITY;
+            p.lse[(int64_t)bh * p.q_ld + row] = l[r] == 0.f ? -INFINITY : (m[r] + log2f(l[r])) * 0.6931471805599453f;
     }
 }
 
@@ -281,7 +283,8 @@ extern "C" int cuda_flash_supports(const attn_problem_t *p, char *why, size_t le
  * upload converts through (the largest of Q and K). Linear in n: no n_q × n_k buffer. */
 extern "C" size_t cuda_flash_device_bytes(const attn_problem_t *p) {
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
-    return (nq + 2 * nkv) * sizeof(bf16) + (nq + nl) * sizeof(float) + (nq > nkv ? nq : nkv) * sizeof(float);
+    size_t qkv = attn_size_mul(attn_size_add(nq, attn_size_mul(2, nkv)), sizeof(bf16));
+    return attn_size_add(qkv, attn_size_mul(attn_size_add(attn_size_add(nq, nl), nq > nkv ? nq : nkv), sizeof(float)));
 }
 
 extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {

@@ -17,7 +17,7 @@ constexpr int SOFTMAX_THREADS = 256;
 __device__ float block_reduce(float x, int op, float *scratch) {
     for (int off = 16; off > 0; off /= 2) {
         float y = __shfl_xor_sync(0xffffffffu, x, off);
-        x = op == 0 ? fmaxf(x, y) : x + y;
+        x = op == 0 ? (y != y ? y : fmaxf(x, y)) : x + y;
     }
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     __syncthreads(); /* scratch may still be read from the previous call */
@@ -26,7 +26,7 @@ __device__ float block_reduce(float x, int op, float *scratch) {
     __syncthreads();
     x = scratch[0];
     for (int w = 1; w < SOFTMAX_THREADS / 32; w++)
-        x = op == 0 ? fmaxf(x, scratch[w]) : x + scratch[w];
+        x = op == 0 ? (scratch[w] != scratch[w] ? scratch[w] : fmaxf(x, scratch[w])) : x + scratch[w];
     return x;
 }
 
@@ -41,7 +41,7 @@ __global__ void __launch_bounds__(SOFTMAX_THREADS)
     for (int64_t j = threadIdx.x; j < n_k; j += SOFTMAX_THREADS) {
         float x = mask_visible((attn_mask_t)mask, window, i, j) ? s[j] * scale : -INFINITY;
         s[j] = x;
-        m = fmaxf(m, x);
+        m = x != x ? x : fmaxf(m, x); /* fmaxf drops NaN; the max must carry it (docs/nonfinite.md) */
     }
     m = block_reduce(m, 0, scratch);
     float l = 0.f;
@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(SOFTMAX_THREADS)
         for (int64_t j = threadIdx.x; j < n_k; j += SOFTMAX_THREADS)
             l += expf(s[j] - m);
     l = block_reduce(l, 1, scratch);
-    const float inv = l > 0.f ? 1.f / l : 0.f; /* no visible key: P = 0, so O = 0 */
+    const float inv = l == 0.f ? 0.f : 1.f / l; /* no visible key: P = 0, so O = 0; NaN l stays NaN */
     for (int64_t j = threadIdx.x; j < n_k; j += SOFTMAX_THREADS) {
         float pj = m == -INFINITY ? 0.f : expf(s[j] - m) * inv;
         if (P16)
@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(SOFTMAX_THREADS)
             s[j] = pj;
     }
     if (threadIdx.x == 0)
-        lse[r] = l > 0.f ? m + logf(l) : -INFINITY;
+        lse[r] = l == 0.f ? -INFINITY : m + logf(l);
 }
 
 struct cublas_owner {
@@ -78,9 +78,12 @@ constexpr size_t CUBLAS_WORKSPACE = (size_t)32 << 20;
 extern "C" size_t cuda_naive_device_bytes(const attn_problem_t *p) {
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
     size_t es = p->dtype == ATTN_BF16 ? sizeof(bf16) : sizeof(float);
-    size_t scores = (size_t)(p->n_q * p->n_k) * (sizeof(float) + (p->dtype == ATTN_BF16 ? sizeof(bf16) : 0));
-    size_t staging = p->dtype == ATTN_BF16 ? (nq > nkv ? nq : nkv) * sizeof(float) : 0;
-    return (nq + 2 * nkv) * es + (nq + nl) * sizeof(float) + scores + staging + CUBLAS_WORKSPACE;
+    /* Checked: n_q·n_k can overflow for a problem whose tensors fit (core/common.h). */
+    size_t scores = attn_size_prod4(p->n_q, p->n_k, (int64_t)(sizeof(float) + (p->dtype == ATTN_BF16 ? sizeof(bf16) : 0)), 1);
+    size_t staging = p->dtype == ATTN_BF16 ? attn_size_mul(nq > nkv ? nq : nkv, sizeof(float)) : 0;
+    size_t tensors = attn_size_add(attn_size_mul(attn_size_add(nq, attn_size_mul(2, nkv)), es),
+                                   attn_size_mul(attn_size_add(nq, nl), sizeof(float)));
+    return attn_size_add(attn_size_add(tensors, scores), attn_size_add(staging, CUBLAS_WORKSPACE));
 }
 
 extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
@@ -97,9 +100,9 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
     DEV_ALLOC(lse, nl * sizeof(float), "naive_cuda LSE");
     if (bf)
         DEV_ALLOC(staging, (nq > nkv ? nq : nkv) * sizeof(float), "naive_cuda upload staging");
-    DEV_ALLOC(S, (size_t)(nq_rows * nk_rows) * sizeof(float), "naive_cuda score matrix");
+    DEV_ALLOC(S, attn_size_prod4(nq_rows, nk_rows, (int64_t)sizeof(float), 1), "naive_cuda score matrix");
     if (bf)
-        DEV_ALLOC(P16, (size_t)(nq_rows * nk_rows) * sizeof(bf16), "naive_cuda bf16 probabilities");
+        DEV_ALLOC(P16, attn_size_prod4(nq_rows, nk_rows, (int64_t)sizeof(bf16), 1), "naive_cuda bf16 probabilities");
     cudaStream_t s = 0;
     ATTN_TRY(cuda_upload(q.ptr, bf, (const float *)io->q, nq, staging.as<float>(), s, err));
     ATTN_TRY(cuda_upload(k.ptr, bf, (const float *)io->k, nkv, staging.as<float>(), s, err));

@@ -243,6 +243,7 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
         if (qn) {
             CUDA_TRY(cudaMemcpy(h->o[i], b[i].o.ptr, qn * sizeof(float), cudaMemcpyDeviceToHost));
             CUDA_TRY(cudaMemcpy(h->lse[i], b[i].lse.ptr, ln * sizeof(float), cudaMemcpyDeviceToHost));
+            problem_finish_rows(ATTN_F32, h->o[i], h->lse[i], ln, d); /* merged rows are whole */
         }
     }
     return ATTN_OK;

@@ -174,6 +174,8 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, co
         mine.compute_s += step_compute[s];
     if (rc == ATTN_OK)
         rc = dist_report(c, &mine, io->dist, err);
+    if (rc == ATTN_OK) /* the merged rows are whole now: −∞ means only −∞ scores (core/problem.h) */
+        problem_finish_rows(ATTN_F32, b.o, b.lse, (size_t)(BH * nq), d);
     if (rc == ATTN_OK && io->sharded) {
         memcpy(io->o, b.o, (size_t)(BH * nq * d) * sizeof(float));
         memcpy(io->lse, b.lse, (size_t)(BH * nq) * sizeof(float));
@@ -222,10 +224,11 @@ static size_t ring_workspace(const attn_backend_t *self, const attn_problem_t *p
     if (layout_init(&lq, *(const attn_layout_kind_t *)self->ctx, p->n_q, P, &err) ||
         layout_init(&lk, *(const attn_layout_kind_t *)self->ctx, p->n_k, P, &err))
         return 0;
-    size_t d = (size_t)p->head_dim, bh = (size_t)(p->batch * p->heads), bhkv = (size_t)(p->batch * p->kv_heads);
-    size_t per_rank = (3 * bh * (size_t)layout_max_local_count(&lq) * d + 2 * bh * (size_t)layout_max_local_count(&lq) +
-                       4 * bhkv * (size_t)layout_max_local_count(&lk) * d) * sizeof(float);
-    return (size_t)P * (per_rank + tile_workspace_bytes(p, 1, layout_max_local_count(&lq)));
+    int64_t nq = layout_max_local_count(&lq), nk = layout_max_local_count(&lk);
+    size_t q_side = attn_size_prod4(p->batch, p->heads, nq, 3 * p->head_dim + 2);
+    size_t kv_side = attn_size_prod4(p->batch, p->kv_heads, nk, 4 * p->head_dim);
+    size_t per_rank = attn_size_mul(attn_size_add(q_side, kv_side), sizeof(float));
+    return attn_size_mul((size_t)P, attn_size_add(per_rank, tile_workspace_bytes(p, 1, nq)));
 }
 
 static const attn_layout_kind_t contiguous = LAYOUT_CONTIGUOUS, striped = LAYOUT_STRIPED, zigzag = LAYOUT_ZIGZAG;

@@ -290,16 +290,21 @@ static size_t ulysses_workspace(const attn_backend_t *self, const attn_problem_t
         return 0;
     const attn_backend_t *lb = local_backend(x);
     attn_exec_t lx = local_exec(x);
-    size_t total = 0, d = (size_t)p->head_dim, B = (size_t)p->batch, Hl = (size_t)(p->heads / P);
-    size_t nq = (size_t)((p->n_q + P - 1) / P + 2), nk = (size_t)((p->n_k + P - 1) / P + 2);
+    size_t total = 0;
+    int64_t d = p->head_dim, B = p->batch, Hl = p->heads / P;
+    int64_t nq = (p->n_q + P - 1) / P + 2, nk = (p->n_k + P - 1) / P + 2;
     for (int r = 0; r < P; r++) {
         plan_heads_t h = plan_ulysses_heads(p->heads, p->kv_heads, P, r);
         attn_problem_t lp = local_problem(p, &h);
-        size_t kvl = (size_t)lp.kv_heads;
-        size_t shards = B * ((size_t)p->heads * nq * (2 * d + 1) + 2 * (size_t)p->kv_heads * nk * d);
-        size_t heads = B * (Hl * (size_t)p->n_q * (2 * d + 1) + 2 * kvl * (size_t)p->n_k * d);
-        size_t staging = 2 * B * ((size_t)p->heads * nq * (d + 1) + 2 * (size_t)p->kv_heads * nk * d);
-        total += (shards + heads + staging) * sizeof(float) + (lb ? lb->workspace_bytes(lb, &lp, &lx) : 0);
+        /* (B, H, nq, 2d+1) + 2·(B, H_kv, nk, d) shards; the same per head shard over the whole
+         * sequence; staging of 2·((B, H, nq, d+1) + 2·(B, H_kv, nk, d)). */
+        size_t kv_shard = attn_size_mul(2, attn_size_prod4(B, p->kv_heads, nk, d));
+        size_t shards = attn_size_add(attn_size_prod4(B, p->heads, nq, 2 * d + 1), kv_shard);
+        size_t heads = attn_size_add(attn_size_prod4(B, Hl, p->n_q, 2 * d + 1),
+                                     attn_size_mul(2, attn_size_prod4(B, lp.kv_heads, p->n_k, d)));
+        size_t staging = attn_size_mul(2, attn_size_add(attn_size_prod4(B, p->heads, nq, d + 1), kv_shard));
+        size_t mine = attn_size_mul(attn_size_add(attn_size_add(shards, heads), staging), sizeof(float));
+        total = attn_size_add(total, attn_size_add(mine, lb ? lb->workspace_bytes(lb, &lp, &lx) : 0));
     }
     return total;
 }
