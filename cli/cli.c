@@ -2,6 +2,7 @@
  * ones through options.c) and hands the problem to the tasks or a backend. */
 #include "cli/cli.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,21 +311,35 @@ static const char attend_usage[] =
     "--dtype bf16 the inputs are rounded to bfloat16 on the GPU; O and LSE still come back float32).\n"
     "The default mask is none.\n";
 
-/* One warning line naming the first non-finite input value: the run goes on (exit 0) and its
- * rows come out NaN as docs/nonfinite.md says, but the user should know where that came from. */
-static void warn_nonfinite(attn_dtype_t t, const void *q, const void *k, const void *v, size_t nq, size_t nkv) {
-    const char *names[3] = {"Q", "K", "V"};
+/* One warning line naming the first non-finite input value, by file and (b, h, i, c): the run goes
+ * on (exit 0) and its rows come out NaN as docs/nonfinite.md says, but the user should know where
+ * that came from. Then one line if f32 scores can overflow: finite inputs, yet +inf scores. */
+static void warn_inputs(const cli_opts_t *c, const attn_problem_t *p, const void *q, const void *k, const void *v) {
+    const char *files[3] = {c->q_path, c->k_path, c->v_path};
     const void *arrs[3] = {q, k, v};
-    size_t lens[3] = {nq, nkv, nkv};
-    for (int a = 0; a < 3; a++)
-        for (size_t i = 0; i < lens[a]; i++) {
-            double x = t == ATTN_F64 ? ((const double *)arrs[a])[i] : ((const float *)arrs[a])[i];
+    int64_t heads[3] = {p->heads, p->kv_heads, p->kv_heads}, rows[3] = {p->n_q, p->n_k, p->n_k};
+    double amax[2] = {0, 0};
+    int f64 = p->dtype == ATTN_F64;
+    for (int a = 0; a < 3; a++) {
+        size_t len = (size_t)(p->batch * heads[a] * rows[a] * p->head_dim);
+        for (size_t i = 0; i < len; i++) {
+            double x = f64 ? ((const double *)arrs[a])[i] : ((const float *)arrs[a])[i];
             if (!isfinite(x)) {
-                fprintf(stderr, "attnbench attend: warning: %s holds a non-finite value (%g at flat index %zu); "
-                        "rows that see it are NaN (docs/nonfinite.md)\n", names[a], x, i);
+                size_t d = (size_t)p->head_dim, r = (size_t)rows[a], h = (size_t)heads[a];
+                fprintf(stderr, "attnbench attend: warning: %s holds %g at [%zu, %zu, %zu, %zu]; "
+                        "rows that see it come out NaN (docs/nonfinite.md)\n", files[a], x, i / d / r / h,
+                        i / d / r % h, i / d % r, i % d);
                 return;
             }
+            if (a < 2 && fabs(x) > amax[a])
+                amax[a] = fabs(x);
         }
+    }
+    double scale = p->scale > 0 ? p->scale : 1.0 / sqrt((double)p->head_dim);
+    double bound = amax[0] * amax[1] * (double)p->head_dim * scale;
+    if (!f64 && bound > FLT_MAX)
+        fprintf(stderr, "attnbench attend: warning: scores can reach %.3g, beyond float32's range; "
+                "rows whose scores overflow come out NaN (docs/nonfinite.md)\n", bound);
 }
 
 int cli_attend(int argc, char **argv, attn_err_t *err) {
@@ -375,8 +390,7 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
     if (rc == ATTN_OK) {
         parallel_set_blas_threads(exec_threads(&x));
         attn_io_t io = {.q = q.data, .k = k.data, .v = v.data, .o = out, .lse = lse};
-        warn_nonfinite(p.dtype == ATTN_F64 ? ATTN_F64 : ATTN_F32, q.data, k.data, v.data, problem_numel_q(&p),
-                       problem_numel_kv(&p));
+        warn_inputs(&c, &p, q.data, k.data, v.data);
         rc = b->forward(b, &p, &x, &io, err);
     }
     if (rc == ATTN_OK) {
