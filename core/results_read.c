@@ -52,8 +52,10 @@ static int check_record(json_t *r, int version, char *why, size_t cap) {
         return snprintf(why, cap, "status \"%.40s\" is not one of schema /%d's statuses", sname, version), 0;
     json_t *cfg = json_object_get(r, "config"), *met = json_object_get(r, "metrics"),
            *units = json_object_get(r, "units"), *pr = json_object_get(r, "per_rank"), *v;
-    if (!json_is_object(cfg) || !json_is_object(met) || !json_is_object(units))
-        return snprintf(why, cap, "lacks \"config\", \"metrics\" or \"units\" (or one is not an object)"), 0;
+    static const char *const objs[] = {"config", "metrics", "units"};
+    for (size_t k = 0; k < sizeof objs / sizeof objs[0]; k++)
+        if (!json_is_object(json_object_get(r, objs[k])))
+            return snprintf(why, cap, "lacks \"%s\" (or it is not an object)", objs[k]), 0;
     const char *k;
     json_object_foreach(cfg, k, v) {
         if (!is_num_or_null(v) && !json_is_string(v))
@@ -107,7 +109,10 @@ int results_read(const char *path, json_t **root, attn_err_t *err) {
         ok = 0;
         const char *task = is_str(r, "task", 0) ? json_string_value(json_object_get(r, "task")) : "?",
                    *backend = is_str(r, "backend", 0) ? json_string_value(json_object_get(r, "backend")) : "?";
-        snprintf(why, sizeof why, "record %zu (%.32s %.48s) %s", i, task, backend, rwhy);
+        if (json_is_object(r)) /* task and backend say which record, where the file has them */
+            snprintf(why, sizeof why, "record %zu (%.32s %.48s) %s", i, task, backend, rwhy);
+        else
+            snprintf(why, sizeof why, "record %zu %s", i, rwhy);
     }
     if (!ok) {
         if (!why[0])

@@ -4,6 +4,9 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -36,13 +39,21 @@ template <typename F> static int guarded(attn_err_t *err, const char *what, F &&
 
 extern "C" int tok_load(const char *path, attn_tokenizer_t **out, attn_err_t *err) {
     *out = nullptr;
+    /* A path the user gave that is not a model is bad input (exit 2, like --haystack); checked
+     * first because SentencePiece reads a directory or a device without saying which path. */
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return attn_fail(err, ATTN_EUSAGE, "tokenizer %s: cannot open it: %s", path, std::strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return attn_fail(err, ATTN_EUSAGE, "tokenizer %s: not a regular file (%s)", path,
+                         S_ISDIR(sb.st_mode) ? "a directory" : "a device, pipe or socket");
     return guarded(err, "tokenizer", [&] {
         auto *t = new attn_tokenizer;
         t->path = path;
         auto st = t->sp.Load(path);
         if (!st.ok()) {
             delete t;
-            return attn_fail(err, ATTN_ERUNTIME, "tokenizer %s: cannot load a SentencePiece model: %s", path,
+            return attn_fail(err, ATTN_EUSAGE, "tokenizer %s: not a SentencePiece model: %s", path,
                              st.ToString().c_str());
         }
         *out = t;

@@ -6,7 +6,8 @@
 
 typedef struct attn_tokenizer attn_tokenizer_t;
 
-/* Loads a SentencePiece .model file; a missing, truncated or non-model file → ATTN_ERUNTIME. */
+/* Loads a SentencePiece .model file; a missing, truncated, non-model or non-regular file →
+ * ATTN_EUSAGE (the path is the user's input; exit 2 like a bad --haystack). */
 int tok_load(const char *path, attn_tokenizer_t **out, attn_err_t *err);
 void tok_free(attn_tokenizer_t *t);
 int tok_vocab_size(const attn_tokenizer_t *t);

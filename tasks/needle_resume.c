@@ -131,7 +131,9 @@ static int file_seed(json_t *jrun, uint64_t *seed) {
 int needle_resume_load(const char *path, const attn_opts_t *o, needle_case_fn expect, attn_run_t *run,
                        attn_err_t *err) {
     json_t *root;
-    ATTN_TRY(results_read(path, &root, err));
+    attn_err_t rerr = {0};
+    if (results_read(path, &root, &rerr) != ATTN_OK) /* its message starts with the path: say which flag */
+        return attn_fail(err, rerr.code, "--resume %s", rerr.msg);
     json_t *recs = json_object_get(root, "records"), *jrun = json_object_get(root, "run");
     int version = results_file_version(root), rc = ATTN_OK, first = run->n_records;
     uint64_t seed = 0;

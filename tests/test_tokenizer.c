@@ -154,16 +154,17 @@ int main(int argc, char **argv) {
     check(tok_train(scratch, prefix, 1000, NULL, 0, &terr) != ATTN_OK && terr.msg[0], "training on a directory fails",
           "no error");
 
-    /* Bad model files: missing, truncated, garbage. */
+    /* Bad model files: missing, truncated, garbage, a directory: bad input, naming the path. */
     char bad[1400];
     snprintf(bad, sizeof bad, "%s/truncated.model", scratch);
     write_file(bad, m0, m0 ? l0 / 3 : 0);
-    const char *cases[][2] = {{"/nonexistent/x.model", "missing"}, {bad, "truncated"}, {corpus_small, "a text file"}};
-    for (int i = 0; i < 3; i++) {
+    const char *cases[][2] = {{"/nonexistent/x.model", "missing"}, {bad, "truncated"}, {corpus_small, "a text file"},
+                              {scratch, "a directory"}};
+    for (int i = 0; i < 4; i++) {
         attn_tokenizer_t *x = (attn_tokenizer_t *)1;
         attn_err_t berr = {0};
         snprintf(line, sizeof line, "%s model file → error", cases[i][1]);
-        check(tok_load(cases[i][0], &x, &berr) == ATTN_ERUNTIME && !x && strstr(berr.msg, cases[i][0]), line, "%s",
+        check(tok_load(cases[i][0], &x, &berr) == ATTN_EUSAGE && !x && strstr(berr.msg, cases[i][0]), line, "%s",
               berr.msg);
     }
     free(m0), free(m1);
