@@ -50,15 +50,17 @@ def gen_npy(tmp, g):
     for s in shape:
         n *= s
     kind, vals, kw = g.get("kind", "good"), None, {}
-    if kind in ("nan", "inf", "ninf", "huge", "tiny"):
+    if kind in ("nan", "inf", "ninf", "huge", "overflow", "tiny"):
         vals = [((i * 37) % 17 - 8) / 8.0 for i in range(n)]
-        bad = {"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"), "huge": 3e38, "tiny": 1e-45}[kind]
+        bad = {"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"), "huge": 1e18, "overflow": 3e38,
+               "tiny": 1e-45}[kind]
         for i in g.get("at", [5]):
             vals[i] = bad
     raw = {
         "good": lambda: npy_bytes(shape, values=vals),
         "nan": lambda: npy_bytes(shape, values=vals), "inf": lambda: npy_bytes(shape, values=vals),
         "ninf": lambda: npy_bytes(shape, values=vals), "huge": lambda: npy_bytes(shape, values=vals),
+        "overflow": lambda: npy_bytes(shape, values=vals),
         "tiny": lambda: npy_bytes(shape, values=vals),
         "f64": lambda: npy_bytes(shape, "<f8"),
         "int32": lambda: npy_bytes(shape, "<i4"),
@@ -198,8 +200,9 @@ def read_npy(path):
 
 
 def reference_check(out, q, k, v):
-    """attend (mask none, default scale) against softmax(QK^T/sqrt(d))V in float64: a row that is
-    non-finite in the reference must be all NaN in the output, every other row within 1e-4."""
+    """attend (mask none, default scale) against softmax(QK^T/sqrt(d))V in float64 (IEEE, as
+    docs/nonfinite.md says): an element of O is non-finite exactly where the reference's is, a
+    row whose reference is all NaN is all NaN, every finite element within 1e-4."""
     import math
     (B, H, nq, d), Q = read_npy(q)
     (_, Hkv, nk, _), K = read_npy(k)
@@ -213,19 +216,20 @@ def reference_check(out, q, k, v):
             g = h // (H // Hkv)
             for i in range(nq):
                 qi = Q[((b * H + h) * nq + i) * d:][:d]
-                with_nan = False
                 try:
                     sc = [s * sum(qi[c] * K[((b * Hkv + g) * nk + j) * d + c] for c in range(d)) for j in range(nk)]
-                    m = max(sc)
+                    m = float("nan") if any(x != x for x in sc) else max(sc)  # IEEE max keeps NaN
                     w = [math.exp(x - m) for x in sc]
                     ref = [sum(w[j] * V[((b * Hkv + g) * nk + j) * d + c] for j in range(nk)) / sum(w) for c in range(d)]
-                    finite = all(math.isfinite(x) for x in ref)
                 except (ValueError, OverflowError, ZeroDivisionError):
-                    finite = False
+                    ref = [float("nan")] * d
                 row = O[((b * H + h) * nq + i) * d:][:d]
-                if not finite and not all(x != x for x in row):
-                    bad.append("row (%d,%d,%d) is non-finite in the reference but %s in the output" % (b, h, i, row[:2]))
-                elif finite and any(not abs(o - r) <= 1e-4 * (1 + abs(r)) for o, r in zip(row, ref)):
+                if all(r != r for r in ref) and not all(x != x for x in row):
+                    bad.append("row (%d,%d,%d) is all NaN in the reference but %s in the output" % (b, h, i, row[:2]))
+                elif any(math.isfinite(r) != math.isfinite(o) for o, r in zip(row, ref)):
+                    bad.append("row (%d,%d,%d) is %s, the reference %s (finite where it is not)"
+                               % (b, h, i, list(row[:2]), ref[:2]))
+                elif any(math.isfinite(r) and not abs(o - r) <= 1e-4 * (1 + abs(r)) for o, r in zip(row, ref)):
                     bad.append("row (%d,%d,%d) is %s, the reference %s" % (b, h, i, list(row[:2]), ref[:2]))
     return "%d rows wrong: %s" % (len(bad), bad[0]) if bad else None
 
