@@ -357,9 +357,8 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
         return attn_fail(err, ATTN_EUSAGE, "attend takes one --mask");
     if (!c.q_path[0] || !c.k_path[0] || !c.v_path[0] || !c.out_path[0])
         return attn_fail(err, ATTN_EUSAGE, "attend needs --q, --k, --v and --out");
-    ATTN_TRY(outfile_check(c.out_path, err)); /* a bad output path fails before the compute */
-    if (c.lse_path[0])
-        ATTN_TRY(outfile_check(c.lse_path, err));
+    const char *outs[2] = {c.out_path, c.lse_path}; /* a bad output path fails before the compute */
+    ATTN_TRY(outfile_check_all(outs, c.lse_path[0] ? 2 : 1, err));
     const attn_backend_t *b = registry_find(o.backends[0]);
     npy_array_t q = {0}, k = {0}, v = {0};
     attn_problem_t p;

@@ -150,6 +150,32 @@ static int put(const outfile_job_t *j, plan_t *p, attn_err_t *err) {
     return e ? attn_fail(err, ATTN_ERUNTIME, "%s: cannot write: %s", j->path, strerror(e)) : ATTN_OK;
 }
 
+/* The canonical name of a resolved target (its directory through realpath, then its name), so
+ * "o.npy", "./o.npy" and a link to it compare equal; "" when the directory cannot be resolved. */
+static void canonical(const plan_t *p, char *out, size_t size) {
+    char dir[PATH_MAX], real[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", p->final);
+    char *slash = strrchr(dir, '/');
+    const char *name = slash ? slash + 1 : p->final;
+    if (slash)
+        slash == dir ? (void)(dir[1] = '\0') : (void)(*slash = '\0');
+    if (!realpath(slash ? dir : ".", real) || snprintf(out, size, "%s/%s", real, name) >= (int)size)
+        out[0] = '\0';
+}
+
+/* Two outputs that name one file would leave only the later one's bytes: refuse it. */
+static int distinct(const outfile_job_t *jobs, const plan_t *p, int n, attn_err_t *err) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++) {
+            char a[2 * PATH_MAX], b[2 * PATH_MAX];
+            canonical(&p[i], a, sizeof a), canonical(&p[j], b, sizeof b);
+            if (!strcmp(p[i].final, p[j].final) || (a[0] && !strcmp(a, b)))
+                return attn_fail(err, ATTN_EUSAGE, "%s and %s are the same file: give each output its own path",
+                                 jobs[j].path, jobs[i].path);
+        }
+    return ATTN_OK;
+}
+
 int outfile_write_all(const outfile_job_t *jobs, int n, attn_err_t *err) {
     plan_t *p = calloc((size_t)(n > 0 ? n : 1), sizeof *p);
     if (!p)
@@ -157,6 +183,8 @@ int outfile_write_all(const outfile_job_t *jobs, int n, attn_err_t *err) {
     int rc = ATTN_OK;
     for (int i = 0; i < n && rc == ATTN_OK; i++)
         rc = resolve(jobs[i].path, &p[i], err);
+    if (rc == ATTN_OK)
+        rc = distinct(jobs, p, n, err);
     for (int through = 0; through < 2; through++) /* files staged first, devices written after */
         for (int i = 0; i < n && rc == ATTN_OK; i++)
             if (p[i].through == through)
@@ -179,6 +207,19 @@ int outfile_write_all(const outfile_job_t *jobs, int n, attn_err_t *err) {
 int outfile_write(const char *path, outfile_fill_fn fill, void *ctx, attn_err_t *err) {
     outfile_job_t job = {path, fill, ctx};
     return outfile_write_all(&job, 1, err);
+}
+
+int outfile_check_all(const char *const *paths, int n, attn_err_t *err) {
+    outfile_job_t jobs[8];
+    plan_t p[8];
+    if (n > 8)
+        return attn_fail(err, ATTN_ERUNTIME, "internal: outfile_check_all takes at most 8 paths");
+    for (int i = 0; i < n; i++) {
+        ATTN_TRY(outfile_check(paths[i], err));
+        ATTN_TRY(resolve(paths[i], &p[i], err));
+        jobs[i] = (outfile_job_t){.path = paths[i]};
+    }
+    return distinct(jobs, p, n, err);
 }
 
 int outfile_check(const char *path, attn_err_t *err) {

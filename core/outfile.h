@@ -20,6 +20,10 @@ typedef struct {
  * loop; for a file target it creates and removes a probe beside it. Call before computing. */
 int outfile_check(const char *path, attn_err_t *err);
 
+/* outfile_check for each of up to 8 outputs of one command, and no two of them the same file
+ * (after symlinks and "./"): all are checked before the compute. */
+int outfile_check_all(const char *const *paths, int n, attn_err_t *err);
+
 /* mkdir -p. */
 int outfile_make_dirs(const char *dir, attn_err_t *err);
 
@@ -27,7 +31,7 @@ int outfile_make_dirs(const char *dir, attn_err_t *err);
  * files in (probed). Call before computing. */
 int outfile_check_dir(const char *dir, attn_err_t *err);
 
-/* All or none: every file target is staged (temporary, fsync), then every write-through target
+/* All or none (two jobs naming one file are refused): every file target is staged (temporary, fsync), then every write-through target
  * is written, then the staged files are renamed into place. On a failure the temporaries are
  * removed and no file target is touched (a device already written cannot be unwritten, which is
  * why devices go after staging). */
