@@ -54,7 +54,7 @@ static void p_a_fragment(void) {
     check(bad == 0, "P as the A fragment", "%d packed P elements name another (row, key) than PTX's A layout", bad);
 }
 
-/* pv_visible_only: lane `lane` fetches s[n][e] of lane (lane & ~3) + src for every n, e, src and
+/* pv_visible_only: lane `lane` fetches s[n][e] of lane frag_quad_lane(lane, src) for every n, e, src and
  * adds it to row frag_row(lane, e). That value must be the score of exactly that row, and the walk
  * must meet each of the lane's two rows' 64 keys exactly once. */
 static void fallback_walk(void) {
@@ -64,7 +64,7 @@ static void fallback_walk(void) {
         for (int n = 0; n < BC / 8; n++)
             for (int e = 0; e < 4; e++)
                 for (int src = 0; src < 4; src++) {
-                    int from = (lane & ~3) + src, r = e >> 1;
+                    int from = frag_quad_lane(lane, src), r = e >> 1;
                     bad += frag_row(from, e) != frag_row(lane, e) || frag_row(lane, e) != lane / 4 + 8 * r;
                     seen[r][frag_col(from, n, e)]++;
                 }

@@ -118,9 +118,11 @@ static void run_case(const attn_backend_t *be, const attn_problem_t *p32, int ra
      * hides the bad key from anyone; the extreme case has only finite rows. */
     int shape_ok = c == HUGE_Q ? ref_bad == 0 : ref_bad > 0 && (n > 0 || p32->mask == ATTN_MASK_NONE);
     int ok = !mismatch && shape_ok && errors_within(&e, &bound);
-    printf("%s %-14s P=%d %-9s mask=%-6s %-4s bad rows %zu, finite rows %zu: rel_l2 %.3g (tol %.3g) lse %.3g (tol %.3g)%s\n",
-           ok ? "ok  " : "FAIL", be->name, ranks, case_name[c], mask_name(p32->mask), dtype_name(p32->dtype), ref_bad, n, e.rel_l2, bound.rel_l2,
-           e.lse_max, bound.lse_max, shape_ok ? "" : " (case does not exercise both kinds of rows)");
+    printf("%s %-14s P=%d %-9s mask=%-6s %-4s bad rows %zu, finite rows %zu: rel_l2 %.3g (tol %.3g) "
+           "lse %.3g (tol %.3g)%s\n",
+           ok ? "ok  " : "FAIL", be->name, ranks, case_name[c], mask_name(p32->mask), dtype_name(p32->dtype), ref_bad, n,
+           e.rel_l2, bound.rel_l2, e.lse_max, bound.lse_max,
+           shape_ok ? "" : " (case does not exercise both kinds of rows)");
     ok ? passed++ : failed++;
     free(o64), free(l64), tensors_free(&out);
 }

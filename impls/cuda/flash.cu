@@ -103,14 +103,13 @@ template <int D>
 __device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const float (&s)[BC / 8][4], const bf16 *v_s,
                                                 const flash_params &p, int64_t key0, const int64_t (&row_pos)[2],
                                                 int lane) {
-    const int quad = lane & ~3;
 #pragma unroll
     for (int n = 0; n < BC / 8; n++)
 #pragma unroll
         for (int e = 0; e < 4; e++)
 #pragma unroll 1
             for (int src = 0; src < 4; src++) {
-                const int from = quad + src, r = e >> 1; /* frag_row(from, e) == frag_row(lane, e) */
+                const int from = frag_quad_lane(lane, src), r = e >> 1; /* frag_row(from, e) == frag_row(lane, e) */
                 const float w = __bfloat162float(__float2bfloat16_rn(__shfl_sync(0xffffffffu, s[n][e], from)));
                 const int key = frag_col(from, n, e);
                 const int64_t j = key0 + key;
@@ -259,7 +258,8 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
 #pragma unroll
                 for (int dp = 0; dp < D / 16; dp++) {
                     unsigned bv[4]; /* b0 b1 of d tile 2dp, then of 2dp+1 */
-                    ldsm_x4_trans(bv, v_s + swz<D>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dp * 16 + (lane >> 4) * 8));
+                    ldsm_x4_trans(bv, v_s + swz<D>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
+                                                   dp * 16 + (lane >> 4) * 8));
                     mma_bf16(o[2 * dp], pa, bv[0], bv[1]);
                     mma_bf16(o[2 * dp + 1], pa, bv[2], bv[3]);
                 }

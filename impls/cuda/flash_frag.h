@@ -18,6 +18,10 @@ ATTN_HD_INLINE int frag_col(int lane, int n, int e) { return n * 8 + 2 * (lane %
 ATTN_HD_INLINE int frag_lane_of(int row, int key) { return (row % 8) * 4 + (key % 8) / 2; }
 ATTN_HD_INLINE int frag_e_of(int row, int key) { return 2 * (row / 8) + (key & 1); }
 
+/* The lane holding the scores of `lane`'s rows at keys 2·src, 2·src + 1 (mod 8): lanes of one quad
+ * share their rows, each holds a quarter of the keys. */
+ATTN_HD_INLINE int frag_quad_lane(int lane, int src) { return (lane & ~3) + src; }
+
 /* Element offset of (row, col) in a swizzled tile of d columns (d a multiple of 64): the 16-byte
  * chunk index col / 8 is XORed with row % 8; col % 8 stays inside the chunk. */
 ATTN_HD_INLINE int frag_swz(int d, int row, int col) { return row * d + ((((col >> 3) ^ (row & 7)) << 3) | (col & 7)); }

@@ -183,11 +183,13 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
         /* Row-major O (n_q × d) is column-major Oᵀ = Vᵀ·Pᵀ, both already column-major as stored. */
         const unsigned pv_threads = d < 128 ? (unsigned)d : 128u;
         if (v_bad && bf)
-            pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(P16.as<bf16>(), v.as<bf16>() + kv_at, o.as<float>() + q_at,
-                                                                nk_rows, d, nk_rows - nq_rows, (int)p->mask, p->window);
+            pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(P16.as<bf16>(), v.as<bf16>() + kv_at,
+                                                                o.as<float>() + q_at, nk_rows, d, nk_rows - nq_rows,
+                                                                (int)p->mask, p->window);
         else if (v_bad)
-            pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(S.as<float>(), v.as<float>() + kv_at, o.as<float>() + q_at,
-                                                                nk_rows, d, nk_rows - nq_rows, (int)p->mask, p->window);
+            pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(S.as<float>(), v.as<float>() + kv_at,
+                                                                o.as<float>() + q_at, nk_rows, d, nk_rows - nq_rows,
+                                                                (int)p->mask, p->window);
         else if (bf)
             CUBLAS_TRY(cublasGemmEx(cb.h, CUBLAS_OP_N, CUBLAS_OP_N, Kd, N, M, &one, v.as<bf16>() + kv_at, CUDA_R_16BF,
                                     Kd, P16.ptr, CUDA_R_16BF, M, &zero, o.as<float>() + q_at, CUDA_R_32F, Kd,
