@@ -6,6 +6,7 @@
 
 #include "core/mask.h"
 #include "impls/cuda/cuda_util.cuh"
+#include "impls/cuda/flash_frag.h"
 
 namespace {
 
@@ -29,9 +30,7 @@ template <int D> constexpr int smem_bytes() { return (BR + 4 * BC) * D * (int)si
 
 /* Element offset of (row, col) in a tile of D columns, col a multiple of 8: the 16-byte chunk
  * index is XORed with row % 8. */
-template <int D> __device__ __forceinline__ int swz(int row, int col) {
-    return row * D + (((col >> 3) ^ (row & 7)) << 3);
-}
+template <int D> __device__ __forceinline__ int swz(int row, int col) { return frag_swz(D, row, col); }
 
 __device__ __forceinline__ unsigned smem_addr(const void *p) {
     return static_cast<unsigned>(__cvta_generic_to_shared(p));
@@ -80,6 +79,50 @@ template <int D> __device__ __forceinline__ void load_tile(bf16 *tile, const bf1
         const bf16 *g = src + (valid ? (row0 + row) * D + col : 0);
         cp_async16(tile + swz<D>(row, col), g, valid);
     }
+}
+
+/* 1 on every thread when the 64 × D tile holds a ±∞ or NaN (a block-wide OR: call it from all threads). */
+template <int D> __device__ __forceinline__ bool tile_nonfinite(const bf16 *tile) {
+    static_assert(BC * D / 8 % THREADS == 0, "each thread scans whole 16-byte chunks");
+    const uint4 *c = reinterpret_cast<const uint4 *>(tile);
+    int bad = 0;
+#pragma unroll
+    for (int i = 0; i < BC * D / 8 / THREADS; i++) {
+        const uint4 w = c[threadIdx.x + i * THREADS];
+        bad |= frag_bf16x2_nonfinite(w.x) | frag_bf16x2_nonfinite(w.y) | frag_bf16x2_nonfinite(w.z) |
+               frag_bf16x2_nonfinite(w.w);
+    }
+    return __syncthreads_or(bad) != 0;
+}
+
+/* O += P·V over the keys each row sees, skipping masked ones (the MMA would add 0·∞ = NaN for a
+ * masked key with a non-finite V). Scalar, over shared memory; P rounded to bf16 as the MMA path
+ * does. Every lane walks all 64 keys of its two rows: the score (row, key) sits in s[n][e] of a
+ * lane of the same quad (frag_row, frag_col), fetched by shuffle. */
+template <int D>
+__device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const float (&s)[BC / 8][4], const bf16 *v_s,
+                                                const flash_params &p, int64_t key0, const int64_t (&row_pos)[2],
+                                                int lane) {
+#pragma unroll
+    for (int n = 0; n < BC / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+#pragma unroll 1
+            for (int src = 0; src < 4; src++) {
+                const int from = frag_quad_lane(lane, src), r = e >> 1; /* frag_row(from, e) == frag_row(lane, e) */
+                const float w = __bfloat162float(__float2bfloat16_rn(__shfl_sync(0xffffffffu, s[n][e], from)));
+                const int key = frag_col(from, n, e);
+                const int64_t j = key0 + key;
+                if (j >= p.n_k || !mask_visible((attn_mask_t)p.mask, p.window, row_pos[r], j))
+                    continue;
+#pragma unroll
+                for (int dn = 0; dn < D / 8; dn++) {
+                    const float2 v = __bfloat1622float2(
+                        *reinterpret_cast<const __nv_bfloat162 *>(v_s + frag_swz(D, key, frag_col(lane, dn, 0))));
+                    o[dn][2 * r] += w * v.x;
+                    o[dn][2 * r + 1] += w * v.y;
+                }
+            }
 }
 
 template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flash_params p) {
@@ -139,6 +182,13 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
         }
         __syncthreads();
         const bf16 *k_s = sK + stage * BC * D, *v_s = sV + stage * BC * D;
+        /* Block-uniform: does this tile cross a mask edge (some key hidden from some row), or n_k? */
+        const int64_t key0 = t * BC;
+        const bool masked = (p.mask != ATTN_MASK_NONE && key0 + BC - 1 > i_lo) ||
+                            (p.mask == ATTN_MASK_WINDOW && key0 <= i_hi - p.window);
+        const bool edge = masked || key0 + BC > p.n_k;
+        /* Only there can a hidden key's non-finite V meet a weight 0 (docs/nonfinite.md). */
+        const bool v_bad = masked && tile_nonfinite<D>(v_s);
 
         float s[BC / 8][4]; /* S = Q·Kᵀ: 16 rows × 64 keys per warp */
 #pragma unroll
@@ -155,9 +205,6 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
             }
 
         /* Scale to base 2; mask only where this tile crosses a mask edge or n_k. */
-        const int64_t key0 = t * BC;
-        const bool edge = key0 + BC > p.n_k || (p.mask != ATTN_MASK_NONE && key0 + BC - 1 > i_lo) ||
-                          (p.mask == ATTN_MASK_WINDOW && key0 <= i_hi - p.window);
         float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
         for (int n = 0; n < BC / 8; n++)
@@ -200,17 +247,22 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
         }
 
         /* O += P·V, P rounded to bf16 straight from the S accumulators. */
+        if (v_bad) {
+            pv_visible_only<D>(o, s, v_s, p, key0, row_pos, lane);
+        } else {
 #pragma unroll
-        for (int kk = 0; kk < BC / 16; kk++) {
-            const unsigned pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                                    pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                    pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+            for (int kk = 0; kk < BC / 16; kk++) {
+                const unsigned pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                        pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                        pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
-            for (int dp = 0; dp < D / 16; dp++) {
-                unsigned bv[4]; /* b0 b1 of d tile 2dp, then of 2dp+1 */
-                ldsm_x4_trans(bv, v_s + swz<D>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dp * 16 + (lane >> 4) * 8));
-                mma_bf16(o[2 * dp], pa, bv[0], bv[1]);
-                mma_bf16(o[2 * dp + 1], pa, bv[2], bv[3]);
+                for (int dp = 0; dp < D / 16; dp++) {
+                    unsigned bv[4]; /* b0 b1 of d tile 2dp, then of 2dp+1 */
+                    ldsm_x4_trans(bv, v_s + swz<D>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
+                                                   dp * 16 + (lane >> 4) * 8));
+                    mma_bf16(o[2 * dp], pa, bv[0], bv[1]);
+                    mma_bf16(o[2 * dp + 1], pa, bv[2], bv[3]);
+                }
             }
         }
         __syncthreads(); /* every warp is done with this stage before it is refilled */

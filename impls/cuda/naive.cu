@@ -61,6 +61,34 @@ __global__ void __launch_bounds__(SOFTMAX_THREADS)
         lse[r] = l == 0.f ? -INFINITY : m + logf(l);
 }
 
+__device__ __forceinline__ float as_float(float x) { return x; }
+__device__ __forceinline__ float as_float(bf16 x) { return __bfloat162float(x); }
+
+/* Sets *flag when any of the n values is ±∞ or NaN. */
+template <typename T> __global__ void any_nonfinite(const T *x, size_t n, int *flag) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        if (!isfinite(as_float(x[i]))) {
+            *flag = 1;
+            return;
+        }
+}
+
+/* O = P·V of one (batch, head) over the keys each row sees, for when a key the mask hides holds a
+ * non-finite V: the GEMM would add its weight 0 times ∞ (NaN) to a row that never sees it
+ * (docs/nonfinite.md). One block per row r, threads over the d columns; all row-major. */
+template <typename TP, typename TV>
+__global__ void pv_visible(const TP *P, const TV *V, float *O, int64_t n_k, int64_t d, int64_t q_off, int mask,
+                           int64_t window) {
+    const int64_t r = blockIdx.x, i = q_off + r;
+    for (int64_t c = threadIdx.x; c < d; c += blockDim.x) {
+        float acc = 0.f;
+        for (int64_t j = 0; j < n_k; j++)
+            if (mask_visible((attn_mask_t)mask, window, i, j))
+                acc += as_float(P[r * n_k + j]) * as_float(V[j * d + c]);
+        O[r * d + c] = acc;
+    }
+}
+
 struct cublas_owner {
     cublasHandle_t h = nullptr;
     ~cublas_owner() {
@@ -108,6 +136,20 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
     ATTN_TRY(cuda_upload(k.ptr, bf, (const float *)io->k, nkv, staging.as<float>(), s, err));
     ATTN_TRY(cuda_upload(v.ptr, bf, (const float *)io->v, nkv, staging.as<float>(), s, err));
 
+    /* A non-finite V matters apart only when the mask hides some key (docs/nonfinite.md): looked
+     * for once, before the timed region, with S (not yet written) holding the flag. */
+    int v_bad = 0;
+    if (p->mask != ATTN_MASK_NONE && nkv > 0) {
+        CUDA_TRY(cudaMemsetAsync(S.ptr, 0, sizeof(int), s));
+        if (bf)
+            any_nonfinite<<<256, 256, 0, s>>>(v.as<bf16>(), nkv, S.as<int>());
+        else
+            any_nonfinite<<<256, 256, 0, s>>>(v.as<float>(), nkv, S.as<int>());
+        CUDA_TRY_LAUNCH();
+        CUDA_TRY(cudaMemcpyAsync(&v_bad, S.ptr, sizeof(int), cudaMemcpyDeviceToHost, s));
+        CUDA_TRY(cudaStreamSynchronize(s));
+    }
+
     DEV_ALLOC(ws, CUBLAS_WORKSPACE, "naive_cuda cuBLAS workspace");
     cublas_owner cb;
     CUBLAS_TRY(cublasCreate(&cb.h));
@@ -139,13 +181,24 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
                                                                   nk_rows - nq_rows, (int)p->mask, p->window, scale);
         CUDA_TRY_LAUNCH();
         /* Row-major O (n_q × d) is column-major Oᵀ = Vᵀ·Pᵀ, both already column-major as stored. */
-        if (bf)
+        const unsigned pv_threads = d < 128 ? (unsigned)d : 128u;
+        if (v_bad && bf)
+            pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(P16.as<bf16>(), v.as<bf16>() + kv_at,
+                                                                o.as<float>() + q_at, nk_rows, d, nk_rows - nq_rows,
+                                                                (int)p->mask, p->window);
+        else if (v_bad)
+            pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(S.as<float>(), v.as<float>() + kv_at,
+                                                                o.as<float>() + q_at, nk_rows, d, nk_rows - nq_rows,
+                                                                (int)p->mask, p->window);
+        else if (bf)
             CUBLAS_TRY(cublasGemmEx(cb.h, CUBLAS_OP_N, CUBLAS_OP_N, Kd, N, M, &one, v.as<bf16>() + kv_at, CUDA_R_16BF,
                                     Kd, P16.ptr, CUDA_R_16BF, M, &zero, o.as<float>() + q_at, CUDA_R_32F, Kd,
                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         else
             CUBLAS_TRY(cublasSgemm(cb.h, CUBLAS_OP_N, CUBLAS_OP_N, Kd, N, M, &one, v.as<float>() + kv_at, Kd,
                                    S.as<float>(), M, &zero, o.as<float>() + q_at, Kd));
+        if (v_bad)
+            CUDA_TRY_LAUNCH();
     }
     CUDA_TRY(cudaEventRecord(ev.stop, s));
     return cuda_finish(ev, o, lse, nq, nl, io, err);

@@ -1,0 +1,32 @@
+/* flash_frag.h — flash.cu's index arithmetic, compiled by C and by nvcc alike so that
+ * tests/test_flash_frag.c checks on the host what the kernel does on the device: the mma
+ * accumulator layout, which lane holds a (row, key) score, the swizzled tile offsets, and the
+ * bf16 non-finite test. Layouts: docs/gpu-kernels.md; why the kernel needs them: docs/nonfinite.md. */
+#pragma once
+#include <stdint.h>
+
+#include "core/mask.h" /* ATTN_HD_INLINE */
+
+/* m16n8k16 accumulator c[e] of `lane` in an 8-column tile: row g + 8·(e / 2), column 2t + e % 2
+ * (g = lane / 4, t = lane % 4). In flash.cu, s[n][e] is score (row, key n·8 + that column) and
+ * o[n][e] is O (row, column n·8 + that column), rows counted within the warp's 16. */
+ATTN_HD_INLINE int frag_row(int lane, int e) { return lane / 4 + 8 * (e >> 1); }
+ATTN_HD_INLINE int frag_col(int lane, int n, int e) { return n * 8 + 2 * (lane % 4) + (e & 1); }
+
+/* The inverse for the scores: the lane (within the same quad of rows) whose s[key / 8][e] holds
+ * (row, key), 0 ≤ row < 16, 0 ≤ key < 64, and that e. */
+ATTN_HD_INLINE int frag_lane_of(int row, int key) { return (row % 8) * 4 + (key % 8) / 2; }
+ATTN_HD_INLINE int frag_e_of(int row, int key) { return 2 * (row / 8) + (key & 1); }
+
+/* The lane holding the scores of `lane`'s rows at keys 2·src, 2·src + 1 (mod 8): lanes of one quad
+ * share their rows, each holds a quarter of the keys. */
+ATTN_HD_INLINE int frag_quad_lane(int lane, int src) { return (lane & ~3) + src; }
+
+/* Element offset of (row, col) in a swizzled tile of d columns (d a multiple of 64): the 16-byte
+ * chunk index col / 8 is XORed with row % 8; col % 8 stays inside the chunk. */
+ATTN_HD_INLINE int frag_swz(int d, int row, int col) { return row * d + ((((col >> 3) ^ (row & 7)) << 3) | (col & 7)); }
+
+/* 1 when either bf16 half of a 32-bit word is ±∞ or NaN (exponent bits all set). */
+ATTN_HD_INLINE int frag_bf16x2_nonfinite(uint32_t w) {
+    return (w & 0x7F80u) == 0x7F80u || (w & 0x7F800000u) == 0x7F800000u;
+}
