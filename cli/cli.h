@@ -15,3 +15,5 @@ int cli_comm(int argc, char **argv, attn_err_t *err);
 int cli_compare(int argc, char **argv, attn_err_t *err);
 /* cli_report.c: results files → one self-contained HTML dashboard. */
 int cli_report(int argc, char **argv, attn_err_t *err);
+/* cli_simulate.c: time and memory per rank of the distributed schemes at any P (docs/simulate.md). */
+int cli_simulate(int argc, char **argv, attn_err_t *err);

@@ -19,6 +19,7 @@ static const command_t commands[] = {
     {"peak", cli_peak, "sgemm GFLOP/s: the roofline throughput is compared with"},
     {"report", cli_report, "results files (several machines welcome) → one offline HTML dashboard"},
     {"compare", cli_compare, "BASE.json vs NEW.json per metric; exit 1 on a regression (the scheduled jobs' gate)"},
+    {"simulate", cli_simulate, "time per call and memory per rank of ring/striped/zigzag/ulysses/usp at any P (a model)"},
     {"comm", cli_comm, "transport latency and bandwidth (ping-pong, all-to-all): the roofline of overlap"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };

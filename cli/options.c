@@ -13,9 +13,10 @@
 #include "comm/layout.h"
 #include "core/backend.h"
 #include "core/device.h"
+#include "tasks/simulate.h"
 #include "tasks/task.h"
 
-static const char *const cmd_names[] = {"list", "run", "attend", "needle", "peak", "comm", "report", "compare"};
+static const char *const cmd_names[] = {"list", "run", "attend", "needle", "peak", "comm", "report", "compare", "simulate"};
 enum { N_CMDS = sizeof cmd_names / sizeof cmd_names[0] };
 
 typedef enum { OPT_INT, OPT_I64, OPT_REAL, OPT_PATH, OPT_CHOICE, OPT_DTYPE, OPT_I64_LIST, OPT_SET } opt_kind_t;
@@ -233,6 +234,20 @@ static int set_depths(cli_opts_t *c, const char *key, const char *v, attn_err_t 
     return ATTN_OK;
 }
 
+static int set_schemes(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", v);
+    ATTN_TRY(list_well_formed(key, v, err));
+    c->n_sim_schemes = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        sim_scheme_t s;
+        if (!sim_scheme_parse(t, &s) || c->n_sim_schemes == 8)
+            return attn_fail(err, ATTN_EUSAGE, "--%s: '%s' is not a scheme (ring, striped, zigzag, ulysses, usp)", key, t);
+        c->sim_schemes[c->n_sim_schemes++] = (int)s;
+    }
+    return ATTN_OK;
+}
+
 static int set_seed(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
     (void)key;
     char *end;
@@ -269,6 +284,7 @@ static int set_threshold(cli_opts_t *c, const char *key, const char *s, attn_err
 #define PEAK CMD_PEAK
 #define COMM CMD_COMM
 #define N32 (INT64_C(1) << 32)
+#define SIM CMD_SIMULATE
 
 static const opt_row_t rows[] = {
     {"task", .cmds = RUN, .kind = OPT_SET, FIELD(s.task), .set = set_task, .def = "exactness", .meta = "T",
@@ -285,19 +301,19 @@ static const opt_row_t rows[] = {
      .def = "4096", .meta = "N,...", .help = "context length(s)"},
     {"q-len", .cmds = RUN, .kind = OPT_I64_LIST, FIELD(s.q_len), COUNT(s.n_q_len), .lo = 1, .hi = N32,
      .shown = "= seq-len", .meta = "N,...", .help = "query rows n_q ≤ n_k, at the sequence end"},
-    {"heads", .cmds = RUN, .kind = OPT_I64, FIELD(s.heads), .lo = 1, .hi = 1 << 16, .def = "8", .meta = "H",
+    {"heads", .cmds = RUN | SIM, .kind = OPT_I64, FIELD(s.heads), .lo = 1, .hi = 1 << 16, .def = "8", .meta = "H",
      .help = "query heads"},
-    {"kv-heads", .cmds = RUN, .kind = OPT_I64, FIELD(s.kv_heads), .lo = 1, .hi = 1 << 16, .def = "8", .meta = "H",
+    {"kv-heads", .cmds = RUN | SIM, .kind = OPT_I64, FIELD(s.kv_heads), .lo = 1, .hi = 1 << 16, .def = "8", .meta = "H",
      .help = "key/value heads, H % H_kv = 0 (GQA/MQA)"},
-    {"head-dim", .cmds = RUN, .kind = OPT_I64, FIELD(s.head_dim), .lo = 1, .hi = 256, .def = "64", .meta = "D",
+    {"head-dim", .cmds = RUN | SIM, .kind = OPT_I64, FIELD(s.head_dim), .lo = 1, .hi = 256, .def = "64", .meta = "D",
      .help = "1..256"},
-    {"batch", .cmds = RUN, .kind = OPT_I64, FIELD(s.batch), .lo = 1, .hi = 1 << 20, .def = "1", .meta = "B",
+    {"batch", .cmds = RUN | SIM, .kind = OPT_I64, FIELD(s.batch), .lo = 1, .hi = 1 << 20, .def = "1", .meta = "B",
      .help = "batch size"},
-    {"mask", .cmds = RUN, .kind = OPT_SET, FIELD(s.masks), COUNT(s.n_masks), .set = set_masks, .def = "causal",
+    {"mask", .cmds = RUN | SIM, .kind = OPT_SET, FIELD(s.masks), COUNT(s.n_masks), .set = set_masks, .def = "causal",
      .meta = "M,...", .help = "none | causal | window"},
     {"mask", .cmds = ATT, .kind = OPT_SET, FIELD(s.masks), COUNT(s.n_masks), .set = set_masks, .def = "none",
      .meta = "M", .help = "none | causal | window"},
-    {"window", .cmds = RUN | ATT, .kind = OPT_I64, FIELD(s.window), .lo = 1, .hi = N32, .def = "256", .meta = "W",
+    {"window", .cmds = RUN | ATT | SIM, .kind = OPT_I64, FIELD(s.window), .lo = 1, .hi = N32, .def = "256", .meta = "W",
      .help = "window size for --mask window"},
     {"window", .cmds = NDL, .kind = OPT_I64, FIELD(s.window), .lo = 1, .hi = N32, .def = "4096", .meta = "W",
      .help = "window of the sliding_window backends"},
@@ -377,7 +393,7 @@ static const opt_row_t rows[] = {
      .help = "timed iterations per size, at most"},
     {"warmup", .cmds = RUN | PEAK | COMM, .kind = OPT_INT, FIELD(s.warmup), .lo = 0, .hi = 1000, .def = "1",
      .meta = "W", .help = "untimed warm-up runs"},
-    {"out-dir", .cmds = RUN | NDL | PEAK | COMM, .kind = OPT_PATH, FIELD(s.out_dir), .flags = OPT_TOP_ONLY,
+    {"out-dir", .cmds = RUN | NDL | PEAK | COMM | SIM, .kind = OPT_PATH, FIELD(s.out_dir), .flags = OPT_TOP_ONLY,
      .def = "results", .meta = "DIR", .help = "where the results files go"},
     {"config", .cmds = RUN | NDL, .kind = OPT_PATH, FIELD(config), .meta = "FILE",
      .help = "JSON suite; flags given on the command line override it"},
@@ -388,6 +404,16 @@ static const opt_row_t rows[] = {
     {"lse", .cmds = ATT, .kind = OPT_PATH, FIELD(lse_path), .meta = "lse.npy", .help = "where LSE (B,H,n_q) goes"},
     {"out", .cmds = CMD_REPORT, .kind = OPT_PATH, FIELD(out_path), .def = "dashboards/index.html", .meta = "FILE",
      .help = "the HTML page"},
+    {"schemes", .cmds = SIM, .kind = OPT_SET, FIELD(sim_schemes), COUNT(n_sim_schemes), .set = set_schemes,
+     .def = "ring,striped,zigzag,ulysses,usp", .meta = "S,...", .help = "ring | striped | zigzag | ulysses | usp"},
+    {"ranks", .cmds = SIM, .kind = OPT_I64_LIST, FIELD(sim_ranks), COUNT(n_sim_ranks), .lo = 2, .hi = 1 << 24,
+     .def = "8,64,1024,16384", .meta = "P,...", .help = "ranks (GPUs) to simulate"},
+    {"seq-len", .cmds = SIM, .kind = OPT_I64_LIST, FIELD(s.seq_len), COUNT(s.n_seq_len), .lo = 2,
+     .hi = INT64_C(1) << 40, .def = "131072,1048576,10000000", .meta = "N,...", .help = "tokens n (n_q = n_k)"},
+    {"profile", .cmds = SIM, .kind = OPT_PATH, FIELD(sim_profile), .shown = "the blockwise tile, measured now",
+     .meta = "F", .help = "compute profile JSON (docs/simulate.md)"},
+    {"links", .cmds = SIM, .kind = OPT_PATH, FIELD(sim_links), .shown = "nominal, assumed", .meta = "F",
+     .help = "links JSON (two tiers, node size) or an `attnbench comm` results file"},
     {"threshold", .cmds = CMD_COMPARE, .kind = OPT_SET, FIELD(threshold), .set = set_threshold, .def = "5%",
      .meta = "T", .help = "a percentage like 5% (or a fraction like 0.05)"},
 };

@@ -17,6 +17,7 @@ enum {
     CMD_COMM = 1 << 5,
     CMD_REPORT = 1 << 6,
     CMD_COMPARE = 1 << 7,
+    CMD_SIMULATE = 1 << 8,
 };
 
 /* What a run asks for (tasks/settings.h) plus what only the command line carries. */
@@ -27,6 +28,9 @@ typedef struct {
     int64_t comm_sizes[OPTS_MAX_LIST]; /* comm: message bytes; none given: the default sweep */
     int n_comm_sizes;
     double threshold; /* compare */
+    int64_t sim_ranks[OPTS_MAX_LIST]; /* simulate: P values, schemes (sim_scheme_t), constants files */
+    int n_sim_ranks, sim_schemes[8], n_sim_schemes;
+    char sim_profile[512], sim_links[512];
 } cli_opts_t;
 
 /* Every subcommand starts from run's defaults, then takes the defaults of its own rows. */
