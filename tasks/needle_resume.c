@@ -13,9 +13,12 @@ static const char *str_of(json_t *o, const char *key) {
     return json_is_string(v) ? json_string_value(v) : "";
 }
 
+/* A number outside int64's range (1e300) is no count a results file holds; converting it would
+ * be undefined, so it reads as 0, like a missing one. */
 static int64_t int_of(json_t *o, const char *key) {
     json_t *v = json_object_get(o, key);
-    return json_is_number(v) ? (int64_t)json_number_value(v) : 0;
+    double x = json_is_number(v) ? json_number_value(v) : 0;
+    return x > -9.2e18 && x < 9.2e18 ? (int64_t)x : 0;
 }
 
 static int fixed_config_key(const char *k) {
