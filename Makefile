@@ -55,7 +55,7 @@ fuzz:
 	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_FUZZ=ON \
 	  -DATTN_WITH_CUDA=OFF -DATTN_WITH_MPI=OFF -DATTN_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_ARGS)
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
-	cd $(FUZZ_BUILD) && ctest --output-on-failure -j $(JOBS) -R '^fuzz_'
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -j $(JOBS) -R '^fuzz_'  # fuzz_replay, then fuzz_<target>
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
