@@ -3,12 +3,16 @@
 # build/, builds, and runs. Everything else here is a step of those two.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 600
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 DEB_PACKAGES = cmake make gcc g++ pkg-config git libopenblas-dev libjansson-dev libcsv-dev python3 python3-numpy libopenmpi-dev openmpi-bin libsentencepiece-dev sentencepiece bible-kjv chromium libjs-chart.js
+# `make fuzz` only: clang and its libFuzzer runtime (libclang_rt.fuzzer).
+FUZZ_PACKAGES = clang-14 libclang-rt-14-dev
 APT_GET    = $(if $(filter 0,$(shell id -u)),,sudo )apt-get
 
-.PHONY: bench test test-slow deps build build-asan test-asan clean
+.PHONY: bench test test-slow deps build build-asan test-asan fuzz clean
 
 # The default suite, then its dashboard (written even when a record failed; the exit status
 # is the run's).
@@ -27,7 +31,7 @@ test-slow: build
 	cd $(BUILD) && ctest --output-on-failure -L slow
 
 deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -44,5 +48,14 @@ build-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_SANITIZE=ON $(CMAKE_ARGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
+# libFuzzer under ASan+UBSan (clang, its own build dir): each tests/fuzz target for FUZZ_SECONDS
+# (default 600) from its seed corpus; findings land in tests/fuzz/crashes/<target>/ (docs/fuzzing.md).
+fuzz:
+	$(MAKE) deps EXTRA_PACKAGES="$(FUZZ_PACKAGES)"
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_FUZZ=ON \
+	  -DATTN_WITH_CUDA=OFF -DATTN_WITH_MPI=OFF -DATTN_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_ARGS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -j $(JOBS) -R '^fuzz_'  # fuzz_replay, then fuzz_<target>
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

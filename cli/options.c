@@ -375,7 +375,7 @@ static const opt_row_t rows[] = {
     {"mode", .cmds = RUN | NDL, .kind = OPT_CHOICE, FIELD(s.mode), .what = "prefill|query-tail", .def = "prefill",
      .meta = "M", .help = "needle: prefill | query-tail"},
     {"haystack", .cmds = RUN | NDL, .kind = OPT_PATH, FIELD(s.haystack), .shown = "the KJV corpus", .meta = "F",
-     .help = "needle: a text file, or noise"},
+     .help = "needle: a text file (regular, at most 64 MiB), or noise"},
     {"tokenizer", .cmds = RUN | NDL, .kind = OPT_PATH, FIELD(s.tokenizer), .shown = "build/datasets/kjv.model",
      .meta = "F", .help = "needle: SentencePiece model"},
     {"resume", .cmds = RUN | NDL, .kind = OPT_PATH, FIELD(s.resume), .meta = "F.json",

@@ -2,8 +2,12 @@
  * to length, or seeded noise that never holds a needle symbol. */
 #include "datasets/haystack.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/rng.h"
 
@@ -29,51 +33,77 @@ static struct {
     size_t n;
 } cached;
 
+int haystack_encode(const attn_tokenizer_t *t, const char *name, const char *text, size_t len, int32_t **ids,
+                    size_t *n, attn_err_t *err) {
+    *ids = NULL;
+    *n = 0;
+    ATTN_TRY(tok_encode(t, text, len, ids, n, err));
+    for (size_t i = 0; i < *n; i++)
+        if (is_needle_piece(tok_id_to_piece(t, (*ids)[i]))) {
+            attn_fail(err, ATTN_EUSAGE, "haystack %s: contains the needle symbol %s (token %zu)", name,
+                      tok_id_to_piece(t, (*ids)[i]), i);
+            free(*ids); /* after the message: it reads ids[i] */
+            *ids = NULL;
+            return ATTN_EUSAGE;
+        }
+    if (*n == 0) {
+        free(*ids);
+        *ids = NULL;
+        return attn_fail(err, ATTN_EUSAGE, "haystack %s: empty (no tokens)", name);
+    }
+    return ATTN_OK;
+}
+
+/* The whole file, after checking it is a regular file under the cap. O_NONBLOCK: opening a FIFO
+ * with no writer would otherwise block before fstat could refuse it. */
+static int read_text(const char *path, char **text, size_t *len, attn_err_t *err) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return attn_fail(err, ATTN_EUSAGE, "haystack %s: cannot open it: %s", path, strerror(errno));
+    struct stat st = {0};
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > HAYSTACK_MAX_BYTES) {
+        char what[64] = "it is not a regular file";
+        if (S_ISREG(st.st_mode))
+            snprintf(what, sizeof what, "it has %lld bytes", (long long)st.st_size);
+        close(fd);
+        return attn_fail(err, ATTN_EUSAGE, "haystack %s: must be a regular file of at most %lld MiB (%s)", path,
+                         HAYSTACK_MAX_BYTES >> 20, what);
+    }
+    size_t cap = (size_t)st.st_size, got = 0;
+    char *buf = malloc(cap ? cap : 1);
+    if (!buf) {
+        close(fd);
+        return attn_fail(err, ATTN_ERUNTIME, "haystack %s: out of memory", path);
+    }
+    while (got < cap) { /* a file that shrinks meanwhile ends early; one that grows is cut at its size */
+        ssize_t r = read(fd, buf + got, cap - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            free(buf), close(fd);
+            return attn_fail(err, ATTN_EUSAGE, "haystack %s: read error: %s", path, strerror(errno));
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    *text = buf;
+    *len = got;
+    return ATTN_OK;
+}
+
 static int encode_file(const attn_tokenizer_t *t, const char *path, attn_err_t *err) {
     if (cached.tok == t && !strcmp(cached.path, path))
         return ATTN_OK;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return attn_fail(err, ATTN_EUSAGE, "haystack %s: cannot open it", path);
     char *text = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 65536 > cap) {
-            char *grown = realloc(text, cap = 2 * cap + 65536);
-            if (!grown) {
-                free(text), fclose(f);
-                return attn_fail(err, ATTN_ERUNTIME, "haystack %s: out of memory", path);
-            }
-            text = grown;
-        }
-        size_t got = fread(text + len, 1, cap - len, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(text);
-        return attn_fail(err, ATTN_EUSAGE, "haystack %s: read error", path);
-    }
+    size_t len = 0, n = 0;
     int32_t *ids = NULL;
-    size_t n = 0;
-    int rc = tok_encode(t, text, len, &ids, &n, err);
+    ATTN_TRY(read_text(path, &text, &len, err));
+    int rc = haystack_encode(t, path, text, len, &ids, &n, err);
     free(text);
     if (rc != ATTN_OK)
         return rc;
-    for (size_t i = 0; i < n; i++)
-        if (is_needle_piece(tok_id_to_piece(t, ids[i]))) {
-            attn_fail(err, ATTN_EUSAGE, "haystack %s: contains the needle symbol %s (token %zu)", path,
-                      tok_id_to_piece(t, ids[i]), i);
-            free(ids); /* after the message: it reads ids[i] */
-            return ATTN_EUSAGE;
-        }
-    if (n == 0) {
-        free(ids);
-        return attn_fail(err, ATTN_EUSAGE, "haystack %s: empty (no tokens)", path);
-    }
     free(cached.ids);
     cached.tok = t, cached.ids = ids, cached.n = n;
     snprintf(cached.path, sizeof cached.path, "%s", path);

@@ -17,6 +17,17 @@ const char *haystack_default_tokenizer(void);
  * are kept for the next call with the same path (one corpus at a time, single-threaded). */
 int haystack_corpus(const attn_tokenizer_t *t, const char *path, int64_t n, int32_t **ids, attn_err_t *err);
 
+/* A haystack file must be a regular file of at most this many bytes (16× the KJV text): a FIFO,
+ * a device such as /dev/zero or a directory never ends or is no text, and SentencePiece holds the
+ * whole text and its pieces in memory at once. Anything else is one ATTN_EUSAGE message. */
+#define HAYSTACK_MAX_BYTES (64ll << 20)
+
+/* The in-memory half of haystack_corpus, which the file reader and the fuzz target share: len
+ * bytes of text encoded, refused (naming `name`) when they encode to nothing or hold a needle
+ * symbol. *ids: malloc'ed, *n ≥ 1 ids. */
+int haystack_encode(const attn_tokenizer_t *t, const char *name, const char *text, size_t len, int32_t **ids,
+                    size_t *n, attn_err_t *err);
+
 /* Seeded noise: sentences of random words drawn from the tokenizer's ordinary pieces that begin
  * a word (▁…), a period every 8–20 words; the same seed gives the same n ids. */
 int haystack_noise(const attn_tokenizer_t *t, int64_t n, uint64_t seed, int32_t **ids, attn_err_t *err);

@@ -98,8 +98,8 @@ static void case_extras(attn_record_t *r, const attn_opts_t *o, double depth) {
 }
 
 /* The record of one case, as measured or as --resume expects it (needle_case_fn). */
-static attn_record_t *case_record(attn_run_t *run, const attn_opts_t *o, const attn_backend_t *be, int64_t n,
-                                  int64_t n_q, double depth) {
+attn_record_t *needle_case_record(attn_run_t *run, const attn_opts_t *o, const attn_backend_t *be, int64_t n,
+                                 int64_t n_q, double depth) {
     attn_exec_t x = case_exec(o, be);
     attn_problem_t p = case_problem(o, be, n, n_q);
     attn_record_t *r = task_record(run, o, "needle", be->name, &p, &x);
@@ -179,7 +179,7 @@ static int run_depth(needle_ctx_t *x, const needle_prompt_t *pr, int64_t n, doub
         ro.tmpl = case_problem(o, be, n, n);
         ro.x = case_exec(o, be);
         attn_problem_t p = case_problem(o, be, n, x->mode == NEEDLE_PREFILL ? pr->n_ctx : pr->n_question);
-        attn_record_t *r = case_record(x->run, o, be, n, p.n_q, depth);
+        attn_record_t *r = needle_case_record(x->run, o, be, n, p.n_q, depth);
         if (!r) {
             rc = attn_fail(err, ATTN_ERUNTIME, "out of memory for a record");
             break;
@@ -219,7 +219,7 @@ int task_needle(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
     needle_text_ids_t t;
     int rc = text_load(o, &t, err);
     if (rc == ATTN_OK && o->resume[0])
-        rc = needle_resume_load(o->resume, o, case_record, run, err);
+        rc = needle_resume_load(o->resume, o, needle_case_record, run, err);
     needle_ctx_t x = {.o = o, .run = run, .total = o->n_seq_len * o->n_backends * o->n_depths,
                       .mode = strcmp(o->mode, "query-tail") ? NEEDLE_PREFILL : NEEDLE_QUERY_TAIL};
     needle_text_t text = {t.intro, t.outro, t.qprefix, (int64_t)t.n_intro, (int64_t)t.n_outro, (int64_t)t.n_qprefix};

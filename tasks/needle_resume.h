@@ -11,6 +11,10 @@
 typedef attn_record_t *(*needle_case_fn)(attn_run_t *run, const attn_opts_t *o, const attn_backend_t *be, int64_t n,
                                          int64_t n_q, double depth);
 
+/* The needle task's needle_case_fn (tasks/needle.c): what `attnbench needle` writes. */
+attn_record_t *needle_case_record(attn_run_t *run, const attn_opts_t *o, const attn_backend_t *be, int64_t n,
+                                  int64_t n_q, double depth);
+
 /* Reads FILE.json and adds its records to run; run takes the file's run_id. The file must be a
  * needle run measured with this run's settings: every record is compared with what `expect`
  * makes for its (backend, length, depth), and must hold what a fresh run writes (a known status,

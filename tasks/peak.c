@@ -55,8 +55,12 @@ enum { STREAM_CHUNK = 1 << 20, STREAM_WORKER_BYTES = 8 << 20 };
  * and free of sanitizer checks in every build type: a read slower than the CPU's widest loads
  * would understate the bandwidth of cache-resident K/V, and the throughput task would then call
  * an honest decode impossible (OpenBLAS runs at full speed in Debug and ASan builds too). */
+#ifdef __clang__ /* clang (the fuzz build, docs/fuzzing.md) refuses no_sanitize beside target_clones */
+#define STREAM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
 #define STREAM_CLONES                                                                                                \
     __attribute__((target_clones("avx512f", "avx2", "default"), optimize("O3"), no_sanitize("address", "undefined")))
+#endif
 
 /* Sum of 32-bit words: integer adds are associative, so the compiler vectorises the reduction
  * without -ffast-math, and any bit pattern (float, double) is a valid input. 64 lanes give the
