@@ -65,7 +65,8 @@ for case in a.cases.split(","):
             by.setdefault(rec["backend"], {})[rec["ranks"]] = err
     pmax = max(int(p) for p in a.ranks.split(","))
     for b, errs in sorted(by.items()):
-        if b == "blockwise" or 1 not in errs:
+        if b == "blockwise" or 1 not in errs or len(errs) < 2:
+            print(f"  {case} {b}: not gated (measured at P = {sorted(errs)} only)")
             continue
         top = max(errs)
         ok = errs[top] <= 2 * errs[1]
