@@ -288,7 +288,7 @@ static int set_threshold(cli_opts_t *c, const char *key, const char *s, attn_err
 
 static const opt_row_t rows[] = {
     {"task", .cmds = RUN, .kind = OPT_SET, FIELD(s.task), .set = set_task, .def = "exactness", .meta = "T",
-     .help = "exactness | throughput | memory | capacity | model | needle"},
+     .help = "exactness | throughput | memory | capacity | model | needle | precision"},
     {"task", .cmds = NDL, .hide = NDL, .kind = OPT_SET, FIELD(s.task), .set = set_task_needle, .def = "needle", .meta = "T",
      .help = "the needle task"},
     {"backends", "backend", RUN | NDL, 0, .kind = OPT_SET, FIELD(s.backends), COUNT(s.n_backends), .set = set_backends,
@@ -380,6 +380,9 @@ static const opt_row_t rows[] = {
      .meta = "F", .help = "needle: SentencePiece model"},
     {"resume", .cmds = RUN | NDL, .kind = OPT_PATH, FIELD(s.resume), .meta = "F.json",
      .help = "needle: keep F's records, run only the cases it lacks"},
+    {"precision-ranks", .cmds = RUN, .kind = OPT_I64_LIST, FIELD(s.precision_ranks), COUNT(s.n_precision_ranks),
+     .lo = 1, .hi = ATTN_MAX_RANKS, .def = "1,2,4,8,16,32,64", .meta = "P,...",
+     .help = "precision: ranks P each distributed backend is swept over"},
     {"sizes", .cmds = PEAK, .kind = OPT_I64_LIST, FIELD(s.sizes), COUNT(s.n_sizes), .lo = 1, .hi = 16384,
      .shown = "512,1024,2048,4096", .meta = "N,...", .help = "sgemm sizes n (n×n×n products)"},
     {"stream-mib", .cmds = PEAK, .kind = OPT_I64, FIELD(s.stream_mib), .lo = 1, .hi = 1 << 20, .def = "256",

@@ -1,23 +1,15 @@
 /* exactness.c — every backend against the float64 naive reference on seeded inputs. The
- * reference and the same-precision naive baseline (whose error sets the tolerance, tolerance.c)
+ * reference (whole, or a seeded sample of rows where the whole does not fit: reference.h) and the
+ * same-precision naive baseline on the same rows (whose error sets the tolerance, tolerance.c)
  * are computed once per case and shared by all backends of the case: naive f32 on the CPU for
  * f32 cases, naive_cuda in bf16 for bf16 cases. */
-#include <math.h>
-
 #include "core/backend.h"
 #include "impls/cpu/naive.h"
 #include "tasks/task.h"
 #include "core/tensors.h"
 #include "core/timing.h"
+#include "tasks/reference.h"
 #include "tasks/tolerance.h"
-
-static double max_abs_finite(const double *x, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(x[i]))
-            m = fmax(m, fabs(x[i]));
-    return m;
-}
 
 static void record_errors(attn_record_t *r, const attn_errors_t *e, const attn_errors_t *bound) {
     record_metric(r, "rel_l2_err", e->rel_l2, "1");
@@ -32,7 +24,7 @@ static void record_errors(attn_record_t *r, const attn_errors_t *e, const attn_e
  * Returns REC_PASS with *out filled, or the status (skipped: no such backend or no device;
  * error: it failed) and the reason every record of the case then gets. */
 static attn_status_t bf16_baseline(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *in,
-                                   const attn_tensors_t *ref, attn_errors_t *out, char *reason, size_t len) {
+                                   const attn_reference_t *ref, attn_errors_t *out, char *reason, size_t len) {
     const attn_backend_t *nb = registry_find("naive_cuda");
     char why[512];
     if (!nb) {
@@ -53,11 +45,10 @@ static attn_status_t bf16_baseline(const attn_opts_t *o, const attn_problem_t *p
     io.o = t.o;
     io.lse = t.lse;
     attn_status_t st = REC_PASS;
-    if (nb->forward(nb, p, x, &io, &berr) != ATTN_OK) {
+    if (nb->forward(nb, p, x, &io, &berr) != ATTN_OK ||
+        reference_errors(ref, p, t.o, t.lse, p->dtype, out, &berr) != ATTN_OK) {
         snprintf(reason, len, "bf16 baseline naive_cuda failed: %.400s", berr.msg);
         st = REC_ERROR;
-    } else {
-        *out = errors_measure(t.o, t.lse, p->dtype, ref->o, ref->lse, problem_numel_q(p), problem_numel_lse(p));
     }
     tensors_free(&t);
     return st;
@@ -70,31 +61,23 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, const a
     p32.dtype = ATTN_F32;
     const attn_backend_t *naive = registry_find("naive");
     char reason[512];
-    if (!backend_supports(naive, &p64, x, reason, sizeof reason)) { /* one rank: naive is single-rank */
-        for (int b = 0; b < o->n_backends; b++) {
-            attn_record_t *r = task_record(run, o, "exactness", o->backends[b], p, x);
-            record_set_status(r, REC_SKIPPED, "no float64 reference: %s", reason);
-        }
-        return ATTN_OK;
-    }
-    attn_tensors_t ref = {0}, in32 = {0};
-    int rc = tensors_alloc(&p64, 1, o->seed, &ref, err);
+    attn_tensors_t in64 = {0}, in32 = {0};
+    attn_reference_t ref = {0};
+    attn_errors_t naive32 = {0};
+    /* the whole reference where it fits, else a seeded sample of rows (reference.h) */
+    int rc = tensors_alloc(&p32, 1, o->seed, &in32, err);
     if (rc == ATTN_OK)
-        rc = tensors_alloc(&p32, 1, o->seed, &in32, err);
+        rc = reference_build(p, x, &in32.io, ATTN_F32, 0, o->seed, &ref, err);
     if (rc == ATTN_OK)
-        rc = naive_attend(&p64, x->threads, problem_q_span(&p64), p64.n_q, problem_k_span(&p64), p64.n_k, &ref.io, err);
-    if (rc == ATTN_OK)
-        rc = naive_attend(&p32, x->threads, problem_q_span(&p32), p32.n_q, problem_k_span(&p32), p32.n_k, &in32.io, err);
+        rc = reference_naive32_errors(p, x, &in32.io, &ref, &naive32, err);
+    if (rc == ATTN_OK && p->dtype == ATTN_F64)
+        rc = tensors_alloc(&p64, 1, o->seed, &in64, err);
     if (rc != ATTN_OK) {
-        tensors_free(&ref);
         tensors_free(&in32);
+        reference_free(&ref);
         return rc;
     }
-    size_t n_o = problem_numel_q(p), n_lse = problem_numel_lse(p);
-    problem_finish_rows(ATTN_F64, ref.o, ref.lse, n_lse, p->head_dim); /* whole rows, as every forward ends */
-    problem_finish_rows(ATTN_F32, in32.o, in32.lse, n_lse, p->head_dim);
-    attn_errors_t naive32 = errors_measure(in32.o, in32.lse, ATTN_F32, ref.o, ref.lse, n_o, n_lse);
-    double o_max = max_abs_finite(ref.o, n_o), lse_max = max_abs_finite(ref.lse, n_lse);
+    double o_max = reference_o_max(&ref, p), lse_max = reference_lse_max(&ref, p);
     attn_errors_t base = naive32; /* the same-precision baseline the tolerance scales */
     attn_status_t base_status = REC_PASS;
     if (p->dtype == ATTN_BF16)
@@ -103,7 +86,9 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, const a
     for (int b = 0; b < o->n_backends && rc == ATTN_OK; b++) {
         const attn_backend_t *be = registry_find(o->backends[b]);
         attn_record_t *r;
-        if (!task_start_backend(run, o, "exactness", be, p, x, index, count, &r))
+        int runs = task_start_backend(run, o, "exactness", be, p, x, index, count, &r);
+        reference_record(r, &ref);
+        if (!runs)
             continue;
         if (be == naive && p->dtype == ATTN_F64) {
             record_set_status(r, REC_SKIPPED, "naive in float64 is the reference itself");
@@ -116,17 +101,19 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, const a
         attn_tensors_t out = {0};
         if ((rc = tensors_alloc(p, 0, o->seed, &out, err)) != ATTN_OK)
             break;
-        attn_io_t io = p->dtype == ATTN_F64 ? ref.io : in32.io;
+        attn_io_t io = p->dtype == ATTN_F64 ? in64.io : in32.io;
         io.o = out.o;
         io.lse = out.lse;
         attn_err_t berr = {0};
+        attn_errors_t e;
         double t0 = time_now_s();
         int brc = be->forward(be, p, x, &io, &berr);
         double t = time_now_s() - t0;
+        if (brc == ATTN_OK)
+            brc = reference_errors(&ref, p, out.o, out.lse, p->dtype, &e, &berr);
         if (brc != ATTN_OK) {
             record_set_status(r, REC_ERROR, "%s", berr.msg);
         } else {
-            attn_errors_t e = errors_measure(out.o, out.lse, p->dtype, ref.o, ref.lse, n_o, n_lse);
             attn_errors_t bound = tolerance_bound(be->name, p->dtype, &base, o_max, lse_max, p->n_k);
             record_errors(r, &e, &bound);
             record_metric(r, "naive_f32_rel_l2", naive32.rel_l2, "1");
@@ -139,8 +126,9 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, const a
         }
         tensors_free(&out);
     }
-    tensors_free(&ref);
+    tensors_free(&in64);
     tensors_free(&in32);
+    reference_free(&ref);
     return rc;
 }
 

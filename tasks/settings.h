@@ -49,6 +49,9 @@ typedef struct {
     double depths[101];
     int n_depths, needles;
     char ask[8], mode[16], haystack[512], tokenizer[512], resume[512];
+    /* precision: the ranks P each distributed backend is swept over */
+    int64_t precision_ranks[OPTS_MAX_LIST];
+    int n_precision_ranks;
 } attn_opts_t;
 
 /* Builds the problem of one case; validates it (ATTN_EUSAGE on impossible shapes). */

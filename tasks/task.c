@@ -12,6 +12,8 @@ static const attn_task_t tasks[] = {
     {"memory", "attn_alloc peak and peak RSS vs the tensors + the backend's declared workspace", task_memory},
     {"capacity", "largest n each backend fits in free memory (allocated, not computed); KV-cache bytes", task_capacity},
     {"model", "the shared llama-style decoder with each backend: logits vs the float64 model, tokens/s", task_model},
+    {"precision", "error vs the float64 reference as P (--precision-ranks), n, dtype and merge dtype vary; slope vs log2 P",
+     task_precision},
     {"needle", "recall of key → value needles over context length × depth (the constructed retrieval model)", task_needle},
 };
 

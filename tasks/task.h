@@ -22,6 +22,7 @@ int task_memory(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 int task_model(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 int task_capacity(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 int task_needle(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
+int task_precision(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 
 /* `attnbench peak`: sgemm GFLOP/s at sizes o->sizes and STREAM-like triad and read GB/s over
  * arrays of o->stream_mib MiB (the roofline the other figures are compared with). */

@@ -12,9 +12,11 @@ typedef struct {
     const attn_problem_t *p;
     attn_span_t qs, ks;
     int64_t n_q, n_k;
+    const int64_t *pos; /* naive_attend_rows: row r's global position (else qs) */
+    int64_t chunk;      /* rows whose scores are held at once: n_q, or fewer for naive_attend_rows */
     const void *q, *k, *v;
     void *o, *lse;
-    void **scratch; /* per worker: S (n_q × n_k) then Kᵀ (d × n_k), element type of p->dtype */
+    void **scratch; /* per worker: S (chunk × n_k) then Kᵀ (d × n_k), element type of p->dtype */
 } naive_job_t;
 
 /* The same steps in float and double. The loops run over Kᵀ and over rows of V so that the
@@ -35,8 +37,8 @@ typedef struct {
             for (int64_t c = 0; c < d; c++)                                                     \
                 Kt[c * nk + r] = K[r * d + c];                                                  \
         for (int64_t r = 0; r < nq; r++) {                                                      \
-            T *s = S + r * nk;                                                                  \
-            int64_t i = j->qs.start + j->qs.stride * r;                                         \
+            T *s = S + (r % j->chunk) * nk; /* each row is finished before the next one */     \
+            int64_t i = j->pos ? j->pos[r] : j->qs.start + j->qs.stride * r;                    \
             memset(s, 0, sizeof(T) * (size_t)nk);                                               \
             for (int64_t c = 0; c < d; c++) {                                                   \
                 T qc = Q[r * d + c];                                                            \
@@ -79,7 +81,7 @@ NAIVE_HEAD(double, exp, log)
 
 static void naive_item(void *ctx, int64_t bh, int worker) {
     const naive_job_t *j = ctx;
-    size_t s_elems = (size_t)(j->n_q * j->n_k);
+    size_t s_elems = (size_t)(j->chunk * j->n_k);
     if (j->p->dtype == ATTN_F64) {
         double *S = j->scratch[worker];
         naive_head_double(j, bh, S, S + s_elems);
@@ -99,26 +101,44 @@ static size_t naive_scratch_bytes(const attn_problem_t *p, int64_t n_q, int64_t 
     return attn_size_mul(attn_size_add(s, kt), dtype_size(p->dtype));
 }
 
-int naive_attend(const attn_problem_t *p, int threads, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
-                 const attn_io_t *io, attn_err_t *err) {
+static int naive_run(const attn_problem_t *p, int threads, naive_job_t *job, attn_err_t *err) {
     int workers = naive_workers(p, threads);
     void *scratch[workers];
-    naive_job_t job = {.p = p, .qs = qs, .ks = ks, .n_q = n_q, .n_k = n_k, .q = io->q, .k = io->k,
-                       .v = io->v, .o = io->o, .lse = io->lse, .scratch = scratch};
+    job->scratch = scratch;
     int rc = ATTN_OK;
     int got = 0;
     for (; got < workers; got++) {
-        scratch[got] = attn_alloc(naive_scratch_bytes(p, n_q, n_k), err, "naive score matrix");
+        scratch[got] = attn_alloc(naive_scratch_bytes(p, job->chunk, job->n_k), err, "naive score matrix");
         if (!scratch[got]) {
             rc = ATTN_ERUNTIME;
             break;
         }
     }
     if (rc == ATTN_OK)
-        parallel_for(workers, p->batch * p->heads, naive_item, &job);
+        parallel_for(workers, p->batch * p->heads, naive_item, job);
     for (int w = 0; w < got; w++)
         attn_free(scratch[w]);
     return rc;
+}
+
+int naive_attend(const attn_problem_t *p, int threads, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
+                 const attn_io_t *io, attn_err_t *err) {
+    naive_job_t job = {.p = p, .qs = qs, .ks = ks, .n_q = n_q, .n_k = n_k, .chunk = n_q, .q = io->q, .k = io->k,
+                       .v = io->v, .o = io->o, .lse = io->lse};
+    return naive_run(p, threads, &job, err);
+}
+
+/* Scores of at most this many bytes per worker at once: a sample of rows at 10⁶ keys needs no
+ * n_q × n_k matrix, and each row's arithmetic is the same whatever the chunk. */
+#define NAIVE_ROWS_SCORE_BYTES (64u << 20)
+
+int naive_attend_rows(const attn_problem_t *p, int threads, const int64_t *pos, int64_t m, const attn_io_t *io,
+                      attn_err_t *err) {
+    int64_t per_row = p->n_k * (int64_t)dtype_size(p->dtype);
+    int64_t chunk = ATTN_MAX((int64_t)1, ATTN_MIN(m, (int64_t)NAIVE_ROWS_SCORE_BYTES / per_row));
+    naive_job_t job = {.p = p, .ks = problem_k_span(p), .n_q = m, .n_k = p->n_k, .pos = pos, .chunk = chunk,
+                       .q = io->q, .k = io->k, .v = io->v, .o = io->o, .lse = io->lse};
+    return naive_run(p, threads, &job, err);
 }
 
 static int naive_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
