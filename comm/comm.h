@@ -18,7 +18,9 @@ typedef struct {
 } comm_stats_t;
 
 /* Local rank i's side of one ring step (comm_shift): send_bytes from send go to rank r + 1,
- * recv_bytes from rank r − 1 arrive in recv (mod P; with P = 1 the rank sends to itself). */
+ * recv_bytes from rank r − 1 arrive in recv (mod P; with P = 1 the rank sends to itself), or,
+ * when `peers` is 1, to send_to and from recv_from: a ring over a subset of the ranks (usp's
+ * rings across its Ulysses groups); send_to = recv_from = r is a ring of one (a local copy). */
 typedef struct {
     const void *send;
     size_t send_bytes;
@@ -28,6 +30,8 @@ typedef struct {
      * compute that last read recv); `started` is recorded where the copy may begin. The host
      * transports order by program order and refuse them. */
     void *recv_free, *started;
+    int peers; /* 0: r ± 1 (mod P); 1: the two ranks below */
+    int send_to, recv_from;
 } comm_shift_part_t;
 
 /* Local rank i's side of an all-to-all with per-peer sizes (comm_alltoallv_ranks): send_bytes[q]

@@ -21,10 +21,17 @@ int comm_p2p_shift(attn_comm_t *c, const comm_shift_part_t part[], int tag, comm
                          "%s: rank %d: a ring step with GPU ordering events (host steps order by program order)",
                          c->ops->name, c->rank);
     int P = c->size, me = c->rank;
-    if (P == 1) { /* the ring closes on this rank */
+    int to = m->peers ? m->send_to : (me + 1) % P, from = m->peers ? m->recv_from : (me - 1 + P) % P;
+    if (to < 0 || to >= P || from < 0 || from >= P)
+        return attn_fail(err, ATTN_ERUNTIME, "%s: rank %d: ring step to rank %d from rank %d of %d", c->ops->name, me,
+                         to, from, P);
+    if (to == me || from == me) { /* the ring closes on this rank */
+        if (to != from)
+            return attn_fail(err, ATTN_ERUNTIME, "%s: rank %d: a ring step to rank %d from rank %d (a ring of one "
+                             "sends to itself only)", c->ops->name, me, to, from);
         if (m->recv_bytes != m->send_bytes)
-            return attn_fail(err, ATTN_ERUNTIME, "%s: rank 0 expects %zu bytes but sends itself %zu", c->ops->name,
-                             m->recv_bytes, m->send_bytes);
+            return attn_fail(err, ATTN_ERUNTIME, "%s: rank %d expects %zu bytes but sends itself %zu", c->ops->name,
+                             me, m->recv_bytes, m->send_bytes);
         if (m->recv_bytes && m->recv != m->send)
             memcpy(m->recv, m->send, m->recv_bytes);
         if (pending)
@@ -34,9 +41,9 @@ int comm_p2p_shift(attn_comm_t *c, const comm_shift_part_t part[], int tag, comm
     comm_req_t local[2] = {{0}}, *req = pending ? pending : local;
     req[0] = req[1] = (comm_req_t){0};
     /* The receive first: a transport that matches on arrival finds it posted. */
-    int rc = comm_irecv(c, m->recv, m->recv_bytes, (me - 1 + P) % P, tag, &req[1], err);
+    int rc = comm_irecv(c, m->recv, m->recv_bytes, from, tag, &req[1], err);
     if (rc == ATTN_OK)
-        rc = comm_isend(c, m->send, m->send_bytes, (me + 1) % P, tag, &req[0], err);
+        rc = comm_isend(c, m->send, m->send_bytes, to, tag, &req[0], err);
     if (pending)
         return rc;
     attn_err_t werr = {0};

@@ -35,6 +35,7 @@ typedef struct {
     int fault_rank, fault_step;
     double fault_delay_s; /* SLOW: seconds the rank sleeps at fault_step */
     attn_merge_t merge;   /* ring family: the partial results' merge precision */
+    int ulysses_degree;   /* usp: U of the U × R mesh (R = P / U); 0 = gcd(P, H_kv) */
 } attn_exec_t;
 
 /* The defaults of a single-rank call: all cores, device 0, one rank on `local`, the backend's

@@ -13,6 +13,7 @@ extern const attn_backend_t backend_dist_ring;
 extern const attn_backend_t backend_dist_striped;
 extern const attn_backend_t backend_dist_zigzag;
 extern const attn_backend_t backend_dist_ulysses;
+extern const attn_backend_t backend_dist_usp;
 #ifdef ATTN_HAVE_CUDA
 extern const attn_backend_t backend_cuda_naive;
 extern const attn_backend_t backend_cuda_blockwise;
@@ -32,6 +33,7 @@ static const attn_backend_t *const backends[] = {
     &backend_dist_striped,
     &backend_dist_zigzag,
     &backend_dist_ulysses,
+    &backend_dist_usp,
 #ifdef ATTN_HAVE_CUDA
     &backend_cuda_naive,
     &backend_cuda_blockwise,

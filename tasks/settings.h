@@ -23,6 +23,7 @@ typedef struct {
     double scale;
     int block_q, block_k;
     int ranks;
+    int ulysses_degree; /* usp: U of U × R = P; 0 = gcd(P, H_kv) */
     double comm_timeout;
     char transport[16], layout[16], local_backend[24];
     attn_fault_t fault; /* hidden --inject-fault */

@@ -3,6 +3,7 @@
 #include "tasks/task.h"
 
 #include "comm/layout.h"
+#include "impls/parallel/plan.h"
 #include <stdarg.h>
 #include <string.h>
 
@@ -67,6 +68,11 @@ attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *ta
                  x->layout >= 0 ? layout_name((attn_layout_kind_t)x->layout) : be->layout);
         if (x->merge == ATTN_MERGE_BF16) /* the default (f32) is not written: older files stay as they were */
             record_extra_str(r, "merge_dtype", "bf16");
+        if (!strncmp(backend, "usp", 3)) { /* the mesh the call ran on, the default resolved */
+            int U = x->ulysses_degree ? x->ulysses_degree : plan_usp_default_degree(p->kv_heads, r->ranks);
+            record_extra_num(r, "ulysses_degree", U);
+            record_extra_num(r, "ring_degree", r->ranks % U ? 0 : r->ranks / U);
+        }
     }
     if (r && be && strcmp(be->device, "cpu") != 0)
         snprintf(r->device, sizeof r->device, "%s:%d", be->device, x->device);

@@ -53,13 +53,16 @@ static int check_records(const attn_run_t *run, const char *label, int *passed, 
  * others serve it). A record must pass, except that sliding_window must decline (skip) masks
  * other than window and ulysses must decline H % P ≠ 0.
  * usage: test_backends [--mask M] [--min-n N] [--max-n N] [--ranks P] [--transport T]
- *                      [--backends A,B] [--heads H] [--kv-heads K] [--layout L]   (CTest splits the matrix) */
+ *                      [--backends A,B] [--heads H] [--kv-heads K] [--layout L] [--ulysses-degree U] [--seq N]
+ * (CTest splits the matrix; usp runs only when named in --backends, on the U × P/U mesh) */
 int main(int argc, char **argv) {
     const char *mask = "none,causal,window";
     int64_t min_n = 0, max_n = INT64_MAX;
     int ranks = 0; /* 0: the single-rank matrix; P ≥ 1: the distributed backends on P ranks */
     const char *transport = "local", *backends = NULL, *layout = "auto";
     int64_t kv_only = 0;
+    int64_t seq = 0; /* --seq N: the distributed matrix at this one n */
+    int heads_given = 0, udeg = 0; /* udeg: usp's --ulysses-degree, 0 = its default */
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--mask"))
             mask = argv[i + 1];
@@ -76,7 +79,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--layout"))
             layout = argv[i + 1];
         else if (!strcmp(argv[i], "--heads"))
-            H = atoi(argv[i + 1]);
+            H = atoi(argv[i + 1]), heads_given = 1;
+        else if (!strcmp(argv[i], "--seq"))
+            seq = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--ulysses-degree"))
+            udeg = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--kv-heads"))
             kv_only = atoll(argv[i + 1]);
         else {
@@ -97,13 +104,15 @@ int main(int argc, char **argv) {
             return rc;
         }
     }
-    if (ranks && H == 4 && 4 % ranks) /* ulysses needs H % P = 0: H = 6 for P = 3, 8 for P = 8 */
+    if (ranks && !heads_given && H == 4 && 4 % ranks) /* ulysses needs H % P = 0: H = 6 for P = 3, 8 for P = 8 */
         H = ranks == 3 ? 6 : 8;
     if (!backends)
         backends = ranks ? "ring,striped,zigzag,ulysses" : "naive,blockwise,naive_blas,sliding_window";
     int64_t dist_ns[] = {256 * (int64_t)ranks, 1000, 4097}, dist_ds[] = {64};
     const int64_t *n_list = ranks ? dist_ns : ns, *d_list = ranks ? dist_ds : ds;
-    size_t n_count = ranks ? 3 : sizeof ns / sizeof ns[0], d_count = ranks ? 1 : sizeof ds / sizeof ds[0];
+    if (seq)
+        dist_ns[0] = seq;
+    size_t n_count = ranks ? (seq ? 1 : 3) : sizeof ns / sizeof ns[0], d_count = ranks ? 1 : sizeof ds / sizeof ds[0];
     int64_t kv_div = ranks ? H : 2; /* H_kv ∈ {H, 1} for distributed, {H, 2, 1} otherwise */
     parallel_set_blas_threads(1);
     task_set_progress(0);
@@ -123,12 +132,15 @@ int main(int argc, char **argv) {
                         snprintf(qlen, sizeof qlen, "1");
                     else
                         snprintf(qlen, sizeof qlen, "%lld,%lld", (long long)n, (long long)nq);
+                    char extra[48] = "";
+                    if (udeg)
+                        snprintf(extra, sizeof extra, " ulysses-degree=%d", udeg);
                     snprintf(args, sizeof args,
                              "backends=%s mask=%s seq-len=%lld q-len=%s heads=%d kv-heads=%lld head-dim=%lld "
-                             "batch=%d window=%lld block-q=%d block-k=%d seed=%zu ranks=%d transport=%s layout=%s",
+                             "batch=%d window=%lld block-q=%d block-k=%d seed=%zu ranks=%d transport=%s layout=%s%s",
                              backends, mask, (long long)n, qlen, H, (long long)kvh, (long long)d_list[id],
                              n <= 64 ? 2 : 1, (long long)(n * 3 / 10 > 0 ? n * 3 / 10 : 1), tiles ? 16 : 128,
-                             tiles ? 32 : 256, in * 10 + id, ranks ? ranks : 1, transport, layout);
+                             tiles ? 32 : 256, in * 10 + id, ranks ? ranks : 1, transport, layout, extra);
                     attn_run_t run;
                     attn_err_t err = {0};
                     if (exactness_case(args, 2, "test_backends", &run, &err) != ATTN_OK) {

@@ -83,7 +83,7 @@ static void shift_blocking(attn_comm_t *c, rank_result_t *res, attn_err_t *err) 
     unsigned char *send = block(me, cap), *recv = malloc(cap + GUARD);
     memset(recv, SENTINEL, cap + GUARD);
     comm_stats_reset(c);
-    comm_shift_part_t part = {send, ring_size(me), recv, ring_size(from), NULL, NULL};
+    comm_shift_part_t part = {send, ring_size(me), recv, ring_size(from), NULL, NULL, 0, 0, 0};
     if (comm_shift(c, &part, 7, NULL, err) != ATTN_OK)
         note(res, "rank %d: blocking shift failed: %s", me, err->msg);
     else
@@ -92,6 +92,31 @@ static void shift_blocking(attn_comm_t *c, rank_result_t *res, attn_err_t *err) 
     if (c->stats.bytes_sent != want_sent || c->stats.bytes_recv != want_recv)
         note(res, "rank %d: stats count %llu bytes sent and %llu received, want %llu and %llu", me,
              (unsigned long long)c->stats.bytes_sent, (unsigned long long)c->stats.bytes_recv,
+             (unsigned long long)want_sent, (unsigned long long)want_recv);
+    free(send), free(recv);
+}
+
+/* Rings over subsets (peers set, as usp's rings across its Ulysses groups): the ranks ≡ m mod U
+ * form ring m, each sending to r + U and receiving from r − U; U = P is a ring of one (a local
+ * copy, no bytes counted). */
+static void shift_subring(attn_comm_t *c, rank_result_t *res, int U, attn_err_t *err) {
+    int P = c->size, me = c->rank, to = (me + U) % P, from = (me - U + P) % P;
+    size_t cap = ring_cap(P);
+    unsigned char *send = block(me, cap), *recv = malloc(cap + GUARD);
+    memset(recv, SENTINEL, cap + GUARD);
+    comm_stats_reset(c);
+    comm_shift_part_t part = {send, ring_size(me), recv, ring_size(from), NULL, NULL, 1, to, from};
+    comm_req_t pending[2] = {{0}};
+    int rc = comm_shift(c, &part, 11 + U, pending, err);
+    int w1 = comm_sync(c, &pending[0], "send", err), w2 = comm_sync(c, &pending[1], "receive", err);
+    if (rc != ATTN_OK || w1 != ATTN_OK || w2 != ATTN_OK)
+        note(res, "rank %d: sub-ring shift (U = %d) failed: %s", me, U, err->msg);
+    else
+        expect_block(res, "sub-ring shift", recv, ring_size(from), from, from, me);
+    uint64_t want_sent = to != me ? ring_size(me) : 0, want_recv = to != me ? ring_size(from) : 0;
+    if (c->stats.bytes_sent != want_sent || c->stats.bytes_recv != want_recv)
+        note(res, "rank %d: sub-ring (U = %d) stats count %llu bytes sent and %llu received, want %llu and %llu", me,
+             U, (unsigned long long)c->stats.bytes_sent, (unsigned long long)c->stats.bytes_recv,
              (unsigned long long)want_sent, (unsigned long long)want_recv);
     free(send), free(recv);
 }
@@ -105,7 +130,7 @@ static void shift_rotation(attn_comm_t *c, rank_result_t *res, attn_err_t *err) 
     for (int s = 0; s < P - 1 && !res->bad; s++, cur = 1 - cur) {
         int held = (me - s + P) % P, next = (me - s - 1 + P) % P;
         memset(buf[1 - cur], SENTINEL, cap + GUARD);
-        comm_shift_part_t part = {buf[cur], ring_size(held), buf[1 - cur], ring_size(next), NULL, NULL};
+        comm_shift_part_t part = {buf[cur], ring_size(held), buf[1 - cur], ring_size(next), NULL, NULL, 0, 0, 0};
         comm_req_t pending[2] = {{0}};
         int rc = comm_shift(c, &part, s, pending, err);
         int w1 = comm_sync(c, &pending[0], "send", err), w2 = comm_sync(c, &pending[1], "receive", err);
@@ -145,7 +170,7 @@ static void all_to_all(attn_comm_t *c, rank_result_t *res, attn_err_t *err) {
 static void refusals(attn_comm_t *c, rank_result_t *res) {
     unsigned char a[4] = {0}, b[4] = {0};
     int ev = 0;
-    comm_shift_part_t part = {a, 4, b, 4, &ev, NULL};
+    comm_shift_part_t part = {a, 4, b, 4, &ev, NULL, 0, 0, 0};
     attn_err_t e = {0};
     if (comm_shift(c, &part, 3, NULL, &e) == ATTN_OK || !strstr(e.msg, "GPU ordering events"))
         note(res, "rank %d: a host shift with a GPU event was not refused (message \"%s\")", c->rank, e.msg);
@@ -159,6 +184,9 @@ static int rank_main(attn_comm_t *c, void *arg, attn_err_t *err) {
         note(res, "rank %d: ready failed: %s", c->rank, err->msg);
     shift_blocking(c, res, err);
     shift_rotation(c, res, err);
+    if (c->size % 2 == 0)
+        shift_subring(c, res, 2, err);
+    shift_subring(c, res, c->size, err);
     all_to_all(c, res, err);
     refusals(c, res);
     comm_close(c); /* a host handle belongs to its world: nothing to release, and it stays usable */

@@ -500,6 +500,140 @@ done:
     free(pl);
 }
 
+/* ---- usp ---- */
+
+static long n_usp_cases, n_usp_tokens;
+
+/* The mesh of P = U × R and the plan of every rank against a replay that follows each token:
+ * every rank sits in one group and one ring (its neighbours are the same member of groups
+ * g ± 1), every query head has one member and its kv head is among that member's, rows are
+ * conserved (Σ_a rows(a, g) = g's shard, Σ_g rows(a, g) = a's shard), a rank sends only to its
+ * own group when the layouts nest, and the per-peer counts and bytes per rank equal the replay:
+ * each token of a's shard goes to every other member of its group for that member's heads (Q
+ * and K/V in, O and LSE back), plus the ring's K/V rows by the ring's own closed form. */
+static void usp_case(attn_layout_kind_t kind, int P, int U, int64_t B, int64_t H, int64_t Hkv, int64_t d,
+                     int64_t n_q, int64_t n_k) {
+    char name[160];
+    snprintf(name, sizeof name, "usp %s P=%d U=%d B=%lld H=%lld H_kv=%lld n_q=%lld n_k=%lld", layout_name(kind), P,
+             U, (long long)B, (long long)H, (long long)Hkv, (long long)n_q, (long long)n_k);
+    attn_err_t err = {0};
+    plan_usp_mesh_t m;
+    if (!check(plan_usp_mesh(kind, H, Hkv, P, U, &m, &err) == ATTN_OK && m.U * m.R == P, name, "mesh: %s", err.msg))
+        return;
+    n_usp_cases++;
+    int R = m.R, in_group[ATTN_MAX_RANKS] = {0};
+    for (int r = 0; r < P; r++) {
+        int g, u;
+        plan_usp_coords(&m, r, &g, &u);
+        if (g < 0 || g >= R || u < 0 || u >= U || plan_usp_rank(&m, g, u) != r || in_group[r]++) {
+            check(0, name, "rank %d ↔ (group %d, member %d)", r, g, u);
+            return;
+        }
+    }
+    int64_t heads_of[64] = {0};
+    for (int u = 0; u < U; u++) {
+        plan_heads_t h = plan_ulysses_heads(H, Hkv, U, u);
+        for (int64_t j = 0; j < h.hq; j++) {
+            int64_t kvh = plan_ulysses_kv_of(&h, H / Hkv, j);
+            if (heads_of[h.q0 + j]++ || kvh < 0 || kvh >= h.kvn || h.kv0 + kvh != (h.q0 + j) / (H / Hkv)) {
+                check(0, name, "member %d: query head %lld", u, (long long)(h.q0 + j));
+                return;
+            }
+        }
+    }
+    attn_layout_t lp[2], lr[2];
+    int64_t n[2] = {n_q, n_k};
+    for (int t = 0; t < 2; t++)
+        if (layout_init(&lp[t], kind, n[t], P, &err) || layout_init(&lr[t], kind, n[t], R, &err))
+            return;
+    /* Replay: per (sender, receiver) the Q, K|V and O|LSE elements, token by token. */
+    static int64_t q_el[ATTN_MAX_RANKS][ATTN_MAX_RANKS], kv_el[ATTN_MAX_RANKS][ATTN_MAX_RANKS];
+    memset(q_el, 0, sizeof q_el), memset(kv_el, 0, sizeof kv_el);
+    int nested = kind == LAYOUT_ZIGZAG ? n_q % (2 * P) == 0 && n_k % (2 * P) == 0 : n_q % P == 0 && n_k % P == 0;
+    for (int t = 0; t < 2; t++)
+        for (int a = 0; a < P; a++) {
+            int64_t per_g[ATTN_MAX_RANKS] = {0};
+            for (int64_t i = 0; i < layout_local_count(&lp[t], a); i++) {
+                int g;
+                int64_t at;
+                layout_global_to_local(&lr[t], layout_local_to_global(&lp[t], a, i), &g, &at);
+                per_g[g]++;
+                n_usp_tokens++;
+                for (int u = 0; u < U; u++) {
+                    plan_heads_t h = plan_ulysses_heads(H, Hkv, U, u);
+                    int dst = plan_usp_rank(&m, g, u);
+                    if (t == 0)
+                        q_el[a][dst] += B * h.hq * d;
+                    else
+                        kv_el[a][dst] += 2 * B * h.kvn * d;
+                }
+            }
+            int64_t sum = 0;
+            for (int g = 0; g < R; g++) {
+                int64_t rows = plan_usp_rows(&m, n[t], a, g);
+                int ga, ua;
+                plan_usp_coords(&m, a, &ga, &ua);
+                if (rows != per_g[g] || (nested && g != ga && rows)) {
+                    check(0, name, "%s rows of rank %d in group %d: %lld, replay %lld", t ? "key" : "query", a, g,
+                          (long long)rows, (long long)per_g[g]);
+                    return;
+                }
+                sum += rows;
+            }
+            (void)sum;
+        }
+    for (int t = 0; t < 2; t++)
+        for (int g = 0; g < R; g++) {
+            int64_t sum = 0;
+            for (int a = 0; a < P; a++)
+                sum += plan_usp_rows(&m, n[t], a, g);
+            if (sum != layout_local_count(&lr[t], g)) {
+                check(0, name, "group %d: %lld rows gathered, its shard has %lld", g, (long long)sum,
+                      (long long)layout_local_count(&lr[t], g));
+                return;
+            }
+        }
+    attn_dist_expect_t e, ring;
+    plan_usp_expect(&m, B, H, Hkv, d, n_q, n_k, ATTN_MASK_CAUSAL, 0, 4.0, &e);
+    old_ring_expect(kind, n_q, n_k, ATTN_MASK_CAUSAL, 0, R, 1.0, &ring);
+    plan_usp_t pu;
+    for (int r = 0; r < P; r++) {
+        if (plan_usp(&m, B, H, Hkv, d, n_q, n_k, r, &pu, &err) != ATTN_OK) {
+            check(0, name, "plan rank %d: %s", r, err.msg);
+            return;
+        }
+        int g, u;
+        plan_usp_coords(&m, r, &g, &u);
+        if (pu.group != g || pu.member != u || pu.send_to != plan_usp_rank(&m, (g + 1) % R, u) ||
+            pu.recv_from != plan_usp_rank(&m, (g - 1 + R) % R, u) || pu.ring_q != layout_local_count(&lr[0], g) ||
+            pu.ring_k != layout_local_count(&lr[1], g)) {
+            check(0, name, "rank %d: group %d member %d to %d from %d", r, pu.group, pu.member, pu.send_to,
+                  pu.recv_from);
+            return;
+        }
+        double sent = 0, recvd = 0;
+        for (int q = 0; q < P; q++) {
+            int64_t out_q = q_el[q][r] / d * (d + 1), out_r = q_el[r][q] / d * (d + 1);
+            if (pu.send_q[q] != q_el[r][q] || pu.recv_q[q] != q_el[q][r] || pu.send_kv[q] != kv_el[r][q] ||
+                pu.recv_kv[q] != kv_el[q][r] || pu.send_out[q] != out_q || pu.recv_out[q] != out_r) {
+                check(0, name, "rank %d peer %d: counts differ from the replay", r, q);
+                return;
+            }
+            if (q != r)
+                sent += (double)(q_el[r][q] + kv_el[r][q] + out_q), recvd += (double)(q_el[q][r] + kv_el[q][r] + out_r);
+        }
+        plan_heads_t h = plan_ulysses_heads(H, Hkv, U, u);
+        double row = 2.0 * (double)(B * h.kvn * d);
+        double want_s = 4.0 * (sent + row * ring.bytes_sent[g]), want_r = 4.0 * (recvd + row * ring.bytes_recv[g]);
+        if (e.bytes_sent[r] != want_s || e.bytes_recv[r] != want_r) {
+            check(0, name, "rank %d: bytes %.0f / %.0f, replay %.0f / %.0f", r, e.bytes_sent[r], e.bytes_recv[r],
+                  want_s, want_r);
+            return;
+        }
+    }
+    check(1, name, "ok");
+}
+
 int main(void) {
     check_quiet = 1;
     /* Ring grid: n < P, n = P, uneven and larger shapes with queries at the end of the keys. */
@@ -535,5 +669,28 @@ int main(void) {
                                      (dims_t){B, uheads[hi][0], uheads[hi][1], 2, utok[ti][0], utok[ti][1]});
             }
     printf("ulysses: %ld cases, %ld elements placed and checked\n", n_u_cases, n_u_elems);
+
+    /* usp grid: every P ≤ 16 and every U | P, heads that line up, replicate or expand, uneven
+     * and nesting n; the default degree is gcd(P, H_kv). */
+    static const int64_t stok[][2] = {{1, 1}, {5, 13}, {7, 7}, {32, 32}, {29, 61}};
+    for (int kind = 0; kind < 3; kind++)
+        for (int P = 1; P <= 16; P++)
+            for (int U = 1; U <= P; U++) {
+                if (P % U)
+                    continue;
+                int64_t H = 48 % U ? 2 * U : 48, hk[] = {H, 16, 12, 6, 3, 2, 1};
+                for (size_t k = 0; k < sizeof hk / sizeof hk[0]; k++)
+                    for (size_t ti = 0; H % hk[k] == 0 && ti < sizeof stok / sizeof stok[0]; ti++)
+                        usp_case((attn_layout_kind_t)kind, P, U, 1 + (ti & 1), H, hk[k], 3, stok[ti][0], stok[ti][1]);
+            }
+    attn_err_t err = {0};
+    plan_usp_mesh_t m;
+    check(plan_usp_default_degree(2, 8) == 2 && plan_usp_default_degree(8, 4) == 4 &&
+              plan_usp_default_degree(1, 8) == 1 && plan_usp_default_degree(6, 4) == 2,
+          "usp default degree = gcd(P, H_kv)", "wrong");
+    check(plan_usp_mesh(LAYOUT_ZIGZAG, 8, 2, 8, 3, &m, &err) == ATTN_EUSAGE && strstr(err.msg, "--ulysses-degree 3"),
+          "usp refuses U not dividing P", "\"%s\"", err.msg);
+    check(plan_usp_mesh(LAYOUT_ZIGZAG, 6, 2, 8, 4, &m, &err) == ATTN_EUSAGE, "usp refuses U not dividing H", "rc");
+    printf("usp: %ld cases, %ld tokens replayed\n", n_usp_cases, n_usp_tokens);
     return check_summary();
 }

@@ -85,7 +85,15 @@ static int local_shift(attn_comm_t *c, const comm_shift_part_t part[], int, comm
     phase_events before;
     ATTN_TRY(before.record(g, err));
     for (int r = 0; r < P; r++) {
-        int from = (r - 1 + P) % P, to = (r + 1) % P;
+        /* A sub-ring (peers set, usp) pairs the same way: r's receive is its recv_from's send. */
+        int from = part[r].peers ? part[r].recv_from : (r - 1 + P) % P;
+        int to = part[r].peers ? part[r].send_to : (r + 1) % P;
+        if (from < 0 || from >= P || to < 0 || to >= P)
+            return attn_fail(err, ATTN_ERUNTIME, "cuda_local: rank %d: ring step to %d from %d of %d", r, to, from, P);
+        int from_to = part[from].peers ? part[from].send_to : (from + 1) % P;
+        if (from_to != r)
+            return attn_fail(err, ATTN_ERUNTIME, "cuda_local: rank %d receives from %d, which sends to %d", r, from,
+                             from_to);
         if (part[r].recv_bytes != part[from].send_bytes)
             return attn_fail(err, ATTN_ERUNTIME, "cuda_local: rank %d expects %zu bytes but rank %d sends %zu", r,
                              part[r].recv_bytes, from, part[from].send_bytes);

@@ -251,7 +251,10 @@ static int nccl_shift(attn_comm_t *c, const comm_shift_part_t part[], int, comm_
         CUDA_TRY(cudaStreamWaitEvent(g->comm[0], (cudaEvent_t)m.recv_free, 0));
     if (m.started) /* after the wait (NCCL may still wait for the peer) */
         CUDA_TRY(cudaEventRecord((cudaEvent_t)m.started, g->comm[0]));
-    if (P == 1) { /* the ring closes on this rank: a copy, no NCCL call */
+    int to = m.peers ? m.send_to : (r + 1) % P, from = m.peers ? m.recv_from : (r - 1 + P) % P;
+    if (to < 0 || to >= P || from < 0 || from >= P || (to == r) != (from == r))
+        return attn_fail(err, ATTN_ERUNTIME, "nccl: rank %d: ring step to %d from %d of %d", r, to, from, P);
+    if (to == r) { /* the ring closes on this rank: a copy, no NCCL call */
         if (m.recv_bytes != m.send_bytes)
             return attn_fail(err, ATTN_ERUNTIME, "nccl: rank 0 expects %zu bytes but sends itself %zu", m.recv_bytes,
                              m.send_bytes);
@@ -265,9 +268,9 @@ static int nccl_shift(attn_comm_t *c, const comm_shift_part_t part[], int, comm_
     if (s != ncclSuccess)
         return nccl_fail(g, s, "ncclGroupStart", err);
     if (m.send_bytes)
-        s = nccl.Send(m.send, m.send_bytes, ncclUint8, (r + 1) % P, comm, g->comm[0]);
+        s = nccl.Send(m.send, m.send_bytes, ncclUint8, to, comm, g->comm[0]);
     if (m.recv_bytes && (s == ncclSuccess || s == ncclInProgress))
-        s = nccl.Recv(m.recv, m.recv_bytes, ncclUint8, (r - 1 + P) % P, comm, g->comm[0]);
+        s = nccl.Recv(m.recv, m.recv_bytes, ncclUint8, from, comm, g->comm[0]);
     return nccl_group_end(g, s, "ncclSend/ncclRecv (ring shift)", err);
 }
 

@@ -160,3 +160,116 @@ int plan_ulysses(int64_t B, int64_t H, int64_t Hkv, int64_t d, int64_t n_q, int6
     u->out_recv_total = prefix(P, u->recv_out, NULL, u->recv_out_off);
     return ATTN_OK;
 }
+
+/* ---- usp ---- */
+
+static int64_t gcd64(int64_t a, int64_t b) { return b ? gcd64(b, a % b) : a; }
+
+int plan_usp_default_degree(int64_t Hkv, int P) { return P < 1 || Hkv < 1 ? 1 : (int)gcd64(Hkv, P); }
+
+int plan_usp_mesh(attn_layout_kind_t kind, int64_t H, int64_t Hkv, int P, int U, plan_usp_mesh_t *m, attn_err_t *err) {
+    if (P < 1 || P > ATTN_MAX_RANKS || Hkv < 1 || H % Hkv)
+        return attn_fail(err, ATTN_EUSAGE, "usp: %lld heads over %lld kv heads on %d ranks", (long long)H,
+                         (long long)Hkv, P);
+    if (U == 0)
+        U = plan_usp_default_degree(Hkv, P);
+    if (U < 1 || P % U || H % U)
+        return attn_fail(err, ATTN_EUSAGE,
+                         "usp: --ulysses-degree %d must divide the ranks P = %d and the heads H = %lld", U, P,
+                         (long long)H);
+    *m = (plan_usp_mesh_t){kind, P, U, P / U};
+    return ATTN_OK;
+}
+
+void plan_usp_coords(const plan_usp_mesh_t *m, int rank, int *group, int *member) {
+    if (m->kind == LAYOUT_STRIPED) /* tokens ≡ g mod R are the P-shards g, g + R, g + 2R, … */
+        *group = rank % m->R, *member = rank / m->R;
+    else /* R-chunk g is the U P-chunks g·U … g·U + U − 1 (zigzag: both of its chunks) */
+        *group = rank / m->U, *member = rank % m->U;
+}
+
+int plan_usp_rank(const plan_usp_mesh_t *m, int group, int member) {
+    return m->kind == LAYOUT_STRIPED ? group + m->R * member : group * m->U + member;
+}
+
+int64_t plan_usp_rows(const plan_usp_mesh_t *m, int64_t n, int a, int g) {
+    attn_layout_t lp, lr;
+    attn_err_t err = {0};
+    if (layout_init(&lp, m->kind, n, m->P, &err) || layout_init(&lr, m->kind, n, m->R, &err))
+        return 0;
+    if (m->kind == LAYOUT_STRIPED) /* R | P: a's tokens a + P·i are all ≡ a mod R */
+        return a % m->R == g ? layout_local_count(&lp, a) : 0;
+    layout_piece_t pa[2], pg[2];
+    int na = layout_pieces(&lp, a, pa), ng = layout_pieces(&lr, g, pg);
+    int64_t rows = 0;
+    for (int i = 0; i < na; i++) /* stride-1 pieces: interval intersections */
+        for (int j = 0; j < ng; j++) {
+            int64_t lo = ATTN_MAX(pa[i].pos.start, pg[j].pos.start);
+            int64_t hi = ATTN_MIN(pa[i].pos.start + pa[i].count, pg[j].pos.start + pg[j].count);
+            rows += hi > lo ? hi - lo : 0;
+        }
+    return rows;
+}
+
+int plan_usp(const plan_usp_mesh_t *m, int64_t B, int64_t H, int64_t Hkv, int64_t d, int64_t n_q, int64_t n_k,
+             int rank, plan_usp_t *u, attn_err_t *err) {
+    int P = m->P;
+    if (rank < 0 || rank >= P || Hkv < 1 || H % Hkv || H % m->U || m->U * m->R != P)
+        return attn_fail(err, ATTN_EUSAGE, "usp plan: rank %d of %d = %d × %d, %lld heads over %lld kv heads", rank,
+                         P, m->U, m->R, (long long)H, (long long)Hkv);
+    attn_layout_t lq, lk;
+    ATTN_TRY(layout_init(&lq, m->kind, n_q, m->R, err));
+    ATTN_TRY(layout_init(&lk, m->kind, n_k, m->R, err));
+    memset(u, 0, sizeof *u);
+    u->mesh = *m, u->rank = rank, u->ghq = H / m->U;
+    plan_usp_coords(m, rank, &u->group, &u->member);
+    u->send_to = plan_usp_rank(m, (u->group + 1) % m->R, u->member);
+    u->recv_from = plan_usp_rank(m, (u->group - 1 + m->R) % m->R, u->member);
+    u->heads = plan_ulysses_heads(H, Hkv, m->U, u->member);
+    u->ring_q = layout_local_count(&lq, u->group), u->ring_k = layout_local_count(&lk, u->group);
+    for (int r = 0; r < P; r++) {
+        int g, mem;
+        plan_usp_coords(m, r, &g, &mem);
+        plan_heads_t hr = plan_ulysses_heads(H, Hkv, m->U, mem);
+        int64_t q_to = plan_usp_rows(m, n_q, rank, g), k_to = plan_usp_rows(m, n_k, rank, g);
+        int64_t q_from = plan_usp_rows(m, n_q, r, u->group), k_from = plan_usp_rows(m, n_k, r, u->group);
+        u->send_q[r] = B * hr.hq * q_to * d;           /* my rows of r's group, r's heads */
+        u->send_kv[r] = 2 * B * hr.kvn * k_to * d;     /* K and V of the kv heads r reads */
+        u->recv_q[r] = B * u->heads.hq * q_from * d;   /* r's rows of my group, my heads */
+        u->recv_kv[r] = 2 * B * u->heads.kvn * k_from * d;
+        u->send_out[r] = B * u->heads.hq * q_from * (d + 1); /* O and LSE of those rows back to r */
+        u->recv_out[r] = B * hr.hq * q_to * (d + 1);
+    }
+    u->q_send_total = prefix(P, u->send_q, NULL, u->send_q_off);
+    u->q_recv_total = prefix(P, u->recv_q, NULL, u->recv_q_off);
+    u->kv_send_total = prefix(P, u->send_kv, NULL, u->send_kv_off);
+    u->kv_recv_total = prefix(P, u->recv_kv, NULL, u->recv_kv_off);
+    u->out_send_total = prefix(P, u->send_out, NULL, u->send_out_off);
+    u->out_recv_total = prefix(P, u->recv_out, NULL, u->recv_out_off);
+    return ATTN_OK;
+}
+
+void plan_usp_expect(const plan_usp_mesh_t *m, int64_t B, int64_t H, int64_t Hkv, int64_t d, int64_t n_q,
+                     int64_t n_k, attn_mask_t mask, int64_t window, double elem, attn_dist_expect_t *out) {
+    attn_err_t err = {0};
+    attn_dist_expect_t ring;
+    memset(out, 0, sizeof *out);
+    plan_usp_t pu, *u = &pu;
+    /* Every member of a group attends its group shard on H/U heads: the ring's balance over R. */
+    plan_ring_expect(m->kind, n_q, n_k, mask, window, m->R, 1.0, &ring, NULL);
+    out->imbalance = ring.imbalance, out->critical_path = ring.critical_path;
+    for (int r = 0; r < m->P; r++) {
+        if (plan_usp(m, B, H, Hkv, d, n_q, n_k, r, u, &err) != ATTN_OK)
+            break;
+        double sent = 0, recvd = 0;
+        for (int q = 0; q < m->P; q++)
+            if (q != r) { /* the self part is a local copy */
+                sent += (double)(u->send_q[q] + u->send_kv[q] + u->send_out[q]);
+                recvd += (double)(u->recv_q[q] + u->recv_kv[q] + u->recv_out[q]);
+            }
+        /* The ring's rows (plan_ring_expect with a row of one unit) times this rank's row. */
+        double row = 2.0 * (double)(B * u->heads.kvn * d);
+        out->bytes_sent[r] = elem * (sent + row * ring.bytes_sent[u->group]);
+        out->bytes_recv[r] = elem * (recvd + row * ring.bytes_recv[u->group]);
+    }
+}

@@ -96,3 +96,52 @@ static inline int64_t plan_ulysses_kv_of(const plan_heads_t *h, int64_t group, i
  * when H % P, H % H_kv, or the layout declines. */
 int plan_ulysses(int64_t B, int64_t H, int64_t Hkv, int64_t d, int64_t n_q, int64_t n_k, attn_layout_kind_t kind, int P,
                  int rank, plan_ulysses_t *out, attn_err_t *err);
+
+/* ---- usp: Ulysses degree U × ring degree R = P (derivation: docs/usp.md) ---- */
+
+/* The mesh: R Ulysses groups of U ranks; group g is position g of U rings (one per member u).
+ * The ranks of group g are those whose shards under the P-rank layout make up the R-rank
+ * layout's shard g: g·U + u for contiguous and zigzag, g + R·u for striped. */
+typedef struct {
+    attn_layout_kind_t kind;
+    int P, U, R;
+} plan_usp_mesh_t;
+
+/* The default Ulysses degree: gcd(P, H_kv), the largest U over which every rank gets whole kv
+ * heads of its own (no kv head sent to two ranks); the ring takes the rest of P. */
+int plan_usp_default_degree(int64_t Hkv, int P);
+/* Checks U | P and U | H (U = 0: the default) and fills *m; ATTN_EUSAGE otherwise. */
+int plan_usp_mesh(attn_layout_kind_t kind, int64_t H, int64_t Hkv, int P, int U, plan_usp_mesh_t *m, attn_err_t *err);
+/* rank → (group g ∈ [0, R), member u ∈ [0, U)) and back. */
+void plan_usp_coords(const plan_usp_mesh_t *m, int rank, int *group, int *member);
+int plan_usp_rank(const plan_usp_mesh_t *m, int group, int member);
+/* Tokens rank a holds under the P-rank layout that belong to group g's shard under the R-rank
+ * layout (n tokens): the rows a sends g's members (all of a's rows when a is in g and the two
+ * layouts nest, e.g. n % P = 0; uneven n moves a few boundary rows across groups). */
+int64_t plan_usp_rows(const plan_usp_mesh_t *m, int64_t n, int a, int g);
+
+/* Rank `rank`'s side of usp, per peer r in elements, like plan_ulysses_t: the in exchange moves
+ * Q of the sender's rows in the receiver's group shard for the receiver's heads, and K | V the
+ * same for the kv heads it reads; the out exchange moves [O | LSE] back. Between them the rank
+ * runs the ring (plan_ring_step over R, position `group`) on its group's shard with its heads. */
+typedef struct {
+    plan_usp_mesh_t mesh;
+    int rank, group, member, send_to, recv_from; /* ring neighbours: groups g ± 1, same member */
+    int64_t ghq;                                  /* H / U query heads per rank */
+    plan_heads_t heads;                           /* this rank's heads: plan_ulysses_heads over U */
+    int64_t ring_q, ring_k;                       /* its group shard's query and key rows */
+    int64_t send_q[ATTN_MAX_RANKS], send_kv[ATTN_MAX_RANKS], recv_q[ATTN_MAX_RANKS], recv_kv[ATTN_MAX_RANKS];
+    int64_t send_out[ATTN_MAX_RANKS], recv_out[ATTN_MAX_RANKS];
+    int64_t send_q_off[ATTN_MAX_RANKS], recv_q_off[ATTN_MAX_RANKS];
+    int64_t send_kv_off[ATTN_MAX_RANKS], recv_kv_off[ATTN_MAX_RANKS];
+    int64_t send_out_off[ATTN_MAX_RANKS], recv_out_off[ATTN_MAX_RANKS];
+    int64_t q_send_total, q_recv_total, kv_send_total, kv_recv_total, out_send_total, out_recv_total;
+} plan_usp_t;
+
+int plan_usp(const plan_usp_mesh_t *m, int64_t B, int64_t H, int64_t Hkv, int64_t d, int64_t n_q, int64_t n_k,
+             int rank, plan_usp_t *out, attn_err_t *err);
+/* The analytic figures: bytes per rank (all-to-all in, the ring's K/V rows of 2·B·kvn·d·elem,
+ * all-to-all out), and the ring's balance over the R groups (every member of a group does the
+ * same work on its heads). */
+void plan_usp_expect(const plan_usp_mesh_t *m, int64_t B, int64_t H, int64_t Hkv, int64_t d, int64_t n_q,
+                     int64_t n_k, attn_mask_t mask, int64_t window, double elem, attn_dist_expect_t *out);

@@ -9,6 +9,7 @@
 #include "comm/comm.h"
 #include "impls/parallel/dist.h"
 #include "impls/parallel/plan.h"
+#include "impls/parallel/ring.h"
 #include "impls/cpu/tile_engine.h"
 #include "comm/layout.h"
 #include "core/timing.h"
@@ -51,89 +52,70 @@ static void merge_rows(const attn_problem_t *p, attn_merge_t merge, int64_t q_ro
         }
 }
 
-typedef struct {
-    float *q, *o, *lse, *o_part, *lse_part, *kv[2];
-} ring_bufs_t;
-
-static void free_bufs(ring_bufs_t *b) {
-    attn_free(b->q), attn_free(b->o), attn_free(b->lse), attn_free(b->o_part), attn_free(b->lse_part);
-    attn_free(b->kv[0]), attn_free(b->kv[1]);
-}
-
 static void progress_cb(void *c) { comm_progress(c); }
 
-static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, const attn_exec_t *x, attn_comm_t *c, const attn_io_t *io,
-                     attn_err_t *err) {
-    attn_problem_t p = *whole;
-    int P = c->size, me = c->rank;
-    int64_t d = p.head_dim, BH = p.batch * p.heads, BHkv = p.batch * p.kv_heads;
+int ring_loop(attn_comm_t *c, const attn_exec_t *x, const ring_loop_t *L, dist_rank_stats_t *stats,
+              double *step_compute, attn_err_t *err) {
+    const attn_problem_t *pp = L->p;
+    attn_problem_t p = *pp;
+    int R = L->R, me = L->pos;
+    int64_t d = p.head_dim, BH = p.batch * p.heads;
+    int64_t wire_kv = L->expand ? L->expand->kvn : p.kv_heads, BHkv = p.batch * wire_kv;
     attn_layout_t lq, lk;
-    attn_layout_kind_t kind = *(const attn_layout_kind_t *)self->ctx;
-    ATTN_TRY(layout_init(&lq, kind, p.n_q, P, err));
-    ATTN_TRY(layout_init(&lk, kind, p.n_k, P, err));
+    ATTN_TRY(layout_init(&lq, L->kind, p.n_q, R, err));
+    ATTN_TRY(layout_init(&lk, L->kind, p.n_k, R, err));
     int64_t nq = layout_local_count(&lq, me), kmax = layout_max_local_count(&lk);
-    size_t block_cap = (size_t)(2 * BHkv * kmax * d);
-    ring_bufs_t b = {0};
-    /* +1: a rank may hold no rows when n < P, and a zero-byte allocation is not an error. */
-    b.q = attn_alloc((size_t)(BH * nq * d) * sizeof(float) + 1, err, "ring Q shard");
-    b.o = attn_alloc((size_t)(BH * nq * d) * sizeof(float) + 1, err, "ring O shard");
-    b.o_part = attn_alloc((size_t)(BH * nq * d) * sizeof(float) + 1, err, "ring partial O");
-    b.lse = attn_alloc((size_t)(BH * nq) * sizeof(float) + 1, err, "ring LSE shard");
-    b.lse_part = attn_alloc((size_t)(BH * nq) * sizeof(float) + 1, err, "ring partial LSE");
-    b.kv[0] = attn_alloc(block_cap * sizeof(float) + 1, err, "ring K/V block");
-    b.kv[1] = attn_alloc(block_cap * sizeof(float) + 1, err, "ring K/V block");
-    if (!b.q || !b.o || !b.o_part || !b.lse || !b.lse_part || !b.kv[0] || !b.kv[1]) {
-        free_bufs(&b);
-        return ATTN_ERUNTIME;
+    size_t block_cap = (size_t)(2 * BHkv * kmax * d), x_cap = L->expand ? (size_t)(2 * BH * kmax * d) : 0;
+    /* +1: a rank may hold no rows when n < R, and a zero-byte allocation is not an error. */
+    float *o_part = attn_alloc((size_t)(BH * nq * d) * sizeof(float) + 1, err, "ring partial O");
+    float *lse_part = attn_alloc((size_t)(BH * nq) * sizeof(float) + 1, err, "ring partial LSE");
+    float *other = attn_alloc(block_cap * sizeof(float) + 1, err, "ring K/V block");
+    float *xkv = L->expand ? attn_alloc(x_cap * sizeof(float) + 1, err, "ring expanded K/V") : NULL;
+    float *kv[2] = {L->kv, other};
+    int rc = o_part && lse_part && other && (!L->expand || xkv) ? ATTN_OK : ATTN_ERUNTIME;
+    if (rc == ATTN_OK) {
+        memset(L->o, 0, (size_t)(BH * nq * d) * sizeof(float));
+        for (int64_t i = 0; i < BH * nq; i++)
+            L->lse[i] = -INFINITY;
     }
-    /* The rank's own shards: Q, and K then V packed in one block so a ring step is one message. */
-    int64_t kmine = layout_local_count(&lk, me);
-    int rc = ATTN_OK;
-    if (io->sharded) {
-        memcpy(b.q, io->q, (size_t)(BH * nq * d) * sizeof(float));
-        memcpy(b.kv[0], io->k, (size_t)(BHkv * kmine * d) * sizeof(float));
-        memcpy(b.kv[0] + BHkv * kmine * d, io->v, (size_t)(BHkv * kmine * d) * sizeof(float));
-    } else {
-        rc = dist_scatter(c, &lq, BH, d, io->q, b.q, err);
-        if (rc == ATTN_OK)
-            rc = dist_scatter(c, &lk, BHkv, d, io->k, b.kv[0], err);
-        if (rc == ATTN_OK)
-            rc = dist_scatter(c, &lk, BHkv, d, io->v, b.kv[0] + BHkv * kmine * d, err);
-    }
-    if (rc == ATTN_OK)
-        rc = comm_ready(c, err); /* the measured region starts together on every rank */
-    if (rc != ATTN_OK) {
-        free_bufs(&b);
-        return rc;
-    }
-    memset(b.o, 0, (size_t)(BH * nq * d) * sizeof(float));
-    for (int64_t i = 0; i < BH * nq; i++)
-        b.lse[i] = -INFINITY;
 
     int local_pos = x->fault == ATTN_FAULT_LOCAL_POSITIONS; /* the injected bug: positions per rank */
-    comm_stats_reset(c);
     int cur = 0;
-    double computed = 0, skipped = 0, step_compute[ATTN_MAX_RANKS] = {0}, t_start = time_now_s();
+    double computed = 0, skipped = 0, t_start = time_now_s();
     if (c->ops->progress)
         tile_set_progress(progress_cb, c);
-    for (int s = 0; s < P && rc == ATTN_OK; s++) {
+    for (int s = 0; s < R && rc == ATTN_OK; s++) {
+        step_compute[s] = 0;
         rc = dist_fault_point(c, x, s, err);
         if (rc != ATTN_OK)
             break;
         plan_ring_step_t st;
-        rc = plan_ring_step(kind, p.n_q, p.n_k, p.mask, p.window, P, me, s, &st, err);
+        rc = plan_ring_step(L->kind, p.n_q, p.n_k, p.mask, p.window, R, me, s, &st, err);
         if (rc != ATTN_OK)
             break;
         int64_t kcnt = st.k_rows;
         size_t row_bytes = (size_t)(2 * BHkv * d) * sizeof(float);
-        comm_req_t step[2] = {{0}}; /* the send to me + 1 and the receive from me − 1, waited after the compute */
-        if (s < P - 1) {
-            comm_shift_part_t part = {.send = b.kv[cur], .send_bytes = row_bytes * (size_t)st.rows_sent,
-                                      .recv = b.kv[1 - cur], .recv_bytes = row_bytes * (size_t)st.rows_recv};
+        comm_req_t step[2] = {{0}}; /* the send to pos + 1 and the receive from pos − 1, waited after the compute */
+        if (s < R - 1) {
+            comm_shift_part_t part = {.send = kv[cur], .send_bytes = row_bytes * (size_t)st.rows_sent,
+                                      .recv = kv[1 - cur], .recv_bytes = row_bytes * (size_t)st.rows_recv,
+                                      .peers = 1, .send_to = L->send_to, .recv_from = L->recv_from};
             rc = comm_shift(c, &part, s, step, err);
         }
         comm_compute_begin(c);
         double t0 = time_thread_cpu_s();
+        const float *kblock = kv[cur], *vblock = kv[cur] + BHkv * kcnt * d;
+        if (L->expand && rc == ATTN_OK) { /* each query head its own copy of the kv head it reads */
+            size_t plane = (size_t)(kcnt * d);
+            for (int64_t b = 0; b < p.batch; b++)
+                for (int64_t h = 0; h < p.heads; h++) {
+                    int64_t kvh = plan_ulysses_kv_of(L->expand, L->group, h);
+                    memcpy(xkv + (b * p.heads + h) * plane, kblock + (b * wire_kv + kvh) * plane, plane * sizeof(float));
+                    memcpy(xkv + (BH + b * p.heads + h) * plane, vblock + (b * wire_kv + kvh) * plane,
+                           plane * sizeof(float));
+                }
+            kblock = xkv, vblock = xkv + BH * kcnt * d;
+        }
         int n_pairs = st.n_pairs;
         if (x->fault == ATTN_FAULT_DROP_STEP && s == x->fault_step)
             n_pairs = 0; /* the injected bug: this step's block is received and passed on, never used */
@@ -150,14 +132,13 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, co
             }
             computed++;
             const layout_piece_t *qp = &pr.q, *kp = &pr.k;
-            const float *kblock = b.kv[cur], *vblock = b.kv[cur] + BHkv * kcnt * d;
-            tile_io_t io = {b.q + qp->local_start * d,      kblock + kp->local_start * d,
-                            vblock + kp->local_start * d,   b.o_part + qp->local_start * d,
-                            b.lse_part + qp->local_start,  nq,
+            tile_io_t io = {L->q + qp->local_start * d,      kblock + kp->local_start * d,
+                            vblock + kp->local_start * d,   o_part + qp->local_start * d,
+                            lse_part + qp->local_start,     nq,
                             kcnt};
             rc = tile_attend_f32(&p, 1, qp->pos, qp->count, kp->pos, kp->count, &io, TILE_SCAN_ALL, NULL, err);
             if (rc == ATTN_OK)
-                merge_rows(&p, x->merge, nq, qp->local_start, qp->count, b.o, b.lse, b.o_part, b.lse_part);
+                merge_rows(&p, x->merge, nq, qp->local_start, qp->count, L->o, L->lse, o_part, lse_part);
         }
         step_compute[s] = time_thread_cpu_s() - t0;
         comm_compute_end(c);
@@ -168,23 +149,73 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, co
         cur = 1 - cur;
     }
     tile_set_progress(NULL, NULL);
-    dist_rank_stats_t mine = {.blocks_computed = computed, .blocks_skipped = skipped, .wall_s = time_now_s() - t_start,
-                              .step_compute = step_compute, .n_steps = P};
-    for (int s = 0; s < P; s++)
-        mine.compute_s += step_compute[s];
+    *stats = (dist_rank_stats_t){.blocks_computed = computed, .blocks_skipped = skipped,
+                                 .wall_s = time_now_s() - t_start, .step_compute = step_compute, .n_steps = R};
+    for (int s = 0; s < R; s++)
+        stats->compute_s += step_compute[s];
+    attn_free(o_part), attn_free(lse_part), attn_free(other), attn_free(xkv);
+    return rc;
+}
+
+size_t ring_loop_workspace(const attn_problem_t *p, int64_t wire_kv_heads, int64_t nq, int64_t kmax) {
+    size_t part = attn_size_prod4(p->batch, p->heads, nq, p->head_dim + 1);
+    size_t block = attn_size_mul(2, attn_size_prod4(p->batch, wire_kv_heads, kmax, p->head_dim));
+    size_t expand = wire_kv_heads != p->kv_heads ? attn_size_mul(2, attn_size_prod4(p->batch, p->heads, kmax, p->head_dim)) : 0;
+    return attn_size_add(attn_size_mul(attn_size_add(attn_size_add(part, block), expand), sizeof(float)),
+                         tile_workspace_bytes(p, 1, nq));
+}
+
+static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, const attn_exec_t *x, attn_comm_t *c, const attn_io_t *io,
+                     attn_err_t *err) {
+    const attn_problem_t *p = whole;
+    int P = c->size, me = c->rank;
+    int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
+    attn_layout_t lq, lk;
+    attn_layout_kind_t kind = *(const attn_layout_kind_t *)self->ctx;
+    ATTN_TRY(layout_init(&lq, kind, p->n_q, P, err));
+    ATTN_TRY(layout_init(&lk, kind, p->n_k, P, err));
+    int64_t nq = layout_local_count(&lq, me), kmax = layout_max_local_count(&lk);
+    size_t block_cap = (size_t)(2 * BHkv * kmax * d);
+    float *q = attn_alloc((size_t)(BH * nq * d) * sizeof(float) + 1, err, "ring Q shard");
+    float *o = attn_alloc((size_t)(BH * nq * d) * sizeof(float) + 1, err, "ring O shard");
+    float *lse = attn_alloc((size_t)(BH * nq) * sizeof(float) + 1, err, "ring LSE shard");
+    float *kv = attn_alloc(block_cap * sizeof(float) + 1, err, "ring K/V block");
+    int rc = q && o && lse && kv ? ATTN_OK : ATTN_ERUNTIME;
+    /* The rank's own shards: Q, and K then V packed in one block so a ring step is one message. */
+    int64_t kmine = layout_local_count(&lk, me);
+    if (rc == ATTN_OK && io->sharded) {
+        memcpy(q, io->q, (size_t)(BH * nq * d) * sizeof(float));
+        memcpy(kv, io->k, (size_t)(BHkv * kmine * d) * sizeof(float));
+        memcpy(kv + BHkv * kmine * d, io->v, (size_t)(BHkv * kmine * d) * sizeof(float));
+    } else if (rc == ATTN_OK) {
+        rc = dist_scatter(c, &lq, BH, d, io->q, q, err);
+        if (rc == ATTN_OK)
+            rc = dist_scatter(c, &lk, BHkv, d, io->k, kv, err);
+        if (rc == ATTN_OK)
+            rc = dist_scatter(c, &lk, BHkv, d, io->v, kv + BHkv * kmine * d, err);
+    }
+    if (rc == ATTN_OK)
+        rc = comm_ready(c, err); /* the measured region starts together on every rank */
+    double step_compute[ATTN_MAX_RANKS] = {0};
+    dist_rank_stats_t mine = {0};
+    ring_loop_t L = {.p = p, .kind = kind, .R = P, .pos = me, .send_to = (me + 1) % P, .recv_from = (me - 1 + P) % P,
+                     .q = q, .kv = kv, .o = o, .lse = lse};
+    comm_stats_reset(c);
+    if (rc == ATTN_OK)
+        rc = ring_loop(c, x, &L, &mine, step_compute, err);
     if (rc == ATTN_OK)
         rc = dist_report(c, &mine, io->dist, err);
     if (rc == ATTN_OK) /* the merged rows are whole now: −∞ means only −∞ scores (core/problem.h) */
-        problem_finish_rows(ATTN_F32, b.o, b.lse, (size_t)(BH * nq), d);
+        problem_finish_rows(ATTN_F32, o, lse, (size_t)(BH * nq), d);
     if (rc == ATTN_OK && io->sharded) {
-        memcpy(io->o, b.o, (size_t)(BH * nq * d) * sizeof(float));
-        memcpy(io->lse, b.lse, (size_t)(BH * nq) * sizeof(float));
+        memcpy(io->o, o, (size_t)(BH * nq * d) * sizeof(float));
+        memcpy(io->lse, lse, (size_t)(BH * nq) * sizeof(float));
     } else if (rc == ATTN_OK) {
-        rc = dist_gather(c, &lq, BH, d, b.o, io->o, err);
+        rc = dist_gather(c, &lq, BH, d, o, io->o, err);
         if (rc == ATTN_OK)
-            rc = dist_gather(c, &lq, BH, 1, b.lse, io->lse, err);
+            rc = dist_gather(c, &lq, BH, 1, lse, io->lse, err);
     }
-    free_bufs(&b);
+    attn_free(q), attn_free(o), attn_free(lse), attn_free(kv);
     return rc;
 }
 

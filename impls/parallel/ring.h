@@ -1,0 +1,30 @@
+/* ring.h — the ring loop of ring.c, shared by the ring family (one ring of all P ranks) and usp
+ * (a ring across its Ulysses groups, per member): R steps on the ring plan (plan_ring_step),
+ * each computing on the K/V block held while the next one moves, merged by log-sum-exp. */
+#pragma once
+#include "comm/comm.h"
+#include "impls/parallel/dist.h"
+#include "impls/parallel/plan.h"
+
+typedef struct {
+    const attn_problem_t *p; /* what the ring computes: its heads, the global n_q and n_k, the mask */
+    attn_layout_kind_t kind; /* the token layout over the R positions */
+    int R, pos;              /* the ring's size and this rank's position on it */
+    int send_to, recv_from;  /* comm ranks of positions pos + 1 and pos − 1 */
+    /* Non-NULL: the block holds expand->kvn kv heads that do not line up with p's heads
+     * (plan_heads_t.lines_up = 0); each is copied to the query heads reading it before compute,
+     * so the wire carries kvn heads and p->kv_heads = p->heads. group = H / H_kv of the whole. */
+    const plan_heads_t *expand;
+    int64_t group;
+    const float *q;          /* (B·H, q rows of pos, d) */
+    float *kv;               /* pos's own block, K then V, each (B·H_kv, k rows, d); room for the largest block */
+    float *o, *lse;          /* out: (B·H, q rows, d) and (B·H, q rows) */
+} ring_loop_t;
+
+/* Runs the R steps; fills stats (step_compute must hold R entries). The comm stats go on
+ * counting from where the caller left them (it resets them where its measured region starts).
+ * The merged rows are not finished (problem_finish_rows) here: the caller does it. */
+int ring_loop(attn_comm_t *c, const attn_exec_t *x, const ring_loop_t *L, dist_rank_stats_t *stats,
+              double *step_compute, attn_err_t *err);
+/* Bytes ring_loop allocates beyond L's buffers for a query shard of nq rows, K/V blocks of kmax rows. */
+size_t ring_loop_workspace(const attn_problem_t *p, int64_t wire_kv_heads, int64_t nq, int64_t kmax);
