@@ -277,3 +277,30 @@ void dist_stop_followers(void) {
         if (comm_mpi_ctrl_send(q, &cmd, sizeof cmd, &err) != ATTN_OK)
             fprintf(stderr, "attnbench: warning: %s\n", err.msg);
 }
+
+int dist_load_qkv(attn_comm_t *c, const attn_io_t *io, const attn_layout_t *lq, const attn_layout_t *lk, int64_t BH,
+                  int64_t BHkv, int64_t d, float *q, float *k, float *v, attn_err_t *err) {
+    int me = c->rank;
+    int64_t nq = layout_local_count(lq, me), nk = layout_local_count(lk, me);
+    if (io->sharded) {
+        memcpy(q, io->q, (size_t)(BH * nq * d) * sizeof(float));
+        memcpy(k, io->k, (size_t)(BHkv * nk * d) * sizeof(float));
+        memcpy(v, io->v, (size_t)(BHkv * nk * d) * sizeof(float));
+        return ATTN_OK;
+    }
+    ATTN_TRY(dist_scatter(c, lq, BH, d, io->q, q, err));
+    ATTN_TRY(dist_scatter(c, lk, BHkv, d, io->k, k, err));
+    return dist_scatter(c, lk, BHkv, d, io->v, v, err);
+}
+
+int dist_store_ol(attn_comm_t *c, const attn_io_t *io, const attn_layout_t *lq, int64_t BH, int64_t d, const float *o,
+                  const float *lse, attn_err_t *err) {
+    if (io->sharded) {
+        int64_t nq = layout_local_count(lq, c->rank);
+        memcpy(io->o, o, (size_t)(BH * nq * d) * sizeof(float));
+        memcpy(io->lse, lse, (size_t)(BH * nq) * sizeof(float));
+        return ATTN_OK;
+    }
+    ATTN_TRY(dist_gather(c, lq, BH, d, o, io->o, err));
+    return dist_gather(c, lq, BH, 1, lse, io->lse, err);
+}

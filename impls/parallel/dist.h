@@ -48,6 +48,14 @@ int dist_scatter(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t 
 int dist_gather(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t d, const float *shard,
                 float *whole, attn_err_t *err);
 
+/* This rank's Q, K and V shards ((BH, nq, d) and (BHkv, nk, d) local rows under lq and lk):
+ * copied when the caller already holds shards (io->sharded, the sharded model), else scattered
+ * from the whole tensors. dist_store_ol is the way back for O and LSE. */
+int dist_load_qkv(attn_comm_t *c, const attn_io_t *io, const attn_layout_t *lq, const attn_layout_t *lk, int64_t BH,
+                  int64_t BHkv, int64_t d, float *q, float *k, float *v, attn_err_t *err);
+int dist_store_ol(attn_comm_t *c, const attn_io_t *io, const attn_layout_t *lq, int64_t BH, int64_t d, const float *o,
+                  const float *lse, attn_err_t *err);
+
 /* What one rank measured. step_compute holds n_steps per-step compute times (n_steps ≤ 64). */
 typedef struct {
     double compute_s, blocks_computed, blocks_skipped, wall_s;

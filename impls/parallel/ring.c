@@ -183,17 +183,8 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, co
     int rc = q && o && lse && kv ? ATTN_OK : ATTN_ERUNTIME;
     /* The rank's own shards: Q, and K then V packed in one block so a ring step is one message. */
     int64_t kmine = layout_local_count(&lk, me);
-    if (rc == ATTN_OK && io->sharded) {
-        memcpy(q, io->q, (size_t)(BH * nq * d) * sizeof(float));
-        memcpy(kv, io->k, (size_t)(BHkv * kmine * d) * sizeof(float));
-        memcpy(kv + BHkv * kmine * d, io->v, (size_t)(BHkv * kmine * d) * sizeof(float));
-    } else if (rc == ATTN_OK) {
-        rc = dist_scatter(c, &lq, BH, d, io->q, q, err);
-        if (rc == ATTN_OK)
-            rc = dist_scatter(c, &lk, BHkv, d, io->k, kv, err);
-        if (rc == ATTN_OK)
-            rc = dist_scatter(c, &lk, BHkv, d, io->v, kv + BHkv * kmine * d, err);
-    }
+    if (rc == ATTN_OK)
+        rc = dist_load_qkv(c, io, &lq, &lk, BH, BHkv, d, q, kv, kv + BHkv * kmine * d, err);
     if (rc == ATTN_OK)
         rc = comm_ready(c, err); /* the measured region starts together on every rank */
     double step_compute[ATTN_MAX_RANKS] = {0};
@@ -207,14 +198,8 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, co
         rc = dist_report(c, &mine, io->dist, err);
     if (rc == ATTN_OK) /* the merged rows are whole now: −∞ means only −∞ scores (core/problem.h) */
         problem_finish_rows(ATTN_F32, o, lse, (size_t)(BH * nq), d);
-    if (rc == ATTN_OK && io->sharded) {
-        memcpy(io->o, o, (size_t)(BH * nq * d) * sizeof(float));
-        memcpy(io->lse, lse, (size_t)(BH * nq) * sizeof(float));
-    } else if (rc == ATTN_OK) {
-        rc = dist_gather(c, &lq, BH, d, o, io->o, err);
-        if (rc == ATTN_OK)
-            rc = dist_gather(c, &lq, BH, 1, lse, io->lse, err);
-    }
+    if (rc == ATTN_OK)
+        rc = dist_store_ol(c, io, &lq, BH, d, o, lse, err);
     attn_free(q), attn_free(o), attn_free(lse), attn_free(kv);
     return rc;
 }

@@ -135,18 +135,7 @@ static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, con
         free(pl);
         return ATTN_ERUNTIME;
     }
-    int rc = ATTN_OK;
-    if (io->sharded) {
-        memcpy(b.q, io->q, (size_t)(B * H * nq * d) * sizeof(float));
-        memcpy(b.k, io->k, (size_t)(B * Hkv * nk * d) * sizeof(float));
-        memcpy(b.v, io->v, (size_t)(B * Hkv * nk * d) * sizeof(float));
-    } else {
-        rc = dist_scatter(c, &lq, B * H, d, io->q, b.q, err);
-        if (rc == ATTN_OK)
-            rc = dist_scatter(c, &lk, B * Hkv, d, io->k, b.k, err);
-        if (rc == ATTN_OK)
-            rc = dist_scatter(c, &lk, B * Hkv, d, io->v, b.v, err);
-    }
+    int rc = dist_load_qkv(c, io, &lq, &lk, B * H, B * Hkv, d, b.q, b.k, b.v, err);
     if (rc == ATTN_OK)
         rc = comm_ready(c, err); /* the measured region starts together on every rank */
     comm_stats_reset(c);
@@ -216,14 +205,8 @@ static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, con
                               .step_compute = &compute, .n_steps = 1};
     if (rc == ATTN_OK)
         rc = dist_report(c, &mine, io->dist, err);
-    if (rc == ATTN_OK && io->sharded) {
-        memcpy(io->o, b.o, (size_t)(B * H * nq * d) * sizeof(float));
-        memcpy(io->lse, b.lse, (size_t)(B * H * nq) * sizeof(float));
-    } else if (rc == ATTN_OK) {
-        rc = dist_gather(c, &lq, B * H, d, b.o, io->o, err);
-        if (rc == ATTN_OK)
-            rc = dist_gather(c, &lq, B * H, 1, b.lse, io->lse, err);
-    }
+    if (rc == ATTN_OK)
+        rc = dist_store_ol(c, io, &lq, B * H, d, b.o, b.lse, err);
     free_bufs(&b);
     free(pl);
     return rc;
