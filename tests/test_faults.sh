@@ -57,8 +57,8 @@ if [ -z "$mpiexec" ]; then
     --inject-fault exit:1:0 --out-dir "$scratch/d"
   expect_fault "local ulysses, rank 3 stalls" 10 "$bin" "${common[@]}" --backends ulysses --ranks 4 \
     --inject-fault stall:3:0 --out-dir "$scratch/e"
-  expect_slow "local ring, rank 2 slow by 0.5 s (timeout 2 s)" "$bin" "${common[@]}" --backends ring --ranks 4 \
-    --inject-fault slow:2:1:0.5 --out-dir "$scratch/f"
+  expect_slow "local ring, rank 2 slow by 0.5 s (timeout 10 s)" "$bin" "${common[@]}" --comm-timeout 10 \
+    --backends ring --ranks 4 --inject-fault slow:2:1:0.5 --out-dir "$scratch/f"
   expect_fault "local ring, rank 2 slow by 4 s (timeout 2 s)" 10 "$bin" "${common[@]}" --backends ring --ranks 4 \
     --inject-fault slow:2:1:4 --out-dir "$scratch/g"
 else
@@ -71,8 +71,8 @@ else
     --backends zigzag --inject-fault stall:0:1 --out-dir "$scratch/m3"
   expect_fault "mpi ulysses, rank 1 stalls" 30 "${mpi[@]}" 2 "$bin" "${common[@]}" --transport mpi \
     --backends ulysses --inject-fault stall:1:0 --out-dir "$scratch/m4"
-  expect_slow "mpi ring, rank 1 slow by 0.5 s (timeout 2 s)" "${mpi[@]}" 3 "$bin" "${common[@]}" --transport mpi \
-    --backends ring --inject-fault slow:1:1:0.5 --out-dir "$scratch/m5"
+  expect_slow "mpi ring, rank 1 slow by 0.5 s (timeout 10 s)" "${mpi[@]}" 3 "$bin" "${common[@]}" --comm-timeout 10 \
+    --transport mpi --backends ring --inject-fault slow:1:1:0.5 --out-dir "$scratch/m5"
   expect_fault "mpi zigzag, rank 1 slow by 5 s (timeout 2 s)" 30 "${mpi[@]}" 2 "$bin" "${common[@]}" --transport mpi \
     --backends zigzag --inject-fault slow:1:1:5 --out-dir "$scratch/m6"
   for d in m1 m2 m3 m4 m6; do

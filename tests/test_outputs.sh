@@ -68,7 +68,8 @@ for lse in "$d/nodir/l.npy" "$d" "$d/full"; do
 done
 no_temps "all or none"
 
-# A results directory that cannot be created fails before any compute: one line, well under 1 s.
+# A results directory that cannot be created fails before any compute: one line (no "[1/N]"
+# progress line came first) and quickly; the time bound is loose because ctest -j shares the cores.
 printf '{"runs": [{"seq-len": 1024}, {"seq-len": 2048}], "backends": "naive", "heads": 2, "kv-heads": 1, "head-dim": 16}' \
   > "$d/suite.json"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -78,9 +79,9 @@ for cmd in "run --seq-len 4096 --heads 2 --kv-heads 1 --head-dim 16 --backends n
   # shellcheck disable=SC2086
   timeout 60 "$bin" $cmd --out-dir /proc/nope >/dev/null 2>"$d/err"; rc=$?
   ms=$(( (${EPOCHREALTIME/./} - ${t0/./}) / 1000 ))
-  if [ $rc -eq 1 ] && [ "$(wc -l < "$d/err")" -eq 1 ] && grep -q "/proc/nope" "$d/err" && [ $ms -lt 500 ]; then
+  if [ $rc -eq 1 ] && [ "$(wc -l < "$d/err")" -eq 1 ] && grep -q "/proc/nope" "$d/err" && [ $ms -lt 3000 ]; then
     ok "${cmd%% *} --out-dir /proc/nope fails first (${ms} ms)"
-  else bad "${cmd%% *} --out-dir /proc/nope fails first" "exit $rc after ${ms} ms, expected 1, one line, < 500 ms:" "$(tail -3 "$d/err")"; fi
+  else bad "${cmd%% *} --out-dir /proc/nope fails first" "exit $rc after ${ms} ms, expected 1, one line, < 3 s:" "$(tail -3 "$d/err")"; fi
 done
 
 # report writes through to a FIFO too (the same page it writes to a file).
