@@ -302,7 +302,7 @@ static void run_case(attn_layout_kind_t kind, int P, int U, int64_t B, int64_t H
 }
 
 int main(void) {
-    static const int64_t heads[][2] = {{4, 4}, {4, 1}, {4, 2}, {8, 2}, {8, 8}, {6, 3}, {2, 2}};
+    static const int64_t heads[][2] = {{4, 4}, {4, 1}, {4, 2}, {8, 2}, {8, 8}, {6, 3}, {6, 2}, {2, 2}};
     check_quiet = 1;
     for (int kind = 0; kind < 3; kind++)
         for (int P = 1; P <= 8; P++)
