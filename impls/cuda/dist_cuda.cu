@@ -229,11 +229,6 @@ int dist_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, cons
         snprintf(reason, len, "%s", why);
         return 0;
     }
-    if (scheme_of(self) == USP && x->local_backend[0] && strcmp(x->local_backend, "blockwise_cuda")) {
-        snprintf(reason, len, "%s computes each ring step with the tensor-core kernel (--local-backend applies to "
-                              "ulysses)", self->name);
-        return 0;
-    }
     if (scheme_of(self) == ULYSSES && !plan_ulysses_kernel_heads(p->heads, p->kv_heads, P)) {
         snprintf(reason, len, "%s needs the %lld heads (over %lld kv heads) to split evenly over %d ranks",
                  self->name, (long long)p->heads, (long long)p->kv_heads, P);
