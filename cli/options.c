@@ -342,7 +342,7 @@ static const opt_row_t rows[] = {
     {"local-backend", .cmds = RUN | NDL, .kind = OPT_SET, FIELD(s.local_backend), .set = set_local_backend,
      .shown = "blockwise", .meta = "B", .help = "ulysses: backend run on each head shard"},
     {"ulysses-degree", .cmds = RUN | NDL, .kind = OPT_INT, FIELD(s.ulysses_degree), .lo = 1, .hi = ATTN_MAX_RANKS,
-     .shown = "gcd(P, H_kv)", .meta = "U", .help = "usp: Ulysses degree U (heads over U ranks), ring degree R = P / U"},
+     .shown = "gcd(P, H_kv)", .meta = "U", .help = "usp, usp_cuda: Ulysses degree U (heads over U ranks), ring degree R = P / U"},
     {"comm-timeout", .cmds = RUN | NDL | COMM, .kind = OPT_REAL, FIELD(s.comm_timeout), .rhi = 1e6,
      .what = "a positive number of seconds", .def = "300", .meta = "S",
      .help = "seconds without progress before a rank fails"},

@@ -22,6 +22,7 @@ extern const attn_backend_t backend_cuda_ring;
 extern const attn_backend_t backend_cuda_striped;
 extern const attn_backend_t backend_cuda_zigzag;
 extern const attn_backend_t backend_cuda_ulysses;
+extern const attn_backend_t backend_cuda_usp;
 #endif
 
 static const attn_backend_t *const backends[] = {
@@ -42,6 +43,7 @@ static const attn_backend_t *const backends[] = {
     &backend_cuda_striped,
     &backend_cuda_zigzag,
     &backend_cuda_ulysses,
+    &backend_cuda_usp,
 #endif
 };
 

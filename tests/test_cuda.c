@@ -89,6 +89,44 @@ static int dist_matrix(int64_t max_n, int *passed, int *failed) {
     return 0;
 }
 
+/* usp_cuda on the U × R meshes of the CPU usp acceptance (1×4, 2×2, 4×1 at P = 4; 2×4 at P = 8;
+ * 1×2 and 2×1 at P = 2), each ring layout, masks, n_q < n_k, uneven n, H_kv ∈ {4, 2, 1} with
+ * H = 4, and H = 4, H_kv = 2 at P = 8, where ulysses_cuda declines (it must, and usp_cuda must
+ * pass): the same bf16 rule against the float64 reference, blockwise_cuda beside it. */
+static int usp_matrix(int64_t max_n, int *passed, int *failed) {
+    static const struct {
+        int P, U;
+        const char *layout;
+    } mesh[] = {{2, 1, "zigzag"}, {2, 2, "contiguous"}, {4, 1, "contiguous"}, {4, 2, "striped"},
+                {4, 2, "zigzag"}, {4, 4, "zigzag"},      {8, 2, "zigzag"},     {8, 2, "striped"}};
+    static const int64_t dn[] = {1000, 2049};
+    for (size_t in = 0; in < 2; in++) {
+        if (dn[in] > max_n)
+            continue;
+        for (size_t im = 0; im < sizeof mesh / sizeof mesh[0]; im++)
+            for (int kvh = H; kvh >= 1; kvh /= 2) {
+                char args[1024];
+                /* At P = 8, H_kv = 2: ulysses_cuda beside it, which must decline. */
+                int beside = mesh[im].P == 8 && kvh == 2;
+                snprintf(args, sizeof args,
+                         "backends=blockwise_cuda,usp_cuda%s dtype=bf16 mask=none,causal,window seq-len=%lld "
+                         "q-len=%lld,%lld heads=%d kv-heads=%d head-dim=%lld window=%lld ranks=%d ulysses-degree=%d "
+                         "layout=%s transport=cuda_local seed=%zu",
+                         beside ? ",ulysses_cuda" : "", (long long)dn[in], (long long)dn[in], (long long)(dn[in] / 3),
+                         H, kvh, (long long)ds[(im + in) % 2], (long long)(dn[in] * 3 / 10), mesh[im].P, mesh[im].U,
+                         mesh[im].layout, 300 + in * 10 + im);
+                if (run_case(args, passed, failed))
+                    return 1;
+            }
+    }
+    /* The default degree gcd(P, H_kv): 2 × 4 here. */
+    char args[1024];
+    snprintf(args, sizeof args,
+             "backends=usp_cuda dtype=bf16 mask=causal seq-len=1000 heads=8 kv-heads=2 head-dim=64 ranks=8 "
+             "transport=cuda_local seed=399");
+    return run_case(args, passed, failed);
+}
+
 /* The GPU transports on their own (impls/cuda/gcomm_selftest.cu). nccl needs libnccl at run
  * time: when it cannot be loaded that case is reported as skipped, not passed. */
 static int transports_check(const char *dir, int *passed, int *failed) {
@@ -162,9 +200,9 @@ static int memory_check(int *passed, int *failed) {
  * records skipped cases rather than failing or crashing. */
 static int no_device_check(void) {
     const char *names[] = {"naive_cuda", "blockwise_cuda", "sliding_window_cuda", "ring_cuda", "striped_cuda",
-                           "zigzag_cuda", "ulysses_cuda"};
+                           "zigzag_cuda", "ulysses_cuda", "usp_cuda"};
     int failed = 0;
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 8; i++) {
         const attn_backend_t *be = registry_find(names[i]);
         attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 64, .n_q = 16, .n_k = 16,
                             .mask = ATTN_MASK_WINDOW, .window = 4, .dtype = ATTN_BF16};
@@ -185,7 +223,8 @@ static int no_device_check(void) {
  * usage: test_cuda [--mask M] [--max-n N] [--skip-memory]   run the matrix, then the memory check (GPU)
  *        test_cuda --memory-only                             the memory check alone (GPU)
  *        test_cuda --dist [--max-n N]                        ring/striped/zigzag/ulysses_cuda on cuda_local
- *                                                            (P ∈ 1,2,3,4,8) beside blockwise_cuda, bf16 rule (GPU)
+ *                                                            (P ∈ 1,2,3,4,8) beside blockwise_cuda, bf16 rule, then
+ *                                                            usp_cuda's U × R meshes (usp_matrix) (GPU)
  *        test_cuda --transports DIR                          cuda_local (P = 1..8) and nccl (P = 1, file
  *                                                            bootstrap in DIR) move bytes exactly (GPU)
  *        test_cuda --probe                                   exit 0 with a device, 77 without
@@ -233,7 +272,7 @@ int main(int argc, char **argv) {
     if (dist || transports_dir) {
         if (transports_dir)
             transports_check(transports_dir, &passed, &failed);
-        if (dist && dist_matrix(max_n, &passed, &failed))
+        if (dist && (dist_matrix(max_n, &passed, &failed) || usp_matrix(max_n, &passed, &failed)))
             return 1;
         printf("%d passed, %d failed\n", passed, failed);
         return failed ? 1 : (passed ? 0 : 1);

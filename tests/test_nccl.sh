@@ -1,10 +1,11 @@
 #!/bin/sh
-# test_nccl.sh — the nccl transport end to end under mpirun: ring_cuda, striped_cuda and
-# zigzag_cuda through the exactness task (bf16 rule against the float64 reference), one process
-# and one GPU per rank. NCCL will not put two ranks on one device, so with one GPU this runs
+# test_nccl.sh — the nccl transport end to end under mpirun: ring_cuda, striped_cuda,
+# zigzag_cuda, ulysses_cuda and usp_cuda through the exactness task (bf16 rule against the
+# float64 reference), one process and one GPU per rank. NCCL will not put two ranks on one device, so with one GPU this runs
 # P = 1 (the bootstrap, the communicator, result gathering; a ring of one sends nothing, so the
 # only NCCL data path then is ulysses_cuda's all-to-all to itself) and says so; with G GPUs it
-# runs P = min(G, 4). ulysses_cuda runs with H = 12 and H_kv 1 and 12 (heads split over P = 1..4).
+# runs P = min(G, 4). ulysses_cuda runs with H = 12 and H_kv 1 and 12 (heads split over P = 1..4);
+# usp_cuda with H = 4, H_kv = 2 at its default degree.
 # Exits 77 (CTest skip) without a device, without mpirun, or when libnccl cannot be found.
 # usage: test_nccl.sh ATTNBENCH TEST_CUDA SCRATCH_DIR MPIEXEC
 set -u
@@ -59,4 +60,6 @@ run_case "ring family" --backends ring_cuda,striped_cuda,zigzag_cuda --heads 4 -
 # H = 12 splits over P = 1..4 both with one kv head (MQA) and with H_kv = H.
 run_case "ulysses (MQA)" --backends ulysses_cuda --heads 12 --kv-heads 1
 run_case "ulysses (MHA)" --backends ulysses_cuda --heads 12 --kv-heads 12
+# usp_cuda at the default degree gcd(P, H_kv): with H_kv = 2, U = 2 and a ring of P / 2 at P = 4.
+run_case "usp" --backends usp_cuda --heads 4 --kv-heads 2
 echo "nccl: P = $P passed"

@@ -1,5 +1,5 @@
 /* dist_cuda.cu — the GPU distributed backends' table entries (ring_cuda, striped_cuda,
- * zigzag_cuda, ulysses_cuda) and their two drivers: all P virtual ranks from this thread under
+ * zigzag_cuda, ulysses_cuda, usp_cuda) and their two drivers: all P virtual ranks from this thread under
  * cuda_local, dist_forward (impls/parallel/dist.c) under nccl. Design: docs/ring.md. */
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +7,7 @@
 #include "impls/cuda/cuda_util.cuh"
 #include "impls/cuda/ring_cuda.h"
 #include "impls/cuda/ulysses_cuda.h"
+#include "impls/cuda/usp_cuda.h"
 
 extern "C" {
 #include "impls/parallel/dist.h"
@@ -15,22 +16,42 @@ extern "C" {
 
 namespace {
 
+enum { RING = 0, ULYSSES, USP };
+
 struct dist_cuda_ctx {
-    attn_layout_kind_t kind;
-    int ulysses; /* 0: the ring loop under `kind`; 1: the all-to-all re-shard (contiguous) */
+    attn_layout_kind_t kind; /* usp: the default; --layout chooses */
+    int scheme; /* RING: the ring loop under `kind`; ULYSSES: the all-to-all re-shard (contiguous);
+                 * USP: both over the U × R mesh (--ulysses-degree) */
 };
 
 const dist_cuda_ctx *ctx_of(const attn_backend_t *self) { return (const dist_cuda_ctx *)self->ctx; }
-attn_layout_kind_t kind_of(const attn_backend_t *self) { return ctx_of(self)->kind; }
-
-size_t rank_bytes(const attn_backend_t *self, const attn_problem_t *p, int P, int r) {
-    return ctx_of(self)->ulysses ? ulysses_cuda_rank_bytes(p, P, r) : ring_cuda_rank_bytes(p, P, (int)kind_of(self), r);
+int scheme_of(const attn_backend_t *self) { return ctx_of(self)->scheme; }
+/* The layout of the call: fixed but for usp_cuda, whose ring takes any (--layout). */
+attn_layout_kind_t kind_of(const attn_backend_t *self, const attn_exec_t *x) {
+    return scheme_of(self) == USP && x->layout >= 0 ? (attn_layout_kind_t)x->layout : ctx_of(self)->kind;
 }
 
-int run_ranks(const attn_backend_t *self, gcomm *g, const attn_problem_t *p, const ring_cuda_host_t *h,
-              ring_cuda_stats_t *st, attn_err_t *err) {
-    return ctx_of(self)->ulysses ? ulysses_cuda_ranks(g, p, h, st, err)
-                                 : ring_cuda_ranks(g, p, (int)kind_of(self), h, st, err);
+size_t rank_bytes(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, int P, int r) {
+    switch (scheme_of(self)) {
+    case ULYSSES:
+        return ulysses_cuda_rank_bytes(p, P, r);
+    case USP:
+        return usp_cuda_rank_bytes(p, (int)kind_of(self, x), x->ulysses_degree, P, r);
+    default:
+        return ring_cuda_rank_bytes(p, P, (int)kind_of(self, x), r);
+    }
+}
+
+int run_ranks(const attn_backend_t *self, const attn_exec_t *x, gcomm *g, const attn_problem_t *p,
+              const ring_cuda_host_t *h, ring_cuda_stats_t *st, attn_err_t *err) {
+    switch (scheme_of(self)) {
+    case ULYSSES:
+        return ulysses_cuda_ranks(g, p, h, st, err);
+    case USP:
+        return usp_cuda_ranks(g, p, (int)kind_of(self, x), x->ulysses_degree, h, st, err);
+    default:
+        return ring_cuda_ranks(g, p, (int)kind_of(self, x), h, st, err);
+    }
 }
 
 /* Host float32 shards of every rank this process drives, freed on every return path. */
@@ -87,8 +108,8 @@ int local_forward(const attn_backend_t *self, const attn_problem_t *p, const att
     ATTN_TRY(cuda_begin(x, err));
     int P = exec_ranks(x);
     attn_layout_t lq, lk;
-    ATTN_TRY(layout_init(&lq, kind_of(self), p->n_q, P, err));
-    ATTN_TRY(layout_init(&lk, kind_of(self), p->n_k, P, err));
+    ATTN_TRY(layout_init(&lq, kind_of(self, x), p->n_q, P, err));
+    ATTN_TRY(layout_init(&lk, kind_of(self, x), p->n_k, P, err));
     int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
     host_shards hs;
     for (int r = 0; r < P; r++) {
@@ -101,7 +122,7 @@ int local_forward(const attn_backend_t *self, const attn_problem_t *p, const att
     ring_cuda_stats_t st[ATTN_MAX_RANKS] = {};
     int rc = gcomm_local_open(&g, P, x->device, x->comm_timeout, err);
     if (rc == ATTN_OK)
-        rc = run_ranks(self, &g, p, &hs.h, st, err);
+        rc = run_ranks(self, x, &g, p, &hs.h, st, err);
     gcomm_close(&g);
     ATTN_TRY(rc);
     for (int r = 0; r < P; r++) {
@@ -161,8 +182,8 @@ int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_ex
     }
     nccl_world.timeout_s = x->comm_timeout > 0 ? x->comm_timeout : 300.0;
     attn_layout_t lq, lk;
-    ATTN_TRY(layout_init(&lq, kind_of(self), p->n_q, P, err));
-    ATTN_TRY(layout_init(&lk, kind_of(self), p->n_k, P, err));
+    ATTN_TRY(layout_init(&lq, kind_of(self, x), p->n_q, P, err));
+    ATTN_TRY(layout_init(&lk, kind_of(self, x), p->n_k, P, err));
     int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
     host_shards hs;
     ATTN_TRY(hs.alloc(p, &lq, &lk, 0, me, err));
@@ -171,7 +192,7 @@ int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_ex
     ATTN_TRY(dist_scatter(c, &lk, BHkv, d, (const float *)io->v, (float *)hs.h.v[0], err));
     nccl_world.world = c; /* the barrier before the timed region, once the uploads are done */
     ring_cuda_stats_t st = {};
-    int rc = run_ranks(self, &nccl_world, p, &hs.h, &st, err);
+    int rc = run_ranks(self, x, &nccl_world, p, &hs.h, &st, err);
     if (rc != ATTN_OK) {
         gcomm_abort(&nccl_world); /* peers may be blocked on this rank: no graceful finalize */
         gcomm_close(&nccl_world);
@@ -198,19 +219,23 @@ int dist_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, cons
                  self->name);
         return 0;
     }
-    if (x->layout >= 0 && x->layout != (int)kind_of(self)) {
-        snprintf(reason, len, "%s always uses the %s layout", self->name, layout_name(kind_of(self)));
+    if (scheme_of(self) != USP && x->layout >= 0 && x->layout != (int)kind_of(self, x)) {
+        snprintf(reason, len, "%s always uses the %s layout", self->name, layout_name(kind_of(self, x)));
         return 0;
     }
     int P = exec_ranks(x);
-    if (ctx_of(self)->ulysses && !plan_ulysses_kernel_heads(p->heads, p->kv_heads, P)) {
+    char why[256];
+    if (scheme_of(self) == USP && !usp_cuda_takes(p, (int)kind_of(self, x), x->ulysses_degree, P, why, sizeof why)) {
+        snprintf(reason, len, "%s", why);
+        return 0;
+    }
+    if (scheme_of(self) == ULYSSES && !plan_ulysses_kernel_heads(p->heads, p->kv_heads, P)) {
         snprintf(reason, len, "%s needs the %lld heads (over %lld kv heads) to split evenly over %d ranks",
                  self->name, (long long)p->heads, (long long)p->kv_heads, P);
         return 0;
     }
     if (!dist_supports_common(self, p, x, reason, len))
         return 0;
-    char why[256];
     if (!cuda_flash_supports(p, why, sizeof why)) {
         snprintf(reason, len, "%s %s", self->name, why);
         return 0;
@@ -218,7 +243,7 @@ int dist_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, cons
     /* cuda_local: every rank's buffers on the one device; nccl: this process's rank. */
     size_t bytes = 0;
     for (int r = 0; r < (x->transport == ATTN_TRANSPORT_NCCL ? 1 : P); r++)
-        bytes += rank_bytes(self, p, P, r);
+        bytes += rank_bytes(self, p, x, P, r);
     return cuda_supports_device(self, x, bytes, reason, len);
 }
 
@@ -229,22 +254,29 @@ int dist_cuda_forward(const attn_backend_t *self, const attn_problem_t *p, const
 }
 
 void dist_cuda_expect(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_dist_expect_t *out) {
-    if (ctx_of(self)->ulysses)
+    plan_usp_mesh_t m;
+    attn_err_t err = {};
+    if (scheme_of(self) == ULYSSES)
         ulysses_cuda_expect(p, exec_ranks(x), out);
+    else if (scheme_of(self) != USP)
+        dist_ring_expect(kind_of(self, x), p, exec_ranks(x), 2.0, out);
+    else if (plan_usp_mesh(kind_of(self, x), p->heads, p->kv_heads, exec_ranks(x), x->ulysses_degree, &m, &err) == ATTN_OK)
+        usp_cuda_expect(&m, p, out);
     else
-        dist_ring_expect(kind_of(self), p, exec_ranks(x), 2.0, out);
+        memset(out, 0, sizeof *out);
 }
 
 size_t dist_cuda_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     size_t bytes = 0;
     int P = exec_ranks(x);
     for (int r = 0; r < P; r++)
-        bytes += rank_bytes(self, p, P, r);
+        bytes += rank_bytes(self, p, x, P, r);
     return bytes;
 }
 
-const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, 0}, striped_ctx = {LAYOUT_STRIPED, 0},
-                    zigzag_ctx = {LAYOUT_ZIGZAG, 0}, ulysses_ctx = {LAYOUT_CONTIGUOUS, 1};
+const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, RING}, striped_ctx = {LAYOUT_STRIPED, RING},
+                    zigzag_ctx = {LAYOUT_ZIGZAG, RING}, ulysses_ctx = {LAYOUT_CONTIGUOUS, ULYSSES},
+                    usp_ctx = {LAYOUT_ZIGZAG, USP};
 
 } // namespace
 
@@ -260,3 +292,6 @@ DIST_CUDA_BACKEND(backend_cuda_zigzag, "zigzag_cuda", "zigzag", zigzag_ctx,
                   "ring_cuda with chunks p and 2P−1−p on rank p (balanced, contiguous); bf16")
 DIST_CUDA_BACKEND(backend_cuda_ulysses, "ulysses_cuda", "contiguous", ulysses_ctx,
                   "all-to-all from token shards to head shards, tensor-core kernel on all tokens, all-to-all back; bf16")
+DIST_CUDA_BACKEND(backend_cuda_usp, "usp_cuda", "zigzag", usp_ctx,
+                  "Ulysses × ring on GPUs (U × R = P): all-to-all within groups of U, ring_cuda's loop across the R "
+                  "groups; bf16")

@@ -15,6 +15,7 @@
 extern "C" {
 #include "comm/layout.h"
 #include "impls/parallel/plan.h"
+#include "impls/parallel/usp_map.h"
 }
 
 namespace {
@@ -89,6 +90,13 @@ struct rank_events {
 
 } // namespace
 
+int ring_cuda_fill(float *o, float *lse, int64_t o_n, int64_t lse_n, cudaStream_t s, attn_err_t *err) {
+    fill_kernel<<<256, 256, 0, s>>>(o, o_n, 0.f);
+    fill_kernel<<<256, 256, 0, s>>>(lse, lse_n, -INFINITY);
+    CUDA_TRY_LAUNCH();
+    return ATTN_OK;
+}
+
 extern "C" size_t ring_cuda_rank_bytes(const attn_problem_t *p, int ranks, int kind, int rank) {
     attn_layout_t lq, lk;
     attn_err_t err = {};
@@ -102,6 +110,96 @@ extern "C" size_t ring_cuda_rank_bytes(const attn_problem_t *p, int ranks, int k
            2 * (bh * nq * d + bh * nq) * sizeof(float) + 80; /* the 16-byte pads of the seven buffers */
 }
 
+int ring_cuda_loop(gcomm *g, const attn_problem_t *p, attn_layout_kind_t kind, int R, const ring_cuda_member_t m[],
+                   const cudaEvent_t done[], ring_cuda_stats_t *st, attn_err_t *err) {
+    int L = g->count;
+    int64_t d = p->head_dim;
+    attn_problem_t mp[ATTN_MAX_RANKS]; /* each member's heads (usp: its kv heads may differ by member) */
+    rank_events ev[ATTN_MAX_RANKS];
+    for (int i = 0; i < L; i++) {
+        ATTN_TRY(ev[i].create(R, err));
+        mp[i] = *p;
+        if (m[i].heads)
+            mp[i].heads = m[i].heads, mp[i].kv_heads = m[i].kv_heads;
+    }
+    for (int s = 0; s < R; s++) {
+        int cur = usp_ring_buffer(s); /* the block computed at step s; step s + 1's arrives in the other */
+        /* The transfer of step s: block cur goes on while it is computed on. */
+        if (s < R - 1) {
+            comm_shift_part_t part[ATTN_MAX_RANKS];
+            for (int i = 0; i < L; i++) {
+                plan_ring_step_t ps;
+                ATTN_TRY(plan_ring_step(kind, p->n_q, p->n_k, p->mask, p->window, R, m[i].pos, s, &ps, err));
+                int64_t BHkv = mp[i].batch * mp[i].kv_heads;
+                size_t sb = (size_t)(2 * BHkv * ps.rows_sent * d) * sizeof(bf16);
+                size_t rb = (size_t)(2 * BHkv * ps.rows_recv * d) * sizeof(bf16);
+                st[i].bytes_sent += (double)sb, st[i].bytes_recv += (double)rb;
+                /* the receive waits for step s − 1's compute, which read the buffer received into */
+                part[i] = {m[i].kv[cur], sb, m[i].kv[1 - cur], rb, s > 0 ? (void *)ev[i].comp1[s - 1] : nullptr,
+                           (void *)ev[i].comm0[s], m[i].peers, m[i].send_to, m[i].recv_from};
+            }
+            ATTN_TRY(comm_shift(g, part, 0, nullptr, err));
+            for (int i = 0; i < L; i++)
+                CUDA_TRY(cudaEventRecord(ev[i].comm1[s], g->comm[i]));
+        }
+        for (int i = 0; i < L; i++) {
+            cudaStream_t cs = g->compute[i];
+            int64_t BH = mp[i].batch * mp[i].heads, BHkv = mp[i].batch * mp[i].kv_heads;
+            if (s > 0)
+                CUDA_TRY(cudaStreamWaitEvent(cs, ev[i].comm1[s - 1], 0));
+            CUDA_TRY(cudaEventRecord(ev[i].comp0[s], cs));
+            plan_ring_step_t ps;
+            ATTN_TRY(plan_ring_step(kind, p->n_q, p->n_k, p->mask, p->window, R, m[i].pos, s, &ps, err));
+            int64_t nq = ps.q_rows, kcnt = ps.k_rows;
+            const bf16 *kblock = (const bf16 *)m[i].kv[cur], *vblock = kblock + BHkv * kcnt * d;
+            for (int pi = 0; pi < ps.n_pairs; pi++) {
+                const plan_pair_t *pr = &ps.pair[pi];
+                const layout_piece_t *qp = &pr->q, *kp = &pr->k;
+                if (pr->skip) {
+                    st[i].blocks_skipped++;
+                    continue;
+                }
+                st[i].blocks_computed++;
+                cuda_flash_call call = {(const bf16 *)m[i].q + qp->local_start * d,
+                                        kblock + kp->local_start * d,
+                                        vblock + kp->local_start * d,
+                                        m[i].o_part + qp->local_start * d,
+                                        m[i].lse_part + qp->local_start,
+                                        qp->count, kp->count, nq, kcnt, pr->q_off, pr->win, (int)p->mask};
+                ATTN_TRY(cuda_flash_launch(&mp[i], &call, cs, err));
+                int64_t warps = qp->count * BH;
+                merge_kernel<<<(unsigned)((warps * 32 + 255) / 256), 256, 0, cs>>>(
+                    m[i].o, m[i].lse, m[i].o_part, m[i].lse_part, nq, qp->local_start, qp->count, BH, (int)d);
+                CUDA_TRY_LAUNCH();
+            }
+            CUDA_TRY(cudaEventRecord(ev[i].comp1[s], cs));
+        }
+    }
+    for (int i = 0; i < L; i++)
+        CUDA_TRY(cudaEventRecord(done[i], g->compute[i]));
+    /* Waited step by step, so --comm-timeout bounds the time without progress (one step), not
+     * the whole ring. */
+    for (int s = 0; s < R; s++)
+        for (int i = 0; i < L; i++)
+            ATTN_TRY(gcomm_sync(g, ev[i].comp1[s], "ring_cuda step", err));
+    for (int i = 0; i < L; i++)
+        ATTN_TRY(gcomm_sync(g, done[i], "ring_cuda steps", err));
+    /* Figures from the events: compute per step; a transfer is exposed for as long as the next
+     * step's compute had to wait for it after the current compute ended. */
+    for (int i = 0; i < L; i++) {
+        st[i].n_steps = R;
+        for (int s = 0; s < R; s++) {
+            st[i].step_compute_s[s] = seconds_between(ev[i].comp0[s], ev[i].comp1[s]);
+            st[i].compute_s += st[i].step_compute_s[s];
+            if (s < R - 1) {
+                st[i].comm_s += seconds_between(ev[i].comm0[s], ev[i].comm1[s]);
+                st[i].exposed_s += std::max(0.0, seconds_between(ev[i].comp1[s], ev[i].comm1[s]));
+            }
+        }
+    }
+    return ATTN_OK;
+}
+
 int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cuda_host_t *h, ring_cuda_stats_t *st,
                     attn_err_t *err) {
     attn_layout_kind_t kind = (attn_layout_kind_t)kind_i;
@@ -113,7 +211,7 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
     int64_t kmax = layout_max_local_count(&lk);
     size_t block_elems = (size_t)(2 * BHkv * kmax * d);
     rank_bufs b[ATTN_MAX_RANKS];
-    rank_events ev[ATTN_MAX_RANKS];
+    rank_events ev[ATTN_MAX_RANKS]; /* start and end only */
 
     /* Buffers, then the rank's shards uploaded and converted (outside the timed region). */
     {
@@ -143,99 +241,24 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
                 ATTN_TRY(cuda_upload(b[i].kv[0].ptr, 1, h->k[i], kn, stage.as<float>(), s, err));
                 ATTN_TRY(cuda_upload(b[i].kv[0].as<bf16>() + kn, 1, h->v[i], kn, stage.as<float>(), s, err));
             }
-            fill_kernel<<<256, 256, 0, s>>>(b[i].o.as<float>(), (int64_t)qn, 0.f);
-            fill_kernel<<<256, 256, 0, s>>>(b[i].lse.as<float>(), BH * (int64_t)nq, -INFINITY);
-            CUDA_TRY_LAUNCH();
+            ATTN_TRY(ring_cuda_fill(b[i].o.as<float>(), b[i].lse.as<float>(), (int64_t)qn, BH * (int64_t)nq, s, err));
             CUDA_TRY(cudaStreamSynchronize(s)); /* the staging buffer is reused by the next rank */
-            ATTN_TRY(ev[i].create(P, err));
+            ATTN_TRY(ev[i].create(0, err));
         }
     }
     ATTN_TRY(gcomm_inputs_ready(g, err));
     /* The comm stream starts where the uploads ended. */
+    ring_cuda_member_t m[ATTN_MAX_RANKS];
+    cudaEvent_t done[ATTN_MAX_RANKS];
     for (int i = 0; i < L; i++) {
         CUDA_TRY(cudaEventRecord(ev[i].start, g->compute[i]));
         CUDA_TRY(cudaStreamWaitEvent(g->comm[i], ev[i].start, 0));
+        m[i] = {g->first + i, 0, 0, 0, 0, 0, b[i].q.ptr, {b[i].kv[0].ptr, b[i].kv[1].ptr}, b[i].o.as<float>(),
+                b[i].lse.as<float>(), b[i].o_part.as<float>(), b[i].lse_part.as<float>()};
+        done[i] = ev[i].end;
     }
-
-    int cur = 0;
-    for (int s = 0; s < P; s++) {
-        /* The transfer of step s: block cur goes on while it is computed on. */
-        if (s < P - 1) {
-            void *send[ATTN_MAX_RANKS], *recv[ATTN_MAX_RANKS];
-            size_t sb[ATTN_MAX_RANKS], rb[ATTN_MAX_RANKS];
-            cudaEvent_t recv_free[ATTN_MAX_RANKS] = {}; /* step s − 1's compute read the buffer received into */
-            cudaEvent_t started[ATTN_MAX_RANKS] = {};   /* recorded by gcomm_shift after its waits */
-            for (int i = 0; i < L; i++) {
-                plan_ring_step_t ps;
-                ATTN_TRY(plan_ring_step(kind, p->n_q, p->n_k, p->mask, p->window, P, g->first + i, s, &ps, err));
-                send[i] = b[i].kv[cur].ptr, recv[i] = b[i].kv[1 - cur].ptr;
-                sb[i] = (size_t)(2 * BHkv * ps.rows_sent * d) * sizeof(bf16);
-                rb[i] = (size_t)(2 * BHkv * ps.rows_recv * d) * sizeof(bf16);
-                st[i].bytes_sent += (double)sb[i], st[i].bytes_recv += (double)rb[i];
-                recv_free[i] = s > 0 ? ev[i].comp1[s - 1] : nullptr;
-                started[i] = ev[i].comm0[s];
-            }
-            ATTN_TRY(gcomm_shift(g, send, sb, recv, rb, recv_free, started, err));
-            for (int i = 0; i < L; i++)
-                CUDA_TRY(cudaEventRecord(ev[i].comm1[s], g->comm[i]));
-        }
-        for (int i = 0; i < L; i++) {
-            cudaStream_t cs = g->compute[i];
-            if (s > 0)
-                CUDA_TRY(cudaStreamWaitEvent(cs, ev[i].comm1[s - 1], 0));
-            CUDA_TRY(cudaEventRecord(ev[i].comp0[s], cs));
-            plan_ring_step_t ps;
-            ATTN_TRY(plan_ring_step(kind, p->n_q, p->n_k, p->mask, p->window, P, g->first + i, s, &ps, err));
-            int64_t nq = ps.q_rows, kcnt = ps.k_rows;
-            const bf16 *kblock = b[i].kv[cur].as<bf16>(), *vblock = kblock + BHkv * kcnt * d;
-            for (int pi = 0; pi < ps.n_pairs; pi++) {
-                const plan_pair_t *pr = &ps.pair[pi];
-                const layout_piece_t *qp = &pr->q, *kp = &pr->k;
-                if (pr->skip) {
-                    st[i].blocks_skipped++;
-                    continue;
-                }
-                st[i].blocks_computed++;
-                cuda_flash_call call = {b[i].q.as<bf16>() + qp->local_start * d,
-                                        kblock + kp->local_start * d,
-                                        vblock + kp->local_start * d,
-                                        b[i].o_part.as<float>() + qp->local_start * d,
-                                        b[i].lse_part.as<float>() + qp->local_start,
-                                        qp->count, kp->count, nq, kcnt, pr->q_off, pr->win, (int)p->mask};
-                ATTN_TRY(cuda_flash_launch(p, &call, cs, err));
-                int64_t warps = qp->count * BH;
-                merge_kernel<<<(unsigned)((warps * 32 + 255) / 256), 256, 0, cs>>>(
-                    b[i].o.as<float>(), b[i].lse.as<float>(), b[i].o_part.as<float>(), b[i].lse_part.as<float>(), nq,
-                    qp->local_start, qp->count, BH, (int)d);
-                CUDA_TRY_LAUNCH();
-            }
-            CUDA_TRY(cudaEventRecord(ev[i].comp1[s], cs));
-        }
-        cur = 1 - cur;
-    }
+    ATTN_TRY(ring_cuda_loop(g, p, kind, P, m, done, st, err));
     for (int i = 0; i < L; i++) {
-        CUDA_TRY(cudaEventRecord(ev[i].end, g->compute[i]));
-    }
-    /* Waited step by step, so --comm-timeout bounds the time without progress (one step), not
-     * the whole ring. */
-    for (int s = 0; s < P; s++)
-        for (int i = 0; i < L; i++)
-            ATTN_TRY(gcomm_sync(g, ev[i].comp1[s], "ring_cuda step", err));
-    for (int i = 0; i < L; i++)
-        ATTN_TRY(gcomm_sync(g, ev[i].end, "ring_cuda steps", err));
-
-    /* Figures from the events: compute per step; a transfer is exposed for as long as the next
-     * step's compute had to wait for it after the current compute ended. */
-    for (int i = 0; i < L; i++) {
-        st[i].n_steps = P;
-        for (int s = 0; s < P; s++) {
-            st[i].step_compute_s[s] = seconds_between(ev[i].comp0[s], ev[i].comp1[s]);
-            st[i].compute_s += st[i].step_compute_s[s];
-            if (s < P - 1) {
-                st[i].comm_s += seconds_between(ev[i].comm0[s], ev[i].comm1[s]);
-                st[i].exposed_s += std::max(0.0, seconds_between(ev[i].comp1[s], ev[i].comm1[s]));
-            }
-        }
         st[i].wall_s = seconds_between(ev[i].start, ev[i].end);
         st[i].device_bytes = (double)ring_cuda_rank_bytes(p, P, kind_i, g->first + i);
         int r = g->first + i;

@@ -3,6 +3,10 @@
 #pragma once
 #include "impls/cuda/gcomm.cuh"
 
+extern "C" {
+#include "comm/layout.h"
+}
+
 /* Host shards by local index: Q (B·H, local rows, d), K and V (B·H_kv, local rows, d) as
  * float32; O and LSE written back the same way. */
 struct ring_cuda_host_t {
@@ -23,3 +27,23 @@ extern "C" size_t ring_cuda_rank_bytes(const attn_problem_t *p, int ranks, int k
 /* Runs the P ring steps for the ranks g drives; st must be zeroed by the caller. */
 int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind, const ring_cuda_host_t *h, ring_cuda_stats_t *st,
                     attn_err_t *err);
+
+/* One local rank's part in a ring of R positions over device buffers (ring_cuda: the ranks;
+ * usp_cuda: the R groups, one ring per member): its position, its neighbours (peers 0: rank
+ * ± 1), its heads and kv heads (0: p's), bf16 Q (B·heads, q rows, d), two bf16 K|V blocks
+ * (kv[0] holds its own), float32 O and LSE (O 0, LSE −∞ before the ring) and their partials. */
+struct ring_cuda_member_t {
+    int pos, peers, send_to, recv_from;
+    int64_t heads, kv_heads;
+    const void *q;
+    void *kv[2];
+    float *o, *lse, *o_part, *lse_part;
+};
+/* The R steps of plan_ring_step(kind, …, R, pos) on problem p (heads per member as above), step
+ * s computing on kv[usp_ring_buffer(s)]: Q and kv[0] must be ready on both of each rank's
+ * streams. Records done[i] on compute[i] after the last step and waits for it; adds the step
+ * figures and ring bytes to st (wall_s and device_bytes are the caller's). */
+int ring_cuda_loop(gcomm *g, const attn_problem_t *p, attn_layout_kind_t kind, int R, const ring_cuda_member_t m[],
+                   const cudaEvent_t done[], ring_cuda_stats_t *st, attn_err_t *err);
+/* O ← 0 (o_n floats), LSE ← −∞ (lse_n floats) on stream s: the merge's starting point. */
+int ring_cuda_fill(float *o, float *lse, int64_t o_n, int64_t lse_n, cudaStream_t s, attn_err_t *err);
