@@ -56,20 +56,15 @@ static attn_status_t bf16_baseline(const attn_opts_t *o, const attn_problem_t *p
 
 static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, int index, int count,
                           attn_run_t *run, attn_err_t *err) {
-    attn_problem_t p64 = *p, p32 = *p;
+    attn_problem_t p64 = *p;
     p64.dtype = ATTN_F64;
-    p32.dtype = ATTN_F32;
     const attn_backend_t *naive = registry_find("naive");
     char reason[512];
     attn_tensors_t in64 = {0}, in32 = {0};
     attn_reference_t ref = {0};
     attn_errors_t naive32 = {0};
     /* the whole reference where it fits, else a seeded sample of rows (reference.h) */
-    int rc = tensors_alloc(&p32, 1, o->seed, &in32, err);
-    if (rc == ATTN_OK)
-        rc = reference_build(p, x, &in32.io, ATTN_F32, 0, o->seed, &ref, err);
-    if (rc == ATTN_OK)
-        rc = reference_naive32_errors(p, x, &in32.io, &ref, &naive32, err);
+    int rc = reference_prepare(p, x, o->seed, &in32, &ref, &naive32, err);
     if (rc == ATTN_OK && p->dtype == ATTN_F64)
         rc = tensors_alloc(&p64, 1, o->seed, &in64, err);
     if (rc != ATTN_OK) {

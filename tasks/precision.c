@@ -120,16 +120,10 @@ static int run_point(attn_run_t *run, const attn_opts_t *o, const attn_backend_t
 
 static int precision_case(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, int index, int count,
                           attn_run_t *run, attn_err_t *err) {
-    attn_problem_t p32 = *p;
-    p32.dtype = ATTN_F32;
     attn_tensors_t in = {0}, out = {0};
     attn_reference_t ref = {0};
     attn_errors_t naive32 = {0};
-    int rc = tensors_alloc(&p32, 1, o->seed, &in, err);
-    if (rc == ATTN_OK)
-        rc = reference_build(p, x, &in.io, ATTN_F32, 0, o->seed, &ref, err);
-    if (rc == ATTN_OK)
-        rc = reference_naive32_errors(p, x, &in.io, &ref, &naive32, err);
+    int rc = reference_prepare(p, x, o->seed, &in, &ref, &naive32, err);
     if (rc == ATTN_OK && p->dtype != ATTN_F32 && p->dtype != ATTN_BF16)
         rc = attn_fail(err, ATTN_EUSAGE, "--task precision measures f32 and bf16 backends (got --dtype %s)",
                        dtype_name(p->dtype));

@@ -186,3 +186,12 @@ double reference_lse_max(const attn_reference_t *ref, const attn_problem_t *p) {
             m = fmax(m, fabs(ref->lse[i]));
     return m;
 }
+
+int reference_prepare(const attn_problem_t *p, const attn_exec_t *x, uint64_t seed, attn_tensors_t *in32,
+                      attn_reference_t *ref, attn_errors_t *naive32, attn_err_t *err) {
+    attn_problem_t p32 = *p;
+    p32.dtype = ATTN_F32;
+    ATTN_TRY(tensors_alloc(&p32, 1, seed, in32, err));
+    ATTN_TRY(reference_build(p, x, &in32->io, ATTN_F32, 0, seed, ref, err));
+    return reference_naive32_errors(p, x, &in32->io, ref, naive32, err);
+}

@@ -5,6 +5,7 @@
 #pragma once
 #include "core/problem.h"
 #include "core/results.h"
+#include "core/tensors.h"
 #include "tasks/tolerance.h"
 
 enum { REF_SAMPLE_ROWS = 256 }; /* rows of a sampled reference (fewer when n_q is smaller) */
@@ -50,6 +51,10 @@ void reference_record(attn_record_t *r, const attn_reference_t *ref);
 /* The same-precision baseline: naive in float32 on the reference's rows, its errors. */
 int reference_naive32_errors(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *in32,
                              const attn_reference_t *ref, attn_errors_t *out, attn_err_t *err);
+/* What a case measures against, in one call: p's seeded float32 inputs (in32, p with dtype f32),
+ * the reference built from them and the naive float32 baseline's errors on its rows. */
+int reference_prepare(const attn_problem_t *p, const attn_exec_t *x, uint64_t seed, attn_tensors_t *in32,
+                      attn_reference_t *ref, attn_errors_t *naive32, attn_err_t *err);
 /* Largest finite |O| and |LSE| of the reference (the tolerance floors' magnitudes). */
 double reference_o_max(const attn_reference_t *ref, const attn_problem_t *p);
 double reference_lse_max(const attn_reference_t *ref, const attn_problem_t *p);
