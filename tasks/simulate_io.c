@@ -169,7 +169,67 @@ static int links_fit(const char *path, json_t *root, sim_links_t *l, attn_err_t 
     return ATTN_OK;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Per size, the median over the files' tables (a size missing from a file is left out of it). */
+static void table_median(sim_table_t *out, const sim_table_t *runs, int n_runs) {
+    *out = runs[0];
+    for (int i = 0; i < out->n; i++) {
+        double v[SIM_MAX_LINK_FILES];
+        int k = 0;
+        for (int f = 0; f < n_runs; f++)
+            for (int j = 0; j < runs[f].n; j++)
+                if (runs[f].bytes[j] == out->bytes[i])
+                    v[k++] = runs[f].seconds[j];
+        qsort(v, (size_t)k, sizeof *v, cmp_double);
+        out->seconds[i] = k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+    }
+}
+
+/* Several comm results files (comma-separated): one tier, per size the median of their times. */
+static int links_fit_many(const char *list, sim_links_t *l, attn_err_t *err) {
+    sim_table_t one[SIM_MAX_LINK_FILES], ex[SIM_MAX_LINK_FILES];
+    char buf[1024], *save = NULL;
+    snprintf(buf, sizeof buf, "%s", list);
+    int n = 0;
+    for (char *f = strtok_r(buf, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+        if (n == SIM_MAX_LINK_FILES)
+            return attn_fail(err, ATTN_EUSAGE, "--links: at most %d comm files", SIM_MAX_LINK_FILES);
+        json_t *root;
+        ATTN_TRY(load_json(f, &root, err));
+        json_t *checked = NULL;
+        int rc = results_read(f, &checked, err);
+        json_decref(checked);
+        sim_links_t one_l = {0};
+        rc = rc == ATTN_OK ? links_fit(f, root, &one_l, err) : rc;
+        json_decref(root);
+        ATTN_TRY(rc);
+        if (n && one_l.intra.exchange_ranks != l->intra.exchange_ranks)
+            return attn_fail(err, ATTN_EUSAGE, "--links: %s has all-to-all records at another rank count", f);
+        if (!n)
+            *l = one_l;
+        one[n] = one_l.intra.oneway, ex[n++] = one_l.intra.exchange;
+    }
+    if (!n)
+        return attn_fail(err, ATTN_EUSAGE, "--links '%s': no file named", list);
+    table_median(&l->intra.oneway, one, n);
+    if (l->intra.exchange.n)
+        table_median(&l->intra.exchange, ex, n);
+    sim_tier_t *t = &l->intra;
+    t->latency_s = t->oneway.seconds[0];
+    t->bandwidth_Bps = t->oneway.bytes[t->oneway.n - 1] / t->oneway.seconds[t->oneway.n - 1];
+    if (n > 1)
+        snprintf(l->name, sizeof l->name, "median of %d comm files", n);
+    l->inter = l->intra;
+    return ATTN_OK;
+}
+
 int sim_links_load(const char *path, sim_links_t *l, attn_err_t *err) {
+    if (strchr(path, ','))
+        return links_fit_many(path, l, err);
     json_t *root;
     ATTN_TRY(load_json(path, &root, err));
     memset(l, 0, sizeof *l);

@@ -16,6 +16,8 @@ int sim_profile_load(const char *path, sim_profile_t *pr, attn_err_t *err);
  * "exchange": [[bytes per peer, s], ...], "exchange_ranks"]}, "inter": {...}}, or an attnbench
  * results file with task comm records: one measured tier, its tables the file's ping-pong and
  * all-to-all times per size. */
+/* A comma-separated list of comm results files: per size the median of their times. */
+enum { SIM_MAX_LINK_FILES = 16 };
 int sim_links_load(const char *path, sim_links_t *l, attn_err_t *err);
 void sim_links_default(sim_links_t *l);
 /* The tile engine's costs here (sim_tiles_t: full micro-tiles against krows[i] keys (rising),
