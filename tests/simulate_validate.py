@@ -10,13 +10,16 @@ mpirun, per rank: ranks on a loaded 2-core machine otherwise get a fraction of a
 wall time measures the neighbours; docs/simulate.md). Sizes of 8 MiB and more move through
 memory shared with every other job, so the test reports them but gates only what repeats
 (run-to-run spread of the validation runs under 20 %).
-usage: simulate_validate.py ATTNBENCH SCRATCH [N] [MPIEXEC]"""
+The comm runs alternate fit, validation, fit, … so that the machine's drift between runs (the
+local all-to-all of small messages takes ~8 or ~16 µs, in stretches of runs) reaches both sets.
+usage: simulate_validate.py ATTNBENCH SCRATCH [N] [MPIEXEC] [compute,links,wall]"""
 import glob, json, os, shutil, statistics, subprocess, sys
 
 bin_, scratch = sys.argv[1], sys.argv[2]
 n = sys.argv[3] if len(sys.argv) > 3 else "32768"
 mpiexec = sys.argv[4] if len(sys.argv) > 4 else shutil.which("mpirun")
-TOL, FIT, VAL = 0.20, 3, 3
+parts = (sys.argv[5] if len(sys.argv) > 5 else "compute,links,wall").split(",")
+TOL, FIT, VAL = 0.20, 5, 5
 shutil.rmtree(scratch, ignore_errors=True)
 os.makedirs(scratch)
 bin_ = shutil.copy(bin_, os.path.join(scratch, "attnbench"))  # a rebuild during the minutes this runs must not swap it
@@ -57,11 +60,10 @@ def checks(sim):
 
 print("load before: %s" % open("/proc/loadavg").read().strip())
 # 1. compute, local
-tp = [attn("tp_P%d" % P, ["run", "--task", "throughput", "--backends", "ring,striped,zigzag,ulysses", "--ranks",
+tp = [] if "compute" not in parts else [attn("tp_P%d" % P, ["run", "--task", "throughput", "--backends", "ring,striped,zigzag,ulysses", "--ranks",
                           str(P), "--seq-len", n, "--mask", "causal", "--threads", "1", "--warmup", "0",
                           "--repeats", "1"]) for P in (2, 4, 8)]
-sim = attn("sim_compute", ["simulate", "--ranks", "8", "--seq-len", n] + tp)
-for r in checks(sim):
+for r in checks(attn("sim_compute", ["simulate", "--ranks", "8", "--seq-len", n] + tp)) if tp else []:
     m = r["metrics"]
     gate("compute %-8s P=%d n=%s" % (r["backend"], r["ranks"], n), m["model_s"], m["measured_s"])
 
@@ -69,7 +71,7 @@ for r in checks(sim):
 def links(transport, np_):
     args = ["comm", "--repeats", "200"] + (["--transport", "mpi"] if transport == "mpi" else ["--ranks", "2"])
     files = [attn("comm_%s_%d" % (transport, i), args, np_) for i in range(FIT + VAL)]
-    fit, val = ",".join(files[:FIT]), files[FIT:]
+    fit, val = ",".join(files[0::2]), files[1::2]
     sim = attn("sim_links_" + transport, ["simulate", "--ranks", "8", "--seq-len", "4096", "--links", fit] + val)
     per = {}
     for r in checks(sim):
@@ -81,9 +83,11 @@ def links(transport, np_):
              gated=spread <= TOL, note="  (validation runs spread %.0f%%)" % (100 * spread))
     return fit
 
-links("local", 0)
-if mpiexec:
+if "links" in parts or "wall" in parts:
+    links("local", 0)
+if mpiexec and ("links" in parts or "wall" in parts):
     mfit = links("mpi", 2)
+if mpiexec and "wall" in parts:
     # 3. mpi P = 2 wall time per call, with the mpi links
     mp = attn("tp_mpi", ["run", "--task", "throughput", "--backends", "ring,striped,zigzag,ulysses", "--transport",
                          "mpi", "--seq-len", n, "--mask", "causal", "--threads", "1", "--warmup", "1", "--repeats",
