@@ -36,6 +36,17 @@ static const char *layout_of(sim_scheme_t s) {
     return s == SIM_STRIPED ? "striped" : s == SIM_ZIGZAG || s == SIM_USP ? "zigzag" : "contiguous";
 }
 
+/* A measured link table as PREFIX_bytes_i / PREFIX_s_i. */
+static void record_table(attn_record_t *r, const char *prefix, const sim_table_t *t) {
+    for (int i = 0; i < t->n; i++) {
+        char key[48];
+        snprintf(key, sizeof key, "%s_bytes_%d", prefix, i);
+        record_extra_num(r, key, t->bytes[i]);
+        snprintf(key, sizeof key, "%s_s_%d", prefix, i);
+        record_extra_num(r, key, t->seconds[i]);
+    }
+}
+
 /* Every constant the record's numbers came from. */
 static void record_constants(attn_record_t *r, const sim_profile_t *pr, const sim_links_t *l) {
     record_extra_str(r, "profile", pr->name);
@@ -50,6 +61,22 @@ static void record_constants(attn_record_t *r, const sim_profile_t *pr, const si
         snprintf(key, sizeof key, "profile_flops_%d", i);
         record_extra_num(r, key, pr->flops_per_s[i]);
     }
+    const sim_tiles_t *t = &pr->tiles;
+    if (t->n) {
+        record_extra_num(r, "tile_bq", (double)t->bq);
+        record_extra_num(r, "tile_bk", (double)t->bk);
+        record_extra_num(r, "tile_head_dim", (double)t->head_dim);
+        record_extra_num(r, "tile_part_s", t->part_s);
+        record_extra_num(r, "tile_merge_row_s", t->merge_row_s);
+        record_extra_num(r, "tile_call_s", t->call_s);
+        for (int i = 0; i < t->n; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "tile_krows_%d", i);
+            record_extra_num(r, key, t->krows[i]);
+            snprintf(key, sizeof key, "tile_full_s_%d", i);
+            record_extra_num(r, key, t->full_s[i]);
+        }
+    }
     record_extra_str(r, "links", l->name);
     record_extra_str(r, "links_source", l->source);
     record_extra_num(r, "node_size", l->node_size == INT64_MAX ? -1 : (double)l->node_size);
@@ -57,6 +84,12 @@ static void record_constants(attn_record_t *r, const sim_profile_t *pr, const si
     record_extra_num(r, "intra_bandwidth_Bps", l->intra.bandwidth_Bps);
     record_extra_num(r, "inter_latency_s", l->inter.latency_s);
     record_extra_num(r, "inter_bandwidth_Bps", l->inter.bandwidth_Bps);
+    record_table(r, "intra_oneway", &l->intra.oneway);
+    record_table(r, "intra_exchange", &l->intra.exchange);
+    record_table(r, "inter_oneway", &l->inter.oneway);
+    record_table(r, "inter_exchange", &l->inter.exchange);
+    if (l->intra.exchange.n || l->inter.exchange.n)
+        record_extra_num(r, "exchange_ranks", (double)(l->intra.exchange.n ? l->intra : l->inter).exchange_ranks);
 }
 
 static attn_problem_t shape_problem(const sim_shape_t *sh, const sim_profile_t *pr) {
@@ -157,12 +190,18 @@ static int check_throughput(sim_ctx_t *x, json_t *rec, attn_err_t *err) {
     return ATTN_OK;
 }
 
-/* comm records: each size's measured time against latency + size / bandwidth of the links fit to
- * the same file (ping-pong: one way; all-to-all: sim_alltoall_s). */
+/* comm records: each size's measured time against the links under test — --links when given
+ * (check "link": it should be another run than this file), else the tables of this same file
+ * (check "link-self": the interpolation only, not a validation). Ping-pong: one way; all-to-all:
+ * sim_alltoall_s. */
 static int check_comm(sim_ctx_t *x, const char *path, json_t *root, attn_err_t *err) {
     sim_links_t fit, keep = x->links;
-    ATTN_TRY(sim_links_load(path, &fit, err));
-    x->links = fit;
+    int self = !x->c.sim_links[0];
+    if (self) {
+        ATTN_TRY(sim_links_load(path, &fit, err));
+        x->links = fit;
+    }
+    const char *what = self ? "link-self" : "link";
     json_t *rec;
     size_t i;
     int rc = ATTN_OK;
@@ -171,11 +210,13 @@ static int check_comm(sim_ctx_t *x, const char *path, json_t *root, attn_err_t *
         if (rc != ATTN_OK || strcmp(str(rec, "task"), "comm") || strcmp(str(rec, "status"), "pass"))
             continue;
         if (!strcmp(str(rec, "backend"), "pingpong"))
-            rc = add_check(x, "pingpong", "link", rec, sim_message_s(&fit.intra, size), metric(rec, "latency_s"), err);
+            rc = add_check(x, "pingpong", what, rec, sim_message_s(&x->links.intra, size), metric(rec, "latency_s"), err);
         else if (!strcmp(str(rec, "backend"), "alltoall"))
-            rc = add_check(x, "alltoall", "link", rec,
-                           sim_alltoall_s(&fit, json_integer_value(json_object_get(rec, "ranks")), size),
+            rc = add_check(x, "alltoall", what, rec,
+                           sim_alltoall_s(&x->links, json_integer_value(json_object_get(rec, "ranks")), size),
                            metric(rec, "time_s"), err);
+        else
+            continue;
         if (rc == ATTN_OK) /* the size belongs in the record of its check */
             record_extra_num(&x->run.records[x->run.n_records - 1], "message_bytes", size);
     }
@@ -235,10 +276,10 @@ static int sim_setup(sim_ctx_t *x, attn_err_t *err) {
     if (x->c.sim_profile[0]) {
         ATTN_TRY(sim_profile_load(x->c.sim_profile, &x->pr, err));
     } else {
-        const int64_t rows[] = {256, 1024, 4096};
-        fprintf(stderr, "simulate: measuring the blockwise tile at 256, 1024, 4096 rows (d = %lld)\n",
+        const int64_t krows[] = {256, 1024, 4096, 16384, 65536};
+        fprintf(stderr, "simulate: measuring the tile engine against 256 … 65536 keys (d = %lld)\n",
                 (long long)x->c.s.head_dim);
-        ATTN_TRY(sim_profile_measure(x->c.s.head_dim, rows, 3, &x->pr, err));
+        ATTN_TRY(sim_profile_measure(x->c.s.head_dim, krows, 5, &x->pr, err));
     }
     if (x->c.sim_links[0])
         return sim_links_load(x->c.sim_links, &x->links, err);

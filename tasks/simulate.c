@@ -37,13 +37,39 @@ double sim_flops(const sim_profile_t *pr, double rows) {
     return pr->flops_per_s[i - 1] + t * (pr->flops_per_s[i] - pr->flops_per_s[i - 1]);
 }
 
-double sim_message_s(const sim_tier_t *t, double bytes) { return bytes > 0 ? t->latency_s + bytes / t->bandwidth_Bps : 0; }
+double sim_table_s(const sim_table_t *t, double b) {
+    int n = t->n;
+    if (b <= 0 || n < 1)
+        return 0;
+    if (b <= t->bytes[0])
+        return t->seconds[0];
+    if (b >= t->bytes[n - 1])
+        return t->seconds[n - 1] * b / t->bytes[n - 1];
+    int i = 1;
+    while (t->bytes[i] < b)
+        i++;
+    double f = log(b / t->bytes[i - 1]) / log(t->bytes[i] / t->bytes[i - 1]);
+    return exp(log(t->seconds[i - 1]) + f * log(t->seconds[i] / t->seconds[i - 1]));
+}
 
-/* Each tier runs its messages back to back, one latency, and the two tiers run at once. */
+double sim_message_s(const sim_tier_t *t, double bytes) {
+    if (bytes <= 0)
+        return 0;
+    return t->oneway.n ? sim_table_s(&t->oneway, bytes) : t->latency_s + bytes / t->bandwidth_Bps;
+}
+
+/* The exchange table is keyed by the bytes to each of exchange_ranks − 1 peers (comm's size). */
+double sim_exchange_s(const sim_tier_t *t, double bytes) {
+    if (!t->exchange.n)
+        return sim_message_s(t, bytes);
+    return bytes > 0 ? sim_table_s(&t->exchange, bytes / (double)(t->exchange_ranks - 1)) : 0;
+}
+
+/* Each tier runs its messages back to back as one exchange, and the two tiers run at once. */
 double sim_alltoall_s(const sim_links_t *l, int64_t P, double bytes) {
     int64_t g = P < l->node_size ? P : l->node_size;
-    double intra = g > 1 ? l->intra.latency_s + (double)(g - 1) * bytes / l->intra.bandwidth_Bps : 0;
-    double inter = P > g ? l->inter.latency_s + (double)(P - g) * bytes / l->inter.bandwidth_Bps : 0;
+    double intra = g > 1 ? sim_exchange_s(&l->intra, (double)(g - 1) * bytes) : 0;
+    double inter = P > g ? sim_exchange_s(&l->inter, (double)(P - g) * bytes) : 0;
     return bytes > 0 ? fmax(intra, inter) : 0;
 }
 
@@ -68,6 +94,56 @@ double sim_pair_pairs(attn_mask_t mask, int64_t window, int64_t qc, int64_t kc, 
         return (double)qc * (double)kc;
     double upto = sum_clamp(q_off + 1, q_off + qc, kc);
     return mask == ATTN_MASK_WINDOW ? upto - sum_clamp(q_off - win + 1, q_off - win + qc, kc) : upto;
+}
+
+static int64_t clamp64(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : x > hi ? hi : x; }
+
+/* Row i's visible keys [vis_lo, vis_hi) in the pair's band. */
+static int64_t vis_hi(attn_mask_t mask, int64_t kc, int64_t q_off, int64_t i) {
+    return mask == ATTN_MASK_NONE ? kc : clamp64(q_off + i + 1, 0, kc);
+}
+static int64_t vis_lo(attn_mask_t mask, int64_t kc, int64_t q_off, int64_t win, int64_t i) {
+    return mask == ATTN_MASK_WINDOW ? clamp64(q_off + i - win + 1, 0, kc) : 0;
+}
+
+/* tile_item's rules: a K tile is computed when it meets [lo of the first row, hi of the last),
+ * and full when it lies inside [lo of the last row, hi of the first). */
+void sim_pair_tiles(attn_mask_t mask, int64_t qc, int64_t kc, int64_t q_off, int64_t win, int64_t bq, int64_t bk,
+                    double *full, double *partial) {
+    *full = *partial = 0;
+    int64_t nkt = (kc + bk - 1) / bk;
+    for (int64_t r0 = 0; r0 < qc; r0 += bq) {
+        int64_t rows = qc - r0 < bq ? qc - r0 : bq, last = r0 + rows - 1;
+        int64_t lo = vis_lo(mask, kc, q_off, win, r0), hi = vis_hi(mask, kc, q_off, last);
+        if (hi <= lo)
+            continue;
+        int64_t a = lo / bk, b = (hi - 1) / bk + 1;
+        int64_t lo_last = vis_lo(mask, kc, q_off, win, last), hi_first = vis_hi(mask, kc, q_off, r0);
+        int64_t fa = (lo_last + bk - 1) / bk, fb = hi_first >= kc ? nkt : hi_first / bk;
+        int64_t nf = (fb < b ? fb : b) - (fa > a ? fa : a);
+        nf = nf > 0 ? nf : 0;
+        double w = (double)rows / (double)bq;
+        *full += w * (double)nf, *partial += w * (double)(b - a - nf);
+    }
+}
+
+/* Seconds per full micro-tile at k key rows: linear in log(k) between points, clamped. */
+static double tile_full_s(const sim_tiles_t *t, double k) {
+    sim_profile_t as_points = {.n_points = t->n};
+    memcpy(as_points.rows, t->krows, sizeof t->krows);
+    memcpy(as_points.flops_per_s, t->full_s, sizeof t->full_s);
+    return sim_flops(&as_points, k);
+}
+
+double sim_pair_s(const sim_profile_t *pr, attn_mask_t mask, int64_t window, int64_t qc, int64_t kc, int64_t q_off,
+                  int64_t win, double BH, int64_t d, int merge) {
+    const sim_tiles_t *t = &pr->tiles;
+    if (!t->n)
+        return sim_pair_pairs(mask, window, qc, kc, q_off, win) * 4.0 * BH * (double)d / sim_flops(pr, (double)qc);
+    double full, part, scale = (double)d / (double)t->head_dim, tf = tile_full_s(t, (double)kc);
+    sim_pair_tiles(mask, qc, kc, q_off, win, t->bq, t->bk, &full, &part);
+    double tiles = (full + part) * tf + part * t->part_s;
+    return t->call_s + BH * scale * (tiles + (merge ? (double)qc * t->merge_row_s : 0));
 }
 
 static double step_pairs(attn_mask_t mask, int64_t window, const plan_ring_step_t *st, int i) {
@@ -113,7 +189,7 @@ static void ring_exact(const ring_t *g, const sim_shape_t *sh, const sim_profile
     attn_err_t err = {0};
     plan_ring_step_t st;
     int R = (int)g->R;
-    double row_bytes = 2.0 * (double)(sh->B * g->kvh * sh->d) * pr->elem_bytes, per_pair = 4.0 * (double)(sh->B * g->Hh * sh->d);
+    double row_bytes = 2.0 * (double)(sh->B * g->kvh * sh->d) * pr->elem_bytes, BH = (double)(sh->B * g->Hh);
     double work[SIM_EXACT_MAX_P] = {0}, sent[SIM_EXACT_MAX_P] = {0};
     for (int s = 0; s < R; s++) {
         double cmax = 0, mmax = 0, tmax = 0;
@@ -125,12 +201,13 @@ static void ring_exact(const ring_t *g, const sim_shape_t *sh, const sim_profile
             }
             double c = 0;
             for (int i = 0; i < st.n_pairs; i++) {
-                double w = step_pairs(sh->mask, sh->window, &st, i);
-                work[r] += w;
-                c += w * per_pair / sim_flops(pr, (double)st.pair[i].q.count);
+                const plan_pair_t *pp = &st.pair[i];
+                work[r] += step_pairs(sh->mask, sh->window, &st, i);
+                if (!pp->skip)
+                    c += sim_pair_s(pr, sh->mask, sh->window, pp->q.count, pp->k.count, pp->q_off, pp->win, BH, sh->d, 1);
             }
             int64_t rows = st.rows_sent > st.rows_recv ? st.rows_sent : st.rows_recv;
-            double m = sim_message_s(tier, (double)rows * row_bytes);
+            double m = sim_exchange_s(tier, (double)rows * row_bytes);
             sent[r] += (double)st.rows_sent * row_bytes;
             cmax = fmax(cmax, c), mmax = fmax(mmax, m), tmax = fmax(tmax, fmax(c, m));
         }
@@ -141,23 +218,36 @@ static void ring_exact(const ring_t *g, const sim_shape_t *sh, const sim_profile
     o->exact = 1;
 }
 
-/* Closed form (masks none and causal, n_q = n_k): the busiest rank's work at step 0 (w0) and at
- * every later step (w1), on pieces of `rows` rows; shards rounded up, so uneven n is bounded
- * from above. Derivation: docs/simulate.md. */
+/* Closed form (masks none and causal, n_q = n_k): the busiest rank's pieces at step 0 (c0) and
+ * at every later step (c1), costed as the plan's pairs would be; shards rounded up, so uneven n
+ * is bounded from above. Derivation: docs/simulate.md. */
 static void ring_closed(const ring_t *g, const sim_shape_t *sh, const sim_profile_t *pr, const sim_tier_t *tier,
                         sim_result_t *o) {
-    double m = ceil_div(sh->n, g->R), c = ceil_div(sh->n, 2 * g->R), w0, w1, rows = m, krows = m;
+    int64_t m = (sh->n + g->R - 1) / g->R, c = (sh->n + 2 * g->R - 1) / (2 * g->R), krows = m;
+    double BH = (double)(sh->B * g->Hh), w0, w1, c0, c1;
     int causal = sh->mask == ATTN_MASK_CAUSAL;
+    attn_mask_t mk = sh->mask;
+#define PIECE(rows, q_off) sim_pair_s(pr, mk, 0, rows, rows, q_off, 0, BH, sh->d, 1)
+    double md = (double)m, cd = (double)c;
     switch (g->kind) {
-    case LAYOUT_CONTIGUOUS: w0 = causal ? m * (m + 1) / 2 : m * m, w1 = m * m; break;
-    case LAYOUT_STRIPED: w0 = w1 = causal ? m * (m + 1) / 2 : m * m; break;
-    default: /* zigzag: pieces of c rows, a shard of 2c */
-        w0 = causal ? c * c + c * (c + 1) : 4 * c * c, w1 = causal ? 2 * c * c : 4 * c * c;
-        rows = c, krows = 2 * c;
+    case LAYOUT_CONTIGUOUS: /* step 0 the diagonal; later the busiest rank sees the whole block */
+        w0 = causal ? md * (md + 1) / 2 : md * md, w1 = md * md;
+        c0 = PIECE(m, 0), c1 = PIECE(m, m);
+        break;
+    case LAYOUT_STRIPED: /* every step a diagonal: q_off 0 (block from a lower rank) or −1 */
+        w0 = w1 = causal ? md * (md + 1) / 2 : md * md;
+        c0 = PIECE(m, 0), c1 = fmax(PIECE(m, 0), PIECE(m, -1));
+        break;
+    default: /* zigzag: pieces of c rows, a shard of 2c; step 0 two diagonals and one full pair,
+              * later two full pairs (causal), or all four pairs full (no mask) */
+        w0 = causal ? cd * cd + cd * (cd + 1) : 4 * cd * cd, w1 = causal ? 2 * cd * cd : 4 * cd * cd;
+        c0 = causal ? 2 * PIECE(c, 0) + PIECE(c, c) : 4 * PIECE(c, c);
+        c1 = (causal ? 2 : 4) * PIECE(c, c);
+        krows = 2 * c;
     }
-    double R = (double)g->R, per_pair = 4.0 * (double)(sh->B * g->Hh * sh->d) / sim_flops(pr, rows);
-    double bytes = krows * 2.0 * (double)(sh->B * g->kvh * sh->d) * pr->elem_bytes, msg = sim_message_s(tier, bytes);
-    double c0 = w0 * per_pair, c1 = w1 * per_pair;
+#undef PIECE
+    double R = (double)g->R;
+    double bytes = (double)krows * 2.0 * (double)(sh->B * g->kvh * sh->d) * pr->elem_bytes, msg = sim_exchange_s(tier, bytes);
     /* step 0 with a send, steps 1 … R−2 alike, the last step without one */
     o->time_s = fmax(c0, msg) + (R - 2) * fmax(c1, msg) + c1;
     o->compute_s = c0 + (R - 1) * c1;
@@ -223,7 +313,8 @@ static void ulysses_model(const sim_shape_t *sh, int64_t P, const sim_profile_t 
     int64_t kv_local = h0.lines_up ? kvn : hq;
     a2a_model(sh, P, kvn, ceil_div(sh->n, P), pr, l, o);
     o->work_pairs = sim_pair_pairs(sh->mask, sh->window, sh->n, sh->n, 0, sh->window);
-    o->compute_s = o->work_pairs * 4.0 * (double)(sh->B * hq * sh->d) / sim_flops(pr, (double)sh->n);
+    /* the local backend (blockwise, one thread) on the whole sequence: one call, no merge */
+    o->compute_s = sim_pair_s(pr, sh->mask, sh->window, sh->n, sh->n, 0, sh->window, (double)(sh->B * hq), sh->d, 0);
     o->time_s += o->compute_s;
     /* ulysses.c's ulysses_workspace, one rank: shards, the head shard, staging, the local tile */
     double B = (double)sh->B, d = (double)sh->d, n = (double)sh->n, nq = ceil_div(sh->n, P) + 2;

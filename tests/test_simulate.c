@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "core/backend.h"
+#include "impls/cpu/tile_engine.h"
 #include "impls/parallel/plan.h"
 #include "tasks/simulate.h"
 
@@ -68,9 +69,76 @@ static void ring_work_and_bytes(void) {
             }
 }
 
-/* P ≤ 64 walks the plan; the closed form must give the same figures where n splits evenly. */
+/* Row i of a piece sees local keys [lo, hi) (the band of sim_pair_pairs), written out row by row. */
+static void row_range(attn_mask_t mask, int64_t kc, int64_t q_off, int64_t win, int64_t i, int64_t *lo, int64_t *hi) {
+    int64_t h = mask == ATTN_MASK_NONE ? kc : q_off + i + 1, l = mask == ATTN_MASK_WINDOW ? q_off + i - win + 1 : 0;
+    *hi = h < 0 ? 0 : h > kc ? kc : h, *lo = l < 0 ? 0 : l > kc ? kc : l;
+}
+
+/* Micro-tiles of every plan pair, three ways: the tile engine's own count of what it computed,
+ * a row-by-row count (a tile is computed when some row sees some key in it, full when every row
+ * sees every key), and sim_pair_tiles (which weights a short last query tile by its rows). */
+static void tile_counts(void) {
+    const attn_mask_t masks[] = {ATTN_MASK_NONE, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW};
+    const int bq = 4, bk = 8, d = 2;
+    static float buf[6 * 256 * 2];
+    int bad = 0, n_checked = 0;
+    for (int ki = 0; ki < 3; ki++)
+        for (int mi = 0; mi < 3; mi++)
+            for (int64_t n = 61; n <= 64; n += 3)
+                for (int P = 1; P <= 4; P++)
+                    for (int r = 0; r < P; r++)
+                        for (int st_i = 0; st_i < P; st_i++) {
+                            plan_ring_step_t st;
+                            attn_err_t err = {0};
+                            if (plan_ring_step(kinds[ki], n, n, masks[mi], 13, P, r, st_i, &st, &err))
+                                continue;
+                            for (int i = 0; i < st.n_pairs; i++) {
+                                const plan_pair_t *pp = &st.pair[i];
+                                if (pp->skip)
+                                    continue;
+                                int64_t qc = pp->q.count, kc = pp->k.count;
+                                double want_c = 0, want_f = 0, wc = 0, wf = 0, full, part;
+                                for (int64_t r0 = 0; r0 < qc; r0 += bq)
+                                    for (int64_t j0 = 0; j0 < kc; j0 += bk) {
+                                        int64_t rows = qc - r0 < bq ? qc - r0 : bq, j1 = kc < j0 + bk ? kc : j0 + bk;
+                                        int any = 0, all = 1;
+                                        for (int64_t q = r0; q < r0 + rows; q++) {
+                                            int64_t lo, hi;
+                                            row_range(masks[mi], kc, pp->q_off, pp->win, q, &lo, &hi);
+                                            any |= lo < j1 && hi > j0 && hi > lo, all &= lo <= j0 && j1 <= hi;
+                                        }
+                                        want_c += any, want_f += any && all;
+                                        wc += any * (double)rows / bq, wf += (any && all) * (double)rows / bq;
+                                    }
+                                sim_pair_tiles(masks[mi], qc, kc, pp->q_off, pp->win, bq, bk, &full, &part);
+                                attn_problem_t p = {.batch = 1, .heads = 1, .kv_heads = 1, .head_dim = d, .n_q = n,
+                                                    .n_k = n, .mask = masks[mi], .window = 13, .dtype = ATTN_F32,
+                                                    .block_q = bq, .block_k = bk};
+                                tile_io_t io = {buf, buf + 512, buf + 1024, buf + 1536, buf + 2048, qc, kc};
+                                tile_stats_t ts = {0};
+                                tile_attend_f32(&p, 1, pp->q.pos, qc, pp->k.pos, kc, &io, TILE_SCAN_ALL, &ts, &err);
+                                n_checked++;
+                                if ((ts.tiles_computed != want_c || !close_to(full, wf) || !close_to(full + part, wc)) &&
+                                    bad++ < 5)
+                                    printf("  %s mask %d n %lld P %d r %d s %d pair %d: engine %lld rows %.0f (full %.0f); "
+                                           "model %.3g + %.3g vs %.3g + %.3g\n",
+                                           layout_name(kinds[ki]), mi, (long long)n, P, r, st_i, i,
+                                           (long long)ts.tiles_computed, want_c, want_f, full, part, wf, wc - wf);
+                            }
+                        }
+    check(bad == 0 && n_checked > 300, "micro-tiles: sim_pair_tiles = row by row = the engine's count", "%d of %d differ",
+          bad, n_checked);
+}
+
+/* P ≤ 64 walks the plan; the closed form must give the same figures where n splits evenly, with
+ * the FLOP/s points and with the tile model. */
 static void closed_form_matches_plan(void) {
+    for (int tiles = 0; tiles < 2; tiles++) {
     sim_profile_t pr = {.elem_bytes = 2, .memory_bytes = 1e12, .n_points = 2, .rows = {16, 4096}, .flops_per_s = {1e11, 4e11}};
+    if (tiles)
+        pr.tiles = (sim_tiles_t){.bq = 16, .bk = 32, .head_dim = 32, .n = 2, .krows = {64, 4096}, .full_s = {1e-6, 2e-6},
+                                 .part_s = 5e-7, .merge_row_s = 1e-8, .call_s = 2e-6};
     sim_links_t l = {.node_size = 8, .intra = {3e-6, 3e11}, .inter = {6e-6, 4e9}}; /* slow inter: some steps exposed */
     const attn_mask_t masks[] = {ATTN_MASK_NONE, ATTN_MASK_CAUSAL};
     const int Ps[] = {2, 8, 16, 64};
@@ -85,14 +153,15 @@ static void closed_form_matches_plan(void) {
                     sh.closed_form = 1;
                     sim_run(ring_schemes[ki], &sh, P, &pr, &l, &b);
                     char name[128];
-                    snprintf(name, sizeof name, "%s %s P=%d n=%lld: closed form = plan (time, compute, comm, work, bytes)",
-                             layout_name(kinds[ki]), mask_name(masks[mi]), P, (long long)sh.n);
+                    snprintf(name, sizeof name, "%s %s P=%d n=%lld%s: closed form = plan (time, compute, comm, work, bytes)",
+                             layout_name(kinds[ki]), mask_name(masks[mi]), P, (long long)sh.n, tiles ? " tiles" : "");
                     check(a.exact && !b.exact && close_to(a.time_s, b.time_s) && close_to(a.compute_s, b.compute_s) &&
                               close_to(a.comm_s, b.comm_s) && close_to(a.work_pairs, b.work_pairs) &&
                               close_to(a.bytes_sent, b.bytes_sent),
                           name, "time %.6g/%.6g compute %.6g/%.6g comm %.6g/%.6g work %.0f/%.0f", a.time_s, b.time_s,
                           a.compute_s, b.compute_s, a.comm_s, b.comm_s, a.work_pairs, b.work_pairs);
                 }
+    }
 }
 
 /* Memory per rank: the backends' workspace_bytes (all ranks together) over P, f32. */
@@ -149,6 +218,14 @@ static void links(void) {
           sim_alltoall_s(&l, 4, 1e6));
     check(close_to(sim_alltoall_s(&l, 8, 1e6), 5e-6 + 4e-4), "all-to-all over 2 nodes: the slower tier", "%g",
           sim_alltoall_s(&l, 8, 1e6));
+    sim_tier_t m = {.oneway = {3, {100, 1e4, 1e6}, {1e-6, 1e-6, 1e-4}}, .exchange = {2, {100, 1e6}, {2e-6, 4e-4}},
+                    .exchange_ranks = 3};
+    check(close_to(sim_message_s(&m, 1e4), 1e-6) && close_to(sim_message_s(&m, 1e5), 1e-5) &&
+              close_to(sim_message_s(&m, 1), 1e-6) && close_to(sim_message_s(&m, 4e6), 4e-4),
+          "table: log-log between sizes, the first time below, the last bandwidth beyond", "%g %g",
+          sim_message_s(&m, 1e5), sim_message_s(&m, 4e6));
+    check(close_to(sim_exchange_s(&m, 2e6), 4e-4) && close_to(sim_exchange_s(&m, 2e4), sqrt(2e-6 * 4e-4)),
+          "exchange table: keyed by bytes per peer of its rank count", "%g", sim_exchange_s(&m, 2e4));
     sim_profile_t pr = {.n_points = 2, .rows = {100, 10000}, .flops_per_s = {1, 3}};
     check(close_to(sim_flops(&pr, 1000), 2) && sim_flops(&pr, 1) == 1 && sim_flops(&pr, 1e9) == 3,
           "profile: log-linear between points, clamped outside", "%g", sim_flops(&pr, 1000));
@@ -173,6 +250,7 @@ static void usp(void) {
 
 int main(void) {
     pair_counts();
+    tile_counts();
     ring_work_and_bytes();
     closed_form_matches_plan();
     memory_matches_backends();

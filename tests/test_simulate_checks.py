@@ -22,12 +22,20 @@ def run(*args):
 tp = run("run", "--task", "throughput", "--backends", "ring,zigzag,ulysses", "--ranks", "2", "--seq-len", "1024",
          "--repeats", "1", "--warmup", "0")
 cm = run("comm", "--ranks", "2", "--sizes", "8,65536", "--repeats", "3")
+cm2 = run("comm", "--ranks", "2", "--sizes", "8,65536", "--repeats", "3")
 sim = run("simulate", "--ranks", "8,128", "--seq-len", "4096", "--heads", "8", "--kv-heads", "2", tp, cm)
+# links from one comm run checked against another: check "link"; without --links: "link-self"
+lsim = run("simulate", "--ranks", "8", "--seq-len", "4096", "--links", cm, "--profile",
+           os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "suites", "simulate", "h100-bf16.json"), cm2)
+lrecs = [r for r in json.load(open(lsim))["records"] if "check" in r["config"]]
+check(len(lrecs) == 4 and all(r["config"]["check"] == "link" and "intra_oneway_bytes_0" in r["config"] and
+                              "intra_exchange_s_1" in r["config"] for r in lrecs),
+      "--links a comm file: link checks of another run, its tables named", str([r["config"].get("check") for r in lrecs]))
 recs = json.load(open(sim))["records"]
 checks = [r for r in recs if "check" in r["config"]]
 kinds = sorted({(r["backend"], r["config"]["check"]) for r in checks})
 check(("ring", "compute") in kinds and ("zigzag", "compute") in kinds and ("ulysses", "compute") in kinds and
-      ("pingpong", "link") in kinds and ("alltoall", "link") in kinds, "every check kind present", str(kinds))
+      ("pingpong", "link-self") in kinds and ("alltoall", "link-self") in kinds, "every check kind present", str(kinds))
 for r in checks:
     m = r["metrics"]
     rel = abs(m["model_s"] - m["measured_s"]) / m["measured_s"]
@@ -38,7 +46,8 @@ proj = [r for r in recs if "check" not in r["config"]]
 check(len(proj) == 5 * 2, "one record per scheme × P × n", str(len(proj)))
 for r in proj:
     c = r["config"]
-    named = all(k in c for k in ("profile", "profile_rows_0", "profile_flops_0", "intra_latency_s",
+    named = all(k in c for k in ("profile", "profile_rows_0", "profile_flops_0", "intra_latency_s", "tile_full_s_0",
+                                 "tile_part_s", "tile_merge_row_s", "tile_call_s",
                                  "intra_bandwidth_Bps", "inter_latency_s", "inter_bandwidth_Bps", "elem_bytes"))
     ok = r["status"] == "skipped" or all(k in r["metrics"] for k in
         ("time_s", "compute_s", "comm_s", "exposed_comm_s", "memory_bytes", "fits"))

@@ -27,8 +27,8 @@ static float round_bf16(float x) {
 
 /* acc ← acc ⊕ part over rows [r0, r0+rows) of every (batch, head): the log-sum-exp merge; with a
  * bf16 merge the running O is rounded to bfloat16 after each merge (core/exec.h). */
-static void merge_rows(const attn_problem_t *p, attn_merge_t merge, int64_t q_rows, int64_t r0, int64_t rows,
-                       float *o_acc, float *l_acc, const float *o_part, const float *l_part) {
+void ring_merge_rows(const attn_problem_t *p, attn_merge_t merge, int64_t q_rows, int64_t r0, int64_t rows, float *o_acc,
+                     float *l_acc, const float *o_part, const float *l_part) {
     int64_t d = p->head_dim;
     for (int64_t bh = 0; bh < p->batch * p->heads; bh++)
         for (int64_t r = r0; r < r0 + rows; r++) {
@@ -138,7 +138,7 @@ int ring_loop(attn_comm_t *c, const attn_exec_t *x, const ring_loop_t *L, dist_r
                             kcnt};
             rc = tile_attend_f32(&p, 1, qp->pos, qp->count, kp->pos, kp->count, &io, TILE_SCAN_ALL, NULL, err);
             if (rc == ATTN_OK)
-                merge_rows(&p, x->merge, nq, qp->local_start, qp->count, L->o, L->lse, o_part, lse_part);
+                ring_merge_rows(&p, x->merge, nq, qp->local_start, qp->count, L->o, L->lse, o_part, lse_part);
         }
         step_compute[s] = time_thread_cpu_s() - t0;
         comm_compute_end(c);

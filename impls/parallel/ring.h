@@ -28,3 +28,7 @@ int ring_loop(attn_comm_t *c, const attn_exec_t *x, const ring_loop_t *L, dist_r
               double *step_compute, attn_err_t *err);
 /* Bytes ring_loop allocates beyond L's buffers for a query shard of nq rows, K/V blocks of kmax rows. */
 size_t ring_loop_workspace(const attn_problem_t *p, int64_t wire_kv_heads, int64_t nq, int64_t kmax);
+/* acc ← acc ⊕ part over query rows [r0, r0 + rows) of every (batch, head) of p, q_rows rows per
+ * head: the log-sum-exp merge a ring step runs after each piece (simulate times it). */
+void ring_merge_rows(const attn_problem_t *p, attn_merge_t merge, int64_t q_rows, int64_t r0, int64_t rows, float *o_acc,
+                     float *l_acc, const float *o_part, const float *l_part);
