@@ -157,6 +157,17 @@ static int throughput_device(const attn_opts_t *o, const attn_problem_t *p, cons
     return ATTN_OK;
 }
 
+/* Under mpi every rank is a process with `threads` threads of its own, so a call can use up to
+ * ranks × threads cores (no more than the machine has), and one process's sgemm measures only
+ * `threads` of them: the compute roof is that many processes' sgemm (docs/roofline.md). */
+static double roof_processes(const attn_exec_t *x, int threads) {
+    int ranks = exec_ranks(x);
+    if (x->transport != ATTN_TRANSPORT_MPI || ranks <= 1)
+        return 1;
+    int fit = threads_resolve(0) / (threads > 0 ? threads : 1);
+    return ranks < fit ? ranks : fit > 1 ? fit : 1;
+}
+
 /* Backend be on problem p: one record. *median_s is the median call time, NaN when the backend
  * declined or failed (the record says why). */
 static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, const attn_backend_t *be, int index,
@@ -176,6 +187,9 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
         t.io.dist = &dist; /* figures of the last repeat */
     int reps = o->repeats;
     double secs[reps], gflops[reps], frac[reps], peer[reps], read[reps];
+    double roof = roof_processes(x, threads);
+    if (roof > 1)
+        record_extra_num(r, "roof_processes", roof);
     attn_err_t berr = {0};
     int brc = ATTN_OK;
     parallel_set_blas_threads(threads);
@@ -187,7 +201,7 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
             tensors_free(&t);
             return ATTN_ERUNTIME;
         }
-        peer[i] = 2.0 * PEER_SGEMM_N * (double)PEER_SGEMM_N * PEER_SGEMM_N / ts / 1e9;
+        peer[i] = roof * 2.0 * PEER_SGEMM_N * (double)PEER_SGEMM_N * PEER_SGEMM_N / ts / 1e9;
         double t0 = time_now_s();
         brc = be->forward(be, p, x, &t.io, &berr);
         secs[i] = time_now_s() - t0;
@@ -205,7 +219,7 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
             tensors_free(&t);
             return ATTN_ERUNTIME;
         }
-        double pg = 2.0 * PEER_SGEMM_N * (double)PEER_SGEMM_N * PEER_SGEMM_N / ts / 1e9;
+        double pg = roof * 2.0 * PEER_SGEMM_N * (double)PEER_SGEMM_N * PEER_SGEMM_N / ts / 1e9;
         double rg = roofline_kv_bytes(p) / kv_read_seconds(p, &t, threads) / 1e9;
         for (int i = 0; i < reps; i++)
             peer[i] = peer[i] > pg ? peer[i] : pg, read[i] = read[i] > rg ? read[i] : rg;
