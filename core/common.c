@@ -2,7 +2,6 @@
  * carries a 64-byte header holding its size, so attn_free can subtract it and the pointer the
  * caller gets stays 64-byte aligned. */
 #include "core/common.h"
-#include "core/memory.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -172,7 +171,8 @@ void *attn_alloc(size_t bytes, attn_err_t *err, const char *what) {
     }
     /* More than the machine's memory can only fail, and late (overcommit, or a sanitizer that
      * aborts on a huge request): say so now. Read only for large blocks; /proc is not free. */
-    uint64_t total = bytes >= (1u << 30) ? mem_total_bytes() : 0;
+    struct sysinfo si;
+    uint64_t total = bytes >= (1u << 30) && sysinfo(&si) == 0 ? (uint64_t)si.totalram * si.mem_unit : 0;
     if (total && bytes > total) {
         attn_fail(err, ATTN_ERUNTIME, "out of memory: %s needs %zu bytes, more than this machine's %llu", what, bytes,
                   (unsigned long long)total);
