@@ -36,15 +36,22 @@ static const char *layout_of(sim_scheme_t s) {
     return s == SIM_STRIPED ? "striped" : s == SIM_ZIGZAG || s == SIM_USP ? "zigzag" : "contiguous";
 }
 
+/* n points of two columns as config keys A_i and B_i (a profile, a tile table, a link table). */
+static void record_points(attn_record_t *r, const char *a, const double *va, const char *b, const double *vb, int n) {
+    for (int i = 0; i < n; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s_%d", a, i);
+        record_extra_num(r, key, va[i]);
+        snprintf(key, sizeof key, "%s_%d", b, i);
+        record_extra_num(r, key, vb[i]);
+    }
+}
+
 /* A measured link table as PREFIX_bytes_i / PREFIX_s_i. */
 static void record_table(attn_record_t *r, const char *prefix, const sim_table_t *t) {
-    for (int i = 0; i < t->n; i++) {
-        char key[48];
-        snprintf(key, sizeof key, "%s_bytes_%d", prefix, i);
-        record_extra_num(r, key, t->bytes[i]);
-        snprintf(key, sizeof key, "%s_s_%d", prefix, i);
-        record_extra_num(r, key, t->seconds[i]);
-    }
+    char a[40], b[40];
+    snprintf(a, sizeof a, "%s_bytes", prefix), snprintf(b, sizeof b, "%s_s", prefix);
+    record_points(r, a, t->bytes, b, t->seconds, t->n);
 }
 
 /* Every constant the record's numbers came from. */
@@ -54,13 +61,7 @@ static void record_constants(attn_record_t *r, const sim_profile_t *pr, const si
     record_extra_str(r, "profile_device", pr->device);
     record_extra_num(r, "elem_bytes", pr->elem_bytes);
     record_extra_num(r, "gpu_memory_bytes", pr->memory_bytes);
-    for (int i = 0; i < pr->n_points; i++) {
-        char key[32];
-        snprintf(key, sizeof key, "profile_rows_%d", i);
-        record_extra_num(r, key, pr->rows[i]);
-        snprintf(key, sizeof key, "profile_flops_%d", i);
-        record_extra_num(r, key, pr->flops_per_s[i]);
-    }
+    record_points(r, "profile_rows", pr->rows, "profile_flops", pr->flops_per_s, pr->n_points);
     const sim_tiles_t *t = &pr->tiles;
     if (t->n) {
         record_extra_num(r, "tile_bq", (double)t->bq);
@@ -69,13 +70,7 @@ static void record_constants(attn_record_t *r, const sim_profile_t *pr, const si
         record_extra_num(r, "tile_part_s", t->part_s);
         record_extra_num(r, "tile_merge_row_s", t->merge_row_s);
         record_extra_num(r, "tile_call_s", t->call_s);
-        for (int i = 0; i < t->n; i++) {
-            char key[32];
-            snprintf(key, sizeof key, "tile_krows_%d", i);
-            record_extra_num(r, key, t->krows[i]);
-            snprintf(key, sizeof key, "tile_full_s_%d", i);
-            record_extra_num(r, key, t->full_s[i]);
-        }
+        record_points(r, "tile_krows", t->krows, "tile_full_s", t->full_s, t->n);
     }
     record_extra_str(r, "links", l->name);
     record_extra_str(r, "links_source", l->source);

@@ -66,6 +66,15 @@ typedef struct {
     int lines_up;
 } plan_heads_t;
 
+/* The problem a rank attends after the re-shard: its hq heads and, when they line up, its kvn kv
+ * heads; otherwise one kv head per query head (expanded locally). Ulysses and usp. */
+static inline attn_problem_t plan_heads_problem(const attn_problem_t *p, const plan_heads_t *h) {
+    attn_problem_t lp = *p;
+    lp.heads = h->hq;
+    lp.kv_heads = h->lines_up ? h->kvn : h->hq;
+    return lp;
+}
+
 /* Both all-to-alls as rank `rank` runs them, per peer r, in elements. The in exchange moves
  * [Q | K | V] of the sender's tokens for the receiver's heads (one message per peer; the CPU
  * sends the Q part and the K|V part as two exchanges, *_q_off and *_kv_off); the out exchange

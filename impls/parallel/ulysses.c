@@ -10,14 +10,6 @@
 
 enum { TAG_Q = 1 << 22, TAG_KV, TAG_OUT };
 
-/* The single-rank problem rank r solves: its heads, the full sequence, one thread. */
-static attn_problem_t local_problem(const attn_problem_t *p, const plan_heads_t *h) {
-    attn_problem_t lp = *p;
-    lp.heads = h->hq;
-    lp.kv_heads = h->lines_up ? h->kvn : h->hq; /* else expanded locally, one kv head per query head */
-    return lp;
-}
-
 /* How the local backend runs on a rank: one rank, one thread (ranks are the parallelism; BLAS
  * inside a rank stays single-threaded). */
 static attn_exec_t local_exec(const attn_exec_t *x) {
@@ -94,7 +86,7 @@ static int ulysses_rank(const attn_backend_t *self, const attn_problem_t *p, con
     const plan_heads_t *hs = pl->heads;
     int64_t B = p->batch, H = p->heads, Hkv = p->kv_heads, d = p->head_dim, Hl = hs[me].hq;
     int64_t nq = pl->m[me], nk = pl->k[me];
-    attn_problem_t lp = local_problem(p, &hs[me]);
+    attn_problem_t lp = plan_heads_problem(p, &hs[me]);
     attn_exec_t lx = local_exec(x);
     const attn_backend_t *lb = local_backend(x);
 
@@ -232,7 +224,7 @@ static int ulysses_supports(const attn_backend_t *self, const attn_problem_t *p,
         return 0;
     for (int r = 0; r < P; r++) {
         plan_heads_t h = plan_ulysses_heads(p->heads, p->kv_heads, P, r);
-        attn_problem_t lp = local_problem(p, &h);
+        attn_problem_t lp = plan_heads_problem(p, &h);
         char sub[400];
         attn_exec_t lx = local_exec(x);
         if (!lb->supports(lb, &lp, &lx, sub, sizeof sub)) {
@@ -278,7 +270,7 @@ static size_t ulysses_workspace(const attn_backend_t *self, const attn_problem_t
     int64_t nq = (p->n_q + P - 1) / P + 2, nk = (p->n_k + P - 1) / P + 2;
     for (int r = 0; r < P; r++) {
         plan_heads_t h = plan_ulysses_heads(p->heads, p->kv_heads, P, r);
-        attn_problem_t lp = local_problem(p, &h);
+        attn_problem_t lp = plan_heads_problem(p, &h);
         /* (B, H, nq, 2d+1) + 2·(B, H_kv, nk, d) shards; the same per head shard over the whole
          * sequence; staging of 2·((B, H, nq, d+1) + 2·(B, H_kv, nk, d)). */
         size_t kv_shard = attn_size_mul(2, attn_size_prod4(B, p->kv_heads, nk, d));

@@ -17,14 +17,6 @@ static attn_layout_kind_t layout_of(const attn_exec_t *x) {
     return x->layout >= 0 ? (attn_layout_kind_t)x->layout : LAYOUT_ZIGZAG;
 }
 
-/* The problem the ring attends on a rank: its H/U heads, the whole sequence's positions. */
-static attn_problem_t ring_problem(const attn_problem_t *p, const plan_heads_t *h) {
-    attn_problem_t lp = *p;
-    lp.heads = h->hq;
-    lp.kv_heads = h->lines_up ? h->kvn : h->hq; /* else expanded per step (ring_loop_t.expand) */
-    return lp;
-}
-
 /* Rank a's rows (P-rank layout lp) that belong to group g's shard (R-rank layout lr): their
  * local indices in a's shard (li) and in g's (gi), ascending. Returns how many. */
 static int64_t group_rows(const attn_layout_t *lp, const attn_layout_t *lr, int a, int g, int64_t *li, int64_t *gi) {
@@ -172,7 +164,7 @@ static int usp_rank(const attn_backend_t *self, const attn_problem_t *p, const a
         move_rows(B, kvn, 0, kvn, gk, d, b.gi, rows, b.kvg + B * kvn * gk * d, src + B * kvn * rows * d, 0);
     }
     /* 3. The ring across the groups: my member's ring, my heads, my group's shard. */
-    attn_problem_t lp = ring_problem(p, &pl->heads);
+    attn_problem_t lp = plan_heads_problem(p, &pl->heads);
     double step_compute[ATTN_MAX_RANKS] = {0};
     dist_rank_stats_t mine = {0};
     ring_loop_t L = {.p = &lp, .kind = kind, .R = mesh.R, .pos = (int)G, .send_to = pl->send_to,
@@ -254,7 +246,7 @@ static size_t usp_workspace(const attn_backend_t *self, const attn_problem_t *p,
     size_t total = 0;
     for (int u = 0; u < m.U; u++) {
         plan_heads_t h = plan_ulysses_heads(p->heads, p->kv_heads, m.U, u);
-        attn_problem_t lp = ring_problem(p, &h);
+        attn_problem_t lp = plan_heads_problem(p, &h);
         /* (B, H, nq, 2d+1) + 2·(B, H_kv, nk, d) shards, staging twice the larger of them and of
          * the group shard, (B, hq, gq, 2d+1) + 2·(B, kvn, gk, d) group buffers. */
         size_t shards = attn_size_add(attn_size_prod4(B, p->heads, nq, 2 * d + 1),
