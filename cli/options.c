@@ -16,6 +16,8 @@
 #include "tasks/simulate.h"
 #include "tasks/task.h"
 
+#define TOPK_MAX (INT64_C(1) << 32)
+
 static const char *const cmd_names[] = {"list", "run", "attend", "needle", "peak", "comm", "report", "compare", "simulate"};
 enum { N_CMDS = sizeof cmd_names / sizeof cmd_names[0] };
 
@@ -274,6 +276,29 @@ static int set_threshold(cli_opts_t *c, const char *key, const char *s, attn_err
     return ATTN_OK;
 }
 
+/* --topk K or P% items: a tile count 0..2^32, or a percent in (0, 100]. */
+static int item_topk(void *ctx, const char *key, const char *s, int i, attn_err_t *err) {
+    attn_opts_t *o = &((cli_opts_t *)ctx)->s;
+    char *end;
+    errno = 0;
+    o->topk[i] = 0, o->topk_pct[i] = 0;
+    if (*s && s[strlen(s) - 1] == '%') {
+        double v = strtod(s, &end);
+        if (end != s + strlen(s) - 1 || !(v > 0 && v <= 100))
+            return attn_fail(err, ATTN_EUSAGE, "--%s: '%s' is not a percent in (0, 100] (like 5%%)", key, s);
+        o->topk_pct[i] = v;
+        return ATTN_OK;
+    }
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < 0 || v > TOPK_MAX)
+        return attn_fail(err, ATTN_EUSAGE, "--%s: '%s' is not a tile count in 0..4294967296 or a percent like 5%%", key, s);
+    o->topk[i] = v;
+    return ATTN_OK;
+}
+static int set_topk(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    return parse_list(c, key, v, item_topk, &c->s.n_topk, err);
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 #define FIELD(m) .off = offsetof(cli_opts_t, m), .size = sizeof(((cli_opts_t *)0)->m)
@@ -314,9 +339,14 @@ static const opt_row_t rows[] = {
     {"mask", .cmds = ATT, .kind = OPT_SET, FIELD(s.masks), COUNT(s.n_masks), .set = set_masks, .def = "none",
      .meta = "M", .help = "none | causal | window"},
     {"window", .cmds = RUN | ATT | SIM, .kind = OPT_I64, FIELD(s.window), .lo = 1, .hi = N32, .def = "256", .meta = "W",
-     .help = "window size for --mask window"},
+     .help = "window size for --mask window; the approximate backends' local window"},
     {"window", .cmds = NDL, .kind = OPT_I64, FIELD(s.window), .lo = 1, .hi = N32, .def = "4096", .meta = "W",
-     .help = "window of the sliding_window backends"},
+     .help = "window of the sliding_window and approximate backends"},
+    {"sinks", .cmds = RUN | NDL | ATT, .kind = OPT_I64_LIST, FIELD(s.sinks), COUNT(s.n_sinks), .lo = 0, .hi = N32,
+     .def = "4", .meta = "S,...", .help = "sinks_window: first keys every query keeps (a list sweeps)"},
+    {"topk", .cmds = RUN | NDL | ATT, .kind = OPT_SET, FIELD(s.topk), COUNT(s.n_topk), .set = set_topk, .def = "5%",
+     .meta = "K|P%,...", .help = "topk_blocks: key tiles per query tile beyond the window, or P% of the tiles\nit "
+                                 "sees, window included (a list sweeps)"},
     {"dtype", .cmds = RUN | NDL | ATT, .kind = OPT_DTYPE, FIELD(s.dtype), .what = "f32|f64|bf16", .def = "f32",
      .meta = "T", .help = "f32 | f64 | bf16 (GPU backends: bfloat16 compute, f32 out)"},
     {"merge-dtype", .cmds = RUN | ATT, .kind = OPT_DTYPE, FIELD(s.merge_dtype), .what = "f32|bf16", .def = "f32",

@@ -25,6 +25,10 @@ typedef struct attn_backend {
     /* Bytes the backend allocates beyond Q, K, V, O, LSE for p (the analytic memory figure). */
     size_t (*workspace_bytes)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
     const void *ctx; /* backend-private constant data */
+    /* 1 for a backend that approximates the problem on purpose (sinks_window, topk_blocks): the
+     * tasks record its error and the fraction of keys it visited with status `approximate`,
+     * never pass/fail against the exact tolerance (docs/approximate.md). */
+    int approximate;
 } attn_backend_t;
 
 const attn_backend_t *registry_find(const char *name);

@@ -11,7 +11,8 @@
     X(REC_PASS, "pass", 1)                                                                          \
     X(REC_FAIL, "fail", 1)                                                                          \
     X(REC_SKIPPED, "skipped", 1)                                                                    \
-    X(REC_ERROR, "error", 1)
+    X(REC_ERROR, "error", 1)                                                                        \
+    X(REC_APPROXIMATE, "approximate", 2)
 
 #define ATTN_STATUS_ENUM(e, name, since) e,
 typedef enum { ATTN_STATUSES(ATTN_STATUS_ENUM) REC_N_STATUSES } attn_status_t;

@@ -9,6 +9,8 @@ extern const attn_backend_t backend_cpu_naive;
 extern const attn_backend_t backend_cpu_blockwise;
 extern const attn_backend_t backend_cpu_naive_blas;
 extern const attn_backend_t backend_cpu_sliding_window;
+extern const attn_backend_t backend_cpu_sinks_window;
+extern const attn_backend_t backend_cpu_topk_blocks;
 extern const attn_backend_t backend_dist_ring;
 extern const attn_backend_t backend_dist_striped;
 extern const attn_backend_t backend_dist_zigzag;
@@ -30,6 +32,8 @@ static const attn_backend_t *const backends[] = {
     &backend_cpu_blockwise,
     &backend_cpu_naive_blas,
     &backend_cpu_sliding_window,
+    &backend_cpu_sinks_window,
+    &backend_cpu_topk_blocks,
     &backend_dist_ring,
     &backend_dist_striped,
     &backend_dist_zigzag,
