@@ -44,6 +44,10 @@ static void defaults_before_the_table(attn_opts_t *o) {
     for (int i = 0; i < 7; i++) /* new: issue 20, --precision-ranks 1,2,4,…,64 */
         o->precision_ranks[i] = INT64_C(1) << i;
     o->n_precision_ranks = 7;
+    o->sinks[0] = 4; /* new: issue 22, the approximate backends' --sinks 4 and --topk 5% */
+    o->n_sinks = 1;
+    o->topk_pct[0] = 5;
+    o->n_topk = 1;
 }
 
 static int parse(unsigned cmd, const char *line, cli_opts_t *c, attn_err_t *err) {
