@@ -342,6 +342,8 @@ static const opt_row_t rows[] = {
      .help = "window size for --mask window; the approximate backends' local window"},
     {"window", .cmds = NDL, .kind = OPT_I64, FIELD(s.window), .lo = 1, .hi = N32, .def = "4096", .meta = "W",
      .help = "window of the sliding_window and approximate backends"},
+    {"distractors", .cmds = RUN | NDL, .kind = OPT_I64, FIELD(s.distractors), .lo = 0, .hi = 1 << 24, .def = "0",
+     .meta = "N", .help = "needle: needle sentences with other keys and values in each prompt"},
     {"sinks", .cmds = RUN | NDL | ATT, .kind = OPT_I64_LIST, FIELD(s.sinks), COUNT(s.n_sinks), .lo = 0, .hi = N32,
      .def = "4", .meta = "S,...", .help = "sinks_window: first keys every query keeps (a list sweeps)"},
     {"topk", .cmds = RUN | NDL | ATT, .kind = OPT_SET, FIELD(s.topk), COUNT(s.n_topk), .set = set_topk, .def = "5%",

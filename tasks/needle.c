@@ -98,6 +98,8 @@ static void case_extras(attn_record_t *r, const attn_opts_t *o, double depth) {
     record_extra_str(r, "mode", o->mode);
     record_extra_str(r, "ask", o->ask);
     record_extra_str(r, "haystack", o->haystack[0] ? o->haystack : "kjv");
+    if (o->distractors) /* 0 is not written: records of older runs stay as they were */
+        record_extra_num(r, "distractors", (double)o->distractors);
 }
 
 /* The record of one case, as measured or as --resume expects it (needle_case_fn). */
@@ -266,7 +268,8 @@ int task_needle(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
         x.m = &m, x.mg = &mg;
         for (int d = 0; d < o->n_depths && rc == ATTN_OK; d++) {
             needle_prompt_t pr;
-            rc = needle_prompt_build(hay, n, o->depths[d], o->needles, &t.nv, &text, o->seed + (uint64_t)d, &pr, err);
+            rc = needle_prompt_build_distracted(hay, n, o->depths[d], o->needles, o->distractors, &t.nv, &text,
+                                                o->seed + (uint64_t)d, &pr, err);
             if (rc == ATTN_OK)
                 rc = run_depth(&x, &pr, n, o->depths[d], err);
             needle_prompt_free(&pr);

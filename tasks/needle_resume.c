@@ -233,7 +233,8 @@ const attn_record_t *needle_find(const attn_run_t *run, const char *backend, con
             !(fabs(extra_num(r, "depth") - depth) <= 1e-9) || extra_num(r, "needles") != o->needles ||
             strcmp(extra_str(r, "mode"), o->mode) || strcmp(extra_str(r, "ask"), o->ask) ||
             strcmp(extra_str(r, "haystack"), hay) || (dist && r->ranks != o->ranks) ||
-            (sw && r->config.window != o->window) || (be && !approx_record_matches(r, be, o)))
+            (sw && r->config.window != o->window) || (be && !approx_record_matches(r, be, o)) ||
+            (isnan(extra_num(r, "distractors")) ? 0 : extra_num(r, "distractors")) != (double)o->distractors)
             continue;
         return r;
     }

@@ -58,6 +58,7 @@ typedef struct {
     int64_t sinks[OPTS_MAX_LIST], topk[OPTS_MAX_LIST];
     double topk_pct[OPTS_MAX_LIST];
     int n_sinks, n_topk;
+    int64_t distractors; /* needle: distractor sentences per prompt (needle_prompt.h) */
 } attn_opts_t;
 
 /* Builds the problem of one case; validates it (ATTN_EUSAGE on impossible shapes). */

@@ -10,7 +10,9 @@
 #include "core/backend.h"
 #include "core/tensors.h"
 #include "core/threads.h"
+#include "core/rng.h"
 #include "tasks/approx.h"
+#include "tasks/needle_run.h"
 #include "tasks/tolerance.h"
 #include "tests/exactness_case.h"
 
@@ -255,11 +257,69 @@ static void task_records(void) {
     results_run_free(&run);
 }
 
+/* Needles with distractors on synthetic ids (as test_needle.c): the prompt holds every
+ * distractor sentence and exact attention still recalls every needle; topk_blocks with a budget
+ * over every tile recalls them too; sinks + a short window loses the ones outside it. */
+static void needle_distractors(void) {
+    enum { VOCAB = 300, ORDINARY = 200, N = 4096, D = 60 };
+    needle_vocab_t nv = {.vocab = VOCAB, .filler_id = 1};
+    for (int i = 0; i < 16; i++)
+        nv.key_ids[i] = ORDINARY + i;
+    for (int i = 0; i < 64; i++)
+        nv.value_ids[i] = ORDINARY + 16 + i;
+    static const int32_t intro[] = {10, 11, 12}, outro[] = {13}, qprefix[] = {14, 15, 16, 17};
+    const needle_text_t text = {intro, outro, qprefix, 3, 1, 4};
+    int32_t *hay = malloc(N * sizeof *hay);
+    for (int64_t i = 0; i < N; i++)
+        hay[i] = 18 + (int32_t)(rng_u64(3, 77, (uint64_t)i) % (ORDINARY - 18));
+    model_t m;
+    needle_margins_t mg;
+    attn_err_t err = {0};
+    if (!check(needle_model_build(&m, &nv, N + 8, &mg, &err) == ATTN_OK, "needle model", "%s", err.msg)) {
+        free(hay);
+        return;
+    }
+    const char *names[] = {"blockwise", "topk_blocks", "sinks_window"};
+    for (int b = 0; b < 3; b++) {
+        int correct = 0, asked = 0, sentences_ok = 1;
+        for (int depth = 0; depth <= 100; depth += 25) {
+            needle_prompt_t pr;
+            if (!check(needle_prompt_build_distracted(hay, N, depth, 2, D, &nv, &text, 9 + (uint64_t)depth, &pr, &err) ==
+                           ATTN_OK,
+                       "distracted prompt", "%s", err.msg))
+                break;
+            int64_t intros = 0;
+            for (int64_t i = 0; i + 2 < pr.n_ctx; i++)
+                intros += pr.ctx[i] == 10 && pr.ctx[i + 1] == 11 && pr.ctx[i + 2] == 12;
+            sentences_ok &= intros == 2 + D;
+            needle_run_opts_t ro = {.be = registry_find(names[b]), .mode = NEEDLE_QUERY_TAIL, .ask_all = 1};
+            ro.tmpl.mask = ATTN_MASK_CAUSAL;
+            ro.x = exec_default();
+            ro.x.threads = 2, ro.x.approx_window = b == 2 ? 64 : 1, ro.x.sinks = 4, ro.x.topk_pct = 100;
+            needle_outcome_t out;
+            if (!check(needle_run_prompt(&m, &mg, &pr, &ro, &out, &err) == ATTN_OK, "needle run", "%s", err.msg)) {
+                needle_prompt_free(&pr);
+                break;
+            }
+            asked += out.asked, correct += out.correct;
+            needle_prompt_free(&pr);
+        }
+        check(sentences_ok, "distracted prompts hold 2 needles + 60 distractors", "a count differs");
+        char name[128];
+        snprintf(name, sizeof name, "%s with %d distractors: recall %d/%d", names[b], D, correct, asked);
+        check(asked == 10 && (b < 2 ? correct == asked : correct < asked), name,
+              b < 2 ? "want every needle (exact, or a budget over every tile)" : "want some lost outside the window");
+    }
+    model_free(&m);
+    free(hay);
+}
+
 int main(void) {
     parallel_set_blas_threads(1);
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         full_budget(&shapes[i], (int)i);
     planted_key();
     task_records();
+    needle_distractors();
     return check_summary();
 }
