@@ -43,6 +43,7 @@ int cli_list(int argc, char **argv, attn_err_t *err) {
         const attn_backend_t *b = registry_get(i);
         attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 64, .n_q = 8, .n_k = 8, .window = 4};
         attn_exec_t x = exec_default();
+        x.approx_window = 4; /* the approximate backends need a local window: the flags' kind of case */
         char reason[512], dtypes[24] = "";
         const char *masks[3];
         int probe = have_gpu || strcmp(b->device, "cpu") == 0; /* without a device a GPU backend declines all */

@@ -6,25 +6,27 @@
 # record `approximate` with recall and key_fraction in 0 … 1, topk_blocks at 5 % visiting at
 # most 10 % of the keys from 16K on, and at 10 % from 16K on (where the budget exceeds the window)
 # its recall never below sinks_window's best at the same case.
-# usage: test_approx_needle.sh ATTNBENCH SCRATCH PYTHON3 [SEQ_LENS (default 4096,16384,65536)]
+# usage: test_approx_needle.sh ATTNBENCH SCRATCH PYTHON3 [SEQ_LENS (4096,16384,65536)] [HAYSTACKS ("kjv vim")]
+# (the haystacks named are rerun; other results already in SCRATCH are checked and reported too)
 set -u
-bin=$1 scratch=$2 py=$3 lens=${4:-4096,16384,65536}
-rm -rf "$scratch" && mkdir -p "$scratch"
+bin=$1 scratch=$2 py=$3 lens=${4:-4096,16384,65536} hays=${5:-kjv vim}
+mkdir -p "$scratch"
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 
 vimdoc="$scratch/vimdoc.txt"
-if ls /usr/share/vim/vim*/doc/*.txt >/dev/null 2>&1; then
-  cat /usr/share/vim/vim*/doc/*.txt | head -c 60000000 >"$vimdoc"
+if ls /usr/share/vim/vim*/doc/*.txt >/dev/null 2>&1; then # <k0> is Vim's keypad 0: not a needle symbol here
+  cat /usr/share/vim/vim*/doc/*.txt | sed -E 's/<([kv])([0-9]+)>/<\1 \2>/g' | head -c 60000000 >"$vimdoc"
 fi
 G=(--backends blockwise,sliding_window,sinks_window,topk_blocks --seq-len "$lens" --mode query-tail
    --depths 0:100:10 --window 1024 --sinks 4,64 --topk 1%,5%,10% --threads 2)
-for hay in kjv vim; do
+for hay in $hays; do
   for dis in 0 200; do
     [ "$hay" = vim ] && [ ! -s "$vimdoc" ] && { echo "skip vim: no /usr/share/vim/*/doc"; continue; }
     h=(); [ "$hay" = vim ] && h=(--haystack "$vimdoc")
     out="$scratch/$hay-d$dis"
+    rm -rf "$out"
     if "$bin" needle "${G[@]}" "${h[@]}" --distractors "$dis" --out-dir "$out" >"$out.log" 2>&1; then
       ok "needle $hay distractors=$dis exits 0"; else bad "needle $hay distractors=$dis exit $?"; tail -5 "$out.log"; fi
   done
