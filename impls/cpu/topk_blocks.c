@@ -26,6 +26,7 @@ typedef struct {
     const attn_problem_t *p;
     const attn_io_t *io;
     topk_summary_t *sum;
+    int64_t t0, nt; /* the tiles some query can see: only those are summarised */
 } summary_job_t;
 
 static void summary_item(void *ctx, int64_t item, int worker) {
@@ -33,9 +34,9 @@ static void summary_item(void *ctx, int64_t item, int worker) {
     const summary_job_t *j = ctx;
     const attn_problem_t *p = j->p;
     int64_t d = p->head_dim, bk = tile_block_k(p), n_kt = j->sum->n_kt;
-    int64_t bkv = item / n_kt, t = item % n_kt, j0 = t * bk, cols = ATTN_MIN(bk, p->n_k - j0);
+    int64_t bkv = item / j->nt, t = j->t0 + item % j->nt, j0 = t * bk, cols = ATTN_MIN(bk, p->n_k - j0);
     const float *K = (const float *)j->io->k + (bkv * p->n_k + j0) * d; /* (cols, d) */
-    float *mid = j->sum->mid + item * d, *half = j->sum->half + item * d;
+    float *mid = j->sum->mid + (bkv * n_kt + t) * d, *half = j->sum->half + (bkv * n_kt + t) * d;
     for (int64_t c = 0; c < d; c++) {
         float lo = K[c], hi = K[c];
         for (int64_t r = 1; r < cols; r++) {
@@ -175,8 +176,16 @@ static int topk_forward(const attn_backend_t *self, const attn_problem_t *p, con
     if (!buf)
         return ATTN_ERUNTIME;
     sum.mid = (float *)buf, sum.half = (float *)(buf + half);
-    summary_job_t sj = {p, io, &sum};
-    parallel_for(threads_resolve(x->threads), p->batch * p->kv_heads * sum.n_kt, summary_item, &sj);
+    /* a window mask (or a short query run) sees a band of K: the rest is never scored */
+    attn_span_t qs = problem_q_span(p);
+    int64_t lo, hi, t1;
+    mask_key_range(p->mask, p->window, qs.start, qs.start + qs.stride * (p->n_q - 1), problem_k_span(p), p->n_k, &lo,
+                   &hi);
+    summary_job_t sj = {.p = p, .io = io, .sum = &sum};
+    sparse_tiles_of(lo, hi, tile_block_k(p), &sj.t0, &t1);
+    sj.nt = t1 - sj.t0;
+    if (sj.nt > 0)
+        parallel_for(threads_resolve(x->threads), p->batch * p->kv_heads * sj.nt, summary_item, &sj);
     sparse_plan_t s = {.p = p, .x = x, .ctx = &sum, .scratch_bytes = topk_scratch(p), .tiles = topk_tiles,
                        .row_keys = topk_row_keys};
     int rc = sparse_attend_f32(&s, io, io->keys_visited, err);
