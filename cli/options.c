@@ -419,7 +419,9 @@ static const opt_row_t rows[] = {
      .meta = "F", .help = "compute profile JSON (docs/simulate.md)"},
     {"links", .cmds = SIM, .kind = OPT_PATH, FIELD(sim_links), .shown = "nominal, assumed", .meta = "F",
      .help = "links JSON (two tiers, node size) or an `attnbench comm` results file"},
-    {"threshold", .cmds = CMD_COMPARE, .kind = OPT_SET, FIELD(threshold), .set = set_threshold, .def = "5%",
+    {"history", .cmds = CMD_REPORT, .kind = OPT_PATH, FIELD(history_dir), .meta = "DIR",
+     .help = "nightly results files: the regression gate's history (compare's rule, night after night)"},
+    {"threshold", .cmds = CMD_COMPARE | CMD_REPORT, .kind = OPT_SET, FIELD(threshold), .set = set_threshold, .def = "5%",
      .meta = "T", .help = "a percentage like 5% (or a fraction like 0.05)"},
 };
 enum { N_ROWS = sizeof rows / sizeof rows[0] };
@@ -736,7 +738,75 @@ int opts_load_config(const char *path, unsigned cmd, int argc, char **argv, attn
 
 /* ---- help ----------------------------------------------------------------------------------- */
 
+static int help_roff; /* opts_help_roff: the man page's form of --help */
+
+void opts_help_roff(int on) { help_roff = on; }
+
+/* Text for roff: backslashes and hyphens escaped, a control character at a line's start quoted. */
+void opts_roff_text(FILE *f, const char *s, size_t n) {
+    for (size_t i = 0; i < n && s[i]; i++) {
+        if ((i == 0 || s[i - 1] == '\n') && (s[i] == '.' || s[i] == '\''))
+            fputs("\\&", f);
+        if (s[i] == '\\')
+            fputs("\\e", f);
+        else if (s[i] == '-')
+            fputs("\\-", f);
+        else
+            fputc(s[i], f);
+    }
+}
+
+/* usage's first paragraph (the synopsis) unfilled, the rest as paragraphs; each flag a tagged
+ * paragraph. The same rows, in the same order, as the text form below. */
+static void print_help_roff(FILE *f, unsigned cmd, const char *usage) {
+    size_t syn = strstr(usage, "\n\n") ? (size_t)(strstr(usage, "\n\n") - usage) : strlen(usage);
+    fputs(".PP\n.nf\n", f);
+    opts_roff_text(f, usage, syn);
+    fputs("\n.fi\n", f);
+    for (const char *p = usage + syn; *p;) {
+        while (*p == '\n')
+            p++;
+        size_t len = strstr(p, "\n\n") ? (size_t)(strstr(p, "\n\n") - p) : strlen(p);
+        if (len) {
+            fputs(".PP\n", f);
+            opts_roff_text(f, p, len);
+            fputs(p[len - 1] == '\n' ? "" : "\n", f);
+        }
+        p += len;
+    }
+    for (int i = 0; i < N_ROWS; i++) {
+        const opt_row_t *r = &rows[i];
+        if (!(r->cmds & cmd) || (r->hide & cmd))
+            continue;
+        fputs(".TP\n\\fB", f);
+        opts_roff_text(f, "--", 2);
+        opts_roff_text(f, r->name, strlen(r->name));
+        fputs("\\fR \\fI", f);
+        opts_roff_text(f, r->meta, strlen(r->meta));
+        fputs("\\fR\n", f);
+        for (const char *p = r->help; *p;) {
+            size_t len = strcspn(p, "\n");
+            opts_roff_text(f, p, len);
+            p += len;
+            if (*p == '\n')
+                fputs("\n.br\n", f), p++;
+        }
+        const char *shown = r->shown ? r->shown : r->def;
+        if (shown) {
+            fputs(" [", f);
+            opts_roff_text(f, shown, strlen(shown));
+            fputc(']', f);
+        }
+        fputc('\n', f);
+    }
+    fputs(".TP\n\\fB\\-\\-help\\fR, \\fB\\-h\\fR\nthis text\n", f);
+}
+
 void opts_print_help(FILE *f, unsigned cmd, const char *usage) {
+    if (help_roff) {
+        print_help_roff(f, cmd, usage);
+        return;
+    }
     fputs(usage, f);
     fputs("\nflags:\n", f);
     for (int i = 0; i < N_ROWS; i++) {

@@ -27,7 +27,8 @@ typedef struct {
     char q_path[512], k_path[512], v_path[512], out_path[512], lse_path[512]; /* attend; --out also report */
     int64_t comm_sizes[OPTS_MAX_LIST]; /* comm: message bytes; none given: the default sweep */
     int n_comm_sizes;
-    double threshold; /* compare */
+    double threshold;       /* compare, report --history */
+    char history_dir[512];  /* report: a directory of nightly results files */
     int64_t sim_ranks[OPTS_MAX_LIST]; /* simulate: P values, schemes (sim_scheme_t), constants files */
     int n_sim_ranks, sim_schemes[8], n_sim_schemes;
     char sim_profile[512], sim_links[512];
@@ -49,6 +50,11 @@ int opts_load_config(const char *path, unsigned cmd, int argc, char **argv, attn
                      attn_err_t *err);
 /* usage, then the flags cmd takes with their defaults. */
 void opts_print_help(FILE *f, unsigned cmd, const char *usage);
+/* on: opts_print_help writes the man page's roff instead (attnbench --man, cli/main.c), so the
+ * man page and --help come from the same rows and usage texts. */
+void opts_help_roff(int on);
+/* n bytes of s as roff text (hyphens and backslashes escaped). */
+void opts_roff_text(FILE *f, const char *s, size_t n);
 
 /* For the C tests: run's defaults, and one of run's flags set by name ("seq-len") from text. */
 void opts_defaults(attn_opts_t *o);
