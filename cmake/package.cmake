@@ -34,16 +34,19 @@ set(CPACK_DEBIAN_PACKAGE_SECTION science)
 # The shared libraries the binary links, by their Debian 12 packages (dpkg -S of each `ldd` line):
 # libmpi.so.40 libopenmpi3, libjansson.so.4 libjansson4, libcsv.so.3 libcsv3, libsentencepiece*.so.0
 # libsentencepiece0, libopenblas.so.0 libopenblas0 (any of its -pthread/-openmp/-serial flavours).
-# dpkg-shlibdeps, where present, adds libc6, libstdc++6 and libgcc-s1 with their versions.
-set(ATTN_DEB_DEPENDS "libjansson4, libcsv3, libsentencepiece0, libopenblas0 | libopenblas.so.0")
-if(ATTN_HAVE_MPI)
-  string(APPEND ATTN_DEB_DEPENDS ", libopenmpi3")
-  set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "openmpi-bin")
-endif()
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "${ATTN_DEB_DEPENDS}")
+# dpkg-shlibdeps, where present, finds the same names from the binary with their minimum versions
+# (and libc6, libstdc++6, libgcc-s1); the list is written out only for where it is not.
 find_program(ATTN_DPKG_SHLIBDEPS dpkg-shlibdeps)
 if(ATTN_DPKG_SHLIBDEPS)
   set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+else()
+  set(CPACK_DEBIAN_PACKAGE_DEPENDS "libjansson4, libcsv3, libsentencepiece0, libopenblas0 | libopenblas.so.0, libstdc++6")
+  if(ATTN_HAVE_MPI)
+    string(APPEND CPACK_DEBIAN_PACKAGE_DEPENDS ", libopenmpi3")
+  endif()
+endif()
+if(ATTN_HAVE_MPI)
+  set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "openmpi-bin") # mpirun, for --transport mpi
 endif()
 set(ATTN_PACKAGE_CUDA ${ATTN_HAVE_CUDA})
 configure_file(${CMAKE_SOURCE_DIR}/cmake/cpack_options.cmake.in ${CMAKE_BINARY_DIR}/cpack_options.cmake @ONLY)

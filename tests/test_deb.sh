@@ -26,7 +26,7 @@ deb=$(ls "$scratch"/pkg/attnbench_*.deb 2>/dev/null | head -1)
 
 deps=$(dpkg-deb -f "$deb" Depends)
 echo "     Depends: $deps"
-for p in libjansson4 libcsv3 libsentencepiece0 libopenblas0; do
+for p in libjansson4 libcsv3 libsentencepiece0 libopenblas0 $(ldd "$build/attnbench" | grep -q libmpi && echo libopenmpi3); do
   printf '%s' "$deps" | grep -q "\b$p\b" && ok "Depends names $p" || bad "Depends lacks $p"
 done
 if command -v apt-get >/dev/null; then
