@@ -5,8 +5,9 @@ stdin) for tests/test_report.sh. Prints what it found; exit 1 when a check fails
   cycle VIEW:CANVASES:TABLES ...  the hidden #status of a page opened with #cycle: ok, no error,
                                   each VIEW visited with at least that many charts and tables, none
                                   of zero size, no chart with two series of one colour
-  cross FIXTURES                  the cross-hardware table of hw-cpu.json + hw-gpu.json: one row per
+  cross FIXTURES [gpu]            the cross-hardware table of hw-cpu.json + hw-gpu.json: one row per
                                   case both machines measured, the GPU's ratio = its tokens/s ÷ the CPU's
+                                  (gpu: the page opened with the GPU as baseline, the CPU's ratio)
   peers FIXTURES                  each torch_sdpa record beside blockwise_cuda, ratio = ours ÷ peer
   roofline FIXTURES               CPU records with their frac_of_sgemm, GPU ones "no roof measured"
   history FIXTURES                the nightly fixtures' gate: night 3 fails, nights 2 and 4 pass"""
@@ -96,20 +97,22 @@ def main():
     cpu, gpu = load(fx, "hw-cpu.json"), load(fx, "hw-gpu.json")
     tput = lambda recs, be: {shape(r): r["metrics"]["tokens_per_s"] for r in recs
                              if r["task"] == "throughput" and r["backend"] == be and r["status"] == "pass"}
-    if mode == "cross":
+    if mode == "cross":  # baseline: the CPU (the page's default), or the GPU with a second argument "gpu"
+        gpu_base = len(args) > 1 and args[1] == "gpu"
         rows = p.tables.get("cross-table", [])[1:]
         c, g = tput(cpu, "blockwise"), tput(gpu, "blockwise_cuda")
-        want = {k: g[k] / c[k] for k in c if k in g}
+        want = {k: (c[k] / g[k] if gpu_base else g[k] / c[k]) for k in c if k in g}
         got = {}
         for row in rows:
             m = re.search(r"d=(\d+) n=(\d+) (\w+)", row["attrs"]["data-case"])
             for cell in row["cells"]:
-                if "H200" in cell["attrs"].get("data-machine", ""):
+                machine = cell["attrs"].get("data-machine", "")
+                if machine and ("H200" in machine) != gpu_base:
                     got[(int(m[1]), int(m[2]), m[3])] = float(cell["attrs"]["data-ratio"])
         if len(rows) != len(want) or set(got) != set(want) or not all(close(got[k], want[k]) for k in want):
             fail(f"cross: {len(rows)} rows, got {got}, want {want}")
-        print(f"{len(rows)} cases paired CPU ↔ GPU (blockwise ↔ blockwise_cuda), GPU/CPU "
-              f"{min(want.values()):.0f}–{max(want.values()):.0f}×, each as the files say")
+        print(f"{len(rows)} cases paired CPU ↔ GPU (blockwise ↔ blockwise_cuda), {'CPU/GPU' if gpu_base else 'GPU/CPU'} "
+              f"{min(want.values()):.3g}–{max(want.values()):.3g}×, each as the files say")
     elif mode == "peers":
         rows = p.tables.get("peers-table", [])[1:]
         ours = tput(gpu, "blockwise_cuda")

@@ -39,6 +39,8 @@ if [ -n "$browser" ]; then
     out=$(dom_of "$hw#view=$v" | python3 "$dom" "$v" "$fx")
     [ $? -eq 0 ] && ok "view $v: $out" || bad "view $v: $out"
   done
+  out=$(dom_of "$hw#view=cross&base=1" | python3 "$dom" cross "$fx" gpu)
+  [ $? -eq 0 ] && ok "view cross, the GPU as baseline: $out" || bad "view cross, GPU baseline: $out"
   # The check can fail: a script error before rendering leaves the page not ok.
   sed 's/^const machineOf = /no_such_function(); const machineOf = /' "$page" > "$scratch/broken.html"
   out=$(dom_of "$scratch/broken.html#cycle" | python3 "$dom" cycle overview:0:0)
