@@ -348,6 +348,13 @@ static json_t *record_json(const attn_record_t *r) {
     SET(o, "per_rank", pr);
     SET(o, "status", json_string(status_name(r->status)));
     SET(o, "reason", jstr_or_null(r->reason));
+    if (r->peer_name[0]) {
+        json_t *peer = json_object();
+        SET(peer, "name", jstr(r->peer_name));
+        SET(peer, "version", jstr(r->peer_version));
+        SET(peer, "kind", jstr(r->peer_kind));
+        SET(o, "peer", peer);
+    }
     if (!ok)
         json_decref(o);
     return ok ? o : NULL;

@@ -19,7 +19,7 @@ typedef enum { ATTN_STATUSES(ATTN_STATUS_ENUM) REC_N_STATUSES } attn_status_t;
 
 /* The version files are written with: the base version of the record and run fields (bump it
  * when a field is added), or the newest status's, whichever is later. */
-#define ATTN_RESULTS_BASE_VERSION 1
+#define ATTN_RESULTS_BASE_VERSION 2 /* 2: record "peer", run "placement" */
 #define ATTN_RESULTS_SCHEMA_PREFIX "attnbench.results/"
 int results_schema_version(void);
 /* "attnbench.results/<version>" of this build, for the writers. */
@@ -71,6 +71,9 @@ typedef struct {
     int n_per_rank;
     attn_status_t status;
     char reason[512];
+    /* Schema 2: the implementation measured when it is not attnbench's own (a --plugin's or an
+     * exec: program's): JSON "peer": {"name", "version", "kind"}; absent when name is "". */
+    char peer_name[64], peer_version[64], peer_kind[16];
 } attn_record_t;
 
 typedef struct {

@@ -10,6 +10,7 @@
 #include "tests/exactness_case.h"
 #include "impls/parallel/dist.h"
 #include "impls/parallel/dist_model.h"
+#include "impls/plugin.h"
 #include "cli/options.h"
 #include "core/threads.h"
 #include "tasks/task.h"
@@ -54,6 +55,7 @@ static int check_records(const attn_run_t *run, const char *label, int *passed, 
  * other than window and ulysses must decline H % P ≠ 0.
  * usage: test_backends [--mask M] [--min-n N] [--max-n N] [--ranks P] [--transport T]
  *                      [--backends A,B] [--heads H] [--kv-heads K] [--layout L] [--ulysses-degree U] [--seq N]
+ *                      [--plugin F.so] [--exec-spec F.json] (the matrix of a plugin's or exec: backend)
  * (CTest splits the matrix; usp runs only when named in --backends, on the U × P/U mesh) */
 int main(int argc, char **argv) {
     const char *mask = "none,causal,window";
@@ -86,6 +88,13 @@ int main(int argc, char **argv) {
             udeg = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--kv-heads"))
             kv_only = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--plugin") || !strcmp(argv[i], "--exec-spec")) { /* then name its backends */
+            attn_err_t perr = {0};
+            if ((argv[i][2] == 'p' ? plugin_load(argv[i + 1], &perr) : exec_spec_load(argv[i + 1], &perr)) != ATTN_OK) {
+                printf("FAIL %s\n", perr.msg);
+                return 1;
+            }
+        }
         else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
             return 2;
