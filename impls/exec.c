@@ -24,7 +24,7 @@ enum { MAX_ARGS = 32, MAX_SPECS = 16 };
 
 typedef struct {
     attn_backend_t be;
-    char name[48], peer[64], version[64], device[8], spec[PATH_MAX];
+    char name[48], peer[64], version[64], device[8], spec[PATH_MAX], description[160];
     char *argv[MAX_ARGS + 3]; /* command, then mode and request path per call */
     int argc;
     attn_dtype_t dtype; /* the one dtype the program computes in */
@@ -218,9 +218,12 @@ static int read_output(const exec_backend_t *e, const char *path, const char *wh
         same = a.shape[i] == shape[i];
     if (!same) {
         npy_free(&a);
-        return attn_fail(err, ATTN_ERUNTIME, "%s: its %s has shape of %d dims (%lld, …), expected (%lld, %lld, %lld%s)",
-                         e->name, what, a.ndim, (long long)(a.ndim ? a.shape[0] : 0), (long long)shape[0],
-                         (long long)shape[1], (long long)shape[2], ndim == 4 ? ", d" : "");
+        char got[160] = "", want[160] = "";
+        for (int i = 0; i < a.ndim; i++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? ", " : "", (long long)a.shape[i]);
+        for (int i = 0; i < ndim; i++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i ? ", " : "", (long long)shape[i]);
+        return attn_fail(err, ATTN_ERUNTIME, "%s: its %s has shape (%s), expected (%s)", e->name, what, got, want);
     }
     for (size_t i = 0; i < a.numel; i++) {
         double v = a.dtype == ATTN_F64 ? ((const double *)a.data)[i] : (double)((const float *)a.data)[i];
@@ -391,6 +394,11 @@ static int parse_spec(exec_backend_t *e, const char *path, json_t *root, attn_er
         return spec_fail(err, path, "\"max_bytes\" must be a number ≥ 1 (bytes of Q, K, V, O and LSE)");
     if ((to && !json_is_number(to)) || !(e->timeout_s > 0 && e->timeout_s <= 86400))
         return spec_fail(err, path, "\"timeout_s\" must be a number of seconds in (0, 86400]");
+    json_t *desc = json_object_get(root, "description");
+    if (desc && !json_is_string(desc))
+        return spec_fail(err, path, "\"description\" must be a string");
+    snprintf(e->description, sizeof e->description, "%s%s", desc ? "" : "external program: ",
+             desc ? json_string_value(desc) : e->argv[e->argc - 1]);
     json_t *masks = json_object_get(root, "masks");
     e->masks = masks ? 0 : 7;
     if (masks && (!json_is_array(masks) || json_array_size(masks) == 0))
@@ -431,7 +439,7 @@ int exec_spec_load(const char *path, attn_err_t *err) {
     if (rc == ATTN_OK && !e->version[0])
         rc = ask_version(e, err);
     if (rc == ATTN_OK) {
-        e->be = (attn_backend_t){.name = e->name, .device = e->device, .description = "external program (exec spec)",
+        e->be = (attn_backend_t){.name = e->name, .device = e->device, .description = e->description,
                                  .supports = ex_supports, .forward = ex_forward, .workspace_bytes = ex_workspace,
                                  .ctx = e, .peer_kind = "exec", .peer_name = e->peer, .peer_version = e->version,
                                  .time_self = ex_time_self};
