@@ -20,7 +20,9 @@
 #include "core/backend.h"
 #include "core/npy.h"
 
-enum { MAX_ARGS = 32, MAX_SPECS = 16 };
+/* The exit status by which a program says it cannot run on this machine (its package or device is
+ * missing): from `--version`, every case is then declined with its stderr as the reason. */
+enum { MAX_ARGS = 32, MAX_SPECS = 16, EXEC_UNAVAILABLE = 77 };
 
 typedef struct {
     attn_backend_t be;
@@ -30,6 +32,7 @@ typedef struct {
     attn_dtype_t dtype; /* the one dtype the program computes in */
     int masks;          /* bit per attn_mask_t it takes */
     double max_bytes, timeout_s;
+    char unavailable[400]; /* non-empty: why every case is declined */
 } exec_backend_t;
 
 static exec_backend_t *specs[MAX_SPECS];
@@ -117,6 +120,8 @@ static int run_program(const exec_backend_t *e, const char *const *extra, int n_
         return ATTN_OK;
     char tail[400];
     file_tail(err_path, tail, sizeof tail);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == EXEC_UNAVAILABLE) /* cannot run here: its reason alone */
+        return attn_fail(err, EXEC_UNAVAILABLE, "%s", tail[0] ? tail : "the program cannot run on this machine");
     if (WIFSIGNALED(status))
         return attn_fail(err, ATTN_ERUNTIME, "%s: `%s` was killed by signal %d: %s", e->name, e->argv[0],
                          WTERMSIG(status), tail[0] ? tail : "(no stderr)");
@@ -184,6 +189,10 @@ static int ex_supports(const attn_backend_t *self, const attn_problem_t *p, cons
                        size_t len) {
     (void)x;
     const exec_backend_t *e = ex_of(self);
+    if (e->unavailable[0]) {
+        snprintf(reason, len, "%s cannot run here: %s", e->name, e->unavailable);
+        return 0;
+    }
     if (p->dtype != e->dtype) {
         snprintf(reason, len, "%s computes in %s only (its spec's dtype), not %s", e->name, dtype_name(e->dtype),
                  dtype_name(p->dtype));
@@ -256,8 +265,8 @@ static int ex_forward(const attn_backend_t *self, const attn_problem_t *p, const
     char req[PATH_MAX + 16];
     snprintf(req, sizeof req, "%s/request.json", dir);
     const char *extra[2] = {"forward", req};
-    if (rc == ATTN_OK)
-        rc = run_program(e, extra, 2, dir, err);
+    if (rc == ATTN_OK && (rc = run_program(e, extra, 2, dir, err)) == EXEC_UNAVAILABLE)
+        rc = err->code = ATTN_ERUNTIME; /* a runtime failure here, whatever the program's reason */
     if (rc == ATTN_OK)
         rc = read_output(e, path[3], "O (o.npy)", qs, 4, p->dtype, io->o, err);
     if (rc == ATTN_OK)
@@ -277,8 +286,8 @@ static int ex_time_self(const attn_backend_t *self, const attn_problem_t *p, con
     snprintf(out, sizeof out, "%s/stdout", dir);
     const char *extra[2] = {"time", req};
     int rc = write_request(e, p, x, dir, "time", seed, warmup, repeats, err);
-    if (rc == ATTN_OK)
-        rc = run_program(e, extra, 2, dir, err);
+    if (rc == ATTN_OK && (rc = run_program(e, extra, 2, dir, err)) == EXEC_UNAVAILABLE)
+        rc = err->code = ATTN_ERUNTIME;
     json_t *reply = NULL;
     if (rc == ATTN_OK) {
         FILE *f = fopen(out, "r");
@@ -329,6 +338,11 @@ static int ask_version(exec_backend_t *e, attn_err_t *err) {
         snprintf(e->version, sizeof e->version, "%s", last ? last + 1 : line);
     }
     call_dir_remove(dir);
+    if (rc == EXEC_UNAVAILABLE) {
+        snprintf(e->unavailable, sizeof e->unavailable, "%.399s", sub.msg);
+        snprintf(e->version, sizeof e->version, "unavailable");
+        return ATTN_OK;
+    }
     if (rc != ATTN_OK)
         return attn_fail(err, ATTN_EUSAGE, "--exec-spec %s: no \"version\", and `%s --version` failed: %s", e->spec,
                          e->argv[0], sub.msg);
