@@ -76,6 +76,14 @@ typedef struct {
     char peer_name[64], peer_version[64], peer_kind[16];
 } attn_record_t;
 
+/* Schema 2: where one rank of a distributed run over mpi or nccl ran (run field "placement"). */
+typedef struct {
+    int rank, local_rank;   /* local_rank: among the job's processes on its node; −1 unknown */
+    char host[64];
+    char gpus[64];          /* CUDA_VISIBLE_DEVICES as the rank saw it; "" unset */
+    char job[32];           /* SLURM_JOB_ID; "" outside Slurm */
+} attn_placement_t;
+
 typedef struct {
     char run_id[64];
     char started_at[32]; /* ISO 8601 UTC */
@@ -90,6 +98,8 @@ typedef struct {
     char gpu_model[128], gpu_driver[32], cuda_version[32], nccl_version[32], mpi_version[64];
     attn_record_t *records;
     int n_records, cap_records;
+    attn_placement_t *placement; /* one per rank, malloc'ed; NULL for a single process */
+    int n_placement;
 } attn_run_t;
 
 /* Fills run metadata (id, time, machine, build) from the process; argv becomes command_line. */
