@@ -63,7 +63,8 @@ typedef struct {
     int (*supports)(const attnb_problem_t *p, char *reason, size_t reason_len);
     /* Bytes of scratch the harness allocates for forward (counted by the memory task); may be NULL. */
     size_t (*workspace)(const attnb_problem_t *p);
-    /* 0 on success; otherwise non-zero with a message in msg. p has passed supports(). */
+    /* 0 on success; otherwise non-zero with a message in msg. p has passed supports(). May be
+     * called from several threads at once (the ranks of a local run, ulysses' head shards). */
     int (*forward)(const attnb_problem_t *p, attnb_call_t *call, char *msg, size_t msg_len);
 } attnb_backend_t;
 
