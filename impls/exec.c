@@ -19,6 +19,7 @@
 
 #include "core/backend.h"
 #include "core/npy.h"
+#include "core/timing.h"
 
 /* The exit status by which a program says it cannot run on this machine (its package or device is
  * missing): from `--version`, every case is then declined with its stderr as the reason. */
@@ -97,25 +98,31 @@ static int run_program(const exec_backend_t *e, const char *const *extra, int n_
         _exit(127);
     }
     setpgid(pid, pid); /* also here: whichever runs first */
-    int status = 0;
-    double waited = 0, step = 0.002;
+    /* Poll without reaping (WNOWAIT): while the leader is an unreaped zombie its group id cannot be
+     * reused, so killing the group afterwards reaches only what the program left running. */
+    double t0 = time_now_s(), step = 0.002;
     for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            break;
-        if (r < 0 && errno != EINTR)
-            return attn_fail(err, ATTN_ERUNTIME, "%s: waitpid: %s", e->name, strerror(errno));
-        if (waited >= e->timeout_s) {
+        siginfo_t info = {0};
+        if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) < 0 && errno != EINTR) {
             kill(-pid, SIGKILL);
-            waitpid(pid, &status, 0);
+            waitpid(pid, NULL, 0);
+            return attn_fail(err, ATTN_ERUNTIME, "%s: waitid: %s", e->name, strerror(errno));
+        }
+        if (info.si_pid == pid)
+            break;
+        if (time_now_s() - t0 >= e->timeout_s) {
+            kill(-pid, SIGKILL);
+            waitpid(pid, NULL, 0);
             return attn_fail(err, ATTN_ERUNTIME, "%s: `%s` did not finish within %g s (timeout_s of %s): killed",
                              e->name, e->argv[0], e->timeout_s, e->spec);
         }
         sleep_s(step);
-        waited += step;
         step = step < 0.05 ? step * 2 : 0.05;
     }
     kill(-pid, SIGKILL); /* anything it left running in its group */
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return ATTN_OK;
     char tail[400];
