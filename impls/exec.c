@@ -4,31 +4,22 @@
  * seeded inputs. Every run is bounded by the spec's timeout. Protocol: docs/exec-protocol.md. */
 #include "impls/plugin.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "core/backend.h"
 #include "core/npy.h"
-#include "core/timing.h"
+#include "impls/exec_process.h"
 
-/* The exit status by which a program says it cannot run on this machine (its package or device is
- * missing): from `--version`, every case is then declined with its stderr as the reason. */
-enum { MAX_ARGS = 32, MAX_SPECS = 16, EXEC_UNAVAILABLE = 77 };
+enum { MAX_SPECS = 16 };
 
 typedef struct {
     attn_backend_t be;
     char name[48], peer[64], version[64], device[8], spec[PATH_MAX], description[160];
-    char *argv[MAX_ARGS + 3]; /* command, then mode and request path per call */
+    char *argv[EXEC_MAX_ARGS]; /* the command; each call appends its mode and request */
     int argc;
     attn_dtype_t dtype; /* the one dtype the program computes in */
     int masks;          /* bit per attn_mask_t it takes */
@@ -41,119 +32,10 @@ static int n_specs;
 
 static const exec_backend_t *ex_of(const attn_backend_t *self) { return self->ctx; }
 
-/* ---- running the program ------------------------------------------------------------------ */
-
-static void sleep_s(double s) {
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&ts, NULL);
-}
-
-/* Last `cap − 1` bytes of a file, one line (newlines become "; "): the program's own words. */
-static void file_tail(const char *path, char *out, size_t cap) {
-    out[0] = '\0';
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f), take = n < (long)cap - 1 ? n : (long)cap - 1;
-    fseek(f, n - take, SEEK_SET);
-    size_t got = fread(out, 1, (size_t)take, f);
-    out[got] = '\0';
-    fclose(f);
-    while (got && (out[got - 1] == '\n' || out[got - 1] == ' '))
-        out[--got] = '\0';
-    for (char *p = out; *p; p++)
-        if (*p == '\n')
-            *p = ';';
-}
-
-/* Runs argv (extra args appended) with stdin /dev/null, stdout and stderr into dir, in a process
- * group of its own so a timeout kills it and every child it made. */
 static int run_program(const exec_backend_t *e, const char *const *extra, int n_extra, const char *dir,
                        attn_err_t *err) {
-    char *argv[MAX_ARGS + 4];
-    int n = 0;
-    for (int i = 0; i < e->argc; i++)
-        argv[n++] = e->argv[i];
-    for (int i = 0; i < n_extra; i++)
-        argv[n++] = (char *)extra[i];
-    argv[n] = NULL;
-    char out_path[PATH_MAX], err_path[PATH_MAX];
-    snprintf(out_path, sizeof out_path, "%s/stdout", dir);
-    snprintf(err_path, sizeof err_path, "%s/stderr", dir);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        return attn_fail(err, ATTN_ERUNTIME, "%s: fork: %s", e->name, strerror(errno));
-    if (pid == 0) { /* only async-signal-safe calls until exec */
-        setpgid(0, 0);
-        int in = open("/dev/null", O_RDONLY), out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600),
-            er = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (in < 0 || out < 0 || er < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(er, 2) < 0)
-            _exit(126);
-        execvp(argv[0], argv);
-        static const char msg[] = "exec failed: the command was not found or is not executable\n";
-        ssize_t w = write(2, msg, sizeof msg - 1);
-        (void)w;
-        _exit(127);
-    }
-    setpgid(pid, pid); /* also here: whichever runs first */
-    /* Poll without reaping (WNOWAIT): while the leader is an unreaped zombie its group id cannot be
-     * reused, so killing the group afterwards reaches only what the program left running. */
-    double t0 = time_now_s(), step = 0.002;
-    for (;;) {
-        siginfo_t info = {0};
-        if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) < 0 && errno != EINTR) {
-            kill(-pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-            return attn_fail(err, ATTN_ERUNTIME, "%s: waitid: %s", e->name, strerror(errno));
-        }
-        if (info.si_pid == pid)
-            break;
-        if (time_now_s() - t0 >= e->timeout_s) {
-            kill(-pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-            return attn_fail(err, ATTN_ERUNTIME, "%s: `%s` did not finish within %g s (timeout_s of %s): killed",
-                             e->name, e->argv[0], e->timeout_s, e->spec);
-        }
-        sleep_s(step);
-        step = step < 0.05 ? step * 2 : 0.05;
-    }
-    kill(-pid, SIGKILL); /* anything it left running in its group */
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return ATTN_OK;
-    char tail[400];
-    file_tail(err_path, tail, sizeof tail);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == EXEC_UNAVAILABLE) /* cannot run here: its reason alone */
-        return attn_fail(err, EXEC_UNAVAILABLE, "%s", tail[0] ? tail : "the program cannot run on this machine");
-    if (WIFSIGNALED(status))
-        return attn_fail(err, ATTN_ERUNTIME, "%s: `%s` was killed by signal %d: %s", e->name, e->argv[0],
-                         WTERMSIG(status), tail[0] ? tail : "(no stderr)");
-    return attn_fail(err, ATTN_ERUNTIME, "%s: `%s` exited with status %d: %s", e->name, e->argv[0],
-                     WEXITSTATUS(status), tail[0] ? tail : "(no stderr)");
-}
-
-/* A fresh private directory (mode 0700) for one call, and its removal. */
-static int call_dir(const exec_backend_t *e, char *dir, size_t cap, attn_err_t *err) {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, cap, "%s/attnbench-exec-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir))
-        return attn_fail(err, ATTN_ERUNTIME, "%s: cannot make a temporary directory %s: %s", e->name, dir,
-                         strerror(errno));
-    return ATTN_OK;
-}
-static void call_dir_remove(const char *dir) {
-    static const char *const names[] = {"q.npy", "k.npy", "v.npy", "o.npy", "lse.npy", "request.json", "stdout",
-                                        "stderr"};
-    char path[PATH_MAX + 32];
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        unlink(path);
-    }
-    rmdir(dir); /* fails, leaving the directory, if the program wrote files of its own there */
+    exec_cmd_t cmd = {e->name, e->argv, e->argc, e->timeout_s, e->spec};
+    return exec_process_run(&cmd, extra, n_extra, dir, err);
 }
 
 /* The request: the problem, positions, and the files, as JSON (docs/exec-protocol.md). */
@@ -256,7 +138,7 @@ static int ex_forward(const attn_backend_t *self, const attn_problem_t *p, const
                       attn_err_t *err) {
     const exec_backend_t *e = ex_of(self);
     char dir[PATH_MAX], path[5][PATH_MAX + 16];
-    ATTN_TRY(call_dir(e, dir, sizeof dir, err));
+    ATTN_TRY(exec_dir_make(e->name, dir, sizeof dir, err));
     static const char *const fn[5] = {"q", "k", "v", "o", "lse"};
     for (int i = 0; i < 5; i++)
         snprintf(path[i], sizeof path[i], "%s/%s.npy", dir, fn[i]);
@@ -278,7 +160,7 @@ static int ex_forward(const attn_backend_t *self, const attn_problem_t *p, const
         rc = read_output(e, path[3], "O (o.npy)", qs, 4, p->dtype, io->o, err);
     if (rc == ATTN_OK)
         rc = read_output(e, path[4], "LSE (lse.npy)", qs, 3, p->dtype, io->lse, err);
-    call_dir_remove(dir);
+    exec_dir_remove(dir);
     return rc;
 }
 
@@ -288,7 +170,7 @@ static int ex_time_self(const attn_backend_t *self, const attn_problem_t *p, con
                         int warmup, int repeats, double *secs, char *timing, size_t timing_len, attn_err_t *err) {
     const exec_backend_t *e = ex_of(self);
     char dir[PATH_MAX], req[PATH_MAX + 16], out[PATH_MAX + 16];
-    ATTN_TRY(call_dir(e, dir, sizeof dir, err));
+    ATTN_TRY(exec_dir_make(e->name, dir, sizeof dir, err));
     snprintf(req, sizeof req, "%s/request.json", dir);
     snprintf(out, sizeof out, "%s/stdout", dir);
     const char *extra[2] = {"time", req};
@@ -321,7 +203,7 @@ static int ex_time_self(const attn_backend_t *self, const attn_problem_t *p, con
     const char *t = reply ? json_string_value(json_object_get(reply, "timing")) : NULL;
     snprintf(timing, timing_len, "%s", t ? t : "peer");
     json_decref(reply);
-    call_dir_remove(dir);
+    exec_dir_remove(dir);
     return rc;
 }
 
@@ -334,17 +216,17 @@ static int spec_fail(attn_err_t *err, const char *path, const char *what) {
 /* No version in the spec: the program's own answer to `--version` (its last stdout line). */
 static int ask_version(exec_backend_t *e, attn_err_t *err) {
     char dir[PATH_MAX], out[PATH_MAX + 16], line[256] = "";
-    ATTN_TRY(call_dir(e, dir, sizeof dir, err));
+    ATTN_TRY(exec_dir_make(e->name, dir, sizeof dir, err));
     const char *extra[1] = {"--version"};
     attn_err_t sub = {0};
     int rc = run_program(e, extra, 1, dir, &sub);
     if (rc == ATTN_OK) {
         snprintf(out, sizeof out, "%s/stdout", dir);
-        file_tail(out, line, sizeof line);
+        exec_file_tail(out, line, sizeof line);
         char *last = strrchr(line, ';');
         snprintf(e->version, sizeof e->version, "%s", last ? last + 1 : line);
     }
-    call_dir_remove(dir);
+    exec_dir_remove(dir);
     if (rc == EXEC_UNAVAILABLE) {
         snprintf(e->unavailable, sizeof e->unavailable, "%.399s", sub.msg);
         snprintf(e->version, sizeof e->version, "unavailable");
@@ -376,7 +258,7 @@ static int parse_spec(exec_backend_t *e, const char *path, json_t *root, attn_er
         return spec_fail(err, path, "\"name\" must be 1..32 of [a-z0-9_]");
     snprintf(e->name, sizeof e->name, "exec:%s", name);
     json_t *cmd = json_object_get(root, "command");
-    if (!json_is_array(cmd) || json_array_size(cmd) < 1 || json_array_size(cmd) > MAX_ARGS)
+    if (!json_is_array(cmd) || json_array_size(cmd) < 1 || json_array_size(cmd) > EXEC_MAX_ARGS)
         return spec_fail(err, path, "\"command\" must be a list of 1..32 strings (argv)");
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", e->spec);
