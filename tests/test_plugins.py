@@ -94,7 +94,10 @@ check(p.returncode == 0 and t.get("status") == "pass" and t["metrics"]["time_s_m
 p = run("mem", ["run", "--task", "memory", "--plugin", plugin, "--backends", "tiled_example", "--mask", "causal",
                 "--block-k", "32", "--out-dir", "{out}/res", *SHAPE])
 m = p.doc["records"][0] if p.doc else {}
-check(p.returncode == 0 and m.get("status") == "pass", f"memory task: pass (exit {p.returncode}) {p.stderr[-200:]}")
+mm = m.get("metrics", {})
+check(p.returncode == 0 and m.get("status") == "pass" and mm.get("workspace_bytes") == (32 + 16) * 8 and
+      mm.get("alloc_to_analytic") == 1, f"memory task: the plugin's declared workspace ((block_k + d) doubles) is "
+      f"allocated by the harness and counted exactly (exit {p.returncode}, {mm}) {p.stderr[-200:]}")
 
 p = run("needle", ["needle", "--plugin", plugin, "--backends", "tiled_example", "--seq-len", "256", "--depths",
                    "0:100:50", "--haystack", "noise", "--out-dir", "{out}/res"])
