@@ -4,6 +4,7 @@
  * seeded inputs. Every run is bounded by the spec's timeout. Protocol: docs/exec-protocol.md. */
 #include "impls/plugin.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -319,7 +320,7 @@ static int parse_spec(exec_backend_t *e, const char *path, json_t *root, attn_er
 int exec_spec_load(const char *path, attn_err_t *err) {
     char real[PATH_MAX];
     if (!realpath(path, real))
-        return attn_fail(err, ATTN_EUSAGE, "--exec-spec %s: no such file", path);
+        return attn_fail(err, ATTN_EUSAGE, "--exec-spec %s: %s", path, errno == ENOENT ? "no such file" : strerror(errno));
     for (int i = 0; i < n_specs; i++)
         if (!strcmp(specs[i]->spec, real))
             return ATTN_OK;

@@ -5,6 +5,7 @@
 #include "impls/plugin.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,7 +113,8 @@ static int check_table(const char *path, const attnb_plugin_t *t, attn_err_t *er
 int plugin_load(const char *path, attn_err_t *err) {
     char real[PATH_MAX];
     if (!realpath(path, real))
-        return attn_fail(err, ATTN_EUSAGE, "--plugin %s: cannot load: no such file", path);
+        return attn_fail(err, ATTN_EUSAGE, "--plugin %s: cannot load: %s", path,
+                         errno == ENOENT ? "no such file" : strerror(errno));
     for (int i = 0; i < n_plugins; i++)
         if (!strcmp(loaded_paths[i], real))
             return ATTN_OK;
