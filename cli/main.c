@@ -85,7 +85,9 @@ int main(int argc, char **argv) {
         if (strcmp(argv[1], commands[i].name) != 0)
             continue;
         attn_err_t err = {0};
-        int rc = commands[i].fn(argc - 1, argv + 1, &err);
+        int rc = opts_preload(commands[i].name, argc - 1, argv + 1, &err); /* --plugin, --exec-spec */
+        if (rc == ATTN_OK)
+            rc = commands[i].fn(argc - 1, argv + 1, &err);
         if (rc != ATTN_OK)
             fprintf(stderr, "attnbench %s: error: %s\n", commands[i].name, err.msg[0] ? err.msg : "failed");
         return rc;

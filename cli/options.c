@@ -13,6 +13,7 @@
 #include "comm/layout.h"
 #include "core/backend.h"
 #include "core/device.h"
+#include "impls/plugin.h"
 #include "tasks/simulate.h"
 #include "tasks/task.h"
 
@@ -259,6 +260,25 @@ static int set_seed(cli_opts_t *c, const char *key, const char *v, attn_err_t *e
     return ATTN_OK;
 }
 
+/* --plugin A.so[,B.so]: loaded now (once per file), so later flags can name its backends. */
+static int set_plugin(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    ATTN_TRY(list_well_formed(key, v, err));
+    char buf[2048];
+    if (strlen(v) >= sizeof buf)
+        return attn_fail(err, ATTN_EUSAGE, "--%s: value too long", key);
+    strcpy(buf, v);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        ATTN_TRY(plugin_load(t, err));
+    snprintf(c->plugin, sizeof c->plugin, "%s", v);
+    return ATTN_OK;
+}
+static int set_exec_spec(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    (void)key;
+    ATTN_TRY(exec_spec_load(v, err));
+    snprintf(c->exec_spec, sizeof c->exec_spec, "%s", v);
+    return ATTN_OK;
+}
+
 /* "5%" or a fraction, 0 ≤ t < 1. */
 static int set_threshold(cli_opts_t *c, const char *key, const char *s, attn_err_t *err) {
     (void)key;
@@ -287,6 +307,11 @@ static int set_threshold(cli_opts_t *c, const char *key, const char *s, attn_err
 #define SIM CMD_SIMULATE
 
 static const opt_row_t rows[] = {
+    {"plugin", .cmds = ~0u >> (32 - N_CMDS), .kind = OPT_SET, FIELD(plugin), .set = set_plugin, .flags = OPT_TOP_ONLY,
+     .shown = "$ATTNBENCH_PLUGINS", .meta = "F.so",
+     .help = "backends from a shared object built on include/attnbench/backend.h (repeatable)"},
+    {"exec-spec", .cmds = CMD_LIST | RUN | NDL | ATT, .kind = OPT_SET, FIELD(exec_spec), .set = set_exec_spec,
+     .flags = OPT_TOP_ONLY, .meta = "F.json", .help = "backend exec:NAME, an external program (docs/exec-protocol.md)"},
     {"task", .cmds = RUN, .kind = OPT_SET, FIELD(s.task), .set = set_task, .def = "exactness", .meta = "T",
      .help = "exactness | throughput | memory | capacity | model | needle | precision"},
     {"task", .cmds = NDL, .hide = NDL, .kind = OPT_SET, FIELD(s.task), .set = set_task_needle, .def = "needle", .meta = "T",
@@ -627,6 +652,30 @@ int opts_parse_argv(cli_opts_t *c, unsigned cmd, int argc, char **argv, char **p
     return ATTN_OK;
 }
 
+int opts_preload(const char *cmd_name, int argc, char **argv, attn_err_t *err) {
+    unsigned cmd = 0;
+    for (int k = 0; k < N_CMDS; k++)
+        if (!strcmp(cmd_names[k], cmd_name))
+            cmd = 1u << k;
+    ATTN_TRY(plugin_load_env(err));
+    cli_opts_t c;
+    memset(&c, 0, sizeof c);
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+        const char *a = argv[i], *v = NULL;
+        for (const char *name = "plugin"; name; name = strcmp(name, "plugin") ? NULL : "exec-spec") {
+            size_t n = strlen(name);
+            if (strncmp(a, "--", 2) || strncmp(a + 2, name, n) || (a[2 + n] && a[2 + n] != '='))
+                continue;
+            v = a[2 + n] == '=' ? a + 3 + n : i + 1 < argc ? argv[i + 1] : NULL;
+            const opt_row_t *r;
+            attn_err_t ignored = {0}; /* a flag cmd does not take, or without a value: the parse says so */
+            if (v && row_find(name, cmd, "--", &r, &ignored) == ATTN_OK)
+                ATTN_TRY(row_set(&c, r, name, v, err));
+        }
+    }
+    return ATTN_OK;
+}
+
 /* ---- suite files ---------------------------------------------------------------------------- */
 
 /* JSON scalars and arrays of scalars become the same text a flag would carry. */
@@ -662,7 +711,11 @@ static int apply_object(cli_opts_t *c, unsigned cmd, const char *path, const cha
                         attn_err_t *err) {
     const char *key;
     json_t *v;
+    /* the keys that define backends first, so "backends" may name theirs in any key order */
+    for (int pass = 0; pass < 2; pass++)
     json_object_foreach(obj, key, v) {
+        if ((pass == 0) != (!strcmp(key, "plugin") || !strcmp(key, "exec-spec")))
+            continue;
         if (!strcmp(key, "description") || (!in_run && !strcmp(key, "runs")))
             continue;
         if (!strcmp(key, "runs"))

@@ -32,6 +32,7 @@ typedef struct {
     int64_t sim_ranks[OPTS_MAX_LIST]; /* simulate: P values, schemes (sim_scheme_t), constants files */
     int n_sim_ranks, sim_schemes[8], n_sim_schemes;
     char sim_profile[512], sim_links[512];
+    char plugin[512], exec_spec[512]; /* the last given; each is loaded when parsed (impls/plugin.h) */
 } cli_opts_t;
 
 /* Every subcommand starts from run's defaults, then takes the defaults of its own rows. */
@@ -48,6 +49,10 @@ int opts_parse_argv(cli_opts_t *c, unsigned cmd, int argc, char **argv, char **p
  * A key in the wrong place (out-dir, runs or config inside a run) is refused. Allocates *runs. */
 int opts_load_config(const char *path, unsigned cmd, int argc, char **argv, attn_opts_t **runs, int *n_runs,
                      attn_err_t *err);
+/* Loads the plugins of $ATTNBENCH_PLUGINS and those that the --plugin and --exec-spec flags of
+ * argv (after subcommand `cmd_name`) name, before any flag is parsed: a backend a plugin defines
+ * may then be named by --backends anywhere on the line. */
+int opts_preload(const char *cmd_name, int argc, char **argv, attn_err_t *err);
 /* usage, then the flags cmd takes with their defaults. */
 void opts_print_help(FILE *f, unsigned cmd, const char *usage);
 /* on: opts_print_help writes the man page's roff instead (attnbench --man, cli/main.c), so the
