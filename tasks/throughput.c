@@ -159,6 +159,31 @@ static int throughput_device(const attn_opts_t *o, const attn_problem_t *p, cons
     return ATTN_OK;
 }
 
+/* A backend that times itself (an exec: program, on inputs it makes from the seed on its own
+ * device): its seconds per repeat, recorded with the same statistics as the harness's own. */
+static int throughput_self(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, const attn_backend_t *be,
+                           attn_record_t *r, double *median_s) {
+    int reps = o->repeats;
+    double secs[reps], tok[reps], gflops[reps], flops = problem_flops(p);
+    char timing[32];
+    attn_err_t berr = {0};
+    if (be->time_self(be, p, x, o->seed, o->warmup, reps, secs, timing, sizeof timing, &berr) != ATTN_OK) {
+        record_set_status(r, REC_ERROR, "%s", berr.msg);
+        return ATTN_OK;
+    }
+    for (int i = 0; i < reps; i++) {
+        tok[i] = (double)(p->batch * p->n_q) / secs[i];
+        gflops[i] = flops / secs[i] / 1e9;
+    }
+    record_timed(r, "time_s", secs, reps, "s");
+    record_timed(r, "tokens_per_s", tok, reps, "tok/s");
+    record_timed(r, "gflops", gflops, reps, "GFLOP/s");
+    record_metric(r, "flops", flops, "FLOP");
+    record_extra_str(r, "timing", timing);
+    *median_s = median_of(secs, reps);
+    return ATTN_OK;
+}
+
 /* Under mpi every rank is a process with `threads` threads of its own, so a call can use up to
  * ranks × threads cores (no more than the machine has), and one process's sgemm measures only
  * `threads` of them: the compute roof is that many processes' sgemm (docs/roofline.md). */
@@ -180,6 +205,8 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
     approx_record_config(r, be, x);
     if (!runs)
         return ATTN_OK;
+    if (be->time_self)
+        return throughput_self(o, p, x, be, r, median_s);
     if (strcmp(be->device, "cpu") != 0)
         return throughput_device(o, p, x, be, r, median_s, err);
     double flops = problem_flops(p);

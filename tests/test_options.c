@@ -107,7 +107,7 @@ static void test_argv(void) {
         {CMD_RUN, "--heads=", "--heads: '' is not an integer"},
         {CMD_RUN, "-x", "unknown flag '-x'"},
         {CMD_RUN, "stray", "unexpected argument 'stray'"},
-        {CMD_RUN, "--threshold 5%", "flag '--threshold' does not apply to run (it is taken by compare)"},
+        {CMD_RUN, "--threshold 5%", "flag '--threshold' does not apply to run (it is taken by report, compare)"},
         {CMD_RUN, "--q q.npy", "does not apply to run (it is taken by attend)"},
         {CMD_RUN, "--sizes 64", "does not apply to run (it is taken by peak, comm)"},
         {CMD_ATTEND, "--ranks 2", "does not apply to attend (it is taken by run, needle, comm, simulate)"},
@@ -187,7 +187,7 @@ static void test_suite_keys(const char *scratch) {
     suite_case(scratch, "second_run_value", "{\"runs\": [{\"seq-len\": 16}, {\"heads\": 0}]}",
                "runs[1]: --heads: 0 is out of range");
     suite_case(scratch, "other_command_key", "{\"task\": \"exactness\", \"threshold\": \"5%\"}",
-               "top level: option 'threshold' does not apply to run (it is taken by compare)");
+               "top level: option 'threshold' does not apply to run (it is taken by report, compare)");
     suite_case(scratch, "abbreviated_key", "{\"task\": \"exactness\", \"seq\": 16}", "unknown option 'seq'");
 }
 
