@@ -5,18 +5,18 @@
 #include <math.h>
 #include <string.h>
 
-void plan_ring_pair(attn_mask_t mask, int64_t window, const layout_piece_t *q, const layout_piece_t *k, plan_pair_t *out) {
+void plan_ring_pair(const attn_vis_t *v, const layout_piece_t *q, const layout_piece_t *k, plan_pair_t *out) {
     layout_piece_t qp = *q, kp = *k; /* out may alias q or k */
     int64_t lo, hi;
-    mask_key_range(mask, window, qp.pos.start, qp.pos.start + qp.pos.stride * (qp.count - 1), kp.pos, kp.count, &lo, &hi);
+    mask_key_range(v, qp.pos.start, qp.pos.start + qp.pos.stride * (qp.count - 1), kp.pos, kp.count, &lo, &hi);
     out->q = qp, out->k = kp;
     out->lo = lo, out->hi = hi;
     out->skip = lo >= hi || qp.count == 0;
-    plan_band_for(qp.pos.start, kp.pos.start, qp.pos.stride, window, &out->q_off, &out->win);
+    plan_band_for(qp.pos.start, kp.pos.start, qp.pos.stride, v->window, &out->q_off, &out->win);
 }
 
-int plan_ring_step(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, attn_mask_t mask, int64_t window, int P, int rank,
-                   int step, plan_ring_step_t *out, attn_err_t *err) {
+int plan_ring_step(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, int rank, int step,
+                   plan_ring_step_t *out, attn_err_t *err) {
     attn_layout_t lq, lk;
     ATTN_TRY(layout_init(&lq, kind, n_q, P, err));
     ATTN_TRY(layout_init(&lk, kind, n_k, P, err));
@@ -38,16 +38,16 @@ int plan_ring_step(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, attn_mask_
     for (int a = 0; a < n_qp; a++) {
         qpc[a].pos.start += n_k - n_q; /* queries sit at the end of the key sequence */
         for (int b = 0; b < n_kp; b++)
-            plan_ring_pair(mask, window, &qpc[a], &kpc[b], &out->pair[out->n_pairs++]);
+            plan_ring_pair(v, &qpc[a], &kpc[b], &out->pair[out->n_pairs++]);
     }
     return ATTN_OK;
 }
 
-double plan_pair_work(attn_mask_t mask, int64_t window, const plan_pair_t *pr) {
+double plan_pair_work(const attn_vis_t *v, const plan_pair_t *pr) {
     double pairs = 0;
     for (int64_t r = 0; r < pr->q.count; r++) {
         int64_t i = pr->q.pos.start + pr->q.pos.stride * r, lo, hi;
-        mask_key_range(mask, window, i, i, pr->k.pos, pr->k.count, &lo, &hi);
+        mask_key_range(v, i, i, pr->k.pos, pr->k.count, &lo, &hi);
         pairs += hi > lo ? (double)(hi - lo) : 0;
     }
     return pairs;
@@ -55,8 +55,8 @@ double plan_pair_work(attn_mask_t mask, int64_t window, const plan_pair_t *pr) {
 
 /* Rank r computes its queries against the block of rank r − s at step s; it sends the blocks
  * of ranks r, r−1, …, r−P+2 (all but r+1's) and receives all but its own. */
-void plan_ring_expect(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, attn_mask_t mask, int64_t window, int P,
-                      double row_bytes, attn_dist_expect_t *out, double *work_out) {
+void plan_ring_expect(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, double row_bytes,
+                      attn_dist_expect_t *out, double *work_out) {
     attn_err_t err = {0};
     plan_ring_step_t st;
     memset(out, 0, sizeof *out);
@@ -66,11 +66,11 @@ void plan_ring_expect(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, attn_ma
     int64_t sent[ATTN_MAX_RANKS] = {0}, recvd[ATTN_MAX_RANKS] = {0};
     for (int r = 0; r < P; r++)
         for (int s = 0; s < P; s++) {
-            if (plan_ring_step(kind, n_q, n_k, mask, window, P, r, s, &st, &err) != ATTN_OK)
+            if (plan_ring_step(kind, n_q, n_k, v, P, r, s, &st, &err) != ATTN_OK)
                 return;
             double w = 0;
             for (int i = 0; i < st.n_pairs; i++)
-                w += st.pair[i].skip ? 0 : plan_pair_work(mask, window, &st.pair[i]);
+                w += st.pair[i].skip ? 0 : plan_pair_work(v, &st.pair[i]);
             pairs[r][st.src] = w;
             sent[r] += st.rows_sent, recvd[r] += st.rows_recv;
         }
@@ -250,13 +250,13 @@ int plan_usp(const plan_usp_mesh_t *m, int64_t B, int64_t H, int64_t Hkv, int64_
 }
 
 void plan_usp_expect(const plan_usp_mesh_t *m, int64_t B, int64_t H, int64_t Hkv, int64_t d, int64_t n_q,
-                     int64_t n_k, attn_mask_t mask, int64_t window, double elem, attn_dist_expect_t *out) {
+                     int64_t n_k, const attn_vis_t *v, double elem, attn_dist_expect_t *out) {
     attn_err_t err = {0};
     attn_dist_expect_t ring;
     memset(out, 0, sizeof *out);
     plan_usp_t pu, *u = &pu;
     /* Every member of a group attends its group shard on H/U heads: the ring's balance over R. */
-    plan_ring_expect(m->kind, n_q, n_k, mask, window, m->R, 1.0, &ring, NULL);
+    plan_ring_expect(m->kind, n_q, n_k, v, m->R, 1.0, &ring, NULL);
     out->imbalance = ring.imbalance, out->critical_path = ring.critical_path;
     for (int r = 0; r < m->P; r++) {
         if (plan_usp(m, B, H, Hkv, d, n_q, n_k, r, u, &err) != ATTN_OK)

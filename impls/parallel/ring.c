@@ -58,6 +58,7 @@ int ring_loop(attn_comm_t *c, const attn_exec_t *x, const ring_loop_t *L, dist_r
               double *step_compute, attn_err_t *err) {
     const attn_problem_t *pp = L->p;
     attn_problem_t p = *pp;
+    const attn_vis_t vis = problem_vis(&p);
     int R = L->R, me = L->pos;
     int64_t d = p.head_dim, BH = p.batch * p.heads;
     int64_t wire_kv = L->expand ? L->expand->kvn : p.kv_heads, BHkv = p.batch * wire_kv;
@@ -90,7 +91,7 @@ int ring_loop(attn_comm_t *c, const attn_exec_t *x, const ring_loop_t *L, dist_r
         if (rc != ATTN_OK)
             break;
         plan_ring_step_t st;
-        rc = plan_ring_step(L->kind, p.n_q, p.n_k, p.mask, p.window, R, me, s, &st, err);
+        rc = plan_ring_step(L->kind, p.n_q, p.n_k, &vis, R, me, s, &st, err);
         if (rc != ATTN_OK)
             break;
         int64_t kcnt = st.k_rows;
@@ -124,7 +125,7 @@ int ring_loop(attn_comm_t *c, const attn_exec_t *x, const ring_loop_t *L, dist_r
             if (local_pos) {
                 layout_piece_t q = {{pr.q.local_start, 1}, pr.q.count, pr.q.local_start};
                 layout_piece_t k = {{pr.k.local_start, 1}, pr.k.count, pr.k.local_start};
-                plan_ring_pair(p.mask, p.window, &q, &k, &pr);
+                plan_ring_pair(&vis, &q, &k, &pr);
             }
             if (pr.skip) {
                 skipped++;
@@ -225,7 +226,8 @@ void dist_ring_expect(attn_layout_kind_t kind, const attn_problem_t *p, int rank
                       attn_dist_expect_t *out) {
     int P = ranks > 1 ? ranks : 1;
     double row = 2.0 * (double)(p->batch * p->kv_heads * p->head_dim) * elem_bytes;
-    plan_ring_expect(kind, p->n_q, p->n_k, p->mask, p->window, P, row, out, NULL);
+    const attn_vis_t v = problem_vis(p);
+    plan_ring_expect(kind, p->n_q, p->n_k, &v, P, row, out, NULL);
 }
 
 static void ring_expect(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_dist_expect_t *out) {
