@@ -23,7 +23,7 @@ static kept_t *kept_head;
 static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* A kept copy of v[0..n): an equal array kept before is returned instead of a second copy. */
-static const int64_t *keep(const int64_t *v, int64_t n, attn_err_t *err) {
+const int64_t *docs_keep(const int64_t *v, int64_t n, attn_err_t *err) {
     pthread_mutex_lock(&kept_lock);
     kept_t *k = kept_head;
     while (k && !(k->n == n && !memcmp(k->v, v, (size_t)n * sizeof *v)))
@@ -87,7 +87,7 @@ int docs_parse_lens(const char *s, const int64_t **lens, int64_t *count, attn_er
         }
         c = end + 1;
     }
-    if (rc == ATTN_OK && (*lens = keep(v, n, err)) == NULL)
+    if (rc == ATTN_OK && (*lens = docs_keep(v, n, err)) == NULL)
         rc = ATTN_ERUNTIME;
     *count = n;
     free(v);
@@ -97,7 +97,7 @@ int docs_parse_lens(const char *s, const int64_t **lens, int64_t *count, attn_er
 static int keep_offsets(const int64_t *off, int64_t n_docs, int64_t n, const int64_t **out, int64_t *n_out,
                         attn_err_t *err) {
     ATTN_TRY(problem_check_docs(off, n_docs, n, err));
-    if ((*out = keep(off, n_docs + 1, err)) == NULL)
+    if ((*out = docs_keep(off, n_docs + 1, err)) == NULL)
         return ATTN_ERUNTIME;
     *n_out = n_docs;
     return ATTN_OK;

@@ -29,6 +29,9 @@ int docs_from_npy(const char *path, int64_t n, const int64_t **off, int64_t *n_d
 int docs_random(const docs_spec_t *s, int64_t n, uint64_t seed, const int64_t **off, int64_t *n_docs,
                 attn_err_t *err);
 
+/* A kept copy of n values (an equal array kept before is shared); NULL when out of memory. */
+const int64_t *docs_keep(const int64_t *v, int64_t n, attn_err_t *err);
+
 /* What a record says about a layout: count, min / mean / max length, and a hash of the offsets
  * (FNV-1a over their int64 values) that tells two layouts apart. */
 typedef struct {
