@@ -53,6 +53,10 @@ typedef struct {
 typedef struct {
     double imbalance;     /* max/mean work over ranks */
     double critical_path; /* Σ over steps of the busiest rank's work, over mean work per rank (1 = ideal) */
+    /* The same two counted in the score elements of the tiles the ranks' kernels compute (a tile
+     * the mask touches at all is computed whole): with short documents cost follows tiles, not
+     * visible pairs. 0 where a backend does not count them. */
+    double imbalance_tiles, critical_path_tiles;
     double bytes_sent[ATTN_MAX_RANKS], bytes_recv[ATTN_MAX_RANKS];
 } attn_dist_expect_t;
 

@@ -53,6 +53,58 @@ double plan_pair_work(const attn_vis_t *v, const plan_pair_t *pr) {
     return pairs;
 }
 
+double plan_pair_tiles(const attn_vis_t *v, const plan_pair_t *pr, int bq, int bk) {
+    double w = 0;
+    if (pr->skip)
+        return 0;
+    for (int64_t r0 = 0; r0 < pr->q.count; r0 += bq) {
+        int64_t rows = ATTN_MIN((int64_t)bq, pr->q.count - r0), lo, hi;
+        int64_t i_lo = pr->q.pos.start + pr->q.pos.stride * r0, i_hi = i_lo + pr->q.pos.stride * (rows - 1);
+        mask_key_range(v, i_lo, i_hi, pr->k.pos, pr->k.count, &lo, &hi);
+        if (lo < hi) /* key tiles lo / bk … (hi − 1) / bk, the last one cut at the piece's end */
+            w += (double)rows * (double)(ATTN_MIN(((hi - 1) / bk + 1) * bk, pr->k.count) - lo / bk * bk);
+    }
+    return w;
+}
+
+/* Imbalance and critical path of per-(rank, source) work w[r][src], in units of the mean. */
+static void balance_of(int P, double w[][ATTN_MAX_RANKS], double *imbalance, double *critical, double *work_out) {
+    double work[ATTN_MAX_RANKS] = {0}, total = 0, worst = 0;
+    for (int r = 0; r < P; r++)
+        for (int k = 0; k < P; k++)
+            work[r] += w[r][k], total += w[r][k];
+    for (int r = 0; r < P; r++)
+        worst = fmax(worst, work[r]);
+    *imbalance = total > 0 ? worst / (total / P) : 1;
+    *critical = 0;
+    for (int s = 0; s < P; s++) {
+        double step = 0;
+        for (int r = 0; r < P; r++)
+            step = fmax(step, w[r][(r - s + P) % P]);
+        *critical += total > 0 ? step / (total / P) : 0;
+    }
+    if (work_out)
+        memcpy(work_out, work, sizeof(double) * (size_t)P);
+}
+
+void plan_ring_expect_tiles(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, int bq,
+                            int bk, attn_dist_expect_t *out, double *work) {
+    attn_err_t err = {0};
+    plan_ring_step_t st;
+    if (P < 1 || P > ATTN_MAX_RANKS || bq < 1 || bk < 1)
+        return;
+    double w[ATTN_MAX_RANKS][ATTN_MAX_RANKS];
+    for (int r = 0; r < P; r++)
+        for (int s = 0; s < P; s++) {
+            if (plan_ring_step(kind, n_q, n_k, v, P, r, s, &st, &err) != ATTN_OK)
+                return;
+            w[r][st.src] = 0;
+            for (int i = 0; i < st.n_pairs; i++)
+                w[r][st.src] += plan_pair_tiles(v, &st.pair[i], bq, bk);
+        }
+    balance_of(P, w, &out->imbalance_tiles, &out->critical_path_tiles, work);
+}
+
 /* Rank r computes its queries against the block of rank r − s at step s; it sends the blocks
  * of ranks r, r−1, …, r−P+2 (all but r+1's) and receives all but its own. */
 void plan_ring_expect(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, double row_bytes,
@@ -62,7 +114,7 @@ void plan_ring_expect(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const a
     memset(out, 0, sizeof *out);
     if (P < 1 || P > ATTN_MAX_RANKS)
         return;
-    double pairs[ATTN_MAX_RANKS][ATTN_MAX_RANKS], work[ATTN_MAX_RANKS] = {0}, total = 0, worst = 0;
+    double pairs[ATTN_MAX_RANKS][ATTN_MAX_RANKS];
     int64_t sent[ATTN_MAX_RANKS] = {0}, recvd[ATTN_MAX_RANKS] = {0};
     for (int r = 0; r < P; r++)
         for (int s = 0; s < P; s++) {
@@ -74,26 +126,11 @@ void plan_ring_expect(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const a
             pairs[r][st.src] = w;
             sent[r] += st.rows_sent, recvd[r] += st.rows_recv;
         }
-    for (int r = 0; r < P; r++)
-        for (int k = 0; k < P; k++) {
-            work[r] += pairs[r][k];
-            total += pairs[r][k];
-        }
-    for (int r = 0; r < P; r++)
-        worst = fmax(worst, work[r]);
-    out->imbalance = total > 0 ? worst / (total / P) : 1;
-    for (int s = 0; s < P; s++) {
-        double step = 0;
-        for (int r = 0; r < P; r++)
-            step = fmax(step, pairs[r][(r - s + P) % P]);
-        out->critical_path += total > 0 ? step / (total / P) : 0;
-    }
+    balance_of(P, pairs, &out->imbalance, &out->critical_path, work_out);
     for (int r = 0; P > 1 && r < P; r++) {
         out->bytes_sent[r] = row_bytes * (double)sent[r];
         out->bytes_recv[r] = row_bytes * (double)recvd[r];
     }
-    if (work_out)
-        memcpy(work_out, work, sizeof(double) * (size_t)P);
 }
 
 plan_heads_t plan_ulysses_heads(int64_t H, int64_t Hkv, int P, int q) {

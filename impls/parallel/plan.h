@@ -54,6 +54,13 @@ int plan_ring_step(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn
                    plan_ring_step_t *out, attn_err_t *err);
 /* Visible (query, key) pairs of one piece pair: the unit of work of the analytic figures. */
 double plan_pair_work(const attn_vis_t *v, const plan_pair_t *pr);
+/* Score elements of the bq × bk tiles the tile engine computes for a piece pair (every key tile
+ * that meets the visible range of a query tile, whole): the work the kernels actually do. */
+double plan_pair_tiles(const attn_vis_t *v, const plan_pair_t *pr, int bq, int bk);
+/* imbalance_tiles and critical_path_tiles of *out (the rest untouched) and, when work is
+ * non-NULL, each rank's tile work, for the tile engine's bq × bk tiles. */
+void plan_ring_expect_tiles(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, int bq,
+                            int bk, attn_dist_expect_t *out, double *work);
 /* The analytic figures of the whole ring (imbalance, critical path, bytes per rank for rows of
  * row_bytes = 2·B·H_kv·d·elem bytes) and, when work is non-NULL, each rank's visible pairs. */
 void plan_ring_expect(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, double row_bytes,

@@ -231,7 +231,11 @@ void dist_ring_expect(attn_layout_kind_t kind, const attn_problem_t *p, int rank
 }
 
 static void ring_expect(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_dist_expect_t *out) {
-    dist_ring_expect(*(const attn_layout_kind_t *)self->ctx, p, exec_ranks(x), sizeof(float), out);
+    attn_layout_kind_t kind = *(const attn_layout_kind_t *)self->ctx;
+    dist_ring_expect(kind, p, exec_ranks(x), sizeof(float), out);
+    const attn_vis_t v = problem_vis(p); /* in the CPU tile engine's tiles, as ring_loop calls it */
+    int P = exec_ranks(x) > 1 ? exec_ranks(x) : 1;
+    plan_ring_expect_tiles(kind, p->n_q, p->n_k, &v, P, tile_block_q(p), tile_block_k(p), out, NULL);
 }
 
 /* Per rank: Q, O and a partial O shard, two K/V blocks, the engine's tile workspace. */
