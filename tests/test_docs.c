@@ -154,6 +154,21 @@ static void reference_split(void) {
         }
 }
 
+/* Score elements of the bq × bk tiles of a piece pair that hold a visible pair, each whole. */
+static double brute_tiles(const attn_vis_t *v, const plan_pair_t *pr, int bq, int bk) {
+    double w = 0;
+    for (int64_t r0 = 0; r0 < pr->q.count; r0 += bq)
+        for (int64_t j0 = 0; j0 < pr->k.count; j0 += bk) {
+            int64_t rows = pr->q.count - r0 < bq ? pr->q.count - r0 : bq, cols = pr->k.count - j0 < bk ? pr->k.count - j0 : bk;
+            int any = 0;
+            for (int64_t i = r0; i < r0 + rows && !any; i++)
+                for (int64_t j = j0; j < j0 + cols && !any; j++)
+                    any = mask_visible(v, pr->q.pos.start + pr->q.pos.stride * i, pr->k.pos.start + pr->k.pos.stride * j);
+            w += any ? (double)(rows * cols) : 0;
+        }
+    return w;
+}
+
 /* Every ring step of every rank with documents: each visible (query, key) pair is covered by
  * exactly one computed piece pair, inside its key range; pairs of pieces that share no
  * document are skipped; the analytic work sums to the problem's visible pairs. */
@@ -161,7 +176,7 @@ static void plans(void) {
     const attn_layout_kind_t kinds[] = {LAYOUT_CONTIGUOUS, LAYOUT_STRIPED, LAYOUT_ZIGZAG};
     const attn_mask_t masks[] = {ATTN_MASK_NONE, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW};
     static unsigned char cover[97 * 97];
-    int bad = 0, cases = 0;
+    int bad = 0, cases = 0, tiles_bad = 0;
     long skipped = 0;
     for (int t = 0; t < 60 && bad < 5; t++) {
         int64_t off[64], n = 60 + draw(38), nq = t % 2 ? n : n / 3;
@@ -185,6 +200,9 @@ static void plans(void) {
                         for (int pi = 0; pi < st.n_pairs; pi++) {
                             const plan_pair_t *pr = &st.pair[pi];
                             skipped += pr->skip;
+                            if (pr->q.pos.stride == 1) /* tile work: a 4 × 8 tile counts whole when any pair in it is visible */
+                                tiles_bad += plan_pair_tiles(&v, pr, 4, 8) != brute_tiles(&v, pr, 4, 8) ||
+                                             plan_pair_tiles(&v, pr, 1, 1) != (pr->skip ? 0 : plan_pair_work(&v, pr));
                             for (int64_t i = 0; i < pr->q.count; i++)
                                 for (int64_t j = 0; j < pr->k.count; j++) {
                                     int64_t qpos = pr->q.pos.start + pr->q.pos.stride * i;
@@ -217,6 +235,8 @@ static void plans(void) {
     }
     check(bad == 0 && skipped > 100, "ring plans with documents: coverage, skips, analytic work", "%d defects (%d cases, %ld skipped pairs)",
           bad, cases, skipped);
+    check(tiles_bad == 0, "plan_pair_tiles = the tiles holding a visible pair, whole (1 × 1 tiles: visible pairs)",
+          "%d pairs differ", tiles_bad);
 }
 
 /* Layouts: lengths, a .npy of offsets (int32 and int64), seeded random; and what each refuses. */
