@@ -173,7 +173,7 @@ static double brute_tiles(const attn_vis_t *v, const plan_pair_t *pr, int bq, in
  * exactly one computed piece pair, inside its key range; pairs of pieces that share no
  * document are skipped; the analytic work sums to the problem's visible pairs. */
 static void plans(void) {
-    const attn_layout_kind_t kinds[] = {LAYOUT_CONTIGUOUS, LAYOUT_STRIPED, LAYOUT_ZIGZAG};
+    const attn_layout_kind_t kinds[] = {LAYOUT_CONTIGUOUS, LAYOUT_STRIPED, LAYOUT_ZIGZAG, LAYOUT_ZIGZAG_BALANCED};
     const attn_mask_t masks[] = {ATTN_MASK_NONE, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW};
     static unsigned char cover[97 * 97];
     int bad = 0, cases = 0, tiles_bad = 0;
@@ -184,7 +184,7 @@ static void plans(void) {
         attn_vis_t v = {masks[t % 3], 1 + draw(20), off, nd};
         attn_problem_t pb = {.batch = 1, .heads = 1, .kv_heads = 1, .head_dim = 1, .n_q = nq, .n_k = n, .mask = v.mask,
                              .window = v.window, .doc = off, .n_docs = nd};
-        for (int ki = 0; ki < 3; ki++)
+        for (int ki = 0; ki < 4; ki++)
             for (int P = 1; P <= 8; P++) {
                 memset(cover, 0, sizeof cover);
                 cases++;
@@ -237,6 +237,66 @@ static void plans(void) {
           bad, cases, skipped);
     check(tiles_bad == 0, "plan_pair_tiles = the tiles holding a visible pair, whole (1 × 1 tiles: visible pairs)",
           "%d pairs differ", tiles_bad);
+}
+
+/* Zigzag with chunk bounds (empty chunks included): every token maps to one (rank, local row)
+ * and back, pieces cover the rank's rows in order; the balanced bounds carry equal work. */
+static void bounds(void) {
+    int bad = 0;
+    for (int t = 0; t < 200; t++) {
+        int P = 1 + (int)draw(8);
+        int64_t n = 1 + draw(150), b[2 * 8 + 1];
+        b[0] = 0, b[2 * P] = n;
+        for (int c = 1; c < 2 * P; c++)
+            b[c] = draw(n + 1);
+        for (int i = 1; i < 2 * P; i++) /* sort the inner cuts */
+            for (int j = i; j > 1 && b[j] < b[j - 1]; j--) {
+                int64_t x = b[j];
+                b[j] = b[j - 1], b[j - 1] = x;
+            }
+        attn_layout_t l;
+        attn_err_t err = {0};
+        if (layout_init_zigzag_bounds(&l, n, P, b, &err) != ATTN_OK) {
+            bad++;
+            continue;
+        }
+        int64_t total = 0;
+        for (int r = 0; r < P; r++) {
+            layout_piece_t pc[2];
+            int np = layout_pieces(&l, r, pc);
+            int64_t seen = 0;
+            for (int k = 0; k < np; k++)
+                for (int64_t i = 0; i < pc[k].count; i++, seen++) {
+                    int rank;
+                    int64_t local, g = pc[k].pos.start + i;
+                    layout_global_to_local(&l, g, &rank, &local);
+                    bad += rank != r || local != pc[k].local_start + i || layout_local_to_global(&l, r, local) != g;
+                }
+            bad += seen != layout_local_count(&l, r);
+            total += seen;
+        }
+        bad += total != n;
+    }
+    check(bad == 0, "zigzag with chunk bounds: maps and pieces agree (empty chunks included)", "%d defects", bad);
+    /* Causal over documents 200, 10·10, 700 of 1000 tokens on P = 4: each rank's work within
+     * one row's work of the mean (pairs + 1 per row, the rule plan_layouts cuts by). */
+    int64_t off[] = {0, 200, 210, 220, 230, 240, 250, 260, 270, 280, 290, 300, 1000};
+    attn_vis_t v = {ATTN_MASK_CAUSAL, 0, off, 12};
+    attn_layout_t lq, lk;
+    attn_err_t err = {0};
+    double w[4] = {0}, sum = 0, worst = 0;
+    int ok = plan_layouts(LAYOUT_ZIGZAG_BALANCED, 1000, 1000, &v, 4, &lq, &lk, &err) == ATTN_OK && lq.bound == lk.bound;
+    for (int64_t i = 0; ok && i < 1000; i++) {
+        int r;
+        int64_t local, lo, hi;
+        layout_global_to_local(&lq, i, &r, &local);
+        mask_key_range(&v, i, i, (attn_span_t){0, 1}, 1000, &lo, &hi);
+        w[r] += (double)(hi - lo) + 1, sum += (double)(hi - lo) + 1;
+    }
+    for (int r = 0; r < 4; r++)
+        worst = fmax(worst, fabs(w[r] - sum / 4));
+    check(ok && worst <= 2 * 701, "balanced zigzag: equal work per rank under documents", "worst rank %.0f off the mean %.0f",
+          worst, sum / 4);
 }
 
 /* Layouts: lengths, a .npy of offsets (int32 and int64), seeded random; and what each refuses. */
@@ -345,7 +405,7 @@ static void matrix(void) {
             snprintf(args, sizeof args,
                      "backends=%s mask=none,causal,window window=23 seq-len=301 q-len=301,100 heads=%d kv-heads=2 "
                      "head-dim=32 batch=1 block-q=16 block-k=32 seed=%d ranks=%d %s",
-                     P == 1 ? "naive,blockwise,naive_blas,sliding_window" : "ring,striped,zigzag,ulysses,usp",
+                     P == 1 ? "naive,blockwise,naive_blas,sliding_window" : "ring,striped,zigzag,zigzag_balanced,ulysses,usp",
                      P == 3 ? 6 : 8, 40 + pi, P, layouts_arg[li]);
             attn_run_t run;
             attn_err_t err = {0};
@@ -377,6 +437,7 @@ int main(void) {
     ranges();
     reference_split();
     plans();
+    bounds();
     layouts();
     matrix();
     return check_summary();

@@ -3,7 +3,11 @@
 #include "impls/parallel/plan.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "core/docs.h"
 
 void plan_ring_pair(const attn_vis_t *v, const layout_piece_t *q, const layout_piece_t *k, plan_pair_t *out) {
     layout_piece_t qp = *q, kp = *k; /* out may alias q or k */
@@ -15,11 +19,78 @@ void plan_ring_pair(const attn_vis_t *v, const layout_piece_t *q, const layout_p
     plan_band_for(qp.pos.start, kp.pos.start, qp.pos.stride, v->window, &out->q_off, &out->win);
 }
 
+/* Balanced bounds are a function of (n_q, n_k, v, P) and the plan asks for them P² times per
+ * call: the last few are kept (the arrays themselves for the process's life, as documents are). */
+typedef struct {
+    int64_t n_q, n_k, window, n_docs;
+    uint64_t doc_hash; /* of the offsets' values: callers may reuse an array for another layout */
+    const int64_t *bound;
+    attn_mask_t mask;
+    int P;
+} bounds_memo_t;
+static bounds_memo_t memo[8];
+static int memo_next;
+static pthread_mutex_t memo_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const int64_t *balanced_bounds(int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, attn_err_t *err) {
+    bounds_memo_t key = {n_q, n_k, v->window, mask_has_docs(v) ? v->n_docs : 0,
+                         mask_has_docs(v) ? docs_summary(v->doc, v->n_docs).hash : 0, NULL, v->mask, P};
+    const int64_t *found = NULL;
+    pthread_mutex_lock(&memo_lock);
+    for (int i = 0; i < 8 && !found; i++)
+        if (memo[i].bound && memo[i].n_q == n_q && memo[i].n_k == n_k && memo[i].window == key.window &&
+            memo[i].n_docs == key.n_docs && memo[i].doc_hash == key.doc_hash && memo[i].mask == key.mask &&
+            memo[i].P == P)
+            found = memo[i].bound;
+    pthread_mutex_unlock(&memo_lock);
+    if (found)
+        return found;
+    /* Cumulative work of the query rows; cut 2P chunks where it crosses c·W / 2P. */
+    int64_t b[2 * ATTN_MAX_RANKS + 1], off = n_k - n_q;
+    double total = 0;
+    for (int pass = 0, c = 1; pass < 2; pass++) {
+        double at = 0;
+        for (int64_t r = 0; r < n_q; r++) {
+            int64_t lo, hi, i = off + r;
+            mask_key_range(v, i, i, (attn_span_t){0, 1}, n_k, &lo, &hi);
+            at += (double)(hi - lo) + 1;
+            while (pass == 1 && c < 2 * P && at >= total * c / (2.0 * P)) /* row r ends chunk c − 1 */
+                b[c++] = r + 1;
+        }
+        total = at;
+        if (pass == 1)
+            while (c < 2 * P)
+                b[c++] = n_q;
+    }
+    b[0] = 0, b[2 * P] = n_q;
+    const int64_t *kept = docs_keep(b, 2 * P + 1, err);
+    pthread_mutex_lock(&memo_lock);
+    key.bound = kept;
+    if (kept)
+        memo[memo_next++ % 8] = key;
+    pthread_mutex_unlock(&memo_lock);
+    return kept;
+}
+
+int plan_layouts(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, attn_layout_t *lq,
+                 attn_layout_t *lk, attn_err_t *err) {
+    ATTN_TRY(layout_init(lq, kind, n_q, P, err));
+    ATTN_TRY(layout_init(lk, kind, n_k, P, err));
+    if (kind != LAYOUT_ZIGZAG_BALANCED || P > ATTN_MAX_RANKS)
+        return ATTN_OK;
+    const int64_t *b = balanced_bounds(n_q, n_k, v, P, err);
+    if (!b)
+        return ATTN_ERUNTIME;
+    ATTN_TRY(layout_init_zigzag_bounds(lq, n_q, P, b, err));
+    if (n_q == n_k)
+        ATTN_TRY(layout_init_zigzag_bounds(lk, n_k, P, b, err));
+    return ATTN_OK;
+}
+
 int plan_ring_step(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, int rank, int step,
                    plan_ring_step_t *out, attn_err_t *err) {
     attn_layout_t lq, lk;
-    ATTN_TRY(layout_init(&lq, kind, n_q, P, err));
-    ATTN_TRY(layout_init(&lk, kind, n_k, P, err));
+    ATTN_TRY(plan_layouts(kind, n_q, n_k, v, P, &lq, &lk, err));
     if (rank < 0 || rank >= P || step < 0 || step >= P)
         return attn_fail(err, ATTN_EUSAGE, "ring plan: rank %d, step %d of %d ranks", rank, step, P);
     memset(out, 0, sizeof *out);
