@@ -44,6 +44,8 @@ attn_exec_t settings_exec(const attn_opts_t *o) {
 }
 
 int settings_validate_run(const attn_opts_t *o, attn_err_t *err) {
+    if (!strcmp(o->task, "needle") && (o->n_doc_lens || o->cu_seqlens[0] || o->docs.dist != DOCS_NONE))
+        return attn_fail(err, ATTN_EUSAGE, "the needle task builds its own prompts: it takes no packed documents");
     for (int s = 0; s < o->n_seq_len; s++)
         for (int q = 0; q < (o->n_q_len ? o->n_q_len : 1); q++)
             for (int m = 0; m < o->n_masks; m++) {
