@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/docs.h"
+#include "impls/cpu/tile_engine.h"
 
 void plan_ring_pair(const attn_vis_t *v, const layout_piece_t *q, const layout_piece_t *k, plan_pair_t *out) {
     layout_piece_t qp = *q, kp = *k; /* out may alias q or k */
@@ -17,6 +18,33 @@ void plan_ring_pair(const attn_vis_t *v, const layout_piece_t *q, const layout_p
     out->lo = lo, out->hi = hi;
     out->skip = lo >= hi || qp.count == 0;
     plan_band_for(qp.pos.start, kp.pos.start, qp.pos.stride, v->window, &out->q_off, &out->win);
+}
+
+static void step_on(const attn_layout_t *lq, const attn_layout_t *lk, int64_t n_q, int64_t n_k, const attn_vis_t *v,
+                    int P, int rank, int step, plan_ring_step_t *out);
+
+/* Σ over ring steps of the busiest rank's tile work (the CPU engine's default tiles) with query
+ * chunks b (keys too when n_q = n_k, else even): what a balanced cut should make least. */
+static double bounds_critical_tiles(const int64_t *b, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P) {
+    attn_layout_t lq, lk;
+    attn_err_t err = {0};
+    if (layout_init_zigzag_bounds(&lq, n_q, P, b, &err) ||
+        (n_q == n_k ? layout_init_zigzag_bounds(&lk, n_k, P, b, &err) : layout_init(&lk, LAYOUT_ZIGZAG, n_k, P, &err)))
+        return INFINITY;
+    double cp = 0;
+    for (int s = 0; s < P; s++) {
+        double worst = 0;
+        for (int r = 0; r < P; r++) {
+            plan_ring_step_t st;
+            double w = 0;
+            step_on(&lq, &lk, n_q, n_k, v, P, r, s, &st);
+            for (int i = 0; i < st.n_pairs; i++)
+                w += plan_pair_tiles(v, &st.pair[i], TILE_DEFAULT_BQ, TILE_DEFAULT_BK);
+            worst = fmax(worst, w);
+        }
+        cp += worst;
+    }
+    return cp;
 }
 
 /* Balanced bounds are a function of (n_q, n_k, v, P) and the plan asks for them P² times per
@@ -45,24 +73,63 @@ static const int64_t *balanced_bounds(int64_t n_q, int64_t n_k, const attn_vis_t
     pthread_mutex_unlock(&memo_lock);
     if (found)
         return found;
-    /* Cumulative work of the query rows; cut 2P chunks where it crosses c·W / 2P. */
-    int64_t b[2 * ATTN_MAX_RANKS + 1], off = n_k - n_q;
-    double total = 0;
-    for (int pass = 0, c = 1; pass < 2; pass++) {
-        double at = 0;
+    /* Candidates: zigzag's even cut, and cuts at equal work with each query row weighing its
+     * visible keys + α (α stands for the masked part of the tiles a short document leaves
+     * computed); the one whose analytic critical path in tiles is least wins. */
+    int64_t b[2 * ATTN_MAX_RANKS + 1], best[2 * ATTN_MAX_RANKS + 1], off = n_k - n_q;
+    double *pairs = malloc((size_t)n_q * sizeof *pairs), best_cp = INFINITY;
+    if (!pairs) {
+        attn_fail(err, ATTN_ERUNTIME, "out of memory for %lld rows' work", (long long)n_q);
+        return NULL;
+    }
+    for (int64_t r = 0; r < n_q; r++) {
+        int64_t lo, hi, i = off + r;
+        mask_key_range(v, i, i, (attn_span_t){0, 1}, n_k, &lo, &hi);
+        pairs[r] = (double)(hi - lo);
+    }
+    const double alphas[] = {-1, 1, 16, 64, 256, 1024}; /* −1: the even cut */
+    for (size_t a = 0; a < sizeof alphas / sizeof alphas[0]; a++) {
+        double total = 0, at = 0;
+        for (int64_t r = 0; r < n_q; r++)
+            total += alphas[a] < 0 ? 1 : pairs[r] + alphas[a];
+        int c = 1;
         for (int64_t r = 0; r < n_q; r++) {
-            int64_t lo, hi, i = off + r;
-            mask_key_range(v, i, i, (attn_span_t){0, 1}, n_k, &lo, &hi);
-            at += (double)(hi - lo) + 1;
-            while (pass == 1 && c < 2 * P && at >= total * c / (2.0 * P)) /* row r ends chunk c − 1 */
+            at += alphas[a] < 0 ? 1 : pairs[r] + alphas[a];
+            while (c < 2 * P && at >= total * c / (2.0 * P)) /* row r ends chunk c − 1 */
                 b[c++] = r + 1;
         }
-        total = at;
-        if (pass == 1)
-            while (c < 2 * P)
-                b[c++] = n_q;
+        if (alphas[a] < 0) /* exactly layout.c's even blocks */
+            for (c = 1; c < 2 * P; c++)
+                b[c] = c * (n_q / (2 * P)) + (c < n_q % (2 * P) ? c : n_q % (2 * P));
+        while (c < 2 * P)
+            b[c++] = n_q;
+        b[0] = 0, b[2 * P] = n_q;
+        double cp = bounds_critical_tiles(b, n_q, n_k, v, P);
+        if (cp < best_cp)
+            best_cp = cp, memcpy(best, b, sizeof(int64_t) * (size_t)(2 * P + 1));
     }
-    b[0] = 0, b[2 * P] = n_q;
+    free(pairs);
+    /* Then coordinate descent: move each inner bound by whole query tiles while the critical
+     * path falls (the even cut balances every step without documents; equal totals do not). */
+    int64_t step0 = TILE_DEFAULT_BQ;
+    while (step0 * 8 < n_q / (2 * P))
+        step0 *= 2;
+    for (int sweep = 0, evals = 0, moved = 1; sweep < 4 && moved && evals < 600; sweep++) {
+        moved = 0;
+        for (int c = 1; c < 2 * P; c++)
+            for (int64_t st = step0; st >= TILE_DEFAULT_BQ; st /= 2)
+                for (int dir = -1; dir <= 1; dir += 2) {
+                    memcpy(b, best, sizeof(int64_t) * (size_t)(2 * P + 1));
+                    b[c] += dir * st;
+                    if (b[c] < b[c - 1] || b[c] > b[c + 1])
+                        continue;
+                    double cp = bounds_critical_tiles(b, n_q, n_k, v, P);
+                    evals++;
+                    if (cp < best_cp * (1 - 1e-9))
+                        best_cp = cp, memcpy(best, b, sizeof(int64_t) * (size_t)(2 * P + 1)), moved = 1;
+                }
+    }
+    memcpy(b, best, sizeof(int64_t) * (size_t)(2 * P + 1));
     const int64_t *kept = docs_keep(b, 2 * P + 1, err);
     pthread_mutex_lock(&memo_lock);
     key.bound = kept;
@@ -93,6 +160,13 @@ int plan_ring_step(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn
     ATTN_TRY(plan_layouts(kind, n_q, n_k, v, P, &lq, &lk, err));
     if (rank < 0 || rank >= P || step < 0 || step >= P)
         return attn_fail(err, ATTN_EUSAGE, "ring plan: rank %d, step %d of %d ranks", rank, step, P);
+    step_on(&lq, &lk, n_q, n_k, v, P, rank, step, out);
+    return ATTN_OK;
+}
+
+static void step_on(const attn_layout_t *lq_, const attn_layout_t *lk_, int64_t n_q, int64_t n_k, const attn_vis_t *v,
+                    int P, int rank, int step, plan_ring_step_t *out) {
+    const attn_layout_t lq = *lq_, lk = *lk_;
     memset(out, 0, sizeof *out);
     out->src = (rank - step + P) % P;
     out->next_src = (rank - step - 1 + P) % P;
@@ -111,7 +185,6 @@ int plan_ring_step(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn
         for (int b = 0; b < n_kp; b++)
             plan_ring_pair(v, &qpc[a], &kpc[b], &out->pair[out->n_pairs++]);
     }
-    return ATTN_OK;
 }
 
 double plan_pair_work(const attn_vis_t *v, const plan_pair_t *pr) {

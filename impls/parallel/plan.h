@@ -50,10 +50,10 @@ typedef struct {
  * a pair whose pieces share no document is skipped like one the causal mask hides). */
 void plan_ring_pair(const attn_vis_t *v, const layout_piece_t *q, const layout_piece_t *k, plan_pair_t *out);
 /* The query and key layouts of kind over P ranks. LAYOUT_ZIGZAG_BALANCED is zigzag whose 2P query
- * chunks are cut at equal work (each query row weighs its visible keys + 1, under v: documents
- * make that uneven), so the two chunks of every rank together carry 1/P of it; keys follow the
- * same bounds when n_q = n_k, else even chunks (docs/packed-documents.md). Every other kind is
- * layout_init's. */
+ * chunks are cut where the analytic critical path in tiles (the CPU engine's default tiles) is
+ * least, among zigzag's even cut and cuts at equal work, each query row weighing its visible
+ * keys under v plus a per-row α (documents make both uneven); keys follow the same bounds when
+ * n_q = n_k, else even chunks (docs/packed-documents.md). Every other kind is layout_init's. */
 int plan_layouts(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, attn_layout_t *lq,
                  attn_layout_t *lk, attn_err_t *err);
 /* Fills *out for (rank, step) of P ranks; ATTN_EUSAGE when the layout cannot take n or P. */
