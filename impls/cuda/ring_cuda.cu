@@ -166,7 +166,8 @@ int ring_cuda_loop(gcomm *g, const attn_problem_t *p, attn_layout_kind_t kind, i
                                         vblock + kp->local_start * d,
                                         m[i].o_part + qp->local_start * d,
                                         m[i].lse_part + qp->local_start,
-                                        qp->count, kp->count, nq, kcnt, pr->q_off, pr->win, (int)p->mask};
+                                        qp->count, kp->count, nq, kcnt, pr->q_off, pr->win, (int)p->mask,
+                                        nullptr, 0}; /* band coordinates: no documents (dist_cuda declines them) */
                 ATTN_TRY(cuda_flash_launch(&mp[i], &call, cs, err));
                 int64_t warps = qp->count * BH;
                 merge_kernel<<<(unsigned)((warps * 32 + 255) / 256), 256, 0, cs>>>(
