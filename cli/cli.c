@@ -310,12 +310,15 @@ static int attend_inputs(const cli_opts_t *c, npy_array_t *q, npy_array_t *k, np
                           .n_q = q->shape[2], .n_k = k->shape[2], .mask = o->masks[0],
                           .window = o->masks[0] == ATTN_MASK_WINDOW ? o->window : 0, .scale = o->scale,
                           .block_q = o->block_q, .block_k = o->block_k};
+    if (o->cu_seqlens[0]) /* the offsets must end at K's length */
+        ATTN_TRY(docs_from_npy(o->cu_seqlens, p->n_k, &p->doc, &p->n_docs, err));
     return problem_validate(p, err);
 }
 
 static const char attend_usage[] =
     "usage: attnbench attend --backend NAME --q q.npy --k k.npy --v v.npy --out o.npy [--lse lse.npy]\n"
     "                        [--mask none|causal|window] [--window W] [--scale S] [--threads T]\n"
+    "                        [--cu-seqlens offsets.npy]   (packed documents: int32/int64, 0 … n_k)\n"
     "                        [--dtype bf16 --device N]   (GPU backends)\n"
     "\n"
     "Q (B,H,n_q,d), K and V (B,H_kv,n_k,d), float32 or float64, C order; queries sit at the end of\n"

@@ -13,6 +13,7 @@
 #include "comm/layout.h"
 #include "core/backend.h"
 #include "core/device.h"
+#include "core/docs.h"
 #include "impls/plugin.h"
 #include "tasks/simulate.h"
 #include "tasks/task.h"
@@ -163,6 +164,15 @@ static int set_local_backend(cli_opts_t *c, const char *key, const char *v, attn
                          "--local-backend: '%s' is not a single-rank backend (blockwise, naive, sliding_window)", v);
     snprintf(c->s.local_backend, sizeof c->s.local_backend, "%s", v);
     return ATTN_OK;
+}
+
+static int set_doc_lens(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    ATTN_TRY(list_well_formed(key, v, err));
+    return docs_parse_lens(v, &c->s.doc_lens, &c->s.n_doc_lens, err);
+}
+static int set_docs(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    (void)key;
+    return docs_parse_spec(v, &c->s.docs, err);
 }
 
 /* Hidden, for the fault tests (problem.h). */
@@ -365,6 +375,12 @@ static const opt_row_t rows[] = {
      .meta = "M", .help = "none | causal | window"},
     {"window", .cmds = RUN | ATT | SIM, .kind = OPT_I64, FIELD(s.window), .lo = 1, .hi = N32, .def = "256", .meta = "W",
      .help = "window size for --mask window; the approximate backends' local window"},
+    {"doc-lens", .cmds = RUN, .kind = OPT_SET, FIELD(s.doc_lens), .set = set_doc_lens, .shown = "one document",
+     .meta = "L,...", .help = "packed documents: their lengths, summing to each --seq-len"},
+    {"cu-seqlens", .cmds = RUN | ATT, .kind = OPT_PATH, FIELD(s.cu_seqlens), .shown = "one document", .meta = "F.npy",
+     .help = "packed documents: int32/int64 offsets 0 … seq-len (FlashAttention's cu_seqlens)"},
+    {"docs", .cmds = RUN, .kind = OPT_SET, FIELD(s.docs), .set = set_docs, .shown = "one document", .meta = "D",
+     .help = "packed documents drawn with --seed: uniform:MIN:MAX | lognormal:MEAN:SIGMA (of log length)"},
     {"window", .cmds = NDL, .kind = OPT_I64, FIELD(s.window), .lo = 1, .hi = N32, .def = "4096", .meta = "W",
      .help = "window of the sliding_window and approximate backends"},
     {"distractors", .cmds = RUN | NDL, .kind = OPT_I64, FIELD(s.distractors), .lo = 0, .hi = 1 << 24, .def = "0",

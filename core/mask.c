@@ -25,13 +25,17 @@ static int64_t first_at_or_after(attn_span_t s, int64_t x) {
     return (x - s.start + s.stride - 1) / s.stride;
 }
 
-void mask_key_range(attn_mask_t m, int64_t w, int64_t i_lo, int64_t i_hi, attn_span_t ks, int64_t n,
-                    int64_t *lo, int64_t *hi) {
+void mask_key_range(const attn_vis_t *v, int64_t i_lo, int64_t i_hi, attn_span_t ks, int64_t n, int64_t *lo,
+                    int64_t *hi) {
     int64_t a = 0, b = n;
-    if (m != ATTN_MASK_NONE) {
+    if (v->mask != ATTN_MASK_NONE) {
         b = ATTN_MIN(n, first_at_or_after(ks, i_hi + 1)); /* keys at positions ≤ i_hi */
-        if (m == ATTN_MASK_WINDOW)
-            a = ATTN_MIN(n, first_at_or_after(ks, i_lo - w + 1)); /* positions > i_lo − w */
+        if (v->mask == ATTN_MASK_WINDOW)
+            a = ATTN_MIN(n, first_at_or_after(ks, i_lo - v->window + 1)); /* positions > i_lo − w */
+    }
+    if (mask_has_docs(v)) { /* from i_lo's document's start to i_hi's document's end */
+        a = ATTN_MAX(a, ATTN_MIN(n, first_at_or_after(ks, mask_doc_lo(v, i_lo))));
+        b = ATTN_MIN(b, first_at_or_after(ks, mask_doc_hi(v, i_hi)));
     }
     *lo = a;
     *hi = b > a ? b : a;

@@ -36,7 +36,8 @@ static const char *skip_space(const char *s) {
     return s;
 }
 
-static int parse_header(const char *path, const char *hdr, npy_array_t *a, attn_err_t *err) {
+/* int_bytes NULL: floats only; else integers only ('<i4', '<i8'), their width into *int_bytes. */
+static int parse_header(const char *path, const char *hdr, npy_array_t *a, int *int_bytes, attn_err_t *err) {
     const char *p = skip_space(hdr);
     if (*p != '{')
         return attn_fail(err, ATTN_EUSAGE, "%s: header is not a Python dict: %.60s", path, hdr);
@@ -48,7 +49,15 @@ static int parse_header(const char *path, const char *hdr, npy_array_t *a, attn_
     char type[16] = "";
     if ((*descr != '\'' && *descr != '"') || sscanf(descr + 1, "%15[^'\"]", type) != 1)
         return attn_fail(err, ATTN_EUSAGE, "%s: header has an unreadable 'descr'", path);
-    if (!strcmp(type, "<f4") || !strcmp(type, "=f4"))
+    if (int_bytes) {
+        if (!strcmp(type, "<i4") || !strcmp(type, "=i4"))
+            *int_bytes = 4;
+        else if (!strcmp(type, "<i8") || !strcmp(type, "=i8"))
+            *int_bytes = 8;
+        else
+            return attn_fail(err, ATTN_EUSAGE, "%s: unsupported dtype '%s' (need little-endian int32 '<i4' or int64 '<i8')",
+                             path, type);
+    } else if (!strcmp(type, "<f4") || !strcmp(type, "=f4"))
         a->dtype = ATTN_F32;
     else if (!strcmp(type, "<f8") || !strcmp(type, "=f8"))
         a->dtype = ATTN_F64;
@@ -100,7 +109,7 @@ static void shape_text(const npy_array_t *a, char *buf, size_t cap) {
         snprintf(buf + n, cap - n, ")");
 }
 
-int npy_read(const char *path, npy_array_t *out, attn_err_t *err) {
+static int npy_read_any(const char *path, npy_array_t *out, int *int_bytes, attn_err_t *err) {
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -144,14 +153,14 @@ int npy_read(const char *path, npy_array_t *out, attn_err_t *err) {
         goto done;
     }
     hdr[hlen] = '\0';
-    if ((rc = parse_header(path, hdr, out, err)) != ATTN_OK)
+    if ((rc = parse_header(path, hdr, out, int_bytes, err)) != ATTN_OK)
         goto done;
-    size_t need = out->numel * dtype_size(out->dtype), have = size - pre_len - hlen;
+    size_t need = out->numel * (int_bytes ? (size_t)*int_bytes : dtype_size(out->dtype)), have = size - pre_len - hlen;
     char shp[160];
     shape_text(out, shp, sizeof shp);
     if (have < need) {
         rc = attn_fail(err, ATTN_EUSAGE, "%s: truncated data: header promises %zu bytes of %s (shape %s) but the file has %zu",
-                       path, need, dtype_name(out->dtype), shp, have);
+                       path, need, int_bytes ? (*int_bytes == 4 ? "int32" : "int64") : dtype_name(out->dtype), shp, have);
         goto done;
     }
     if (have > need) {
@@ -172,6 +181,34 @@ done:
     if (rc != ATTN_OK)
         npy_free(out);
     return rc;
+}
+
+int npy_read(const char *path, npy_array_t *out, attn_err_t *err) { return npy_read_any(path, out, NULL, err); }
+
+int npy_read_i64(const char *path, int64_t **out, size_t *n, attn_err_t *err) {
+    npy_array_t a;
+    int bytes = 0;
+    *out = NULL, *n = 0;
+    ATTN_TRY(npy_read_any(path, &a, &bytes, err));
+    if (a.ndim != 1) {
+        npy_free(&a);
+        return attn_fail(err, ATTN_EUSAGE, "%s: need a 1-D array of offsets (got %d dimensions)", path, a.ndim);
+    }
+    int64_t *v = attn_alloc(a.numel * sizeof(int64_t) + 1, err, path);
+    if (!v) {
+        npy_free(&a);
+        return ATTN_ERUNTIME;
+    }
+    for (size_t i = 0; i < a.numel; i++) {
+        int32_t x32;
+        if (bytes == 4)
+            memcpy(&x32, (const char *)a.data + 4 * i, 4), v[i] = x32;
+        else
+            memcpy(&v[i], (const char *)a.data + 8 * i, 8);
+    }
+    npy_free(&a);
+    *out = v, *n = a.numel;
+    return ATTN_OK;
 }
 
 int npy_fill(FILE *f, void *src) {

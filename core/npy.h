@@ -16,6 +16,9 @@ typedef struct {
 } npy_array_t;
 
 int npy_read(const char *path, npy_array_t *out, attn_err_t *err);
+/* A 1-D little-endian int32 or int64 array (document offsets, cu_seqlens) as int64 into *out
+ * (attn_alloc'ed, free with attn_free), its length into *n; the same checks as npy_read. */
+int npy_read_i64(const char *path, int64_t **out, size_t *n, attn_err_t *err);
 /* Writes through core/outfile.h: a file atomically (temporary beside it, then rename), a device
  * or FIFO directly. */
 int npy_write(const char *path, attn_dtype_t dtype, int ndim, const int64_t *shape, const void *data,

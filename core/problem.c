@@ -57,8 +57,28 @@ int problem_validate(const attn_problem_t *p, attn_err_t *err) {
     snprintf(what, sizeof what, "the problem (batch %lld × heads %lld × seq-len %lld × head-dim %lld)",
              (long long)p->batch, (long long)ATTN_MAX(p->heads, p->kv_heads), (long long)p->n_k, (long long)p->head_dim);
     ATTN_TRY(attn_size_check(problem_io_bytes(p), err, what));
+    if (p->doc || p->n_docs) {
+        if (!p->doc)
+            return attn_fail(err, ATTN_EUSAGE, "documents: %lld of them but no offsets", (long long)p->n_docs);
+        ATTN_TRY(problem_check_docs(p->doc, p->n_docs, p->n_k, err));
+    }
     /* Queries sit at the end, so with causal or window masks every row sees at least itself:
-     * position n_k − n_q + r ≥ 0 is a key. Nothing else can leave a row empty. */
+     * position n_k − n_q + r ≥ 0 is a key, in the row's own document. Nothing else can leave a
+     * row empty. */
+    return ATTN_OK;
+}
+
+int problem_check_docs(const int64_t *off, int64_t n_docs, int64_t n_k, attn_err_t *err) {
+    if (n_docs < 1)
+        return attn_fail(err, ATTN_EUSAGE, "documents: need at least one (2 offsets), got %lld offsets",
+                         (long long)n_docs + 1);
+    if (off[0] != 0 || off[n_docs] != n_k)
+        return attn_fail(err, ATTN_EUSAGE, "document offsets must run from 0 to seq-len %lld (got %lld … %lld)",
+                         (long long)n_k, (long long)off[0], (long long)off[n_docs]);
+    for (int64_t d = 0; d < n_docs; d++)
+        if (off[d + 1] < off[d])
+            return attn_fail(err, ATTN_EUSAGE, "document offsets must not decrease (offset %lld is %lld, then %lld)",
+                             (long long)d, (long long)off[d], (long long)off[d + 1]);
     return ATTN_OK;
 }
 
@@ -71,9 +91,10 @@ attn_span_t problem_k_span(const attn_problem_t *p) {
 double problem_visible_pairs(const attn_problem_t *p) {
     double pairs = 0;
     int64_t off = p->n_k - p->n_q;
+    attn_vis_t v = problem_vis(p);
     for (int64_t r = 0; r < p->n_q; r++) {
         int64_t i = off + r, lo, hi;
-        mask_key_range(p->mask, p->window, i, i, problem_k_span(p), p->n_k, &lo, &hi);
+        mask_key_range(&v, i, i, problem_k_span(p), p->n_k, &lo, &hi);
         pairs += (double)(hi - lo);
     }
     return pairs;

@@ -18,7 +18,20 @@ typedef struct {
     double scale;         /* 0 means the default 1/√d */
     attn_dtype_t dtype;   /* element type of Q, K, V, O; LSE always matches it (bf16: see above) */
     int block_q, block_k; /* tile sizes for tiled backends; 0 = backend default */
+    /* Packed documents (core/mask.h attn_vis_t): n_docs + 1 global offsets 0 … n_k, or NULL / 0
+     * for one document. Key and query positions are global, so with n_q < n_k the queries (at
+     * the end) belong to whichever documents hold their positions. The array is not owned: the
+     * layouts core/docs.h builds live until the process ends, so copies of a problem (records,
+     * ranks) may keep the pointer. */
+    const int64_t *doc;
+    int64_t n_docs;
 } attn_problem_t;
+
+/* The visibility rule's inputs of a problem. */
+static inline attn_vis_t problem_vis(const attn_problem_t *p) {
+    attn_vis_t v = {p->mask, p->window, p->doc, p->n_docs};
+    return v;
+}
 
 enum { ATTN_MAX_RANKS = 64 };
 
@@ -40,6 +53,10 @@ typedef struct {
 typedef struct {
     double imbalance;     /* max/mean work over ranks */
     double critical_path; /* Σ over steps of the busiest rank's work, over mean work per rank (1 = ideal) */
+    /* The same two counted in the score elements of the tiles the ranks' kernels compute (a tile
+     * the mask touches at all is computed whole): with short documents cost follows tiles, not
+     * visible pairs. 0 where a backend does not count them. */
+    double imbalance_tiles, critical_path_tiles;
     double bytes_sent[ATTN_MAX_RANKS], bytes_recv[ATTN_MAX_RANKS];
 } attn_dist_expect_t;
 
@@ -70,6 +87,8 @@ size_t dtype_size(attn_dtype_t t);
 
 /* Shape checks every user problem must pass before any compute; ATTN_EUSAGE with a message. */
 int problem_validate(const attn_problem_t *p, attn_err_t *err);
+/* Document offsets off[0..n_docs]: 0 first, n_k last, never decreasing (empty documents allowed). */
+int problem_check_docs(const int64_t *off, int64_t n_docs, int64_t n_k, attn_err_t *err);
 
 /* Default spans of a whole problem: queries at the end of the key sequence. */
 attn_span_t problem_q_span(const attn_problem_t *p);

@@ -15,6 +15,7 @@ extern const attn_backend_t backend_cpu_topk_blocks;
 extern const attn_backend_t backend_dist_ring;
 extern const attn_backend_t backend_dist_striped;
 extern const attn_backend_t backend_dist_zigzag;
+extern const attn_backend_t backend_dist_zigzag_balanced;
 extern const attn_backend_t backend_dist_ulysses;
 extern const attn_backend_t backend_dist_usp;
 #ifdef ATTN_HAVE_CUDA
@@ -38,6 +39,7 @@ static const attn_backend_t *const backends[] = {
     &backend_dist_ring,
     &backend_dist_striped,
     &backend_dist_zigzag,
+    &backend_dist_zigzag_balanced,
     &backend_dist_ulysses,
     &backend_dist_usp,
 #ifdef ATTN_HAVE_CUDA

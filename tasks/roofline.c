@@ -8,7 +8,8 @@
 void roofline_kv_rows(const attn_problem_t *p, int64_t *lo, int64_t *hi) {
     attn_span_t qs = problem_q_span(p);
     int64_t first = qs.start, last = qs.start + qs.stride * (p->n_q - 1);
-    mask_key_range(p->mask, p->window, first, last, problem_k_span(p), p->n_k, lo, hi);
+    const attn_vis_t v = problem_vis(p);
+    mask_key_range(&v, first, last, problem_k_span(p), p->n_k, lo, hi);
 }
 
 double roofline_kv_bytes(const attn_problem_t *p) {

@@ -2,6 +2,7 @@
  * tasks' own knobs), as the tasks read it, and the problem of one case built from it. The CLI
  * fills it from flags and suite files through one table (cli/options.c). */
 #pragma once
+#include "core/docs.h"
 #include "core/problem.h"
 
 #define OPTS_MAX_LIST 32
@@ -17,6 +18,12 @@ typedef struct {
     attn_mask_t masks[3];
     int n_masks;
     int64_t batch, heads, kv_heads, head_dim, window;
+    /* packed documents, at most one of: --doc-lens (kept lengths), --cu-seqlens (a .npy file of
+     * offsets), --docs (a seeded distribution); each case's layout comes from settings_problem */
+    const int64_t *doc_lens;
+    int64_t n_doc_lens;
+    char cu_seqlens[512];
+    docs_spec_t docs;
     attn_dtype_t dtype;
     /* the dtype a distributed backend merges its partial results in (f32 or bf16: core/exec.h) */
     attn_dtype_t merge_dtype;
@@ -61,7 +68,10 @@ typedef struct {
     int64_t distractors; /* needle: distractor sentences per prompt (needle_prompt.h) */
 } attn_opts_t;
 
-/* Builds the problem of one case; validates it (ATTN_EUSAGE on impossible shapes). */
+/* The document layout of n_k tokens the settings ask for (kept: core/docs.h), or NULL / 0. */
+int settings_docs(const attn_opts_t *o, int64_t n_k, const int64_t **doc, int64_t *n_docs, attn_err_t *err);
+/* Builds the problem of one case, its documents included; validates it (ATTN_EUSAGE on
+ * impossible shapes). */
 int settings_problem(const attn_opts_t *o, int64_t n_k, int64_t n_q, attn_mask_t mask, attn_problem_t *p,
                      attn_err_t *err);
 /* How the run's cases execute (threads, device, ranks, transport, layout, timeout, faults; the

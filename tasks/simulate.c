@@ -154,10 +154,11 @@ static double step_pairs(attn_mask_t mask, int64_t window, const plan_ring_step_
 int sim_ring_work(attn_layout_kind_t kind, int64_t n, attn_mask_t mask, int64_t window, int P, double *work) {
     attn_err_t err = {0};
     plan_ring_step_t st;
+    const attn_vis_t v = {mask, window, NULL, 0}; /* simulate's shapes are one document */
     for (int r = 0; r < P; r++) {
         work[r] = 0;
         for (int s = 0; s < P; s++) {
-            if (plan_ring_step(kind, n, n, mask, window, P, r, s, &st, &err) != ATTN_OK)
+            if (plan_ring_step(kind, n, n, &v, P, r, s, &st, &err) != ATTN_OK)
                 return ATTN_EUSAGE;
             for (int i = 0; i < st.n_pairs; i++)
                 work[r] += step_pairs(mask, window, &st, i);
@@ -191,10 +192,11 @@ static void ring_exact(const ring_t *g, const sim_shape_t *sh, const sim_profile
     int R = (int)g->R;
     double row_bytes = 2.0 * (double)(sh->B * g->kvh * sh->d) * pr->elem_bytes, BH = (double)(sh->B * g->Hh);
     double work[SIM_EXACT_MAX_P] = {0}, sent[SIM_EXACT_MAX_P] = {0};
+    const attn_vis_t v = {sh->mask, sh->window, NULL, 0};
     for (int s = 0; s < R; s++) {
         double cmax = 0, mmax = 0, tmax = 0;
         for (int r = 0; r < R; r++) {
-            if (plan_ring_step(g->kind, sh->n, sh->n, sh->mask, sh->window, R, r, s, &st, &err) != ATTN_OK) {
+            if (plan_ring_step(g->kind, sh->n, sh->n, &v, R, r, s, &st, &err) != ATTN_OK) {
                 o->ok = 0;
                 snprintf(o->reason, sizeof o->reason, "%.190s", err.msg);
                 return;

@@ -81,6 +81,16 @@ attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *ta
     }
     if (r && be && strcmp(be->device, "cpu") != 0)
         snprintf(r->device, sizeof r->device, "%s:%d", be->device, x->device);
+    if (r && p->doc && p->n_docs > 1) { /* the layout, JSON config only: the CSV keeps its columns */
+        docs_summary_t ds = docs_summary(p->doc, p->n_docs);
+        char hash[24];
+        snprintf(hash, sizeof hash, "%016llx", (unsigned long long)ds.hash);
+        record_extra_num(r, "docs", (double)ds.count);
+        record_extra_num(r, "doc_len_min", (double)ds.min);
+        record_extra_num(r, "doc_len_mean", ds.mean);
+        record_extra_num(r, "doc_len_max", (double)ds.max);
+        record_extra_str(r, "doc_hash", hash);
+    }
     if (r) {
         record_extra_num(r, "repeats", o->repeats);
         record_extra_num(r, "warmup", o->warmup);

@@ -37,6 +37,10 @@ static void record_dist(attn_record_t *r, const attn_backend_t *be, const attn_p
     /* In units of the mean rank's compute, as the expectation is: 1 = perfectly balanced. */
     record_metric(r, "critical_path_ratio", sum > 0 ? d->critical_path_s / (sum / P) : 1.0, "1");
     record_metric(r, "critical_path_expected", e.critical_path, "1");
+    if (e.imbalance_tiles > 0) { /* in tiles computed, as the CPU ring counts its work */
+        record_metric(r, "imbalance_expected_tiles", e.imbalance_tiles, "1");
+        record_metric(r, "critical_path_expected_tiles", e.critical_path_tiles, "1");
+    }
     record_metric(r, "wall_s", d->wall_s, "s");
     record_metric(r, "overlap", comm > 0 ? 1.0 - exposed / comm : 1.0, "1");
     record_per_rank(r, "compute_s", "s", d->compute_s, P);

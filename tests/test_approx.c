@@ -101,10 +101,11 @@ static int run_backend(const attn_backend_t *be, const attn_problem_t *p, const 
 /* The (query, key) pairs sinks_window keeps, by the per-pair rule: visible, and a sink or in the window. */
 static double sinks_pairs(const attn_problem_t *p, int64_t S, int64_t W) {
     double n = 0;
+    attn_vis_t v = problem_vis(p), band = {ATTN_MASK_WINDOW, W, NULL, 0};
     for (int64_t r = 0; r < p->n_q; r++) {
         int64_t i = p->n_k - p->n_q + r;
         for (int64_t j = 0; j < p->n_k; j++)
-            n += mask_visible(p->mask, p->window, i, j) && (j < S || mask_visible(ATTN_MASK_WINDOW, W, i, j));
+            n += mask_visible(&v, i, j) && (j < S || mask_visible(&band, i, j));
     }
     return n * (double)(p->batch * p->heads);
 }

@@ -36,13 +36,13 @@ int main(void) {
                                                    (long long)kp[b].pos.stride);
                                             return 1;
                                         }
-                                        mask_key_range((attn_mask_t)m, w, q0, q0 + S * (qp[a].count - 1), kp[b].pos,
+                                        mask_key_range(&(attn_vis_t){(attn_mask_t)m, w, 0, 0}, q0, q0 + S * (qp[a].count - 1), kp[b].pos,
                                                        kp[b].count, &lo, &hi);
                                         plan_band_for(q0, kp[b].pos.start, S, w, &off, &win);
                                         pairs++;
                                         for (int64_t i = 0; i < qp[a].count; i++)
                                             for (int64_t j = 0; j < kp[b].count; j++) {
-                                                int want = mask_visible((attn_mask_t)m, w, q0 + S * i,
+                                                int want = mask_visible(&(attn_vis_t){(attn_mask_t)m, w, 0, 0}, q0 + S * i,
                                                                         kp[b].pos.start + kp[b].pos.stride * j);
                                                 int got = plan_band_visible(m, off, win, i, j);
                                                 checked++;

@@ -30,7 +30,7 @@ static double old_visible_pairs(attn_mask_t m, int64_t w, int64_t n_q, int64_t n
         for (int64_t r = 0; r < qp[a].count; r++) {
             int64_t i = n_k - n_q + qp[a].pos.start + qp[a].pos.stride * r, lo, hi;
             for (int b = 0; b < nkp; b++) {
-                mask_key_range(m, w, i, i, kp[b].pos, kp[b].count, &lo, &hi);
+                mask_key_range(&(attn_vis_t){m, w, 0, 0}, i, i, kp[b].pos, kp[b].count, &lo, &hi);
                 pairs += hi > lo ? (double)(hi - lo) : 0;
             }
         }
@@ -96,7 +96,7 @@ static void ring_case(attn_layout_kind_t kind, int P, int64_t n_q, int64_t n_k, 
         memset(seen, 0, sizeof seen);
         for (s = 0; s < P; s++) {
             n_steps++;
-            if (plan_ring_step(kind, n_q, n_k, m, w, P, r, s, &st, &err))
+            if (plan_ring_step(kind, n_q, n_k, &(attn_vis_t){m, w, 0, 0}, P, r, s, &st, &err))
                 RING_FAIL("plan_ring_step: %s", err.msg);
             /* The formulas of ring.c and ring_cuda.cu before the plan. */
             int old_src = (r - s + P) % P, old_next = (r - s - 1 + P) % P;
@@ -113,11 +113,11 @@ static void ring_case(attn_layout_kind_t kind, int P, int64_t n_q, int64_t n_k, 
             if (st.rows_sent != want_sent || st.rows_recv != want_recv)
                 RING_FAIL("rows sent %lld recv %lld", (long long)st.rows_sent, (long long)st.rows_recv);
             if (s < P - 1) {
-                plan_ring_step(kind, n_q, n_k, m, w, P, st.send_to, s, &nb, &err);
+                plan_ring_step(kind, n_q, n_k, &(attn_vis_t){m, w, 0, 0}, P, st.send_to, s, &nb, &err);
                 if (nb.recv_from != r || nb.rows_recv != st.rows_sent || nb.next_src != st.src)
                     RING_FAIL("rank %d receives %lld rows of block %d from %d, rank %d sends %lld of %d", st.send_to,
                               (long long)nb.rows_recv, nb.next_src, nb.recv_from, r, (long long)st.rows_sent, st.src);
-                plan_ring_step(kind, n_q, n_k, m, w, P, r, s + 1, &nb, &err);
+                plan_ring_step(kind, n_q, n_k, &(attn_vis_t){m, w, 0, 0}, P, r, s + 1, &nb, &err);
                 if (nb.src != st.next_src || nb.k_rows != st.rows_recv)
                     RING_FAIL("next step computes block %d (%lld rows), received %d (%lld rows)", nb.src,
                               (long long)nb.k_rows, st.next_src, (long long)st.rows_recv);
@@ -132,7 +132,7 @@ static void ring_case(attn_layout_kind_t kind, int P, int64_t n_q, int64_t n_k, 
                 for (int b = 0; b < nkp; b++, at++) {
                     const plan_pair_t *pr = &st.pair[at];
                     int64_t qa = qpc[a].pos.start + off, lo, hi, q_off, win;
-                    mask_key_range(m, w, qa, qa + qpc[a].pos.stride * (qpc[a].count - 1), kpc[b].pos, kpc[b].count, &lo,
+                    mask_key_range(&(attn_vis_t){m, w, 0, 0}, qa, qa + qpc[a].pos.stride * (qpc[a].count - 1), kpc[b].pos, kpc[b].count, &lo,
                                    &hi);
                     old_band_for(qa, kpc[b].pos.start, qpc[a].pos.stride, w, &q_off, &win);
                     if (pr->q.pos.start != qa || pr->q.pos.stride != qpc[a].pos.stride || pr->q.count != qpc[a].count ||
@@ -156,7 +156,7 @@ static void ring_case(attn_layout_kind_t kind, int P, int64_t n_q, int64_t n_k, 
                         int64_t kpos = pr->k.pos.start + pr->k.pos.stride * j;
                         if (i == 0 && layout_local_to_global(&lk, st.src, pr->k.local_start + j) != kpos)
                             RING_FAIL("pair %d: key %lld is not at position %lld", pi, (long long)j, (long long)kpos);
-                        int vis = mask_visible(m, w, qpos, kpos);
+                        int vis = mask_visible(&(attn_vis_t){m, w, 0, 0}, qpos, kpos);
                         n_ij++;
                         if (plan_band_visible(m, pr->q_off, pr->win, i, j) != vis)
                             RING_FAIL("pair %d (i %lld, j %lld): band says %d, mask %d", pi, (long long)i, (long long)j,
@@ -190,7 +190,7 @@ static void ring_case(attn_layout_kind_t kind, int P, int64_t n_q, int64_t n_k, 
     long visible = 0;
     for (int64_t i = 0; i < n_q; i++)
         for (int64_t j = 0; j < n_k; j++) {
-            int vis = mask_visible(m, w, i + off, j);
+            int vis = mask_visible(&(attn_vis_t){m, w, 0, 0}, i + off, j);
             visible += vis;
             if (cover[i * n_k + j] != vis)
                 RING_FAIL("(query %lld, key %lld) visible %d covered %d times", (long long)i, (long long)j, vis,
@@ -200,7 +200,7 @@ static void ring_case(attn_layout_kind_t kind, int P, int64_t n_q, int64_t n_k, 
     /* The analytic figures: work per rank as counted above, the rest as the old formulas gave. */
     double row = 2.0 * 2 * 3 * 5 * 4; /* 2·B·H_kv·d·elem for B = 2, H_kv = 3, d = 5, float32 */
     attn_dist_expect_t got, want;
-    plan_ring_expect(kind, n_q, n_k, m, w, P, row, &got, plan_work);
+    plan_ring_expect(kind, n_q, n_k, &(attn_vis_t){m, w, 0, 0}, P, row, &got, plan_work);
     old_ring_expect(kind, n_q, n_k, m, w, P, row, &want);
     double total = 0;
     for (r = 0; r < P; r++) {
@@ -594,7 +594,7 @@ static void usp_case(attn_layout_kind_t kind, int P, int U, int64_t B, int64_t H
             }
         }
     attn_dist_expect_t e, ring;
-    plan_usp_expect(&m, B, H, Hkv, d, n_q, n_k, ATTN_MASK_CAUSAL, 0, 4.0, &e);
+    plan_usp_expect(&m, B, H, Hkv, d, n_q, n_k, &(attn_vis_t){ATTN_MASK_CAUSAL, 0, 0, 0}, 4.0, &e);
     old_ring_expect(kind, n_q, n_k, ATTN_MASK_CAUSAL, 0, R, 1.0, &ring);
     plan_usp_t pu;
     for (int r = 0; r < P; r++) {

@@ -98,7 +98,7 @@ static void reference_vs_long_double(attn_mask_t mask) {
             int64_t i = p.n_k - p.n_q + r;
             long double sum = 0, acc[256] = {0};
             for (int64_t j = 0; j < p.n_k; j++) {
-                if (!mask_visible(p.mask, p.window, i, j))
+                if (!mask_visible(&(attn_vis_t){p.mask, p.window, 0, 0}, i, j))
                     continue;
                 long double s = 0;
                 for (int64_t c = 0; c < d; c++)

@@ -30,11 +30,11 @@ static void pair_counts(void) {
                             for (int s = 0; s < P; s++) {
                                 plan_ring_step_t st;
                                 attn_err_t err = {0};
-                                if (plan_ring_step(kinds[ki], ns[ni], ns[ni], masks[mi], windows[wi], P, r, s, &st, &err))
+                                if (plan_ring_step(kinds[ki], ns[ni], ns[ni], &(attn_vis_t){masks[mi], windows[wi], 0, 0}, P, r, s, &st, &err))
                                     continue;
                                 for (int i = 0; i < st.n_pairs; i++) {
                                     const plan_pair_t *pr = &st.pair[i];
-                                    double want = plan_pair_work(masks[mi], windows[wi], pr);
+                                    double want = plan_pair_work(&(attn_vis_t){masks[mi], windows[wi], 0, 0}, pr);
                                     double got = pr->skip ? 0 : sim_pair_pairs(masks[mi], windows[wi], pr->q.count, pr->k.count, pr->q_off, pr->win);
                                     n_checked++;
                                     if (got != want && bad++ < 5)
@@ -55,7 +55,7 @@ static void ring_work_and_bytes(void) {
                 double work[SIM_EXACT_MAX_P], want[SIM_EXACT_MAX_P], worst = 0;
                 attn_dist_expect_t e;
                 double row = 2.0 * 2 * 2 * 16 * 4; /* B = 2, H_kv = 2, d = 16, f32 */
-                plan_ring_expect(kinds[ki], n, n, ATTN_MASK_CAUSAL, 0, P, row, &e, want);
+                plan_ring_expect(kinds[ki], n, n, &(attn_vis_t){ATTN_MASK_CAUSAL, 0, 0, 0}, P, row, &e, want);
                 int ok = sim_ring_work(kinds[ki], n, ATTN_MASK_CAUSAL, 0, P, work) == ATTN_OK;
                 for (int r = 0; r < P; r++)
                     ok &= work[r] == want[r], worst = fmax(worst, e.bytes_sent[r]);
@@ -91,7 +91,7 @@ static void tile_counts(void) {
                         for (int st_i = 0; st_i < P; st_i++) {
                             plan_ring_step_t st;
                             attn_err_t err = {0};
-                            if (plan_ring_step(kinds[ki], n, n, masks[mi], 13, P, r, st_i, &st, &err))
+                            if (plan_ring_step(kinds[ki], n, n, &(attn_vis_t){masks[mi], 13, 0, 0}, P, r, st_i, &st, &err))
                                 continue;
                             for (int i = 0; i < st.n_pairs; i++) {
                                 const plan_pair_t *pp = &st.pair[i];

@@ -193,7 +193,7 @@ static void run_case(attn_layout_kind_t kind, int P, int U, int64_t B, int64_t H
             rank_t *s = &rk[r];
             const plan_heads_t *h = &s->pl.heads;
             plan_ring_step_t ps;
-            if (plan_ring_step(kind, nq_all, nk_all, p.mask, 0, R, s->g, st, &ps, &err)) {
+            if (plan_ring_step(kind, nq_all, nk_all, &(attn_vis_t){p.mask, 0, 0, 0}, R, s->g, st, &ps, &err)) {
                 check(0, name, "ring step: %s", err.msg), bad = 1;
                 break;
             }
@@ -216,7 +216,7 @@ static void run_case(attn_layout_kind_t kind, int P, int U, int64_t B, int64_t H
             if (st < R - 1) { /* the shift: my block to send_to's other buffer */
                 rank_t *t = &rk[s->pl.send_to];
                 plan_ring_step_t pt;
-                plan_ring_step(kind, nq_all, nk_all, p.mask, 0, R, t->g, st, &pt, &err);
+                plan_ring_step(kind, nq_all, nk_all, &(attn_vis_t){p.mask, 0, 0, 0}, R, t->g, st, &pt, &err);
                 if (t->pl.recv_from != r || pt.rows_recv != ps.rows_sent || t->pl.heads.kvn != h->kvn) {
                     check(0, name, "ring: %d → %d disagree on the step", r, s->pl.send_to), bad = 1;
                     break;

@@ -33,6 +33,7 @@ typedef struct {
         T *O = (T *)j->o + bh * nq * d;                                /* (n_q, d) */            \
         T *L = (T *)j->lse + bh * nq;                                  /* (n_q) */               \
         T scale = (T)problem_scale(p);                                                          \
+        const attn_vis_t vis = problem_vis(p);                                                  \
         for (int64_t r = 0; r < nk; r++)                                                        \
             for (int64_t c = 0; c < d; c++)                                                     \
                 Kt[c * nk + r] = K[r * d + c];                                                  \
@@ -49,7 +50,7 @@ typedef struct {
             T m = -INFINITY;                                                                    \
             for (int64_t col = 0; col < nk; col++) {                                            \
                 int64_t jpos = j->ks.start + j->ks.stride * col;                                \
-                s[col] = mask_visible(p->mask, p->window, i, jpos) ? s[col] * scale : -INFINITY; \
+                s[col] = mask_visible(&vis, i, jpos) ? s[col] * scale : -INFINITY;            \
                 if (s[col] > m || s[col] != s[col]) /* a NaN score is the max: NaN propagates */ \
                     m = s[col];                                                                 \
             }                                                                                   \
@@ -65,7 +66,7 @@ typedef struct {
                 l += s[col];                                                                    \
             }                                                                                   \
             for (int64_t col = 0; col < nk; col++) { /* masked keys are not seen: 0·∞ is NaN */ \
-                if (!mask_visible(p->mask, p->window, i, j->ks.start + j->ks.stride * col))    \
+                if (!mask_visible(&vis, i, j->ks.start + j->ks.stride * col))                  \
                     continue;                                                                   \
                 T w = s[col] / l;                                                               \
                 const T *vr = V + col * d;                                                      \

@@ -24,15 +24,16 @@ typedef struct {
 static void softmax_rows(void *ctx, int64_t item, int worker) {
     (void)worker;
     const softmax_job_t *j = ctx;
+    const attn_vis_t vis = problem_vis(j->p);
     int64_t r0 = item * ROWS_PER_ITEM, rows = ATTN_MIN((int64_t)ROWS_PER_ITEM, j->n_q - r0);
     for (int64_t r = r0; r < r0 + rows; r++) {
         j->m[r] = -INFINITY;
         j->l[r] = 0;
-        if (j->p->mask == ATTN_MASK_NONE)
+        if (j->p->mask == ATTN_MASK_NONE && !mask_has_docs(&vis))
             continue;
         int64_t lo, hi;
         attn_span_t ks = {0, 1};
-        mask_key_range(j->p->mask, j->p->window, j->q0 + r, j->q0 + r, ks, j->n_k, &lo, &hi);
+        mask_key_range(&vis, j->q0 + r, j->q0 + r, ks, j->n_k, &lo, &hi);
         float *s = j->S + r * j->n_k;
         for (int64_t col = 0; col < lo; col++)
             s[col] = -INFINITY;
@@ -45,9 +46,10 @@ static void softmax_rows(void *ctx, int64_t item, int worker) {
 /* O = P·V over the keys each row sees only, for a V holding ±∞ or NaN under a mask that hides
  * keys: a hidden key's weight 0 times ∞ would be NaN in the GEMM (docs/nonfinite.md). Rare. */
 static void pv_visible(const softmax_job_t *j, const float *V, float *O, int64_t d) {
+    const attn_vis_t vis = problem_vis(j->p);
     for (int64_t r = 0; r < j->n_q; r++) {
         int64_t lo, hi;
-        mask_key_range(j->p->mask, j->p->window, j->q0 + r, j->q0 + r, (attn_span_t){0, 1}, j->n_k, &lo, &hi);
+        mask_key_range(&vis, j->q0 + r, j->q0 + r, (attn_span_t){0, 1}, j->n_k, &lo, &hi);
         float *o = O + r * d;
         memset(o, 0, sizeof(float) * (size_t)d);
         for (int64_t col = lo; col < hi; col++)
@@ -72,8 +74,9 @@ static int naive_blas_forward(const attn_backend_t *self, const attn_problem_t *
     /* Does the mask hide any key from any row? Visibility is monotone in the position, so the
      * first row's range ends earliest and the last row's starts latest. */
     int64_t lo_first, hi_first, lo_last, hi_last;
-    mask_key_range(p->mask, p->window, nk - nq, nk - nq, (attn_span_t){0, 1}, nk, &lo_first, &hi_first);
-    mask_key_range(p->mask, p->window, nk - 1, nk - 1, (attn_span_t){0, 1}, nk, &lo_last, &hi_last);
+    const attn_vis_t vis = problem_vis(p);
+    mask_key_range(&vis, nk - nq, nk - nq, (attn_span_t){0, 1}, nk, &lo_first, &hi_first);
+    mask_key_range(&vis, nk - 1, nk - 1, (attn_span_t){0, 1}, nk, &lo_last, &hi_last);
     int masks_some = hi_first < nk || lo_last > 0;
     for (int64_t bh = 0; bh < p->batch * p->heads; bh++) {
         int64_t b = bh / p->heads, kvh = (bh % p->heads) / (p->heads / p->kv_heads);

@@ -12,9 +12,10 @@ static void sinks_ranges(const attn_problem_t *p, const attn_exec_t *x, int64_t 
                          int64_t hi[2]) {
     attn_span_t ks = problem_k_span(p);
     int64_t S = ATTN_MIN(x->sinks, p->n_k), wlo, whi;
-    mask_key_range(p->mask, p->window, i_lo, i_hi, ks, S, &lo[0], &hi[0]);
-    mask_key_range(p->mask, p->window, i_lo, i_hi, ks, p->n_k, &lo[1], &hi[1]);
-    mask_key_range(ATTN_MASK_WINDOW, x->approx_window, i_lo, i_hi, ks, p->n_k, &wlo, &whi);
+    attn_vis_t v = problem_vis(p);
+    mask_key_range(&v, i_lo, i_hi, ks, S, &lo[0], &hi[0]);
+    mask_key_range(&v, i_lo, i_hi, ks, p->n_k, &lo[1], &hi[1]);
+    mask_key_range(&(attn_vis_t){ATTN_MASK_WINDOW, x->approx_window, NULL, 0}, i_lo, i_hi, ks, p->n_k, &wlo, &whi);
     sparse_range_and(&lo[1], &hi[1], wlo, whi);
     sparse_range_and(&lo[1], &hi[1], S, p->n_k);
 }
@@ -40,6 +41,10 @@ static int sinks_supports(const attn_backend_t *self, const attn_problem_t *p, c
                           size_t len) {
     if (x->approx_window < 1) {
         snprintf(reason, len, "%s needs a local window ≥ 1 (--window W) so that every row keeps itself", self->name);
+        return 0;
+    }
+    if (p->doc && p->n_docs > 1) { /* which keys a document's sinks and blocks are is not defined yet */
+        snprintf(reason, len, "%s declines packed documents (--doc-lens/--docs/--cu-seqlens)", self->name);
         return 0;
     }
     return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, x, reason, len);

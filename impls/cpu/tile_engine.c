@@ -18,6 +18,7 @@ typedef struct {
 
 typedef struct {
     const attn_problem_t *p;
+    attn_vis_t vis;
     attn_span_t qs, ks;
     int64_t n_q, n_k, n_qt;
     int bq, bk;
@@ -38,7 +39,7 @@ static int64_t pos_at(attn_span_t s, int64_t r) { return s.start + s.stride * r;
 static void mask_tile(const tile_job_t *j, float *S, int64_t r0, int rows, int64_t j0, int cols) {
     for (int r = 0; r < rows; r++) {
         int64_t i = pos_at(j->qs, r0 + r), lo, hi;
-        mask_key_range(j->p->mask, j->p->window, i, i, j->ks, j->n_k, &lo, &hi);
+        mask_key_range(&j->vis, i, i, j->ks, j->n_k, &lo, &hi);
         float *s = S + (size_t)r * j->bk;
         for (int col = 0; col < cols; col++)
             if (j0 + col < lo || j0 + col >= hi)
@@ -55,7 +56,7 @@ static void pv_visible(const tile_job_t *j, const float *S, const float *V, floa
     int64_t d = j->p->head_dim;
     for (int r = 0; r < rows; r++) {
         int64_t i = pos_at(j->qs, r0 + r), lo, hi;
-        mask_key_range(j->p->mask, j->p->window, i, i, j->ks, j->n_k, &lo, &hi);
+        mask_key_range(&j->vis, i, i, j->ks, j->n_k, &lo, &hi);
         for (int col = 0; col < cols; col++)
             if (j0 + col >= lo && j0 + col < hi)
                 for (int64_t c = 0; c < d; c++)
@@ -92,7 +93,7 @@ static void tile_item(void *ctx, int64_t item, int worker) {
     tile_ws_t *ws = &j->ws[worker];
 
     int64_t i_lo = pos_at(j->qs, r0), i_hi = pos_at(j->qs, r0 + rows - 1), lo, hi;
-    mask_key_range(p->mask, p->window, i_lo, i_hi, j->ks, j->n_k, &lo, &hi);
+    mask_key_range(&j->vis, i_lo, i_hi, j->ks, j->n_k, &lo, &hi);
     int64_t n_kt = (j->n_k + j->bk - 1) / j->bk;
     int64_t kt_first = 0, kt_end = n_kt;
     if (j->walk == TILE_BAND_ONLY) {
@@ -102,8 +103,8 @@ static void tile_item(void *ctx, int64_t item, int worker) {
     /* Per-row visibility is monotone in the position, so the first row's range ends earliest
      * and the last row's begins latest: a tile inside both is visible to every row. */
     int64_t lo_last, hi_first, unused;
-    mask_key_range(p->mask, p->window, i_hi, i_hi, j->ks, j->n_k, &lo_last, &unused);
-    mask_key_range(p->mask, p->window, i_lo, i_lo, j->ks, j->n_k, &unused, &hi_first);
+    mask_key_range(&j->vis, i_hi, i_hi, j->ks, j->n_k, &lo_last, &unused);
+    mask_key_range(&j->vis, i_lo, i_lo, j->ks, j->n_k, &unused, &hi_first);
 
     memset(O, 0, sizeof(float) * (size_t)(rows * d));
     for (int r = 0; r < rows; r++) {
@@ -166,7 +167,7 @@ size_t tile_workspace_bytes(const attn_problem_t *p, int threads, int64_t n_q) {
 int tile_attend_f32(const attn_problem_t *p, int threads, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
                     const tile_io_t *io, tile_walk_t walk, tile_stats_t *stats, attn_err_t *err) {
     int workers = tile_workers(p, threads, n_q);
-    tile_job_t j = {.p = p, .qs = qs, .ks = ks, .n_q = n_q, .n_k = n_k, .bq = tile_block_q(p),
+    tile_job_t j = {.p = p, .vis = problem_vis(p), .qs = qs, .ks = ks, .n_q = n_q, .n_k = n_k, .bq = tile_block_q(p),
                     .bk = tile_block_k(p), .io = *io, .walk = walk,
                     .c = (float)(problem_scale(p) * M_LOG2E), .softmax = softmax_tile_select()};
     j.n_qt = (n_q + j.bq - 1) / j.bq;

@@ -92,8 +92,9 @@ static int64_t topk_tiles(const sparse_plan_t *s, int64_t bh, int64_t r0, int ro
     int bk = tile_block_k(p);
     int64_t d = p->head_dim, i_lo = qs.start + qs.stride * r0, i_hi = qs.start + qs.stride * (r0 + rows - 1);
     int64_t vlo, vhi, wlo, whi, c_lo, c_hi, w_lo, w_hi;
-    mask_key_range(p->mask, p->window, i_lo, i_hi, ks, p->n_k, &vlo, &vhi);
-    mask_key_range(ATTN_MASK_WINDOW, s->x->approx_window, i_lo, i_hi, ks, p->n_k, &wlo, &whi);
+    attn_vis_t v = problem_vis(p);
+    mask_key_range(&v, i_lo, i_hi, ks, p->n_k, &vlo, &vhi);
+    mask_key_range(&(attn_vis_t){ATTN_MASK_WINDOW, s->x->approx_window, NULL, 0}, i_lo, i_hi, ks, p->n_k, &wlo, &whi);
     sparse_range_and(&wlo, &whi, vlo, vhi);
     sparse_tiles_of(vlo, vhi, bk, &c_lo, &c_hi);
     sparse_tiles_of(wlo, whi, bk, &w_lo, &w_hi);
@@ -144,7 +145,8 @@ static int64_t topk_tiles(const sparse_plan_t *s, int64_t bh, int64_t r0, int ro
 }
 
 static void topk_row_keys(const sparse_plan_t *s, int64_t i, int64_t lo[2], int64_t hi[2]) {
-    mask_key_range(s->p->mask, s->p->window, i, i, problem_k_span(s->p), s->p->n_k, &lo[0], &hi[0]);
+    attn_vis_t v = problem_vis(s->p);
+    mask_key_range(&v, i, i, problem_k_span(s->p), s->p->n_k, &lo[0], &hi[0]);
     lo[1] = hi[1] = 0;
 }
 
@@ -164,6 +166,10 @@ static int topk_supports(const attn_backend_t *self, const attn_problem_t *p, co
         snprintf(reason, len, "%s needs a local window ≥ 1 (--window W) so that every row keeps itself", self->name);
         return 0;
     }
+    if (p->doc && p->n_docs > 1) { /* which keys a document's sinks and blocks are is not defined yet */
+        snprintf(reason, len, "%s declines packed documents (--doc-lens/--docs/--cu-seqlens)", self->name);
+        return 0;
+    }
     return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, x, reason, len);
 }
 
@@ -179,8 +185,8 @@ static int topk_forward(const attn_backend_t *self, const attn_problem_t *p, con
     /* a window mask (or a short query run) sees a band of K: the rest is never scored */
     attn_span_t qs = problem_q_span(p);
     int64_t lo, hi, t1;
-    mask_key_range(p->mask, p->window, qs.start, qs.start + qs.stride * (p->n_q - 1), problem_k_span(p), p->n_k, &lo,
-                   &hi);
+    attn_vis_t v = problem_vis(p);
+    mask_key_range(&v, qs.start, qs.start + qs.stride * (p->n_q - 1), problem_k_span(p), p->n_k, &lo, &hi);
     summary_job_t sj = {.p = p, .io = io, .sum = &sum};
     sparse_tiles_of(lo, hi, tile_block_k(p), &sj.t0, &t1);
     sj.nt = t1 - sj.t0;

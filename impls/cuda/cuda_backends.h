@@ -25,13 +25,17 @@ size_t cuda_flash_device_bytes(const attn_problem_t *p);
 /* The kernel on data already on the device (bf16 Q, K, V): rows [0, n_q) of every (batch,
  * head) slab of q, slabs q_ld rows apart (O and LSE likewise); query row r at position q_off + r
  * (negative allowed), key j at position j, K/V slabs kv_ld rows apart; mask and window as in
- * attn_problem_t but in these positions. Batch, heads, kv_heads, head_dim and scale come from p.
+ * attn_problem_t but in these positions. Batch, heads, kv_heads, head_dim and scale come from p
+ * (its doc pointer is host memory and is not read here). doc: n_docs + 1 document offsets in
+ * device memory, in these positions, or NULL (one document; always so for band coordinates).
  * The distributed GPU backends call it once per (query piece, key block). */
 struct cuda_flash_call {
     const void *q, *k, *v;
     float *o, *lse;
     int64_t n_q, n_k, q_ld, kv_ld, q_off, window;
     int mask;
+    const int64_t *doc;
+    int64_t n_docs;
 };
 int cuda_flash_launch(const attn_problem_t *p, const cuda_flash_call *c, cudaStream_t s, attn_err_t *err);
 extern "C" {

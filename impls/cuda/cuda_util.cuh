@@ -53,6 +53,26 @@ struct dev_buf {
 };
 #define DEV_ALLOC(buf, bytes, what) ATTN_TRY((buf).alloc((bytes), err, (what), __FILE__, __LINE__))
 
+/* The problem's visibility for a kernel: the document offsets copied into buf (device memory,
+ * n_docs + 1 int64) when the problem has documents; without them v.doc stays NULL. */
+inline int cuda_vis_upload(const attn_problem_t *p, dev_buf &buf, attn_vis_t *v, cudaStream_t s, attn_err_t *err) {
+    *v = problem_vis(p);
+    if (!mask_has_docs(v)) {
+        v->doc = nullptr, v->n_docs = 0;
+        return ATTN_OK;
+    }
+    size_t bytes = (size_t)(p->n_docs + 1) * sizeof(int64_t);
+    DEV_ALLOC(buf, bytes, "document offsets");
+    CUDA_TRY(cudaMemcpyAsync(buf.ptr, p->doc, bytes, cudaMemcpyHostToDevice, s));
+    CUDA_TRY(cudaStreamSynchronize(s)); /* p->doc is pageable host memory the caller may reuse */
+    v->doc = static_cast<const int64_t *>(buf.ptr);
+    return ATTN_OK;
+}
+/* Device bytes of those offsets (0 without documents). */
+inline size_t cuda_vis_bytes(const attn_problem_t *p) {
+    return p->doc && p->n_docs > 1 ? (size_t)(p->n_docs + 1) * sizeof(int64_t) : 0;
+}
+
 /* Two events around the timed kernels; destroyed on every return path. */
 struct event_pair {
     cudaEvent_t start = nullptr, stop = nullptr;

@@ -20,8 +20,7 @@ struct flash_params {
     int64_t n_q, n_k, q_off; /* query row r sits at position q_off + r (q_off may be negative) */
     int64_t q_ld, kv_ld;     /* rows between (batch, head) slabs: of Q, O, LSE and of K, V */
     int heads, kv_heads, group;
-    int mask;
-    int64_t window;
+    attn_vis_t vis; /* mask, window and (device) document offsets, in these positions */
     float scale_log2; /* scale · log2(e) */
     int m_blocks;
 };
@@ -113,7 +112,7 @@ __device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const floa
                 const float w = __bfloat162float(__float2bfloat16_rn(__shfl_sync(0xffffffffu, s[n][e], from)));
                 const int key = frag_col(from, n, e);
                 const int64_t j = key0 + key;
-                if (j >= p.n_k || !mask_visible((attn_mask_t)p.mask, p.window, row_pos[r], j))
+                if (j >= p.n_k || !mask_visible(&p.vis, row_pos[r], j))
                     continue;
 #pragma unroll
                 for (int dn = 0; dn < D / 8; dn++) {
@@ -142,10 +141,16 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
     /* Key tiles this query block can see: positions of its first and last real row. */
     const int64_t i_lo = p.q_off + r0, i_hi = p.q_off + min(r0 + BR, p.n_q) - 1;
     int64_t k_lo = 0, k_hi = p.n_k;
-    if (p.mask != ATTN_MASK_NONE)
+    if (p.vis.mask != ATTN_MASK_NONE)
         k_hi = min(p.n_k, i_hi + 1);
-    if (p.mask == ATTN_MASK_WINDOW)
-        k_lo = max((int64_t)0, i_lo - p.window + 1);
+    if (p.vis.mask == ATTN_MASK_WINDOW)
+        k_lo = max((int64_t)0, i_lo - p.vis.window + 1);
+    /* Documents: from the first row's document start to the last row's document end (each
+     * row's range is an interval whose ends never decrease with the row: core/mask.h). */
+    if (mask_has_docs(&p.vis)) {
+        k_lo = max(k_lo, mask_doc_lo(&p.vis, i_lo));
+        k_hi = min(k_hi, mask_doc_hi(&p.vis, i_hi));
+    }
     const int64_t t_lo = k_lo / BC, t_hi = (k_hi + BC - 1) / BC;
 
     load_tile<D>(sQ, Q, r0, p.n_q);
@@ -184,8 +189,9 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
         const bf16 *k_s = sK + stage * BC * D, *v_s = sV + stage * BC * D;
         /* Block-uniform: does this tile cross a mask edge (some key hidden from some row), or n_k? */
         const int64_t key0 = t * BC;
-        const bool masked = (p.mask != ATTN_MASK_NONE && key0 + BC - 1 > i_lo) ||
-                            (p.mask == ATTN_MASK_WINDOW && key0 <= i_hi - p.window);
+        const bool masked = (p.vis.mask != ATTN_MASK_NONE && key0 + BC - 1 > i_lo) ||
+                            (p.vis.mask == ATTN_MASK_WINDOW && key0 <= i_hi - p.vis.window) ||
+                            mask_docs_cut(&p.vis, i_lo, i_hi, key0, key0 + BC);
         const bool edge = masked || key0 + BC > p.n_k;
         /* Only there can a hidden key's non-finite V meet a weight 0 (docs/nonfinite.md). */
         const bool v_bad = masked && tile_nonfinite<D>(v_s);
@@ -213,7 +219,7 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
                 float x = s[n][e] * p.scale_log2;
                 if (edge) {
                     int64_t j = key0 + n * 8 + 2 * tq + (e & 1);
-                    if (j >= p.n_k || !mask_visible((attn_mask_t)p.mask, p.window, row_pos[e >> 1], j))
+                    if (j >= p.n_k || !mask_visible(&p.vis, row_pos[e >> 1], j))
                         x = -INFINITY;
                 }
                 s[n][e] = x;
@@ -305,7 +311,7 @@ int cuda_flash_launch(const attn_problem_t *p, const cuda_flash_call *c, cudaStr
     prm.q = (const bf16 *)c->q, prm.k = (const bf16 *)c->k, prm.v = (const bf16 *)c->v, prm.o = c->o, prm.lse = c->lse;
     prm.n_q = c->n_q, prm.n_k = c->n_k, prm.q_off = c->q_off, prm.q_ld = c->q_ld, prm.kv_ld = c->kv_ld;
     prm.heads = (int)p->heads, prm.kv_heads = (int)p->kv_heads, prm.group = (int)(p->heads / p->kv_heads);
-    prm.mask = c->mask, prm.window = c->window;
+    prm.vis = attn_vis_t{(attn_mask_t)c->mask, c->window, c->doc, c->doc ? c->n_docs : 0};
     prm.scale_log2 = (float)(problem_scale(p) * 1.4426950408889634);
     prm.m_blocks = (int)((c->n_q + BR - 1) / BR);
     if (p->head_dim == 64)
@@ -336,7 +342,8 @@ extern "C" int cuda_flash_supports(const attn_problem_t *p, char *why, size_t le
 extern "C" size_t cuda_flash_device_bytes(const attn_problem_t *p) {
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
     size_t qkv = attn_size_mul(attn_size_add(nq, attn_size_mul(2, nkv)), sizeof(bf16));
-    return attn_size_add(qkv, attn_size_mul(attn_size_add(attn_size_add(nq, nl), nq > nkv ? nq : nkv), sizeof(float)));
+    return attn_size_add(attn_size_add(qkv, attn_size_mul(attn_size_add(attn_size_add(nq, nl), nq > nkv ? nq : nkv), sizeof(float))),
+                         cuda_vis_bytes(p));
 }
 
 extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
@@ -350,12 +357,15 @@ extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x,
     DEV_ALLOC(lse, nl * sizeof(float), "blockwise_cuda LSE");
     DEV_ALLOC(staging, (nq > nkv ? nq : nkv) * sizeof(float), "blockwise_cuda upload staging");
     cudaStream_t s = 0;
+    dev_buf docs;
+    attn_vis_t vis;
+    ATTN_TRY(cuda_vis_upload(p, docs, &vis, s, err));
     ATTN_TRY(cuda_upload(q.ptr, 1, (const float *)io->q, nq, staging.as<float>(), s, err));
     ATTN_TRY(cuda_upload(k.ptr, 1, (const float *)io->k, nkv, staging.as<float>(), s, err));
     ATTN_TRY(cuda_upload(v.ptr, 1, (const float *)io->v, nkv, staging.as<float>(), s, err));
 
     cuda_flash_call call = {q.ptr, k.ptr, v.ptr, o.as<float>(), lse.as<float>(), p->n_q, p->n_k, p->n_q, p->n_k,
-                            p->n_k - p->n_q, p->window, (int)p->mask};
+                            p->n_k - p->n_q, p->window, (int)p->mask, vis.doc, vis.n_docs};
 
     event_pair ev;
     CUDA_TRY(cudaEventCreate(&ev.start));

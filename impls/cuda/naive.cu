@@ -33,13 +33,13 @@ __device__ float block_reduce(float x, int op, float *scratch) {
 /* Row r of S (n_k scores, one block per row): mask, scale, softmax. P goes back into S (f32)
  * or into P16 (bf16) when P16 is non-NULL; LSE = m + log(l). */
 __global__ void __launch_bounds__(SOFTMAX_THREADS)
-    softmax_rows(float *S, bf16 *P16, float *lse, int64_t n_k, int64_t q_off, int mask, int64_t window, float scale) {
+    softmax_rows(float *S, bf16 *P16, float *lse, int64_t n_k, int64_t q_off, const attn_vis_t vis, float scale) {
     __shared__ float scratch[SOFTMAX_THREADS / 32];
     const int64_t r = blockIdx.x, i = q_off + r;
     float *s = S + r * n_k;
     float m = -INFINITY;
     for (int64_t j = threadIdx.x; j < n_k; j += SOFTMAX_THREADS) {
-        float x = mask_visible((attn_mask_t)mask, window, i, j) ? s[j] * scale : -INFINITY;
+        float x = mask_visible(&vis, i, j) ? s[j] * scale : -INFINITY;
         s[j] = x;
         m = x != x ? x : fmaxf(m, x); /* fmaxf drops NaN; the max must carry it (docs/nonfinite.md) */
     }
@@ -77,13 +77,13 @@ template <typename T> __global__ void any_nonfinite(const T *x, size_t n, int *f
  * non-finite V: the GEMM would add its weight 0 times ∞ (NaN) to a row that never sees it
  * (docs/nonfinite.md). One block per row r, threads over the d columns; all row-major. */
 template <typename TP, typename TV>
-__global__ void pv_visible(const TP *P, const TV *V, float *O, int64_t n_k, int64_t d, int64_t q_off, int mask,
-                           int64_t window) {
+__global__ void pv_visible(const TP *P, const TV *V, float *O, int64_t n_k, int64_t d, int64_t q_off,
+                           const attn_vis_t vis) {
     const int64_t r = blockIdx.x, i = q_off + r;
     for (int64_t c = threadIdx.x; c < d; c += blockDim.x) {
         float acc = 0.f;
         for (int64_t j = 0; j < n_k; j++)
-            if (mask_visible((attn_mask_t)mask, window, i, j))
+            if (mask_visible(&vis, i, j))
                 acc += as_float(P[r * n_k + j]) * as_float(V[j * d + c]);
         O[r * d + c] = acc;
     }
@@ -111,7 +111,8 @@ extern "C" size_t cuda_naive_device_bytes(const attn_problem_t *p) {
     size_t staging = p->dtype == ATTN_BF16 ? attn_size_mul(nq > nkv ? nq : nkv, sizeof(float)) : 0;
     size_t tensors = attn_size_add(attn_size_mul(attn_size_add(nq, attn_size_mul(2, nkv)), es),
                                    attn_size_mul(attn_size_add(nq, nl), sizeof(float)));
-    return attn_size_add(attn_size_add(tensors, scores), attn_size_add(staging, CUBLAS_WORKSPACE));
+    return attn_size_add(attn_size_add(attn_size_add(tensors, scores), attn_size_add(staging, CUBLAS_WORKSPACE)),
+                         cuda_vis_bytes(p));
 }
 
 extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
@@ -120,7 +121,7 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
     const int64_t d = p->head_dim, nq_rows = p->n_q, nk_rows = p->n_k;
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
     size_t es = bf ? sizeof(bf16) : sizeof(float);
-    dev_buf q, k, v, o, lse, staging, S, P16, ws; /* declared before the handle, so they outlive it */
+    dev_buf q, k, v, o, lse, staging, S, P16, ws, docs; /* declared before the handle, so they outlive it */
     DEV_ALLOC(q, nq * es, "naive_cuda Q");
     DEV_ALLOC(k, nkv * es, "naive_cuda K");
     DEV_ALLOC(v, nkv * es, "naive_cuda V");
@@ -135,11 +136,13 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
     ATTN_TRY(cuda_upload(q.ptr, bf, (const float *)io->q, nq, staging.as<float>(), s, err));
     ATTN_TRY(cuda_upload(k.ptr, bf, (const float *)io->k, nkv, staging.as<float>(), s, err));
     ATTN_TRY(cuda_upload(v.ptr, bf, (const float *)io->v, nkv, staging.as<float>(), s, err));
+    attn_vis_t vis;
+    ATTN_TRY(cuda_vis_upload(p, docs, &vis, s, err));
 
     /* A non-finite V matters apart only when the mask hides some key (docs/nonfinite.md): looked
      * for once, before the timed region, with S (not yet written) holding the flag. */
     int v_bad = 0;
-    if (p->mask != ATTN_MASK_NONE && nkv > 0) {
+    if ((p->mask != ATTN_MASK_NONE || mask_has_docs(&vis)) && nkv > 0) {
         CUDA_TRY(cudaMemsetAsync(S.ptr, 0, sizeof(int), s));
         if (bf)
             any_nonfinite<<<256, 256, 0, s>>>(v.as<bf16>(), nkv, S.as<int>());
@@ -178,18 +181,18 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
                                    q.as<float>() + q_at, Kd, &zero, S.as<float>(), M));
         softmax_rows<<<(unsigned)nq_rows, SOFTMAX_THREADS, 0, s>>>(S.as<float>(), bf ? P16.as<bf16>() : nullptr,
                                                                   lse.as<float>() + bh * nq_rows, nk_rows,
-                                                                  nk_rows - nq_rows, (int)p->mask, p->window, scale);
+                                                                  nk_rows - nq_rows, vis, scale);
         CUDA_TRY_LAUNCH();
         /* Row-major O (n_q × d) is column-major Oᵀ = Vᵀ·Pᵀ, both already column-major as stored. */
         const unsigned pv_threads = d < 128 ? (unsigned)d : 128u;
         if (v_bad && bf)
             pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(P16.as<bf16>(), v.as<bf16>() + kv_at,
                                                                 o.as<float>() + q_at, nk_rows, d, nk_rows - nq_rows,
-                                                                (int)p->mask, p->window);
+                                                                vis);
         else if (v_bad)
             pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(S.as<float>(), v.as<float>() + kv_at,
                                                                 o.as<float>() + q_at, nk_rows, d, nk_rows - nq_rows,
-                                                                (int)p->mask, p->window);
+                                                                vis);
         else if (bf)
             CUBLAS_TRY(cublasGemmEx(cb.h, CUBLAS_OP_N, CUBLAS_OP_N, Kd, N, M, &one, v.as<bf16>() + kv_at, CUDA_R_16BF,
                                     Kd, P16.ptr, CUDA_R_16BF, M, &zero, o.as<float>() + q_at, CUDA_R_32F, Kd,

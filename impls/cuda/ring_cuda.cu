@@ -114,6 +114,7 @@ int ring_cuda_loop(gcomm *g, const attn_problem_t *p, attn_layout_kind_t kind, i
                    const cudaEvent_t done[], ring_cuda_stats_t *st, attn_err_t *err) {
     int L = g->count;
     int64_t d = p->head_dim;
+    const attn_vis_t vis = problem_vis(p); /* host-side planning only: the steps' kernels run in band coordinates */
     attn_problem_t mp[ATTN_MAX_RANKS]; /* each member's heads (usp: its kv heads may differ by member) */
     rank_events ev[ATTN_MAX_RANKS];
     for (int i = 0; i < L; i++) {
@@ -129,7 +130,7 @@ int ring_cuda_loop(gcomm *g, const attn_problem_t *p, attn_layout_kind_t kind, i
             comm_shift_part_t part[ATTN_MAX_RANKS];
             for (int i = 0; i < L; i++) {
                 plan_ring_step_t ps;
-                ATTN_TRY(plan_ring_step(kind, p->n_q, p->n_k, p->mask, p->window, R, m[i].pos, s, &ps, err));
+                ATTN_TRY(plan_ring_step(kind, p->n_q, p->n_k, &vis, R, m[i].pos, s, &ps, err));
                 int64_t BHkv = mp[i].batch * mp[i].kv_heads;
                 size_t sb = (size_t)(2 * BHkv * ps.rows_sent * d) * sizeof(bf16);
                 size_t rb = (size_t)(2 * BHkv * ps.rows_recv * d) * sizeof(bf16);
@@ -149,7 +150,7 @@ int ring_cuda_loop(gcomm *g, const attn_problem_t *p, attn_layout_kind_t kind, i
                 CUDA_TRY(cudaStreamWaitEvent(cs, ev[i].comm1[s - 1], 0));
             CUDA_TRY(cudaEventRecord(ev[i].comp0[s], cs));
             plan_ring_step_t ps;
-            ATTN_TRY(plan_ring_step(kind, p->n_q, p->n_k, p->mask, p->window, R, m[i].pos, s, &ps, err));
+            ATTN_TRY(plan_ring_step(kind, p->n_q, p->n_k, &vis, R, m[i].pos, s, &ps, err));
             int64_t nq = ps.q_rows, kcnt = ps.k_rows;
             const bf16 *kblock = (const bf16 *)m[i].kv[cur], *vblock = kblock + BHkv * kcnt * d;
             for (int pi = 0; pi < ps.n_pairs; pi++) {
@@ -165,7 +166,8 @@ int ring_cuda_loop(gcomm *g, const attn_problem_t *p, attn_layout_kind_t kind, i
                                         vblock + kp->local_start * d,
                                         m[i].o_part + qp->local_start * d,
                                         m[i].lse_part + qp->local_start,
-                                        qp->count, kp->count, nq, kcnt, pr->q_off, pr->win, (int)p->mask};
+                                        qp->count, kp->count, nq, kcnt, pr->q_off, pr->win, (int)p->mask,
+                                        nullptr, 0}; /* band coordinates: no documents (dist_cuda declines them) */
                 ATTN_TRY(cuda_flash_launch(&mp[i], &call, cs, err));
                 int64_t warps = qp->count * BH;
                 merge_kernel<<<(unsigned)((warps * 32 + 255) / 256), 256, 0, cs>>>(

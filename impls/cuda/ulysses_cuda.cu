@@ -206,7 +206,7 @@ int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t
         attn_problem_t lp = *p;
         lp.heads = h.hq, lp.kv_heads = h.kvn;
         cuda_flash_call call = {s.qh.ptr, s.kh.ptr, s.vh.ptr, s.oh.as<float>(), s.lh.as<float>(), nq, nk, nq, nk,
-                                nk - nq, p->window, (int)p->mask};
+                                nk - nq, p->window, (int)p->mask, nullptr, 0}; /* documents: declined (dist_cuda) */
         ATTN_TRY(cuda_flash_launch(&lp, &call, cs, err));
         CUDA_TRY(cudaEventRecord(s.ev[3], cs));
         CUDA_TRY(cudaStreamWaitEvent(cm, s.ev[3], 0));

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/docs.h"
 #include "impls/cpu/tile_engine.h"
 #include "core/timing.h"
 
@@ -222,9 +223,29 @@ static int announce(const attn_backend_t *be, const attn_problem_t *p, const att
     if (model)
         cmd.model = *model;
     snprintf(cmd.backend, sizeof cmd.backend, "%s", be->name);
-    for (int q = 1; q < P; q++)
+    for (int q = 1; q < P; q++) {
         ATTN_TRY(comm_mpi_ctrl_send(q, &cmd, sizeof cmd, err));
+        if (p->doc && p->n_docs > 1) /* the offsets themselves: the pointer means nothing on another rank */
+            ATTN_TRY(comm_mpi_ctrl_send(q, p->doc, (size_t)(p->n_docs + 1) * sizeof(int64_t), err));
+    }
     return ATTN_OK;
+}
+
+/* The document offsets that follow a command whose problem has documents (announce), kept. */
+static int follow_docs(attn_problem_t *p, attn_err_t *err) {
+    if (!p->doc || p->n_docs <= 1) {
+        p->doc = NULL, p->n_docs = 0;
+        return ATTN_OK;
+    }
+    size_t bytes = attn_size_mul((size_t)p->n_docs + 1, sizeof(int64_t));
+    int64_t *off = attn_alloc(bytes, err, "document offsets");
+    if (!off)
+        return ATTN_ERUNTIME;
+    int rc = comm_mpi_ctrl_recv(off, bytes, err);
+    if (rc == ATTN_OK)
+        rc = (p->doc = docs_keep(off, p->n_docs + 1, err)) ? ATTN_OK : ATTN_ERUNTIME;
+    attn_free(off);
+    return rc;
 }
 
 int dist_announce_model(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x,
@@ -254,6 +275,7 @@ int dist_follow(dist_model_follow_fn on_model, attn_err_t *err) {
         ATTN_TRY(comm_mpi_ctrl_recv(&cmd, sizeof cmd, err));
         if (cmd.stop)
             return ATTN_OK;
+        ATTN_TRY(follow_docs(&cmd.p, err));
         cmd.backend[sizeof cmd.backend - 1] = '\0';
         const attn_backend_t *be = registry_find(cmd.backend);
         if (!be || !be->forward_rank)

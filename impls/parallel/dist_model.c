@@ -45,8 +45,9 @@ static int model_rank(attn_comm_t *c, void *arg, attn_err_t *err) {
     attn_layout_kind_t kind = LAYOUT_CONTIGUOUS;
     if (call->x->layout >= 0)
         kind = (attn_layout_kind_t)call->x->layout;
-    else
-        layout_parse(call->be->layout, &kind);
+    else if (!layout_parse(call->be->layout, &kind)) /* zigzag_balanced: its bounds come from the problem */
+        return attn_fail(err, ATTN_EUSAGE, "%s does not run the model task (its layout is cut per problem)",
+                         call->be->name);
     ATTN_TRY(layout_init(&ctx.l, kind, call->n, c->size, err));
     layout_piece_t pc[2];
     int np = layout_pieces(&ctx.l, c->rank, pc);

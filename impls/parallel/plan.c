@@ -3,25 +3,170 @@
 #include "impls/parallel/plan.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
-void plan_ring_pair(attn_mask_t mask, int64_t window, const layout_piece_t *q, const layout_piece_t *k, plan_pair_t *out) {
+#include "core/docs.h"
+#include "impls/cpu/tile_engine.h"
+
+void plan_ring_pair(const attn_vis_t *v, const layout_piece_t *q, const layout_piece_t *k, plan_pair_t *out) {
     layout_piece_t qp = *q, kp = *k; /* out may alias q or k */
     int64_t lo, hi;
-    mask_key_range(mask, window, qp.pos.start, qp.pos.start + qp.pos.stride * (qp.count - 1), kp.pos, kp.count, &lo, &hi);
+    mask_key_range(v, qp.pos.start, qp.pos.start + qp.pos.stride * (qp.count - 1), kp.pos, kp.count, &lo, &hi);
     out->q = qp, out->k = kp;
     out->lo = lo, out->hi = hi;
     out->skip = lo >= hi || qp.count == 0;
-    plan_band_for(qp.pos.start, kp.pos.start, qp.pos.stride, window, &out->q_off, &out->win);
+    plan_band_for(qp.pos.start, kp.pos.start, qp.pos.stride, v->window, &out->q_off, &out->win);
 }
 
-int plan_ring_step(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, attn_mask_t mask, int64_t window, int P, int rank,
-                   int step, plan_ring_step_t *out, attn_err_t *err) {
+static void step_on(const attn_layout_t *lq, const attn_layout_t *lk, int64_t n_q, int64_t n_k, const attn_vis_t *v,
+                    int P, int rank, int step, plan_ring_step_t *out);
+
+/* Σ over ring steps of the busiest rank's tile work (the CPU engine's default tiles) with query
+ * chunks b (keys too when n_q = n_k, else even): what a balanced cut should make least. */
+static double bounds_critical_tiles(const int64_t *b, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P) {
     attn_layout_t lq, lk;
-    ATTN_TRY(layout_init(&lq, kind, n_q, P, err));
-    ATTN_TRY(layout_init(&lk, kind, n_k, P, err));
+    attn_err_t err = {0};
+    if (layout_init_zigzag_bounds(&lq, n_q, P, b, &err) ||
+        (n_q == n_k ? layout_init_zigzag_bounds(&lk, n_k, P, b, &err) : layout_init(&lk, LAYOUT_ZIGZAG, n_k, P, &err)))
+        return INFINITY;
+    double cp = 0;
+    for (int s = 0; s < P; s++) {
+        double worst = 0;
+        for (int r = 0; r < P; r++) {
+            plan_ring_step_t st;
+            double w = 0;
+            step_on(&lq, &lk, n_q, n_k, v, P, r, s, &st);
+            for (int i = 0; i < st.n_pairs; i++)
+                w += plan_pair_tiles(v, &st.pair[i], TILE_DEFAULT_BQ, TILE_DEFAULT_BK);
+            worst = fmax(worst, w);
+        }
+        cp += worst;
+    }
+    return cp;
+}
+
+/* Balanced bounds are a function of (n_q, n_k, v, P) and the plan asks for them P² times per
+ * call: the last few are kept (the arrays themselves for the process's life, as documents are). */
+typedef struct {
+    int64_t n_q, n_k, window, n_docs;
+    uint64_t doc_hash; /* of the offsets' values: callers may reuse an array for another layout */
+    const int64_t *bound;
+    attn_mask_t mask;
+    int P;
+} bounds_memo_t;
+static bounds_memo_t memo[8];
+static int memo_next;
+static pthread_mutex_t memo_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const int64_t *balanced_bounds(int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, attn_err_t *err) {
+    bounds_memo_t key = {n_q, n_k, v->window, mask_has_docs(v) ? v->n_docs : 0,
+                         mask_has_docs(v) ? docs_summary(v->doc, v->n_docs).hash : 0, NULL, v->mask, P};
+    const int64_t *found = NULL;
+    pthread_mutex_lock(&memo_lock);
+    for (int i = 0; i < 8 && !found; i++)
+        if (memo[i].bound && memo[i].n_q == n_q && memo[i].n_k == n_k && memo[i].window == key.window &&
+            memo[i].n_docs == key.n_docs && memo[i].doc_hash == key.doc_hash && memo[i].mask == key.mask &&
+            memo[i].P == P)
+            found = memo[i].bound;
+    pthread_mutex_unlock(&memo_lock);
+    if (found)
+        return found;
+    /* Candidates: zigzag's even cut, and cuts at equal work with each query row weighing its
+     * visible keys + α (α stands for the masked part of the tiles a short document leaves
+     * computed); the one whose analytic critical path in tiles is least wins. */
+    int64_t b[2 * ATTN_MAX_RANKS + 1], best[2 * ATTN_MAX_RANKS + 1], off = n_k - n_q;
+    double *pairs = malloc((size_t)n_q * sizeof *pairs), best_cp = INFINITY;
+    if (!pairs) {
+        attn_fail(err, ATTN_ERUNTIME, "out of memory for %lld rows' work", (long long)n_q);
+        return NULL;
+    }
+    for (int64_t r = 0; r < n_q; r++) {
+        int64_t lo, hi, i = off + r;
+        mask_key_range(v, i, i, (attn_span_t){0, 1}, n_k, &lo, &hi);
+        pairs[r] = (double)(hi - lo);
+    }
+    const double alphas[] = {-1, 1, 16, 64, 256, 1024}; /* −1: the even cut */
+    for (size_t a = 0; a < sizeof alphas / sizeof alphas[0]; a++) {
+        double total = 0, at = 0;
+        for (int64_t r = 0; r < n_q; r++)
+            total += alphas[a] < 0 ? 1 : pairs[r] + alphas[a];
+        int c = 1;
+        for (int64_t r = 0; r < n_q; r++) {
+            at += alphas[a] < 0 ? 1 : pairs[r] + alphas[a];
+            while (c < 2 * P && at >= total * c / (2.0 * P)) /* row r ends chunk c − 1 */
+                b[c++] = r + 1;
+        }
+        if (alphas[a] < 0) /* exactly layout.c's even blocks */
+            for (c = 1; c < 2 * P; c++)
+                b[c] = c * (n_q / (2 * P)) + (c < n_q % (2 * P) ? c : n_q % (2 * P));
+        while (c < 2 * P)
+            b[c++] = n_q;
+        b[0] = 0, b[2 * P] = n_q;
+        double cp = bounds_critical_tiles(b, n_q, n_k, v, P);
+        if (cp < best_cp)
+            best_cp = cp, memcpy(best, b, sizeof(int64_t) * (size_t)(2 * P + 1));
+    }
+    free(pairs);
+    /* Then coordinate descent: move each inner bound by whole query tiles while the critical
+     * path falls (the even cut balances every step without documents; equal totals do not). */
+    int64_t step0 = TILE_DEFAULT_BQ;
+    while (step0 * 8 < n_q / (2 * P))
+        step0 *= 2;
+    for (int sweep = 0, evals = 0, moved = 1; sweep < 4 && moved && evals < 600; sweep++) {
+        moved = 0;
+        for (int c = 1; c < 2 * P; c++)
+            for (int64_t st = step0; st >= TILE_DEFAULT_BQ; st /= 2)
+                for (int dir = -1; dir <= 1; dir += 2) {
+                    memcpy(b, best, sizeof(int64_t) * (size_t)(2 * P + 1));
+                    b[c] += dir * st;
+                    if (b[c] < b[c - 1] || b[c] > b[c + 1])
+                        continue;
+                    double cp = bounds_critical_tiles(b, n_q, n_k, v, P);
+                    evals++;
+                    if (cp < best_cp * (1 - 1e-9))
+                        best_cp = cp, memcpy(best, b, sizeof(int64_t) * (size_t)(2 * P + 1)), moved = 1;
+                }
+    }
+    memcpy(b, best, sizeof(int64_t) * (size_t)(2 * P + 1));
+    const int64_t *kept = docs_keep(b, 2 * P + 1, err);
+    pthread_mutex_lock(&memo_lock);
+    key.bound = kept;
+    if (kept)
+        memo[memo_next++ % 8] = key;
+    pthread_mutex_unlock(&memo_lock);
+    return kept;
+}
+
+int plan_layouts(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, attn_layout_t *lq,
+                 attn_layout_t *lk, attn_err_t *err) {
+    ATTN_TRY(layout_init(lq, kind, n_q, P, err));
+    ATTN_TRY(layout_init(lk, kind, n_k, P, err));
+    if (kind != LAYOUT_ZIGZAG_BALANCED || P > ATTN_MAX_RANKS)
+        return ATTN_OK;
+    const int64_t *b = balanced_bounds(n_q, n_k, v, P, err);
+    if (!b)
+        return ATTN_ERUNTIME;
+    ATTN_TRY(layout_init_zigzag_bounds(lq, n_q, P, b, err));
+    if (n_q == n_k)
+        ATTN_TRY(layout_init_zigzag_bounds(lk, n_k, P, b, err));
+    return ATTN_OK;
+}
+
+int plan_ring_step(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, int rank, int step,
+                   plan_ring_step_t *out, attn_err_t *err) {
+    attn_layout_t lq, lk;
+    ATTN_TRY(plan_layouts(kind, n_q, n_k, v, P, &lq, &lk, err));
     if (rank < 0 || rank >= P || step < 0 || step >= P)
         return attn_fail(err, ATTN_EUSAGE, "ring plan: rank %d, step %d of %d ranks", rank, step, P);
+    step_on(&lq, &lk, n_q, n_k, v, P, rank, step, out);
+    return ATTN_OK;
+}
+
+static void step_on(const attn_layout_t *lq_, const attn_layout_t *lk_, int64_t n_q, int64_t n_k, const attn_vis_t *v,
+                    int P, int rank, int step, plan_ring_step_t *out) {
+    const attn_layout_t lq = *lq_, lk = *lk_;
     memset(out, 0, sizeof *out);
     out->src = (rank - step + P) % P;
     out->next_src = (rank - step - 1 + P) % P;
@@ -38,62 +183,98 @@ int plan_ring_step(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, attn_mask_
     for (int a = 0; a < n_qp; a++) {
         qpc[a].pos.start += n_k - n_q; /* queries sit at the end of the key sequence */
         for (int b = 0; b < n_kp; b++)
-            plan_ring_pair(mask, window, &qpc[a], &kpc[b], &out->pair[out->n_pairs++]);
+            plan_ring_pair(v, &qpc[a], &kpc[b], &out->pair[out->n_pairs++]);
     }
-    return ATTN_OK;
 }
 
-double plan_pair_work(attn_mask_t mask, int64_t window, const plan_pair_t *pr) {
+double plan_pair_work(const attn_vis_t *v, const plan_pair_t *pr) {
     double pairs = 0;
     for (int64_t r = 0; r < pr->q.count; r++) {
         int64_t i = pr->q.pos.start + pr->q.pos.stride * r, lo, hi;
-        mask_key_range(mask, window, i, i, pr->k.pos, pr->k.count, &lo, &hi);
+        mask_key_range(v, i, i, pr->k.pos, pr->k.count, &lo, &hi);
         pairs += hi > lo ? (double)(hi - lo) : 0;
     }
     return pairs;
 }
 
+double plan_pair_tiles(const attn_vis_t *v, const plan_pair_t *pr, int bq, int bk) {
+    double w = 0;
+    if (pr->skip)
+        return 0;
+    for (int64_t r0 = 0; r0 < pr->q.count; r0 += bq) {
+        int64_t rows = ATTN_MIN((int64_t)bq, pr->q.count - r0), lo, hi;
+        int64_t i_lo = pr->q.pos.start + pr->q.pos.stride * r0, i_hi = i_lo + pr->q.pos.stride * (rows - 1);
+        mask_key_range(v, i_lo, i_hi, pr->k.pos, pr->k.count, &lo, &hi);
+        if (lo < hi) /* key tiles lo / bk … (hi − 1) / bk, the last one cut at the piece's end */
+            w += (double)rows * (double)(ATTN_MIN(((hi - 1) / bk + 1) * bk, pr->k.count) - lo / bk * bk);
+    }
+    return w;
+}
+
+/* Imbalance and critical path of per-(rank, source) work w[r][src], in units of the mean. */
+static void balance_of(int P, double w[][ATTN_MAX_RANKS], double *imbalance, double *critical, double *work_out) {
+    double work[ATTN_MAX_RANKS] = {0}, total = 0, worst = 0;
+    for (int r = 0; r < P; r++)
+        for (int k = 0; k < P; k++)
+            work[r] += w[r][k], total += w[r][k];
+    for (int r = 0; r < P; r++)
+        worst = fmax(worst, work[r]);
+    *imbalance = total > 0 ? worst / (total / P) : 1;
+    *critical = 0;
+    for (int s = 0; s < P; s++) {
+        double step = 0;
+        for (int r = 0; r < P; r++)
+            step = fmax(step, w[r][(r - s + P) % P]);
+        *critical += total > 0 ? step / (total / P) : 0;
+    }
+    if (work_out)
+        memcpy(work_out, work, sizeof(double) * (size_t)P);
+}
+
+void plan_ring_expect_tiles(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, int bq,
+                            int bk, attn_dist_expect_t *out, double *work) {
+    attn_err_t err = {0};
+    plan_ring_step_t st;
+    if (P < 1 || P > ATTN_MAX_RANKS || bq < 1 || bk < 1)
+        return;
+    double w[ATTN_MAX_RANKS][ATTN_MAX_RANKS];
+    for (int r = 0; r < P; r++)
+        for (int s = 0; s < P; s++) {
+            if (plan_ring_step(kind, n_q, n_k, v, P, r, s, &st, &err) != ATTN_OK)
+                return;
+            w[r][st.src] = 0;
+            for (int i = 0; i < st.n_pairs; i++)
+                w[r][st.src] += plan_pair_tiles(v, &st.pair[i], bq, bk);
+        }
+    balance_of(P, w, &out->imbalance_tiles, &out->critical_path_tiles, work);
+}
+
 /* Rank r computes its queries against the block of rank r − s at step s; it sends the blocks
  * of ranks r, r−1, …, r−P+2 (all but r+1's) and receives all but its own. */
-void plan_ring_expect(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, attn_mask_t mask, int64_t window, int P,
-                      double row_bytes, attn_dist_expect_t *out, double *work_out) {
+void plan_ring_expect(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, double row_bytes,
+                      attn_dist_expect_t *out, double *work_out) {
     attn_err_t err = {0};
     plan_ring_step_t st;
     memset(out, 0, sizeof *out);
     if (P < 1 || P > ATTN_MAX_RANKS)
         return;
-    double pairs[ATTN_MAX_RANKS][ATTN_MAX_RANKS], work[ATTN_MAX_RANKS] = {0}, total = 0, worst = 0;
+    double pairs[ATTN_MAX_RANKS][ATTN_MAX_RANKS];
     int64_t sent[ATTN_MAX_RANKS] = {0}, recvd[ATTN_MAX_RANKS] = {0};
     for (int r = 0; r < P; r++)
         for (int s = 0; s < P; s++) {
-            if (plan_ring_step(kind, n_q, n_k, mask, window, P, r, s, &st, &err) != ATTN_OK)
+            if (plan_ring_step(kind, n_q, n_k, v, P, r, s, &st, &err) != ATTN_OK)
                 return;
             double w = 0;
             for (int i = 0; i < st.n_pairs; i++)
-                w += st.pair[i].skip ? 0 : plan_pair_work(mask, window, &st.pair[i]);
+                w += st.pair[i].skip ? 0 : plan_pair_work(v, &st.pair[i]);
             pairs[r][st.src] = w;
             sent[r] += st.rows_sent, recvd[r] += st.rows_recv;
         }
-    for (int r = 0; r < P; r++)
-        for (int k = 0; k < P; k++) {
-            work[r] += pairs[r][k];
-            total += pairs[r][k];
-        }
-    for (int r = 0; r < P; r++)
-        worst = fmax(worst, work[r]);
-    out->imbalance = total > 0 ? worst / (total / P) : 1;
-    for (int s = 0; s < P; s++) {
-        double step = 0;
-        for (int r = 0; r < P; r++)
-            step = fmax(step, pairs[r][(r - s + P) % P]);
-        out->critical_path += total > 0 ? step / (total / P) : 0;
-    }
+    balance_of(P, pairs, &out->imbalance, &out->critical_path, work_out);
     for (int r = 0; P > 1 && r < P; r++) {
         out->bytes_sent[r] = row_bytes * (double)sent[r];
         out->bytes_recv[r] = row_bytes * (double)recvd[r];
     }
-    if (work_out)
-        memcpy(work_out, work, sizeof(double) * (size_t)P);
 }
 
 plan_heads_t plan_ulysses_heads(int64_t H, int64_t Hkv, int P, int q) {
@@ -250,13 +431,13 @@ int plan_usp(const plan_usp_mesh_t *m, int64_t B, int64_t H, int64_t Hkv, int64_
 }
 
 void plan_usp_expect(const plan_usp_mesh_t *m, int64_t B, int64_t H, int64_t Hkv, int64_t d, int64_t n_q,
-                     int64_t n_k, attn_mask_t mask, int64_t window, double elem, attn_dist_expect_t *out) {
+                     int64_t n_k, const attn_vis_t *v, double elem, attn_dist_expect_t *out) {
     attn_err_t err = {0};
     attn_dist_expect_t ring;
     memset(out, 0, sizeof *out);
     plan_usp_t pu, *u = &pu;
     /* Every member of a group attends its group shard on H/U heads: the ring's balance over R. */
-    plan_ring_expect(m->kind, n_q, n_k, mask, window, m->R, 1.0, &ring, NULL);
+    plan_ring_expect(m->kind, n_q, n_k, v, m->R, 1.0, &ring, NULL);
     out->imbalance = ring.imbalance, out->critical_path = ring.critical_path;
     for (int r = 0; r < m->P; r++) {
         if (plan_usp(m, B, H, Hkv, d, n_q, n_k, r, u, &err) != ATTN_OK)

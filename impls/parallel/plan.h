@@ -19,9 +19,11 @@ static inline void plan_band_for(int64_t a, int64_t b, int64_t S, int64_t w, int
 }
 
 /* What the kernel sees for local query i and local key j: the one visibility rule (core/mask.h)
- * at query position q_off + i with window win. */
+ * at query position q_off + i with window win. The band carries no documents (document offsets
+ * are global positions): a kernel that works in band coordinates cannot take packed documents. */
 static inline int plan_band_visible(int mask, int64_t q_off, int64_t win, int64_t i, int64_t j) {
-    return mask_visible((attn_mask_t)mask, win, q_off + i, j);
+    attn_vis_t v = {(attn_mask_t)mask, win, 0, 0};
+    return mask_visible(&v, q_off + i, j);
 }
 
 /* ---- ring family (ring, striped, zigzag and their _cuda twins) ---- */
@@ -44,17 +46,32 @@ typedef struct {
     plan_pair_t pair[4];          /* query pieces outer, key pieces inner, in local order */
 } plan_ring_step_t;
 
-/* Skip, key range and band of a query piece against a key piece under (mask, window). */
-void plan_ring_pair(attn_mask_t mask, int64_t window, const layout_piece_t *q, const layout_piece_t *k, plan_pair_t *out);
+/* Skip, key range and band of a query piece against a key piece under v (mask, window, documents:
+ * a pair whose pieces share no document is skipped like one the causal mask hides). */
+void plan_ring_pair(const attn_vis_t *v, const layout_piece_t *q, const layout_piece_t *k, plan_pair_t *out);
+/* The query and key layouts of kind over P ranks. LAYOUT_ZIGZAG_BALANCED is zigzag whose 2P query
+ * chunks are cut where the analytic critical path in tiles (the CPU engine's default tiles) is
+ * least, among zigzag's even cut and cuts at equal work, each query row weighing its visible
+ * keys under v plus a per-row α (documents make both uneven); keys follow the same bounds when
+ * n_q = n_k, else even chunks (docs/packed-documents.md). Every other kind is layout_init's. */
+int plan_layouts(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, attn_layout_t *lq,
+                 attn_layout_t *lk, attn_err_t *err);
 /* Fills *out for (rank, step) of P ranks; ATTN_EUSAGE when the layout cannot take n or P. */
-int plan_ring_step(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, attn_mask_t mask, int64_t window, int P, int rank,
-                   int step, plan_ring_step_t *out, attn_err_t *err);
+int plan_ring_step(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, int rank, int step,
+                   plan_ring_step_t *out, attn_err_t *err);
 /* Visible (query, key) pairs of one piece pair: the unit of work of the analytic figures. */
-double plan_pair_work(attn_mask_t mask, int64_t window, const plan_pair_t *pr);
+double plan_pair_work(const attn_vis_t *v, const plan_pair_t *pr);
+/* Score elements of the bq × bk tiles the tile engine computes for a piece pair (every key tile
+ * that meets the visible range of a query tile, whole): the work the kernels actually do. */
+double plan_pair_tiles(const attn_vis_t *v, const plan_pair_t *pr, int bq, int bk);
+/* imbalance_tiles and critical_path_tiles of *out (the rest untouched) and, when work is
+ * non-NULL, each rank's tile work, for the tile engine's bq × bk tiles. */
+void plan_ring_expect_tiles(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, int bq,
+                            int bk, attn_dist_expect_t *out, double *work);
 /* The analytic figures of the whole ring (imbalance, critical path, bytes per rank for rows of
  * row_bytes = 2·B·H_kv·d·elem bytes) and, when work is non-NULL, each rank's visible pairs. */
-void plan_ring_expect(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, attn_mask_t mask, int64_t window, int P,
-                      double row_bytes, attn_dist_expect_t *out, double *work);
+void plan_ring_expect(attn_layout_kind_t kind, int64_t n_q, int64_t n_k, const attn_vis_t *v, int P, double row_bytes,
+                      attn_dist_expect_t *out, double *work);
 
 /* ---- Ulysses ---- */
 
@@ -153,4 +170,4 @@ int plan_usp(const plan_usp_mesh_t *m, int64_t B, int64_t H, int64_t Hkv, int64_
  * all-to-all out), and the ring's balance over the R groups (every member of a group does the
  * same work on its heads). */
 void plan_usp_expect(const plan_usp_mesh_t *m, int64_t B, int64_t H, int64_t Hkv, int64_t d, int64_t n_q,
-                     int64_t n_k, attn_mask_t mask, int64_t window, double elem, attn_dist_expect_t *out);
+                     int64_t n_k, const attn_vis_t *v, double elem, attn_dist_expect_t *out);

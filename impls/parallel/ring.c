@@ -58,12 +58,12 @@ int ring_loop(attn_comm_t *c, const attn_exec_t *x, const ring_loop_t *L, dist_r
               double *step_compute, attn_err_t *err) {
     const attn_problem_t *pp = L->p;
     attn_problem_t p = *pp;
+    const attn_vis_t vis = problem_vis(&p);
     int R = L->R, me = L->pos;
     int64_t d = p.head_dim, BH = p.batch * p.heads;
     int64_t wire_kv = L->expand ? L->expand->kvn : p.kv_heads, BHkv = p.batch * wire_kv;
     attn_layout_t lq, lk;
-    ATTN_TRY(layout_init(&lq, L->kind, p.n_q, R, err));
-    ATTN_TRY(layout_init(&lk, L->kind, p.n_k, R, err));
+    ATTN_TRY(plan_layouts(L->kind, p.n_q, p.n_k, &vis, R, &lq, &lk, err));
     int64_t nq = layout_local_count(&lq, me), kmax = layout_max_local_count(&lk);
     size_t block_cap = (size_t)(2 * BHkv * kmax * d), x_cap = L->expand ? (size_t)(2 * BH * kmax * d) : 0;
     /* +1: a rank may hold no rows when n < R, and a zero-byte allocation is not an error. */
@@ -90,7 +90,7 @@ int ring_loop(attn_comm_t *c, const attn_exec_t *x, const ring_loop_t *L, dist_r
         if (rc != ATTN_OK)
             break;
         plan_ring_step_t st;
-        rc = plan_ring_step(L->kind, p.n_q, p.n_k, p.mask, p.window, R, me, s, &st, err);
+        rc = plan_ring_step(L->kind, p.n_q, p.n_k, &vis, R, me, s, &st, err);
         if (rc != ATTN_OK)
             break;
         int64_t kcnt = st.k_rows;
@@ -124,7 +124,7 @@ int ring_loop(attn_comm_t *c, const attn_exec_t *x, const ring_loop_t *L, dist_r
             if (local_pos) {
                 layout_piece_t q = {{pr.q.local_start, 1}, pr.q.count, pr.q.local_start};
                 layout_piece_t k = {{pr.k.local_start, 1}, pr.k.count, pr.k.local_start};
-                plan_ring_pair(p.mask, p.window, &q, &k, &pr);
+                plan_ring_pair(&vis, &q, &k, &pr);
             }
             if (pr.skip) {
                 skipped++;
@@ -172,8 +172,8 @@ static int ring_rank(const attn_backend_t *self, const attn_problem_t *whole, co
     int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
     attn_layout_t lq, lk;
     attn_layout_kind_t kind = *(const attn_layout_kind_t *)self->ctx;
-    ATTN_TRY(layout_init(&lq, kind, p->n_q, P, err));
-    ATTN_TRY(layout_init(&lk, kind, p->n_k, P, err));
+    const attn_vis_t vis = problem_vis(p);
+    ATTN_TRY(plan_layouts(kind, p->n_q, p->n_k, &vis, P, &lq, &lk, err));
     int64_t nq = layout_local_count(&lq, me), kmax = layout_max_local_count(&lk);
     size_t block_cap = (size_t)(2 * BHkv * kmax * d);
     float *q = attn_alloc((size_t)(BH * nq * d) * sizeof(float) + 1, err, "ring Q shard");
@@ -225,11 +225,16 @@ void dist_ring_expect(attn_layout_kind_t kind, const attn_problem_t *p, int rank
                       attn_dist_expect_t *out) {
     int P = ranks > 1 ? ranks : 1;
     double row = 2.0 * (double)(p->batch * p->kv_heads * p->head_dim) * elem_bytes;
-    plan_ring_expect(kind, p->n_q, p->n_k, p->mask, p->window, P, row, out, NULL);
+    const attn_vis_t v = problem_vis(p);
+    plan_ring_expect(kind, p->n_q, p->n_k, &v, P, row, out, NULL);
 }
 
 static void ring_expect(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_dist_expect_t *out) {
-    dist_ring_expect(*(const attn_layout_kind_t *)self->ctx, p, exec_ranks(x), sizeof(float), out);
+    attn_layout_kind_t kind = *(const attn_layout_kind_t *)self->ctx;
+    dist_ring_expect(kind, p, exec_ranks(x), sizeof(float), out);
+    const attn_vis_t v = problem_vis(p); /* in the CPU tile engine's tiles, as ring_loop calls it */
+    int P = exec_ranks(x) > 1 ? exec_ranks(x) : 1;
+    plan_ring_expect_tiles(kind, p->n_q, p->n_k, &v, P, tile_block_q(p), tile_block_k(p), out, NULL);
 }
 
 /* Per rank: Q, O and a partial O shard, two K/V blocks, the engine's tile workspace. */
@@ -237,8 +242,8 @@ static size_t ring_workspace(const attn_backend_t *self, const attn_problem_t *p
     attn_layout_t lq, lk;
     attn_err_t err = {0};
     int P = exec_ranks(x);
-    if (layout_init(&lq, *(const attn_layout_kind_t *)self->ctx, p->n_q, P, &err) ||
-        layout_init(&lk, *(const attn_layout_kind_t *)self->ctx, p->n_k, P, &err))
+    const attn_vis_t vis = problem_vis(p);
+    if (plan_layouts(*(const attn_layout_kind_t *)self->ctx, p->n_q, p->n_k, &vis, P, &lq, &lk, &err))
         return 0;
     int64_t nq = layout_max_local_count(&lq), nk = layout_max_local_count(&lk);
     size_t q_side = attn_size_prod4(p->batch, p->heads, nq, 3 * p->head_dim + 2);
@@ -247,7 +252,8 @@ static size_t ring_workspace(const attn_backend_t *self, const attn_problem_t *p
     return attn_size_mul((size_t)P, attn_size_add(per_rank, tile_workspace_bytes(p, 1, nq)));
 }
 
-static const attn_layout_kind_t contiguous = LAYOUT_CONTIGUOUS, striped = LAYOUT_STRIPED, zigzag = LAYOUT_ZIGZAG;
+static const attn_layout_kind_t contiguous = LAYOUT_CONTIGUOUS, striped = LAYOUT_STRIPED, zigzag = LAYOUT_ZIGZAG,
+                                 zigzag_balanced = LAYOUT_ZIGZAG_BALANCED;
 
 #define RING_BACKEND(var, NAME, KIND, DESC)                                                            \
     const attn_backend_t var = {.name = NAME, .device = "cpu", .description = DESC, .layout = #KIND,  \
@@ -257,3 +263,5 @@ static const attn_layout_kind_t contiguous = LAYOUT_CONTIGUOUS, striped = LAYOUT
 RING_BACKEND(backend_dist_ring, "ring", contiguous, "ring attention, contiguous shards; K/V blocks rotate P−1 times")
 RING_BACKEND(backend_dist_striped, "striped", striped, "ring loop, token t on rank t mod P: balanced causal work")
 RING_BACKEND(backend_dist_zigzag, "zigzag", zigzag, "ring loop, rank p holds chunks p and 2P−1−p: balanced, contiguous")
+RING_BACKEND(backend_dist_zigzag_balanced, "zigzag_balanced", zigzag_balanced,
+             "zigzag with chunks cut at equal work under the problem's documents and mask (packed documents)")

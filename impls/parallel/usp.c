@@ -223,9 +223,9 @@ static void usp_expect(const attn_backend_t *self, const attn_problem_t *p, cons
     plan_usp_mesh_t m;
     attn_err_t e = {0};
     memset(out, 0, sizeof *out);
+    const attn_vis_t v = problem_vis(p);
     if (plan_usp_mesh(layout_of(x), p->heads, p->kv_heads, exec_ranks(x), x->ulysses_degree, &m, &e) == ATTN_OK)
-        plan_usp_expect(&m, p->batch, p->heads, p->kv_heads, p->head_dim, p->n_q, p->n_k, p->mask, p->window,
-                        sizeof(float), out);
+        plan_usp_expect(&m, p->batch, p->heads, p->kv_heads, p->head_dim, p->n_q, p->n_k, &v, sizeof(float), out);
 }
 
 /* Per rank: the shards, staging for the largest all-to-all, its group's shard of its heads,

@@ -121,7 +121,8 @@ void usp_cuda_expect(const plan_usp_mesh_t *m, const attn_problem_t *p, attn_dis
     memset(out, 0, sizeof *out);
     plan_usp_t *u = malloc(sizeof *u);
     usp_cuda_a2a_t *a = malloc(sizeof *a);
-    plan_ring_expect(m->kind, p->n_q, p->n_k, p->mask, p->window, m->R, 1.0, &ring, NULL);
+    const attn_vis_t v = problem_vis(p);
+    plan_ring_expect(m->kind, p->n_q, p->n_k, &v, m->R, 1.0, &ring, NULL);
     out->imbalance = ring.imbalance, out->critical_path = ring.critical_path;
     for (int r = 0; u && a && r < m->P; r++) {
         if (plan_usp(m, p->batch, p->heads, p->kv_heads, p->head_dim, p->n_q, p->n_k, r, u, &err) != ATTN_OK)
