@@ -18,6 +18,8 @@ int device_count(char *why, size_t len);
  * cannot read are left empty. Does nothing without a device. */
 void device_describe(int ordinal, char *model, size_t model_len, char *driver, size_t driver_len, char *cuda,
                      size_t cuda_len);
+/* PCI bus id of device `ordinal` ("0000:3B:00.0"), the key NVML finds it by; 0 when unknown. */
+int device_pci_bus_id(int ordinal, char *out, size_t len);
 /* NCCL's version ("2.28.9") once a run has loaded libnccl; left untouched otherwise. */
 void device_nccl_version(char *out, size_t len);
 /* Free and total bytes of device `ordinal`; 0 on failure (and both are set to 0). */

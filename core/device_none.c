@@ -19,6 +19,11 @@ void device_describe(int ordinal, char *model, size_t model_len, char *driver, s
     (void)ordinal, (void)model, (void)model_len, (void)driver, (void)driver_len, (void)cuda, (void)cuda_len;
 }
 
+int device_pci_bus_id(int ordinal, char *out, size_t len) {
+    (void)ordinal, (void)out, (void)len;
+    return 0;
+}
+
 void device_nccl_version(char *out, size_t len) { (void)out, (void)len; }
 
 int device_mem_info(int ordinal, uint64_t *free_bytes, uint64_t *total_bytes) {
