@@ -360,7 +360,7 @@ static const opt_row_t rows[] = {
      .help = "model task without a config: vocabulary size"},
     {"threads", .cmds = RUN | NDL | ATT | PEAK, .kind = OPT_INT, FIELD(s.threads), .lo = 0, .hi = 1024, .def = "0",
      .meta = "T", .help = "worker threads, 0 = all cores"},
-    {"device", .cmds = RUN | NDL | ATT, .kind = OPT_INT, FIELD(s.device), .lo = 0, .hi = 1023, .def = "0", .meta = "N",
+    {"device", .cmds = RUN | NDL | ATT | PEAK, .kind = OPT_INT, FIELD(s.device), .lo = 0, .hi = 1023, .def = "0", .meta = "N",
      .help = "CUDA device of the GPU backends"},
     {"sweep-max", .cmds = RUN, .kind = OPT_I64, FIELD(s.sweep_max), .lo = 1, .hi = N32, .shown = "off", .meta = "N",
      .help = "throughput: n_k doubles from the first --seq-len up to N"},

@@ -5,13 +5,14 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/device.h"
 #include "core/threads.h"
 #include "tasks/roofline.h"
 #include "tasks/task.h"
 #include "core/tensors.h"
 #include "core/timing.h"
 
-enum { PEER_SGEMM_N = 2048 };
+enum { PEER_SGEMM_N = 2048, PEER_GEMM_N = 8192 };
 
 /* Per-rank figures of a distributed backend and what they add up to: load imbalance (max/mean
  * compute), the critical path, and overlap = 1 − exposed / total communication, each beside
@@ -115,6 +116,48 @@ static void record_roofline(attn_record_t *r, const attn_problem_t *p, const dou
         record_set_status(r, REC_ERROR, "%s", reason);
 }
 
+/* The GPU roof beside a GPU record (docs/roofline.md): per repeat one cuBLAS GEMM of the record's
+ * dtype and the best of 3 reads of its K/V's device bytes, on the record's device, right after
+ * the backend ran; frac_of_peak and frac_of_bandwidth against them, and the same impossible-figure
+ * check as on CPUs. Under nccl every rank drives a GPU of its own: the roof is P of them. A roof
+ * that cannot be measured leaves the record as it is, with the reason. */
+static void record_device_roofline(attn_record_t *r, const attn_problem_t *p, const attn_exec_t *x, const double *secs,
+                                   const double *gflops, int reps) {
+    int kind = roofline_gemm_kind(p->dtype), devices = x->transport == ATTN_TRANSPORT_NCCL ? exec_ranks(x) : 1;
+    double kv_bytes = roofline_device_kv_bytes(p), peak[reps], read[reps], frac[reps], frac_bw[reps];
+    char why[256] = "";
+    for (int i = 0; i < reps; i++) {
+        double tg = device_peak_gemm_seconds(x->device, kind, PEER_GEMM_N, why, sizeof why), tr = -1;
+        for (int k = 0; k < 3 && tg > 0; k++) {
+            double t = device_peak_read_seconds(x->device, (size_t)kv_bytes, why, sizeof why);
+            if (t <= 0) {
+                tg = -1;
+                break;
+            }
+            tr = tr < 0 || t < tr ? t : tr;
+        }
+        if (tg <= 0) {
+            record_extra_str(r, "roofline", why);
+            return;
+        }
+        peak[i] = roofline_gemm_tflops(PEER_GEMM_N, tg) * devices;
+        read[i] = kv_bytes / tr / 1e9 * devices;
+        frac[i] = roofline_frac_of_peak(gflops[i], peak[i], 1);
+        frac_bw[i] = kv_bytes / secs[i] / 1e9 / read[i];
+    }
+    record_timed(r, "peak_tflops", peak, reps, "TFLOP/s");
+    record_timed(r, "frac_of_peak", frac, reps, "1");
+    record_timed(r, "read_gbps", read, reps, "GB/s");
+    record_timed(r, "frac_of_bandwidth", frac_bw, reps, "1");
+    record_metric(r, "kv_bytes", kv_bytes, "B");
+    record_extra_str(r, "peak_gemm", kind == DEVICE_GEMM_BF16 ? "cublas bf16 8192^3" : "cublas f32 8192^3 (no TF32)");
+    if (devices > 1)
+        record_extra_num(r, "roof_devices", devices);
+    char reason[256];
+    if (r->status == REC_PASS && !roofline_check(median_of(frac, reps), median_of(frac_bw, reps), reason, sizeof reason))
+        record_set_status(r, REC_ERROR, "%s", reason);
+}
+
 /* A GPU backend on p: warm-up, then repeats timed by the backend with CUDA events around its
  * kernels (io.device_s); the host wall time of each whole call, copies included, beside it. */
 static int throughput_device(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, const attn_backend_t *be,
@@ -153,6 +196,7 @@ static int throughput_device(const attn_opts_t *o, const attn_problem_t *p, cons
     record_timed(r, "call_wall_s", wall, reps, "s");
     record_metric(r, "flops", flops, "FLOP");
     record_extra_str(r, "timing", "cuda_events");
+    record_device_roofline(r, p, x, secs, gflops, reps);
     *median_s = median_of(secs, reps);
     return ATTN_OK;
 }
@@ -256,6 +300,7 @@ static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, const 
         ATTN_TRY(throughput_one(o, p, x, registry_find(o->backends[b]), index, count, run, &median_s, err));
     }
     peak_release();
+    device_peak_release();
     return ATTN_OK;
 }
 
@@ -289,6 +334,7 @@ static int sweep_backend(const attn_opts_t *o, const attn_backend_t *be, int64_t
         }
         ATTN_TRY(throughput_one(o, &p, &x, be, first_index + s, count, run, &last_s, err));
         peak_release();
+        device_peak_release();
         if (!isfinite(last_s))
             return ATTN_OK;
         last = p;
