@@ -114,7 +114,7 @@ static int gemm_setup(int ordinal, int kind, int n, attn_err_t *err) {
     if (!(pk.a = cuda_alloc(bytes, err, "peak GEMM A")) || !(pk.b = cuda_alloc(bytes, err, "peak GEMM B")) ||
         !(pk.c = cuda_alloc(bytes, err, "peak GEMM C")))
         return ATTN_ERUNTIME;
-    int blocks;
+    int blocks = 0;
     ATTN_TRY(grid_for(ordinal, err, &blocks));
     peak_fill<<<blocks, 256>>>(pk.a, count, kind);
     peak_fill<<<blocks, 256>>>(pk.b, count, kind);
@@ -125,7 +125,7 @@ static int gemm_setup(int ordinal, int kind, int n, attn_err_t *err) {
 }
 
 extern "C" double device_peak_gemm_seconds(int ordinal, int kind, int n, char *why, size_t len) {
-    attn_err_t e = {0}, *err = &e;
+    attn_err_t e{}, *err = &e;
     double s = -1;
     if (gemm_setup(ordinal, kind, n, err) == ATTN_OK) {
         cudaDataType_t t = kind == DEVICE_GEMM_BF16 ? CUDA_R_16BF : kind == DEVICE_GEMM_F16 ? CUDA_R_16F : CUDA_R_32F;
@@ -146,7 +146,7 @@ extern "C" double device_peak_gemm_seconds(int ordinal, int kind, int n, char *w
 }
 
 extern "C" double device_peak_read_seconds(int ordinal, size_t bytes, char *why, size_t len) {
-    attn_err_t e = {0}, *err = &e;
+    attn_err_t e{}, *err = &e;
     double s = -1;
     bytes = (bytes + 15) / 16 * 16;
     int blocks = 0;
