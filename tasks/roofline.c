@@ -20,6 +20,10 @@ double roofline_kv_bytes(const attn_problem_t *p) {
            (double)dtype_size(p->dtype);
 }
 
+double roofline_compute_roof(double sgemm_gflops, double fma_gflops) {
+    return fmax(sgemm_gflops, fma_gflops); /* fmax drops a NaN operand */
+}
+
 int roofline_bound(double intensity, double sgemm_gflops, double read_gbps) {
     return intensity < sgemm_gflops / read_gbps;
 }

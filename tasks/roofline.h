@@ -5,6 +5,12 @@
 #pragma once
 #include "core/problem.h"
 
+/* The compute roof a figure must stay under: the larger of the sgemm measured beside it and the
+ * cores' FMA peak (peak_fma_gflops; NaN when not measured). sgemm alone was the roof while every
+ * tile went through sgemm; the fused AVX-512 tile kernel has no packing or thread
+ * synchronisation and runs at 1.0–1.1 × sgemm, which is not impossible (docs/roofline.md). */
+double roofline_compute_roof(double sgemm_gflops, double fma_gflops);
+
 /* How far above a roofline a median figure may sit before it is an error rather than noise.
  * The compute roofline is OpenBLAS sgemm, which attention's own sgemm tiles cannot beat; the
  * bandwidth roofline is a vectorised read of exactly the bytes the call must read. 10% covers

@@ -81,10 +81,10 @@ static double median_of(const double *x, int n) {
  * else 0 and the reason: the verdict record_roofline gives, and the test the re-measurement in
  * throughput_case repeats. */
 static int roofline_possible(const attn_problem_t *p, const double *secs, const double *gflops, const double *peer,
-                             const double *read, int reps, char *reason, size_t len) {
+                             const double *fma, const double *read, int reps, char *reason, size_t len) {
     double kv_bytes = roofline_kv_bytes(p), frac[reps], frac_bw[reps];
     for (int i = 0; i < reps; i++) {
-        frac[i] = gflops[i] / peer[i];
+        frac[i] = gflops[i] / roofline_compute_roof(peer[i], fma[i]);
         frac_bw[i] = kv_bytes / secs[i] / 1e9 / read[i];
     }
     return roofline_check(median_of(frac, reps), median_of(frac_bw, reps), reason, len);
@@ -94,7 +94,7 @@ static int roofline_possible(const attn_problem_t *p, const double *secs, const 
  * call's arithmetic intensity puts it under, its fraction of that roof, and the check that no
  * figure sits above a roof measured in this run. */
 static void record_roofline(attn_record_t *r, const attn_problem_t *p, const double *secs, const double *gflops,
-                            const double *peer, const double *read, int reps) {
+                            const double *peer, const double *fma, const double *read, int reps) {
     double kv_bytes = roofline_kv_bytes(p), intensity = problem_flops(p) / kv_bytes;
     double kv_gbps[reps], frac_bw[reps], frac_roof[reps];
     for (int i = 0; i < reps; i++) {
@@ -112,7 +112,7 @@ static void record_roofline(attn_record_t *r, const attn_problem_t *p, const dou
     record_metric(r, "bound", roofline_bound(intensity, sgemm, bw), "1"); /* 0 compute, 1 bandwidth */
     record_timed(r, "frac_of_roofline", frac_roof, reps, "1");
     char reason[256];
-    if (r->status == REC_PASS && !roofline_possible(p, secs, gflops, peer, read, reps, reason, sizeof reason))
+    if (r->status == REC_PASS && !roofline_possible(p, secs, gflops, peer, fma, read, reps, reason, sizeof reason))
         record_set_status(r, REC_ERROR, "%s", reason);
 }
 
@@ -230,7 +230,7 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
     if (be->forward_rank)
         t.io.dist = &dist; /* figures of the last repeat */
     int reps = o->repeats;
-    double secs[reps], gflops[reps], frac[reps], peer[reps], read[reps];
+    double secs[reps], gflops[reps], frac[reps], peer[reps], fma[reps], read[reps];
     double roof = roof_processes(x, threads);
     if (roof > 1)
         record_extra_num(r, "roof_processes", roof);
@@ -246,6 +246,7 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
             return ATTN_ERUNTIME;
         }
         peer[i] = roof * 2.0 * PEER_SGEMM_N * (double)PEER_SGEMM_N * PEER_SGEMM_N / ts / 1e9;
+        fma[i] = roof * peak_fma_gflops(threads);
         double t0 = time_now_s();
         brc = be->forward(be, p, x, &t.io, &berr);
         secs[i] = time_now_s() - t0;
@@ -256,7 +257,7 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
      * work look impossible (the check below). Before that verdict, measure both rooflines
      * again, up to 3 times, and let each repeat's figure be the best seen. */
     char why[256];
-    for (int again = 0; again < 3 && brc == ATTN_OK && !roofline_possible(p, secs, gflops, peer, read, reps, why,
+    for (int again = 0; again < 3 && brc == ATTN_OK && !roofline_possible(p, secs, gflops, peer, fma, read, reps, why,
                                                                           sizeof why); again++) {
         double ts = peak_sgemm_seconds(PEER_SGEMM_N, threads, err);
         if (ts < 0) {
@@ -264,9 +265,11 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
             return ATTN_ERUNTIME;
         }
         double pg = roof * 2.0 * PEER_SGEMM_N * (double)PEER_SGEMM_N * PEER_SGEMM_N / ts / 1e9;
-        double rg = roofline_kv_bytes(p) / kv_read_seconds(p, &t, threads) / 1e9;
-        for (int i = 0; i < reps; i++)
+        double rg = roofline_kv_bytes(p) / kv_read_seconds(p, &t, threads) / 1e9, fg = roof * peak_fma_gflops(threads);
+        for (int i = 0; i < reps; i++) {
             peer[i] = peer[i] > pg ? peer[i] : pg, read[i] = read[i] > rg ? read[i] : rg;
+            fma[i] = fma[i] > fg ? fma[i] : fg; /* NaN (no FMA ISA) stays NaN: fmax ignores it later */
+        }
         record_extra_num(r, "roofline_remeasured", again + 1);
     }
     tensors_free(&t);
@@ -284,11 +287,13 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
     record_timed(r, "gflops", gflops, reps, "GFLOP/s");
     record_timed(r, "sgemm_gflops", peer, reps, "GFLOP/s");
     record_timed(r, "frac_of_sgemm", frac, reps, "1");
+    if (isfinite(fma[0]))
+        record_timed(r, "fma_gflops", fma, reps, "GFLOP/s");
     record_metric(r, "flops", flops, "FLOP");
     record_metric(r, "threads", threads, "1");
     if (be->forward_rank)
         record_dist(r, be, p, x, &dist);
-    record_roofline(r, p, secs, gflops, peer, read, reps);
+    record_roofline(r, p, secs, gflops, peer, fma, read, reps);
     *median_s = median_of(secs, reps);
     return ATTN_OK;
 }

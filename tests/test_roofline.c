@@ -134,7 +134,22 @@ static void test_gpu_roof(void) {
           "gpu roof: 1.2 × the measured GEMM is impossible, 1.05 × is not", "%s", why);
 }
 
+/* The compute roof of the impossible-figure check: the larger of sgemm and the FMA peak, sgemm
+ * alone when the FMA peak was not measured (NaN). */
+static void test_compute_roof(void) {
+    check(roofline_compute_roof(200, 230) == 230 && roofline_compute_roof(200, 180) == 200 &&
+              roofline_compute_roof(200, NAN) == 200,
+          "compute roof: max(sgemm, fma), sgemm without fma", "got %g %g %g", roofline_compute_roof(200, 230),
+          roofline_compute_roof(200, 180), roofline_compute_roof(200, NAN));
+    /* a fused kernel at 1.15 × sgemm but 0.92 of the cores' peak is possible; 1.2 × the peak is not */
+    char why[256] = "";
+    check(roofline_check(230 / roofline_compute_roof(200, 250), 0.5, why, sizeof why) &&
+              !roofline_check(300 / roofline_compute_roof(200, 250), 0.5, why, sizeof why),
+          "compute roof: above sgemm but under the FMA peak passes, above both is impossible", "%s", why);
+}
+
 int main(void) {
+    test_compute_roof();
     test_kv_bytes();
     test_bound();
     test_check();

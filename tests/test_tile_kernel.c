@@ -149,6 +149,19 @@ int main(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_case(cases[i].name, &cases[i].c);
+    /* Fewer rows than the kernel's min_rows (a decode step) take the sgemm path: its workspace. */
+    const tile_kernel_t *k = tile_kernel_select();
+    if (k) {
+        attn_problem_t p = {.batch = 1, .heads = 4, .kv_heads = 4, .head_dim = 64, .n_q = 1000, .n_k = 1000};
+        size_t few = tile_workspace_bytes_with(TILE_IMPL_AUTO, &p, 2, k->min_rows - 1),
+               few_blas = tile_workspace_bytes_with(TILE_IMPL_BLAS, &p, 2, k->min_rows - 1),
+               many = tile_workspace_bytes_with(TILE_IMPL_AUTO, &p, 2, k->min_rows),
+               many_blas = tile_workspace_bytes_with(TILE_IMPL_BLAS, &p, 2, k->min_rows);
+        int ok = few == few_blas && many != many_blas;
+        printf("%s calls under %d rows take the sgemm path: workspace %zu / %zu, at %d rows %zu / %zu\n",
+               ok ? "ok  " : "FAIL", k->min_rows, few, few_blas, k->min_rows, many, many_blas);
+        ok ? passed++ : failed++;
+    }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

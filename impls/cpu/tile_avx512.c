@@ -68,29 +68,29 @@ static void fused_begin(tile_kernel_ws_t *w, const float *Q, int rows) {
  * masked when partial, stored, and folded into the running max. vmaxps(x, max) keeps max when
  * x is NaN: NaN scores leave the max alone and reach l through exp2 (docs/nonfinite.md). */
 ATTN_AVX512 static inline __attribute__((always_inline)) void
-s_block(const float *qt, const float *K, int d, int j, int cols, int partial, const __m512i *vlo, const __m512i *vhi,
-        float *s, __m512 *vmax) {
+s_block(int nv, const float *qt, const float *K, int d, int j, int cols, int partial, const __m512i *vlo,
+        const __m512i *vhi, float *s, __m512 *vmax) {
     const float *kr[MR];
     for (int r = 0; r < MR; r++)
         kr[r] = K + (size_t)(j + r < cols ? j + r : cols - 1) * d;
     __m512 acc[MR][NV];
     for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++)
+        for (int v = 0; v < nv; v++)
             acc[r][v] = _mm512_setzero_ps();
     for (int c = 0; c < d; c++) {
         __m512 q[NV];
-        for (int v = 0; v < NV; v++)
+        for (int v = 0; v < nv; v++)
             q[v] = _mm512_loadu_ps(qt + (size_t)c * SW + 16 * v);
         for (int r = 0; r < MR; r++) {
             __m512 b = _mm512_set1_ps(kr[r][c]);
-            for (int v = 0; v < NV; v++)
+            for (int v = 0; v < nv; v++)
                 acc[r][v] = _mm512_fmadd_ps(b, q[v], acc[r][v]);
         }
     }
     for (int r = 0; r < MR; r++) {
         if (j + r >= cols)
             break;
-        for (int v = 0; v < NV; v++) {
+        for (int v = 0; v < nv; v++) {
             __m512 x = acc[r][v];
             if (partial)
                 x = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), VISIBLE(v, j + r), x);
@@ -103,102 +103,113 @@ s_block(const float *qt, const float *K, int d, int j, int cols, int partial, co
 /* Oᵀ dimensions c0 .. c0+n−1 (n = CR, or 1 for a remainder): α·Oᵀ + Σ_j V[j]·P[j], over the
  * keys each lane sees when visible_only. */
 ATTN_AVX512 static inline __attribute__((always_inline)) void
-pv_block(float *ot, const float *s, const float *V, int d, int c0, int n, int cols, const __m512 *alpha,
+pv_block(int nv, float *ot, const float *s, const float *V, int d, int c0, int n, int cols, const __m512 *alpha,
          int visible_only, const __m512i *vlo, const __m512i *vhi) {
     __m512 acc[CR][NV];
     for (int k = 0; k < n; k++)
-        for (int v = 0; v < NV; v++)
+        for (int v = 0; v < nv; v++)
             acc[k][v] = _mm512_mul_ps(_mm512_loadu_ps(ot + (size_t)(c0 + k) * SW + 16 * v), alpha[v]);
     for (int j = 0; j < cols; j++) {
         __m512 p[NV];
-        for (int v = 0; v < NV; v++)
+        for (int v = 0; v < nv; v++)
             p[v] = _mm512_loadu_ps(s + (size_t)j * SW + 16 * v);
         const float *vr = V + (size_t)j * d + c0;
         if (visible_only) {
             __mmask16 vis[NV];
-            for (int v = 0; v < NV; v++)
+            for (int v = 0; v < nv; v++)
                 vis[v] = VISIBLE(v, j);
             for (int k = 0; k < n; k++) {
                 __m512 b = _mm512_set1_ps(vr[k]);
-                for (int v = 0; v < NV; v++)
+                for (int v = 0; v < nv; v++)
                     acc[k][v] = _mm512_mask3_fmadd_ps(b, p[v], acc[k][v], vis[v]);
             }
         } else {
             for (int k = 0; k < n; k++) {
                 __m512 b = _mm512_set1_ps(vr[k]);
-                for (int v = 0; v < NV; v++)
+                for (int v = 0; v < nv; v++)
                     acc[k][v] = _mm512_fmadd_ps(b, p[v], acc[k][v]);
             }
         }
     }
     for (int k = 0; k < n; k++)
-        for (int v = 0; v < NV; v++)
+        for (int v = 0; v < nv; v++)
             _mm512_storeu_ps(ot + (size_t)(c0 + k) * SW + 16 * v, acc[k][v]);
 }
 
-ATTN_AVX512 static void pv_all(float *ot, const float *s, const float *V, int d, int cols, const __m512 *alpha,
-                               int visible_only, const __m512i *vlo, const __m512i *vhi) {
+/* One strip of nv vectors (nv = 1..3: a strip holding fewer rows computes only the vectors that
+ * hold some, so a decode row costs one vector, not three), always inlined so that each nv is a
+ * kernel of its own with the loops over vectors unrolled. */
+ATTN_AVX512 static inline __attribute__((always_inline)) void
+strip_block(int nv, tile_kernel_ws_t *w, int st, const float *K, const float *V, int cols, int partial,
+            int visible_only) {
+    const int d = w->d;
+    const __m512 vc = _mm512_set1_ps(w->c), ninf = _mm512_set1_ps(-INFINITY);
+    const float *qt = w->qt + (size_t)st * d * SW;
+    float *ot = w->ot + (size_t)st * d * SW, *m = w->m + st * SW, *l = w->l + st * SW;
+    __m512i vlo[NV], vhi[NV];
+    __m512 vmax[NV], muse[NV], alpha[NV], sum[NV];
+    for (int v = 0; v < nv; v++) {
+        vlo[v] = _mm512_loadu_si512(w->lo + st * SW + 16 * v);
+        vhi[v] = _mm512_loadu_si512(w->hi + st * SW + 16 * v);
+        vmax[v] = ninf;
+    }
+    if (partial)
+        for (int j = 0; j < cols; j += MR)
+            s_block(nv, qt, K, d, j, cols, 1, vlo, vhi, w->s, vmax);
+    else
+        for (int j = 0; j < cols; j += MR)
+            s_block(nv, qt, K, d, j, cols, 0, vlo, vhi, w->s, vmax);
+    /* A lane whose max is still −∞ has seen no finite score: its weights are exp2(S·c), 0
+     * for −∞ and NaN for NaN (which then poisons l, as the generic path does), α = 1. */
+    for (int v = 0; v < nv; v++) {
+        __m512 old = _mm512_loadu_ps(m + 16 * v), mx = _mm512_max_ps(vmax[v], old);
+        __mmask16 none = _mm512_cmp_ps_mask(mx, ninf, _CMP_EQ_OQ);
+        muse[v] = _mm512_mask_mov_ps(mx, none, _mm512_setzero_ps());
+        alpha[v] = _mm512_mask_mov_ps(exp2_ps(_mm512_mul_ps(_mm512_sub_ps(old, mx), vc)), none,
+                                      _mm512_set1_ps(1.0f));
+        _mm512_storeu_ps(m + 16 * v, mx);
+        sum[v] = _mm512_setzero_ps();
+    }
+    for (int j = 0; j < cols; j++)
+        for (int v = 0; v < nv; v++) {
+            float *sp = w->s + (size_t)j * SW + 16 * v;
+            __m512 e = exp2_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(sp), muse[v]), vc));
+            _mm512_storeu_ps(sp, e);
+            sum[v] = _mm512_add_ps(sum[v], e);
+        }
+    for (int v = 0; v < nv; v++)
+        _mm512_storeu_ps(l + 16 * v, _mm512_fmadd_ps(_mm512_loadu_ps(l + 16 * v), alpha[v], sum[v]));
     int c0 = 0;
-    if (visible_only) { /* rare (a V tile with ∞ or NaN across a mask edge): not specialised */
+    if (visible_only) { /* rare (a V tile with ∞ or NaN across a mask edge) */
         for (; c0 + CR <= d; c0 += CR)
-            pv_block(ot, s, V, d, c0, CR, cols, alpha, 1, vlo, vhi);
+            pv_block(nv, ot, w->s, V, d, c0, CR, cols, alpha, 1, vlo, vhi);
         for (; c0 < d; c0++)
-            pv_block(ot, s, V, d, c0, 1, cols, alpha, 1, vlo, vhi);
+            pv_block(nv, ot, w->s, V, d, c0, 1, cols, alpha, 1, vlo, vhi);
         return;
     }
     for (; c0 + CR <= d; c0 += CR)
-        pv_block(ot, s, V, d, c0, CR, cols, alpha, 0, vlo, vhi);
+        pv_block(nv, ot, w->s, V, d, c0, CR, cols, alpha, 0, vlo, vhi);
     for (; c0 < d; c0++)
-        pv_block(ot, s, V, d, c0, 1, cols, alpha, 0, vlo, vhi);
+        pv_block(nv, ot, w->s, V, d, c0, 1, cols, alpha, 0, vlo, vhi);
 }
 
-ATTN_AVX512 static void s_all(const float *qt, const float *K, int d, int cols, int partial, const __m512i *vlo,
-                              const __m512i *vhi, float *s, __m512 *vmax) {
-    if (partial) {
-        for (int j = 0; j < cols; j += MR)
-            s_block(qt, K, d, j, cols, 1, vlo, vhi, s, vmax);
-        return;
-    }
-    for (int j = 0; j < cols; j += MR)
-        s_block(qt, K, d, j, cols, 0, vlo, vhi, s, vmax);
+ATTN_AVX512 static void strip1(tile_kernel_ws_t *w, int st, const float *K, const float *V, int cols, int partial,
+                               int visible_only) {
+    strip_block(1, w, st, K, V, cols, partial, visible_only);
+}
+ATTN_AVX512 static void strip2(tile_kernel_ws_t *w, int st, const float *K, const float *V, int cols, int partial,
+                               int visible_only) {
+    strip_block(2, w, st, K, V, cols, partial, visible_only);
+}
+ATTN_AVX512 static void strip3(tile_kernel_ws_t *w, int st, const float *K, const float *V, int cols, int partial,
+                               int visible_only) {
+    strip_block(3, w, st, K, V, cols, partial, visible_only);
 }
 
-ATTN_AVX512 static void fused_block(tile_kernel_ws_t *w, const float *K, const float *V, int cols, int partial,
-                                    int visible_only) {
-    const int d = w->d;
-    const __m512 vc = _mm512_set1_ps(w->c), ninf = _mm512_set1_ps(-INFINITY);
+static void fused_block(tile_kernel_ws_t *w, const float *K, const float *V, int cols, int partial, int visible_only) {
     for (int st = 0; st < w->strips; st++) {
-        const float *qt = w->qt + (size_t)st * d * SW;
-        float *ot = w->ot + (size_t)st * d * SW, *m = w->m + st * SW, *l = w->l + st * SW;
-        __m512i vlo[NV], vhi[NV];
-        __m512 vmax[NV], muse[NV], alpha[NV], sum[NV];
-        for (int v = 0; v < NV; v++) {
-            vlo[v] = _mm512_loadu_si512(w->lo + st * SW + 16 * v);
-            vhi[v] = _mm512_loadu_si512(w->hi + st * SW + 16 * v);
-            vmax[v] = ninf;
-        }
-        s_all(qt, K, d, cols, partial, vlo, vhi, w->s, vmax);
-        /* A lane whose max is still −∞ has seen no finite score: its weights are exp2(S·c), 0
-         * for −∞ and NaN for NaN (which then poisons l, as the generic path does), α = 1. */
-        for (int v = 0; v < NV; v++) {
-            __m512 old = _mm512_loadu_ps(m + 16 * v), mx = _mm512_max_ps(vmax[v], old);
-            __mmask16 none = _mm512_cmp_ps_mask(mx, ninf, _CMP_EQ_OQ);
-            muse[v] = _mm512_mask_mov_ps(mx, none, _mm512_setzero_ps());
-            alpha[v] = _mm512_mask_mov_ps(exp2_ps(_mm512_mul_ps(_mm512_sub_ps(old, mx), vc)), none,
-                                          _mm512_set1_ps(1.0f));
-            _mm512_storeu_ps(m + 16 * v, mx);
-            sum[v] = _mm512_setzero_ps();
-        }
-        for (int j = 0; j < cols; j++)
-            for (int v = 0; v < NV; v++) {
-                float *sp = w->s + (size_t)j * SW + 16 * v;
-                __m512 e = exp2_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(sp), muse[v]), vc));
-                _mm512_storeu_ps(sp, e);
-                sum[v] = _mm512_add_ps(sum[v], e);
-            }
-        for (int v = 0; v < NV; v++)
-            _mm512_storeu_ps(l + 16 * v, _mm512_fmadd_ps(_mm512_loadu_ps(l + 16 * v), alpha[v], sum[v]));
-        pv_all(ot, w->s, V, d, cols, alpha, visible_only, vlo, vhi);
+        int rows = w->rows - st * SW < SW ? w->rows - st * SW : SW, nv = (rows + 15) / 16;
+        (nv == 3 ? strip3 : nv == 2 ? strip2 : strip1)(w, st, K, V, cols, partial, visible_only);
     }
 }
 
@@ -233,6 +244,7 @@ const tile_kernel_t tile_kernel_avx512 = {
     .end = fused_end,
     .default_bq = 96,
     .default_bk = 128,
+    .min_rows = 12,
 };
 
 const tile_kernel_t *tile_kernel_select(void) {

@@ -33,22 +33,26 @@ typedef struct {
     atomic_llong computed, skipped;
 } tile_job_t;
 
-static const tile_kernel_t *impl_kernel(tile_impl_t impl) {
-    return impl == TILE_IMPL_BLAS ? NULL : tile_kernel_select();
+/* The fused kernel, unless impl asks for sgemm or the call has fewer query rows than the kernel
+ * fills its vector lanes with (a decode row would use 1 lane of 16: sgemm is faster there). */
+static const tile_kernel_t *impl_kernel(tile_impl_t impl, int64_t n_q) {
+    const tile_kernel_t *k = impl == TILE_IMPL_BLAS ? NULL : tile_kernel_select();
+    return k && n_q >= k->min_rows ? k : NULL;
 }
 
-int tile_block_q_with(tile_impl_t impl, const attn_problem_t *p) {
-    const tile_kernel_t *k = impl_kernel(impl);
+static int block_q_of(const tile_kernel_t *k, const attn_problem_t *p) {
     return p->block_q > 0 ? p->block_q : k ? k->default_bq : TILE_DEFAULT_BQ;
 }
-int tile_block_k_with(tile_impl_t impl, const attn_problem_t *p) {
-    const tile_kernel_t *k = impl_kernel(impl);
+static int block_k_of(const tile_kernel_t *k, const attn_problem_t *p) {
     return p->block_k > 0 ? p->block_k : k ? k->default_bk : TILE_DEFAULT_BK;
 }
+
+int tile_block_q_with(tile_impl_t impl, const attn_problem_t *p) { return block_q_of(impl_kernel(impl, p->n_q), p); }
+int tile_block_k_with(tile_impl_t impl, const attn_problem_t *p) { return block_k_of(impl_kernel(impl, p->n_q), p); }
 int tile_block_q(const attn_problem_t *p) { return tile_block_q_with(TILE_IMPL_AUTO, p); }
 int tile_block_k(const attn_problem_t *p) { return tile_block_k_with(TILE_IMPL_AUTO, p); }
 const char *tile_impl_name(tile_impl_t impl) {
-    const tile_kernel_t *k = impl_kernel(impl);
+    const tile_kernel_t *k = impl_kernel(impl, INT64_MAX);
     return k ? k->name : "blas";
 }
 
@@ -213,8 +217,8 @@ static void tile_item(void *ctx, int64_t item, int worker) {
     atomic_fetch_add(&j->skipped, skipped + (n_kt - (kt_end - kt_first)));
 }
 
-static int tile_workers(tile_impl_t impl, const attn_problem_t *p, int threads, int64_t n_q) {
-    int bq = tile_block_q_with(impl, p);
+static int tile_workers(const tile_kernel_t *k, const attn_problem_t *p, int threads, int64_t n_q) {
+    int bq = block_q_of(k, p);
     int64_t items = p->batch * p->heads * ((n_q + bq - 1) / bq);
     return (int)ATTN_MIN((int64_t)threads_resolve(threads), ATTN_MAX(items, 1));
 }
@@ -225,9 +229,9 @@ static size_t worker_floats(const tile_kernel_t *k, int bq, int bk, int64_t d) {
 }
 
 size_t tile_workspace_bytes_with(tile_impl_t impl, const attn_problem_t *p, int threads, int64_t n_q) {
-    size_t per = worker_floats(impl_kernel(impl), tile_block_q_with(impl, p), tile_block_k_with(impl, p),
-                               p->head_dim) * sizeof(float);
-    return attn_size_mul((size_t)tile_workers(impl, p, threads, n_q), per);
+    const tile_kernel_t *k = impl_kernel(impl, n_q);
+    size_t per = worker_floats(k, block_q_of(k, p), block_k_of(k, p), p->head_dim) * sizeof(float);
+    return attn_size_mul((size_t)tile_workers(k, p, threads, n_q), per);
 }
 
 size_t tile_workspace_bytes(const attn_problem_t *p, int threads, int64_t n_q) {
@@ -237,11 +241,11 @@ size_t tile_workspace_bytes(const attn_problem_t *p, int threads, int64_t n_q) {
 int tile_attend_f32_with(tile_impl_t impl, const attn_problem_t *p, int threads, attn_span_t qs, int64_t n_q,
                          attn_span_t ks, int64_t n_k, const tile_io_t *io, tile_walk_t walk, tile_stats_t *stats,
                          attn_err_t *err) {
-    int workers = tile_workers(impl, p, threads, n_q);
-    tile_job_t j = {.p = p, .qs = qs, .ks = ks, .n_q = n_q, .n_k = n_k, .bq = tile_block_q_with(impl, p),
-                    .bk = tile_block_k_with(impl, p), .io = *io, .walk = walk,
-                    .c = (float)(problem_scale(p) * M_LOG2E), .softmax = softmax_tile_select(),
-                    .kern = impl_kernel(impl)};
+    const tile_kernel_t *kern = impl_kernel(impl, n_q);
+    int workers = tile_workers(kern, p, threads, n_q);
+    tile_job_t j = {.p = p, .qs = qs, .ks = ks, .n_q = n_q, .n_k = n_k, .bq = block_q_of(kern, p),
+                    .bk = block_k_of(kern, p), .io = *io, .walk = walk,
+                    .c = (float)(problem_scale(p) * M_LOG2E), .softmax = softmax_tile_select(), .kern = kern};
     j.n_qt = (n_q + j.bq - 1) / j.bq;
     atomic_init(&j.computed, 0);
     atomic_init(&j.skipped, 0);

@@ -9,8 +9,9 @@
 /* Default tile of the sgemm path; the fused kernel has its own (tile_kernel_t). */
 enum { TILE_DEFAULT_BQ = 128, TILE_DEFAULT_BK = 256 };
 
-/* How a tile is computed: AUTO = the fused kernel when the CPU has one, else sgemm; BLAS =
- * sgemm always (the portable path, kept measurable as the backend blockwise_blas). */
+/* How a tile is computed: AUTO = the fused kernel when the CPU has one and the call has at least
+ * its min_rows query rows, else sgemm; BLAS = sgemm always (the portable path, kept measurable
+ * as the backend blockwise_blas). */
 typedef enum { TILE_IMPL_AUTO, TILE_IMPL_BLAS } tile_impl_t;
 
 typedef enum {
@@ -68,7 +69,8 @@ static inline int tile_all_finite(const float *x, size_t n) {
 /* Workspace tile_attend_f32 allocates for a piece of n_q rows on `threads` threads (0 = all cores). */
 size_t tile_workspace_bytes(const attn_problem_t *p, int threads, int64_t n_q);
 size_t tile_workspace_bytes_with(tile_impl_t impl, const attn_problem_t *p, int threads, int64_t n_q);
-/* The tile shape: the problem's block_q / block_k, else the default of what computes it. */
+/* The tile shape: the problem's block_q / block_k, else the default of what computes a call of
+ * p->n_q rows. */
 int tile_block_q(const attn_problem_t *p);
 int tile_block_k(const attn_problem_t *p);
 int tile_block_q_with(tile_impl_t impl, const attn_problem_t *p);

@@ -32,6 +32,7 @@ typedef struct {
     /* O (rows × d) = Oᵀ / l and LSE, with the non-finite rules of docs/nonfinite.md. */
     void (*end)(tile_kernel_ws_t *w, float *O, float *LSE);
     int default_bq, default_bk; /* tile shape tuned for the kernel (docs/cpu-kernel.md) */
+    int min_rows;               /* calls with fewer query rows take the sgemm path (docs/cpu-kernel.md) */
 } tile_kernel_t;
 
 extern const tile_kernel_t tile_kernel_avx512;
