@@ -244,7 +244,7 @@ const tile_kernel_t tile_kernel_avx512 = {
     .end = fused_end,
     .default_bq = 96,
     .default_bk = 128,
-    .min_rows = 12,
+    .min_rows = 16,
 };
 
 const tile_kernel_t *tile_kernel_select(void) {
