@@ -4,12 +4,14 @@
 # finds libnccl inside PyTorch's packages, then runs the `gpu` CTest cases, the torch SDPA peer
 # and the GPU suite, writing logs and results under OUT_DIR. Each step's exit status is printed;
 # the script exits with the first non-zero one.
-# usage: tools/device_run.sh OUT_DIR [tests|peer|suite ...]   (default: all three)
+# The exec step runs the torch peers through attnbench's exec: protocol (docs/exec-protocol.md) at
+# the peer step's shape, for the same figures within noise, and their exactness at small n.
+# usage: tools/device_run.sh OUT_DIR [tests|peer|exec|suite ...]   (default: all four)
 set -u
 cd "$(dirname "$0")/.."
-out=${1:?usage: tools/device_run.sh OUT_DIR [tests|peer|suite ...]}
+out=${1:?usage: tools/device_run.sh OUT_DIR [tests|peer|exec|suite ...]}
 shift
-steps=${*:-tests peer suite}
+steps=${*:-tests peer exec suite}
 [ -f device-pack/SOURCE_ROOT ] || { echo "device_run: no device-pack/ (run tools/device_pack.sh, carry device-pack)"; exit 2; }
 root=$(cat device-pack/SOURCE_ROOT)
 # The build recorded absolute paths under $root (CTest files, the haystack default): make $root
@@ -47,8 +49,17 @@ for s in $steps; do
   case $s in
     tests) step ctest_gpu sh -c "cd build-gpu && ctest -L gpu --output-on-failure" ;;
     peer)  step torch_sdpa python3 benchmarks/torch_sdpa.py --out-dir "$out" ;;
+    exec)  specs="--exec-spec benchmarks/peers/torch_sdpa.json --exec-spec benchmarks/peers/torch_flex.json"
+           specs="$specs --exec-spec benchmarks/peers/flash_attn.json"
+           peers=exec:torch_sdpa,exec:torch_flex,exec:flash_attn
+           step exec_throughput build-gpu/attnbench run --task throughput --dtype bf16 $specs \
+             --backends "blockwise_cuda,$peers" --seq-len 16384 --heads 16 --head-dim 128 --mask none,causal \
+             --warmup 3 --repeats 20 --out-dir "$out"
+           step exec_exactness build-gpu/attnbench run --task exactness --dtype bf16 $specs --backends "$peers" \
+             --seq-len 1024,4096 --heads 8 --kv-heads 2 --head-dim 128 --mask none,causal,window --window 512 \
+             --out-dir "$out" ;;
     suite) step gpu_suite build-gpu/attnbench run --config suites/gpu.json --out-dir "$out" ;;
-    *) echo "device_run: unknown step '$s' (tests, peer, suite)"; exit 2 ;;
+    *) echo "device_run: unknown step '$s' (tests, peer, exec, suite)"; exit 2 ;;
   esac
 done
 exit $first
