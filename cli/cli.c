@@ -242,7 +242,7 @@ int cli_needle(int argc, char **argv, attn_err_t *err) {
 
 static const char peak_usage[] =
     "usage: attnbench peak [--sizes 512,1024,2048,4096] [--stream-mib M] [--threads T] [--repeats R]\n"
-    "                      [--warmup W]\n"
+    "                      [--warmup W] [--device N]\n"
     "\n"
     "Measures the roofline the throughput task's fractions are taken against, on --threads threads:\n"
     "OpenBLAS sgemm GFLOP/s for n×n×n products (2n³ FLOPs), and memory bandwidth in GB/s (1e9 B/s)\n"
@@ -250,7 +250,9 @@ static const char peak_usage[] =
     "over three arrays of M MiB each [256, at most 3/8 of available memory together], the median\n"
     "of --repeats passes (_max is STREAM's best). Write-allocate traffic is not counted (STREAM's\n"
     "convention). machine_balance = best sgemm / read bandwidth, in FLOP/B: calls of lower\n"
-    "arithmetic intensity are bandwidth-bound. Writes results like `run`.\n";
+    "arithmetic intensity are bandwidth-bound. With a CUDA device (--device N) also the GPU's roof:\n"
+    "cuBLAS GEMM TFLOP/s at 8192³ in bf16, f16 and f32 (no TF32), fp32 accumulation, and the\n"
+    "read-only bandwidth of 2 GiB of device memory, timed by CUDA events. Writes results like `run`.\n";
 
 int cli_peak(int argc, char **argv, attn_err_t *err) {
     if (opts_wants_help(argc, argv)) {

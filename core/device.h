@@ -18,8 +18,19 @@ int device_count(char *why, size_t len);
  * cannot read are left empty. Does nothing without a device. */
 void device_describe(int ordinal, char *model, size_t model_len, char *driver, size_t driver_len, char *cuda,
                      size_t cuda_len);
+/* PCI bus id of device `ordinal` ("0000:3B:00.0"), the key NVML finds it by; 0 when unknown. */
+int device_pci_bus_id(int ordinal, char *out, size_t len);
 /* NCCL's version ("2.28.9") once a run has loaded libnccl; left untouched otherwise. */
 void device_nccl_version(char *out, size_t len);
+/* The GPU roofline of device `ordinal` (impls/cuda/gpu_peak.cu): seconds of one cuBLAS GEMM
+ * n×n×n with inputs and output of `kind` and fp32 accumulation, and of one read-only pass over
+ * `bytes` of device memory, each by CUDA events. −1 on failure, with why filled (without CUDA:
+ * "no CUDA device ..."). Buffers stay cached until device_peak_release. */
+enum { DEVICE_GEMM_BF16, DEVICE_GEMM_F16, DEVICE_GEMM_F32 };
+double device_peak_gemm_seconds(int ordinal, int kind, int n, char *why, size_t len);
+double device_peak_read_seconds(int ordinal, size_t bytes, char *why, size_t len);
+void device_peak_release(void);
+
 /* Free and total bytes of device `ordinal`; 0 on failure (and both are set to 0). */
 int device_mem_info(int ordinal, uint64_t *free_bytes, uint64_t *total_bytes);
 

@@ -19,7 +19,26 @@ void device_describe(int ordinal, char *model, size_t model_len, char *driver, s
     (void)ordinal, (void)model, (void)model_len, (void)driver, (void)driver_len, (void)cuda, (void)cuda_len;
 }
 
+int device_pci_bus_id(int ordinal, char *out, size_t len) {
+    (void)ordinal, (void)out, (void)len;
+    return 0;
+}
+
 void device_nccl_version(char *out, size_t len) { (void)out, (void)len; }
+
+double device_peak_gemm_seconds(int ordinal, int kind, int n, char *why, size_t len) {
+    (void)ordinal, (void)kind, (void)n;
+    device_count(why, len);
+    return -1;
+}
+
+double device_peak_read_seconds(int ordinal, size_t bytes, char *why, size_t len) {
+    (void)ordinal, (void)bytes;
+    device_count(why, len);
+    return -1;
+}
+
+void device_peak_release(void) {}
 
 int device_mem_info(int ordinal, uint64_t *free_bytes, uint64_t *total_bytes) {
     (void)ordinal;

@@ -91,6 +91,13 @@ void results_run_set_device(attn_run_t *run, int ordinal) {
     run->gpu_model[0] = run->gpu_driver[0] = run->cuda_version[0] = '\0';
     device_describe(ordinal, run->gpu_model, sizeof run->gpu_model, run->gpu_driver, sizeof run->gpu_driver,
                     run->cuda_version, sizeof run->cuda_version);
+    char why[256] = "", pci[32] = "";
+    if (device_count(why, sizeof why) <= ordinal)
+        gpu_state_unknown(&run->gpu_state, why[0] ? why : "no such CUDA device");
+    else if (!device_pci_bus_id(ordinal, pci, sizeof pci))
+        gpu_state_unknown(&run->gpu_state, "CUDA did not report the device's PCI bus id");
+    else
+        gpu_state_read(NULL, pci, ordinal, &run->gpu_state);
 }
 
 void results_run_free(attn_run_t *run) {
@@ -274,6 +281,25 @@ static json_t *jnum(double v) {
     return isfinite(v) && v == trunc(v) && fabs(v) < 9007199254740992.0 ? json_integer((json_int_t)v) : jreal(v);
 }
 
+/* NVML's view of the device (core/gpu_state.h): unknown fields null, the reason beside them. */
+static json_t *gpu_state_json(const attn_gpu_state_t *g) {
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    int ok = 1;
+    SET(o, "sm_clock_mhz", jnum(g->sm_clock_mhz));
+    SET(o, "mem_clock_mhz", jnum(g->mem_clock_mhz));
+    SET(o, "sm_clock_max_mhz", jnum(g->sm_clock_max_mhz));
+    SET(o, "mem_clock_max_mhz", jnum(g->mem_clock_max_mhz));
+    SET(o, "power_limit_w", jreal(g->power_limit_w));
+    SET(o, "ecc", g->ecc < 0 ? json_null() : json_boolean(g->ecc));
+    SET(o, "persistence", g->persistence < 0 ? json_null() : json_boolean(g->persistence));
+    SET(o, "reason", jstr_or_null(g->reason));
+    if (!ok)
+        json_decref(o);
+    return ok ? o : NULL;
+}
+
 static json_t *run_json(const attn_run_t *run) {
     int ok = 1;
     json_t *o = json_object();
@@ -302,6 +328,7 @@ static json_t *run_json(const attn_run_t *run) {
     SET(o, "mpi_version", jstr_or_null(run->mpi_version));
     SET(o, "compiler", jstr_or_null(run->compiler));
     SET(o, "build_type", jstr_or_null(run->build_type));
+    SET(o, "gpu_state", gpu_state_json(&run->gpu_state));
     if (run->n_placement > 0) { /* schema 2: one entry per rank of an mpi/nccl run */
         json_t *arr = json_array();
         for (int i = 0; i < run->n_placement && arr; i++) {

@@ -2,6 +2,7 @@
  * attnbench.results/N, see docs/results-schema.md) and results/<run_id>.csv (one row per record ×
  * metric), both written atomically (temporary name, then rename), plus the fixed-width table. */
 #pragma once
+#include "core/gpu_state.h"
 #include "core/problem.h"
 
 /* The schema's record statuses, the one list every writer and reader uses: X(enum, name, since),
@@ -97,6 +98,7 @@ typedef struct {
     char blas[160], compiler[96], build_type[24];
     /* GPU / MPI / NCCL fields are JSON null unless those builds (and a device) fill them. */
     char gpu_model[128], gpu_driver[32], cuda_version[32], nccl_version[32], mpi_version[64];
+    attn_gpu_state_t gpu_state; /* clocks, power limit, ECC, persistence through NVML (gpu_state.h) */
     attn_record_t *records;
     int n_records, cap_records;
     attn_placement_t *placement; /* one per rank, malloc'ed; NULL for a single process */

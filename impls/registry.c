@@ -8,6 +8,7 @@
 
 extern const attn_backend_t backend_cpu_naive;
 extern const attn_backend_t backend_cpu_blockwise;
+extern const attn_backend_t backend_cpu_blockwise_blas;
 extern const attn_backend_t backend_cpu_naive_blas;
 extern const attn_backend_t backend_cpu_sliding_window;
 extern const attn_backend_t backend_cpu_sinks_window;
@@ -32,6 +33,7 @@ extern const attn_backend_t backend_cuda_usp;
 static const attn_backend_t *const backends[] = {
     &backend_cpu_naive,
     &backend_cpu_blockwise,
+    &backend_cpu_blockwise_blas,
     &backend_cpu_naive_blas,
     &backend_cpu_sliding_window,
     &backend_cpu_sinks_window,

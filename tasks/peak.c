@@ -1,13 +1,16 @@
 /* peak.c — the machine's roofline: OpenBLAS sgemm GFLOP/s and STREAM-like memory bandwidth on
- * the same threads as the backends. Throughput figures are reported as fractions of both,
+ * the same threads as the backends, and on a machine with a GPU its roof too: cuBLAS bf16, f16
+ * and f32 GEMM TFLOP/s and the read-only bandwidth of device memory (gpu_peak.cu). Throughput figures are reported as fractions of both,
  * measured in the same run, because absolute numbers on a shared, noisy machine mean little on
  * their own. The read kernel is also what the throughput task times over each call's K/V. */
 #include <cblas.h>
 #include <stdatomic.h>
 #include <string.h>
 
+#include "core/device.h"
 #include "core/memory.h"
 #include "core/threads.h"
+#include "tasks/roofline.h"
 #include "tasks/task.h"
 #include "core/timing.h"
 
@@ -210,6 +213,79 @@ static int peak_stream(const attn_opts_t *o, int threads, double sgemm_gflops, a
     return rc;
 }
 
+/* The GPU's roof, on --device: GEMMs of PEAK_GEMM_N³ in each dtype and a read of PEAK_READ_BYTES
+ * (far beyond the 50 MiB L2 of an H100/H200), each repeated; nothing without a device. */
+enum { PEAK_GEMM_N = 8192 };
+#define PEAK_READ_BYTES ((size_t)2 << 30)
+
+static int peak_gpu(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
+    int ordinal = settings_exec(o).device;
+    if (device_count(NULL, 0) <= ordinal)
+        return ATTN_OK;
+    static const struct {
+        int kind;
+        const char *name;
+    } gemms[] = {{DEVICE_GEMM_BF16, "gemm_bf16"}, {DEVICE_GEMM_F16, "gemm_f16"}, {DEVICE_GEMM_F32, "gemm_f32"}};
+    attn_exec_t x = settings_exec(o);
+    char why[256] = "";
+    double best = 0; /* bf16's median: the compute roof of the machine balance */
+    for (int g = 0; g < 3; g++) {
+        task_progress(g + 1, 4, "peak %s %d³ on cuda:%d", gemms[g].name, PEAK_GEMM_N, ordinal);
+        double tflops[o->repeats], secs[o->repeats];
+        int ok = 1;
+        for (int r = -o->warmup; r < o->repeats && ok; r++) {
+            double t = device_peak_gemm_seconds(ordinal, gemms[g].kind, PEAK_GEMM_N, why, sizeof why);
+            ok = t > 0;
+            if (ok && r >= 0)
+                secs[r] = t, tflops[r] = roofline_gemm_tflops(PEAK_GEMM_N, t);
+        }
+        attn_problem_t cfg = {.batch = 1, .heads = 1, .kv_heads = 1, .head_dim = PEAK_GEMM_N, .n_q = PEAK_GEMM_N,
+                              .n_k = PEAK_GEMM_N, .dtype = gemms[g].kind == DEVICE_GEMM_BF16 ? ATTN_BF16 : ATTN_F32};
+        attn_record_t *rec = task_record(run, o, "peak", gemms[g].name, &cfg, &x);
+        snprintf(rec->device, sizeof rec->device, "cuda:%u", (unsigned)ordinal & 0xffffu);
+        if (!ok) {
+            record_set_status(rec, REC_ERROR, "%s", why);
+            continue;
+        }
+        record_timed(rec, "tflops", tflops, o->repeats, "TFLOP/s");
+        record_timed(rec, "time_s", secs, o->repeats, "s");
+        record_extra_str(rec, "gemm_dtype", gemms[g].name + 5); /* config dtype has no f16 yet */
+        double med, lo, hi;
+        stats_summary(tflops, o->repeats, &med, &lo, &hi);
+        if (g == 0)
+            best = med;
+    }
+    uint64_t free_b = 0, total_b = 0;
+    device_mem_info(ordinal, &free_b, &total_b);
+    size_t bytes = free_b / 4 < PEAK_READ_BYTES ? (size_t)(free_b / 4) : PEAK_READ_BYTES;
+    task_progress(4, 4, "peak device read of %zu MiB on cuda:%d", bytes >> 20, ordinal);
+    double gbps[o->repeats];
+    int ok = bytes >= 16;
+    for (int r = -o->warmup; r < o->repeats && ok; r++) {
+        double t = device_peak_read_seconds(ordinal, bytes, why, sizeof why);
+        ok = t > 0;
+        if (ok && r >= 0)
+            gbps[r] = (double)bytes / t / 1e9;
+    }
+    attn_problem_t cfg = {.batch = 1, .heads = 1, .kv_heads = 1, .head_dim = 1, .n_q = (int64_t)bytes,
+                          .n_k = (int64_t)bytes};
+    attn_record_t *rec = task_record(run, o, "peak", "device_read", &cfg, &x);
+    snprintf(rec->device, sizeof rec->device, "cuda:%u", (unsigned)ordinal & 0xffffu);
+    if (!ok) {
+        record_set_status(rec, REC_ERROR, "%s", bytes < 16 ? "no free device memory to read" : why);
+    } else {
+        record_timed(rec, "read_gbps", gbps, o->repeats, "GB/s");
+        record_metric(rec, "array_bytes", (double)bytes, "B");
+        double med, lo, hi;
+        stats_summary(gbps, o->repeats, &med, &lo, &hi);
+        if (best > 0) /* FLOP per byte where the GPU's two roofs meet */
+            record_metric(rec, "machine_balance", best * 1e3 / med, "FLOP/B");
+    }
+    device_peak_release();
+    (void)err;
+    return ATTN_OK;
+}
+
 int task_peak(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
     static const int64_t default_sizes[] = {512, 1024, 2048, 4096};
     const int64_t *sizes = o->n_sizes ? o->sizes : default_sizes;
@@ -240,5 +316,6 @@ int task_peak(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
         best = med > best ? med : best;
     }
     peak_release();
-    return peak_stream(o, threads, best, run, err);
+    ATTN_TRY(peak_stream(o, threads, best, run, err));
+    return peak_gpu(o, run, err);
 }

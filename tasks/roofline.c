@@ -2,6 +2,8 @@
  * figures it timed, so every rule below can be tested without a machine's noise. */
 #include "tasks/roofline.h"
 
+#include "core/device.h"
+
 #include <math.h>
 #include <stdio.h>
 
@@ -17,6 +19,10 @@ double roofline_kv_bytes(const attn_problem_t *p) {
     roofline_kv_rows(p, &lo, &hi);
     return 2.0 * (double)p->batch * (double)p->kv_heads * (double)(hi - lo) * (double)p->head_dim *
            (double)dtype_size(p->dtype);
+}
+
+double roofline_compute_roof(double sgemm_gflops, double fma_gflops) {
+    return fmax(sgemm_gflops, fma_gflops); /* fmax drops a NaN operand */
 }
 
 int roofline_bound(double intensity, double sgemm_gflops, double read_gbps) {
@@ -44,4 +50,20 @@ int roofline_check(double frac_of_sgemm, double frac_of_bandwidth, char *reason,
                  "miscounted",
                  frac_of_bandwidth);
     return !(compute || memory);
+}
+
+int roofline_gemm_kind(attn_dtype_t dt) { return dt == ATTN_BF16 ? DEVICE_GEMM_BF16 : DEVICE_GEMM_F32; }
+
+size_t roofline_device_elem_bytes(attn_dtype_t dt) { return dt == ATTN_BF16 ? 2 : dtype_size(dt); }
+
+double roofline_device_kv_bytes(const attn_problem_t *p) {
+    return roofline_kv_bytes(p) / (double)dtype_size(p->dtype) * (double)roofline_device_elem_bytes(p->dtype);
+}
+
+double roofline_gemm_tflops(int64_t n, double seconds) {
+    return seconds > 0 ? 2.0 * (double)n * (double)n * (double)n / seconds / 1e12 : NAN;
+}
+
+double roofline_frac_of_peak(double gflops, double gemm_tflops, int devices) {
+    return gflops / (gemm_tflops * 1e3 * (devices > 0 ? devices : 1));
 }

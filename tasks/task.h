@@ -30,6 +30,9 @@ int task_peak(const attn_opts_t *o, attn_run_t *run, attn_err_t *err);
 /* One timed n×n×n sgemm on `threads` threads, in seconds; buffers are reused between calls. */
 double peak_sgemm_seconds(int n, int threads, attn_err_t *err);
 void peak_release(void);
+/* GFLOP/s of register-only FMA chains on `threads` threads (peak_fma.c): the cores' peak, which
+ * no correct code exceeds; NaN on a CPU without AVX-512F or AVX2 + FMA. */
+double peak_fma_gflops(int threads);
 /* Best of `passes` timed reads, in seconds, of `runs` runs of `len` bytes in each of buffers a
  * and b (run i at base + i·stride) on up to `threads` threads: the bandwidth roof of exactly
  * the bytes a call must read. Allocates nothing, so it cannot fail. */

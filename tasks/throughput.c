@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/device.h"
 #include "core/threads.h"
 #include "tasks/approx.h"
 #include "tasks/roofline.h"
@@ -13,7 +14,7 @@
 #include "core/tensors.h"
 #include "core/timing.h"
 
-enum { PEER_SGEMM_N = 2048 };
+enum { PEER_SGEMM_N = 2048, PEER_GEMM_N = 8192 };
 
 /* Per-rank figures of a distributed backend and what they add up to: load imbalance (max/mean
  * compute), the critical path, and overlap = 1 − exposed / total communication, each beside
@@ -86,10 +87,10 @@ static double median_of(const double *x, int n) {
  * else 0 and the reason: the verdict record_roofline gives, and the test the re-measurement in
  * throughput_case repeats. */
 static int roofline_possible(const attn_problem_t *p, const double *secs, const double *gflops, const double *peer,
-                             const double *read, int reps, char *reason, size_t len) {
+                             const double *fma, const double *read, int reps, char *reason, size_t len) {
     double kv_bytes = roofline_kv_bytes(p), frac[reps], frac_bw[reps];
     for (int i = 0; i < reps; i++) {
-        frac[i] = gflops[i] / peer[i];
+        frac[i] = gflops[i] / roofline_compute_roof(peer[i], fma[i]);
         frac_bw[i] = kv_bytes / secs[i] / 1e9 / read[i];
     }
     return roofline_check(median_of(frac, reps), median_of(frac_bw, reps), reason, len);
@@ -99,7 +100,7 @@ static int roofline_possible(const attn_problem_t *p, const double *secs, const 
  * call's arithmetic intensity puts it under, its fraction of that roof, and the check that no
  * figure sits above a roof measured in this run. */
 static void record_roofline(attn_record_t *r, const attn_problem_t *p, const double *secs, const double *gflops,
-                            const double *peer, const double *read, int reps) {
+                            const double *peer, const double *fma, const double *read, int reps) {
     double kv_bytes = roofline_kv_bytes(p), intensity = problem_flops(p) / kv_bytes;
     double kv_gbps[reps], frac_bw[reps], frac_roof[reps];
     for (int i = 0; i < reps; i++) {
@@ -117,7 +118,49 @@ static void record_roofline(attn_record_t *r, const attn_problem_t *p, const dou
     record_metric(r, "bound", roofline_bound(intensity, sgemm, bw), "1"); /* 0 compute, 1 bandwidth */
     record_timed(r, "frac_of_roofline", frac_roof, reps, "1");
     char reason[256];
-    if (r->status == REC_PASS && !roofline_possible(p, secs, gflops, peer, read, reps, reason, sizeof reason))
+    if (r->status == REC_PASS && !roofline_possible(p, secs, gflops, peer, fma, read, reps, reason, sizeof reason))
+        record_set_status(r, REC_ERROR, "%s", reason);
+}
+
+/* The GPU roof beside a GPU record (docs/roofline.md): per repeat one cuBLAS GEMM of the record's
+ * dtype and the best of 3 reads of its K/V's device bytes, on the record's device, right after
+ * the backend ran; frac_of_peak and frac_of_bandwidth against them, and the same impossible-figure
+ * check as on CPUs. Under nccl every rank drives a GPU of its own: the roof is P of them. A roof
+ * that cannot be measured leaves the record as it is, with the reason. */
+static void record_device_roofline(attn_record_t *r, const attn_problem_t *p, const attn_exec_t *x, const double *secs,
+                                   const double *gflops, int reps) {
+    int kind = roofline_gemm_kind(p->dtype), devices = x->transport == ATTN_TRANSPORT_NCCL ? exec_ranks(x) : 1;
+    double kv_bytes = roofline_device_kv_bytes(p), peak[reps], read[reps], frac[reps], frac_bw[reps];
+    char why[256] = "";
+    for (int i = 0; i < reps; i++) {
+        double tg = device_peak_gemm_seconds(x->device, kind, PEER_GEMM_N, why, sizeof why), tr = -1;
+        for (int k = 0; k < 3 && tg > 0; k++) {
+            double t = device_peak_read_seconds(x->device, (size_t)kv_bytes, why, sizeof why);
+            if (t <= 0) {
+                tg = -1;
+                break;
+            }
+            tr = tr < 0 || t < tr ? t : tr;
+        }
+        if (tg <= 0) {
+            record_extra_str(r, "roofline", why);
+            return;
+        }
+        peak[i] = roofline_gemm_tflops(PEER_GEMM_N, tg) * devices;
+        read[i] = kv_bytes / tr / 1e9 * devices;
+        frac[i] = roofline_frac_of_peak(gflops[i], peak[i], 1);
+        frac_bw[i] = kv_bytes / secs[i] / 1e9 / read[i];
+    }
+    record_timed(r, "peak_tflops", peak, reps, "TFLOP/s");
+    record_timed(r, "frac_of_peak", frac, reps, "1");
+    record_timed(r, "read_gbps", read, reps, "GB/s");
+    record_timed(r, "frac_of_bandwidth", frac_bw, reps, "1");
+    record_metric(r, "kv_bytes", kv_bytes, "B");
+    record_extra_str(r, "peak_gemm", kind == DEVICE_GEMM_BF16 ? "cublas bf16 8192^3" : "cublas f32 8192^3 (no TF32)");
+    if (devices > 1)
+        record_extra_num(r, "roof_devices", devices);
+    char reason[256];
+    if (r->status == REC_PASS && !roofline_check(median_of(frac, reps), median_of(frac_bw, reps), reason, sizeof reason))
         record_set_status(r, REC_ERROR, "%s", reason);
 }
 
@@ -159,6 +202,7 @@ static int throughput_device(const attn_opts_t *o, const attn_problem_t *p, cons
     record_timed(r, "call_wall_s", wall, reps, "s");
     record_metric(r, "flops", flops, "FLOP");
     record_extra_str(r, "timing", "cuda_events");
+    record_device_roofline(r, p, x, secs, gflops, reps);
     *median_s = median_of(secs, reps);
     return ATTN_OK;
 }
@@ -224,7 +268,7 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
     if (be->approximate)
         t.io.keys_visited = &visited;
     int reps = o->repeats;
-    double secs[reps], gflops[reps], frac[reps], peer[reps], read[reps];
+    double secs[reps], gflops[reps], frac[reps], peer[reps], fma[reps], read[reps];
     double roof = roof_processes(x, threads);
     if (roof > 1)
         record_extra_num(r, "roof_processes", roof);
@@ -240,6 +284,7 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
             return ATTN_ERUNTIME;
         }
         peer[i] = roof * 2.0 * PEER_SGEMM_N * (double)PEER_SGEMM_N * PEER_SGEMM_N / ts / 1e9;
+        fma[i] = roof * peak_fma_gflops(threads);
         double t0 = time_now_s();
         brc = be->forward(be, p, x, &t.io, &berr);
         secs[i] = time_now_s() - t0;
@@ -255,17 +300,20 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
             gflops[i] = flops / secs[i] / 1e9;
     }
     char why[256];
-    for (int again = 0; again < 3 && brc == ATTN_OK && !be->approximate && !roofline_possible(p, secs, gflops, peer, read, reps, why,
-                                                                          sizeof why); again++) {
+    for (int again = 0; again < 3 && brc == ATTN_OK && !be->approximate &&
+                        !roofline_possible(p, secs, gflops, peer, fma, read, reps, why, sizeof why);
+         again++) {
         double ts = peak_sgemm_seconds(PEER_SGEMM_N, threads, err);
         if (ts < 0) {
             tensors_free(&t);
             return ATTN_ERUNTIME;
         }
         double pg = roof * 2.0 * PEER_SGEMM_N * (double)PEER_SGEMM_N * PEER_SGEMM_N / ts / 1e9;
-        double rg = roofline_kv_bytes(p) / kv_read_seconds(p, &t, threads) / 1e9;
-        for (int i = 0; i < reps; i++)
+        double rg = roofline_kv_bytes(p) / kv_read_seconds(p, &t, threads) / 1e9, fg = roof * peak_fma_gflops(threads);
+        for (int i = 0; i < reps; i++) {
             peer[i] = peer[i] > pg ? peer[i] : pg, read[i] = read[i] > rg ? read[i] : rg;
+            fma[i] = fma[i] > fg ? fma[i] : fg; /* NaN (no FMA ISA) stays NaN: fmax ignores it later */
+        }
         record_extra_num(r, "roofline_remeasured", again + 1);
     }
     tensors_free(&t);
@@ -283,6 +331,8 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
     record_timed(r, "gflops", gflops, reps, "GFLOP/s");
     record_timed(r, "sgemm_gflops", peer, reps, "GFLOP/s");
     record_timed(r, "frac_of_sgemm", frac, reps, "1");
+    if (isfinite(fma[0]))
+        record_timed(r, "fma_gflops", fma, reps, "GFLOP/s");
     record_metric(r, "flops", flops, "FLOP");
     record_metric(r, "threads", threads, "1");
     if (be->forward_rank)
@@ -291,7 +341,7 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
         approx_record_visits(r, p, visited);
         record_set_status(r, REC_APPROXIMATE, NULL);
     } else {
-        record_roofline(r, p, secs, gflops, peer, read, reps);
+        record_roofline(r, p, secs, gflops, peer, fma, read, reps);
     }
     *median_s = median_of(secs, reps);
     return ATTN_OK;
@@ -309,6 +359,7 @@ static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, const 
         }
     }
     peak_release();
+    device_peak_release();
     return ATTN_OK;
 }
 
@@ -342,6 +393,7 @@ static int sweep_backend(const attn_opts_t *o, const attn_backend_t *be, int64_t
         }
         ATTN_TRY(throughput_one(o, &p, &x, be, first_index + s, count, run, &last_s, err));
         peak_release();
+        device_peak_release();
         if (!isfinite(last_s))
             return ATTN_OK;
         last = p;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "tests/check.h"
+#include "core/device.h"
 #include "tasks/roofline.h"
 
 typedef struct {
@@ -99,9 +100,59 @@ static void test_check(void) {
     }
 }
 
+/* The GPU roof's arithmetic: which GEMM a record is judged against, the K/V bytes at the device's
+ * element size, TFLOP/s from a GEMM's time, and GFLOP/s as a fraction of TFLOP/s (a factor 1000
+ * lost there would make every GPU record pass or every one impossible). */
+static void test_gpu_roof(void) {
+    check(roofline_gemm_kind(ATTN_BF16) == DEVICE_GEMM_BF16 && roofline_gemm_kind(ATTN_F32) == DEVICE_GEMM_F32,
+          "gpu roof: bf16 records against the bf16 GEMM, f32 against f32", "bf16 %d f32 %d",
+          roofline_gemm_kind(ATTN_BF16), roofline_gemm_kind(ATTN_F32));
+    /* bf16 H = H_kv = 16, n = 16384, d = 128: 2·16·16384·128·2 B = 134217728 B on the device,
+     * where the float32 host arrays hold twice that */
+    attn_problem_t p = {.batch = 1, .heads = 16, .kv_heads = 16, .head_dim = 128, .n_q = 16384, .n_k = 16384,
+                        .mask = ATTN_MASK_CAUSAL, .dtype = ATTN_BF16};
+    check(roofline_device_kv_bytes(&p) == 134217728.0 && roofline_kv_bytes(&p) == 2 * 134217728.0,
+          "gpu roof: bf16 K/V bytes at 2 B an element", "device %.0f host %.0f", roofline_device_kv_bytes(&p),
+          roofline_kv_bytes(&p));
+    p.dtype = ATTN_F32;
+    check(roofline_device_kv_bytes(&p) == roofline_kv_bytes(&p), "gpu roof: f32 K/V bytes as on the host",
+          "device %.0f host %.0f", roofline_device_kv_bytes(&p), roofline_kv_bytes(&p));
+    /* 8192³ in 1.4 ms: 2·8192³ / 1.4e-3 = 785.4 TFLOP/s (an H200's bf16 GEMM) */
+    double t = roofline_gemm_tflops(8192, 1.4e-3);
+    check(fabs(t - 2.0 * 8192 * 8192 * 8192 / 1.4e-3 / 1e12) < 1e-9 && fabs(t - 785.4) < 0.1,
+          "gpu roof: 8192³ GEMM in 1.4 ms is 785 TFLOP/s", "got %.3f", t);
+    check(isnan(roofline_gemm_tflops(8192, 0)) && isnan(roofline_gemm_tflops(8192, -1)),
+          "gpu roof: no time, no figure", "got %g %g", roofline_gemm_tflops(8192, 0), roofline_gemm_tflops(8192, -1));
+    /* 290 TFLOP/s = 290000 GFLOP/s against 785.4 TFLOP/s → 0.369; against 4 such GPUs 0.0923 */
+    double f = roofline_frac_of_peak(290000, 785.4, 1), f4 = roofline_frac_of_peak(290000, 785.4, 4);
+    check(fabs(f - 290000 / 785400.0) < 1e-12 && fabs(f4 - f / 4) < 1e-12,
+          "gpu roof: frac_of_peak in GFLOP/s over TFLOP/s, per device", "got %g and %g", f, f4);
+    /* the impossible-figure check is the CPU's: 1.2 × the GEMM is an error, 1.05 is noise */
+    char why[256] = "";
+    check(!roofline_check(roofline_frac_of_peak(942000, 785.4, 1), 0.5, why, sizeof why) &&
+              roofline_check(roofline_frac_of_peak(824000, 785.4, 1), 0.5, why, sizeof why),
+          "gpu roof: 1.2 × the measured GEMM is impossible, 1.05 × is not", "%s", why);
+}
+
+/* The compute roof of the impossible-figure check: the larger of sgemm and the FMA peak, sgemm
+ * alone when the FMA peak was not measured (NaN). */
+static void test_compute_roof(void) {
+    check(roofline_compute_roof(200, 230) == 230 && roofline_compute_roof(200, 180) == 200 &&
+              roofline_compute_roof(200, NAN) == 200,
+          "compute roof: max(sgemm, fma), sgemm without fma", "got %g %g %g", roofline_compute_roof(200, 230),
+          roofline_compute_roof(200, 180), roofline_compute_roof(200, NAN));
+    /* a fused kernel at 1.15 × sgemm but 0.92 of the cores' peak is possible; 1.2 × the peak is not */
+    char why[256] = "";
+    check(roofline_check(230 / roofline_compute_roof(200, 250), 0.5, why, sizeof why) &&
+              !roofline_check(300 / roofline_compute_roof(200, 250), 0.5, why, sizeof why),
+          "compute roof: above sgemm but under the FMA peak passes, above both is impossible", "%s", why);
+}
+
 int main(void) {
+    test_compute_roof();
     test_kv_bytes();
     test_bound();
     test_check();
+    test_gpu_roof();
     return check_summary();
 }

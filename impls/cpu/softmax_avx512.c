@@ -1,31 +1,16 @@
 /* softmax_avx512.c — AVX-512 online-softmax step, compiled with a target attribute so the rest
  * of the build stays baseline x86-64; softmax_tile_select() calls it only on AVX-512F CPUs.
- * exp2 is a degree-6 polynomial on the reduced argument f ∈ [−½, ½] (relative error 2.2e-9,
- * far below float32's 6e-8 rounding) scaled by 2ⁿ with vscalefps, which flushes to 0 cleanly.
- * Operand order matters: vmaxps returns its second operand when either is NaN, so the clamp
- * keeps a NaN argument (NaN in, NaN out) and the running max drops NaN scores (they reach l
- * through the exponential instead). */
+ * exp2 is exp2_avx512.h's polynomial. Operand order matters: vmaxps returns its second
+ * operand when either is NaN, so the running max drops NaN scores (they reach l through the
+ * exponential instead). */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
+#include "impls/cpu/exp2_avx512.h"
 #include "impls/cpu/softmax.h"
 
-#define AVX512 __attribute__((target("avx512f")))
-
-AVX512 static inline __m512 exp2_ps(__m512 x) {
-    x = _mm512_max_ps(_mm512_set1_ps(-150.0f), x); /* −∞ → 2^−150 → 0 after scalef; NaN stays */
-    __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_sub_ps(x, n);
-    __m512 p = _mm512_set1_ps(1.537071015e-04f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339985307e-03f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618373264e-03f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550329023e-02f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264846e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472056e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
+#define AVX512 ATTN_AVX512
 
 AVX512 void softmax_tile_avx512(float *S, int rows, int cols, int ld, float c, float *m, float *l, float *alpha) {
     const __m512 vc = _mm512_set1_ps(c);

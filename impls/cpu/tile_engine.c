@@ -1,6 +1,7 @@
-/* tile_engine.c — see tile_engine.h. Both GEMMs of a tile go through single-threaded CBLAS
- * sgemm (OpenBLAS's packed kernels beat a hand-rolled loop nest); the parallelism is ours,
- * across batch × heads × query tiles, heaviest causal tiles first. */
+/* tile_engine.c — see tile_engine.h. A tile's compute is the fused kernel of tile_kernel.h
+ * where the CPU has one (AVX-512), else two single-threaded CBLAS sgemm calls around the
+ * online softmax; the tiles visited and the keys each row sees are decided here either way.
+ * The parallelism is ours, across batch × heads × query tiles, heaviest causal tiles first. */
 #include "impls/cpu/tile_engine.h"
 
 #include <cblas.h>
@@ -11,9 +12,11 @@
 #include "core/backend.h"
 #include "core/threads.h"
 #include "impls/cpu/softmax.h"
+#include "impls/cpu/tile_kernel.h"
 
 typedef struct {
-    float *S, *m, *l, *alpha;
+    float *S, *m, *l, *alpha; /* the sgemm path's */
+    tile_kernel_ws_t k;       /* the fused kernel's */
 } tile_ws_t;
 
 typedef struct {
@@ -26,12 +29,33 @@ typedef struct {
     tile_walk_t walk;
     float c; /* scale · log2(e) */
     softmax_tile_fn softmax;
+    const tile_kernel_t *kern; /* NULL: the sgemm path */
     tile_ws_t *ws;
     atomic_llong computed, skipped;
 } tile_job_t;
 
-int tile_block_q(const attn_problem_t *p) { return p->block_q > 0 ? p->block_q : TILE_DEFAULT_BQ; }
-int tile_block_k(const attn_problem_t *p) { return p->block_k > 0 ? p->block_k : TILE_DEFAULT_BK; }
+/* The fused kernel, unless impl asks for sgemm or the call has fewer query rows than the kernel
+ * fills its vector lanes with (a decode row would use 1 lane of 16: sgemm is faster there). */
+static const tile_kernel_t *impl_kernel(tile_impl_t impl, int64_t n_q) {
+    const tile_kernel_t *k = impl == TILE_IMPL_BLAS ? NULL : tile_kernel_select();
+    return k && n_q >= k->min_rows ? k : NULL;
+}
+
+static int block_q_of(const tile_kernel_t *k, const attn_problem_t *p) {
+    return p->block_q > 0 ? p->block_q : k ? k->default_bq : TILE_DEFAULT_BQ;
+}
+static int block_k_of(const tile_kernel_t *k, const attn_problem_t *p) {
+    return p->block_k > 0 ? p->block_k : k ? k->default_bk : TILE_DEFAULT_BK;
+}
+
+int tile_block_q_with(tile_impl_t impl, const attn_problem_t *p) { return block_q_of(impl_kernel(impl, p->n_q), p); }
+int tile_block_k_with(tile_impl_t impl, const attn_problem_t *p) { return block_k_of(impl_kernel(impl, p->n_q), p); }
+int tile_block_q(const attn_problem_t *p) { return tile_block_q_with(TILE_IMPL_AUTO, p); }
+int tile_block_k(const attn_problem_t *p) { return tile_block_k_with(TILE_IMPL_AUTO, p); }
+const char *tile_impl_name(tile_impl_t impl) {
+    const tile_kernel_t *k = impl_kernel(impl, INT64_MAX);
+    return k ? k->name : "blas";
+}
 
 static int64_t pos_at(attn_span_t s, int64_t r) { return s.start + s.stride * r; }
 
@@ -73,6 +97,41 @@ void tile_set_progress(void (*fn)(void *arg), void *arg) {
     progress_arg = arg;
 }
 
+/* The K tiles kt_first .. kt_end−1 of one Q tile through the fused kernel: the same skips
+ * and partial-tile rule as the sgemm path below, with each row's visible keys of a partial tile
+ * handed to the kernel as a range instead of −∞ written into S. */
+static void tile_fused(tile_job_t *j, tile_ws_t *ws, const float *Q, const float *K, const float *V, float *O,
+                       float *LSE, int64_t r0, int rows, int64_t lo, int64_t hi, int64_t kt_first, int64_t kt_end,
+                       int64_t lo_last, int64_t hi_first) {
+    const tile_kernel_t *kern = j->kern;
+    tile_kernel_ws_t *w = &ws->k;
+    int64_t d = j->p->head_dim, computed = 0, skipped = 0;
+    kern->begin(w, Q, rows);
+    for (int64_t kt = kt_first; kt < kt_end; kt++) {
+        int64_t j0 = kt * j->bk;
+        int cols = (int)ATTN_MIN((int64_t)j->bk, j->n_k - j0);
+        if (j0 + cols <= lo || j0 >= hi) {
+            skipped++;
+            continue;
+        }
+        computed++;
+        int partial = !(lo_last <= j0 && j0 + cols <= hi_first), visible_only = 0;
+        if (partial) {
+            for (int r = 0; r < rows; r++) {
+                int64_t i = pos_at(j->qs, r0 + r), rlo, rhi;
+                mask_key_range(&j->vis, i, i, j->ks, j->n_k, &rlo, &rhi);
+                w->lo[r] = (int32_t)ATTN_MIN(ATTN_MAX(rlo - j0, 0), (int64_t)cols);
+                w->hi[r] = (int32_t)ATTN_MIN(ATTN_MAX(rhi - j0, 0), (int64_t)cols);
+            }
+            visible_only = !tile_all_finite(V + j0 * d, (size_t)cols * (size_t)d);
+        }
+        kern->block(w, K + j0 * d, V + j0 * d, cols, partial, visible_only);
+    }
+    kern->end(w, O, LSE);
+    atomic_fetch_add(&j->computed, computed);
+    atomic_fetch_add(&j->skipped, skipped);
+}
+
 static void tile_item(void *ctx, int64_t item, int worker) {
     tile_job_t *j = ctx;
     if (worker == 0 && progress_fn)
@@ -106,6 +165,11 @@ static void tile_item(void *ctx, int64_t item, int worker) {
     mask_key_range(&j->vis, i_hi, i_hi, j->ks, j->n_k, &lo_last, &unused);
     mask_key_range(&j->vis, i_lo, i_lo, j->ks, j->n_k, &unused, &hi_first);
 
+    if (j->kern) {
+        tile_fused(j, ws, Q, K, V, O, LSE, r0, rows, lo, hi, kt_first, kt_end, lo_last, hi_first);
+        atomic_fetch_add(&j->skipped, n_kt - (kt_end - kt_first));
+        return;
+    }
     memset(O, 0, sizeof(float) * (size_t)(rows * d));
     for (int r = 0; r < rows; r++) {
         ws->m[r] = -INFINITY;
@@ -154,32 +218,50 @@ static void tile_item(void *ctx, int64_t item, int worker) {
     atomic_fetch_add(&j->skipped, skipped + (n_kt - (kt_end - kt_first)));
 }
 
-static int tile_workers(const attn_problem_t *p, int threads, int64_t n_q) {
-    int64_t items = p->batch * p->heads * ((n_q + tile_block_q(p) - 1) / tile_block_q(p));
+static int tile_workers(const tile_kernel_t *k, const attn_problem_t *p, int threads, int64_t n_q) {
+    int bq = block_q_of(k, p);
+    int64_t items = p->batch * p->heads * ((n_q + bq - 1) / bq);
     return (int)ATTN_MIN((int64_t)threads_resolve(threads), ATTN_MAX(items, 1));
 }
 
-size_t tile_workspace_bytes(const attn_problem_t *p, int threads, int64_t n_q) {
-    size_t per = (size_t)tile_block_q(p) * ((size_t)tile_block_k(p) + 3) * sizeof(float);
-    return attn_size_mul((size_t)tile_workers(p, threads, n_q), per);
+/* Floats of one worker's workspace: the kernel's, or one S tile and three row vectors. */
+static size_t worker_floats(const tile_kernel_t *k, int bq, int bk, int64_t d) {
+    return k ? k->ws_floats(bq, bk, (int)d) : (size_t)bq * ((size_t)bk + 3);
 }
 
-int tile_attend_f32(const attn_problem_t *p, int threads, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
-                    const tile_io_t *io, tile_walk_t walk, tile_stats_t *stats, attn_err_t *err) {
-    int workers = tile_workers(p, threads, n_q);
-    tile_job_t j = {.p = p, .vis = problem_vis(p), .qs = qs, .ks = ks, .n_q = n_q, .n_k = n_k, .bq = tile_block_q(p),
-                    .bk = tile_block_k(p), .io = *io, .walk = walk,
-                    .c = (float)(problem_scale(p) * M_LOG2E), .softmax = softmax_tile_select()};
+size_t tile_workspace_bytes_with(tile_impl_t impl, const attn_problem_t *p, int threads, int64_t n_q) {
+    const tile_kernel_t *k = impl_kernel(impl, n_q);
+    size_t per = worker_floats(k, block_q_of(k, p), block_k_of(k, p), p->head_dim) * sizeof(float);
+    return attn_size_mul((size_t)tile_workers(k, p, threads, n_q), per);
+}
+
+size_t tile_workspace_bytes(const attn_problem_t *p, int threads, int64_t n_q) {
+    return tile_workspace_bytes_with(TILE_IMPL_AUTO, p, threads, n_q);
+}
+
+int tile_attend_f32_with(tile_impl_t impl, const attn_problem_t *p, int threads, attn_span_t qs, int64_t n_q,
+                         attn_span_t ks, int64_t n_k, const tile_io_t *io, tile_walk_t walk, tile_stats_t *stats,
+                         attn_err_t *err) {
+    const tile_kernel_t *kern = impl_kernel(impl, n_q);
+    int workers = tile_workers(kern, p, threads, n_q);
+    tile_job_t j = {.p = p, .vis = problem_vis(p), .qs = qs, .ks = ks, .n_q = n_q, .n_k = n_k, .bq = block_q_of(kern, p),
+                    .bk = block_k_of(kern, p), .io = *io, .walk = walk,
+                    .c = (float)(problem_scale(p) * M_LOG2E), .softmax = softmax_tile_select(), .kern = kern};
     j.n_qt = (n_q + j.bq - 1) / j.bq;
     atomic_init(&j.computed, 0);
     atomic_init(&j.skipped, 0);
-    size_t per = (size_t)j.bq * ((size_t)j.bk + 3);
+    size_t per = worker_floats(j.kern, j.bq, j.bk, p->head_dim);
     float *block = attn_alloc(per * (size_t)workers * sizeof(float), err, "blockwise tile workspace");
     if (!block)
         return ATTN_ERUNTIME;
     tile_ws_t ws[workers];
     for (int w = 0; w < workers; w++) {
         float *base = block + per * (size_t)w;
+        if (j.kern) {
+            ws[w] = (tile_ws_t){0};
+            j.kern->init(&ws[w].k, base, j.bq, j.bk, (int)p->head_dim, j.c);
+            continue;
+        }
         ws[w] = (tile_ws_t){.S = base, .m = base + (size_t)j.bq * j.bk, .l = base + (size_t)j.bq * (j.bk + 1),
                             .alpha = base + (size_t)j.bq * (j.bk + 2)};
     }
@@ -191,6 +273,11 @@ int tile_attend_f32(const attn_problem_t *p, int threads, attn_span_t qs, int64_
         stats->tiles_skipped = atomic_load(&j.skipped);
     }
     return ATTN_OK;
+}
+
+int tile_attend_f32(const attn_problem_t *p, int threads, attn_span_t qs, int64_t n_q, attn_span_t ks, int64_t n_k,
+                    const tile_io_t *io, tile_walk_t walk, tile_stats_t *stats, attn_err_t *err) {
+    return tile_attend_f32_with(TILE_IMPL_AUTO, p, threads, qs, n_q, ks, n_k, io, walk, stats, err);
 }
 
 int tile_backend_supports_dtype(const attn_backend_t *self, const attn_problem_t *p, char *reason, size_t len) {

@@ -83,6 +83,12 @@ extern "C" void device_describe(int ordinal, char *model, size_t model_len, char
         snprintf(cuda, cuda_len, "%d.%d", v / 1000, (v % 1000) / 10);
 }
 
+extern "C" int device_pci_bus_id(int ordinal, char *out, size_t len) {
+    if (ordinal >= device_count(NULL, 0) || len < 13)
+        return 0;
+    return cudaDeviceGetPCIBusId(out, (int)len, ordinal) == cudaSuccess && out[0];
+}
+
 extern "C" int device_mem_info(int ordinal, uint64_t *free_bytes, uint64_t *total_bytes) {
     *free_bytes = *total_bytes = 0;
     int cur = 0;
