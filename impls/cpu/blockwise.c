@@ -2,6 +2,7 @@
  * considered and the ones the mask hides are skipped, O(n) extra memory (tile_engine.c). */
 #include "core/backend.h"
 #include "impls/cpu/tile_engine.h"
+#include "impls/cpu/tile_grad.h"
 
 static int blockwise_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
     return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, x, reason, len);
@@ -15,6 +16,11 @@ static int blockwise_forward(const attn_backend_t *self, const attn_problem_t *p
     return ATTN_OK;
 }
 
+static int blockwise_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
+                              const attn_grad_io_t *g, attn_err_t *err) {
+    return tile_backward_whole(p, x, g, *(const tile_walk_t *)self->ctx, err);
+}
+
 static const tile_walk_t scan_all = TILE_SCAN_ALL;
 
 const attn_backend_t backend_cpu_blockwise = {
@@ -24,5 +30,7 @@ const attn_backend_t backend_cpu_blockwise = {
     .supports = blockwise_supports,
     .forward = blockwise_forward,
     .workspace_bytes = tile_backend_workspace,
+    .backward = blockwise_backward,
+    .backward_workspace_bytes = tile_backward_workspace,
     .ctx = &scan_all,
 };
