@@ -53,7 +53,13 @@ typedef struct {
     /* precision: the ranks P each distributed backend is swept over */
     int64_t precision_ranks[OPTS_MAX_LIST];
     int n_precision_ranks;
+    /* exactness, throughput, memory: which pass (--direction): ATTN_DIR_* */
+    int direction;
 } attn_opts_t;
+
+enum { ATTN_DIR_FORWARD = 0, ATTN_DIR_BACKWARD = 1, ATTN_DIR_BOTH = 2 };
+/* "forward", "backward", "both". */
+const char *direction_name(int direction);
 
 /* Builds the problem of one case; validates it (ATTN_EUSAGE on impossible shapes). */
 int settings_problem(const attn_opts_t *o, int64_t n_k, int64_t n_q, attn_mask_t mask, attn_problem_t *p,
