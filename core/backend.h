@@ -31,6 +31,9 @@ typedef struct attn_backend {
                     const attn_grad_io_t *g, attn_err_t *err);
     int (*backward_rank)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x,
                          struct attn_comm *c, const attn_grad_io_t *g, attn_err_t *err);
+    /* Distributed backends with backward_rank: the analytic figures of the backward. */
+    void (*backward_expect)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x,
+                            attn_dist_expect_t *out);
     /* Bytes backward allocates beyond Q, K, V, O, LSE, dO, dQ, dK, dV (NULL: none). */
     size_t (*backward_workspace_bytes)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
     const void *ctx; /* backend-private constant data */
