@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """test_attend_grad_numpy.py — `attnbench attend --do ... --dq --dk --dv` against an independent
 NumPy float64 backward (the softmax-attention gradient written from its formulas), every CPU
-backend with a backward × mask on a GQA problem with n_q < n_k, float32 and float64 inputs; a
+backend (the distributed ones on one rank) × mask on a GQA problem with n_q < n_k, float32 and float64 inputs; a
 backend without a backward must be refused with one message and nothing written.
 usage: test_attend_grad_numpy.py ATTNBENCH SCRATCH"""
 import os
@@ -61,7 +61,7 @@ for dtype in (np.float32, np.float64):
     for name, arr in arrays.items():
         np.save(f"{scratch}/{name}.npy", arr.astype(dtype))
     q, k, v, do = (np.load(f"{scratch}/{n}.npy") for n in ("q", "k", "v", "do"))
-    for backend in ("naive", "blockwise", "sliding_window"):
+    for backend in ("naive", "blockwise", "sliding_window", "ring", "striped", "zigzag", "ulysses", "usp"):
         for mask in ("none", "causal", "window"):
             if backend == "sliding_window" and mask != "window":
                 continue
@@ -92,12 +92,12 @@ for dtype in (np.float32, np.float64):
 for f in outs:
     if os.path.exists(f):
         os.remove(f)
-cmd = [binary, "attend", "--backend", "ulysses"] + sum([[f"--{n}", f"{scratch}/{n}.npy"]
+cmd = [binary, "attend", "--backend", "naive_blas"] + sum([[f"--{n}", f"{scratch}/{n}.npy"]
                                                         for n in ("q", "k", "v", "do", "dq", "dk", "dv")], [])
 cmd += ["--out", outs[0]]
 run = subprocess.run(cmd, capture_output=True, text=True)
 written = [f for f in outs if os.path.exists(f)]
 result(run.returncode != 0 and not written and "backward" in run.stderr and len(run.stderr.strip().splitlines()) == 1,
-       "ulysses declines the backward", f"exit {run.returncode}, stderr {run.stderr.strip()!r}, written {written}")
+       "naive_blas declines the backward", f"exit {run.returncode}, stderr {run.stderr.strip()!r}, written {written}")
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed or not passed else 0)
