@@ -76,8 +76,6 @@ attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *ta
     }
     if (r && be && strcmp(be->device, "cpu") != 0)
         snprintf(r->device, sizeof r->device, "%s:%d", be->device, x->device);
-    if (r && o->direction != ATTN_DIR_FORWARD) /* a forward-only run's records stay as they were */
-        record_extra_str(r, "direction", "forward");
     if (r) {
         record_extra_num(r, "repeats", o->repeats);
         record_extra_num(r, "warmup", o->warmup);
