@@ -13,12 +13,6 @@
 #include "core/timing.h"
 #include "tasks/task.h"
 
-static double median_of(const double *x, int n) {
-    double med, lo, hi;
-    stats_summary(x, n, &med, &lo, &hi);
-    return med;
-}
-
 int throughput_backward_one(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x,
                             const attn_backend_t *be, int index, int count, attn_run_t *run, attn_err_t *err) {
     attn_record_t *r;
@@ -83,6 +77,5 @@ int throughput_backward_one(const attn_opts_t *o, const attn_problem_t *p, const
     record_metric(r, "threads", threads, "1");
     if (be->backward_rank)
         task_record_dist_backward(r, be, p, x, &dist);
-    (void)median_of;
     return ATTN_OK;
 }
