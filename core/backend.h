@@ -24,6 +24,9 @@ typedef struct attn_backend {
     void (*expect)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x, attn_dist_expect_t *out);
     /* Bytes the backend allocates beyond Q, K, V, O, LSE for p (the analytic memory figure). */
     size_t (*workspace_bytes)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
+    const void *ctx; /* backend-private constant data */
+    /* The backward ops come after ctx: the CUDA backends initialise the fields above by position
+     * (C++), and those without a backward leave these NULL. */
     /* The backward pass (NULL: the backend has none and declines backward cases): dQ, dK, dV
      * from Q, K, V, O, LSE, dO (attn_grad_io_t), overwriting them. p has passed
      * backend_supports_backward. Distributed backends: backward runs backward_rank on P ranks. */
@@ -36,7 +39,6 @@ typedef struct attn_backend {
                             attn_dist_expect_t *out);
     /* Bytes backward allocates beyond Q, K, V, O, LSE, dO, dQ, dK, dV (NULL: none). */
     size_t (*backward_workspace_bytes)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
-    const void *ctx; /* backend-private constant data */
 } attn_backend_t;
 
 const attn_backend_t *registry_find(const char *name);
