@@ -317,6 +317,25 @@ static int attend_inputs(const cli_opts_t *c, npy_array_t *q, npy_array_t *k, np
     return problem_validate(p, err);
 }
 
+/* dO: Q's shape. */
+static int attend_grad_input(const cli_opts_t *c, const attn_problem_t *p, npy_array_t *dO, attn_err_t *err) {
+    ATTN_TRY(npy_read(c->do_path, dO, err));
+    ATTN_TRY(check_4d("do", c->do_path, dO, err));
+    int64_t want[4] = {p->batch, p->heads, p->n_q, p->head_dim};
+    for (int i = 0; i < 4; i++)
+        if (dO->shape[i] != want[i])
+            return attn_fail(err, ATTN_EUSAGE, "%s: --do must have q's shape (%lld,%lld,%lld,%lld); dimension %d is %lld",
+                             c->do_path, (long long)want[0], (long long)want[1], (long long)want[2],
+                             (long long)want[3], i, (long long)dO->shape[i]);
+    return ATTN_OK;
+}
+
+/* backend_supports, or its backward form when the backward runs too. */
+static int supports_dir(const attn_backend_t *b, const attn_problem_t *p, const attn_exec_t *x, int bwd, char *reason,
+                        size_t len) {
+    return bwd ? backend_supports_backward(b, p, x, reason, len) : backend_supports(b, p, x, reason, len);
+}
+
 static const char attend_usage[] =
     "usage: attnbench attend --backend NAME --q q.npy --k k.npy --v v.npy --out o.npy [--lse lse.npy]\n"
     "                        [--mask none|causal|window] [--window W] [--scale S] [--threads T]\n"
@@ -327,7 +346,11 @@ static const char attend_usage[] =
     "the key sequence. GQA comes from K's head count. O (B,H,n_q,d) and LSE (B,H,n_q, natural log)\n"
     "are float64 when all inputs are float64 and the backend runs float64, else float32 (with\n"
     "--dtype bf16 the inputs are rounded to bfloat16 on the GPU; O and LSE still come back float32).\n"
-    "The default mask is none.\n";
+    "The default mask is none.\n"
+    "\n"
+    "Backward: add --do do.npy --dq dq.npy --dk dk.npy --dv dv.npy (the forward runs first; --out\n"
+    "and --lse are then optional). dO has Q's shape; dK and dV are summed over each kv head's\n"
+    "query heads (GQA). Every output is written, or none.\n";
 
 /* One warning line naming the first non-finite input value, by file and (b, h, i, c): the run goes
  * on (exit 0) and its rows come out NaN as docs/nonfinite.md says, but the user should know where
@@ -373,21 +396,35 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
         return attn_fail(err, ATTN_EUSAGE, "attend needs exactly one --backend");
     if (o.n_masks != 1)
         return attn_fail(err, ATTN_EUSAGE, "attend takes one --mask");
-    if (!c.q_path[0] || !c.k_path[0] || !c.v_path[0] || !c.out_path[0])
-        return attn_fail(err, ATTN_EUSAGE, "attend needs --q, --k, --v and --out");
-    const char *outs[2] = {c.out_path, c.lse_path}; /* a bad output path fails before the compute */
-    ATTN_TRY(outfile_check_all(outs, c.lse_path[0] ? 2 : 1, err));
+    int bwd = c.do_path[0] || c.dq_path[0] || c.dk_path[0] || c.dv_path[0];
+    if (bwd && !(c.do_path[0] && c.dq_path[0] && c.dk_path[0] && c.dv_path[0]))
+        return attn_fail(err, ATTN_EUSAGE, "attend's backward needs all of --do, --dq, --dk and --dv");
+    if (!c.q_path[0] || !c.k_path[0] || !c.v_path[0] || (!c.out_path[0] && !bwd))
+        return attn_fail(err, ATTN_EUSAGE, "attend needs --q, --k, --v and --out (or the backward's --do, --dq, --dk, --dv)");
+    if (!c.out_path[0] && c.lse_path[0])
+        return attn_fail(err, ATTN_EUSAGE, "attend: --lse goes with --out");
+    /* a bad output path fails before the compute; the used ones first, in order */
+    const char *all_outs[6] = {c.out_path, c.lse_path, c.dq_path, c.dk_path, c.dv_path}, *outs[6];
+    int n_outs = 0;
+    for (int i = 0; i < 5; i++)
+        if (all_outs[i][0])
+            outs[n_outs++] = all_outs[i];
+    ATTN_TRY(outfile_check_all(outs, n_outs, err));
     const attn_backend_t *b = registry_find(o.backends[0]);
     npy_array_t q = {0}, k = {0}, v = {0};
     attn_problem_t p;
     attn_exec_t x = settings_exec(&o); /* one rank; a ring-family backend keeps its own layout */
     void *out = NULL, *lse = NULL;
     char reason[512];
+    npy_array_t dO = {0};
+    void *grads[3] = {NULL, NULL, NULL};
     int rc = attend_inputs(&c, &q, &k, &v, &p, err);
+    if (rc == ATTN_OK && bwd)
+        rc = attend_grad_input(&c, &p, &dO, err);
     if (rc == ATTN_OK) {
         p.dtype = ATTN_F64;
-        int all64 = q.dtype == ATTN_F64 && k.dtype == ATTN_F64 && v.dtype == ATTN_F64;
-        if (!all64 || o.dtype == ATTN_BF16 || !backend_supports(b, &p, &x, reason, sizeof reason)) {
+        int all64 = q.dtype == ATTN_F64 && k.dtype == ATTN_F64 && v.dtype == ATTN_F64 && (!bwd || dO.dtype == ATTN_F64);
+        if (!all64 || o.dtype == ATTN_BF16 || !supports_dir(b, &p, &x, bwd, reason, sizeof reason)) {
             /* --dtype bf16 (GPU backends): float32 arrays, rounded to bfloat16 on the device */
             p.dtype = o.dtype == ATTN_BF16 ? ATTN_BF16 : ATTN_F32;
             rc = to_f32(&q, err);
@@ -395,10 +432,17 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
                 rc = to_f32(&k, err);
             if (rc == ATTN_OK)
                 rc = to_f32(&v, err);
+            if (rc == ATTN_OK && bwd)
+                rc = to_f32(&dO, err);
         }
     }
-    if (rc == ATTN_OK && !backend_supports(b, &p, &x, reason, sizeof reason))
+    if (rc == ATTN_OK && !supports_dir(b, &p, &x, bwd, reason, sizeof reason))
         rc = attn_fail(err, ATTN_ERUNTIME, "%s", reason);
+    for (int i = 0; i < 3 && rc == ATTN_OK && bwd; i++) {
+        grads[i] = attn_alloc((i ? problem_numel_kv(&p) : problem_numel_q(&p)) * dtype_size(p.dtype), err,
+                              i == 0 ? "dQ" : i == 1 ? "dK" : "dV");
+        rc = grads[i] ? ATTN_OK : ATTN_ERUNTIME;
+    }
     if (rc == ATTN_OK) {
         out = attn_alloc(problem_numel_q(&p) * dtype_size(p.dtype), err, "O");
         lse = attn_alloc(problem_numel_lse(&p) * dtype_size(p.dtype), err, "LSE");
@@ -410,12 +454,25 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
         warn_inputs(&c, &p, q.data, k.data, v.data);
         rc = b->forward(b, &p, &x, &io, err);
     }
-    if (rc == ATTN_OK) {
-        int64_t shape[4] = {p.batch, p.heads, p.n_q, p.head_dim};
-        npy_src_t o_src = {p.dtype, 4, shape, out}, lse_src = {p.dtype, 3, shape, lse};
-        outfile_job_t jobs[2] = {{c.out_path, npy_fill, &o_src}, {c.lse_path, npy_fill, &lse_src}};
-        rc = outfile_write_all(jobs, c.lse_path[0] ? 2 : 1, err); /* O and LSE both, or neither */
+    if (rc == ATTN_OK && bwd) {
+        attn_grad_io_t g = {.q = q.data, .k = k.data, .v = v.data, .o = out, .lse = lse, .d_o = dO.data,
+                            .dq = grads[0], .dk = grads[1], .dv = grads[2]};
+        rc = b->backward(b, &p, &x, &g, err);
     }
+    if (rc == ATTN_OK) {
+        int64_t shape[4] = {p.batch, p.heads, p.n_q, p.head_dim}, kv_shape[4] = {p.batch, p.kv_heads, p.n_k, p.head_dim};
+        npy_src_t srcs[5] = {{p.dtype, 4, shape, out}, {p.dtype, 3, shape, lse}, {p.dtype, 4, shape, grads[0]},
+                             {p.dtype, 4, kv_shape, grads[1]}, {p.dtype, 4, kv_shape, grads[2]}};
+        outfile_job_t jobs[5];
+        int n = 0;
+        for (int i = 0; i < 5; i++)
+            if (all_outs[i][0])
+                jobs[n++] = (outfile_job_t){all_outs[i], npy_fill, &srcs[i]};
+        rc = outfile_write_all(jobs, n, err); /* every output, or none */
+    }
+    for (int i = 0; i < 3; i++)
+        attn_free(grads[i]);
+    npy_free(&dO);
     attn_free(out);
     attn_free(lse);
     npy_free(&q);

@@ -126,6 +126,16 @@ static int set_masks(cli_opts_t *c, const char *key, const char *v, attn_err_t *
     return parse_list(c, key, v, item_mask, &c->s.n_masks, err);
 }
 
+static int set_direction(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    (void)key;
+    for (int d = ATTN_DIR_FORWARD; d <= ATTN_DIR_BOTH; d++)
+        if (!strcmp(v, direction_name(d))) {
+            c->s.direction = d;
+            return ATTN_OK;
+        }
+    return attn_fail(err, ATTN_EUSAGE, "--direction: '%s' is not a direction (forward, backward, both)", v);
+}
+
 static int set_transport(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
     (void)key;
     attn_transport_t t;
@@ -349,6 +359,8 @@ static const opt_row_t rows[] = {
      .flags = OPT_TOP_ONLY, .meta = "F.json", .help = "backend exec:NAME, an external program (docs/exec-protocol.md)"},
     {"task", .cmds = RUN, .kind = OPT_SET, FIELD(s.task), .set = set_task, .def = "exactness", .meta = "T",
      .help = "exactness | throughput | memory | capacity | model | needle | precision"},
+    {"direction", .cmds = RUN, .kind = OPT_SET, FIELD(s.direction), .set = set_direction, .def = "forward",
+     .meta = "D", .help = "exactness, throughput, memory: forward | backward | both (docs/backward.md)"},
     {"task", .cmds = NDL, .hide = NDL, .kind = OPT_SET, FIELD(s.task), .set = set_task_needle, .def = "needle", .meta = "T",
      .help = "the needle task"},
     {"backends", "backend", RUN | NDL, 0, .kind = OPT_SET, FIELD(s.backends), COUNT(s.n_backends), .set = set_backends,
@@ -480,6 +492,11 @@ static const opt_row_t rows[] = {
     {"v", .cmds = ATT, .kind = OPT_PATH, FIELD(v_path), .meta = "v.npy", .help = "values (B,H_kv,n_k,d)"},
     {"out", .cmds = ATT, .kind = OPT_PATH, FIELD(out_path), .meta = "o.npy", .help = "where O (B,H,n_q,d) goes"},
     {"lse", .cmds = ATT, .kind = OPT_PATH, FIELD(lse_path), .meta = "lse.npy", .help = "where LSE (B,H,n_q) goes"},
+    {"do", .cmds = ATT, .kind = OPT_PATH, FIELD(do_path), .meta = "do.npy",
+     .help = "output gradient dO (B,H,n_q,d): run the backward too (needs --dq, --dk, --dv)"},
+    {"dq", .cmds = ATT, .kind = OPT_PATH, FIELD(dq_path), .meta = "dq.npy", .help = "where dQ (B,H,n_q,d) goes"},
+    {"dk", .cmds = ATT, .kind = OPT_PATH, FIELD(dk_path), .meta = "dk.npy", .help = "where dK (B,H_kv,n_k,d) goes"},
+    {"dv", .cmds = ATT, .kind = OPT_PATH, FIELD(dv_path), .meta = "dv.npy", .help = "where dV (B,H_kv,n_k,d) goes"},
     {"out", .cmds = CMD_REPORT, .kind = OPT_PATH, FIELD(out_path), .def = "dashboards/index.html", .meta = "FILE",
      .help = "the HTML page"},
     {"schemes", .cmds = SIM, .kind = OPT_SET, FIELD(sim_schemes), COUNT(n_sim_schemes), .set = set_schemes,

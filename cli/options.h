@@ -25,6 +25,7 @@ typedef struct {
     attn_opts_t s;
     char config[512];                                                         /* run, needle */
     char q_path[512], k_path[512], v_path[512], out_path[512], lse_path[512]; /* attend; --out also report */
+    char do_path[512], dq_path[512], dk_path[512], dv_path[512];             /* attend's backward */
     int64_t comm_sizes[OPTS_MAX_LIST]; /* comm: message bytes; none given: the default sweep */
     int n_comm_sizes;
     double threshold;       /* compare, report --history */

@@ -36,3 +36,29 @@ int backend_check_memory(const attn_backend_t *b, const attn_problem_t *p, const
     }
     return 1;
 }
+
+int backend_supports_backward(const attn_backend_t *b, const attn_problem_t *p, const attn_exec_t *x, char *reason,
+                              size_t len) {
+    if (!b->backward) {
+        snprintf(reason, len, "%s has no backward pass (it computes the forward only)", b->name);
+        return 0;
+    }
+    if (!backend_supports(b, p, x, reason, len))
+        return 0;
+    size_t ws = b->backward_workspace_bytes ? b->backward_workspace_bytes(b, p, x) : 0;
+    size_t need_sz = attn_size_add(attn_size_add(problem_io_bytes(p), problem_grad_bytes(p)), ws);
+    if (need_sz == ATTN_SIZE_OVERFLOW) {
+        snprintf(reason, len, "%s backward is too large: its tensors plus workspace overflow 64 bits", b->name);
+        return 0;
+    }
+    uint64_t avail = mem_available_bytes();
+    if (avail > 0 && (uint64_t)need_sz > avail) {
+        snprintf(reason, len,
+                 "%s backward would need %" PRIu64 " bytes (%.1f GiB: %" PRIu64 " workspace + %" PRIu64
+                 " tensors and gradients) but only %" PRIu64 " bytes (%.1f GiB) are available",
+                 b->name, (uint64_t)need_sz, need_sz / 1073741824.0, (uint64_t)ws,
+                 (uint64_t)(need_sz - ws), avail, avail / 1073741824.0);
+        return 0;
+    }
+    return 1;
+}

@@ -38,11 +38,29 @@ typedef struct attn_backend {
      * tasks record its error and the fraction of keys it visited with status `approximate`,
      * never pass/fail against the exact tolerance (docs/approximate.md). */
     int approximate;
+    /* The backward ops come after ctx: the CUDA backends initialise the fields above by position
+     * (C++), and those without a backward leave these NULL. */
+    /* The backward pass (NULL: the backend has none and declines backward cases): dQ, dK, dV
+     * from Q, K, V, O, LSE, dO (attn_grad_io_t), overwriting them. p has passed
+     * backend_supports_backward. Distributed backends: backward runs backward_rank on P ranks. */
+    int (*backward)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x,
+                    const attn_grad_io_t *g, attn_err_t *err);
+    int (*backward_rank)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x,
+                         struct attn_comm *c, const attn_grad_io_t *g, attn_err_t *err);
+    /* Distributed backends with backward_rank: the analytic figures of the backward. */
+    void (*backward_expect)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x,
+                            attn_dist_expect_t *out);
+    /* Bytes backward allocates beyond Q, K, V, O, LSE, dO, dQ, dK, dV (NULL: none). */
+    size_t (*backward_workspace_bytes)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
 } attn_backend_t;
 
 const attn_backend_t *registry_find(const char *name);
 /* b->supports, after the checks every backend shares (a single-rank backend declines ranks > 1). */
 int backend_supports(const attn_backend_t *b, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len);
+/* backend_supports for a backward case: declines, with the reason, a backend without a
+ * backward pass, and checks the backward's own memory (tensors, gradients, workspace). */
+int backend_supports_backward(const attn_backend_t *b, const attn_problem_t *p, const attn_exec_t *x, char *reason,
+                              size_t len);
 int registry_count(void);
 const attn_backend_t *registry_get(int i);
 /* Adds a backend loaded at run time (a plugin's, an exec: peer's) after the built-in ones;

@@ -125,3 +125,10 @@ size_t problem_io_bytes(const attn_problem_t *p) {
     size_t n = attn_size_add(attn_size_mul(2, problem_numel_q(p)), attn_size_mul(2, problem_numel_kv(p)));
     return attn_size_mul(attn_size_add(n, problem_numel_lse(p)), dtype_size(p->dtype));
 }
+
+size_t problem_grad_bytes(const attn_problem_t *p) {
+    size_t n = attn_size_add(attn_size_mul(2, problem_numel_q(p)), attn_size_mul(2, problem_numel_kv(p)));
+    return attn_size_mul(n, dtype_size(p->dtype));
+}
+
+double problem_backward_flops(const attn_problem_t *p) { return 2.5 * problem_flops(p); }

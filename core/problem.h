@@ -79,6 +79,16 @@ typedef struct {
     double *keys_visited;
 } attn_io_t;
 
+/* Tensors of one backward call (attn_backend_t.backward): the forward's Q, K, V, O and LSE as
+ * in attn_io_t, the output gradient dO (B,H,n_q,d); out: dQ (B,H,n_q,d), dK and dV
+ * (B,H_kv,n_k,d), each kv head's gradient summed over the query heads of its group. Element
+ * type problem.dtype. A row whose LSE is −∞ (it sees no key) contributes nothing. */
+typedef struct {
+    const void *q, *k, *v, *o, *lse, *d_o;
+    void *dq, *dk, *dv;
+    attn_dist_stats_t *dist; /* optional, as in attn_io_t */
+} attn_grad_io_t;
+
 double problem_scale(const attn_problem_t *p);
 const char *dtype_name(attn_dtype_t t);
 int dtype_parse(const char *s, attn_dtype_t *out);
@@ -110,3 +120,8 @@ size_t problem_io_bytes(const attn_problem_t *p);
 size_t problem_numel_q(const attn_problem_t *p);
 size_t problem_numel_kv(const attn_problem_t *p);
 size_t problem_numel_lse(const attn_problem_t *p);
+/* Bytes of dO, dQ, dK and dV together (what a backward call adds to problem_io_bytes). */
+size_t problem_grad_bytes(const attn_problem_t *p);
+/* FLOPs of a backward call by FlashAttention's convention: 2.5 × problem_flops (five GEMMs
+ * of the forward's size against its two). */
+double problem_backward_flops(const attn_problem_t *p);

@@ -5,7 +5,7 @@
 #pragma once
 #include "core/problem.h"
 
-enum { RNG_TENSOR_Q = 1, RNG_TENSOR_K = 2, RNG_TENSOR_V = 3 };
+enum { RNG_TENSOR_Q = 1, RNG_TENSOR_K = 2, RNG_TENSOR_V = 3, RNG_TENSOR_DO = 4 }; /* DO: the backward's dO */
 
 float rng_value(uint64_t seed, uint32_t tensor, uint64_t index);
 /* The same mixing, all 64 bits: draws for the needle task (positions, keys, values). */

@@ -12,6 +12,7 @@
 #include "tasks/approx.h"
 #include "tasks/reference.h"
 #include "tasks/tolerance.h"
+#include "tasks/grad_check.h"
 
 static void record_errors(attn_record_t *r, const attn_errors_t *e, const attn_errors_t *bound) {
     record_metric(r, "rel_l2_err", e->rel_l2, "1");
@@ -161,6 +162,91 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, const a
     return rc;
 }
 
+/* ---- the backward (--direction backward|both): gradients against float64 (grad_check.h) ---- */
+
+static void record_grad_errors(attn_record_t *r, const attn_grad_errors_t *e, const attn_grad_errors_t *t,
+                               const attn_grad_errors_t *n32) {
+    const char *names[3] = {"dq", "dk", "dv"};
+    const attn_errors_t *es[3] = {&e->dq, &e->dk, &e->dv}, *ts[3] = {&t->dq, &t->dk, &t->dv},
+                        *ns[3] = {&n32->dq, &n32->dk, &n32->dv};
+    char key[64];
+    for (int i = 0; i < 3; i++) {
+        snprintf(key, sizeof key, "%s_rel_l2_err", names[i]);
+        record_metric(r, key, es[i]->rel_l2, "1");
+        snprintf(key, sizeof key, "%s_max_abs_err", names[i]);
+        record_metric(r, key, es[i]->max_abs, "1");
+        snprintf(key, sizeof key, "tol_%s_rel_l2", names[i]);
+        record_metric(r, key, ts[i]->rel_l2, "1");
+        snprintf(key, sizeof key, "tol_%s_max_abs", names[i]);
+        record_metric(r, key, ts[i]->max_abs, "1");
+        snprintf(key, sizeof key, "naive_f32_%s_rel_l2", names[i]);
+        record_metric(r, key, ns[i]->rel_l2, "1");
+    }
+}
+
+static int exactness_backward_case(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, int index,
+                                   int count, attn_run_t *run, attn_err_t *err) {
+    char reason[512] = "";
+    attn_status_t none = REC_PASS; /* a reason every record of the case gets instead of running */
+    if (p->dtype != ATTN_F32) {
+        snprintf(reason, sizeof reason, "the backward is checked in float32 (got %s): float64 naive is its reference",
+                 dtype_name(p->dtype));
+        none = REC_SKIPPED;
+    } else if (!grad_reference_fits(p, x, reason, sizeof reason)) {
+        none = REC_SKIPPED;
+    }
+    grad_reference_t g = {0};
+    int rc = ATTN_OK;
+    if (none == REC_PASS)
+        rc = grad_reference_prepare(p, x, o->seed, &g, err);
+    for (int b = 0; b < o->n_backends && rc == ATTN_OK; b++) {
+        const attn_backend_t *be = registry_find(o->backends[b]);
+        attn_record_t *r;
+        int runs = task_start_backward(run, o, "exactness", be, p, x, index, count, &r);
+        if (!runs)
+            continue;
+        if (none != REC_PASS) {
+            record_set_status(r, none, "%s", reason);
+            continue;
+        }
+        size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p);
+        float *dq = attn_alloc(nq * sizeof(float) + 1, err, "dQ"), *dk = attn_alloc(nkv * sizeof(float) + 1, err, "dK");
+        float *dv = attn_alloc(nkv * sizeof(float) + 1, err, "dV");
+        if (!dq || !dk || !dv) {
+            attn_free(dq), attn_free(dk), attn_free(dv);
+            rc = ATTN_ERUNTIME;
+            break;
+        }
+        attn_err_t berr = {0};
+        double fwd_s = 0, bwd_s = 0;
+        if (grad_run_backend(be, x, &g, dq, dk, dv, &fwd_s, &bwd_s, NULL, &berr) != ATTN_OK) {
+            record_set_status(r, REC_ERROR, "%s", berr.msg);
+        } else {
+            attn_grad_errors_t e = grad_errors(&g, dq, dk, dv), t = grad_tolerance(be->name, &g);
+            record_grad_errors(r, &e, &t, &g.naive32);
+            record_metric(r, "time_s", bwd_s, "s");
+            if (!grad_within(&e, &t))
+                record_set_status(r, REC_FAIL,
+                                  "gradient error above tolerance (rel_l2 dq %.3g/%.3g dk %.3g/%.3g dv %.3g/%.3g; "
+                                  "max_abs dq %.3g/%.3g dk %.3g/%.3g dv %.3g/%.3g)",
+                                  e.dq.rel_l2, t.dq.rel_l2, e.dk.rel_l2, t.dk.rel_l2, e.dv.rel_l2, t.dv.rel_l2,
+                                  e.dq.max_abs, t.dq.max_abs, e.dk.max_abs, t.dk.max_abs, e.dv.max_abs, t.dv.max_abs);
+        }
+        attn_free(dq), attn_free(dk), attn_free(dv);
+    }
+    grad_reference_free(&g);
+    return rc;
+}
+
+static int exactness_any_case(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, int index, int count,
+                              attn_run_t *run, attn_err_t *err) {
+    if (o->direction != ATTN_DIR_BACKWARD)
+        ATTN_TRY(exactness_case(o, p, x, index, count, run, err));
+    if (o->direction != ATTN_DIR_FORWARD)
+        ATTN_TRY(exactness_backward_case(o, p, x, index, count, run, err));
+    return ATTN_OK;
+}
+
 int task_exactness(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
-    return task_for_each_case(o, run, exactness_case, err);
+    return task_for_each_case(o, run, exactness_any_case, err);
 }

@@ -9,6 +9,7 @@
 #include "tasks/task.h"
 #include "core/tensors.h"
 #include "core/timing.h"
+#include "core/rng.h"
 
 /* A backend that allocates more than it declares (through attn_alloc, where nothing else
  * intervenes) is wrong: the up-front memory refusal trusts the declaration. Everything it
@@ -94,6 +95,88 @@ static int memory_case(const attn_opts_t *o, const attn_problem_t *p, const attn
     return ATTN_OK;
 }
 
+/* --direction backward|both: the peak of the backward call alone (the forward that gives it O
+ * and LSE runs first, outside the measured region), against Q, K, V, O, LSE, dO, dQ, dK, dV plus
+ * the declared backward workspace: O(n) for blockwise, n² for naive (docs/backward.md). */
+static int memory_backward_case(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, int index,
+                                int count, attn_run_t *run, attn_err_t *err) {
+    for (int b = 0; b < o->n_backends; b++) {
+        const attn_backend_t *be = registry_find(o->backends[b]);
+        attn_record_t *r;
+        if (!task_start_backward(run, o, "memory", be, p, x, index, count, &r))
+            continue;
+        attn_alloc_trim();
+        attn_tensors_t t;
+        ATTN_TRY(tensors_alloc(p, 1, o->seed, &t, err));
+        size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), es = dtype_size(p->dtype);
+        void *g4[4] = {attn_alloc(nq * es, err, "dO"), attn_alloc(nq * es, err, "dQ"), attn_alloc(nkv * es, err, "dK"),
+                       attn_alloc(nkv * es, err, "dV")};
+        if (!g4[0] || !g4[1] || !g4[2] || !g4[3]) {
+            for (int i = 0; i < 4; i++)
+                attn_free(g4[i]);
+            tensors_free(&t);
+            return ATTN_ERUNTIME;
+        }
+        rng_fill(g4[0], p->dtype, o->seed, RNG_TENSOR_DO, p->batch * p->heads, p->n_q, problem_q_span(p), p->n_k,
+                 p->head_dim);
+        attn_err_t berr = {0};
+        int brc = be->forward(be, p, x, &t.io, &berr);
+        attn_alloc_trim(); /* the forward's kept blocks out of the way of the backward's page faults */
+        int rss_ok = mem_reset_peak() == 0;
+        attn_alloc_reset_peak();
+        uint64_t before = mem_rss_bytes();
+        size_t alloc_before = attn_alloc_current_bytes();
+        double t0 = time_now_s();
+        attn_grad_io_t g = {.q = t.q, .k = t.k, .v = t.v, .o = t.o, .lse = t.lse, .d_o = g4[0], .dq = g4[1],
+                            .dk = g4[2], .dv = g4[3]};
+        if (brc == ATTN_OK)
+            brc = be->backward(be, p, x, &g, &berr);
+        double secs = time_now_s() - t0;
+        uint64_t peak = mem_peak_rss_bytes();
+        double alloc = (double)(attn_alloc_peak_bytes() - alloc_before);
+        for (int i = 0; i < 4; i++)
+            attn_free(g4[i]);
+        tensors_free(&t);
+        if (brc != ATTN_OK) {
+            record_set_status(r, REC_ERROR, "%s", berr.msg);
+            continue;
+        }
+        /* Everything the call works with is allocated before it starts: the tensors count in the
+         * analytic figure and in `held`, the backward's own allocations in alloc. */
+        double held = (double)(problem_io_bytes(p) + problem_grad_bytes(p));
+        double work = be->backward_workspace_bytes ? (double)be->backward_workspace_bytes(be, p, x) : 0.0;
+        double measured = peak > before ? (double)(peak - before) : 0.0;
+        record_metric(r, "alloc_peak_bytes", held + alloc, "B");
+        record_metric(r, "workspace_alloc_peak_bytes", alloc, "B");
+        if (rss_ok)
+            record_metric(r, "peak_rss_delta_bytes", measured, "B");
+        record_metric(r, "analytic_bytes", held + work, "B");
+        record_metric(r, "tensor_bytes", held, "B");
+        record_metric(r, "workspace_bytes", work, "B");
+        record_metric(r, "time_s", secs, "s");
+        record_extra_str(r, "memory_scope", be->backward_rank ? "all ranks (threads of this process)" : "process");
+        record_metric(r, "alloc_to_analytic", (held + alloc) / (held + work), "1");
+        record_metric(r, "workspace_alloc_to_analytic", work > 0 ? alloc / work : 0.0, "1");
+        if (held + alloc > (held + work) * (1 + MEM_TOLERANCE))
+            record_set_status(r, REC_FAIL,
+                              "%s backward allocated %.0f bytes at its peak (%.0f workspace), over the %.0f it "
+                              "declares by more than %.0f%%",
+                              be->name, held + alloc, alloc, held + work, 100 * MEM_TOLERANCE);
+        if (!rss_ok && !r->reason[0])
+            record_set_status(r, r->status, "no peak RSS: /proc/self/clear_refs is not writable");
+    }
+    return ATTN_OK;
+}
+
+static int memory_any_case(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, int index, int count,
+                           attn_run_t *run, attn_err_t *err) {
+    if (o->direction != ATTN_DIR_BACKWARD)
+        ATTN_TRY(memory_case(o, p, x, index, count, run, err));
+    if (o->direction != ATTN_DIR_FORWARD)
+        ATTN_TRY(memory_backward_case(o, p, x, index, count, run, err));
+    return ATTN_OK;
+}
+
 int task_memory(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
-    return task_for_each_case(o, run, memory_case, err);
+    return task_for_each_case(o, run, memory_any_case, err);
 }

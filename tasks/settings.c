@@ -60,3 +60,8 @@ int settings_validate_run(const attn_opts_t *o, attn_err_t *err) {
     attn_exec_t x = settings_exec(o);
     return exec_validate(&x, err);
 }
+
+const char *direction_name(int direction) {
+    static const char *names[] = {"forward", "backward", "both"};
+    return direction >= 0 && direction <= 2 ? names[direction] : "forward";
+}

@@ -66,7 +66,13 @@ typedef struct {
     double topk_pct[OPTS_MAX_LIST];
     int n_sinks, n_topk;
     int64_t distractors; /* needle: distractor sentences per prompt (needle_prompt.h) */
+    /* exactness, throughput, memory: which pass (--direction): ATTN_DIR_* */
+    int direction;
 } attn_opts_t;
+
+enum { ATTN_DIR_FORWARD = 0, ATTN_DIR_BACKWARD = 1, ATTN_DIR_BOTH = 2 };
+/* "forward", "backward", "both". */
+const char *direction_name(int direction);
 
 /* The document layout of n_k tokens the settings ask for (kept: core/docs.h), or NULL / 0. */
 int settings_docs(const attn_opts_t *o, int64_t n_k, const int64_t **doc, int64_t *n_docs, attn_err_t *err);

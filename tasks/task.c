@@ -110,3 +110,17 @@ int task_start_backend(attn_run_t *run, const attn_opts_t *o, const char *task, 
     }
     return 1;
 }
+
+int task_start_backward(attn_run_t *run, const attn_opts_t *o, const char *task, const attn_backend_t *be,
+                        const attn_problem_t *p, const attn_exec_t *x, int index, int count, attn_record_t **rec) {
+    task_progress(index + 1, count, "%s backward %s n_k=%lld n_q=%lld mask=%s", task, be->name, (long long)p->n_k,
+                  (long long)p->n_q, mask_name(p->mask));
+    *rec = task_record(run, o, task, be->name, p, x);
+    record_extra_str(*rec, "direction", "backward");
+    char reason[512];
+    if (!backend_supports_backward(be, p, x, reason, sizeof reason)) {
+        record_set_status(*rec, REC_SKIPPED, "%s", reason);
+        return 0;
+    }
+    return 1;
+}

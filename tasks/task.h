@@ -52,6 +52,17 @@ int task_for_each_case(const attn_opts_t *o, attn_run_t *run, case_fn fn, attn_e
  * declines p. */
 int task_start_backend(attn_run_t *run, const attn_opts_t *o, const char *task, const attn_backend_t *be,
                        const attn_problem_t *p, const attn_exec_t *x, int index, int count, attn_record_t **rec);
+/* throughput_backward.c: one backend's backward on p (a record; direction "backward"). */
+int throughput_backward_one(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x,
+                            const attn_backend_t *be, int index, int count, attn_run_t *run, attn_err_t *err);
+/* throughput.c: a distributed backend's per-rank figures of its backward, beside its
+ * backward_expect. */
+void task_record_dist_backward(attn_record_t *r, const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x,
+                               const attn_dist_stats_t *d);
+/* task_start_backend for the backward pass (--direction backward|both): the record carries
+ * direction "backward" and the check is backend_supports_backward. */
+int task_start_backward(attn_run_t *run, const attn_opts_t *o, const char *task, const attn_backend_t *be,
+                        const attn_problem_t *p, const attn_exec_t *x, int index, int count, attn_record_t **rec);
 /* Appends a record for backend b on p and fills config extras shared by tasks. */
 attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *task, const char *backend,
                            const attn_problem_t *p, const attn_exec_t *x);

@@ -20,8 +20,8 @@ enum { PEER_SGEMM_N = 2048, PEER_GEMM_N = 8192 };
  * compute), the critical path, and overlap = 1 − exposed / total communication, each beside
  * its analytic expectation (the backend's `expect`). Bytes are exact: a rank whose traffic
  * differs from the analytic count fails the record (K/V expanded to H heads would). */
-static void record_dist(attn_record_t *r, const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x,
-                        const attn_dist_stats_t *d) {
+static void record_dist_expect(attn_record_t *r, const attn_exec_t *x, const attn_dist_stats_t *d,
+                               const attn_dist_expect_t *ep) {
     int P = d->ranks;
     double sum = 0, worst = 0, comm = 0, exposed = 0;
     for (int i = 0; i < P; i++) {
@@ -30,8 +30,7 @@ static void record_dist(attn_record_t *r, const attn_backend_t *be, const attn_p
         comm += d->comm_s[i];
         exposed += d->exposed_s[i];
     }
-    attn_dist_expect_t e = {0};
-    be->expect(be, p, x, &e);
+    attn_dist_expect_t e = *ep;
     record_metric(r, "imbalance", sum > 0 ? worst / (sum / P) : 1.0, "1");
     record_metric(r, "imbalance_expected", e.imbalance, "1");
     record_metric(r, "critical_path_s", d->critical_path_s, "s");
@@ -63,6 +62,20 @@ static void record_dist(attn_record_t *r, const attn_backend_t *be, const attn_p
                               d->bytes_sent[i], d->bytes_recv[i], e.bytes_sent[i], e.bytes_recv[i]);
             break;
         }
+}
+
+static void record_dist(attn_record_t *r, const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x,
+                        const attn_dist_stats_t *d) {
+    attn_dist_expect_t e = {0};
+    be->expect(be, p, x, &e);
+    record_dist_expect(r, x, d, &e);
+}
+
+void task_record_dist_backward(attn_record_t *r, const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x,
+                               const attn_dist_stats_t *d) {
+    attn_dist_expect_t e = {0};
+    be->backward_expect(be, p, x, &e);
+    record_dist_expect(r, x, d, &e);
 }
 
 /* Seconds of the best of 3 plain reads of the K/V rows p makes visible, on the call's threads:
@@ -353,10 +366,12 @@ static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, const 
         const attn_backend_t *be = registry_find(o->backends[b]);
         attn_exec_t budgets[OPTS_MAX_LIST];
         int n_budgets = approx_budgets(o, be, x, budgets);
-        for (int k = 0; k < n_budgets; k++) {
+        for (int k = 0; k < n_budgets && o->direction != ATTN_DIR_BACKWARD; k++) {
             double median_s;
             ATTN_TRY(throughput_one(o, p, &budgets[k], be, index, count, run, &median_s, err));
         }
+        if (o->direction != ATTN_DIR_FORWARD)
+            ATTN_TRY(throughput_backward_one(o, p, x, be, index, count, run, err));
     }
     peak_release();
     device_peak_release();
@@ -417,12 +432,19 @@ static int throughput_sweep(const attn_opts_t *o, attn_run_t *run, attn_err_t *e
 int task_throughput(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
     if (o->sweep_max && o->n_seq_len != 1)
         return attn_fail(err, ATTN_EUSAGE, "--sweep-max sweeps from one --seq-len (got %d values)", o->n_seq_len);
+    if (o->sweep_max && o->direction != ATTN_DIR_FORWARD)
+        return attn_fail(err, ATTN_EUSAGE, "--sweep-max times the forward only (drop --direction %s)",
+                         direction_name(o->direction));
     static int explained; /* once per process, however many throughput runs a suite has */
     if (!explained++)
         fputs("throughput: GFLOP/s = 4·B·H·d·visible_pairs / time, visible pairs counting only unmasked\n"
               "  (query, key) pairs (causal ≈ n²/2); K/V GB/s = 2·B·H_kv·visible_keys·d·element_bytes / time,\n"
               "  each visible K/V row read once (the least a call must read); bound 1 = bandwidth-bound\n"
               "  (intensity FLOP/B below machine_balance = sgemm / read of the same K/V)\n",
+              stderr);
+    if (o->direction != ATTN_DIR_FORWARD && explained++ == 1)
+        fputs("throughput backward: GFLOP/s = 2.5 × the forward's FLOPs / backward time (FlashAttention's\n"
+              "  convention: five GEMMs of the forward's size against two); fwd_gflops from the same repeats\n",
               stderr);
     return o->sweep_max ? throughput_sweep(o, run, err) : task_for_each_case(o, run, throughput_case, err);
 }

@@ -5,6 +5,7 @@
  * run (docs/cpu-kernel.md). */
 #include "core/backend.h"
 #include "impls/cpu/tile_engine.h"
+#include "impls/cpu/tile_grad.h"
 
 static int blockwise_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
     return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, x, reason, len);
@@ -26,6 +27,12 @@ static size_t blockwise_workspace(const attn_backend_t *self, const attn_problem
 
 static const tile_impl_t impl_auto = TILE_IMPL_AUTO, impl_blas = TILE_IMPL_BLAS;
 
+static int blockwise_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
+                              const attn_grad_io_t *g, attn_err_t *err) {
+    (void)self;
+    return tile_backward_whole(p, x, g, TILE_SCAN_ALL, err);
+}
+
 const attn_backend_t backend_cpu_blockwise = {
     .name = "blockwise",
     .device = "cpu",
@@ -33,6 +40,8 @@ const attn_backend_t backend_cpu_blockwise = {
     .supports = blockwise_supports,
     .forward = blockwise_forward,
     .workspace_bytes = blockwise_workspace,
+    .backward = blockwise_backward,
+    .backward_workspace_bytes = tile_backward_workspace,
     .ctx = &impl_auto,
 };
 
@@ -43,5 +52,7 @@ const attn_backend_t backend_cpu_blockwise_blas = {
     .supports = blockwise_supports,
     .forward = blockwise_forward,
     .workspace_bytes = blockwise_workspace,
+    .backward = blockwise_backward,
+    .backward_workspace_bytes = tile_backward_workspace,
     .ctx = &impl_blas,
 };

@@ -169,4 +169,6 @@ const attn_backend_t backend_cpu_naive = {
     .supports = naive_supports,
     .forward = naive_forward,
     .workspace_bytes = naive_workspace,
+    .backward = naive_backward,
+    .backward_workspace_bytes = naive_backward_workspace,
 };

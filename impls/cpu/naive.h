@@ -13,3 +13,15 @@ int naive_attend(const attn_problem_t *p, int threads, attn_span_t qs, int64_t n
  * float64 reference). */
 int naive_attend_rows(const attn_problem_t *p, int threads, const int64_t *pos, int64_t m, const attn_io_t *io,
                       attn_err_t *err);
+
+/* naive_grad.c: the naive backward pass (backend op) and its workspace; in float64 it is the
+ * gradient reference. */
+struct attn_backend;
+int naive_backward(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x,
+                   const attn_grad_io_t *g, attn_err_t *err);
+size_t naive_backward_workspace(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
+/* The error scale of each gradient (float64, p->dtype = ATTN_F64): the same formulas with every
+ * product in absolute value and dP − D as |dP| + |D|, written to g->dq/dk/dv. The tolerance of a
+ * gradient is a multiple of ε times this (docs/backward.md), so a gradient that cancels to
+ * nearly 0 is not held to a relative error its inputs cannot give. */
+int naive_backward_magnitude(const attn_problem_t *p, const attn_exec_t *x, const attn_grad_io_t *g, attn_err_t *err);

@@ -4,6 +4,7 @@
  * (and quadratic) computation under its name. */
 #include "core/backend.h"
 #include "impls/cpu/tile_engine.h"
+#include "impls/cpu/tile_grad.h"
 
 static int window_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
     if (p->mask != ATTN_MASK_WINDOW) {
@@ -22,6 +23,12 @@ static int window_forward(const attn_backend_t *self, const attn_problem_t *p, c
     return ATTN_OK;
 }
 
+static int window_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
+                           const attn_grad_io_t *g, attn_err_t *err) {
+    (void)self;
+    return tile_backward_whole(p, x, g, TILE_BAND_ONLY, err);
+}
+
 const attn_backend_t backend_cpu_sliding_window = {
     .name = "sliding_window",
     .device = "cpu",
@@ -29,4 +36,6 @@ const attn_backend_t backend_cpu_sliding_window = {
     .supports = window_supports,
     .forward = window_forward,
     .workspace_bytes = tile_backend_workspace,
+    .backward = window_backward,
+    .backward_workspace_bytes = tile_backward_workspace,
 };

@@ -29,3 +29,11 @@ void softmax_tile_avx512(float *S, int rows, int cols, int ld, float c, float *m
  * ATTN_SIMD=generic in the environment forces the portable path (used by the tests). */
 softmax_tile_fn softmax_tile_select(void);
 const char *softmax_tile_name(softmax_tile_fn f);
+
+/* The backward's recomputed probabilities (tile_grad.c): S[r][j] ← exp2(S[r][j]·c − l2[r]) with
+ * l2[r] = LSE[r]·log2(e), one fused multiply-subtract per score; −∞ scores (masked) give 0. A row
+ * with l2[r] = −∞ (it sees no key) gets all zeros. */
+typedef void (*softmax_probs_fn)(float *S, int rows, int cols, int ld, float c, const float *l2);
+void softmax_probs_generic(float *S, int rows, int cols, int ld, float c, const float *l2);
+void softmax_probs_avx512(float *S, int rows, int cols, int ld, float c, const float *l2);
+softmax_probs_fn softmax_probs_select(void);

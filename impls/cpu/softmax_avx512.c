@@ -46,3 +46,21 @@ AVX512 void softmax_tile_avx512(float *S, int rows, int cols, int ld, float c, f
         m[r] = m_new;
     }
 }
+
+AVX512 void softmax_probs_avx512(float *S, int rows, int cols, int ld, float c, const float *l2) {
+    const __m512 vc = _mm512_set1_ps(c);
+    int full = cols & ~15;
+    __mmask16 tail = (__mmask16)((1u << (cols & 15)) - 1u);
+    for (int r = 0; r < rows; r++) {
+        float *s = S + (size_t)r * ld;
+        if (l2[r] == -INFINITY) {
+            memset(s, 0, sizeof(float) * (size_t)cols);
+            continue;
+        }
+        __m512 vl = _mm512_set1_ps(l2[r]);
+        for (int j = 0; j < full; j += 16)
+            _mm512_storeu_ps(s + j, exp2_ps(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), vc, vl)));
+        if (tail)
+            _mm512_mask_storeu_ps(s + full, tail, exp2_ps(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(tail, s + full), vc, vl)));
+    }
+}

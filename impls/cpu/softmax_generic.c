@@ -38,3 +38,23 @@ softmax_tile_fn softmax_tile_select(void) {
 }
 
 const char *softmax_tile_name(softmax_tile_fn f) { return f == softmax_tile_avx512 ? "avx512" : "generic"; }
+
+void softmax_probs_generic(float *S, int rows, int cols, int ld, float c, const float *l2) {
+    for (int r = 0; r < rows; r++) {
+        float *s = S + (size_t)r * ld;
+        if (l2[r] == -INFINITY) {
+            memset(s, 0, sizeof(float) * (size_t)cols);
+            continue;
+        }
+        for (int j = 0; j < cols; j++)
+            s[j] = exp2f(fmaf(s[j], c, -l2[r]));
+    }
+}
+
+softmax_probs_fn softmax_probs_select(void) {
+    const char *force = getenv("ATTN_SIMD");
+    if (force && strcmp(force, "generic") == 0)
+        return softmax_probs_generic;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? softmax_probs_avx512 : softmax_probs_generic;
+}

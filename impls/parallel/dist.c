@@ -201,10 +201,22 @@ static int local_rank(attn_comm_t *c, void *arg, attn_err_t *err) {
     return call->self->forward_rank(call->self, call->p, call->x, c, call->io, err);
 }
 
+typedef struct {
+    const attn_backend_t *self;
+    const attn_problem_t *p;
+    const attn_exec_t *x;
+    const attn_grad_io_t *g;
+} grad_call_t;
+
+static int local_rank_backward(attn_comm_t *c, void *arg, attn_err_t *err) {
+    const grad_call_t *call = arg;
+    return call->self->backward_rank(call->self, call->p, call->x, c, call->g, err);
+}
+
 /* A command from rank 0: run backend `backend` on problem p (one attention call, or a model
  * forward described by `model`), or stop. */
 typedef struct {
-    int stop, is_model;
+    int stop, is_model, is_backward;
     char backend[48];
     attn_problem_t p;
     attn_exec_t x;
@@ -212,14 +224,14 @@ typedef struct {
 } dist_cmd_t;
 
 static int announce(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x,
-                    const dist_model_cmd_t *model, attn_err_t *err) {
+                    const dist_model_cmd_t *model, int backward, attn_err_t *err) {
     attn_comm_t *c = comm_mpi_world();
     int P = exec_ranks(x);
     if (!c || c->size != P || c->rank != 0)
         return attn_fail(err, ATTN_EUSAGE, "--transport mpi --ranks %d needs `mpirun -np %d` (this job has %d)", P, P,
                          c ? c->size : 0);
     c->timeout_s = x->comm_timeout > 0 ? x->comm_timeout : 300.0;
-    dist_cmd_t cmd = {.p = *p, .x = *x, .is_model = model != NULL};
+    dist_cmd_t cmd = {.p = *p, .x = *x, .is_model = model != NULL, .is_backward = backward};
     if (model)
         cmd.model = *model;
     snprintf(cmd.backend, sizeof cmd.backend, "%s", be->name);
@@ -250,7 +262,7 @@ static int follow_docs(attn_problem_t *p, attn_err_t *err) {
 
 int dist_announce_model(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x,
                         const dist_model_cmd_t *mc, attn_err_t *err) {
-    return announce(be, p, x, mc, err);
+    return announce(be, p, x, mc, 0, err);
 }
 
 int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
@@ -260,10 +272,26 @@ int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn
         rank_call_t call = {self, p, x, io};
         return comm_local_run(P, timeout, exec_threads(x), local_rank, &call, err);
     }
-    ATTN_TRY(announce(self, p, x, NULL, err));
+    ATTN_TRY(announce(self, p, x, NULL, 0, err));
     attn_comm_t *c = comm_mpi_world();
     int rc = self->forward_rank(self, p, x, c, io, err);
     if (rc != ATTN_OK) /* peers may be blocked on this rank: the job cannot go on */
+        comm_mpi_abort(0, err->msg, 1);
+    return rc;
+}
+
+int dist_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_grad_io_t *g,
+                  attn_err_t *err) {
+    int P = exec_ranks(x);
+    double timeout = x->comm_timeout > 0 ? x->comm_timeout : 300.0;
+    if (x->transport == ATTN_TRANSPORT_LOCAL) {
+        grad_call_t call = {self, p, x, g};
+        return comm_local_run(P, timeout, exec_threads(x), local_rank_backward, &call, err);
+    }
+    ATTN_TRY(announce(self, p, x, NULL, 1, err));
+    attn_comm_t *c = comm_mpi_world();
+    int rc = self->backward_rank(self, p, x, c, g, err);
+    if (rc != ATTN_OK)
         comm_mpi_abort(0, err->msg, 1);
     return rc;
 }
@@ -278,12 +306,14 @@ int dist_follow(dist_model_follow_fn on_model, attn_err_t *err) {
         ATTN_TRY(follow_docs(&cmd.p, err));
         cmd.backend[sizeof cmd.backend - 1] = '\0';
         const attn_backend_t *be = registry_find(cmd.backend);
-        if (!be || !be->forward_rank)
+        if (!be || !be->forward_rank || (cmd.is_backward && !be->backward_rank))
             comm_mpi_abort(c->rank, "a rank was asked for a backend it does not know (mixed builds?)", 1);
         c->timeout_s = cmd.x.comm_timeout > 0 ? cmd.x.comm_timeout : 300.0;
         attn_io_t none = {0};
-        int rc = cmd.is_model ? on_model(be, &cmd.p, &cmd.x, &cmd.model, err)
-                              : be->forward_rank(be, &cmd.p, &cmd.x, c, &none, err);
+        attn_grad_io_t no_grads = {0};
+        int rc = cmd.is_model      ? on_model(be, &cmd.p, &cmd.x, &cmd.model, err)
+                 : cmd.is_backward ? be->backward_rank(be, &cmd.p, &cmd.x, c, &no_grads, err)
+                                   : be->forward_rank(be, &cmd.p, &cmd.x, c, &none, err);
         if (rc != ATTN_OK)
             comm_mpi_abort(c->rank, err->msg, 1);
     }

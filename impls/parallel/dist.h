@@ -11,6 +11,10 @@
  * the other ranks (waiting in dist_follow) to run the same forward_rank. */
 int dist_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err);
 
+/* The backward of every distributed backend with backward_rank, run like dist_forward. */
+int dist_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_grad_io_t *g,
+                  attn_err_t *err);
+
 /* Under mpi, what rank 0 sends its followers before a model forward (dist_model.c fills it,
  * dist.c carries it inside its command). */
 typedef struct {

@@ -255,10 +255,20 @@ static size_t ring_workspace(const attn_backend_t *self, const attn_problem_t *p
 static const attn_layout_kind_t contiguous = LAYOUT_CONTIGUOUS, striped = LAYOUT_STRIPED, zigzag = LAYOUT_ZIGZAG,
                                  zigzag_balanced = LAYOUT_ZIGZAG_BALANCED;
 
+/* ring_grad.c: the backward on the same plan. */
+int ring_backward_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_comm_t *c,
+                       const attn_grad_io_t *g, attn_err_t *err);
+void ring_backward_expect(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
+                          attn_dist_expect_t *out);
+size_t ring_backward_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x);
+
 #define RING_BACKEND(var, NAME, KIND, DESC)                                                            \
     const attn_backend_t var = {.name = NAME, .device = "cpu", .description = DESC, .layout = #KIND,  \
                                 .supports = ring_supports, .forward = dist_forward,                   \
-                                .forward_rank = ring_rank, .expect = ring_expect, .workspace_bytes = ring_workspace, .ctx = &KIND};
+                                .forward_rank = ring_rank, .expect = ring_expect, .workspace_bytes = ring_workspace, \
+                                .backward = dist_backward, .backward_rank = ring_backward_rank,       \
+                                .backward_expect = ring_backward_expect,                              \
+                                .backward_workspace_bytes = ring_backward_workspace, .ctx = &KIND};
 
 RING_BACKEND(backend_dist_ring, "ring", contiguous, "ring attention, contiguous shards; K/V blocks rotate P−1 times")
 RING_BACKEND(backend_dist_striped, "striped", striped, "ring loop, token t on rank t mod P: balanced causal work")

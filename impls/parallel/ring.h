@@ -32,3 +32,22 @@ size_t ring_loop_workspace(const attn_problem_t *p, int64_t wire_kv_heads, int64
  * head: the log-sum-exp merge a ring step runs after each piece (simulate times it). */
 void ring_merge_rows(const attn_problem_t *p, attn_merge_t merge, int64_t q_rows, int64_t r0, int64_t rows, float *o_acc,
                      float *l_acc, const float *o_part, const float *l_part);
+
+/* The backward's ring loop (ring_grad.c), shared by the ring family and usp: R steps on the same
+ * plan, K/V rotating as in ring_loop and each block's dK/dV accumulator one hop behind it. */
+typedef struct {
+    const attn_problem_t *p; /* heads, global n_q and n_k, mask */
+    attn_layout_kind_t kind;
+    int R, pos, send_to, recv_from;
+    const plan_heads_t *expand; /* as in ring_loop_t: non-NULL when the wire's kv heads do not line up */
+    int64_t group;
+    const float *q, *d_o, *lse, *D; /* (B·H, q rows of pos, d), LSE and D = rowsum(dO∘O) (B·H, q rows) */
+    float *dq;                      /* (B·H, q rows, d), accumulated: zero it first */
+    float *kv;                      /* pos's own K | V block (wire heads), room for the largest block */
+    float *dkv_home;                /* out: pos's own block's dK | dV (wire heads), every position's share */
+} ring_grad_loop_t;
+
+int ring_grad_loop(attn_comm_t *c, const ring_grad_loop_t *L, dist_rank_stats_t *stats, double *step_compute,
+                   attn_err_t *err);
+/* Bytes ring_grad_loop allocates for a query shard of nq rows, K/V blocks of kmax rows. */
+size_t ring_grad_loop_workspace(const attn_problem_t *p, int64_t wire_kv_heads, int64_t nq, int64_t kmax);

@@ -6,30 +6,31 @@
 
 #include "impls/parallel/dist.h"
 #include "impls/parallel/plan.h"
+#include "impls/parallel/ulysses_util.h"
 #include "core/timing.h"
 
 enum { TAG_Q = 1 << 22, TAG_KV, TAG_OUT };
 
 /* How the local backend runs on a rank: one rank, one thread (ranks are the parallelism; BLAS
  * inside a rank stays single-threaded). */
-static attn_exec_t local_exec(const attn_exec_t *x) {
+attn_exec_t local_exec(const attn_exec_t *x) {
     attn_exec_t lx = *x;
     lx.ranks = 1, lx.threads = 1, lx.transport = ATTN_TRANSPORT_LOCAL;
     return lx;
 }
 
-static const attn_backend_t *local_backend(const attn_exec_t *x) {
+const attn_backend_t *local_backend(const attn_exec_t *x) {
     return registry_find(x->local_backend[0] ? x->local_backend : "blockwise");
 }
 
-static attn_layout_kind_t layout_of(const attn_exec_t *x) {
+attn_layout_kind_t layout_of(const attn_exec_t *x) {
     return x->layout >= 0 ? (attn_layout_kind_t)x->layout : LAYOUT_CONTIGUOUS;
 }
 
 /* Copies heads [h0, h0 + nh) of a shard (B, heads, count, width) to or from a packed run
  * (B, nh, count, width); the packed run's rows then move to or from the full-sequence tensor
  * (B, nh, n, width) with dist_shard_copy (outer = B·nh). */
-static void slice_heads(int64_t B, int64_t heads, int64_t h0, int64_t nh, int64_t count, int64_t width, float *shard,
+void slice_heads(int64_t B, int64_t heads, int64_t h0, int64_t nh, int64_t count, int64_t width, float *shard,
                         float *pack, int to_pack) {
     size_t bytes = (size_t)(count * width) * sizeof(float);
     for (int64_t b = 0; b < B; b++)
@@ -52,14 +53,8 @@ static void free_bufs(ulysses_bufs_t *b) {
         attn_free(*all[i]);
 }
 
-/* Byte counts and offsets (in floats) of one all-to-all, per peer. */
-typedef struct {
-    size_t sb[ATTN_MAX_RANKS], so[ATTN_MAX_RANKS], rb[ATTN_MAX_RANKS], ro[ATTN_MAX_RANKS];
-    size_t send_total, recv_total; /* floats */
-} a2a_plan_t;
-
 /* One exchange of the plan (counts and offsets in floats) in the byte terms of comm_alltoallv. */
-static void a2a_from_plan(a2a_plan_t *a, int P, const int64_t *send, const int64_t *send_off, const int64_t *recv,
+void a2a_from_plan(a2a_plan_t *a, int P, const int64_t *send, const int64_t *send_off, const int64_t *recv,
                           const int64_t *recv_off) {
     for (int r = 0; r < P; r++) {
         a->sb[r] = (size_t)send[r] * sizeof(float), a->so[r] = (size_t)send_off[r] * sizeof(float);
@@ -294,4 +289,8 @@ const attn_backend_t backend_dist_ulysses = {
     .forward_rank = ulysses_rank,
     .expect = ulysses_expect,
     .workspace_bytes = ulysses_workspace,
+    .backward = dist_backward,
+    .backward_rank = ulysses_backward_rank,
+    .backward_expect = ulysses_backward_expect,
+    .backward_workspace_bytes = ulysses_backward_workspace,
 };

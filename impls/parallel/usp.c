@@ -9,17 +9,18 @@
 #include "impls/parallel/dist.h"
 #include "impls/parallel/plan.h"
 #include "impls/parallel/ring.h"
+#include "impls/parallel/usp_util.h"
 #include "core/timing.h"
 
 enum { TAG_Q = 1 << 22, TAG_KV, TAG_OUT };
 
-static attn_layout_kind_t layout_of(const attn_exec_t *x) {
+attn_layout_kind_t usp_layout_of(const attn_exec_t *x) {
     return x->layout >= 0 ? (attn_layout_kind_t)x->layout : LAYOUT_ZIGZAG;
 }
 
 /* Rank a's rows (P-rank layout lp) that belong to group g's shard (R-rank layout lr): their
  * local indices in a's shard (li) and in g's (gi), ascending. Returns how many. */
-static int64_t group_rows(const attn_layout_t *lp, const attn_layout_t *lr, int a, int g, int64_t *li, int64_t *gi) {
+int64_t usp_group_rows(const attn_layout_t *lp, const attn_layout_t *lr, int a, int g, int64_t *li, int64_t *gi) {
     int64_t n = 0, count = layout_local_count(lp, a);
     for (int64_t i = 0; i < count; i++) {
         int owner;
@@ -33,7 +34,7 @@ static int64_t group_rows(const attn_layout_t *lp, const attn_layout_t *lr, int 
 
 /* Rows idx[0..rows) of heads [h0, h0 + nh) of a tensor (B, heads, count, w) to or from a packed
  * run (B, nh, rows, w). */
-static void move_rows(int64_t B, int64_t heads, int64_t h0, int64_t nh, int64_t count, int64_t w, const int64_t *idx,
+void usp_move_rows(int64_t B, int64_t heads, int64_t h0, int64_t nh, int64_t count, int64_t w, const int64_t *idx,
                       int64_t rows, float *tensor, float *packed, int to_packed) {
     size_t bytes = (size_t)w * sizeof(float);
     for (int64_t b = 0; b < B; b++)
@@ -78,7 +79,7 @@ static int usp_rank(const attn_backend_t *self, const attn_problem_t *p, const a
                     const attn_io_t *io, attn_err_t *err) {
     (void)self;
     int P = c->size, me = c->rank;
-    attn_layout_kind_t kind = layout_of(x);
+    attn_layout_kind_t kind = usp_layout_of(x);
     plan_usp_mesh_t mesh;
     ATTN_TRY(plan_usp_mesh(kind, p->heads, p->kv_heads, P, x->ulysses_degree, &mesh, err));
     attn_layout_t lq, lk, rq, rk; /* tokens over the P ranks, and over the R groups */
@@ -135,14 +136,14 @@ static int usp_rank(const attn_backend_t *self, const attn_problem_t *p, const a
     for (int r = 0; rc == ATTN_OK && r < P; r++) {
         int g, u;
         plan_usp_coords(&mesh, r, &g, &u);
-        int64_t rows = group_rows(&lq, &rq, me, g, b.li, b.gi);
-        move_rows(B, H, u * (H / U), H / U, nq, d, b.li, rows, b.q, b.send + aq.so[r] / sizeof(float), 1);
+        int64_t rows = usp_group_rows(&lq, &rq, me, g, b.li, b.gi);
+        usp_move_rows(B, H, u * (H / U), H / U, nq, d, b.li, rows, b.q, b.send + aq.so[r] / sizeof(float), 1);
     }
     if (rc == ATTN_OK)
         rc = comm_alltoallv(c, b.send, aq.sb, aq.so, b.recv, aq.rb, aq.ro, TAG_Q, err);
     for (int r = 0; rc == ATTN_OK && r < P; r++) {
-        int64_t rows = group_rows(&lq, &rq, r, (int)G, b.li, b.gi);
-        move_rows(B, hq, 0, hq, gq, d, b.gi, rows, b.qg, b.recv + aq.ro[r] / sizeof(float), 0);
+        int64_t rows = usp_group_rows(&lq, &rq, r, (int)G, b.li, b.gi);
+        usp_move_rows(B, hq, 0, hq, gq, d, b.gi, rows, b.qg, b.recv + aq.ro[r] / sizeof(float), 0);
     }
     /* 2. K and V: my rows of r's group shard, the kv heads r reads, K then V → r; they make my
      * group's own ring block (K then V, as ring_loop sends it). */
@@ -150,18 +151,18 @@ static int usp_rank(const attn_backend_t *self, const attn_problem_t *p, const a
         int g, u;
         plan_usp_coords(&mesh, r, &g, &u);
         plan_heads_t hr = plan_ulysses_heads(H, Hkv, (int)U, u);
-        int64_t rows = group_rows(&lk, &rk, me, g, b.li, b.gi);
+        int64_t rows = usp_group_rows(&lk, &rk, me, g, b.li, b.gi);
         float *dst = b.send + akv.so[r] / sizeof(float);
-        move_rows(B, Hkv, hr.kv0, hr.kvn, nk, d, b.li, rows, b.k, dst, 1);
-        move_rows(B, Hkv, hr.kv0, hr.kvn, nk, d, b.li, rows, b.v, dst + B * hr.kvn * rows * d, 1);
+        usp_move_rows(B, Hkv, hr.kv0, hr.kvn, nk, d, b.li, rows, b.k, dst, 1);
+        usp_move_rows(B, Hkv, hr.kv0, hr.kvn, nk, d, b.li, rows, b.v, dst + B * hr.kvn * rows * d, 1);
     }
     if (rc == ATTN_OK)
         rc = comm_alltoallv(c, b.send, akv.sb, akv.so, b.recv, akv.rb, akv.ro, TAG_KV, err);
     for (int r = 0; rc == ATTN_OK && r < P; r++) {
-        int64_t rows = group_rows(&lk, &rk, r, (int)G, b.li, b.gi);
+        int64_t rows = usp_group_rows(&lk, &rk, r, (int)G, b.li, b.gi);
         float *src = b.recv + akv.ro[r] / sizeof(float);
-        move_rows(B, kvn, 0, kvn, gk, d, b.gi, rows, b.kvg, src, 0);
-        move_rows(B, kvn, 0, kvn, gk, d, b.gi, rows, b.kvg + B * kvn * gk * d, src + B * kvn * rows * d, 0);
+        usp_move_rows(B, kvn, 0, kvn, gk, d, b.gi, rows, b.kvg, src, 0);
+        usp_move_rows(B, kvn, 0, kvn, gk, d, b.gi, rows, b.kvg + B * kvn * gk * d, src + B * kvn * rows * d, 0);
     }
     /* 3. The ring across the groups: my member's ring, my heads, my group's shard. */
     attn_problem_t lp = plan_heads_problem(p, &pl->heads);
@@ -176,20 +177,20 @@ static int usp_rank(const attn_backend_t *self, const attn_problem_t *p, const a
         problem_finish_rows(ATTN_F32, b.og, b.lg, (size_t)(B * hq * gq), d);
     /* 4. O and LSE: my heads of r's rows in my group shard → r, into its shards. */
     for (int r = 0; rc == ATTN_OK && r < P; r++) {
-        int64_t rows = group_rows(&lq, &rq, r, (int)G, b.li, b.gi);
+        int64_t rows = usp_group_rows(&lq, &rq, r, (int)G, b.li, b.gi);
         float *dst = b.send + aout.so[r] / sizeof(float);
-        move_rows(B, hq, 0, hq, gq, d, b.gi, rows, b.og, dst, 1);
-        move_rows(B, hq, 0, hq, gq, 1, b.gi, rows, b.lg, dst + B * hq * rows * d, 1);
+        usp_move_rows(B, hq, 0, hq, gq, d, b.gi, rows, b.og, dst, 1);
+        usp_move_rows(B, hq, 0, hq, gq, 1, b.gi, rows, b.lg, dst + B * hq * rows * d, 1);
     }
     if (rc == ATTN_OK)
         rc = comm_alltoallv(c, b.send, aout.sb, aout.so, b.recv, aout.rb, aout.ro, TAG_OUT, err);
     for (int r = 0; rc == ATTN_OK && r < P; r++) {
         int g, u;
         plan_usp_coords(&mesh, r, &g, &u);
-        int64_t rows = group_rows(&lq, &rq, me, g, b.li, b.gi), rh = H / U;
+        int64_t rows = usp_group_rows(&lq, &rq, me, g, b.li, b.gi), rh = H / U;
         float *src = b.recv + aout.ro[r] / sizeof(float);
-        move_rows(B, H, u * rh, rh, nq, d, b.li, rows, b.o, src, 0);
-        move_rows(B, H, u * rh, rh, nq, 1, b.li, rows, b.lse, src + B * rh * rows * d, 0);
+        usp_move_rows(B, H, u * rh, rh, nq, d, b.li, rows, b.o, src, 0);
+        usp_move_rows(B, H, u * rh, rh, nq, 1, b.li, rows, b.lse, src + B * rh * rows * d, 0);
     }
     mine.wall_s = time_now_s() - t_start;
     if (rc == ATTN_OK)
@@ -205,7 +206,7 @@ static int usp_supports(const attn_backend_t *self, const attn_problem_t *p, con
                         size_t len) {
     plan_usp_mesh_t m;
     attn_err_t e = {0};
-    if (plan_usp_mesh(layout_of(x), p->heads, p->kv_heads, exec_ranks(x), x->ulysses_degree, &m, &e) != ATTN_OK) {
+    if (plan_usp_mesh(usp_layout_of(x), p->heads, p->kv_heads, exec_ranks(x), x->ulysses_degree, &m, &e) != ATTN_OK) {
         snprintf(reason, len, "%s", e.msg);
         return 0;
     }
@@ -224,7 +225,7 @@ static void usp_expect(const attn_backend_t *self, const attn_problem_t *p, cons
     attn_err_t e = {0};
     memset(out, 0, sizeof *out);
     const attn_vis_t v = problem_vis(p);
-    if (plan_usp_mesh(layout_of(x), p->heads, p->kv_heads, exec_ranks(x), x->ulysses_degree, &m, &e) == ATTN_OK)
+    if (plan_usp_mesh(usp_layout_of(x), p->heads, p->kv_heads, exec_ranks(x), x->ulysses_degree, &m, &e) == ATTN_OK)
         plan_usp_expect(&m, p->batch, p->heads, p->kv_heads, p->head_dim, p->n_q, p->n_k, &v, sizeof(float), out);
 }
 
@@ -236,7 +237,7 @@ static size_t usp_workspace(const attn_backend_t *self, const attn_problem_t *p,
     attn_err_t e = {0};
     attn_layout_t lq, lk, rq, rk;
     int P = exec_ranks(x);
-    attn_layout_kind_t kind = layout_of(x);
+    attn_layout_kind_t kind = usp_layout_of(x);
     if (plan_usp_mesh(kind, p->heads, p->kv_heads, P, x->ulysses_degree, &m, &e) ||
         layout_init(&lq, kind, p->n_q, P, &e) || layout_init(&lk, kind, p->n_k, P, &e) ||
         layout_init(&rq, kind, p->n_q, m.R, &e) || layout_init(&rk, kind, p->n_k, m.R, &e))
@@ -271,4 +272,8 @@ const attn_backend_t backend_dist_usp = {
     .forward_rank = usp_rank,
     .expect = usp_expect,
     .workspace_bytes = usp_workspace,
+    .backward = dist_backward,
+    .backward_rank = usp_backward_rank,
+    .backward_expect = usp_backward_expect,
+    .backward_workspace_bytes = usp_backward_workspace,
 };

@@ -1,0 +1,22 @@
+/* usp_util.h — what usp.c (the forward) and usp_grad.c (the backward) share: the layout, and the
+ * rows a rank holds of a group's shard and their moves. */
+#pragma once
+#include "comm/layout.h"
+#include "core/backend.h"
+
+/* --layout, zigzag by default. */
+attn_layout_kind_t usp_layout_of(const attn_exec_t *x);
+/* Rank a's rows (P-rank layout lp) that belong to group g's shard (R-rank layout lr): their local
+ * indices in a's shard (li) and in g's (gi), ascending. Returns how many. */
+int64_t usp_group_rows(const attn_layout_t *lp, const attn_layout_t *lr, int a, int g, int64_t *li, int64_t *gi);
+/* Rows idx[0..rows) of heads [h0, h0 + nh) of a tensor (B, heads, count, w) to or from a packed
+ * run (B, nh, rows, w). */
+void usp_move_rows(int64_t B, int64_t heads, int64_t h0, int64_t nh, int64_t count, int64_t w, const int64_t *idx,
+                   int64_t rows, float *tensor, float *packed, int to_packed);
+
+/* usp_grad.c: the backward. */
+int usp_backward_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, struct attn_comm *c,
+                      const attn_grad_io_t *g, attn_err_t *err);
+void usp_backward_expect(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
+                         attn_dist_expect_t *out);
+size_t usp_backward_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x);
