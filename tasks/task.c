@@ -76,6 +76,11 @@ attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *ta
     }
     if (r && be && strcmp(be->device, "cpu") != 0)
         snprintf(r->device, sizeof r->device, "%s:%d", be->device, x->device);
+    if (r && be && be->decode_split) { /* the decode plan's split, when the backend runs one for p */
+        int split = be->decode_split(be, p, x);
+        if (split > 0)
+            record_extra_num(r, "split", split);
+    }
     if (r) {
         record_extra_num(r, "repeats", o->repeats);
         record_extra_num(r, "warmup", o->warmup);

@@ -1,6 +1,8 @@
 /* blockwise.c — FlashAttention-style tiled attention on the CPU (float32): every K/V tile is
- * considered and the ones the mask hides are skipped, O(n) extra memory (tile_engine.c). */
+ * considered and the ones the mask hides are skipped, O(n) extra memory (tile_engine.c); short
+ * queries take the decode split plan instead (decode.c, docs/decode.md). */
 #include "core/backend.h"
+#include "impls/cpu/decode.h"
 #include "impls/cpu/tile_engine.h"
 
 static int blockwise_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
@@ -10,9 +12,26 @@ static int blockwise_supports(const attn_backend_t *self, const attn_problem_t *
 static int blockwise_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
     const tile_walk_t *walk = self->ctx;
     tile_io_t t = {io->q, io->k, io->v, io->o, io->lse, p->n_q, p->n_k};
-    ATTN_TRY(tile_attend_f32(p, x->threads, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, &t, *walk, NULL, err));
+    decode_plan_t pl;
+    if (*walk == TILE_SCAN_ALL && decode_plan_cpu(p, x->threads, &pl))
+        ATTN_TRY(decode_attend_f32(p, x->threads, &pl, problem_q_span(p), problem_k_span(p), &t, err));
+    else
+        ATTN_TRY(tile_attend_f32(p, x->threads, problem_q_span(p), p->n_q, problem_k_span(p), p->n_k, &t, *walk, NULL, err));
     problem_finish_rows(ATTN_F32, io->o, io->lse, problem_numel_lse(p), p->head_dim);
     return ATTN_OK;
+}
+
+static size_t blockwise_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
+    decode_plan_t pl;
+    if (decode_plan_cpu(p, x->threads, &pl))
+        return decode_workspace_bytes(p, x->threads, &pl);
+    return tile_backend_workspace(self, p, x);
+}
+
+static int blockwise_split(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
+    (void)self;
+    decode_plan_t pl;
+    return decode_plan_cpu(p, x->threads, &pl) ? pl.split : 0;
 }
 
 static const tile_walk_t scan_all = TILE_SCAN_ALL;
@@ -23,6 +42,7 @@ const attn_backend_t backend_cpu_blockwise = {
     .description = "FlashAttention-style tiles, online softmax, sgemm + AVX-512 exp; f32",
     .supports = blockwise_supports,
     .forward = blockwise_forward,
-    .workspace_bytes = tile_backend_workspace,
+    .workspace_bytes = blockwise_workspace,
+    .decode_split = blockwise_split,
     .ctx = &scan_all,
 };
