@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/common.h"
 #include "core/rng.h"
 #include "impls/cpu/decode.h"
 #include "impls/cpu/naive.h"
@@ -60,6 +61,23 @@ static int plan_indexing_ok(const decode_plan_t *pl, int64_t batch, char *why, s
     if (!bad && (pl->chunk % pl->tile_keys || pl->split < 1 || pl->split > DECODE_MAX_SPLIT))
         bad = snprintf(why, len, "chunk %lld, split %d", (long long)pl->chunk, pl->split) > 0;
     return !bad;
+}
+
+/* Each query tile's key ranges against the visibility rule itself: no row sees a key outside
+ * [tile_lo, tile_hi), every row sees every key of [full_lo, full_hi) (the kernels skip the mask there). */
+static int tile_ranges_ok(const decode_plan_t *pl, attn_mask_t mask, int64_t w, attn_span_t qs, attn_span_t ks,
+                          char *why, size_t len) {
+    for (int t = 0; t < pl->q_tiles; t++)
+        for (int64_t r = (int64_t)t * pl->tile_rows; r < ATTN_MIN((int64_t)(t + 1) * pl->tile_rows, pl->rows); r++)
+            for (int64_t j = 0; j < pl->n_k; j++) {
+                int vis = mask_visible(mask, w, qs.start + qs.stride * decode_qrow_of(pl, r), ks.start + ks.stride * j);
+                int in_full = pl->full_lo[t] <= j && j < pl->full_hi[t], in_tile = pl->tile_lo[t] <= j && j < pl->tile_hi[t];
+                if ((in_full && !vis) || (vis && !in_tile))
+                    return snprintf(why, len, "tile %d row %lld key %lld: visible %d, full [%lld, %lld), tile [%lld, %lld)", t,
+                                    (long long)r, (long long)j, vis, (long long)pl->full_lo[t], (long long)pl->full_hi[t],
+                                    (long long)pl->tile_lo[t], (long long)pl->tile_hi[t]) < 0;
+            }
+    return 1;
 }
 
 /* The split heuristic on the issue's decode shapes with the H200's 132 SMs: enough work items to
@@ -153,7 +171,8 @@ static void numeric_case(int64_t B, int64_t H, int64_t Hkv, int64_t n_q, int64_t
     attn_errors_t naive32 = errors_measure(o32, lse32, ATTN_F32, o64, lse64, nq, nl);
     attn_errors_t e = errors_measure(o, lse, ATTN_F32, o64, lse64, nq, nl);
     attn_errors_t bound = tolerance_bound("blockwise", ATTN_F32, &naive32, o_max, l_max, n_k);
-    int ok = errors_within(&e, &bound) && plan_indexing_ok(&pl, B, why, sizeof why);
+    int ok = errors_within(&e, &bound) && plan_indexing_ok(&pl, B, why, sizeof why) &&
+             tile_ranges_ok(&pl, mask, w, qs, ks, why, sizeof why);
     check(ok, name, "split %d: max_abs %.3g (tol %.3g) rel_l2 %.3g (tol %.3g) lse %.3g (tol %.3g) %s", pl.split,
           e.max_abs, bound.max_abs, e.rel_l2, bound.rel_l2, e.lse_max, bound.lse_max, why);
 out:

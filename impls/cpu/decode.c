@@ -52,9 +52,8 @@ static void decode_item(void *ctx, int64_t item, int worker) {
     int64_t c_lo, c_hi;
     decode_chunk(pl, t, s, &c_lo, &c_hi);
     for (int64_t j0 = c_lo; j0 < c_hi; j0 += bk) {
-        int cols = (int)ATTN_MIN(bk, c_hi - j0), partial = 0;
-        for (int r = 0; r < rows; r++)
-            partial |= lo[r] > j0 || hi[r] < j0 + cols;
+        int cols = (int)ATTN_MIN(bk, c_hi - j0);
+        int partial = !(pl->full_lo[t] <= j0 && j0 + cols <= pl->full_hi[t]); /* as the GPU kernel decides */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, (int)d, 1.0f, Q, (int)d, K + j0 * d, (int)d,
                     0.0f, S, (int)bk);
         for (int r = 0; partial && r < rows; r++)

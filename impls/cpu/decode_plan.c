@@ -16,7 +16,7 @@ int decode_plan_make(decode_plan_t *pl, int64_t batch, int64_t heads, int64_t kv
     int64_t group = heads / kv_heads, rows = group * n_q, q_tiles = (rows + tile_rows - 1) / tile_rows;
     if (q_tiles > DECODE_MAX_QTILES)
         return 0;
-    *pl = (decode_plan_t){.n_q = n_q, .n_k = n_k, .q_ld = q_ld, .heads = heads, .kv_heads = kv_heads,
+    *pl = (decode_plan_t){.batch = batch, .n_q = n_q, .n_k = n_k, .q_ld = q_ld, .heads = heads, .kv_heads = kv_heads,
                           .group = group, .rows = rows, .tile_rows = tile_rows, .tile_keys = tile_keys,
                           .q_tiles = (int)q_tiles, .k_lo = n_k, .k_hi = 0};
     for (int t = 0; t < pl->q_tiles; t++) {
@@ -25,8 +25,12 @@ int decode_plan_make(decode_plan_t *pl, int64_t batch, int64_t heads, int64_t kv
         int64_t a = 0, b = n_q - 1;
         if (r0 / n_q == r1 / n_q)
             a = r0 % n_q, b = r1 % n_q;
-        mask_key_range(mask, window, qs.start + qs.stride * a, qs.start + qs.stride * b, ks, n_k, &pl->tile_lo[t],
-                       &pl->tile_hi[t]);
+        int64_t i_lo = qs.start + qs.stride * a, i_hi = qs.start + qs.stride * b, unused;
+        mask_key_range(mask, window, i_lo, i_hi, ks, n_k, &pl->tile_lo[t], &pl->tile_hi[t]);
+        /* Visibility is monotone in the position: the last row's range starts latest, the first
+         * row's ends earliest, so keys in both are seen by every row of the tile. */
+        mask_key_range(mask, window, i_hi, i_hi, ks, n_k, &pl->full_lo[t], &unused);
+        mask_key_range(mask, window, i_lo, i_lo, ks, n_k, &unused, &pl->full_hi[t]);
         if (pl->tile_lo[t] < pl->tile_hi[t]) {
             pl->k_lo = ATTN_MIN(pl->k_lo, pl->tile_lo[t]);
             pl->k_hi = ATTN_MAX(pl->k_hi, pl->tile_hi[t]);

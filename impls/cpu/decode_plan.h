@@ -20,7 +20,7 @@ enum {
  * into `split` chunks of `chunk` keys; each (b, g, query tile, chunk) is one work item writing a
  * partial O and LSE, merged afterwards by the log-sum-exp rule. */
 typedef struct {
-    int64_t n_q, n_k, q_ld;        /* query rows, key rows, rows between (batch, head) slabs of Q, O, LSE */
+    int64_t batch, n_q, n_k, q_ld; /* B, query rows, key rows, rows between (batch, head) slabs of Q, O, LSE */
     int64_t heads, kv_heads, group; /* H, H_kv, H / H_kv */
     int64_t rows;                  /* packed rows per (batch, kv head): group · n_q */
     int tile_rows, tile_keys;      /* rows of a query tile, keys of a key tile */
@@ -28,7 +28,8 @@ typedef struct {
     int64_t k_lo, k_hi;            /* keys visible from some query: the union of the tiles' ranges */
     int64_t chunk;                 /* keys per split, a multiple of tile_keys */
     int split;                     /* ⌈(k_hi − k_lo) / chunk⌉, ≥ 1 */
-    int64_t tile_lo[DECODE_MAX_QTILES], tile_hi[DECODE_MAX_QTILES]; /* keys each query tile sees (mask_key_range) */
+    int64_t tile_lo[DECODE_MAX_QTILES], tile_hi[DECODE_MAX_QTILES]; /* keys some row of each query tile sees */
+    int64_t full_lo[DECODE_MAX_QTILES], full_hi[DECODE_MAX_QTILES]; /* keys every row of it sees: no mask there */
 } decode_plan_t;
 
 /* Query head (within the batch) and query row of packed row r of kv head g. */
@@ -90,6 +91,9 @@ ATTN_HD_INLINE float decode_merge_weight(float lse, float m, float sum) {
  * of tile_rows packed rows and key tiles of tile_keys, on `units` parallel workers (SMs or
  * threads) with `waves` work items wanted per unit; force_split > 0 imposes the split (tests).
  * Returns 0 (and no plan) when the packed rows need more than DECODE_MAX_QTILES tiles. */
+#ifdef __cplusplus
+extern "C"
+#endif
 int decode_plan_make(decode_plan_t *pl, int64_t batch, int64_t heads, int64_t kv_heads, int64_t n_q, int64_t q_ld,
                      int64_t n_k, attn_mask_t mask, int64_t window, attn_span_t qs, attn_span_t ks, int tile_rows,
                      int tile_keys, int units, int waves, int force_split);
