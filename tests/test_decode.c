@@ -11,6 +11,7 @@
 #include "core/rng.h"
 #include "impls/cpu/decode.h"
 #include "impls/cpu/naive.h"
+#include "impls/cuda/flash_frag.h"
 #include "tasks/tolerance.h"
 #include "tests/check.h"
 
@@ -113,6 +114,40 @@ static void plan_choice(void) {
     check(!made, "plan declines > DECODE_MAX_QTILES tiles", "40·64 packed rows made a plan of %d tiles", pl.q_tiles);
 }
 
+/* flash_decode.cu's own arithmetic around the plan: warp w's accumulator rows w·16 + lane/4 + 8r
+ * cover the 64-row tile once; the warps it marks active (w·16 < rows left) hold every real row;
+ * the merge's lanes (lane + 32c) cover the head dim once; the partial LSE starts where the partial
+ * O's B·H_kv·split·rows·d floats end, inside rows·(d + 1) floats in all. */
+static void gpu_mapping(void) {
+    int bad = 0;
+    for (int left = 1; left <= 64; left++) {
+        int seen[64] = {0};
+        for (int w = 0; w < 4; w++)
+            for (int lane = 0; lane < 32; lane++)
+                for (int e = 0; e < 4; e++) {
+                    int row = w * 16 + frag_row(lane, e);
+                    seen[row] += (e & 1) == 0 && (lane % 4) == 0; /* count each (row) once per warp quad */
+                    bad += row < left && !(w * 16 < left);    /* a real row in an inactive warp */
+                }
+        for (int r = 0; r < 64; r++)
+            bad += seen[r] != 1;
+    }
+    for (int d = 64; d <= 128; d += 64) {
+        int cols[128] = {0};
+        for (int lane = 0; lane < 32; lane++)
+            for (int c = 0; c < d / 32; c++)
+                cols[lane + 32 * c]++;
+        for (int c = 0; c < d; c++)
+            bad += cols[c] != 1;
+    }
+    decode_plan_t pl;
+    decode_plan_make(&pl, 2, 8, 2, 16, 16, 5000, ATTN_MASK_CAUSAL, 0, (attn_span_t){4984, 1}, (attn_span_t){0, 1}, 64, 64,
+                     132, 4, 0);
+    int64_t o_floats = pl.batch * pl.kv_heads * pl.split * pl.rows * 32, last = decode_part_row(&pl, 1, 1, pl.split - 1, pl.rows - 1);
+    bad += (last + 1) * 32 != o_floats || o_floats + last + 1 != pl.batch * pl.kv_heads * pl.split * pl.rows * 33;
+    check(bad == 0, "GPU tile rows, active warps, merge lanes, partial layout", "%d mismatches", bad);
+}
+
 static void merge_rule(void) {
     float m, sum, none[3] = {-INFINITY, -INFINITY, -INFINITY}, nan3[3] = {0.f, NAN, 1.f}, two[4] = {0.f, 9.f, logf(3.f), 9.f};
     float l = decode_merge_lse(none, 1, 3, &m, &sum);
@@ -184,6 +219,7 @@ int main(void) {
     check_quiet = 1;
     plan_choice();
     merge_rule();
+    gpu_mapping();
     attn_mask_t masks[] = {ATTN_MASK_NONE, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW};
     int64_t heads[][2] = {{8, 2}, {4, 1}, {2, 2}}, nqs[] = {1, 16, 64}, nks[] = {200, 1000};
     int splits[] = {0, 1, 3, 8};
