@@ -24,10 +24,11 @@ typedef struct attn_backend {
     void (*expect)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x, attn_dist_expect_t *out);
     /* Bytes the backend allocates beyond Q, K, V, O, LSE for p (the analytic memory figure). */
     size_t (*workspace_bytes)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
-    /* Optional: the key splits of the decode plan (docs/decode.md) the backend runs p with,
-     * recorded in the record's config as `split`; 0 when p takes no split plan. */
-    int (*decode_split)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
     const void *ctx; /* backend-private constant data */
+    /* Optional, after ctx so that positional initialisers stay valid: the key splits of the
+     * decode plan (docs/decode.md) the backend runs p with, recorded in the record's config as
+     * `split`; 0 when p takes no split plan. */
+    int (*decode_split)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
 } attn_backend_t;
 
 const attn_backend_t *registry_find(const char *name);

@@ -29,7 +29,9 @@ int model_save_safetensors(const model_t *m, const char *path, int dtype /* st_d
 void model_free(model_t *m);
 size_t model_param_count(const model_config_t *cfg);
 
-/* KV cache for decoding: per layer K and V (H_kv, capacity, hd) in the forward's dtype. */
+/* KV cache for decoding: per layer K and V (H_kv, capacity, hd) in the attention's dtype. A bf16
+ * cache stores float32 arrays holding bf16 values (problem.h's bf16 host convention): K/V are
+ * rounded as they are appended, as the GPU rounds them on upload; a float32 forward may fill it. */
 typedef struct {
     attn_dtype_t dtype;
     int layers;
@@ -40,6 +42,8 @@ typedef struct {
 int model_cache_init(model_cache_t *c, const model_config_t *cfg, attn_dtype_t dtype, int64_t capacity,
                      attn_err_t *err);
 void model_cache_free(model_cache_t *c);
+/* x to the nearest bfloat16 (ties to even), kept in a float; ±∞ and NaN unchanged. */
+float model_round_bf16(float x);
 
 /* Runs n tokens at positions cache->len … (0 … without a cache) through the model, attention
  * by `be` on problems shaped like `tmpl` (mask, window, tiles; the shapes come from the

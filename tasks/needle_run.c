@@ -16,8 +16,9 @@ static int32_t argmax(const double *x, int64_t n) {
     return (int32_t)best;
 }
 
-int needle_cache_init(const model_t *m, const needle_prompt_t *pr, model_cache_t *cache, attn_err_t *err) {
-    return model_cache_init(cache, &m->cfg, ATTN_F32, pr->n + NEEDLE_VALUE_LEN, err);
+int needle_cache_init(const model_t *m, const needle_prompt_t *pr, attn_dtype_t dtype, model_cache_t *cache,
+                      attn_err_t *err) {
+    return model_cache_init(cache, &m->cfg, dtype == ATTN_BF16 ? ATTN_BF16 : ATTN_F32, pr->n + NEEDLE_VALUE_LEN, err);
 }
 
 int needle_context(const model_t *m, const needle_margins_t *mg, const needle_prompt_t *pr,
@@ -85,7 +86,7 @@ int needle_run_prompt(const model_t *m, const needle_margins_t *mg, const needle
                       const needle_run_opts_t *ro, needle_outcome_t *out, attn_err_t *err) {
     memset(out, 0, sizeof *out);
     model_cache_t cache;
-    ATTN_TRY(needle_cache_init(m, pr, &cache, err));
+    ATTN_TRY(needle_cache_init(m, pr, ro->tmpl.dtype, &cache, err));
     int rc = needle_context(m, mg, pr, ro, &cache, &out->context_s, err);
     if (rc == ATTN_OK)
         rc = needle_ask(m, pr, ro, &cache, out, err);
