@@ -10,11 +10,23 @@ typedef struct {
     float *mlp_norm, *w_gate, *w_up, *w_down; /* gate/up (inter, hidden), down (hidden, inter) */
 } model_layer_t;
 
+/* Where the float32 forward's dense layers run when not on the host's cblas (the GPU: cuBLAS in
+ * float32 without TF32, impls/cuda/dense_cuda.cu): out (n, out_dim) = x (n, in_dim) · Wᵀ for W one
+ * of the model's weights (w is its host copy, the key to a device copy made once). */
+typedef struct model_dense {
+    int (*linear)(const struct model_dense *d, float *out, const float *x, const float *w, int64_t n, int64_t out_dim,
+                  int64_t in_dim, attn_err_t *err);
+    void *ctx;
+} model_dense_t;
+
 typedef struct {
     model_config_t cfg;
     float *embed, *final_norm, *lm_head; /* embed, lm_head (vocab, hidden) */
     model_layer_t *layers;
     uint64_t id; /* distinct for every model this process builds: which one MPI followers hold */
+    /* NULL: dense layers on the host. Set on a shallow copy (weights shared, never model_free'd)
+     * to run one model's dense layers elsewhere; the float64 reference path ignores it. */
+    const model_dense_t *dense;
 } model_t;
 
 /* Seeded weights, N(0, 1/fan_in)-like (uniform, unit variance, scaled), output projections

@@ -12,6 +12,10 @@ typedef struct {
     needle_mode_t mode;
     int ask_all;              /* ask every fact; else facts[0] only */
     int64_t chunk;            /* query-tail context build: tokens per model call (0: 65536) */
+    /* The dense layers of the backend's own forwards (prefill context, questions) when not on the
+     * host: the GPU's for a GPU backend (impls/cuda/dense_cuda.h); NULL = host cblas. The
+     * query-tail context's band layer on the CPU keeps the host's. */
+    const model_dense_t *dense;
 } needle_run_opts_t;
 
 typedef struct {
