@@ -76,11 +76,6 @@ attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *ta
     }
     if (r && be && strcmp(be->device, "cpu") != 0)
         snprintf(r->device, sizeof r->device, "%s:%d", be->device, x->device);
-    if (r && be && be->decode_split) { /* the decode plan's split, when the backend runs one for p */
-        int split = be->decode_split(be, p, x);
-        if (split > 0)
-            record_extra_num(r, "split", split);
-    }
     if (r) {
         record_extra_num(r, "repeats", o->repeats);
         record_extra_num(r, "warmup", o->warmup);
@@ -97,6 +92,11 @@ int task_start_backend(attn_run_t *run, const attn_opts_t *o, const char *task, 
     if (!backend_supports(be, p, x, reason, sizeof reason)) {
         record_set_status(*rec, REC_SKIPPED, "%s", reason);
         return 0;
+    }
+    if (*rec && be->decode_split) { /* the decode plan's split, when the backend runs one for p (docs/decode.md) */
+        int split = be->decode_split(be, p, x);
+        if (split > 0)
+            record_extra_num(*rec, "split", split);
     }
     return 1;
 }

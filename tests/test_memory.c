@@ -158,9 +158,14 @@ static const ws_case_t ws_cases[] = {
     /* blockwise: min(threads, B·H·⌈n_q/128⌉) = min(2, 16) workers of 128·(256 + 3) floats */
     {"blockwise", {.batch = 1, .heads = 2, .kv_heads = 2, .head_dim = 64, .n_q = 1000, .n_k = 1000},
      {.threads = 2, .layout = -1}, 265216},
-    /* 16×32 tiles, ⌈20/16⌉ = 2 items for 4 threads: 2 workers of 16·35 floats */
+    /* 16×32 tiles, ⌈80/16⌉ = 5 items for 2 threads: 2 workers of 16·35 floats */
+    {"blockwise", {.batch = 1, .heads = 1, .kv_heads = 1, .head_dim = 8, .n_q = 80, .n_k = 100, .block_q = 16,
+                   .block_k = 32}, {.threads = 2, .layout = -1}, 4480},
+    /* n_q = 20 ≤ 64: the decode split plan (docs/decode.md). Causal keys [0, 40): 2 key tiles, 2 query
+     * tiles, 4 threads × 2 waves want 4 splits but a chunk keeps ≥ 4 key tiles: split 1. Partials
+     * 20 rows × (8 + 1) floats, and min(4, 2 items) = 2 workers of 16·(2·8 + 32 + 3) floats */
     {"blockwise", {.batch = 1, .heads = 1, .kv_heads = 1, .head_dim = 8, .n_q = 20, .n_k = 40, .block_q = 16,
-                   .block_k = 32}, {.threads = 4, .layout = -1}, 4480},
+                   .block_k = 32, .mask = ATTN_MASK_CAUSAL}, {.threads = 4, .layout = -1}, 7248},
     {"sliding_window", {.batch = 1, .heads = 2, .kv_heads = 2, .head_dim = 64, .n_q = 1000, .n_k = 1000,
                         .mask = ATTN_MASK_WINDOW, .window = 100}, {.threads = 2, .layout = -1}, 265216},
     /* ring, P = 2, 256 rows a rank: Q, O, partial O (3·4·256·32), two LSEs (2·4·256), two K/V
