@@ -4,6 +4,9 @@
 #include <string.h>
 
 #include "impls/cuda/cuda_util.cuh"
+extern "C" {
+#include "model/model.h"
+}
 #include "impls/cuda/dense_cuda.h"
 
 namespace {
