@@ -103,14 +103,16 @@ __device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const floa
             }
 }
 
-/* grid (split, q_tiles, B·H_kv): block (s, t, bg) runs query tile t of (b, g) over chunk s. */
+/* grid (q_tiles, split, B·H_kv): block (t, s, bg) runs query tile t of (b, g) over chunk s. The
+ * query tiles of one chunk are launched side by side, so the second reads the chunk's K/V from L2
+ * (n_q = 16 at G = 8: 128 packed rows, two tiles) instead of HBM. */
 template <int D> __global__ void __launch_bounds__(THREADS) decode_split_kernel(const decode_params p) {
     extern __shared__ __align__(128) unsigned char smem[];
     bf16 *sQ = reinterpret_cast<bf16 *>(smem); /* 64 × D */
     bf16 *sK = sQ + BR * D;                    /* 2 stages × 64 × D */
     bf16 *sV = sK + 2 * BC * D;                /* 2 stages × 64 × D */
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g4 = lane / 4, tq = lane % 4;
-    const int s = blockIdx.x, t = blockIdx.y;
+    const int t = blockIdx.x, s = blockIdx.y;
     const int64_t bg = blockIdx.z, b = bg / p.pl.kv_heads, g = bg % p.pl.kv_heads;
     const int64_t r0 = (int64_t)t * BR;
     const bf16 *K = p.k + bg * p.kv_ld * D; /* (b·H_kv + g) = bg */
@@ -292,7 +294,7 @@ template <int D> __global__ void decode_merge_kernel(const decode_params p) {
 
 template <int D> int launch(const decode_params &prm, cudaStream_t st, attn_err_t *err) {
     CUDA_TRY(cudaFuncSetAttribute(decode_split_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<D>()));
-    dim3 grid((unsigned)prm.pl.split, (unsigned)prm.pl.q_tiles, (unsigned)(prm.pl.batch * prm.pl.kv_heads));
+    dim3 grid((unsigned)prm.pl.q_tiles, (unsigned)prm.pl.split, (unsigned)(prm.pl.batch * prm.pl.kv_heads));
     decode_split_kernel<D><<<grid, THREADS, smem_bytes<D>(), st>>>(prm);
     CUDA_TRY_LAUNCH();
     if (prm.pl.split > 1) {
