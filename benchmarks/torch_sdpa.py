@@ -12,6 +12,11 @@ n(n+1)/2 pairs, not n²), times batch·heads. Queries sit at the end of the keys
 Needs PyTorch with CUDA and a GPU; without them it says so and exits 2, writing nothing. Exits 1 when a
 case failed (out of memory, no SDPA kernel for it): its record says why and the others are kept.
 usage: benchmarks/torch_sdpa.py [--seq-len 16384] [--mask none,causal] [--out-dir results] [...]
+
+It is also an exec: peer (docs/exec-protocol.md): `attnbench run --exec-spec benchmarks/peers/torch_sdpa.json
+--backends exec:torch_sdpa ...` runs it as `torch_sdpa.py forward|time REQUEST.json` (or --version), and
+attnbench records its times (the same CUDA-event loop) and checks its O against the float64 reference.
+SDPA returns no LSE; in forward mode it is computed beside the call in float32 (exec_peer.reference_lse).
 """
 import argparse
 import csv
@@ -25,6 +30,8 @@ import socket
 import statistics
 import subprocess
 import sys
+
+import exec_peer
 
 SCHEMA = "attnbench.results/1"
 
@@ -159,25 +166,21 @@ def timed(samples, name, unit, metrics, units):
         units[key] = unit
 
 
-def bench_case(torch, a, n_k, mask):
+def sdpa_call(torch, q, k, v, mask, scale=None):
+    """The timed call on (B, H, n, d) inputs, K/V with H_kv heads, and how GQA was done. GQA through
+    enable_gqa (torch 2.5 on), so no copy is timed; an older torch gets K/V expanded first."""
     F = torch.nn.functional
-    n_q = a.q_len or n_k
-    dt = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}[a.dtype]
-    dev = torch.device("cuda", a.device)
-    g = torch.Generator(device=dev).manual_seed(a.seed)
-    # (B, H, n, d), the layout attnbench uses; K/V with H_kv heads. GQA through enable_gqa (torch
-    # 2.5 on), so no copy is timed; an older torch gets K/V expanded before the timing.
-    q = torch.randn(a.batch, a.heads, n_q, a.head_dim, device=dev, dtype=dt, generator=g)
-    k = torch.randn(a.batch, a.kv_heads, n_k, a.head_dim, device=dev, dtype=dt, generator=g)
-    v = torch.randn(a.batch, a.kv_heads, n_k, a.head_dim, device=dev, dtype=dt, generator=g)
+    heads, kv_heads, n_q, n_k = q.shape[1], k.shape[1], q.shape[2], k.shape[2]
     kwargs, gqa = {}, "none"
-    if a.kv_heads != a.heads:
+    if scale is not None and abs(scale * q.shape[3] ** 0.5 - 1) > 1e-12:  # SDPA's default is 1/√d
+        kwargs["scale"] = scale
+    if kv_heads != heads:
         try:
             F.scaled_dot_product_attention(q[:, :, :1], k[:, :, :1], v[:, :, :1], enable_gqa=True)
             kwargs["enable_gqa"], gqa = True, "native"
         except TypeError:
-            k = k.repeat_interleave(a.heads // a.kv_heads, dim=1)
-            v = v.repeat_interleave(a.heads // a.kv_heads, dim=1)
+            k = k.repeat_interleave(heads // kv_heads, dim=1)
+            v = v.repeat_interleave(heads // kv_heads, dim=1)
             gqa = "expanded"
     attn_mask, is_causal = None, False
     if mask == "causal":
@@ -192,6 +195,25 @@ def bench_case(torch, a, n_k, mask):
     def call():
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, **kwargs)
 
+    return call, gqa
+
+
+def make_call(torch, req, q, k, v):
+    """exec_peer's hook: the request's case, O from SDPA, LSE left to exec_peer."""
+    call, _ = sdpa_call(torch, q, k, v, req["mask"], req["scale"])
+    return lambda: (call(), None)
+
+
+def bench_case(torch, a, n_k, mask):
+    n_q = a.q_len or n_k
+    dt = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}[a.dtype]
+    dev = torch.device("cuda", a.device)
+    g = torch.Generator(device=dev).manual_seed(a.seed)
+    # (B, H, n, d), the layout attnbench uses; K/V with H_kv heads.
+    q = torch.randn(a.batch, a.heads, n_q, a.head_dim, device=dev, dtype=dt, generator=g)
+    k = torch.randn(a.batch, a.kv_heads, n_k, a.head_dim, device=dev, dtype=dt, generator=g)
+    v = torch.randn(a.batch, a.kv_heads, n_k, a.head_dim, device=dev, dtype=dt, generator=g)
+    call, gqa = sdpa_call(torch, q, k, v, mask)
     ctx = None
     if a.sdpa_backend != "auto":
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -281,6 +303,8 @@ def write_atomic(path, text):
 
 
 def main(argv):
+    if exec_peer.is_protocol(argv):  # run by attnbench as exec:torch_sdpa
+        return exec_peer.serve("torch_sdpa.py", argv, make_call, exec_peer.gpu_torch_version)
     a = parse_args(argv)
     torch = load_torch(a.device)
     torch.cuda.set_device(a.device)

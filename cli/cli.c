@@ -43,6 +43,7 @@ int cli_list(int argc, char **argv, attn_err_t *err) {
         const attn_backend_t *b = registry_get(i);
         attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 64, .n_q = 8, .n_k = 8, .window = 4};
         attn_exec_t x = exec_default();
+        x.approx_window = 4; /* the approximate backends need a local window: the flags' kind of case */
         char reason[512], dtypes[24] = "";
         const char *masks[3];
         int probe = have_gpu || strcmp(b->device, "cpu") == 0; /* without a device a GPU backend declines all */
@@ -119,9 +120,15 @@ static int count_bad(const attn_run_t *run) {
 /* Runs every run through fn, then writes one results file pair and prints the table. Nothing is
  * written unless every run finished; failed or errored records make the exit status 1. */
 static int execute(int argc, char **argv, attn_opts_t *runs, int n_runs,
-                   int (*fn)(const attn_opts_t *, attn_run_t *, attn_err_t *), attn_err_t *err) {
+                   int (*fn)(const attn_opts_t *, attn_run_t *, attn_err_t *), attn_placement_t *placement,
+                   int n_placement, attn_err_t *err) {
     attn_run_t run;
-    ATTN_TRY(results_run_init(&run, argc, argv, runs[0].seed, runs[0].threads, err));
+    if (results_run_init(&run, argc, argv, runs[0].seed, runs[0].threads, err) != ATTN_OK) {
+        free(placement);
+        return err->code;
+    }
+    run.placement = placement; /* the run owns it now */
+    run.n_placement = n_placement;
     comm_mpi_version(run.mpi_version, sizeof run.mpi_version); /* the comm room is above core */
     run.threads = threads_resolve(runs[0].threads);
     if (runs[0].device != 0)
@@ -181,10 +188,16 @@ static int run_runs(unsigned cmd, int argc, char **argv, attn_err_t *err) {
     int n_runs = 0;
     ATTN_TRY(load_runs(cmd, argc, argv, &runs, &n_runs, err));
     int rc = with_transport(runs, n_runs, err);
+    attn_placement_t *placement = NULL;
+    int n_placement = 0;
+    if (rc == ATTN_OK && comm_mpi_world())
+        rc = cli_gather_placement(comm_mpi_world(), &placement, &n_placement, err);
     if (rc == ATTN_OK && comm_mpi_world() && comm_mpi_world()->rank != 0)
         rc = dist_follow(dist_model_follow, err); /* ranks 1..P−1 serve rank 0's distributed calls */
     else if (rc == ATTN_OK)
-        rc = execute(argc, argv, runs, n_runs, NULL, err);
+        rc = execute(argc, argv, runs, n_runs, NULL, placement, n_placement, err);
+    else
+        free(placement);
     dist_stop_followers();
     comm_mpi_finalize();
     free(runs);
@@ -247,7 +260,7 @@ int cli_peak(int argc, char **argv, attn_err_t *err) {
     cli_opts_t c;
     opts_init(&c, CMD_PEAK);
     ATTN_TRY(opts_parse_argv(&c, CMD_PEAK, argc, argv, NULL, NULL, err));
-    return execute(argc, argv, &c.s, 1, task_peak, err);
+    return execute(argc, argv, &c.s, 1, task_peak, NULL, 0, err);
 }
 
 /* ---- attend -------------------------------------------------------------------------------- */

@@ -1,12 +1,14 @@
 /* cli_report.c — `attnbench report FILES... [--out dashboards/index.html]`: one self-contained
  * HTML page from results files (template and Chart.js compiled in, JSON inlined, so it works
- * offline); every file is checked first. The page: README "Dashboards and the regression gate". */
+ * offline); every file is checked first. --history DIR adds the regression gate's history
+ * (report_history.c). The page: README "Dashboards and the regression gate". */
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/options.h"
+#include "cli/report_history.h"
 #include "core/outfile.h"
 #include "core/results.h"
 #include "core/results_read.h"
@@ -26,29 +28,41 @@ static int put_script_safe(FILE *f, const char *s) {
     return ok;
 }
 
+/* The template's markers, in page order, and what goes at each. */
+static const char *const markers[] = {"/*@CHARTJS@*/", "/*@DATA@*/", "/*@HISTORY@*/"};
+enum { N_MARKERS = sizeof markers / sizeof markers[0] };
+
 typedef struct {
-    const char *tpl, *m1, *m2, *data; /* the template, its two markers, the JSON to inline */
+    const char *tpl, *at[N_MARKERS], *fill[N_MARKERS]; /* at: each marker in tpl; fill: data (NULL: Chart.js) */
 } page_t;
 
-/* The template with Chart.js at the first marker and the data at the second. */
+/* The template with Chart.js and the JSON data at their markers. */
 static int fill_page(FILE *f, void *ctx) {
     const page_t *p = ctx;
-    int ok = fwrite(p->tpl, 1, (size_t)(p->m1 - p->tpl), f) == (size_t)(p->m1 - p->tpl);
-    ok = ok && fwrite(attn_chartjs, 1, attn_chartjs_len, f) == attn_chartjs_len;
-    const char *mid = p->m1 + strlen("/*@CHARTJS@*/");
-    ok = ok && fwrite(mid, 1, (size_t)(p->m2 - mid), f) == (size_t)(p->m2 - mid);
-    ok = ok && put_script_safe(f, p->data);
-    ok = ok && fputs(p->m2 + strlen("/*@DATA@*/"), f) >= 0;
-    return ok ? 0 : -1;
+    const char *from = p->tpl;
+    int ok = 1;
+    for (int i = 0; i < N_MARKERS && ok; i++) {
+        ok = fwrite(from, 1, (size_t)(p->at[i] - from), f) == (size_t)(p->at[i] - from);
+        if (p->fill[i])
+            ok = ok && put_script_safe(f, p->fill[i]);
+        else
+            ok = ok && fwrite(attn_chartjs, 1, attn_chartjs_len, f) == attn_chartjs_len;
+        from = p->at[i] + strlen(markers[i]);
+    }
+    return ok && fputs(from, f) >= 0 ? 0 : -1;
 }
 
 int cli_report(int argc, char **argv, attn_err_t *err) {
     if (opts_wants_help(argc, argv)) {
         opts_print_help(stdout, CMD_REPORT,
-                        "usage: attnbench report RESULTS.json [MORE.json ...] [--out dashboards/index.html]\n\n"
-                        "Writes one HTML page that works offline: throughput and memory vs context length per\n"
-                        "backend, the exactness table, needle recall heatmaps, per-rank bars of the distributed\n"
-                        "backends, and a machine-against-machine chart when the files come from different hosts.\n");
+                        "usage: attnbench report RESULTS.json [MORE.json ...] [--history DIR] [--out dashboards/index.html]\n\n"
+                        "Writes one HTML page that works offline, in views: an overview (throughput and memory vs\n"
+                        "context length per backend, the exactness table, needle recall heatmaps, per-rank bars of\n"
+                        "the distributed backends); cross-hardware (the same case on each machine, CPU beside GPU,\n"
+                        "as ratios to a baseline machine chosen in the page); the roofline (each record's fraction\n"
+                        "of its machine's measured compute and bandwidth peaks); peers (torch SDPA and other outside\n"
+                        "implementations beside ours, with the ratio); and with --history, the regression gate's\n"
+                        "history: each night of DIR against the night before on the same machine, compare's rule.\n");
         return ATTN_OK;
     }
     cli_opts_t c;
@@ -59,8 +73,8 @@ int cli_report(int argc, char **argv, attn_err_t *err) {
     opts_init(&c, CMD_REPORT);
     int rc = opts_parse_argv(&c, CMD_REPORT, argc, argv, files, &nf, err);
     const char *out = c.out_path;
-    if (rc == ATTN_OK && nf == 0)
-        rc = attn_fail(err, ATTN_EUSAGE, "report needs at least one results file (results/*.json)");
+    if (rc == ATTN_OK && nf == 0 && !c.history_dir[0])
+        rc = attn_fail(err, ATTN_EUSAGE, "report needs at least one results file (results/*.json) or --history DIR");
     char *dir = rc == ATTN_OK ? strdup(out) : NULL; /* --out's directory is made, and --out checked, first */
     if (rc == ATTN_OK && !dir)
         rc = attn_fail(err, ATTN_ERUNTIME, "out of memory");
@@ -76,19 +90,26 @@ int cli_report(int argc, char **argv, attn_err_t *err) {
         if (rc == ATTN_OK)
             json_array_append_new(all, root);
     }
-    const char *tpl = (const char *)attn_report_template;
-    const char *m1 = strstr(tpl, "/*@CHARTJS@*/"), *m2 = m1 ? strstr(m1, "/*@DATA@*/") : NULL;
-    ATTN_ASSERT(m1 && m2);
+    json_t *hist = NULL;
+    if (rc == ATTN_OK && c.history_dir[0])
+        rc = report_history(c.history_dir, c.threshold, &hist, err);
+    page_t page = {.tpl = (const char *)attn_report_template};
+    for (int i = 0; i < N_MARKERS; i++) {
+        page.at[i] = strstr(i ? page.at[i - 1] : page.tpl, markers[i]);
+        ATTN_ASSERT(page.at[i]);
+    }
     char *data = rc == ATTN_OK ? json_dumps(all, JSON_COMPACT) : NULL;
-    if (rc == ATTN_OK && !data)
+    char *hdata = rc == ATTN_OK ? (hist ? json_dumps(hist, JSON_COMPACT) : strdup("null")) : NULL;
+    if (rc == ATTN_OK && (!data || !hdata))
         rc = attn_fail(err, ATTN_ERUNTIME, "out of memory for the report's data");
-    page_t page = {tpl, m1, m2, data};
+    page.fill[1] = data, page.fill[2] = hdata;
     if (rc == ATTN_OK)
         rc = outfile_write(out, fill_page, &page, err);
     if (rc == ATTN_OK)
-        printf("wrote %s (%d results file(s), %zu bytes of data)\n", out, nf, strlen(data));
-    free(data);
-    json_decref(all);
+        printf("wrote %s (%d results file(s)%s, %zu bytes of data)\n", out, nf, hist ? " and a gate history" : "",
+               strlen(data) + strlen(hdata));
+    free(data), free(hdata);
+    json_decref(all), json_decref(hist);
     free(files);
     return rc;
 }

@@ -13,8 +13,11 @@
 #include "comm/layout.h"
 #include "core/backend.h"
 #include "core/device.h"
+#include "impls/plugin.h"
 #include "tasks/simulate.h"
 #include "tasks/task.h"
+
+#define TOPK_MAX (INT64_C(1) << 32)
 
 static const char *const cmd_names[] = {"list", "run", "attend", "needle", "peak", "comm", "report", "compare", "simulate"};
 enum { N_CMDS = sizeof cmd_names / sizeof cmd_names[0] };
@@ -259,6 +262,25 @@ static int set_seed(cli_opts_t *c, const char *key, const char *v, attn_err_t *e
     return ATTN_OK;
 }
 
+/* --plugin A.so[,B.so]: loaded now (once per file), so later flags can name its backends. */
+static int set_plugin(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    ATTN_TRY(list_well_formed(key, v, err));
+    char buf[2048];
+    if (strlen(v) >= sizeof buf)
+        return attn_fail(err, ATTN_EUSAGE, "--%s: value too long", key);
+    strcpy(buf, v);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        ATTN_TRY(plugin_load(t, err));
+    snprintf(c->plugin, sizeof c->plugin, "%s", v);
+    return ATTN_OK;
+}
+static int set_exec_spec(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    (void)key;
+    ATTN_TRY(exec_spec_load(v, err));
+    snprintf(c->exec_spec, sizeof c->exec_spec, "%s", v);
+    return ATTN_OK;
+}
+
 /* "5%" or a fraction, 0 ≤ t < 1. */
 static int set_threshold(cli_opts_t *c, const char *key, const char *s, attn_err_t *err) {
     (void)key;
@@ -274,6 +296,29 @@ static int set_threshold(cli_opts_t *c, const char *key, const char *s, attn_err
     return ATTN_OK;
 }
 
+/* --topk K or P% items: a tile count 0..2^32, or a percent in (0, 100]. */
+static int item_topk(void *ctx, const char *key, const char *s, int i, attn_err_t *err) {
+    attn_opts_t *o = &((cli_opts_t *)ctx)->s;
+    char *end;
+    errno = 0;
+    o->topk[i] = 0, o->topk_pct[i] = 0;
+    if (*s && s[strlen(s) - 1] == '%') {
+        double v = strtod(s, &end);
+        if (end != s + strlen(s) - 1 || !(v > 0 && v <= 100))
+            return attn_fail(err, ATTN_EUSAGE, "--%s: '%s' is not a percent in (0, 100] (like 5%%)", key, s);
+        o->topk_pct[i] = v;
+        return ATTN_OK;
+    }
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < 0 || v > TOPK_MAX)
+        return attn_fail(err, ATTN_EUSAGE, "--%s: '%s' is not a tile count in 0..4294967296 or a percent like 5%%", key, s);
+    o->topk[i] = v;
+    return ATTN_OK;
+}
+static int set_topk(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+    return parse_list(c, key, v, item_topk, &c->s.n_topk, err);
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 #define FIELD(m) .off = offsetof(cli_opts_t, m), .size = sizeof(((cli_opts_t *)0)->m)
@@ -287,6 +332,11 @@ static int set_threshold(cli_opts_t *c, const char *key, const char *s, attn_err
 #define SIM CMD_SIMULATE
 
 static const opt_row_t rows[] = {
+    {"plugin", .cmds = ~0u >> (32 - N_CMDS), .kind = OPT_SET, FIELD(plugin), .set = set_plugin, .flags = OPT_TOP_ONLY,
+     .shown = "$ATTNBENCH_PLUGINS", .meta = "F.so",
+     .help = "backends from a shared object built on include/attnbench/backend.h (repeatable)"},
+    {"exec-spec", .cmds = CMD_LIST | RUN | NDL | ATT, .kind = OPT_SET, FIELD(exec_spec), .set = set_exec_spec,
+     .flags = OPT_TOP_ONLY, .meta = "F.json", .help = "backend exec:NAME, an external program (docs/exec-protocol.md)"},
     {"task", .cmds = RUN, .kind = OPT_SET, FIELD(s.task), .set = set_task, .def = "exactness", .meta = "T",
      .help = "exactness | throughput | memory | capacity | model | needle | precision"},
     {"task", .cmds = NDL, .hide = NDL, .kind = OPT_SET, FIELD(s.task), .set = set_task_needle, .def = "needle", .meta = "T",
@@ -314,9 +364,16 @@ static const opt_row_t rows[] = {
     {"mask", .cmds = ATT, .kind = OPT_SET, FIELD(s.masks), COUNT(s.n_masks), .set = set_masks, .def = "none",
      .meta = "M", .help = "none | causal | window"},
     {"window", .cmds = RUN | ATT | SIM, .kind = OPT_I64, FIELD(s.window), .lo = 1, .hi = N32, .def = "256", .meta = "W",
-     .help = "window size for --mask window"},
+     .help = "window size for --mask window; the approximate backends' local window"},
     {"window", .cmds = NDL, .kind = OPT_I64, FIELD(s.window), .lo = 1, .hi = N32, .def = "4096", .meta = "W",
-     .help = "window of the sliding_window backends"},
+     .help = "window of the sliding_window and approximate backends"},
+    {"distractors", .cmds = RUN | NDL, .kind = OPT_I64, FIELD(s.distractors), .lo = 0, .hi = 1 << 24, .def = "0",
+     .meta = "N", .help = "needle: needle sentences with other keys and values in each prompt"},
+    {"sinks", .cmds = RUN | NDL | ATT, .kind = OPT_I64_LIST, FIELD(s.sinks), COUNT(s.n_sinks), .lo = 0, .hi = N32,
+     .def = "4", .meta = "S,...", .help = "sinks_window: first keys every query keeps (a list sweeps)"},
+    {"topk", .cmds = RUN | NDL | ATT, .kind = OPT_SET, FIELD(s.topk), COUNT(s.n_topk), .set = set_topk, .def = "5%",
+     .meta = "K|P%,...", .help = "topk_blocks: key tiles per query tile beyond the window, or P% of the tiles\nit "
+                                 "sees, window included (a list sweeps)"},
     {"dtype", .cmds = RUN | NDL | ATT, .kind = OPT_DTYPE, FIELD(s.dtype), .what = "f32|f64|bf16", .def = "f32",
      .meta = "T", .help = "f32 | f64 | bf16 (GPU backends: bfloat16 compute, f32 out)"},
     {"merge-dtype", .cmds = RUN | ATT, .kind = OPT_DTYPE, FIELD(s.merge_dtype), .what = "f32|bf16", .def = "f32",
@@ -419,7 +476,9 @@ static const opt_row_t rows[] = {
      .meta = "F", .help = "compute profile JSON (docs/simulate.md)"},
     {"links", .cmds = SIM, .kind = OPT_PATH, FIELD(sim_links), .shown = "nominal, assumed", .meta = "F",
      .help = "links JSON (two tiers, node size) or an `attnbench comm` results file"},
-    {"threshold", .cmds = CMD_COMPARE, .kind = OPT_SET, FIELD(threshold), .set = set_threshold, .def = "5%",
+    {"history", .cmds = CMD_REPORT, .kind = OPT_PATH, FIELD(history_dir), .meta = "DIR",
+     .help = "nightly results files: the regression gate's history (compare's rule, night after night)"},
+    {"threshold", .cmds = CMD_COMPARE | CMD_REPORT, .kind = OPT_SET, FIELD(threshold), .set = set_threshold, .def = "5%",
      .meta = "T", .help = "a percentage like 5% (or a fraction like 0.05)"},
 };
 enum { N_ROWS = sizeof rows / sizeof rows[0] };
@@ -625,6 +684,30 @@ int opts_parse_argv(cli_opts_t *c, unsigned cmd, int argc, char **argv, char **p
     return ATTN_OK;
 }
 
+int opts_preload(const char *cmd_name, int argc, char **argv, attn_err_t *err) {
+    unsigned cmd = 0;
+    for (int k = 0; k < N_CMDS; k++)
+        if (!strcmp(cmd_names[k], cmd_name))
+            cmd = 1u << k;
+    ATTN_TRY(plugin_load_env(err));
+    cli_opts_t c;
+    memset(&c, 0, sizeof c);
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+        const char *a = argv[i], *v = NULL;
+        for (const char *name = "plugin"; name; name = strcmp(name, "plugin") ? NULL : "exec-spec") {
+            size_t n = strlen(name);
+            if (strncmp(a, "--", 2) || strncmp(a + 2, name, n) || (a[2 + n] && a[2 + n] != '='))
+                continue;
+            v = a[2 + n] == '=' ? a + 3 + n : i + 1 < argc ? argv[i + 1] : NULL;
+            const opt_row_t *r;
+            attn_err_t ignored = {0}; /* a flag cmd does not take, or without a value: the parse says so */
+            if (v && row_find(name, cmd, "--", &r, &ignored) == ATTN_OK)
+                ATTN_TRY(row_set(&c, r, name, v, err));
+        }
+    }
+    return ATTN_OK;
+}
+
 /* ---- suite files ---------------------------------------------------------------------------- */
 
 /* JSON scalars and arrays of scalars become the same text a flag would carry. */
@@ -660,7 +743,11 @@ static int apply_object(cli_opts_t *c, unsigned cmd, const char *path, const cha
                         attn_err_t *err) {
     const char *key;
     json_t *v;
+    /* the keys that define backends first, so "backends" may name theirs in any key order */
+    for (int pass = 0; pass < 2; pass++)
     json_object_foreach(obj, key, v) {
+        if ((pass == 0) != (!strcmp(key, "plugin") || !strcmp(key, "exec-spec")))
+            continue;
         if (!strcmp(key, "description") || (!in_run && !strcmp(key, "runs")))
             continue;
         if (!strcmp(key, "runs"))
@@ -736,7 +823,75 @@ int opts_load_config(const char *path, unsigned cmd, int argc, char **argv, attn
 
 /* ---- help ----------------------------------------------------------------------------------- */
 
+static int help_roff; /* opts_help_roff: the man page's form of --help */
+
+void opts_help_roff(int on) { help_roff = on; }
+
+/* Text for roff: backslashes and hyphens escaped, a control character at a line's start quoted. */
+void opts_roff_text(FILE *f, const char *s, size_t n) {
+    for (size_t i = 0; i < n && s[i]; i++) {
+        if ((i == 0 || s[i - 1] == '\n') && (s[i] == '.' || s[i] == '\''))
+            fputs("\\&", f);
+        if (s[i] == '\\')
+            fputs("\\e", f);
+        else if (s[i] == '-')
+            fputs("\\-", f);
+        else
+            fputc(s[i], f);
+    }
+}
+
+/* usage's first paragraph (the synopsis) unfilled, the rest as paragraphs; each flag a tagged
+ * paragraph. The same rows, in the same order, as the text form below. */
+static void print_help_roff(FILE *f, unsigned cmd, const char *usage) {
+    size_t syn = strstr(usage, "\n\n") ? (size_t)(strstr(usage, "\n\n") - usage) : strlen(usage);
+    fputs(".PP\n.nf\n", f);
+    opts_roff_text(f, usage, syn);
+    fputs("\n.fi\n", f);
+    for (const char *p = usage + syn; *p;) {
+        while (*p == '\n')
+            p++;
+        size_t len = strstr(p, "\n\n") ? (size_t)(strstr(p, "\n\n") - p) : strlen(p);
+        if (len) {
+            fputs(".PP\n", f);
+            opts_roff_text(f, p, len);
+            fputs(p[len - 1] == '\n' ? "" : "\n", f);
+        }
+        p += len;
+    }
+    for (int i = 0; i < N_ROWS; i++) {
+        const opt_row_t *r = &rows[i];
+        if (!(r->cmds & cmd) || (r->hide & cmd))
+            continue;
+        fputs(".TP\n\\fB", f);
+        opts_roff_text(f, "--", 2);
+        opts_roff_text(f, r->name, strlen(r->name));
+        fputs("\\fR \\fI", f);
+        opts_roff_text(f, r->meta, strlen(r->meta));
+        fputs("\\fR\n", f);
+        for (const char *p = r->help; *p;) {
+            size_t len = strcspn(p, "\n");
+            opts_roff_text(f, p, len);
+            p += len;
+            if (*p == '\n')
+                fputs("\n.br\n", f), p++;
+        }
+        const char *shown = r->shown ? r->shown : r->def;
+        if (shown) {
+            fputs(" [", f);
+            opts_roff_text(f, shown, strlen(shown));
+            fputc(']', f);
+        }
+        fputc('\n', f);
+    }
+    fputs(".TP\n\\fB\\-\\-help\\fR, \\fB\\-h\\fR\nthis text\n", f);
+}
+
 void opts_print_help(FILE *f, unsigned cmd, const char *usage) {
+    if (help_roff) {
+        print_help_roff(f, cmd, usage);
+        return;
+    }
     fputs(usage, f);
     fputs("\nflags:\n", f);
     for (int i = 0; i < N_ROWS; i++) {

@@ -27,10 +27,12 @@ typedef struct {
     char q_path[512], k_path[512], v_path[512], out_path[512], lse_path[512]; /* attend; --out also report */
     int64_t comm_sizes[OPTS_MAX_LIST]; /* comm: message bytes; none given: the default sweep */
     int n_comm_sizes;
-    double threshold; /* compare */
+    double threshold;       /* compare, report --history */
+    char history_dir[512];  /* report: a directory of nightly results files */
     int64_t sim_ranks[OPTS_MAX_LIST]; /* simulate: P values, schemes (sim_scheme_t), constants files */
     int n_sim_ranks, sim_schemes[8], n_sim_schemes;
     char sim_profile[512], sim_links[512];
+    char plugin[512], exec_spec[512]; /* the last given; each is loaded when parsed (impls/plugin.h) */
 } cli_opts_t;
 
 /* Every subcommand starts from run's defaults, then takes the defaults of its own rows. */
@@ -47,8 +49,17 @@ int opts_parse_argv(cli_opts_t *c, unsigned cmd, int argc, char **argv, char **p
  * A key in the wrong place (out-dir, runs or config inside a run) is refused. Allocates *runs. */
 int opts_load_config(const char *path, unsigned cmd, int argc, char **argv, attn_opts_t **runs, int *n_runs,
                      attn_err_t *err);
+/* Loads the plugins of $ATTNBENCH_PLUGINS and those that the --plugin and --exec-spec flags of
+ * argv (after subcommand `cmd_name`) name, before any flag is parsed: a backend a plugin defines
+ * may then be named by --backends anywhere on the line. */
+int opts_preload(const char *cmd_name, int argc, char **argv, attn_err_t *err);
 /* usage, then the flags cmd takes with their defaults. */
 void opts_print_help(FILE *f, unsigned cmd, const char *usage);
+/* on: opts_print_help writes the man page's roff instead (attnbench --man, cli/main.c), so the
+ * man page and --help come from the same rows and usage texts. */
+void opts_help_roff(int on);
+/* n bytes of s as roff text (hyphens and backslashes escaped). */
+void opts_roff_text(FILE *f, const char *s, size_t n);
 
 /* For the C tests: run's defaults, and one of run's flags set by name ("seq-len") from text. */
 void opts_defaults(attn_opts_t *o);

@@ -25,7 +25,20 @@ typedef struct attn_backend {
     /* Bytes the backend allocates beyond Q, K, V, O, LSE for p (the analytic memory figure). */
     size_t (*workspace_bytes)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
     const void *ctx; /* backend-private constant data */
-    /* Optional, after ctx so that positional initialisers stay valid: the key splits of the
+    /* Backends from outside the binary (--plugin, exec: peers; impls/plugin.c, impls/exec.c):
+     * what their records name as the implementation measured (record field `peer`). NULL for
+     * the built-in ones. */
+    const char *peer_kind, *peer_name, *peer_version; /* kind "plugin" | "exec" */
+    /* Optional, exec: peers: the backend times itself on inputs it makes from `seed` (the
+     * throughput task): `warmup` untimed calls, then secs[0 … repeats−1]; *timing names the
+     * clock ("cuda_events", "wall"). NULL for backends the harness times. */
+    int (*time_self)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x, uint64_t seed,
+                     int warmup, int repeats, double *secs, char *timing, size_t timing_len, attn_err_t *err);
+    /* 1 for a backend that approximates the problem on purpose (sinks_window, topk_blocks): the
+     * tasks record its error and the fraction of keys it visited with status `approximate`,
+     * never pass/fail against the exact tolerance (docs/approximate.md). */
+    int approximate;
+    /* Optional, last so that positional initialisers stay valid: the key splits of the
      * decode plan (docs/decode.md) the backend runs p with, recorded in the record's config as
      * `split`; 0 when p takes no split plan. */
     int (*decode_split)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
@@ -36,6 +49,9 @@ const attn_backend_t *registry_find(const char *name);
 int backend_supports(const attn_backend_t *b, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len);
 int registry_count(void);
 const attn_backend_t *registry_get(int i);
+/* Adds a backend loaded at run time (a plugin's, an exec: peer's) after the built-in ones;
+ * ATTN_EUSAGE when its name is taken or the table is full. b must outlive the process. */
+int registry_add(const attn_backend_t *b, attn_err_t *err);
 
 /* Refuses up front (ATTN_ERUNTIME, message naming the bytes) when the backend's workspace plus
  * the tensors would not fit in available memory. */

@@ -15,6 +15,8 @@ int exec_validate(const attn_exec_t *x, attn_err_t *err) {
         return attn_fail(err, ATTN_EUSAGE, "device must be in 0..1023 (got %d)", x->device);
     if (x->threads < 0 || x->threads > 1024)
         return attn_fail(err, ATTN_EUSAGE, "threads must be in 0..1024 (got %d)", x->threads);
+    if (x->sinks < 0 || x->topk < 0 || x->approx_window < 0 || !(x->topk_pct >= 0 && x->topk_pct <= 100))
+        return attn_fail(err, ATTN_EUSAGE, "sinks, topk and window must be ≥ 0 and a topk percent in 0..100");
     return ATTN_OK;
 }
 

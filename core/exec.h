@@ -36,6 +36,12 @@ typedef struct {
     double fault_delay_s; /* SLOW: seconds the rank sleeps at fault_step */
     attn_merge_t merge;   /* ring family: the partial results' merge precision */
     int ulysses_degree;   /* usp: U of the U × R mesh (R = P / U); 0 = gcd(P, H_kv) */
+    /* The key budget of the approximate backends (docs/approximate.md): sinks_window keeps the
+     * first `sinks` keys; topk_blocks the `topk` best-bounded key tiles per query tile, or, when
+     * topk_pct > 0, that percent of the tiles the query tile sees; both keep the local window of
+     * approx_window keys (i − w < j ≤ i). */
+    int64_t sinks, topk, approx_window;
+    double topk_pct;
 } attn_exec_t;
 
 /* The defaults of a single-rank call: all cores, device 0, one rank on `local`, the backend's

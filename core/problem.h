@@ -57,6 +57,9 @@ typedef struct {
      * CUDA events around the kernels only (inputs already on the device and converted; copies
      * excluded). The throughput task reports that figure for GPU backends. */
     double *device_s;
+    /* Optional: an approximate backend (attn_backend_t.approximate) writes here the (query, key)
+     * pairs it attended, summed over batch × heads; exact ones leave it alone. */
+    double *keys_visited;
 } attn_io_t;
 
 double problem_scale(const attn_problem_t *p);

@@ -104,6 +104,7 @@ void results_run_free(attn_run_t *run) {
     }
     free(run->records);
     free(run->command_line);
+    free(run->placement);
     memset(run, 0, sizeof *run);
 }
 
@@ -301,6 +302,20 @@ static json_t *run_json(const attn_run_t *run) {
     SET(o, "mpi_version", jstr_or_null(run->mpi_version));
     SET(o, "compiler", jstr_or_null(run->compiler));
     SET(o, "build_type", jstr_or_null(run->build_type));
+    if (run->n_placement > 0) { /* schema 2: one entry per rank of an mpi/nccl run */
+        json_t *arr = json_array();
+        for (int i = 0; i < run->n_placement && arr; i++) {
+            const attn_placement_t *pl = &run->placement[i];
+            json_t *e = json_object();
+            SET(e, "rank", json_integer(pl->rank));
+            SET(e, "host", jstr(pl->host));
+            SET(e, "local_rank", pl->local_rank >= 0 ? json_integer(pl->local_rank) : json_null());
+            SET(e, "cuda_visible_devices", jstr_or_null(pl->gpus));
+            SET(e, "slurm_job_id", jstr_or_null(pl->job));
+            ok &= json_array_append_new(arr, e) == 0;
+        }
+        SET(o, "placement", arr);
+    }
     if (!ok)
         json_decref(o);
     return ok ? o : NULL;
@@ -348,6 +363,13 @@ static json_t *record_json(const attn_record_t *r) {
     SET(o, "per_rank", pr);
     SET(o, "status", json_string(status_name(r->status)));
     SET(o, "reason", jstr_or_null(r->reason));
+    if (r->peer_name[0]) {
+        json_t *peer = json_object();
+        SET(peer, "name", jstr(r->peer_name));
+        SET(peer, "version", jstr(r->peer_version));
+        SET(peer, "kind", jstr(r->peer_kind));
+        SET(o, "peer", peer);
+    }
     if (!ok)
         json_decref(o);
     return ok ? o : NULL;

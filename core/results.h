@@ -11,7 +11,8 @@
     X(REC_PASS, "pass", 1)                                                                          \
     X(REC_FAIL, "fail", 1)                                                                          \
     X(REC_SKIPPED, "skipped", 1)                                                                    \
-    X(REC_ERROR, "error", 1)
+    X(REC_ERROR, "error", 1)                                                                        \
+    X(REC_APPROXIMATE, "approximate", 2)
 
 #define ATTN_STATUS_ENUM(e, name, since) e,
 typedef enum { ATTN_STATUSES(ATTN_STATUS_ENUM) REC_N_STATUSES } attn_status_t;
@@ -19,7 +20,7 @@ typedef enum { ATTN_STATUSES(ATTN_STATUS_ENUM) REC_N_STATUSES } attn_status_t;
 
 /* The version files are written with: the base version of the record and run fields (bump it
  * when a field is added), or the newest status's, whichever is later. */
-#define ATTN_RESULTS_BASE_VERSION 1
+#define ATTN_RESULTS_BASE_VERSION 2 /* 2: record "peer", run "placement" */
 #define ATTN_RESULTS_SCHEMA_PREFIX "attnbench.results/"
 int results_schema_version(void);
 /* "attnbench.results/<version>" of this build, for the writers. */
@@ -71,7 +72,18 @@ typedef struct {
     int n_per_rank;
     attn_status_t status;
     char reason[512];
+    /* Schema 2: the implementation measured when it is not attnbench's own (a --plugin's or an
+     * exec: program's): JSON "peer": {"name", "version", "kind"}; absent when name is "". */
+    char peer_name[64], peer_version[64], peer_kind[16];
 } attn_record_t;
+
+/* Schema 2: where one rank of a distributed run over mpi or nccl ran (run field "placement"). */
+typedef struct {
+    int rank, local_rank;   /* local_rank: among the job's processes on its node; −1 unknown */
+    char host[64];
+    char gpus[64];          /* CUDA_VISIBLE_DEVICES as the rank saw it; "" unset */
+    char job[32];           /* SLURM_JOB_ID; "" outside Slurm */
+} attn_placement_t;
 
 typedef struct {
     char run_id[64];
@@ -87,6 +99,8 @@ typedef struct {
     char gpu_model[128], gpu_driver[32], cuda_version[32], nccl_version[32], mpi_version[64];
     attn_record_t *records;
     int n_records, cap_records;
+    attn_placement_t *placement; /* one per rank, malloc'ed; NULL for a single process */
+    int n_placement;
 } attn_run_t;
 
 /* Fills run metadata (id, time, machine, build) from the process; argv becomes command_line. */

@@ -50,6 +50,9 @@ static int check_record(json_t *r, int version, char *why, size_t cap) {
     const char *sname = json_string_value(json_object_get(r, "status"));
     if (!status_parse(sname, version, &st))
         return snprintf(why, cap, "status \"%.40s\" is not one of schema /%d's statuses", sname, version), 0;
+    json_t *peer = json_object_get(r, "peer"); /* schema 2 */
+    if (peer && (version < 2 || !json_is_object(peer) || !is_str(peer, "name", 0) || !is_str(peer, "version", 0)))
+        return snprintf(why, cap, "\"peer\" is not {\"name\": string, \"version\": string} of schema /2 or later"), 0;
     json_t *cfg = json_object_get(r, "config"), *met = json_object_get(r, "metrics"),
            *units = json_object_get(r, "units"), *pr = json_object_get(r, "per_rank"), *v;
     static const char *const objs[] = {"config", "metrics", "units"};

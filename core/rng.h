@@ -10,7 +10,8 @@ enum { RNG_TENSOR_Q = 1, RNG_TENSOR_K = 2, RNG_TENSOR_V = 3 };
 float rng_value(uint64_t seed, uint32_t tensor, uint64_t index);
 /* The same mixing, all 64 bits: draws for the needle task (positions, keys, values). */
 uint64_t rng_u64(uint64_t seed, uint32_t stream, uint64_t index);
-enum { RNG_STREAM_NEEDLE_KEYS = 2001, RNG_STREAM_NEEDLE_VALUES = 2002, RNG_STREAM_NEEDLE_POS = 2003 };
+enum { RNG_STREAM_NEEDLE_KEYS = 2001, RNG_STREAM_NEEDLE_VALUES = 2002, RNG_STREAM_NEEDLE_POS = 2003,
+       RNG_STREAM_NEEDLE_DISTRACTORS = 2004 /* needle distractors: positions, keys, values */ };
 
 /* Fills dst (outer, rows, d) where row r of outer block o is global row rows.start + stride·r of
  * a (outer, n_total, d) tensor: dst[o][r][c] = rng_value(seed, tensor, (o·n_total + pos)·d + c).

@@ -3,6 +3,7 @@
 #include "datasets/haystack.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,32 @@
 
 enum { RNG_STREAM_NOISE = 2101 };
 
-const char *haystack_default_corpus(void) { return ATTN_DATASETS_DIR "/kjv.txt"; }
-const char *haystack_default_tokenizer(void) { return ATTN_DATASETS_DIR "/kjv.model"; }
+/* The build tree's file; when the build tree is gone (an installed attnbench, cmake/package.cmake),
+ * the copy installed beside the executable: <prefix>/bin/attnbench → <prefix>/share/attnbench/datasets. */
+static const char *dataset_path(const char *name, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s/%s", ATTN_DATASETS_DIR, name);
+    if (access(buf, R_OK) == 0)
+        return buf;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
+    if (slash) {
+        *slash = '\0';
+        char installed[4200];
+        snprintf(installed, sizeof installed, "%s/../share/attnbench/datasets/%s", exe, name);
+        if (access(installed, R_OK) == 0 && strlen(installed) < cap)
+            snprintf(buf, cap, "%s", installed);
+    }
+    return buf;
+}
+const char *haystack_default_corpus(void) {
+    static char path[4200];
+    return dataset_path("kjv.txt", path, sizeof path);
+}
+const char *haystack_default_tokenizer(void) {
+    static char path[4200];
+    return dataset_path("kjv.model", path, sizeof path);
+}
 
 static int is_needle_piece(const char *piece) {
     return piece && piece[0] == '<' && (piece[1] == 'k' || piece[1] == 'v') && piece[2] >= '0' && piece[2] <= '9' &&

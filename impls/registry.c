@@ -1,5 +1,6 @@
 /* registry.c — the static table of backends: the CPU and host-distributed ones always, the
- * CUDA ones behind ATTN_HAVE_CUDA. Adding a backend is one line here. */
+ * CUDA ones behind ATTN_HAVE_CUDA. Adding a backend is one line here. Backends loaded at run
+ * time (--plugin, --exec-spec) follow them in a second, append-only table. */
 #include "core/backend.h"
 
 #include <string.h>
@@ -9,6 +10,8 @@ extern const attn_backend_t backend_cpu_naive;
 extern const attn_backend_t backend_cpu_blockwise;
 extern const attn_backend_t backend_cpu_naive_blas;
 extern const attn_backend_t backend_cpu_sliding_window;
+extern const attn_backend_t backend_cpu_sinks_window;
+extern const attn_backend_t backend_cpu_topk_blocks;
 extern const attn_backend_t backend_dist_ring;
 extern const attn_backend_t backend_dist_striped;
 extern const attn_backend_t backend_dist_zigzag;
@@ -30,6 +33,8 @@ static const attn_backend_t *const backends[] = {
     &backend_cpu_blockwise,
     &backend_cpu_naive_blas,
     &backend_cpu_sliding_window,
+    &backend_cpu_sinks_window,
+    &backend_cpu_topk_blocks,
     &backend_dist_ring,
     &backend_dist_striped,
     &backend_dist_zigzag,
@@ -47,12 +52,28 @@ static const attn_backend_t *const backends[] = {
 #endif
 };
 
-int registry_count(void) { return (int)(sizeof backends / sizeof backends[0]); }
-const attn_backend_t *registry_get(int i) { return backends[i]; }
+enum { N_BUILTIN = sizeof backends / sizeof backends[0], MAX_LOADED = 64 };
+static const attn_backend_t *loaded[MAX_LOADED];
+static int n_loaded;
+
+int registry_count(void) { return N_BUILTIN + n_loaded; }
+const attn_backend_t *registry_get(int i) { return i < N_BUILTIN ? backends[i] : loaded[i - N_BUILTIN]; }
 
 const attn_backend_t *registry_find(const char *name) {
     for (int i = 0; i < registry_count(); i++)
-        if (strcmp(backends[i]->name, name) == 0)
-            return backends[i];
+        if (strcmp(registry_get(i)->name, name) == 0)
+            return registry_get(i);
     return NULL;
+}
+
+int registry_add(const attn_backend_t *b, attn_err_t *err) {
+    const attn_backend_t *had = registry_find(b->name);
+    if (had)
+        return attn_fail(err, ATTN_EUSAGE, "backend '%s' is already defined (%s%s%s)", b->name,
+                         had->peer_kind ? had->peer_kind : "built in", had->peer_name ? " " : "",
+                         had->peer_name ? had->peer_name : "");
+    if (n_loaded == MAX_LOADED)
+        return attn_fail(err, ATTN_EUSAGE, "backend '%s': at most %d loaded backends", b->name, MAX_LOADED);
+    loaded[n_loaded++] = b;
+    return ATTN_OK;
 }

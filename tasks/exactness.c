@@ -2,12 +2,14 @@
  * reference (whole, or a seeded sample of rows where the whole does not fit: reference.h) and the
  * same-precision naive baseline on the same rows (whose error sets the tolerance, tolerance.c)
  * are computed once per case and shared by all backends of the case: naive f32 on the CPU for
- * f32 cases, naive_cuda in bf16 for bf16 cases. */
+ * f32 cases, naive_cuda in bf16 for bf16 cases. An approximate backend gets its error and key
+ * fraction per budget (tasks/approx.h), status approximate, no verdict. */
 #include "core/backend.h"
 #include "impls/cpu/naive.h"
 #include "tasks/task.h"
 #include "core/tensors.h"
 #include "core/timing.h"
+#include "tasks/approx.h"
 #include "tasks/reference.h"
 #include "tasks/tolerance.h"
 
@@ -54,12 +56,79 @@ static attn_status_t bf16_baseline(const attn_opts_t *o, const attn_problem_t *p
     return st;
 }
 
+/* What the backends of one case share: the inputs, the reference, the baseline. */
+typedef struct {
+    attn_tensors_t *in64, *in32;
+    attn_reference_t *ref;
+    attn_errors_t naive32, base;
+    attn_status_t base_status;
+    const char *base_reason;
+    double o_max, lse_max;
+} exact_ctx_t;
+
+/* One backend at one exec: an exact backend passes or fails against its tolerance; an
+ * approximate one records its error and the keys it visited, status approximate. */
+static int exactness_backend(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x,
+                             const attn_backend_t *be, int index, int count, attn_run_t *run, const exact_ctx_t *c,
+                             attn_err_t *err) {
+    attn_record_t *r;
+    int runs = task_start_backend(run, o, "exactness", be, p, x, index, count, &r);
+    approx_record_config(r, be, x);
+    reference_record(r, c->ref);
+    if (!runs)
+        return ATTN_OK;
+    if (be == registry_find("naive") && p->dtype == ATTN_F64) {
+        record_set_status(r, REC_SKIPPED, "naive in float64 is the reference itself");
+        return ATTN_OK;
+    }
+    if (c->base_status != REC_PASS) {
+        record_set_status(r, c->base_status, "%s", c->base_reason);
+        return ATTN_OK;
+    }
+    attn_tensors_t out = {0};
+    ATTN_TRY(tensors_alloc(p, 0, o->seed, &out, err));
+    attn_io_t io = p->dtype == ATTN_F64 ? c->in64->io : c->in32->io;
+    io.o = out.o;
+    io.lse = out.lse;
+    double visited = 0;
+    io.keys_visited = be->approximate ? &visited : NULL;
+    attn_err_t berr = {0};
+    attn_errors_t e;
+    double t0 = time_now_s();
+    int brc = be->forward(be, p, x, &io, &berr);
+    double t = time_now_s() - t0;
+    if (brc == ATTN_OK)
+        brc = reference_errors(c->ref, p, out.o, out.lse, p->dtype, &e, &berr);
+    if (brc != ATTN_OK) {
+        record_set_status(r, REC_ERROR, "%s", berr.msg);
+    } else if (be->approximate) { /* what it loses, not a verdict: docs/approximate.md */
+        record_metric(r, "rel_l2_err", e.rel_l2, "1");
+        record_metric(r, "max_abs_err", e.max_abs, "1");
+        record_metric(r, "lse_max_abs_err", e.lse_max, "1");
+        record_metric(r, "naive_f32_rel_l2", c->naive32.rel_l2, "1");
+        approx_record_visits(r, p, visited);
+        record_metric(r, "time_s", t, "s");
+        record_set_status(r, REC_APPROXIMATE, NULL);
+    } else {
+        attn_errors_t bound = tolerance_bound(be->name, p->dtype, &c->base, c->o_max, c->lse_max, p->n_k);
+        record_errors(r, &e, &bound);
+        record_metric(r, "naive_f32_rel_l2", c->naive32.rel_l2, "1");
+        if (p->dtype == ATTN_BF16)
+            record_metric(r, "naive_bf16_rel_l2", c->base.rel_l2, "1");
+        record_metric(r, "time_s", t, "s");
+        if (!errors_within(&e, &bound))
+            record_set_status(r, REC_FAIL, "error above tolerance (rel_l2 %.3g > %.3g or max_abs %.3g > %.3g or lse %.3g > %.3g)",
+                              e.rel_l2, bound.rel_l2, e.max_abs, bound.max_abs, e.lse_max, bound.lse_max);
+    }
+    tensors_free(&out);
+    return ATTN_OK;
+}
+
 static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, int index, int count,
                           attn_run_t *run, attn_err_t *err) {
     attn_problem_t p64 = *p;
     p64.dtype = ATTN_F64;
-    const attn_backend_t *naive = registry_find("naive");
-    char reason[512];
+    char reason[512] = "";
     attn_tensors_t in64 = {0}, in32 = {0};
     attn_reference_t ref = {0};
     attn_errors_t naive32 = {0};
@@ -72,54 +141,19 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, const a
         reference_free(&ref);
         return rc;
     }
-    double o_max = reference_o_max(&ref, p), lse_max = reference_lse_max(&ref, p);
-    attn_errors_t base = naive32; /* the same-precision baseline the tolerance scales */
-    attn_status_t base_status = REC_PASS;
+    /* base: the same-precision baseline the tolerance scales */
+    exact_ctx_t ctx = {.in64 = &in64, .in32 = &in32, .ref = &ref, .naive32 = naive32, .base = naive32,
+                       .base_status = REC_PASS, .base_reason = reason,
+                       .o_max = reference_o_max(&ref, p), .lse_max = reference_lse_max(&ref, p)};
     if (p->dtype == ATTN_BF16)
-        base_status = bf16_baseline(o, p, x, &in32.io, &ref, &base, reason, sizeof reason);
+        ctx.base_status = bf16_baseline(o, p, x, &in32.io, &ref, &ctx.base, reason, sizeof reason);
 
     for (int b = 0; b < o->n_backends && rc == ATTN_OK; b++) {
         const attn_backend_t *be = registry_find(o->backends[b]);
-        attn_record_t *r;
-        int runs = task_start_backend(run, o, "exactness", be, p, x, index, count, &r);
-        reference_record(r, &ref);
-        if (!runs)
-            continue;
-        if (be == naive && p->dtype == ATTN_F64) {
-            record_set_status(r, REC_SKIPPED, "naive in float64 is the reference itself");
-            continue;
-        }
-        if (base_status != REC_PASS) {
-            record_set_status(r, base_status, "%s", reason);
-            continue;
-        }
-        attn_tensors_t out = {0};
-        if ((rc = tensors_alloc(p, 0, o->seed, &out, err)) != ATTN_OK)
-            break;
-        attn_io_t io = p->dtype == ATTN_F64 ? in64.io : in32.io;
-        io.o = out.o;
-        io.lse = out.lse;
-        attn_err_t berr = {0};
-        attn_errors_t e;
-        double t0 = time_now_s();
-        int brc = be->forward(be, p, x, &io, &berr);
-        double t = time_now_s() - t0;
-        if (brc == ATTN_OK)
-            brc = reference_errors(&ref, p, out.o, out.lse, p->dtype, &e, &berr);
-        if (brc != ATTN_OK) {
-            record_set_status(r, REC_ERROR, "%s", berr.msg);
-        } else {
-            attn_errors_t bound = tolerance_bound(be->name, p->dtype, &base, o_max, lse_max, p->n_k);
-            record_errors(r, &e, &bound);
-            record_metric(r, "naive_f32_rel_l2", naive32.rel_l2, "1");
-            if (p->dtype == ATTN_BF16)
-                record_metric(r, "naive_bf16_rel_l2", base.rel_l2, "1");
-            record_metric(r, "time_s", t, "s");
-            if (!errors_within(&e, &bound))
-                record_set_status(r, REC_FAIL, "error above tolerance (rel_l2 %.3g > %.3g or max_abs %.3g > %.3g or lse %.3g > %.3g)",
-                                  e.rel_l2, bound.rel_l2, e.max_abs, bound.max_abs, e.lse_max, bound.lse_max);
-        }
-        tensors_free(&out);
+        attn_exec_t budgets[OPTS_MAX_LIST];
+        int n_budgets = approx_budgets(o, be, x, budgets);
+        for (int k = 0; k < n_budgets && rc == ATTN_OK; k++)
+            rc = exactness_backend(o, p, &budgets[k], be, index, count, run, &ctx, err);
     }
     tensors_free(&in64);
     tensors_free(&in32);

@@ -7,6 +7,7 @@
 
 #include "datasets/haystack.h"
 #include "comm/layout.h"
+#include "tasks/approx.h"
 #include "tasks/needle_resume.h"
 #include "tasks/needle_run.h"
 #include "tasks/task.h"
@@ -81,6 +82,8 @@ static attn_exec_t case_exec(const attn_opts_t *o, const attn_backend_t *be) {
     attn_exec_t x = {.threads = o->threads, .device = o->device, .layout = -1, .comm_timeout = o->comm_timeout,
                      .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step,
                      .fault_delay_s = o->fault_delay_s};
+    attn_exec_t s = settings_exec(o); /* an approximate backend's budget: o is narrowed to one */
+    x.approx_window = s.approx_window, x.sinks = s.sinks, x.topk = s.topk, x.topk_pct = s.topk_pct;
     if (be->layout) {
         x.ranks = o->ranks;
         transport_parse(o->transport, &x.transport);
@@ -98,6 +101,8 @@ static void case_extras(attn_record_t *r, const attn_opts_t *o, double depth) {
     record_extra_str(r, "mode", o->mode);
     record_extra_str(r, "ask", o->ask);
     record_extra_str(r, "haystack", o->haystack[0] ? o->haystack : "kjv");
+    if (o->distractors) /* 0 is not written: records of older runs stay as they were */
+        record_extra_num(r, "distractors", (double)o->distractors);
 }
 
 /* The record of one case, as measured or as --resume expects it (needle_case_fn). */
@@ -108,14 +113,24 @@ attn_record_t *needle_case_record(attn_run_t *run, const attn_opts_t *o, const a
     attn_record_t *r = task_record(run, o, "needle", be->name, &p, &x);
     if (r)
         case_extras(r, o, depth);
+    approx_record_config(r, be, &x);
     return r;
 }
 
 /* The terminal grid: length × depth, recall in percent, per backend (this run's records). */
-static void print_grid(const attn_run_t *run, const attn_opts_t *o) {
-    for (int b = 0; b < o->n_backends; b++) {
-        printf("\nneedle recall %% — %s, %s, %d needle(s), ask %s (rows: context length, columns: depth %%)\n%10s",
-               o->backends[b], o->mode, o->needles, o->ask, "");
+static void print_grid(const attn_run_t *run, const attn_opts_t *all) {
+    for (int b = 0; b < all->n_backends; b++)
+    for (int k = 0; k < approx_budget_count(all, registry_find(all->backends[b])); k++) {
+        attn_opts_t one, *o = &one;
+        approx_opts_at(all, registry_find(all->backends[b]), k, &one);
+        attn_exec_t bx = settings_exec(o);
+        char budget[64] = "";
+        if (registry_find(o->backends[b])->approximate)
+            snprintf(budget, sizeof budget, " (sinks %lld, topk %lld%s, window %lld)", (long long)bx.sinks,
+                     (long long)(bx.topk_pct > 0 ? bx.topk_pct : bx.topk), bx.topk_pct > 0 ? "%" : "",
+                     (long long)bx.approx_window);
+        printf("\nneedle recall %% — %s%s, %s, %d needle(s), ask %s (rows: context length, columns: depth %%)\n%10s",
+               o->backends[b], budget, o->mode, o->needles, o->ask, "");
         for (int d = 0; d < o->n_depths; d++)
             printf(" %5.0f", o->depths[d]);
         putchar('\n');
@@ -137,7 +152,8 @@ static void print_grid(const attn_run_t *run, const attn_opts_t *o) {
     }
 }
 
-static void measure(attn_record_t *r, const needle_outcome_t *out, const needle_margins_t *mg, int64_t n) {
+static void measure(attn_record_t *r, const needle_outcome_t *out, const needle_margins_t *mg, int64_t n,
+                    const approx_probe_t *probe) {
     record_metric(r, "recall", (double)out->correct / out->asked, "fraction");
     record_metric(r, "recall_expected", (double)out->in_window / out->asked, "fraction");
     record_metric(r, "asked", out->asked, "count");
@@ -147,7 +163,13 @@ static void measure(attn_record_t *r, const needle_outcome_t *out, const needle_
     record_metric(r, "tokens", (double)n, "tokens");
     record_metric(r, "match_logit", mg->beta, "nat");
     record_metric(r, "prev_token_leak", mg->leak, "fraction");
-    if (out->correct != out->in_window)
+    if (probe) { /* over every attention call of the case, both layers (docs/approximate.md) */
+        record_metric(r, "keys_visited", probe->visited, "pairs");
+        record_metric(r, "key_fraction", probe->visible > 0 ? probe->visited / probe->visible : 0, "fraction");
+        record_metric(r, "out_rel_l2_err", probe->ref2 > 0 ? sqrt(probe->err2 / probe->ref2) : 0, "1");
+        record_metric(r, "question_time_per_asked", out->question_s / out->asked, "s");
+        record_set_status(r, REC_APPROXIMATE, NULL);
+    } else if (out->correct != out->in_window)
         record_set_status(r, REC_FAIL, "recall %d/%d, the mask allows %d/%d", out->correct, out->asked, out->in_window,
                           out->asked);
 }
@@ -166,20 +188,26 @@ typedef struct {
 } needle_ctx_t;
 
 static int run_depth(needle_ctx_t *x, const needle_prompt_t *pr, int64_t n, double depth, attn_err_t *err) {
-    const attn_opts_t *o = x->o;
+    const attn_opts_t *all = x->o;
     model_cache_t cache;
     ATTN_TRY(needle_cache_init(x->m, pr, o->dtype, &cache, err));
     double shared_s = -1; /* query-tail: the context's build time, once */
     int rc = ATTN_OK;
-    for (int b = 0; b < o->n_backends && rc == ATTN_OK; b++) {
-        const attn_backend_t *be = registry_find(o->backends[b]);
+    for (int b = 0; b < all->n_backends && rc == ATTN_OK; b++)
+    for (int k = 0; k < approx_budget_count(all, registry_find(all->backends[b])) && rc == ATTN_OK; k++) {
+        const attn_backend_t *be = registry_find(all->backends[b]);
+        attn_opts_t one, *o = &one; /* narrowed to this budget of an approximate backend */
+        approx_opts_at(all, be, k, &one);
         int at = ++x->index;
         if (needle_find(x->run, be->name, o, n, depth)) {
             task_progress(at, x->total, "needle %s n=%lld depth %g%%: kept from %s", be->name, (long long)n, depth,
                           o->resume);
             continue;
         }
-        needle_run_opts_t ro = {.be = be, .mode = x->mode, .ask_all = !strcmp(o->ask, "all"),
+        approx_probe_t probe; /* an approximate backend runs inside a probe: key fraction, output error */
+        approx_probe_init(&probe, be);
+        needle_run_opts_t ro = {.be = be->approximate ? &probe.be : be, .mode = x->mode,
+                                .ask_all = !strcmp(o->ask, "all"),
                                 .dense = !strcmp(be->device, "cuda") ? x->gpu_dense : NULL};
         ro.tmpl = case_problem(o, be, n, n);
         ro.x = case_exec(o, be);
@@ -203,18 +231,21 @@ static int run_depth(needle_ctx_t *x, const needle_prompt_t *pr, int64_t n, doub
                     shared_s = out.context_s;
                 out.context_s = shared_s;
             }
+            double ref_ctx = probe.ref_s; /* the probe's exact calls are not the backend's time */
+            out.context_s -= x->mode == NEEDLE_PREFILL ? ref_ctx : 0;
             if (crc == ATTN_OK)
                 crc = needle_ask(x->m, pr, &ro, &cache, &out, &cerr);
+            out.question_s -= probe.ref_s - ref_ctx;
             if (crc != ATTN_OK) {
                 record_set_status(r, REC_ERROR, "%s", cerr.msg);
                 shared_s = x->mode == NEEDLE_QUERY_TAIL ? -1 : shared_s; /* rebuild: the cache may be partial */
             } else {
-                measure(r, &out, x->mg, n);
+                measure(r, &out, x->mg, n, be->approximate ? &probe : NULL);
             }
         }
         task_progress(at, x->total, "needle %s n=%lld depth %g%%: %s%s%s (%.1f s)", be->name, (long long)n, depth,
                       status_name(r->status), r->reason[0] ? ": " : "", r->reason, out.context_s + out.question_s);
-        rc = results_write(x->run, o->out_dir, err); /* kept even if a later case is interrupted */
+        rc = results_write(x->run, all->out_dir, err); /* kept even if a later case is interrupted */
     }
     model_cache_free(&cache);
     return rc;
@@ -225,7 +256,10 @@ int task_needle(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
     int rc = text_load(o, &t, err);
     if (rc == ATTN_OK && o->resume[0])
         rc = needle_resume_load(o->resume, o, needle_case_record, run, err);
-    needle_ctx_t x = {.o = o, .run = run, .total = o->n_seq_len * o->n_backends * o->n_depths,
+    int variants = 0; /* backends × their budgets */
+    for (int b = 0; b < o->n_backends; b++)
+        variants += approx_budget_count(o, registry_find(o->backends[b]));
+    needle_ctx_t x = {.o = o, .run = run, .total = o->n_seq_len * variants * o->n_depths,
                       .mode = strcmp(o->mode, "query-tail") ? NEEDLE_PREFILL : NEEDLE_QUERY_TAIL};
     needle_text_t text = {t.intro, t.outro, t.qprefix, (int64_t)t.n_intro, (int64_t)t.n_outro, (int64_t)t.n_qprefix};
     for (int s = 0; s < o->n_seq_len && rc == ATTN_OK; s++) {
@@ -250,7 +284,8 @@ int task_needle(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
 #endif
         for (int d = 0; d < o->n_depths && rc == ATTN_OK; d++) {
             needle_prompt_t pr;
-            rc = needle_prompt_build(hay, n, o->depths[d], o->needles, &t.nv, &text, o->seed + (uint64_t)d, &pr, err);
+            rc = needle_prompt_build_distracted(hay, n, o->depths[d], o->needles, o->distractors, &t.nv, &text,
+                                                o->seed + (uint64_t)d, &pr, err);
             if (rc == ATTN_OK)
                 rc = run_depth(&x, &pr, n, o->depths[d], err);
             needle_prompt_free(&pr);

@@ -26,6 +26,12 @@ typedef struct {
 /* hay must hold at least n ids. ATTN_EUSAGE when n is too short for k needles and a question. */
 int needle_prompt_build(const int32_t *hay, int64_t n, double depth, int k, const needle_vocab_t *nv,
                         const needle_text_t *text, uint64_t seed, needle_prompt_t *out, attn_err_t *err);
+/* The same prompt with `distractors` more needle sentences (same intro and outro, a key symbol
+ * no fact uses, seeded values): text that shares all but its key and values with the asked
+ * needle, the hard case for key selection (docs/approximate.md). 0 is needle_prompt_build. */
+int needle_prompt_build_distracted(const int32_t *hay, int64_t n, double depth, int k, int64_t distractors,
+                                   const needle_vocab_t *nv, const needle_text_t *text, uint64_t seed,
+                                   needle_prompt_t *out, attn_err_t *err);
 void needle_prompt_free(needle_prompt_t *p);
 
 /* 1 when a sliding window of w keys (i − w < j ≤ i) reaches fact f's values at every decoding

@@ -12,6 +12,7 @@
 
 #include "core/backend.h"
 #include "core/results_read.h"
+#include "tasks/approx.h"
 
 static const char *str_of(json_t *o, const char *key) {
     json_t *v = json_object_get(o, key);
@@ -91,7 +92,7 @@ static int take_outcome(json_t *jr, int version, attn_record_t *r, char *why, si
     json_t *met = json_object_get(jr, "metrics"), *units = json_object_get(jr, "units"), *v;
     attn_status_t s;
     status_parse(str_of(jr, "status"), version, &s);
-    if (s == REC_PASS || s == REC_FAIL) /* a measured case: recall and what the mask allows */
+    if (s == REC_PASS || s == REC_FAIL || s == REC_APPROXIMATE) /* measured: recall and what the mask allows */
         for (int i = 0; i < 2; i++) {
             json_t *x = json_object_get(met, i ? "recall_expected" : "recall");
             if (!json_is_number(x) || !(json_number_value(x) >= 0 && json_number_value(x) <= 1))
@@ -126,6 +127,22 @@ static int file_seed(json_t *jrun, uint64_t *seed) {
     if (json_is_string(v))
         *seed = strtoull(json_string_value(v), &end, 10);
     return end && end != json_string_value(v) && !*end;
+}
+
+/* o narrowed to the budget a file's record of backend be names in its config (sinks, topk or
+ * topk_pct), so that the record this run expects, and finds, is that budget's. A budget this run
+ * does not list is like a backend it does not name: kept. */
+static void record_budget(const attn_opts_t *o, const attn_backend_t *be, json_t *cfg, attn_opts_t *out) {
+    *out = *o;
+    if (!be->approximate)
+        return;
+    json_t *s = json_object_get(cfg, "sinks"), *k = json_object_get(cfg, "topk"), *pct = json_object_get(cfg, "topk_pct");
+    if (json_is_number(s))
+        out->sinks[0] = (int64_t)json_number_value(s), out->n_sinks = 1;
+    if (json_is_number(pct))
+        out->topk_pct[0] = json_number_value(pct), out->topk[0] = 0, out->n_topk = 1;
+    else if (json_is_number(k))
+        out->topk[0] = (int64_t)json_number_value(k), out->topk_pct[0] = 0, out->n_topk = 1;
 }
 
 int needle_resume_load(const char *path, const attn_opts_t *o, needle_case_fn expect, attn_run_t *run,
@@ -165,13 +182,18 @@ int needle_resume_load(const char *path, const attn_opts_t *o, needle_case_fn ex
             snprintf(why, sizeof why, "has no seq_len_k and seq_len_q (integers ≥ 1)");
         else if (!(depth >= 0 && depth <= 100))
             snprintf(why, sizeof why, "has no depth (a number in 0 … 100)");
-        else if (!(r = expect(run, o, be, n, n_q, depth)))
+        attn_opts_t ob = *o; /* an approximate backend's record: this run narrowed to the file's budget */
+        if (be && !why[0])
+            record_budget(o, be, cfg, &ob);
+        if (why[0])
+            (void)0; /* why says it */
+        else if (!(r = expect(run, &ob, be, n, n_q, depth)))
             snprintf(why, sizeof why, "(out of memory)");
         else if (!same_case(jr, r, why, sizeof why))
             rc = attn_fail(err, ATTN_EUSAGE, "--resume %s: record %zu (needle %s n=%" PRId64 " depth %g) was measured "
                            "with %s: resume with the settings the file was measured with", path, i, bname, n, depth,
                            why);
-        const attn_record_t *dup = why[0] || rc != ATTN_OK ? NULL : needle_find(run, bname, o, n, depth);
+        const attn_record_t *dup = why[0] || rc != ATTN_OK ? NULL : needle_find(run, bname, &ob, n, depth);
         if (dup && dup != r) /* the settings agree (same_case), so the first match is an earlier record */
             snprintf(why, sizeof why, "repeats the case of record %d", (int)(dup - run->records) - first);
         else if (!why[0] && rc == ATTN_OK)
@@ -211,7 +233,8 @@ const attn_record_t *needle_find(const attn_run_t *run, const char *backend, con
             !(fabs(extra_num(r, "depth") - depth) <= 1e-9) || extra_num(r, "needles") != o->needles ||
             strcmp(extra_str(r, "mode"), o->mode) || strcmp(extra_str(r, "ask"), o->ask) ||
             strcmp(extra_str(r, "haystack"), hay) || (dist && r->ranks != o->ranks) ||
-            (sw && r->config.window != o->window))
+            (sw && r->config.window != o->window) || (be && !approx_record_matches(r, be, o)) ||
+            (isnan(extra_num(r, "distractors")) ? 0 : extra_num(r, "distractors")) != (double)o->distractors)
             continue;
         return r;
     }

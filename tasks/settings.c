@@ -25,6 +25,10 @@ attn_exec_t settings_exec(const attn_opts_t *o) {
     if (layout_parse(o->layout, &k))
         x.layout = (int)k;
     snprintf(x.local_backend, sizeof x.local_backend, "%s", o->local_backend[0] ? o->local_backend : "blockwise");
+    x.approx_window = o->window;
+    x.sinks = o->n_sinks ? o->sinks[0] : 0;
+    x.topk = o->n_topk ? o->topk[0] : 0;
+    x.topk_pct = o->n_topk ? o->topk_pct[0] : 0;
     return x;
 }
 

@@ -53,12 +53,19 @@ typedef struct {
     /* precision: the ranks P each distributed backend is swept over */
     int64_t precision_ranks[OPTS_MAX_LIST];
     int n_precision_ranks;
+    /* approximate backends (docs/approximate.md): --sinks values (sinks_window), --topk values
+     * (topk_blocks: a tile count, or a percent where topk_pct[i] > 0); a list is a sweep */
+    int64_t sinks[OPTS_MAX_LIST], topk[OPTS_MAX_LIST];
+    double topk_pct[OPTS_MAX_LIST];
+    int n_sinks, n_topk;
+    int64_t distractors; /* needle: distractor sentences per prompt (needle_prompt.h) */
 } attn_opts_t;
 
 /* Builds the problem of one case; validates it (ATTN_EUSAGE on impossible shapes). */
 int settings_problem(const attn_opts_t *o, int64_t n_k, int64_t n_q, attn_mask_t mask, attn_problem_t *p,
                      attn_err_t *err);
-/* How the run's cases execute (threads, device, ranks, transport, layout, timeout, faults). */
+/* How the run's cases execute (threads, device, ranks, transport, layout, timeout, faults; the
+ * approximate backends' first --sinks and --topk values and --window: tasks/approx.h sweeps). */
 attn_exec_t settings_exec(const attn_opts_t *o);
 /* Validates every case of a run up front (shapes), before anything is computed. */
 int settings_validate_run(const attn_opts_t *o, attn_err_t *err);

@@ -74,6 +74,11 @@ attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *ta
             record_extra_num(r, "ring_degree", r->ranks % U ? 0 : r->ranks / U);
         }
     }
+    if (r && be && be->peer_name) { /* a plugin's or an exec: program's backend */
+        snprintf(r->peer_name, sizeof r->peer_name, "%s", be->peer_name);
+        snprintf(r->peer_version, sizeof r->peer_version, "%s", be->peer_version ? be->peer_version : "");
+        snprintf(r->peer_kind, sizeof r->peer_kind, "%s", be->peer_kind ? be->peer_kind : "");
+    }
     if (r && be && strcmp(be->device, "cpu") != 0)
         snprintf(r->device, sizeof r->device, "%s:%d", be->device, x->device);
     if (r) {

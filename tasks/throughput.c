@@ -1,11 +1,13 @@
 /* throughput.c — time per call, tokens/s, GFLOP/s and K/V GB/s for each backend, each as a
  * fraction of a roofline measured in the same run (paired repeats on the CPU, CUDA-event kernel
- * time on GPUs). Method: docs/roofline.md. */
+ * time on GPUs). Method: docs/roofline.md. An approximate backend runs once per budget (approx.h)
+ * and reports its FLOPs over the pairs it visited, with no roofline verdict. */
 #include <math.h>
 #include <string.h>
 
 #include "core/backend.h"
 #include "core/threads.h"
+#include "tasks/approx.h"
 #include "tasks/roofline.h"
 #include "tasks/task.h"
 #include "core/tensors.h"
@@ -157,6 +159,31 @@ static int throughput_device(const attn_opts_t *o, const attn_problem_t *p, cons
     return ATTN_OK;
 }
 
+/* A backend that times itself (an exec: program, on inputs it makes from the seed on its own
+ * device): its seconds per repeat, recorded with the same statistics as the harness's own. */
+static int throughput_self(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, const attn_backend_t *be,
+                           attn_record_t *r, double *median_s) {
+    int reps = o->repeats;
+    double secs[reps], tok[reps], gflops[reps], flops = problem_flops(p);
+    char timing[32];
+    attn_err_t berr = {0};
+    if (be->time_self(be, p, x, o->seed, o->warmup, reps, secs, timing, sizeof timing, &berr) != ATTN_OK) {
+        record_set_status(r, REC_ERROR, "%s", berr.msg);
+        return ATTN_OK;
+    }
+    for (int i = 0; i < reps; i++) {
+        tok[i] = (double)(p->batch * p->n_q) / secs[i];
+        gflops[i] = flops / secs[i] / 1e9;
+    }
+    record_timed(r, "time_s", secs, reps, "s");
+    record_timed(r, "tokens_per_s", tok, reps, "tok/s");
+    record_timed(r, "gflops", gflops, reps, "GFLOP/s");
+    record_metric(r, "flops", flops, "FLOP");
+    record_extra_str(r, "timing", timing);
+    *median_s = median_of(secs, reps);
+    return ATTN_OK;
+}
+
 /* Under mpi every rank is a process with `threads` threads of its own, so a call can use up to
  * ranks × threads cores (no more than the machine has), and one process's sgemm measures only
  * `threads` of them: the compute roof is that many processes' sgemm (docs/roofline.md). */
@@ -174,8 +201,12 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
                           int count, attn_run_t *run, double *median_s, attn_err_t *err) {
     *median_s = NAN;
     attn_record_t *r;
-    if (!task_start_backend(run, o, "throughput", be, p, x, index, count, &r))
+    int runs = task_start_backend(run, o, "throughput", be, p, x, index, count, &r);
+    approx_record_config(r, be, x);
+    if (!runs)
         return ATTN_OK;
+    if (be->time_self)
+        return throughput_self(o, p, x, be, r, median_s);
     if (strcmp(be->device, "cpu") != 0)
         return throughput_device(o, p, x, be, r, median_s, err);
     double flops = problem_flops(p);
@@ -185,6 +216,9 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
     attn_dist_stats_t dist = {0};
     if (be->forward_rank)
         t.io.dist = &dist; /* figures of the last repeat */
+    double visited = 0;
+    if (be->approximate)
+        t.io.keys_visited = &visited;
     int reps = o->repeats;
     double secs[reps], gflops[reps], frac[reps], peer[reps], read[reps];
     double roof = roof_processes(x, threads);
@@ -211,8 +245,13 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
     /* A roofline taken while another process held the cores reads low and would make correct
      * work look impossible (the check below). Before that verdict, measure both rooflines
      * again, up to 3 times, and let each repeat's figure be the best seen. */
+    if (be->approximate && brc == ATTN_OK) { /* its work is the pairs it visited, not the problem's */
+        flops = 4.0 * (double)p->head_dim * visited;
+        for (int i = 0; i < reps; i++)
+            gflops[i] = flops / secs[i] / 1e9;
+    }
     char why[256];
-    for (int again = 0; again < 3 && brc == ATTN_OK && !roofline_possible(p, secs, gflops, peer, read, reps, why,
+    for (int again = 0; again < 3 && brc == ATTN_OK && !be->approximate && !roofline_possible(p, secs, gflops, peer, read, reps, why,
                                                                           sizeof why); again++) {
         double ts = peak_sgemm_seconds(PEER_SGEMM_N, threads, err);
         if (ts < 0) {
@@ -244,7 +283,12 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
     record_metric(r, "threads", threads, "1");
     if (be->forward_rank)
         record_dist(r, be, p, x, &dist);
-    record_roofline(r, p, secs, gflops, peer, read, reps);
+    if (be->approximate) { /* the exact K/V roofline does not bound what skips most of K/V */
+        approx_record_visits(r, p, visited);
+        record_set_status(r, REC_APPROXIMATE, NULL);
+    } else {
+        record_roofline(r, p, secs, gflops, peer, read, reps);
+    }
     *median_s = median_of(secs, reps);
     return ATTN_OK;
 }
@@ -252,8 +296,13 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
 static int throughput_case(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, int index, int count,
                            attn_run_t *run, attn_err_t *err) {
     for (int b = 0; b < o->n_backends; b++) {
-        double median_s;
-        ATTN_TRY(throughput_one(o, p, x, registry_find(o->backends[b]), index, count, run, &median_s, err));
+        const attn_backend_t *be = registry_find(o->backends[b]);
+        attn_exec_t budgets[OPTS_MAX_LIST];
+        int n_budgets = approx_budgets(o, be, x, budgets);
+        for (int k = 0; k < n_budgets; k++) {
+            double median_s;
+            ATTN_TRY(throughput_one(o, p, &budgets[k], be, index, count, run, &median_s, err));
+        }
     }
     peak_release();
     return ATTN_OK;

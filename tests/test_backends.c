@@ -10,6 +10,7 @@
 #include "tests/exactness_case.h"
 #include "impls/parallel/dist.h"
 #include "impls/parallel/dist_model.h"
+#include "impls/plugin.h"
 #include "cli/options.h"
 #include "core/threads.h"
 #include "tasks/task.h"
@@ -54,13 +55,15 @@ static int check_records(const attn_run_t *run, const char *label, int *passed, 
  * other than window and ulysses must decline H % P ≠ 0.
  * usage: test_backends [--mask M] [--min-n N] [--max-n N] [--ranks P] [--transport T]
  *                      [--backends A,B] [--heads H] [--kv-heads K] [--layout L] [--ulysses-degree U] [--seq N]
+ *                      [--head-dim D] [--one-tiling 1] [--plugin F.so] [--exec-spec F.json] (the matrix of a plugin's or exec: backend)
  * (CTest splits the matrix; usp runs only when named in --backends, on the U × P/U mesh) */
 int main(int argc, char **argv) {
     const char *mask = "none,causal,window";
     int64_t min_n = 0, max_n = INT64_MAX;
     int ranks = 0; /* 0: the single-rank matrix; P ≥ 1: the distributed backends on P ranks */
     const char *transport = "local", *backends = NULL, *layout = "auto";
-    int64_t kv_only = 0;
+    int64_t kv_only = 0, d_only = 0; /* --kv-heads K, --head-dim D: that one value of the matrix's */
+    int one_tiling = 0;             /* --one-tiling 1: no small-tile repeat (backends that ignore tiles) */
     int64_t seq = 0; /* --seq N: the distributed matrix at this one n */
     int heads_given = 0, udeg = 0; /* udeg: usp's --ulysses-degree, 0 = its default */
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -86,6 +89,17 @@ int main(int argc, char **argv) {
             udeg = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--kv-heads"))
             kv_only = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--one-tiling"))
+            one_tiling = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--head-dim"))
+            d_only = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--plugin") || !strcmp(argv[i], "--exec-spec")) { /* then name its backends */
+            attn_err_t perr = {0};
+            if ((argv[i][2] == 'p' ? plugin_load(argv[i + 1], &perr) : exec_spec_load(argv[i + 1], &perr)) != ATTN_OK) {
+                printf("FAIL %s\n", perr.msg);
+                return 1;
+            }
+        }
         else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
             return 2;
@@ -113,6 +127,8 @@ int main(int argc, char **argv) {
     if (seq)
         dist_ns[0] = seq;
     size_t n_count = ranks ? (seq ? 1 : 3) : sizeof ns / sizeof ns[0], d_count = ranks ? 1 : sizeof ds / sizeof ds[0];
+    if (d_only)
+        d_list = &d_only, d_count = 1;
     int64_t kv_div = ranks ? H : 2; /* H_kv ∈ {H, 1} for distributed, {H, 2, 1} otherwise */
     parallel_set_blas_threads(1);
     task_set_progress(0);
@@ -123,7 +139,7 @@ int main(int argc, char **argv) {
             continue;
         for (size_t id = 0; id < d_count; id++)
             for (int64_t kvh = kv_only ? kv_only : H; kvh >= 1; kvh = kv_only ? 0 : kvh / kv_div)
-                for (int tiles = 0; tiles < (n <= 1000 && !ranks ? 2 : 1); tiles++) {
+                for (int tiles = 0; tiles < (n <= 1000 && !ranks && !one_tiling ? 2 : 1); tiles++) {
                     char args[512], qlen[64];
                     /* n_q < n_k: a third of the keys, or a single decode row for tiny n; n = 1 has
                      * only n_q = n_k. */

@@ -62,7 +62,7 @@ expect 2 "unknown flag '--ba'"       -- "${R[@]}" --ba blockwise
 expect 2 "unknown flag '--w'"        -- "${R[@]}" --mask window --w 5
 expect 2 "head-dim: 0 is out of range" -- "${R[@]}" --head-dim=0
 expect 2 "'--q' does not apply to run (it is taken by attend)" -- "${R[@]}" --q q.npy
-expect 2 "'--threshold' does not apply to run (it is taken by compare)" -- "${R[@]}" --threshold 5%
+expect 2 "'--threshold' does not apply to run (it is taken by report, compare)" -- "${R[@]}" --threshold 5%
 expect 2 "'--seq-len' does not apply to peak (it is taken by run, needle, simulate)" -- peak --seq-len 64 --out-dir "$out"
 expect 2 "'--heads' does not apply to comm" -- comm --heads 2 --out-dir "$out"
 expect 2 "'--sizes' does not apply to compare (it is taken by peak, comm)" -- compare a.json b.json --sizes 8

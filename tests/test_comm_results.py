@@ -41,7 +41,7 @@ check(len(files) == 2 and files[0].endswith(".csv") and files[1].endswith(".json
       os.path.basename(files[0])[:-4] == os.path.basename(files[1])[:-5], f"one <run_id>.csv and .json: {files}")
 check(not glob.glob(f"{out}/.*"), "no temporary files left")
 doc = json.load(open(files[1]))
-check(doc["schema"] == "attnbench.results/1", "schema attnbench.results/1")
+check(doc["schema"] == "attnbench.results/2", "schema attnbench.results/2")
 check(doc["run"]["run_id"] == os.path.basename(files[1])[:-5] and doc["run"]["command_line"].startswith("comm "),
       f"run metadata names the run and the command ({doc['run']['command_line']})")
 recs = doc["records"]

@@ -80,6 +80,8 @@ static void run_case(const attn_backend_t *be, const attn_problem_t *p32, int ra
     attn_exec_t x = exec_default();
     x.threads = 2, x.ranks = ranks, x.layout = -1;
     x.transport = gpu ? ATTN_TRANSPORT_CUDA_LOCAL : ATTN_TRANSPORT_LOCAL;
+    if (be->approximate) /* a budget over every key makes it exact: then it follows nonfinite.md too */
+        x.sinks = x.topk = x.approx_window = p32->n_k;
     char why[512];
     if (!backend_supports(be, p32, &x, why, sizeof why)) {
         if (gpu) /* by design: bf16-only kernels in f32, sliding_window_cuda off window masks */

@@ -44,6 +44,10 @@ static void defaults_before_the_table(attn_opts_t *o) {
     for (int i = 0; i < 7; i++) /* new: issue 20, --precision-ranks 1,2,4,…,64 */
         o->precision_ranks[i] = INT64_C(1) << i;
     o->n_precision_ranks = 7;
+    o->sinks[0] = 4; /* new: issue 22, the approximate backends' --sinks 4 and --topk 5% */
+    o->n_sinks = 1;
+    o->topk_pct[0] = 5;
+    o->n_topk = 1;
 }
 
 static int parse(unsigned cmd, const char *line, cli_opts_t *c, attn_err_t *err) {
@@ -103,7 +107,7 @@ static void test_argv(void) {
         {CMD_RUN, "--heads=", "--heads: '' is not an integer"},
         {CMD_RUN, "-x", "unknown flag '-x'"},
         {CMD_RUN, "stray", "unexpected argument 'stray'"},
-        {CMD_RUN, "--threshold 5%", "flag '--threshold' does not apply to run (it is taken by compare)"},
+        {CMD_RUN, "--threshold 5%", "flag '--threshold' does not apply to run (it is taken by report, compare)"},
         {CMD_RUN, "--q q.npy", "does not apply to run (it is taken by attend)"},
         {CMD_RUN, "--sizes 64", "does not apply to run (it is taken by peak, comm)"},
         {CMD_ATTEND, "--ranks 2", "does not apply to attend (it is taken by run, needle, comm, simulate)"},
@@ -183,7 +187,7 @@ static void test_suite_keys(const char *scratch) {
     suite_case(scratch, "second_run_value", "{\"runs\": [{\"seq-len\": 16}, {\"heads\": 0}]}",
                "runs[1]: --heads: 0 is out of range");
     suite_case(scratch, "other_command_key", "{\"task\": \"exactness\", \"threshold\": \"5%\"}",
-               "top level: option 'threshold' does not apply to run (it is taken by compare)");
+               "top level: option 'threshold' does not apply to run (it is taken by report, compare)");
     suite_case(scratch, "abbreviated_key", "{\"task\": \"exactness\", \"seq\": 16}", "unknown option 'seq'");
 }
 

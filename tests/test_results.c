@@ -65,7 +65,7 @@ static void check_json(const char *path, const attn_run_t *run) {
                jerr.line))
         return;
     const char *schema = json_string_value(json_object_get(root, "schema"));
-    check(schema && strcmp(schema, "attnbench.results/1") == 0, "json schema", "expected attnbench.results/1 got %s",
+    check(schema && strcmp(schema, "attnbench.results/2") == 0, "json schema", "expected attnbench.results/2 got %s",
           schema ? schema : "(missing)");
     json_t *jrun = json_object_get(root, "run");
     static const char *keys[] = {"run_id", "started_at", "git_sha", "command_line", "seed", "host", "os",

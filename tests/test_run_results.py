@@ -38,7 +38,7 @@ r, files = run(["--task", "exactness", "--backends", "naive,blockwise,sliding_wi
 check(r.returncode == 0, f"exactness run exits 0 (got {r.returncode}: {r.stderr[-300:]})")
 check(len(files) == 2 and files[0].endswith(".csv") and files[1].endswith(".json"), f"one .csv and one .json: {files}")
 doc = json.load(open(files[1]))
-check(doc["schema"] == "attnbench.results/1", "schema attnbench.results/1")
+check(doc["schema"] == "attnbench.results/2", "schema attnbench.results/2")
 run_keys = {"run_id", "started_at", "git_sha", "command_line", "seed", "host", "os", "cpu_model", "cores", "threads",
             "memory_bytes", "blas", "gpu_model", "gpu_driver", "cuda_version", "nccl_version", "mpi_version",
             "compiler", "build_type"}

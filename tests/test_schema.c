@@ -40,6 +40,9 @@ int main(void) {
     for (int i = 0; i < 4; i++)
         check(!status_parse(unknown[i], v, &got), "an unknown status is refused", "'%s' parsed", unknown[i]);
     check(!status_parse("pass", 0, &got), "no status before version 1", "parsed");
+    /* approximate (approximate backends) came with version 2: a version-1 file cannot carry it */
+    check(!status_parse("approximate", 1, &got), "approximate is refused in a version-1 file", "parsed");
+    check(status_parse("approximate", 2, &got) && got == REC_APPROXIMATE, "approximate reads from version 2", "no");
 
     /* The run id results_run_init makes is valid; nothing else is. */
     attn_run_t run;

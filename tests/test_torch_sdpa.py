@@ -2,8 +2,8 @@
 """test_torch_sdpa.py — benchmarks/torch_sdpa.py's plumbing against a NumPy stand-in for torch
 (tests/fixtures/fake_torch): records and files that `attnbench report` reads, FLOPs by visible
 pairs, the lower-right causal bias for n_q < n_k (the stand-in refuses a dense mask, as SDPA's
-flash kernel does), the GQA probe with and without enable_gqa, and a failing case kept as an
-error record with exit 1. Times and TFLOP/s are the stand-in's and mean nothing; the real peer
+flash kernel does), the GQA probe with and without enable_gqa, a failing case kept as an error
+record with exit 1, and the same script run by attnbench as the exec:torch_sdpa peer (time mode). Times and TFLOP/s are the stand-in's and mean nothing; the real peer
 runs only on a GPU.
 usage: test_torch_sdpa.py ATTNBENCH SCRATCH_DIR"""
 import glob
@@ -69,4 +69,49 @@ check(bool(doc) and all("No available kernel" in r["reason"] for r in doc["recor
 
 p, doc, files = run("bad", {}, "--mask", "window")
 check(p.returncode == 2 and not files, f"a bad flag: exit 2, nothing written (exit {p.returncode})")
+
+# The same script as an exec: peer (docs/exec-protocol.md): attnbench runs `torch_sdpa.py time REQ`
+# and records its CUDA-event seconds; FLOPs and records must match the standalone script's.
+spec = json.load(open(os.path.join(here, "..", "benchmarks", "peers", "torch_sdpa.json")))
+spec["command"] = [sys.executable, script]  # Debian's python3 with NumPy, as this test runs under
+spec_path = os.path.join(scratch, "torch_sdpa_spec.json")
+json.dump(spec, open(spec_path, "w"))
+
+
+def exec_run(name, pythonpath):
+    out = os.path.join(scratch, name)
+    shutil.rmtree(out, ignore_errors=True)
+    env = dict(os.environ, PYTHONPATH=pythonpath)
+    p = subprocess.run([bin_, "run", "--task", "throughput", "--exec-spec", spec_path, "--backends",
+                        "exec:torch_sdpa", "--seq-len", "128,200", "--q-len", "50", "--heads", "4", "--kv-heads", "2",
+                        "--head-dim", "64", "--dtype", "bf16", "--mask", "none,causal,window", "--repeats", "2",
+                        "--warmup", "1", "--out-dir", out], env=env, capture_output=True, text=True, timeout=300)
+    files = glob.glob(os.path.join(out, "*.json"))
+    return p, json.load(open(files[0]))["records"] if len(files) == 1 else []
+
+
+p, recs = exec_run("exec", os.path.join(here, "fixtures", "fake_torch"))
+by = {(r["config"]["seq_len_k"], r["config"]["mask"]): r for r in recs}
+ok = p.returncode == 0 and len(recs) == 6
+for (n_k, mask), r in by.items():
+    if mask == "window":
+        ok &= r["status"] == "skipped" and "declines mask window" in r["reason"]
+    else:
+        ok &= r["status"] == "pass" and r["metrics"]["flops"] == 4 * 64 * 4 * visible(50, n_k, mask) and \
+            r["config"]["timing"] == "cuda_events" and r["device"] == "cuda:0" and \
+            r["peer"] == {"name": "torch_sdpa", "version": "torch 0.0+fake", "kind": "exec"}
+check(ok, f"exec:torch_sdpa: 4 records pass with the script's FLOPs, CUDA-event timing, peer torch version; "
+          f"window declined by the spec (exit {p.returncode}) {p.stderr[-300:]}")
+p, recs = exec_run("exec_notorch", os.path.join(scratch, "no_such_dir"))
+check(p.returncode == 0 and recs and all(r["status"] == "skipped" and "PyTorch is not installed" in r["reason"]
+                                         for r in recs), "without torch: every case skipped, saying why")
+# The other torch peers need torch and a GPU to do anything; here: they compile, print usage, and
+# say "cannot run here" (exit 77, the protocol's word for it) when torch is missing.
+for peer in ("torch_flex.py", "flash_attn_peer.py"):
+    path = os.path.join(here, "..", "benchmarks", peer)
+    env = dict(os.environ, PYTHONPATH=os.path.join(scratch, "no_such_dir"))
+    u = subprocess.run([sys.executable, path], env=env, capture_output=True, text=True, timeout=60)
+    v = subprocess.run([sys.executable, path, "--version"], env=env, capture_output=True, text=True, timeout=60)
+    check(u.returncode == 2 and "usage:" in u.stderr and v.returncode == 77 and "PyTorch is not installed" in v.stderr,
+          f"{peer}: usage (exit {u.returncode}), --version without torch: 77 (exit {v.returncode}) {v.stderr.strip()}")
 sys.exit(1 if failed else 0)

@@ -5,6 +5,7 @@
 # checkout on the GPU machine with device-pack/ carried (tools/device_pack.sh made it).
 # usage: tools/device_run.sh [--dry-run] OUT_DIR [part ...]
 #   parts (default all): tests prefill decode model needle rest; --dry-run prints the plan only.
+# The exec: peers (torch SDPA, flex, flash-attn) run in prefill (throughput) and rest (exactness).
 set -u
 cd "$(dirname "$0")/.."
 dry=0
@@ -30,6 +31,9 @@ done
 [ "$total" -le 480 ] || { echo "device_run: the parts' shares add up to $total s, over 480"; exit 2; }
 
 A=build-gpu/attnbench
+# The torch peers through attnbench's exec: protocol (docs/exec-protocol.md), beside blockwise_cuda.
+specs="--exec-spec benchmarks/peers/torch_sdpa.json --exec-spec benchmarks/peers/torch_flex.json --exec-spec benchmarks/peers/flash_attn.json"
+peers=exec:torch_sdpa,exec:torch_flex,exec:flash_attn
 res=$out/results logs=$out/logs
 # The commands of each part, one per line (the shared flags of the issue's shapes).
 cmds() {
@@ -37,7 +41,8 @@ cmds() {
     tests) echo "cd build-gpu && ctest -L gpu --output-on-failure --timeout 120" ;;
     prefill)
       echo "python3 benchmarks/torch_sdpa.py --seq-len 16384 --heads 16 --head-dim 128 --mask none,causal --repeats 10 --out-dir $res"
-      echo "$A run --task throughput --backends blockwise_cuda,naive_cuda --dtype bf16 --heads 16 --kv-heads 16 --head-dim 128 --seq-len 16384 --mask none,causal --repeats 5 --out-dir $res" ;;
+      echo "$A run --task throughput --backends blockwise_cuda,naive_cuda --dtype bf16 --heads 16 --kv-heads 16 --head-dim 128 --seq-len 16384 --mask none,causal --repeats 5 --out-dir $res"
+      echo "$A run --task throughput --dtype bf16 $specs --backends blockwise_cuda,$peers --seq-len 16384 --heads 16 --head-dim 128 --mask none,causal --warmup 3 --repeats 10 --out-dir $res" ;;
     decode)
       echo "$A run --task throughput --backends blockwise_cuda --dtype bf16 --heads 8 --kv-heads 1 --head-dim 128 --seq-len 1048576 --q-len 1,16 --mask causal --repeats 10 --out-dir $res"
       echo "python3 benchmarks/torch_sdpa.py --seq-len 1048576 --q-len 1 --heads 8 --kv-heads 1 --head-dim 128 --mask causal --repeats 10 --out-dir $res"
@@ -52,6 +57,7 @@ cmds() {
     rest)
       echo "$A run --task memory --backends blockwise_cuda --dtype bf16 --heads 8 --kv-heads 8 --head-dim 128 --seq-len 65536,131072 --mask causal --out-dir $res"
       echo "$A needle --backends sliding_window_cuda --dtype bf16 --window 4096 --seq-len 32768 --depths 0:100:25 --mode prefill --out-dir $res"
+      echo "$A run --task exactness --dtype bf16 $specs --backends $peers --seq-len 1024,4096 --heads 8 --kv-heads 2 --head-dim 128 --mask none,causal,window --window 512 --out-dir $res"
       echo "$A run --task throughput --backends ring_cuda,zigzag_cuda,ulysses_cuda --transport cuda_local --ranks 4 --dtype bf16 --heads 8 --kv-heads 8 --head-dim 128 --seq-len 262144 --mask causal --repeats 1 --warmup 0 --out-dir $res" ;;
   esac
 }

@@ -282,7 +282,8 @@ const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, RING}, striped_ctx = {LAYOUT_
 
 #define DIST_CUDA_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                           \
     extern "C" const attn_backend_t var = {NAME, "cuda", DESC, LAYOUT, dist_cuda_supports, dist_cuda_forward,     \
-                                           nccl_rank, dist_cuda_expect, dist_cuda_workspace, &CTX};
+                                           nccl_rank, dist_cuda_expect, dist_cuda_workspace, &CTX,          \
+                                           nullptr, nullptr, nullptr, nullptr, 0}; /* built in: no peer, harness-timed, exact */
 
 DIST_CUDA_BACKEND(backend_cuda_ring, "ring_cuda", "contiguous", ring_ctx,
                   "ring attention on GPUs: tensor-core kernel per step, next K/V block copied meanwhile; bf16")

@@ -1,0 +1,40 @@
+/* sparse_engine.h — the CPU engine of the approximate backends (sinks_window, topk_blocks): the
+ * tile engine's loop (S = Q·Kᵀ sgemm, online softmax, O += P·V sgemm) over a chosen list of K
+ * tiles per Q tile instead of a contiguous band, each row keeping only its chosen key ranges.
+ * Within what it visits it is exact, so with a budget that covers every key it is exact attention. */
+#pragma once
+#include "core/problem.h"
+
+/* What one approximate backend chooses. Positions are global (spans of problem.h). */
+typedef struct sparse_plan {
+    const attn_problem_t *p;
+    const attn_exec_t *x;
+    const void *ctx;         /* the backend's own data (topk: the key tile summaries) */
+    size_t scratch_bytes;    /* per worker, for `tiles` */
+    /* The ascending, distinct K tile indices (tiles of bk keys) Q tile rows [r0, r0 + rows) of
+     * (batch, head) bh visit; Q (rows, d) those rows. Returns their count. */
+    int64_t (*tiles)(const struct sparse_plan *s, int64_t bh, int64_t r0, int rows, const float *Q, void *scratch,
+                     int64_t *out);
+    /* The key rows query position i keeps: up to two ranges [lo[k], hi[k]) (empty when lo ≥ hi),
+     * always within what the mask lets i see (mask_key_range). */
+    void (*row_keys)(const struct sparse_plan *s, int64_t i, int64_t lo[2], int64_t hi[2]);
+} sparse_plan_t;
+
+/* Float32 attention of the whole problem (io: attn_io_t's tensors, f32) over the plan's keys.
+ * *visited (may be NULL) gets the (query, key) pairs attended, over batch × heads. Rows that keep
+ * no key get O = 0, LSE = −∞ (problem_finish_rows then makes them NaN, as for exact backends). */
+int sparse_attend_f32(const sparse_plan_t *s, const attn_io_t *io, double *visited, attn_err_t *err);
+
+/* Workspace sparse_attend_f32 allocates for s (the analytic memory figure). */
+size_t sparse_workspace_bytes(const attn_problem_t *p, const attn_exec_t *x, size_t scratch_bytes);
+
+/* Appends tiles [t_lo, t_hi) to a sorted list of n distinct tiles, keeping it sorted and distinct
+ * (lists here are short: a window band, the sinks, the top-k). Returns the new count. */
+int64_t sparse_tiles_add_range(int64_t *list, int64_t n, int64_t t_lo, int64_t t_hi);
+/* The K tiles [*t_lo, *t_hi) that key rows [lo, hi) touch (empty when lo ≥ hi). */
+void sparse_tiles_of(int64_t lo, int64_t hi, int bk, int64_t *t_lo, int64_t *t_hi);
+/* Intersection of [a_lo, a_hi) and [b_lo, b_hi) into a. */
+static inline void sparse_range_and(int64_t *a_lo, int64_t *a_hi, int64_t b_lo, int64_t b_hi) {
+    *a_lo = *a_lo > b_lo ? *a_lo : b_lo;
+    *a_hi = *a_hi < b_hi ? *a_hi : b_hi;
+}
