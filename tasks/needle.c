@@ -190,7 +190,7 @@ typedef struct {
 static int run_depth(needle_ctx_t *x, const needle_prompt_t *pr, int64_t n, double depth, attn_err_t *err) {
     const attn_opts_t *all = x->o;
     model_cache_t cache;
-    ATTN_TRY(needle_cache_init(x->m, pr, o->dtype, &cache, err));
+    ATTN_TRY(needle_cache_init(x->m, pr, all->dtype, &cache, err));
     double shared_s = -1; /* query-tail: the context's build time, once */
     int rc = ATTN_OK;
     for (int b = 0; b < all->n_backends && rc == ATTN_OK; b++)
