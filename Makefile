@@ -14,12 +14,16 @@ APT_GET    = $(if $(filter 0,$(shell id -u)),,sudo )apt-get
 
 .PHONY: bench test test-slow deps build build-asan test-asan fuzz clean
 
-# The default suite, then its dashboard (written even when a record failed; the exit status
-# is the run's).
+# The default suite — and the GPU suite when this build has the CUDA backends and a GPU answers
+# nvidia-smi — then the dashboard of what ran (written even when a record failed; the exit
+# status is the first failing run's).
 bench: build
 	@$(BUILD)/attnbench run --config suites/ci.json; status=$$?; \
 	latest=$$(ls -t results/*.json 2>/dev/null | head -1); \
-	if [ -n "$$latest" ]; then $(BUILD)/attnbench report "$$latest" --out dashboards/index.html && \
+	if $(BUILD)/attnbench list 2>/dev/null | grep -q blockwise_cuda && nvidia-smi -L >/dev/null 2>&1; then \
+	  $(BUILD)/attnbench run --config suites/gpu.json; gstatus=$$?; [ $$status != 0 ] || status=$$gstatus; \
+	  latest="$$latest $$(ls -t results/*.json 2>/dev/null | head -1)"; fi; \
+	if [ -n "$$latest" ]; then $(BUILD)/attnbench report $$latest --out dashboards/index.html && \
 	  echo "dashboard: $(CURDIR)/dashboards/index.html ($$latest)"; fi; exit $$status
 
 test: build build-asan

@@ -52,6 +52,10 @@ typedef struct attn_backend {
                             attn_dist_expect_t *out);
     /* Bytes backward allocates beyond Q, K, V, O, LSE, dO, dQ, dK, dV (NULL: none). */
     size_t (*backward_workspace_bytes)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
+    /* Optional, last so that positional initialisers stay valid: the key splits of the
+     * decode plan (docs/decode.md) the backend runs p with, recorded in the record's config as
+     * `split`; 0 when p takes no split plan. */
+    int (*decode_split)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
 } attn_backend_t;
 
 const attn_backend_t *registry_find(const char *name);

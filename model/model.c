@@ -216,6 +216,15 @@ int model_cache_init(model_cache_t *c, const model_config_t *cfg, attn_dtype_t d
     return ATTN_OK;
 }
 
+float model_round_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) != 0x7f800000u) /* finite: round the low 16 bits away, ties to even */
+        u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
 void model_cache_free(model_cache_t *c) {
     for (int l = 0; c->k && c->v && l < c->layers; l++)
         attn_free(c->k[l]), attn_free(c->v[l]);
@@ -255,7 +264,12 @@ int model_forward_layers(const model_t *m, model_cache_t *cache, const model_att
         if (att[l].tmpl->dtype != dt)
             return attn_fail(err, ATTN_EUSAGE, "model: layer %d runs in %s, layer 0 in %s (one dtype per forward)", l,
                              dtype_name(att[l].tmpl->dtype), dtype_name(dt));
-    if (cache && (cache->dtype != dt || cache->len + n > cache->capacity))
+    /* A float32 forward may fill a bf16 cache (its K/V rounded as they are stored): the needle's
+     * query-tail context runs its band layer on the CPU, the questions on the GPU in bf16. */
+    if (cache && cache->dtype != dt && !(cache->dtype == ATTN_BF16 && dt == ATTN_F32))
+        return attn_fail(err, ATTN_EUSAGE, "model: the KV cache is %s but the attention runs in %s (make the cache in "
+                         "the attention's dtype)", dtype_name(cache->dtype), dtype_name(dt));
+    if (cache && cache->len + n > cache->capacity)
         return attn_fail(err, ATTN_EUSAGE, "model: the KV cache holds %lld of %lld positions (%s); %lld more do not fit",
                          (long long)cache->len, (long long)cache->capacity, dtype_name(cache->dtype), (long long)n);
     return dt == ATTN_F64 ? forward_f64(m, cache, att, tokens, n, n_logits, logits, NULL, err)

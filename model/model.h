@@ -10,11 +10,23 @@ typedef struct {
     float *mlp_norm, *w_gate, *w_up, *w_down; /* gate/up (inter, hidden), down (hidden, inter) */
 } model_layer_t;
 
+/* Where the float32 forward's dense layers run when not on the host's cblas (the GPU: cuBLAS in
+ * float32 without TF32, impls/cuda/dense_cuda.cu): out (n, out_dim) = x (n, in_dim) · Wᵀ for W one
+ * of the model's weights (w is its host copy, the key to a device copy made once). */
+typedef struct model_dense {
+    int (*linear)(const struct model_dense *d, float *out, const float *x, const float *w, int64_t n, int64_t out_dim,
+                  int64_t in_dim, attn_err_t *err);
+    void *ctx;
+} model_dense_t;
+
 typedef struct {
     model_config_t cfg;
     float *embed, *final_norm, *lm_head; /* embed, lm_head (vocab, hidden) */
     model_layer_t *layers;
     uint64_t id; /* distinct for every model this process builds: which one MPI followers hold */
+    /* NULL: dense layers on the host. Set on a shallow copy (weights shared, never model_free'd)
+     * to run one model's dense layers elsewhere; the float64 reference path ignores it. */
+    const model_dense_t *dense;
 } model_t;
 
 /* Seeded weights, N(0, 1/fan_in)-like (uniform, unit variance, scaled), output projections
@@ -29,7 +41,9 @@ int model_save_safetensors(const model_t *m, const char *path, int dtype /* st_d
 void model_free(model_t *m);
 size_t model_param_count(const model_config_t *cfg);
 
-/* KV cache for decoding: per layer K and V (H_kv, capacity, hd) in the forward's dtype. */
+/* KV cache for decoding: per layer K and V (H_kv, capacity, hd) in the attention's dtype. A bf16
+ * cache stores float32 arrays holding bf16 values (problem.h's bf16 host convention): K/V are
+ * rounded as they are appended, as the GPU rounds them on upload; a float32 forward may fill it. */
 typedef struct {
     attn_dtype_t dtype;
     int layers;
@@ -40,6 +54,8 @@ typedef struct {
 int model_cache_init(model_cache_t *c, const model_config_t *cfg, attn_dtype_t dtype, int64_t capacity,
                      attn_err_t *err);
 void model_cache_free(model_cache_t *c);
+/* x to the nearest bfloat16 (ties to even), kept in a float; ±∞ and NaN unchanged. */
+float model_round_bf16(float x);
 
 /* Runs n tokens at positions cache->len … (0 … without a cache) through the model, attention
  * by `be` on problems shaped like `tmpl` (mask, window, tiles; the shapes come from the

@@ -12,6 +12,9 @@
 #include "tasks/needle_run.h"
 #include "tasks/task.h"
 #include "core/timing.h"
+#ifdef ATTN_HAVE_CUDA
+#include "impls/cuda/dense_cuda.h"
+#endif
 
 typedef struct {
     attn_tokenizer_t *tok;
@@ -181,12 +184,13 @@ typedef struct {
     const needle_margins_t *mg;
     needle_mode_t mode;
     int index, total;
+    const model_dense_t *gpu_dense; /* the model's dense layers on the GPU, for GPU backends; NULL: host */
 } needle_ctx_t;
 
 static int run_depth(needle_ctx_t *x, const needle_prompt_t *pr, int64_t n, double depth, attn_err_t *err) {
     const attn_opts_t *all = x->o;
     model_cache_t cache;
-    ATTN_TRY(needle_cache_init(x->m, pr, &cache, err));
+    ATTN_TRY(needle_cache_init(x->m, pr, all->dtype, &cache, err));
     double shared_s = -1; /* query-tail: the context's build time, once */
     int rc = ATTN_OK;
     for (int b = 0; b < all->n_backends && rc == ATTN_OK; b++)
@@ -203,7 +207,8 @@ static int run_depth(needle_ctx_t *x, const needle_prompt_t *pr, int64_t n, doub
         approx_probe_t probe; /* an approximate backend runs inside a probe: key fraction, output error */
         approx_probe_init(&probe, be);
         needle_run_opts_t ro = {.be = be->approximate ? &probe.be : be, .mode = x->mode,
-                                .ask_all = !strcmp(o->ask, "all")};
+                                .ask_all = !strcmp(o->ask, "all"),
+                                .dense = !strcmp(be->device, "cuda") ? x->gpu_dense : NULL};
         ro.tmpl = case_problem(o, be, n, n);
         ro.x = case_exec(o, be);
         attn_problem_t p = case_problem(o, be, n, x->mode == NEEDLE_PREFILL ? pr->n_ctx : pr->n_question);
@@ -266,6 +271,17 @@ int task_needle(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
         if (rc == ATTN_OK)
             rc = needle_model_build(&m, &t.nv, n + NEEDLE_VALUE_LEN, &mg, err);
         x.m = &m, x.mg = &mg;
+#ifdef ATTN_HAVE_CUDA
+        /* A GPU backend's forwards run the dense layers on the GPU too (cuBLAS float32, no TF32):
+         * a 10⁶-token prefill is then bounded by its attention. Without a device the GPU backends
+         * are skipped anyway, and the host keeps them. */
+        model_dense_t dense = {0};
+        for (int b = 0; rc == ATTN_OK && !x.gpu_dense && b < o->n_backends; b++) {
+            attn_err_t derr = {0};
+            if (!strcmp(registry_find(o->backends[b])->device, "cuda") && cuda_dense_create(&m, o->device, &dense, &derr) == ATTN_OK)
+                x.gpu_dense = &dense;
+        }
+#endif
         for (int d = 0; d < o->n_depths && rc == ATTN_OK; d++) {
             needle_prompt_t pr;
             rc = needle_prompt_build_distracted(hay, n, o->depths[d], o->needles, o->distractors, &t.nv, &text,
@@ -274,6 +290,11 @@ int task_needle(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
                 rc = run_depth(&x, &pr, n, o->depths[d], err);
             needle_prompt_free(&pr);
         }
+#ifdef ATTN_HAVE_CUDA
+        if (x.gpu_dense)
+            cuda_dense_free(&dense);
+        x.gpu_dense = NULL;
+#endif
         model_free(&m);
         free(hay);
     }

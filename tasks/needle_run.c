@@ -16,8 +16,9 @@ static int32_t argmax(const double *x, int64_t n) {
     return (int32_t)best;
 }
 
-int needle_cache_init(const model_t *m, const needle_prompt_t *pr, model_cache_t *cache, attn_err_t *err) {
-    return model_cache_init(cache, &m->cfg, ATTN_F32, pr->n + NEEDLE_VALUE_LEN, err);
+int needle_cache_init(const model_t *m, const needle_prompt_t *pr, attn_dtype_t dtype, model_cache_t *cache,
+                      attn_err_t *err) {
+    return model_cache_init(cache, &m->cfg, dtype == ATTN_BF16 ? ATTN_BF16 : ATTN_F32, pr->n + NEEDLE_VALUE_LEN, err);
 }
 
 int needle_context(const model_t *m, const needle_margins_t *mg, const needle_prompt_t *pr,
@@ -30,7 +31,9 @@ int needle_context(const model_t *m, const needle_margins_t *mg, const needle_pr
     int rc;
     if (ro->mode == NEEDLE_PREFILL) { /* one logit row: the last layer's attention runs everywhere */
         double *logits = malloc((size_t)m->cfg.vocab_size * sizeof *logits);
-        rc = logits ? dist_model_run(m, cache, ro->be, &ro->tmpl, &ro->x, pr->ctx, pr->n_ctx, 1, logits, err)
+        model_t md = *m; /* the same weights, dense layers where the backend's attention is */
+        md.dense = ro->dense;
+        rc = logits ? dist_model_run(&md, cache, ro->be, &ro->tmpl, &ro->x, pr->ctx, pr->n_ctx, 1, logits, err)
                     : attn_fail(err, ATTN_ERUNTIME, "needle: out of memory");
         free(logits);
     } else {
@@ -52,6 +55,9 @@ int needle_context(const model_t *m, const needle_margins_t *mg, const needle_pr
 int needle_ask(const model_t *m, const needle_prompt_t *pr, const needle_run_opts_t *ro, model_cache_t *cache,
                needle_outcome_t *out, attn_err_t *err) {
     int64_t V = m->cfg.vocab_size, ctx_len = cache->len;
+    model_t md = *m; /* the same weights, dense layers where the backend's attention is */
+    md.dense = ro->dense;
+    m = &md;
     double *logits = malloc((size_t)V * sizeof *logits);
     int32_t *q = malloc((size_t)pr->n_question * sizeof *q);
     int rc = logits && q ? ATTN_OK : attn_fail(err, ATTN_ERUNTIME, "needle: out of memory");
@@ -85,7 +91,7 @@ int needle_run_prompt(const model_t *m, const needle_margins_t *mg, const needle
                       const needle_run_opts_t *ro, needle_outcome_t *out, attn_err_t *err) {
     memset(out, 0, sizeof *out);
     model_cache_t cache;
-    ATTN_TRY(needle_cache_init(m, pr, &cache, err));
+    ATTN_TRY(needle_cache_init(m, pr, ro->tmpl.dtype, &cache, err));
     int rc = needle_context(m, mg, pr, ro, &cache, &out->context_s, err);
     if (rc == ATTN_OK)
         rc = needle_ask(m, pr, ro, &cache, out, err);

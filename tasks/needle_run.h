@@ -12,6 +12,10 @@ typedef struct {
     needle_mode_t mode;
     int ask_all;              /* ask every fact; else facts[0] only */
     int64_t chunk;            /* query-tail context build: tokens per model call (0: 65536) */
+    /* The dense layers of the backend's own forwards (prefill context, questions) when not on the
+     * host: the GPU's for a GPU backend (impls/cuda/dense_cuda.h); NULL = host cblas. The
+     * query-tail context's band layer on the CPU keeps the host's. */
+    const model_dense_t *dense;
 } needle_run_opts_t;
 
 typedef struct {
@@ -30,9 +34,10 @@ int needle_run_prompt(const model_t *m, const needle_margins_t *mg, const needle
 
 /* The two halves, so a query-tail context (which does not depend on the backend) is built once
  * and asked by several backends. needle_context fills a cache made by needle_cache_init (sized
- * for the prompt and the answer) with the context and returns its time in *seconds;
+ * for the prompt and the answer, in the attention's dtype: bf16 for the GPU backends) with the context and returns its time in *seconds;
  * needle_ask asks from that cache and leaves it holding the context again. */
-int needle_cache_init(const model_t *m, const needle_prompt_t *pr, model_cache_t *cache, attn_err_t *err);
+int needle_cache_init(const model_t *m, const needle_prompt_t *pr, attn_dtype_t dtype, model_cache_t *cache,
+                      attn_err_t *err);
 int needle_context(const model_t *m, const needle_margins_t *mg, const needle_prompt_t *pr,
                    const needle_run_opts_t *ro, model_cache_t *cache, double *seconds, attn_err_t *err);
 int needle_ask(const model_t *m, const needle_prompt_t *pr, const needle_run_opts_t *ro, model_cache_t *cache,

@@ -108,6 +108,11 @@ int task_start_backend(attn_run_t *run, const attn_opts_t *o, const char *task, 
         record_set_status(*rec, REC_SKIPPED, "%s", reason);
         return 0;
     }
+    if (*rec && be->decode_split) { /* the decode plan's split, when the backend runs one for p (docs/decode.md) */
+        int split = be->decode_split(be, p, x);
+        if (split > 0)
+            record_extra_num(*rec, "split", split);
+    }
     return 1;
 }
 

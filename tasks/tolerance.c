@@ -47,6 +47,10 @@ attn_errors_t tolerance_bound(const char *backend, attn_dtype_t dtype, const att
     };
 }
 
+double tolerance_model_rel_l2(attn_dtype_t dtype, double naive_model_rel_l2) {
+    return rule_for("*", dtype)->naive_factor * naive_model_rel_l2;
+}
+
 int errors_within(const attn_errors_t *e, const attn_errors_t *b) {
     return e->max_abs <= b->max_abs && e->rel_l2 <= b->rel_l2 && e->lse_max <= b->lse_max;
 }

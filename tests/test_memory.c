@@ -164,10 +164,15 @@ static const ws_case_t ws_cases[] = {
      {.threads = 2, .layout = -1}, 265216, 150528},
     {"blockwise_blas", {.batch = 1, .heads = 2, .kv_heads = 2, .head_dim = 64, .n_q = 1000, .n_k = 1000},
      {.threads = 2, .layout = -1}, 265216, 265216},
-    /* 16×32 tiles, ⌈20/16⌉ = 2 items for 4 threads: 2 workers of 16·35 floats. Fused: one
+    /* 16×32 tiles, ⌈80/16⌉ = 5 items for 2 threads: 2 workers of 16·35 floats. Fused: one
      * 48-row strip·(2·8 + 4) + 32·48 = 2496 floats a worker */
+    {"blockwise", {.batch = 1, .heads = 1, .kv_heads = 1, .head_dim = 8, .n_q = 80, .n_k = 100, .block_q = 16,
+                   .block_k = 32}, {.threads = 2, .layout = -1}, 4480, 19968},
+    /* n_q = 20 ≤ 64: the decode split plan (docs/decode.md), fused kernel or not. Causal keys [0, 40): 2 key
+     * tiles, 2 query tiles, 4 threads × 2 waves want 4 splits but a chunk keeps ≥ 4 key tiles: split 1.
+     * Partials 20 rows × (8 + 1) floats, and min(4, 2 items) = 2 workers of 16·(2·8 + 32 + 3) floats */
     {"blockwise", {.batch = 1, .heads = 1, .kv_heads = 1, .head_dim = 8, .n_q = 20, .n_k = 40, .block_q = 16,
-                   .block_k = 32}, {.threads = 4, .layout = -1}, 4480, 19968},
+                   .block_k = 32, .mask = ATTN_MASK_CAUSAL}, {.threads = 4, .layout = -1}, 7248, 0},
     {"sliding_window", {.batch = 1, .heads = 2, .kv_heads = 2, .head_dim = 64, .n_q = 1000, .n_k = 1000,
                         .mask = ATTN_MASK_WINDOW, .window = 100}, {.threads = 2, .layout = -1}, 265216, 150528},
     /* ring, P = 2, 256 rows a rank: Q, O, partial O (3·4·256·32), two LSEs (2·4·256), two K/V

@@ -14,7 +14,7 @@ cmake --build "$build" -j "$(nproc)"
 rm -rf "$pack"
 mkdir -p "$pack/tests" "$pack/lib"
 cp "$build/attnbench" "$pack/"
-cp "$build/tests/test_cuda" "$pack/tests/"
+cp "$build/tests/test_cuda" "$build/tests/test_cuda_decode" "$pack/tests/"
 cp "$build/CTestTestfile.cmake" "$pack/"
 cp "$build/tests/CTestTestfile.cmake" "$pack/tests/"
 cp -r "$build/datasets" "$pack/"
@@ -22,7 +22,7 @@ mkdir -p "$pack/tests/scratch"
 # Libraries: everything ldd resolves except the C runtime the device machine has itself and
 # CUDA's own (cuBLAS is over 500 MB; the device machine has it in its CUDA toolkit and in
 # PyTorch's nvidia-cublas package, which tools/device_run.sh puts on the library path).
-for bin in "$pack/attnbench" "$pack/tests/test_cuda"; do
+for bin in "$pack/attnbench" "$pack/tests/test_cuda" "$pack/tests/test_cuda_decode"; do
   ldd "$bin" | awk '/=> \// {print $3}'
 done | sort -u | while read -r lib; do
   case $(basename "$lib") in

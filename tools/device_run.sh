@@ -1,17 +1,76 @@
 #!/bin/sh
-# device_run.sh — runs on the GPU machine, in the checkout, with device-pack/ carried
-# (tools/device_pack.sh made it here): puts the pack where the build's absolute paths point,
-# finds libnccl inside PyTorch's packages, then runs the `gpu` CTest cases, the torch SDPA peer
-# and the GPU suite, writing logs and results under OUT_DIR. Each step's exit status is printed;
-# the script exits with the first non-zero one.
-# The exec step runs the torch peers through attnbench's exec: protocol (docs/exec-protocol.md) at
-# the peer step's shape, for the same figures within noise, and their exactness at small n.
-# usage: tools/device_run.sh OUT_DIR [tests|peer|exec|suite ...]   (default: all four)
+# device_run.sh — every GPU acceptance of the project in one run on one GPU, in at most 8 minutes:
+# fixed time shares per part (each part is killed at its share), results and logs packed into
+# three files under OUT_DIR: summary.log, results.tar.gz, index.html (the dashboard). Runs in the
+# checkout on the GPU machine with device-pack/ carried (tools/device_pack.sh made it).
+# usage: tools/device_run.sh [--dry-run] OUT_DIR [part ...]
+#   parts (default all): tests prefill decode model needle rest; --dry-run prints the plan only.
+# The exec: peers (torch SDPA, flex, flash-attn) run in prefill (throughput) and rest (exactness).
 set -u
 cd "$(dirname "$0")/.."
-out=${1:?usage: tools/device_run.sh OUT_DIR [tests|peer|exec|suite ...]}
+dry=0
+[ "${1:-}" = "--dry-run" ] && { dry=1; shift; }
+out=${1:?usage: tools/device_run.sh [--dry-run] OUT_DIR [part ...]}
 shift
-steps=${*:-tests peer exec suite}
+parts=${*:-tests prefill decode model needle rest}
+
+# Seconds per part: gpu tests 3 min, prefill vs SDPA 1.5, decode 0.5, model 1, needle 1M 1.5,
+# the rest 0.5 — 8 minutes in all (the script refuses a plan over 480 s).
+share() {
+  case $1 in
+    tests) echo 180 ;; prefill) echo 90 ;; decode) echo 30 ;; model) echo 60 ;; needle) echo 90 ;; rest) echo 30 ;;
+    *) echo 0 ;;
+  esac
+}
+total=0
+for p in $parts; do
+  s=$(share "$p")
+  [ "$s" -gt 0 ] || { echo "device_run: unknown part '$p' (tests prefill decode model needle rest)"; exit 2; }
+  total=$((total + s))
+done
+[ "$total" -le 480 ] || { echo "device_run: the parts' shares add up to $total s, over 480"; exit 2; }
+
+A=build-gpu/attnbench
+# The torch peers through attnbench's exec: protocol (docs/exec-protocol.md), beside blockwise_cuda.
+specs="--exec-spec benchmarks/peers/torch_sdpa.json --exec-spec benchmarks/peers/torch_flex.json --exec-spec benchmarks/peers/flash_attn.json"
+peers=exec:torch_sdpa,exec:torch_flex,exec:flash_attn
+res=$out/results logs=$out/logs
+# The commands of each part, one per line (the shared flags of the issue's shapes).
+cmds() {
+  case $1 in
+    tests) echo "cd build-gpu && ctest -L gpu --output-on-failure --timeout 120" ;;
+    prefill)
+      echo "python3 benchmarks/torch_sdpa.py --seq-len 16384 --heads 16 --head-dim 128 --mask none,causal --repeats 10 --out-dir $res"
+      echo "$A run --task throughput --backends blockwise_cuda,naive_cuda --dtype bf16 --heads 16 --kv-heads 16 --head-dim 128 --seq-len 16384 --mask none,causal --repeats 5 --out-dir $res"
+      echo "$A run --task throughput --dtype bf16 $specs --backends blockwise_cuda,$peers --seq-len 16384 --heads 16 --head-dim 128 --mask none,causal --warmup 3 --repeats 10 --out-dir $res" ;;
+    decode)
+      echo "$A run --task throughput --backends blockwise_cuda --dtype bf16 --heads 8 --kv-heads 1 --head-dim 128 --seq-len 1048576 --q-len 1,16 --mask causal --repeats 10 --out-dir $res"
+      echo "python3 benchmarks/torch_sdpa.py --seq-len 1048576 --q-len 1 --heads 8 --kv-heads 1 --head-dim 128 --mask causal --repeats 10 --out-dir $res"
+      echo "python3 benchmarks/torch_sdpa.py --seq-len 1048576 --q-len 16 --heads 8 --kv-heads 1 --head-dim 128 --mask causal --repeats 10 --out-dir $res"
+      echo "$A peak --out-dir $res" ;;
+    model)
+      echo "$A run --task model --backends blockwise_cuda,naive_cuda --dtype bf16 --heads 8 --kv-heads 2 --head-dim 64 --layers 2 --seq-len 4096,16384 --mask causal --repeats 2 --warmup 1 --out-dir $res"
+      echo "$A run --task model --backends ring_cuda --transport cuda_local --ranks 4 --dtype bf16 --heads 8 --kv-heads 2 --head-dim 64 --layers 2 --seq-len 4096,16384 --mask causal --repeats 2 --warmup 1 --out-dir $res"
+      echo "$A run --task model --backends blockwise --dtype f32 --heads 8 --kv-heads 2 --head-dim 64 --layers 2 --seq-len 4096 --mask causal --repeats 1 --warmup 0 --out-dir $res" ;;
+    needle)
+      echo "$A needle --backends blockwise_cuda --dtype bf16 --seq-len 1048576 --depths 0:100:10 --mode prefill --out-dir $res" ;;
+    rest)
+      echo "$A run --task memory --backends blockwise_cuda --dtype bf16 --heads 8 --kv-heads 8 --head-dim 128 --seq-len 65536,131072 --mask causal --out-dir $res"
+      echo "$A needle --backends sliding_window_cuda --dtype bf16 --window 4096 --seq-len 32768 --depths 0:100:25 --mode prefill --out-dir $res"
+      echo "$A run --task exactness --dtype bf16 $specs --backends $peers --seq-len 1024,4096 --heads 8 --kv-heads 2 --head-dim 128 --mask none,causal,window --window 512 --out-dir $res"
+      echo "$A run --task throughput --backends ring_cuda,zigzag_cuda,ulysses_cuda --transport cuda_local --ranks 4 --dtype bf16 --heads 8 --kv-heads 8 --head-dim 128 --seq-len 262144 --mask causal --repeats 1 --warmup 0 --out-dir $res" ;;
+  esac
+}
+
+if [ $dry = 1 ]; then
+  for p in $parts; do
+    echo "part $p: $(share "$p") s"
+    cmds "$p" | sed 's/^/  /'
+  done
+  echo "total: $total s of 480; output: $out/summary.log $out/results.tar.gz $out/index.html"
+  exit 0
+fi
+
 [ -f device-pack/SOURCE_ROOT ] || { echo "device_run: no device-pack/ (run tools/device_pack.sh, carry device-pack)"; exit 2; }
 root=$(cat device-pack/SOURCE_ROOT)
 # The build recorded absolute paths under $root (CTest files, the haystack default): make $root
@@ -33,33 +92,49 @@ export LD_LIBRARY_PATH="$PWD/device-pack/lib${nv:+:$nv}${LD_LIBRARY_PATH:+:$LD_L
 if ldd device-pack/attnbench | grep -q "not found"; then
   echo "device_run: attnbench is missing libraries:"; ldd device-pack/attnbench | grep "not found"; exit 2
 fi
-mkdir -p "$out"
-nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
+case $out in /*) ;; *) out=$PWD/$out res=$PWD/$res logs=$PWD/$logs ;; esac
+mkdir -p "$res" "$logs"
+summary=$out/summary.log
+: >"$summary"
+nvidia-smi >"$logs/nvidia-smi.txt" 2>&1 || true
 first=0
-step() {
-  name=$1; shift
-  echo "== $name: $*"
-  "$@" >"$out/$name.log" 2>&1
-  rc=$?
-  tail -40 "$out/$name.log"
-  echo "== $name: exit $rc"
-  [ $first = 0 ] && [ $rc != 0 ] && first=$rc
-}
-for s in $steps; do
-  case $s in
-    tests) step ctest_gpu sh -c "cd build-gpu && ctest -L gpu --output-on-failure" ;;
-    peer)  step torch_sdpa python3 benchmarks/torch_sdpa.py --out-dir "$out" ;;
-    exec)  specs="--exec-spec benchmarks/peers/torch_sdpa.json --exec-spec benchmarks/peers/torch_flex.json"
-           specs="$specs --exec-spec benchmarks/peers/flash_attn.json"
-           peers=exec:torch_sdpa,exec:torch_flex,exec:flash_attn
-           step exec_throughput build-gpu/attnbench run --task throughput --dtype bf16 $specs \
-             --backends "blockwise_cuda,$peers" --seq-len 16384 --heads 16 --head-dim 128 --mask none,causal \
-             --warmup 3 --repeats 20 --out-dir "$out"
-           step exec_exactness build-gpu/attnbench run --task exactness --dtype bf16 $specs --backends "$peers" \
-             --seq-len 1024,4096 --heads 8 --kv-heads 2 --head-dim 128 --mask none,causal,window --window 512 \
-             --out-dir "$out" ;;
-    suite) step gpu_suite build-gpu/attnbench run --config suites/gpu.json --out-dir "$out" ;;
-    *) echo "device_run: unknown step '$s' (tests, peer, exec, suite)"; exit 2 ;;
-  esac
+for p in $parts; do
+  budget=$(share "$p") start=$(date +%s) i=0
+  echo "== $p (share ${budget} s)" | tee -a "$summary"
+  # The part's commands share its budget: each gets what is left, and the part ends at its share.
+  cmds "$p" >"$logs/$p.cmds"
+  while IFS= read -r c; do
+    i=$((i + 1))
+    left=$((budget - ($(date +%s) - start)))
+    if [ "$left" -le 0 ]; then
+      echo "   [$i] not run: the part's share is spent: $c" | tee -a "$summary"
+      [ $first = 0 ] && first=124
+      continue
+    fi
+    timeout -k 5 "$left" sh -c "$c" >"$logs/$p.$i.log" 2>&1 </dev/null
+    rc=$?
+    echo "   [$i] exit $rc after $(($(date +%s) - start)) s: $c" | tee -a "$summary"
+    tail -15 "$logs/$p.$i.log" | sed 's/^/      /' >>"$summary"
+    [ $first = 0 ] && [ $rc != 0 ] && first=$rc
+  done <"$logs/$p.cmds"
 done
+# Decode: K/V bytes read per second from each record's time_s (2 · n_k · H_kv · d · 2 bytes, bf16).
+python3 - "$res" >>"$summary" 2>&1 <<'EOF' || true
+import glob, json, sys
+for f in sorted(glob.glob(sys.argv[1] + "/*.json")):
+    try:
+        run = json.load(open(f))
+    except Exception:
+        continue
+    for r in run.get("records", []):
+        c, m = r.get("config") or {}, r.get("metrics") or {}
+        if r.get("task") == "throughput" and c.get("seq_len_q", 0) <= 64 and m.get("time_s"):
+            kv = 2 * c["seq_len_k"] * c["kv_heads"] * c["head_dim"] * 2 * c.get("batch", 1)
+            print("decode %-14s n_q=%-3d n_k=%d split=%s time %.4g ms, K/V read %.0f GB/s" % (
+                r["backend"], c["seq_len_q"], c["seq_len_k"], c.get("split", "-"), 1e3 * m["time_s"], kv / m["time_s"] / 1e9))
+EOF
+ls "$res"/*.json >/dev/null 2>&1 && "$A" report "$res"/*.json --out "$out/index.html" >>"$summary" 2>&1
+echo "first non-zero exit: $first" >>"$summary"
+tar -czf "$out/results.tar.gz" -C "$out" results logs && rm -rf "$res" "$logs"
+ls "$out"
 exit $first

@@ -3,6 +3,7 @@
  * and its workspace_bytes are device bytes. Details: docs/gpu-kernels.md. */
 #include "core/backend.h"
 #include "impls/cuda/cuda_backends.h"
+#include "impls/cuda/flash_decode.h"
 
 static int naive_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
     if (p->dtype != ATTN_F32 && p->dtype != ATTN_BF16) {
@@ -60,6 +61,11 @@ static size_t flash_workspace(const attn_backend_t *self, const attn_problem_t *
     return cuda_flash_device_bytes(p);
 }
 
+static int flash_split(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
+    (void)self;
+    return cuda_decode_split(p, x);
+}
+
 const attn_backend_t backend_cuda_blockwise = {
     .name = "blockwise_cuda",
     .device = "cuda",
@@ -68,6 +74,7 @@ const attn_backend_t backend_cuda_blockwise = {
     .supports = flash_supports,
     .forward = flash_forward,
     .workspace_bytes = flash_workspace,
+    .decode_split = flash_split,
 };
 
 /* The GPU kernel already visits only the key tiles a query block can see, so the window
@@ -79,4 +86,5 @@ const attn_backend_t backend_cuda_sliding_window = {
     .supports = window_supports,
     .forward = flash_forward,
     .workspace_bytes = flash_workspace,
+    .decode_split = flash_split,
 };

@@ -6,6 +6,7 @@
 
 #include "core/mask.h"
 #include "impls/cuda/cuda_util.cuh"
+#include "impls/cuda/flash_decode.h"
 #include "impls/cuda/flash_frag.h"
 
 namespace {
@@ -342,8 +343,10 @@ extern "C" int cuda_flash_supports(const attn_problem_t *p, char *why, size_t le
 extern "C" size_t cuda_flash_device_bytes(const attn_problem_t *p) {
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
     size_t qkv = attn_size_mul(attn_size_add(nq, attn_size_mul(2, nkv)), sizeof(bf16));
-    return attn_size_add(attn_size_add(qkv, attn_size_mul(attn_size_add(attn_size_add(nq, nl), nq > nkv ? nq : nkv), sizeof(float))),
-                         cuda_vis_bytes(p));
+    size_t bytes = attn_size_add(attn_size_add(qkv, attn_size_mul(attn_size_add(attn_size_add(nq, nl), nq > nkv ? nq : nkv), sizeof(float))),
+                                 cuda_vis_bytes(p));
+    decode_plan_t pl; /* short queries: the decode split path's partials (flash_decode.cu) */
+    return cuda_decode_plan(p, &pl) ? attn_size_add(bytes, cuda_decode_part_bytes(p, &pl)) : bytes;
 }
 
 extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
@@ -366,12 +369,20 @@ extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x,
 
     cuda_flash_call call = {q.ptr, k.ptr, v.ptr, o.as<float>(), lse.as<float>(), p->n_q, p->n_k, p->n_q, p->n_k,
                             p->n_k - p->n_q, p->window, (int)p->mask, vis.doc, vis.n_docs};
+    decode_plan_t pl; /* short queries: split the keys across blocks instead (flash_decode.cu) */
+    const int decode = cuda_decode_plan(p, &pl);
+    dev_buf part;
+    if (decode && pl.split > 1)
+        DEV_ALLOC(part, cuda_decode_part_bytes(p, &pl), "blockwise_cuda decode partials");
 
     event_pair ev;
     CUDA_TRY(cudaEventCreate(&ev.start));
     CUDA_TRY(cudaEventCreate(&ev.stop));
     CUDA_TRY(cudaEventRecord(ev.start, s));
-    ATTN_TRY(cuda_flash_launch(p, &call, s, err));
+    if (decode)
+        ATTN_TRY(cuda_decode_launch(p, &pl, &call, part.as<float>(), s, err));
+    else
+        ATTN_TRY(cuda_flash_launch(p, &call, s, err));
     CUDA_TRY(cudaEventRecord(ev.stop, s));
     return cuda_finish(ev, o, lse, nq, nl, io, err);
 }

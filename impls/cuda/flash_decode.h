@@ -1,0 +1,27 @@
+/* flash_decode.h — the decode split path of blockwise_cuda (flash_decode.cu): the plan on the
+ * current device, its partials' bytes, the launch on data already on the device. flash.cu's
+ * forward takes it when cuda_decode_plan says so. docs/decode.md. */
+#pragma once
+#include "core/backend.h"
+#include "impls/cpu/decode_plan.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 and the plan when p takes the split kernels on the current device (n_q ≤ 64, or B·H·⌈n_q/64⌉
+ * below the SM count, and the packed rows fit the plan); 0 otherwise or without a device. */
+int cuda_decode_plan(const attn_problem_t *p, decode_plan_t *pl);
+/* The split the record's config gets (backend decode_split): device x->device; 0 = no split plan. */
+int cuda_decode_split(const attn_problem_t *p, const attn_exec_t *x);
+/* Device bytes of the partial O and LSE (0 when split = 1: the split kernel writes O itself). */
+size_t cuda_decode_part_bytes(const attn_problem_t *p, const decode_plan_t *pl);
+
+#ifdef __cplusplus
+}
+#include "impls/cuda/cuda_backends.h"
+/* The split kernel, then the merge when split > 1, on bf16 Q, K, V already on the device (call's
+ * q_off, kv_ld, mask, window; q_ld = n_q), `part` holding cuda_decode_part_bytes. */
+int cuda_decode_launch(const attn_problem_t *p, const decode_plan_t *pl, const cuda_flash_call *c, float *part,
+                       cudaStream_t st, attn_err_t *err);
+#endif
