@@ -29,14 +29,14 @@ static uint64_t bytes_at(const attn_backend_t *be, const attn_problem_t *p, cons
 
 int64_t capacity_max_seq_len(const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x, uint64_t budget,
                              int64_t *refined) {
+    /* The size arithmetic saturates (attn_size_*), so a figure too large to count never fits. The
+     * bytes need not grow with n at small n: short queries take the decode plan's workspace. */
     int64_t best = 0;
-    uint64_t last = 0;
     for (int k = 0; k <= MAX_LOG2_N; k++) {
         int64_t n = (int64_t)1 << k;
-        uint64_t b = bytes_at(be, p, x, n);
-        if (b > budget || b < last) /* b < last: the size arithmetic wrapped, so it is far over */
+        if (bytes_at(be, p, x, n) > budget)
             break;
-        best = n, last = b;
+        best = n;
     }
     if (refined) { /* lo fits, hi does not (or lies past the cap) */
         int64_t lo = best, hi = best == (int64_t)1 << MAX_LOG2_N ? best + 1 : 2 * best;
