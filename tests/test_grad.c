@@ -2,7 +2,8 @@
  * forward) against the float64 gradient reference, within grad_tolerance (docs/backward.md),
  * over mask × H_kv ∈ {H, 2, 1} × odd and even n × (n_q = n_k, n_q < n_k) × default and small
  * tiles; with --ranks P the distributed backends on P local ranks. A backend without a backward,
- * or sliding_window on another mask, must decline. Prints the worst rel L2 per gradient. */
+ * or sliding_window on another mask, must decline. Prints the worst rel L2 per gradient. With
+ * --docs every case packs documents (length-1 ones and ones longer than a shard among them). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,22 @@
 #include "core/threads.h"
 #include "tasks/grad_check.h"
 #include "tests/check.h"
+
+/* Document offsets 0 … n: a length-1 document first, then lengths drawn from 1 … n/2 (a few
+ * longer than a shard of n/P), the last one taking the rest. Returns the document count. */
+static int64_t make_docs(int64_t n, uint64_t seed, int64_t *off) {
+    int64_t k = 0, at = 0;
+    off[k++] = 0;
+    if (n > 1)
+        off[k++] = at = 1;
+    while (at < n) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        int64_t len = 1 + (int64_t)((seed >> 33) % (uint64_t)(n / 2 > 1 ? n / 2 : 1));
+        at = at + len < n ? at + len : n;
+        off[k++] = at;
+    }
+    return k - 1;
+}
 
 typedef struct {
     char name[48];
@@ -21,8 +38,16 @@ int main(int argc, char **argv) {
     const char *backends = "naive,blockwise,sliding_window";
     int ranks = 0;
     int64_t max_n = 1 << 30, heads = 0, kv_only = 0;
-    int udeg = 0;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    int udeg = 0, docs = 0;
+    for (int i = 1; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--docs")) {
+            docs = 1, i--;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "%s needs a value\n", argv[i]);
+            return 2;
+        }
         if (!strcmp(argv[i], "--backends"))
             backends = argv[i + 1];
         else if (!strcmp(argv[i], "--ranks"))
@@ -73,11 +98,16 @@ int main(int argc, char **argv) {
                                             .head_dim = in % 2 ? 64 : 32, .n_k = n, .n_q = qv ? (n <= 7 ? 1 : n / 3) : n,
                                             .mask = masks[mi], .window = n * 3 / 10 > 0 ? n * 3 / 10 : 1,
                                             .dtype = ATTN_F32, .block_q = tiles ? 16 : 0, .block_k = tiles ? 32 : 0};
+                        static int64_t off[1024];
+                        if (docs && n < 1000) {
+                            p.n_docs = make_docs(n, (uint64_t)(n * 31 + mi * 7 + kvh), off);
+                            p.doc = off;
+                        }
                         attn_err_t err = {0};
                         char reason[512], name[256];
-                        snprintf(name, sizeof name, "n_k=%lld n_q=%lld H_kv=%lld d=%lld mask=%s tiles=%s",
+                        snprintf(name, sizeof name, "n_k=%lld n_q=%lld H_kv=%lld d=%lld mask=%s tiles=%s docs=%lld",
                                  (long long)p.n_k, (long long)p.n_q, (long long)kvh, (long long)p.head_dim,
-                                 mask_name(p.mask), tiles ? "16x32" : "default");
+                                 mask_name(p.mask), tiles ? "16x32" : "default", (long long)p.n_docs);
                         grad_reference_t g;
                         if (!check(grad_reference_prepare(&p, &x, 1000 + in * 7 + mi, &g, &err) == ATTN_OK,
                                    "reference", "%s: %s", name, err.msg))
