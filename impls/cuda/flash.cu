@@ -7,6 +7,7 @@
 #include "core/mask.h"
 #include "impls/cuda/cuda_util.cuh"
 #include "impls/cuda/flash_decode.h"
+#include "impls/cuda/mma_sm80.cuh"
 #include "impls/cuda/flash_frag.h"
 
 namespace {
@@ -32,41 +33,7 @@ template <int D> constexpr int smem_bytes() { return (BR + 4 * BC) * D * (int)si
  * index is XORed with row % 8. */
 template <int D> __device__ __forceinline__ int swz(int row, int col) { return frag_swz(D, row, col); }
 
-__device__ __forceinline__ unsigned smem_addr(const void *p) {
-    return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
-
-/* 16 bytes global → shared, asynchronously; zero-filled when !valid (rows past n). */
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-__device__ __forceinline__ void ldsm_x4(unsigned (&r)[4], const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldsm_x4_trans(unsigned (&r)[4], const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-
-/* c += a·b for one m16n8k16 tile. */
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); /* .x = lo sits in the low half */
-    return *reinterpret_cast<unsigned *>(&v);
-}
+using namespace mma80; /* cp.async, ldmatrix, mma.sync, bf16 packing: mma_sm80.cuh */
 
 /* Rows [row0, row0 + 64) of a (n × D) bf16 matrix into a swizzled 64 × D tile; rows ≥ n become
  * zeros (so padded keys add 0·V, never NaN). */

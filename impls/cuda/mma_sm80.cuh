@@ -1,7 +1,6 @@
 /* mma_sm80.cuh — the PTX wrappers the tensor-core attention kernels share: cp.async 16-byte
- * copies, ldmatrix, the m16n8k16 bf16 mma with float32 accumulators, bf16 packing. The same
- * instructions flash.cu wraps for itself (it keeps its own copies until its kernel rework lands;
- * flash_decode.cu uses these). Fragment layouts: impls/cuda/flash_frag.h, docs/gpu-kernels.md. */
+ * copies, ldmatrix, the m16n8k16 bf16 mma with float32 accumulators, bf16 packing (flash.cu
+ * and flash_decode.cu). Fragment layouts: impls/cuda/flash_frag.h, docs/gpu-kernels.md. */
 #pragma once
 #include <cuda_bf16.h>
 
