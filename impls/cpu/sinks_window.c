@@ -37,19 +37,6 @@ static int64_t sinks_tiles(const sparse_plan_t *s, int64_t bh, int64_t r0, int r
     return n;
 }
 
-static int sinks_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason,
-                          size_t len) {
-    if (x->approx_window < 1) {
-        snprintf(reason, len, "%s needs a local window ≥ 1 (--window W) so that every row keeps itself", self->name);
-        return 0;
-    }
-    if (p->doc && p->n_docs > 1) { /* which keys a document's sinks and blocks are is not defined yet */
-        snprintf(reason, len, "%s declines packed documents (--doc-lens/--docs/--cu-seqlens)", self->name);
-        return 0;
-    }
-    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, x, reason, len);
-}
-
 static int sinks_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io,
                          attn_err_t *err) {
     (void)self;
@@ -68,7 +55,7 @@ const attn_backend_t backend_cpu_sinks_window = {
     .name = "sinks_window",
     .device = "cpu",
     .description = "approximate: the first --sinks S keys plus the --window W most recent, exact over those; f32",
-    .supports = sinks_supports,
+    .supports = sparse_supports,
     .forward = sinks_forward,
     .workspace_bytes = sinks_workspace,
     .approximate = 1,

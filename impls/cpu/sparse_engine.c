@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "core/threads.h"
 #include "impls/cpu/softmax.h"
 #include "impls/cpu/tile_engine.h"
@@ -186,4 +187,17 @@ int sparse_attend_f32(const sparse_plan_t *s, const attn_io_t *io, double *visit
     if (visited)
         *visited = (double)atomic_load(&j.visited);
     return ATTN_OK;
+}
+
+int sparse_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason,
+                    size_t len) {
+    if (x->approx_window < 1) {
+        snprintf(reason, len, "%s needs a local window ≥ 1 (--window W) so that every row keeps itself", self->name);
+        return 0;
+    }
+    if (p->doc && p->n_docs > 1) { /* which keys a document's sinks and blocks are is not defined yet */
+        snprintf(reason, len, "%s declines packed documents (--doc-lens/--docs/--cu-seqlens)", self->name);
+        return 0;
+    }
+    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, x, reason, len);
 }

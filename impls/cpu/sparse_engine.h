@@ -26,6 +26,10 @@ typedef struct sparse_plan {
 int sparse_attend_f32(const sparse_plan_t *s, const attn_io_t *io, double *visited, attn_err_t *err);
 
 /* Workspace sparse_attend_f32 allocates for s (the analytic memory figure). */
+/* The supports of both approximate backends: a local window ≥ 1, one document, float32, memory. */
+struct attn_backend;
+int sparse_supports(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x, char *reason,
+                    size_t len);
 size_t sparse_workspace_bytes(const attn_problem_t *p, const attn_exec_t *x, size_t scratch_bytes);
 
 /* Appends tiles [t_lo, t_hi) to a sorted list of n distinct tiles, keeping it sorted and distinct

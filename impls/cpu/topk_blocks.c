@@ -160,19 +160,6 @@ static size_t topk_workspace(const attn_backend_t *self, const attn_problem_t *p
     return attn_size_add(summary_bytes(p), sparse_workspace_bytes(p, x, topk_scratch(p)));
 }
 
-static int topk_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason,
-                         size_t len) {
-    if (x->approx_window < 1) {
-        snprintf(reason, len, "%s needs a local window ≥ 1 (--window W) so that every row keeps itself", self->name);
-        return 0;
-    }
-    if (p->doc && p->n_docs > 1) { /* which keys a document's sinks and blocks are is not defined yet */
-        snprintf(reason, len, "%s declines packed documents (--doc-lens/--docs/--cu-seqlens)", self->name);
-        return 0;
-    }
-    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, x, reason, len);
-}
-
 static int topk_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io,
                         attn_err_t *err) {
     (void)self;
@@ -205,7 +192,7 @@ const attn_backend_t backend_cpu_topk_blocks = {
     .name = "topk_blocks",
     .device = "cpu",
     .description = "approximate: per Q tile the --topk K tiles by a min/max key bound plus the --window; f32",
-    .supports = topk_supports,
+    .supports = sparse_supports,
     .forward = topk_forward,
     .workspace_bytes = topk_workspace,
     .approximate = 1,
