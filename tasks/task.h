@@ -55,8 +55,10 @@ int task_start_backend(attn_run_t *run, const attn_opts_t *o, const char *task, 
 /* throughput_backward.c: one backend's backward on p (a record; direction "backward"). */
 int throughput_backward_one(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x,
                             const attn_backend_t *be, int index, int count, attn_run_t *run, attn_err_t *err);
-/* throughput.c: a distributed backend's per-rank figures of its backward, beside its
- * backward_expect. */
+/* dist_record.c: a distributed backend's per-rank figures of its forward (beside its expect)
+ * and of its backward (beside its backward_expect). */
+void task_record_dist(attn_record_t *r, const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x,
+                      const attn_dist_stats_t *d);
 void task_record_dist_backward(attn_record_t *r, const attn_backend_t *be, const attn_problem_t *p, const attn_exec_t *x,
                                const attn_dist_stats_t *d);
 /* task_start_backend for the backward pass (--direction backward|both): the record carries
