@@ -71,12 +71,12 @@ static void check_json(const char *path, const attn_run_t *run) {
     static const char *keys[] = {"run_id", "started_at", "git_sha", "command_line", "seed", "host", "os",
                                  "cpu_model", "cores", "threads", "memory_bytes", "blas", "gpu_model",
                                  "gpu_driver", "cuda_version", "nccl_version", "mpi_version", "compiler",
-                                 "build_type"};
+                                 "build_type", "gpu_state"};
     int missing = 0;
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (!json_object_get(jrun, keys[i]) && ++missing)
             printf("  missing run.%s\n", keys[i]);
-    check(missing == 0 && json_object_size(jrun) == 19, "json run fields", "expected 19 run fields, got %zu (%d missing)",
+    check(missing == 0 && json_object_size(jrun) == 20, "json run fields", "expected 20 run fields, got %zu (%d missing)",
           json_object_size(jrun), missing);
     const char *cl = json_string_value(json_object_get(jrun, "command_line"));
     check(cl && strcmp(cl, "attnbench throughput --out dir with space") == 0, "json command_line",
