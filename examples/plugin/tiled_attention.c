@@ -87,6 +87,7 @@ static int tiled_forward(const attnb_problem_t *p, attnb_call_t *c, char *msg, s
     return 0;
 }
 
+#ifndef TILED_FORWARD_ONLY /* the tests build one copy without a backward, which must decline */
 static void put(void *x, int f64, size_t i, double v) {
     if (f64)
         ((double *)x)[i] = v;
@@ -146,16 +147,20 @@ static int tiled_backward(const attnb_problem_t *p, attnb_grad_call_t *c, char *
         }
     return 0;
 }
+#endif
 
 static const attnb_backend_t backends[] = {{
     .name = TILED_BACKEND_NAME,
     .device = "cpu",
-    .description = "example plugin (examples/plugin): tiled attention, online softmax, loop backward, documents; f64 accumulation",
+    .description = "example plugin (examples/plugin): tiled attention, online softmax, loop backward, "
+                   "documents; f64 accumulation",
     .supports = tiled_supports,
     .workspace = tiled_workspace,
     .forward = tiled_forward,
+#ifndef TILED_FORWARD_ONLY
     .backward = tiled_backward,
     .backward_workspace = tiled_backward_workspace,
+#endif
 }};
 
 #ifndef TILED_ABI_VERSION /* the tests build one copy with a wrong version, which must be refused */
