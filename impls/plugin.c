@@ -1,7 +1,7 @@
 /* plugin.c — the adapter between the public plugin ABI (include/attnbench/backend.h) and the
  * internal backend interface (core/backend.h): dlopen, the version and symbol checks, and one
  * attn_backend_t per plugin backend whose ops translate the problem and call the plugin's.
- * Internal structs never cross the boundary, so they may change while ABI 0 holds. */
+ * Internal structs never cross the boundary, so they may change while ABI 1 holds. */
 #include "impls/plugin.h"
 
 #include <dlfcn.h>
@@ -36,6 +36,7 @@ static attnb_problem_t to_abi(const attn_problem_t *p) {
         .window = p->window, .scale = problem_scale(p),
         .q_start = qs.start, .q_stride = qs.stride, .k_start = ks.start, .k_stride = ks.stride,
         .block_q = p->block_q, .block_k = p->block_k,
+        .doc = p->n_docs > 1 ? p->doc : NULL, .n_docs = p->n_docs > 1 ? p->n_docs : 0,
     };
 }
 
@@ -74,6 +75,32 @@ static int plug_forward(const attn_backend_t *self, const attn_problem_t *p, con
         *io->device_s = call.device_seconds;
     /* as every built-in whole-problem forward ends (docs/nonfinite.md) */
     problem_finish_rows(p->dtype, io->o, io->lse, problem_numel_lse(p), p->head_dim);
+    return ATTN_OK;
+}
+
+static size_t plug_backward_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
+    (void)x;
+    attnb_problem_t ap = to_abi(p);
+    return pb_of(self)->backward_workspace ? pb_of(self)->backward_workspace(&ap) : 0;
+}
+
+/* Installed only for plugin backends with a backward: the rest keep backward NULL, so
+ * backend_supports_backward declines them as it does built-in forward-only backends. */
+static int plug_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
+                         const attn_grad_io_t *g, attn_err_t *err) {
+    attnb_problem_t ap = to_abi(p);
+    size_t ws = plug_backward_workspace(self, p, x);
+    attnb_grad_call_t call = {.q = g->q, .k = g->k, .v = g->v, .o = g->o, .lse = g->lse, .d_o = g->d_o,
+                              .dq = g->dq, .dk = g->dk, .dv = g->dv, .workspace_bytes = ws,
+                              .threads = exec_threads(x)};
+    if (ws && !(call.workspace = attn_alloc(ws, err, "plugin backward workspace")))
+        return ATTN_ERUNTIME;
+    char msg[512] = "";
+    int rc = pb_of(self)->backward(&ap, &call, msg, sizeof msg);
+    attn_free(call.workspace);
+    if (rc != 0)
+        return attn_fail(err, ATTN_ERUNTIME, "%s (plugin %s): %s", self->name, self->peer_name,
+                         msg[0] ? msg : "backward failed without a message");
     return ATTN_OK;
 }
 
@@ -132,11 +159,13 @@ int plugin_load(const char *path, attn_err_t *err) {
                        ATTNBENCH_PLUGIN_SYMBOL);
     else if (!t)
         rc = attn_fail(err, ATTN_EUSAGE, "--plugin %s: %s() returned no table", path, ATTNBENCH_PLUGIN_SYMBOL);
-    else if (t->abi_version != ATTNBENCH_ABI_VERSION)
+    else if (t->abi_version != ATTNBENCH_ABI_VERSION) /* read first: nothing else of t is trusted */
         rc = attn_fail(err, ATTN_EUSAGE,
-                       "--plugin %s: built for plugin ABI version %d, this attnbench speaks version %d "
-                       "(include/attnbench/backend.h): rebuild it",
-                       path, (int)t->abi_version, ATTNBENCH_ABI_VERSION);
+                       "--plugin %s: built for plugin ABI version %d%s, this attnbench speaks version %d only "
+                       "(include/attnbench/backend.h): rebuild it against that header",
+                       path, (int)t->abi_version,
+                       t->abi_version == 0 ? " (the unstable draft, without documents and backward)" : "",
+                       ATTNBENCH_ABI_VERSION);
     else
         rc = check_table(path, t, err);
     plugin_backend_t *wrap = rc == ATTN_OK ? calloc((size_t)t->n_backends, sizeof *wrap) : NULL;
@@ -157,6 +186,10 @@ int plugin_load(const char *path, attn_err_t *err) {
                                  .supports = plug_supports, .forward = plug_forward, .workspace_bytes = plug_workspace,
                                  .ctx = w, .peer_kind = "plugin", .peer_name = w->peer_name,
                                  .peer_version = w->peer_version};
+        if (w->pb->backward) {
+            w->be.backward = plug_backward;
+            w->be.backward_workspace_bytes = plug_backward_workspace;
+        }
         ATTN_TRY(registry_add(&w->be, err)); /* names were checked: this cannot fail */
     }
     snprintf(loaded_paths[n_plugins++], PATH_MAX, "%s", real);

@@ -18,6 +18,7 @@
 static int64_t ns[] = {1, 7, 64, 1000, 4097};
 static int64_t ds[] = {16, 64, 128};
 static int H = 4;
+static int want_docs; /* --docs: a case of n_k ≥ 64 that ran as one document is a failure */
 
 static int check_records(const attn_run_t *run, const char *label, int *passed, int *failed) {
     for (int i = 0; i < run->n_records; i++) {
@@ -26,6 +27,8 @@ static int check_records(const attn_run_t *run, const char *label, int *passed, 
         int expect_skip = (strcmp(r->backend, "sliding_window") == 0 && c->mask != ATTN_MASK_WINDOW) ||
                           (strcmp(r->backend, "ulysses") == 0 && c->heads % r->ranks != 0);
         int ok = expect_skip ? r->status == REC_SKIPPED : r->status == REC_PASS;
+        if (want_docs && c->n_k >= 64 && c->n_docs < 2)
+            ok = 0;
         double rel = 0, tol = 0;
         for (int m = 0; m < r->n_metrics; m++) {
             if (!strcmp(r->metrics[m].name, "rel_l2_err"))
@@ -33,9 +36,9 @@ static int check_records(const attn_run_t *run, const char *label, int *passed, 
             if (!strcmp(r->metrics[m].name, "tol_rel_l2"))
                 tol = r->metrics[m].value;
         }
-        printf("%s %-14s %s P=%d n_k=%-5lld n_q=%-5lld H=%d H_kv=%lld d=%-3lld mask=%-6s blocks=%dx%d rel_l2=%.3g (tol %.3g) %s%s%s\n",
+        printf("%s %-14s %s P=%d n_k=%-5lld n_q=%-5lld H=%d H_kv=%lld d=%-3lld mask=%-6s blocks=%dx%d docs=%lld rel_l2=%.3g (tol %.3g) %s%s%s\n",
                ok ? "ok  " : "FAIL", r->backend, label, r->ranks, (long long)c->n_k, (long long)c->n_q, H, (long long)c->kv_heads,
-               (long long)c->head_dim, mask_name(c->mask), c->block_q, c->block_k, rel, tol, status_name(r->status),
+               (long long)c->head_dim, mask_name(c->mask), c->block_q, c->block_k, (long long)c->n_docs, rel, tol, status_name(r->status),
                r->reason[0] ? ": " : "", r->reason);
         if (!ok)
             printf("     expected %s, got %s\n", expect_skip ? "skipped" : "pass", status_name(r->status));
@@ -56,6 +59,7 @@ static int check_records(const attn_run_t *run, const char *label, int *passed, 
  * usage: test_backends [--mask M] [--min-n N] [--max-n N] [--ranks P] [--transport T]
  *                      [--backends A,B] [--heads H] [--kv-heads K] [--layout L] [--ulysses-degree U] [--seq N]
  *                      [--head-dim D] [--one-tiling 1] [--plugin F.so] [--exec-spec F.json] (the matrix of a plugin's or exec: backend)
+ *                      [--docs SPEC] (every case packs documents: the run's docs=SPEC, e.g. uniform:1:20)
  * (CTest splits the matrix; usp runs only when named in --backends, on the U × P/U mesh) */
 int main(int argc, char **argv) {
     const char *mask = "none,causal,window";
@@ -66,6 +70,7 @@ int main(int argc, char **argv) {
     int one_tiling = 0;             /* --one-tiling 1: no small-tile repeat (backends that ignore tiles) */
     int64_t seq = 0; /* --seq N: the distributed matrix at this one n */
     int heads_given = 0, udeg = 0; /* udeg: usp's --ulysses-degree, 0 = its default */
+    const char *docs = NULL;        /* --docs SPEC: the run's docs= (core/docs.h), NULL = one document */
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--mask"))
             mask = argv[i + 1];
@@ -93,6 +98,8 @@ int main(int argc, char **argv) {
             one_tiling = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--head-dim"))
             d_only = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--docs"))
+            docs = argv[i + 1], want_docs = 1;
         else if (!strcmp(argv[i], "--plugin") || !strcmp(argv[i], "--exec-spec")) { /* then name its backends */
             attn_err_t perr = {0};
             if ((argv[i][2] == 'p' ? plugin_load(argv[i + 1], &perr) : exec_spec_load(argv[i + 1], &perr)) != ATTN_OK) {
@@ -140,7 +147,7 @@ int main(int argc, char **argv) {
         for (size_t id = 0; id < d_count; id++)
             for (int64_t kvh = kv_only ? kv_only : H; kvh >= 1; kvh = kv_only ? 0 : kvh / kv_div)
                 for (int tiles = 0; tiles < (n <= 1000 && !ranks && !one_tiling ? 2 : 1); tiles++) {
-                    char args[512], qlen[64];
+                    char args[640], qlen[64];
                     /* n_q < n_k: a third of the keys, or a single decode row for tiny n; n = 1 has
                      * only n_q = n_k. */
                     int64_t nq = n <= 7 ? 1 : n / 3;
@@ -148,9 +155,11 @@ int main(int argc, char **argv) {
                         snprintf(qlen, sizeof qlen, "1");
                     else
                         snprintf(qlen, sizeof qlen, "%lld,%lld", (long long)n, (long long)nq);
-                    char extra[48] = "";
+                    char extra[160] = "";
                     if (udeg)
                         snprintf(extra, sizeof extra, " ulysses-degree=%d", udeg);
+                    if (docs)
+                        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " docs=%s", docs);
                     snprintf(args, sizeof args,
                              "backends=%s mask=%s seq-len=%lld q-len=%s heads=%d kv-heads=%lld head-dim=%lld "
                              "batch=%d window=%lld block-q=%d block-k=%d seed=%zu ranks=%d transport=%s layout=%s%s",

@@ -3,13 +3,15 @@
  * over mask × H_kv ∈ {H, 2, 1} × odd and even n × (n_q = n_k, n_q < n_k) × default and small
  * tiles; with --ranks P the distributed backends on P local ranks. A backend without a backward,
  * or sliding_window on another mask, must decline. Prints the worst rel L2 per gradient. With
- * --docs every case packs documents (length-1 ones and ones longer than a shard among them). */
+ * --docs every case packs documents (length-1 ones and ones longer than a shard among them).
+ * --plugin F.so loads a plugin first (docs/plugins.md), so --backends may name its backends. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/backend.h"
 #include "core/threads.h"
+#include "impls/plugin.h"
 #include "tasks/grad_check.h"
 #include "tests/check.h"
 
@@ -60,7 +62,13 @@ int main(int argc, char **argv) {
             kv_only = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--ulysses-degree"))
             udeg = atoi(argv[i + 1]);
-        else {
+        else if (!strcmp(argv[i], "--plugin")) {
+            attn_err_t perr = {0};
+            if (plugin_load(argv[i + 1], &perr) != ATTN_OK) {
+                printf("FAIL %s\n", perr.msg);
+                return 1;
+            }
+        } else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
             return 2;
         }

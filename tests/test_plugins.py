@@ -5,7 +5,11 @@ needle and a suite; ATTNBENCH_PLUGINS; refusals (wrong ABI version, no symbol, n
 a duplicate name, from every subcommand) with exit 2, one message and no results file; the NumPy
 exec: backend's throughput records (peer, the same statistics); exec programs that fail, hang or
 answer with the wrong shape become error records with the reason, within their timeout.
-usage: test_plugins.py ATTNBENCH SCRATCH PLUGIN.so WRONG_ABI.so DUPLICATE.so NOSYM.so NUMPY_SPEC"""
+a plugin built for ABI 0 (the unstable draft) gets one message naming versions 0 and 1; the
+example's backward through `--direction backward` (pass) and document masks (`--docs`); a plugin
+backend without a backward declines backward cases (skipped, with the reason).
+usage: test_plugins.py ATTNBENCH SCRATCH PLUGIN.so WRONG_ABI.so DUPLICATE.so NOSYM.so NUMPY_SPEC V0.so
+                       FORWARD_ONLY.so"""
 import glob
 import json
 import os
@@ -14,7 +18,7 @@ import subprocess
 import sys
 import time
 
-bin_, scratch, plugin, wrong_abi, dup, nosym, numpy_spec = sys.argv[1:8]
+bin_, scratch, plugin, wrong_abi, dup, nosym, numpy_spec, v0, fwd_only = sys.argv[1:10]
 failed = 0
 SHAPE = ["--heads", "4", "--kv-heads", "2", "--head-dim", "16", "--seq-len", "40", "--q-len", "40,13",
          "--window", "7", "--repeats", "2", "--warmup", "0", "--threads", "1"]
@@ -65,9 +69,28 @@ recs = p.doc["records"] if p.doc else []
 check(p.returncode == 0 and len(recs) == 6 and all(r["status"] == "pass" for r in recs),
       f"exactness f64, 3 masks × (n_q = n_k, n_q < n_k): 6 records pass (exit {p.returncode}, "
       f"{[r['status'] for r in recs]}) {p.stderr[-300:] if p.returncode else ''}")
-check(all(r.get("peer") == {"name": "tiled_example", "version": "0.1", "kind": "plugin"} for r in recs) and recs,
+check(all(r.get("peer") == {"name": "tiled_example", "version": "1.0", "kind": "plugin"} for r in recs) and recs,
       "records carry peer {name, version, kind plugin}")
 check(bool(recs) and all(r["metrics"]["rel_l2_err"] < 1e-13 for r in recs), "f64 accumulation: rel_l2 < 1e-13")
+
+# ABI 1: the backward and packed documents, through the same exactness task and tolerance rules
+pb = run("backward_docs", ["run", "--task", "exactness", "--backends", "tiled_example", "--direction", "backward",
+                          "--docs", "uniform:1:12", "--mask", "none,causal,window", "--out-dir", "{out}/res",
+                          "--plugin", plugin, *SHAPE])
+recs_b = pb.doc["records"] if pb.doc else []
+check(pb.returncode == 0 and len(recs_b) == 6 and all(r["status"] == "pass" and r["config"].get("docs", 1) > 1
+                                                     for r in recs_b),
+      f"exactness --direction backward --docs: 6 records pass (exit {pb.returncode}, "
+      f"{[(r['status'], r.get('reason')) for r in recs_b]}) {pb.stderr[-300:] if pb.returncode else ''}")
+pf = run("forward_only", ["run", "--task", "exactness", "--backends", "tiled_forward_only", "--direction", "both",
+                         "--out-dir", "{out}/res", "--plugin", fwd_only, *SHAPE])
+recs_f = pf.doc["records"] if pf.doc else []
+fwd = [r for r in recs_f if r.get("config", {}).get("direction", "forward") == "forward"]
+bwd = [r for r in recs_f if r.get("config", {}).get("direction") == "backward"]
+check(pf.returncode == 0 and fwd and bwd and all(r["status"] == "pass" for r in fwd) and
+      all(r["status"] == "skipped" and "has no backward pass" in r.get("reason", "") for r in bwd),
+      f"no backward entry point: forward passes, backward cases skipped with the reason (exit {pf.returncode}, "
+      f"{[(r.get('config', {}).get('direction'), r['status'], r.get('reason')) for r in recs_f]})")
 
 exact_file = p.files[0] if p.files else None
 if exact_file:  # readers: peer is a schema-2 field; a /1 file that carries one is refused by name
@@ -125,6 +148,9 @@ notso = os.path.join(scratch, "not_a_plugin.so")
 with open(notso, "w") as f:
     f.write("this is text\n")
 refused("wrong_abi", ["run", "--plugin", wrong_abi, "--backends", "naive"], "built for plugin ABI version 99")
+refused("abi_v0", ["run", "--plugin", v0, "--backends", "naive"],
+        "built for plugin ABI version 0 (the unstable draft, without documents and backward), this attnbench "
+        "speaks version 1 only")
 refused("no_symbol", ["run", "--plugin", nosym], "no symbol 'attnbench_plugin'")
 refused("not_shared_object", ["list", "--plugin", notso], "cannot load")
 refused("missing_file", ["needle", "--plugin", os.path.join(scratch, "nope.so")], "no such file")

@@ -1,7 +1,8 @@
-/* tiled_attention.c — an example attnbench plugin (include/attnbench/backend.h): plain tiled
- * attention with an online softmax, one query row at a time against key tiles of block_k rows,
- * float64 accumulation, f32 and f64. Build: cc -shared -fPIC -I include tiled_attention.c -o
- * tiled.so -lm; run: attnbench run --plugin ./tiled.so --backends tiled_example ... */
+/* tiled_attention.c — an example attnbench plugin (include/attnbench/backend.h, ABI 1): plain
+ * tiled attention with an online softmax, one query row at a time against key tiles of block_k
+ * rows, and a plain-loop backward; float64 accumulation, f32 and f64, packed documents through
+ * attnb_visible. Build: cc -shared -fPIC -I include tiled_attention.c -o tiled.so -lm; run:
+ * attnbench run --plugin ./tiled.so --backends tiled_example ... */
 #include <attnbench/backend.h>
 #include <math.h>
 #include <stdio.h>
@@ -86,13 +87,80 @@ static int tiled_forward(const attnb_problem_t *p, attnb_call_t *c, char *msg, s
     return 0;
 }
 
+#ifndef TILED_FORWARD_ONLY /* the tests build one copy without a backward, which must decline */
+static void put(void *x, int f64, size_t i, double v) {
+    if (f64)
+        ((double *)x)[i] = v;
+    else
+        ((float *)x)[i] = (float)v;
+}
+
+/* dK and dV of one kv head (summed over its group's query heads), then one dQ row, in double. */
+static size_t tiled_backward_workspace(const attnb_problem_t *p) {
+    return (size_t)(2 * p->n_k + 1) * (size_t)p->head_dim * sizeof(double);
+}
+
+/* The backward from its definition (header, attnb_grad_call_t), row by row: P from the
+ * forward's LSE, D = rowsum(dO ∘ O), then dS = P(dP − D) feeds dQ, dK; P feeds dV. */
+static int tiled_backward(const attnb_problem_t *p, attnb_grad_call_t *c, char *msg, size_t len) {
+    if (!c->workspace || c->workspace_bytes < tiled_backward_workspace(p)) {
+        snprintf(msg, len, "backward workspace of %zu bytes, needed %zu", c->workspace_bytes,
+                 tiled_backward_workspace(p));
+        return 1;
+    }
+    const int f64 = p->dtype == ATTNB_F64;
+    const int64_t d = p->head_dim, nk = p->n_k, group = p->heads / p->kv_heads;
+    double *dk = c->workspace, *dv = dk + nk * d, *dq = dv + nk * d;
+    for (int64_t b = 0; b < p->batch; b++)
+        for (int64_t kh = 0; kh < p->kv_heads; kh++) {
+            size_t ko = (size_t)((b * p->kv_heads + kh) * nk) * d;
+            memset(dk, 0, (size_t)(2 * nk * d) * sizeof *dk);
+            for (int64_t h = kh * group; h < (kh + 1) * group; h++)
+                for (int64_t r = 0; r < p->n_q; r++) {
+                    size_t row = (size_t)((b * p->heads + h) * p->n_q + r), qo = row * d;
+                    double lse = at(c->lse, f64, row), dsum = 0;
+                    memset(dq, 0, (size_t)d * sizeof *dq);
+                    for (int64_t e = 0; e < d && lse != -INFINITY; e++)
+                        dsum += at(c->d_o, f64, qo + e) * at(c->o, f64, qo + e);
+                    for (int64_t j = 0; j < nk && lse != -INFINITY; j++) {
+                        if (!attnb_visible(p, r, j))
+                            continue;
+                        double s = 0, dp = 0;
+                        for (int64_t e = 0; e < d; e++) {
+                            s += at(c->q, f64, qo + e) * at(c->k, f64, ko + j * d + e);
+                            dp += at(c->d_o, f64, qo + e) * at(c->v, f64, ko + j * d + e);
+                        }
+                        double pr = exp(s * p->scale - lse), ds = pr * (dp - dsum) * p->scale;
+                        for (int64_t e = 0; e < d; e++) {
+                            dv[j * d + e] += pr * at(c->d_o, f64, qo + e);
+                            dk[j * d + e] += ds * at(c->q, f64, qo + e);
+                            dq[e] += ds * at(c->k, f64, ko + j * d + e);
+                        }
+                    }
+                    for (int64_t e = 0; e < d; e++)
+                        put(c->dq, f64, qo + e, dq[e]);
+                }
+            for (int64_t i = 0; i < nk * d; i++) {
+                put(c->dk, f64, ko + i, dk[i]);
+                put(c->dv, f64, ko + i, dv[i]);
+            }
+        }
+    return 0;
+}
+#endif
+
 static const attnb_backend_t backends[] = {{
     .name = TILED_BACKEND_NAME,
     .device = "cpu",
-    .description = "example plugin (examples/plugin): tiled attention, online softmax, f64 accumulation",
+    .description = "example plugin (examples/plugin): tiled attention, online softmax, loop backward, "
+                   "documents; f64 accumulation",
     .supports = tiled_supports,
     .workspace = tiled_workspace,
     .forward = tiled_forward,
+#ifndef TILED_FORWARD_ONLY
+    .backward = tiled_backward,
+    .backward_workspace = tiled_backward_workspace,
+#endif
 }};
 
 #ifndef TILED_ABI_VERSION /* the tests build one copy with a wrong version, which must be refused */
@@ -101,7 +169,7 @@ static const attnb_backend_t backends[] = {{
 static const attnb_plugin_t plugin = {
     .abi_version = TILED_ABI_VERSION,
     .name = "tiled_example",
-    .version = "0.1",
+    .version = "1.0",
     .n_backends = 1,
     .backends = backends,
 };

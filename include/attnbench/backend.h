@@ -11,12 +11,14 @@
 extern "C" {
 #endif
 
-/* Version 0 is unstable: it changes, without notice, until the backward pass and document masks
- * exist; then it becomes 1. A plugin built for another version is refused at load. */
-#define ATTNBENCH_ABI_VERSION 0
+/* Version 1: the problem with packed documents, the forward and the optional backward. A
+ * layout change bumps the number; a plugin built for another version (0 was the unstable draft
+ * without documents and backward) is refused at load. */
+#define ATTNBENCH_ABI_VERSION 1
 #define ATTNBENCH_PLUGIN_SYMBOL "attnbench_plugin"
 
-/* Key j visible from query i (global positions): NONE all; CAUSAL j ≤ i; WINDOW i − w < j ≤ i. */
+/* Key j visible from query i (global positions): NONE all; CAUSAL j ≤ i; WINDOW i − w < j ≤ i;
+ * with packed documents (attnb_problem_t.doc), also j in i's document. */
 typedef enum { ATTNB_MASK_NONE = 0, ATTNB_MASK_CAUSAL = 1, ATTNB_MASK_WINDOW = 2 } attnb_mask_t;
 /* Element type of Q, K, V, O and LSE. BF16: the arrays hold float32 values that bfloat16
  * represents exactly (Q, K, V); compute in bfloat16 with float32 accumulation, return float32. */
@@ -34,12 +36,36 @@ typedef struct {
     double scale;      /* already resolved (1/√d unless the user set it), never 0 */
     int64_t q_start, q_stride, k_start, k_stride;
     int32_t block_q, block_k; /* the user's tile sizes (--block-q/-k), 0 = the plugin's choice */
+    /* Packed documents (FlashAttention's cu_seqlens): doc[0..n_docs], non-decreasing global
+     * positions 0 … (whole problem's n_k), document d holding [doc[d], doc[d+1]) (empty ones
+     * allowed); a query sees keys of its own document only. NULL (n_docs 0 or 1): one document.
+     * Host memory, valid during the call; a plugin that cannot honour it declines in supports. */
+    const int64_t *doc;
+    int64_t n_docs;
 } attnb_problem_t;
 
-/* The rule above for query row r and key row c of p. */
+/* The document holding global position i: the last d with doc[d] ≤ i (binary search). */
+static inline int64_t attnb_doc_of(const attnb_problem_t *p, int64_t i) {
+    int64_t a = 0, b = p->n_docs - 1;
+    while (a < b) {
+        int64_t mid = a + (b - a + 1) / 2;
+        if (p->doc[mid] <= i)
+            a = mid;
+        else
+            b = mid - 1;
+    }
+    return a;
+}
+
+/* The rule above for query row r and key row c of p (attnbench's own, core/mask.h). */
 static inline int attnb_visible(const attnb_problem_t *p, int64_t r, int64_t c) {
     int64_t i = p->q_start + p->q_stride * r, j = p->k_start + p->k_stride * c;
-    return p->mask == ATTNB_MASK_NONE || (j <= i && (p->mask != ATTNB_MASK_WINDOW || j > i - p->window));
+    if (!(p->mask == ATTNB_MASK_NONE || (j <= i && (p->mask != ATTNB_MASK_WINDOW || j > i - p->window))))
+        return 0;
+    if (!p->doc || p->n_docs <= 1)
+        return 1;
+    int64_t d = attnb_doc_of(p, i);
+    return j >= p->doc[d] && j < p->doc[d + 1];
 }
 
 /* Host arrays, row-major: Q (B, H, n_q, d), K and V (B, H_kv, n_k, d), O (B, H, n_q, d),
@@ -55,6 +81,19 @@ typedef struct {
     double device_seconds;
 } attnb_call_t;
 
+/* Host arrays of one backward call, element type p->dtype, row-major as in attnb_call_t: in Q,
+ * K, V, O, LSE (the backend's own forward's) and dO (B, H, n_q, d); out dQ (B, H, n_q, d), dK
+ * and dV (B, H_kv, n_k, d), overwritten, each kv head's gradient summed over the query heads
+ * of its group. A row with LSE = −∞ contributes nothing. With P = exp(scale·QKᵀ − LSE) on
+ * visible pairs: dV = Pᵀ dO, dS = P ∘ (dO Vᵀ − rowsum(dO ∘ O)), dQ = scale·dS K, dK = scale·dSᵀ Q. */
+typedef struct {
+    const void *q, *k, *v, *o, *lse, *d_o;
+    void *dq, *dk, *dv;
+    void *workspace;        /* backward_workspace() bytes, 64-byte aligned, or NULL */
+    size_t workspace_bytes;
+    int32_t threads;
+} attnb_grad_call_t;
+
 typedef struct {
     const char *name;        /* [a-z0-9_], 1..40 characters, unique among all backends */
     const char *device;      /* "cpu" or "cuda" (a cuda plugin still gets and returns host arrays) */
@@ -66,6 +105,12 @@ typedef struct {
     /* 0 on success; otherwise non-zero with a message in msg. p has passed supports(). May be
      * called from several threads at once (the ranks of a local run, ulysses' head shards). */
     int (*forward)(const attnb_problem_t *p, attnb_call_t *call, char *msg, size_t msg_len);
+    /* Optional: the backward pass (0 on success, else non-zero with msg), called after this
+     * backend's forward on the same p; p has passed supports(). NULL: the backend declines
+     * backward cases ("has no backward pass"). Same threading rule as forward. */
+    int (*backward)(const attnb_problem_t *p, attnb_grad_call_t *call, char *msg, size_t msg_len);
+    /* Bytes of scratch the harness allocates for backward; may be NULL (none). */
+    size_t (*backward_workspace)(const attnb_problem_t *p);
 } attnb_backend_t;
 
 typedef struct {
