@@ -1,6 +1,7 @@
 /* layout.c — the token layouts of layout.h. Every map is O(1): blocks of sizes q+1 (the first r
  * of them) and q, with n = qP + r (2P chunks for zigzag). */
 #include "comm/layout.h"
+#include "core/mask.h"
 
 #include <string.h>
 
@@ -51,15 +52,8 @@ static int64_t zz_size(const attn_layout_t *l, int64_t c) { return zz_start(l, c
 static int64_t zz_of(const attn_layout_t *l, int64_t t) {
     if (!l->bound)
         return block_of(l->n, 2 * (int64_t)l->ranks, t);
-    int64_t a = 0, b = 2 * (int64_t)l->ranks - 1; /* the last chunk starting at or before t: never an empty one */
-    while (a < b) {
-        int64_t mid = a + (b - a + 1) / 2;
-        if (l->bound[mid] <= t)
-            a = mid;
-        else
-            b = mid - 1;
-    }
-    return a;
+    /* the last chunk starting at or before t: never an empty one */
+    return mask_last_at_or_before(l->bound, 2 * (int64_t)l->ranks, t);
 }
 
 int64_t layout_local_count(const attn_layout_t *l, int rank) {

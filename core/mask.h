@@ -31,18 +31,24 @@ typedef struct {
 
 ATTN_HD_INLINE int mask_has_docs(const attn_vis_t *v) { return v->doc && v->n_docs > 1; }
 
-/* The document holding position i: the largest d with doc[d] ≤ i (an empty document is never
- * the answer), by binary search; positions outside 0 … n_k clamp to the first or last. */
-ATTN_HD_INLINE int64_t mask_doc_of(const attn_vis_t *v, int64_t i) {
-    int64_t a = 0, b = v->n_docs - 1; /* invariant: doc[a] ≤ i or a == 0; the answer is in [a, b] */
+/* The largest k < count with off[k] ≤ x in non-decreasing off[0 … count) (0 when none is):
+ * among equal offsets the last, so an empty interval is never the answer. Binary search. */
+ATTN_HD_INLINE int64_t mask_last_at_or_before(const int64_t *off, int64_t count, int64_t x) {
+    int64_t a = 0, b = count - 1; /* invariant: off[a] ≤ x or a == 0; the answer is in [a, b] */
     while (a < b) {
         int64_t mid = a + (b - a + 1) / 2;
-        if (v->doc[mid] <= i)
+        if (off[mid] <= x)
             a = mid;
         else
             b = mid - 1;
     }
     return a;
+}
+
+/* The document holding position i: the largest d with doc[d] ≤ i (an empty document is never
+ * the answer); positions outside 0 … n_k clamp to the first or last. */
+ATTN_HD_INLINE int64_t mask_doc_of(const attn_vis_t *v, int64_t i) {
+    return mask_last_at_or_before(v->doc, v->n_docs, i);
 }
 /* First and one-past-last position of position i's document (the whole line without documents). */
 ATTN_HD_INLINE int64_t mask_doc_lo(const attn_vis_t *v, int64_t i) {

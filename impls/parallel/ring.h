@@ -26,6 +26,11 @@ typedef struct {
  * The merged rows are not finished (problem_finish_rows) here: the caller does it. */
 int ring_loop(attn_comm_t *c, const attn_exec_t *x, const ring_loop_t *L, dist_rank_stats_t *stats,
               double *step_compute, attn_err_t *err);
+/* The largest query and key shard (rows) of p over exec_ranks(x) ranks under a ring-family
+ * backend's layout (its ctx); 0 when the layout cannot take p. The forward's and the
+ * backward's workspace figures start from it. */
+int ring_max_shards(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, int64_t *nq,
+                    int64_t *nk);
 /* Bytes ring_loop allocates beyond L's buffers for a query shard of nq rows, K/V blocks of kmax rows. */
 size_t ring_loop_workspace(const attn_problem_t *p, int64_t wire_kv_heads, int64_t nq, int64_t kmax);
 /* acc ← acc ⊕ part over query rows [r0, r0 + rows) of every (batch, head) of p, q_rows rows per

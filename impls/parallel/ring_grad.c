@@ -227,13 +227,10 @@ void ring_backward_expect(const attn_backend_t *self, const attn_problem_t *p, c
 }
 
 size_t ring_backward_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
-    attn_layout_t lq, lk;
-    attn_err_t err = {0};
     int P = exec_ranks(x);
-    const attn_vis_t vis = problem_vis(p);
-    if (plan_layouts(*(const attn_layout_kind_t *)self->ctx, p->n_q, p->n_k, &vis, P, &lq, &lk, &err))
+    int64_t nq, nk;
+    if (!ring_max_shards(self, p, x, &nq, &nk))
         return 0;
-    int64_t nq = layout_max_local_count(&lq), nk = layout_max_local_count(&lk);
     size_t q_side = attn_size_prod4(p->batch, p->heads, nq, 4 * p->head_dim + 2);
     size_t kv_side = attn_size_prod4(p->batch, p->kv_heads, nk, 4 * p->head_dim);
     size_t per_rank = attn_size_mul(attn_size_add(q_side, kv_side), sizeof(float));

@@ -231,8 +231,7 @@ static void usp_expect(const attn_backend_t *self, const attn_problem_t *p, cons
 
 /* Per rank: the shards, staging for the largest all-to-all, its group's shard of its heads,
  * and the ring loop's own buffers and tile workspace. */
-static size_t usp_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
-    (void)self;
+size_t usp_workspace_of(const attn_problem_t *p, const attn_exec_t *x, const usp_held_t *held) {
     plan_usp_mesh_t m;
     attn_err_t e = {0};
     attn_layout_t lq, lk, rq, rk;
@@ -248,18 +247,24 @@ static size_t usp_workspace(const attn_backend_t *self, const attn_problem_t *p,
     for (int u = 0; u < m.U; u++) {
         plan_heads_t h = plan_ulysses_heads(p->heads, p->kv_heads, m.U, u);
         attn_problem_t lp = plan_heads_problem(p, &h);
-        /* (B, H, nq, 2d+1) + 2·(B, H_kv, nk, d) shards, staging twice the larger of them and of
-         * the group shard, (B, hq, gq, 2d+1) + 2·(B, kvn, gk, d) group buffers. */
-        size_t shards = attn_size_add(attn_size_prod4(B, p->heads, nq, 2 * d + 1),
-                                      attn_size_mul(2, attn_size_prod4(B, p->kv_heads, nk, d)));
-        size_t group = attn_size_add(attn_size_prod4(B, h.hq, gq, 2 * d + 1),
-                                     attn_size_mul(2, attn_size_prod4(B, h.kvn, gk, d)));
+        size_t shards = attn_size_add(attn_size_prod4(B, p->heads, nq, held->q_vecs * d + held->shard_scalars),
+                                      attn_size_mul((size_t)held->kv_tensors, attn_size_prod4(B, p->kv_heads, nk, d)));
+        size_t group = attn_size_add(attn_size_prod4(B, h.hq, gq, held->q_vecs * d + held->group_scalars),
+                                     attn_size_mul((size_t)held->kv_tensors, attn_size_prod4(B, h.kvn, gk, d)));
         size_t staging = attn_size_mul(2, shards > group ? shards : group);
         size_t mine = attn_size_mul(attn_size_add(attn_size_add(shards, group), staging), sizeof(float));
-        mine = attn_size_add(mine, ring_loop_workspace(&lp, h.kvn, gq, gk));
+        mine = attn_size_add(mine, held->loop(&lp, h.kvn, gq, gk));
         total = attn_size_add(total, attn_size_mul((size_t)m.R, mine));
     }
     return total;
+}
+
+/* The forward: Q, O rows (2d) and LSE (1) in shards and group buffers, K and V. */
+static size_t usp_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
+    (void)self;
+    const usp_held_t held = {.q_vecs = 2, .shard_scalars = 1, .group_scalars = 1, .kv_tensors = 2,
+                             .loop = ring_loop_workspace};
+    return usp_workspace_of(p, x, &held);
 }
 
 const attn_backend_t backend_dist_usp = {

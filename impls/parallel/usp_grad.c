@@ -261,29 +261,8 @@ void usp_backward_expect(const attn_backend_t *self, const attn_problem_t *p, co
  * group's buffers, and the ring backward's own. */
 size_t usp_backward_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     (void)self;
-    plan_usp_mesh_t m;
-    attn_err_t e = {0};
-    attn_layout_t lq, lk, rq, rk;
-    int P = exec_ranks(x);
-    attn_layout_kind_t kind = usp_layout_of(x);
-    if (plan_usp_mesh(kind, p->heads, p->kv_heads, P, x->ulysses_degree, &m, &e) ||
-        layout_init(&lq, kind, p->n_q, P, &e) || layout_init(&lk, kind, p->n_k, P, &e) ||
-        layout_init(&rq, kind, p->n_q, m.R, &e) || layout_init(&rk, kind, p->n_k, m.R, &e))
-        return 0;
-    int64_t B = p->batch, d = p->head_dim, nq = layout_max_local_count(&lq), nk = layout_max_local_count(&lk);
-    int64_t gq = layout_max_local_count(&rq), gk = layout_max_local_count(&rk);
-    size_t total = 0;
-    for (int u = 0; u < m.U; u++) {
-        plan_heads_t h = plan_ulysses_heads(p->heads, p->kv_heads, m.U, u);
-        attn_problem_t lp = plan_heads_problem(p, &h);
-        size_t shards = attn_size_add(attn_size_prod4(B, p->heads, nq, 4 * d + 1),
-                                      attn_size_mul(4, attn_size_prod4(B, p->kv_heads, nk, d)));
-        size_t group = attn_size_add(attn_size_prod4(B, h.hq, gq, 4 * d + 2),
-                                     attn_size_mul(4, attn_size_prod4(B, h.kvn, gk, d)));
-        size_t staging = attn_size_mul(2, shards > group ? shards : group);
-        size_t mine = attn_size_mul(attn_size_add(attn_size_add(shards, group), staging), sizeof(float));
-        mine = attn_size_add(mine, ring_grad_loop_workspace(&lp, h.kvn, gq, gk));
-        total = attn_size_add(total, attn_size_mul((size_t)m.R, mine));
-    }
-    return total;
+    /* Q, O, dO, dQ rows (4d); LSE in the shards, LSE and D in the group; K, V, dK, dV. */
+    const usp_held_t held = {.q_vecs = 4, .shard_scalars = 1, .group_scalars = 2, .kv_tensors = 4,
+                             .loop = ring_grad_loop_workspace};
+    return usp_workspace_of(p, x, &held);
 }

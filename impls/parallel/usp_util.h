@@ -14,6 +14,18 @@ int64_t usp_group_rows(const attn_layout_t *lp, const attn_layout_t *lr, int a, 
 void usp_move_rows(int64_t B, int64_t heads, int64_t h0, int64_t nh, int64_t count, int64_t w, const int64_t *idx,
                    int64_t rows, float *tensor, float *packed, int to_packed);
 
+/* What a usp rank holds, per pass: each (batch, query head) row of the shards and of the group
+ * buffers holds q_vecs·d + shard_scalars (resp. group_scalars) floats, the K/V side kv_tensors
+ * tensors of (B, kv heads, rows, d); `loop` is the ring loop's own workspace. */
+typedef struct {
+    int q_vecs, shard_scalars, group_scalars, kv_tensors;
+    size_t (*loop)(const attn_problem_t *p, int64_t wire_kv_heads, int64_t nq, int64_t kmax);
+} usp_held_t;
+/* Bytes over every rank: the shards, staging twice the larger of a shard and a group shard, the
+ * group buffers and the loop's workspace, for the pass h describes. 0 when the mesh or layout
+ * cannot take p. */
+size_t usp_workspace_of(const attn_problem_t *p, const attn_exec_t *x, const usp_held_t *h);
+
 /* usp_grad.c: the backward. */
 int usp_backward_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, struct attn_comm *c,
                       const attn_grad_io_t *g, attn_err_t *err);
