@@ -11,6 +11,7 @@
 #include <cblas.h>
 
 #include "core/rng.h"
+#include "model/backward.h"
 #include "model/rope.h"
 #include "model/safetensors.h"
 
@@ -237,7 +238,9 @@ void model_cache_free(model_cache_t *c) {
 #define SUFFIX f32
 #define DTYPE ATTN_F32
 #define rope_apply_f32 rope_apply
+#define rope_unapply_f32 rope_unapply
 #include "model/forward.inc"
+#include "model/backward.inc"
 #undef REAL
 #undef GEMM
 #undef SUFFIX
@@ -248,6 +251,7 @@ void model_cache_free(model_cache_t *c) {
 #define SUFFIX f64
 #define DTYPE ATTN_F64
 #include "model/forward.inc"
+#include "model/backward.inc"
 #undef REAL
 #undef GEMM
 #undef SUFFIX
@@ -310,4 +314,30 @@ int model_forward(const model_t *m, model_cache_t *cache, const attn_backend_t *
     int rc = model_forward_layers(m, cache, att, tokens, n, n_logits, logits, err);
     free(att);
     return rc;
+}
+
+int model_embed_rows(const model_t *m, const int32_t *tokens, int64_t n, double *emb, attn_err_t *err) {
+    int64_t D = m->cfg.hidden_size;
+    for (int64_t r = 0; r < n; r++) {
+        if (tokens[r] < 0 || tokens[r] >= m->cfg.vocab_size)
+            return attn_fail(err, ATTN_EUSAGE, "model: token %d at row %lld is outside the vocabulary (0..%d)",
+                             tokens[r], (long long)r, m->cfg.vocab_size - 1);
+        for (int64_t i = 0; i < D; i++)
+            emb[r * D + i] = m->embed[(int64_t)tokens[r] * D + i];
+    }
+    return ATTN_OK;
+}
+
+int model_loss_backward(const model_t *m, const model_attn_t *att, const double *emb, int64_t n,
+                        const model_loss_t *loss, double *loss_out, double *d_emb, attn_err_t *err) {
+    attn_dtype_t dt = att->tmpl->dtype;
+    if (n < 1 || loss->count < 1 || loss->count > n)
+        return attn_fail(err, ATTN_EUSAGE, "model backward: %lld tokens, %lld loss positions (need 1 ≤ positions ≤ "
+                         "tokens)", (long long)n, (long long)loss->count);
+    if (dt != ATTN_F32 && dt != ATTN_F64)
+        return attn_fail(err, ATTN_EUSAGE, "model backward: runs in f32 or f64, not %s", dtype_name(dt));
+    model_t host = *m; /* the backward's dense layers run on the host: so does its forward */
+    host.dense = NULL;
+    return dt == ATTN_F64 ? loss_backward_f64(&host, att, emb, n, loss, loss_out, d_emb, err)
+                          : loss_backward_f32(&host, att, emb, n, loss, loss_out, d_emb, err);
 }
