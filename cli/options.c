@@ -360,7 +360,7 @@ static const opt_row_t rows[] = {
     {"task", .cmds = RUN, .kind = OPT_SET, FIELD(s.task), .set = set_task, .def = "exactness", .meta = "T",
      .help = "exactness | throughput | memory | capacity | model | needle | precision"},
     {"direction", .cmds = RUN, .kind = OPT_SET, FIELD(s.direction), .set = set_direction, .def = "forward",
-     .meta = "D", .help = "exactness, throughput, memory: forward | backward | both (docs/backward.md)"},
+     .meta = "D", .help = "exactness, throughput, memory, model: forward | backward | both (docs/backward.md)"},
     {"task", .cmds = NDL, .hide = NDL, .kind = OPT_SET, FIELD(s.task), .set = set_task_needle, .def = "needle", .meta = "T",
      .help = "the needle task"},
     {"backends", "backend", RUN | NDL, 0, .kind = OPT_SET, FIELD(s.backends), COUNT(s.n_backends), .set = set_backends,
