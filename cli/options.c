@@ -186,11 +186,15 @@ static int set_docs(cli_opts_t *c, const char *key, const char *v, attn_err_t *e
 }
 
 /* Hidden, for the fault tests (problem.h). */
-static int set_fault(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+static int set_fault(cli_opts_t *c, const char *key, const char *v_in, attn_err_t *err) {
     (void)key;
     attn_opts_t *o = &c->s;
-    char kind[8];
+    char kind[8], v[96];
     int rank, step, used = 0;
+    /* A ":backward" suffix moves the fault into the backward's steps (core/exec.h). */
+    size_t len = strlen(v_in), sfx = strlen(":backward");
+    o->fault_backward = len > sfx && !strcmp(v_in + len - sfx, ":backward");
+    snprintf(v, sizeof v, "%.*s", (int)(o->fault_backward ? len - sfx : len), v_in);
     if (!strcmp(v, "local-positions")) {
         o->fault = ATTN_FAULT_LOCAL_POSITIONS;
         return ATTN_OK;
@@ -216,8 +220,8 @@ static int set_fault(cli_opts_t *c, const char *key, const char *v, attn_err_t *
         return attn_fail(
             err, ATTN_EUSAGE,
             "--inject-fault: '%s' is not exit:RANK:STEP, stall:RANK:STEP, slow:RANK:STEP:SECONDS (0 < S ≤ 3600), "
-            "drop-step:STEP or local-positions",
-            v);
+            "drop-step:STEP or local-positions (the first four may end in :backward)",
+            v_in);
     o->fault = strcmp(kind, "exit") ? ATTN_FAULT_STALL : ATTN_FAULT_EXIT;
     o->fault_rank = rank;
     o->fault_step = step;
