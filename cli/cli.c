@@ -354,22 +354,25 @@ static const char attend_usage[] =
 
 /* One warning line naming the first non-finite input value, by file and (b, h, i, c): the run goes
  * on (exit 0) and its rows come out NaN as docs/nonfinite.md says, but the user should know where
- * that came from. Then one line if f32 scores can overflow: finite inputs, yet +inf scores. */
-static void warn_inputs(const cli_opts_t *c, const attn_problem_t *p, const void *q, const void *k, const void *v) {
-    const char *files[3] = {c->q_path, c->k_path, c->v_path};
-    const void *arrs[3] = {q, k, v};
-    int64_t heads[3] = {p->heads, p->kv_heads, p->kv_heads}, rows[3] = {p->n_q, p->n_k, p->n_k};
+ * that came from. Then one line if f32 scores can overflow: finite inputs, yet +inf scores.
+ * d_o (NULL: no backward) is looked at last: a non-finite dO reaches only the gradients. */
+static void warn_inputs(const cli_opts_t *c, const attn_problem_t *p, const void *q, const void *k, const void *v,
+                        const void *d_o) {
+    const char *files[4] = {c->q_path, c->k_path, c->v_path, c->do_path};
+    const void *arrs[4] = {q, k, v, d_o};
+    int64_t heads[4] = {p->heads, p->kv_heads, p->kv_heads, p->heads}, rows[4] = {p->n_q, p->n_k, p->n_k, p->n_q};
     double amax[2] = {0, 0};
     int f64 = p->dtype == ATTN_F64;
-    for (int a = 0; a < 3; a++) {
+    for (int a = 0; a < (d_o ? 4 : 3); a++) {
         size_t len = (size_t)(p->batch * heads[a] * rows[a] * p->head_dim);
         for (size_t i = 0; i < len; i++) {
             double x = f64 ? ((const double *)arrs[a])[i] : ((const float *)arrs[a])[i];
             if (!isfinite(x)) {
                 size_t d = (size_t)p->head_dim, r = (size_t)rows[a], h = (size_t)heads[a];
                 fprintf(stderr, "attnbench attend: warning: %s holds %g at [%zu, %zu, %zu, %zu]; "
-                        "rows that see it come out NaN (docs/nonfinite.md)\n", files[a], x, i / d / r / h,
-                        i / d / r % h, i / d % r, i % d);
+                        "%s come out NaN (docs/nonfinite.md)\n", files[a], x, i / d / r / h,
+                        i / d / r % h, i / d % r, i % d,
+                        a < 3 ? "rows that see it" : "the gradients it reaches");
                 return;
             }
             if (a < 2 && fabs(x) > amax[a])
@@ -451,7 +454,7 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
     if (rc == ATTN_OK) {
         parallel_set_blas_threads(exec_threads(&x));
         attn_io_t io = {.q = q.data, .k = k.data, .v = v.data, .o = out, .lse = lse};
-        warn_inputs(&c, &p, q.data, k.data, v.data);
+        warn_inputs(&c, &p, q.data, k.data, v.data, bwd ? dO.data : NULL);
         rc = b->forward(b, &p, &x, &io, err);
     }
     if (rc == ATTN_OK && bwd) {
