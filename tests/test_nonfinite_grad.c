@@ -1,9 +1,7 @@
 /* test_nonfinite_grad.c — the backward's non-finite rule (docs/nonfinite.md "The backward"): every
- * CPU backend with a backward (distributed ones on 2 and 3 local ranks), after its own forward,
- * against the float64 naive forward + backward on inputs with a NaN in a q row, a NaN in a key,
- * +∞ in K, ∞ in V, ∞ in a dO row and NaN in a dO row, under none/causal/window masks. Passes when
- * the rows of dQ, dK and dV holding a non-finite value are exactly the reference's, and the finite
- * rows are within 4 × naive float32's error on them plus 8 ε. */
+ * CPU backward (distributed ones on 2 and 3 local ranks) against the float64 naive one with NaN/∞
+ * in Q, K, V or dO under none/causal/window: the non-finite rows of dQ, dK, dV are the reference's,
+ * the finite rows within 4 × naive float32's error on them + 8ε. */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
