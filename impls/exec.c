@@ -143,7 +143,7 @@ static int ex_forward(const attn_backend_t *self, const attn_problem_t *p, const
     static const char *const fn[5] = {"q", "k", "v", "o", "lse"};
     for (int i = 0; i < 5; i++)
         snprintf(path[i], sizeof path[i], "%s/%s.npy", dir, fn[i]);
-    attn_dtype_t file_t = p->dtype == ATTN_F64 ? ATTN_F64 : ATTN_F32; /* bf16 cases: float32 arrays */
+    attn_dtype_t file_t = p->dtype == ATTN_F64 ? ATTN_F64 : ATTN_F32; /* bf16, f16 cases: float32 arrays */
     int64_t qs[4] = {p->batch, p->heads, p->n_q, p->head_dim}, ks[4] = {p->batch, p->kv_heads, p->n_k, p->head_dim};
     int rc = npy_write(path[0], file_t, 4, qs, io->q, err);
     if (rc == ATTN_OK)
@@ -281,7 +281,7 @@ static int parse_spec(exec_backend_t *e, const char *path, json_t *root, attn_er
     }
     const char *dt = json_string_value(json_object_get(root, "dtype"));
     if (!dt || !dtype_parse(dt, &e->dtype))
-        return spec_fail(err, path, "\"dtype\" must be f32, f64 or bf16 (the dtype the program computes in)");
+        return spec_fail(err, path, "\"dtype\" must be f32, f64, bf16 or f16 (the dtype the program computes in)");
     json_t *peer = json_object_get(root, "peer"), *ver = json_object_get(root, "version");
     if ((peer && !json_is_string(peer)) || (ver && !json_is_string(ver)))
         return spec_fail(err, path, "\"peer\" and \"version\" must be strings");
