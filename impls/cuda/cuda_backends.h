@@ -1,5 +1,5 @@
 /* cuda_backends.h — the entry points the C backend table (backends.c) calls in the CUDA files.
- * Host arrays are float32 (ATTN_F32 and ATTN_BF16 alike); each call copies Q, K, V to the
+ * Host arrays are float32 (ATTN_F32, ATTN_BF16 and ATTN_F16 alike); each call copies Q, K, V to the
  * device, converts them to the compute type there, runs, and copies O and LSE back as float32.
  * io->device_s, when set, receives the event-timed seconds of the compute kernels alone. */
 #pragma once
