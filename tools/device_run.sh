@@ -5,7 +5,8 @@
 # checkout on the GPU machine with device-pack/ carried (tools/device_pack.sh made it).
 # usage: tools/device_run.sh [--dry-run] OUT_DIR [part ...]
 #   parts (default all): tests prefill decode model needle rest; --dry-run prints the plan only.
-# The exec: peers (torch SDPA, flex, flash-attn) run in prefill (throughput) and rest (exactness).
+# The exec: peers (torch SDPA, flex, flash-attn) run in prefill (throughput) and rest (exactness);
+# rest starts with the f16 exactness matrix (issues 18/19; the full one: ctest -L cuda_f16).
 set -u
 cd "$(dirname "$0")/.."
 dry=0
