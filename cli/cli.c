@@ -50,14 +50,14 @@ int cli_list(int argc, char **argv, attn_err_t *err) {
         for (int m = 0; m < 3; m++) { /* a mask is accepted when some dtype runs it */
             p.mask = (attn_mask_t)m;
             masks[m] = probe ? "no" : "-";
-            for (int t = 0; t < 3 && probe; t++) {
+            for (int t = 0; t <= ATTN_F16 && probe; t++) { /* every attn_dtype_t */
                 p.dtype = (attn_dtype_t)t;
                 if (backend_supports(b, &p, &x, reason, sizeof reason))
                     masks[m] = "yes";
             }
         }
         p.mask = ATTN_MASK_WINDOW;
-        for (int t = 0; t < 3 && probe; t++) {
+        for (int t = 0; t <= ATTN_F16 && probe; t++) {
             p.dtype = (attn_dtype_t)t;
             if (backend_supports(b, &p, &x, reason, sizeof reason))
                 snprintf(dtypes + strlen(dtypes), sizeof dtypes - strlen(dtypes), "%s%s", *dtypes ? "," : "",
