@@ -50,14 +50,14 @@ int cli_list(int argc, char **argv, attn_err_t *err) {
         for (int m = 0; m < 3; m++) { /* a mask is accepted when some dtype runs it */
             p.mask = (attn_mask_t)m;
             masks[m] = probe ? "no" : "-";
-            for (int t = 0; t < 3 && probe; t++) {
+            for (int t = 0; t <= ATTN_F16 && probe; t++) { /* every attn_dtype_t */
                 p.dtype = (attn_dtype_t)t;
                 if (backend_supports(b, &p, &x, reason, sizeof reason))
                     masks[m] = "yes";
             }
         }
         p.mask = ATTN_MASK_WINDOW;
-        for (int t = 0; t < 3 && probe; t++) {
+        for (int t = 0; t <= ATTN_F16 && probe; t++) {
             p.dtype = (attn_dtype_t)t;
             if (backend_supports(b, &p, &x, reason, sizeof reason))
                 snprintf(dtypes + strlen(dtypes), sizeof dtypes - strlen(dtypes), "%s%s", *dtypes ? "," : "",
@@ -340,12 +340,13 @@ static const char attend_usage[] =
     "usage: attnbench attend --backend NAME --q q.npy --k k.npy --v v.npy --out o.npy [--lse lse.npy]\n"
     "                        [--mask none|causal|window] [--window W] [--scale S] [--threads T]\n"
     "                        [--cu-seqlens offsets.npy]   (packed documents: int32/int64, 0 … n_k)\n"
-    "                        [--dtype bf16 --device N]   (GPU backends)\n"
+    "                        [--dtype bf16|f16 --device N]   (GPU backends)\n"
     "\n"
     "Q (B,H,n_q,d), K and V (B,H_kv,n_k,d), float32 or float64, C order; queries sit at the end of\n"
     "the key sequence. GQA comes from K's head count. O (B,H,n_q,d) and LSE (B,H,n_q, natural log)\n"
     "are float64 when all inputs are float64 and the backend runs float64, else float32 (with\n"
-    "--dtype bf16 the inputs are rounded to bfloat16 on the GPU; O and LSE still come back float32).\n"
+    "--dtype bf16 or f16 the inputs are rounded to bfloat16 or float16 on the GPU; O and LSE still\n"
+    "come back float32).\n"
     "The default mask is none.\n"
     "\n"
     "Backward: add --do do.npy --dq dq.npy --dk dk.npy --dv dv.npy (the forward runs first; --out\n"
@@ -427,9 +428,9 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
     if (rc == ATTN_OK) {
         p.dtype = ATTN_F64;
         int all64 = q.dtype == ATTN_F64 && k.dtype == ATTN_F64 && v.dtype == ATTN_F64 && (!bwd || dO.dtype == ATTN_F64);
-        if (!all64 || o.dtype == ATTN_BF16 || !supports_dir(b, &p, &x, bwd, reason, sizeof reason)) {
-            /* --dtype bf16 (GPU backends): float32 arrays, rounded to bfloat16 on the device */
-            p.dtype = o.dtype == ATTN_BF16 ? ATTN_BF16 : ATTN_F32;
+        if (!all64 || dtype_is_16bit(o.dtype) || !supports_dir(b, &p, &x, bwd, reason, sizeof reason)) {
+            /* --dtype bf16 / f16 (GPU backends): float32 arrays, rounded to 16 bits on the device */
+            p.dtype = dtype_is_16bit(o.dtype) ? o.dtype : ATTN_F32;
             rc = to_f32(&q, err);
             if (rc == ATTN_OK)
                 rc = to_f32(&k, err);

@@ -406,8 +406,8 @@ static const opt_row_t rows[] = {
     {"topk", .cmds = RUN | NDL | ATT, .kind = OPT_SET, FIELD(s.topk), COUNT(s.n_topk), .set = set_topk, .def = "5%",
      .meta = "K|P%,...", .help = "topk_blocks: key tiles per query tile beyond the window, or P% of the tiles\nit "
                                  "sees, window included (a list sweeps)"},
-    {"dtype", .cmds = RUN | NDL | ATT, .kind = OPT_DTYPE, FIELD(s.dtype), .what = "f32|f64|bf16", .def = "f32",
-     .meta = "T", .help = "f32 | f64 | bf16 (GPU backends: bfloat16 compute, f32 out)"},
+    {"dtype", .cmds = RUN | NDL | ATT, .kind = OPT_DTYPE, FIELD(s.dtype), .what = "f32|f64|bf16|f16", .def = "f32",
+     .meta = "T", .help = "f32 | f64 | bf16 | f16 (GPU backends: bfloat16 or float16 compute, f32 out)"},
     {"merge-dtype", .cmds = RUN | ATT, .kind = OPT_DTYPE, FIELD(s.merge_dtype), .what = "f32|bf16", .def = "f32",
      .meta = "T", .help = "f32 | bf16: the dtype a distributed backend merges its partial results in"},
     {"scale", .cmds = RUN | ATT, .kind = OPT_REAL, FIELD(s.scale), .rhi = 1e30, .what = "a positive number",

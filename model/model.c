@@ -226,6 +226,25 @@ float model_round_bf16(float x) {
     return x;
 }
 
+float model_round_f16(float x) {
+    if (!isfinite(x))
+        return x;
+    float a = fabsf(x);
+    if (a >= 65520.0f) /* 65504 + half its ulp (32): the tie goes to even, which is the next power, inf */
+        return copysignf(INFINITY, x);
+    if (a < 0x1p-14f) /* subnormal binary16: multiples of 2⁻²⁴; a·2²⁴ is exact in float32 */
+        return copysignf(rintf(a * 0x1p24f) * 0x1p-24f, x); /* rintf: ties to even (default mode) */
+    uint32_t u; /* normal: 11 significant bits, round the low 13 away, ties to even */
+    memcpy(&u, &x, sizeof u);
+    u = (u + 0xfffu + ((u >> 13) & 1u)) & 0xffffe000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+float model_round_dtype(attn_dtype_t t, float x) {
+    return t == ATTN_BF16 ? model_round_bf16(x) : t == ATTN_F16 ? model_round_f16(x) : x;
+}
+
 void model_cache_free(model_cache_t *c) {
     for (int l = 0; c->k && c->v && l < c->layers; l++)
         attn_free(c->k[l]), attn_free(c->v[l]);
@@ -268,9 +287,9 @@ int model_forward_layers(const model_t *m, model_cache_t *cache, const model_att
         if (att[l].tmpl->dtype != dt)
             return attn_fail(err, ATTN_EUSAGE, "model: layer %d runs in %s, layer 0 in %s (one dtype per forward)", l,
                              dtype_name(att[l].tmpl->dtype), dtype_name(dt));
-    /* A float32 forward may fill a bf16 cache (its K/V rounded as they are stored): the needle's
-     * query-tail context runs its band layer on the CPU, the questions on the GPU in bf16. */
-    if (cache && cache->dtype != dt && !(cache->dtype == ATTN_BF16 && dt == ATTN_F32))
+    /* A float32 forward may fill a bf16 or f16 cache (its K/V rounded as they are stored): the
+     * needle's query-tail context runs its band layer on the CPU, the questions on the GPU. */
+    if (cache && cache->dtype != dt && !(dtype_is_16bit(cache->dtype) && dt == ATTN_F32))
         return attn_fail(err, ATTN_EUSAGE, "model: the KV cache is %s but the attention runs in %s (make the cache in "
                          "the attention's dtype)", dtype_name(cache->dtype), dtype_name(dt));
     if (cache && cache->len + n > cache->capacity)

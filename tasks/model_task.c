@@ -1,6 +1,6 @@
 /* model_task.c — `--task model`: the shared decoder with each backend as its attention; logits
- * against the float64 reference model (float32: at most 4× the float32 naive model's error; bf16:
- * 2× the model's error with naive_cuda in bf16; docs/tolerances.md) and forward time. Only the
+ * against the float64 reference model (float32: at most 4× the float32 naive model's error; bf16
+ * and f16: 2× the model's error with naive_cuda in that dtype; docs/tolerances.md) and forward time. Only the
  * last logit rows are kept; past what memory allows for the reference's n² scores, the record
  * carries timings only. --direction backward|both adds the embedding-gradient check
  * (model_backward.h). */
@@ -61,17 +61,17 @@ static int model_case(const attn_opts_t *o, const attn_problem_t *p, const attn_
     mp.heads = c->num_attention_heads, mp.kv_heads = c->num_key_value_heads, mp.head_dim = c->head_dim;
     mp.n_q = n, mp.batch = 1;
     attn_problem_t p64 = mp, pb = mp;
-    const int bf = mp.dtype == ATTN_BF16;
-    p64.dtype = ATTN_F64, pb.dtype = bf ? ATTN_BF16 : ATTN_F32;
+    const int bf = dtype_is_16bit(mp.dtype); /* bf16 or f16: the GPU backends */
+    p64.dtype = ATTN_F64, pb.dtype = bf ? mp.dtype : ATTN_F32;
     attn_exec_t one = *x; /* the reference and the same-precision baseline: single-rank naive */
     one.ranks = 1;
     const attn_backend_t *naive = registry_find("naive"), *base_be = bf ? registry_find("naive_cuda") : naive;
-    const char *base_name = bf ? "naive_cuda bf16" : "naive f32";
+    const char *base_name = !bf ? "naive f32" : mp.dtype == ATTN_F16 ? "naive_cuda f16" : "naive_cuda bf16";
     char why[1024] = "";
     int have_ref = backend_supports(naive, &p64, &one, why, sizeof why);
     if (have_ref && !base_be) {
         have_ref = 0;
-        snprintf(why, sizeof why, "the bf16 baseline model needs naive_cuda, which this build lacks");
+        snprintf(why, sizeof why, "the %s baseline model needs naive_cuda, which this build lacks", dtype_name(mp.dtype));
     } else if (have_ref) {
         have_ref = backend_supports(base_be, &pb, &one, why, sizeof why);
     }
@@ -126,7 +126,7 @@ static int model_case(const attn_opts_t *o, const attn_problem_t *p, const attn_
         double mx, e = rel_l2(got, ref, nl, &mx), tol = tolerance_model_rel_l2(pb.dtype, e0);
         record_metric(r, "rel_l2_err", e, "1");
         record_metric(r, "max_abs_err", mx, "1");
-        record_metric(r, bf ? "naive_bf16_rel_l2" : "naive_f32_rel_l2", e0, "1");
+        record_metric(r, !bf ? "naive_f32_rel_l2" : mp.dtype == ATTN_F16 ? "naive_f16_rel_l2" : "naive_bf16_rel_l2", e0, "1");
         if (be->approximate) { /* what it loses, no verdict (docs/approximate.md) */
             record_set_status(r, REC_APPROXIMATE, NULL);
             continue;
