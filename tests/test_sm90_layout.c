@@ -352,10 +352,11 @@ static int consumer_step(pipe_t *p, cons_t *c, int T) {
                 o->arrivals++;
             }
         }
-        if (c->it > 0) { /* release the previous tile's stage */
+        if (c->it > 0) { /* release the previous tile's stage: lane 0 of each of the WG's 4 warps */
             int st = sm90_stage(c->it - 1);
             p->readers[st]--;
-            mb_arrive(&p->empty[st], 0);
+            for (int w = 0; w < SM90_EMPTY_ARRIVALS / 2; w++)
+                mb_arrive(&p->empty[st], 0);
         }
         if (c->pc == 6) {
             c->pc = 9;
@@ -377,7 +378,7 @@ static void pipeline(void) {
             pipe_t p;
             memset(&p, 0, sizeof p);
             for (int s = 0; s < SM90_STAGES; s++) {
-                mb_init(&p.full_k[s], 1), mb_init(&p.full_v[s], 1), mb_init(&p.empty[s], 2);
+                mb_init(&p.full_k[s], 1), mb_init(&p.full_v[s], 1), mb_init(&p.empty[s], SM90_EMPTY_ARRIVALS);
                 p.slot_k[s] = p.slot_v[s] = -1;
             }
             prod_t pr;

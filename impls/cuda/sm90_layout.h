@@ -111,6 +111,7 @@ ATTN_HD_INLINE int sm90_tile_edge(const attn_vis_t *v, int64_t i_lo, int64_t i_h
  * so it returns at once for p = 1 on a fresh barrier. Consumers wait on full[stage] with the
  * parity of the use (it / S) & 1; the producer waits on empty[stage] with the opposite parity,
  * so its first pass over each stage does not wait. */
+enum { SM90_EMPTY_ARRIVALS = 8 }; /* a stage is free once each of the 8 consumer warps has arrived on it */
 ATTN_HD_INLINE int sm90_stage(int64_t it) { return (int)(it % SM90_STAGES); }
 ATTN_HD_INLINE uint32_t sm90_full_parity(int64_t it) { return (uint32_t)((it / SM90_STAGES) & 1); }
 ATTN_HD_INLINE uint32_t sm90_empty_parity(int64_t it) { return (uint32_t)(((it / SM90_STAGES) & 1) ^ 1); }
