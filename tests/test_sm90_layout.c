@@ -353,10 +353,14 @@ static int consumer_step(pipe_t *p, cons_t *c, int T) {
             }
         }
         if (c->it > 0) { /* release the previous tile's stage: lane 0 of each of the WG's 4 warps */
-            int st = sm90_stage(c->it - 1);
+            int st = sm90_stage(c->it - 1), phase = p->empty[st].phase;
             p->readers[st]--;
-            for (int w = 0; w < SM90_EMPTY_ARRIVALS / 2; w++)
+            for (int w = 0; w < 4; w++)
                 mb_arrive(&p->empty[st], 0);
+            /* the stage frees exactly when both warpgroups' 8 warps have arrived, and the next
+             * phase starts with its full count */
+            int flipped = p->empty[st].phase != phase;
+            p->errors += flipped != (p->readers[st] == 0) || (flipped && p->empty[st].pending != p->empty[st].count);
         }
         if (c->pc == 6) {
             c->pc = 9;
