@@ -149,33 +149,42 @@ template <typename T, int BN, int D> __device__ __forceinline__ bool tile_nonfin
 }
 
 /* O += P·V over visible keys only, scalar from shared memory (the non-finite-V edge tile): P(row,
- * key) sits in pa[kk][r] half h of the quad lane (key % 8) / 2 (sm90_pa_src inverted: accumulator
- * 4(key / 8) + 2·half + key % 2 = 8kk + 2r + h). */
+ * key) sits in the quad lane (key % 8) / 2, accumulator 4(key / 8) + 2·half + key % 2, which is
+ * pa[kk][r] half h with 8kk + 2r + h that index (sm90_pa_src). A run-time loop over keys, the
+ * register picked by an unrolled select: this path is rare and must stay small in code. */
 template <typename T, int BN, int D>
 __device__ __forceinline__ void pv_visible_only(float (&o)[D / 2], const uint32_t (&pa)[BN / 16][4],
-                                                const unsigned char *v_s, const sm90_params &p, int64_t key0,
-                                                const int64_t (&row_pos)[2], int ctid) {
+                                             const unsigned char *v_s, const sm90_params &p, int64_t key0,
+                                             const int64_t (&row_pos)[2], int ctid) {
     const int lane = ctid % 32;
-#pragma unroll
-    for (int j = 0; j < BN / 8; j++)
-#pragma unroll
-        for (int hr = 0; hr < 2; hr++)
-#pragma unroll
-            for (int kb = 0; kb < 2; kb++)
 #pragma unroll 1
-                for (int src = 0; src < 4; src++) {
-                    const uint32_t w2 = __shfl_sync(0xffffffffu, pa[j / 2][2 * (j % 2) + hr], (lane & ~3) + src);
-                    const float w = half_of<T>(w2, kb);
-                    const int key = 8 * j + 2 * src + kb;
-                    if (key0 + key >= p.n_k || !mask_visible(&p.vis, row_pos[hr], key0 + key))
-                        continue;
+    for (int key = 0; key < BN; key++) {
+        const int j = key / 8, src = (key % 8) / 2, kb = key & 1;
+        float w[2];
+        bool vis[2];
 #pragma unroll
-                    for (int i = 0; i < D / 2; i++)
-                        if (((i >> 1) & 1) == hr)
-                            o[i] += w * half_of<T>(*reinterpret_cast<const uint16_t *>(
-                                                       v_s + sm90_tile_offset(BN, key, sm90_acc_col(ctid, i))),
-                                                   0);
+        for (int hr = 0; hr < 2; hr++) {
+            uint32_t mine = 0;
+#pragma unroll
+            for (int q = 0; q < BN / 16; q++)
+#pragma unroll
+                for (int r = 0; r < 4; r++)
+                {
+                    /* opaque copy: keeps the compiler from turning the select into a run-time
+                     * indexed load, which would move pa to local memory for the whole kernel */
+                    uint32_t cand;
+                    asm("mov.b32 %0, %1;" : "=r"(cand) : "r"(pa[q][r]));
+                    mine = q == j / 2 && r == 2 * (j % 2) + hr ? cand : mine;
                 }
+            w[hr] = half_of<T>(__shfl_sync(0xffffffffu, mine, (lane & ~3) + src), kb);
+            vis[hr] = key0 + key < p.n_k && mask_visible(&p.vis, row_pos[hr], key0 + key);
+        }
+#pragma unroll
+        for (int i = 0; i < D / 2; i++)
+            if (vis[(i >> 1) & 1])
+                o[i] += w[(i >> 1) & 1] *
+                        half_of<T>(*reinterpret_cast<const uint16_t *>(v_s + sm90_tile_offset(BN, key, sm90_acc_col(ctid, i))), 0);
+    }
 }
 
 template <typename T, int D, int BN>
@@ -259,8 +268,8 @@ __global__ void __launch_bounds__(THREADS, 1)
             if (prev_masked && tile_nonfinite<T, BN, D>(sV + ps * KB, lane)) {
                 pv_visible_only<T, BN, D>(o, pa, sV + ps * KB, p, (t_lo + it - 1) * BN, row_pos, ctid);
             } else {
+                fence_regs(o); /* before the fence: inside the stage only wgmma may define o */
                 wgmma_fence();
-                fence_regs(o);
 #pragma unroll
                 for (int kk = 0; kk < BN / 16; kk++)
                     mma<T, D>::rs(o, pa[kk], sm90_desc_mnmajor(v_base + ps * KB, BN, kk), 1);
@@ -268,8 +277,9 @@ __global__ void __launch_bounds__(THREADS, 1)
             }
         }
         if (it < NT) { /* S = Q·Kᵀ of this tile */
+            /* no fence_regs(s) here: P·V's wgmmas are still in flight, and a non-wgmma definition of
+             * an accumulator inside an open stage serialises every wgmma (ptxas C7515) */
             wgmma_fence();
-            fence_regs(s);
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++)
                 mma<T, BN>::ss(s, sm90_desc_kmajor(q_base, SM90_BM, SM90_WG_ROWS * c, kk),
