@@ -410,6 +410,9 @@ static const opt_row_t rows[] = {
      .meta = "T", .help = "f32 | f64 | bf16 | f16 (GPU backends: bfloat16 or float16 compute, f32 out)"},
     {"merge-dtype", .cmds = RUN | ATT, .kind = OPT_DTYPE, FIELD(s.merge_dtype), .what = "f32|bf16", .def = "f32",
      .meta = "T", .help = "f32 | bf16: the dtype a distributed backend merges its partial results in"},
+    {"kernel", .cmds = RUN | NDL | ATT, .kind = OPT_CHOICE, FIELD(s.kernel), .what = "auto|mma|wgmma", .def = "auto",
+     .meta = "K", .help = "CUDA backends' forward kernel: wgmma (sm_90) | mma (sm_80+) | auto (wgmma on\ncompute "
+                          "capability 9.0 where the shape has one, else mma)"},
     {"scale", .cmds = RUN | ATT, .kind = OPT_REAL, FIELD(s.scale), .rhi = 1e30, .what = "a positive number",
      .shown = "1/sqrt(d)", .meta = "S", .help = "softmax scale"},
     {"block-q", .cmds = RUN | ATT, .kind = OPT_INT, FIELD(s.block_q), .lo = 1, .hi = 4096, .shown = "96 fused, 128 sgemm", .meta = "N",

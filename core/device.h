@@ -31,6 +31,11 @@ double device_peak_gemm_seconds(int ordinal, int kind, int n, char *why, size_t 
 double device_peak_read_seconds(int ordinal, size_t bytes, char *why, size_t len);
 void device_peak_release(void);
 
+/* The forward kernel the CUDA backends run for `problem` (an attn_problem_t) on device `ordinal`
+ * under --kernel `requested` (attn_kernel_t): "wgmma" or "mma"; NULL when the request cannot be
+ * met (wgmma off Hopper) or without CUDA. impls/cuda/flash_sm90.cu. */
+const char *device_flash_kernel(int ordinal, int requested, const void *problem);
+
 /* Free and total bytes of device `ordinal`; 0 on failure (and both are set to 0). */
 int device_mem_info(int ordinal, uint64_t *free_bytes, uint64_t *total_bytes);
 

@@ -49,3 +49,8 @@ int device_mem_info(int ordinal, uint64_t *free_bytes, uint64_t *total_bytes) {
 size_t device_alloc_current_bytes(void) { return 0; }
 size_t device_alloc_peak_bytes(void) { return 0; }
 void device_alloc_reset_peak(void) {}
+
+const char *device_flash_kernel(int ordinal, int requested, const void *problem) {
+    (void)ordinal, (void)requested, (void)problem;
+    return NULL;
+}

@@ -22,6 +22,11 @@ typedef enum {
  * in the input dtype between ring steps do: the drift the precision study shows. */
 typedef enum { ATTN_MERGE_F32 = 0, ATTN_MERGE_BF16 } attn_merge_t;
 
+/* The single-GPU forward kernel under the CUDA backends (--kernel): auto = wgmma (flash_sm90.cu)
+ * on a compute capability 9.0 GPU when the shape has a kernel there, else mma (flash.cu). */
+typedef enum { ATTN_KERNEL_AUTO = 0, ATTN_KERNEL_MMA, ATTN_KERNEL_WGMMA } attn_kernel_t;
+static inline const char *kernel_name(int k) { return k == ATTN_KERNEL_MMA ? "mma" : k == ATTN_KERNEL_WGMMA ? "wgmma" : "auto"; }
+
 typedef struct {
     int threads;          /* worker threads; 0 = all online cores */
     int device;           /* GPU backends: CUDA device ordinal (--device) */
@@ -46,6 +51,7 @@ typedef struct {
      * ulysses_grad.c) instead of the forward's; DROP_STEP then drops the dK/dV partial sum that
      * arrives at that step. */
     int fault_backward;
+    int kernel; /* CUDA backends: attn_kernel_t (--kernel) */
 } attn_exec_t;
 
 /* The defaults of a single-rank call: all cores, device 0, one rank on `local`, the backend's

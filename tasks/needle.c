@@ -84,6 +84,7 @@ static attn_exec_t case_exec(const attn_opts_t *o, const attn_backend_t *be) {
                      .fault_delay_s = o->fault_delay_s};
     attn_exec_t s = settings_exec(o); /* an approximate backend's budget: o is narrowed to one */
     x.approx_window = s.approx_window, x.sinks = s.sinks, x.topk = s.topk, x.topk_pct = s.topk_pct;
+    x.kernel = s.kernel; /* --kernel */
     if (be->layout) {
         x.ranks = o->ranks;
         transport_parse(o->transport, &x.transport);

@@ -34,16 +34,20 @@ double roofline_attainable_gflops(double intensity, double sgemm_gflops, double 
 }
 
 int roofline_check(double frac_of_sgemm, double frac_of_bandwidth, char *reason, size_t len) {
+    return roofline_check_roof(frac_of_sgemm, frac_of_bandwidth, "sgemm roofline", reason, len);
+}
+
+int roofline_check_roof(double frac_of_sgemm, double frac_of_bandwidth, const char *roof, char *reason, size_t len) {
     /* NaN compares false, so a figure that was never measured passes rather than errs. */
     int compute = frac_of_sgemm > ROOFLINE_SLACK, memory = frac_of_bandwidth > ROOFLINE_SLACK;
     if (compute && memory)
         snprintf(reason, len,
-                 "%.2f × the sgemm roofline and %.2f × the read bandwidth of the same K/V measured in this run: "
+                 "%.2f × the %s and %.2f × the read bandwidth of the same K/V measured in this run: "
                  "work and bytes were skipped or miscounted",
-                 frac_of_sgemm, frac_of_bandwidth);
+                 frac_of_sgemm, roof, frac_of_bandwidth);
     else if (compute)
-        snprintf(reason, len, "%.2f × the sgemm roofline measured in this run: work was skipped or miscounted",
-                 frac_of_sgemm);
+        snprintf(reason, len, "%.2f × the %s measured in this run: work was skipped or miscounted", frac_of_sgemm,
+                 roof);
     else if (memory)
         snprintf(reason, len,
                  "%.2f × the read bandwidth of the same K/V measured in this run: K/V bytes were skipped or "

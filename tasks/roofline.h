@@ -38,6 +38,9 @@ double roofline_attainable_gflops(double intensity, double sgemm_gflops, double 
 /* 1 when both medians are possible (≤ ROOFLINE_SLACK); otherwise 0 and the reason, naming the
  * larger excess first. NaN fractions (nothing measured) pass: there is nothing to judge. */
 int roofline_check(double frac_of_sgemm, double frac_of_bandwidth, char *reason, size_t len);
+/* The same, naming the compute roof the fraction is of ("sgemm roofline" on CPUs; on GPUs the
+ * cuBLAS GEMM measured beside the record). */
+int roofline_check_roof(double frac_of_peak, double frac_of_bandwidth, const char *roof, char *reason, size_t len);
 
 /* ---- GPU roof (docs/roofline.md) --------------------------------------------------------------
  * A GPU record's compute roof is a cuBLAS GEMM in the record's dtype (device.h DEVICE_GEMM_*:

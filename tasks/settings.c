@@ -41,6 +41,7 @@ attn_exec_t settings_exec(const attn_opts_t *o) {
         x.layout = (int)k;
     snprintf(x.local_backend, sizeof x.local_backend, "%s", o->local_backend[0] ? o->local_backend : "blockwise");
     x.approx_window = o->window;
+    x.kernel = !strcmp(o->kernel, "mma") ? ATTN_KERNEL_MMA : !strcmp(o->kernel, "wgmma") ? ATTN_KERNEL_WGMMA : ATTN_KERNEL_AUTO;
     x.sinks = o->n_sinks ? o->sinks[0] : 0;
     x.topk = o->n_topk ? o->topk[0] : 0;
     x.topk_pct = o->n_topk ? o->topk_pct[0] : 0;

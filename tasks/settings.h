@@ -58,6 +58,7 @@ typedef struct {
     double depths[101];
     int n_depths, needles;
     char ask[8], mode[16], haystack[512], tokenizer[512], resume[512];
+    char kernel[8]; /* --kernel: auto | mma | wgmma (CUDA backends) */
     /* precision: the ranks P each distributed backend is swept over */
     int64_t precision_ranks[OPTS_MAX_LIST];
     int n_precision_ranks;

@@ -3,6 +3,7 @@
 #include "tasks/task.h"
 
 #include "comm/layout.h"
+#include "core/device.h"
 #include "impls/parallel/plan.h"
 #include <stdarg.h>
 #include <string.h>
@@ -81,6 +82,11 @@ attn_record_t *task_record(attn_run_t *run, const attn_opts_t *o, const char *ta
     }
     if (r && be && strcmp(be->device, "cpu") != 0)
         snprintf(r->device, sizeof r->device, "%s:%d", be->device, x->device);
+    if (r && be && !strcmp(be->device, "cuda") && strcmp(backend, "naive_cuda")) { /* the flash kernel it ran */
+        const char *k = device_flash_kernel(x->device, x->kernel, p);
+        if (k)
+            record_extra_str(r, "kernel", k);
+    }
     if (r && p->doc && p->n_docs > 1) { /* the layout, JSON config only: the CSV keeps its columns */
         docs_summary_t ds = docs_summary(p->doc, p->n_docs);
         char hash[24];

@@ -113,7 +113,9 @@ static void record_device_roofline(attn_record_t *r, const attn_problem_t *p, co
     if (devices > 1)
         record_extra_num(r, "roof_devices", devices);
     char reason[256];
-    if (r->status == REC_PASS && !roofline_check(median_of(frac, reps), median_of(frac_bw, reps), reason, sizeof reason))
+    const char *roof = kind == DEVICE_GEMM_BF16 ? "GPU roof (cuBLAS bf16 GEMM)" : "GPU roof (cuBLAS f32 GEMM)";
+    if (r->status == REC_PASS &&
+        !roofline_check_roof(median_of(frac, reps), median_of(frac_bw, reps), roof, reason, sizeof reason))
         record_set_status(r, REC_ERROR, "%s", reason);
 }
 

@@ -18,6 +18,12 @@ n_out=$(echo "$plan" | sed -n 's/.*output: //p' | wc -w)
 [ "$n_out" -eq 3 ] && ok "three output files" || bad "output files: $n_out (want 3, at most 8)"
 echo "$plan" | grep -q -- "--q-len 1,16" && ok "decode at n_q 1 and 16" || bad "no decode run at n_q 1,16"
 echo "$plan" | grep -q -- "--seq-len 1048576 --depths 0:100:10 --mode prefill" && ok "needle 1M, 11 depths" || bad "no 1M needle"
+for k in mma wgmma; do
+  n=$(echo "$plan" | grep -c -- "--backends blockwise_cuda --kernel $k .*--seq-len 4096,16384,65536 --mask none,causal")
+  [ "$n" -eq 2 ] && ok "prefill: blockwise_cuda --kernel $k at d 64 and 128" || bad "prefill: $n runs of --kernel $k (want 2)"
+done
+n=$(echo "$plan" | grep -c "torch_sdpa.py --seq-len 4096,16384,65536 --heads 16 --head-dim")
+[ "$n" -eq 2 ] && ok "prefill: torch SDPA on the same shapes" || bad "prefill: $n SDPA runs (want 2)"
 sh "$tool" --dry-run /tmp/x nope >/dev/null 2>&1; rc=$?
 [ $rc -eq 2 ] && ok "unknown part refused" || bad "unknown part: exit $rc (want 2)"
 exit $fail

@@ -41,6 +41,7 @@ static void defaults_before_the_table(attn_opts_t *o) {
     o->needles = 1;
     strcpy(o->ask, "one");
     strcpy(o->mode, "prefill");
+    strcpy(o->kernel, "auto");
     for (int i = 0; i < 7; i++) /* new: issue 20, --precision-ranks 1,2,4,…,64 */
         o->precision_ranks[i] = INT64_C(1) << i;
     o->n_precision_ranks = 7;

@@ -132,6 +132,10 @@ static void test_gpu_roof(void) {
     check(!roofline_check(roofline_frac_of_peak(942000, 785.4, 1), 0.5, why, sizeof why) &&
               roofline_check(roofline_frac_of_peak(824000, 785.4, 1), 0.5, why, sizeof why),
           "gpu roof: 1.2 × the measured GEMM is impossible, 1.05 × is not", "%s", why);
+    /* on a GPU the message names the GPU roof, not the CPU's sgemm */
+    check(!roofline_check_roof(1.2, 0.5, "GPU roof (cuBLAS bf16 GEMM)", why, sizeof why) &&
+              strstr(why, "1.20 × the GPU roof (cuBLAS bf16 GEMM) measured") && !strstr(why, "sgemm"),
+          "gpu roof: the impossible-figure message names the GPU roof", "%s", why);
 }
 
 /* The compute roof of the impossible-figure check: the larger of sgemm and the FMA peak, sgemm

@@ -39,11 +39,16 @@ res=$out/results logs=$out/logs
 # The commands of each part, one per line (the shared flags of the issue's shapes).
 cmds() {
   case $1 in
+    # the gpu tests run under --kernel auto: the wgmma kernel (flash_sm90.cu) on an H100/H200
     tests) echo "cd build-gpu && ctest -L gpu --output-on-failure --timeout 120" ;;
+    # issue 18's table: blockwise_cuda on the mma and the wgmma kernel beside torch SDPA, bf16, H 16
     prefill)
-      echo "python3 benchmarks/torch_sdpa.py --seq-len 16384 --heads 16 --head-dim 128 --mask none,causal --repeats 10 --out-dir $res"
-      echo "$A run --task throughput --backends blockwise_cuda,naive_cuda --dtype bf16 --heads 16 --kv-heads 16 --head-dim 128 --seq-len 16384 --mask none,causal --repeats 5 --out-dir $res"
-      echo "$A run --task throughput --dtype bf16 $specs --backends blockwise_cuda,$peers --seq-len 16384 --heads 16 --head-dim 128 --mask none,causal --warmup 3 --repeats 10 --out-dir $res" ;;
+      for d in 64 128; do
+        echo "python3 benchmarks/torch_sdpa.py --seq-len 4096,16384,65536 --heads 16 --head-dim $d --mask none,causal --warmup 1 --repeats 3 --out-dir $res"
+        for k in mma wgmma; do
+          echo "$A run --task throughput --backends blockwise_cuda --kernel $k --dtype bf16 --heads 16 --kv-heads 16 --head-dim $d --seq-len 4096,16384,65536 --mask none,causal --warmup 1 --repeats 3 --out-dir $res"
+        done
+      done ;;
     decode)
       echo "$A run --task throughput --backends blockwise_cuda --dtype bf16 --heads 8 --kv-heads 1 --head-dim 128 --seq-len 1048576 --q-len 1,16 --mask causal --repeats 10 --out-dir $res"
       echo "python3 benchmarks/torch_sdpa.py --seq-len 1048576 --q-len 1 --heads 8 --kv-heads 1 --head-dim 128 --mask causal --repeats 10 --out-dir $res"

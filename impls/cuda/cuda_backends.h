@@ -38,6 +38,14 @@ struct cuda_flash_call {
     int64_t n_docs;
 };
 int cuda_flash_launch(const attn_problem_t *p, const cuda_flash_call *c, cudaStream_t s, attn_err_t *err);
+/* flash_sm90.cu: the sm_90a kernel on the same call (bf16; head dims 64, 128, 256), whether it
+ * can run p, and the choice between it and flash.cu's: cuda_kernel_request records --kernel
+ * (cuda_begin), cuda_flash_pick resolves it on the current device (an error for wgmma off
+ * compute capability 9.0 or on a shape it lacks). */
+int cuda_sm90_launch(const attn_problem_t *p, const cuda_flash_call *c, cudaStream_t s, attn_err_t *err);
+int cuda_sm90_supports(const attn_problem_t *p, char *why, size_t len);
+void cuda_kernel_request(int kernel);
+int cuda_flash_pick(const attn_problem_t *p, int *use_wgmma, attn_err_t *err);
 extern "C" {
 #endif
 

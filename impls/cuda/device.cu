@@ -111,6 +111,7 @@ int cuda_begin(const attn_exec_t *x, attn_err_t *err) {
     if (x->device >= n)
         return attn_fail(err, ATTN_ERUNTIME, "no CUDA device %d: this machine has %d (0..%d)", x->device, n, n - 1);
     CUDA_TRY(cudaSetDevice(x->device));
+    cuda_kernel_request(x->kernel); /* --kernel, for every cuda_flash_launch of this call */
     return ATTN_OK;
 }
 

@@ -273,6 +273,10 @@ template <typename T, int D> int launch(const flash_params &prm, int64_t bh, cud
 int cuda_flash_launch(const attn_problem_t *p, const cuda_flash_call *c, cudaStream_t s, attn_err_t *err) {
     if (c->n_q <= 0)
         return ATTN_OK;
+    int wgmma;
+    ATTN_TRY(cuda_flash_pick(p, &wgmma, err));
+    if (wgmma)
+        return cuda_sm90_launch(p, c, s, err);
     flash_params prm = {};
     prm.q = c->q, prm.k = c->k, prm.v = c->v, prm.o = c->o, prm.lse = c->lse;
     prm.n_q = c->n_q, prm.n_k = c->n_k, prm.q_off = c->q_off, prm.q_ld = c->q_ld, prm.kv_ld = c->kv_ld;
