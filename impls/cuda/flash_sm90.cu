@@ -447,17 +447,19 @@ int cuda_sm90_launch(const attn_problem_t *p, const cuda_flash_call *c, cudaStre
     prm.vis = attn_vis_t{(attn_mask_t)c->mask, c->window, c->doc, c->doc ? c->n_docs : 0};
     prm.scale_log2 = (float)(problem_scale(p) * 1.4426950408889634);
     prm.m_blocks = (int)((c->n_q + SM90_BM - 1) / SM90_BM);
-    switch (p->dtype) { /* the element type dispatch: bf16 is built; other types decline here */
+    switch (p->dtype) {
     case ATTN_BF16:
         return launch_dims<__nv_bfloat16>(p, c, prm, s, err);
+    case ATTN_F16:
+        return launch_dims<__half>(p, c, prm, s, err);
     default:
-        return attn_fail(err, ATTN_EUSAGE, "wgmma kernel: dtype %s is not built (bf16 only)", dtype_name(p->dtype));
+        return attn_fail(err, ATTN_EUSAGE, "wgmma kernel: dtype %s is not built (bf16, f16)", dtype_name(p->dtype));
     }
 }
 
 int cuda_sm90_supports(const attn_problem_t *p, char *why, size_t len) {
-    if (p->dtype != ATTN_BF16) {
-        snprintf(why, len, "the wgmma kernel runs bf16 only (got %s)", dtype_name(p->dtype));
+    if (p->dtype != ATTN_BF16 && p->dtype != ATTN_F16) {
+        snprintf(why, len, "the wgmma kernel runs bf16 and f16 only (got %s)", dtype_name(p->dtype));
         return 0;
     }
     if (p->head_dim != 64 && p->head_dim != 128 && p->head_dim != 256) {
