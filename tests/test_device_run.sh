@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_device_run.sh — tools/device_run.sh without a GPU: it parses (sh -n), its dry run plans
-# the six parts within their shares (tests 180 s, prefill 90, decode 30, model 60, needle 90,
-# rest 30: 480 s in all) and three output files, and it refuses an unknown part.
+# the seven parts within their shares (tests 160 s, prefill 90, decode 30, model 60, needle 90,
+# approx 20, rest 30: 480 s in all) and three output files, and it refuses an unknown part.
 set -u
 tool=${1:?usage: test_device_run.sh TOOLS_DIR}/device_run.sh
 fail=0
@@ -9,8 +9,8 @@ ok() { echo "ok   $1"; }
 bad() { echo "FAIL $1"; fail=1; }
 sh -n "$tool" && ok "sh -n" || bad "sh -n: syntax"
 plan=$(sh "$tool" --dry-run /tmp/attn-device-run-test) || bad "dry run exits $?"
-for want in "part tests: 180 s" "part prefill: 90 s" "part decode: 30 s" "part model: 60 s" "part needle: 90 s" \
-            "part rest: 30 s"; do
+for want in "part tests: 160 s" "part prefill: 90 s" "part decode: 30 s" "part model: 60 s" "part needle: 90 s" \
+            "part approx: 20 s" "part rest: 30 s"; do
   echo "$plan" | grep -qx "$want" && ok "plan: $want" || bad "plan lacks '$want'"
 done
 echo "$plan" | grep -q "^total: 480 s of 480;" && ok "total 480 s" || bad "total is not 480 s"
@@ -18,6 +18,8 @@ n_out=$(echo "$plan" | sed -n 's/.*output: //p' | wc -w)
 [ "$n_out" -eq 3 ] && ok "three output files" || bad "output files: $n_out (want 3, at most 8)"
 echo "$plan" | grep -q -- "--q-len 1,16" && ok "decode at n_q 1 and 16" || bad "no decode run at n_q 1,16"
 echo "$plan" | grep -q -- "--seq-len 1048576 --depths 0:100:10 --mode prefill" && ok "needle 1M, 11 depths" || bad "no 1M needle"
+echo "$plan" | grep -q -- "--task throughput --backends blockwise_cuda,sinks_window_cuda,topk_blocks_cuda" &&
+  ok "approx: the CUDA approximate backends beside blockwise_cuda" || bad "no approx throughput run"
 sh "$tool" --dry-run /tmp/x nope >/dev/null 2>&1; rc=$?
 [ $rc -eq 2 ] && ok "unknown part refused" || bad "unknown part: exit $rc (want 2)"
 exit $fail
