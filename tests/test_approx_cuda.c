@@ -1,7 +1,7 @@
 /* test_approx_cuda.c — sinks_window_cuda and topk_blocks_cuda against the CPU sinks_window and
- * topk_blocks on the same inputs: the same (query, key) pairs visited, and the output within the
- * bf16 rule of the CPU's float32 one; then through the exactness task, status approximate.
- * Inputs are k/4, |k| ≤ 8: exact in bf16 and in every float32 bound, so the GPU must choose the
+ * topk_blocks on the same inputs, in bf16 and f16: the same (query, key) pairs visited, and the
+ * output within the 16-bit rule of the CPU's float32 one; then through the exactness task, status
+ * approximate. Inputs are k/4, |k| ≤ 8: exact in bf16, f16 and every float32 bound, so the GPU must choose the
  * CPU's tiles bit for bit (ties included). Exits 77 (CTest SKIP_RETURN_CODE) without a device.
  * usage: test_approx_cuda                      the comparison and the task (GPU)
  *        test_approx_cuda --expect-no-device   both decline with "no CUDA device" (77 with one) */
@@ -68,7 +68,7 @@ static int run(const attn_backend_t *be, const attn_problem_t *p, const attn_exe
     return !check(be->forward(be, p, x, &io, &err) == ATTN_OK, name, "%s: %s", be->name, err.msg);
 }
 
-/* The bf16 rule's baseline: naive_cuda in bf16 against float64 naive on t's inputs. */
+/* The 16-bit rule's baseline: naive_cuda in pb's dtype against float64 naive on t's inputs. */
 static int naive_bf16_errors(const attn_problem_t *pb, const attn_exec_t *x, const attn_tensors_t *t,
                              attn_errors_t *base, const char *name) {
     attn_problem_t p64 = *pb;
@@ -99,18 +99,18 @@ static int naive_bf16_errors(const attn_problem_t *pb, const attn_exec_t *x, con
     return bad;
 }
 
-static void compare(const gcase_t *c, uint64_t seed) {
+static void compare(const gcase_t *c, uint64_t seed, attn_dtype_t dt) {
     char name[256], gpu_name[64];
     snprintf(gpu_name, sizeof gpu_name, "%s_cuda", c->cpu);
-    snprintf(name, sizeof name, "%s n_k=%lld n_q=%lld %s w=%lld H=%lld/%lld d=%lld tiles %dx%d S=%lld K=%lld (%g%%) "
-             "W=%lld%s", gpu_name, (long long)c->n_k, (long long)c->n_q, mask_name(c->mask), (long long)c->window,
+    snprintf(name, sizeof name, "%s %s n_k=%lld n_q=%lld %s w=%lld H=%lld/%lld d=%lld tiles %dx%d S=%lld K=%lld (%g%%) "
+             "W=%lld%s", gpu_name, dtype_name(dt), (long long)c->n_k, (long long)c->n_q, mask_name(c->mask), (long long)c->window,
              (long long)c->heads, (long long)c->kv_heads, (long long)c->d, c->bq, c->bk, (long long)c->sinks,
              (long long)c->topk, c->pct, (long long)c->approx_window, c->equal_keys ? " equal keys" : "");
     attn_problem_t p = {.batch = 1, .heads = c->heads, .kv_heads = c->kv_heads, .head_dim = c->d, .n_q = c->n_q,
                         .n_k = c->n_k, .mask = c->mask, .window = c->window, .dtype = ATTN_F32, .block_q = c->bq,
                         .block_k = c->bk};
     attn_problem_t pb = p;
-    pb.dtype = ATTN_BF16;
+    pb.dtype = dt;
     attn_exec_t x = exec_default();
     x.threads = 2, x.sinks = c->sinks, x.topk = c->topk, x.topk_pct = c->pct, x.approx_window = c->approx_window;
     attn_err_t err = {0};
@@ -134,12 +134,12 @@ static void compare(const gcase_t *c, uint64_t seed) {
             o_max = fmax(o_max, fabs(o_ref[i] = ((const float *)cpu.o)[i]));
         for (size_t i = 0; i < n_l; i++)
             lse_max = fmax(lse_max, fabs(l_ref[i] = ((const float *)cpu.lse)[i]));
-        attn_errors_t tol = tolerance_bound(gpu_name, ATTN_BF16, &base, o_max, lse_max, p.n_k);
+        attn_errors_t tol = tolerance_bound(gpu_name, dt, &base, o_max, lse_max, p.n_k);
         attn_errors_t e = errors_measure(gpu.o, gpu.lse, ATTN_F32, o_ref, l_ref, n_o, n_l);
         check(errors_within(&e, &tol), name,
               "against the CPU: rel_l2 %.3g (tol %.3g), max_abs %.3g (tol %.3g), lse %.3g (tol %.3g)", e.rel_l2,
               tol.rel_l2, e.max_abs, tol.max_abs, e.lse_max, tol.lse_max);
-        printf("     rel_l2 %.3g (tol %.3g; naive_cuda bf16 %.3g), visited %.0f\n", e.rel_l2, tol.rel_l2,
+        printf("     rel_l2 %.3g (tol %.3g; naive_cuda's %.3g), visited %.0f\n", e.rel_l2, tol.rel_l2,
                base.rel_l2, v_gpu);
     }
     free(o_ref), free(l_ref);
@@ -232,8 +232,10 @@ int main(int argc, char **argv) {
         return SKIP;
     }
     parallel_set_blas_threads(1);
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        compare(&cases[i], 40 + i);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        compare(&cases[i], 40 + i, ATTN_BF16);
+        compare(&cases[i], 40 + i, ATTN_F16);
+    }
     task_records();
     return check_summary();
 }

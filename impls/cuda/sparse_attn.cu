@@ -3,8 +3,9 @@
  * in three kernels: per K tile the per-channel min/max of K (summary), per (Q tile, head) the
  * sorted list of K tiles to visit (select: the min/max bound in float32 on CUDA cores, a bitonic
  * sort in shared memory), then tensor-core attention over each list (flash.cu's loop: mma.sync,
- * online softmax, LSE). docs/approximate.md, "CUDA". */
+ * online softmax, LSE), in bf16 or f16. docs/approximate.md, "CUDA". */
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <math.h>
 
 #include "impls/cuda/cuda_util.cuh"
@@ -18,27 +19,17 @@ extern "C" {
 
 namespace {
 
-typedef __nv_bfloat16 bf16;
-using namespace mma80; /* cp.async, ldmatrix, mma.sync, packing: mma_sm80.cuh */
+using namespace mma80; /* bf16, f16, elem16, cp.async, ldmatrix, mma.sync: mma_sm80.cuh */
 
 constexpr int BR = SPARSE_STEP, BC = SPARSE_STEP, WARPS = 4, THREADS = 32 * WARPS;
 constexpr int DEFAULT_BQ = 128, DEFAULT_BK = 256; /* the CPU sgemm path's tiles (tile_engine.h) */
 constexpr int64_t MAX_CANDIDATES = 16384;         /* a select block sorts ≤ this many keys in shared memory */
 
-/* What the kernels need of the element type (bf16 here; another type adds a specialisation). */
-template <typename T> struct elem;
-template <> struct elem<bf16> {
-    static __device__ __forceinline__ void mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-        mma_bf16(c, a, b0, b1);
-    }
-    static __device__ __forceinline__ unsigned pack(float lo, float hi) { return pack_bf16(lo, hi); }
-    static __device__ __forceinline__ float round(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
-    static __device__ __forceinline__ float one(bf16 x) { return __bfloat162float(x); }
-    static __device__ __forceinline__ float2 two(const bf16 *p) {
-        return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(p));
-    }
-    static __device__ __forceinline__ int nonfinite2(uint32_t w) { return frag_bf16x2_nonfinite(w); }
-};
+/* The element type's ops: mma80::elem16 (mma, packing, rounding, pairs, the non-finite test),
+ * and one element as a float. */
+template <typename T> using elem = elem16<T>;
+__device__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_float(f16 x) { return __half2float(x); }
 
 /* ---- summary: per (batch, kv head, K tile) mid and half of each channel, (B·H_kv, n_kt, d) ---- */
 
@@ -50,9 +41,9 @@ __global__ void summary_kernel(const T *k, float *mid, float *half, int64_t n_k,
     const int c = threadIdx.x;
     const int64_t cols = min((int64_t)bk, n_k - j0);
     const T *K = k + (bkv * n_k + j0) * d; /* (cols, d) */
-    float lo = elem<T>::one(K[c]), hi = lo;
+    float lo = to_float(K[c]), hi = lo;
     for (int64_t r = 1; r < cols; r++)
-        sparse_minmax_add(elem<T>::one(K[r * d + c]), &lo, &hi);
+        sparse_minmax_add(to_float(K[r * d + c]), &lo, &hi);
     sparse_mid_half(lo, hi, &mid[(bkv * n_kt + t) * d + c], &half[(bkv * n_kt + t) * d + c]);
 }
 
@@ -105,7 +96,7 @@ template <typename T> __global__ void __launch_bounds__(SEL_THREADS) select_kern
                 for (int e = tid; e < SEL_ROWS * SEL_CH; e += SEL_THREADS) {
                     const int r = e / SEL_CH, c = e % SEL_CH;
                     const bool q_ok = rc + r < rows, t_ok = tc + r < nt;
-                    qs[r * SEL_PAD + c] = q_ok ? elem<T>::one(Q[(int64_t)(rc + r) * p.d + c0 + c]) : 0.f;
+                    qs[r * SEL_PAD + c] = q_ok ? to_float(Q[(int64_t)(rc + r) * p.d + c0 + c]) : 0.f;
                     ms[r * SEL_PAD + c] = t_ok ? p.mid[sum0 + (tc + r) * p.d + c0 + c] : 0.f;
                     hs[r * SEL_PAD + c] = t_ok ? p.half[sum0 + (tc + r) * p.d + c0 + c] : 0.f;
                 }
@@ -229,7 +220,7 @@ __device__ __forceinline__ void pv_kept_only(float (&o)[D / 8][4], const float (
                     continue;
 #pragma unroll
                 for (int dn = 0; dn < D / 8; dn++) {
-                    const float2 v = elem<T>::two(v_s + frag_swz(D, key, frag_col(lane, dn, 0)));
+                    const float2 v = elem<T>::load2(v_s + frag_swz(D, key, frag_col(lane, dn, 0)));
                     o[dn][2 * r] += w * v.x;
                     o[dn][2 * r + 1] += w * v.y;
                 }
@@ -489,6 +480,24 @@ template <typename T, int D> int launch_all(const attn_problem_t *p, const plan 
     return ATTN_OK;
 }
 
+/* The device buffers of one call. */
+struct sparse_bufs {
+    const void *q, *k, *v; /* bf16 or f16 */
+    float *mid, *half;
+    const sparse_req_t *req;
+    int32_t *list, *count;
+    unsigned long long *visited;
+    float *o, *lse;
+};
+
+template <typename T, int D>
+int launch_typed(const attn_problem_t *p, const plan &pl, const sparse_bufs &b, const sparse_rule_t &rule,
+                 cudaStream_t s, attn_err_t *err) {
+    return launch_all<T, D>(p, pl, static_cast<const T *>(b.q), static_cast<const T *>(b.k),
+                            static_cast<const T *>(b.v), b.mid, b.half, b.req, b.list, b.count, b.visited, b.o, b.lse,
+                            rule, s, err);
+}
+
 } // namespace
 
 extern "C" int cuda_sparse_tiles(const attn_problem_t *p, int *bq, int *bk, char *why, size_t len) {
@@ -504,8 +513,8 @@ extern "C" int cuda_sparse_tiles(const attn_problem_t *p, int *bq, int *bk, char
 
 extern "C" int cuda_sparse_supports(const attn_problem_t *p, char *why, size_t len) {
     int bq, bk;
-    if (p->dtype != ATTN_BF16) {
-        snprintf(why, len, "runs in bf16 on tensor cores only (got %s; use --dtype bf16)", dtype_name(p->dtype));
+    if (p->dtype != ATTN_BF16 && p->dtype != ATTN_F16) {
+        snprintf(why, len, "runs in bf16 or f16 on tensor cores only (got %s; use --dtype bf16)", dtype_name(p->dtype));
         return 0;
     }
     if (p->head_dim != 64 && p->head_dim != 128) {
@@ -526,7 +535,7 @@ extern "C" int cuda_sparse_supports(const attn_problem_t *p, char *why, size_t l
     return 1;
 }
 
-/* Device bytes: Q, K, V in bf16, O and LSE in float32, the float32 upload staging (the larger of
+/* Device bytes: Q, K, V in bf16 or f16, O and LSE in float32, the float32 upload staging (the larger of
  * Q and K), the requests, the lists and their counts, the visit counter, and for top-k the
  * summaries (mid and half, float32). */
 extern "C" size_t cuda_sparse_device_bytes(const attn_problem_t *p, const attn_exec_t *x, int topk) {
@@ -553,9 +562,9 @@ extern "C" int cuda_sparse_forward(const attn_problem_t *p, const attn_exec_t *x
     ATTN_TRY(plan_of(p, x, topk, &pl, err));
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p), ns = summary_floats(p, pl);
     dev_buf q, k, v, o, lse, staging, req, list, count, visited, mid, half;
-    DEV_ALLOC(q, nq * sizeof(bf16), "sparse Q (bf16)");
-    DEV_ALLOC(k, nkv * sizeof(bf16), "sparse K (bf16)");
-    DEV_ALLOC(v, nkv * sizeof(bf16), "sparse V (bf16)");
+    DEV_ALLOC(q, nq * sizeof(bf16), "sparse Q (16-bit)"); /* f16 is as wide */
+    DEV_ALLOC(k, nkv * sizeof(bf16), "sparse K (16-bit)");
+    DEV_ALLOC(v, nkv * sizeof(bf16), "sparse V (16-bit)");
     DEV_ALLOC(o, nq * sizeof(float), "sparse O");
     DEV_ALLOC(lse, nl * sizeof(float), "sparse LSE");
     DEV_ALLOC(staging, (nq > nkv ? nq : nkv) * sizeof(float), "sparse upload staging");
@@ -568,11 +577,14 @@ extern "C" int cuda_sparse_forward(const attn_problem_t *p, const attn_exec_t *x
         DEV_ALLOC(half, ns * sizeof(float), "topk_blocks_cuda tile half-widths");
     }
     cudaStream_t s = 0;
-    ATTN_TRY(cuda_upload(q.ptr, 1, (const float *)io->q, nq, staging.as<float>(), s, err));
-    ATTN_TRY(cuda_upload(k.ptr, 1, (const float *)io->k, nkv, staging.as<float>(), s, err));
-    ATTN_TRY(cuda_upload(v.ptr, 1, (const float *)io->v, nkv, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(q.ptr, p->dtype, (const float *)io->q, nq, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(k.ptr, p->dtype, (const float *)io->k, nkv, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(v.ptr, p->dtype, (const float *)io->v, nkv, staging.as<float>(), s, err));
     CUDA_TRY(cudaMemcpyAsync(req.ptr, pl.req, (size_t)pl.n_qt * sizeof(sparse_req_t), cudaMemcpyHostToDevice, s));
     CUDA_TRY(cudaMemsetAsync(visited.ptr, 0, sizeof(unsigned long long), s));
+    sparse_bufs bufs = {q.ptr, k.ptr, v.ptr, mid.as<float>(), half.as<float>(), req.as<sparse_req_t>(),
+                        list.as<int32_t>(), count.as<int32_t>(), visited.as<unsigned long long>(), o.as<float>(),
+                        lse.as<float>()};
     sparse_rule_t rule = topk ? topk_blocks_rule(p) : sinks_window_rule(p, x);
     rule.vis.doc = nullptr, rule.vis.n_docs = 0; /* one document (sparse_supports_rule) */
 
@@ -580,14 +592,12 @@ extern "C" int cuda_sparse_forward(const attn_problem_t *p, const attn_exec_t *x
     CUDA_TRY(cudaEventCreate(&ev.start));
     CUDA_TRY(cudaEventCreate(&ev.stop));
     CUDA_TRY(cudaEventRecord(ev.start, s));
-    if (p->head_dim == 64)
-        ATTN_TRY((launch_all<bf16, 64>(p, pl, q.as<bf16>(), k.as<bf16>(), v.as<bf16>(), mid.as<float>(), half.as<float>(),
-                                       req.as<sparse_req_t>(), list.as<int32_t>(), count.as<int32_t>(),
-                                       visited.as<unsigned long long>(), o.as<float>(), lse.as<float>(), rule, s, err)));
+    const bool d64 = p->head_dim == 64;
+    if (p->dtype == ATTN_F16)
+        ATTN_TRY((d64 ? launch_typed<f16, 64>(p, pl, bufs, rule, s, err) : launch_typed<f16, 128>(p, pl, bufs, rule, s, err)));
     else
-        ATTN_TRY((launch_all<bf16, 128>(p, pl, q.as<bf16>(), k.as<bf16>(), v.as<bf16>(), mid.as<float>(),
-                                        half.as<float>(), req.as<sparse_req_t>(), list.as<int32_t>(), count.as<int32_t>(),
-                                        visited.as<unsigned long long>(), o.as<float>(), lse.as<float>(), rule, s, err)));
+        ATTN_TRY((d64 ? launch_typed<bf16, 64>(p, pl, bufs, rule, s, err)
+                      : launch_typed<bf16, 128>(p, pl, bufs, rule, s, err)));
     CUDA_TRY(cudaEventRecord(ev.stop, s));
     ATTN_TRY(cuda_finish(ev, o, lse, nq, nl, io, err));
     unsigned long long n_visited = 0;
