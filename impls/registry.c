@@ -28,6 +28,8 @@ extern const attn_backend_t backend_cuda_striped;
 extern const attn_backend_t backend_cuda_zigzag;
 extern const attn_backend_t backend_cuda_ulysses;
 extern const attn_backend_t backend_cuda_usp;
+extern const attn_backend_t backend_cuda_sinks_window;
+extern const attn_backend_t backend_cuda_topk_blocks;
 #endif
 
 static const attn_backend_t *const backends[] = {
@@ -53,6 +55,8 @@ static const attn_backend_t *const backends[] = {
     &backend_cuda_zigzag,
     &backend_cuda_ulysses,
     &backend_cuda_usp,
+    &backend_cuda_sinks_window,
+    &backend_cuda_topk_blocks,
 #endif
 };
 

@@ -1,5 +1,6 @@
-/* approx.c — see approx.h. Which flag is whose budget is by backend name: two backends, one knob
- * each (sinks_window: --sinks, topk_blocks: --topk); both also keep the --window. */
+/* approx.c — see approx.h. Which flag is whose budget is by backend name: two rules, one knob
+ * each (sinks_window and sinks_window_cuda: --sinks, topk_blocks and topk_blocks_cuda: --topk);
+ * all keep the --window. */
 #include "tasks/approx.h"
 
 #include "core/timing.h"
@@ -7,8 +8,13 @@
 #include <math.h>
 #include <string.h>
 
-static int uses_sinks(const attn_backend_t *be) { return !strcmp(be->name, "sinks_window"); }
-static int uses_topk(const attn_backend_t *be) { return !strcmp(be->name, "topk_blocks"); }
+/* name is family, or family_cuda (the GPU version of the same rule) */
+static int of_family(const attn_backend_t *be, const char *family) {
+    size_t n = strlen(family);
+    return !strncmp(be->name, family, n) && (!be->name[n] || !strcmp(be->name + n, "_cuda"));
+}
+static int uses_sinks(const attn_backend_t *be) { return of_family(be, "sinks_window"); }
+static int uses_topk(const attn_backend_t *be) { return of_family(be, "topk_blocks"); }
 
 int approx_budgets(const attn_opts_t *o, const attn_backend_t *be, const attn_exec_t *x,
                    attn_exec_t out[OPTS_MAX_LIST]) {

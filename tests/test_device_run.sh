@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_device_run.sh — tools/device_run.sh without a GPU: it parses (sh -n), its dry run plans
-# the six parts within their shares (tests 180 s, prefill 90, decode 30, model 60, needle 90,
-# rest 30: 480 s in all) and three output files, and it refuses an unknown part.
+# the seven parts within their shares (tests 160 s, prefill 90, decode 30, model 60, needle 90,
+# approx 20, rest 30: 480 s in all) and three output files, and it refuses an unknown part.
 set -u
 tool=${1:?usage: test_device_run.sh TOOLS_DIR}/device_run.sh
 fail=0
@@ -9,8 +9,8 @@ ok() { echo "ok   $1"; }
 bad() { echo "FAIL $1"; fail=1; }
 sh -n "$tool" && ok "sh -n" || bad "sh -n: syntax"
 plan=$(sh "$tool" --dry-run /tmp/attn-device-run-test) || bad "dry run exits $?"
-for want in "part tests: 180 s" "part prefill: 90 s" "part decode: 30 s" "part model: 60 s" "part needle: 90 s" \
-            "part rest: 30 s"; do
+for want in "part tests: 160 s" "part prefill: 90 s" "part decode: 30 s" "part model: 60 s" "part needle: 90 s" \
+            "part approx: 20 s" "part rest: 30 s"; do
   echo "$plan" | grep -qx "$want" && ok "plan: $want" || bad "plan lacks '$want'"
 done
 echo "$plan" | grep -q "^total: 480 s of 480;" && ok "total 480 s" || bad "total is not 480 s"
@@ -24,6 +24,8 @@ for k in mma wgmma; do
 done
 n=$(echo "$plan" | grep -c "torch_sdpa.py --seq-len 4096,16384,65536 --heads 16 --head-dim")
 [ "$n" -eq 2 ] && ok "prefill: torch SDPA on the same shapes" || bad "prefill: $n SDPA runs (want 2)"
+echo "$plan" | grep -q -- "--task throughput --backends blockwise_cuda,sinks_window_cuda,topk_blocks_cuda" &&
+  ok "approx: the CUDA approximate backends beside blockwise_cuda" || bad "no approx throughput run"
 sh "$tool" --dry-run /tmp/x nope >/dev/null 2>&1; rc=$?
 [ $rc -eq 2 ] && ok "unknown part refused" || bad "unknown part: exit $rc (want 2)"
 exit $fail

@@ -4,7 +4,7 @@
 # three files under OUT_DIR: summary.log, results.tar.gz, index.html (the dashboard). Runs in the
 # checkout on the GPU machine with device-pack/ carried (tools/device_pack.sh made it).
 # usage: tools/device_run.sh [--dry-run] OUT_DIR [part ...]
-#   parts (default all): tests prefill decode model needle rest; --dry-run prints the plan only.
+#   parts (default all): tests prefill decode model needle approx rest; --dry-run prints the plan only.
 # The exec: peers (torch SDPA, flex, flash-attn) run in prefill (throughput) and rest (exactness);
 # rest starts with the f16 exactness matrix (issues 18/19; the full one: ctest -L cuda_f16).
 set -u
@@ -13,20 +13,22 @@ dry=0
 [ "${1:-}" = "--dry-run" ] && { dry=1; shift; }
 out=${1:?usage: tools/device_run.sh [--dry-run] OUT_DIR [part ...]}
 shift
-parts=${*:-tests prefill decode model needle rest}
+parts=${*:-tests prefill decode model needle approx rest}
 
-# Seconds per part: gpu tests 3 min, prefill vs SDPA 1.5, decode 0.5, model 1, needle 1M 1.5,
-# the rest 0.5 — 8 minutes in all (the script refuses a plan over 480 s).
+# Seconds per part: gpu tests 160 s, prefill vs SDPA 1.5 min, decode 0.5, model 1, needle 1M 1.5,
+# the CUDA approximate backends 20 s, the rest 0.5 — 8 minutes in all (the script refuses a plan
+# over 480 s).
 share() {
   case $1 in
-    tests) echo 180 ;; prefill) echo 90 ;; decode) echo 30 ;; model) echo 60 ;; needle) echo 90 ;; rest) echo 30 ;;
+    tests) echo 160 ;; prefill) echo 90 ;; decode) echo 30 ;; model) echo 60 ;; needle) echo 90 ;; approx) echo 20 ;;
+    rest) echo 30 ;;
     *) echo 0 ;;
   esac
 }
 total=0
 for p in $parts; do
   s=$(share "$p")
-  [ "$s" -gt 0 ] || { echo "device_run: unknown part '$p' (tests prefill decode model needle rest)"; exit 2; }
+  [ "$s" -gt 0 ] || { echo "device_run: unknown part '$p' (tests prefill decode model needle approx rest)"; exit 2; }
   total=$((total + s))
 done
 [ "$total" -le 480 ] || { echo "device_run: the parts' shares add up to $total s, over 480"; exit 2; }
@@ -60,6 +62,9 @@ cmds() {
       echo "$A run --task model --backends blockwise --dtype f32 --heads 8 --kv-heads 2 --head-dim 64 --layers 2 --seq-len 4096 --mask causal --repeats 1 --warmup 0 --out-dir $res" ;;
     needle)
       echo "$A needle --backends blockwise_cuda --dtype bf16 --seq-len 1048576 --depths 0:100:10 --mode prefill --out-dir $res" ;;
+    approx) # sinks_window_cuda and topk_blocks_cuda against blockwise_cuda: error and key fraction, then time
+      echo "$A run --task exactness --backends blockwise_cuda,sinks_window_cuda,topk_blocks_cuda --dtype bf16 --heads 8 --kv-heads 2 --head-dim 128 --seq-len 4096 --mask causal --window 512 --sinks 64 --topk 5%,100% --out-dir $res"
+      echo "$A run --task throughput --backends blockwise_cuda,sinks_window_cuda,topk_blocks_cuda --dtype bf16 --heads 8 --kv-heads 8 --head-dim 128 --seq-len 65536 --mask causal --window 1024 --sinks 64 --topk 5% --warmup 1 --repeats 3 --out-dir $res" ;;
     rest)
       # f16 (issues 18/19): the exactness matrix of the single-GPU and the cuda_local backends, small
       # shapes (the float64 reference is host work); the full one is ctest -L cuda_f16.

@@ -24,17 +24,35 @@ static void sinks_row_keys(const sparse_plan_t *s, int64_t i, int64_t lo[2], int
     sinks_ranges(s->p, s->x, i, i, lo, hi);
 }
 
+void sinks_window_request(const attn_problem_t *p, const attn_exec_t *x, int bk, int64_t r0, int rows,
+                          sparse_req_t *rq) {
+    attn_span_t qs = problem_q_span(p);
+    int64_t lo[2], hi[2];
+    sinks_ranges(p, x, qs.start + qs.stride * r0, qs.start + qs.stride * (r0 + rows - 1), lo, hi);
+    for (int k = 0; k < 2; k++)
+        sparse_tiles_of(lo[k], hi[k], bk, &rq->lo[k], &rq->hi[k]);
+    rq->c_lo = rq->c_hi = rq->keep = 0;
+}
+
+sparse_rule_t sinks_window_rule(const attn_problem_t *p, const attn_exec_t *x) {
+    return (sparse_rule_t){problem_vis(p), ATTN_MIN(x->sinks, p->n_k), x->approx_window, 1};
+}
+
 static int64_t sinks_tiles(const sparse_plan_t *s, int64_t bh, int64_t r0, int rows, const float *Q, void *scratch,
                            int64_t *out) {
     (void)bh, (void)Q, (void)scratch;
-    attn_span_t qs = problem_q_span(s->p);
-    int64_t lo[2], hi[2], n = 0, t_lo, t_hi;
-    sinks_ranges(s->p, s->x, qs.start + qs.stride * r0, qs.start + qs.stride * (r0 + rows - 1), lo, hi);
-    for (int k = 0; k < 2; k++) {
-        sparse_tiles_of(lo[k], hi[k], tile_block_k(s->p), &t_lo, &t_hi);
-        n = sparse_tiles_add_range(out, n, t_lo, t_hi);
-    }
+    sparse_req_t rq;
+    sinks_window_request(s->p, s->x, tile_block_k(s->p), r0, rows, &rq);
+    int64_t n = 0;
+    for (int k = 0; k < 2; k++)
+        n = sparse_tiles_add_range(out, n, rq.lo[k], rq.hi[k]);
     return n;
+}
+
+int sinks_window_lists(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, int64_t *counts,
+                       int64_t *lists, attn_err_t *err) {
+    sparse_plan_t s = {.p = p, .x = x, .tiles = sinks_tiles, .row_keys = sinks_row_keys};
+    return sparse_lists(&s, io, counts, lists, err);
 }
 
 static int sinks_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io,

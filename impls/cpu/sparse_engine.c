@@ -189,8 +189,26 @@ int sparse_attend_f32(const sparse_plan_t *s, const attn_io_t *io, double *visit
     return ATTN_OK;
 }
 
-int sparse_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason,
-                    size_t len) {
+int sparse_lists(const sparse_plan_t *s, const attn_io_t *io, int64_t *counts, int64_t *lists, attn_err_t *err) {
+    const attn_problem_t *p = s->p;
+    int bq = tile_block_q(p), bk = tile_block_k(p);
+    int64_t n_qt = (p->n_q + bq - 1) / bq, n_kt = (p->n_k + bk - 1) / bk, d = p->head_dim;
+    void *scratch = attn_alloc(s->scratch_bytes + 8, err, "sparse tile lists scratch");
+    if (!scratch)
+        return ATTN_ERUNTIME;
+    for (int64_t bh = 0; bh < p->batch * p->heads; bh++)
+        for (int64_t qt = 0; qt < n_qt; qt++) {
+            int64_t r0 = qt * bq, at = bh * n_qt + qt;
+            int rows = (int)ATTN_MIN((int64_t)bq, p->n_q - r0);
+            const float *Q = (const float *)io->q + (bh * p->n_q + r0) * d;
+            counts[at] = s->tiles(s, bh, r0, rows, Q, scratch, lists + at * n_kt);
+        }
+    attn_free(scratch);
+    return ATTN_OK;
+}
+
+int sparse_supports_rule(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason,
+                         size_t len) {
     if (x->approx_window < 1) {
         snprintf(reason, len, "%s needs a local window ≥ 1 (--window W) so that every row keeps itself", self->name);
         return 0;
@@ -199,5 +217,10 @@ int sparse_supports(const attn_backend_t *self, const attn_problem_t *p, const a
         snprintf(reason, len, "%s declines packed documents (--doc-lens/--docs/--cu-seqlens)", self->name);
         return 0;
     }
-    return tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, x, reason, len);
+    return 1;
+}
+
+int sparse_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason,
+                    size_t len) {
+    return sparse_supports_rule(self, p, x, reason, len) && tile_backend_supports_dtype(self, p, reason, len) && backend_check_memory(self, p, x, reason, len);
 }

@@ -4,6 +4,7 @@
  * Within what it visits it is exact, so with a budget that covers every key it is exact attention. */
 #pragma once
 #include "core/problem.h"
+#include "impls/cpu/sparse_tiles.h"
 
 /* What one approximate backend chooses. Positions are global (spans of problem.h). */
 typedef struct sparse_plan {
@@ -30,7 +31,30 @@ int sparse_attend_f32(const sparse_plan_t *s, const attn_io_t *io, double *visit
 struct attn_backend;
 int sparse_supports(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x, char *reason,
                     size_t len);
+/* The part of it that is the rule's, not the engine's (the CUDA versions share it): the window
+ * and the documents. */
+int sparse_supports_rule(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x,
+                         char *reason, size_t len);
 size_t sparse_workspace_bytes(const attn_problem_t *p, const attn_exec_t *x, size_t scratch_bytes);
+
+/* The request (sparse_tiles.h) of the Q tile of rows [r0, r0 + rows) under K tiles of bk keys:
+ * what each backend's tile list is made of, so that the CUDA versions list what these list. */
+void sinks_window_request(const attn_problem_t *p, const attn_exec_t *x, int bk, int64_t r0, int rows,
+                          sparse_req_t *rq);
+void topk_blocks_request(const attn_problem_t *p, const attn_exec_t *x, int bk, int64_t r0, int rows,
+                         sparse_req_t *rq);
+/* sparse_tiles.h's keep rule of each backend at x (topk_blocks: what the mask lets a row see). */
+sparse_rule_t sinks_window_rule(const attn_problem_t *p, const attn_exec_t *x);
+sparse_rule_t topk_blocks_rule(const attn_problem_t *p);
+
+/* The K tile lists a backend attends at x on io's Q and K (f32), for tests that hold the CUDA
+ * versions to them: counts (B·H, n_qt) and lists (B·H, n_qt, n_kt), tiles tile_block_q/k(p). */
+int sinks_window_lists(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, int64_t *counts,
+                       int64_t *lists, attn_err_t *err);
+int topk_blocks_lists(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, int64_t *counts,
+                      int64_t *lists, attn_err_t *err);
+/* What both run on: every (batch·head, Q tile)'s list of plan s, Q being io's (f32). */
+int sparse_lists(const sparse_plan_t *s, const attn_io_t *io, int64_t *counts, int64_t *lists, attn_err_t *err);
 
 /* Appends tiles [t_lo, t_hi) to a sorted list of n distinct tiles, keeping it sorted and distinct
  * (lists here are short: a window band, the sinks, the top-k). Returns the new count. */

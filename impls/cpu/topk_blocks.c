@@ -39,13 +39,9 @@ static void summary_item(void *ctx, int64_t item, int worker) {
     float *mid = j->sum->mid + (bkv * n_kt + t) * d, *half = j->sum->half + (bkv * n_kt + t) * d;
     for (int64_t c = 0; c < d; c++) {
         float lo = K[c], hi = K[c];
-        for (int64_t r = 1; r < cols; r++) {
-            float v = K[r * d + c];
-            lo = v < lo ? v : lo;
-            hi = v > hi ? v : hi;
-        }
-        mid[c] = 0.5f * (hi + lo);
-        half[c] = 0.5f * (hi - lo);
+        for (int64_t r = 1; r < cols; r++)
+            sparse_minmax_add(K[r * d + c], &lo, &hi);
+        sparse_mid_half(lo, hi, &mid[c], &half[c]);
     }
 }
 
@@ -66,8 +62,8 @@ static int64_t topk_budget(const attn_exec_t *x, int64_t seen, int64_t window) {
     return x->topk;
 }
 
-/* a ranks below b: lower score, or the same score and the earlier tile (deterministic ties). */
-static int ranks_below(const float *sc, int64_t a, int64_t b) { return sc[a] < sc[b] || (sc[a] == sc[b] && a < b); }
+/* The ranking of sparse_tiles.h (the CUDA version sorts by the same order). */
+static int ranks_below(const float *sc, int64_t a, int64_t b) { return sparse_ranks_below(sc[a], a, sc[b], b); }
 
 static void heap_down(int64_t *h, int64_t n, int64_t at, const float *sc) {
     for (;;) {
@@ -84,23 +80,36 @@ static void heap_down(int64_t *h, int64_t n, int64_t at, const float *sc) {
     }
 }
 
+void topk_blocks_request(const attn_problem_t *p, const attn_exec_t *x, int bk, int64_t r0, int rows,
+                         sparse_req_t *rq) {
+    attn_span_t qs = problem_q_span(p), ks = problem_k_span(p);
+    int64_t i_lo = qs.start + qs.stride * r0, i_hi = qs.start + qs.stride * (r0 + rows - 1);
+    int64_t vlo, vhi, wlo, whi, w_lo, w_hi;
+    attn_vis_t v = problem_vis(p);
+    mask_key_range(&v, i_lo, i_hi, ks, p->n_k, &vlo, &vhi);
+    mask_key_range(&(attn_vis_t){ATTN_MASK_WINDOW, x->approx_window, NULL, 0}, i_lo, i_hi, ks, p->n_k, &wlo, &whi);
+    sparse_range_and(&wlo, &whi, vlo, vhi);
+    sparse_tiles_of(vlo, vhi, bk, &rq->c_lo, &rq->c_hi);
+    sparse_tiles_of(wlo, whi, bk, &w_lo, &w_hi);
+    int64_t seen = rq->c_hi - rq->c_lo, n_win = w_hi - w_lo, K = topk_budget(x, seen, n_win);
+    int all = K >= seen - n_win; /* the budget covers every tile: exact */
+    rq->lo[0] = all ? rq->c_lo : w_lo, rq->hi[0] = all ? rq->c_hi : w_hi;
+    rq->lo[1] = rq->hi[1] = 0;
+    rq->keep = all ? 0 : K;
+}
+
+sparse_rule_t topk_blocks_rule(const attn_problem_t *p) { return (sparse_rule_t){problem_vis(p), 0, 0, 0}; }
+
 static int64_t topk_tiles(const sparse_plan_t *s, int64_t bh, int64_t r0, int rows, const float *Q, void *scratch,
                           int64_t *out) {
     const attn_problem_t *p = s->p;
     const topk_summary_t *sum = s->ctx;
-    attn_span_t qs = problem_q_span(p), ks = problem_k_span(p);
-    int bk = tile_block_k(p);
-    int64_t d = p->head_dim, i_lo = qs.start + qs.stride * r0, i_hi = qs.start + qs.stride * (r0 + rows - 1);
-    int64_t vlo, vhi, wlo, whi, c_lo, c_hi, w_lo, w_hi;
-    attn_vis_t v = problem_vis(p);
-    mask_key_range(&v, i_lo, i_hi, ks, p->n_k, &vlo, &vhi);
-    mask_key_range(&(attn_vis_t){ATTN_MASK_WINDOW, s->x->approx_window, NULL, 0}, i_lo, i_hi, ks, p->n_k, &wlo, &whi);
-    sparse_range_and(&wlo, &whi, vlo, vhi);
-    sparse_tiles_of(vlo, vhi, bk, &c_lo, &c_hi);
-    sparse_tiles_of(wlo, whi, bk, &w_lo, &w_hi);
-    int64_t seen = c_hi - c_lo, n_win = w_hi - w_lo, K = topk_budget(s->x, seen, n_win);
-    if (K >= seen - n_win) /* the budget covers every tile: exact */
-        return sparse_tiles_add_range(out, 0, c_lo, c_hi);
+    int64_t d = p->head_dim;
+    sparse_req_t rq;
+    topk_blocks_request(p, s->x, tile_block_k(p), r0, rows, &rq);
+    int64_t c_lo = rq.c_lo, w_lo = rq.lo[0], w_hi = rq.hi[0], seen = rq.c_hi - rq.c_lo, K = rq.keep;
+    if (K == 0) /* the window alone, or every tile */
+        return sparse_tiles_add_range(out, 0, w_lo, w_hi);
 
     float *qabs = scratch, *bound = qabs + (size_t)tile_block_q(p) * d;
     float *score = bound + (size_t)tile_block_q(p) * sum->n_kt;
@@ -119,12 +128,12 @@ static int64_t topk_tiles(const sparse_plan_t *s, int64_t bh, int64_t r0, int ro
         float m = -INFINITY;
         for (int r = 0; r < rows; r++) {
             float v = bound[(size_t)r * nt + t];
-            m = v != v ? INFINITY : v > m ? v : m; /* a non-finite key is never silently dropped */
+            m = sparse_fold(m, v); /* a non-finite key is never silently dropped */
         }
         score[t] = m;
     }
     int64_t n = 0;
-    for (int64_t t = 0; t < nt && K > 0; t++) {
+    for (int64_t t = 0; t < nt; t++) {
         if (c_lo + t >= w_lo && c_lo + t < w_hi)
             continue;
         if (n < K) {
@@ -160,25 +169,35 @@ static size_t topk_workspace(const attn_backend_t *self, const attn_problem_t *p
     return attn_size_add(summary_bytes(p), sparse_workspace_bytes(p, x, topk_scratch(p)));
 }
 
-static int topk_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io,
-                        attn_err_t *err) {
-    (void)self;
-    topk_summary_t sum = {.n_kt = (p->n_k + tile_block_k(p) - 1) / tile_block_k(p)};
+/* The summaries of the K tiles some query can see into sum (buf: summary_bytes, caller frees). */
+static char *summarise(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, topk_summary_t *sum,
+                       attn_err_t *err) {
+    *sum = (topk_summary_t){.n_kt = (p->n_k + tile_block_k(p) - 1) / tile_block_k(p)};
     size_t half = summary_bytes(p) / 2;
     char *buf = attn_alloc(2 * half, err, "topk_blocks key tile summaries");
     if (!buf)
-        return ATTN_ERUNTIME;
-    sum.mid = (float *)buf, sum.half = (float *)(buf + half);
+        return NULL;
+    sum->mid = (float *)buf, sum->half = (float *)(buf + half);
     /* a window mask (or a short query run) sees a band of K: the rest is never scored */
     attn_span_t qs = problem_q_span(p);
     int64_t lo, hi, t1;
     attn_vis_t v = problem_vis(p);
     mask_key_range(&v, qs.start, qs.start + qs.stride * (p->n_q - 1), problem_k_span(p), p->n_k, &lo, &hi);
-    summary_job_t sj = {.p = p, .io = io, .sum = &sum};
+    summary_job_t sj = {.p = p, .io = io, .sum = sum};
     sparse_tiles_of(lo, hi, tile_block_k(p), &sj.t0, &t1);
     sj.nt = t1 - sj.t0;
     if (sj.nt > 0)
         parallel_for(threads_resolve(x->threads), p->batch * p->kv_heads * sj.nt, summary_item, &sj);
+    return buf;
+}
+
+static int topk_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io,
+                        attn_err_t *err) {
+    (void)self;
+    topk_summary_t sum;
+    char *buf = summarise(p, x, io, &sum, err);
+    if (!buf)
+        return ATTN_ERUNTIME;
     sparse_plan_t s = {.p = p, .x = x, .ctx = &sum, .scratch_bytes = topk_scratch(p), .tiles = topk_tiles,
                        .row_keys = topk_row_keys};
     int rc = sparse_attend_f32(&s, io, io->keys_visited, err);
@@ -186,6 +205,19 @@ static int topk_forward(const attn_backend_t *self, const attn_problem_t *p, con
     ATTN_TRY(rc);
     problem_finish_rows(ATTN_F32, io->o, io->lse, problem_numel_lse(p), p->head_dim);
     return ATTN_OK;
+}
+
+int topk_blocks_lists(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, int64_t *counts,
+                      int64_t *lists, attn_err_t *err) {
+    topk_summary_t sum;
+    char *buf = summarise(p, x, io, &sum, err);
+    if (!buf)
+        return ATTN_ERUNTIME;
+    sparse_plan_t s = {.p = p, .x = x, .ctx = &sum, .scratch_bytes = topk_scratch(p), .tiles = topk_tiles,
+                       .row_keys = topk_row_keys};
+    int rc = sparse_lists(&s, io, counts, lists, err);
+    attn_free(buf);
+    return rc;
 }
 
 const attn_backend_t backend_cpu_topk_blocks = {
