@@ -343,6 +343,10 @@ extern "C" int cuda_flash_backward(const attn_problem_t *p, const attn_exec_t *x
     CUDA_TRY(cudaMemcpyAsync(o32.ptr, g->o, nq * sizeof(float), cudaMemcpyHostToDevice, s));
     CUDA_TRY(cudaMemcpyAsync(do32.ptr, g->d_o, nq * sizeof(float), cudaMemcpyHostToDevice, s));
     CUDA_TRY(cudaMemcpyAsync(lse2.ptr, g->lse, nl * sizeof(float), cudaMemcpyHostToDevice, s));
+    event_pair ev; /* the kernels alone, as the forward's device time (inputs already converted) */
+    CUDA_TRY(cudaEventCreate(&ev.start));
+    CUDA_TRY(cudaEventCreate(&ev.stop));
+    CUDA_TRY(cudaEventRecord(ev.start, s));
     ATTN_TRY(cuda_flash_bwd_prep(o32.as<float>(), do32.as<float>(), lse2.as<float>(), delta.as<float>(), dob.ptr,
                                  (int64_t)nl, (int)p->head_dim, s, err));
     CUDA_TRY(cudaMemsetAsync(o32.ptr, 0, nq * sizeof(float), s)); /* O is spent: now dQ's accumulator */
@@ -351,9 +355,12 @@ extern "C" int cuda_flash_backward(const attn_problem_t *p, const attn_exec_t *x
                                 p->window, (int)p->mask, vis.doc, vis.n_docs, 0};
     ATTN_TRY(cuda_flash_bwd_launch(p, &call, s, err));
     ATTN_TRY(cuda_flash_bwd_scale(do32.as<float>(), o32.as<float>(), nq, (float)problem_scale(p), s, err));
+    CUDA_TRY(cudaEventRecord(ev.stop, s));
     CUDA_TRY(cudaMemcpyAsync(g->dq, do32.ptr, nq * sizeof(float), cudaMemcpyDeviceToHost, s));
     CUDA_TRY(cudaMemcpyAsync(g->dk, dk.ptr, nkv * sizeof(float), cudaMemcpyDeviceToHost, s));
     CUDA_TRY(cudaMemcpyAsync(g->dv, dv.ptr, nkv * sizeof(float), cudaMemcpyDeviceToHost, s));
     CUDA_TRY(cudaStreamSynchronize(s));
+    if (g->device_s)
+        *g->device_s = seconds_between(ev.start, ev.stop);
     return ATTN_OK;
 }
