@@ -57,6 +57,8 @@ typedef struct {
     int64_t n_q, n_k, q_off, batch, heads, kv_heads, d;
     attn_vis_t vis;
     double scale;
+    int64_t q_ld, kv_ld; /* rows between slabs (a ring step's buffers hold more rows than it uses) */
+    int accumulate;      /* dK, dV added to rather than written */
 } emu_t;
 
 static void load_tile(double *tile, const double *src, int64_t row0, int64_t n, int d) {
@@ -132,8 +134,8 @@ static void emu_block(const emu_t *p, int64_t bkv, int64_t kt) {
     static double sK[BC * MAXD], sV[BC * MAXD], sQ[BR * MAXD], sdO[BR * MAXD], sdS[BR * BC], sL[BR], sD[BR];
     int d = (int)p->d;
     int64_t b = bkv / p->kv_heads, kvh = bkv % p->kv_heads, group = p->heads / p->kv_heads, key0 = kt * BC;
-    load_tile(sK, p->k + bkv * p->n_k * d, key0, p->n_k, d);
-    load_tile(sV, p->v + bkv * p->n_k * d, key0, p->n_k, d);
+    load_tile(sK, p->k + bkv * p->kv_ld * d, key0, p->n_k, d);
+    load_tile(sV, p->v + bkv * p->kv_ld * d, key0, p->n_k, d);
     memset(acc_dk, 0, sizeof acc_dk), memset(acc_dv, 0, sizeof acc_dv);
     for (int64_t j = 0; j < group; j++) {
         int64_t slab = bwd_q_slab(b, p->heads, kvh, group, j);
@@ -142,11 +144,11 @@ static void emu_block(const emu_t *p, int64_t bkv, int64_t kt) {
             if (kind == 0)
                 continue;
             tiles_visited++, tiles_masked += kind == 2;
-            load_tile(sQ, p->q + slab * p->n_q * d, r0, p->n_q, d);
-            load_tile(sdO, p->d_o + slab * p->n_q * d, r0, p->n_q, d);
+            load_tile(sQ, p->q + slab * p->q_ld * d, r0, p->n_q, d);
+            load_tile(sdO, p->d_o + slab * p->q_ld * d, r0, p->n_q, d);
             for (int i = 0; i < BR; i++) {
-                sL[i] = r0 + i < p->n_q ? p->lse2[slab * p->n_q + r0 + i] : INFINITY;
-                sD[i] = r0 + i < p->n_q ? p->delta[slab * p->n_q + r0 + i] : 0.0;
+                sL[i] = r0 + i < p->n_q ? p->lse2[slab * p->q_ld + r0 + i] : INFINITY;
+                sD[i] = r0 + i < p->n_q ? p->delta[slab * p->q_ld + r0 + i] : 0.0;
             }
             for (int w = 0; w < WARPS; w++) {
                 mma_abt(acc_s[w], sK, w * 16, sQ, d);
@@ -194,7 +196,7 @@ static void emu_block(const emu_t *p, int64_t bkv, int64_t kt) {
                         for (int l = 0; l < 32; l++)
                             for (int e = 0; e < 4; e++)
                                 if (r0 + w * 16 + frag_row(l, e) < p->n_q)
-                                    p->dq_acc[bwd_dq_index(slab, p->n_q, r0, w, l, 2 * dp2 + h, e, d)] += acc[h][l][e];
+                                    p->dq_acc[bwd_dq_index(slab, p->q_ld, r0, w, l, 2 * dp2 + h, e, d)] += acc[h][l][e];
                 }
         }
     }
@@ -205,10 +207,71 @@ static void emu_block(const emu_t *p, int64_t bkv, int64_t kt) {
                     int64_t key = key0 + w * 16 + frag_row(l, e);
                     if (key >= p->n_k)
                         continue;
-                    int64_t at = (bkv * p->n_k + key) * d + frag_col(l, n, e);
-                    p->dk[at] = acc_dk[w][l][n][e] * p->scale;
-                    p->dv[at] = acc_dv[w][l][n][e];
+                    int64_t at = (bkv * p->kv_ld + key) * d + frag_col(l, n, e);
+                    p->dk[at] = (p->accumulate ? p->dk[at] : 0) + acc_dk[w][l][n][e] * p->scale;
+                    p->dv[at] = (p->accumulate ? p->dv[at] : 0) + acc_dv[w][l][n][e];
                 }
+}
+
+/* Slabs of n rows (d columns) copied into slabs of ld rows, the rows between filled with NaN. */
+static double *spread(const double *x, int64_t slabs, int64_t n, int64_t ld, int64_t d) {
+    double *y = malloc(sizeof(double) * (size_t)(slabs * ld * d) + 8);
+    for (int64_t i = 0; i < slabs * ld * d; i++)
+        y[i] = NAN;
+    for (int64_t sl = 0; sl < slabs; sl++)
+        memcpy(y + sl * ld * d, x + sl * n * d, sizeof(double) * (size_t)(n * d));
+    return y;
+}
+
+/* The rows back, counting padding elements that are no longer NaN in *bad. */
+static void gather(double *x, const double *y, int64_t slabs, int64_t n, int64_t ld, int64_t d, int *bad) {
+    for (int64_t sl = 0; sl < slabs; sl++) {
+        memcpy(x + sl * n * d, y + sl * ld * d, sizeof(double) * (size_t)(n * d));
+        for (int64_t i = n * d; i < ld * d; i++)
+            *bad += !isnan(y[sl * ld * d + i]);
+    }
+}
+
+/* cuda_flash_bwd_launch as a ring step calls it: slabs q_ld > n_q and kv_ld > n_k rows apart (the
+ * rows between are NaN and must be neither read nor written), dK and dV added to what is there.
+ * Returns the padding elements written (must be 0); dq, dk, dv as from emu_backward. */
+static int emu_backward_strided(const attn_problem_t *pr, int64_t q_off, const double *q, const double *k,
+                                const double *v, const double *o, const double *lse, const double *d_o, double *dq,
+                                double *dk, double *dv) {
+    int64_t BH = pr->batch * pr->heads, BHkv = pr->batch * pr->kv_heads, d = pr->head_dim;
+    int64_t nq = pr->n_q, nk = pr->n_k, qld = nq + 3, kld = nk + 5;
+    double *Q = spread(q, BH, nq, qld, d), *dO = spread(d_o, BH, nq, qld, d), *K = spread(k, BHkv, nk, kld, d);
+    double *V = spread(v, BHkv, nk, kld, d), *L = malloc(sizeof(double) * (size_t)(BH * qld)),
+           *D = malloc(sizeof(double) * (size_t)(BH * qld));
+    double *dQ = spread(dq, BH, 0, qld, d), *dK = spread(dk, BHkv, 0, kld, d), *dV = spread(dv, BHkv, 0, kld, d);
+    int bad = 0;
+    for (int64_t bh = 0; bh < BH; bh++)
+        for (int64_t r = 0; r < qld; r++) {
+            double sum = 0, l = r < nq ? lse[bh * nq + r] : NAN;
+            for (int64_t c = 0; r < nq && c < d; c++)
+                sum += d_o[(bh * nq + r) * d + c] * o[(bh * nq + r) * d + c];
+            L[bh * qld + r] = l == -INFINITY ? INFINITY : l * M_LOG2E;
+            D[bh * qld + r] = l == -INFINITY ? 0 : sum;
+        }
+    for (int64_t sl = 0; sl < BH; sl++) /* the dQ accumulator starts at 0 on the rows in use */
+        memset(dQ + sl * qld * d, 0, sizeof(double) * (size_t)(nq * d));
+    for (int64_t sl = 0; sl < BHkv; sl++) /* dK, dV start at 1 and −2: accumulate must keep them */
+        for (int64_t i = 0; i < nk * d; i++)
+            dK[sl * kld * d + i] = 1, dV[sl * kld * d + i] = -2;
+    emu_t e = {Q, K, V, dO, L, D, dQ, dK, dV, nq, nk, q_off, pr->batch, pr->heads, pr->kv_heads, d,
+               problem_vis(pr), problem_scale(pr), qld, kld, 1};
+    for (int64_t bkv = 0; bkv < BHkv; bkv++)
+        for (int64_t kt = (nk + BC - 1) / BC - 1; kt >= 0; kt--)
+            emu_block(&e, bkv, kt);
+    gather(dq, dQ, BH, nq, qld, d, &bad);
+    gather(dk, dK, BHkv, nk, kld, d, &bad);
+    gather(dv, dV, BHkv, nk, kld, d, &bad);
+    for (int64_t i = 0; i < BH * nq * d; i++)
+        dq[i] *= e.scale;
+    for (int64_t i = 0; i < BHkv * nk * d; i++)
+        dk[i] -= 1, dv[i] += 2;
+    free(Q), free(dO), free(K), free(V), free(L), free(D), free(dQ), free(dK), free(dV);
+    return bad;
 }
 
 /* The whole backward as blockwise_cuda runs it: prep, every block, the dQ scale. */
@@ -225,7 +288,7 @@ static void emu_backward(const attn_problem_t *pr, int64_t q_off, const double *
     }
     memset(dq, 0, sizeof(double) * (size_t)(rows * d));
     emu_t e = {q, k, v, d_o, lse2, delta, dq, dk, dv, pr->n_q, pr->n_k, q_off, pr->batch, pr->heads, pr->kv_heads, d,
-               problem_vis(pr), problem_scale(pr)};
+               problem_vis(pr), problem_scale(pr), pr->n_q, pr->n_k, 0};
     for (int64_t bkv = 0; bkv < pr->batch * pr->kv_heads; bkv++)
         for (int64_t kt = (pr->n_k + BC - 1) / BC - 1; kt >= 0; kt--)
             emu_block(&e, bkv, kt);
@@ -300,7 +363,7 @@ static double uniform(void) {
 }
 
 /* One case: the emulation against naive float64 (q_off < 0: against the plain loops). */
-static void run_case(attn_problem_t pr, int64_t q_off) {
+static void run_case(attn_problem_t pr, int64_t q_off, int strided) {
     size_t nq = problem_numel_q(&pr), nkv = problem_numel_kv(&pr), nl = problem_numel_lse(&pr);
     double *t[13];
     size_t sizes[13] = {nq, nkv, nkv, nq, nq, nl, nq, nkv, nkv, nq, nkv, nkv, 1};
@@ -326,12 +389,16 @@ static void run_case(attn_problem_t pr, int64_t q_off) {
         plain_both(&pr, q_off, q, k, v, d_o, o, lse, rq, rk, rv);
     }
     char name[200];
-    snprintf(name, sizeof name, "B=%lld H=%lld H_kv=%lld d=%lld n_q=%lld n_k=%lld q_off=%lld mask=%s w=%lld docs=%lld",
+    snprintf(name, sizeof name, "B=%lld H=%lld H_kv=%lld d=%lld n_q=%lld n_k=%lld q_off=%lld mask=%s w=%lld docs=%lld%s",
              (long long)pr.batch, (long long)pr.heads, (long long)pr.kv_heads, (long long)pr.head_dim,
              (long long)pr.n_q, (long long)pr.n_k, (long long)q_off, mask_name(pr.mask), (long long)pr.window,
-             (long long)pr.n_docs);
+             (long long)pr.n_docs, strided ? " strided+accumulate" : "");
     if (check(ok, "reference", "%s: %s", name, err.msg)) {
-        emu_backward(&pr, q_off, q, k, v, o, lse, d_o, eq, ek, ev);
+        if (strided)
+            check(emu_backward_strided(&pr, q_off, q, k, v, o, lse, d_o, eq, ek, ev) == 0, "strided slabs",
+                  "%s: padding rows written", name);
+        else
+            emu_backward(&pr, q_off, q, k, v, o, lse, d_o, eq, ek, ev);
         double e3[3] = {rel_err(eq, rq, nq), rel_err(ek, rk, nkv), rel_err(ev, rv, nkv)};
         for (int i = 0; i < 3; i++)
             worst_err = fmax(worst_err, e3[i]);
@@ -407,19 +474,21 @@ int main(void) {
     for (int m = 0; m < 3; m++) {
         attn_problem_t p = base;
         p.mask = (attn_mask_t)m;
-        run_case(p, 0); /* GQA group 2, two key tiles with a partial one */
+        run_case(p, 0, 0); /* GQA group 2, two key tiles with a partial one */
         p.n_q = 70, p.heads = 3, p.kv_heads = 3, p.batch = 2;
-        run_case(p, p.n_k - p.n_q); /* n_q < n_k, no GQA, batch 2 */
+        run_case(p, p.n_k - p.n_q, 0); /* n_q < n_k, no GQA, batch 2 */
     }
     attn_problem_t p = base;
     p.head_dim = 128, p.mask = ATTN_MASK_CAUSAL, p.n_q = 77, p.n_k = 77;
-    run_case(p, 0); /* d = 128, one partial tile */
+    run_case(p, 0, 0); /* d = 128, one partial tile */
     p = base;
     p.mask = ATTN_MASK_CAUSAL, p.doc = off, p.n_docs = 5;
-    run_case(p, 0); /* documents, a length-1 one among them */
+    run_case(p, 0, 0); /* documents, a length-1 one among them */
     p = base;
     p.mask = ATTN_MASK_WINDOW, p.n_q = 90, p.heads = 4, p.kv_heads = 2;
-    run_case(p, -30); /* a ring step: queries before the keys, the first rows see nothing (LSE −∞) */
+    run_case(p, -30, 0); /* a ring step: queries before the keys, the first rows see nothing (LSE −∞) */
+    p.mask = ATTN_MASK_CAUSAL, p.batch = 2;
+    run_case(p, -30, 1); /* the same as a ring step's buffers are laid out: strided slabs, accumulate */
     printf("tiles visited %lld (masked %lld); worst rel L2 of the emulation %.3g\n", (long long)tiles_visited,
            (long long)tiles_masked, worst_err);
     return check_summary();
