@@ -212,6 +212,7 @@ template <int D, class T> __global__ void __launch_bounds__(THREADS) flash_bwd(c
         }
     }
 
+    cp_async_wait<0>(); /* a block that visited no query tile still has K/V copies in flight */
     /* Epilogue: this block alone owns these dK, dV rows (all query heads of the group summed). */
 #pragma unroll
     for (int n = 0; n < D / 8; n++)
