@@ -6,7 +6,6 @@
  * --stand-in [--max-n N]: no GPU; the CPU blockwise backend on Q, K, V, dO rounded to bf16 stands
  * in for blockwise_cuda (P and dS not rounded), so the harness and its bound run in every build;
  * --perturb F scales the stand-in's dK by 1 + F, which must fail (the bound is not vacuous). */
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,76 +16,6 @@
 #include "model/model.h"
 #include "tasks/grad_check.h"
 #include "tests/check.h"
-
-static double r16(double x) { return model_round_bf16((float)x); }
-
-/* The bf16 baseline, a naive bf16 backward in plain loops: Q, K, V, dO rounded to bf16, the
- * forward with P rounded before P·V (as naive_cuda in bf16), then P recomputed from LSE and
- * rounded before Pᵀ·dO, dS rounded before dS·K and dSᵀ·Q — every rounding the tensor-core
- * kernel makes — each in float64 otherwise. Its errors against the reference. */
-static void bf16_baseline(const grad_reference_t *g, attn_grad_errors_t *out) {
-    const attn_problem_t *p = &g->p;
-    attn_vis_t vis = problem_vis(p);
-    int64_t d = p->head_dim, nq = p->n_q, nk = p->n_k, group = p->heads / p->kv_heads, off = nk - nq;
-    size_t nqe = problem_numel_q(p), nkv = problem_numel_kv(p);
-    double s = problem_scale(p), *P = malloc(sizeof(double) * (size_t)nk + 8), *O = malloc(sizeof(double) * (size_t)d);
-    float *dq = calloc(nqe + 1, sizeof(float)), *dk = calloc(nkv + 1, sizeof(float)), *dv = calloc(nkv + 1, sizeof(float));
-    double *dq64 = calloc(nqe + 1, sizeof(double)), *dk64 = calloc(nkv + 1, sizeof(double));
-    double *dv64 = calloc(nkv + 1, sizeof(double));
-    const float *q = g->in.q, *k = g->in.k, *v = g->in.v;
-    for (int64_t bh = 0; bh < p->batch * p->heads; bh++) {
-        int64_t bkv = (bh / p->heads) * p->kv_heads + (bh % p->heads) / group;
-        const float *K = k + bkv * nk * d, *V = v + bkv * nk * d;
-        for (int64_t r = 0; r < nq; r++) {
-            const float *Q = q + (bh * nq + r) * d, *G = g->d_o + (bh * nq + r) * d;
-            double mx = -INFINITY, l = 0, D = 0, lse;
-            for (int64_t j = 0; j < nk; j++) {
-                double x = 0;
-                for (int64_t c = 0; c < d; c++)
-                    x += r16(Q[c]) * r16(K[j * d + c]);
-                P[j] = mask_visible(&vis, off + r, j) ? x * s : -INFINITY;
-                mx = fmax(mx, P[j]);
-            }
-            for (int64_t j = 0; j < nk; j++)
-                l += P[j] == -INFINITY ? 0 : exp(P[j] - mx);
-            lse = mx + log(l);
-            for (int64_t j = 0; j < nk; j++)
-                P[j] = P[j] == -INFINITY ? 0 : exp(P[j] - lse);
-            for (int64_t c = 0; c < d; c++) {
-                O[c] = 0;
-                for (int64_t j = 0; j < nk; j++)
-                    O[c] += r16(P[j]) * r16(V[j * d + c]);
-                D += O[c] * r16(G[c]);
-            }
-            for (int64_t j = 0; j < nk; j++) {
-                if (P[j] == 0)
-                    continue;
-                double dp = 0;
-                for (int64_t c = 0; c < d; c++)
-                    dp += r16(G[c]) * r16(V[j * d + c]), dv64[(bkv * nk + j) * d + c] += r16(P[j]) * r16(G[c]);
-                double ds = r16(P[j] * (dp - D));
-                for (int64_t c = 0; c < d; c++) {
-                    dq64[(bh * nq + r) * d + c] += s * ds * r16(K[j * d + c]);
-                    dk64[(bkv * nk + j) * d + c] += s * ds * r16(Q[c]);
-                }
-            }
-        }
-    }
-    for (size_t i = 0; i < nqe; i++)
-        dq[i] = (float)dq64[i];
-    for (size_t i = 0; i < nkv; i++)
-        dk[i] = (float)dk64[i], dv[i] = (float)dv64[i];
-    *out = grad_errors(g, dq, dk, dv);
-    free(P), free(O), free(dq), free(dk), free(dv), free(dq64), free(dk64), free(dv64);
-}
-
-/* The forward's tiled bf16 rule (docs/tolerances.md): 2 × the baseline, floor 4 float32 ulps of
- * the error scale. */
-static attn_errors_t bound_one(const attn_errors_t *base, const grad_reference_t *g, int i) {
-    double ref = g->ref_l2[i] > 0 ? g->ref_l2[i] : 1e-300;
-    return (attn_errors_t){.max_abs = 2 * base->max_abs + 4 * FLT_EPSILON * g->mag_max[i],
-                           .rel_l2 = 2 * base->rel_l2 + 4 * FLT_EPSILON * fmin(g->mag_l2[i] / ref, 1e300)};
-}
 
 static int standin;
 static double perturb;
@@ -176,9 +105,12 @@ int main(int argc, char **argv) {
                                    "reference", "%s: %s", name, err.msg))
                             continue;
                         attn_grad_errors_t base;
-                        bf16_baseline(&g, &base);
-                        attn_grad_errors_t tol = {bound_one(&base.dq, &g, 0), bound_one(&base.dk, &g, 1),
-                                                  bound_one(&base.dv, &g, 2)};
+                        if (!check(grad_bf16_baseline(&g, &base, &err) == ATTN_OK, "baseline", "%s: %s", name,
+                                   err.msg)) {
+                            grad_reference_free(&g);
+                            continue;
+                        }
+                        attn_grad_errors_t tol = grad_tolerance_bf16(&g, &base);
                         attn_problem_t pb = g.p;
                         pb.dtype = ATTN_BF16;
                         for (int b = 0; b < 2; b++) {
