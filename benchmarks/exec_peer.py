@@ -40,8 +40,8 @@ def seeded_inputs(torch, req):
 
 
 def file_inputs(torch, req):
-    """Q, K, V from the request's float32 .npy files, on the GPU in the request's dtype (a bf16
-    case's values are already bfloat16 numbers, so the conversion is exact)."""
+    """Q, K, V from the request's float32 .npy files, on the GPU in the request's dtype (bf16 or
+    f16 cases: .to rounds to nearest even, as attnbench's GPU upload does)."""
     import numpy as np
     dev = torch.device("cuda", req["device"])
     dt = torch_dtype(torch, req["dtype"])

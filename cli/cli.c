@@ -50,14 +50,14 @@ int cli_list(int argc, char **argv, attn_err_t *err) {
         for (int m = 0; m < 3; m++) { /* a mask is accepted when some dtype runs it */
             p.mask = (attn_mask_t)m;
             masks[m] = probe ? "no" : "-";
-            for (int t = 0; t < 3 && probe; t++) {
+            for (int t = 0; t <= ATTN_F16 && probe; t++) { /* every attn_dtype_t */
                 p.dtype = (attn_dtype_t)t;
                 if (backend_supports(b, &p, &x, reason, sizeof reason))
                     masks[m] = "yes";
             }
         }
         p.mask = ATTN_MASK_WINDOW;
-        for (int t = 0; t < 3 && probe; t++) {
+        for (int t = 0; t <= ATTN_F16 && probe; t++) {
             p.dtype = (attn_dtype_t)t;
             if (backend_supports(b, &p, &x, reason, sizeof reason))
                 snprintf(dtypes + strlen(dtypes), sizeof dtypes - strlen(dtypes), "%s%s", *dtypes ? "," : "",
@@ -340,12 +340,13 @@ static const char attend_usage[] =
     "usage: attnbench attend --backend NAME --q q.npy --k k.npy --v v.npy --out o.npy [--lse lse.npy]\n"
     "                        [--mask none|causal|window] [--window W] [--scale S] [--threads T]\n"
     "                        [--cu-seqlens offsets.npy]   (packed documents: int32/int64, 0 … n_k)\n"
-    "                        [--dtype bf16 --device N]   (GPU backends)\n"
+    "                        [--dtype bf16|f16 --device N]   (GPU backends)\n"
     "\n"
     "Q (B,H,n_q,d), K and V (B,H_kv,n_k,d), float32 or float64, C order; queries sit at the end of\n"
     "the key sequence. GQA comes from K's head count. O (B,H,n_q,d) and LSE (B,H,n_q, natural log)\n"
     "are float64 when all inputs are float64 and the backend runs float64, else float32 (with\n"
-    "--dtype bf16 the inputs are rounded to bfloat16 on the GPU; O and LSE still come back float32).\n"
+    "--dtype bf16 or f16 the inputs are rounded to bfloat16 or float16 on the GPU; O and LSE still\n"
+    "come back float32).\n"
     "The default mask is none.\n"
     "\n"
     "Backward: add --do do.npy --dq dq.npy --dk dk.npy --dv dv.npy (the forward runs first; --out\n"
@@ -354,22 +355,25 @@ static const char attend_usage[] =
 
 /* One warning line naming the first non-finite input value, by file and (b, h, i, c): the run goes
  * on (exit 0) and its rows come out NaN as docs/nonfinite.md says, but the user should know where
- * that came from. Then one line if f32 scores can overflow: finite inputs, yet +inf scores. */
-static void warn_inputs(const cli_opts_t *c, const attn_problem_t *p, const void *q, const void *k, const void *v) {
-    const char *files[3] = {c->q_path, c->k_path, c->v_path};
-    const void *arrs[3] = {q, k, v};
-    int64_t heads[3] = {p->heads, p->kv_heads, p->kv_heads}, rows[3] = {p->n_q, p->n_k, p->n_k};
+ * that came from. Then one line if f32 scores can overflow: finite inputs, yet +inf scores.
+ * d_o (NULL: no backward) is looked at last: a non-finite dO reaches only the gradients. */
+static void warn_inputs(const cli_opts_t *c, const attn_problem_t *p, const void *q, const void *k, const void *v,
+                        const void *d_o) {
+    const char *files[4] = {c->q_path, c->k_path, c->v_path, c->do_path};
+    const void *arrs[4] = {q, k, v, d_o};
+    int64_t heads[4] = {p->heads, p->kv_heads, p->kv_heads, p->heads}, rows[4] = {p->n_q, p->n_k, p->n_k, p->n_q};
     double amax[2] = {0, 0};
     int f64 = p->dtype == ATTN_F64;
-    for (int a = 0; a < 3; a++) {
+    for (int a = 0; a < (d_o ? 4 : 3); a++) {
         size_t len = (size_t)(p->batch * heads[a] * rows[a] * p->head_dim);
         for (size_t i = 0; i < len; i++) {
             double x = f64 ? ((const double *)arrs[a])[i] : ((const float *)arrs[a])[i];
             if (!isfinite(x)) {
                 size_t d = (size_t)p->head_dim, r = (size_t)rows[a], h = (size_t)heads[a];
                 fprintf(stderr, "attnbench attend: warning: %s holds %g at [%zu, %zu, %zu, %zu]; "
-                        "rows that see it come out NaN (docs/nonfinite.md)\n", files[a], x, i / d / r / h,
-                        i / d / r % h, i / d % r, i % d);
+                        "%s come out NaN (docs/nonfinite.md)\n", files[a], x, i / d / r / h,
+                        i / d / r % h, i / d % r, i % d,
+                        a < 3 ? "rows that see it" : "the gradients it reaches");
                 return;
             }
             if (a < 2 && fabs(x) > amax[a])
@@ -424,9 +428,9 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
     if (rc == ATTN_OK) {
         p.dtype = ATTN_F64;
         int all64 = q.dtype == ATTN_F64 && k.dtype == ATTN_F64 && v.dtype == ATTN_F64 && (!bwd || dO.dtype == ATTN_F64);
-        if (!all64 || o.dtype == ATTN_BF16 || !supports_dir(b, &p, &x, bwd, reason, sizeof reason)) {
-            /* --dtype bf16 (GPU backends): float32 arrays, rounded to bfloat16 on the device */
-            p.dtype = o.dtype == ATTN_BF16 ? ATTN_BF16 : ATTN_F32;
+        if (!all64 || dtype_is_16bit(o.dtype) || !supports_dir(b, &p, &x, bwd, reason, sizeof reason)) {
+            /* --dtype bf16 / f16 (GPU backends): float32 arrays, rounded to 16 bits on the device */
+            p.dtype = dtype_is_16bit(o.dtype) ? o.dtype : ATTN_F32;
             rc = to_f32(&q, err);
             if (rc == ATTN_OK)
                 rc = to_f32(&k, err);
@@ -451,7 +455,7 @@ int cli_attend(int argc, char **argv, attn_err_t *err) {
     if (rc == ATTN_OK) {
         parallel_set_blas_threads(exec_threads(&x));
         attn_io_t io = {.q = q.data, .k = k.data, .v = v.data, .o = out, .lse = lse};
-        warn_inputs(&c, &p, q.data, k.data, v.data);
+        warn_inputs(&c, &p, q.data, k.data, v.data, bwd ? dO.data : NULL);
         rc = b->forward(b, &p, &x, &io, err);
     }
     if (rc == ATTN_OK && bwd) {

@@ -186,11 +186,15 @@ static int set_docs(cli_opts_t *c, const char *key, const char *v, attn_err_t *e
 }
 
 /* Hidden, for the fault tests (problem.h). */
-static int set_fault(cli_opts_t *c, const char *key, const char *v, attn_err_t *err) {
+static int set_fault(cli_opts_t *c, const char *key, const char *v_in, attn_err_t *err) {
     (void)key;
     attn_opts_t *o = &c->s;
-    char kind[8];
+    char kind[8], v[96];
     int rank, step, used = 0;
+    /* A ":backward" suffix moves the fault into the backward's steps (core/exec.h). */
+    size_t len = strlen(v_in), sfx = strlen(":backward");
+    o->fault_backward = len > sfx && !strcmp(v_in + len - sfx, ":backward");
+    snprintf(v, sizeof v, "%.*s", (int)(o->fault_backward ? len - sfx : len), v_in);
     if (!strcmp(v, "local-positions")) {
         o->fault = ATTN_FAULT_LOCAL_POSITIONS;
         return ATTN_OK;
@@ -216,8 +220,8 @@ static int set_fault(cli_opts_t *c, const char *key, const char *v, attn_err_t *
         return attn_fail(
             err, ATTN_EUSAGE,
             "--inject-fault: '%s' is not exit:RANK:STEP, stall:RANK:STEP, slow:RANK:STEP:SECONDS (0 < S ≤ 3600), "
-            "drop-step:STEP or local-positions",
-            v);
+            "drop-step:STEP or local-positions (the first four may end in :backward)",
+            v_in);
     o->fault = strcmp(kind, "exit") ? ATTN_FAULT_STALL : ATTN_FAULT_EXIT;
     o->fault_rank = rank;
     o->fault_step = step;
@@ -360,7 +364,7 @@ static const opt_row_t rows[] = {
     {"task", .cmds = RUN, .kind = OPT_SET, FIELD(s.task), .set = set_task, .def = "exactness", .meta = "T",
      .help = "exactness | throughput | memory | capacity | model | needle | precision"},
     {"direction", .cmds = RUN, .kind = OPT_SET, FIELD(s.direction), .set = set_direction, .def = "forward",
-     .meta = "D", .help = "exactness, throughput, memory: forward | backward | both (docs/backward.md)"},
+     .meta = "D", .help = "exactness, throughput, memory, model: forward | backward | both (docs/backward.md)"},
     {"task", .cmds = NDL, .hide = NDL, .kind = OPT_SET, FIELD(s.task), .set = set_task_needle, .def = "needle", .meta = "T",
      .help = "the needle task"},
     {"backends", "backend", RUN | NDL, 0, .kind = OPT_SET, FIELD(s.backends), COUNT(s.n_backends), .set = set_backends,
@@ -402,8 +406,8 @@ static const opt_row_t rows[] = {
     {"topk", .cmds = RUN | NDL | ATT, .kind = OPT_SET, FIELD(s.topk), COUNT(s.n_topk), .set = set_topk, .def = "5%",
      .meta = "K|P%,...", .help = "topk_blocks: key tiles per query tile beyond the window, or P% of the tiles\nit "
                                  "sees, window included (a list sweeps)"},
-    {"dtype", .cmds = RUN | NDL | ATT, .kind = OPT_DTYPE, FIELD(s.dtype), .what = "f32|f64|bf16", .def = "f32",
-     .meta = "T", .help = "f32 | f64 | bf16 (GPU backends: bfloat16 compute, f32 out)"},
+    {"dtype", .cmds = RUN | NDL | ATT, .kind = OPT_DTYPE, FIELD(s.dtype), .what = "f32|f64|bf16|f16", .def = "f32",
+     .meta = "T", .help = "f32 | f64 | bf16 | f16 (GPU backends: bfloat16 or float16 compute, f32 out)"},
     {"merge-dtype", .cmds = RUN | ATT, .kind = OPT_DTYPE, FIELD(s.merge_dtype), .what = "f32|bf16", .def = "f32",
      .meta = "T", .help = "f32 | bf16: the dtype a distributed backend merges its partial results in"},
     {"scale", .cmds = RUN | ATT, .kind = OPT_REAL, FIELD(s.scale), .rhi = 1e30, .what = "a positive number",

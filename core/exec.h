@@ -42,6 +42,10 @@ typedef struct {
      * approx_window keys (i − w < j ≤ i). */
     int64_t sinks, topk, approx_window;
     double topk_pct;
+    /* Hidden --inject-fault …:backward: the fault fires in the backward's steps (ring_grad.c,
+     * ulysses_grad.c) instead of the forward's; DROP_STEP then drops the dK/dV partial sum that
+     * arrives at that step. */
+    int fault_backward;
 } attn_exec_t;
 
 /* The defaults of a single-rank call: all cores, device 0, one rank on `local`, the backend's

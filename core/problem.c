@@ -10,7 +10,9 @@ double problem_scale(const attn_problem_t *p) {
     return p->scale != 0.0 ? p->scale : 1.0 / sqrt((double)p->head_dim);
 }
 
-const char *dtype_name(attn_dtype_t t) { return t == ATTN_F64 ? "f64" : t == ATTN_BF16 ? "bf16" : "f32"; }
+const char *dtype_name(attn_dtype_t t) {
+    return t == ATTN_F64 ? "f64" : t == ATTN_BF16 ? "bf16" : t == ATTN_F16 ? "f16" : "f32";
+}
 int dtype_parse(const char *s, attn_dtype_t *out) {
     if (strcmp(s, "f32") == 0 || strcmp(s, "float32") == 0) {
         *out = ATTN_F32;
@@ -24,8 +26,13 @@ int dtype_parse(const char *s, attn_dtype_t *out) {
         *out = ATTN_BF16;
         return 1;
     }
+    if (strcmp(s, "f16") == 0 || strcmp(s, "fp16") == 0 || strcmp(s, "float16") == 0) {
+        *out = ATTN_F16;
+        return 1;
+    }
     return 0;
 }
+int dtype_is_16bit(attn_dtype_t t) { return t == ATTN_BF16 || t == ATTN_F16; }
 size_t dtype_size(attn_dtype_t t) { return t == ATTN_F64 ? 8 : 4; }
 
 int problem_validate(const attn_problem_t *p, attn_err_t *err) {

@@ -7,9 +7,10 @@
 #include "core/exec.h"
 #include "core/mask.h"
 
-/* ATTN_BF16 (GPU backends): the host arrays are float32 like ATTN_F32; the backend rounds Q, K, V
- * to bfloat16 on the device, computes with float32 accumulation and returns O and LSE in float32. */
-typedef enum { ATTN_F32 = 0, ATTN_F64, ATTN_BF16 } attn_dtype_t;
+/* ATTN_BF16 and ATTN_F16 (GPU backends): the host arrays are float32 like ATTN_F32; the backend
+ * rounds Q, K, V to bfloat16 / IEEE binary16 on the device, computes with float32 accumulation and
+ * returns O and LSE in float32. CPU backends decline both. */
+typedef enum { ATTN_F32 = 0, ATTN_F64, ATTN_BF16, ATTN_F16 } attn_dtype_t;
 typedef struct {
     int64_t batch, heads, kv_heads, head_dim; /* B, H, H_kv, d */
     int64_t n_q, n_k;                         /* query rows, key rows */
@@ -93,8 +94,10 @@ typedef struct {
 double problem_scale(const attn_problem_t *p);
 const char *dtype_name(attn_dtype_t t);
 int dtype_parse(const char *s, attn_dtype_t *out);
-/* Bytes of one element of the host arrays (bf16: 4, they hold float32). */
+/* Bytes of one element of the host arrays (bf16, f16: 4, they hold float32). */
 size_t dtype_size(attn_dtype_t t);
+/* 1 for the 16-bit device dtypes (bf16, f16): float32 host arrays, rounded on the device. */
+int dtype_is_16bit(attn_dtype_t t);
 
 /* Shape checks every user problem must pass before any compute; ATTN_EUSAGE with a message. */
 int problem_validate(const attn_problem_t *p, attn_err_t *err);

@@ -22,7 +22,7 @@ typedef struct {
     char name[48], peer[64], version[64], device[8], spec[PATH_MAX], description[160];
     char *argv[EXEC_MAX_ARGS]; /* the command; each call appends its mode and request */
     int argc;
-    attn_dtype_t dtype; /* the one dtype the program computes in */
+    int dtypes;         /* bit per attn_dtype_t it computes in (a string or a list in the spec) */
     int masks;          /* bit per attn_mask_t it takes */
     double max_bytes, timeout_s;
     char unavailable[400]; /* non-empty: why every case is declined */
@@ -83,9 +83,13 @@ static int ex_supports(const attn_backend_t *self, const attn_problem_t *p, cons
         snprintf(reason, len, "%s cannot run here: %s", e->name, e->unavailable);
         return 0;
     }
-    if (p->dtype != e->dtype) {
-        snprintf(reason, len, "%s computes in %s only (its spec's dtype), not %s", e->name, dtype_name(e->dtype),
-                 dtype_name(p->dtype));
+    if (!(e->dtypes & (1 << p->dtype))) {
+        char have[64] = "";
+        for (int t = ATTN_F32; t <= ATTN_F16; t++)
+            if (e->dtypes & (1 << t))
+                snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", have[0] ? ", " : "",
+                         dtype_name((attn_dtype_t)t));
+        snprintf(reason, len, "%s computes in %s only (its spec's dtype), not %s", e->name, have, dtype_name(p->dtype));
         return 0;
     }
     if (!(e->masks & (1 << p->mask))) {
@@ -143,7 +147,7 @@ static int ex_forward(const attn_backend_t *self, const attn_problem_t *p, const
     static const char *const fn[5] = {"q", "k", "v", "o", "lse"};
     for (int i = 0; i < 5; i++)
         snprintf(path[i], sizeof path[i], "%s/%s.npy", dir, fn[i]);
-    attn_dtype_t file_t = p->dtype == ATTN_F64 ? ATTN_F64 : ATTN_F32; /* bf16 cases: float32 arrays */
+    attn_dtype_t file_t = p->dtype == ATTN_F64 ? ATTN_F64 : ATTN_F32; /* bf16, f16 cases: float32 arrays */
     int64_t qs[4] = {p->batch, p->heads, p->n_q, p->head_dim}, ks[4] = {p->batch, p->kv_heads, p->n_k, p->head_dim};
     int rc = npy_write(path[0], file_t, 4, qs, io->q, err);
     if (rc == ATTN_OK)
@@ -279,9 +283,21 @@ static int parse_spec(exec_backend_t *e, const char *path, json_t *root, attn_er
         if (!(e->argv[e->argc++] = strdup(buf)))
             return attn_fail(err, ATTN_ERUNTIME, "out of memory");
     }
-    const char *dt = json_string_value(json_object_get(root, "dtype"));
-    if (!dt || !dtype_parse(dt, &e->dtype))
-        return spec_fail(err, path, "\"dtype\" must be f32, f64 or bf16 (the dtype the program computes in)");
+    /* "dtype": one name, or a non-empty list of them (a peer that computes in bf16 and f16). */
+    json_t *dts = json_object_get(root, "dtype");
+    size_t n_dt = json_is_array(dts) ? json_array_size(dts) : 1;
+    e->dtypes = 0;
+    for (size_t i = 0; i < n_dt; i++) {
+        const char *dt = json_string_value(json_is_array(dts) ? json_array_get(dts, i) : dts);
+        attn_dtype_t t;
+        if (!dt || !dtype_parse(dt, &t))
+            return spec_fail(err, path, "\"dtype\" must be f32, f64, bf16 or f16, or a non-empty list of them (the "
+                                        "dtypes the program computes in)");
+        e->dtypes |= 1 << t;
+    }
+    if (!e->dtypes)
+        return spec_fail(err, path, "\"dtype\" must be f32, f64, bf16 or f16, or a non-empty list of them (the "
+                                    "dtypes the program computes in)");
     json_t *peer = json_object_get(root, "peer"), *ver = json_object_get(root, "version");
     if ((peer && !json_is_string(peer)) || (ver && !json_is_string(ver)))
         return spec_fail(err, path, "\"peer\" and \"version\" must be strings");

@@ -43,6 +43,10 @@ static attnb_problem_t to_abi(const attn_problem_t *p) {
 static int plug_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason,
                          size_t len) {
     (void)x;
+    if (p->dtype == ATTN_F16) { /* to_abi would pass it on as f32: the ABI has no float16 */
+        snprintf(reason, len, "%s: plugin ABI %d has no f16 dtype (f32, f64, bf16)", self->name, ATTNBENCH_ABI_VERSION);
+        return 0;
+    }
     attnb_problem_t ap = to_abi(p);
     char why[400] = "";
     if (pb_of(self)->supports(&ap, why, sizeof why))

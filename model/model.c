@@ -11,6 +11,7 @@
 #include <cblas.h>
 
 #include "core/rng.h"
+#include "model/backward.h"
 #include "model/rope.h"
 #include "model/safetensors.h"
 
@@ -225,6 +226,25 @@ float model_round_bf16(float x) {
     return x;
 }
 
+float model_round_f16(float x) {
+    if (!isfinite(x))
+        return x;
+    float a = fabsf(x);
+    if (a >= 65520.0f) /* 65504 + half its ulp (32): the tie goes to even, which is the next power, inf */
+        return copysignf(INFINITY, x);
+    if (a < 0x1p-14f) /* subnormal binary16: multiples of 2⁻²⁴; a·2²⁴ is exact in float32 */
+        return copysignf(rintf(a * 0x1p24f) * 0x1p-24f, x); /* rintf: ties to even (default mode) */
+    uint32_t u; /* normal: 11 significant bits, round the low 13 away, ties to even */
+    memcpy(&u, &x, sizeof u);
+    u = (u + 0xfffu + ((u >> 13) & 1u)) & 0xffffe000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+float model_round_dtype(attn_dtype_t t, float x) {
+    return t == ATTN_BF16 ? model_round_bf16(x) : t == ATTN_F16 ? model_round_f16(x) : x;
+}
+
 void model_cache_free(model_cache_t *c) {
     for (int l = 0; c->k && c->v && l < c->layers; l++)
         attn_free(c->k[l]), attn_free(c->v[l]);
@@ -237,7 +257,9 @@ void model_cache_free(model_cache_t *c) {
 #define SUFFIX f32
 #define DTYPE ATTN_F32
 #define rope_apply_f32 rope_apply
+#define rope_unapply_f32 rope_unapply
 #include "model/forward.inc"
+#include "model/backward.inc"
 #undef REAL
 #undef GEMM
 #undef SUFFIX
@@ -248,6 +270,7 @@ void model_cache_free(model_cache_t *c) {
 #define SUFFIX f64
 #define DTYPE ATTN_F64
 #include "model/forward.inc"
+#include "model/backward.inc"
 #undef REAL
 #undef GEMM
 #undef SUFFIX
@@ -264,9 +287,9 @@ int model_forward_layers(const model_t *m, model_cache_t *cache, const model_att
         if (att[l].tmpl->dtype != dt)
             return attn_fail(err, ATTN_EUSAGE, "model: layer %d runs in %s, layer 0 in %s (one dtype per forward)", l,
                              dtype_name(att[l].tmpl->dtype), dtype_name(dt));
-    /* A float32 forward may fill a bf16 cache (its K/V rounded as they are stored): the needle's
-     * query-tail context runs its band layer on the CPU, the questions on the GPU in bf16. */
-    if (cache && cache->dtype != dt && !(cache->dtype == ATTN_BF16 && dt == ATTN_F32))
+    /* A float32 forward may fill a bf16 or f16 cache (its K/V rounded as they are stored): the
+     * needle's query-tail context runs its band layer on the CPU, the questions on the GPU. */
+    if (cache && cache->dtype != dt && !(dtype_is_16bit(cache->dtype) && dt == ATTN_F32))
         return attn_fail(err, ATTN_EUSAGE, "model: the KV cache is %s but the attention runs in %s (make the cache in "
                          "the attention's dtype)", dtype_name(cache->dtype), dtype_name(dt));
     if (cache && cache->len + n > cache->capacity)
@@ -310,4 +333,30 @@ int model_forward(const model_t *m, model_cache_t *cache, const attn_backend_t *
     int rc = model_forward_layers(m, cache, att, tokens, n, n_logits, logits, err);
     free(att);
     return rc;
+}
+
+int model_embed_rows(const model_t *m, const int32_t *tokens, int64_t n, double *emb, attn_err_t *err) {
+    int64_t D = m->cfg.hidden_size;
+    for (int64_t r = 0; r < n; r++) {
+        if (tokens[r] < 0 || tokens[r] >= m->cfg.vocab_size)
+            return attn_fail(err, ATTN_EUSAGE, "model: token %d at row %lld is outside the vocabulary (0..%d)",
+                             tokens[r], (long long)r, m->cfg.vocab_size - 1);
+        for (int64_t i = 0; i < D; i++)
+            emb[r * D + i] = m->embed[(int64_t)tokens[r] * D + i];
+    }
+    return ATTN_OK;
+}
+
+int model_loss_backward(const model_t *m, const model_attn_t *att, const double *emb, int64_t n,
+                        const model_loss_t *loss, double *loss_out, double *d_emb, attn_err_t *err) {
+    attn_dtype_t dt = att->tmpl->dtype;
+    if (n < 1 || loss->count < 1 || loss->count > n)
+        return attn_fail(err, ATTN_EUSAGE, "model backward: %lld tokens, %lld loss positions (need 1 ≤ positions ≤ "
+                         "tokens)", (long long)n, (long long)loss->count);
+    if (dt != ATTN_F32 && dt != ATTN_F64)
+        return attn_fail(err, ATTN_EUSAGE, "model backward: runs in f32 or f64, not %s", dtype_name(dt));
+    model_t host = *m; /* the backward's dense layers run on the host: so does its forward */
+    host.dense = NULL;
+    return dt == ATTN_F64 ? loss_backward_f64(&host, att, emb, n, loss, loss_out, d_emb, err)
+                          : loss_backward_f32(&host, att, emb, n, loss, loss_out, d_emb, err);
 }

@@ -42,8 +42,8 @@ void model_free(model_t *m);
 size_t model_param_count(const model_config_t *cfg);
 
 /* KV cache for decoding: per layer K and V (H_kv, capacity, hd) in the attention's dtype. A bf16
- * cache stores float32 arrays holding bf16 values (problem.h's bf16 host convention): K/V are
- * rounded as they are appended, as the GPU rounds them on upload; a float32 forward may fill it. */
+ * or f16 cache stores float32 arrays holding bf16 / f16 values (problem.h's host convention): K/V
+ * are rounded as they are appended, as the GPU rounds them on upload; a float32 forward may fill it. */
 typedef struct {
     attn_dtype_t dtype;
     int layers;
@@ -56,6 +56,11 @@ int model_cache_init(model_cache_t *c, const model_config_t *cfg, attn_dtype_t d
 void model_cache_free(model_cache_t *c);
 /* x to the nearest bfloat16 (ties to even), kept in a float; ±∞ and NaN unchanged. */
 float model_round_bf16(float x);
+/* x to the nearest IEEE binary16 (ties to even; subnormals kept, multiples of 2⁻²⁴; |x| ≥ 65520
+ * overflows to ±∞, as the GPU's __float2half_rn does), kept in a float; ±∞ and NaN unchanged. */
+float model_round_f16(float x);
+/* x rounded to dtype t's values: bf16, f16; f32 and f64 unchanged. */
+float model_round_dtype(attn_dtype_t t, float x);
 
 /* Runs n tokens at positions cache->len … (0 … without a cache) through the model, attention
  * by `be` on problems shaped like `tmpl` (mask, window, tiles; the shapes come from the

@@ -25,3 +25,9 @@ void rope_apply(const rope_t *r, float *x, int64_t rows, int64_t row_stride, int
 /* The float64 reference model's version: the same cosines and sines, no rounding to float. */
 void rope_apply_f64(const rope_t *r, double *x, int64_t rows, int64_t row_stride, int64_t pos_start,
                     int64_t pos_stride);
+
+/* The inverse rotation (by −φ at the same positions), which is also the rotation's transpose:
+ * the model's backward (model/backward.inc) takes a gradient through RoPE with it. */
+void rope_unapply(const rope_t *r, float *x, int64_t rows, int64_t row_stride, int64_t pos_start, int64_t pos_stride);
+void rope_unapply_f64(const rope_t *r, double *x, int64_t rows, int64_t row_stride, int64_t pos_start,
+                      int64_t pos_stride);

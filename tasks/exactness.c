@@ -23,25 +23,26 @@ static void record_errors(attn_record_t *r, const attn_errors_t *e, const attn_e
     record_metric(r, "tol_lse", bound->lse_max, "1");
 }
 
-/* The bf16 baseline: naive_cuda in bf16 on the case's inputs, measured against the reference.
+/* The bf16 / f16 baseline: naive_cuda in the case's dtype on its inputs, against the reference.
  * Returns REC_PASS with *out filled, or the status (skipped: no such backend or no device;
  * error: it failed) and the reason every record of the case then gets. */
-static attn_status_t bf16_baseline(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *in,
+static attn_status_t half_baseline(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *in,
                                    const attn_reference_t *ref, attn_errors_t *out, char *reason, size_t len) {
     const attn_backend_t *nb = registry_find("naive_cuda");
     char why[512];
+    const char *dt = dtype_name(p->dtype);
     if (!nb) {
-        snprintf(reason, len, "no bf16 baseline: this build has no naive_cuda (CUDA was not built)");
+        snprintf(reason, len, "no %s baseline: this build has no naive_cuda (CUDA was not built)", dt);
         return REC_SKIPPED;
     }
     if (!backend_supports(nb, p, x, why, sizeof why)) {
-        snprintf(reason, len, "no bf16 baseline: %.400s", why);
+        snprintf(reason, len, "no %s baseline: %.400s", dt, why);
         return REC_SKIPPED;
     }
     attn_tensors_t t = {0};
     attn_err_t berr = {0};
     if (tensors_alloc(p, 0, o->seed, &t, &berr) != ATTN_OK) {
-        snprintf(reason, len, "bf16 baseline: %.400s", berr.msg);
+        snprintf(reason, len, "%s baseline: %.400s", dt, berr.msg);
         return REC_ERROR;
     }
     attn_io_t io = *in;
@@ -50,7 +51,7 @@ static attn_status_t bf16_baseline(const attn_opts_t *o, const attn_problem_t *p
     attn_status_t st = REC_PASS;
     if (nb->forward(nb, p, x, &io, &berr) != ATTN_OK ||
         reference_errors(ref, p, t.o, t.lse, p->dtype, out, &berr) != ATTN_OK) {
-        snprintf(reason, len, "bf16 baseline naive_cuda failed: %.400s", berr.msg);
+        snprintf(reason, len, "%s baseline naive_cuda failed: %.400s", dt, berr.msg);
         st = REC_ERROR;
     }
     tensors_free(&t);
@@ -114,8 +115,8 @@ static int exactness_backend(const attn_opts_t *o, const attn_problem_t *p, cons
         attn_errors_t bound = tolerance_bound(be->name, p->dtype, &c->base, c->o_max, c->lse_max, p->n_k);
         record_errors(r, &e, &bound);
         record_metric(r, "naive_f32_rel_l2", c->naive32.rel_l2, "1");
-        if (p->dtype == ATTN_BF16)
-            record_metric(r, "naive_bf16_rel_l2", c->base.rel_l2, "1");
+        if (dtype_is_16bit(p->dtype))
+            record_metric(r, p->dtype == ATTN_F16 ? "naive_f16_rel_l2" : "naive_bf16_rel_l2", c->base.rel_l2, "1");
         record_metric(r, "time_s", t, "s");
         if (!errors_within(&e, &bound))
             record_set_status(r, REC_FAIL, "error above tolerance (rel_l2 %.3g > %.3g or max_abs %.3g > %.3g or lse %.3g > %.3g)",
@@ -146,8 +147,8 @@ static int exactness_case(const attn_opts_t *o, const attn_problem_t *p, const a
     exact_ctx_t ctx = {.in64 = &in64, .in32 = &in32, .ref = &ref, .naive32 = naive32, .base = naive32,
                        .base_status = REC_PASS, .base_reason = reason,
                        .o_max = reference_o_max(&ref, p), .lse_max = reference_lse_max(&ref, p)};
-    if (p->dtype == ATTN_BF16)
-        ctx.base_status = bf16_baseline(o, p, x, &in32.io, &ref, &ctx.base, reason, sizeof reason);
+    if (dtype_is_16bit(p->dtype))
+        ctx.base_status = half_baseline(o, p, x, &in32.io, &ref, &ctx.base, reason, sizeof reason);
 
     for (int b = 0; b < o->n_backends && rc == ATTN_OK; b++) {
         const attn_backend_t *be = registry_find(o->backends[b]);

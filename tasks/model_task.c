@@ -1,8 +1,9 @@
 /* model_task.c — `--task model`: the shared decoder with each backend as its attention; logits
- * against the float64 reference model (float32: at most 4× the float32 naive model's error; bf16:
- * 2× the model's error with naive_cuda in bf16; docs/tolerances.md) and forward time. Only the
+ * against the float64 reference model (float32: at most 4× the float32 naive model's error; bf16
+ * and f16: 2× the model's error with naive_cuda in that dtype; docs/tolerances.md) and forward time. Only the
  * last logit rows are kept; past what memory allows for the reference's n² scores, the record
- * carries timings only. */
+ * carries timings only. --direction backward|both adds the embedding-gradient check
+ * (model_backward.h). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,13 +12,13 @@
 #include "impls/parallel/dist_model.h"
 #include "model/model.h"
 #include "core/threads.h"
-#include "core/rng.h"
 #include "tasks/approx.h"
+#include "tasks/model_backward.h"
 #include "tasks/task.h"
 #include "tasks/tolerance.h"
 #include "core/timing.h"
 
-enum { MAX_LOGIT_ROWS = 64, RNG_TENSOR_TOKENS = 900 };
+enum { MAX_LOGIT_ROWS = 64 };
 
 /* The model of a run: --model-config or the shape flags (capacity.c reads it the same way), and
  * --weights or seeded weights. */
@@ -54,25 +55,23 @@ static int model_case(const attn_opts_t *o, const attn_problem_t *p, const attn_
         free(tok), free(ref), free(base), free(got);
         return attn_fail(err, ATTN_ERUNTIME, "out of memory for %lld tokens' logits", (long long)n);
     }
-    for (int64_t i = 0; i < n; i++) /* uniform tokens from the seeded stream */
-        tok[i] = (int32_t)fmin(c->vocab_size - 1,
-                               (rng_value(o->seed, RNG_TENSOR_TOKENS, (uint64_t)i) / 3.4641016151377544 + 0.5) * c->vocab_size);
+    model_task_tokens(o->seed, c->vocab_size, n, tok);
     /* The model's attention problem, for supports() and the records. */
     attn_problem_t mp = *p;
     mp.heads = c->num_attention_heads, mp.kv_heads = c->num_key_value_heads, mp.head_dim = c->head_dim;
     mp.n_q = n, mp.batch = 1;
     attn_problem_t p64 = mp, pb = mp;
-    const int bf = mp.dtype == ATTN_BF16;
-    p64.dtype = ATTN_F64, pb.dtype = bf ? ATTN_BF16 : ATTN_F32;
+    const int bf = dtype_is_16bit(mp.dtype); /* bf16 or f16: the GPU backends */
+    p64.dtype = ATTN_F64, pb.dtype = bf ? mp.dtype : ATTN_F32;
     attn_exec_t one = *x; /* the reference and the same-precision baseline: single-rank naive */
     one.ranks = 1;
     const attn_backend_t *naive = registry_find("naive"), *base_be = bf ? registry_find("naive_cuda") : naive;
-    const char *base_name = bf ? "naive_cuda bf16" : "naive f32";
+    const char *base_name = !bf ? "naive f32" : mp.dtype == ATTN_F16 ? "naive_cuda f16" : "naive_cuda bf16";
     char why[1024] = "";
     int have_ref = backend_supports(naive, &p64, &one, why, sizeof why);
     if (have_ref && !base_be) {
         have_ref = 0;
-        snprintf(why, sizeof why, "the bf16 baseline model needs naive_cuda, which this build lacks");
+        snprintf(why, sizeof why, "the %s baseline model needs naive_cuda, which this build lacks", dtype_name(mp.dtype));
     } else if (have_ref) {
         have_ref = backend_supports(base_be, &pb, &one, why, sizeof why);
     }
@@ -127,7 +126,7 @@ static int model_case(const attn_opts_t *o, const attn_problem_t *p, const attn_
         double mx, e = rel_l2(got, ref, nl, &mx), tol = tolerance_model_rel_l2(pb.dtype, e0);
         record_metric(r, "rel_l2_err", e, "1");
         record_metric(r, "max_abs_err", mx, "1");
-        record_metric(r, bf ? "naive_bf16_rel_l2" : "naive_f32_rel_l2", e0, "1");
+        record_metric(r, !bf ? "naive_f32_rel_l2" : mp.dtype == ATTN_F16 ? "naive_f16_rel_l2" : "naive_bf16_rel_l2", e0, "1");
         if (be->approximate) { /* what it loses, no verdict (docs/approximate.md) */
             record_set_status(r, REC_APPROXIMATE, NULL);
             continue;
@@ -141,11 +140,18 @@ static int model_case(const attn_opts_t *o, const attn_problem_t *p, const attn_
     return ATTN_OK;
 }
 
+static int backward_case(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, int index, int count,
+                         attn_run_t *run, attn_err_t *err) {
+    return model_backward_case(current_model, o, p, x, index, count, run, err);
+}
+
 int task_model(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
     model_t m;
     ATTN_TRY(build_model(o, &m, err));
     current_model = &m;
-    int rc = task_for_each_case(o, run, model_case, err);
+    int rc = o->direction == ATTN_DIR_BACKWARD ? ATTN_OK : task_for_each_case(o, run, model_case, err);
+    if (rc == ATTN_OK && o->direction != ATTN_DIR_FORWARD) /* the gradient check (model_backward.h) */
+        rc = task_for_each_case(o, run, backward_case, err);
     current_model = NULL;
     model_free(&m);
     return rc;

@@ -69,7 +69,7 @@ static int haystack_ids(const attn_opts_t *o, const needle_text_ids_t *t, int64_
 /* The record's config: the model's attention shape, the mask the backend runs with. */
 static attn_problem_t case_problem(const attn_opts_t *o, const attn_backend_t *be, int64_t n, int64_t n_q) {
     attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 128, .n_q = n_q, .n_k = n,
-                        .dtype = o->dtype == ATTN_BF16 ? ATTN_BF16 : ATTN_F32}; /* bf16: the GPU backends */
+                        .dtype = dtype_is_16bit(o->dtype) ? o->dtype : ATTN_F32}; /* bf16, f16: the GPU backends */
     int sw = !strncmp(be->name, "sliding_window", 14); /* and sliding_window_cuda: window masks only */
     p.mask = sw ? ATTN_MASK_WINDOW : ATTN_MASK_CAUSAL;
     p.window = sw ? o->window : 0;

@@ -18,7 +18,7 @@ static int32_t argmax(const double *x, int64_t n) {
 
 int needle_cache_init(const model_t *m, const needle_prompt_t *pr, attn_dtype_t dtype, model_cache_t *cache,
                       attn_err_t *err) {
-    return model_cache_init(cache, &m->cfg, dtype == ATTN_BF16 ? ATTN_BF16 : ATTN_F32, pr->n + NEEDLE_VALUE_LEN, err);
+    return model_cache_init(cache, &m->cfg, dtype_is_16bit(dtype) ? dtype : ATTN_F32, pr->n + NEEDLE_VALUE_LEN, err);
 }
 
 int needle_context(const model_t *m, const needle_margins_t *mg, const needle_prompt_t *pr,

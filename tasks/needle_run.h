@@ -34,7 +34,7 @@ int needle_run_prompt(const model_t *m, const needle_margins_t *mg, const needle
 
 /* The two halves, so a query-tail context (which does not depend on the backend) is built once
  * and asked by several backends. needle_context fills a cache made by needle_cache_init (sized
- * for the prompt and the answer, in the attention's dtype: bf16 for the GPU backends) with the context and returns its time in *seconds;
+ * for the prompt and the answer, in the attention's dtype: bf16 or f16 for the GPU backends) with the context and returns its time in *seconds;
  * needle_ask asks from that cache and leaves it holding the context again. */
 int needle_cache_init(const model_t *m, const needle_prompt_t *pr, attn_dtype_t dtype, model_cache_t *cache,
                       attn_err_t *err);

@@ -240,7 +240,9 @@ static int peak_gpu(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
                 secs[r] = t, tflops[r] = roofline_gemm_tflops(PEAK_GEMM_N, t);
         }
         attn_problem_t cfg = {.batch = 1, .heads = 1, .kv_heads = 1, .head_dim = PEAK_GEMM_N, .n_q = PEAK_GEMM_N,
-                              .n_k = PEAK_GEMM_N, .dtype = gemms[g].kind == DEVICE_GEMM_BF16 ? ATTN_BF16 : ATTN_F32};
+                              .n_k = PEAK_GEMM_N, .dtype = gemms[g].kind == DEVICE_GEMM_BF16  ? ATTN_BF16
+                                       : gemms[g].kind == DEVICE_GEMM_F16 ? ATTN_F16
+                                                                          : ATTN_F32};
         attn_record_t *rec = task_record(run, o, "peak", gemms[g].name, &cfg, &x);
         snprintf(rec->device, sizeof rec->device, "cuda:%u", (unsigned)ordinal & 0xffffu);
         if (!ok) {

@@ -62,7 +62,7 @@ typedef struct {
     const attn_reference_t *ref;
     const attn_errors_t *naive32;
     double o_max, lse_max;
-    const attn_io_t *in; /* f32 inputs (bf16 host arrays hold f32 too) */
+    const attn_io_t *in; /* f32 inputs (bf16 and f16 host arrays hold f32 too) */
     attn_tensors_t *out;
 } case_ctx_t;
 
@@ -124,8 +124,8 @@ static int precision_case(const attn_opts_t *o, const attn_problem_t *p, const a
     attn_reference_t ref = {0};
     attn_errors_t naive32 = {0};
     int rc = reference_prepare(p, x, o->seed, &in, &ref, &naive32, err);
-    if (rc == ATTN_OK && p->dtype != ATTN_F32 && p->dtype != ATTN_BF16)
-        rc = attn_fail(err, ATTN_EUSAGE, "--task precision measures f32 and bf16 backends (got --dtype %s)",
+    if (rc == ATTN_OK && p->dtype != ATTN_F32 && !dtype_is_16bit(p->dtype))
+        rc = attn_fail(err, ATTN_EUSAGE, "--task precision measures f32, bf16 and f16 backends (got --dtype %s)",
                        dtype_name(p->dtype));
     if (rc == ATTN_OK)
         rc = tensors_alloc(p, 0, o->seed, &out, err);

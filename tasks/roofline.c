@@ -52,9 +52,11 @@ int roofline_check(double frac_of_sgemm, double frac_of_bandwidth, char *reason,
     return !(compute || memory);
 }
 
-int roofline_gemm_kind(attn_dtype_t dt) { return dt == ATTN_BF16 ? DEVICE_GEMM_BF16 : DEVICE_GEMM_F32; }
+int roofline_gemm_kind(attn_dtype_t dt) {
+    return dt == ATTN_BF16 ? DEVICE_GEMM_BF16 : dt == ATTN_F16 ? DEVICE_GEMM_F16 : DEVICE_GEMM_F32;
+}
 
-size_t roofline_device_elem_bytes(attn_dtype_t dt) { return dt == ATTN_BF16 ? 2 : dtype_size(dt); }
+size_t roofline_device_elem_bytes(attn_dtype_t dt) { return dtype_is_16bit(dt) ? 2 : dtype_size(dt); }
 
 double roofline_device_kv_bytes(const attn_problem_t *p) {
     return roofline_kv_bytes(p) / (double)dtype_size(p->dtype) * (double)roofline_device_elem_bytes(p->dtype);

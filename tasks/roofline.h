@@ -41,11 +41,11 @@ int roofline_check(double frac_of_sgemm, double frac_of_bandwidth, char *reason,
 
 /* ---- GPU roof (docs/roofline.md) --------------------------------------------------------------
  * A GPU record's compute roof is a cuBLAS GEMM in the record's dtype (device.h DEVICE_GEMM_*:
- * bf16 on tensor cores, f32 without TF32, as the f32 backends run) measured beside it, and its
+ * bf16 or f16 on tensor cores, f32 without TF32, as the f32 backends run) measured beside it, and its
  * memory roof a read-only pass over as many device bytes as its K/V, so a K/V that fits in L2
  * is judged against L2 speed as the CPU's is against its caches. */
 int roofline_gemm_kind(attn_dtype_t dt);
-/* Bytes of one K/V element on the device: 2 in bf16 (the host arrays hold float32), else dtype_size. */
+/* Bytes of one K/V element on the device: 2 in bf16 and f16 (the host arrays hold float32), else dtype_size. */
 size_t roofline_device_elem_bytes(attn_dtype_t dt);
 /* roofline_kv_bytes at the device's element size. */
 double roofline_device_kv_bytes(const attn_problem_t *p);

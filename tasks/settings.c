@@ -33,7 +33,7 @@ int settings_problem(const attn_opts_t *o, int64_t n_k, int64_t n_q, attn_mask_t
 attn_exec_t settings_exec(const attn_opts_t *o) {
     attn_exec_t x = {.threads = o->threads, .device = o->device, .ranks = o->ranks, .comm_timeout = o->comm_timeout,
                      .layout = -1, .fault = o->fault, .fault_rank = o->fault_rank, .fault_step = o->fault_step,
-                     .fault_delay_s = o->fault_delay_s, .ulysses_degree = o->ulysses_degree,
+                     .fault_delay_s = o->fault_delay_s, .fault_backward = o->fault_backward, .ulysses_degree = o->ulysses_degree,
                      .merge = o->merge_dtype == ATTN_BF16 ? ATTN_MERGE_BF16 : ATTN_MERGE_F32};
     transport_parse(o->transport, &x.transport); /* checked when the flag was parsed */
     attn_layout_kind_t k;

@@ -36,6 +36,7 @@ typedef struct {
     attn_fault_t fault; /* hidden --inject-fault */
     int fault_rank, fault_step;
     double fault_delay_s;
+    int fault_backward; /* the fault fires in the backward (exec.h) */
     uint64_t seed;
     int threads, repeats, warmup;
     int device; /* CUDA device ordinal for GPU backends */

@@ -107,7 +107,9 @@ static void record_device_roofline(attn_record_t *r, const attn_problem_t *p, co
     record_timed(r, "read_gbps", read, reps, "GB/s");
     record_timed(r, "frac_of_bandwidth", frac_bw, reps, "1");
     record_metric(r, "kv_bytes", kv_bytes, "B");
-    record_extra_str(r, "peak_gemm", kind == DEVICE_GEMM_BF16 ? "cublas bf16 8192^3" : "cublas f32 8192^3 (no TF32)");
+    record_extra_str(r, "peak_gemm", kind == DEVICE_GEMM_BF16  ? "cublas bf16 8192^3"
+                                     : kind == DEVICE_GEMM_F16 ? "cublas f16 8192^3"
+                                                               : "cublas f32 8192^3 (no TF32)");
     if (devices > 1)
         record_extra_num(r, "roof_devices", devices);
     char reason[256];

@@ -17,7 +17,8 @@ typedef struct {
     double eps;          /* the epsilon of floor_ulps */
 } tol_rule_t;
 
-#define BF16_U 0.00390625 /* 2⁻⁸, unit roundoff of bfloat16 (8 significant bits) */
+#define BF16_U 0.00390625   /* 2⁻⁸, unit roundoff of bfloat16 (8 significant bits) */
+#define F16_U 0.00048828125 /* 2⁻¹¹, unit roundoff of IEEE binary16 (11 significant bits) */
 
 static const tol_rule_t rules[] = {
     {"naive", ATTN_F32, 0.0, 64.0, 1, FLT_EPSILON},
@@ -25,6 +26,8 @@ static const tol_rule_t rules[] = {
     {"*", ATTN_F64, 0.0, 1024.0, 1, DBL_EPSILON}, /* float64 backends: a priori, 2e-13 relative */
     {"naive_cuda", ATTN_BF16, 0.0, 16.0, 0, BF16_U},
     {"*", ATTN_BF16, 2.0, 4.0, 0, FLT_EPSILON},
+    {"naive_cuda", ATTN_F16, 0.0, 16.0, 0, F16_U}, /* the bf16 rules one unit roundoff down */
+    {"*", ATTN_F16, 2.0, 4.0, 0, FLT_EPSILON},
 };
 
 static const tol_rule_t *rule_for(const char *backend, attn_dtype_t dtype) {
@@ -55,7 +58,7 @@ int errors_within(const attn_errors_t *e, const attn_errors_t *b) {
     return e->max_abs <= b->max_abs && e->rel_l2 <= b->rel_l2 && e->lse_max <= b->lse_max;
 }
 
-/* bf16 host arrays hold float32 (problem.h). */
+/* bf16 and f16 host arrays hold float32 (problem.h). */
 static double elem(const void *x, attn_dtype_t t, size_t i) {
     return t == ATTN_F64 ? ((const double *)x)[i] : (double)((const float *)x)[i];
 }

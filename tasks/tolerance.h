@@ -17,11 +17,12 @@ attn_errors_t errors_measure(const void *o, const void *lse, attn_dtype_t dtype,
 
 /* The bound each error must stay within for `backend` at `dtype`, given the same-precision
  * naive baseline's own errors in the same case (naive f32 on the CPU for f32; naive_cuda in
- * bf16 for bf16; unused for f64) and the reference's magnitudes. */
+ * bf16 / f16 for bf16 / f16; unused for f64) and the reference's magnitudes. */
 attn_errors_t tolerance_bound(const char *backend, attn_dtype_t dtype, const attn_errors_t *naive32,
                               double o_ref_max, double lse_ref_max, int64_t n_k);
 int errors_within(const attn_errors_t *e, const attn_errors_t *bound);
 /* The shared model's bound on its logits' relative L2 error against the float64 reference model:
- * the attention rule's factor for `dtype` (float32: 4, bf16: 2) times the error of the same model
- * with the same-precision naive attention (naive float32; naive_cuda in bf16). docs/tolerances.md. */
+ * the attention rule's factor for `dtype` (float32: 4, bf16 and f16: 2) times the error of the same
+ * model with the same-precision naive attention (naive float32; naive_cuda in bf16 / f16).
+ * docs/tolerances.md. */
 double tolerance_model_rel_l2(attn_dtype_t dtype, double naive_model_rel_l2);

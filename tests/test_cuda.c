@@ -1,5 +1,5 @@
 /* test_cuda.c — the CUDA backends against the float64 reference through the exactness task users
- * run (bf16 rule: docs/tolerances.md), blockwise_cuda's device memory, the GPU distributed
+ * run (bf16 or f16 rule: docs/tolerances.md), blockwise_cuda's device memory, the GPU distributed
  * backends and transports. Exits 77 (CTest SKIP_RETURN_CODE) without a CUDA device. Modes and
  * usage are above main(). */
 #include <stdio.h>
@@ -21,6 +21,7 @@ enum { SKIP = 77 };
 static int64_t ns[] = {1, 7, 64, 65, 130, 1000, 2049};
 static int64_t ds[] = {64, 128};
 enum { H = 4 };
+static const char *half = "bf16"; /* the 16-bit dtype of the tensor-core matrices: --dtype bf16 | f16 */
 
 static double metric(const attn_record_t *r, const char *name) {
     for (int m = 0; m < r->n_metrics; m++)
@@ -77,10 +78,10 @@ static int dist_matrix(int64_t max_n, int *passed, int *failed) {
                 for (size_t id = 0; id < sizeof ds / sizeof ds[0]; id++) {
                     char args[1024];
                     snprintf(args, sizeof args,
-                             "backends=blockwise_cuda,ring_cuda,striped_cuda,zigzag_cuda,ulysses_cuda dtype=bf16 "
+                             "backends=blockwise_cuda,ring_cuda,striped_cuda,zigzag_cuda,ulysses_cuda dtype=%s "
                              "mask=none,causal,window seq-len=%lld q-len=%lld,%lld heads=%d kv-heads=%d head-dim=%lld "
                              "window=%lld ranks=%d transport=cuda_local seed=%zu",
-                             (long long)dn[in], (long long)dn[in], (long long)(dn[in] / 3), H, kvh,
+                             half, (long long)dn[in], (long long)dn[in], (long long)(dn[in] / 3), H, kvh,
                              (long long)ds[id], (long long)(dn[in] * 3 / 10), ranks[ir], 100 + in * 10 + ir);
                     if (run_case(args, passed, failed))
                         return 1;
@@ -109,10 +110,10 @@ static int usp_matrix(int64_t max_n, int *passed, int *failed) {
                 /* At P = 8, H_kv = 2: ulysses_cuda beside it, which must decline. */
                 int beside = mesh[im].P == 8 && kvh == 2;
                 snprintf(args, sizeof args,
-                         "backends=blockwise_cuda,usp_cuda%s dtype=bf16 mask=none,causal,window seq-len=%lld "
+                         "backends=blockwise_cuda,usp_cuda%s dtype=%s mask=none,causal,window seq-len=%lld "
                          "q-len=%lld,%lld heads=%d kv-heads=%d head-dim=%lld window=%lld ranks=%d ulysses-degree=%d "
                          "layout=%s transport=cuda_local seed=%zu",
-                         beside ? ",ulysses_cuda" : "", (long long)dn[in], (long long)dn[in], (long long)(dn[in] / 3),
+                         beside ? ",ulysses_cuda" : "", half, (long long)dn[in], (long long)dn[in], (long long)(dn[in] / 3),
                          H, kvh, (long long)ds[(im + in) % 2], (long long)(dn[in] * 3 / 10), mesh[im].P, mesh[im].U,
                          mesh[im].layout, 300 + in * 10 + im);
                 if (run_case(args, passed, failed))
@@ -122,8 +123,8 @@ static int usp_matrix(int64_t max_n, int *passed, int *failed) {
     /* The default degree gcd(P, H_kv): 2 × 4 here. */
     char args[1024];
     snprintf(args, sizeof args,
-             "backends=usp_cuda dtype=bf16 mask=causal seq-len=1000 heads=8 kv-heads=2 head-dim=64 ranks=8 "
-             "transport=cuda_local seed=399");
+             "backends=usp_cuda dtype=%s mask=causal seq-len=1000 heads=8 kv-heads=2 head-dim=64 ranks=8 "
+             "transport=cuda_local seed=399", half);
     return run_case(args, passed, failed);
 }
 
@@ -227,6 +228,8 @@ static int no_device_check(void) {
  *                                                            usp_cuda's U × R meshes (usp_matrix) (GPU)
  *        test_cuda --transports DIR                          cuda_local (P = 1..8) and nccl (P = 1, file
  *                                                            bootstrap in DIR) move bytes exactly (GPU)
+ *        test_cuda --dtype f16 ...                           the same matrices (main, --dist) in f16 instead of
+ *                                                            bf16 (f16 rule, tolerance.c); naive_cuda f32 stays out
  *        test_cuda --probe                                   exit 0 with a device, 77 without
  *        test_cuda --expect-no-device                        the no-device path (77 with a device) */
 int main(int argc, char **argv) {
@@ -258,6 +261,8 @@ int main(int argc, char **argv) {
             mask = argv[++i];
         else if (!strcmp(argv[i], "--max-n") && i + 1 < argc)
             max_n = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc && (!strcmp(argv[i + 1], "bf16") || !strcmp(argv[i + 1], "f16")))
+            half = argv[++i];
         else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
             return 2;
@@ -288,9 +293,8 @@ int main(int argc, char **argv) {
             snprintf(qlen, sizeof qlen, "%lld,%lld", (long long)n, (long long)(n <= 7 ? 1 : n / 3));
         for (size_t id = 0; id < sizeof ds / sizeof ds[0]; id++)
             for (int kvh = H; kvh >= 1; kvh /= 2) {
-                const char *cases[2][2] = {{"f32", "naive_cuda"},
-                                           {"bf16", "blockwise_cuda,sliding_window_cuda,naive_cuda"}};
-                for (int c = 0; c < 2; c++) {
+                const char *cases[2][2] = {{"f32", "naive_cuda"}, {half, "blockwise_cuda,sliding_window_cuda,naive_cuda"}};
+                for (int c = strcmp(half, "bf16") ? 1 : 0; c < 2; c++) { /* f16 runs: f32 was bf16's run */
                     char args[1024];
                     snprintf(args, sizeof args,
                              "backends=%s dtype=%s mask=%s seq-len=%lld q-len=%s heads=%d kv-heads=%d head-dim=%lld "

@@ -115,11 +115,35 @@ static void bf16_nonfinite(void) {
     check(bad == 0, "bf16 non-finite test", "%d of 65536 bit patterns misjudged", bad);
 }
 
+/* The same for IEEE binary16 (the f16 kernels): every bit pattern, judged by its exponent field
+ * decoded independently (all ones: ±∞ or NaN), then by the host's _Float16 where there is one. */
+static void f16_nonfinite(void) {
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        int want = ((h >> 10) & 0x1F) == 0x1F;
+#ifdef __FLT16_MAX__
+        _Float16 v;
+        uint16_t hb = (uint16_t)h;
+        memcpy(&v, &hb, sizeof v);
+        bad += want != !isfinite((float)v);
+#endif
+        bad += frag_f16x2_nonfinite(h) != want;                 /* low half; high half +0 */
+        bad += frag_f16x2_nonfinite(h << 16 | 0x3C00u) != want; /* high half; low half 1.0 */
+        bad += frag_f16x2_nonfinite(h << 16 | 0x7C00u) != 1;    /* low half +∞ */
+    }
+    check(bad == 0, "f16 non-finite test", "%d of 65536 bit patterns misjudged", bad);
+    /* The two tests are not interchangeable: f16's +∞ (0x7C00) is a finite bf16 (2⁵⁷), and bf16's
+     * 1.0 (0x3F80) is a finite f16 while 0x7F80 is +∞ in bf16 and NaN in f16. */
+    check(!frag_bf16x2_nonfinite(0x7C00u) && frag_f16x2_nonfinite(0x7C00u) && !frag_f16x2_nonfinite(0x3F80u),
+          "f16 and bf16 tests differ where the formats do", "a kernel would need only one");
+}
+
 int main(void) {
     accumulator_layout();
     p_a_fragment();
     fallback_walk();
     swizzle();
     bf16_nonfinite();
+    f16_nonfinite();
     return check_summary();
 }

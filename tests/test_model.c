@@ -16,6 +16,7 @@
 #include "core/rng.h"
 #include "model/safetensors.h"
 #include "tests/check.h"
+#include "tests/model_fixture.h"
 
 /* checkf() with the whole line formatted, measured values included, pass or fail. */
 static void checkf(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -26,16 +27,6 @@ static void checkf(int ok, const char *fmt, ...) {
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     check(ok, line, "outside the bound");
-}
-
-
-static double rel_l2(const double *a, const double *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        num += (a[i] - ref[i]) * (a[i] - ref[i]);
-        den += ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
 }
 
 static int forward(const model_t *m, const char *backend, attn_dtype_t dt, int ranks, attn_mask_t mask,
@@ -55,20 +46,13 @@ int main(int argc, char **argv) {
     const char *scratch = argc > 1 ? argv[1] : "/tmp";
     mkdir(scratch, 0777); /* may exist */
     parallel_set_blas_threads(2);
-    model_config_t cfg;
-    model_config_defaults(&cfg);
-    cfg.hidden_size = 128, cfg.num_hidden_layers = 2, cfg.num_attention_heads = 4, cfg.num_key_value_heads = 2;
-    cfg.head_dim = 32, cfg.intermediate_size = 256, cfg.vocab_size = 211;
+    enum { N = MODEL_FIXTURE_N };
     model_t m;
-    attn_err_t err = {0};
-    if (model_init_random(&m, &cfg, 7, &err) != ATTN_OK) {
-        printf("FAIL init: %s\n", err.msg);
-        return 1;
-    }
-    enum { N = 300 };
     int32_t tok[N];
-    for (int i = 0; i < N; i++)
-        tok[i] = (int32_t)((rng_value(11, 99, (uint64_t)i) + 1.7320508) / 3.4641016 * cfg.vocab_size) % cfg.vocab_size;
+    if (!model_fixture_init(&m, tok))
+        return 1;
+    const model_config_t cfg = m.cfg;
+    attn_err_t err = {0};
     size_t nl = (size_t)N * cfg.vocab_size;
     double *ref = malloc(nl * sizeof *ref), *got = malloc(nl * sizeof *got), *base = malloc(nl * sizeof *base);
 
@@ -78,12 +62,12 @@ int main(int argc, char **argv) {
         attn_mask_t mask = (attn_mask_t)mk;
         if (forward(&m, "naive", ATTN_F64, 1, mask, tok, N, N, ref) || forward(&m, "naive", ATTN_F32, 1, mask, tok, N, N, base))
             continue;
-        double e0 = rel_l2(base, ref, nl), tol = 4 * e0;
+        double e0 = model_fixture_rel_l2(base, ref, nl), tol = 4 * e0;
         checkf(e0 < 1e-5, "naive f32 model, mask %s: rel L2 %.3g vs the float64 model", mask_name(mask), e0);
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
             if (forward(&m, cases[c].backend, ATTN_F32, cases[c].ranks, mask, tok, N, N, got))
                 continue;
-            double e = rel_l2(got, ref, nl);
+            double e = model_fixture_rel_l2(got, ref, nl);
             checkf(e <= tol, "%-9s P=%d mask %-6s: logits rel L2 %.3g (tol %.3g)", cases[c].backend, cases[c].ranks,
                   mask_name(mask), e, tol);
         }
@@ -114,7 +98,7 @@ int main(int argc, char **argv) {
         double worst = 0;
         for (int i = N - 4; rc == ATTN_OK && i < N; i++) {
             rc = dist_model_run(&m, &cache, bw, &t, &x, tok + i, 1, 1, step, &err);
-            worst = fmax(worst, rel_l2(step, base + (size_t)i * cfg.vocab_size, (size_t)cfg.vocab_size));
+            worst = fmax(worst, model_fixture_rel_l2(step, base + (size_t)i * cfg.vocab_size, (size_t)cfg.vocab_size));
         }
         checkf(rc == ATTN_OK && worst < 1e-5 && cache.len == N, "decode with the KV cache: worst step rel L2 %.3g vs full forward%s%s",
               worst, rc ? ": " : "", rc ? err.msg : "");

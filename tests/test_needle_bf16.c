@@ -4,7 +4,8 @@
  * "holds 0 of 4100 positions (f32)") and the dense-layer hook (needle_run_opts_t.dense; on a GPU
  * the cuBLAS one of impls/cuda/dense_cuda.cu) are the only differences from the host path.
  * Exact backends recall every needle, the window exactly the ones in reach; a dense hook that
- * computes the wrong product loses them, so the hook is what runs. */
+ * computes the wrong product loses them, so the hook is what runs. Argument bf16 (default) or
+ * f16: the same in f16 emulation, with an f16 KV cache. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@ enum { VOCAB = 300, ORDINARY = 200, N = 1024 };
 
 static const int32_t intro[] = {10, 11, 12}, outro[] = {13}, qprefix[] = {14, 15, 16, 17};
 static const needle_text_t text = {intro, outro, qprefix, 3, 1, 4};
+static attn_dtype_t dt = ATTN_BF16; /* the emulated GPU dtype: bf16 or f16 */
 
 /* The host stand-in for the GPU's dense layers: the same product summed in double, rounded once
  * (cuBLAS sums in another order: a float32-rounding difference, which the model must tolerate).
@@ -47,7 +49,7 @@ static int column(const model_t *m, const needle_margins_t *mg, const needle_voc
                   const model_dense_t *dense, int *asked, int *correct, int *in_window) {
     *asked = *correct = *in_window = 0;
     needle_run_opts_t ro = {.be = be, .mode = mode, .chunk = 700, .dense = dense};
-    ro.tmpl.mask = mask, ro.tmpl.window = window, ro.tmpl.dtype = ATTN_BF16;
+    ro.tmpl.mask = mask, ro.tmpl.window = window, ro.tmpl.dtype = dt;
     ro.x = (attn_exec_t){.threads = 2, .layout = -1};
     for (int depth = 0; depth <= 100; depth += 50) {
         needle_prompt_t pr;
@@ -64,7 +66,9 @@ static int column(const model_t *m, const needle_margins_t *mg, const needle_voc
     return 1;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && (!dtype_parse(argv[1], &dt) || !dtype_is_16bit(dt)))
+        return printf("usage: test_needle_bf16 [bf16|f16]\n"), 2;
     parallel_set_blas_threads(2);
     needle_vocab_t nv = {.vocab = VOCAB, .filler_id = 1};
     for (int i = 0; i < 16; i++)
@@ -88,7 +92,7 @@ int main(void) {
             int asked, correct, inw;
             const model_dense_t *dense = dn ? &cpu_dense : NULL;
             if (column(&m, &mg, &nv, hay, &block.be, (needle_mode_t)mode, ATTN_MASK_CAUSAL, 0, dense, &asked, &correct, &inw)) {
-                snprintf(line, sizeof line, "blockwise bf16-emulated %s, dense %s: recall %d/%d",
+                snprintf(line, sizeof line, "blockwise %s-emulated %s, dense %s: recall %d/%d", dtype_name(dt),
                          mode ? "query-tail" : "prefill", dn ? "hook" : "host", correct, asked);
                 check(asked == 3 && correct == asked, line, "an exact backend missed a needle");
             }
@@ -97,8 +101,8 @@ int main(void) {
     for (int mode = 0; mode < 2; mode++) {
         int asked, correct, inw;
         if (column(&m, &mg, &nv, hay, &window.be, (needle_mode_t)mode, ATTN_MASK_WINDOW, w, &cpu_dense, &asked, &correct, &inw)) {
-            snprintf(line, sizeof line, "sliding_window bf16-emulated w=%lld %s, dense hook: recall %d/%d, in window %d",
-                     (long long)w, mode ? "query-tail" : "prefill", correct, asked, inw);
+            snprintf(line, sizeof line, "sliding_window %s-emulated w=%lld %s, dense hook: recall %d/%d, in window %d",
+                     dtype_name(dt), (long long)w, mode ? "query-tail" : "prefill", correct, asked, inw);
             check(correct == inw && inw > 0 && inw < asked, line, "recall differs from the in-window count");
         }
     }

@@ -67,6 +67,11 @@ check(p.returncode == 1 and st == [(128, "pass"), (128, "pass"), (200, "error"),
 check(bool(doc) and all("No available kernel" in r["reason"] for r in doc["records"] if r["status"] == "error"),
       "the error record says why")
 
+p, doc, _ = run("f16", {}, "--dtype", "f16")
+check(p.returncode == 0 and doc and len(doc["records"]) == 4 and
+      all(r["config"]["dtype"] == "f16" and r["status"] == "pass" for r in doc["records"]),
+      f"--dtype f16: 4 passing records in f16 (exit {p.returncode})")
+
 p, doc, files = run("bad", {}, "--mask", "window")
 check(p.returncode == 2 and not files, f"a bad flag: exit 2, nothing written (exit {p.returncode})")
 
@@ -78,13 +83,13 @@ spec_path = os.path.join(scratch, "torch_sdpa_spec.json")
 json.dump(spec, open(spec_path, "w"))
 
 
-def exec_run(name, pythonpath):
+def exec_run(name, pythonpath, dtype="bf16"):
     out = os.path.join(scratch, name)
     shutil.rmtree(out, ignore_errors=True)
     env = dict(os.environ, PYTHONPATH=pythonpath)
     p = subprocess.run([bin_, "run", "--task", "throughput", "--exec-spec", spec_path, "--backends",
                         "exec:torch_sdpa", "--seq-len", "128,200", "--q-len", "50", "--heads", "4", "--kv-heads", "2",
-                        "--head-dim", "64", "--dtype", "bf16", "--mask", "none,causal,window", "--repeats", "2",
+                        "--head-dim", "64", "--dtype", dtype, "--mask", "none,causal,window", "--repeats", "2",
                         "--warmup", "1", "--out-dir", out], env=env, capture_output=True, text=True, timeout=300)
     files = glob.glob(os.path.join(out, "*.json"))
     return p, json.load(open(files[0]))["records"] if len(files) == 1 else []
@@ -102,6 +107,14 @@ for (n_k, mask), r in by.items():
             r["peer"] == {"name": "torch_sdpa", "version": "torch 0.0+fake", "kind": "exec"}
 check(ok, f"exec:torch_sdpa: 4 records pass with the script's FLOPs, CUDA-event timing, peer torch version; "
           f"window declined by the spec (exit {p.returncode}) {p.stderr[-300:]}")
+# The spec lists bf16 and f16 (a "dtype" list): f16 cases run in float16, f32 ones are declined.
+p, recs = exec_run("exec_f16", os.path.join(here, "fixtures", "fake_torch"), "f16")
+check(p.returncode == 0 and len(recs) == 6 and
+      all(r["config"]["dtype"] == "f16" and r["status"] == ("skipped" if r["config"]["mask"] == "window" else "pass")
+          for r in recs), f"exec:torch_sdpa --dtype f16: 4 pass in f16, window declined (exit {p.returncode})")
+p, recs = exec_run("exec_f32", os.path.join(here, "fixtures", "fake_torch"), "f32")
+check(p.returncode == 0 and recs and all(r["status"] == "skipped" and "computes in bf16, f16 only" in r["reason"]
+                                         for r in recs), "exec:torch_sdpa --dtype f32: declined, naming bf16 and f16")
 p, recs = exec_run("exec_notorch", os.path.join(scratch, "no_such_dir"))
 check(p.returncode == 0 and recs and all(r["status"] == "skipped" and "PyTorch is not installed" in r["reason"]
                                          for r in recs), "without torch: every case skipped, saying why")

@@ -5,7 +5,8 @@
 # checkout on the GPU machine with device-pack/ carried (tools/device_pack.sh made it).
 # usage: tools/device_run.sh [--dry-run] OUT_DIR [part ...]
 #   parts (default all): tests prefill backward decode model needle rest; --dry-run prints the plan only.
-# The exec: peers (torch SDPA, flex, flash-attn) run in prefill (throughput) and rest (exactness).
+# The exec: peers (torch SDPA, flex, flash-attn) run in prefill (throughput) and rest (exactness);
+# rest starts with the f16 exactness matrix (issues 18/19; the full one: ctest -L cuda_f16).
 set -u
 cd "$(dirname "$0")/.."
 dry=0
@@ -59,6 +60,10 @@ cmds() {
     needle)
       echo "$A needle --backends blockwise_cuda --dtype bf16 --seq-len 1048576 --depths 0:100:10 --mode prefill --out-dir $res" ;;
     rest)
+      # f16 (issues 18/19): the exactness matrix of the single-GPU and the cuda_local backends, small
+      # shapes (the float64 reference is host work); the full one is ctest -L cuda_f16.
+      echo "$A run --task exactness --dtype f16 --backends naive_cuda,blockwise_cuda,sliding_window_cuda --heads 4 --kv-heads 1 --head-dim 128 --seq-len 1000 --q-len 1000,16,1 --mask none,causal,window --window 300 --out-dir $res"
+      echo "$A run --task exactness --dtype f16 --backends blockwise_cuda,ring_cuda,zigzag_cuda,ulysses_cuda,usp_cuda --transport cuda_local --ranks 4 --heads 4 --kv-heads 2 --head-dim 64 --seq-len 2049 --q-len 2049,683 --mask none,causal,window --window 614 --out-dir $res"
       echo "$A run --task memory --backends blockwise_cuda --dtype bf16 --heads 8 --kv-heads 8 --head-dim 128 --seq-len 65536,131072 --mask causal --out-dir $res"
       echo "$A needle --backends sliding_window_cuda --dtype bf16 --window 4096 --seq-len 32768 --depths 0:100:25 --mode prefill --out-dir $res"
       echo "$A run --task exactness --dtype bf16 $specs --backends $peers --seq-len 1024,4096 --heads 8 --kv-heads 2 --head-dim 128 --mask none,causal,window --window 512 --out-dir $res"

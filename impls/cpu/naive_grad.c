@@ -19,7 +19,9 @@ typedef struct {
 
 /* Loops are ordered so that every innermost loop is an axpy over a contiguous row (vectorised
  * without reassociating a sum) or a plain dot product in index order: the rounding stays that
- * of the formulas. A key a row does not see gets P = 0 and dS = 0 and is never read. */
+ * of the formulas. A key a row does not see gets P = 0 and dS = 0 and is never read: with a
+ * non-finite input a hidden pair contributes nothing, a visible one by IEEE arithmetic even at
+ * P = 0 (0·∞ = NaN), as docs/nonfinite.md's backward rule says. */
 #define NAIVE_GRAD_HEAD(NAME, T, EXP, MAG, COMB, PFAC)                                                                  \
     static void naive_grad_kv_##NAME(const naive_grad_job_t *j, int64_t bkv, T *Pm, T *Kt, T *Vt) { \
         const attn_problem_t *p = j->p;                                                         \
@@ -60,7 +62,7 @@ typedef struct {
             for (int64_t r = 0; r < nq; r++)                                                    \
                 for (int64_t col = 0; col < nk; col++) {                                        \
                     T w = Pm[r * nk + col];                                                     \
-                    if (w != 0)                                                                 \
+                    if (L[r] != -INFINITY && mask_visible(&vis, off + r, col))                  \
                         for (int64_t c = 0; c < d; c++)                                         \
                             dV[col * d + c] += w * MAG(dO[r * d + c]);                               \
                 }                                                                               \
@@ -77,7 +79,9 @@ typedef struct {
                         dp[col] += gc * MAG(Vt[c * nk + col]);                                       \
                 }                                                                               \
                 for (int64_t col = 0; col < nk; col++)                                          \
-                    Pm[r * nk + col] = Pm[r * nk + col] * (dp[col] COMB D);                        \
+                    Pm[r * nk + col] = L[r] != -INFINITY && mask_visible(&vis, off + r, col)    \
+                                           ? Pm[r * nk + col] * (dp[col] COMB D)                \
+                                           : 0;                                                 \
             }                                                                                   \
             /* dQ = s·dS·K, dK += s·dSᵀ·Q */                                                    \
             for (int64_t r = 0; r < nq; r++) {                                                  \
@@ -85,7 +89,7 @@ typedef struct {
                 memset(dq, 0, sizeof(T) * (size_t)d);                                           \
                 for (int64_t col = 0; col < nk; col++) {                                        \
                     T w = Pm[r * nk + col] * scale;                                             \
-                    if (w == 0)                                                                 \
+                    if (L[r] == -INFINITY || !mask_visible(&vis, off + r, col))                 \
                         continue;                                                               \
                     for (int64_t c = 0; c < d; c++) {                                           \
                         dq[c] += w * MAG(K[col * d + c]);                                            \

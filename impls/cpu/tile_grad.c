@@ -34,6 +34,37 @@ typedef struct {
 
 static int64_t pos_at(attn_span_t s, int64_t r) { return s.start + s.stride * r; }
 
+/* 1 when any of x[0 … n) is ±∞ or NaN (all exponent bits set): an integer test that vectorises. */
+static int any_nonfinite(const float *x, size_t n) {
+    const uint32_t *u = (const uint32_t *)(const void *)x;
+    uint32_t hit = 0;
+    for (size_t i = 0; i < n; i++)
+        hit |= (u[i] & 0x7f800000u) == 0x7f800000u;
+    return hit != 0;
+}
+
+/* The careful form of a tile crossing a mask edge whose inputs hold a non-finite value
+ * (docs/nonfinite.md "The backward"): a pair the mask hides must not reach dV, dK or dQ, where a
+ * GEMM would multiply its zero P or dS by ∞ or NaN. Sums over the visible pairs only. */
+static void careful_products(grad_job_t *j, grad_ws_t *ws, int rows, int cols, const int64_t *lo, const int64_t *hi,
+                             int64_t j0, const float *Q, const float *dO, const float *K, float *dq_out, int accumulate) {
+    int64_t d = j->p->head_dim;
+    int bk = j->bk;
+    if (!accumulate)
+        memset(dq_out, 0, sizeof(float) * (size_t)(rows * d));
+    for (int r = 0; r < rows; r++)
+        for (int col = 0; col < cols; col++) {
+            if (j0 + col < lo[r] || j0 + col >= hi[r])
+                continue;
+            float pw = ws->P[(size_t)r * bk + col], sw = ws->dP[(size_t)r * bk + col] * j->scale;
+            for (int64_t c = 0; c < d; c++) {
+                ws->dv[col * d + c] += pw * dO[r * d + c];
+                ws->dk[col * d + c] += sw * Q[r * d + c];
+                dq_out[r * d + c] += sw * K[col * d + c];
+            }
+        }
+}
+
 static size_t grad_ws_floats(int bq, int bk, int64_t d) {
     return 2 * (size_t)bq * (size_t)bk + 2 * (size_t)bk * (size_t)d + (size_t)bq * (size_t)d + (size_t)bq;
 }
@@ -57,22 +88,44 @@ static void grad_tile(grad_job_t *j, grad_ws_t *ws, int64_t bh, int64_t qt, int6
      * ranges is seen whole by every row; otherwise hide what each row does not see. */
     mask_key_range(&vis, i_hi, i_hi, j->ks, j->n_k, &lo_last, &unused);
     mask_key_range(&vis, i_lo, i_lo, j->ks, j->n_k, &unused, &hi_first);
-    if (!(lo_last <= j0 && j0 + cols <= hi_first))
+    int partial = !(lo_last <= j0 && j0 + cols <= hi_first);
+    int64_t lo[partial ? rows : 1], hi[partial ? rows : 1];
+    if (partial)
         for (int r = 0; r < rows; r++) {
-            int64_t lo, hi;
-            mask_key_range(&vis, pos_at(j->qs, r0 + r), pos_at(j->qs, r0 + r), j->ks, j->n_k, &lo, &hi);
+            mask_key_range(&vis, pos_at(j->qs, r0 + r), pos_at(j->qs, r0 + r), j->ks, j->n_k, &lo[r], &hi[r]);
             float *s = ws->P + (size_t)r * bk;
             for (int col = 0; col < cols; col++)
-                if (j0 + col < lo || j0 + col >= hi)
+                if (j0 + col < lo[r] || j0 + col >= hi[r])
                     s[col] = -INFINITY;
         }
+    /* Finite inputs: a hidden pair's P is exactly 0 (−∞ score, finite LSE) and so is its dS, so the
+     * GEMMs below add exact zeros for it. With a non-finite value in the tile that no longer holds. */
+    int careful = partial && (any_nonfinite(Q, (size_t)(rows * d)) || any_nonfinite(dO, (size_t)(rows * d)) ||
+                              any_nonfinite(K, (size_t)(cols * d)) || any_nonfinite(V, (size_t)(cols * d)) ||
+                              any_nonfinite(L, (size_t)rows) || any_nonfinite(D, (size_t)rows));
     for (int r = 0; r < rows; r++)
         ws->l2[r] = L[r] == -INFINITY ? -INFINITY : (float)((double)L[r] * M_LOG2E);
     j->probs(ws->P, rows, cols, bk, j->c, ws->l2);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, (int)d, rows, 1.0f, ws->P, bk, dO, (int)d, 1.0f, ws->dv,
-                (int)d);
+    if (!careful)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, (int)d, rows, 1.0f, ws->P, bk, dO, (int)d, 1.0f,
+                    ws->dv, (int)d);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, (int)d, 1.0f, dO, (int)d, V, (int)d, 0.0f, ws->dP,
                 bk);
+    if (careful) { /* P and dS of hidden pairs exactly 0 (a NaN LSE, a non-finite dP); dS kept in dP */
+        for (int r = 0; r < rows; r++)
+            for (int col = 0; col < cols; col++) {
+                int shown = j0 + col >= lo[r] && j0 + col < hi[r];
+                float *pw = ws->P + (size_t)r * bk + col, *dw = ws->dP + (size_t)r * bk + col;
+                *pw = shown ? *pw : 0.0f;
+                *dw = shown ? *pw * (*dw - D[r]) : 0.0f;
+            }
+        if (j->workers == 1) {
+            careful_products(j, ws, rows, cols, lo, hi, j0, Q, dO, K, dQ, 1);
+            return;
+        }
+        careful_products(j, ws, rows, cols, lo, hi, j0, Q, dO, K, ws->dq, 0);
+        goto add_dq;
+    }
     for (int r = 0; r < rows; r++) {
         float *pr = ws->P + (size_t)r * bk;
         const float *dpr = ws->dP + (size_t)r * bk;
@@ -91,6 +144,7 @@ static void grad_tile(grad_job_t *j, grad_ws_t *ws, int64_t bh, int64_t qt, int6
      * (a rows × d add against the tile's five GEMMs). */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, (int)d, cols, j->scale, ws->P, bk, K, (int)d, 0.0f,
                 ws->dq, (int)d);
+add_dq:;
     pthread_mutex_t *lock = &j->locks[bh * j->n_qt + qt];
     pthread_mutex_lock(lock);
     for (int64_t e = 0; e < rows * d; e++)

@@ -7,8 +7,8 @@
 #include "impls/cuda/flash_bwd.h"
 
 static int naive_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
-    if (p->dtype != ATTN_F32 && p->dtype != ATTN_BF16) {
-        snprintf(reason, len, "%s runs in f32 or bf16 only (got %s)", self->name, dtype_name(p->dtype));
+    if (p->dtype != ATTN_F32 && !dtype_is_16bit(p->dtype)) {
+        snprintf(reason, len, "%s runs in f32, bf16 or f16 only (got %s)", self->name, dtype_name(p->dtype));
         return 0;
     }
     return cuda_supports_device(self, x, cuda_naive_device_bytes(p), reason, len);
@@ -28,7 +28,7 @@ static size_t naive_cuda_workspace(const attn_backend_t *self, const attn_proble
 const attn_backend_t backend_cuda_naive = {
     .name = "naive_cuda",
     .device = "cuda",
-    .description = "cuBLAS S = QKᵀ into an n_q×n_k matrix, softmax kernel, cuBLAS PV; f32 (no TF32) or bf16",
+    .description = "cuBLAS S = QKᵀ into an n_q×n_k matrix, softmax kernel, cuBLAS PV; f32 (no TF32), bf16 or f16",
     .supports = naive_cuda_supports,
     .forward = naive_cuda_forward,
     .workspace_bytes = naive_cuda_workspace,
@@ -82,8 +82,8 @@ static int flash_split(const attn_backend_t *self, const attn_problem_t *p, cons
 const attn_backend_t backend_cuda_blockwise = {
     .name = "blockwise_cuda",
     .device = "cuda",
-    .description = "FlashAttention-2-style: mma.sync bf16 tensor cores, cp.async K/V tiles, online softmax, "
-                   "masked tiles skipped; bf16, d 64/128",
+    .description = "FlashAttention-2-style: mma.sync tensor cores, cp.async K/V tiles, online softmax, "
+                   "masked tiles skipped; bf16 or f16, d 64/128",
     .supports = flash_supports,
     .forward = flash_forward,
     .workspace_bytes = flash_workspace,
@@ -97,7 +97,7 @@ const attn_backend_t backend_cuda_blockwise = {
 const attn_backend_t backend_cuda_sliding_window = {
     .name = "sliding_window_cuda",
     .device = "cuda",
-    .description = "window mask only; the tensor-core kernel over just the band of K/V tiles; bf16, d 64/128",
+    .description = "window mask only; the tensor-core kernel over just the band of K/V tiles; bf16 or f16, d 64/128",
     .supports = window_supports,
     .forward = flash_forward,
     .workspace_bytes = flash_workspace,

@@ -1,5 +1,5 @@
 /* cuda_backends.h — the entry points the C backend table (backends.c) calls in the CUDA files.
- * Host arrays are float32 (ATTN_F32 and ATTN_BF16 alike); each call copies Q, K, V to the
+ * Host arrays are float32 (ATTN_F32, ATTN_BF16 and ATTN_F16 alike); each call copies Q, K, V to the
  * device, converts them to the compute type there, runs, and copies O and LSE back as float32.
  * io->device_s, when set, receives the event-timed seconds of the compute kernels alone. */
 #pragma once
@@ -10,11 +10,11 @@ extern "C" {
 #endif
 
 /* naive.cu: cuBLAS S = Q·Kᵀ into an n_q × n_k float32 matrix per head, a mask + softmax kernel,
- * cuBLAS O = P·V. f32 (pedantic float32 GEMMs, no TF32) or bf16 (bf16 inputs, f32 accumulate). */
+ * cuBLAS O = P·V. f32 (pedantic float32 GEMMs, no TF32), bf16 or f16 (16-bit inputs, f32 accumulate). */
 int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err);
 size_t cuda_naive_device_bytes(const attn_problem_t *p);
 
-/* flash.cu: the FlashAttention-2-style tensor-core kernel (bf16, head dims 64 and 128). */
+/* flash.cu: the FlashAttention-2-style tensor-core kernel (bf16 or f16, head dims 64 and 128). */
 int cuda_flash_supports(const attn_problem_t *p, char *why, size_t len);
 int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err);
 size_t cuda_flash_device_bytes(const attn_problem_t *p);
@@ -22,7 +22,7 @@ size_t cuda_flash_device_bytes(const attn_problem_t *p);
 #ifdef __cplusplus
 }
 #include <cuda_runtime.h>
-/* The kernel on data already on the device (bf16 Q, K, V): rows [0, n_q) of every (batch,
+/* The kernel on data already on the device (Q, K, V in p->dtype: bf16 or f16): rows [0, n_q) of every (batch,
  * head) slab of q, slabs q_ld rows apart (O and LSE likewise); query row r at position q_off + r
  * (negative allowed), key j at position j, K/V slabs kv_ld rows apart; mask and window as in
  * attn_problem_t but in these positions. Batch, heads, kv_heads, head_dim and scale come from p

@@ -94,9 +94,10 @@ int cuda_begin(const attn_exec_t *x, attn_err_t *err);
  * with the reason when there is no device (the task records the case as skipped) or when
  * the device bytes would not fit in the device's free memory. */
 
-/* Host float32 → device bfloat16 or float32 (conversion on the device, through a float32
- * staging buffer the caller provides, at least n floats). */
-int cuda_upload(void *dst, int to_bf16, const float *src, size_t n, float *staging, cudaStream_t s,
+/* Host float32 → device elements of dtype t: bfloat16 (ATTN_BF16), IEEE binary16 (ATTN_F16;
+ * round to nearest even, |x| ≥ 65520 → ±∞), else float32 as is. The 16-bit conversions run on
+ * the device, through a float32 staging buffer the caller provides (at least n floats). */
+int cuda_upload(void *dst, attn_dtype_t t, const float *src, size_t n, float *staging, cudaStream_t s,
                 attn_err_t *err);
 
 /* Seconds from event a to event b (negative when b came first: they may sit on different

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include "impls/cuda/cuda_util.cuh"
 
@@ -214,14 +215,23 @@ __global__ void f32_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n) {
         dst[i] = __float2bfloat16_rn(src[i]);
 }
 
-int cuda_upload(void *dst, int to_bf16, const float *src, size_t n, float *staging, cudaStream_t s,
+/* __float2half_rn: ties to even, subnormals kept, overflow to ±∞ (model_round_f16 on the host). */
+__global__ void f32_to_f16(__half *dst, const float *src, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __float2half_rn(src[i]);
+}
+
+int cuda_upload(void *dst, attn_dtype_t t, const float *src, size_t n, float *staging, cudaStream_t s,
                 attn_err_t *err) {
-    if (!to_bf16) {
+    if (!dtype_is_16bit(t)) {
         CUDA_TRY(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, s));
         return ATTN_OK;
     }
     CUDA_TRY(cudaMemcpyAsync(staging, src, n * sizeof(float), cudaMemcpyHostToDevice, s));
-    f32_to_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16 *>(dst), staging, n);
+    if (t == ATTN_F16)
+        f32_to_f16<<<1024, 256, 0, s>>>(static_cast<__half *>(dst), staging, n);
+    else
+        f32_to_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16 *>(dst), staging, n);
     CUDA_TRY_LAUNCH();
     return ATTN_OK;
 }

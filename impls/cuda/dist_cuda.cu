@@ -291,13 +291,13 @@ const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, RING}, striped_ctx = {LAYOUT_
                                            nullptr, nullptr, nullptr, nullptr, 0}; /* built in: no peer, harness-timed, exact */
 
 DIST_CUDA_BACKEND(backend_cuda_ring, "ring_cuda", "contiguous", ring_ctx,
-                  "ring attention on GPUs: tensor-core kernel per step, next K/V block copied meanwhile; bf16")
+                  "ring attention on GPUs: tensor-core kernel per step, next K/V block copied meanwhile; bf16 or f16")
 DIST_CUDA_BACKEND(backend_cuda_striped, "striped_cuda", "striped", striped_ctx,
-                  "ring_cuda with token t on rank t mod P (balanced causal work); bf16")
+                  "ring_cuda with token t on rank t mod P (balanced causal work); bf16 or f16")
 DIST_CUDA_BACKEND(backend_cuda_zigzag, "zigzag_cuda", "zigzag", zigzag_ctx,
-                  "ring_cuda with chunks p and 2P−1−p on rank p (balanced, contiguous); bf16")
+                  "ring_cuda with chunks p and 2P−1−p on rank p (balanced, contiguous); bf16 or f16")
 DIST_CUDA_BACKEND(backend_cuda_ulysses, "ulysses_cuda", "contiguous", ulysses_ctx,
-                  "all-to-all from token shards to head shards, tensor-core kernel on all tokens, all-to-all back; bf16")
+                  "all-to-all from token shards to head shards, tensor-core kernel on all tokens, all-to-all back; bf16 or f16")
 DIST_CUDA_BACKEND(backend_cuda_usp, "usp_cuda", "zigzag", usp_ctx,
                   "Ulysses × ring on GPUs (U × R = P): all-to-all within groups of U, ring_cuda's loop across the R "
-                  "groups; bf16")
+                  "groups; bf16 or f16")

@@ -1,5 +1,5 @@
-/* flash.cu — FlashAttention-2-style forward on tensor cores (bf16 in, float32 accumulate and
- * out), the kernel behind blockwise_cuda, sliding_window_cuda and the GPU distributed backends.
+/* flash.cu — FlashAttention-2-style forward on tensor cores (bf16 or f16 in: templated on the
+ * element type, elem16<T>; float32 accumulate and out), the kernel behind blockwise_cuda, sliding_window_cuda and the GPU distributed backends.
  * Tiling, mask-driven tile ranges and mma fragment layouts: docs/gpu-kernels.md. */
 #include <cuda_bf16.h>
 #include <math.h>
@@ -12,12 +12,10 @@
 
 namespace {
 
-typedef __nv_bfloat16 bf16;
-
 constexpr int BR = 64, BC = 64, WARPS = 4, THREADS = 32 * WARPS;
 
 struct flash_params {
-    const bf16 *q, *k, *v; /* Q (B,H,n_q,d), K/V (B,H_kv,n_k,d) */
+    const void *q, *k, *v; /* Q (B,H,n_q,d), K/V (B,H_kv,n_k,d): elements of the kernel's T */
     float *o, *lse;        /* O (B,H,n_q,d), LSE (B,H,n_q) */
     int64_t n_q, n_k, q_off; /* query row r sits at position q_off + r (q_off may be negative) */
     int64_t q_ld, kv_ld;     /* rows between (batch, head) slabs: of Q, O, LSE and of K, V */
@@ -27,47 +25,48 @@ struct flash_params {
     int m_blocks;
 };
 
-template <int D> constexpr int smem_bytes() { return (BR + 4 * BC) * D * (int)sizeof(bf16); }
+template <int D> constexpr int smem_bytes() { return (BR + 4 * BC) * D * 2; } /* 2-byte elements, bf16 or f16 */
 
 /* Element offset of (row, col) in a tile of D columns, col a multiple of 8: the 16-byte chunk
  * index is XORed with row % 8. */
 template <int D> __device__ __forceinline__ int swz(int row, int col) { return frag_swz(D, row, col); }
 
-using namespace mma80; /* cp.async, ldmatrix, mma.sync, bf16 packing: mma_sm80.cuh */
+using namespace mma80; /* cp.async, ldmatrix, mma.sync, 16-bit packing, elem16<T>: mma_sm80.cuh */
 
-/* Rows [row0, row0 + 64) of a (n × D) bf16 matrix into a swizzled 64 × D tile; rows ≥ n become
+/* Rows [row0, row0 + 64) of a (n × D) 16-bit matrix into a swizzled 64 × D tile; rows ≥ n become
  * zeros (so padded keys add 0·V, never NaN). */
-template <int D> __device__ __forceinline__ void load_tile(bf16 *tile, const bf16 *src, int64_t row0, int64_t n) {
+template <typename T, int D>
+__device__ __forceinline__ void load_tile(T *tile, const T *src, int64_t row0, int64_t n) {
     constexpr int CHUNKS = D / 8, PER_THREAD = 64 * CHUNKS / THREADS;
 #pragma unroll
     for (int i = 0; i < PER_THREAD; i++) {
         int idx = threadIdx.x + i * THREADS, row = idx / CHUNKS, col = (idx % CHUNKS) * 8;
         bool valid = row0 + row < n;
-        const bf16 *g = src + (valid ? (row0 + row) * D + col : 0);
+        const T *g = src + (valid ? (row0 + row) * D + col : 0);
         cp_async16(tile + swz<D>(row, col), g, valid);
     }
 }
 
 /* 1 on every thread when the 64 × D tile holds a ±∞ or NaN (a block-wide OR: call it from all threads). */
-template <int D> __device__ __forceinline__ bool tile_nonfinite(const bf16 *tile) {
+template <typename T, int D> __device__ __forceinline__ bool tile_nonfinite(const T *tile) {
     static_assert(BC * D / 8 % THREADS == 0, "each thread scans whole 16-byte chunks");
     const uint4 *c = reinterpret_cast<const uint4 *>(tile);
     int bad = 0;
 #pragma unroll
     for (int i = 0; i < BC * D / 8 / THREADS; i++) {
         const uint4 w = c[threadIdx.x + i * THREADS];
-        bad |= frag_bf16x2_nonfinite(w.x) | frag_bf16x2_nonfinite(w.y) | frag_bf16x2_nonfinite(w.z) |
-               frag_bf16x2_nonfinite(w.w);
+        bad |= elem16<T>::nonfinite2(w.x) | elem16<T>::nonfinite2(w.y) | elem16<T>::nonfinite2(w.z) |
+               elem16<T>::nonfinite2(w.w);
     }
     return __syncthreads_or(bad) != 0;
 }
 
 /* O += P·V over the keys each row sees, skipping masked ones (the MMA would add 0·∞ = NaN for a
- * masked key with a non-finite V). Scalar, over shared memory; P rounded to bf16 as the MMA path
+ * masked key with a non-finite V). Scalar, over shared memory; P rounded to T as the MMA path
  * does. Every lane walks all 64 keys of its two rows: the score (row, key) sits in s[n][e] of a
  * lane of the same quad (frag_row, frag_col), fetched by shuffle. */
-template <int D>
-__device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const float (&s)[BC / 8][4], const bf16 *v_s,
+template <typename T, int D>
+__device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const float (&s)[BC / 8][4], const T *v_s,
                                                 const flash_params &p, int64_t key0, const int64_t (&row_pos)[2],
                                                 int lane) {
 #pragma unroll
@@ -77,34 +76,33 @@ __device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const floa
 #pragma unroll 1
             for (int src = 0; src < 4; src++) {
                 const int from = frag_quad_lane(lane, src), r = e >> 1; /* frag_row(from, e) == frag_row(lane, e) */
-                const float w = __bfloat162float(__float2bfloat16_rn(__shfl_sync(0xffffffffu, s[n][e], from)));
+                const float w = elem16<T>::round(__shfl_sync(0xffffffffu, s[n][e], from));
                 const int key = frag_col(from, n, e);
                 const int64_t j = key0 + key;
                 if (j >= p.n_k || !mask_visible(&p.vis, row_pos[r], j))
                     continue;
 #pragma unroll
                 for (int dn = 0; dn < D / 8; dn++) {
-                    const float2 v = __bfloat1622float2(
-                        *reinterpret_cast<const __nv_bfloat162 *>(v_s + frag_swz(D, key, frag_col(lane, dn, 0))));
+                    const float2 v = elem16<T>::load2(v_s + frag_swz(D, key, frag_col(lane, dn, 0)));
                     o[dn][2 * r] += w * v.x;
                     o[dn][2 * r + 1] += w * v.y;
                 }
             }
 }
 
-template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flash_params p) {
+template <typename T, int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flash_params p) {
     extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *sQ = reinterpret_cast<bf16 *>(smem); /* 64 × D */
-    bf16 *sK = sQ + BR * D;                    /* 2 stages × 64 × D */
-    bf16 *sV = sK + 2 * BC * D;                /* 2 stages × 64 × D */
+    T *sQ = reinterpret_cast<T *>(smem); /* 64 × D */
+    T *sK = sQ + BR * D;                 /* 2 stages × 64 × D */
+    T *sV = sK + 2 * BC * D;             /* 2 stages × 64 × D */
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, tq = lane % 4;
 
     const int mb = p.m_blocks - 1 - blockIdx.x; /* last query blocks (most keys under causal) first */
     const int bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads, kvh = h / p.group;
     const int64_t r0 = (int64_t)mb * BR;
-    const bf16 *Q = p.q + (int64_t)bh * p.q_ld * D;
-    const bf16 *K = p.k + (int64_t)(b * p.kv_heads + kvh) * p.kv_ld * D;
-    const bf16 *V = p.v + (int64_t)(b * p.kv_heads + kvh) * p.kv_ld * D;
+    const T *Q = static_cast<const T *>(p.q) + (int64_t)bh * p.q_ld * D;
+    const T *K = static_cast<const T *>(p.k) + (int64_t)(b * p.kv_heads + kvh) * p.kv_ld * D;
+    const T *V = static_cast<const T *>(p.v) + (int64_t)(b * p.kv_heads + kvh) * p.kv_ld * D;
 
     /* Key tiles this query block can see: positions of its first and last real row. */
     const int64_t i_lo = p.q_off + r0, i_hi = p.q_off + min(r0 + BR, p.n_q) - 1;
@@ -121,11 +119,11 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
     }
     const int64_t t_lo = k_lo / BC, t_hi = (k_hi + BC - 1) / BC;
 
-    load_tile<D>(sQ, Q, r0, p.n_q);
+    load_tile<T, D>(sQ, Q, r0, p.n_q);
     cp_async_commit();
     if (t_lo < t_hi) {
-        load_tile<D>(sK, K, t_lo * BC, p.n_k);
-        load_tile<D>(sV, V, t_lo * BC, p.n_k);
+        load_tile<T, D>(sK, K, t_lo * BC, p.n_k);
+        load_tile<T, D>(sV, V, t_lo * BC, p.n_k);
     }
     cp_async_commit();
     cp_async_wait<1>(); /* the Q group */
@@ -146,15 +144,15 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
     for (int64_t t = t_lo; t < t_hi; t++) {
         const int stage = (int)((t - t_lo) & 1);
         if (t + 1 < t_hi) {
-            load_tile<D>(sK + (stage ^ 1) * BC * D, K, (t + 1) * BC, p.n_k);
-            load_tile<D>(sV + (stage ^ 1) * BC * D, V, (t + 1) * BC, p.n_k);
+            load_tile<T, D>(sK + (stage ^ 1) * BC * D, K, (t + 1) * BC, p.n_k);
+            load_tile<T, D>(sV + (stage ^ 1) * BC * D, V, (t + 1) * BC, p.n_k);
             cp_async_commit();
             cp_async_wait<1>(); /* tile t is in; t+1 may still be in flight */
         } else {
             cp_async_wait<0>();
         }
         __syncthreads();
-        const bf16 *k_s = sK + stage * BC * D, *v_s = sV + stage * BC * D;
+        const T *k_s = sK + stage * BC * D, *v_s = sV + stage * BC * D;
         /* Block-uniform: does this tile cross a mask edge (some key hidden from some row), or n_k? */
         const int64_t key0 = t * BC;
         const bool masked = (p.vis.mask != ATTN_MASK_NONE && key0 + BC - 1 > i_lo) ||
@@ -162,7 +160,7 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
                             mask_docs_cut(&p.vis, i_lo, i_hi, key0, key0 + BC);
         const bool edge = masked || key0 + BC > p.n_k;
         /* Only there can a hidden key's non-finite V meet a weight 0 (docs/nonfinite.md). */
-        const bool v_bad = masked && tile_nonfinite<D>(v_s);
+        const bool v_bad = masked && tile_nonfinite<T, D>(v_s);
 
         float s[BC / 8][4]; /* S = Q·Kᵀ: 16 rows × 64 keys per warp */
 #pragma unroll
@@ -174,8 +172,8 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
             for (int np = 0; np < BC / 16; np++) {
                 unsigned bk[4]; /* b0 b1 of key tile 2np, then of 2np+1 */
                 ldsm_x4(bk, k_s + swz<D>(np * 16 + (lane & 7) + (lane >> 4) * 8, kk * 16 + ((lane >> 3) & 1) * 8));
-                mma_bf16(s[2 * np], qa[kk], bk[0], bk[1]);
-                mma_bf16(s[2 * np + 1], qa[kk], bk[2], bk[3]);
+                elem16<T>::mma(s[2 * np], qa[kk], bk[0], bk[1]);
+                elem16<T>::mma(s[2 * np + 1], qa[kk], bk[2], bk[3]);
             }
 
         /* Scale to base 2; mask only where this tile crosses a mask edge or n_k. */
@@ -220,22 +218,22 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
             o[n][2] *= alpha[1], o[n][3] *= alpha[1];
         }
 
-        /* O += P·V, P rounded to bf16 straight from the S accumulators. */
+        /* O += P·V, P rounded to T (bf16 or f16) straight from the S accumulators. */
         if (v_bad) {
-            pv_visible_only<D>(o, s, v_s, p, key0, row_pos, lane);
+            pv_visible_only<T, D>(o, s, v_s, p, key0, row_pos, lane);
         } else {
 #pragma unroll
             for (int kk = 0; kk < BC / 16; kk++) {
-                const unsigned pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                                        pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                        pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+                const unsigned pa[4] = {elem16<T>::pack(s[2 * kk][0], s[2 * kk][1]), elem16<T>::pack(s[2 * kk][2], s[2 * kk][3]),
+                                        elem16<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                        elem16<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
                 for (int dp = 0; dp < D / 16; dp++) {
                     unsigned bv[4]; /* b0 b1 of d tile 2dp, then of 2dp+1 */
                     ldsm_x4_trans(bv, v_s + swz<D>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
                                                    dp * 16 + (lane >> 4) * 8));
-                    mma_bf16(o[2 * dp], pa, bv[0], bv[1]);
-                    mma_bf16(o[2 * dp + 1], pa, bv[2], bv[3]);
+                    elem16<T>::mma(o[2 * dp], pa, bv[0], bv[1]);
+                    elem16<T>::mma(o[2 * dp + 1], pa, bv[2], bv[3]);
                 }
             }
         }
@@ -262,10 +260,10 @@ template <int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flas
     }
 }
 
-template <int D> int launch(const flash_params &prm, int64_t bh, cudaStream_t s, attn_err_t *err) {
-    CUDA_TRY(cudaFuncSetAttribute(flash_fwd<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<D>()));
+template <typename T, int D> int launch(const flash_params &prm, int64_t bh, cudaStream_t s, attn_err_t *err) {
+    CUDA_TRY(cudaFuncSetAttribute(flash_fwd<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<D>()));
     dim3 grid((unsigned)prm.m_blocks, (unsigned)bh);
-    flash_fwd<D><<<grid, THREADS, smem_bytes<D>(), s>>>(prm);
+    flash_fwd<T, D><<<grid, THREADS, smem_bytes<D>(), s>>>(prm);
     CUDA_TRY_LAUNCH();
     return ATTN_OK;
 }
@@ -276,22 +274,24 @@ int cuda_flash_launch(const attn_problem_t *p, const cuda_flash_call *c, cudaStr
     if (c->n_q <= 0)
         return ATTN_OK;
     flash_params prm = {};
-    prm.q = (const bf16 *)c->q, prm.k = (const bf16 *)c->k, prm.v = (const bf16 *)c->v, prm.o = c->o, prm.lse = c->lse;
+    prm.q = c->q, prm.k = c->k, prm.v = c->v, prm.o = c->o, prm.lse = c->lse;
     prm.n_q = c->n_q, prm.n_k = c->n_k, prm.q_off = c->q_off, prm.q_ld = c->q_ld, prm.kv_ld = c->kv_ld;
     prm.heads = (int)p->heads, prm.kv_heads = (int)p->kv_heads, prm.group = (int)(p->heads / p->kv_heads);
     prm.vis = attn_vis_t{(attn_mask_t)c->mask, c->window, c->doc, c->doc ? c->n_docs : 0};
     prm.scale_log2 = (float)(problem_scale(p) * 1.4426950408889634);
     prm.m_blocks = (int)((c->n_q + BR - 1) / BR);
+    const bool h = p->dtype == ATTN_F16; /* else bf16: cuda_flash_supports admits only these two */
     if (p->head_dim == 64)
-        return launch<64>(prm, p->batch * p->heads, s, err);
+        return h ? launch<f16, 64>(prm, p->batch * p->heads, s, err) : launch<bf16, 64>(prm, p->batch * p->heads, s, err);
     if (p->head_dim == 128)
-        return launch<128>(prm, p->batch * p->heads, s, err);
+        return h ? launch<f16, 128>(prm, p->batch * p->heads, s, err) : launch<bf16, 128>(prm, p->batch * p->heads, s, err);
     return attn_fail(err, ATTN_EUSAGE, "flash kernel: head dim %lld has no kernel (64, 128)", (long long)p->head_dim);
 }
 
 extern "C" int cuda_flash_supports(const attn_problem_t *p, char *why, size_t len) {
-    if (p->dtype != ATTN_BF16) {
-        snprintf(why, len, "runs in bf16 on tensor cores only (got %s; use --dtype bf16)", dtype_name(p->dtype));
+    if (!dtype_is_16bit(p->dtype)) {
+        snprintf(why, len, "runs in bf16 or f16 on tensor cores only (got %s; use --dtype bf16 or f16)",
+                 dtype_name(p->dtype));
         return 0;
     }
     if (p->head_dim != 64 && p->head_dim != 128) {
@@ -305,8 +305,9 @@ extern "C" int cuda_flash_supports(const attn_problem_t *p, char *why, size_t le
     return 1;
 }
 
-/* Device bytes: Q, K, V in bf16, O and LSE in float32, and the float32 staging buffer the
- * upload converts through (the largest of Q and K). Linear in n: no n_q × n_k buffer. */
+/* Device bytes: Q, K, V in bf16 or f16 (2 bytes each), O and LSE in float32, and the float32
+ * staging buffer the upload converts through (the largest of Q and K). Linear in n: no n_q × n_k
+ * buffer. */
 extern "C" size_t cuda_flash_device_bytes(const attn_problem_t *p) {
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
     size_t qkv = attn_size_mul(attn_size_add(nq, attn_size_mul(2, nkv)), sizeof(bf16));
@@ -320,9 +321,9 @@ extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x,
     ATTN_TRY(cuda_begin(x, err));
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
     dev_buf q, k, v, o, lse, staging;
-    DEV_ALLOC(q, nq * sizeof(bf16), "blockwise_cuda Q (bf16)");
-    DEV_ALLOC(k, nkv * sizeof(bf16), "blockwise_cuda K (bf16)");
-    DEV_ALLOC(v, nkv * sizeof(bf16), "blockwise_cuda V (bf16)");
+    DEV_ALLOC(q, nq * sizeof(bf16), "blockwise_cuda Q (16-bit)"); /* bf16 or f16: 2 bytes */
+    DEV_ALLOC(k, nkv * sizeof(bf16), "blockwise_cuda K (16-bit)");
+    DEV_ALLOC(v, nkv * sizeof(bf16), "blockwise_cuda V (16-bit)");
     DEV_ALLOC(o, nq * sizeof(float), "blockwise_cuda O");
     DEV_ALLOC(lse, nl * sizeof(float), "blockwise_cuda LSE");
     DEV_ALLOC(staging, (nq > nkv ? nq : nkv) * sizeof(float), "blockwise_cuda upload staging");
@@ -330,9 +331,9 @@ extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x,
     dev_buf docs;
     attn_vis_t vis;
     ATTN_TRY(cuda_vis_upload(p, docs, &vis, s, err));
-    ATTN_TRY(cuda_upload(q.ptr, 1, (const float *)io->q, nq, staging.as<float>(), s, err));
-    ATTN_TRY(cuda_upload(k.ptr, 1, (const float *)io->k, nkv, staging.as<float>(), s, err));
-    ATTN_TRY(cuda_upload(v.ptr, 1, (const float *)io->v, nkv, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(q.ptr, p->dtype, (const float *)io->q, nq, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(k.ptr, p->dtype, (const float *)io->k, nkv, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(v.ptr, p->dtype, (const float *)io->v, nkv, staging.as<float>(), s, err));
 
     cuda_flash_call call = {q.ptr, k.ptr, v.ptr, o.as<float>(), lse.as<float>(), p->n_q, p->n_k, p->n_q, p->n_k,
                             p->n_k - p->n_q, p->window, (int)p->mask, vis.doc, vis.n_docs};

@@ -321,6 +321,8 @@ extern "C" size_t cuda_flash_bwd_device_bytes(const attn_problem_t *p) {
 
 extern "C" int cuda_flash_backward(const attn_problem_t *p, const attn_exec_t *x, const attn_grad_io_t *g,
                                    attn_err_t *err) {
+    if (p->dtype != ATTN_BF16) /* the kernel is templated on the element type; only bf16 is instantiated and checked */
+        return attn_fail(err, ATTN_EUSAGE, "blockwise_cuda's backward runs in bf16 only (got %s)", dtype_name(p->dtype));
     ATTN_TRY(cuda_begin(x, err));
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
     dev_buf q, k, v, dob, o32, do32, lse2, delta, dk, dv, staging, docs;
@@ -338,9 +340,9 @@ extern "C" int cuda_flash_backward(const attn_problem_t *p, const attn_exec_t *x
     cudaStream_t s = 0;
     attn_vis_t vis;
     ATTN_TRY(cuda_vis_upload(p, docs, &vis, s, err));
-    ATTN_TRY(cuda_upload(q.ptr, 1, (const float *)g->q, nq, staging.as<float>(), s, err));
-    ATTN_TRY(cuda_upload(k.ptr, 1, (const float *)g->k, nkv, staging.as<float>(), s, err));
-    ATTN_TRY(cuda_upload(v.ptr, 1, (const float *)g->v, nkv, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(q.ptr, ATTN_BF16, (const float *)g->q, nq, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(k.ptr, ATTN_BF16, (const float *)g->k, nkv, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(v.ptr, ATTN_BF16, (const float *)g->v, nkv, staging.as<float>(), s, err));
     CUDA_TRY(cudaMemcpyAsync(o32.ptr, g->o, nq * sizeof(float), cudaMemcpyHostToDevice, s));
     CUDA_TRY(cudaMemcpyAsync(do32.ptr, g->d_o, nq * sizeof(float), cudaMemcpyHostToDevice, s));
     CUDA_TRY(cudaMemcpyAsync(lse2.ptr, g->lse, nl * sizeof(float), cudaMemcpyHostToDevice, s));

@@ -1,8 +1,8 @@
 /* flash_decode.cu — decode and short queries on the GPU (flash-decoding): the split plan of
  * impls/cpu/decode_plan.h as a split kernel (one block per key chunk × packed query tile × batch ·
  * kv head: the query heads that share a KV head in one 64-row tile, online softmax over the chunk
- * on mma.sync bf16 tensor cores, partial O and LSE in float32) and a merge kernel (one warp per
- * row, the log-sum-exp rule). blockwise_cuda takes it for n_q ≤ 64 or a grid that would not fill
+ * on mma.sync bf16 or f16 tensor cores (templated on the element type, elem16<T>), partial O and
+ * LSE in float32) and a merge kernel (one warp per row, the log-sum-exp rule). blockwise_cuda takes it for n_q ≤ 64 or a grid that would not fill
  * the GPU. The index arithmetic is the plan's, checked on the host by tests/test_decode.c. */
 #include <math.h>
 #include <stdint.h>
@@ -21,7 +21,7 @@ using namespace mma80;
 constexpr int BR = 64, BC = 64, WARPS = 4, THREADS = 32 * WARPS;
 
 struct decode_params {
-    const bf16 *q, *k, *v; /* Q (B,H,q_ld,d), K/V (B,H_kv,kv_ld,d) */
+    const void *q, *k, *v; /* Q (B,H,q_ld,d), K/V (B,H_kv,kv_ld,d): elements of the kernel's T */
     float *o, *lse;        /* O (B,H,q_ld,d), LSE (B,H,q_ld): written directly when split = 1 */
     float *o_part, *lse_part; /* (B·H_kv, split, rows, d), (B·H_kv, split, rows) when split > 1 */
     int64_t kv_ld;
@@ -31,10 +31,11 @@ struct decode_params {
     decode_plan_t pl;
 };
 
-template <int D> constexpr int smem_bytes() { return (BR + 4 * BC) * D * (int)sizeof(bf16); }
+template <int D> constexpr int smem_bytes() { return (BR + 4 * BC) * D * 2; } /* 2-byte elements, bf16 or f16 */
 
-/* Rows [row0, row0 + 64) of a (· × D) bf16 matrix into a swizzled 64 × D tile; rows ≥ n zeros. */
-template <int D> __device__ __forceinline__ void load_kv_tile(bf16 *tile, const bf16 *src, int64_t row0, int64_t n) {
+/* Rows [row0, row0 + 64) of a (· × D) 16-bit matrix into a swizzled 64 × D tile; rows ≥ n zeros. */
+template <typename T, int D>
+__device__ __forceinline__ void load_kv_tile(T *tile, const T *src, int64_t row0, int64_t n) {
     constexpr int CHUNKS = D / 8, PER_THREAD = 64 * CHUNKS / THREADS;
 #pragma unroll
     for (int i = 0; i < PER_THREAD; i++) {
@@ -45,27 +46,27 @@ template <int D> __device__ __forceinline__ void load_kv_tile(bf16 *tile, const 
 }
 
 /* Packed rows [r0, r0 + 64) of (batch b, kv head g): each from its own head's Q row. */
-template <int D>
-__device__ __forceinline__ void load_q_packed(bf16 *tile, const decode_params &p, int64_t b, int64_t g, int64_t r0) {
+template <typename T, int D>
+__device__ __forceinline__ void load_q_packed(T *tile, const decode_params &p, int64_t b, int64_t g, int64_t r0) {
     constexpr int CHUNKS = D / 8, PER_THREAD = 64 * CHUNKS / THREADS;
 #pragma unroll
     for (int i = 0; i < PER_THREAD; i++) {
         int idx = threadIdx.x + i * THREADS, row = idx / CHUNKS, col = (idx % CHUNKS) * 8;
         bool valid = r0 + row < p.pl.rows;
-        const bf16 *src = p.q + (valid ? decode_out_row(&p.pl, b, g, r0 + row) * D + col : 0);
+        const T *src = static_cast<const T *>(p.q) + (valid ? decode_out_row(&p.pl, b, g, r0 + row) * D + col : 0);
         cp_async16(tile + frag_swz(D, row, col), src, valid);
     }
 }
 
 /* 1 on every thread when the 64 × D tile holds a ±∞ or NaN (block-wide: call from all threads). */
-template <int D> __device__ __forceinline__ bool tile_nonfinite(const bf16 *tile) {
+template <typename T, int D> __device__ __forceinline__ bool tile_nonfinite(const T *tile) {
     const uint4 *c = reinterpret_cast<const uint4 *>(tile);
     int bad = 0;
 #pragma unroll
     for (int i = 0; i < BC * D / 8 / THREADS; i++) {
         const uint4 w = c[threadIdx.x + i * THREADS];
-        bad |= frag_bf16x2_nonfinite(w.x) | frag_bf16x2_nonfinite(w.y) | frag_bf16x2_nonfinite(w.z) |
-               frag_bf16x2_nonfinite(w.w);
+        bad |= elem16<T>::nonfinite2(w.x) | elem16<T>::nonfinite2(w.y) | elem16<T>::nonfinite2(w.z) |
+               elem16<T>::nonfinite2(w.w);
     }
     return __syncthreads_or(bad) != 0;
 }
@@ -77,8 +78,8 @@ __device__ __forceinline__ bool hidden(const decode_params &p, int64_t c_hi, int
 
 /* O += P·V over visible keys only, for a tile whose V holds a non-finite value (flash.cu's
  * pv_visible_only: a hidden key's weight 0 times ∞ would be NaN; docs/nonfinite.md). */
-template <int D>
-__device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const float (&s)[BC / 8][4], const bf16 *v_s,
+template <typename T, int D>
+__device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const float (&s)[BC / 8][4], const T *v_s,
                                                 const decode_params &p, int64_t key0, int64_t c_hi,
                                                 const int64_t (&row_pos)[2], int lane) {
 #pragma unroll
@@ -88,14 +89,13 @@ __device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const floa
 #pragma unroll 1
             for (int src = 0; src < 4; src++) {
                 const int from = frag_quad_lane(lane, src), r = e >> 1;
-                const float w = __bfloat162float(__float2bfloat16_rn(__shfl_sync(0xffffffffu, s[n][e], from)));
+                const float w = elem16<T>::round(__shfl_sync(0xffffffffu, s[n][e], from));
                 const int key = frag_col(from, n, e);
                 if (hidden(p, c_hi, row_pos[r], key0 + key))
                     continue;
 #pragma unroll
                 for (int dn = 0; dn < D / 8; dn++) {
-                    const float2 v = __bfloat1622float2(
-                        *reinterpret_cast<const __nv_bfloat162 *>(v_s + frag_swz(D, key, frag_col(lane, dn, 0))));
+                    const float2 v = elem16<T>::load2(v_s + frag_swz(D, key, frag_col(lane, dn, 0)));
                     o[dn][2 * r] += w * v.x;
                     o[dn][2 * r + 1] += w * v.y;
                 }
@@ -105,28 +105,28 @@ __device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const floa
 /* grid (q_tiles, split, B·H_kv): block (t, s, bg) runs query tile t of (b, g) over chunk s. The
  * query tiles of one chunk are launched side by side, so the second reads the chunk's K/V from L2
  * (n_q = 16 at G = 8: 128 packed rows, two tiles) instead of HBM. */
-template <int D> __global__ void __launch_bounds__(THREADS) decode_split_kernel(const decode_params p) {
+template <typename T, int D> __global__ void __launch_bounds__(THREADS) decode_split_kernel(const decode_params p) {
     extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *sQ = reinterpret_cast<bf16 *>(smem); /* 64 × D */
-    bf16 *sK = sQ + BR * D;                    /* 2 stages × 64 × D */
-    bf16 *sV = sK + 2 * BC * D;                /* 2 stages × 64 × D */
+    T *sQ = reinterpret_cast<T *>(smem); /* 64 × D */
+    T *sK = sQ + BR * D;                 /* 2 stages × 64 × D */
+    T *sV = sK + 2 * BC * D;             /* 2 stages × 64 × D */
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g4 = lane / 4, tq = lane % 4;
     const int t = blockIdx.x, s = blockIdx.y;
     const int64_t bg = blockIdx.z, b = bg / p.pl.kv_heads, g = bg % p.pl.kv_heads;
     const int64_t r0 = (int64_t)t * BR;
-    const bf16 *K = p.k + bg * p.kv_ld * D; /* (b·H_kv + g) = bg */
-    const bf16 *V = p.v + bg * p.kv_ld * D;
+    const T *K = static_cast<const T *>(p.k) + bg * p.kv_ld * D; /* (b·H_kv + g) = bg */
+    const T *V = static_cast<const T *>(p.v) + bg * p.kv_ld * D;
     int64_t c_lo, c_hi;
     decode_chunk(&p.pl, t, s, &c_lo, &c_hi);
     const int64_t n_t = c_hi > c_lo ? (c_hi - c_lo + BC - 1) / BC : 0;
     /* Warp-uniform: a warp whose 16 rows are all padding computes nothing (n_q = 1: 8 rows). */
     const bool active = r0 + warp * 16 < p.pl.rows;
 
-    load_q_packed<D>(sQ, p, b, g, r0);
+    load_q_packed<T, D>(sQ, p, b, g, r0);
     cp_async_commit();
     if (n_t > 0) {
-        load_kv_tile<D>(sK, K, c_lo, c_hi);
-        load_kv_tile<D>(sV, V, c_lo, c_hi);
+        load_kv_tile<T, D>(sK, K, c_lo, c_hi);
+        load_kv_tile<T, D>(sV, V, c_lo, c_hi);
     }
     cp_async_commit();
     cp_async_wait<1>();
@@ -152,18 +152,18 @@ template <int D> __global__ void __launch_bounds__(THREADS) decode_split_kernel(
         const int stage = (int)(it & 1);
         const int64_t key0 = c_lo + it * BC;
         if (it + 1 < n_t) {
-            load_kv_tile<D>(sK + (stage ^ 1) * BC * D, K, key0 + BC, c_hi);
-            load_kv_tile<D>(sV + (stage ^ 1) * BC * D, V, key0 + BC, c_hi);
+            load_kv_tile<T, D>(sK + (stage ^ 1) * BC * D, K, key0 + BC, c_hi);
+            load_kv_tile<T, D>(sV + (stage ^ 1) * BC * D, V, key0 + BC, c_hi);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
         }
         __syncthreads();
-        const bf16 *k_s = sK + stage * BC * D, *v_s = sV + stage * BC * D;
+        const T *k_s = sK + stage * BC * D, *v_s = sV + stage * BC * D;
         /* Block-uniform: every row sees every key of the tile (the plan's full range) or not. */
         const bool edge = !(full_lo <= key0 && key0 + BC <= full_hi);
-        const bool v_bad = edge && tile_nonfinite<D>(v_s);
+        const bool v_bad = edge && tile_nonfinite<T, D>(v_s);
 
         if (active) {
             float sc[BC / 8][4];
@@ -176,8 +176,8 @@ template <int D> __global__ void __launch_bounds__(THREADS) decode_split_kernel(
                 for (int np = 0; np < BC / 16; np++) {
                     unsigned bk[4];
                     ldsm_x4(bk, k_s + frag_swz(D, np * 16 + (lane & 7) + (lane >> 4) * 8, kk * 16 + ((lane >> 3) & 1) * 8));
-                    mma_bf16(sc[2 * np], qa[kk], bk[0], bk[1]);
-                    mma_bf16(sc[2 * np + 1], qa[kk], bk[2], bk[3]);
+                    elem16<T>::mma(sc[2 * np], qa[kk], bk[0], bk[1]);
+                    elem16<T>::mma(sc[2 * np + 1], qa[kk], bk[2], bk[3]);
                 }
             float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
@@ -217,20 +217,20 @@ template <int D> __global__ void __launch_bounds__(THREADS) decode_split_kernel(
                 o[n][2] *= alpha[1], o[n][3] *= alpha[1];
             }
             if (v_bad) {
-                pv_visible_only<D>(o, sc, v_s, p, key0, c_hi, row_pos, lane);
+                pv_visible_only<T, D>(o, sc, v_s, p, key0, c_hi, row_pos, lane);
             } else {
 #pragma unroll
                 for (int kk = 0; kk < BC / 16; kk++) {
-                    const unsigned pa[4] = {pack_bf16(sc[2 * kk][0], sc[2 * kk][1]), pack_bf16(sc[2 * kk][2], sc[2 * kk][3]),
-                                            pack_bf16(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
-                                            pack_bf16(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+                    const unsigned pa[4] = {elem16<T>::pack(sc[2 * kk][0], sc[2 * kk][1]), elem16<T>::pack(sc[2 * kk][2], sc[2 * kk][3]),
+                                            elem16<T>::pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                                            elem16<T>::pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
 #pragma unroll
                     for (int dp = 0; dp < D / 16; dp++) {
                         unsigned bv[4];
                         ldsm_x4_trans(bv, v_s + frag_swz(D, kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
                                                          dp * 16 + (lane >> 4) * 8));
-                        mma_bf16(o[2 * dp], pa, bv[0], bv[1]);
-                        mma_bf16(o[2 * dp + 1], pa, bv[2], bv[3]);
+                        elem16<T>::mma(o[2 * dp], pa, bv[0], bv[1]);
+                        elem16<T>::mma(o[2 * dp + 1], pa, bv[2], bv[3]);
                     }
                 }
             }
@@ -291,10 +291,10 @@ template <int D> __global__ void decode_merge_kernel(const decode_params p) {
         p.lse[at] = lse;
 }
 
-template <int D> int launch(const decode_params &prm, cudaStream_t st, attn_err_t *err) {
-    CUDA_TRY(cudaFuncSetAttribute(decode_split_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<D>()));
+template <typename T, int D> int launch(const decode_params &prm, cudaStream_t st, attn_err_t *err) {
+    CUDA_TRY(cudaFuncSetAttribute(decode_split_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<D>()));
     dim3 grid((unsigned)prm.pl.q_tiles, (unsigned)prm.pl.split, (unsigned)(prm.pl.batch * prm.pl.kv_heads));
-    decode_split_kernel<D><<<grid, THREADS, smem_bytes<D>(), st>>>(prm);
+    decode_split_kernel<T, D><<<grid, THREADS, smem_bytes<D>(), st>>>(prm);
     CUDA_TRY_LAUNCH();
     if (prm.pl.split > 1) {
         const int64_t warps = prm.pl.batch * prm.pl.kv_heads * prm.pl.rows, per_block = 256 / 32;
@@ -304,20 +304,21 @@ template <int D> int launch(const decode_params &prm, cudaStream_t st, attn_err_
     return ATTN_OK;
 }
 
-/* Resident split blocks per SM for head dim d (shared memory bounds it: 2 at d 128, 5 at 64). */
-int blocks_per_sm(int64_t d) {
+/* Resident split blocks of one instantiation per SM (shared memory bounds it: 2 at d 128, 5 at 64). */
+template <typename T, int D> int blocks_per_sm_of() {
     int n = 0;
-    cudaError_t e;
-    if (d == 64) {
-        e = cudaFuncSetAttribute(decode_split_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<64>());
-        if (e == cudaSuccess)
-            e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_split_kernel<64>, THREADS, smem_bytes<64>());
-    } else {
-        e = cudaFuncSetAttribute(decode_split_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<128>());
-        if (e == cudaSuccess)
-            e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_split_kernel<128>, THREADS, smem_bytes<128>());
-    }
+    cudaError_t e = cudaFuncSetAttribute(decode_split_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<D>());
+    if (e == cudaSuccess)
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_split_kernel<T, D>, THREADS, smem_bytes<D>());
     return e == cudaSuccess && n > 0 ? n : 1;
+}
+
+/* ... of the kernel p runs: head dim and element type (f16, else bf16). */
+int blocks_per_sm(const attn_problem_t *p) {
+    const bool h = p->dtype == ATTN_F16;
+    if (p->head_dim == 64)
+        return h ? blocks_per_sm_of<f16, 64>() : blocks_per_sm_of<bf16, 64>();
+    return h ? blocks_per_sm_of<f16, 128>() : blocks_per_sm_of<bf16, 128>();
 }
 
 } // namespace
@@ -332,7 +333,7 @@ extern "C" int cuda_decode_plan(const attn_problem_t *p, decode_plan_t *pl) {
         return 0;
     const attn_vis_t vis = problem_vis(p); /* host offsets: the plan is made on the host */
     return decode_plan_make(pl, p->batch, p->heads, p->kv_heads, p->n_q, p->n_q, p->n_k, &vis,
-                            problem_q_span(p), problem_k_span(p), BR, BC, sms, 2 * blocks_per_sm(p->head_dim), 0);
+                            problem_q_span(p), problem_k_span(p), BR, BC, sms, 2 * blocks_per_sm(p), 0);
 }
 
 extern "C" size_t cuda_decode_part_bytes(const attn_problem_t *p, const decode_plan_t *pl) {
@@ -355,15 +356,16 @@ int cuda_decode_launch(const attn_problem_t *p, const decode_plan_t *pl, const c
     float *o_part = part, *lse_part = part ? part + (size_t)(pl->batch * pl->kv_heads * pl->split * pl->rows) * p->head_dim
                                            : nullptr;
     decode_params prm = {};
-    prm.q = (const bf16 *)c->q, prm.k = (const bf16 *)c->k, prm.v = (const bf16 *)c->v, prm.o = c->o, prm.lse = c->lse;
+    prm.q = c->q, prm.k = c->k, prm.v = c->v, prm.o = c->o, prm.lse = c->lse;
     prm.o_part = o_part, prm.lse_part = lse_part, prm.kv_ld = c->kv_ld;
     prm.qs = attn_span_t{c->q_off, 1}, prm.ks = attn_span_t{0, 1};
     prm.vis = attn_vis_t{(attn_mask_t)c->mask, c->window, c->doc, c->doc ? c->n_docs : 0};
     prm.scale_log2 = (float)(problem_scale(p) * 1.4426950408889634);
     prm.pl = *pl;
+    const bool h = p->dtype == ATTN_F16; /* else bf16: cuda_flash_supports admits only these two */
     if (p->head_dim == 64)
-        return launch<64>(prm, st, err);
+        return h ? launch<f16, 64>(prm, st, err) : launch<bf16, 64>(prm, st, err);
     if (p->head_dim == 128)
-        return launch<128>(prm, st, err);
+        return h ? launch<f16, 128>(prm, st, err) : launch<bf16, 128>(prm, st, err);
     return attn_fail(err, ATTN_EUSAGE, "decode kernel: head dim %lld has no kernel (64, 128)", (long long)p->head_dim);
 }

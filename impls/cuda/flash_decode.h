@@ -20,7 +20,7 @@ size_t cuda_decode_part_bytes(const attn_problem_t *p, const decode_plan_t *pl);
 #ifdef __cplusplus
 }
 #include "impls/cuda/cuda_backends.h"
-/* The split kernel, then the merge when split > 1, on bf16 Q, K, V already on the device (call's
+/* The split kernel, then the merge when split > 1, on Q, K, V in p->dtype (bf16 or f16) already on the device (call's
  * q_off, kv_ld, mask, window; q_ld = n_q), `part` holding cuda_decode_part_bytes. */
 int cuda_decode_launch(const attn_problem_t *p, const decode_plan_t *pl, const cuda_flash_call *c, float *part,
                        cudaStream_t st, attn_err_t *err);

@@ -1,7 +1,7 @@
 /* flash_frag.h — flash.cu's index arithmetic, compiled by C and by nvcc alike so that
  * tests/test_flash_frag.c checks on the host what the kernel does on the device: the mma
  * accumulator layout, which lane holds a (row, key) score, the swizzled tile offsets, and the
- * bf16 non-finite test. Layouts: docs/gpu-kernels.md; why the kernel needs them: docs/nonfinite.md. */
+ * bf16 and f16 non-finite tests. Layouts: docs/gpu-kernels.md; why the kernel needs them: docs/nonfinite.md. */
 #pragma once
 #include <stdint.h>
 
@@ -29,4 +29,9 @@ ATTN_HD_INLINE int frag_swz(int d, int row, int col) { return row * d + ((((col 
 /* 1 when either bf16 half of a 32-bit word is ±∞ or NaN (exponent bits all set). */
 ATTN_HD_INLINE int frag_bf16x2_nonfinite(uint32_t w) {
     return (w & 0x7F80u) == 0x7F80u || (w & 0x7F800000u) == 0x7F800000u;
+}
+
+/* The same for two IEEE binary16 halves: 5 exponent bits, 0x7C00 in each half. */
+ATTN_HD_INLINE int frag_f16x2_nonfinite(uint32_t w) {
+    return (w & 0x7C00u) == 0x7C00u || (w & 0x7C000000u) == 0x7C000000u;
 }

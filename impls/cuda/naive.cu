@@ -1,7 +1,8 @@
 /* naive.cu — textbook attention on the GPU (cuBLAS GEMMs around a materialised n_q × n_k
- * softmax): the peer the tensor-core kernel is measured against and, in bf16, the baseline
- * whose own error sets the bf16 tolerance. Details: docs/gpu-kernels.md. */
+ * softmax): the peer the tensor-core kernel is measured against and, in bf16 or f16, the
+ * baseline whose own error sets that dtype's tolerance. Details: docs/gpu-kernels.md. */
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <math.h>
 
 #include "core/mask.h"
@@ -10,6 +11,10 @@
 namespace {
 
 typedef __nv_bfloat16 bf16;
+typedef __half f16;
+
+__device__ __forceinline__ void store16(bf16 *p, float x) { *p = __float2bfloat16_rn(x); }
+__device__ __forceinline__ void store16(f16 *p, float x) { *p = __float2half_rn(x); }
 
 constexpr int SOFTMAX_THREADS = 256;
 
@@ -31,9 +36,10 @@ __device__ float block_reduce(float x, int op, float *scratch) {
 }
 
 /* Row r of S (n_k scores, one block per row): mask, scale, softmax. P goes back into S (f32)
- * or into P16 (bf16) when P16 is non-NULL; LSE = m + log(l). */
+ * or into P16 (bf16 or f16, rounded to nearest even) when P16 is non-NULL; LSE = m + log(l). */
+template <typename T16>
 __global__ void __launch_bounds__(SOFTMAX_THREADS)
-    softmax_rows(float *S, bf16 *P16, float *lse, int64_t n_k, int64_t q_off, const attn_vis_t vis, float scale) {
+    softmax_rows(float *S, T16 *P16, float *lse, int64_t n_k, int64_t q_off, const attn_vis_t vis, float scale) {
     __shared__ float scratch[SOFTMAX_THREADS / 32];
     const int64_t r = blockIdx.x, i = q_off + r;
     float *s = S + r * n_k;
@@ -53,7 +59,7 @@ __global__ void __launch_bounds__(SOFTMAX_THREADS)
     for (int64_t j = threadIdx.x; j < n_k; j += SOFTMAX_THREADS) {
         float pj = m == -INFINITY ? 0.f : expf(s[j] - m) * inv;
         if (P16)
-            P16[r * n_k + j] = __float2bfloat16_rn(pj);
+            store16(P16 + r * n_k + j, pj);
         else
             s[j] = pj;
     }
@@ -63,6 +69,7 @@ __global__ void __launch_bounds__(SOFTMAX_THREADS)
 
 __device__ __forceinline__ float as_float(float x) { return x; }
 __device__ __forceinline__ float as_float(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float as_float(f16 x) { return __half2float(x); }
 
 /* Sets *flag when any of the n values is ±∞ or NaN. */
 template <typename T> __global__ void any_nonfinite(const T *x, size_t n, int *flag) {
@@ -105,10 +112,11 @@ constexpr size_t CUBLAS_WORKSPACE = (size_t)32 << 20;
 
 extern "C" size_t cuda_naive_device_bytes(const attn_problem_t *p) {
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
-    size_t es = p->dtype == ATTN_BF16 ? sizeof(bf16) : sizeof(float);
+    const int h16 = dtype_is_16bit(p->dtype); /* bf16 or f16: 2-byte elements either way */
+    size_t es = h16 ? sizeof(bf16) : sizeof(float);
     /* Checked: n_q·n_k can overflow for a problem whose tensors fit (core/common.h). */
-    size_t scores = attn_size_prod4(p->n_q, p->n_k, (int64_t)(sizeof(float) + (p->dtype == ATTN_BF16 ? sizeof(bf16) : 0)), 1);
-    size_t staging = p->dtype == ATTN_BF16 ? attn_size_mul(nq > nkv ? nq : nkv, sizeof(float)) : 0;
+    size_t scores = attn_size_prod4(p->n_q, p->n_k, (int64_t)(sizeof(float) + (h16 ? sizeof(bf16) : 0)), 1);
+    size_t staging = h16 ? attn_size_mul(nq > nkv ? nq : nkv, sizeof(float)) : 0;
     size_t tensors = attn_size_add(attn_size_mul(attn_size_add(nq, attn_size_mul(2, nkv)), es),
                                    attn_size_mul(attn_size_add(nq, nl), sizeof(float)));
     return attn_size_add(attn_size_add(attn_size_add(tensors, scores), attn_size_add(staging, CUBLAS_WORKSPACE)),
@@ -117,7 +125,8 @@ extern "C" size_t cuda_naive_device_bytes(const attn_problem_t *p) {
 
 extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
     ATTN_TRY(cuda_begin(x, err));
-    const int bf = p->dtype == ATTN_BF16;
+    const int bf = dtype_is_16bit(p->dtype), f16in = p->dtype == ATTN_F16; /* bf: any 16-bit dtype */
+    const cudaDataType_t ct = f16in ? CUDA_R_16F : CUDA_R_16BF;
     const int64_t d = p->head_dim, nq_rows = p->n_q, nk_rows = p->n_k;
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
     size_t es = bf ? sizeof(bf16) : sizeof(float);
@@ -131,11 +140,11 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
         DEV_ALLOC(staging, (nq > nkv ? nq : nkv) * sizeof(float), "naive_cuda upload staging");
     DEV_ALLOC(S, attn_size_prod4(nq_rows, nk_rows, (int64_t)sizeof(float), 1), "naive_cuda score matrix");
     if (bf)
-        DEV_ALLOC(P16, attn_size_prod4(nq_rows, nk_rows, (int64_t)sizeof(bf16), 1), "naive_cuda bf16 probabilities");
+        DEV_ALLOC(P16, attn_size_prod4(nq_rows, nk_rows, (int64_t)sizeof(bf16), 1), "naive_cuda 16-bit probabilities");
     cudaStream_t s = 0;
-    ATTN_TRY(cuda_upload(q.ptr, bf, (const float *)io->q, nq, staging.as<float>(), s, err));
-    ATTN_TRY(cuda_upload(k.ptr, bf, (const float *)io->k, nkv, staging.as<float>(), s, err));
-    ATTN_TRY(cuda_upload(v.ptr, bf, (const float *)io->v, nkv, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(q.ptr, p->dtype, (const float *)io->q, nq, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(k.ptr, p->dtype, (const float *)io->k, nkv, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(v.ptr, p->dtype, (const float *)io->v, nkv, staging.as<float>(), s, err));
     attn_vis_t vis;
     ATTN_TRY(cuda_vis_upload(p, docs, &vis, s, err));
 
@@ -144,7 +153,9 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
     int v_bad = 0;
     if ((p->mask != ATTN_MASK_NONE || mask_has_docs(&vis)) && nkv > 0) {
         CUDA_TRY(cudaMemsetAsync(S.ptr, 0, sizeof(int), s));
-        if (bf)
+        if (f16in)
+            any_nonfinite<<<256, 256, 0, s>>>(v.as<f16>(), nkv, S.as<int>());
+        else if (bf)
             any_nonfinite<<<256, 256, 0, s>>>(v.as<bf16>(), nkv, S.as<int>());
         else
             any_nonfinite<<<256, 256, 0, s>>>(v.as<float>(), nkv, S.as<int>());
@@ -171,21 +182,31 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
         int64_t b = bh / p->heads, kvh = (bh % p->heads) / (p->heads / p->kv_heads);
         size_t q_at = (size_t)(bh * nq_rows * d), kv_at = (size_t)((b * p->kv_heads + kvh) * nk_rows * d);
         /* Row-major S (n_q × n_k) is column-major Sᵀ = K·Qᵀ: K row-major (n_k × d) is the
-         * column-major d × n_k matrix Kᵀ, taken transposed; Q row-major is column-major Qᵀ. */
+         * column-major d × n_k matrix Kᵀ, taken transposed; Q row-major is column-major Qᵀ. The
+         * 16-bit offsets are in 2-byte elements, bf16 and f16 alike (ct names which). */
         if (bf)
-            CUBLAS_TRY(cublasGemmEx(cb.h, CUBLAS_OP_T, CUBLAS_OP_N, M, N, Kd, &one, k.as<bf16>() + kv_at, CUDA_R_16BF,
-                                    Kd, q.as<bf16>() + q_at, CUDA_R_16BF, Kd, &zero, S.ptr, CUDA_R_32F, M,
+            CUBLAS_TRY(cublasGemmEx(cb.h, CUBLAS_OP_T, CUBLAS_OP_N, M, N, Kd, &one, k.as<bf16>() + kv_at, ct,
+                                    Kd, q.as<bf16>() + q_at, ct, Kd, &zero, S.ptr, CUDA_R_32F, M,
                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         else
             CUBLAS_TRY(cublasSgemm(cb.h, CUBLAS_OP_T, CUBLAS_OP_N, M, N, Kd, &one, k.as<float>() + kv_at, Kd,
                                    q.as<float>() + q_at, Kd, &zero, S.as<float>(), M));
-        softmax_rows<<<(unsigned)nq_rows, SOFTMAX_THREADS, 0, s>>>(S.as<float>(), bf ? P16.as<bf16>() : nullptr,
-                                                                  lse.as<float>() + bh * nq_rows, nk_rows,
-                                                                  nk_rows - nq_rows, vis, scale);
+        if (f16in)
+            softmax_rows<<<(unsigned)nq_rows, SOFTMAX_THREADS, 0, s>>>(S.as<float>(), P16.as<f16>(),
+                                                                      lse.as<float>() + bh * nq_rows, nk_rows,
+                                                                      nk_rows - nq_rows, vis, scale);
+        else
+            softmax_rows<<<(unsigned)nq_rows, SOFTMAX_THREADS, 0, s>>>(S.as<float>(), bf ? P16.as<bf16>() : nullptr,
+                                                                      lse.as<float>() + bh * nq_rows, nk_rows,
+                                                                      nk_rows - nq_rows, vis, scale);
         CUDA_TRY_LAUNCH();
         /* Row-major O (n_q × d) is column-major Oᵀ = Vᵀ·Pᵀ, both already column-major as stored. */
         const unsigned pv_threads = d < 128 ? (unsigned)d : 128u;
-        if (v_bad && bf)
+        if (v_bad && f16in)
+            pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(P16.as<f16>(), v.as<f16>() + kv_at,
+                                                                o.as<float>() + q_at, nk_rows, d, nk_rows - nq_rows,
+                                                                vis);
+        else if (v_bad && bf)
             pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(P16.as<bf16>(), v.as<bf16>() + kv_at,
                                                                 o.as<float>() + q_at, nk_rows, d, nk_rows - nq_rows,
                                                                 vis);
@@ -194,8 +215,8 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
                                                                 o.as<float>() + q_at, nk_rows, d, nk_rows - nq_rows,
                                                                 vis);
         else if (bf)
-            CUBLAS_TRY(cublasGemmEx(cb.h, CUBLAS_OP_N, CUBLAS_OP_N, Kd, N, M, &one, v.as<bf16>() + kv_at, CUDA_R_16BF,
-                                    Kd, P16.ptr, CUDA_R_16BF, M, &zero, o.as<float>() + q_at, CUDA_R_32F, Kd,
+            CUBLAS_TRY(cublasGemmEx(cb.h, CUBLAS_OP_N, CUBLAS_OP_N, Kd, N, M, &one, v.as<bf16>() + kv_at, ct,
+                                    Kd, P16.ptr, ct, M, &zero, o.as<float>() + q_at, CUDA_R_32F, Kd,
                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         else
             CUBLAS_TRY(cublasSgemm(cb.h, CUBLAS_OP_N, CUBLAS_OP_N, Kd, N, M, &one, v.as<float>() + kv_at, Kd,

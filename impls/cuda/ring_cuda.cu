@@ -238,10 +238,10 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
             DEV_ALLOC(b[i].lse_part, (size_t)BH * nq * sizeof(float) + 16, "ring_cuda partial LSE");
             cudaStream_t s = g->compute[i];
             if (qn)
-                ATTN_TRY(cuda_upload(b[i].q.ptr, 1, h->q[i], qn, stage.as<float>(), s, err));
+                ATTN_TRY(cuda_upload(b[i].q.ptr, p->dtype, h->q[i], qn, stage.as<float>(), s, err));
             if (kn) { /* K then V in one block, so a ring step is one message */
-                ATTN_TRY(cuda_upload(b[i].kv[0].ptr, 1, h->k[i], kn, stage.as<float>(), s, err));
-                ATTN_TRY(cuda_upload(b[i].kv[0].as<bf16>() + kn, 1, h->v[i], kn, stage.as<float>(), s, err));
+                ATTN_TRY(cuda_upload(b[i].kv[0].ptr, p->dtype, h->k[i], kn, stage.as<float>(), s, err));
+                ATTN_TRY(cuda_upload(b[i].kv[0].as<bf16>() + kn, p->dtype, h->v[i], kn, stage.as<float>(), s, err));
             }
             ATTN_TRY(ring_cuda_fill(b[i].o.as<float>(), b[i].lse.as<float>(), (int64_t)qn, BH * (int64_t)nq, s, err));
             CUDA_TRY(cudaStreamSynchronize(s)); /* the staging buffer is reused by the next rank */

@@ -151,10 +151,10 @@ int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t
         cudaStream_t cs = g->compute[i];
         float *stage_f = s.recv.as<float>();
         if (m[r] > 0)
-            ATTN_TRY(cuda_upload(s.q.ptr, 1, hst->q[i], (size_t)(B * H * m[r] * d), stage_f, cs, err));
+            ATTN_TRY(cuda_upload(s.q.ptr, p->dtype, hst->q[i], (size_t)(B * H * m[r] * d), stage_f, cs, err));
         if (k[r] > 0) {
-            ATTN_TRY(cuda_upload(s.k.ptr, 1, hst->k[i], (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
-            ATTN_TRY(cuda_upload(s.v.ptr, 1, hst->v[i], (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
+            ATTN_TRY(cuda_upload(s.k.ptr, p->dtype, hst->k[i], (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
+            ATTN_TRY(cuda_upload(s.v.ptr, p->dtype, hst->v[i], (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
         }
         CUDA_TRY(cudaStreamSynchronize(cs)); /* like ring_cuda: uploads stay outside the timed region */
         for (cudaEvent_t &e : s.ev)

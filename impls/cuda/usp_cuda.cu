@@ -155,10 +155,10 @@ int usp_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind, int U, const rin
         cudaStream_t cs = g->compute[i];
         float *stage_f = s.recv.as<float>();
         if (pl.nq > 0)
-            ATTN_TRY(cuda_upload(s.q.ptr, 1, h->q[i], (size_t)(B * H * pl.nq * d), stage_f, cs, err));
+            ATTN_TRY(cuda_upload(s.q.ptr, p->dtype, h->q[i], (size_t)(B * H * pl.nq * d), stage_f, cs, err));
         if (pl.nk > 0) {
-            ATTN_TRY(cuda_upload(s.k.ptr, 1, h->k[i], (size_t)(B * Hkv * pl.nk * d), stage_f, cs, err));
-            ATTN_TRY(cuda_upload(s.v.ptr, 1, h->v[i], (size_t)(B * Hkv * pl.nk * d), stage_f, cs, err));
+            ATTN_TRY(cuda_upload(s.k.ptr, p->dtype, h->k[i], (size_t)(B * Hkv * pl.nk * d), stage_f, cs, err));
+            ATTN_TRY(cuda_upload(s.v.ptr, p->dtype, h->v[i], (size_t)(B * Hkv * pl.nk * d), stage_f, cs, err));
         }
         int64_t gn = B * pl.pl.heads.hq * pl.pl.ring_q;
         ATTN_TRY(ring_cuda_fill(s.go.as<float>(), s.gl.as<float>(), gn * d, gn, cs, err));

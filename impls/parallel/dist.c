@@ -123,7 +123,17 @@ int dist_report(attn_comm_t *c, const dist_rank_stats_t *mine, attn_dist_stats_t
     return ATTN_OK;
 }
 
+static int fault_point(attn_comm_t *c, const attn_exec_t *x, int step, attn_err_t *err);
+
 int dist_fault_point(attn_comm_t *c, const attn_exec_t *x, int step, attn_err_t *err) {
+    return x->fault_backward ? ATTN_OK : fault_point(c, x, step, err);
+}
+
+int dist_fault_point_backward(attn_comm_t *c, const attn_exec_t *x, int step, attn_err_t *err) {
+    return x->fault_backward ? fault_point(c, x, step, err) : ATTN_OK;
+}
+
+static int fault_point(attn_comm_t *c, const attn_exec_t *x, int step, attn_err_t *err) {
     if ((x->fault != ATTN_FAULT_EXIT && x->fault != ATTN_FAULT_STALL && x->fault != ATTN_FAULT_SLOW) ||
         c->rank != x->fault_rank || step != x->fault_step)
         return ATTN_OK;

@@ -73,6 +73,9 @@ int dist_report(attn_comm_t *c, const dist_rank_stats_t *mine, attn_dist_stats_t
 /* Where a test's injected fault fires: at step `step`, rank x->fault_rank returns an error
  * (local; the thread "exits") or ends its process (mpi), or stalls without communicating. */
 int dist_fault_point(attn_comm_t *c, const attn_exec_t *x, int step, attn_err_t *err);
+/* The same in the backward's steps: fires only for a fault given with ":backward" (exec.h), which
+ * dist_fault_point then leaves alone. */
+int dist_fault_point_backward(attn_comm_t *c, const attn_exec_t *x, int step, attn_err_t *err);
 
 /* supports() checks every distributed backend shares: rank count, transport, dtype, memory. */
 int dist_supports_common(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len);

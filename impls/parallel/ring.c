@@ -117,7 +117,7 @@ int ring_loop(attn_comm_t *c, const attn_exec_t *x, const ring_loop_t *L, dist_r
             kblock = xkv, vblock = xkv + BH * kcnt * d;
         }
         int n_pairs = st.n_pairs;
-        if (x->fault == ATTN_FAULT_DROP_STEP && s == x->fault_step)
+        if (x->fault == ATTN_FAULT_DROP_STEP && !x->fault_backward && s == x->fault_step)
             n_pairs = 0; /* the injected bug: this step's block is received and passed on, never used */
         for (int pi = 0; pi < n_pairs && rc == ATTN_OK; pi++) {
             plan_pair_t pr = st.pair[pi];

@@ -50,6 +50,7 @@ typedef struct {
     float *dq;                      /* (B·H, q rows, d), accumulated: zero it first */
     float *kv;                      /* pos's own K | V block (wire heads), room for the largest block */
     float *dkv_home;                /* out: pos's own block's dK | dV (wire heads), every position's share */
+    const attn_exec_t *x;           /* the injected faults (dist_fault_point_backward); NULL: none */
 } ring_grad_loop_t;
 
 int ring_grad_loop(attn_comm_t *c, const ring_grad_loop_t *L, dist_rank_stats_t *stats, double *step_compute,

@@ -71,6 +71,8 @@ int ring_grad_loop(attn_comm_t *c, const ring_grad_loop_t *L, dist_rank_stats_t 
     comm_req_t grad_req[2] = {{0}}; /* the dK/dV hop posted at the previous step */
     int cur = 0, grad_pending = 0, rc = ATTN_OK;
     for (int s = 0; s < R && rc == ATTN_OK; s++) {
+        if (L->x && (rc = dist_fault_point_backward(c, L->x, s, err)) != ATTN_OK)
+            break;
         plan_ring_step_t st;
         rc = plan_ring_step(L->kind, p->n_q, p->n_k, &vis, R, me, s, &st, err);
         if (rc != ATTN_OK)
@@ -125,7 +127,8 @@ int ring_grad_loop(attn_comm_t *c, const ring_grad_loop_t *L, dist_rank_stats_t 
             break;
         t0 = time_thread_cpu_s();
         if (s > 0)
-            add_into(a, in, row_floats * (size_t)kcnt);
+            if (!(L->x && L->x->fault == ATTN_FAULT_DROP_STEP && L->x->fault_backward && s == L->x->fault_step))
+                add_into(a, in, row_floats * (size_t)kcnt); /* else the injected bug: the partial sum is lost */
         step_compute[s] += time_thread_cpu_s() - t0;
         if (R > 1) { /* pass the block's sum on; the last hop (step R − 1) takes it home */
             int64_t next_rows = s < R - 1 ? layout_local_count(&lk, st.next_src) : kmine;
@@ -163,7 +166,6 @@ size_t ring_grad_loop_workspace(const attn_problem_t *p, int64_t wire_kv_heads, 
 
 int ring_backward_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_comm_t *c,
                        const attn_grad_io_t *g, attn_err_t *err) {
-    (void)x;
     int P = c->size, me = c->rank;
     int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
     attn_layout_t lq, lk;
@@ -196,7 +198,7 @@ int ring_backward_rank(const attn_backend_t *self, const attn_problem_t *p, cons
     dist_rank_stats_t mine = {0};
     ring_grad_loop_t L = {.p = p, .kind = kind, .R = P, .pos = me, .send_to = (me + 1) % P,
                           .recv_from = (me - 1 + P) % P, .q = q, .d_o = d_o, .lse = lse, .D = D, .dq = dq, .kv = kv,
-                          .dkv_home = home};
+                          .dkv_home = home, .x = x};
     if (rc == ATTN_OK)
         rc = ring_grad_loop(c, &L, &mine, step_compute, err);
     step_compute[0] += delta_s, mine.compute_s += delta_s;

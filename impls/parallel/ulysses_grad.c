@@ -127,6 +127,8 @@ int ulysses_backward_rank(const attn_backend_t *self, const attn_problem_t *p, c
         rc = comm_ready(c, err);
     comm_stats_reset(c);
     double t_start = time_now_s(), compute = 0;
+    if (rc == ATTN_OK)
+        rc = dist_fault_point_backward(c, x, 0, err);
     /* 1. [Q | O | dO | LSE] of my tokens for rank r's heads → r. */
     if (rc == ATTN_OK) {
         for (int r = 0; r < P; r++) {

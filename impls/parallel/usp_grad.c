@@ -174,7 +174,7 @@ int usp_backward_rank(const attn_backend_t *self, const attn_problem_t *p, const
     ring_grad_loop_t L = {.p = &lp, .kind = kind, .R = mesh.R, .pos = (int)G, .send_to = pl->send_to,
                           .recv_from = pl->recv_from, .expand = pl->heads.lines_up ? NULL : &pl->heads,
                           .group = H / Hkv, .q = qgr, .d_o = dogr, .lse = lgr, .D = Dg, .dq = dqg, .kv = kvg,
-                          .dkv_home = home};
+                          .dkv_home = home, .x = x};
     if (rc == ATTN_OK)
         rc = ring_grad_loop(c, &L, &mine, step_compute, err);
     step_compute[0] += delta_s, mine.compute_s += delta_s;
