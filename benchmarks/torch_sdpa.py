@@ -17,6 +17,13 @@ It is also an exec: peer (docs/exec-protocol.md): `attnbench run --exec-spec ben
 --backends exec:torch_sdpa ...` runs it as `torch_sdpa.py forward|time REQUEST.json` (or --version), and
 attnbench records its times (the same CUDA-event loop) and checks its O against the float64 reference.
 SDPA returns no LSE; in forward mode it is computed beside the call in float32 (exec_peer.reference_lse).
+
+--direction backward (standalone mode only; the exec protocol carries the forward alone): the backward
+alone is timed (the forward runs outside the events, then torch.autograd.grad of O with dO, retaining
+the graph), FLOPs 2.5 × the forward's as attnbench's throughput --direction backward counts them; and
+the gradients of the first kv head's group of query heads are checked against SDPA's math backend in
+float64 on the same (bf16-valued) inputs: metrics d{q,k,v}_rel_l2_err. Pin the kernel with
+--sdpa-backend flash | cudnn (the issue's figures) or leave it auto.
 """
 import argparse
 import csv
@@ -50,6 +57,8 @@ def parse_args(argv):
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "f16", "f32"])
     ap.add_argument("--sdpa-backend", default="auto", choices=["auto", "flash", "efficient", "cudnn", "math"],
                     help="pin SDPA's kernel (torch.nn.attention.sdpa_kernel) [auto: torch chooses]")
+    ap.add_argument("--direction", default="forward", choices=["forward", "backward"],
+                    help="time the forward or the backward alone (standalone mode) [forward]")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--device", type=int, default=0, help="CUDA device ordinal")
@@ -204,6 +213,20 @@ def make_call(torch, req, q, k, v):
     return lambda: (call(), None)
 
 
+def grad_errors(torch, a, q, k, v, d_o, mask, grads):
+    """Relative L2 of SDPA's gradients of kv head 0's group against the float64 math backend."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    group = a.heads // a.kv_heads
+    sl = [t[:, :group].detach().double().requires_grad_(True) if i in (0, 3) else
+          t[:, :1].detach().double().requires_grad_(True) for i, t in enumerate((q, k, v, d_o))]
+    with sdpa_kernel(SDPBackend.MATH):
+        call, _ = sdpa_call(torch, sl[0], sl[1], sl[2], mask)
+        ref = torch.autograd.grad(call(), sl[:3], sl[3])
+    got = (grads[0][:, :group], grads[1][:, :1], grads[2][:, :1])
+    return {f"d{n}_rel_l2_err": float((g.double() - r).norm() / r.norm().clamp_min(1e-300))
+            for n, g, r in zip("qkv", got, ref)}
+
+
 def bench_case(torch, a, n_k, mask):
     n_q = a.q_len or n_k
     dt = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}[a.dtype]
@@ -213,6 +236,10 @@ def bench_case(torch, a, n_k, mask):
     q = torch.randn(a.batch, a.heads, n_q, a.head_dim, device=dev, dtype=dt, generator=g)
     k = torch.randn(a.batch, a.kv_heads, n_k, a.head_dim, device=dev, dtype=dt, generator=g)
     v = torch.randn(a.batch, a.kv_heads, n_k, a.head_dim, device=dev, dtype=dt, generator=g)
+    backward = a.direction == "backward"
+    if backward:
+        d_o = torch.randn(a.batch, a.heads, n_q, a.head_dim, device=dev, dtype=dt, generator=g)
+        q, k, v = (t.requires_grad_(True) for t in (q, k, v))
     call, gqa = sdpa_call(torch, q, k, v, mask)
     ctx = None
     if a.sdpa_backend != "auto":
@@ -220,29 +247,52 @@ def bench_case(torch, a, n_k, mask):
         ctx = sdpa_kernel({"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
                            "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}[a.sdpa_backend])
         ctx.__enter__()
+    errors = {}
     try:
-        with torch.no_grad():
+        if backward:  # the forward outside the events, its graph kept; the backward alone timed
+            out = call()
             for _ in range(a.warmup):
-                call()
+                torch.autograd.grad(out, (q, k, v), d_o, retain_graph=True)
             torch.cuda.synchronize(dev)
             secs = []
             for _ in range(a.repeats):
                 start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-                call()
+                grads = torch.autograd.grad(out, (q, k, v), d_o, retain_graph=True)
                 stop.record()
                 stop.synchronize()
                 secs.append(start.elapsed_time(stop) / 1e3)
+            del out
+            errors = grad_errors(torch, a, q, k, v, d_o, mask, grads)
+        else:
+            with torch.no_grad():
+                for _ in range(a.warmup):
+                    call()
+                torch.cuda.synchronize(dev)
+                secs = []
+                for _ in range(a.repeats):
+                    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    call()
+                    stop.record()
+                    stop.synchronize()
+                    secs.append(start.elapsed_time(stop) / 1e3)
     finally:
         if ctx is not None:
             ctx.__exit__(None, None, None)
 
     flops = 4.0 * a.head_dim * visible_pairs(n_q, n_k, mask) * a.batch * a.heads
+    if backward:
+        flops *= 2.5  # attnbench's problem_backward_flops: FlashAttention's convention
     metrics, units = {}, {}
     timed(secs, "time_s", "s", metrics, units)
     timed([a.batch * n_q / s for s in secs], "tokens_per_s", "tok/s", metrics, units)
     timed([flops / s / 1e9 for s in secs], "gflops", "GFLOP/s", metrics, units)
     metrics["flops"], units["flops"] = flops, "FLOP"
+    for key, val in errors.items():
+        metrics[key], units[key] = val, "1"
+    config_extra = {"direction": "backward", "flops_rule": "backward = 2.5 x forward FLOPs (FlashAttention "
+                    "convention)", "error_heads": "kv head 0's group vs float64 math"} if backward else {}
     return {
         "task": "throughput",
         "backend": "torch_sdpa",
@@ -255,7 +305,7 @@ def bench_case(torch, a, n_k, mask):
             "batch": a.batch, "heads": a.heads, "kv_heads": a.kv_heads, "head_dim": a.head_dim,
             "seq_len_q": n_q, "seq_len_k": n_k, "mask": mask, "window": 0, "dtype": a.dtype,
             "block_q": 0, "block_k": 0, "repeats": a.repeats, "warmup": a.warmup,
-            "timing": "cuda_events", "sdpa_backend": a.sdpa_backend, "gqa": gqa,
+            "timing": "cuda_events", "sdpa_backend": a.sdpa_backend, "gqa": gqa, **config_extra,
         },
         "metrics": metrics,
         "units": units,
@@ -328,7 +378,9 @@ def main(argv):
             records.append(r)
             m = r["metrics"]
             print(f"torch_sdpa n_k={n_k:<8} mask={mask:<6} " +
-                  (f"{m['time_s'] * 1e3:10.3f} ms {m['gflops'] / 1e3:8.1f} TFLOP/s" if m else r["reason"]))
+                  (f"{a.direction} {m['time_s'] * 1e3:10.3f} ms {m['gflops'] / 1e3:8.1f} TFLOP/s" +
+                   "".join(f" {x}_rel_l2 {m[f'{x}_rel_l2_err']:.3g}" for x in ("dq", "dk", "dv") if f"{x}_rel_l2_err" in m)
+                   if m else r["reason"]))
     os.makedirs(a.out_dir, exist_ok=True)
     base = os.path.join(a.out_dir, run["run_id"])
     write_atomic(base + ".csv", csv_text(run, records))

@@ -88,6 +88,7 @@ typedef struct {
     const void *q, *k, *v, *o, *lse, *d_o;
     void *dq, *dk, *dv;
     attn_dist_stats_t *dist; /* optional, as in attn_io_t */
+    double *device_s;        /* optional, as in attn_io_t: a GPU backward's kernels alone */
 } attn_grad_io_t;
 
 double problem_scale(const attn_problem_t *p);

@@ -189,8 +189,9 @@ static int exactness_backward_case(const attn_opts_t *o, const attn_problem_t *p
                                    int count, attn_run_t *run, attn_err_t *err) {
     char reason[512] = "";
     attn_status_t none = REC_PASS; /* a reason every record of the case gets instead of running */
-    if (p->dtype != ATTN_F32) {
-        snprintf(reason, sizeof reason, "the backward is checked in float32 (got %s): float64 naive is its reference",
+    if (p->dtype != ATTN_F32 && p->dtype != ATTN_BF16) {
+        snprintf(reason, sizeof reason,
+                 "the backward is checked in float32 or bf16 (got %s): float64 naive is its reference",
                  dtype_name(p->dtype));
         none = REC_SKIPPED;
     } else if (!grad_reference_fits(p, x, reason, sizeof reason)) {
@@ -198,8 +199,11 @@ static int exactness_backward_case(const attn_opts_t *o, const attn_problem_t *p
     }
     grad_reference_t g = {0};
     int rc = ATTN_OK;
+    attn_grad_errors_t bf16_base = {0}; /* bf16: the baseline its bound is 2× of (grad_check.h) */
     if (none == REC_PASS)
         rc = grad_reference_prepare(p, x, o->seed, &g, err);
+    if (none == REC_PASS && rc == ATTN_OK && p->dtype == ATTN_BF16)
+        rc = grad_bf16_baseline(&g, &bf16_base, err);
     for (int b = 0; b < o->n_backends && rc == ATTN_OK; b++) {
         const attn_backend_t *be = registry_find(o->backends[b]);
         attn_record_t *r;
@@ -220,10 +224,14 @@ static int exactness_backward_case(const attn_opts_t *o, const attn_problem_t *p
         }
         attn_err_t berr = {0};
         double fwd_s = 0, bwd_s = 0;
-        if (grad_run_backend(be, x, &g, dq, dk, dv, &fwd_s, &bwd_s, NULL, &berr) != ATTN_OK) {
+        g.p.dtype = p->dtype; /* the reference's float32 inputs, run as the case's dtype (bf16: host float32) */
+        int brc = grad_run_backend(be, x, &g, dq, dk, dv, &fwd_s, &bwd_s, NULL, &berr);
+        g.p.dtype = ATTN_F32;
+        if (brc != ATTN_OK) {
             record_set_status(r, REC_ERROR, "%s", berr.msg);
         } else {
-            attn_grad_errors_t e = grad_errors(&g, dq, dk, dv), t = grad_tolerance(be->name, &g);
+            attn_grad_errors_t e = grad_errors(&g, dq, dk, dv);
+            attn_grad_errors_t t = p->dtype == ATTN_BF16 ? grad_tolerance_bf16(&g, &bf16_base) : grad_tolerance(be->name, &g);
             record_grad_errors(r, &e, &t, &g.naive32);
             record_metric(r, "time_s", bwd_s, "s");
             if (!grad_within(&e, &t))

@@ -8,6 +8,7 @@
 #include "core/rng.h"
 #include "core/timing.h"
 #include "impls/cpu/naive.h"
+#include "model/model.h" /* model_round_bf16 */
 
 int grad_reference_fits(const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
     attn_problem_t p64 = *p;
@@ -184,4 +185,86 @@ attn_grad_errors_t grad_tolerance(const char *backend, const grad_reference_t *g
 
 int grad_within(const attn_grad_errors_t *e, const attn_grad_errors_t *b) {
     return errors_within(&e->dq, &b->dq) && errors_within(&e->dk, &b->dk) && errors_within(&e->dv, &b->dv);
+}
+
+/* docs/backward.md, GPU section. */
+static double r16(double x) { return model_round_bf16((float)x); }
+
+int grad_bf16_baseline(const grad_reference_t *g, attn_grad_errors_t *out, attn_err_t *err) {
+    const attn_problem_t *p = &g->p;
+    attn_vis_t vis = problem_vis(p);
+    int64_t d = p->head_dim, nq = p->n_q, nk = p->n_k, group = p->heads / p->kv_heads, off = nk - nq;
+    size_t nqe = problem_numel_q(p), nkv = problem_numel_kv(p);
+    double s = problem_scale(p);
+    double *P = attn_alloc(sizeof(double) * (size_t)nk + 8, err, "bf16 baseline P row");
+    double *O = attn_alloc(sizeof(double) * (size_t)d + 8, err, "bf16 baseline O row");
+    float *dq = attn_alloc(sizeof(float) * nqe + 4, err, "bf16 baseline dQ");
+    float *dk = attn_alloc(sizeof(float) * nkv + 4, err, "bf16 baseline dK");
+    float *dv = attn_alloc(sizeof(float) * nkv + 4, err, "bf16 baseline dV");
+    double *dq64 = attn_alloc(sizeof(double) * nqe + 8, err, "bf16 baseline dQ (f64)");
+    double *dk64 = attn_alloc(sizeof(double) * nkv + 8, err, "bf16 baseline dK (f64)");
+    double *dv64 = attn_alloc(sizeof(double) * nkv + 8, err, "bf16 baseline dV (f64)");
+    if (!P || !O || !dq || !dk || !dv || !dq64 || !dk64 || !dv64) {
+        attn_free(P), attn_free(O), attn_free(dq), attn_free(dk), attn_free(dv);
+        attn_free(dq64), attn_free(dk64), attn_free(dv64);
+        return ATTN_ERUNTIME;
+    }
+    memset(dq64, 0, sizeof(double) * nqe), memset(dk64, 0, sizeof(double) * nkv), memset(dv64, 0, sizeof(double) * nkv);
+    const float *q = g->in.q, *k = g->in.k, *v = g->in.v;
+    for (int64_t bh = 0; bh < p->batch * p->heads; bh++) {
+        int64_t bkv = (bh / p->heads) * p->kv_heads + (bh % p->heads) / group;
+        const float *K = k + bkv * nk * d, *V = v + bkv * nk * d;
+        for (int64_t r = 0; r < nq; r++) {
+            const float *Q = q + (bh * nq + r) * d, *G = g->d_o + (bh * nq + r) * d;
+            double mx = -INFINITY, l = 0, D = 0, lse;
+            for (int64_t j = 0; j < nk; j++) {
+                double x = 0;
+                for (int64_t c = 0; c < d; c++)
+                    x += r16(Q[c]) * r16(K[j * d + c]);
+                P[j] = mask_visible(&vis, off + r, j) ? x * s : -INFINITY;
+                mx = fmax(mx, P[j]);
+            }
+            for (int64_t j = 0; j < nk; j++)
+                l += P[j] == -INFINITY ? 0 : exp(P[j] - mx);
+            lse = mx + log(l);
+            for (int64_t j = 0; j < nk; j++)
+                P[j] = P[j] == -INFINITY ? 0 : exp(P[j] - lse);
+            for (int64_t c = 0; c < d; c++) {
+                O[c] = 0;
+                for (int64_t j = 0; j < nk; j++)
+                    O[c] += r16(P[j]) * r16(V[j * d + c]);
+                D += O[c] * r16(G[c]);
+            }
+            for (int64_t j = 0; j < nk; j++) {
+                if (P[j] == 0)
+                    continue;
+                double dp = 0;
+                for (int64_t c = 0; c < d; c++)
+                    dp += r16(G[c]) * r16(V[j * d + c]), dv64[(bkv * nk + j) * d + c] += r16(P[j]) * r16(G[c]);
+                double ds = r16(P[j] * (dp - D));
+                for (int64_t c = 0; c < d; c++) {
+                    dq64[(bh * nq + r) * d + c] += s * ds * r16(K[j * d + c]);
+                    dk64[(bkv * nk + j) * d + c] += s * ds * r16(Q[c]);
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < nqe; i++)
+        dq[i] = (float)dq64[i];
+    for (size_t i = 0; i < nkv; i++)
+        dk[i] = (float)dk64[i], dv[i] = (float)dv64[i];
+    *out = grad_errors(g, dq, dk, dv);
+    attn_free(P), attn_free(O), attn_free(dq), attn_free(dk), attn_free(dv);
+    attn_free(dq64), attn_free(dk64), attn_free(dv64);
+    return ATTN_OK;
+}
+
+static attn_errors_t bound_bf16(const attn_errors_t *base, const grad_reference_t *g, int i) {
+    double ref = g->ref_l2[i] > 0 ? g->ref_l2[i] : 1e-300;
+    return (attn_errors_t){.max_abs = 2 * base->max_abs + 4 * FLT_EPSILON * g->mag_max[i],
+                           .rel_l2 = 2 * base->rel_l2 + 4 * FLT_EPSILON * fmin(g->mag_l2[i] / ref, 1e300)};
+}
+
+attn_grad_errors_t grad_tolerance_bf16(const grad_reference_t *g, const attn_grad_errors_t *base) {
+    return (attn_grad_errors_t){bound_bf16(&base->dq, g, 0), bound_bf16(&base->dk, g, 1), bound_bf16(&base->dv, g, 2)};
 }

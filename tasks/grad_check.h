@@ -39,3 +39,11 @@ attn_grad_errors_t grad_errors(const grad_reference_t *g, const float *dq, const
 /* The bound of each gradient's errors for `backend` (docs/backward.md). */
 attn_grad_errors_t grad_tolerance(const char *backend, const grad_reference_t *g);
 int grad_within(const attn_grad_errors_t *e, const attn_grad_errors_t *bound);
+
+/* bf16 cases (the GPU backends): the error of a naive bf16 backward — plain loops in float64
+ * that round what the tensor-core kernels round: Q, K, V, dO to bf16, P before P·V in the
+ * forward and before Pᵀ·dO, dS before dS·K and dSᵀ·Q — on g's inputs, against the reference. */
+int grad_bf16_baseline(const grad_reference_t *g, attn_grad_errors_t *out, attn_err_t *err);
+/* The forward's tiled bf16 rule carried to the gradients: 2 × that baseline, plus a floor of 4
+ * float32 ulps of the error scale (docs/backward.md, GPU section). */
+attn_grad_errors_t grad_tolerance_bf16(const grad_reference_t *g, const attn_grad_errors_t *base);

@@ -1,10 +1,10 @@
 #!/bin/sh
-# device_run.sh — every GPU acceptance of the project in one run on one GPU, in at most 8 minutes:
+# device_run.sh — every GPU acceptance of the project in one run on one GPU, in at most 8.5 minutes:
 # fixed time shares per part (each part is killed at its share), results and logs packed into
 # three files under OUT_DIR: summary.log, results.tar.gz, index.html (the dashboard). Runs in the
 # checkout on the GPU machine with device-pack/ carried (tools/device_pack.sh made it).
 # usage: tools/device_run.sh [--dry-run] OUT_DIR [part ...]
-#   parts (default all): tests prefill decode model needle approx rest; --dry-run prints the plan only.
+#   parts (default all): tests prefill backward decode model needle approx rest; --dry-run prints the plan only.
 # The exec: peers (torch SDPA, flex, flash-attn) run in prefill (throughput) and rest (exactness);
 # rest starts with the f16 exactness matrix (issues 18/19; the full one: ctest -L cuda_f16).
 set -u
@@ -13,22 +13,22 @@ dry=0
 [ "${1:-}" = "--dry-run" ] && { dry=1; shift; }
 out=${1:?usage: tools/device_run.sh [--dry-run] OUT_DIR [part ...]}
 shift
-parts=${*:-tests prefill decode model needle approx rest}
+parts=${*:-tests prefill backward decode model needle approx rest}
 
-# Seconds per part: gpu tests 160 s, prefill vs SDPA 1.5 min, decode 0.5, model 1, needle 1M 1.5,
-# the CUDA approximate backends 20 s, the rest 0.5 — 8 minutes in all (the script refuses a plan
-# over 480 s).
+# Seconds per part: gpu tests 140 s, prefill vs SDPA 1.5 min, backward vs SDPA's 0.5, decode 0.5,
+# model 50 s, needle 1M 1.5 min, the CUDA approximate backends 20 s, the rest 0.5 — 8 minutes in
+# all (the script refuses a plan over 480 s).
 share() {
   case $1 in
-    tests) echo 160 ;; prefill) echo 90 ;; decode) echo 30 ;; model) echo 60 ;; needle) echo 90 ;; approx) echo 20 ;;
-    rest) echo 30 ;;
+    tests) echo 140 ;; prefill) echo 90 ;; backward) echo 30 ;; decode) echo 30 ;; model) echo 50 ;; needle) echo 90 ;;
+    approx) echo 20 ;; rest) echo 30 ;;
     *) echo 0 ;;
   esac
 }
 total=0
 for p in $parts; do
   s=$(share "$p")
-  [ "$s" -gt 0 ] || { echo "device_run: unknown part '$p' (tests prefill decode model needle approx rest)"; exit 2; }
+  [ "$s" -gt 0 ] || { echo "device_run: unknown part '$p' (tests prefill backward decode model needle approx rest)"; exit 2; }
   total=$((total + s))
 done
 [ "$total" -le 480 ] || { echo "device_run: the parts' shares add up to $total s, over 480"; exit 2; }
@@ -51,6 +51,10 @@ cmds() {
           echo "$A run --task throughput --backends blockwise_cuda --kernel $k --dtype bf16 --heads 16 --kv-heads 16 --head-dim $d --seq-len 4096,16384,65536 --mask none,causal --warmup 1 --repeats 3 --out-dir $res"
         done
       done ;;
+    backward) # issue 21: blockwise_cuda's backward beside SDPA's flash and cuDNN backward (with their gradient errors)
+      echo "$A run --task throughput --direction backward --backends blockwise_cuda --dtype bf16 --heads 16 --kv-heads 16 --head-dim 128 --seq-len 16384 --mask none,causal --warmup 1 --repeats 3 --out-dir $res"
+      echo "python3 benchmarks/torch_sdpa.py --direction backward --sdpa-backend flash --seq-len 16384 --heads 16 --head-dim 128 --mask none,causal --warmup 1 --repeats 5 --out-dir $res"
+      echo "python3 benchmarks/torch_sdpa.py --direction backward --sdpa-backend cudnn --seq-len 16384 --heads 16 --head-dim 128 --mask none,causal --warmup 1 --repeats 5 --out-dir $res" ;;
     decode)
       echo "$A run --task throughput --backends blockwise_cuda --dtype bf16 --heads 8 --kv-heads 1 --head-dim 128 --seq-len 1048576 --q-len 1,16 --mask causal --repeats 10 --out-dir $res"
       echo "python3 benchmarks/torch_sdpa.py --seq-len 1048576 --q-len 1 --heads 8 --kv-heads 1 --head-dim 128 --mask causal --repeats 10 --out-dir $res"

@@ -4,6 +4,7 @@
 #include "core/backend.h"
 #include "impls/cuda/cuda_backends.h"
 #include "impls/cuda/flash_decode.h"
+#include "impls/cuda/flash_bwd.h"
 
 static int naive_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
     if (p->dtype != ATTN_F32 && !dtype_is_16bit(p->dtype)) {
@@ -61,6 +62,18 @@ static size_t flash_workspace(const attn_backend_t *self, const attn_problem_t *
     return cuda_flash_device_bytes(p);
 }
 
+/* The backward (flash_bwd.cu); its workspace figure is all the device bytes it allocates. */
+static int flash_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
+                          const attn_grad_io_t *g, attn_err_t *err) {
+    (void)self;
+    return cuda_flash_backward(p, x, g, err);
+}
+
+static size_t flash_bwd_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
+    (void)self, (void)x;
+    return cuda_flash_bwd_device_bytes(p);
+}
+
 static int flash_split(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     (void)self;
     return cuda_decode_split(p, x);
@@ -74,6 +87,8 @@ const attn_backend_t backend_cuda_blockwise = {
     .supports = flash_supports,
     .forward = flash_forward,
     .workspace_bytes = flash_workspace,
+    .backward = flash_backward,
+    .backward_workspace_bytes = flash_bwd_workspace,
     .decode_split = flash_split,
 };
 
@@ -86,5 +101,7 @@ const attn_backend_t backend_cuda_sliding_window = {
     .supports = window_supports,
     .forward = flash_forward,
     .workspace_bytes = flash_workspace,
+    .backward = flash_backward,
+    .backward_workspace_bytes = flash_bwd_workspace,
     .decode_split = flash_split,
 };

@@ -1,0 +1,145 @@
+/* test_grad_cuda.c — the GPU backward (blockwise_cuda, sliding_window_cuda on window masks) in
+ * bf16 against the float64 gradient reference (tasks/grad_check.c), over masks × GQA × odd n ×
+ * n_q < n_k × d 64/128 × documents. Tolerance, the forward's tiled bf16 rule carried to the
+ * gradients (docs/backward.md, GPU section): 2 × the error of a naive bf16 backward (plain loops
+ * rounding what the kernel rounds) in the same case. Exits 77 without a CUDA device.
+ * --stand-in [--max-n N]: no GPU; the CPU blockwise backend on Q, K, V, dO rounded to bf16 stands
+ * in for blockwise_cuda (P and dS not rounded), so the harness and its bound run in every build;
+ * --perturb F scales the stand-in's dK by 1 + F, which must fail (the bound is not vacuous). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/backend.h"
+#include "core/device.h"
+#include "model/model.h"
+#include "tasks/grad_check.h"
+#include "tests/check.h"
+
+static int standin;
+static double perturb;
+
+static float *rounded_copy(const float *x, size_t n) {
+    float *y = malloc(sizeof(float) * n + 4);
+    for (size_t i = 0; i < n; i++)
+        y[i] = standin ? model_round_bf16(x[i]) : x[i];
+    return y;
+}
+
+/* Forward then backward of be on the reference's float32 inputs, as a bf16 problem (the
+ * stand-in: as float32 on the inputs rounded to bf16, as the GPU's upload rounds them). */
+static int run_backend(const attn_backend_t *be, const attn_problem_t *p_in, const attn_exec_t *x,
+                       const grad_reference_t *g, float *dq, float *dk, float *dv, attn_err_t *err) {
+    attn_problem_t p = *p_in;
+    if (standin)
+        p.dtype = ATTN_F32;
+    size_t nq = problem_numel_q(&p), nkv = problem_numel_kv(&p);
+    float *o = malloc(sizeof(float) * nq + 4), *lse = malloc(sizeof(float) * problem_numel_lse(&p) + 4);
+    float *q = rounded_copy(g->in.q, nq), *k = rounded_copy(g->in.k, nkv), *v = rounded_copy(g->in.v, nkv);
+    float *d_o = rounded_copy(g->d_o, nq);
+    attn_io_t io = {.q = q, .k = k, .v = v, .o = o, .lse = lse};
+    int rc = be->forward(be, &p, x, &io, err);
+    attn_grad_io_t gi = {.q = q, .k = k, .v = v, .o = o, .lse = lse, .d_o = d_o, .dq = dq, .dk = dk, .dv = dv};
+    if (rc == ATTN_OK)
+        rc = be->backward(be, &p, x, &gi, err);
+    for (size_t i = 0; standin && i < nkv; i++)
+        dk[i] *= (float)(1 + perturb);
+    free(o), free(lse), free(q), free(k), free(v), free(d_o);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    int64_t max_n = 1 << 30;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--stand-in"))
+            standin = 1;
+        else if (!strcmp(argv[i], "--max-n") && i + 1 < argc)
+            max_n = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--perturb") && i + 1 < argc)
+            perturb = atof(argv[++i]);
+        else {
+            fprintf(stderr, "usage: test_grad_cuda [--stand-in [--max-n N] [--perturb F]]\n");
+            return 2;
+        }
+    }
+    char why[256];
+    if (!standin && device_count(why, sizeof why) == 0) {
+        printf("SKIP: %s\n", why);
+        return 77;
+    }
+    const char *names[] = {"blockwise_cuda", "sliding_window_cuda"};
+    int64_t ns[] = {1, 7, 64, 130, 300};
+    attn_mask_t masks[] = {ATTN_MASK_NONE, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW};
+    attn_exec_t x = exec_default();
+    x.threads = 2;
+    double worst[3] = {0};
+    static int64_t off[64];
+    for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++)
+        for (int mi = 0; mi < 3; mi++)
+            for (int64_t kvh = 4; kvh >= 1; kvh /= 2)
+                for (int qv = 0; qv < 2; qv++)
+                    for (int docs = 0; docs < (ns[in] >= 64 ? 2 : 1); docs++) {
+                        int64_t n = ns[in];
+                        if (n > max_n)
+                            continue;
+                        attn_problem_t p = {.batch = n <= 64 ? 2 : 1, .heads = 4, .kv_heads = kvh,
+                                            .head_dim = (in + mi) % 2 ? 128 : 64, .n_k = n,
+                                            .n_q = qv ? (n <= 7 ? 1 : n / 3) : n, .mask = masks[mi],
+                                            .window = n * 3 / 10 > 0 ? n * 3 / 10 : 1, .dtype = ATTN_F32};
+                        if (docs) { /* a length-1 document, then lengths n/7 (a few tiles), the rest last */
+                            int64_t k = 0;
+                            off[k++] = 0, off[k++] = 1;
+                            while (off[k - 1] + n / 7 < n && k < 60)
+                                off[k] = off[k - 1] + n / 7, k++;
+                            off[k] = n;
+                            p.doc = off, p.n_docs = k;
+                        }
+                        char name[200];
+                        snprintf(name, sizeof name, "n_k=%lld n_q=%lld H_kv=%lld d=%lld mask=%s docs=%lld",
+                                 (long long)p.n_k, (long long)p.n_q, (long long)kvh, (long long)p.head_dim,
+                                 mask_name(p.mask), (long long)p.n_docs);
+                        attn_err_t err = {0};
+                        grad_reference_t g;
+                        if (!check(grad_reference_prepare(&p, &x, 4000 + in * 7 + mi, &g, &err) == ATTN_OK,
+                                   "reference", "%s: %s", name, err.msg))
+                            continue;
+                        attn_grad_errors_t base;
+                        if (!check(grad_bf16_baseline(&g, &base, &err) == ATTN_OK, "baseline", "%s: %s", name,
+                                   err.msg)) {
+                            grad_reference_free(&g);
+                            continue;
+                        }
+                        attn_grad_errors_t tol = grad_tolerance_bf16(&g, &base);
+                        attn_problem_t pb = g.p;
+                        pb.dtype = ATTN_BF16;
+                        for (int b = 0; b < 2; b++) {
+                            const attn_backend_t *be = registry_find(standin ? "blockwise" : names[b]);
+                            if (b == 1 && (p.mask != ATTN_MASK_WINDOW || standin))
+                                continue;
+                            char reason[512];
+                            if (!check(be && backend_supports_backward(be, standin ? &g.p : &pb, &x, reason,
+                                                                       sizeof reason),
+                                       names[b], "%s: declines: %s", name, be ? reason : "not registered"))
+                                continue;
+                            size_t nq = problem_numel_q(&pb), nkv = problem_numel_kv(&pb);
+                            float *dq = malloc(nq * 4 + 4), *dk = malloc(nkv * 4 + 4), *dv = malloc(nkv * 4 + 4);
+                            if (check(run_backend(be, &pb, &x, &g, dq, dk, dv, &err) == ATTN_OK, names[b], "%s: %s",
+                                      name, err.msg)) {
+                                attn_grad_errors_t e = grad_errors(&g, dq, dk, dv);
+                                check(grad_within(&e, &tol) && !getenv("GRAD_SHOW"), names[b],
+                                      "%s: rel_l2 dq %.3g (tol %.3g) dk %.3g (%.3g) dv %.3g (%.3g); bf16 "
+                                      "baseline %.3g %.3g %.3g",
+                                      name, e.dq.rel_l2, tol.dq.rel_l2, e.dk.rel_l2, tol.dk.rel_l2, e.dv.rel_l2,
+                                      tol.dv.rel_l2, base.dq.rel_l2, base.dk.rel_l2, base.dv.rel_l2);
+                                double r[3] = {e.dq.rel_l2, e.dk.rel_l2, e.dv.rel_l2};
+                                for (int i = 0; i < 3; i++)
+                                    worst[i] = fmax(worst[i], r[i]);
+                            }
+                            free(dq), free(dk), free(dv);
+                        }
+                        grad_reference_free(&g);
+                    }
+    printf("worst rel L2: dQ %.3g dK %.3g dV %.3g\n", worst[0], worst[1], worst[2]);
+    return check_summary();
+}
