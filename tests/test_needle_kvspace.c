@@ -59,7 +59,7 @@ static int sp_put(const model_memspace_t *s, void *dst, int64_t at, const float 
     standin_t *c = s->ctx;
     float *d = (float *)dst + at;
     for (int64_t i = 0; i < n; i++)
-        d[i] = dt == ATTN_BF16 ? model_round_bf16(src[i]) : src[i];
+        d[i] = dtype_is_16bit(dt) ? model_round_dtype(dt, src[i]) : src[i];
     c->bytes_put += (double)n * sizeof(float);
     return ATTN_OK;
 }
