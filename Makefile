@@ -14,13 +14,19 @@ APT_GET    = $(if $(filter 0,$(shell id -u)),,sudo )apt-get
 
 .PHONY: bench test test-slow deps build build-asan test-asan fuzz clean
 
-# The default suite — and the GPU suite when this build has the CUDA backends and a GPU answers
-# nvidia-smi — then the dashboard of what ran (written even when a record failed; the exit
-# status is the first failing run's).
+# The default suite — and the GPU suite (suites/gpu.json) when this build has the CUDA backends
+# and the binary's own device query (`attnbench list`) finds a GPU at run time; otherwise a line
+# says why it was skipped — then the dashboard of what ran (written even when a record failed;
+# the exit status is the first failing run's).
 bench: build
 	@$(BUILD)/attnbench run --config suites/ci.json; status=$$?; \
 	latest=$$(ls -t results/*.json 2>/dev/null | head -1); \
-	if $(BUILD)/attnbench list 2>/dev/null | grep -q blockwise_cuda && nvidia-smi -L >/dev/null 2>&1; then \
+	devs=$$($(BUILD)/attnbench list 2>/dev/null); \
+	if ! echo "$$devs" | grep -q '^blockwise_cuda '; then \
+	  echo "make bench: GPU suite skipped: this build has no CUDA backends (nvcc and cuBLAS were not found when it was configured)"; \
+	elif echo "$$devs" | grep -q '^cuda backends (-)'; then \
+	  echo "make bench: GPU suite skipped: $$(echo "$$devs" | sed -n 's/^cuda backends (-): \(.*\); they decline.*/\1/p')"; \
+	else \
 	  $(BUILD)/attnbench run --config suites/gpu.json; gstatus=$$?; [ $$status != 0 ] || status=$$gstatus; \
 	  latest="$$latest $$(ls -t results/*.json 2>/dev/null | head -1)"; fi; \
 	if [ -n "$$latest" ]; then $(BUILD)/attnbench report $$latest --out dashboards/index.html && \

@@ -10,6 +10,10 @@
 /* A single-rank backend ignores --ranks and --transport: it runs on one rank (rank 0 under
  * mpi), so a run can time blockwise beside ring on the same problem. */
 int backend_supports(const attn_backend_t *b, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
+    if (x->kv_device && !b->device_kv) {
+        snprintf(reason, len, "%s takes K/V only as host arrays, not from a KV cache kept in device memory", b->name);
+        return 0;
+    }
     if (b->forward_rank)
         return b->supports(b, p, x, reason, len);
     attn_exec_t one = *x;

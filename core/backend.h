@@ -56,6 +56,9 @@ typedef struct attn_backend {
      * decode plan (docs/decode.md) the backend runs p with, recorded in the record's config as
      * `split`; 0 when p takes no split plan. */
     int (*decode_split)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x);
+    /* 1: forward reads K/V from device memory when x->kv_device says they are there (exec.h);
+     * 0 (every CPU backend, and the GPU ones that take only host shards): declined. */
+    int device_kv;
 } attn_backend_t;
 
 const attn_backend_t *registry_find(const char *name);

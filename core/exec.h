@@ -52,6 +52,11 @@ typedef struct {
      * arrives at that step. */
     int fault_backward;
     int kernel; /* CUDA backends: attn_kernel_t (--kernel) */
+    /* K and V (attn_io_t.k, .v) are already in the memory of GPU `device`, in the dtype's device
+     * form (bf16: 2-byte bfloat16, f32: float), not host float32 arrays: a KV cache kept on the GPU
+     * (model.h's model_memspace_t). Q, O and LSE stay host arrays. Only a backend with
+     * attn_backend_t.device_kv takes it; backend_supports declines the others with the reason. */
+    int kv_device;
 } attn_exec_t;
 
 /* The defaults of a single-rank call: all cores, device 0, one rank on `local`, the backend's

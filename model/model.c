@@ -246,8 +246,16 @@ float model_round_dtype(attn_dtype_t t, float x) {
 }
 
 void model_cache_free(model_cache_t *c) {
-    for (int l = 0; c->k && c->v && l < c->layers; l++)
-        attn_free(c->k[l]), attn_free(c->v[l]);
+    for (int l = 0; c->k && c->v && l < c->layers; l++) {
+        if (c->space) { /* memory of that space (model/cache_space.c) */
+            if (c->k[l])
+                c->space->release(c->space, c->k[l]);
+            if (c->v[l])
+                c->space->release(c->space, c->v[l]);
+        } else {
+            attn_free(c->k[l]), attn_free(c->v[l]);
+        }
+    }
     free(c->k), free(c->v);
     memset(c, 0, sizeof *c);
 }
@@ -292,6 +300,14 @@ int model_forward_layers(const model_t *m, model_cache_t *cache, const model_att
     if (cache && cache->dtype != dt && !(dtype_is_16bit(cache->dtype) && dt == ATTN_F32))
         return attn_fail(err, ATTN_EUSAGE, "model: the KV cache is %s but the attention runs in %s (make the cache in "
                          "the attention's dtype)", dtype_name(cache->dtype), dtype_name(dt));
+    if (cache && cache->space && (cache->dtype != dt || dt == ATTN_F64))
+        return attn_fail(err, ATTN_EUSAGE, "model: the KV cache in device memory is %s but the attention runs in %s "
+                         "(a device cache is filled only by a forward in its own dtype, f32, bf16 or f16)",
+                         dtype_name(cache->dtype), dtype_name(dt));
+    for (int l = 0; cache && cache->space && l < m->cfg.num_hidden_layers; l++)
+        if (att[l].x->device != cache->space->device)
+            return attn_fail(err, ATTN_EUSAGE, "model: layer %d runs on device %d but the KV cache is on device %d", l,
+                             att[l].x->device, cache->space->device);
     if (cache && cache->len + n > cache->capacity)
         return attn_fail(err, ATTN_EUSAGE, "model: the KV cache holds %lld of %lld positions (%s); %lld more do not fit",
                          (long long)cache->len, (long long)cache->capacity, dtype_name(cache->dtype), (long long)n);

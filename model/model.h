@@ -41,18 +41,50 @@ int model_save_safetensors(const model_t *m, const char *path, int dtype /* st_d
 void model_free(model_t *m);
 size_t model_param_count(const model_config_t *cfg);
 
+/* Where a KV cache lives when not in host memory: a GPU's (impls/cuda/kv_device.h), or a test's
+ * host stand-in that counts what moves. Offsets and counts are in elements of the cache's dtype in
+ * the space's own form (elem_bytes: the GPU keeps bf16 and f16 in 2 bytes). Rows go in once, as they are
+ * appended (put); the attention then reads them where they are (attn_exec_t.kv_device). */
+typedef struct model_memspace {
+    size_t (*elem_bytes)(const struct model_memspace *s, attn_dtype_t dt);
+    void *(*alloc)(const struct model_memspace *s, size_t bytes, attn_err_t *err);
+    void (*release)(const struct model_memspace *s, void *p);
+    /* dst[at … at + n) ← host float32 src[0 … n), rounded to dt (bf16, f16: to nearest, ties to even). */
+    int (*put)(const struct model_memspace *s, void *dst, int64_t at, const float *src, int64_t n, attn_dtype_t dt,
+               attn_err_t *err);
+    /* dst[dst_at … + n) ← src[src_at … + n), both in the space. */
+    int (*copy)(const struct model_memspace *s, void *dst, int64_t dst_at, const void *src, int64_t src_at, int64_t n,
+                attn_dtype_t dt, attn_err_t *err);
+    int device; /* the attn_exec_t.device whose memory this is */
+    void *ctx;
+} model_memspace_t;
+
 /* KV cache for decoding: per layer K and V (H_kv, capacity, hd) in the attention's dtype. A bf16
  * or f16 cache stores float32 arrays holding bf16 / f16 values (problem.h's host convention): K/V
- * are rounded as they are appended, as the GPU rounds them on upload; a float32 forward may fill it. */
+ * are rounded as they are appended, as the GPU rounds them on upload; a float32 forward may fill it.
+ * With a space, k and v are that space's memory (its form of the dtype): only the float path's
+ * forward in that very dtype (f32, bf16, f16) fills it, and the attention gets them with kv_device set. */
 typedef struct {
     attn_dtype_t dtype;
     int layers;
     int64_t capacity, len;
     void **k, **v; /* [layer] */
+    const model_memspace_t *space; /* NULL: host memory */
 } model_cache_t;
 
 int model_cache_init(model_cache_t *c, const model_config_t *cfg, attn_dtype_t dtype, int64_t capacity,
                      attn_err_t *err);
+/* model_cache_init in `space` (NULL: host). model/cache_space.c. */
+int model_cache_init_in(model_cache_t *c, const model_config_t *cfg, attn_dtype_t dtype, int64_t capacity,
+                        const model_memspace_t *space, attn_err_t *err);
+/* A space cache's part of a forward (model/cache_space.c): store appends n rows (n, heads·hd)
+ * of layer l's K and V at c->len (scratch: n·hd floats, for one head's rows at a time); gather
+ * copies the first n_k rows of every head into K and V (heads, n_k, hd) in the space, for when the
+ * cache's rows per head are not the attention's contiguous slab. */
+int model_cache_store(const model_cache_t *c, int l, const float *k, const float *v, int64_t n, int64_t heads,
+                      int64_t hd, float *scratch, attn_err_t *err);
+int model_cache_gather(const model_cache_t *c, int l, int64_t n_k, int64_t heads, int64_t hd, void *K, void *V,
+                       attn_err_t *err);
 void model_cache_free(model_cache_t *c);
 /* x to the nearest bfloat16 (ties to even), kept in a float; ±∞ and NaN unchanged. */
 float model_round_bf16(float x);

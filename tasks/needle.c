@@ -14,6 +14,7 @@
 #include "core/timing.h"
 #ifdef ATTN_HAVE_CUDA
 #include "impls/cuda/dense_cuda.h"
+#include "impls/cuda/kv_device.h"
 #endif
 
 typedef struct {
@@ -187,13 +188,19 @@ typedef struct {
     needle_mode_t mode;
     int index, total;
     const model_dense_t *gpu_dense; /* the model's dense layers on the GPU, for GPU backends; NULL: host */
+    /* The GPU's memory for the KV cache of backends that read K/V there (device_kv), and the
+     * query-tail band's backend beside it; NULL: every cache on the host. */
+    const model_memspace_t *kv_space;
+    const attn_backend_t *gpu_band;
 } needle_ctx_t;
 
 static int run_depth(needle_ctx_t *x, const needle_prompt_t *pr, int64_t n, double depth, attn_err_t *err) {
     const attn_opts_t *all = x->o;
-    model_cache_t cache;
-    ATTN_TRY(needle_cache_init(x->m, pr, all->dtype, &cache, err));
-    double shared_s = -1; /* query-tail: the context's build time, once */
+    /* [0] in host memory, [1] in the GPU's (x->kv_space), each made when a backend first needs it:
+     * the context goes into a device cache once per depth and stays there. */
+    model_cache_t caches[2];
+    int made[2] = {0, 0};
+    double shared[2] = {-1, -1}; /* query-tail: each cache's context build time, once */
     int rc = ATTN_OK;
     for (int b = 0; b < all->n_backends && rc == ATTN_OK; b++)
     for (int k = 0; k < approx_budget_count(all, registry_find(all->backends[b])) && rc == ATTN_OK; k++) {
@@ -208,9 +215,15 @@ static int run_depth(needle_ctx_t *x, const needle_prompt_t *pr, int64_t n, doub
         }
         approx_probe_t probe; /* an approximate backend runs inside a probe: key fraction, output error */
         approx_probe_init(&probe, be);
+        /* 16-bit runs only: the band beside it (sliding_window_cuda) has no f32 kernel. */
+        const model_memspace_t *space = be->device_kv && dtype_is_16bit(all->dtype) ? x->kv_space : NULL;
+        int ci = space != NULL;
+        model_cache_t *cache = &caches[ci];
+        double *shared_s = &shared[ci];
         needle_run_opts_t ro = {.be = be->approximate ? &probe.be : be, .mode = x->mode,
                                 .ask_all = !strcmp(o->ask, "all"),
-                                .dense = !strcmp(be->device, "cuda") ? x->gpu_dense : NULL};
+                                .dense = !strcmp(be->device, "cuda") ? x->gpu_dense : NULL,
+                                .kv_space = space, .band = space ? x->gpu_band : NULL};
         ro.tmpl = case_problem(o, be, n, n);
         ro.x = case_exec(o, be);
         attn_problem_t p = case_problem(o, be, n, x->mode == NEEDLE_PREFILL ? pr->n_ctx : pr->n_question);
@@ -226,21 +239,23 @@ static int run_depth(needle_ctx_t *x, const needle_prompt_t *pr, int64_t n, doub
         if (!backend_supports(be, &p, &ro.x, reason, sizeof reason)) {
             record_set_status(r, REC_SKIPPED, "%s", reason);
         } else {
-            if (x->mode == NEEDLE_PREFILL || shared_s < 0)
-                crc = needle_context(x->m, x->mg, pr, &ro, &cache, &out.context_s, &cerr);
+            if (!made[ci]) /* the device's may not fit: that backend's record says so */
+                made[ci] = (crc = needle_cache_init(x->m, pr, all->dtype, space, cache, &cerr)) == ATTN_OK;
+            if (crc == ATTN_OK && (x->mode == NEEDLE_PREFILL || *shared_s < 0))
+                crc = needle_context(x->m, x->mg, pr, &ro, cache, &out.context_s, &cerr);
             if (crc == ATTN_OK && x->mode == NEEDLE_QUERY_TAIL) {
-                if (shared_s < 0)
-                    shared_s = out.context_s;
-                out.context_s = shared_s;
+                if (*shared_s < 0)
+                    *shared_s = out.context_s;
+                out.context_s = *shared_s;
             }
             double ref_ctx = probe.ref_s; /* the probe's exact calls are not the backend's time */
             out.context_s -= x->mode == NEEDLE_PREFILL ? ref_ctx : 0;
             if (crc == ATTN_OK)
-                crc = needle_ask(x->m, pr, &ro, &cache, &out, &cerr);
+                crc = needle_ask(x->m, pr, &ro, cache, &out, &cerr);
             out.question_s -= probe.ref_s - ref_ctx;
             if (crc != ATTN_OK) {
                 record_set_status(r, REC_ERROR, "%s", cerr.msg);
-                shared_s = x->mode == NEEDLE_QUERY_TAIL ? -1 : shared_s; /* rebuild: the cache may be partial */
+                *shared_s = x->mode == NEEDLE_QUERY_TAIL ? -1 : *shared_s; /* rebuild: the cache may be partial */
             } else {
                 measure(r, &out, x->mg, n, be->approximate ? &probe : NULL);
             }
@@ -249,7 +264,9 @@ static int run_depth(needle_ctx_t *x, const needle_prompt_t *pr, int64_t n, doub
                       status_name(r->status), r->reason[0] ? ": " : "", r->reason, out.context_s + out.question_s);
         rc = results_write(x->run, all->out_dir, err); /* kept even if a later case is interrupted */
     }
-    model_cache_free(&cache);
+    for (int c = 0; c < 2; c++)
+        if (made[c])
+            model_cache_free(&caches[c]);
     return rc;
 }
 
@@ -283,6 +300,13 @@ int task_needle(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
             if (!strcmp(registry_find(o->backends[b])->device, "cuda") && cuda_dense_create(&m, o->device, &dense, &derr) == ATTN_OK)
                 x.gpu_dense = &dense;
         }
+        /* The KV cache on the GPU for the backends that read it there; the band beside it. */
+        model_memspace_t space = {0};
+        for (int b = 0; rc == ATTN_OK && !x.kv_space && b < o->n_backends; b++) {
+            attn_err_t derr = {0};
+            if (registry_find(o->backends[b])->device_kv && cuda_kv_space_create(o->device, &space, &derr) == ATTN_OK)
+                x.kv_space = &space, x.gpu_band = registry_find("sliding_window_cuda");
+        }
 #endif
         for (int d = 0; d < o->n_depths && rc == ATTN_OK; d++) {
             needle_prompt_t pr;
@@ -295,7 +319,9 @@ int task_needle(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
 #ifdef ATTN_HAVE_CUDA
         if (x.gpu_dense)
             cuda_dense_free(&dense);
-        x.gpu_dense = NULL;
+        if (x.kv_space)
+            cuda_kv_space_free(&space);
+        x.gpu_dense = NULL, x.kv_space = NULL, x.gpu_band = NULL;
 #endif
         model_free(&m);
         free(hay);

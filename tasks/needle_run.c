@@ -16,9 +16,10 @@ static int32_t argmax(const double *x, int64_t n) {
     return (int32_t)best;
 }
 
-int needle_cache_init(const model_t *m, const needle_prompt_t *pr, attn_dtype_t dtype, model_cache_t *cache,
-                      attn_err_t *err) {
-    return model_cache_init(cache, &m->cfg, dtype_is_16bit(dtype) ? dtype : ATTN_F32, pr->n + NEEDLE_VALUE_LEN, err);
+int needle_cache_init(const model_t *m, const needle_prompt_t *pr, attn_dtype_t dtype,
+                      const model_memspace_t *space, model_cache_t *cache, attn_err_t *err) {
+    return model_cache_init_in(cache, &m->cfg, dtype_is_16bit(dtype) ? dtype : ATTN_F32, pr->n + NEEDLE_VALUE_LEN,
+                               space, err);
 }
 
 int needle_context(const model_t *m, const needle_margins_t *mg, const needle_prompt_t *pr,
@@ -37,16 +38,21 @@ int needle_context(const model_t *m, const needle_margins_t *mg, const needle_pr
                     : attn_fail(err, ATTN_ERUNTIME, "needle: out of memory");
         free(logits);
     } else {
-        const attn_backend_t *band = registry_find("sliding_window");
+        /* The band on the host in float32 (host dense layers), or with ro->band in the run's
+         * dtype and ro->dense: on the GPU, where a device cache is. */
+        const attn_backend_t *band = ro->band ? ro->band : registry_find("sliding_window");
         ATTN_ASSERT(band && m->cfg.num_hidden_layers == 2);
         attn_problem_t bt = {0};
         bt.mask = ATTN_MASK_WINDOW, bt.window = mg->band;
-        attn_exec_t bx = {.threads = ro->x.threads, .layout = -1};
+        bt.dtype = ro->band ? cache->dtype : ATTN_F32;
+        attn_exec_t bx = {.threads = ro->x.threads, .device = ro->x.device, .layout = -1};
         model_attn_t att[2] = {{band, &bt, &bx}, {band, &bt, &bx}}; /* layer 1 only stores its K/V */
+        model_t md = *m;
+        md.dense = ro->band ? ro->dense : NULL;
         int64_t chunk = ro->chunk > 0 ? ro->chunk : 65536;
         rc = ATTN_OK;
         for (int64_t at = 0; at < pr->n_ctx && rc == ATTN_OK; at += chunk)
-            rc = model_forward_layers(m, cache, att, pr->ctx + at, ATTN_MIN(chunk, pr->n_ctx - at), 0, NULL, err);
+            rc = model_forward_layers(&md, cache, att, pr->ctx + at, ATTN_MIN(chunk, pr->n_ctx - at), 0, NULL, err);
     }
     *seconds = time_now_s() - t0;
     return rc;
@@ -91,7 +97,7 @@ int needle_run_prompt(const model_t *m, const needle_margins_t *mg, const needle
                       const needle_run_opts_t *ro, needle_outcome_t *out, attn_err_t *err) {
     memset(out, 0, sizeof *out);
     model_cache_t cache;
-    ATTN_TRY(needle_cache_init(m, pr, ro->tmpl.dtype, &cache, err));
+    ATTN_TRY(needle_cache_init(m, pr, ro->tmpl.dtype, ro->kv_space, &cache, err));
     int rc = needle_context(m, mg, pr, ro, &cache, &out->context_s, err);
     if (rc == ATTN_OK)
         rc = needle_ask(m, pr, ro, &cache, out, err);

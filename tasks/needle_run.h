@@ -14,8 +14,17 @@ typedef struct {
     int64_t chunk;            /* query-tail context build: tokens per model call (0: 65536) */
     /* The dense layers of the backend's own forwards (prefill context, questions) when not on the
      * host: the GPU's for a GPU backend (impls/cuda/dense_cuda.h); NULL = host cblas. The
-     * query-tail context's band layer on the CPU keeps the host's. */
+     * query-tail band's too when it runs with `band`; the CPU band keeps the host's. */
     const model_dense_t *dense;
+    /* The KV cache's memory when not the host's: the GPU's for a GPU backend that reads K/V there
+     * (attn_backend_t.device_kv; impls/cuda/kv_device.h). The context's rows are put there once
+     * per depth, each question's and decoding step's rows once as they come, and every attention
+     * call reads the cache where it is (kv_device); the query-tail band then needs `band`, since
+     * its K/V are in that space. NULL: host memory, as before. */
+    const model_memspace_t *kv_space;
+    /* The query-tail band's backend, run in the cache's dtype with `dense`: sliding_window_cuda
+     * for a device cache. NULL: the CPU sliding_window in float32 (host caches only). */
+    const attn_backend_t *band;
 } needle_run_opts_t;
 
 typedef struct {
@@ -34,10 +43,11 @@ int needle_run_prompt(const model_t *m, const needle_margins_t *mg, const needle
 
 /* The two halves, so a query-tail context (which does not depend on the backend) is built once
  * and asked by several backends. needle_context fills a cache made by needle_cache_init (sized
- * for the prompt and the answer, in the attention's dtype: bf16 or f16 for the GPU backends) with the context and returns its time in *seconds;
+ * for the prompt and the answer, in the attention's dtype: bf16 or f16 for the GPU backends; in
+ * `space`, NULL for the host) with the context and returns its time in *seconds;
  * needle_ask asks from that cache and leaves it holding the context again. */
-int needle_cache_init(const model_t *m, const needle_prompt_t *pr, attn_dtype_t dtype, model_cache_t *cache,
-                      attn_err_t *err);
+int needle_cache_init(const model_t *m, const needle_prompt_t *pr, attn_dtype_t dtype,
+                      const model_memspace_t *space, model_cache_t *cache, attn_err_t *err);
 int needle_context(const model_t *m, const needle_margins_t *mg, const needle_prompt_t *pr,
                    const needle_run_opts_t *ro, model_cache_t *cache, double *seconds, attn_err_t *err);
 int needle_ask(const model_t *m, const needle_prompt_t *pr, const needle_run_opts_t *ro, model_cache_t *cache,

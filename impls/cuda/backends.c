@@ -1,10 +1,12 @@
 /* backends.c — the CUDA backends' table entries (naive_cuda, blockwise_cuda,
- * sliding_window_cuda; the work is in naive.cu and flash.cu). Without a device each declines,
- * and its workspace_bytes are device bytes. Details: docs/gpu-kernels.md. */
+ * sliding_window_cuda; the work is in naive.cu and flash.cu, kv_device.cu for K/V already on the
+ * device). Without a device each declines, and its workspace_bytes are device bytes. Details:
+ * docs/gpu-kernels.md. */
 #include "core/backend.h"
 #include "impls/cuda/cuda_backends.h"
 #include "impls/cuda/flash_decode.h"
 #include "impls/cuda/flash_bwd.h"
+#include "impls/cuda/kv_device.h"
 
 static int naive_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
     if (p->dtype != ATTN_F32 && !dtype_is_16bit(p->dtype)) {
@@ -32,6 +34,7 @@ const attn_backend_t backend_cuda_naive = {
     .supports = naive_cuda_supports,
     .forward = naive_cuda_forward,
     .workspace_bytes = naive_cuda_workspace,
+    .device_kv = 1,
 };
 
 static int flash_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
@@ -53,8 +56,8 @@ static int window_supports(const attn_backend_t *self, const attn_problem_t *p, 
 }
 
 static int flash_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err) {
-    (void)self;
-    return cuda_flash_forward(p, x, io, err);
+    (void)self; /* K/V of a KV cache kept on the device are read there (kv_device.cu) */
+    return x->kv_device ? cuda_flash_forward_kv(p, x, io, err) : cuda_flash_forward(p, x, io, err);
 }
 
 static size_t flash_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
@@ -90,6 +93,7 @@ const attn_backend_t backend_cuda_blockwise = {
     .backward = flash_backward,
     .backward_workspace_bytes = flash_bwd_workspace,
     .decode_split = flash_split,
+    .device_kv = 1,
 };
 
 /* The GPU kernel already visits only the key tiles a query block can see, so the window
@@ -104,4 +108,5 @@ const attn_backend_t backend_cuda_sliding_window = {
     .backward = flash_backward,
     .backward_workspace_bytes = flash_bwd_workspace,
     .decode_split = flash_split,
+    .device_kv = 1,
 };

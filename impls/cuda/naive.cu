@@ -104,6 +104,12 @@ struct cublas_owner {
     }
 };
 
+/* A device pointer the call reads but does not own (K/V of a device KV cache, or its own dev_buf's). */
+struct dev_view {
+    void *ptr;
+    template <class T> T *as() const { return static_cast<T *>(ptr); }
+};
+
 /* cuBLAS's own workspace, handed to it explicitly so the tracked peak counts it; 32 MiB is
  * cuBLAS's documented recommendation for Hopper (4 MiB suffices before it). */
 constexpr size_t CUBLAS_WORKSPACE = (size_t)32 << 20;
@@ -132,8 +138,12 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
     size_t es = bf ? sizeof(bf16) : sizeof(float);
     dev_buf q, k, v, o, lse, staging, S, P16, ws, docs; /* declared before the handle, so they outlive it */
     DEV_ALLOC(q, nq * es, "naive_cuda Q");
-    DEV_ALLOC(k, nkv * es, "naive_cuda K");
-    DEV_ALLOC(v, nkv * es, "naive_cuda V");
+    const int kv_dev = x->kv_device; /* K/V already in device memory (exec.h): read there */
+    if (!kv_dev) {
+        DEV_ALLOC(k, nkv * es, "naive_cuda K");
+        DEV_ALLOC(v, nkv * es, "naive_cuda V");
+    }
+    const dev_view kd{kv_dev ? const_cast<void *>(io->k) : k.ptr}, vd{kv_dev ? const_cast<void *>(io->v) : v.ptr};
     DEV_ALLOC(o, nq * sizeof(float), "naive_cuda O");
     DEV_ALLOC(lse, nl * sizeof(float), "naive_cuda LSE");
     if (bf)
@@ -143,8 +153,10 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
         DEV_ALLOC(P16, attn_size_prod4(nq_rows, nk_rows, (int64_t)sizeof(bf16), 1), "naive_cuda 16-bit probabilities");
     cudaStream_t s = 0;
     ATTN_TRY(cuda_upload(q.ptr, p->dtype, (const float *)io->q, nq, staging.as<float>(), s, err));
-    ATTN_TRY(cuda_upload(k.ptr, p->dtype, (const float *)io->k, nkv, staging.as<float>(), s, err));
-    ATTN_TRY(cuda_upload(v.ptr, p->dtype, (const float *)io->v, nkv, staging.as<float>(), s, err));
+    if (!kv_dev) {
+        ATTN_TRY(cuda_upload(k.ptr, p->dtype, (const float *)io->k, nkv, staging.as<float>(), s, err));
+        ATTN_TRY(cuda_upload(v.ptr, p->dtype, (const float *)io->v, nkv, staging.as<float>(), s, err));
+    }
     attn_vis_t vis;
     ATTN_TRY(cuda_vis_upload(p, docs, &vis, s, err));
 
@@ -154,11 +166,11 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
     if ((p->mask != ATTN_MASK_NONE || mask_has_docs(&vis)) && nkv > 0) {
         CUDA_TRY(cudaMemsetAsync(S.ptr, 0, sizeof(int), s));
         if (f16in)
-            any_nonfinite<<<256, 256, 0, s>>>(v.as<f16>(), nkv, S.as<int>());
+            any_nonfinite<<<256, 256, 0, s>>>(vd.as<f16>(), nkv, S.as<int>());
         else if (bf)
-            any_nonfinite<<<256, 256, 0, s>>>(v.as<bf16>(), nkv, S.as<int>());
+            any_nonfinite<<<256, 256, 0, s>>>(vd.as<bf16>(), nkv, S.as<int>());
         else
-            any_nonfinite<<<256, 256, 0, s>>>(v.as<float>(), nkv, S.as<int>());
+            any_nonfinite<<<256, 256, 0, s>>>(vd.as<float>(), nkv, S.as<int>());
         CUDA_TRY_LAUNCH();
         CUDA_TRY(cudaMemcpyAsync(&v_bad, S.ptr, sizeof(int), cudaMemcpyDeviceToHost, s));
         CUDA_TRY(cudaStreamSynchronize(s));
@@ -185,11 +197,11 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
          * column-major d × n_k matrix Kᵀ, taken transposed; Q row-major is column-major Qᵀ. The
          * 16-bit offsets are in 2-byte elements, bf16 and f16 alike (ct names which). */
         if (bf)
-            CUBLAS_TRY(cublasGemmEx(cb.h, CUBLAS_OP_T, CUBLAS_OP_N, M, N, Kd, &one, k.as<bf16>() + kv_at, ct,
+            CUBLAS_TRY(cublasGemmEx(cb.h, CUBLAS_OP_T, CUBLAS_OP_N, M, N, Kd, &one, kd.as<bf16>() + kv_at, ct,
                                     Kd, q.as<bf16>() + q_at, ct, Kd, &zero, S.ptr, CUDA_R_32F, M,
                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         else
-            CUBLAS_TRY(cublasSgemm(cb.h, CUBLAS_OP_T, CUBLAS_OP_N, M, N, Kd, &one, k.as<float>() + kv_at, Kd,
+            CUBLAS_TRY(cublasSgemm(cb.h, CUBLAS_OP_T, CUBLAS_OP_N, M, N, Kd, &one, kd.as<float>() + kv_at, Kd,
                                    q.as<float>() + q_at, Kd, &zero, S.as<float>(), M));
         if (f16in)
             softmax_rows<<<(unsigned)nq_rows, SOFTMAX_THREADS, 0, s>>>(S.as<float>(), P16.as<f16>(),
@@ -203,23 +215,23 @@ extern "C" int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x,
         /* Row-major O (n_q × d) is column-major Oᵀ = Vᵀ·Pᵀ, both already column-major as stored. */
         const unsigned pv_threads = d < 128 ? (unsigned)d : 128u;
         if (v_bad && f16in)
-            pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(P16.as<f16>(), v.as<f16>() + kv_at,
+            pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(P16.as<f16>(), vd.as<f16>() + kv_at,
                                                                 o.as<float>() + q_at, nk_rows, d, nk_rows - nq_rows,
                                                                 vis);
         else if (v_bad && bf)
-            pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(P16.as<bf16>(), v.as<bf16>() + kv_at,
+            pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(P16.as<bf16>(), vd.as<bf16>() + kv_at,
                                                                 o.as<float>() + q_at, nk_rows, d, nk_rows - nq_rows,
                                                                 vis);
         else if (v_bad)
-            pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(S.as<float>(), v.as<float>() + kv_at,
+            pv_visible<<<(unsigned)nq_rows, pv_threads, 0, s>>>(S.as<float>(), vd.as<float>() + kv_at,
                                                                 o.as<float>() + q_at, nk_rows, d, nk_rows - nq_rows,
                                                                 vis);
         else if (bf)
-            CUBLAS_TRY(cublasGemmEx(cb.h, CUBLAS_OP_N, CUBLAS_OP_N, Kd, N, M, &one, v.as<bf16>() + kv_at, ct,
+            CUBLAS_TRY(cublasGemmEx(cb.h, CUBLAS_OP_N, CUBLAS_OP_N, Kd, N, M, &one, vd.as<bf16>() + kv_at, ct,
                                     Kd, P16.ptr, ct, M, &zero, o.as<float>() + q_at, CUDA_R_32F, Kd,
                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         else
-            CUBLAS_TRY(cublasSgemm(cb.h, CUBLAS_OP_N, CUBLAS_OP_N, Kd, N, M, &one, v.as<float>() + kv_at, Kd,
+            CUBLAS_TRY(cublasSgemm(cb.h, CUBLAS_OP_N, CUBLAS_OP_N, Kd, N, M, &one, vd.as<float>() + kv_at, Kd,
                                    S.as<float>(), M, &zero, o.as<float>() + q_at, Kd));
         if (v_bad)
             CUDA_TRY_LAUNCH();
