@@ -92,6 +92,11 @@ fi
 
 [ -f device-pack/SOURCE_ROOT ] || { echo "device_run: no device-pack/ (run tools/device_pack.sh, carry device-pack)"; exit 2; }
 root=$(cat device-pack/SOURCE_ROOT)
+# The pack travels compressed (device_pack.sh); Python's tarfile unpacks it where xz may be absent.
+if [ -f device-pack/payload.tar.xz ] && [ ! -x device-pack/attnbench ]; then
+  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' device-pack/payload.tar.xz device-pack ||
+    { echo "device_run: cannot unpack device-pack/payload.tar.xz"; exit 2; }
+fi
 # The build recorded absolute paths under $root (CTest files, the haystack default): make $root
 # this checkout and $root/build-gpu the pack.
 if [ "$root" != "$PWD" ]; then
