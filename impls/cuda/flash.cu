@@ -337,7 +337,7 @@ extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x,
     ATTN_TRY(cuda_upload(v.ptr, 1, (const float *)io->v, nkv, staging.as<float>(), s, err));
 
     cuda_flash_call call = {q.ptr, k.ptr, v.ptr, o.as<float>(), lse.as<float>(), p->n_q, p->n_k, p->n_q, p->n_k,
-                            p->n_k - p->n_q, p->window, (int)p->mask, vis.doc, vis.n_docs};
+                            p->n_k - p->n_q, p->window, (int)p->mask, vis.doc, vis.n_docs, 0, 0, 0};
     decode_plan_t pl; /* short queries: split the keys across blocks instead (flash_decode.cu) */
     const int decode = cuda_decode_plan(p, &pl);
     dev_buf part;

@@ -214,7 +214,7 @@ int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t
          * position t (queries: n_k − n_q + t) and the offsets apply as they are (plan_ulysses_row0). */
         cuda_flash_call call = {s.qh.ptr, s.kh.ptr, s.vh.ptr, s.oh.as<float>(), s.lh.as<float>(), nq, nk, nq, nk,
                                 nk - nq, p->window, (int)p->mask, s.docs.as<const int64_t>(),
-                                s.docs.ptr ? p->n_docs : 0};
+                                s.docs.ptr ? p->n_docs : 0, 0, 0, 0}; /* stride 0: global positions */
         ATTN_TRY(cuda_flash_launch(&lp, &call, cs, err));
         CUDA_TRY(cudaEventRecord(s.ev[3], cs));
         CUDA_TRY(cudaStreamWaitEvent(cm, s.ev[3], 0));
