@@ -2,7 +2,8 @@
  * steps (its pieces through the tile engine, then the merge, as ring_loop runs them) timed one
  * rank at a time on this thread, so that ranks do not share cores while they are measured, with
  * each rank's full and partial tiles counted as the engine decides them. docs/packed-documents.md.
- *   packload_bench N P DOCSPEC SEED REPS [layouts]   e.g. 131072 8 lognormal:8:1 1 5 */
+ *   packload_bench N P DOCSPEC SEED REPS [layouts]   e.g. 131072 8 lognormal:8:1 1 5
+ *   packload_bench kernel                            the fused kernel alone: a full tile against partial ones */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "core/docs.h"
 #include "core/timing.h"
 #include "impls/cpu/tile_engine.h"
+#include "impls/cpu/tile_kernel.h"
 #include "impls/parallel/plan.h"
 #include "impls/parallel/ring.h"
 
@@ -40,7 +42,56 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* Microseconds per 96 × 128 tile (d = 64) of the fused kernel, one Q tile against 2000 K/V tiles
+ * (200 distinct, L2-resident like a ring block's): full; partial with every key visible; partial
+ * on a causal diagonal; partial with half the rows seeing nothing; and the non-finite scan of V
+ * the engine adds to a partial tile. Three rounds, interleaved. */
+static int kernel_bench(void) {
+    const tile_kernel_t *k = tile_kernel_select();
+    if (!k) {
+        printf("no fused kernel on this CPU (the sgemm path)\n");
+        return 0;
+    }
+    enum { BQ = 96, BK = 128, D = 64, T = 2000, DISTINCT = 200 };
+    static const char *what[] = {"full", "partial, all visible", "partial, causal diagonal", "partial, half rows none",
+                                 "V non-finite scan"};
+    tile_kernel_ws_t w;
+    float *base = malloc(k->ws_floats(BQ, BK, D) * sizeof(float) + 64), *Q = malloc(sizeof(float) * BQ * D);
+    float *K = malloc(sizeof(float) * (size_t)BK * D * DISTINCT), *V = malloc(sizeof(float) * (size_t)BK * D * DISTINCT);
+    float O[BQ * D], L[BQ];
+    k->init(&w, base, BQ, BK, D, 0.18f);
+    srand(1);
+    for (int i = 0; i < BQ * D; i++)
+        Q[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (size_t i = 0; i < (size_t)BK * D * DISTINCT; i++)
+        K[i] = (float)rand() / RAND_MAX - 0.5f, V[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (int round = 0; round < 3; round++)
+        for (int mode = 0; mode < 5; mode++) {
+            double t0 = time_thread_cpu_s();
+            int finite = 0;
+            k->begin(&w, Q, BQ);
+            for (int t = 0; t < T; t++) {
+                const float *kt = K + (size_t)(t % DISTINCT) * BK * D, *vt = V + (size_t)(t % DISTINCT) * BK * D;
+                if (mode == 4) {
+                    finite += tile_all_finite(vt, (size_t)BK * D);
+                    continue;
+                }
+                for (int r = 0; r < BQ; r++)
+                    w.lo[r] = 0, w.hi[r] = mode == 2 ? r + 1 : mode == 3 && r >= BQ / 2 ? 0 : BK;
+                k->block(&w, kt, vt, BK, mode > 0, 0);
+            }
+            if (mode < 4)
+                k->end(&w, O, L);
+            double s = time_thread_cpu_s() - t0;
+            printf("round %d  %-26s %8.3f us/tile  %6.3f ns/element%s\n", round, what[mode], 1e6 * s / T,
+                   1e9 * s / T / (BQ * BK), finite == T || mode < 4 ? "" : " (non-finite?)");
+        }
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "kernel"))
+        return kernel_bench();
     if (argc < 6) {
         fprintf(stderr, "usage: %s N P DOCSPEC|none SEED REPS [ring,striped,zigzag,zigzag_balanced]\n", argv[0]);
         return 2;
@@ -66,6 +117,8 @@ int main(int argc, char **argv) {
     float *q = malloc(sizeof(float) * (size_t)(n * d)), *kv = malloc(sizeof(float) * (size_t)(2 * n * d));
     float *o = calloc((size_t)(n * d), sizeof(float)), *lse = malloc(sizeof(float) * (size_t)n);
     float *op = calloc((size_t)(n * d), sizeof(float)), *lp = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++)
+        lse[i] = lp[i] = -INFINITY;
     srand(1);
     for (int64_t i = 0; i < n * d; i++)
         q[i] = (float)rand() / RAND_MAX - 0.5f, kv[i] = (float)rand() / RAND_MAX - 0.5f,
