@@ -57,13 +57,14 @@ static int kernel_bench(void) {
                                  "V non-finite scan"};
     tile_kernel_ws_t w;
     float *base = malloc(k->ws_floats(BQ, BK, D) * sizeof(float) + 64), *Q = malloc(sizeof(float) * BQ * D);
-    float *K = malloc(sizeof(float) * (size_t)BK * D * DISTINCT), *V = malloc(sizeof(float) * (size_t)BK * D * DISTINCT);
+    size_t kv_n = (size_t)BK * D * DISTINCT;
+    float *K = malloc(sizeof(float) * kv_n), *V = malloc(sizeof(float) * kv_n);
     float O[BQ * D], L[BQ];
     k->init(&w, base, BQ, BK, D, 0.18f);
     srand(1);
     for (int i = 0; i < BQ * D; i++)
         Q[i] = (float)rand() / RAND_MAX - 0.5f;
-    for (size_t i = 0; i < (size_t)BK * D * DISTINCT; i++)
+    for (size_t i = 0; i < kv_n; i++)
         K[i] = (float)rand() / RAND_MAX - 0.5f, V[i] = (float)rand() / RAND_MAX - 0.5f;
     for (int round = 0; round < 3; round++)
         for (int mode = 0; mode < 5; mode++) {
@@ -103,7 +104,8 @@ int main(int argc, char **argv) {
                         .mask = ATTN_MASK_CAUSAL, .dtype = ATTN_F32};
     if (strcmp(argv[3], "none")) {
         docs_spec_t s;
-        if (docs_parse_spec(argv[3], &s, &err) || docs_random(&s, n, strtoull(argv[4], 0, 10), &p.doc, &p.n_docs, &err)) {
+        uint64_t seed = strtoull(argv[4], 0, 10);
+        if (docs_parse_spec(argv[3], &s, &err) || docs_random(&s, n, seed, &p.doc, &p.n_docs, &err)) {
             fprintf(stderr, "%s\n", err.msg);
             return 2;
         }
@@ -125,7 +127,8 @@ int main(int argc, char **argv) {
         kv[n * d + i] = (float)rand() / RAND_MAX - 0.5f;
     printf("n %lld P %d docs %s seed %s (%lld documents) tiles %d x %d, %d reps, min over reps\n", (long long)n, P,
            argv[3], argv[4], (long long)(p.n_docs ? p.n_docs : 1), bq, bk, reps);
-    printf("%-16s %4s %10s %10s %10s %8s %12s\n", "layout", "rank", "full_el", "part_el", "tiles_el", "s", "ns/tile_el");
+    printf("%-16s %4s %10s %10s %10s %8s %12s\n", "layout", "rank", "full_el", "part_el", "tiles_el", "s",
+           "ns/tile_el");
     for (int li = 0; li < 4; li++) {
         char list[256];
         snprintf(list, sizeof list, ",%s,", want);
