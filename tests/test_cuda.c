@@ -128,6 +128,44 @@ static int usp_matrix(int64_t max_n, int *passed, int *failed) {
     return run_case(args, passed, failed);
 }
 
+/* Packed documents through every GPU distributed backend (impls/parallel/piece_vis.h): random
+ * lengths 1 … 300 (length-1 documents, and documents longer than a shard at P ≥ 4) and a fixed
+ * list, masks none/causal/window, n_q < n_k, GQA, P ∈ {1, 2, 3, 4, 8}, usp_cuda on 2 × 2 and
+ * 2 × 4 meshes: the bf16 rule against the float64 reference with documents, blockwise_cuda beside. */
+static int docs_matrix(int64_t max_n, int *passed, int *failed) {
+    static const int ranks[] = {1, 2, 3, 4, 8};
+    static const char *docs[] = {"docs=uniform:1:300", "doc-lens=1,1,400,1,7,250,1,200,139"};
+    if (max_n < 1000)
+        return 0;
+    for (size_t id = 0; id < 2; id++)
+        for (size_t ir = 0; ir < sizeof ranks / sizeof ranks[0]; ir++)
+            for (int kvh = H; kvh >= 1; kvh /= 4) {
+                char args[1024];
+                snprintf(args, sizeof args,
+                         "backends=blockwise_cuda,ring_cuda,striped_cuda,zigzag_cuda,ulysses_cuda dtype=bf16 "
+                         "mask=none,causal,window seq-len=1000 q-len=1000,333 heads=%d kv-heads=%d head-dim=%lld "
+                         "window=300 ranks=%d transport=cuda_local %s seed=%zu",
+                         H, kvh, (long long)ds[(ir + id) % 2], ranks[ir], docs[id], 500 + id * 10 + ir);
+                if (run_case(args, passed, failed))
+                    return 1;
+            }
+    static const struct {
+        int P, U;
+        const char *layout;
+    } mesh[] = {{4, 2, "zigzag"}, {4, 2, "striped"}, {8, 2, "zigzag"}, {8, 4, "contiguous"}};
+    for (size_t im = 0; im < sizeof mesh / sizeof mesh[0]; im++) {
+        char args[1024];
+        snprintf(args, sizeof args,
+                 "backends=blockwise_cuda,usp_cuda dtype=bf16 mask=none,causal,window seq-len=1000 q-len=1000,333 "
+                 "heads=4 kv-heads=4 head-dim=64 window=300 ranks=%d ulysses-degree=%d layout=%s "
+                 "transport=cuda_local %s seed=%zu",
+                 mesh[im].P, mesh[im].U, mesh[im].layout, docs[im % 2], 540 + im);
+        if (run_case(args, passed, failed))
+            return 1;
+    }
+    return 0;
+}
+
 /* The GPU transports on their own (impls/cuda/gcomm_selftest.cu). nccl needs libnccl at run
  * time: when it cannot be loaded that case is reported as skipped, not passed. */
 static int transports_check(const char *dir, int *passed, int *failed) {
@@ -225,7 +263,8 @@ static int no_device_check(void) {
  *        test_cuda --memory-only                             the memory check alone (GPU)
  *        test_cuda --dist [--max-n N]                        ring/striped/zigzag/ulysses_cuda on cuda_local
  *                                                            (P ∈ 1,2,3,4,8) beside blockwise_cuda, bf16 rule, then
- *                                                            usp_cuda's U × R meshes (usp_matrix) (GPU)
+ *                                                            usp_cuda's U × R meshes (usp_matrix), then packed
+ *                                                            documents through all of them (docs_matrix) (GPU)
  *        test_cuda --transports DIR                          cuda_local (P = 1..8) and nccl (P = 1, file
  *                                                            bootstrap in DIR) move bytes exactly (GPU)
  *        test_cuda --dtype f16 ...                           the same matrices (main, --dist) in f16 instead of
@@ -277,7 +316,8 @@ int main(int argc, char **argv) {
     if (dist || transports_dir) {
         if (transports_dir)
             transports_check(transports_dir, &passed, &failed);
-        if (dist && (dist_matrix(max_n, &passed, &failed) || usp_matrix(max_n, &passed, &failed)))
+        if (dist && (dist_matrix(max_n, &passed, &failed) || usp_matrix(max_n, &passed, &failed) ||
+                     docs_matrix(max_n, &passed, &failed)))
             return 1;
         printf("%d passed, %d failed\n", passed, failed);
         return failed ? 1 : (passed ? 0 : 1);

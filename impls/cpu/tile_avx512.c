@@ -68,8 +68,8 @@ static void fused_begin(tile_kernel_ws_t *w, const float *Q, int rows) {
  * masked when partial, stored, and folded into the running max. vmaxps(x, max) keeps max when
  * x is NaN: NaN scores leave the max alone and reach l through exp2 (docs/nonfinite.md). */
 ATTN_AVX512 static inline __attribute__((always_inline)) void
-s_block(int nv, const float *qt, const float *K, int d, int j, int cols, int partial, const __m512i *vlo,
-        const __m512i *vhi, float *s, __m512 *vmax) {
+s_block(int nv, const float *qt, const float *K, int d, int j, int cols, int partial, const int32_t *lo,
+        const int32_t *hi, float *s, __m512 *vmax) {
     const float *kr[MR];
     for (int r = 0; r < MR; r++)
         kr[r] = K + (size_t)(j + r < cols ? j + r : cols - 1) * d;
@@ -86,6 +86,14 @@ s_block(int nv, const float *qt, const float *K, int d, int j, int cols, int par
             for (int v = 0; v < nv; v++)
                 acc[r][v] = _mm512_fmadd_ps(b, q[v], acc[r][v]);
         }
+    }
+    /* The row bounds are loaded here, after the products, not held in registers across them:
+     * 24 accumulators, 3 Q vectors and a broadcast leave no room for 6 more (they spilled, and a
+     * partial tile cost 1.13 full ones; docs/packed-documents.md). */
+    __m512i vlo[NV], vhi[NV];
+    for (int v = 0; partial && v < nv; v++) {
+        vlo[v] = _mm512_loadu_si512(lo + 16 * v);
+        vhi[v] = _mm512_loadu_si512(hi + 16 * v);
     }
     for (int r = 0; r < MR; r++) {
         if (j + r >= cols)
@@ -153,12 +161,13 @@ strip_block(int nv, tile_kernel_ws_t *w, int st, const float *K, const float *V,
         vhi[v] = _mm512_loadu_si512(w->hi + st * SW + 16 * v);
         vmax[v] = ninf;
     }
+    const int32_t *lo = w->lo + st * SW, *hi = w->hi + st * SW;
     if (partial)
         for (int j = 0; j < cols; j += MR)
-            s_block(nv, qt, K, d, j, cols, 1, vlo, vhi, w->s, vmax);
+            s_block(nv, qt, K, d, j, cols, 1, lo, hi, w->s, vmax);
     else
         for (int j = 0; j < cols; j += MR)
-            s_block(nv, qt, K, d, j, cols, 0, vlo, vhi, w->s, vmax);
+            s_block(nv, qt, K, d, j, cols, 0, lo, hi, w->s, vmax);
     /* A lane whose max is still −∞ has seen no finite score: its weights are exp2(S·c), 0
      * for −∞ and NaN for NaN (which then poisons l, as the generic path does), α = 1. */
     for (int v = 0; v < nv; v++) {

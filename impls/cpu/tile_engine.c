@@ -106,6 +106,12 @@ static void tile_fused(tile_job_t *j, tile_ws_t *ws, const float *Q, const float
     const tile_kernel_t *kern = j->kern;
     tile_kernel_ws_t *w = &ws->k;
     int64_t d = j->p->head_dim, computed = 0, skipped = 0;
+    /* Each row's visible keys, looked up once per Q tile (two binary searches a row under
+     * documents) rather than once per partial K tile: with short documents most computed tiles
+     * are partial (striped at n = 32768: 3.38 → 3.23 ns per tile element; docs/packed-documents.md). */
+    enum { ROWS_KEPT = 256 };
+    int64_t row_lo[ROWS_KEPT], row_hi[ROWS_KEPT];
+    int looked_up = 0; /* row_lo / row_hi hold this Q tile's rows (when rows ≤ ROWS_KEPT) */
     kern->begin(w, Q, rows);
     for (int64_t kt = kt_first; kt < kt_end; kt++) {
         int64_t j0 = kt * j->bk;
@@ -118,11 +124,19 @@ static void tile_fused(tile_job_t *j, tile_ws_t *ws, const float *Q, const float
         int partial = !(lo_last <= j0 && j0 + cols <= hi_first), visible_only = 0;
         if (partial) {
             for (int r = 0; r < rows; r++) {
-                int64_t i = pos_at(j->qs, r0 + r), rlo, rhi;
-                mask_key_range(&j->vis, i, i, j->ks, j->n_k, &rlo, &rhi);
-                w->lo[r] = (int32_t)ATTN_MIN(ATTN_MAX(rlo - j0, 0), (int64_t)cols);
-                w->hi[r] = (int32_t)ATTN_MIN(ATTN_MAX(rhi - j0, 0), (int64_t)cols);
+                int64_t a, b;
+                if (looked_up) {
+                    a = row_lo[r], b = row_hi[r];
+                } else {
+                    int64_t i = pos_at(j->qs, r0 + r);
+                    mask_key_range(&j->vis, i, i, j->ks, j->n_k, &a, &b);
+                    if (rows <= ROWS_KEPT)
+                        row_lo[r] = a, row_hi[r] = b;
+                }
+                w->lo[r] = (int32_t)ATTN_MIN(ATTN_MAX(a - j0, 0), (int64_t)cols);
+                w->hi[r] = (int32_t)ATTN_MIN(ATTN_MAX(b - j0, 0), (int64_t)cols);
             }
+            looked_up = rows <= ROWS_KEPT;
             visible_only = !tile_all_finite(V + j0 * d, (size_t)cols * (size_t)d);
         }
         kern->block(w, K + j0 * d, V + j0 * d, cols, partial, visible_only);

@@ -36,6 +36,9 @@ struct cuda_flash_call {
     int mask;
     const int64_t *doc;
     int64_t n_docs;
+    /* Documents of a ring piece pair (impls/parallel/piece_vis.h): the global positions of query
+     * row 0 and key 0 and their stride. stride 0: query row r sits at q_off + r globally. */
+    int64_t q0, k0, stride;
 };
 int cuda_flash_launch(const attn_problem_t *p, const cuda_flash_call *c, cudaStream_t s, attn_err_t *err);
 /* flash_sm90.cu: the sm_90a kernel on the same call (bf16; head dims 64, 128, 256), whether it

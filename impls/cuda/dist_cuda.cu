@@ -236,11 +236,6 @@ int dist_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, cons
     }
     if (!dist_supports_common(self, p, x, reason, len))
         return 0;
-    if (p->doc && p->n_docs > 1) { /* the steps run in band coordinates, which carry no documents (plan.h) */
-        snprintf(reason, len, "%s does not take packed documents yet (the CPU ring, striped, zigzag, ulysses and usp do)",
-                 self->name);
-        return 0;
-    }
     if (!cuda_flash_supports(p, why, sizeof why)) {
         snprintf(reason, len, "%s %s", self->name, why);
         return 0;

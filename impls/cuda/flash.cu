@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "core/mask.h"
+#include "impls/parallel/piece_vis.h"
 #include "impls/cuda/cuda_util.cuh"
 #include "impls/cuda/flash_decode.h"
 #include "impls/cuda/mma_sm80.cuh"
@@ -20,7 +21,8 @@ struct flash_params {
     int64_t n_q, n_k, q_off; /* query row r sits at position q_off + r (q_off may be negative) */
     int64_t q_ld, kv_ld;     /* rows between (batch, head) slabs: of Q, O, LSE and of K, V */
     int heads, kv_heads, group;
-    attn_vis_t vis; /* mask, window and (device) document offsets, in these positions */
+    attn_vis_t vis; /* mask and window in these positions; (device) document offsets in global ones */
+    int64_t g_q0, g_k0, g_stride; /* global positions of query row 0, key 0, and their stride (piece_vis.h) */
     float scale_log2; /* scale · log2(e) */
     int m_blocks;
 };
@@ -61,6 +63,11 @@ template <typename T, int D> __device__ __forceinline__ bool tile_nonfinite(cons
     return __syncthreads_or(bad) != 0;
 }
 
+/* The visibility of this call's pairs: band positions for the mask, global ones for documents. */
+__device__ __forceinline__ piece_vis_t flash_pv(const flash_params &p) {
+    return piece_vis_t{p.vis, p.q_off, p.g_q0, p.g_k0, p.g_stride};
+}
+
 /* O += P·V over the keys each row sees, skipping masked ones (the MMA would add 0·∞ = NaN for a
  * masked key with a non-finite V). Scalar, over shared memory; P rounded to T as the MMA path
  * does. Every lane walks all 64 keys of its two rows: the score (row, key) sits in s[n][e] of a
@@ -79,7 +86,8 @@ __device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const floa
                 const float w = elem16<T>::round(__shfl_sync(0xffffffffu, s[n][e], from));
                 const int key = frag_col(from, n, e);
                 const int64_t j = key0 + key;
-                if (j >= p.n_k || !mask_visible(&p.vis, row_pos[r], j))
+                const piece_vis_t pv = flash_pv(p);
+                if (j >= p.n_k || !piece_visible(&pv, row_pos[r], j))
                     continue;
 #pragma unroll
                 for (int dn = 0; dn < D / 8; dn++) {
@@ -106,18 +114,12 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) flash_fw
 
     /* Key tiles this query block can see: positions of its first and last real row. */
     const int64_t i_lo = p.q_off + r0, i_hi = p.q_off + min(r0 + BR, p.n_q) - 1;
-    int64_t k_lo = 0, k_hi = p.n_k;
-    if (p.vis.mask != ATTN_MASK_NONE)
-        k_hi = min(p.n_k, i_hi + 1);
-    if (p.vis.mask == ATTN_MASK_WINDOW)
-        k_lo = max((int64_t)0, i_lo - p.vis.window + 1);
-    /* Documents: from the first row's document start to the last row's document end (each
-     * row's range is an interval whose ends never decrease with the row: core/mask.h). */
-    if (mask_has_docs(&p.vis)) {
-        k_lo = max(k_lo, mask_doc_lo(&p.vis, i_lo));
-        k_hi = min(k_hi, mask_doc_hi(&p.vis, i_hi));
-    }
-    const int64_t t_lo = k_lo / BC, t_hi = (k_hi + BC - 1) / BC;
+    /* The mask's band, cut to the first row's document start and the last row's document end
+     * (each row's range is an interval whose ends never decrease with the row: core/mask.h). */
+    const piece_vis_t pv = flash_pv(p);
+    int64_t k_lo, k_hi;
+    piece_key_range(&pv, i_lo, i_hi, p.n_k, &k_lo, &k_hi);
+    const int64_t t_lo = k_lo / BC, t_hi = k_hi > k_lo ? (k_hi + BC - 1) / BC : t_lo; /* none: no tile */
 
     load_tile<T, D>(sQ, Q, r0, p.n_q);
     cp_async_commit();
@@ -155,9 +157,7 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) flash_fw
         const T *k_s = sK + stage * BC * D, *v_s = sV + stage * BC * D;
         /* Block-uniform: does this tile cross a mask edge (some key hidden from some row), or n_k? */
         const int64_t key0 = t * BC;
-        const bool masked = (p.vis.mask != ATTN_MASK_NONE && key0 + BC - 1 > i_lo) ||
-                            (p.vis.mask == ATTN_MASK_WINDOW && key0 <= i_hi - p.vis.window) ||
-                            mask_docs_cut(&p.vis, i_lo, i_hi, key0, key0 + BC);
+        const bool masked = piece_tile_masked(&pv, i_lo, i_hi, key0, key0 + BC);
         const bool edge = masked || key0 + BC > p.n_k;
         /* Only there can a hidden key's non-finite V meet a weight 0 (docs/nonfinite.md). */
         const bool v_bad = masked && tile_nonfinite<T, D>(v_s);
@@ -185,7 +185,7 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) flash_fw
                 float x = s[n][e] * p.scale_log2;
                 if (edge) {
                     int64_t j = key0 + n * 8 + 2 * tq + (e & 1);
-                    if (j >= p.n_k || !mask_visible(&p.vis, row_pos[e >> 1], j))
+                    if (j >= p.n_k || !piece_visible(&pv, row_pos[e >> 1], j))
                         x = -INFINITY;
                 }
                 s[n][e] = x;
@@ -282,6 +282,8 @@ int cuda_flash_launch(const attn_problem_t *p, const cuda_flash_call *c, cudaStr
     prm.n_q = c->n_q, prm.n_k = c->n_k, prm.q_off = c->q_off, prm.q_ld = c->q_ld, prm.kv_ld = c->kv_ld;
     prm.heads = (int)p->heads, prm.kv_heads = (int)p->kv_heads, prm.group = (int)(p->heads / p->kv_heads);
     prm.vis = attn_vis_t{(attn_mask_t)c->mask, c->window, c->doc, c->doc ? c->n_docs : 0};
+    /* stride 0: one contiguous problem, band positions are the global ones */
+    prm.g_q0 = c->stride ? c->q0 : c->q_off, prm.g_k0 = c->stride ? c->k0 : 0, prm.g_stride = c->stride ? c->stride : 1;
     prm.scale_log2 = (float)(problem_scale(p) * 1.4426950408889634);
     prm.m_blocks = (int)((c->n_q + BR - 1) / BR);
     const bool h = p->dtype == ATTN_F16; /* else bf16: cuda_flash_supports admits only these two */
@@ -340,7 +342,7 @@ extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x,
     ATTN_TRY(cuda_upload(v.ptr, p->dtype, (const float *)io->v, nkv, staging.as<float>(), s, err));
 
     cuda_flash_call call = {q.ptr, k.ptr, v.ptr, o.as<float>(), lse.as<float>(), p->n_q, p->n_k, p->n_q, p->n_k,
-                            p->n_k - p->n_q, p->window, (int)p->mask, vis.doc, vis.n_docs};
+                            p->n_k - p->n_q, p->window, (int)p->mask, vis.doc, vis.n_docs, 0, 0, 0};
     decode_plan_t pl; /* short queries: split the keys across blocks instead (flash_decode.cu) */
     const int decode = cuda_decode_plan(p, &pl);
     dev_buf part;

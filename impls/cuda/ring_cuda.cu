@@ -57,7 +57,7 @@ __global__ void fill_kernel(float *x, int64_t n, float v) {
 
 /* One rank's device buffers (their sum is ring_cuda_rank_bytes). */
 struct rank_bufs {
-    dev_buf q, kv[2], o, lse, o_part, lse_part;
+    dev_buf q, kv[2], o, lse, o_part, lse_part, docs;
 };
 
 struct rank_events {
@@ -107,14 +107,15 @@ extern "C" size_t ring_cuda_rank_bytes(const attn_problem_t *p, int ranks, int k
     size_t d = (size_t)p->head_dim, bh = (size_t)(p->batch * p->heads), bhkv = (size_t)(p->batch * p->kv_heads);
     size_t nq = (size_t)layout_local_count(&lq, rank), kmax = (size_t)layout_max_local_count(&lk);
     return bh * nq * d * sizeof(bf16) + 2 * (2 * bhkv * kmax * d * sizeof(bf16) + 16) +
-           2 * (bh * nq * d + bh * nq) * sizeof(float) + 80; /* the 16-byte pads of the seven buffers */
+           2 * (bh * nq * d + bh * nq) * sizeof(float) + 80 /* the 16-byte pads of the seven buffers */
+           + cuda_vis_bytes(p);                              /* the document offsets */
 }
 
 int ring_cuda_loop(gcomm *g, const attn_problem_t *p, attn_layout_kind_t kind, int R, const ring_cuda_member_t m[],
                    const cudaEvent_t done[], ring_cuda_stats_t *st, attn_err_t *err) {
     int L = g->count;
     int64_t d = p->head_dim;
-    const attn_vis_t vis = problem_vis(p); /* host-side planning only: the steps' kernels run in band coordinates */
+    const attn_vis_t vis = problem_vis(p); /* host-side planning; the kernels get piece_vis.h's view of it */
     attn_problem_t mp[ATTN_MAX_RANKS]; /* each member's heads (usp: its kv heads may differ by member) */
     rank_events ev[ATTN_MAX_RANKS];
     for (int i = 0; i < L; i++) {
@@ -122,6 +123,8 @@ int ring_cuda_loop(gcomm *g, const attn_problem_t *p, attn_layout_kind_t kind, i
         mp[i] = *p;
         if (m[i].heads)
             mp[i].heads = m[i].heads, mp[i].kv_heads = m[i].kv_heads;
+        if (mask_has_docs(&vis) && !m[i].doc) /* the kernels would see one document */
+            return attn_fail(err, ATTN_ERUNTIME, "ring_cuda: member %d has no device copy of the document offsets", i);
     }
     for (int s = 0; s < R; s++) {
         int cur = usp_ring_buffer(s); /* the block computed at step s; step s + 1's arrives in the other */
@@ -161,13 +164,15 @@ int ring_cuda_loop(gcomm *g, const attn_problem_t *p, attn_layout_kind_t kind, i
                     continue;
                 }
                 st[i].blocks_computed++;
+                /* band coordinates for the mask, the pieces' global positions for documents */
+                const piece_vis_t pv = plan_pair_vis(&vis, m[i].doc, pr);
                 cuda_flash_call call = {(const bf16 *)m[i].q + qp->local_start * d,
                                         kblock + kp->local_start * d,
                                         vblock + kp->local_start * d,
                                         m[i].o_part + qp->local_start * d,
                                         m[i].lse_part + qp->local_start,
-                                        qp->count, kp->count, nq, kcnt, pr->q_off, pr->win, (int)p->mask,
-                                        nullptr, 0}; /* band coordinates: no documents (dist_cuda declines them) */
+                                        qp->count, kp->count, nq, kcnt, pv.q_off, pv.vis.window, (int)p->mask,
+                                        pv.vis.doc, pv.vis.n_docs, pv.q0, pv.k0, pv.stride};
                 ATTN_TRY(cuda_flash_launch(&mp[i], &call, cs, err));
                 int64_t warps = qp->count * BH;
                 merge_kernel<<<(unsigned)((warps * 32 + 255) / 256), 256, 0, cs>>>(
@@ -244,6 +249,8 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
                 ATTN_TRY(cuda_upload(b[i].kv[0].as<bf16>() + kn, p->dtype, h->v[i], kn, stage.as<float>(), s, err));
             }
             ATTN_TRY(ring_cuda_fill(b[i].o.as<float>(), b[i].lse.as<float>(), (int64_t)qn, BH * (int64_t)nq, s, err));
+            attn_vis_t dvis;
+            ATTN_TRY(cuda_vis_upload(p, b[i].docs, &dvis, s, err)); /* each rank its own copy, as on its own GPU */
             CUDA_TRY(cudaStreamSynchronize(s)); /* the staging buffer is reused by the next rank */
             ATTN_TRY(ev[i].create(0, err));
         }
@@ -256,7 +263,8 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
         CUDA_TRY(cudaEventRecord(ev[i].start, g->compute[i]));
         CUDA_TRY(cudaStreamWaitEvent(g->comm[i], ev[i].start, 0));
         m[i] = {g->first + i, 0, 0, 0, 0, 0, b[i].q.ptr, {b[i].kv[0].ptr, b[i].kv[1].ptr}, b[i].o.as<float>(),
-                b[i].lse.as<float>(), b[i].o_part.as<float>(), b[i].lse_part.as<float>()};
+                b[i].lse.as<float>(), b[i].o_part.as<float>(), b[i].lse_part.as<float>(),
+                b[i].docs.as<int64_t>()};
         done[i] = ev[i].end;
     }
     ATTN_TRY(ring_cuda_loop(g, p, kind, P, m, done, st, err));

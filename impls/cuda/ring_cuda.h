@@ -38,6 +38,7 @@ struct ring_cuda_member_t {
     const void *q;
     void *kv[2];
     float *o, *lse, *o_part, *lse_part;
+    const int64_t *doc; /* device copy of p's document offsets (cuda_vis_upload); NULL without documents */
 };
 /* The R steps of plan_ring_step(kind, …, R, pos) on problem p (heads per member as above), step
  * s computing on kv[usp_ring_buffer(s)]: Q and kv[0] must be ready on both of each rank's

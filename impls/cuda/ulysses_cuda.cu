@@ -44,6 +44,7 @@ struct rank_state {
     dev_buf q, k, v, o, lse;     /* token shards: Q, K, V (bf16), O, LSE (f32) */
     dev_buf send, recv;          /* all-to-all staging, the larger of the two exchanges */
     dev_buf qh, kh, vh, oh, lh;  /* all tokens, this rank's heads */
+    dev_buf docs;                /* the document offsets (global positions) */
     cudaEvent_t ev[5] = {};      /* start, a2a-1 done, compute start, compute done, a2a-2 done (the end) */
     ~rank_state() {
         for (cudaEvent_t e : ev)
@@ -77,8 +78,9 @@ int make_plan(const attn_problem_t *p, int P, int first, int count, plan *pl, at
         for (int q = 0; i == 0 && q < P; q++) { /* every rank's heads and tokens: the same in each rank's plan */
             pl->hd[q] = u->heads[q];
             pl->m[q] = u->m[q], pl->k[q] = u->k[q];
-            pl->m0[q] = q ? pl->m0[q - 1] + pl->m[q - 1] : 0, pl->k0[q] = q ? pl->k0[q - 1] + pl->k[q - 1] : 0;
         }
+        for (int q = 0; i == 0 && q < P; q++) /* where q's tokens land in the gathered sequence */
+            pl->m0[q] = plan_ulysses_row0(pl->m, q), pl->k0[q] = plan_ulysses_row0(pl->k, q);
         size_t os = (size_t)(QROW * u->in_send_total), orr = (size_t)(QROW * u->in_recv_total);
         size_t os2 = (size_t)(OROW * u->out_send_total), or2 = (size_t)(OROW * u->out_recv_total);
         pl->sent[i] = pl->recvd[i] = 0;
@@ -113,7 +115,8 @@ size_t ulysses_cuda_rank_bytes(const attn_problem_t *p, int ranks, int rank) {
     int64_t m = pl->m[rank], k = pl->k[rank], hq = pl->hd[rank].hq, kvn = pl->hd[rank].kvn;
     int64_t shards = B * (QROW * d * (H * m + 2 * Hkv * k) + OROW * (d + 1) * H * m);
     int64_t heads = B * (QROW * d * (hq * nq + 2 * kvn * nk) + OROW * (d + 1) * hq * nq);
-    return (size_t)(shards + heads) + 2 * pl->stage[0] + 10 * 16; /* + the 16-byte pads */
+    return (size_t)(shards + heads) + 2 * pl->stage[0] + 10 * 16 /* + the 16-byte pads */
+           + cuda_vis_bytes(p);                                  /* + the document offsets */
 }
 
 int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t *hst, ring_cuda_stats_t *st,
@@ -156,6 +159,8 @@ int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t
             ATTN_TRY(cuda_upload(s.k.ptr, p->dtype, hst->k[i], (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
             ATTN_TRY(cuda_upload(s.v.ptr, p->dtype, hst->v[i], (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
         }
+        attn_vis_t dvis;
+        ATTN_TRY(cuda_vis_upload(p, s.docs, &dvis, cs, err));
         CUDA_TRY(cudaStreamSynchronize(cs)); /* like ring_cuda: uploads stay outside the timed region */
         for (cudaEvent_t &e : s.ev)
             CUDA_TRY(cudaEventCreate(&e));
@@ -205,8 +210,11 @@ int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t
         CUDA_TRY(cudaEventRecord(s.ev[2], cs));
         attn_problem_t lp = *p;
         lp.heads = h.hq, lp.kv_heads = h.kvn;
+        /* Rank q's tokens land at rows m0[q] (k0[q]) of the contiguous layout, so row t is global
+         * position t (queries: n_k − n_q + t) and the offsets apply as they are (plan_ulysses_row0). */
         cuda_flash_call call = {s.qh.ptr, s.kh.ptr, s.vh.ptr, s.oh.as<float>(), s.lh.as<float>(), nq, nk, nq, nk,
-                                nk - nq, p->window, (int)p->mask, nullptr, 0}; /* documents: declined (dist_cuda) */
+                                nk - nq, p->window, (int)p->mask, s.docs.as<const int64_t>(),
+                                s.docs.ptr ? p->n_docs : 0, 0, 0, 0}; /* stride 0: global positions */
         ATTN_TRY(cuda_flash_launch(&lp, &call, cs, err));
         CUDA_TRY(cudaEventRecord(s.ev[3], cs));
         CUDA_TRY(cudaStreamWaitEvent(cm, s.ev[3], 0));

@@ -74,7 +74,7 @@ int make_rank_plan(const attn_problem_t *p, const plan_usp_mesh_t *m, int r, ran
 }
 
 struct rank_state {
-    dev_buf q, k, v, o, lse, send, recv, gq, kv[2], go, gl, go_part, gl_part, maps;
+    dev_buf q, k, v, o, lse, send, recv, gq, kv[2], go, gl, go_part, gl_part, maps, docs;
     const int64_t *q_li, *q_gi, *k_li, *k_gi; /* the row maps on the device */
     cudaEvent_t ev[4] = {}; /* start, in exchange placed, ring done, out exchange placed (the end) */
     ~rank_state() {
@@ -111,7 +111,7 @@ size_t usp_cuda_rank_bytes(const attn_problem_t *p, int kind, int U, int ranks, 
     attn_err_t e = {};
     if (mesh_of(p, kind, U, ranks > 1 ? ranks : 1, &m, &e) || usp_cuda_sizes(p, &m, rank, &sz, &e))
         return 0;
-    return sz.total;
+    return sz.total + cuda_vis_bytes(p); /* + the document offsets */
 }
 
 int usp_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind, int U, const ring_cuda_host_t *h, ring_cuda_stats_t *st,
@@ -150,7 +150,7 @@ int usp_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind, int U, const rin
         const int64_t *dm = s.maps.as<int64_t>();
         s.q_li = dm, s.q_gi = dm + pl.rq.n_local, s.k_li = s.q_gi + pl.rq.n_group, s.k_gi = s.k_li + pl.rk.n_local;
         CUDA_TRY(cudaMemcpy(s.maps.ptr, pl.maps.get(), (size_t)nmaps * sizeof(int64_t), cudaMemcpyHostToDevice));
-        st[i].device_bytes = (double)z.total;
+        st[i].device_bytes = (double)(z.total + cuda_vis_bytes(p));
         /* Upload through the receive staging buffer (free until the first exchange). */
         cudaStream_t cs = g->compute[i];
         float *stage_f = s.recv.as<float>();
@@ -162,6 +162,8 @@ int usp_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind, int U, const rin
         }
         int64_t gn = B * pl.pl.heads.hq * pl.pl.ring_q;
         ATTN_TRY(ring_cuda_fill(s.go.as<float>(), s.gl.as<float>(), gn * d, gn, cs, err));
+        attn_vis_t dvis; /* the group shard's rows keep their global positions: the ring's documents apply */
+        ATTN_TRY(cuda_vis_upload(p, s.docs, &dvis, cs, err));
         CUDA_TRY(cudaStreamSynchronize(cs)); /* uploads stay outside the timed region */
         for (cudaEvent_t &e : s.ev)
             CUDA_TRY(cudaEventCreate(&e));
@@ -219,7 +221,8 @@ int usp_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind, int U, const rin
         CUDA_TRY(cudaEventRecord(s.ev[1], cm));
         CUDA_TRY(cudaStreamWaitEvent(g->compute[i], s.ev[1], 0));
         mem[i] = {pl.pl.group, 1, pl.pl.send_to, pl.pl.recv_from, hd.hq, hd.kvn, s.gq.ptr, {s.kv[0].ptr, s.kv[1].ptr},
-                  s.go.as<float>(), s.gl.as<float>(), s.go_part.as<float>(), s.gl_part.as<float>()};
+                  s.go.as<float>(), s.gl.as<float>(), s.go_part.as<float>(), s.gl_part.as<float>(),
+                  s.docs.as<int64_t>()};
         ring_done[i] = s.ev[2];
     }
     /* 2. The ring across the R groups, each member on its heads (they line up: mesh_of). */

@@ -5,6 +5,7 @@
 #pragma once
 #include "comm/layout.h"
 #include "core/problem.h"
+#include "impls/parallel/piece_vis.h"
 
 /* ---- the kernel band of one (query piece, key piece) pair (derivation: docs/distributed-plan.md) ---- */
 
@@ -20,7 +21,7 @@ static inline void plan_band_for(int64_t a, int64_t b, int64_t S, int64_t w, int
 
 /* What the kernel sees for local query i and local key j: the one visibility rule (core/mask.h)
  * at query position q_off + i with window win. The band carries no documents (document offsets
- * are global positions): a kernel that works in band coordinates cannot take packed documents. */
+ * are global positions): a kernel in band coordinates takes them through piece_vis.h. */
 static inline int plan_band_visible(int mask, int64_t q_off, int64_t win, int64_t i, int64_t j) {
     attn_vis_t v = {(attn_mask_t)mask, win, 0, 0};
     return mask_visible(&v, q_off + i, j);
@@ -45,6 +46,14 @@ typedef struct {
     int n_pairs;
     plan_pair_t pair[4];          /* query pieces outer, key pieces inner, in local order */
 } plan_ring_step_t;
+
+/* What the per-step kernel applies to pair pr under v (piece_vis.h): the band's mask and window,
+ * and v's documents (doc: their copy where the kernel runs) at the pieces' global positions. */
+static inline piece_vis_t plan_pair_vis(const attn_vis_t *v, const int64_t *doc, const plan_pair_t *pr) {
+    piece_vis_t pv = {{v->mask, pr->win, doc, mask_has_docs(v) ? v->n_docs : 0}, pr->q_off, pr->q.pos.start,
+                      pr->k.pos.start, pr->q.pos.stride};
+    return pv;
+}
 
 /* Skip, key range and band of a query piece against a key piece under v (mask, window, documents:
  * a pair whose pieces share no document is skipped like one the causal mask hides). */
@@ -117,6 +126,16 @@ int plan_ulysses_kernel_heads(int64_t H, int64_t Hkv, int P);
 /* The kv head (index into the rank's kvn received heads) that its local query head j reads. */
 static inline int64_t plan_ulysses_kv_of(const plan_heads_t *h, int64_t group, int64_t j) {
     return (h->q0 + j) / group - h->kv0;
+}
+/* The row of the whole sequence where rank q's tokens land after the in exchange: the ranks'
+ * counts (m or k) before q. Under the contiguous layout that is the global position of q's first
+ * token, so row t of the gathered sequence is position t and document offsets hold as they are
+ * (ulysses_cuda; tests/test_piece_vis.c). */
+static inline int64_t plan_ulysses_row0(const int64_t *count, int q) {
+    int64_t at = 0;
+    for (int r = 0; r < q; r++)
+        at += count[r];
+    return at;
 }
 /* Fills *out for rank `rank` (B, d: batch and head dim; tokens under layout kind); ATTN_EUSAGE
  * when H % P, H % H_kv, or the layout declines. */
