@@ -462,6 +462,12 @@ int cuda_sm90_supports(const attn_problem_t *p, char *why, size_t len) {
         snprintf(why, len, "the wgmma kernel runs bf16 and f16 only (got %s)", dtype_name(p->dtype));
         return 0;
     }
+    /* The ring backends hand documents over as strided pieces (impls/parallel/piece_vis.h), which
+     * only flash.cu reads; one rule for every backend keeps the record's `kernel` true. */
+    if (p->doc && p->n_docs > 1) {
+        snprintf(why, len, "the wgmma kernel does not take packed documents yet (the mma kernel does)");
+        return 0;
+    }
     if (p->head_dim != 64 && p->head_dim != 128 && p->head_dim != 256) {
         snprintf(why, len, "the wgmma kernel has head dims 64, 128 and 256 only (got %lld)", (long long)p->head_dim);
         return 0;
