@@ -37,15 +37,21 @@ static void summary_item(void *ctx, int64_t item, int worker) {
     int64_t bkv = item / j->nt, t = j->t0 + item % j->nt, j0 = t * bk, cols = ATTN_MIN(bk, p->n_k - j0);
     const float *K = (const float *)j->io->k + (bkv * p->n_k + j0) * d; /* (cols, d) */
     float *mid = j->sum->mid + (bkv * n_kt + t) * d, *half = j->sum->half + (bkv * n_kt + t) * d;
-    for (int64_t c = 0; c < d; c++) {
-        float lo = K[c], hi = K[c];
-        for (int64_t r = 1; r < cols; r++) {
+    /* Row by row, channels innermost: K is read in order (a channel at a time strode d floats per
+     * key). Each channel still sees its keys in key order, so NaN handling and results are as before. */
+    float *lo = half, *hi = mid; /* running min and max, turned into half and mid at the end */
+    memcpy(lo, K, (size_t)d * sizeof *lo);
+    memcpy(hi, K, (size_t)d * sizeof *hi);
+    for (int64_t r = 1; r < cols; r++)
+        for (int64_t c = 0; c < d; c++) {
             float v = K[r * d + c];
-            lo = v < lo ? v : lo;
-            hi = v > hi ? v : hi;
+            lo[c] = v < lo[c] ? v : lo[c];
+            hi[c] = v > hi[c] ? v : hi[c];
         }
-        mid[c] = 0.5f * (hi + lo);
-        half[c] = 0.5f * (hi - lo);
+    for (int64_t c = 0; c < d; c++) {
+        float l = lo[c], h = hi[c];
+        mid[c] = 0.5f * (h + l);
+        half[c] = 0.5f * (h - l);
     }
 }
 
