@@ -37,11 +37,17 @@ static void summary_item(void *ctx, int64_t item, int worker) {
     int64_t bkv = item / j->nt, t = j->t0 + item % j->nt, j0 = t * bk, cols = ATTN_MIN(bk, p->n_k - j0);
     const float *K = (const float *)j->io->k + (bkv * p->n_k + j0) * d; /* (cols, d) */
     float *mid = j->sum->mid + (bkv * n_kt + t) * d, *half = j->sum->half + (bkv * n_kt + t) * d;
+    /* Row by row, channels innermost: K is read in order (a channel at a time strode d floats per
+     * key). Each channel still sees its keys in key order, so NaN handling and results are as before. */
+    float *lo = half, *hi = mid; /* running min and max, turned into mid and half at the end */
+    memcpy(lo, K, (size_t)d * sizeof *lo);
+    memcpy(hi, K, (size_t)d * sizeof *hi);
+    for (int64_t r = 1; r < cols; r++)
+        for (int64_t c = 0; c < d; c++)
+            sparse_minmax_add(K[r * d + c], &lo[c], &hi[c]);
     for (int64_t c = 0; c < d; c++) {
-        float lo = K[c], hi = K[c];
-        for (int64_t r = 1; r < cols; r++)
-            sparse_minmax_add(K[r * d + c], &lo, &hi);
-        sparse_mid_half(lo, hi, &mid[c], &half[c]);
+        float l = lo[c], h = hi[c];
+        sparse_mid_half(l, h, &mid[c], &half[c]);
     }
 }
 
