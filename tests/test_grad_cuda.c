@@ -1,5 +1,6 @@
-/* test_grad_cuda.c — the GPU backward (blockwise_cuda, sliding_window_cuda on window masks) in
- * bf16 against the float64 gradient reference (tasks/grad_check.c), over masks × GQA × odd n ×
+/* test_grad_cuda.c — the GPU backward (blockwise_cuda, sliding_window_cuda on window masks, and
+ * ring_cuda, striped_cuda, zigzag_cuda at P = 2 and 4 on cuda_local for n ≥ 64, which must decline
+ * packed documents with a reason) in bf16 against the float64 gradient reference (tasks/grad_check.c), over masks × GQA × odd n ×
  * n_q < n_k × d 64/128 × documents. Tolerance, the forward's tiled bf16 rule carried to the
  * gradients (docs/backward.md, GPU section): 2 × the error of a naive bf16 backward (plain loops
  * rounding what the kernel rounds) in the same case. Exits 77 without a CUDA device.
@@ -68,7 +69,7 @@ int main(int argc, char **argv) {
         printf("SKIP: %s\n", why);
         return 77;
     }
-    const char *names[] = {"blockwise_cuda", "sliding_window_cuda"};
+    const char *names[] = {"blockwise_cuda", "sliding_window_cuda", "ring_cuda", "striped_cuda", "zigzag_cuda"};
     int64_t ns[] = {1, 7, 64, 130, 300};
     attn_mask_t masks[] = {ATTN_MASK_NONE, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW};
     attn_exec_t x = exec_default();
@@ -113,21 +114,32 @@ int main(int argc, char **argv) {
                         attn_grad_errors_t tol = grad_tolerance_bf16(&g, &base);
                         attn_problem_t pb = g.p;
                         pb.dtype = ATTN_BF16;
-                        for (int b = 0; b < 2; b++) {
+                        for (int bp = 0; bp < 2 + 3 * 2; bp++) { /* the ring family at P = 2, 4 */
+                            int b = bp < 2 ? bp : 2 + (bp - 2) / 2, ring = b >= 2;
+                            attn_exec_t xb = x;
+                            if (ring)
+                                xb.ranks = 2 << (bp - 2) % 2, xb.transport = ATTN_TRANSPORT_CUDA_LOCAL;
+                            if (ring && (standin || n < 64))
+                                continue;
                             const attn_backend_t *be = registry_find(standin ? "blockwise" : names[b]);
                             if (b == 1 && (p.mask != ATTN_MASK_WINDOW || standin))
                                 continue;
+                            char label[64];
+                            snprintf(label, sizeof label, ring ? "%s P=%d" : "%s", names[b], xb.ranks);
                             char reason[512];
-                            if (!check(be && backend_supports_backward(be, standin ? &g.p : &pb, &x, reason,
+                            if (!check(be && backend_supports_backward(be, standin ? &g.p : &pb, &xb, reason,
                                                                        sizeof reason),
-                                       names[b], "%s: declines: %s", name, be ? reason : "not registered"))
+                                       label, "%s: declines: %s", name, be ? reason : "not registered"))
                                 continue;
                             size_t nq = problem_numel_q(&pb), nkv = problem_numel_kv(&pb);
                             float *dq = malloc(nq * 4 + 4), *dk = malloc(nkv * 4 + 4), *dv = malloc(nkv * 4 + 4);
-                            if (check(run_backend(be, &pb, &x, &g, dq, dk, dv, &err) == ATTN_OK, names[b], "%s: %s",
-                                      name, err.msg)) {
+                            int brc = run_backend(be, &pb, &xb, &g, dq, dk, dv, &err);
+                            if (ring && p.n_docs > 0) /* flash_bwd reads no strided document pieces */
+                                check(brc != ATTN_OK && strstr(err.msg, "documents"), label,
+                                      "%s: declines documents with a reason (got: %s)", name, err.msg);
+                            else if (check(brc == ATTN_OK, label, "%s: %s", name, err.msg)) {
                                 attn_grad_errors_t e = grad_errors(&g, dq, dk, dv);
-                                check(grad_within(&e, &tol) && !getenv("GRAD_SHOW"), names[b],
+                                check(grad_within(&e, &tol) && !getenv("GRAD_SHOW"), label,
                                       "%s: rel_l2 dq %.3g (tol %.3g) dk %.3g (%.3g) dv %.3g (%.3g); bf16 "
                                       "baseline %.3g %.3g %.3g",
                                       name, e.dq.rel_l2, tol.dq.rel_l2, e.dk.rel_l2, tol.dk.rel_l2, e.dv.rel_l2,

@@ -6,6 +6,7 @@
 
 #include "impls/cuda/cuda_util.cuh"
 #include "impls/cuda/ring_cuda.h"
+#include "impls/cuda/ring_cuda_grad.h"
 #include "impls/cuda/ulysses_cuda.h"
 #include "impls/cuda/usp_cuda.h"
 
@@ -274,22 +275,41 @@ size_t dist_cuda_workspace(const attn_backend_t *self, const attn_problem_t *p, 
     return bytes;
 }
 
+/* The ring family's backward (ring_cuda_grad.cu; cuda_local, bf16, no documents: it says why
+ * otherwise). Its workspace figure is every rank's device bytes, as the forward's. */
+int dist_cuda_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
+                       const attn_grad_io_t *g, attn_err_t *err) {
+    return ring_cuda_backward_local(p, x, (int)kind_of(self, x), g, err);
+}
+
+size_t dist_cuda_bwd_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
+    size_t bytes = 0;
+    int P = exec_ranks(x);
+    for (int r = 0; r < P; r++)
+        bytes = attn_size_add(bytes, ring_cuda_grad_rank_bytes(p, P, (int)kind_of(self, x), r));
+    return bytes;
+}
+
 const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, RING}, striped_ctx = {LAYOUT_STRIPED, RING},
                     zigzag_ctx = {LAYOUT_ZIGZAG, RING}, ulysses_ctx = {LAYOUT_CONTIGUOUS, ULYSSES},
                     usp_ctx = {LAYOUT_ZIGZAG, USP};
 
 } // namespace
 
-#define DIST_CUDA_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                           \
+#define DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, BWD, BWD_WS)                                        \
     extern "C" const attn_backend_t var = {NAME, "cuda", DESC, LAYOUT, dist_cuda_supports, dist_cuda_forward,     \
                                            nccl_rank, dist_cuda_expect, dist_cuda_workspace, &CTX,          \
-                                           nullptr, nullptr, nullptr, nullptr, 0}; /* built in: no peer, harness-timed, exact */
+                                           nullptr, nullptr, nullptr, nullptr, 0, /* built in: no peer, harness-timed, exact */ \
+                                           BWD, nullptr, nullptr, BWD_WS, nullptr, 0}; /* no backward_rank: cuda_local drives all ranks */
+#define DIST_CUDA_BACKEND(var, NAME, LAYOUT, CTX, DESC) DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, nullptr, nullptr)
+#define DIST_CUDA_RING_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                      \
+    DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, dist_cuda_backward, dist_cuda_bwd_workspace)
 
-DIST_CUDA_BACKEND(backend_cuda_ring, "ring_cuda", "contiguous", ring_ctx,
+DIST_CUDA_RING_BACKEND(backend_cuda_ring, "ring_cuda", "contiguous", ring_ctx,
                   "ring attention on GPUs: tensor-core kernel per step, next K/V block copied meanwhile; bf16 or f16")
-DIST_CUDA_BACKEND(backend_cuda_striped, "striped_cuda", "striped", striped_ctx,
+DIST_CUDA_RING_BACKEND(backend_cuda_striped, "striped_cuda", "striped", striped_ctx,
                   "ring_cuda with token t on rank t mod P (balanced causal work); bf16 or f16")
-DIST_CUDA_BACKEND(backend_cuda_zigzag, "zigzag_cuda", "zigzag", zigzag_ctx,
+DIST_CUDA_RING_BACKEND(backend_cuda_zigzag, "zigzag_cuda", "zigzag", zigzag_ctx,
                   "ring_cuda with chunks p and 2P−1−p on rank p (balanced, contiguous); bf16 or f16")
 DIST_CUDA_BACKEND(backend_cuda_ulysses, "ulysses_cuda", "contiguous", ulysses_ctx,
                   "all-to-all from token shards to head shards, tensor-core kernel on all tokens, all-to-all back; bf16 or f16")

@@ -1,0 +1,300 @@
+/* ring_cuda_grad.cu — the backward of ring_cuda, striped_cuda and zigzag_cuda on cuda_local:
+ * ring_grad.c's loop with flash_bwd.cu per piece pair. Each rank keeps Q, dO, LSE, D and its dQ
+ * accumulator (float32); K/V blocks rotate as in the forward (ring_cuda.cu) and each block's dK/dV
+ * accumulator (float32) travels one hop behind it, so after P steps the last hop brings the
+ * block's sum home. Step logic: ring_cuda_grad_plan.h (host-tested). Design: docs/backward.md. */
+#include <math.h>
+#include <string.h>
+
+#include <algorithm>
+
+#include "impls/cuda/cuda_util.cuh"
+#include "impls/cuda/flash_bwd.h"
+#include "impls/cuda/gcomm.cuh"
+#include "impls/cuda/ring_cuda_grad.h"
+
+extern "C" {
+#include "comm/layout.h"
+#include "impls/cuda/ring_cuda_grad_plan.h"
+#include "impls/parallel/dist.h"
+#include "impls/parallel/plan.h"
+}
+
+namespace {
+
+typedef __nv_bfloat16 bf16;
+
+__global__ void add_kernel(float *acc, const float *x, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        acc[i] += x[i];
+}
+
+/* One rank's device buffers: bf16 Q and dO, float32 O (then the dQ accumulator) and dO, LSE
+ * (then LSE·log2 e) and D, two bf16 K|V blocks, two float32 dK|dV accumulators and the hop's
+ * receive buffer (after the last hop: this rank's own dK|dV). */
+struct grad_bufs {
+    dev_buf q, dob, o32, do32, lse2, delta, kv[2], acc[2], in;
+};
+
+/* Per step: kv_in (next block arrived, comm stream), comp (compute ended), hop (dK/dV hop done). */
+struct grad_events {
+    cudaEvent_t kv_in[ATTN_MAX_RANKS] = {}, comp[ATTN_MAX_RANKS] = {}, hop[ATTN_MAX_RANKS] = {}, start = nullptr,
+                end = nullptr;
+    grad_events() = default;
+    grad_events(const grad_events &) = delete;
+    grad_events &operator=(const grad_events &) = delete;
+    ~grad_events() {
+        for (int s = 0; s < ATTN_MAX_RANKS; s++)
+            for (cudaEvent_t e : {kv_in[s], comp[s], hop[s]})
+                if (e)
+                    cudaEventDestroy(e);
+        for (cudaEvent_t e : {start, end})
+            if (e)
+                cudaEventDestroy(e);
+    }
+    int create(int P, attn_err_t *err) {
+        CUDA_TRY(cudaEventCreate(&start));
+        CUDA_TRY(cudaEventCreate(&end));
+        for (int s = 0; s < P; s++) {
+            CUDA_TRY(cudaEventCreate(&kv_in[s]));
+            CUDA_TRY(cudaEventCreate(&comp[s]));
+            CUDA_TRY(cudaEventCreate(&hop[s]));
+        }
+        return ATTN_OK;
+    }
+};
+
+/* Host float32 shards of every rank, freed on every return path. */
+struct grad_host {
+    float *q[ATTN_MAX_RANKS] = {}, *kv[ATTN_MAX_RANKS] = {}, *o[ATTN_MAX_RANKS] = {}, *d_o[ATTN_MAX_RANKS] = {},
+          *lse[ATTN_MAX_RANKS] = {}, *dq[ATTN_MAX_RANKS] = {}, *dkv[ATTN_MAX_RANKS] = {};
+    grad_host() = default;
+    grad_host(const grad_host &) = delete;
+    grad_host &operator=(const grad_host &) = delete;
+    ~grad_host() {
+        for (int r = 0; r < ATTN_MAX_RANKS; r++)
+            for (float *f : {q[r], kv[r], o[r], d_o[r], lse[r], dq[r], dkv[r]})
+                attn_free(f);
+    }
+};
+
+int layouts(const attn_problem_t *p, int kind, int P, attn_layout_t *lq, attn_layout_t *lk, attn_err_t *err) {
+    const attn_vis_t vis = problem_vis(p);
+    return plan_layouts((attn_layout_kind_t)kind, p->n_q, p->n_k, &vis, P, lq, lk, err);
+}
+
+} // namespace
+
+int ring_cuda_grad_takes(const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len) {
+    if (x->transport == ATTN_TRANSPORT_NCCL) {
+        snprintf(reason, len, "the GPU ring backward runs on cuda_local only (its nccl driver is not written yet)");
+        return 0;
+    }
+    if (p->dtype != ATTN_BF16) { /* flash_bwd is instantiated and checked in bf16 only */
+        snprintf(reason, len, "the GPU ring backward runs in bf16 only (got %s)", dtype_name(p->dtype));
+        return 0;
+    }
+    if (p->n_docs > 0) { /* flash_bwd reads documents at contiguous positions; ring pieces are strided */
+        snprintf(reason, len, "the GPU ring backward declines packed documents: flash_bwd takes no strided "
+                              "document pieces (piece_vis.h) yet");
+        return 0;
+    }
+    return 1;
+}
+
+size_t ring_cuda_grad_rank_bytes(const attn_problem_t *p, int ranks, int kind, int rank) {
+    attn_layout_t lq, lk;
+    attn_err_t err = {};
+    int P = ranks > 1 ? ranks : 1;
+    if (layouts(p, kind, P, &lq, &lk, &err))
+        return 0;
+    size_t d = (size_t)p->head_dim, bh = (size_t)(p->batch * p->heads), bhkv = (size_t)(p->batch * p->kv_heads);
+    size_t nq = (size_t)layout_local_count(&lq, rank), kmax = (size_t)layout_max_local_count(&lk);
+    size_t blk = 2 * bhkv * kmax * d, qn = bh * nq * d;
+    size_t stage = std::max(qn, blk);
+    return 2 * qn * sizeof(bf16) + (2 * qn + 2 * bh * nq) * sizeof(float) + 2 * blk * sizeof(bf16) +
+           3 * blk * sizeof(float) + stage * sizeof(float) + 11 * 16;
+}
+
+/* Runs the P steps for every rank of g (cuda_local): shards in h, dQ and this rank's dK|dV out. */
+static int grad_ranks(gcomm *g, const attn_problem_t *p, int kind_i, grad_host &h, double *device_s, attn_err_t *err) {
+    attn_layout_kind_t kind = (attn_layout_kind_t)kind_i;
+    const attn_vis_t vis = problem_vis(p);
+    int P = g->size, L = g->count;
+    int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
+    attn_layout_t lq, lk;
+    ATTN_TRY(layouts(p, kind_i, P, &lq, &lk, err));
+    int64_t kmax = layout_max_local_count(&lk);
+    size_t blk = (size_t)(2 * BHkv * kmax * d), row_floats = (size_t)(2 * BHkv * d);
+    grad_bufs b[ATTN_MAX_RANKS];
+    grad_events ev[ATTN_MAX_RANKS];
+    for (int i = 0; i < L; i++) {
+        int r = g->first + i;
+        size_t nq = (size_t)layout_local_count(&lq, r), nk = (size_t)layout_local_count(&lk, r);
+        size_t qn = (size_t)BH * nq * d, rows = (size_t)BH * nq, kn = (size_t)BHkv * nk * d;
+        dev_buf stage;
+        DEV_ALLOC(stage, std::max(qn, 2 * kn) * sizeof(float) + 16, "ring_cuda backward upload staging");
+        DEV_ALLOC(b[i].q, qn * sizeof(bf16) + 16, "ring_cuda backward Q (bf16)");
+        DEV_ALLOC(b[i].dob, qn * sizeof(bf16) + 16, "ring_cuda backward dO (bf16)");
+        DEV_ALLOC(b[i].o32, qn * sizeof(float) + 16, "ring_cuda backward O, then the dQ accumulator");
+        DEV_ALLOC(b[i].do32, qn * sizeof(float) + 16, "ring_cuda backward dO (float32)");
+        DEV_ALLOC(b[i].lse2, rows * sizeof(float) + 16, "ring_cuda backward LSE");
+        DEV_ALLOC(b[i].delta, rows * sizeof(float) + 16, "ring_cuda backward D");
+        for (int t = 0; t < 2; t++) {
+            DEV_ALLOC(b[i].kv[t], blk * sizeof(bf16) + 16, "ring_cuda backward K/V block (bf16)");
+            DEV_ALLOC(b[i].acc[t], blk * sizeof(float) + 16, "ring_cuda backward dK/dV accumulator");
+        }
+        DEV_ALLOC(b[i].in, blk * sizeof(float) + 16, "ring_cuda backward dK/dV received");
+        cudaStream_t s = g->compute[i];
+        if (qn) {
+            ATTN_TRY(cuda_upload(b[i].q.ptr, ATTN_BF16, h.q[i], qn, stage.as<float>(), s, err));
+            CUDA_TRY(cudaMemcpyAsync(b[i].o32.ptr, h.o[i], qn * sizeof(float), cudaMemcpyHostToDevice, s));
+            CUDA_TRY(cudaMemcpyAsync(b[i].do32.ptr, h.d_o[i], qn * sizeof(float), cudaMemcpyHostToDevice, s));
+            CUDA_TRY(cudaMemcpyAsync(b[i].lse2.ptr, h.lse[i], rows * sizeof(float), cudaMemcpyHostToDevice, s));
+        }
+        if (kn) /* K then V in one block, so a ring step is one message */
+            ATTN_TRY(cuda_upload(b[i].kv[0].ptr, ATTN_BF16, h.kv[i], 2 * kn, stage.as<float>(), s, err));
+        CUDA_TRY(cudaStreamSynchronize(s)); /* the staging buffer goes at the end of this iteration */
+        ATTN_TRY(ev[i].create(P, err));
+    }
+    for (int i = 0; i < L; i++) {
+        cudaStream_t cs = g->compute[i];
+        int64_t rows = BH * layout_local_count(&lq, g->first + i);
+        CUDA_TRY(cudaEventRecord(ev[i].start, cs));
+        CUDA_TRY(cudaStreamWaitEvent(g->comm[i], ev[i].start, 0));
+        ATTN_TRY(cuda_flash_bwd_prep(b[i].o32.as<float>(), b[i].do32.as<float>(), b[i].lse2.as<float>(),
+                                     b[i].delta.as<float>(), b[i].dob.ptr, rows, (int)d, cs, err));
+        CUDA_TRY(cudaMemsetAsync(b[i].o32.ptr, 0, (size_t)(rows * d) * sizeof(float), cs)); /* O spent: dQ's sum */
+    }
+    for (int s = 0; s < P; s++) {
+        int cur = s & 1, a = ring_grad_acc_buffer(s);
+        plan_ring_step_t ps[ATTN_MAX_RANKS];
+        for (int i = 0; i < L; i++)
+            ATTN_TRY(plan_ring_step(kind, p->n_q, p->n_k, &vis, P, g->first + i, s, &ps[i], err));
+        if (s < P - 1) { /* the next K/V block moves while this one is computed on */
+            comm_shift_part_t part[ATTN_MAX_RANKS];
+            for (int i = 0; i < L; i++)
+                part[i] = {b[i].kv[cur].ptr, row_floats * (size_t)ps[i].rows_sent * sizeof(bf16), b[i].kv[1 - cur].ptr,
+                           row_floats * (size_t)ps[i].rows_recv * sizeof(bf16),
+                           s > 0 ? (void *)ev[i].comp[s - 1] : nullptr, nullptr, 0, 0, 0};
+            ATTN_TRY(comm_shift(g, part, 0, nullptr, err));
+            for (int i = 0; i < L; i++)
+                CUDA_TRY(cudaEventRecord(ev[i].kv_in[s], g->comm[i]));
+        }
+        for (int i = 0; i < L; i++) {
+            cudaStream_t cs = g->compute[i];
+            int64_t nq = ps[i].q_rows, kcnt = ps[i].k_rows;
+            size_t acc_n = row_floats * (size_t)kcnt;
+            if (s > 0)
+                CUDA_TRY(cudaStreamWaitEvent(cs, ev[i].kv_in[s - 1], 0));
+            /* hop[s − 1] (on this rank's comm stream) follows the shifts that waited for the
+             * neighbour's copy of step s − 2 out of this accumulator (cuda_local copies on the
+             * receiver's stream), and brings the partial sum added below. */
+            if (s > 0)
+                CUDA_TRY(cudaStreamWaitEvent(cs, ev[i].hop[s - 1], 0));
+            float *acc = b[i].acc[a].as<float>();
+            CUDA_TRY(cudaMemsetAsync(acc, 0, acc_n * sizeof(float), cs));
+            const bf16 *kb = b[i].kv[cur].as<bf16>(), *vb = kb + BHkv * kcnt * d;
+            float *dkb = acc, *dvb = acc + BHkv * kcnt * d;
+            for (int pi = 0; pi < ps[i].n_pairs; pi++) {
+                const plan_pair_t *pr = &ps[i].pair[pi];
+                if (pr->skip)
+                    continue;
+                ring_grad_launch_t l = ring_grad_launch_of(pr);
+                cuda_flash_bwd_call call = {b[i].q.as<bf16>() + l.q_row0 * d, kb + l.k_row0 * d, vb + l.k_row0 * d,
+                                            b[i].dob.as<bf16>() + l.q_row0 * d, b[i].lse2.as<float>() + l.q_row0,
+                                            b[i].delta.as<float>() + l.q_row0, b[i].o32.as<float>() + l.q_row0 * d,
+                                            dkb + l.k_row0 * d, dvb + l.k_row0 * d, l.n_q, l.n_k, nq, kcnt, l.q_off,
+                                            l.window, (int)p->mask, nullptr, 0, 1};
+                ATTN_TRY(cuda_flash_bwd_launch(p, &call, cs, err));
+            }
+            if (s > 0) { /* the partial sum of this block that arrived with the previous hop */
+                add_kernel<<<256, 256, 0, cs>>>(acc, b[i].in.as<float>(), (int64_t)acc_n);
+                CUDA_TRY_LAUNCH();
+            }
+            CUDA_TRY(cudaEventRecord(ev[i].comp[s], cs));
+        }
+        if (P > 1) { /* the block's sum moves on; the last hop (s = P − 1) takes it home */
+            comm_shift_part_t part[ATTN_MAX_RANKS];
+            for (int i = 0; i < L; i++) {
+                int me = g->first + i;
+                int64_t recv_rows = layout_local_count(&lk, ring_grad_recv_block(me, s, P));
+                CUDA_TRY(cudaStreamWaitEvent(g->comm[i], ev[i].comp[s], 0)); /* the sum is complete */
+                part[i] = {b[i].acc[a].ptr, row_floats * (size_t)ps[i].k_rows * sizeof(float), b[i].in.ptr,
+                           row_floats * (size_t)recv_rows * sizeof(float), (void *)ev[i].comp[s], nullptr, 0, 0, 0};
+            }
+            ATTN_TRY(comm_shift(g, part, 0, nullptr, err));
+            for (int i = 0; i < L; i++)
+                CUDA_TRY(cudaEventRecord(ev[i].hop[s], g->comm[i]));
+        }
+    }
+    double worst = 0;
+    for (int i = 0; i < L; i++) {
+        int me = g->first + i;
+        cudaStream_t cs = g->compute[i];
+        int64_t nq = layout_local_count(&lq, me), kmine = layout_local_count(&lk, me);
+        size_t qn = (size_t)(BH * nq * d);
+        if (P > 1)
+            CUDA_TRY(cudaStreamWaitEvent(cs, ev[i].hop[P - 1], 0));
+        ATTN_TRY(cuda_flash_bwd_scale(b[i].o32.as<float>(), b[i].o32.as<float>(), qn, (float)problem_scale(p), cs, err));
+        CUDA_TRY(cudaEventRecord(ev[i].end, cs));
+        ATTN_TRY(gcomm_sync(g, ev[i].end, "ring_cuda backward", err));
+        worst = std::max(worst, seconds_between(ev[i].start, ev[i].end));
+        const dev_buf &home = P > 1 ? b[i].in : b[i].acc[0];
+        if (qn)
+            CUDA_TRY(cudaMemcpy(h.dq[i], b[i].o32.ptr, qn * sizeof(float), cudaMemcpyDeviceToHost));
+        if (kmine)
+            CUDA_TRY(cudaMemcpy(h.dkv[i], home.ptr, row_floats * (size_t)kmine * sizeof(float), cudaMemcpyDeviceToHost));
+    }
+    if (device_s)
+        *device_s = worst;
+    return ATTN_OK;
+}
+
+int ring_cuda_backward_local(const attn_problem_t *p, const attn_exec_t *x, int kind, const attn_grad_io_t *g,
+                                        attn_err_t *err) {
+    char why[256];
+    if (!ring_cuda_grad_takes(p, x, why, sizeof why))
+        return attn_fail(err, ATTN_EUSAGE, "%s", why);
+    ATTN_TRY(cuda_begin(x, err));
+    int P = exec_ranks(x);
+    attn_layout_t lq, lk;
+    ATTN_TRY(layouts(p, kind, P, &lq, &lk, err));
+    int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
+    grad_host h;
+    for (int r = 0; r < P; r++) {
+        size_t nq = (size_t)layout_local_count(&lq, r), nk = (size_t)layout_local_count(&lk, r);
+        size_t qn = (size_t)BH * nq * d, kn = (size_t)BHkv * nk * d;
+        h.q[r] = (float *)attn_alloc(qn * 4 + 16, err, "ring_cuda backward host Q");
+        h.o[r] = (float *)attn_alloc(qn * 4 + 16, err, "ring_cuda backward host O");
+        h.d_o[r] = (float *)attn_alloc(qn * 4 + 16, err, "ring_cuda backward host dO");
+        h.dq[r] = (float *)attn_alloc(qn * 4 + 16, err, "ring_cuda backward host dQ");
+        h.lse[r] = (float *)attn_alloc((size_t)BH * nq * 4 + 16, err, "ring_cuda backward host LSE");
+        h.kv[r] = (float *)attn_alloc(2 * kn * 4 + 16, err, "ring_cuda backward host K|V");
+        h.dkv[r] = (float *)attn_alloc(2 * kn * 4 + 16, err, "ring_cuda backward host dK|dV");
+        if (!h.q[r] || !h.o[r] || !h.d_o[r] || !h.dq[r] || !h.lse[r] || !h.kv[r] || !h.dkv[r])
+            return ATTN_ERUNTIME;
+        dist_shard_copy(&lq, r, BH, d, h.q[r], (float *)g->q, 1);
+        dist_shard_copy(&lq, r, BH, d, h.o[r], (float *)g->o, 1);
+        dist_shard_copy(&lq, r, BH, d, h.d_o[r], (float *)g->d_o, 1);
+        dist_shard_copy(&lq, r, BH, 1, h.lse[r], (float *)g->lse, 1);
+        dist_shard_copy(&lk, r, BHkv, d, h.kv[r], (float *)g->k, 1);
+        dist_shard_copy(&lk, r, BHkv, d, h.kv[r] + kn, (float *)g->v, 1);
+    }
+    gcomm gc = {};
+    double dev_s = 0;
+    int rc = gcomm_local_open(&gc, P, x->device, x->comm_timeout, err);
+    if (rc == ATTN_OK)
+        rc = grad_ranks(&gc, p, kind, h, &dev_s, err);
+    gcomm_close(&gc);
+    ATTN_TRY(rc);
+    for (int r = 0; r < P; r++) {
+        size_t kn = (size_t)(BHkv * layout_local_count(&lk, r) * d);
+        dist_shard_copy(&lq, r, BH, d, h.dq[r], (float *)g->dq, 0);
+        dist_shard_copy(&lk, r, BHkv, d, h.dkv[r], (float *)g->dk, 0);
+        dist_shard_copy(&lk, r, BHkv, d, h.dkv[r] + kn, (float *)g->dv, 0);
+    }
+    if (g->device_s)
+        *g->device_s = dev_s;
+    return ATTN_OK;
+}
