@@ -280,6 +280,11 @@ extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x,
 
     cuda_flash_call call = {q.ptr, k.ptr, v.ptr, o.as<float>(), lse.as<float>(), p->n_q, p->n_k, p->n_q, p->n_k,
                             p->n_k - p->n_q, p->window, (int)p->mask, vis.doc, vis.n_docs, 0, 0, 0};
+    return cuda_flash_run_timed(p, &call, o, lse, nq, nl, io, s, err);
+}
+
+int cuda_flash_run_timed(const attn_problem_t *p, const cuda_flash_call *c, const dev_buf &o, const dev_buf &lse,
+                         size_t nq, size_t nl, const attn_io_t *io, cudaStream_t s, attn_err_t *err) {
     decode_plan_t pl; /* short queries: split the keys across blocks instead (flash_decode.cu) */
     const int decode = cuda_decode_plan(p, &pl);
     dev_buf part;
@@ -291,9 +296,9 @@ extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x,
     CUDA_TRY(cudaEventCreate(&ev.stop));
     CUDA_TRY(cudaEventRecord(ev.start, s));
     if (decode)
-        ATTN_TRY(cuda_decode_launch(p, &pl, &call, part.as<float>(), s, err));
+        ATTN_TRY(cuda_decode_launch(p, &pl, c, part.as<float>(), s, err));
     else
-        ATTN_TRY(cuda_flash_launch(p, &call, s, err));
+        ATTN_TRY(cuda_flash_launch(p, c, s, err));
     CUDA_TRY(cudaEventRecord(ev.stop, s));
     return cuda_finish(ev, o, lse, nq, nl, io, err);
 }
