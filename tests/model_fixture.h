@@ -1,12 +1,15 @@
 /* model_fixture.h — the small decoder the model tests share (test_model.c, test_model_bf16.c):
  * L = 2, hidden 128, H = 4, H_kv = 2, d = 32, vocab 211, seed 7, 300 seeded tokens, and the
- * relative L2 distance their logits are compared by. Header-only. */
+ * relative L2 distance their logits are compared by (test_model_grad.c's gradients too), and
+ * checkf. Header-only. */
 #pragma once
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "core/rng.h"
 #include "model/model.h"
+#include "tests/check.h"
 
 enum { MODEL_FIXTURE_N = 300 };
 
@@ -33,4 +36,15 @@ static inline double model_fixture_rel_l2(const double *a, const double *ref, si
         den += ref[i] * ref[i];
     }
     return sqrt(num / (den > 0 ? den : 1));
+}
+
+/* check() with the whole line formatted, measured values included, pass or fail. */
+static void checkf(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3), unused));
+static void checkf(int ok, const char *fmt, ...) {
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    check(ok, line, "outside the bound");
 }

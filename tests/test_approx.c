@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "tests/needle_world.h"
 #include "core/backend.h"
 #include "core/tensors.h"
 #include "core/threads.h"
@@ -14,6 +15,7 @@
 #include "tasks/approx.h"
 #include "tasks/needle_run.h"
 #include "tasks/tolerance.h"
+#include "tests/approx_records.h"
 #include "tests/exactness_case.h"
 
 typedef struct {
@@ -211,13 +213,6 @@ static void planted_key(void) {
     tensors_free(&f.in32), tensors_free(&f.ref);
 }
 
-static double metric_of(const attn_record_t *r, const char *name) {
-    for (int m = 0; m < r->n_metrics; m++)
-        if (!strcmp(r->metrics[m].name, name))
-            return r->metrics[m].value;
-    return NAN;
-}
-
 /* Through the exactness task as users run it: one record per budget, status approximate, error
  * and key fraction recorded; the full budget's error within blockwise's tolerance of that case. */
 static void task_records(void) {
@@ -229,50 +224,18 @@ static void task_records(void) {
                               2, "test_approx", &run, &err) == ATTN_OK,
                "exactness run", "%s", err.msg))
         return;
-    check(run.n_records == 5, "one record per budget", "%d records (want 1 + 2 + 2)", run.n_records);
-    double tol = NAN;
-    for (int i = 0; i < run.n_records; i++)
-        if (!strcmp(run.records[i].backend, "blockwise"))
-            tol = metric_of(&run.records[i], "tol_rel_l2");
-    for (int i = 0; i < run.n_records; i++) {
-        const attn_record_t *r = &run.records[i];
-        if (!strcmp(r->backend, "blockwise"))
-            continue;
-        double frac = metric_of(r, "key_fraction"), e = metric_of(r, "rel_l2_err");
-        int full = 0;
-        for (int x = 0; x < r->n_extra; x++)
-            full |= (!strcmp(r->extra[x].key, "topk_pct") && r->extra[x].num == 100) ||
-                    (!strcmp(r->extra[x].key, "sinks") && r->extra[x].num == 700);
-        char name[96];
-        snprintf(name, sizeof name, "%s record (%s budget)", r->backend, full ? "full" : "partial");
-        check(r->status == REC_APPROXIMATE && !isnan(metric_of(r, "tol_rel_l2")) == 0, name,
-              "status %s, tol_rel_l2 %s (want approximate, no tolerance)", status_name(r->status),
-              isnan(metric_of(r, "tol_rel_l2")) ? "absent" : "present");
-        if (full)
-            check(frac == 1 && e <= tol, name, "key_fraction %.3g (want 1), rel_l2 %.3g (blockwise tol %.3g)", frac, e,
-                  tol);
-        else
-            check(frac > 0 && frac < 0.5 && e > tol, name, "key_fraction %.3g (want in (0, 0.5)), rel_l2 %.3g > %.3g",
-                  frac, e, tol);
-    }
-    results_run_free(&run);
+    check_approx_records(&run, "blockwise", 700);
 }
 
 /* Needles with distractors on synthetic ids (as test_needle.c): the prompt holds every
  * distractor sentence and exact attention still recalls every needle; topk_blocks with a budget
  * over every tile recalls them too; sinks + a short window loses the ones outside it. */
 static void needle_distractors(void) {
-    enum { VOCAB = 300, ORDINARY = 200, N = 4096, D = 60 };
-    needle_vocab_t nv = {.vocab = VOCAB, .filler_id = 1};
-    for (int i = 0; i < 16; i++)
-        nv.key_ids[i] = ORDINARY + i;
-    for (int i = 0; i < 64; i++)
-        nv.value_ids[i] = ORDINARY + 16 + i;
+    enum { N = 4096, D = 60 };
+    needle_vocab_t nv = needle_test_vocab();
     static const int32_t intro[] = {10, 11, 12}, outro[] = {13}, qprefix[] = {14, 15, 16, 17};
     const needle_text_t text = {intro, outro, qprefix, 3, 1, 4};
-    int32_t *hay = malloc(N * sizeof *hay);
-    for (int64_t i = 0; i < N; i++)
-        hay[i] = 18 + (int32_t)(rng_u64(3, 77, (uint64_t)i) % (ORDINARY - 18));
+    int32_t *hay = needle_test_hay(N);
     model_t m;
     needle_margins_t mg;
     attn_err_t err = {0};

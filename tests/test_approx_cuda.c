@@ -18,6 +18,7 @@
 #include "tasks/task.h"
 #include "tasks/tolerance.h"
 #include "tests/check.h"
+#include "tests/approx_records.h"
 #include "tests/exactness_case.h"
 
 enum { SKIP = 77 };
@@ -146,13 +147,6 @@ static void compare(const gcase_t *c, uint64_t seed, attn_dtype_t dt) {
     tensors_free(&in), tensors_free(&cpu), tensors_free(&gpu);
 }
 
-static double metric_of(const attn_record_t *r, const char *name) {
-    for (int m = 0; m < r->n_metrics; m++)
-        if (!strcmp(r->metrics[m].name, name))
-            return r->metrics[m].value;
-    return NAN;
-}
-
 /* The exactness task as users run it: one record per budget, status approximate, error and key
  * fraction recorded, no tolerance; at a budget over every key the error within blockwise_cuda's. */
 static void task_records(void) {
@@ -164,32 +158,7 @@ static void task_records(void) {
                               2, "test_approx_cuda", &r, &err) == ATTN_OK,
                "exactness run", "%s", err.msg))
         return;
-    check(r.n_records == 5, "one record per budget", "%d records (want 1 + 2 + 2)", r.n_records);
-    double tol = NAN;
-    for (int i = 0; i < r.n_records; i++)
-        if (!strcmp(r.records[i].backend, "blockwise_cuda"))
-            tol = metric_of(&r.records[i], "tol_rel_l2");
-    for (int i = 0; i < r.n_records; i++) {
-        const attn_record_t *rec = &r.records[i];
-        if (!strcmp(rec->backend, "blockwise_cuda"))
-            continue;
-        int full = 0;
-        for (int k = 0; k < rec->n_extra; k++)
-            full |= (!strcmp(rec->extra[k].key, "topk_pct") && rec->extra[k].num == 100) ||
-                    (!strcmp(rec->extra[k].key, "sinks") && rec->extra[k].num == 1000);
-        double frac = metric_of(rec, "key_fraction"), e = metric_of(rec, "rel_l2_err");
-        char name[96];
-        snprintf(name, sizeof name, "%s record (%s budget)", rec->backend, full ? "full" : "partial");
-        check(rec->status == REC_APPROXIMATE && isnan(metric_of(rec, "tol_rel_l2")), name,
-              "status %s (want approximate, no tolerance)", status_name(rec->status));
-        if (full)
-            check(frac == 1 && e <= tol, name, "key_fraction %.3g (want 1), rel_l2 %.3g (blockwise_cuda tol %.3g)",
-                  frac, e, tol);
-        else
-            check(frac > 0 && frac < 0.5 && e > tol, name, "key_fraction %.3g (want in (0, 0.5)), rel_l2 %.3g > %.3g",
-                  frac, e, tol);
-    }
-    results_run_free(&r);
+    check_approx_records(&r, "blockwise_cuda", 1000);
 }
 
 static int no_device(void) {

@@ -18,17 +18,6 @@
 #include "tests/check.h"
 #include "tests/model_fixture.h"
 
-/* checkf() with the whole line formatted, measured values included, pass or fail. */
-static void checkf(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void checkf(int ok, const char *fmt, ...) {
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    check(ok, line, "outside the bound");
-}
-
 static int forward(const model_t *m, const char *backend, attn_dtype_t dt, int ranks, attn_mask_t mask,
                    const int32_t *tok, int64_t n, int64_t n_logits, double *logits) {
     attn_problem_t t = {.mask = mask, .window = 48, .dtype = dt};

@@ -12,26 +12,9 @@
 #include "core/threads.h"
 #include "model/backward.h"
 #include "tests/check.h"
+#include "tests/model_fixture.h"
 
 enum { N = 23, KPOS = 4 };
-
-/* check() with the whole line formatted, measured values included, pass or fail. */
-static void checkf(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void checkf(int ok, const char *fmt, ...) {
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    check(ok, line, "outside the bound");
-}
-
-static double rel_l2(const double *a, const double *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++)
-        num += (a[i] - ref[i]) * (a[i] - ref[i]), den += ref[i] * ref[i];
-    return sqrt(num / (den > 0 ? den : 1));
-}
 
 static int grad(const model_t *m, const char *be, attn_dtype_t dt, int ranks, const attn_problem_t *shape,
                 const double *emb, const model_loss_t *loss, double *l, double *d) {
@@ -93,7 +76,7 @@ int main(void) {
             emb[i] = keep;
             fd[i] = (lp - lm) / (2 * step);
         }
-        double efd = rel_l2(ref, fd, (size_t)nd);
+        double efd = model_fixture_rel_l2(ref, fd, (size_t)nd);
         checkf(efd < 1e-6, "%s: float64 model gradient vs central differences: rel L2 %.3g (bound 1e-6)", names[sc],
                     efd);
         /* The loss is the model's: cross-entropy of model_forward's float64 logits. */
@@ -119,7 +102,7 @@ int main(void) {
         /* Every backend's float32 gradient within 4× the float32 naive model's error. */
         if (grad(&m, "naive", ATTN_F32, 1, sh, emb, &loss, NULL, base))
             continue;
-        double e0 = rel_l2(base, ref, (size_t)nd), tol = 4 * e0;
+        double e0 = model_fixture_rel_l2(base, ref, (size_t)nd), tol = 4 * e0;
         checkf(e0 > 0 && e0 < 1e-5, "%s: naive f32 model gradient rel L2 %.3g vs float64", names[sc], e0);
         struct {
             const char *be;
@@ -132,7 +115,7 @@ int main(void) {
                 continue; /* the band only (test_grad checks it declines the rest) */
             if (grad(&m, cases[c].be, ATTN_F32, cases[c].ranks, sh, emb, &loss, NULL, got))
                 continue;
-            double e = rel_l2(got, ref, (size_t)nd);
+            double e = model_fixture_rel_l2(got, ref, (size_t)nd);
             checkf(e <= tol, "%s: %-15s P=%d embedding gradient rel L2 %.3g (bound %.3g = 4 × %.3g)", names[sc],
                         cases[c].be, cases[c].ranks, e, tol, e0);
         }

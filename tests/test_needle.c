@@ -10,17 +10,8 @@
 #include "core/threads.h"
 #include "core/rng.h"
 #include "tests/check.h"
+#include "tests/needle_world.h"
 
-enum { VOCAB = 300, ORDINARY = 200 };
-
-static needle_vocab_t vocab(void) {
-    needle_vocab_t nv = {.vocab = VOCAB, .filler_id = 1};
-    for (int i = 0; i < 16; i++)
-        nv.key_ids[i] = ORDINARY + i;
-    for (int i = 0; i < 64; i++)
-        nv.value_ids[i] = ORDINARY + 16 + i;
-    return nv;
-}
 
 static const int32_t intro[] = {10, 11, 12}, outro[] = {13}, qprefix[] = {14, 15, 16, 17};
 static const needle_text_t text = {intro, outro, qprefix, 3, 1, 4};
@@ -29,7 +20,7 @@ static const needle_text_t text = {intro, outro, qprefix, 3, 1, 4};
  * and in-window totals through the pointers. */
 static const needle_vocab_t *the_vocab(void) {
     static needle_vocab_t nv;
-    nv = vocab();
+    nv = needle_test_vocab();
     return &nv;
 }
 
@@ -70,10 +61,8 @@ int main(int argc, char **argv) {
     }
     parallel_set_blas_threads(2);
     attn_err_t err = {0};
-    needle_vocab_t nv = vocab();
-    int32_t *hay = malloc((size_t)max_n * sizeof *hay);
-    for (int64_t i = 0; i < max_n; i++) /* ordinary ids only; 18 … 199 so no text id repeats by design */
-        hay[i] = 18 + (int32_t)(rng_u64(3, 77, (uint64_t)i) % (ORDINARY - 18));
+    needle_vocab_t nv = needle_test_vocab();
+    int32_t *hay = needle_test_hay(max_n); /* ordinary ids only: no text id repeats by design */
     model_t m;
     needle_margins_t mg;
     if (!check(needle_model_build(&m, &nv, max_n + 8, &mg, &err) == ATTN_OK, "build", "%s", err.msg))

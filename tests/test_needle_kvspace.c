@@ -13,8 +13,9 @@
 #include "tasks/needle_run.h"
 #include "tests/bf16_emu.h"
 #include "tests/check.h"
+#include "tests/needle_world.h"
 
-enum { VOCAB = 300, ORDINARY = 200, N = 1024, NEEDLES = 3, MAX_ALLOCS = 64 };
+enum { N = 1024, NEEDLES = 3, MAX_ALLOCS = 64 };
 
 static const int32_t intro[] = {10, 11, 12}, outro[] = {13}, qprefix[] = {14, 15, 16, 17};
 static const needle_text_t text = {intro, outro, qprefix, 3, 1, 4};
@@ -244,14 +245,8 @@ static void compare(const world_t *w, const attn_backend_t *host_be, const attn_
 
 int main(void) {
     parallel_set_blas_threads(2);
-    needle_vocab_t nv = {.vocab = VOCAB, .filler_id = 1};
-    for (int i = 0; i < 16; i++)
-        nv.key_ids[i] = ORDINARY + i;
-    for (int i = 0; i < 64; i++)
-        nv.value_ids[i] = ORDINARY + 16 + i;
-    int32_t *hay = malloc(N * sizeof *hay);
-    for (int64_t i = 0; i < N; i++)
-        hay[i] = 18 + (int32_t)(rng_u64(3, 77, (uint64_t)i) % (ORDINARY - 18));
+    needle_vocab_t nv = needle_test_vocab();
+    int32_t *hay = needle_test_hay(N);
     model_t m;
     needle_margins_t mg;
     attn_err_t err = {0};

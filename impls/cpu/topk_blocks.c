@@ -197,6 +197,12 @@ static char *summarise(const attn_problem_t *p, const attn_exec_t *x, const attn
     return buf;
 }
 
+/* The sparse engine's plan over a summary (summarise). */
+static sparse_plan_t topk_plan(const attn_problem_t *p, const attn_exec_t *x, topk_summary_t *sum) {
+    return (sparse_plan_t){.p = p, .x = x, .ctx = sum, .scratch_bytes = topk_scratch(p), .tiles = topk_tiles,
+                           .row_keys = topk_row_keys};
+}
+
 static int topk_forward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io,
                         attn_err_t *err) {
     (void)self;
@@ -204,8 +210,7 @@ static int topk_forward(const attn_backend_t *self, const attn_problem_t *p, con
     char *buf = summarise(p, x, io, &sum, err);
     if (!buf)
         return ATTN_ERUNTIME;
-    sparse_plan_t s = {.p = p, .x = x, .ctx = &sum, .scratch_bytes = topk_scratch(p), .tiles = topk_tiles,
-                       .row_keys = topk_row_keys};
+    sparse_plan_t s = topk_plan(p, x, &sum);
     int rc = sparse_attend_f32(&s, io, io->keys_visited, err);
     attn_free(buf);
     ATTN_TRY(rc);
@@ -219,8 +224,7 @@ int topk_blocks_lists(const attn_problem_t *p, const attn_exec_t *x, const attn_
     char *buf = summarise(p, x, io, &sum, err);
     if (!buf)
         return ATTN_ERUNTIME;
-    sparse_plan_t s = {.p = p, .x = x, .ctx = &sum, .scratch_bytes = topk_scratch(p), .tiles = topk_tiles,
-                       .row_keys = topk_row_keys};
+    sparse_plan_t s = topk_plan(p, x, &sum);
     int rc = sparse_lists(&s, io, counts, lists, err);
     attn_free(buf);
     return rc;

@@ -9,6 +9,7 @@
 #include "impls/cuda/cuda_util.cuh"
 #include "impls/cuda/flash_decode.h"
 #include "impls/cuda/mma_sm80.cuh"
+#include "impls/cuda/flash_tile.cuh"
 #include "impls/cuda/flash_frag.h"
 
 namespace {
@@ -29,39 +30,11 @@ struct flash_params {
 
 template <int D> constexpr int smem_bytes() { return (BR + 4 * BC) * D * 2; } /* 2-byte elements, bf16 or f16 */
 
-/* Element offset of (row, col) in a tile of D columns, col a multiple of 8: the 16-byte chunk
- * index is XORed with row % 8. */
-template <int D> __device__ __forceinline__ int swz(int row, int col) { return frag_swz(D, row, col); }
-
 using namespace mma80; /* cp.async, ldmatrix, mma.sync, 16-bit packing, elem16<T>: mma_sm80.cuh */
 
-/* Rows [row0, row0 + 64) of a (n × D) 16-bit matrix into a swizzled 64 × D tile; rows ≥ n become
- * zeros (so padded keys add 0·V, never NaN). */
-template <typename T, int D>
-__device__ __forceinline__ void load_tile(T *tile, const T *src, int64_t row0, int64_t n) {
-    constexpr int CHUNKS = D / 8, PER_THREAD = 64 * CHUNKS / THREADS;
-#pragma unroll
-    for (int i = 0; i < PER_THREAD; i++) {
-        int idx = threadIdx.x + i * THREADS, row = idx / CHUNKS, col = (idx % CHUNKS) * 8;
-        bool valid = row0 + row < n;
-        const T *g = src + (valid ? (row0 + row) * D + col : 0);
-        cp_async16(tile + swz<D>(row, col), g, valid);
-    }
-}
-
-/* 1 on every thread when the 64 × D tile holds a ±∞ or NaN (a block-wide OR: call it from all threads). */
-template <typename T, int D> __device__ __forceinline__ bool tile_nonfinite(const T *tile) {
-    static_assert(BC * D / 8 % THREADS == 0, "each thread scans whole 16-byte chunks");
-    const uint4 *c = reinterpret_cast<const uint4 *>(tile);
-    int bad = 0;
-#pragma unroll
-    for (int i = 0; i < BC * D / 8 / THREADS; i++) {
-        const uint4 w = c[threadIdx.x + i * THREADS];
-        bad |= elem16<T>::nonfinite2(w.x) | elem16<T>::nonfinite2(w.y) | elem16<T>::nonfinite2(w.z) |
-               elem16<T>::nonfinite2(w.w);
-    }
-    return __syncthreads_or(bad) != 0;
-}
+using ftile::load_tile;      /* the shared tile loop pieces: flash_tile.cuh */
+using ftile::tile_nonfinite;
+static_assert(BR == ftile::TILE && BC == ftile::TILE && THREADS == ftile::THREADS, "flash_tile.cuh's tile");
 
 /* The visibility of this call's pairs: band positions for the mask, global ones for documents. */
 __device__ __forceinline__ piece_vis_t flash_pv(const flash_params &p) {
@@ -132,14 +105,10 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) flash_fw
     __syncthreads();
 
     unsigned qa[D / 16][4]; /* this warp's 16 rows of Q as A fragments, one per 16-column step */
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++)
-        ldsm_x4(qa[kk], sQ + swz<D>(warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, kk * 16 + (lane >> 4) * 8));
+    ftile::q_frags<T, D>(qa, sQ, warp, lane);
 
     float o[D / 8][4]; /* O accumulators: 16 rows × D per warp */
-#pragma unroll
-    for (int n = 0; n < D / 8; n++)
-        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    ftile::zero(o);
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}; /* rows g and g+8, base-2 running max and sum */
     const int64_t row_pos[2] = {i_lo + warp * 16 + g, i_lo + warp * 16 + g + 8};
 
@@ -163,18 +132,7 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) flash_fw
         const bool v_bad = masked && tile_nonfinite<T, D>(v_s);
 
         float s[BC / 8][4]; /* S = Q·Kᵀ: 16 rows × 64 keys per warp */
-#pragma unroll
-        for (int n = 0; n < BC / 8; n++)
-            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++)
-#pragma unroll
-            for (int np = 0; np < BC / 16; np++) {
-                unsigned bk[4]; /* b0 b1 of key tile 2np, then of 2np+1 */
-                ldsm_x4(bk, k_s + swz<D>(np * 16 + (lane & 7) + (lane >> 4) * 8, kk * 16 + ((lane >> 3) & 1) * 8));
-                elem16<T>::mma(s[2 * np], qa[kk], bk[0], bk[1]);
-                elem16<T>::mma(s[2 * np + 1], qa[kk], bk[2], bk[3]);
-            }
+        ftile::scores<T, D>(s, qa, k_s, lane);
 
         /* Scale to base 2; mask only where this tile crosses a mask edge or n_k. */
         float mx[2] = {-INFINITY, -INFINITY};
@@ -219,44 +177,23 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) flash_fw
         }
 
         /* O += P·V, P rounded to T (bf16 or f16) straight from the S accumulators. */
-        if (v_bad) {
+        if (v_bad)
             pv_visible_only<T, D>(o, s, v_s, p, key0, row_pos, lane);
-        } else {
-#pragma unroll
-            for (int kk = 0; kk < BC / 16; kk++) {
-                const unsigned pa[4] = {elem16<T>::pack(s[2 * kk][0], s[2 * kk][1]), elem16<T>::pack(s[2 * kk][2], s[2 * kk][3]),
-                                        elem16<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                        elem16<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-                for (int dp = 0; dp < D / 16; dp++) {
-                    unsigned bv[4]; /* b0 b1 of d tile 2dp, then of 2dp+1 */
-                    ldsm_x4_trans(bv, v_s + swz<D>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
-                                                   dp * 16 + (lane >> 4) * 8));
-                    elem16<T>::mma(o[2 * dp], pa, bv[0], bv[1]);
-                    elem16<T>::mma(o[2 * dp + 1], pa, bv[2], bv[3]);
-                }
-            }
-        }
+        else
+            ftile::pv_mma<T, D>(o, s, v_s, lane);
         __syncthreads(); /* every warp is done with this stage before it is refilled */
     }
 
     /* Epilogue: whole-row sums, O / l and LSE = ln 2 · (m + log2 l); rows past n_q are padding. */
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+        l[r] = ftile::quad_sum(l[r]);
         const int64_t row = r0 + warp * 16 + g + r * 8;
         if (row >= p.n_q)
             continue;
-        /* l = 0: no finite score (O = 0, LSE = −∞; problem_finish_rows makes a whole row NaN);
-         * a NaN l (a NaN score) must reach O and LSE (docs/nonfinite.md). */
-        const float inv = l[r] == 0.f ? 0.f : 1.f / l[r];
-        float *out = p.o + ((int64_t)bh * p.q_ld + row) * D + 2 * tq;
-#pragma unroll
-        for (int n = 0; n < D / 8; n++)
-            *reinterpret_cast<float2 *>(out + n * 8) = make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
-        if (tq == 0)
-            p.lse[(int64_t)bh * p.q_ld + row] = l[r] == 0.f ? -INFINITY : (m[r] + log2f(l[r])) * 0.6931471805599453f;
+        /* l = 0 (O = 0, LSE = −∞): problem_finish_rows makes a whole row NaN. */
+        ftile::store_row<D>(p.o + ((int64_t)bh * p.q_ld + row) * D + 2 * tq, p.lse + (int64_t)bh * p.q_ld + row, o, r,
+                            l[r], m[r], tq);
     }
 }
 
@@ -343,6 +280,11 @@ extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x,
 
     cuda_flash_call call = {q.ptr, k.ptr, v.ptr, o.as<float>(), lse.as<float>(), p->n_q, p->n_k, p->n_q, p->n_k,
                             p->n_k - p->n_q, p->window, (int)p->mask, vis.doc, vis.n_docs, 0, 0, 0};
+    return cuda_flash_run_timed(p, &call, o, lse, nq, nl, io, s, err);
+}
+
+int cuda_flash_run_timed(const attn_problem_t *p, const cuda_flash_call *c, const dev_buf &o, const dev_buf &lse,
+                         size_t nq, size_t nl, const attn_io_t *io, cudaStream_t s, attn_err_t *err) {
     decode_plan_t pl; /* short queries: split the keys across blocks instead (flash_decode.cu) */
     const int decode = cuda_decode_plan(p, &pl);
     dev_buf part;
@@ -354,9 +296,9 @@ extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x,
     CUDA_TRY(cudaEventCreate(&ev.stop));
     CUDA_TRY(cudaEventRecord(ev.start, s));
     if (decode)
-        ATTN_TRY(cuda_decode_launch(p, &pl, &call, part.as<float>(), s, err));
+        ATTN_TRY(cuda_decode_launch(p, &pl, c, part.as<float>(), s, err));
     else
-        ATTN_TRY(cuda_flash_launch(p, &call, s, err));
+        ATTN_TRY(cuda_flash_launch(p, c, s, err));
     CUDA_TRY(cudaEventRecord(ev.stop, s));
     return cuda_finish(ev, o, lse, nq, nl, io, err);
 }

@@ -12,6 +12,7 @@
 #include "impls/cuda/flash_bwd.h"
 #include "impls/cuda/flash_bwd_frag.h"
 #include "impls/cuda/mma_sm80.cuh"
+#include "impls/cuda/flash_tile.cuh"
 
 /* The element type's MMA and packing (bf16 instantiated; __half for the fp16 work). */
 namespace flash_bwd_elem {
@@ -25,15 +26,9 @@ template <> struct elem<__nv_bfloat16> {
 };
 template <> struct elem<__half> {
     static __device__ __forceinline__ void mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                     "{%0,%1,%2,%3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        mma80::mma_f16(c, a, b0, b1);
     }
-    static __device__ __forceinline__ unsigned pack(float lo, float hi) {
-        __half2 v = __floats2half2_rn(lo, hi);
-        return *reinterpret_cast<unsigned *>(&v);
-    }
+    static __device__ __forceinline__ unsigned pack(float lo, float hi) { return mma80::pack_f16(lo, hi); }
     static __device__ __forceinline__ __half from(float x) { return __float2half_rn(x); }
 };
 
@@ -63,16 +58,10 @@ template <class T> struct bwd_params {
 
 template <int D> constexpr int smem_bytes(int elem_size) { return (2 * BC + 2 * BR) * D * elem_size + BR * BC * elem_size + 2 * BR * 4; }
 
-/* Rows [row0, row0 + 64) of a (n × D) matrix into a swizzled 64 × D tile; rows ≥ n become zeros. */
+/* Rows [row0, row0 + 64) of an (n × D) matrix into a swizzled tile: flash_tile.cuh's. */
+static_assert(BR == ftile::TILE && BC == ftile::TILE && THREADS == ftile::THREADS, "flash_tile.cuh's tile");
 template <int D, class T> __device__ __forceinline__ void load_tile(T *tile, const T *src, int64_t row0, int64_t n) {
-    constexpr int CHUNKS = D / 8, PER_THREAD = 64 * CHUNKS / THREADS;
-#pragma unroll
-    for (int i = 0; i < PER_THREAD; i++) {
-        int idx = threadIdx.x + i * THREADS, row = idx / CHUNKS, col = (idx % CHUNKS) * 8;
-        bool valid = row0 + row < n;
-        const T *g = src + (valid ? (row0 + row) * D + col : 0);
-        cp_async16(tile + frag_swz(D, row, col), g, valid);
-    }
+    ftile::load_tile<T, D>(tile, src, row0, n);
 }
 
 /* acc[16 rows × 64 cols] (8 n-tiles) += A(16 × D, rows row0.. of tile a) · B(64 × D, tile b)ᵀ:

@@ -13,6 +13,7 @@
 #include "impls/cuda/flash_decode.h"
 #include "impls/cuda/flash_frag.h"
 #include "impls/cuda/mma_sm80.cuh"
+#include "impls/cuda/flash_tile.cuh"
 
 namespace {
 
@@ -33,17 +34,9 @@ struct decode_params {
 
 template <int D> constexpr int smem_bytes() { return (BR + 4 * BC) * D * 2; } /* 2-byte elements, bf16 or f16 */
 
-/* Rows [row0, row0 + 64) of a (· × D) 16-bit matrix into a swizzled 64 × D tile; rows ≥ n zeros. */
-template <typename T, int D>
-__device__ __forceinline__ void load_kv_tile(T *tile, const T *src, int64_t row0, int64_t n) {
-    constexpr int CHUNKS = D / 8, PER_THREAD = 64 * CHUNKS / THREADS;
-#pragma unroll
-    for (int i = 0; i < PER_THREAD; i++) {
-        int idx = threadIdx.x + i * THREADS, row = idx / CHUNKS, col = (idx % CHUNKS) * 8;
-        bool valid = row0 + row < n;
-        cp_async16(tile + frag_swz(D, row, col), src + (valid ? (row0 + row) * D + col : 0), valid);
-    }
-}
+using ftile::load_tile; /* the tile loop pieces flash.cu shares: flash_tile.cuh */
+using ftile::tile_nonfinite;
+static_assert(BR == ftile::TILE && BC == ftile::TILE && THREADS == ftile::THREADS, "flash_tile.cuh's tile");
 
 /* Packed rows [r0, r0 + 64) of (batch b, kv head g): each from its own head's Q row. */
 template <typename T, int D>
@@ -56,19 +49,6 @@ __device__ __forceinline__ void load_q_packed(T *tile, const decode_params &p, i
         const T *src = static_cast<const T *>(p.q) + (valid ? decode_out_row(&p.pl, b, g, r0 + row) * D + col : 0);
         cp_async16(tile + frag_swz(D, row, col), src, valid);
     }
-}
-
-/* 1 on every thread when the 64 × D tile holds a ±∞ or NaN (block-wide: call from all threads). */
-template <typename T, int D> __device__ __forceinline__ bool tile_nonfinite(const T *tile) {
-    const uint4 *c = reinterpret_cast<const uint4 *>(tile);
-    int bad = 0;
-#pragma unroll
-    for (int i = 0; i < BC * D / 8 / THREADS; i++) {
-        const uint4 w = c[threadIdx.x + i * THREADS];
-        bad |= elem16<T>::nonfinite2(w.x) | elem16<T>::nonfinite2(w.y) | elem16<T>::nonfinite2(w.z) |
-               elem16<T>::nonfinite2(w.w);
-    }
-    return __syncthreads_or(bad) != 0;
 }
 
 /* Is key j (chunk-relative tile start key0 + key) hidden from a row at position pos? */
@@ -125,22 +105,18 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) decode_s
     load_q_packed<T, D>(sQ, p, b, g, r0);
     cp_async_commit();
     if (n_t > 0) {
-        load_kv_tile<T, D>(sK, K, c_lo, c_hi);
-        load_kv_tile<T, D>(sV, V, c_lo, c_hi);
+        load_tile<T, D>(sK, K, c_lo, c_hi);
+        load_tile<T, D>(sV, V, c_lo, c_hi);
     }
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
 
     unsigned qa[D / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++)
-        ldsm_x4(qa[kk], sQ + frag_swz(D, warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, kk * 16 + (lane >> 4) * 8));
+    ftile::q_frags<T, D>(qa, sQ, warp, lane);
 
     float o[D / 8][4];
-#pragma unroll
-    for (int n = 0; n < D / 8; n++)
-        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    ftile::zero(o);
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
     int64_t row_pos[2];
 #pragma unroll
@@ -152,8 +128,8 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) decode_s
         const int stage = (int)(it & 1);
         const int64_t key0 = c_lo + it * BC;
         if (it + 1 < n_t) {
-            load_kv_tile<T, D>(sK + (stage ^ 1) * BC * D, K, key0 + BC, c_hi);
-            load_kv_tile<T, D>(sV + (stage ^ 1) * BC * D, V, key0 + BC, c_hi);
+            load_tile<T, D>(sK + (stage ^ 1) * BC * D, K, key0 + BC, c_hi);
+            load_tile<T, D>(sV + (stage ^ 1) * BC * D, V, key0 + BC, c_hi);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -167,18 +143,7 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) decode_s
 
         if (active) {
             float sc[BC / 8][4];
-#pragma unroll
-            for (int n = 0; n < BC / 8; n++)
-                sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.f;
-#pragma unroll
-            for (int kk = 0; kk < D / 16; kk++)
-#pragma unroll
-                for (int np = 0; np < BC / 16; np++) {
-                    unsigned bk[4];
-                    ldsm_x4(bk, k_s + frag_swz(D, np * 16 + (lane & 7) + (lane >> 4) * 8, kk * 16 + ((lane >> 3) & 1) * 8));
-                    elem16<T>::mma(sc[2 * np], qa[kk], bk[0], bk[1]);
-                    elem16<T>::mma(sc[2 * np + 1], qa[kk], bk[2], bk[3]);
-                }
+            ftile::scores<T, D>(sc, qa, k_s, lane);
             float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
             for (int n = 0; n < BC / 8; n++)
@@ -216,24 +181,10 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) decode_s
                 o[n][0] *= alpha[0], o[n][1] *= alpha[0];
                 o[n][2] *= alpha[1], o[n][3] *= alpha[1];
             }
-            if (v_bad) {
+            if (v_bad)
                 pv_visible_only<T, D>(o, sc, v_s, p, key0, c_hi, row_pos, lane);
-            } else {
-#pragma unroll
-                for (int kk = 0; kk < BC / 16; kk++) {
-                    const unsigned pa[4] = {elem16<T>::pack(sc[2 * kk][0], sc[2 * kk][1]), elem16<T>::pack(sc[2 * kk][2], sc[2 * kk][3]),
-                                            elem16<T>::pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
-                                            elem16<T>::pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
-#pragma unroll
-                    for (int dp = 0; dp < D / 16; dp++) {
-                        unsigned bv[4];
-                        ldsm_x4_trans(bv, v_s + frag_swz(D, kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
-                                                         dp * 16 + (lane >> 4) * 8));
-                        elem16<T>::mma(o[2 * dp], pa, bv[0], bv[1]);
-                        elem16<T>::mma(o[2 * dp + 1], pa, bv[2], bv[3]);
-                    }
-                }
-            }
+            else
+                ftile::pv_mma<T, D>(o, sc, v_s, lane);
         }
         __syncthreads();
     }

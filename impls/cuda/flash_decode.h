@@ -24,4 +24,10 @@ size_t cuda_decode_part_bytes(const attn_problem_t *p, const decode_plan_t *pl);
  * q_off, kv_ld, mask, window; q_ld = n_q), `part` holding cuda_decode_part_bytes. */
 int cuda_decode_launch(const attn_problem_t *p, const decode_plan_t *pl, const cuda_flash_call *c, float *part,
                        cudaStream_t st, attn_err_t *err);
+struct dev_buf;
+/* blockwise_cuda's timed run of a call on device data (flash.cu's forward, kv_device.cu's): the
+ * split path when cuda_decode_plan takes p (its partials allocated here), else cuda_flash_launch,
+ * between two events; then O and LSE (nq, nl floats) back to io (cuda_finish). */
+int cuda_flash_run_timed(const attn_problem_t *p, const cuda_flash_call *c, const dev_buf &o, const dev_buf &lse,
+                         size_t nq, size_t nl, const attn_io_t *io, cudaStream_t s, attn_err_t *err);
 #endif

@@ -110,7 +110,7 @@ extern "C" int cuda_flash_forward_kv(const attn_problem_t *p, const attn_exec_t 
                          dtype_name(p->dtype));
     ATTN_TRY(cuda_begin(x, err));
     size_t nq = problem_numel_q(p), nl = problem_numel_lse(p);
-    dev_buf q, o, lse, staging, docs, part;
+    dev_buf q, o, lse, staging, docs;
     DEV_ALLOC(q, nq * sizeof(bf16), "blockwise_cuda Q (16-bit)"); /* bf16 or f16: 2 bytes */
     DEV_ALLOC(o, nq * sizeof(float), "blockwise_cuda O");
     DEV_ALLOC(lse, nl * sizeof(float), "blockwise_cuda LSE");
@@ -122,18 +122,5 @@ extern "C" int cuda_flash_forward_kv(const attn_problem_t *p, const attn_exec_t 
     /* K/V slabs are n_k rows apart: the cache's rows of one kv head, or a gathered slab. */
     cuda_flash_call call = {q.ptr, io->k, io->v, o.as<float>(), lse.as<float>(), p->n_q, p->n_k, p->n_q, p->n_k,
                             p->n_k - p->n_q, p->window, (int)p->mask, vis.doc, vis.n_docs};
-    decode_plan_t pl;
-    const int decode = cuda_decode_plan(p, &pl);
-    if (decode && pl.split > 1)
-        DEV_ALLOC(part, cuda_decode_part_bytes(p, &pl), "blockwise_cuda decode partials");
-    event_pair ev;
-    CUDA_TRY(cudaEventCreate(&ev.start));
-    CUDA_TRY(cudaEventCreate(&ev.stop));
-    CUDA_TRY(cudaEventRecord(ev.start, s));
-    if (decode)
-        ATTN_TRY(cuda_decode_launch(p, &pl, &call, part.as<float>(), s, err));
-    else
-        ATTN_TRY(cuda_flash_launch(p, &call, s, err));
-    CUDA_TRY(cudaEventRecord(ev.stop, s));
-    return cuda_finish(ev, o, lse, nq, nl, io, err);
+    return cuda_flash_run_timed(p, &call, o, lse, nq, nl, io, s, err);
 }

@@ -15,6 +15,7 @@ extern "C" {
 #include "impls/cpu/sparse_tiles.h"
 #include "impls/cuda/flash_frag.h"
 #include "impls/cuda/mma_sm80.cuh"
+#include "impls/cuda/flash_tile.cuh"
 #include "impls/cuda/sparse_attn.h"
 
 namespace {
@@ -173,32 +174,9 @@ template <typename T> struct attn_params {
 
 template <typename T, int D> constexpr int attn_smem_bytes() { return (BR + 4 * BC) * D * (int)sizeof(T); }
 
-/* Rows [row0, row0 + 64) of an (n × D) matrix into a swizzled 64 × D tile; rows ≥ n become zeros. */
-template <typename T, int D> __device__ __forceinline__ void load_tile(T *tile, const T *src, int64_t row0, int64_t n) {
-    static_assert(sizeof(T) == 2, "16-byte chunks of 8 two-byte elements");
-    constexpr int CHUNKS = D / 8, PER_THREAD = 64 * CHUNKS / THREADS;
-#pragma unroll
-    for (int i = 0; i < PER_THREAD; i++) {
-        int idx = threadIdx.x + i * THREADS, row = idx / CHUNKS, col = (idx % CHUNKS) * 8;
-        bool valid = row0 + row < n;
-        const T *g = src + (valid ? (row0 + row) * D + col : 0);
-        cp_async16(tile + frag_swz(D, row, col), g, valid);
-    }
-}
-
-/* 1 on every thread when the 64 × D tile holds a ±∞ or NaN (a block-wide OR). */
-template <typename T, int D> __device__ __forceinline__ bool tile_nonfinite(const T *tile) {
-    static_assert(BC * D / 8 % THREADS == 0, "each thread scans whole 16-byte chunks");
-    const uint4 *c = reinterpret_cast<const uint4 *>(tile);
-    int bad = 0;
-#pragma unroll
-    for (int i = 0; i < BC * D / 8 / THREADS; i++) {
-        const uint4 w = c[threadIdx.x + i * THREADS];
-        bad |= elem<T>::nonfinite2(w.x) | elem<T>::nonfinite2(w.y) | elem<T>::nonfinite2(w.z) |
-               elem<T>::nonfinite2(w.w);
-    }
-    return __syncthreads_or(bad) != 0;
-}
+using ftile::load_tile; /* the tile loop pieces flash.cu shares: flash_tile.cuh */
+using ftile::tile_nonfinite;
+static_assert(BR == ftile::TILE && BC == ftile::TILE && THREADS == ftile::THREADS, "flash_tile.cuh's tile");
 
 /* O += P·V over the keys each row keeps only (flash.cu's pv_visible_only with the sparse rule):
  * a dropped key's weight 0 times a non-finite V would be NaN in the MMA (docs/nonfinite.md). */
@@ -257,14 +235,10 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) sparse_a
     __syncthreads();
 
     unsigned qa[D / 16][4]; /* this warp's 16 rows of Q as A fragments */
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++)
-        ldsm_x4(qa[kk], sQ + frag_swz(D, warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, kk * 16 + (lane >> 4) * 8));
+    ftile::q_frags<T, D>(qa, sQ, warp, lane);
 
     float o[D / 8][4];
-#pragma unroll
-    for (int n = 0; n < D / 8; n++)
-        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    ftile::zero(o);
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}; /* rows g and g+8, base 2 */
     const int64_t row_pos[2] = {i_lo + warp * 16 + g, i_lo + warp * 16 + g + 8};
     const bool row_real[2] = {r0 + warp * 16 + g < p.n_q, r0 + warp * 16 + g + 8 < p.n_q};
@@ -286,18 +260,7 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) sparse_a
         const T *k_s = sK + stage * BC * D, *v_s = sV + stage * BC * D;
 
         float s[BC / 8][4];
-#pragma unroll
-        for (int n = 0; n < BC / 8; n++)
-            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++)
-#pragma unroll
-            for (int np = 0; np < BC / 16; np++) {
-                unsigned bk4[4];
-                ldsm_x4(bk4, k_s + frag_swz(D, np * 16 + (lane & 7) + (lane >> 4) * 8, kk * 16 + ((lane >> 3) & 1) * 8));
-                elem<T>::mma(s[2 * np], qa[kk], bk4[0], bk4[1]);
-                elem<T>::mma(s[2 * np + 1], qa[kk], bk4[2], bk4[3]);
-            }
+        ftile::scores<T, D>(s, qa, k_s, lane);
 
         /* Every key against the rule (a listed tile is kept whole only where the mask allows). */
         float mx[2] = {-INFINITY, -INFINITY};
@@ -348,25 +311,10 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) sparse_a
             o[n][2] *= alpha[1], o[n][3] *= alpha[1];
         }
 
-        if (v_bad) {
+        if (v_bad)
             pv_kept_only<T, D>(o, s, v_s, p, key0, row_pos, lane);
-        } else {
-#pragma unroll
-            for (int kk = 0; kk < BC / 16; kk++) {
-                const unsigned pa[4] = {elem<T>::pack(s[2 * kk][0], s[2 * kk][1]),
-                                        elem<T>::pack(s[2 * kk][2], s[2 * kk][3]),
-                                        elem<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                        elem<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-                for (int dp = 0; dp < D / 16; dp++) {
-                    unsigned bv[4];
-                    ldsm_x4_trans(bv, v_s + frag_swz(D, kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
-                                                     dp * 16 + (lane >> 4) * 8));
-                    elem<T>::mma(o[2 * dp], pa, bv[0], bv[1]);
-                    elem<T>::mma(o[2 * dp + 1], pa, bv[2], bv[3]);
-                }
-            }
-        }
+        else
+            ftile::pv_mma<T, D>(o, s, v_s, lane);
         __syncthreads(); /* every warp is done with this stage before it is refilled */
         key0 = next;
     }
@@ -381,18 +329,12 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) sparse_a
     /* Epilogue as flash.cu's: O / l and LSE = ln 2 · (m + log2 l); l = 0 → O = 0, LSE = −∞. */
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+        l[r] = ftile::quad_sum(l[r]);
         const int64_t row = r0 + warp * 16 + g + r * 8;
         if (row >= p.n_q)
             continue;
-        const float inv = l[r] == 0.f ? 0.f : 1.f / l[r];
-        float *out = p.o + ((int64_t)bh * p.n_q + row) * D + 2 * tq;
-#pragma unroll
-        for (int n = 0; n < D / 8; n++)
-            *reinterpret_cast<float2 *>(out + n * 8) = make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
-        if (tq == 0)
-            p.lse[(int64_t)bh * p.n_q + row] = l[r] == 0.f ? -INFINITY : (m[r] + log2f(l[r])) * 0.6931471805599453f;
+        ftile::store_row<D>(p.o + ((int64_t)bh * p.n_q + row) * D + 2 * tq, p.lse + (int64_t)bh * p.n_q + row, o, r,
+                            l[r], m[r], tq);
     }
 }
 

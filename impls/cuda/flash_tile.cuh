@@ -1,0 +1,113 @@
+/* flash_tile.cuh — the pieces of the tensor-core tile loop that flash.cu, flash_decode.cu and
+ * sparse_attn.cu share: 64-row tile loads, the non-finite scan, Q fragments, S = Q·Kᵀ, O += P·V
+ * and the row epilogue (one 64 × 64 tile, 4 warps; layouts: flash_frag.h, docs/gpu-kernels.md).
+ * Each is forceinline and leaves the kernels' SASS as it was when written out in each file. */
+#pragma once
+#include <math.h>
+
+#include "impls/cuda/flash_frag.h"
+#include "impls/cuda/mma_sm80.cuh"
+
+namespace ftile {
+
+using namespace mma80;
+
+constexpr int TILE = 64, THREADS = 128; /* BR = BC = 64 rows and keys, 4 warps */
+
+/* Rows [row0, row0 + 64) of an (n × D) 16-bit matrix into a swizzled 64 × D tile; rows ≥ n become
+ * zeros (so padded keys add 0·V, never NaN). */
+template <typename T, int D> __device__ __forceinline__ void load_tile(T *tile, const T *src, int64_t row0, int64_t n) {
+    static_assert(sizeof(T) == 2, "16-byte chunks of 8 two-byte elements");
+    constexpr int CHUNKS = D / 8, PER_THREAD = TILE * CHUNKS / THREADS;
+#pragma unroll
+    for (int i = 0; i < PER_THREAD; i++) {
+        int idx = threadIdx.x + i * THREADS, row = idx / CHUNKS, col = (idx % CHUNKS) * 8;
+        bool valid = row0 + row < n;
+        const T *g = src + (valid ? (row0 + row) * D + col : 0);
+        cp_async16(tile + frag_swz(D, row, col), g, valid);
+    }
+}
+
+/* 1 on every thread when the 64 × D tile holds a ±∞ or NaN (a block-wide OR: call it from all threads). */
+template <typename T, int D> __device__ __forceinline__ bool tile_nonfinite(const T *tile) {
+    static_assert(TILE * D / 8 % THREADS == 0, "each thread scans whole 16-byte chunks");
+    const uint4 *c = reinterpret_cast<const uint4 *>(tile);
+    int bad = 0;
+#pragma unroll
+    for (int i = 0; i < TILE * D / 8 / THREADS; i++) {
+        const uint4 w = c[threadIdx.x + i * THREADS];
+        bad |= elem16<T>::nonfinite2(w.x) | elem16<T>::nonfinite2(w.y) | elem16<T>::nonfinite2(w.z) |
+               elem16<T>::nonfinite2(w.w);
+    }
+    return __syncthreads_or(bad) != 0;
+}
+
+/* This warp's 16 rows of the Q tile as A fragments, one per 16-column step. */
+template <typename T, int D>
+__device__ __forceinline__ void q_frags(unsigned (&qa)[D / 16][4], const T *sQ, int warp, int lane) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+        ldsm_x4(qa[kk], sQ + frag_swz(D, warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, kk * 16 + (lane >> 4) * 8));
+}
+
+/* s = 0 (S accumulators or O accumulators: n tiles of 8 columns). */
+template <int N> __device__ __forceinline__ void zero(float (&s)[N][4]) {
+#pragma unroll
+    for (int n = 0; n < N; n++)
+        s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+}
+
+/* S = Q·Kᵀ: 16 rows × 64 keys per warp. */
+template <typename T, int D>
+__device__ __forceinline__ void scores(float (&s)[TILE / 8][4], const unsigned (&qa)[D / 16][4], const T *k_s, int lane) {
+    zero(s);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+#pragma unroll
+        for (int np = 0; np < TILE / 16; np++) {
+            unsigned bk[4]; /* b0 b1 of key tile 2np, then of 2np+1 */
+            ldsm_x4(bk, k_s + frag_swz(D, np * 16 + (lane & 7) + (lane >> 4) * 8, kk * 16 + ((lane >> 3) & 1) * 8));
+            elem16<T>::mma(s[2 * np], qa[kk], bk[0], bk[1]);
+            elem16<T>::mma(s[2 * np + 1], qa[kk], bk[2], bk[3]);
+        }
+}
+
+/* O += P·V, P rounded to T (bf16 or f16) straight from the S accumulators. */
+template <typename T, int D>
+__device__ __forceinline__ void pv_mma(float (&o)[D / 8][4], const float (&s)[TILE / 8][4], const T *v_s, int lane) {
+#pragma unroll
+    for (int kk = 0; kk < TILE / 16; kk++) {
+        const unsigned pa[4] = {elem16<T>::pack(s[2 * kk][0], s[2 * kk][1]), elem16<T>::pack(s[2 * kk][2], s[2 * kk][3]),
+                                elem16<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                elem16<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+        for (int dp = 0; dp < D / 16; dp++) {
+            unsigned bv[4]; /* b0 b1 of d tile 2dp, then of 2dp+1 */
+            ldsm_x4_trans(bv, v_s + frag_swz(D, kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dp * 16 + (lane >> 4) * 8));
+            elem16<T>::mma(o[2 * dp], pa, bv[0], bv[1]);
+            elem16<T>::mma(o[2 * dp + 1], pa, bv[2], bv[3]);
+        }
+    }
+}
+
+/* The quad's sum of a row's partial l (the four lanes of a quad share rows g and g+8). */
+__device__ __forceinline__ float quad_sum(float x) {
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+/* Row r's O / l to out (its row, this lane's columns) and, lane tq 0, LSE = ln 2 · (m + log2 l).
+ * l = 0: no finite score (O = 0, LSE = −∞); a NaN l (a NaN score) reaches O and LSE
+ * (docs/nonfinite.md). */
+template <int D>
+__device__ __forceinline__ void store_row(float *out, float *lse, const float (&o)[D / 8][4], int r, float l, float m,
+                                          int tq) {
+    const float inv = l == 0.f ? 0.f : 1.f / l;
+#pragma unroll
+    for (int n = 0; n < D / 8; n++)
+        *reinterpret_cast<float2 *>(out + n * 8) = make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+    if (tq == 0)
+        *lse = l == 0.f ? -INFINITY : (m + log2f(l)) * 0.6931471805599453f;
+}
+
+} // namespace ftile
