@@ -13,9 +13,8 @@
 #include "core/rng.h"
 #include "core/threads.h"
 #include "tasks/needle_run.h"
-#include "tests/bf16_emu.h"
 #include "tests/check.h"
-#include "tests/needle_world.h"
+#include "tests/needle_emu.h"
 
 enum { N = 1024 };
 
@@ -71,22 +70,15 @@ int main(int argc, char **argv) {
     if (argc > 1 && (!dtype_parse(argv[1], &dt) || !dtype_is_16bit(dt)))
         return printf("usage: test_needle_bf16 [bf16|f16]\n"), 2;
     parallel_set_blas_threads(2);
-    needle_vocab_t nv = needle_test_vocab();
-    int32_t *hay = needle_test_hay(N);
-    model_t m;
-    needle_margins_t mg;
-    attn_err_t err = {0};
-    bf16_emu_t block, window;
-    if (!check(needle_model_build(&m, &nv, N + 8, &mg, &err) == ATTN_OK && bf16_emu_init(&block, "blockwise") &&
-                   bf16_emu_init(&window, "sliding_window"),
-               "build", "%s", err.msg))
+    needle_emu_world_t W;
+    if (!needle_emu_world_init(&W, N))
         return check_summary();
     char line[200];
     for (int mode = 0; mode < 2; mode++)
         for (int dn = 0; dn < 2; dn++) {
             int asked, correct, inw;
             const model_dense_t *dense = dn ? &cpu_dense : NULL;
-            if (column(&m, &mg, &nv, hay, &block.be, (needle_mode_t)mode, ATTN_MASK_CAUSAL, 0, dense, &asked, &correct, &inw)) {
+            if (column(&W.m, &W.mg, &W.nv, W.hay, &W.block.be, (needle_mode_t)mode, ATTN_MASK_CAUSAL, 0, dense, &asked, &correct, &inw)) {
                 snprintf(line, sizeof line, "blockwise %s-emulated %s, dense %s: recall %d/%d", dtype_name(dt),
                          mode ? "query-tail" : "prefill", dn ? "hook" : "host", correct, asked);
                 check(asked == 3 && correct == asked, line, "an exact backend missed a needle");
@@ -95,18 +87,17 @@ int main(int argc, char **argv) {
     int64_t w = N * 45 / 100;
     for (int mode = 0; mode < 2; mode++) {
         int asked, correct, inw;
-        if (column(&m, &mg, &nv, hay, &window.be, (needle_mode_t)mode, ATTN_MASK_WINDOW, w, &cpu_dense, &asked, &correct, &inw)) {
+        if (column(&W.m, &W.mg, &W.nv, W.hay, &W.window.be, (needle_mode_t)mode, ATTN_MASK_WINDOW, w, &cpu_dense, &asked, &correct, &inw)) {
             snprintf(line, sizeof line, "sliding_window %s-emulated w=%lld %s, dense hook: recall %d/%d, in window %d",
                      dtype_name(dt), (long long)w, mode ? "query-tail" : "prefill", correct, asked, inw);
             check(correct == inw && inw > 0 && inw < asked, line, "recall differs from the in-window count");
         }
     }
     int asked, correct, inw;
-    if (column(&m, &mg, &nv, hay, &block.be, NEEDLE_PREFILL, ATTN_MASK_CAUSAL, 0, &bad_dense, &asked, &correct, &inw)) {
+    if (column(&W.m, &W.mg, &W.nv, W.hay, &W.block.be, NEEDLE_PREFILL, ATTN_MASK_CAUSAL, 0, &bad_dense, &asked, &correct, &inw)) {
         snprintf(line, sizeof line, "a wrong dense hook (rows off by one): recall %d/%d < 1/2", correct, asked);
         check(2 * correct < asked, line, "the hook is not what runs");
     }
-    model_free(&m);
-    free(hay);
+    needle_emu_world_free(&W);
     return check_summary();
 }

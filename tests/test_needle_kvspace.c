@@ -11,9 +11,8 @@
 #include "core/rng.h"
 #include "core/threads.h"
 #include "tasks/needle_run.h"
-#include "tests/bf16_emu.h"
 #include "tests/check.h"
-#include "tests/needle_world.h"
+#include "tests/needle_emu.h"
 
 enum { N = 1024, NEEDLES = 3, MAX_ALLOCS = 64 };
 
@@ -245,46 +244,38 @@ static void compare(const world_t *w, const attn_backend_t *host_be, const attn_
 
 int main(void) {
     parallel_set_blas_threads(2);
-    needle_vocab_t nv = needle_test_vocab();
-    int32_t *hay = needle_test_hay(N);
-    model_t m;
-    needle_margins_t mg;
-    attn_err_t err = {0};
-    bf16_emu_t block, window;
-    if (!check(needle_model_build(&m, &nv, N + 8, &mg, &err) == ATTN_OK && bf16_emu_init(&block, "blockwise") &&
-                   bf16_emu_init(&window, "sliding_window"),
-               "build", "%s", err.msg))
+    needle_emu_world_t W;
+    if (!needle_emu_world_init(&W, N))
         return check_summary();
-    world_t w = {&m, &mg, &nv, hay};
+    world_t w = {&W.m, &W.mg, &W.nv, W.hay};
     int64_t win = N * 45 / 100;
     for (int mode = 0; mode < 2; mode++) {
-        compare(&w, &block.be, &window.be, &block.be, &window.be, (needle_mode_t)mode, ATTN_MASK_CAUSAL, 0, 0);
-        compare(&w, &window.be, &window.be, &window.be, &window.be, (needle_mode_t)mode, ATTN_MASK_WINDOW, win, 0);
+        compare(&w, &W.block.be, &W.window.be, &W.block.be, &W.window.be, (needle_mode_t)mode, ATTN_MASK_CAUSAL, 0, 0);
+        compare(&w, &W.window.be, &W.window.be, &W.window.be, &W.window.be, (needle_mode_t)mode, ATTN_MASK_WINDOW, win, 0);
     }
     /* The plain host path (CPU band in float32, host cache): the same recall. */
-    compare(&w, &block.be, NULL, &block.be, &window.be, NEEDLE_QUERY_TAIL, ATTN_MASK_CAUSAL, 0, 1);
-    compare(&w, &window.be, NULL, &window.be, &window.be, NEEDLE_QUERY_TAIL, ATTN_MASK_WINDOW, win, 1);
+    compare(&w, &W.block.be, NULL, &W.block.be, &W.window.be, NEEDLE_QUERY_TAIL, ATTN_MASK_CAUSAL, 0, 1);
+    compare(&w, &W.window.be, NULL, &W.window.be, &W.window.be, NEEDLE_QUERY_TAIL, ATTN_MASK_WINDOW, win, 1);
 
     /* A backend without device_kv is declined on a device cache, with the reason. */
     standin_t sp = {0};
     model_memspace_t space = {sp_elem, sp_alloc, sp_release, sp_put, sp_copy, 0, &sp};
-    needle_run_opts_t ro = opts(&block.be, NEEDLE_PREFILL, ATTN_MASK_CAUSAL, 0);
+    needle_run_opts_t ro = opts(&W.block.be, NEEDLE_PREFILL, ATTN_MASK_CAUSAL, 0);
     ro.kv_space = &space;
     needle_prompt_t pr;
     model_cache_t cache;
     double s;
     attn_err_t e2 = {0};
-    int rc = needle_prompt_build(hay, N, 50, 1, &nv, &text, 7, &pr, &e2);
+    int rc = needle_prompt_build(W.hay, N, 50, 1, &W.nv, &text, 7, &pr, &e2);
     if (rc == ATTN_OK)
-        rc = needle_cache_init(&m, &pr, ATTN_BF16, &space, &cache, &e2);
+        rc = needle_cache_init(&W.m, &pr, ATTN_BF16, &space, &cache, &e2);
     if (rc == ATTN_OK) {
-        rc = needle_context(&m, &mg, &pr, &ro, &cache, &s, &e2);
+        rc = needle_context(&W.m, &W.mg, &pr, &ro, &cache, &s, &e2);
         model_cache_free(&cache);
     }
     needle_prompt_free(&pr);
     check(rc == ATTN_EUSAGE && strstr(e2.msg, "not from a KV cache kept in device memory"),
           "a host-only backend on a device cache is declined", "rc %d: %s", rc, e2.msg);
-    model_free(&m);
-    free(hay);
+    needle_emu_world_free(&W);
     return check_summary();
 }
