@@ -202,8 +202,8 @@ static int exactness_backward_case(const attn_opts_t *o, const attn_problem_t *p
     attn_grad_errors_t bf16_base = {0}; /* bf16: the baseline its bound is 2× of (grad_check.h) */
     if (none == REC_PASS)
         rc = grad_reference_prepare(p, x, o->seed, &g, err);
-    if (none == REC_PASS && rc == ATTN_OK && p->dtype == ATTN_BF16)
-        rc = grad_bf16_baseline(&g, &bf16_base, err);
+    if (none == REC_PASS && rc == ATTN_OK && dtype_is_16bit(p->dtype)) /* bf16 or f16 (grad_check.h) */
+        rc = grad_baseline16(&g, p->dtype, &bf16_base, err);
     for (int b = 0; b < o->n_backends && rc == ATTN_OK; b++) {
         const attn_backend_t *be = registry_find(o->backends[b]);
         attn_record_t *r;
@@ -231,7 +231,7 @@ static int exactness_backward_case(const attn_opts_t *o, const attn_problem_t *p
             record_set_status(r, REC_ERROR, "%s", berr.msg);
         } else {
             attn_grad_errors_t e = grad_errors(&g, dq, dk, dv);
-            attn_grad_errors_t t = p->dtype == ATTN_BF16 ? grad_tolerance_bf16(&g, &bf16_base) : grad_tolerance(be->name, &g);
+            attn_grad_errors_t t = dtype_is_16bit(p->dtype) ? grad_tolerance_bf16(&g, &bf16_base) : grad_tolerance(be->name, &g);
             record_grad_errors(r, &e, &t, &g.naive32);
             record_metric(r, "time_s", bwd_s, "s");
             if (!grad_within(&e, &t))

@@ -187,10 +187,16 @@ int grad_within(const attn_grad_errors_t *e, const attn_grad_errors_t *b) {
     return errors_within(&e->dq, &b->dq) && errors_within(&e->dk, &b->dk) && errors_within(&e->dv, &b->dv);
 }
 
-/* docs/backward.md, GPU section. */
-static double r16(double x) { return model_round_bf16((float)x); }
+/* docs/backward.md, GPU section: the rounding is the case's 16-bit type (bf16 or f16). */
+static double round16(attn_dtype_t t, double x) { return model_round_dtype(t, (float)x); }
 
 int grad_bf16_baseline(const grad_reference_t *g, attn_grad_errors_t *out, attn_err_t *err) {
+    return grad_baseline16(g, ATTN_BF16, out, err);
+}
+
+int grad_baseline16(const grad_reference_t *g, attn_dtype_t t, attn_grad_errors_t *out, attn_err_t *err) {
+    if (!dtype_is_16bit(t))
+        return attn_fail(err, ATTN_EUSAGE, "the 16-bit gradient baseline takes bf16 or f16 (got %s)", dtype_name(t));
     const attn_problem_t *p = &g->p;
     attn_vis_t vis = problem_vis(p);
     int64_t d = p->head_dim, nq = p->n_q, nk = p->n_k, group = p->heads / p->kv_heads, off = nk - nq;
@@ -220,7 +226,7 @@ int grad_bf16_baseline(const grad_reference_t *g, attn_grad_errors_t *out, attn_
             for (int64_t j = 0; j < nk; j++) {
                 double x = 0;
                 for (int64_t c = 0; c < d; c++)
-                    x += r16(Q[c]) * r16(K[j * d + c]);
+                    x += round16(t, Q[c]) * round16(t, K[j * d + c]);
                 P[j] = mask_visible(&vis, off + r, j) ? x * s : -INFINITY;
                 mx = fmax(mx, P[j]);
             }
@@ -232,19 +238,20 @@ int grad_bf16_baseline(const grad_reference_t *g, attn_grad_errors_t *out, attn_
             for (int64_t c = 0; c < d; c++) {
                 O[c] = 0;
                 for (int64_t j = 0; j < nk; j++)
-                    O[c] += r16(P[j]) * r16(V[j * d + c]);
-                D += O[c] * r16(G[c]);
+                    O[c] += round16(t, P[j]) * round16(t, V[j * d + c]);
+                D += O[c] * round16(t, G[c]);
             }
             for (int64_t j = 0; j < nk; j++) {
                 if (P[j] == 0)
                     continue;
                 double dp = 0;
                 for (int64_t c = 0; c < d; c++)
-                    dp += r16(G[c]) * r16(V[j * d + c]), dv64[(bkv * nk + j) * d + c] += r16(P[j]) * r16(G[c]);
-                double ds = r16(P[j] * (dp - D));
+                    dp += round16(t, G[c]) * round16(t, V[j * d + c]),
+                        dv64[(bkv * nk + j) * d + c] += round16(t, P[j]) * round16(t, G[c]);
+                double ds = round16(t, P[j] * (dp - D));
                 for (int64_t c = 0; c < d; c++) {
-                    dq64[(bh * nq + r) * d + c] += s * ds * r16(K[j * d + c]);
-                    dk64[(bkv * nk + j) * d + c] += s * ds * r16(Q[c]);
+                    dq64[(bh * nq + r) * d + c] += s * ds * round16(t, K[j * d + c]);
+                    dk64[(bkv * nk + j) * d + c] += s * ds * round16(t, Q[c]);
                 }
             }
         }

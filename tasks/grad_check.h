@@ -44,6 +44,10 @@ int grad_within(const attn_grad_errors_t *e, const attn_grad_errors_t *bound);
  * that round what the tensor-core kernels round: Q, K, V, dO to bf16, P before P·V in the
  * forward and before Pᵀ·dO, dS before dS·K and dSᵀ·Q — on g's inputs, against the reference. */
 int grad_bf16_baseline(const grad_reference_t *g, attn_grad_errors_t *out, attn_err_t *err);
-/* The forward's tiled bf16 rule carried to the gradients: 2 × that baseline, plus a floor of 4
+/* The same for either 16-bit type t (ATTN_BF16 or ATTN_F16: inputs, P and dS rounded to t), so
+ * that the f16 bound is the bf16 rule at f16's unit roundoff 2⁻¹¹ (as the forward's f16 rule). */
+int grad_baseline16(const grad_reference_t *g, attn_dtype_t t, attn_grad_errors_t *out, attn_err_t *err);
+/* The forward's tiled bf16 rule carried to the gradients (either 16-bit type, given that type's
+ * baseline): 2 × that baseline, plus a floor of 4
  * float32 ulps of the error scale (docs/backward.md, GPU section). */
 attn_grad_errors_t grad_tolerance_bf16(const grad_reference_t *g, const attn_grad_errors_t *base);

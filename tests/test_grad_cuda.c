@@ -1,11 +1,12 @@
 /* test_grad_cuda.c — the GPU backward (blockwise_cuda, sliding_window_cuda on window masks, and
- * ring_cuda, striped_cuda, zigzag_cuda at P = 2 and 4 on cuda_local for n ≥ 64, which must decline
- * packed documents with a reason) in bf16 against the float64 gradient reference (tasks/grad_check.c), over masks × GQA × odd n ×
+ * ring_cuda, striped_cuda, zigzag_cuda at P = 2 and 4 on cuda_local for n ≥ 64) in bf16 and f16
+ * against the float64 gradient reference (tasks/grad_check.c), over masks × GQA × odd n ×
  * n_q < n_k × d 64/128 × documents. Tolerance, the forward's tiled bf16 rule carried to the
- * gradients (docs/backward.md, GPU section): 2 × the error of a naive bf16 backward (plain loops
- * rounding what the kernel rounds) in the same case. Exits 77 without a CUDA device.
- * --stand-in [--max-n N]: no GPU; the CPU blockwise backend on Q, K, V, dO rounded to bf16 stands
- * in for blockwise_cuda (P and dS not rounded), so the harness and its bound run in every build;
+ * gradients (docs/backward.md, GPU section): 2 × the error of a naive backward in the same 16-bit
+ * type (plain loops rounding what the kernel rounds, to bf16 or to f16) in the same case. Exits 77
+ * without a CUDA device.
+ * --stand-in [--max-n N]: no GPU; the CPU blockwise backend on Q, K, V, dO rounded to bf16 or f16
+ * stands in for blockwise_cuda (P and dS not rounded), so the harness and its bound run in every build;
  * --perturb F scales the stand-in's dK by 1 + F, which must fail (the bound is not vacuous). */
 #include <math.h>
 #include <stdio.h>
@@ -20,16 +21,17 @@
 
 static int standin;
 static double perturb;
+static attn_dtype_t t16 = ATTN_BF16; /* the case's 16-bit type */
 
 static float *rounded_copy(const float *x, size_t n) {
     float *y = malloc(sizeof(float) * n + 4);
     for (size_t i = 0; i < n; i++)
-        y[i] = standin ? model_round_bf16(x[i]) : x[i];
+        y[i] = standin ? model_round_dtype(t16, x[i]) : x[i];
     return y;
 }
 
-/* Forward then backward of be on the reference's float32 inputs, as a bf16 problem (the
- * stand-in: as float32 on the inputs rounded to bf16, as the GPU's upload rounds them). */
+/* Forward then backward of be on the reference's float32 inputs, as a 16-bit problem (the
+ * stand-in: as float32 on the inputs rounded to bf16 or f16, as the GPU's upload rounds them). */
 static int run_backend(const attn_backend_t *be, const attn_problem_t *p_in, const attn_exec_t *x,
                        const grad_reference_t *g, float *dq, float *dk, float *dv, attn_err_t *err) {
     attn_problem_t p = *p_in;
@@ -74,8 +76,9 @@ int main(int argc, char **argv) {
     attn_mask_t masks[] = {ATTN_MASK_NONE, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW};
     attn_exec_t x = exec_default();
     x.threads = 2;
-    double worst[3] = {0};
+    double worst[2][3] = {{0}};
     static int64_t off[64];
+    for (int ti = 0; ti < 2; ti++)
     for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++)
         for (int mi = 0; mi < 3; mi++)
             for (int64_t kvh = 4; kvh >= 1; kvh /= 2)
@@ -96,9 +99,10 @@ int main(int argc, char **argv) {
                             off[k] = n;
                             p.doc = off, p.n_docs = k;
                         }
+                        t16 = ti ? ATTN_F16 : ATTN_BF16;
                         char name[200];
-                        snprintf(name, sizeof name, "n_k=%lld n_q=%lld H_kv=%lld d=%lld mask=%s docs=%lld",
-                                 (long long)p.n_k, (long long)p.n_q, (long long)kvh, (long long)p.head_dim,
+                        snprintf(name, sizeof name, "%s n_k=%lld n_q=%lld H_kv=%lld d=%lld mask=%s docs=%lld",
+                                 dtype_name(t16), (long long)p.n_k, (long long)p.n_q, (long long)kvh, (long long)p.head_dim,
                                  mask_name(p.mask), (long long)p.n_docs);
                         attn_err_t err = {0};
                         grad_reference_t g;
@@ -106,14 +110,14 @@ int main(int argc, char **argv) {
                                    "reference", "%s: %s", name, err.msg))
                             continue;
                         attn_grad_errors_t base;
-                        if (!check(grad_bf16_baseline(&g, &base, &err) == ATTN_OK, "baseline", "%s: %s", name,
+                        if (!check(grad_baseline16(&g, t16, &base, &err) == ATTN_OK, "baseline", "%s: %s", name,
                                    err.msg)) {
                             grad_reference_free(&g);
                             continue;
                         }
                         attn_grad_errors_t tol = grad_tolerance_bf16(&g, &base);
                         attn_problem_t pb = g.p;
-                        pb.dtype = ATTN_BF16;
+                        pb.dtype = t16;
                         for (int bp = 0; bp < 2 + 3 * 2; bp++) { /* the ring family at P = 2, 4 */
                             int b = bp < 2 ? bp : 2 + (bp - 2) / 2, ring = b >= 2;
                             attn_exec_t xb = x;
@@ -140,18 +144,20 @@ int main(int argc, char **argv) {
                             else if (check(brc == ATTN_OK, label, "%s: %s", name, err.msg)) {
                                 attn_grad_errors_t e = grad_errors(&g, dq, dk, dv);
                                 check(grad_within(&e, &tol) && !getenv("GRAD_SHOW"), label,
-                                      "%s: rel_l2 dq %.3g (tol %.3g) dk %.3g (%.3g) dv %.3g (%.3g); bf16 "
+                                      "%s: rel_l2 dq %.3g (tol %.3g) dk %.3g (%.3g) dv %.3g (%.3g); 16-bit "
                                       "baseline %.3g %.3g %.3g",
                                       name, e.dq.rel_l2, tol.dq.rel_l2, e.dk.rel_l2, tol.dk.rel_l2, e.dv.rel_l2,
                                       tol.dv.rel_l2, base.dq.rel_l2, base.dk.rel_l2, base.dv.rel_l2);
                                 double r[3] = {e.dq.rel_l2, e.dk.rel_l2, e.dv.rel_l2};
                                 for (int i = 0; i < 3; i++)
-                                    worst[i] = fmax(worst[i], r[i]);
+                                    worst[ti][i] = fmax(worst[ti][i], r[i]);
                             }
                             free(dq), free(dk), free(dv);
                         }
                         grad_reference_free(&g);
                     }
-    printf("worst rel L2: dQ %.3g dK %.3g dV %.3g\n", worst[0], worst[1], worst[2]);
+    for (int ti = 0; ti < 2; ti++)
+        printf("%s worst rel L2: dQ %.3g dK %.3g dV %.3g\n", ti ? "f16" : "bf16", worst[ti][0], worst[ti][1],
+               worst[ti][2]);
     return check_summary();
 }

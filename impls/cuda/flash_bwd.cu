@@ -1,5 +1,6 @@
-/* flash_bwd.cu — FlashAttention-2-style backward on tensor cores (bf16 in, float32 accumulate):
- * a prep kernel (D = rowsum(dO∘O), dO → bf16, LSE → base 2), the main kernel (one block per
+/* flash_bwd.cu — FlashAttention-2-style backward on tensor cores (bf16 or f16 in, templated on the
+ * element type as flash.cu is; float32 accumulate): a prep kernel (D = rowsum(dO∘O), dO → the
+ * element type, LSE → base 2), the main kernel (one block per
  * (batch, kv head, 64-key tile), walking the query heads of its group and their query tiles,
  * P recomputed from LSE), and a scale kernel for dQ. Index arithmetic: flash_bwd_frag.h, replayed
  * on the host by tests/test_flash_bwd.c. Design: docs/backward.md (GPU section). */
@@ -14,24 +15,16 @@
 #include "impls/cuda/mma_sm80.cuh"
 #include "impls/cuda/flash_tile.cuh"
 
-/* The element type's MMA and packing (bf16 instantiated; __half for the fp16 work). */
+/* The element type's MMA and packing: mma_sm80.cuh's elem16<T> (bf16 or f16, as flash.cu's
+ * forward), plus the one conversion the backward adds (a float to T, for dO and dS). */
 namespace flash_bwd_elem {
 template <class T> struct elem;
-template <> struct elem<__nv_bfloat16> {
-    static __device__ __forceinline__ void mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-        mma80::mma_bf16(c, a, b0, b1);
-    }
-    static __device__ __forceinline__ unsigned pack(float lo, float hi) { return mma80::pack_bf16(lo, hi); }
+template <> struct elem<__nv_bfloat16> : mma80::elem16<__nv_bfloat16> {
     static __device__ __forceinline__ __nv_bfloat16 from(float x) { return __float2bfloat16_rn(x); }
 };
-template <> struct elem<__half> {
-    static __device__ __forceinline__ void mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-        mma80::mma_f16(c, a, b0, b1);
-    }
-    static __device__ __forceinline__ unsigned pack(float lo, float hi) { return mma80::pack_f16(lo, hi); }
+template <> struct elem<__half> : mma80::elem16<__half> {
     static __device__ __forceinline__ __half from(float x) { return __float2half_rn(x); }
 };
-
 } // namespace flash_bwd_elem
 
 namespace {
@@ -255,14 +248,11 @@ template <int D, class T> int launch(const bwd_params<T> &prm, int64_t bkv, cuda
 }
 
 typedef __nv_bfloat16 bf16;
+typedef __half f16;
 
-} // namespace
-
-int cuda_flash_bwd_launch(const attn_problem_t *p, const cuda_flash_bwd_call *c, cudaStream_t s, attn_err_t *err) {
-    if (c->n_k <= 0)
-        return ATTN_OK;
-    bwd_params<bf16> prm = {};
-    prm.q = (const bf16 *)c->q, prm.k = (const bf16 *)c->k, prm.v = (const bf16 *)c->v, prm.d_o = (const bf16 *)c->d_o;
+template <class T> int launch_d(const attn_problem_t *p, const cuda_flash_bwd_call *c, cudaStream_t s, attn_err_t *err) {
+    bwd_params<T> prm = {};
+    prm.q = (const T *)c->q, prm.k = (const T *)c->k, prm.v = (const T *)c->v, prm.d_o = (const T *)c->d_o;
     prm.lse2 = c->lse2, prm.delta = c->delta, prm.dq_acc = c->dq_acc, prm.dk = c->dk, prm.dv = c->dv;
     prm.n_q = c->n_q, prm.n_k = c->n_k, prm.q_off = c->q_off, prm.q_ld = c->q_ld, prm.kv_ld = c->kv_ld;
     prm.heads = (int)p->heads, prm.kv_heads = (int)p->kv_heads, prm.group = (int)(p->heads / p->kv_heads);
@@ -279,12 +269,30 @@ int cuda_flash_bwd_launch(const attn_problem_t *p, const cuda_flash_bwd_call *c,
     return attn_fail(err, ATTN_EUSAGE, "flash backward: head dim %lld has no kernel (64, 128)", (long long)p->head_dim);
 }
 
-int cuda_flash_bwd_prep(const float *o, const float *d_o, float *lse2, float *delta, void *do_bf16, int64_t rows, int d,
-                        cudaStream_t s, attn_err_t *err) {
+} // namespace
+
+int cuda_flash_bwd_launch(const attn_problem_t *p, const cuda_flash_bwd_call *c, cudaStream_t s, attn_err_t *err) {
+    if (c->n_k <= 0)
+        return ATTN_OK;
+    if (p->dtype == ATTN_F16)
+        return launch_d<f16>(p, c, s, err);
+    if (p->dtype == ATTN_BF16)
+        return launch_d<bf16>(p, c, s, err);
+    return attn_fail(err, ATTN_EUSAGE, "flash backward: runs in bf16 or f16 (got %s)", dtype_name(p->dtype));
+}
+
+int cuda_flash_bwd_prep(const float *o, const float *d_o, float *lse2, float *delta, void *do16, int64_t rows, int d,
+                        attn_dtype_t t, cudaStream_t s, attn_err_t *err) {
     if (rows <= 0)
         return ATTN_OK;
     const int per = 256 / 32;
-    prep_kernel<bf16><<<(unsigned)((rows + per - 1) / per), 256, 0, s>>>(o, d_o, lse2, delta, (bf16 *)do_bf16, rows, d);
+    const unsigned grid = (unsigned)((rows + per - 1) / per);
+    if (t == ATTN_F16)
+        prep_kernel<f16><<<grid, 256, 0, s>>>(o, d_o, lse2, delta, (f16 *)do16, rows, d);
+    else if (t == ATTN_BF16)
+        prep_kernel<bf16><<<grid, 256, 0, s>>>(o, d_o, lse2, delta, (bf16 *)do16, rows, d);
+    else
+        return attn_fail(err, ATTN_EUSAGE, "flash backward prep: bf16 or f16 (got %s)", dtype_name(t));
     CUDA_TRY_LAUNCH();
     return ATTN_OK;
 }
@@ -297,7 +305,7 @@ int cuda_flash_bwd_scale(float *dq, const float *dq_acc, size_t n, float scale, 
     return ATTN_OK;
 }
 
-/* Device bytes: Q, K, V, dO in bf16; O and dO in float32 (O's buffer then holds the dQ
+/* Device bytes: Q, K, V, dO in bf16 or f16 (2 bytes); O and dO in float32 (O's buffer then holds the dQ
  * accumulator); LSE and D; dK and dV in float32; the upload staging (the largest of Q and K)
  * and the document offsets. Linear in n. */
 extern "C" size_t cuda_flash_bwd_device_bytes(const attn_problem_t *p) {
@@ -310,15 +318,16 @@ extern "C" size_t cuda_flash_bwd_device_bytes(const attn_problem_t *p) {
 
 extern "C" int cuda_flash_backward(const attn_problem_t *p, const attn_exec_t *x, const attn_grad_io_t *g,
                                    attn_err_t *err) {
-    if (p->dtype != ATTN_BF16) /* the kernel is templated on the element type; only bf16 is instantiated and checked */
-        return attn_fail(err, ATTN_EUSAGE, "blockwise_cuda's backward runs in bf16 only (got %s)", dtype_name(p->dtype));
+    if (!dtype_is_16bit(p->dtype)) /* the kernel is instantiated for bf16 and f16 */
+        return attn_fail(err, ATTN_EUSAGE, "blockwise_cuda's backward runs in bf16 or f16 only (got %s)",
+                         dtype_name(p->dtype));
     ATTN_TRY(cuda_begin(x, err));
     size_t nq = problem_numel_q(p), nkv = problem_numel_kv(p), nl = problem_numel_lse(p);
     dev_buf q, k, v, dob, o32, do32, lse2, delta, dk, dv, staging, docs;
-    DEV_ALLOC(q, nq * sizeof(bf16), "blockwise_cuda backward Q (bf16)");
-    DEV_ALLOC(k, nkv * sizeof(bf16), "blockwise_cuda backward K (bf16)");
-    DEV_ALLOC(v, nkv * sizeof(bf16), "blockwise_cuda backward V (bf16)");
-    DEV_ALLOC(dob, nq * sizeof(bf16), "blockwise_cuda backward dO (bf16)");
+    DEV_ALLOC(q, nq * sizeof(bf16), "blockwise_cuda backward Q (16-bit)"); /* bf16 or f16: 2 bytes */
+    DEV_ALLOC(k, nkv * sizeof(bf16), "blockwise_cuda backward K (16-bit)");
+    DEV_ALLOC(v, nkv * sizeof(bf16), "blockwise_cuda backward V (16-bit)");
+    DEV_ALLOC(dob, nq * sizeof(bf16), "blockwise_cuda backward dO (16-bit)");
     DEV_ALLOC(o32, nq * sizeof(float), "blockwise_cuda backward O, then the dQ accumulator");
     DEV_ALLOC(do32, nq * sizeof(float), "blockwise_cuda backward dO (float32)");
     DEV_ALLOC(lse2, nl * sizeof(float), "blockwise_cuda backward LSE");
@@ -329,9 +338,9 @@ extern "C" int cuda_flash_backward(const attn_problem_t *p, const attn_exec_t *x
     cudaStream_t s = 0;
     attn_vis_t vis;
     ATTN_TRY(cuda_vis_upload(p, docs, &vis, s, err));
-    ATTN_TRY(cuda_upload(q.ptr, ATTN_BF16, (const float *)g->q, nq, staging.as<float>(), s, err));
-    ATTN_TRY(cuda_upload(k.ptr, ATTN_BF16, (const float *)g->k, nkv, staging.as<float>(), s, err));
-    ATTN_TRY(cuda_upload(v.ptr, ATTN_BF16, (const float *)g->v, nkv, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(q.ptr, p->dtype, (const float *)g->q, nq, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(k.ptr, p->dtype, (const float *)g->k, nkv, staging.as<float>(), s, err));
+    ATTN_TRY(cuda_upload(v.ptr, p->dtype, (const float *)g->v, nkv, staging.as<float>(), s, err));
     CUDA_TRY(cudaMemcpyAsync(o32.ptr, g->o, nq * sizeof(float), cudaMemcpyHostToDevice, s));
     CUDA_TRY(cudaMemcpyAsync(do32.ptr, g->d_o, nq * sizeof(float), cudaMemcpyHostToDevice, s));
     CUDA_TRY(cudaMemcpyAsync(lse2.ptr, g->lse, nl * sizeof(float), cudaMemcpyHostToDevice, s));
@@ -340,7 +349,7 @@ extern "C" int cuda_flash_backward(const attn_problem_t *p, const attn_exec_t *x
     CUDA_TRY(cudaEventCreate(&ev.stop));
     CUDA_TRY(cudaEventRecord(ev.start, s));
     ATTN_TRY(cuda_flash_bwd_prep(o32.as<float>(), do32.as<float>(), lse2.as<float>(), delta.as<float>(), dob.ptr,
-                                 (int64_t)nl, (int)p->head_dim, s, err));
+                                 (int64_t)nl, (int)p->head_dim, p->dtype, s, err));
     CUDA_TRY(cudaMemsetAsync(o32.ptr, 0, nq * sizeof(float), s)); /* O is spent: now dQ's accumulator */
     cuda_flash_bwd_call call = {q.ptr, k.ptr, v.ptr, dob.ptr, lse2.as<float>(), delta.as<float>(), o32.as<float>(),
                                 dk.as<float>(), dv.as<float>(), p->n_q, p->n_k, p->n_q, p->n_k, p->n_k - p->n_q,

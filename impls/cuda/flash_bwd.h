@@ -8,7 +8,7 @@
 extern "C" {
 #endif
 
-/* blockwise_cuda's backward: host float32 tensors in and out, bf16 on the device. */
+/* blockwise_cuda's backward: host float32 tensors in and out, bf16 or f16 (p->dtype) on the device. */
 int cuda_flash_backward(const attn_problem_t *p, const attn_exec_t *x, const attn_grad_io_t *g, attn_err_t *err);
 /* Device bytes the backward allocates (all of them: inputs, gradients and workspace; O(n)). */
 size_t cuda_flash_bwd_device_bytes(const attn_problem_t *p);
@@ -17,7 +17,8 @@ size_t cuda_flash_bwd_device_bytes(const attn_problem_t *p);
 }
 #include <cuda_runtime.h>
 /* One backward pass on device data, positions as in cuda_flash_call (cuda_backends.h): query row
- * r at q_off + r, key j at j, slabs q_ld / kv_ld rows apart. q, k, v, d_o are bf16. lse2 and
+ * r at q_off + r, key j at j, slabs q_ld / kv_ld rows apart. q, k, v, d_o are of p->dtype (bf16
+ * or f16). lse2 and
  * delta come from cuda_flash_bwd_prep (rows of the q slabs). dq_acc (float32, unscaled dS·K) is
  * added to with atomics; dk (scaled) and dv are written, or added to when accumulate is set. */
 struct cuda_flash_bwd_call {
@@ -31,10 +32,11 @@ struct cuda_flash_bwd_call {
     int accumulate;
 };
 int cuda_flash_bwd_launch(const attn_problem_t *p, const cuda_flash_bwd_call *c, cudaStream_t s, attn_err_t *err);
-/* Per row (rows rows of d columns): delta = Σ dO∘O (float32 O, dO), dO → bf16 into do_bf16, and
- * lse2 = LSE·log2(e), +∞ where LSE = −∞ (the row then contributes nothing), in place. */
-int cuda_flash_bwd_prep(const float *o, const float *d_o, float *lse2, float *delta, void *do_bf16, int64_t rows,
-                        int d, cudaStream_t s, attn_err_t *err);
+/* Per row (rows rows of d columns): delta = Σ dO∘O (float32 O, dO), dO → t (bf16 or f16, the
+ * launch's p->dtype) into do16, and lse2 = LSE·log2(e), +∞ where LSE = −∞ (the row then
+ * contributes nothing), in place. */
+int cuda_flash_bwd_prep(const float *o, const float *d_o, float *lse2, float *delta, void *do16, int64_t rows,
+                        int d, attn_dtype_t t, cudaStream_t s, attn_err_t *err);
 /* dq[i] = dq_acc[i]·scale for n elements (may alias). */
 int cuda_flash_bwd_scale(float *dq, const float *dq_acc, size_t n, float scale, cudaStream_t s, attn_err_t *err);
 #endif

@@ -22,15 +22,15 @@ extern "C" {
 
 namespace {
 
-typedef __nv_bfloat16 bf16;
+typedef __nv_bfloat16 bf16; /* a 2-byte element, bf16 or f16 (p->dtype): sizes and pointer steps only */
 
 __global__ void add_kernel(float *acc, const float *x, int64_t n) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         acc[i] += x[i];
 }
 
-/* One rank's device buffers: bf16 Q and dO, float32 O (then the dQ accumulator) and dO, LSE
- * (then LSE·log2 e) and D, two bf16 K|V blocks, two float32 dK|dV accumulators and the hop's
+/* One rank's device buffers: 16-bit (bf16 or f16) Q and dO, float32 O (then the dQ accumulator) and dO, LSE
+ * (then LSE·log2 e) and D, two 16-bit K|V blocks, two float32 dK|dV accumulators and the hop's
  * receive buffer (after the last hop: this rank's own dK|dV). */
 struct grad_bufs {
     dev_buf q, dob, o32, do32, lse2, delta, kv[2], acc[2], in;
@@ -90,8 +90,8 @@ int ring_cuda_grad_takes(const attn_problem_t *p, const attn_exec_t *x, char *re
         snprintf(reason, len, "the GPU ring backward runs on cuda_local only (its nccl driver is not written yet)");
         return 0;
     }
-    if (p->dtype != ATTN_BF16) { /* flash_bwd is instantiated and checked in bf16 only */
-        snprintf(reason, len, "the GPU ring backward runs in bf16 only (got %s)", dtype_name(p->dtype));
+    if (!dtype_is_16bit(p->dtype)) { /* flash_bwd is instantiated for bf16 and f16 */
+        snprintf(reason, len, "the GPU ring backward runs in bf16 or f16 only (got %s)", dtype_name(p->dtype));
         return 0;
     }
     if (p->n_docs > 0) { /* flash_bwd reads documents at contiguous positions; ring pieces are strided */
@@ -134,26 +134,26 @@ static int grad_ranks(gcomm *g, const attn_problem_t *p, int kind_i, grad_host &
         size_t qn = (size_t)BH * nq * d, rows = (size_t)BH * nq, kn = (size_t)BHkv * nk * d;
         dev_buf stage;
         DEV_ALLOC(stage, std::max(qn, 2 * kn) * sizeof(float) + 16, "ring_cuda backward upload staging");
-        DEV_ALLOC(b[i].q, qn * sizeof(bf16) + 16, "ring_cuda backward Q (bf16)");
-        DEV_ALLOC(b[i].dob, qn * sizeof(bf16) + 16, "ring_cuda backward dO (bf16)");
+        DEV_ALLOC(b[i].q, qn * sizeof(bf16) + 16, "ring_cuda backward Q (16-bit)");
+        DEV_ALLOC(b[i].dob, qn * sizeof(bf16) + 16, "ring_cuda backward dO (16-bit)");
         DEV_ALLOC(b[i].o32, qn * sizeof(float) + 16, "ring_cuda backward O, then the dQ accumulator");
         DEV_ALLOC(b[i].do32, qn * sizeof(float) + 16, "ring_cuda backward dO (float32)");
         DEV_ALLOC(b[i].lse2, rows * sizeof(float) + 16, "ring_cuda backward LSE");
         DEV_ALLOC(b[i].delta, rows * sizeof(float) + 16, "ring_cuda backward D");
         for (int t = 0; t < 2; t++) {
-            DEV_ALLOC(b[i].kv[t], blk * sizeof(bf16) + 16, "ring_cuda backward K/V block (bf16)");
+            DEV_ALLOC(b[i].kv[t], blk * sizeof(bf16) + 16, "ring_cuda backward K/V block (16-bit)");
             DEV_ALLOC(b[i].acc[t], blk * sizeof(float) + 16, "ring_cuda backward dK/dV accumulator");
         }
         DEV_ALLOC(b[i].in, blk * sizeof(float) + 16, "ring_cuda backward dK/dV received");
         cudaStream_t s = g->compute[i];
         if (qn) {
-            ATTN_TRY(cuda_upload(b[i].q.ptr, ATTN_BF16, h.q[i], qn, stage.as<float>(), s, err));
+            ATTN_TRY(cuda_upload(b[i].q.ptr, p->dtype, h.q[i], qn, stage.as<float>(), s, err));
             CUDA_TRY(cudaMemcpyAsync(b[i].o32.ptr, h.o[i], qn * sizeof(float), cudaMemcpyHostToDevice, s));
             CUDA_TRY(cudaMemcpyAsync(b[i].do32.ptr, h.d_o[i], qn * sizeof(float), cudaMemcpyHostToDevice, s));
             CUDA_TRY(cudaMemcpyAsync(b[i].lse2.ptr, h.lse[i], rows * sizeof(float), cudaMemcpyHostToDevice, s));
         }
         if (kn) /* K then V in one block, so a ring step is one message */
-            ATTN_TRY(cuda_upload(b[i].kv[0].ptr, ATTN_BF16, h.kv[i], 2 * kn, stage.as<float>(), s, err));
+            ATTN_TRY(cuda_upload(b[i].kv[0].ptr, p->dtype, h.kv[i], 2 * kn, stage.as<float>(), s, err));
         CUDA_TRY(cudaStreamSynchronize(s)); /* the staging buffer goes at the end of this iteration */
         ATTN_TRY(ev[i].create(P, err));
     }
@@ -163,7 +163,7 @@ static int grad_ranks(gcomm *g, const attn_problem_t *p, int kind_i, grad_host &
         CUDA_TRY(cudaEventRecord(ev[i].start, cs));
         CUDA_TRY(cudaStreamWaitEvent(g->comm[i], ev[i].start, 0));
         ATTN_TRY(cuda_flash_bwd_prep(b[i].o32.as<float>(), b[i].do32.as<float>(), b[i].lse2.as<float>(),
-                                     b[i].delta.as<float>(), b[i].dob.ptr, rows, (int)d, cs, err));
+                                     b[i].delta.as<float>(), b[i].dob.ptr, rows, (int)d, p->dtype, cs, err));
         CUDA_TRY(cudaMemsetAsync(b[i].o32.ptr, 0, (size_t)(rows * d) * sizeof(float), cs)); /* O spent: dQ's sum */
     }
     for (int s = 0; s < P; s++) {
