@@ -10,6 +10,7 @@
 
 #include "core/backend.h"
 #include "impls/cuda/flash_bwd_frag.h"
+#include "impls/parallel/plan.h"
 #include "tests/check.h"
 
 enum { BR = BWD_BR, BC = BWD_BC, WARPS = BWD_WARPS, MAXD = 128 };
@@ -59,7 +60,15 @@ typedef struct {
     double scale;
     int64_t q_ld, kv_ld; /* rows between slabs (a ring step's buffers hold more rows than it uses) */
     int accumulate;      /* dK, dV added to rather than written */
+    int64_t g_q0, g_k0, g_stride; /* a ring piece pair's global positions (stride 0: contiguous), as the kernel's */
 } emu_t;
+
+/* The kernel's bwd_pv and cuda_flash_bwd_launch's stride-0 rule. */
+static piece_vis_t emu_pv(const emu_t *p) {
+    piece_vis_t pv = {p->vis, p->q_off, p->g_stride ? p->g_q0 : p->q_off, p->g_stride ? p->g_k0 : 0,
+                      p->g_stride ? p->g_stride : 1};
+    return pv;
+}
 
 static void load_tile(double *tile, const double *src, int64_t row0, int64_t n, int d) {
     for (int row = 0; row < 64; row++)
@@ -134,13 +143,14 @@ static void emu_block(const emu_t *p, int64_t bkv, int64_t kt) {
     static double sK[BC * MAXD], sV[BC * MAXD], sQ[BR * MAXD], sdO[BR * MAXD], sdS[BR * BC], sL[BR], sD[BR];
     int d = (int)p->d;
     int64_t b = bkv / p->kv_heads, kvh = bkv % p->kv_heads, group = p->heads / p->kv_heads, key0 = kt * BC;
+    const piece_vis_t pvis = emu_pv(p); /* `pv` below is a probability, as in the kernel */
     load_tile(sK, p->k + bkv * p->kv_ld * d, key0, p->n_k, d);
     load_tile(sV, p->v + bkv * p->kv_ld * d, key0, p->n_k, d);
     memset(acc_dk, 0, sizeof acc_dk), memset(acc_dv, 0, sizeof acc_dv);
     for (int64_t j = 0; j < group; j++) {
         int64_t slab = bwd_q_slab(b, p->heads, kvh, group, j);
         for (int64_t r0 = 0; r0 < p->n_q; r0 += BR) {
-            int kind = bwd_tile_kind(&p->vis, p->q_off, r0, p->n_q, key0, p->n_k);
+            int kind = bwd_tile_kind(&pvis, r0, p->n_q, key0, p->n_k);
             if (kind == 0)
                 continue;
             tiles_visited++, tiles_masked += kind == 2;
@@ -158,7 +168,7 @@ static void emu_block(const emu_t *p, int64_t bkv, int64_t kt) {
                             int qr = frag_col(l, n, e);
                             double pv = exp2(acc_s[w][l][n][e] * p->scale * M_LOG2E - sL[qr]);
                             int64_t key = key0 + w * 16 + frag_row(l, e);
-                            if (kind == 2 && (key >= p->n_k || !mask_visible(&p->vis, p->q_off + r0 + qr, key)))
+                            if (kind == 2 && (key >= p->n_k || !piece_visible(&pvis, p->q_off + r0 + qr, key)))
                                 pv = 0;
                             acc_s[w][l][n][e] = pv;
                         }
@@ -235,9 +245,9 @@ static void gather(double *x, const double *y, int64_t slabs, int64_t n, int64_t
 /* cuda_flash_bwd_launch as a ring step calls it: slabs q_ld > n_q and kv_ld > n_k rows apart (the
  * rows between are NaN and must be neither read nor written), dK and dV added to what is there.
  * Returns the padding elements written (must be 0); dq, dk, dv as from emu_backward. */
-static int emu_backward_strided(const attn_problem_t *pr, int64_t q_off, const double *q, const double *k,
-                                const double *v, const double *o, const double *lse, const double *d_o, double *dq,
-                                double *dk, double *dv) {
+static int emu_backward_strided(const attn_problem_t *pr, int64_t q_off, const int64_t piece[3], const double *q,
+                                const double *k, const double *v, const double *o, const double *lse, const double *d_o,
+                                double *dq, double *dk, double *dv) {
     int64_t BH = pr->batch * pr->heads, BHkv = pr->batch * pr->kv_heads, d = pr->head_dim;
     int64_t nq = pr->n_q, nk = pr->n_k, qld = nq + 3, kld = nk + 5;
     double *Q = spread(q, BH, nq, qld, d), *dO = spread(d_o, BH, nq, qld, d), *K = spread(k, BHkv, nk, kld, d);
@@ -259,7 +269,7 @@ static int emu_backward_strided(const attn_problem_t *pr, int64_t q_off, const d
         for (int64_t i = 0; i < nk * d; i++)
             dK[sl * kld * d + i] = 1, dV[sl * kld * d + i] = -2;
     emu_t e = {Q, K, V, dO, L, D, dQ, dK, dV, nq, nk, q_off, pr->batch, pr->heads, pr->kv_heads, d,
-               problem_vis(pr), problem_scale(pr), qld, kld, 1};
+               problem_vis(pr), problem_scale(pr), qld, kld, 1, piece[0], piece[1], piece[2]};
     for (int64_t bkv = 0; bkv < BHkv; bkv++)
         for (int64_t kt = (nk + BC - 1) / BC - 1; kt >= 0; kt--)
             emu_block(&e, bkv, kt);
@@ -275,8 +285,9 @@ static int emu_backward_strided(const attn_problem_t *pr, int64_t q_off, const d
 }
 
 /* The whole backward as blockwise_cuda runs it: prep, every block, the dQ scale. */
-static void emu_backward(const attn_problem_t *pr, int64_t q_off, const double *q, const double *k, const double *v,
-                         const double *o, const double *lse, const double *d_o, double *dq, double *dk, double *dv) {
+static void emu_backward(const attn_problem_t *pr, int64_t q_off, const int64_t piece[3], const double *q,
+                         const double *k, const double *v, const double *o, const double *lse, const double *d_o,
+                         double *dq, double *dk, double *dv) {
     int64_t rows = pr->batch * pr->heads * pr->n_q, d = pr->head_dim;
     double *lse2 = malloc(sizeof(double) * (size_t)rows), *delta = malloc(sizeof(double) * (size_t)rows);
     for (int64_t r = 0; r < rows; r++) {
@@ -288,7 +299,7 @@ static void emu_backward(const attn_problem_t *pr, int64_t q_off, const double *
     }
     memset(dq, 0, sizeof(double) * (size_t)(rows * d));
     emu_t e = {q, k, v, d_o, lse2, delta, dq, dk, dv, pr->n_q, pr->n_k, q_off, pr->batch, pr->heads, pr->kv_heads, d,
-               problem_vis(pr), problem_scale(pr), pr->n_q, pr->n_k, 0};
+               problem_vis(pr), problem_scale(pr), pr->n_q, pr->n_k, 0, piece[0], piece[1], piece[2]};
     for (int64_t bkv = 0; bkv < pr->batch * pr->kv_heads; bkv++)
         for (int64_t kt = (pr->n_k + BC - 1) / BC - 1; kt >= 0; kt--)
             emu_block(&e, bkv, kt);
@@ -299,11 +310,12 @@ static void emu_backward(const attn_problem_t *pr, int64_t q_off, const double *
 
 /* ---- references ---- */
 
-/* Forward and backward by plain loops in float64 at query positions q_off + r (any q_off). */
-static void plain_both(const attn_problem_t *pr, int64_t q_off, const double *q, const double *k, const double *v,
-                       const double *d_o, double *o, double *lse, double *dq, double *dk, double *dv) {
+/* Forward and backward by plain loops in float64, query row r at global position q0 + S·r and key
+ * j at k0 + S·j under the global rule gv (mask_visible alone: no band, no piece_vis.h). */
+static void plain_both(const attn_problem_t *pr, const attn_vis_t *gv, int64_t q0, int64_t k0, int64_t S,
+                       const double *q, const double *k, const double *v, const double *d_o, double *o, double *lse,
+                       double *dq, double *dk, double *dv) {
     int64_t d = pr->head_dim, nq = pr->n_q, nk = pr->n_k, group = pr->heads / pr->kv_heads;
-    attn_vis_t vis = problem_vis(pr);
     double s = problem_scale(pr), *P = malloc(sizeof(double) * (size_t)nk);
     memset(dq, 0, sizeof(double) * (size_t)(pr->batch * pr->heads * nq * d));
     memset(dk, 0, sizeof(double) * (size_t)(pr->batch * pr->kv_heads * nk * d));
@@ -318,7 +330,7 @@ static void plain_both(const attn_problem_t *pr, int64_t q_off, const double *q,
                 double x = 0;
                 for (int64_t c = 0; c < d; c++)
                     x += Q[c] * K[j * d + c];
-                P[j] = mask_visible(&vis, q_off + r, j) ? x * s : -INFINITY;
+                P[j] = mask_visible(gv, q0 + S * r, k0 + S * j) ? x * s : -INFINITY;
                 mx = fmax(mx, P[j]);
             }
             for (int64_t j = 0; j < nk; j++)
@@ -362,8 +374,17 @@ static double uniform(void) {
     return (double)(rng >> 11) / 9007199254740992.0 * 2 - 1;
 }
 
-/* One case: the emulation against naive float64 (q_off < 0: against the plain loops). */
-static void run_case(attn_problem_t pr, int64_t q_off, int strided) {
+/* A ring piece pair as the kernel gets it: the global rule and the pieces' global positions (query
+ * row r at q0 + S·r, key j at k0 + S·j); pr then carries the band (mask, window win, q_off) and
+ * the global document offsets, as plan_pair_vis hands them to the launch. */
+typedef struct {
+    attn_vis_t gv;
+    int64_t q0, k0, S;
+} piece_t;
+
+/* One case: the emulation against naive float64 (q_off other than n_k − n_q, or a ring piece pair
+ * pc: against the plain loops at global positions). */
+static void run_case(attn_problem_t pr, int64_t q_off, int strided, const piece_t *pc) {
     size_t nq = problem_numel_q(&pr), nkv = problem_numel_kv(&pr), nl = problem_numel_lse(&pr);
     double *t[13];
     size_t sizes[13] = {nq, nkv, nkv, nq, nq, nl, nq, nkv, nkv, nq, nkv, nkv, 1};
@@ -380,25 +401,31 @@ static void run_case(attn_problem_t pr, int64_t q_off, int strided) {
     attn_exec_t x = exec_default();
     x.threads = 1;
     int ok = 1;
-    if (q_off == pr.n_k - pr.n_q) {
+    attn_vis_t own = problem_vis(&pr);
+    int64_t piece[3] = {pc ? pc->q0 : 0, pc ? pc->k0 : 0, pc ? pc->S : 0}; /* stride 0: contiguous */
+    if (!pc && q_off == pr.n_k - pr.n_q) {
         const attn_backend_t *nb = registry_find("naive");
         attn_io_t io = {.q = q, .k = k, .v = v, .o = o, .lse = lse};
         attn_grad_io_t g = {.q = q, .k = k, .v = v, .o = o, .lse = lse, .d_o = d_o, .dq = rq, .dk = rk, .dv = rv};
         ok = nb->forward(nb, &pr, &x, &io, &err) == ATTN_OK && nb->backward(nb, &pr, &x, &g, &err) == ATTN_OK;
     } else {
-        plain_both(&pr, q_off, q, k, v, d_o, o, lse, rq, rk, rv);
+        plain_both(&pr, pc ? &pc->gv : &own, pc ? pc->q0 : q_off, pc ? pc->k0 : 0, pc ? pc->S : 1, q, k, v, d_o, o,
+                   lse, rq, rk, rv);
     }
     char name[200];
-    snprintf(name, sizeof name, "B=%lld H=%lld H_kv=%lld d=%lld n_q=%lld n_k=%lld q_off=%lld mask=%s w=%lld docs=%lld%s",
+    snprintf(name, sizeof name,
+             "B=%lld H=%lld H_kv=%lld d=%lld n_q=%lld n_k=%lld q_off=%lld mask=%s w=%lld docs=%lld%s piece q0=%lld "
+             "k0=%lld S=%lld",
              (long long)pr.batch, (long long)pr.heads, (long long)pr.kv_heads, (long long)pr.head_dim,
              (long long)pr.n_q, (long long)pr.n_k, (long long)q_off, mask_name(pr.mask), (long long)pr.window,
-             (long long)pr.n_docs, strided ? " strided+accumulate" : "");
+             (long long)pr.n_docs, strided ? " strided+accumulate" : "", (long long)piece[0], (long long)piece[1],
+             (long long)piece[2]);
     if (check(ok, "reference", "%s: %s", name, err.msg)) {
         if (strided)
-            check(emu_backward_strided(&pr, q_off, q, k, v, o, lse, d_o, eq, ek, ev) == 0, "strided slabs",
+            check(emu_backward_strided(&pr, q_off, piece, q, k, v, o, lse, d_o, eq, ek, ev) == 0, "strided slabs",
                   "%s: padding rows written", name);
         else
-            emu_backward(&pr, q_off, q, k, v, o, lse, d_o, eq, ek, ev);
+            emu_backward(&pr, q_off, piece, q, k, v, o, lse, d_o, eq, ek, ev);
         double e3[3] = {rel_err(eq, rq, nq), rel_err(ek, rk, nkv), rel_err(ev, rv, nkv)};
         for (int i = 0; i < 3; i++)
             worst_err = fmax(worst_err, e3[i]);
@@ -409,8 +436,9 @@ static void run_case(attn_problem_t pr, int64_t q_off, int strided) {
         free(t[i]);
 }
 
-/* The tile bounds: bwd_key_range is mask_key_range (identity key span); bwd_tile_kind 0 only when
- * no pair of the tile is visible, 1 only when every real pair is. */
+/* The tile bounds of one contiguous problem: piece_key_range of the global view (the hull
+ * bwd_tile_kind starts from) is mask_key_range (identity key span); bwd_tile_kind 0 only when no
+ * pair of the tile is visible, 1 only when every real pair is. */
 static void tile_bounds(void) {
     static int64_t docs[][6] = {{0, 1, 70, 70, 140, 200}, {0, 64, 128, 129, 190, 200}};
     int bad_range = 0, bad_kind = 0, n = 0;
@@ -422,7 +450,8 @@ static void tile_bounds(void) {
                 for (int64_t i_lo = 0; i_lo < n_k; i_lo += 7)
                     for (int64_t i_hi = i_lo; i_hi < n_k; i_hi += 23) {
                         int64_t a, b, c, e;
-                        bwd_key_range(&vis, i_lo, i_hi, n_k, &a, &b);
+                        piece_vis_t g = piece_vis_global(vis, 0);
+                        piece_key_range(&g, i_lo, i_hi, n_k, &a, &b);
                         mask_key_range(&vis, i_lo, i_hi, (attn_span_t){0, 1}, n_k, &c, &e);
                         bad_range += (a < b || c < e) && (a != c || b != e);
                     }
@@ -430,7 +459,8 @@ static void tile_bounds(void) {
                     for (int64_t n_q = 1; n_q <= 200 - (q_off > 0 ? q_off : 0); n_q += 61)
                         for (int64_t r0 = 0; r0 < n_q; r0 += BR)
                             for (int64_t key0 = 0; key0 < n_k; key0 += BC) {
-                                int kind = bwd_tile_kind(&vis, q_off, r0, n_q, key0, n_k), any = 0, all = 1;
+                                piece_vis_t pv = piece_vis_global(vis, q_off);
+                                int kind = bwd_tile_kind(&pv, r0, n_q, key0, n_k), any = 0, all = 1;
                                 for (int64_t r = r0; r < r0 + BR && r < n_q; r++)
                                     for (int64_t j = key0; j < key0 + BC; j++) {
                                         int sees = j < n_k && mask_visible(&vis, q_off + r, j);
@@ -440,9 +470,109 @@ static void tile_bounds(void) {
                                 n++;
                             }
             }
-    check(bad_range == 0, "key range", "%d query runs where bwd_key_range differs from mask_key_range", bad_range);
+    check(bad_range == 0, "key range", "%d query runs where piece_key_range differs from mask_key_range", bad_range);
     check(bad_kind == 0, "tile kind", "%d of %d tile pairs skipped with a visible pair or left unmasked with a "
                                       "hidden one", bad_kind, n);
+}
+
+/* Documents of random lengths 1 … max_len over n tokens (a length-1 one first); returns n_docs. */
+static int64_t doc_layout(int64_t n, int64_t max_len, int64_t *off, int64_t cap) {
+    int64_t k = 0;
+    off[0] = 0;
+    while (off[k] < n && k + 1 < cap) {
+        int64_t len = k == 0 ? 1 : 1 + (int64_t)((uniform() + 1) / 2 * (double)max_len);
+        off[k + 1] = off[k] + len < n ? off[k] + len : n;
+        k++;
+    }
+    off[k] = n;
+    return k;
+}
+
+/* The tile decisions of ring piece pairs (flash_bwd under the GPU ring backward): for every pair
+ * of every step of ring, striped and zigzag, packed documents at global positions and the band of
+ * plan_pair_vis, bwd_tile_kind over its 64 × 64 tiles never skips a tile with a visible pair nor
+ * calls one unmasked that holds a hidden pair — judged by mask_visible at global positions. */
+static void ring_tile_kinds(void) {
+    static const attn_layout_kind_t kinds[] = {LAYOUT_CONTIGUOUS, LAYOUT_STRIPED, LAYOUT_ZIGZAG};
+    static const int Ps[] = {1, 2, 3, 5, 8};
+    static int64_t off[400];
+    int bad = 0, tiles = 0, masked = 0, skipped = 0;
+    for (int t = 0; t < 3; t++) {
+        int64_t n_k = 300 + 50 * t, n_q = t == 2 ? 211 : n_k;
+        int64_t nd = doc_layout(n_k, t == 0 ? 6 : t == 1 ? 90 : 250, off, 400);
+        for (int pi = 0; pi < 5; pi++)
+            for (int ki = 0; ki < 3; ki++)
+                for (int m = 0; m < 3; m++) {
+                    int P = Ps[pi];
+                    attn_vis_t v = {(attn_mask_t)m, 37 + 40 * t, off, nd};
+                    for (int r = 0; r < P; r++)
+                        for (int st = 0; st < P; st++) {
+                            plan_ring_step_t ps;
+                            attn_err_t err = {0};
+                            if (plan_ring_step(kinds[ki], n_q, n_k, &v, P, r, st, &ps, &err) != ATTN_OK)
+                                continue;
+                            for (int i = 0; i < ps.n_pairs; i++) {
+                                const plan_pair_t *pr = &ps.pair[i];
+                                if (pr->skip)
+                                    continue;
+                                piece_vis_t pv = plan_pair_vis(&v, v.doc, pr);
+                                int64_t S = pr->q.pos.stride, nq = pr->q.count, nk = pr->k.count;
+                                for (int64_t r0 = 0; r0 < nq; r0 += BR)
+                                    for (int64_t key0 = 0; key0 < nk; key0 += BC) {
+                                        int kind = bwd_tile_kind(&pv, r0, nq, key0, nk), any = 0, all = 1;
+                                        for (int64_t q = r0; q < r0 + BR && q < nq; q++)
+                                            for (int64_t j = key0; j < key0 + BC; j++) {
+                                                int sees = j < nk && mask_visible(&v, pr->q.pos.start + S * q,
+                                                                                  pr->k.pos.start + S * j);
+                                                any |= sees, all &= sees;
+                                            }
+                                        bad += (kind == 0 && any) || (kind == 1 && !all);
+                                        tiles++, masked += kind == 2, skipped += kind == 0;
+                                    }
+                            }
+                        }
+                }
+    }
+    check(bad == 0 && masked > 0 && skipped > 0, "ring tile kinds",
+          "%d of %d tiles of ring pieces (%d masked, %d skipped) skipped with a visible pair or left unmasked with a "
+          "hidden one", bad, tiles, masked, skipped);
+}
+
+/* The emulated kernel on ring piece pairs with packed documents, against plain loops at global
+ * positions: per layout and mask, the first pair at P = 3 (rank 1, every step) whose documents cut
+ * it (piece_docs_cut over the whole pair), with n_q < n_k once. */
+static void ring_piece_cases(void) {
+    static const attn_layout_kind_t kinds[] = {LAYOUT_CONTIGUOUS, LAYOUT_STRIPED, LAYOUT_ZIGZAG};
+    static int64_t off[200];
+    int64_t n_k = 260, nd = doc_layout(n_k, 70, off, 200);
+    int ran = 0;
+    for (int ki = 0; ki < 3; ki++)
+        for (int m = 0; m < 3; m++) {
+            int64_t n_q = m == 2 ? 200 : n_k;
+            attn_vis_t v = {(attn_mask_t)m, 90, off, nd};
+            int done = 0;
+            for (int st = 0; st < 3 && !done; st++) {
+                plan_ring_step_t ps;
+                attn_err_t err = {0};
+                if (plan_ring_step(kinds[ki], n_q, n_k, &v, 3, 1, st, &ps, &err) != ATTN_OK)
+                    continue;
+                for (int i = 0; i < ps.n_pairs && !done; i++) {
+                    const plan_pair_t *pr = &ps.pair[i];
+                    piece_vis_t pv = plan_pair_vis(&v, v.doc, pr);
+                    int64_t nq = pr->q.count, nk = pr->k.count;
+                    if (pr->skip || nq == 0 || nk == 0 ||
+                        !piece_docs_cut(&pv, pr->q_off, pr->q_off + nq - 1, 0, nk))
+                        continue;
+                    attn_problem_t p = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 64, .n_q = nq, .n_k = nk,
+                                        .mask = (attn_mask_t)m, .window = pr->win, .doc = off, .n_docs = nd,
+                                        .dtype = ATTN_F64};
+                    piece_t pc = {v, pr->q.pos.start, pr->k.pos.start, pr->q.pos.stride};
+                    run_case(p, pr->q_off, ki == 1, &pc); /* striped: also as a ring step's buffers */
+                    done = 1, ran++;
+                }
+            }
+        }
+    check(ran >= 6, "ring piece cases", "only %d of 9 (layout, mask) pairs had a pair cut by documents", ran);
 }
 
 /* dSᵀ's store: the 4 warps × 32 lanes × 8 × 4 accumulators fill the 64 × 64 tile once, at
@@ -467,6 +597,7 @@ static void ds_store(void) {
 
 int main(void) {
     tile_bounds();
+    ring_tile_kinds();
     ds_store();
     static int64_t off[] = {0, 1, 40, 41, 100, 130};
     attn_problem_t base = {.batch = 1, .heads = 2, .kv_heads = 1, .head_dim = 64, .n_q = 130, .n_k = 130,
@@ -474,21 +605,22 @@ int main(void) {
     for (int m = 0; m < 3; m++) {
         attn_problem_t p = base;
         p.mask = (attn_mask_t)m;
-        run_case(p, 0, 0); /* GQA group 2, two key tiles with a partial one */
+        run_case(p, 0, 0, NULL); /* GQA group 2, two key tiles with a partial one */
         p.n_q = 70, p.heads = 3, p.kv_heads = 3, p.batch = 2;
-        run_case(p, p.n_k - p.n_q, 0); /* n_q < n_k, no GQA, batch 2 */
+        run_case(p, p.n_k - p.n_q, 0, NULL); /* n_q < n_k, no GQA, batch 2 */
     }
     attn_problem_t p = base;
     p.head_dim = 128, p.mask = ATTN_MASK_CAUSAL, p.n_q = 77, p.n_k = 77;
-    run_case(p, 0, 0); /* d = 128, one partial tile */
+    run_case(p, 0, 0, NULL); /* d = 128, one partial tile */
     p = base;
     p.mask = ATTN_MASK_CAUSAL, p.doc = off, p.n_docs = 5;
-    run_case(p, 0, 0); /* documents, a length-1 one among them */
+    run_case(p, 0, 0, NULL); /* documents, a length-1 one among them */
     p = base;
     p.mask = ATTN_MASK_WINDOW, p.n_q = 90, p.heads = 4, p.kv_heads = 2;
-    run_case(p, -30, 0); /* a ring step: queries before the keys, the first rows see nothing (LSE −∞) */
+    run_case(p, -30, 0, NULL); /* a ring step: queries before the keys, the first rows see nothing (LSE −∞) */
     p.mask = ATTN_MASK_CAUSAL, p.batch = 2;
-    run_case(p, -30, 1); /* the same as a ring step's buffers are laid out: strided slabs, accumulate */
+    run_case(p, -30, 1, NULL); /* the same as a ring step's buffers are laid out: strided slabs, accumulate */
+    ring_piece_cases(); /* ring pieces with packed documents (piece_vis.h at global positions) */
     printf("tiles visited %lld (masked %lld); worst rel L2 of the emulation %.3g\n", (long long)tiles_visited,
            (long long)tiles_masked, worst_err);
     return check_summary();

@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "core/mask.h"
+#include "impls/parallel/piece_vis.h"
 #include "impls/cuda/cuda_util.cuh"
 #include "impls/cuda/flash_bwd.h"
 #include "impls/cuda/flash_bwd_frag.h"
@@ -44,7 +45,8 @@ template <class T> struct bwd_params {
     float *dq_acc, *dk, *dv;
     int64_t n_q, n_k, q_off, q_ld, kv_ld;
     int heads, kv_heads, group, accumulate;
-    attn_vis_t vis;
+    attn_vis_t vis;               /* mask and window in band positions; (device) document offsets in global ones */
+    int64_t g_q0, g_k0, g_stride; /* global positions of query row 0, key 0, and their stride (piece_vis.h) */
     float scale_log2, scale;
     int n_blocks; /* key tiles */
 };
@@ -98,6 +100,12 @@ __device__ __forceinline__ void mma_xb(float (&out)[D / 8][4], const float (&x)[
     }
 }
 
+/* The visibility of this call's pairs: band positions for the mask, global ones for documents
+ * (flash.cu's flash_pv). */
+template <class T> __device__ __forceinline__ piece_vis_t bwd_pv(const bwd_params<T> &p) {
+    return piece_vis_t{p.vis, p.q_off, p.g_q0, p.g_k0, p.g_stride};
+}
+
 template <int D, class T> __global__ void __launch_bounds__(THREADS) flash_bwd(const bwd_params<T> p) {
     extern __shared__ __align__(128) unsigned char smem[];
     T *sK = reinterpret_cast<T *>(smem), *sV = sK + BC * D, *sQ = sV + BC * D, *sdO = sQ + BR * D;
@@ -120,13 +128,14 @@ template <int D, class T> __global__ void __launch_bounds__(THREADS) flash_bwd(c
         for (int e = 0; e < 4; e++)
             dk[n][e] = dv[n][e] = 0.f;
     const int64_t n_qt = (p.n_q + BR - 1) / BR;
+    const piece_vis_t pvis = bwd_pv(p); /* `pv` below is a probability */
 
     for (int j = 0; j < p.group; j++) {
         const int64_t slab = bwd_q_slab(b, p.heads, kvh, p.group, j);
         const T *Q = p.q + slab * p.q_ld * D, *dO = p.d_o + slab * p.q_ld * D;
         for (int64_t qt = 0; qt < n_qt; qt++) {
             const int64_t r0 = qt * BR;
-            const int kind = bwd_tile_kind(&p.vis, p.q_off, r0, p.n_q, key0, p.n_k); /* block-uniform */
+            const int kind = bwd_tile_kind(&pvis, r0, p.n_q, key0, p.n_k); /* block-uniform */
             if (kind == 0)
                 continue;
             __syncthreads(); /* the previous tile's readers of sQ, sdO, sdS, sL, sD are done */
@@ -152,7 +161,7 @@ template <int D, class T> __global__ void __launch_bounds__(THREADS) flash_bwd(c
                     float pv = exp2f(s[n][e] * p.scale_log2 - sL[qr]);
                     if (kind == 2) {
                         const int64_t key = key0 + warp * 16 + frag_row(lane, e);
-                        if (key >= p.n_k || !mask_visible(&p.vis, p.q_off + r0 + qr, key))
+                        if (key >= p.n_k || !piece_visible(&pvis, p.q_off + r0 + qr, key))
                             pv = 0.f;
                     }
                     s[n][e] = pv;
@@ -258,6 +267,8 @@ template <class T> int launch_d(const attn_problem_t *p, const cuda_flash_bwd_ca
     prm.heads = (int)p->heads, prm.kv_heads = (int)p->kv_heads, prm.group = (int)(p->heads / p->kv_heads);
     prm.accumulate = c->accumulate;
     prm.vis = attn_vis_t{(attn_mask_t)c->mask, c->window, c->doc, c->doc ? c->n_docs : 0};
+    /* stride 0: one contiguous problem, band positions are the global ones (as cuda_flash_launch) */
+    prm.g_q0 = c->stride ? c->q0 : c->q_off, prm.g_k0 = c->stride ? c->k0 : 0, prm.g_stride = c->stride ? c->stride : 1;
     prm.scale = (float)problem_scale(p);
     prm.scale_log2 = (float)(problem_scale(p) * 1.4426950408889634);
     prm.n_blocks = (int)((c->n_k + BC - 1) / BC);
@@ -353,7 +364,7 @@ extern "C" int cuda_flash_backward(const attn_problem_t *p, const attn_exec_t *x
     CUDA_TRY(cudaMemsetAsync(o32.ptr, 0, nq * sizeof(float), s)); /* O is spent: now dQ's accumulator */
     cuda_flash_bwd_call call = {q.ptr, k.ptr, v.ptr, dob.ptr, lse2.as<float>(), delta.as<float>(), o32.as<float>(),
                                 dk.as<float>(), dv.as<float>(), p->n_q, p->n_k, p->n_q, p->n_k, p->n_k - p->n_q,
-                                p->window, (int)p->mask, vis.doc, vis.n_docs, 0};
+                                p->window, (int)p->mask, vis.doc, vis.n_docs, 0, 0, 0, 0}; /* stride 0: contiguous */
     ATTN_TRY(cuda_flash_bwd_launch(p, &call, s, err));
     ATTN_TRY(cuda_flash_bwd_scale(do32.as<float>(), o32.as<float>(), nq, (float)problem_scale(p), s, err));
     CUDA_TRY(cudaEventRecord(ev.stop, s));

@@ -30,6 +30,10 @@ struct cuda_flash_bwd_call {
     const int64_t *doc;
     int64_t n_docs;
     int accumulate;
+    /* A ring piece pair (piece_vis.h): global positions of query row 0 and key 0 and their stride,
+     * where documents are looked up (mask and window stay in the band positions above); stride 0
+     * (the default): one contiguous problem, documents at the band positions. */
+    int64_t q0, k0, stride;
 };
 int cuda_flash_bwd_launch(const attn_problem_t *p, const cuda_flash_bwd_call *c, cudaStream_t s, attn_err_t *err);
 /* Per row (rows rows of d columns): delta = Σ dO∘O (float32 O, dO), dO → t (bf16 or f16, the

@@ -7,6 +7,7 @@
 
 #include "core/mask.h"
 #include "impls/cuda/flash_frag.h"
+#include "impls/parallel/piece_vis.h"
 
 /* Tile shape of the backward: a block owns BWD_BC keys of one (batch, kv head) and walks query
  * tiles of BWD_BR rows; each of the BWD_WARPS warps owns 16 of the keys (dK, dV rows) in the
@@ -48,34 +49,18 @@ ATTN_HD_INLINE int64_t bwd_dq_index(int64_t slab, int64_t ld, int64_t r0, int wa
     return (slab * ld + r0 + warp * 16 + frag_row(lane, e)) * d + frag_col(lane, n, e);
 }
 
-/* Keys [k_lo, k_hi) that query positions [i_lo, i_hi] can see among 0 … n_k (flash.cu's range,
- * the host's mask_key_range with the identity key span: the test checks they agree). */
-ATTN_HD_INLINE void bwd_key_range(const attn_vis_t *v, int64_t i_lo, int64_t i_hi, int64_t n_k, int64_t *k_lo,
-                                  int64_t *k_hi) {
-    int64_t lo = 0, hi = n_k;
-    if (v->mask != ATTN_MASK_NONE)
-        hi = hi < i_hi + 1 ? hi : i_hi + 1;
-    if (v->mask == ATTN_MASK_WINDOW)
-        lo = i_lo - v->window + 1 > 0 ? i_lo - v->window + 1 : 0;
-    if (mask_has_docs(v)) {
-        int64_t dl = mask_doc_lo(v, i_lo), dh = mask_doc_hi(v, i_hi);
-        lo = lo > dl ? lo : dl;
-        hi = hi < dh ? hi : dh;
-    }
-    *k_lo = lo, *k_hi = hi;
-}
-
-/* Query tile rows [r0, r0 + BWD_BR) (positions q_off + r, real rows < n_q) against key tile
- * [key0, key0 + BWD_BC): 0 when no pair is visible (skipped), 1 when every real pair is (no
- * per-element mask), 2 when some but maybe not all are (mask_visible per element; also past n_k). */
-ATTN_HD_INLINE int bwd_tile_kind(const attn_vis_t *v, int64_t q_off, int64_t r0, int64_t n_q, int64_t key0,
-                                 int64_t n_k) {
-    int64_t r1 = r0 + BWD_BR < n_q ? r0 + BWD_BR : n_q, i_lo = q_off + r0, i_hi = q_off + r1 - 1, k_lo, k_hi;
-    bwd_key_range(v, i_lo, i_hi, n_k, &k_lo, &k_hi);
-    if (r1 <= r0 || key0 >= k_hi || key0 + BWD_BC <= k_lo)
+/* Query tile rows [r0, r0 + BWD_BR) (band positions pv->q_off + r, real rows < n_q) against key
+ * tile [key0, key0 + BWD_BC) of a piece pair (piece_vis.h: the mask in band positions, documents at
+ * the pieces' global positions; one contiguous problem is piece_vis_global): 0 when no pair is
+ * visible (skipped), 1 when every real pair is (no per-element test), 2 when some but maybe not
+ * all are (piece_visible per element; also past n_k). The forward's decisions (flash.cu):
+ * piece_key_range's hull, then piece_tile_masked. */
+ATTN_HD_INLINE int bwd_tile_kind(const piece_vis_t *pv, int64_t r0, int64_t n_q, int64_t key0, int64_t n_k) {
+    int64_t r1 = r0 + BWD_BR < n_q ? r0 + BWD_BR : n_q, i_lo = pv->q_off + r0, i_hi = pv->q_off + r1 - 1, k_lo, k_hi;
+    if (r1 <= r0)
         return 0;
-    int masked = (v->mask != ATTN_MASK_NONE && key0 + BWD_BC - 1 > i_lo) ||
-                 (v->mask == ATTN_MASK_WINDOW && key0 <= i_hi - v->window) ||
-                 mask_docs_cut(v, i_lo, i_hi, key0, key0 + BWD_BC);
-    return masked || key0 + BWD_BC > n_k ? 2 : 1;
+    piece_key_range(pv, i_lo, i_hi, n_k, &k_lo, &k_hi);
+    if (key0 >= k_hi || key0 + BWD_BC <= k_lo)
+        return 0;
+    return piece_tile_masked(pv, i_lo, i_hi, key0, key0 + BWD_BC) || key0 + BWD_BC > n_k ? 2 : 1;
 }

@@ -33,7 +33,7 @@ __global__ void add_kernel(float *acc, const float *x, int64_t n) {
  * (then LSE·log2 e) and D, two 16-bit K|V blocks, two float32 dK|dV accumulators and the hop's
  * receive buffer (after the last hop: this rank's own dK|dV). */
 struct grad_bufs {
-    dev_buf q, dob, o32, do32, lse2, delta, kv[2], acc[2], in;
+    dev_buf q, dob, o32, do32, lse2, delta, kv[2], acc[2], in, docs; /* docs: the document offsets */
 };
 
 /* Per step: kv_in (next block arrived, comm stream), comp (compute ended), hop (dK/dV hop done). */
@@ -94,11 +94,6 @@ int ring_cuda_grad_takes(const attn_problem_t *p, const attn_exec_t *x, char *re
         snprintf(reason, len, "the GPU ring backward runs in bf16 or f16 only (got %s)", dtype_name(p->dtype));
         return 0;
     }
-    if (p->n_docs > 0) { /* flash_bwd reads documents at contiguous positions; ring pieces are strided */
-        snprintf(reason, len, "the GPU ring backward declines packed documents: flash_bwd takes no strided "
-                              "document pieces (piece_vis.h) yet");
-        return 0;
-    }
     return 1;
 }
 
@@ -113,7 +108,7 @@ size_t ring_cuda_grad_rank_bytes(const attn_problem_t *p, int ranks, int kind, i
     size_t blk = 2 * bhkv * kmax * d, qn = bh * nq * d;
     size_t stage = std::max(qn, blk);
     return 2 * qn * sizeof(bf16) + (2 * qn + 2 * bh * nq) * sizeof(float) + 2 * blk * sizeof(bf16) +
-           3 * blk * sizeof(float) + stage * sizeof(float) + 11 * 16;
+           3 * blk * sizeof(float) + stage * sizeof(float) + 11 * 16 + cuda_vis_bytes(p);
 }
 
 /* Runs the P steps for every rank of g (cuda_local): shards in h, dQ and this rank's dK|dV out. */
@@ -154,6 +149,8 @@ static int grad_ranks(gcomm *g, const attn_problem_t *p, int kind_i, grad_host &
         }
         if (kn) /* K then V in one block, so a ring step is one message */
             ATTN_TRY(cuda_upload(b[i].kv[0].ptr, p->dtype, h.kv[i], 2 * kn, stage.as<float>(), s, err));
+        attn_vis_t dvis;
+        ATTN_TRY(cuda_vis_upload(p, b[i].docs, &dvis, s, err)); /* each rank its own copy, as on its own GPU */
         CUDA_TRY(cudaStreamSynchronize(s)); /* the staging buffer goes at the end of this iteration */
         ATTN_TRY(ev[i].create(P, err));
     }
@@ -201,11 +198,14 @@ static int grad_ranks(gcomm *g, const attn_problem_t *p, int kind_i, grad_host &
                 if (pr->skip)
                     continue;
                 ring_grad_launch_t l = ring_grad_launch_of(pr);
+                /* band coordinates for the mask, the pieces' global positions for documents */
+                const piece_vis_t pv = plan_pair_vis(&vis, b[i].docs.as<int64_t>(), pr);
                 cuda_flash_bwd_call call = {b[i].q.as<bf16>() + l.q_row0 * d, kb + l.k_row0 * d, vb + l.k_row0 * d,
                                             b[i].dob.as<bf16>() + l.q_row0 * d, b[i].lse2.as<float>() + l.q_row0,
                                             b[i].delta.as<float>() + l.q_row0, b[i].o32.as<float>() + l.q_row0 * d,
                                             dkb + l.k_row0 * d, dvb + l.k_row0 * d, l.n_q, l.n_k, nq, kcnt, l.q_off,
-                                            l.window, (int)p->mask, nullptr, 0, 1};
+                                            l.window, (int)p->mask, pv.vis.doc, pv.vis.n_docs, 1, pv.q0, pv.k0,
+                                            pv.stride};
                 ATTN_TRY(cuda_flash_bwd_launch(p, &call, cs, err));
             }
             if (s > 0) { /* the partial sum of this block that arrived with the previous hop */

@@ -1,5 +1,5 @@
 /* ring_cuda_grad.h — the GPU ring family's backward (ring_cuda_grad.cu) as dist_cuda.cu's table
- * calls it: cuda_local only (all P virtual ranks from this thread), bf16, no packed documents. */
+ * calls it: bf16 or f16, packed documents through piece_vis.h. */
 #pragma once
 #include "core/backend.h"
 
