@@ -5,6 +5,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <initializer_list>
+
 extern "C" {
 #include "core/backend.h"
 }
@@ -84,6 +86,36 @@ struct event_pair {
             cudaEventDestroy(start);
         if (stop)
             cudaEventDestroy(stop);
+    }
+};
+
+/* The per-step events of a GPU ring loop (ring_cuda.cu's rank_events, ring_cuda_grad.cu's
+ * grad_events): N kinds of one event per step (what each marks is the loop's: users name them
+ * through pointers into at[]) and the start and end of the rank's timed region. create(steps)
+ * makes start, end and steps events of each kind; every non-null one is destroyed on every
+ * return path (creation may stop half-way). */
+template <int N> struct step_events {
+    cudaEvent_t at[N][ATTN_MAX_RANKS] = {};
+    cudaEvent_t start = nullptr, end = nullptr;
+    step_events() = default;
+    step_events(const step_events &) = delete;
+    step_events &operator=(const step_events &) = delete;
+    ~step_events() {
+        for (int k = 0; k < N; k++)
+            for (int s = 0; s < ATTN_MAX_RANKS; s++)
+                if (at[k][s])
+                    cudaEventDestroy(at[k][s]);
+        for (cudaEvent_t e : {start, end})
+            if (e)
+                cudaEventDestroy(e);
+    }
+    int create(int steps, attn_err_t *err) {
+        CUDA_TRY(cudaEventCreate(&start));
+        CUDA_TRY(cudaEventCreate(&end));
+        for (int s = 0; s < steps; s++)
+            for (int k = 0; k < N; k++)
+                CUDA_TRY(cudaEventCreate(&at[k][s]));
+        return ATTN_OK;
     }
 };
 

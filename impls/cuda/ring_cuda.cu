@@ -60,32 +60,10 @@ struct rank_bufs {
     dev_buf q, kv[2], o, lse, o_part, lse_part, docs;
 };
 
-struct rank_events {
-    cudaEvent_t comp0[ATTN_MAX_RANKS] = {}, comp1[ATTN_MAX_RANKS] = {}, comm0[ATTN_MAX_RANKS] = {},
-                comm1[ATTN_MAX_RANKS] = {}, start = nullptr, end = nullptr;
-    rank_events() = default;
-    rank_events(const rank_events &) = delete;
-    rank_events &operator=(const rank_events &) = delete;
-    ~rank_events() {
-        for (cudaEvent_t *a : {comp0, comp1, comm0, comm1}) /* every non-null one: creation may stop half-way */
-            for (int s = 0; s < ATTN_MAX_RANKS; s++)
-                if (a[s])
-                    cudaEventDestroy(a[s]);
-        for (cudaEvent_t e : {start, end})
-            if (e)
-                cudaEventDestroy(e);
-    }
-    int create(int P, attn_err_t *err) {
-        CUDA_TRY(cudaEventCreate(&start));
-        CUDA_TRY(cudaEventCreate(&end));
-        for (int s = 0; s < P; s++) {
-            CUDA_TRY(cudaEventCreate(&comp0[s]));
-            CUDA_TRY(cudaEventCreate(&comp1[s]));
-            CUDA_TRY(cudaEventCreate(&comm0[s]));
-            CUDA_TRY(cudaEventCreate(&comm1[s]));
-        }
-        return ATTN_OK;
-    }
+/* Per step: comp0 / comp1 around the compute (compute stream), comm0 / comm1 around the K/V
+ * transfer (comm stream); cuda_util.cuh's step_events. */
+struct rank_events : step_events<4> {
+    cudaEvent_t *const comp0 = at[0], *const comp1 = at[1], *const comm0 = at[2], *const comm1 = at[3];
 };
 
 } // namespace

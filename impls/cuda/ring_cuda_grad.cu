@@ -36,32 +36,10 @@ struct grad_bufs {
     dev_buf q, dob, o32, do32, lse2, delta, kv[2], acc[2], in, docs; /* docs: the document offsets */
 };
 
-/* Per step: kv_in (next block arrived, comm stream), comp (compute ended), hop (dK/dV hop done). */
-struct grad_events {
-    cudaEvent_t kv_in[ATTN_MAX_RANKS] = {}, comp[ATTN_MAX_RANKS] = {}, hop[ATTN_MAX_RANKS] = {}, start = nullptr,
-                end = nullptr;
-    grad_events() = default;
-    grad_events(const grad_events &) = delete;
-    grad_events &operator=(const grad_events &) = delete;
-    ~grad_events() {
-        for (int s = 0; s < ATTN_MAX_RANKS; s++)
-            for (cudaEvent_t e : {kv_in[s], comp[s], hop[s]})
-                if (e)
-                    cudaEventDestroy(e);
-        for (cudaEvent_t e : {start, end})
-            if (e)
-                cudaEventDestroy(e);
-    }
-    int create(int P, attn_err_t *err) {
-        CUDA_TRY(cudaEventCreate(&start));
-        CUDA_TRY(cudaEventCreate(&end));
-        for (int s = 0; s < P; s++) {
-            CUDA_TRY(cudaEventCreate(&kv_in[s]));
-            CUDA_TRY(cudaEventCreate(&comp[s]));
-            CUDA_TRY(cudaEventCreate(&hop[s]));
-        }
-        return ATTN_OK;
-    }
+/* Per step: kv_in (next block arrived, comm stream), comp (compute ended), hop (dK/dV hop done);
+ * cuda_util.cuh's step_events, as ring_cuda.cu's rank_events. */
+struct grad_events : step_events<3> {
+    cudaEvent_t *const kv_in = at[0], *const comp = at[1], *const hop = at[2];
 };
 
 /* Host float32 shards of every rank, freed on every return path. */
