@@ -2,18 +2,30 @@
  * functions ring_cuda_grad.cu calls) on the host against plan_ring_step, the plan ring_grad.c runs:
  * the block held at each step, the launches' row offsets and bands (every visible (query, key)
  * pair computed exactly once), and the dK/dV accumulators' hops (each block's sum, every rank's
- * share in it once, home after P steps). P = 1 … 8, masks, n_q < n_k, ring/striped/zigzag. */
+ * share in it once, home after P steps), and the bytes each rank moves (ring_grad_step_bytes) against
+ * ring_backward_expect over the GPU ring's forward expectation, the count its per-rank records are
+ * failed against. P = 1 … 8, masks, n_q < n_k, ring/striped/zigzag. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "impls/cuda/ring_cuda_grad_plan.h"
+#include "impls/parallel/ring.h"
 #include "tests/check.h"
+
+/* The GPU ring backends' forward expectation (dist_cuda.cu's dist_cuda_expect for the ring
+ * family): K/V elements of 2 bytes. */
+static attn_layout_kind_t expect_kind;
+static void gpu_ring_expect(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
+                            attn_dist_expect_t *out) {
+    (void)self;
+    dist_ring_expect(expect_kind, p, exec_ranks(x), 2.0, out);
+}
 
 /* One case; returns 1 if every check held (failures are reported as they occur). */
 static int run_case(attn_layout_kind_t kind, int P, attn_mask_t mask, int64_t n_q, int64_t n_k, int64_t w) {
-    attn_problem_t p = {.batch = 1, .heads = 1, .kv_heads = 1, .head_dim = 64, .n_q = n_q, .n_k = n_k, .mask = mask,
+    attn_problem_t p = {.batch = 2, .heads = 2, .kv_heads = 1, .head_dim = 64, .n_q = n_q, .n_k = n_k, .mask = mask,
                         .window = w, .dtype = ATTN_BF16};
     const attn_vis_t vis = problem_vis(&p);
     attn_layout_t lq, lk;
@@ -27,6 +39,7 @@ static int run_case(attn_layout_kind_t kind, int P, attn_mask_t mask, int64_t n_
     int ok = 1;
     /* the accumulators: which block each holds and whose shares are in it (a bit per rank) */
     int acc_blk[ATTN_MAX_RANKS][2], in_blk[ATTN_MAX_RANKS];
+    int64_t sent[ATTN_MAX_RANKS] = {0}, recvd[ATTN_MAX_RANKS] = {0}, row = 2 * p.batch * p.kv_heads * p.head_dim;
     unsigned acc_in[ATTN_MAX_RANKS][2], in_in[ATTN_MAX_RANKS];
     for (int s = 0; s < P && ok; s++) {
         for (int me = 0; me < P && ok; me++) {
@@ -36,6 +49,8 @@ static int run_case(attn_layout_kind_t kind, int P, attn_mask_t mask, int64_t n_
                 return free(cnt), 0;
             ok &= ps.src == ring_grad_block_at(me, s, P) && (s == P - 1 || ps.next_src == ring_grad_recv_block(me, s, P));
             ok &= ps.k_rows == layout_local_count(&lk, ps.src) && ps.q_rows == layout_local_count(&lq, me);
+            ring_grad_bytes_t by = ring_grad_step_bytes(&ps, s, P, row, layout_local_count(&lk, ring_grad_recv_block(me, s, P)));
+            sent[me] += by.kv_sent + by.hop_sent, recvd[me] += by.kv_recv + by.hop_recv;
             for (int pi = 0; pi < ps.n_pairs && ok; pi++) {
                 const plan_pair_t *pr = &ps.pair[pi];
                 if (pr->skip)
@@ -84,8 +99,22 @@ static int run_case(attn_layout_kind_t kind, int P, attn_mask_t mask, int64_t n_
         home &= blk == me && in == all;
     }
     check(home, "home", "%s: after P steps each rank holds its own block's dK/dV with every rank's share", name);
+    attn_backend_t self = {.name = "gpu ring", .expect = gpu_ring_expect};
+    attn_exec_t x = exec_default();
+    x.ranks = P;
+    attn_dist_expect_t e = {0};
+    expect_kind = kind;
+    ring_backward_expect(&self, &p, &x, &e);
+    int bytes = 1;
+    for (int me = 0; me < P; me++)
+        if ((double)sent[me] != e.bytes_sent[me] || (double)recvd[me] != e.bytes_recv[me]) {
+            check(0, "bytes", "%s: rank %d moves %lld B out / %lld B in, ring_backward_expect %.0f / %.0f", name, me,
+                  (long long)sent[me], (long long)recvd[me], e.bytes_sent[me], e.bytes_recv[me]);
+            bytes = 0;
+            break;
+        }
     free(cnt);
-    return ok && cover && home;
+    return ok && cover && home && bytes;
 }
 
 int main(void) {

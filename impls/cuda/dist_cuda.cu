@@ -12,6 +12,7 @@
 
 extern "C" {
 #include "impls/parallel/dist.h"
+#include "impls/parallel/ring.h" /* ring_backward_expect */
 #include "comm/layout.h"
 }
 
@@ -157,8 +158,9 @@ int node_local_rank(int world_rank) {
 /* At exit, before the CUDA runtime's own teardown (atexit runs in reverse order of registration). */
 void nccl_world_at_exit(void) { gcomm_close(&nccl_world); }
 
-int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_comm_t *c, const attn_io_t *io,
-              attn_err_t *err) {
+/* This process's rank under nccl: its GPU chosen and current (*mine: x with that device), and
+ * nccl_world open for the job's P ranks (kept across calls). */
+int nccl_enter(attn_comm_t *c, const attn_exec_t *x, attn_exec_t *mine, attn_err_t *err) {
     int P = c->size, me = c->rank;
     /* One GPU per rank: a rank uses device --device + its rank on its node, unless the launcher
      * already gave each rank its own GPU (CUDA_VISIBLE_DEVICES naming one device). */
@@ -166,9 +168,9 @@ int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_ex
     int n_dev = device_count(why, sizeof why);
     const char *visible = getenv("CUDA_VISIBLE_DEVICES");
     int own_gpu = n_dev == 1 && visible && *visible && !strchr(visible, ',');
-    attn_exec_t mine_x = *x;
-    mine_x.device = own_gpu ? x->device : x->device + node_local_rank(me);
-    x = &mine_x;
+    *mine = *x;
+    mine->device = own_gpu ? x->device : x->device + node_local_rank(me);
+    x = mine;
     if (n_dev > 0 && x->device >= n_dev)
         return attn_fail(err, ATTN_ERUNTIME, "nccl: rank %d needs CUDA device %d but this node has %d (one GPU per rank)",
                          me, x->device, n_dev);
@@ -182,6 +184,32 @@ int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_ex
             at_exit_set = atexit(nccl_world_at_exit) == 0;
     }
     nccl_world.timeout_s = x->comm_timeout > 0 ? x->comm_timeout : 300.0;
+    return ATTN_OK;
+}
+
+/* dist_report's figures of one nccl rank (the comm ones are the GPU streams'), then the device
+ * bytes of every rank on rank 0. */
+int nccl_report(attn_comm_t *c, const ring_cuda_stats_t &st, attn_dist_stats_t *out, attn_err_t *err) {
+    int P = c->size, me = c->rank;
+    comm_stats_reset(c);
+    c->stats.total_s = st.comm_s, c->stats.exposed_s = st.exposed_s;
+    c->stats.bytes_sent = (uint64_t)st.bytes_sent, c->stats.bytes_recv = (uint64_t)st.bytes_recv;
+    dist_rank_stats_t mine = {st.compute_s, st.blocks_computed, st.blocks_skipped, st.wall_s, st.step_compute_s, P};
+    ATTN_TRY(dist_report(c, &mine, out, err));
+    double dev[ATTN_MAX_RANKS] = {};
+    dev[me] = st.device_bytes;
+    ATTN_TRY(comm_allreduce(c, dev, P, COMM_SUM, (1 << 20) + 3, err));
+    if (me == 0 && out)
+        memcpy(out->device_bytes, dev, sizeof dev);
+    return ATTN_OK;
+}
+
+int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_comm_t *c, const attn_io_t *io,
+              attn_err_t *err) {
+    int P = c->size, me = c->rank;
+    attn_exec_t mine_x;
+    ATTN_TRY(nccl_enter(c, x, &mine_x, err));
+    x = &mine_x;
     attn_layout_t lq, lk;
     ATTN_TRY(layout_init(&lq, kind_of(self, x), p->n_q, P, err));
     ATTN_TRY(layout_init(&lk, kind_of(self, x), p->n_k, P, err));
@@ -200,16 +228,7 @@ int nccl_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_ex
         return rc;
     }
     /* dist_report gathers the figures over MPI; the comm ones are the GPU streams' here. */
-    comm_stats_reset(c);
-    c->stats.total_s = st.comm_s, c->stats.exposed_s = st.exposed_s;
-    c->stats.bytes_sent = (uint64_t)st.bytes_sent, c->stats.bytes_recv = (uint64_t)st.bytes_recv;
-    dist_rank_stats_t mine = {st.compute_s, st.blocks_computed, st.blocks_skipped, st.wall_s, st.step_compute_s, P};
-    ATTN_TRY(dist_report(c, &mine, io->dist, err));
-    double dev[ATTN_MAX_RANKS] = {};
-    dev[me] = st.device_bytes;
-    ATTN_TRY(comm_allreduce(c, dev, P, COMM_SUM, (1 << 20) + 3, err));
-    if (me == 0 && io->dist)
-        memcpy(io->dist->device_bytes, dev, sizeof dev);
+    ATTN_TRY(nccl_report(c, st, io->dist, err));
     ATTN_TRY(dist_gather(c, &lq, BH, d, hs.h.o[0], (float *)io->o, err));
     return dist_gather(c, &lq, BH, 1, hs.h.lse[0], (float *)io->lse, err);
 }
@@ -275,11 +294,62 @@ size_t dist_cuda_workspace(const attn_backend_t *self, const attn_problem_t *p, 
     return bytes;
 }
 
-/* The ring family's backward (ring_cuda_grad.cu; cuda_local, bf16, no documents: it says why
- * otherwise). Its workspace figure is every rank's device bytes, as the forward's. */
+/* The ring family's backward (ring_cuda_grad.cu): all P virtual ranks here under cuda_local, the
+ * per-rank figures filled as the forward's; under nccl dist_backward runs nccl_backward_rank on
+ * every process. Its workspace figure is every rank's device bytes, as the forward's. */
 int dist_cuda_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
                        const attn_grad_io_t *g, attn_err_t *err) {
-    return ring_cuda_backward_local(p, x, (int)kind_of(self, x), g, err);
+    if (x->transport == ATTN_TRANSPORT_NCCL)
+        return dist_backward(self, p, x, g, err);
+    int P = exec_ranks(x);
+    ring_cuda_stats_t st[ATTN_MAX_RANKS] = {};
+    ATTN_TRY(ring_cuda_backward_local(p, x, (int)kind_of(self, x), g, st, err));
+    attn_dist_stats_t all;
+    fill_dist(st, P, &all);
+    if (g->dist)
+        *g->dist = all;
+    if (g->device_s)
+        *g->device_s = all.wall_s;
+    return ATTN_OK;
+}
+
+/* One process's rank of the backward under nccl (dist_backward, dist_follow): its shards of Q, O,
+ * dO, LSE, K and V scattered from rank 0, ring_cuda_grad_ranks on its GPU, the figures reported
+ * and dQ, dK, dV gathered on rank 0 (as nccl_rank's forward). */
+int nccl_backward_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_comm_t *c,
+                       const attn_grad_io_t *g, attn_err_t *err) {
+    char why[256];
+    if (!ring_cuda_grad_takes(p, x, why, sizeof why))
+        return attn_fail(err, ATTN_EUSAGE, "%s", why);
+    int P = c->size, me = c->rank, kind = (int)kind_of(self, x);
+    attn_exec_t mine_x;
+    ATTN_TRY(nccl_enter(c, x, &mine_x, err));
+    attn_layout_t lq, lk;
+    ATTN_TRY(ring_cuda_grad_layouts(p, kind, P, &lq, &lk, err));
+    int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
+    size_t kn = (size_t)(BHkv * layout_local_count(&lk, me) * d);
+    ring_cuda_grad_host_t h;
+    ATTN_TRY(h.alloc(p, &lq, &lk, 0, me, err));
+    ATTN_TRY(dist_scatter(c, &lq, BH, d, (const float *)g->q, h.q[0], err));
+    ATTN_TRY(dist_scatter(c, &lq, BH, d, (const float *)g->o, h.o[0], err));
+    ATTN_TRY(dist_scatter(c, &lq, BH, d, (const float *)g->d_o, h.d_o[0], err));
+    ATTN_TRY(dist_scatter(c, &lq, BH, 1, (const float *)g->lse, h.lse[0], err));
+    ATTN_TRY(dist_scatter(c, &lk, BHkv, d, (const float *)g->k, h.kv[0], err));
+    ATTN_TRY(dist_scatter(c, &lk, BHkv, d, (const float *)g->v, h.kv[0] + kn, err));
+    nccl_world.world = c; /* the barrier before the timed region, once the uploads are done */
+    ring_cuda_stats_t st = {};
+    int rc = ring_cuda_grad_ranks(&nccl_world, p, kind, h, &st, err);
+    if (rc != ATTN_OK) {
+        gcomm_abort(&nccl_world); /* peers may be blocked on this rank: no graceful finalize */
+        gcomm_close(&nccl_world);
+        return rc;
+    }
+    ATTN_TRY(nccl_report(c, st, g->dist, err));
+    if (me == 0 && g->device_s)
+        *g->device_s = st.wall_s;
+    ATTN_TRY(dist_gather(c, &lq, BH, d, h.dq[0], (float *)g->dq, err));
+    ATTN_TRY(dist_gather(c, &lk, BHkv, d, h.dkv[0], (float *)g->dk, err));
+    return dist_gather(c, &lk, BHkv, d, h.dkv[0] + kn, (float *)g->dv, err);
 }
 
 size_t dist_cuda_bwd_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
@@ -296,14 +366,18 @@ const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, RING}, striped_ctx = {LAYOUT_
 
 } // namespace
 
-#define DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, BWD, BWD_WS)                                        \
+/* BWD_RANK (nccl's per-process backward) and BWD_EXPECT (ring_grad.c's: the forward's balance plus
+ * the float32 dK/dV hops) also give the tasks the backward's per-rank figures. */
+#define DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, BWD, BWD_RANK, BWD_EXPECT, BWD_WS)                     \
     extern "C" const attn_backend_t var = {NAME, "cuda", DESC, LAYOUT, dist_cuda_supports, dist_cuda_forward,     \
                                            nccl_rank, dist_cuda_expect, dist_cuda_workspace, &CTX,          \
                                            nullptr, nullptr, nullptr, nullptr, 0, /* built in: no peer, harness-timed, exact */ \
-                                           BWD, nullptr, nullptr, BWD_WS, nullptr, 0}; /* no backward_rank: cuda_local drives all ranks */
-#define DIST_CUDA_BACKEND(var, NAME, LAYOUT, CTX, DESC) DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, nullptr, nullptr)
+                                           BWD, BWD_RANK, BWD_EXPECT, BWD_WS, nullptr, 0};
+#define DIST_CUDA_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                           \
+    DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, nullptr, nullptr, nullptr, nullptr)
 #define DIST_CUDA_RING_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                      \
-    DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, dist_cuda_backward, dist_cuda_bwd_workspace)
+    DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, dist_cuda_backward, nccl_backward_rank, ring_backward_expect, \
+                          dist_cuda_bwd_workspace)
 
 DIST_CUDA_RING_BACKEND(backend_cuda_ring, "ring_cuda", "contiguous", ring_ctx,
                   "ring attention on GPUs: tensor-core kernel per step, next K/V block copied meanwhile; bf16 or f16")

@@ -31,3 +31,22 @@ ATTN_HD_INLINE int ring_grad_recv_block(int pos, int s, int R) { return ring_gra
 /* Which of the two accumulators step s computes into: the other one is the source of step s − 1's
  * hop; this one's hop (step s − 2) is over once step s − 1's has arrived. */
 ATTN_HD_INLINE int ring_grad_acc_buffer(int s) { return s & 1; }
+
+/* What rank pos moves at step s of R, in bytes (ps: its plan_ring_step; row: elements of one key
+ * row of a K|V block, 2·B·H_kv·d; hop_recv_rows: rows of the block whose sum its hop brings,
+ * layout_local_count of ring_grad_recv_block): the next K/V block in 16-bit elements while
+ * s < R − 1, and the dK/dV hop in float32 when R > 1. Summed over the steps, the figures
+ * ring_backward_expect counts (the record fails a rank whose bytes differ). */
+typedef struct {
+    int64_t kv_sent, kv_recv, hop_sent, hop_recv;
+} ring_grad_bytes_t;
+
+ATTN_HD_INLINE ring_grad_bytes_t ring_grad_step_bytes(const plan_ring_step_t *ps, int s, int R, int64_t row,
+                                                      int64_t hop_recv_rows) {
+    ring_grad_bytes_t b = {0, 0, 0, 0};
+    if (s < R - 1)
+        b.kv_sent = row * ps->rows_sent * 2, b.kv_recv = row * ps->rows_recv * 2;
+    if (R > 1)
+        b.hop_sent = row * ps->k_rows * 4, b.hop_recv = row * hop_recv_rows * 4;
+    return b;
+}

@@ -57,3 +57,9 @@ int ring_grad_loop(attn_comm_t *c, const ring_grad_loop_t *L, dist_rank_stats_t 
                    attn_err_t *err);
 /* Bytes ring_grad_loop allocates for a query shard of nq rows, K/V blocks of kmax rows. */
 size_t ring_grad_loop_workspace(const attn_problem_t *p, int64_t wire_kv_heads, int64_t nq, int64_t kmax);
+/* ring_grad.c's analytic figures of the backward: the forward's (self->expect: the same pairs,
+ * each 2.5× the work, and the K/V bytes) plus the float32 dK/dV hops, n_k rows of 2·B·H_kv·d
+ * floats sent and received per rank. The GPU ring backends (dist_cuda.cu) use it too: their dK/dV
+ * hops are float32 as well, their K/V bytes the forward's 16-bit ones. */
+void ring_backward_expect(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
+                          attn_dist_expect_t *out);

@@ -1,0 +1,73 @@
+#!/bin/sh
+# test_nccl_grad.sh — the GPU ring backward (ring_cuda, striped_cuda, zigzag_cuda) end to end:
+# exactness --direction backward in bf16 and f16, packed documents included, against the float64
+# gradient reference, first on cuda_local (P = 2, 4: no MPI needed), then under mpirun with
+# --transport nccl, one process and GPU per rank (P = min(GPUs, 4); with one GPU P = 1, as
+# test_nccl.sh explains); and throughput --direction backward, whose per-rank figures fail the
+# record when a rank's bytes differ from ring_backward_expect's count. Exits 77 (CTest skip)
+# without a device; the nccl part also without mpirun or libnccl (then after the cuda_local part).
+# usage: test_nccl_grad.sh ATTNBENCH TEST_CUDA SCRATCH_DIR MPIEXEC
+set -u
+bin=$1 probe=$2 dir=$3 mpirun=${4:-mpirun}
+"$probe" --probe >/dev/null 2>&1 || { echo "skip: no CUDA device"; exit 77; }
+mkdir -p "$dir"
+# Judges one table: every record must pass; a declined (skipped) or failed one fails the test.
+judge() {
+  name=$1 rc=$2 out=$3
+  npass=$(printf '%s\n' "$out" | grep -cE '[[:space:]]pass$' || true)
+  nbad=$(printf '%s\n' "$out" | grep -cE '[[:space:]](skipped|fail|error)$' || true)
+  if [ "$rc" != 0 ] || [ "$npass" = 0 ] || [ "$nbad" != 0 ]; then
+    echo "grad: $name FAILED (exit $rc, $npass passed, $nbad declined or failed)"
+    exit 1
+  fi
+  echo "grad: $name: $npass records passed"
+}
+common="--backends ring_cuda,striped_cuda,zigzag_cuda --heads 4 --kv-heads 2 --head-dim 64 --seq-len 700 \
+  --q-len 700,233 --mask none,causal,window --window 200 --comm-timeout 60 --out-dir $dir"
+for P in 2 4; do
+  for dt in bf16 f16; do
+    # shellcheck disable=SC2086
+    out=$("$bin" run --task exactness --direction backward --transport cuda_local --ranks $P --dtype $dt $common 2>&1)
+    rc=$?; echo "$out"; judge "cuda_local P=$P $dt" $rc "$out"
+  done
+  # shellcheck disable=SC2086
+  out=$("$bin" run --task exactness --direction backward --transport cuda_local --ranks $P --dtype bf16 \
+    --doc-lens 1,90,250,359 $common 2>&1)
+  rc=$?; echo "$out"; judge "cuda_local P=$P documents" $rc "$out"
+  # shellcheck disable=SC2086
+  out=$("$bin" run --task throughput --direction backward --transport cuda_local --ranks $P --dtype bf16 \
+    --repeats 2 --warmup 1 $common 2>&1)
+  rc=$?; echo "$out"; judge "cuda_local P=$P throughput (per-rank figures)" $rc "$out"
+done
+
+command -v "$mpirun" >/dev/null 2>&1 || { echo "skip: no mpirun (the cuda_local part passed)"; exit 77; }
+lib=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)
+[ -n "$lib" ] && export LD_LIBRARY_PATH="$lib:${LD_LIBRARY_PATH:-}"
+if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
+  ngpu=$(printf '%s\n' "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c .)
+else
+  ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+fi
+[ "${ngpu:-0}" -ge 1 ] || ngpu=1
+P=$ngpu; [ "$P" -gt 4 ] && P=4
+[ "$P" = 1 ] && echo "nccl: one GPU here, so P = 1 only (multi-rank NCCL needs a GPU per rank)"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+nccl_case() {
+  name=$1; shift
+  # shellcheck disable=SC2086
+  out=$("$mpirun" --oversubscribe -np "$P" "$bin" run --transport nccl --ranks "$P" $common "$@" 2>&1)
+  rc=$?
+  echo "$out"
+  if echo "$out" | grep -q "cannot load libnccl"; then
+    echo "skip: libnccl not found (the cuda_local part passed)"; exit 77
+  fi
+  if echo "$out" | grep -q "this build has no NCCL headers"; then
+    echo "skip: built without nccl.h (the cuda_local part passed)"; exit 77
+  fi
+  judge "nccl P=$P $name" $rc "$out"
+}
+nccl_case "bf16" --task exactness --direction backward --dtype bf16
+nccl_case "f16" --task exactness --direction backward --dtype f16
+nccl_case "documents" --task exactness --direction backward --dtype bf16 --doc-lens 1,90,250,359
+nccl_case "throughput (per-rank figures)" --task throughput --direction backward --dtype bf16 --repeats 2 --warmup 1
+echo "grad: nccl P = $P passed"
