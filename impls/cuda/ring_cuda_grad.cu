@@ -38,12 +38,12 @@ struct grad_bufs {
     dev_buf q, dob, o32, do32, lse2, delta, kv[2], acc[2], in, docs; /* docs: the document offsets */
 };
 
-/* Per step: comp0 / comp1 around the compute (compute stream), kv0 / kv1 around the K/V transfer
- * and hop0 / hop1 around the dK/dV hop (comm stream); cuda_util.cuh's step_events, as
- * ring_cuda.cu's rank_events. */
-struct grad_events : step_events<6> {
+/* Per step: comp0 / comp1 around the compute and pre / post around its wait for the previous hop
+ * (compute stream), kv0 / kv1 around the K/V transfer and hop0 / hop1 around the dK/dV hop (comm
+ * stream); cuda_util.cuh's step_events, as ring_cuda.cu's rank_events. */
+struct grad_events : step_events<8> {
     cudaEvent_t *const comp0 = at[0], *const comp1 = at[1], *const kv0 = at[2], *const kv1 = at[3],
-                       *const hop0 = at[4], *const hop1 = at[5];
+                       *const hop0 = at[4], *const hop1 = at[5], *const pre = at[6], *const post = at[7];
 };
 
 } // namespace
@@ -177,14 +177,14 @@ int ring_cuda_grad_ranks(gcomm *g, const attn_problem_t *p, int kind_i, ring_cud
             cudaStream_t cs = g->compute[i];
             int64_t nq = ps[i].q_rows, kcnt = ps[i].k_rows;
             size_t acc_n = row_floats * (size_t)kcnt;
-            if (s > 0)
-                CUDA_TRY(cudaStreamWaitEvent(cs, ev[i].kv1[s - 1], 0));
-            /* hop1[s − 1] (on this rank's comm stream) follows the shifts that waited for the
-             * neighbour's copy of step s − 2 out of this accumulator (cuda_local copies on the
-             * receiver's stream; nccl's sends are on this comm stream, in order), and brings the
-             * partial sum added below. */
+            /* kv1[s − 1] brings this step's block, and it also follows the copy out of the
+             * accumulator zeroed below, which was step s − 2's hop source: cuda_local's shift of
+             * step s − 1 waited for the receiving neighbour's comm stream, where that copy ran
+             * (gcomm.cu: a copy waits for the sender's and the receiver's streams); nccl's sends
+             * run in order on this rank's one comm stream. So the previous hop is not waited for
+             * here but only before its sum is added, and it runs meanwhile (ring_grad.c's order). */
             if (s > 0) {
-                CUDA_TRY(cudaStreamWaitEvent(cs, ev[i].hop1[s - 1], 0));
+                CUDA_TRY(cudaStreamWaitEvent(cs, ev[i].kv1[s - 1], 0));
                 CUDA_TRY(cudaEventRecord(ev[i].comp0[s], cs));
             }
             float *acc = b[i].acc[a].as<float>();
@@ -210,6 +210,9 @@ int ring_cuda_grad_ranks(gcomm *g, const attn_problem_t *p, int kind_i, ring_cud
                 ATTN_TRY(cuda_flash_bwd_launch(p, &call, cs, err));
             }
             if (s > 0) { /* the partial sum of this block that arrived with the previous hop */
+                CUDA_TRY(cudaEventRecord(ev[i].pre[s], cs));
+                CUDA_TRY(cudaStreamWaitEvent(cs, ev[i].hop1[s - 1], 0));
+                CUDA_TRY(cudaEventRecord(ev[i].post[s], cs));
                 add_kernel<<<256, 256, 0, cs>>>(acc, b[i].in.as<float>(), (int64_t)acc_n);
                 CUDA_TRY_LAUNCH();
             }
@@ -242,25 +245,28 @@ int ring_cuda_grad_ranks(gcomm *g, const attn_problem_t *p, int kind_i, ring_cud
             ATTN_TRY(gcomm_sync(g, ev[i].comp1[s], "ring_cuda backward step", err));
     for (int i = 0; i < L; i++)
         ATTN_TRY(gcomm_sync(g, ev[i].end, "ring_cuda backward", err));
-    /* Figures from the events, as the forward's: compute per step (step 0 with the prep), and a
-     * transfer is exposed for as long as the next compute (or, after the last hop, the dQ scale)
-     * waited for it after the current compute ended. */
+    /* Figures from the events, as the forward's: compute per step (step 0 with the prep; the
+     * wait for the previous hop left out), and a transfer is exposed for as long as its reader
+     * waited for it: the next step's start for a K/V block, the add of step s + 1 for hop s (the
+     * dQ scale for the last hop). */
     for (int i = 0; i < L; i++) {
         int me = g->first + i;
         st[i].n_steps = P;
         for (int s = 0; s < P; s++) {
-            st[i].step_compute_s[s] = seconds_between(ev[i].comp0[s], ev[i].comp1[s]);
-            st[i].compute_s += st[i].step_compute_s[s];
-            double waited = 0;
+            double c = seconds_between(ev[i].comp0[s], ev[i].comp1[s]);
+            if (s > 0)
+                c -= std::max(0.0, seconds_between(ev[i].pre[s], ev[i].post[s]));
+            st[i].step_compute_s[s] = c;
+            st[i].compute_s += c;
             if (s < P - 1) {
                 st[i].comm_s += seconds_between(ev[i].kv0[s], ev[i].kv1[s]);
-                waited = seconds_between(ev[i].comp1[s], ev[i].kv1[s]);
+                st[i].exposed_s += std::max(0.0, seconds_between(ev[i].comp1[s], ev[i].kv1[s]));
             }
             if (P > 1) {
                 st[i].comm_s += seconds_between(ev[i].hop0[s], ev[i].hop1[s]);
-                waited = std::max(waited, seconds_between(ev[i].comp1[s], ev[i].hop1[s]));
+                st[i].exposed_s += std::max(0.0, s < P - 1 ? seconds_between(ev[i].pre[s + 1], ev[i].post[s + 1])
+                                                           : seconds_between(ev[i].comp1[s], ev[i].hop1[s]));
             }
-            st[i].exposed_s += std::max(0.0, waited);
         }
         st[i].wall_s = seconds_between(ev[i].start, ev[i].end);
         st[i].device_bytes = (double)ring_cuda_grad_rank_bytes(p, P, kind_i, me);
