@@ -29,7 +29,8 @@ ATTN_HD_INLINE int ring_grad_block_at(int pos, int s, int R) { return ((pos - s)
 ATTN_HD_INLINE int ring_grad_recv_block(int pos, int s, int R) { return ring_grad_block_at(pos, s + 1, R); }
 
 /* Which of the two accumulators step s computes into: the other one is the source of step s − 1's
- * hop; this one's hop (step s − 2) is over once step s − 1's has arrived. */
+ * hop (still in flight while step s computes); this one's hop (step s − 2) is over once step
+ * s − 1's K/V block has arrived (ring_cuda_grad.cu says why). */
 ATTN_HD_INLINE int ring_grad_acc_buffer(int s) { return s & 1; }
 
 /* What rank pos moves at step s of R, in bytes (ps: its plan_ring_step; row: elements of one key
