@@ -262,12 +262,15 @@ __global__ void __launch_bounds__(THREADS, 1)
         if (it < NT)
             mbar_wait(&full_k[st], sm90_full_parity(it));
         named_sync(BAR_TURN + c); /* this warpgroup's turn on the tensor cores */
-        if (it > 0) {             /* O += P·V of the previous tile */
+        /* The non-finite-V edge tile takes the scalar path after the stage has drained: a
+         * non-wgmma definition of o anywhere between a stage's first wgmma and its wait (even on
+         * another branch) serialises every wgmma of the kernel (ptxas C7515). */
+        bool scalar_pv = false;
+        if (it > 0) { /* O += P·V of the previous tile */
             const int ps = sm90_stage(it - 1);
             mbar_wait(&full_v[ps], sm90_full_parity(it - 1));
-            if (prev_masked && tile_nonfinite<T, BN, D>(sV + ps * KB, lane)) {
-                pv_visible_only<T, BN, D>(o, pa, sV + ps * KB, p, (t_lo + it - 1) * BN, row_pos, ctid);
-            } else {
+            scalar_pv = prev_masked && tile_nonfinite<T, BN, D>(sV + ps * KB, lane);
+            if (!scalar_pv) {
                 fence_regs(o); /* before the fence: inside the stage only wgmma may define o */
                 wgmma_fence();
 #pragma unroll
@@ -291,6 +294,8 @@ __global__ void __launch_bounds__(THREADS, 1)
         fence_regs(s);
         if (sm90_pp_end_arrive(c, it, turns))
             named_arrive(BAR_TURN + (1 - c));
+        if (scalar_pv) /* CUDA cores only: the tensor-core turn is already handed on */
+            pv_visible_only<T, BN, D>(o, pa, sV + sm90_stage(it - 1) * KB, p, (t_lo + it - 1) * BN, row_pos, ctid);
         if (it > 0) {
             __syncwarp();
             if (lane == 0)
