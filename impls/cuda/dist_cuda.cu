@@ -282,6 +282,17 @@ int dist_cuda_backward(const attn_backend_t *self, const attn_problem_t *p, cons
     return ring_cuda_backward_local(p, x, (int)kind_of(self, x), g, err);
 }
 
+/* The ring family's backward declines what ring_cuda_grad_takes does (the transport, the dtype,
+ * packed documents), so the tasks record a skip with the reason rather than a run-time error. */
+int ring_supports_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *why,
+                           size_t len) {
+    char r[256];
+    if (ring_cuda_grad_takes(p, x, r, sizeof r))
+        return 1;
+    snprintf(why, len, "%s: %s", self->name, r);
+    return 0;
+}
+
 size_t dist_cuda_bwd_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     size_t bytes = 0;
     int P = exec_ranks(x);
@@ -296,14 +307,16 @@ const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, RING}, striped_ctx = {LAYOUT_
 
 } // namespace
 
-#define DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, BWD, BWD_WS)                                        \
+#define DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, BWD, BWD_WS, BWD_TAKES)                             \
     extern "C" const attn_backend_t var = {NAME, "cuda", DESC, LAYOUT, dist_cuda_supports, dist_cuda_forward,     \
                                            nccl_rank, dist_cuda_expect, dist_cuda_workspace, &CTX,          \
                                            nullptr, nullptr, nullptr, nullptr, 0, /* built in: no peer, harness-timed, exact */ \
-                                           BWD, nullptr, nullptr, BWD_WS, nullptr, 0}; /* no backward_rank: cuda_local drives all ranks */
-#define DIST_CUDA_BACKEND(var, NAME, LAYOUT, CTX, DESC) DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, nullptr, nullptr)
+                                           BWD, nullptr, nullptr, BWD_WS, nullptr, 0, /* no backward_rank: cuda_local drives all ranks */ \
+                                           BWD_TAKES};
+#define DIST_CUDA_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                           \
+    DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, nullptr, nullptr, nullptr)
 #define DIST_CUDA_RING_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                      \
-    DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, dist_cuda_backward, dist_cuda_bwd_workspace)
+    DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, dist_cuda_backward, dist_cuda_bwd_workspace, ring_supports_backward)
 
 DIST_CUDA_RING_BACKEND(backend_cuda_ring, "ring_cuda", "contiguous", ring_ctx,
                   "ring attention on GPUs: tensor-core kernel per step, next K/V block copied meanwhile; bf16 or f16")
