@@ -144,5 +144,8 @@ int main(void) {
     gpu_declines("ring_cuda", f16, loc, "bf16");
     gpu_declines("zigzag_cuda", g, nccl, "cuda_local");
     gpu_takes("striped_cuda", g, loc);
+    gpu_declines("ulysses_cuda", f16, loc, "bf16");
+    gpu_declines("ulysses_cuda", d96, loc, "head dims");
+    gpu_declines("ulysses_cuda", g, nccl, "cuda_local");
     return check_summary();
 }
