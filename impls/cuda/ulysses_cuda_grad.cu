@@ -75,12 +75,9 @@ struct rank_state {
     }
 };
 
-/* Host float32 shards of every rank, freed on every return path. */
-struct host_shards {
-    float *q[ATTN_MAX_RANKS] = {}, *k[ATTN_MAX_RANKS] = {}, *v[ATTN_MAX_RANKS] = {}, *o[ATTN_MAX_RANKS] = {},
-          *d_o[ATTN_MAX_RANKS] = {}, *lse[ATTN_MAX_RANKS] = {}, *dq[ATTN_MAX_RANKS] = {}, *dk[ATTN_MAX_RANKS] = {},
-          *dv[ATTN_MAX_RANKS] = {};
-    host_shards() = default;
+/* Host float32 shards of every rank (ulysses_grad_host), freed on every return path. */
+struct host_shards : ulysses_grad_host {
+    host_shards() : ulysses_grad_host() {}
     host_shards(const host_shards &) = delete;
     host_shards &operator=(const host_shards &) = delete;
     ~host_shards() {
@@ -90,10 +87,15 @@ struct host_shards {
     }
 };
 
-/* Both exchanges and the compute for every rank g drives (contiguous shards in h). */
-int grad_ranks(gcomm *gc, const attn_problem_t *p, const ulysses_grad_plan_t &g, host_shards &h, double *device_s,
-               attn_err_t *err) {
+} // namespace
+
+int ulysses_cuda_grad_ranks(gcomm *gc, const attn_problem_t *p, const ulysses_grad_host *hp, double *device_s,
+                            attn_err_t *err) {
     int P = gc->size, L = gc->count;
+    const ulysses_grad_host &h = *hp;
+    std::unique_ptr<ulysses_grad_plan_t> gp(new ulysses_grad_plan_t());
+    ATTN_TRY(ulysses_grad_plan(p, P, gp.get(), err));
+    const ulysses_grad_plan_t &g = *gp;
     int64_t d = g.d;
     std::unique_ptr<rank_state[]> rs(new rank_state[L]);
     struct sizes {
@@ -231,8 +233,6 @@ int grad_ranks(gcomm *gc, const attn_problem_t *p, const ulysses_grad_plan_t &g,
     return ATTN_OK;
 }
 
-} // namespace
-
 int ulysses_cuda_grad_takes(const attn_problem_t *p, const attn_exec_t *x, char *why, size_t len) {
     if (x->transport == ATTN_TRANSPORT_NCCL) {
         snprintf(why, len, "the GPU Ulysses backward runs on cuda_local only (its nccl driver is not written yet)");
@@ -296,7 +296,7 @@ int ulysses_cuda_backward_local(const attn_problem_t *p, const attn_exec_t *x, c
     double dev_s = 0;
     int rc = gcomm_local_open(&gc, P, x->device, x->comm_timeout, err);
     if (rc == ATTN_OK)
-        rc = grad_ranks(&gc, p, *g, h, &dev_s, err);
+        rc = ulysses_cuda_grad_ranks(&gc, p, &h, &dev_s, err);
     gcomm_close(&gc);
     ATTN_TRY(rc);
     for (int r = 0; r < P; r++) {

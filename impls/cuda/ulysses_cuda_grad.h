@@ -12,3 +12,16 @@ int ulysses_cuda_backward_local(const attn_problem_t *p, const attn_exec_t *x, c
 /* Device bytes rank `rank` allocates for the backward (shards, its heads' tokens, staging); 0
  * when the heads do not split over the ranks. */
 size_t ulysses_cuda_grad_rank_bytes(const attn_problem_t *p, int ranks, int rank);
+
+#include "impls/cuda/gcomm.cuh"
+/* Host float32 contiguous shards of the ranks a gcomm drives, by local index: inputs q, k, v, o,
+ * d_o, lse; outputs dq, dk, dv. */
+struct ulysses_grad_host {
+    float *q[ATTN_MAX_RANKS], *k[ATTN_MAX_RANKS], *v[ATTN_MAX_RANKS], *o[ATTN_MAX_RANKS], *d_o[ATTN_MAX_RANKS],
+        *lse[ATTN_MAX_RANKS], *dq[ATTN_MAX_RANKS], *dk[ATTN_MAX_RANKS], *dv[ATTN_MAX_RANKS];
+};
+/* Both exchanges and the compute for the ranks g drives (any gcomm: the cuda_local driver is
+ * ulysses_cuda_backward_local; an nccl one would scatter and gather around this call);
+ * *device_s: the slowest driven rank's prep-to-end seconds. */
+int ulysses_cuda_grad_ranks(gcomm *g, const attn_problem_t *p, const ulysses_grad_host *h, double *device_s,
+                            attn_err_t *err);
