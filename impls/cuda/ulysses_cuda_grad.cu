@@ -8,8 +8,7 @@
 #include <algorithm>
 #include <memory>
 
-#include "impls/cuda/cuda_backends.h"
-#include "impls/cuda/cuda_util.cuh"
+#include "impls/cuda/cuda_util.cuh" /* first: it includes the C headers with C linkage */
 #include "impls/cuda/flash_bwd.h"
 #include "impls/cuda/gcomm.cuh"
 #include "impls/cuda/ulysses_cuda_grad.h"

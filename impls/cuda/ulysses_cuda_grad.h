@@ -1,7 +1,9 @@
 /* ulysses_cuda_grad.h — ulysses_cuda's backward (ulysses_cuda_grad.cu) as dist_cuda.cu's table calls
  * it: cuda_local only (all P virtual ranks from this thread), bf16, head dims 64 and 128. */
 #pragma once
+extern "C" { /* C++ only (gcomm below); the core headers keep C linkage whatever comes first */
 #include "core/backend.h"
+}
 
 /* 1 if the GPU Ulysses backward takes p under x (the forward's head split assumed); else 0 and why. */
 int ulysses_cuda_grad_takes(const attn_problem_t *p, const attn_exec_t *x, char *why, size_t len);
