@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "impls/cuda/flash_bwd_frag.h" /* bwd_q_slab: the query heads flash_bwd sums into a kv head */
 #include "impls/cuda/ulysses_grad_plan.h"
 #include "tests/check.h"
 
@@ -140,12 +141,19 @@ static int run_case(int64_t B, int64_t H, int64_t Hkv, int64_t d, int64_t n_q, i
         check(in_ok, "in exchange", "%s: a head owner's Q/dO/LSE/D/K/V rows differ from the whole tensor's", name);
         ok &= in_ok;
         /* The compute, as the kernel's GQA reads it: dQ of each local head; dK, dV of each local kv
-         * head times the local query heads that read it (plan_ulysses_kv_of). */
+         * head times the local query heads flash_bwd sums into it (bwd_q_slab over the local
+         * problem: hq heads, kvn kv heads), each of which must read that kv head's K/V as the
+         * exchange delivered it (plan_ulysses_kv_of over the global group). */
+        int gqa_ok = 1;
         for (int q = 0; q < P; q++) {
             const plan_heads_t *h = &g.hd[q];
-            int64_t cnt[64] = {0};
-            for (int64_t j = 0; j < h->hq; j++)
-                cnt[plan_ulysses_kv_of(h, H / Hkv, j)]++;
+            int64_t cnt[64] = {0}, lg = h->hq / h->kvn;
+            for (int64_t kvh = 0; kvh < h->kvn; kvh++)
+                for (int64_t j = 0; j < lg; j++) {
+                    int64_t local = bwd_q_slab(0, h->hq, kvh, lg, j);
+                    gqa_ok &= local >= 0 && local < h->hq && plan_ulysses_kv_of(h, H / Hkv, local) == kvh;
+                    cnt[kvh]++;
+                }
             for (int t = UG_OUT_FIRST; t < UG_OUT_END; t++) {
                 int qr = t == UG_DQ;
                 int64_t nh = qr ? h->hq : h->kvn, seq = qr ? n_q : n_k;
@@ -159,6 +167,8 @@ static int run_case(int64_t B, int64_t H, int64_t Hkv, int64_t d, int64_t n_q, i
                 heads[q][t] = (char *)f;
             }
         }
+        check(gqa_ok, "kernel GQA order", "%s: a local query head flash_bwd sums into kv head k reads another", name);
+        ok &= gqa_ok;
     }
     /* Out exchange done: dQ as written, dK and dV summed over the group's H / H_kv query heads. */
     int out_ok = 1;
