@@ -49,6 +49,13 @@ int backend_supports_backward(const attn_backend_t *b, const attn_problem_t *p, 
     }
     if (!backend_supports(b, p, x, reason, len))
         return 0;
+    if (b->supports_backward) { /* single-rank backends see one rank, as in backend_supports */
+        attn_exec_t one = *x;
+        if (!b->forward_rank)
+            one.ranks = 1;
+        if (!b->supports_backward(b, p, &one, reason, len))
+            return 0;
+    }
     size_t ws = b->backward_workspace_bytes ? b->backward_workspace_bytes(b, p, x) : 0;
     size_t need_sz = attn_size_add(attn_size_add(problem_io_bytes(p), problem_grad_bytes(p)), ws);
     if (need_sz == ATTN_SIZE_OVERFLOW) {

@@ -8,6 +8,7 @@
 #include "impls/cuda/ring_cuda.h"
 #include "impls/cuda/ring_cuda_grad.h"
 #include "impls/cuda/ulysses_cuda.h"
+#include "impls/cuda/ulysses_cuda_grad.h"
 #include "impls/cuda/usp_cuda.h"
 
 extern "C" {
@@ -276,18 +277,45 @@ size_t dist_cuda_workspace(const attn_backend_t *self, const attn_problem_t *p, 
 }
 
 /* The ring family's backward (ring_cuda_grad.cu; cuda_local, bf16, no documents: it says why
- * otherwise). Its workspace figure is every rank's device bytes, as the forward's. */
+ * otherwise) and ulysses_cuda's (ulysses_cuda_grad.cu; cuda_local, bf16). Their workspace figure
+ * is every rank's device bytes, as the forward's. */
 int dist_cuda_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
                        const attn_grad_io_t *g, attn_err_t *err) {
+    if (scheme_of(self) == ULYSSES)
+        return ulysses_cuda_backward_local(p, x, g, err);
     return ring_cuda_backward_local(p, x, (int)kind_of(self, x), g, err);
+}
+
+/* The ring family's backward declines what ring_cuda_grad_takes does (the transport, the dtype,
+ * packed documents), so the tasks record a skip with the reason rather than a run-time error. */
+int ring_supports_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *why,
+                           size_t len) {
+    char r[256];
+    if (ring_cuda_grad_takes(p, x, r, sizeof r))
+        return 1;
+    snprintf(why, len, "%s: %s", self->name, r);
+    return 0;
 }
 
 size_t dist_cuda_bwd_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     size_t bytes = 0;
     int P = exec_ranks(x);
     for (int r = 0; r < P; r++)
-        bytes = attn_size_add(bytes, ring_cuda_grad_rank_bytes(p, P, (int)kind_of(self, x), r));
+        bytes = attn_size_add(bytes, scheme_of(self) == ULYSSES ? ulysses_cuda_grad_rank_bytes(p, P, r)
+                                                                : ring_cuda_grad_rank_bytes(p, P, (int)kind_of(self, x), r));
     return bytes;
+}
+
+/* ulysses_cuda's backward: what ulysses_cuda_grad_takes declines, and every rank's device bytes
+ * (cuda_local: all on the one device) against the device's free memory. */
+int ulysses_supports_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *why,
+                              size_t len) {
+    char r[256];
+    if (!ulysses_cuda_grad_takes(p, x, r, sizeof r)) {
+        snprintf(why, len, "%s: %s", self->name, r);
+        return 0;
+    }
+    return cuda_supports_device(self, x, dist_cuda_bwd_workspace(self, p, x), why, len);
 }
 
 const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, RING}, striped_ctx = {LAYOUT_STRIPED, RING},
@@ -296,14 +324,16 @@ const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, RING}, striped_ctx = {LAYOUT_
 
 } // namespace
 
-#define DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, BWD, BWD_WS)                                        \
+#define DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, BWD, BWD_WS, BWD_TAKES)                             \
     extern "C" const attn_backend_t var = {NAME, "cuda", DESC, LAYOUT, dist_cuda_supports, dist_cuda_forward,     \
                                            nccl_rank, dist_cuda_expect, dist_cuda_workspace, &CTX,          \
                                            nullptr, nullptr, nullptr, nullptr, 0, /* built in: no peer, harness-timed, exact */ \
-                                           BWD, nullptr, nullptr, BWD_WS, nullptr, 0}; /* no backward_rank: cuda_local drives all ranks */
-#define DIST_CUDA_BACKEND(var, NAME, LAYOUT, CTX, DESC) DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, nullptr, nullptr)
+                                           BWD, nullptr, nullptr, BWD_WS, nullptr, 0, /* no backward_rank: cuda_local drives all ranks */ \
+                                           BWD_TAKES};
+#define DIST_CUDA_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                           \
+    DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, nullptr, nullptr, nullptr)
 #define DIST_CUDA_RING_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                      \
-    DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, dist_cuda_backward, dist_cuda_bwd_workspace)
+    DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, dist_cuda_backward, dist_cuda_bwd_workspace, ring_supports_backward)
 
 DIST_CUDA_RING_BACKEND(backend_cuda_ring, "ring_cuda", "contiguous", ring_ctx,
                   "ring attention on GPUs: tensor-core kernel per step, next K/V block copied meanwhile; bf16 or f16")
@@ -311,8 +341,10 @@ DIST_CUDA_RING_BACKEND(backend_cuda_striped, "striped_cuda", "striped", striped_
                   "ring_cuda with token t on rank t mod P (balanced causal work); bf16 or f16")
 DIST_CUDA_RING_BACKEND(backend_cuda_zigzag, "zigzag_cuda", "zigzag", zigzag_ctx,
                   "ring_cuda with chunks p and 2P−1−p on rank p (balanced, contiguous); bf16 or f16")
-DIST_CUDA_BACKEND(backend_cuda_ulysses, "ulysses_cuda", "contiguous", ulysses_ctx,
-                  "all-to-all from token shards to head shards, tensor-core kernel on all tokens, all-to-all back; bf16 or f16")
+DIST_CUDA_BACKEND_BWD(backend_cuda_ulysses, "ulysses_cuda", "contiguous", ulysses_ctx,
+                      "all-to-all from token shards to head shards, tensor-core kernel on all tokens, all-to-all back; "
+                      "bf16 or f16",
+                      dist_cuda_backward, dist_cuda_bwd_workspace, ulysses_supports_backward)
 DIST_CUDA_BACKEND(backend_cuda_usp, "usp_cuda", "zigzag", usp_ctx,
                   "Ulysses × ring on GPUs (U × R = P): all-to-all within groups of U, ring_cuda's loop across the R "
                   "groups; bf16 or f16")
