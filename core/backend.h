@@ -59,6 +59,8 @@ typedef struct attn_backend {
     /* 1: forward reads K/V from device memory when x->kv_device says they are there (exec.h);
      * 0 (every CPU backend, and the GPU ones that take only host shards): declined. */
     int device_kv;
+    /* 1: forward also takes Q, O and LSE in device memory when x->qo_device says so (exec.h). */
+    int device_qo;
 } attn_backend_t;
 
 const attn_backend_t *registry_find(const char *name);
