@@ -94,6 +94,7 @@ const attn_backend_t backend_cuda_blockwise = {
     .backward_workspace_bytes = flash_bwd_workspace,
     .decode_split = flash_split,
     .device_kv = 1,
+    .device_qo = 1, /* Q, O, LSE of the device-resident model forward read and written in place */
 };
 
 /* The GPU kernel already visits only the key tiles a query block can see, so the window
@@ -109,4 +110,5 @@ const attn_backend_t backend_cuda_sliding_window = {
     .backward_workspace_bytes = flash_bwd_workspace,
     .decode_split = flash_split,
     .device_kv = 1,
+    .device_qo = 1, /* Q, O, LSE of the device-resident model forward read and written in place */
 };
