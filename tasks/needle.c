@@ -218,7 +218,9 @@ static int run_depth(needle_ctx_t *x, const needle_prompt_t *pr, int64_t n, doub
         approx_probe_t probe; /* an approximate backend runs inside a probe: key fraction, output error */
         approx_probe_init(&probe, be);
         /* 16-bit runs only: the band beside it (sliding_window_cuda) has no f32 kernel. */
-        const model_memspace_t *space = be->device_kv && dtype_is_16bit(all->dtype) ? x->kv_space : NULL;
+        /* The GPU distributed backends read a device cache under cuda_local only (one process). */
+        int one_process = !be->forward_rank || case_exec(o, be).transport != ATTN_TRANSPORT_NCCL;
+        const model_memspace_t *space = be->device_kv && dtype_is_16bit(all->dtype) && one_process ? x->kv_space : NULL;
         int ci = space != NULL;
         model_cache_t *cache = &caches[ci];
         double *shared_s = &shared[ci];
