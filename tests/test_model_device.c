@@ -12,7 +12,9 @@
 
 #include <cblas.h>
 
+#include "comm/layout.h"
 #include "core/threads.h"
+#include "impls/parallel/dist.h"
 #include "model/devops.h"
 #include "tests/bf16_emu.h"
 #include "tests/model_fixture.h"
@@ -213,8 +215,40 @@ typedef struct {
     const attn_backend_t *inner;
     fakedev_t *dev;
     long calls, misplaced;
+    int ranks;          /* > 1: a cuda_local distributed backend's stand-in, cutting K/V shards from the device */
+    long shard_checks, bad_shards;
     double qo_bytes; /* what blockwise_cuda's device-KV path moves per call with host Q/O: Q up, O and LSE down */
 } att_t;
+
+/* Every rank's shard of whole (B·H_kv, n_k, d) under layout `kind` over P ranks, cut by the runs
+ * ring_cuda_kv_in gives cudaMemcpy2DAsync (a host 2-D copy here), equals dist_shard_copy's, and
+ * the runs cover the shard exactly (rows·d elements each, no gap: a sentinel stays nowhere). */
+static int shards_match(int kind, int P, const attn_problem_t *p, const float *whole) {
+    attn_layout_t l;
+    attn_err_t err = {0};
+    if (layout_init(&l, (attn_layout_kind_t)kind, p->n_k, P, &err) != ATTN_OK)
+        return 0;
+    int64_t outer = p->batch * p->kv_heads, d = p->head_dim, ok = 1;
+    for (int r = 0; r < P && ok; r++) {
+        size_t nel = (size_t)(outer * layout_local_count(&l, r) * d);
+        float *want = malloc(nel * sizeof *want + 4), *got = malloc(nel * sizeof *got + 4);
+        dist_run_t *runs = malloc((size_t)(2 * outer) * sizeof *runs);
+        int n = want && got && runs ? dist_shard_runs(&l, r, outer, d, runs, (int)(2 * outer)) : -1;
+        ok = n >= 0 && n <= 2 * outer;
+        if (ok) {
+            dist_shard_copy(&l, r, outer, d, want, (float *)whole, 1);
+            for (size_t i = 0; i < nel; i++)
+                got[i] = NAN;
+            for (int i = 0; i < n; i++)
+                for (int64_t row = 0; row < runs[i].rows; row++)
+                    memcpy(got + runs[i].dst + row * d, whole + runs[i].src + row * runs[i].src_pitch,
+                           (size_t)d * sizeof *got);
+            ok = !memcmp(want, got, nel * sizeof *got);
+        }
+        free(want), free(got), free(runs);
+    }
+    return (int)ok;
+}
 
 static int att_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason,
                         size_t len) {
@@ -239,6 +273,10 @@ static int att_forward(const attn_backend_t *self, const attn_problem_t *p, cons
         a->qo_bytes += (double)(qb + qb + lb);
     if (a->dev->dry)
         return ATTN_OK;
+    if (a->ranks > 1) /* each rank's K and V shard as dist_cuda.cu cuts it from a device cache */
+        for (int kind = LAYOUT_CONTIGUOUS; kind <= LAYOUT_ZIGZAG; kind++)
+            for (int t = 0; t < 2; t++)
+                a->bad_shards += !shards_match(kind, a->ranks, p, t ? io->v : io->k), a->shard_checks++;
     attn_exec_t h = *x;
     h.kv_device = h.qo_device = 0;
     return a->inner->forward(a->inner, p, &h, io, err);
@@ -266,7 +304,7 @@ static int run(const model_t *m, model_cache_t *c, const attn_backend_t *be, con
 
 /* Device path (devops) vs the host path on the same kind of space cache: bits and bytes. */
 static void compare(model_t *m, const int32_t *tok, int64_t n, int steps, int64_t extra_room, int device_qo,
-                    bf16_emu_t *emu) {
+                    bf16_emu_t *emu, int ranks) {
     const model_config_t *cfg = &m->cfg;
     int64_t V = cfg->vocab_size, L = cfg->num_hidden_layers, D = cfg->hidden_size, H = cfg->num_attention_heads;
     int64_t hd = cfg->head_dim, Hkv = cfg->num_key_value_heads, cap = n + steps + extra_room;
@@ -277,6 +315,7 @@ static void compare(model_t *m, const int32_t *tok, int64_t n, int steps, int64_
     att_t da, ha;
     att_init(&da, &emu->be, &dd, device_qo);
     att_init(&ha, &emu->be, &hd_, 0);
+    da.ranks = ranks;
     model_t dm = *m, hm = *m;
     dm.devops = &ops, hm.dense = &hook;
     ops_model = m;
@@ -291,14 +330,19 @@ static void compare(model_t *m, const int32_t *tok, int64_t n, int steps, int64_
     if (hrc == ATTN_OK)
         hrc = run(&hm, &hc, &ha.be, tok, n, steps, hl, &he);
     char what[160];
-    snprintf(what, sizeof what, "n %lld + %d steps, H_kv %lld, cache room %lld, %s", (long long)n, steps,
-             (long long)Hkv, (long long)extra_room, device_qo ? "Q/O on the device" : "backend without device_qo");
+    snprintf(what, sizeof what, "n %lld + %d steps, H_kv %lld, cache room %lld, %s%s", (long long)n, steps,
+             (long long)Hkv, (long long)extra_room, device_qo ? "Q/O on the device" : "backend without device_qo",
+             ranks > 1 ? " (cuda_local distributed stand-in, P 3)" : "");
     if (check(drc == ATTN_OK && hrc == ATTN_OK && dl && hl, what, "device: %s; host: %s", de.msg, he.msg)) {
         int same = !memcmp(dl, hl, (size_t)((steps + 1) * V) * sizeof *dl);
         size_t kvb = (size_t)(Hkv * cap * hd) * sizeof(float);
         for (int64_t l = 0; l < L; l++)
             same &= !memcmp(dc.k[l], hc.k[l], kvb) && !memcmp(dc.v[l], hc.v[l], kvb);
         checkf(same && dc.len == hc.len, "%s: logits and KV cache equal the host forward's bit for bit", what);
+        if (ranks > 1)
+            checkf(da.shard_checks > 0 && da.bad_shards == 0,
+                   "%s: %ld K/V shards (contiguous, striped, zigzag) cut from the device cache by dist_shard_runs equal "
+                   "dist_shard_copy's", what, da.shard_checks);
         /* Per forward: its tokens up, one logit row down; per layer nothing, or Q down and O up. */
         double tokens = (double)(n + steps) * sizeof(int32_t), rows = (double)(steps + 1) * V * sizeof(float);
         double per_layer = device_qo ? 0 : (double)L * (double)(n + steps) * (double)(H * hd) * 2 * sizeof(float);
@@ -367,9 +411,30 @@ int main(void) {
     bf16_emu_t emu;
     if (!model_fixture_init(&m, tok) || !check(bf16_emu_init(&emu, "blockwise"), "blockwise registered", "no"))
         return check_summary();
-    compare(&m, tok, 200, 3, 0, 1, &emu);   /* H_kv 2, cache exactly full: its slabs are the attention's */
-    compare(&m, tok, 200, 3, 40, 1, &emu);  /* room left: K/V gathered within the space */
-    compare(&m, tok, 200, 3, 40, 0, &emu);  /* a backend that takes Q/O on the host only */
+    compare(&m, tok, 200, 3, 0, 1, &emu, 1);   /* H_kv 2, cache exactly full: its slabs are the attention's */
+    compare(&m, tok, 200, 3, 40, 1, &emu, 1);  /* room left: K/V gathered within the space */
+    compare(&m, tok, 200, 3, 40, 0, &emu, 1);  /* a backend that takes Q/O on the host only */
+    compare(&m, tok, 200, 3, 40, 0, &emu, 3);  /* …and a distributed one reading its shards from the cache */
+    /* dist_shard_runs on its own: ranks with no rows, uneven and tiny sequences, every layout. */
+    {
+        long bad = 0, cases = 0;
+        for (int P = 1; P <= 8; P++)
+            for (int64_t n = 1; n <= 70; n += 23)
+                for (int kind = LAYOUT_CONTIGUOUS; kind <= LAYOUT_ZIGZAG; kind++) {
+                    attn_problem_t p = {.batch = 2, .kv_heads = 3, .head_dim = 5, .n_k = n};
+                    float *whole = malloc((size_t)(6 * n * 5) * sizeof *whole);
+                    for (int64_t i = 0; whole && i < 6 * n * 5; i++)
+                        whole[i] = (float)i;
+                    attn_layout_t l;
+                    attn_err_t e = {0};
+                    if (layout_init(&l, (attn_layout_kind_t)kind, n, P, &e) != ATTN_OK) /* zigzag needs n ≥ 2P */
+                        continue;
+                    cases++, bad += !whole || !shards_match(kind, P, &p, whole);
+                    free(whole);
+                }
+        checkf(cases > 50 && bad == 0, "dist_shard_runs: %ld layouts (P 1…8, n 1…70, contiguous/striped/zigzag, 6 "
+               "slabs) cut every rank's shard as dist_shard_copy does", cases);
+    }
     /* The hook's counters agree with the per-token formula the 10⁶ estimate uses. */
     {
         model_config_t c = m.cfg;
