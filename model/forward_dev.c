@@ -4,6 +4,7 @@
  * from device rows and the attention reads them there (kv_device). */
 #include "model/devops.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 enum { B_TOK, B_X, B_H, B_Q, B_K, B_V, B_QH, B_O, B_LSE, B_ATTN, B_GATE, B_UP, B_LOGIT, B_KG, B_VG, B_COUNT };
