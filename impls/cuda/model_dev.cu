@@ -15,6 +15,7 @@ extern "C" {
 }
 #include "impls/cuda/dense_cuda.h"
 #include "impls/cuda/model_dev.h"
+#include "impls/cuda/model_dev_index.h"
 
 namespace {
 
@@ -59,8 +60,9 @@ __global__ void rmsnorm_kernel(float *out, const float *x, const float *w, int64
 /* rows (n, heads·hd): pair i < half of every head rotated by (pos0 + r)·θ^(−2i/rot), in double. */
 __global__ void rope_kernel(float *x, int64_t n, int64_t heads, int hd, int half, double theta, int rot, int64_t pos0) {
     GRID_LOOP(t, n * heads * half) {
-        int i = (int)(t % half);
-        int64_t rh = t / half, r = rh / heads;
+        int64_t rh, r;
+        int i;
+        mdev_rope_at(t, heads, half, &rh, &i, &r);
         double f = pow(theta, -(double)(2 * i) / rot), s, c;
         sincos((double)(pos0 + r) * f, &s, &c);
         float *x1 = x + rh * hd, *x2 = x1 + half;
@@ -72,9 +74,10 @@ __global__ void rope_kernel(float *x, int64_t n, int64_t heads, int hd, int half
 
 /* dir 0: rows (n, heads·hd) → (heads, n, hd); dir 1: back. */
 __global__ void heads_kernel(float *dst, const float *src, int64_t n, int64_t heads, int64_t hd, int dir) {
-    GRID_LOOP(t, n * heads * hd) {
-        int64_t i = t % hd, h = (t / hd) % heads, r = t / (hd * heads); /* t indexes the rows form */
-        int64_t hm = (h * n + r) * hd + i;
+    GRID_LOOP(t, n * heads * hd) { /* t indexes the rows form */
+        int64_t r, h, i;
+        mdev_rows_at(t, heads, hd, &r, &h, &i);
+        int64_t hm = mdev_head_major(n, hd, r, h, i);
         if (dir == 0)
             dst[hm] = src[t];
         else
@@ -95,9 +98,10 @@ __global__ void swiglu_kernel(float *gate, const float *up, int64_t n) {
 template <typename T>
 __global__ void kv_store_kernel(T *slab, const float *rows, int64_t cap, int64_t at, int64_t n, int64_t heads, int64_t hd) {
     GRID_LOOP(t, n * heads * hd) {
-        int64_t i = t % hd, h = (t / hd) % heads, r = t / (hd * heads);
+        int64_t r, h, i;
+        mdev_rows_at(t, heads, hd, &r, &h, &i);
         float v = rows[t];
-        T *d = slab + (h * cap + at + r) * hd + i;
+        T *d = slab + mdev_slab(cap, at, hd, r, h, i);
         if constexpr (sizeof(T) == sizeof(float))
             *d = v;
         else if constexpr (std::is_same<T, __half>::value)
