@@ -14,6 +14,10 @@ int backend_supports(const attn_backend_t *b, const attn_problem_t *p, const att
         snprintf(reason, len, "%s takes K/V only as host arrays, not from a KV cache kept in device memory", b->name);
         return 0;
     }
+    if (x->qo_device && !b->device_qo) {
+        snprintf(reason, len, "%s takes Q/O only as host arrays, not in device memory", b->name);
+        return 0;
+    }
     if (b->forward_rank)
         return b->supports(b, p, x, reason, len);
     attn_exec_t one = *x;

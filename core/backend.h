@@ -59,6 +59,8 @@ typedef struct attn_backend {
     /* 1: forward reads K/V from device memory when x->kv_device says they are there (exec.h);
      * 0 (every CPU backend, and the GPU ones that take only host shards): declined. */
     int device_kv;
+    /* 1: forward also takes Q, O and LSE in device memory when x->qo_device says so (exec.h). */
+    int device_qo;
     /* Optional, last (positional initialisers stay valid): 1 if the backward takes p under x,
      * else 0 and the reason in why. NULL: the backward takes whatever the forward takes.
      * backend_supports_backward calls it, so every task records a decline as `skipped` with

@@ -110,6 +110,7 @@ const attn_backend_t backend_cuda_blockwise = {
     .backward_workspace_bytes = flash_bwd_workspace,
     .decode_split = flash_split,
     .device_kv = 1,
+    .device_qo = 1, /* Q, O, LSE of the device-resident model forward read and written in place */
     .supports_backward = flash_supports_backward,
 };
 
@@ -126,5 +127,6 @@ const attn_backend_t backend_cuda_sliding_window = {
     .backward_workspace_bytes = flash_bwd_workspace,
     .decode_split = flash_split,
     .device_kv = 1,
+    .device_qo = 1, /* Q, O, LSE of the device-resident model forward read and written in place */
     .supports_backward = flash_supports_backward,
 };

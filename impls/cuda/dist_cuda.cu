@@ -74,17 +74,19 @@ struct host_shards {
             mem[n++] = p;
         return p;
     }
-    /* Buffers for local index i = global rank r. */
+    /* Buffers for local index i = global rank r (K and V only when with_kv: not from a device cache). */
     int alloc(const attn_problem_t *p, const attn_layout_t *lq, const attn_layout_t *lk, int i, int r,
-              attn_err_t *err) {
+              attn_err_t *err, int with_kv = 1) {
         int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
         size_t nq = (size_t)layout_local_count(lq, r), nk = (size_t)layout_local_count(lk, r);
         h.q[i] = take((size_t)BH * nq * d, err, "ring_cuda host Q shard");
-        h.k[i] = take((size_t)BHkv * nk * d, err, "ring_cuda host K shard");
-        h.v[i] = take((size_t)BHkv * nk * d, err, "ring_cuda host V shard");
+        if (with_kv) {
+            h.k[i] = take((size_t)BHkv * nk * d, err, "ring_cuda host K shard");
+            h.v[i] = take((size_t)BHkv * nk * d, err, "ring_cuda host V shard");
+        }
         h.o[i] = take((size_t)BH * nq * d, err, "ring_cuda host O shard");
         h.lse[i] = take((size_t)BH * nq, err, "ring_cuda host LSE shard");
-        return h.q[i] && h.k[i] && h.v[i] && h.o[i] && h.lse[i] ? ATTN_OK : ATTN_ERUNTIME;
+        return h.q[i] && (!with_kv || (h.k[i] && h.v[i])) && h.o[i] && h.lse[i] ? ATTN_OK : ATTN_ERUNTIME;
     }
 };
 
@@ -114,12 +116,19 @@ int local_forward(const attn_backend_t *self, const attn_problem_t *p, const att
     ATTN_TRY(layout_init(&lk, kind_of(self, x), p->n_k, P, err));
     int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
     host_shards hs;
+    /* A KV cache on the device (kv_device): each rank's K/V shard is copied from it on the device
+     * (ring_cuda_kv_in); only Q's shards are made here. */
+    const int kv_dev = x->kv_device;
     for (int r = 0; r < P; r++) {
-        ATTN_TRY(hs.alloc(p, &lq, &lk, r, r, err));
+        ATTN_TRY(hs.alloc(p, &lq, &lk, r, r, err, !kv_dev));
         dist_shard_copy(&lq, r, BH, d, (float *)hs.h.q[r], (float *)io->q, 1);
-        dist_shard_copy(&lk, r, BHkv, d, (float *)hs.h.k[r], (float *)io->k, 1);
-        dist_shard_copy(&lk, r, BHkv, d, (float *)hs.h.v[r], (float *)io->v, 1);
+        if (!kv_dev) {
+            dist_shard_copy(&lk, r, BHkv, d, (float *)hs.h.k[r], (float *)io->k, 1);
+            dist_shard_copy(&lk, r, BHkv, d, (float *)hs.h.v[r], (float *)io->v, 1);
+        }
     }
+    if (kv_dev)
+        hs.h.k_dev = io->k, hs.h.v_dev = io->v, hs.h.kv_layout = &lk;
     gcomm g = {};
     ring_cuda_stats_t st[ATTN_MAX_RANKS] = {};
     int rc = gcomm_local_open(&g, P, x->device, x->comm_timeout, err);
@@ -227,6 +236,11 @@ int dist_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, cons
     }
     int P = exec_ranks(x);
     char why[256];
+    if (x->kv_device && (x->transport != ATTN_TRANSPORT_CUDA_LOCAL || !dtype_is_16bit(p->dtype))) {
+        snprintf(reason, len, "%s reads K/V from a KV cache in device memory only under cuda_local and in bf16 or f16 "
+                 "(every rank's shard is copied from it on the one device)", self->name);
+        return 0;
+    }
     if (scheme_of(self) == USP && !usp_cuda_takes(p, (int)kind_of(self, x), x->ulysses_degree, P, why, sizeof why)) {
         snprintf(reason, len, "%s", why);
         return 0;
@@ -328,8 +342,9 @@ const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, RING}, striped_ctx = {LAYOUT_
     extern "C" const attn_backend_t var = {NAME, "cuda", DESC, LAYOUT, dist_cuda_supports, dist_cuda_forward,     \
                                            nccl_rank, dist_cuda_expect, dist_cuda_workspace, &CTX,          \
                                            nullptr, nullptr, nullptr, nullptr, 0, /* built in: no peer, harness-timed, exact */ \
-                                           BWD, nullptr, nullptr, BWD_WS, nullptr, 0, /* no backward_rank: cuda_local drives all ranks */ \
-                                           BWD_TAKES};
+                                           BWD, nullptr, nullptr, BWD_WS, nullptr, /* no backward_rank: cuda_local drives all ranks */ \
+                                           1 /* device_kv: cuda_local copies shards from a device cache */,     \
+                                           0 /* device_qo */, BWD_TAKES};
 #define DIST_CUDA_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                           \
     DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, nullptr, nullptr, nullptr)
 #define DIST_CUDA_RING_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                      \
