@@ -1,7 +1,9 @@
 /* test_flash_frag.c — flash.cu's index arithmetic (impls/cuda/flash_frag.h) checked on the CPU:
  * the accumulator layout against the PTX mma tables of docs/gpu-kernels.md, the shuffle walk of
- * the masked-key P·V fallback (docs/nonfinite.md), the swizzle, and the bf16 non-finite test.
- * Wrong arithmetic here is a silently wrong GPU answer that no GPU-less CI would see. */
+ * the masked-key P·V fallback (docs/nonfinite.md), the swizzle, the bf16 and f16 non-finite
+ * tests, the tile shape per head dim and its shared memory, and the tile loop (load_tile,
+ * ldmatrix, mma) emulated at d 64, 128, 256. Wrong arithmetic here is a silently wrong GPU answer
+ * that no GPU-less CI would see. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -56,22 +58,23 @@ static void p_a_fragment(void) {
 
 /* pv_visible_only: lane `lane` fetches s[n][e] of lane frag_quad_lane(lane, src) for every n, e, src and
  * adds it to row frag_row(lane, e). That value must be the score of exactly that row, and the walk
- * must meet each of the lane's two rows' 64 keys exactly once. */
+ * must meet each of the lane's two rows' keys exactly once: 64 keys, and 32 at d = 256 (FRAG_KEYS). */
 static void fallback_walk(void) {
     int bad = 0;
-    for (int lane = 0; lane < 32; lane++) {
-        int seen[2][BC] = {{0}};
-        for (int n = 0; n < BC / 8; n++)
-            for (int e = 0; e < 4; e++)
-                for (int src = 0; src < 4; src++) {
-                    int from = frag_quad_lane(lane, src), r = e >> 1;
-                    bad += frag_row(from, e) != frag_row(lane, e) || frag_row(lane, e) != lane / 4 + 8 * r;
-                    seen[r][frag_col(from, n, e)]++;
-                }
-        for (int r = 0; r < 2; r++)
-            for (int k = 0; k < BC; k++)
-                bad += seen[r][k] != 1;
-    }
+    for (int keys = FRAG_KEYS(256); keys <= BC; keys *= 2)
+        for (int lane = 0; lane < 32; lane++) {
+            int seen[2][BC] = {{0}};
+            for (int n = 0; n < keys / 8; n++)
+                for (int e = 0; e < 4; e++)
+                    for (int src = 0; src < 4; src++) {
+                        int from = frag_quad_lane(lane, src), r = e >> 1;
+                        bad += frag_row(from, e) != frag_row(lane, e) || frag_row(lane, e) != lane / 4 + 8 * r;
+                        seen[r][frag_col(from, n, e)]++;
+                    }
+            for (int r = 0; r < 2; r++)
+                for (int k = 0; k < BC; k++)
+                    bad += seen[r][k] != (k < keys);
+        }
     check(bad == 0, "fallback walk", "%d wrong rows or keys not met exactly once", bad);
 }
 
