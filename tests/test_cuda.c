@@ -193,14 +193,18 @@ static int docs_matrix(int64_t max_n, int *passed, int *failed) {
                 if (run_case(args, passed, failed))
                     return 1;
             }
-    /* Head dim 256 with documents: the mma kernel on every GPU (the wgmma kernel takes none). */
-    for (int P = 2; P <= 4; P += 2) {
+    /* Head dim 256 with documents: the mma kernel at P = 2 and 4, the default (wgmma on sm_90) at 4. */
+    static const struct {
+        int P;
+        const char *kernel;
+    } d256[] = {{2, "mma"}, {4, "mma"}, {4, "auto"}};
+    for (size_t i = 0; i < sizeof d256 / sizeof d256[0]; i++) {
         char args[1024];
         snprintf(args, sizeof args,
-                 "backends=blockwise_cuda,ring_cuda,zigzag_cuda,ulysses_cuda dtype=%s mask=none,causal,window "
+                 "backends=blockwise_cuda,ring_cuda,zigzag_cuda,ulysses_cuda dtype=%s kernel=%s mask=none,causal,window "
                  "seq-len=1000 q-len=1000,333 heads=%d kv-heads=1 head-dim=256 window=300 ranks=%d "
-                 "transport=cuda_local %s seed=%d",
-                 half, H, P, docs[P / 2 - 1], 560 + P);
+                 "transport=cuda_local %s seed=%zu",
+                 half, d256[i].kernel, H, d256[i].P, docs[i % 2], 560 + i);
         if (run_case(args, passed, failed))
             return 1;
     }
