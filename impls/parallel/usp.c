@@ -18,20 +18,6 @@ attn_layout_kind_t usp_layout_of(const attn_exec_t *x) {
     return x->layout >= 0 ? (attn_layout_kind_t)x->layout : LAYOUT_ZIGZAG;
 }
 
-/* Rank a's rows (P-rank layout lp) that belong to group g's shard (R-rank layout lr): their
- * local indices in a's shard (li) and in g's (gi), ascending. Returns how many. */
-int64_t usp_group_rows(const attn_layout_t *lp, const attn_layout_t *lr, int a, int g, int64_t *li, int64_t *gi) {
-    int64_t n = 0, count = layout_local_count(lp, a);
-    for (int64_t i = 0; i < count; i++) {
-        int owner;
-        int64_t at;
-        layout_global_to_local(lr, layout_local_to_global(lp, a, i), &owner, &at);
-        if (owner == g)
-            li[n] = i, gi[n++] = at;
-    }
-    return n;
-}
-
 /* Rows idx[0..rows) of heads [h0, h0 + nh) of a tensor (B, heads, count, w) to or from a packed
  * run (B, nh, rows, w). */
 void usp_move_rows(int64_t B, int64_t heads, int64_t h0, int64_t nh, int64_t count, int64_t w, const int64_t *idx,
