@@ -20,6 +20,7 @@ typedef struct {
     int append;           /* through a /proc/.../fd link to a regular file: add, do not overwrite */
     int keep_mode;        /* final is a regular file now: the new one gets its permissions */
     mode_t mode;
+    int marked;           /* its set's marker: 1 made by this write, 2 there before it */
 } plan_t;
 
 static atomic_uint tmp_seq;
@@ -176,6 +177,127 @@ static int distinct(const outfile_job_t *jobs, const plan_t *p, int n, attn_err_
     return ATTN_OK;
 }
 
+/* ---- a set of files: marked while its renames are under way ------------------------------ */
+
+/* The marker of a resolved target: "<target>.partial". */
+static int marker_of(const char *final, char *out, size_t size) {
+    return snprintf(out, size, "%s%s", final, OUTFILE_PARTIAL) < (int)size;
+}
+
+/* fsync the directory of a resolved target, so its renames (or markers) are on disk before the
+ * next step's. Best effort: a filesystem that cannot fsync a directory orders nothing less. */
+static void sync_dir_of(const char *final) {
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", final);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash == dir ? (void)(dir[1] = '\0') : (void)(*slash = '\0');
+    int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0)
+        (void)fsync(fd), close(fd);
+}
+
+/* Ctrl-C, a scheduler's SIGTERM, a closed terminal: held (process-wide, whichever thread takes
+ * it) while a set's renames run, and raised once they are done, so only what cannot be caught
+ * (SIGKILL, a crash, power loss) can split a set. A signal the process ignores stays ignored. */
+static const int held_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+enum { N_HELD = sizeof held_signals / sizeof held_signals[0] };
+static volatile sig_atomic_t held_sig;
+static void hold(int sig) { held_sig = sig; }
+
+static void hold_signals(struct sigaction *old) {
+    struct sigaction h = {.sa_handler = hold};
+    sigemptyset(&h.sa_mask);
+    held_sig = 0;
+    for (int i = 0; i < N_HELD; i++) {
+        sigaction(held_signals[i], NULL, &old[i]);
+        if (old[i].sa_handler != SIG_IGN)
+            sigaction(held_signals[i], &h, NULL);
+    }
+}
+
+static void release_signals(const struct sigaction *old) {
+    for (int i = 0; i < N_HELD; i++)
+        sigaction(held_signals[i], &old[i], NULL);
+    if (held_sig)
+        raise(held_sig);
+}
+
+/* Removes the markers of the first n targets: all (all = 1: the set is whole now), or only
+ * those this write made (it renamed nothing: an earlier write's marker still holds). */
+static void unmark(const plan_t *p, int n, int all) {
+    for (int i = 0; i < n; i++) {
+        char m[PATH_MAX + 16];
+        if (p[i].marked && (all || p[i].marked == 1) && marker_of(p[i].final, m, sizeof m))
+            unlink(m);
+    }
+}
+
+/* Every staged target's marker, created before the first rename and on disk (a marker must
+ * never be younger than a rename it covers); p->marked: 1 made here, 2 left by an earlier write
+ * that stopped. On a failure the markers made here are gone again. */
+static int mark_all(const outfile_job_t *jobs, plan_t *p, int n, attn_err_t *err) {
+    static const char line[] = "attnbench: this file's set was being replaced when the write stopped (docs/outputs.md)\n";
+    for (int i = 0; i < n; i++) {
+        char m[PATH_MAX + 16] = "";
+        struct stat st;
+        if (p[i].through)
+            continue;
+        int fd = -1, e = ENAMETOOLONG;
+        if (marker_of(p[i].final, m, sizeof m)) {
+            p[i].marked = lstat(m, &st) == 0 ? 2 : 1;
+            fd = open(m, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666);
+            e = errno;
+        }
+        if (fd >= 0) {
+            int bad = write(fd, line, sizeof line - 1) != (ssize_t)(sizeof line - 1) || fsync(fd) != 0;
+            e = bad ? (errno ? errno : EIO) : 0;
+            close(fd);
+            fd = bad ? -1 : fd;
+        }
+        if (fd < 0) {
+            unmark(p, i + 1, 0);
+            return attn_fail(err, ATTN_ERUNTIME, "%s: cannot write its marker %s: %s", jobs[i].path, m, strerror(e));
+        }
+        sync_dir_of(p[i].final);
+    }
+    return ATTN_OK;
+}
+
+/* Renames the staged files in job order. One staged file: its rename is the whole commit. Two
+ * or more: marked first, renamed, synced, unmarked; a failure after some renames leaves the
+ * markers (the set is mixed: readers must see that), one before any takes them away. */
+static int commit(const outfile_job_t *jobs, plan_t *p, int n, attn_err_t *err) {
+    int staged = 0, renamed = 0, rc = ATTN_OK;
+    for (int i = 0; i < n; i++)
+        staged += !p[i].through;
+    struct sigaction old[N_HELD];
+    if (staged > 1) {
+        hold_signals(old);
+        rc = mark_all(jobs, p, n, err);
+    }
+    for (int i = 0; i < n && rc == ATTN_OK; i++) {
+        if (p[i].through)
+            continue;
+        if (rename(p[i].tmp, p[i].final) != 0)
+            rc = attn_fail(err, ATTN_ERUNTIME, "%s: cannot write: %s", jobs[i].path, strerror(errno));
+        else
+            p[i].tmp[0] = '\0', renamed++;
+    }
+    if (staged > 1) {
+        if (rc == ATTN_OK) {
+            for (int i = 0; i < n; i++)
+                if (!p[i].through)
+                    sync_dir_of(p[i].final); /* the renames on disk before the markers go */
+            unmark(p, n, 1);
+        } else if (renamed == 0) {
+            unmark(p, n, 0);
+        }
+        release_signals(old);
+    }
+    return rc;
+}
+
 int outfile_write_all(const outfile_job_t *jobs, int n, attn_err_t *err) {
     plan_t *p = calloc((size_t)(n > 0 ? n : 1), sizeof *p);
     if (!p)
@@ -189,19 +311,25 @@ int outfile_write_all(const outfile_job_t *jobs, int n, attn_err_t *err) {
         for (int i = 0; i < n && rc == ATTN_OK; i++)
             if (p[i].through == through)
                 rc = put(&jobs[i], &p[i], err);
-    for (int i = 0; i < n && rc == ATTN_OK; i++) {
-        if (p[i].through)
-            continue;
-        if (rename(p[i].tmp, p[i].final) != 0)
-            rc = attn_fail(err, ATTN_ERUNTIME, "%s: cannot write: %s", jobs[i].path, strerror(errno));
-        else
-            p[i].tmp[0] = '\0';
-    }
+    if (rc == ATTN_OK)
+        rc = commit(jobs, p, n, err);
     for (int i = 0; i < n; i++)
         if (p[i].tmp[0])
             unlink(p[i].tmp);
     free(p);
     return rc;
+}
+
+int outfile_incomplete(const char *path, char *marker, size_t size) {
+    plan_t p;
+    attn_err_t e = {0};
+    char m[PATH_MAX + 16];
+    struct stat st;
+    if (resolve(path, &p, &e) != ATTN_OK || p.through || !marker_of(p.final, m, sizeof m) || lstat(m, &st) != 0)
+        return 0;
+    if (marker)
+        snprintf(marker, size, "%s", m);
+    return 1;
 }
 
 int outfile_write(const char *path, outfile_fill_fn fill, void *ctx, attn_err_t *err) {

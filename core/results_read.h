@@ -12,6 +12,10 @@
  * or strings, metrics and per-rank values numbers (or null), a unit per metric, and a status
  * of the file's schema version. */
 int results_read(const char *path, json_t **root, attn_err_t *err);
+/* Also refused by results_read: a file whose set's write stopped between renames (its
+ * "<file>.partial" marker is beside it, core/outfile.h). results_read_json takes that file
+ * whole, as renamed, for a reader that uses the JSON alone and writes the set anew (--resume). */
+int results_read_json(const char *path, json_t **root, attn_err_t *err);
 /* The schema version of a file results_read accepted. */
 int results_file_version(json_t *root);
 

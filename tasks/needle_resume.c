@@ -5,12 +5,15 @@
 #include "tasks/needle_resume.h"
 
 #include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/outfile.h"
 #include "core/results_read.h"
 #include "tasks/approx.h"
 
@@ -149,7 +152,11 @@ int needle_resume_load(const char *path, const attn_opts_t *o, needle_case_fn ex
                        attn_err_t *err) {
     json_t *root;
     attn_err_t rerr = {0};
-    if (results_read(path, &root, &rerr) != ATTN_OK) /* its message starts with the path: say which flag */
+    char marker[PATH_MAX + 16];
+    if (outfile_incomplete(path, marker, sizeof marker)) /* the JSON is whole as renamed; this run rewrites both */
+        fprintf(stderr, "note: --resume %s: the write of its set stopped between renames (%s): going on from this "
+                "JSON, which was renamed whole (this run writes its set anew)\n", path, marker);
+    if (results_read_json(path, &root, &rerr) != ATTN_OK) /* its message starts with the path: say which flag */
         return attn_fail(err, rerr.code, "--resume %s", rerr.msg);
     json_t *recs = json_object_get(root, "records"), *jrun = json_object_get(root, "run");
     int version = results_file_version(root), rc = ATTN_OK, first = run->n_records;
