@@ -5,6 +5,7 @@
 #include <jansson.h>
 
 #include "core/common.h"
+#include "core/results.h"
 
 /* *root: the parsed file (json_decref when done). ATTN_EUSAGE on a missing file, bad JSON,
  * another schema or a newer version, a run_id not of the generated shape, or a record whose
@@ -22,3 +23,7 @@ int results_file_version(json_t *root);
 /* The identity a record is matched on across files: task, backend, local backend, device,
  * transport, ranks, layout and every config key (sorted), as one string. */
 void results_record_key(json_t *rec, char *out, size_t cap);
+
+/* The "config" object results_write puts in record r's JSON (core/results.c): for a reader that
+ * compares a file's record with what this build would write (--resume). NULL: out of memory. */
+json_t *results_config_json(const attn_record_t *r);

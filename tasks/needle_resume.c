@@ -22,23 +22,6 @@ static const char *str_of(json_t *o, const char *key) {
     return json_is_string(v) ? json_string_value(v) : "";
 }
 
-/* The config a fresh run writes for r (results.c's record_json, its config part). */
-static json_t *expected_config(const attn_record_t *r) {
-    const attn_problem_t *c = &r->config;
-    json_t *o = json_pack("{sIsIsIsIsIsIsssIsssIsI}", "batch", (json_int_t)c->batch, "heads", (json_int_t)c->heads,
-                          "kv_heads", (json_int_t)c->kv_heads, "head_dim", (json_int_t)c->head_dim, "seq_len_q",
-                          (json_int_t)c->n_q, "seq_len_k", (json_int_t)c->n_k, "mask", mask_name(c->mask), "window",
-                          (json_int_t)c->window, "dtype", dtype_name(c->dtype), "block_q", (json_int_t)c->block_q,
-                          "block_k", (json_int_t)c->block_k);
-    for (int i = 0; o && i < r->n_extra; i++)
-        json_object_set_new(o, r->extra[i].key,
-                            !r->extra[i].is_num ? json_string(r->extra[i].str)
-                            : r->extra[i].num == trunc(r->extra[i].num) && fabs(r->extra[i].num) < 1e15
-                                ? json_integer((json_int_t)r->extra[i].num) /* needles 2, not 2.0, in a message */
-                                : json_real(r->extra[i].num));
-    return o;
-}
-
 /* Numbers compare by value (a file may write 25 or 25.0), strings by text; null equals nothing. */
 static int same(json_t *a, json_t *b) {
     if (json_is_number(a) && json_is_number(b))
@@ -61,7 +44,7 @@ static int same_case(json_t *jr, const attn_record_t *r, char *why, size_t cap) 
     if (json_integer_value(json_object_get(jr, "ranks")) != r->ranks)
         return snprintf(why, cap, "ranks %" JSON_INTEGER_FORMAT ", this run %d",
                         json_integer_value(json_object_get(jr, "ranks")), r->ranks), 0;
-    json_t *want = expected_config(r), *cfg = json_object_get(jr, "config");
+    json_t *want = results_config_json(r), *cfg = json_object_get(jr, "config");
     if (!want)
         return snprintf(why, cap, "(out of memory)"), 0;
     int ok = 1;
