@@ -151,16 +151,23 @@ static int put(const outfile_job_t *j, plan_t *p, attn_err_t *err) {
     return e ? attn_fail(err, ATTN_ERUNTIME, "%s: cannot write: %s", j->path, strerror(e)) : ATTN_OK;
 }
 
+/* The directory part of a resolved target ("." for a bare name). */
+static void dir_of(const char *final, char *dir, size_t size) {
+    snprintf(dir, size, "%s", final);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, size, ".");
+    else
+        slash == dir ? (void)(dir[1] = '\0') : (void)(*slash = '\0');
+}
+
 /* The canonical name of a resolved target (its directory through realpath, then its name), so
  * "o.npy", "./o.npy" and a link to it compare equal; "" when the directory cannot be resolved. */
 static void canonical(const plan_t *p, char *out, size_t size) {
     char dir[PATH_MAX], real[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", p->final);
-    char *slash = strrchr(dir, '/');
-    const char *name = slash ? slash + 1 : p->final;
-    if (slash)
-        slash == dir ? (void)(dir[1] = '\0') : (void)(*slash = '\0');
-    if (!realpath(slash ? dir : ".", real) || snprintf(out, size, "%s/%s", real, name) >= (int)size)
+    const char *slash = strrchr(p->final, '/'), *name = slash ? slash + 1 : p->final;
+    dir_of(p->final, dir, sizeof dir);
+    if (!realpath(dir, real) || snprintf(out, size, "%s/%s", real, name) >= (int)size)
         out[0] = '\0';
 }
 
@@ -184,17 +191,21 @@ static int marker_of(const char *final, char *out, size_t size) {
     return snprintf(out, size, "%s%s", final, OUTFILE_PARTIAL) < (int)size;
 }
 
-/* fsync the directory of a resolved target, so its renames (or markers) are on disk before the
- * next step's. Best effort: a filesystem that cannot fsync a directory orders nothing less. */
-static void sync_dir_of(const char *final) {
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", final);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        slash == dir ? (void)(dir[1] = '\0') : (void)(*slash = '\0');
-    int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0)
-        (void)fsync(fd), close(fd);
+/* fsync each directory that holds a staged target, once, so that its renames (or markers) are on
+ * disk before the next step's. Best effort: a filesystem that cannot fsync a directory orders
+ * nothing less by the attempt. */
+static void sync_dirs(const plan_t *p, int n) {
+    for (int i = 0; i < n; i++) {
+        char dir[PATH_MAX], other[PATH_MAX];
+        int seen = p[i].through;
+        dir_of(p[i].final, dir, sizeof dir);
+        for (int j = 0; j < i && !seen; j++)
+            if (!p[j].through)
+                dir_of(p[j].final, other, sizeof other), seen = !strcmp(dir, other);
+        int fd = seen ? -1 : open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0)
+            (void)fsync(fd), close(fd);
+    }
 }
 
 /* Ctrl-C, a scheduler's SIGTERM, a closed terminal: held (process-wide, whichever thread takes
@@ -234,8 +245,9 @@ static void unmark(const plan_t *p, int n, int all) {
 }
 
 /* Every staged target's marker, created before the first rename and on disk (a marker must
- * never be younger than a rename it covers); p->marked: 1 made here, 2 left by an earlier write
- * that stopped. On a failure the markers made here are gone again. */
+ * never be younger than a rename it covers: the directories are synced; its text only explains
+ * it, so the file itself is not); p->marked: 1 made here, 2 left by an earlier write that
+ * stopped. On a failure the markers made here are gone again. */
 static int mark_all(const outfile_job_t *jobs, plan_t *p, int n, attn_err_t *err) {
     static const char line[] = "attnbench: this file's set was being replaced when the write stopped (docs/outputs.md)\n";
     for (int i = 0; i < n; i++) {
@@ -250,7 +262,7 @@ static int mark_all(const outfile_job_t *jobs, plan_t *p, int n, attn_err_t *err
             e = errno;
         }
         if (fd >= 0) {
-            int bad = write(fd, line, sizeof line - 1) != (ssize_t)(sizeof line - 1) || fsync(fd) != 0;
+            int bad = write(fd, line, sizeof line - 1) != (ssize_t)(sizeof line - 1);
             e = bad ? (errno ? errno : EIO) : 0;
             close(fd);
             fd = bad ? -1 : fd;
@@ -259,8 +271,8 @@ static int mark_all(const outfile_job_t *jobs, plan_t *p, int n, attn_err_t *err
             unmark(p, i + 1, 0);
             return attn_fail(err, ATTN_ERUNTIME, "%s: cannot write its marker %s: %s", jobs[i].path, m, strerror(e));
         }
-        sync_dir_of(p[i].final);
     }
+    sync_dirs(p, n);
     return ATTN_OK;
 }
 
@@ -286,9 +298,7 @@ static int commit(const outfile_job_t *jobs, plan_t *p, int n, attn_err_t *err) 
     }
     if (staged > 1) {
         if (rc == ATTN_OK) {
-            for (int i = 0; i < n; i++)
-                if (!p[i].through)
-                    sync_dir_of(p[i].final); /* the renames on disk before the markers go */
+            sync_dirs(p, n); /* the renames on disk before the markers go */
             unmark(p, n, 1);
         } else if (renamed == 0) {
             unmark(p, n, 0);
