@@ -171,7 +171,14 @@ static void canonical(const plan_t *p, char *out, size_t size) {
         out[0] = '\0';
 }
 
-/* Two outputs that name one file would leave only the later one's bytes: refuse it. */
+/* 1 when y is x's set marker, x + OUTFILE_PARTIAL. */
+static int marks(const char *x, const char *y) {
+    size_t n = strlen(x);
+    return !strncmp(x, y, n) && !strcmp(y + n, OUTFILE_PARTIAL);
+}
+
+/* Two outputs that name one file would leave only the later one's bytes: refuse it; and one that
+ * is another's marker would be overwritten, then removed, by the set's commit. */
 static int distinct(const outfile_job_t *jobs, const plan_t *p, int n, attn_err_t *err) {
     for (int i = 0; i < n; i++)
         for (int j = 0; j < i; j++) {
@@ -180,6 +187,12 @@ static int distinct(const outfile_job_t *jobs, const plan_t *p, int n, attn_err_
             if (!strcmp(p[i].final, p[j].final) || (a[0] && !strcmp(a, b)))
                 return attn_fail(err, ATTN_EUSAGE, "%s and %s are the same file: give each output its own path",
                                  jobs[j].path, jobs[i].path);
+            int ij = marks(p[i].final, p[j].final) || (a[0] && b[0] && marks(a, b)); /* j is i's marker */
+            int ji = marks(p[j].final, p[i].final) || (a[0] && b[0] && marks(b, a));
+            if (ij || ji)
+                return attn_fail(err, ATTN_EUSAGE, "%s would be the marker of %s while the set is written "
+                                 "(docs/outputs.md): give it another name", ij ? jobs[j].path : jobs[i].path,
+                                 ij ? jobs[i].path : jobs[j].path);
         }
     return ATTN_OK;
 }
@@ -217,7 +230,7 @@ static volatile sig_atomic_t held_sig;
 static void hold(int sig) { held_sig = sig; }
 
 static void hold_signals(struct sigaction *old) {
-    struct sigaction h = {.sa_handler = hold};
+    struct sigaction h = {.sa_handler = hold, .sa_flags = SA_RESTART}; /* a held signal interrupts no call */
     sigemptyset(&h.sa_mask);
     held_sig = 0;
     for (int i = 0; i < N_HELD; i++) {

@@ -226,6 +226,16 @@ static void test_bad_input(void) {
     leftovers(&tmps, &markers);
     check(rc == ATTN_EUSAGE && gen_of(0) == 1 && tmps == 0 && markers == 0,
           "two outputs naming one file: refused, nothing written", "rc %d, %d tmp, %d markers", rc, tmps, markers);
+    char marker_path[320];
+    snprintf(marker_path, sizeof marker_path, "%s%s", paths[0], OUTFILE_PARTIAL);
+    outfile_job_t marker[2] = {{paths[0], fill_gen, &g}, {marker_path, fill_gen, &g}};
+    err = (attn_err_t){0};
+    rc = outfile_write_all(marker, 2, &err);
+    leftovers(&tmps, &markers);
+    check(rc == ATTN_EUSAGE && strstr(err.msg, "would be the marker of") && gen_of(0) == 1 && tmps == 0 &&
+              markers == 0 && access(marker_path, F_OK) != 0,
+          "an output named as another's marker: refused, nothing written", "rc %d \"%s\", %d tmp, %d markers", rc,
+          err.msg, tmps, markers);
 }
 
 /* The results files proper: a kill between results_write's renames, then the readers. */
