@@ -14,6 +14,10 @@ int backend_supports(const attn_backend_t *b, const attn_problem_t *p, const att
         snprintf(reason, len, "%s takes K/V only as host arrays, not from a KV cache kept in device memory", b->name);
         return 0;
     }
+    if (x->qo_device && !b->device_qo) {
+        snprintf(reason, len, "%s takes Q/O only as host arrays, not in device memory", b->name);
+        return 0;
+    }
     if (b->forward_rank)
         return b->supports(b, p, x, reason, len);
     attn_exec_t one = *x;
@@ -49,6 +53,13 @@ int backend_supports_backward(const attn_backend_t *b, const attn_problem_t *p, 
     }
     if (!backend_supports(b, p, x, reason, len))
         return 0;
+    if (b->supports_backward) { /* single-rank backends see one rank, as in backend_supports */
+        attn_exec_t one = *x;
+        if (!b->forward_rank)
+            one.ranks = 1;
+        if (!b->supports_backward(b, p, &one, reason, len))
+            return 0;
+    }
     size_t ws = b->backward_workspace_bytes ? b->backward_workspace_bytes(b, p, x) : 0;
     size_t need_sz = attn_size_add(attn_size_add(problem_io_bytes(p), problem_grad_bytes(p)), ws);
     if (need_sz == ATTN_SIZE_OVERFLOW) {

@@ -59,13 +59,22 @@ typedef struct attn_backend {
     /* 1: forward reads K/V from device memory when x->kv_device says they are there (exec.h);
      * 0 (every CPU backend, and the GPU ones that take only host shards): declined. */
     int device_kv;
+    /* 1: forward also takes Q, O and LSE in device memory when x->qo_device says so (exec.h). */
+    int device_qo;
+    /* Optional, last (positional initialisers stay valid): 1 if the backward takes p under x,
+     * else 0 and the reason in why. NULL: the backward takes whatever the forward takes.
+     * backend_supports_backward calls it, so every task records a decline as `skipped` with
+     * the reason instead of the backward failing at run time. */
+    int (*supports_backward)(const struct attn_backend *self, const attn_problem_t *p, const attn_exec_t *x,
+                             char *why, size_t len);
 } attn_backend_t;
 
 const attn_backend_t *registry_find(const char *name);
 /* b->supports, after the checks every backend shares (a single-rank backend declines ranks > 1). */
 int backend_supports(const attn_backend_t *b, const attn_problem_t *p, const attn_exec_t *x, char *reason, size_t len);
 /* backend_supports for a backward case: declines, with the reason, a backend without a
- * backward pass, and checks the backward's own memory (tensors, gradients, workspace). */
+ * backward pass or whose supports_backward declines p, and checks the backward's own memory
+ * (tensors, gradients, workspace). */
 int backend_supports_backward(const attn_backend_t *b, const attn_problem_t *p, const attn_exec_t *x, char *reason,
                               size_t len);
 int registry_count(void);

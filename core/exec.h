@@ -57,6 +57,10 @@ typedef struct {
      * (model.h's model_memspace_t). Q, O and LSE stay host arrays. Only a backend with
      * attn_backend_t.device_kv takes it; backend_supports declines the others with the reason. */
     int kv_device;
+    /* Q, O and LSE (attn_io_t.q, .o, .lse) are float32 arrays in that GPU's memory too (the
+     * device-resident model forward, model/devops.h): nothing of the call is on the host. Only a
+     * backend with attn_backend_t.device_qo takes it. */
+    int qo_device;
 } attn_exec_t;
 
 /* The defaults of a single-rank call: all cores, device 0, one rank on `local`, the backend's

@@ -3,6 +3,7 @@
  * core/outfile.h together: staged, then renamed only once both are complete, so a reader (a
  * dashboard polling results/) never sees a half-written file or a JSON without its CSV. */
 #include "core/results.h"
+#include "core/results_read.h"
 
 #include "core/outfile.h"
 #include "core/timing.h"
@@ -348,10 +349,10 @@ static json_t *run_json(const attn_run_t *run) {
     return ok ? o : NULL;
 }
 
-static json_t *record_json(const attn_record_t *r) {
+json_t *results_config_json(const attn_record_t *r) {
     int ok = 1;
     const attn_problem_t *c = &r->config;
-    json_t *cfg = json_object(), *met = json_object(), *units = json_object(), *pr = json_object();
+    json_t *cfg = json_object();
     SET(cfg, "batch", json_integer(c->batch));
     SET(cfg, "heads", json_integer(c->heads));
     SET(cfg, "kv_heads", json_integer(c->kv_heads));
@@ -365,6 +366,14 @@ static json_t *record_json(const attn_record_t *r) {
     SET(cfg, "block_k", json_integer(c->block_k));
     for (int i = 0; i < r->n_extra; i++)
         SET(cfg, r->extra[i].key, r->extra[i].is_num ? jnum(r->extra[i].num) : jstr(r->extra[i].str));
+    if (!ok)
+        json_decref(cfg);
+    return ok ? cfg : NULL;
+}
+
+static json_t *record_json(const attn_record_t *r) {
+    int ok = 1;
+    json_t *cfg = results_config_json(r), *met = json_object(), *units = json_object(), *pr = json_object();
     for (int i = 0; i < r->n_metrics; i++) {
         SET(met, r->metrics[i].name, jreal(r->metrics[i].value));
         SET(units, r->metrics[i].name, jstr(r->metrics[i].unit));

@@ -3,9 +3,11 @@
  * not rely on: a value of the wrong type, a status or schema version this build does not know. */
 #include "core/results_read.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/outfile.h"
 #include "core/results.h"
 
 /* string: a JSON string; nullable: or null (local_backend, reason and the run's gpu fields). */
@@ -85,7 +87,15 @@ static int check_record(json_t *r, int version, char *why, size_t cap) {
     return 1;
 }
 
-int results_read(const char *path, json_t **root, attn_err_t *err) {
+/* A file whose set (.json and .csv) stopped between its renames may sit beside a CSV of another
+ * write: refused by name, unless the reader takes the JSON alone and rewrites the set. */
+static int read_file(const char *path, int whole_set, json_t **root, attn_err_t *err) {
+    char marker[PATH_MAX + 16];
+    *root = NULL;
+    if (whole_set && outfile_incomplete(path, marker, sizeof marker))
+        return attn_fail(err, ATTN_EUSAGE, "%s: its write stopped between its files' renames (%s is beside it): it and "
+                         "the CSV beside it may be from different writes; run again (needle: --resume rewrites the set), "
+                         "or delete %s to read this file as it is", path, marker, marker);
     json_error_t je;
     *root = json_load_file(path, 0, &je);
     if (!*root)
@@ -160,3 +170,7 @@ void results_record_key(json_t *rec, char *out, size_t cap) {
     free(s);
     json_decref(cfg);
 }
+
+int results_read(const char *path, json_t **root, attn_err_t *err) { return read_file(path, 1, root, err); }
+
+int results_read_json(const char *path, json_t **root, attn_err_t *err) { return read_file(path, 0, root, err); }

@@ -11,6 +11,7 @@ thread, when the file has one, with the parallel efficiency speed-up / cores: th
 could use are P under mpi (one single-threaded process per rank) but min(P, threads) under
 local, where P threads share the machine. Standard library only."""
 import json
+import os
 import statistics
 import sys
 
@@ -28,6 +29,8 @@ def human_bytes(x):
 
 
 def main(path):
+    if os.path.exists(os.path.realpath(path) + ".partial"):  # core/outfile.h: its set's write stopped
+        sys.exit(f"{path}: its write stopped between its files' renames ({path}.partial is beside it): run again")
     with open(path) as f:
         run = json.load(f)
     recs = [r for r in run["records"] if r["task"] == "throughput" and r["status"] == "pass"]

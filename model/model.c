@@ -12,6 +12,7 @@
 
 #include "core/rng.h"
 #include "model/backward.h"
+#include "model/devops.h"
 #include "model/rope.h"
 #include "model/safetensors.h"
 
@@ -311,6 +312,8 @@ int model_forward_layers(const model_t *m, model_cache_t *cache, const model_att
     if (cache && cache->len + n > cache->capacity)
         return attn_fail(err, ATTN_EUSAGE, "model: the KV cache holds %lld of %lld positions (%s); %lld more do not fit",
                          (long long)cache->len, (long long)cache->capacity, dtype_name(cache->dtype), (long long)n);
+    if (m->devops && cache && cache->space && dt != ATTN_F64 && m->devops->device == cache->space->device)
+        return model_forward_device(m, cache, att, tokens, n, n_logits, logits, err);
     return dt == ATTN_F64 ? forward_f64(m, cache, att, tokens, n, n_logits, logits, NULL, err)
                           : forward_f32(m, cache, att, tokens, n, n_logits, logits, NULL, err);
 }
@@ -372,7 +375,7 @@ int model_loss_backward(const model_t *m, const model_attn_t *att, const double 
     if (dt != ATTN_F32 && dt != ATTN_F64)
         return attn_fail(err, ATTN_EUSAGE, "model backward: runs in f32 or f64, not %s", dtype_name(dt));
     model_t host = *m; /* the backward's dense layers run on the host: so does its forward */
-    host.dense = NULL;
+    host.dense = NULL, host.devops = NULL;
     return dt == ATTN_F64 ? loss_backward_f64(&host, att, emb, n, loss, loss_out, d_emb, err)
                           : loss_backward_f32(&host, att, emb, n, loss, loss_out, d_emb, err);
 }

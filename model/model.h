@@ -27,6 +27,9 @@ typedef struct {
     /* NULL: dense layers on the host. Set on a shallow copy (weights shared, never model_free'd)
      * to run one model's dense layers elsewhere; the float64 reference path ignores it. */
     const model_dense_t *dense;
+    /* NULL: as above. Set (the same way): a forward whose KV cache is in a memspace on this
+     * device keeps every activation there (model/devops.h); the others use `dense`. */
+    const struct model_devops *devops;
 } model_t;
 
 /* Seeded weights, N(0, 1/fan_in)-like (uniform, unit variance, scaled), output projections

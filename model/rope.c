@@ -77,56 +77,43 @@ static void angles_at(rope_angles_t *a, int64_t pos, double *c, double *s) {
 /* x rows (rows, row_stride): row r's pair i is (x[i], x[i + h]), rotated as a complex number
  * x[i] + j·x[i + h] times e^{jφ} — HF's x·cos + rotate_half(x)·sin. */
 /* sign −1 rotates by −φ: the inverse, which for a rotation is also its transpose (the backward). */
-static void rotate_f32(const rope_t *r, float *x, int64_t rows, int64_t row_stride, int64_t pos_start,
-                       int64_t pos_stride, double sign) {
-    rope_angles_t a;
-    angles_init(&a, r, rows, row_stride, pos_start, pos_stride);
-    double c[ROPE_MAX_HALF], s[ROPE_MAX_HALF];
-    for (int64_t row = 0; row < rows; row++) {
-        angles_at(&a, pos_start + pos_stride * row, c, s);
-        for (int i = 0; i < a.h; i++)
-            s[i] *= sign;
-        float *x1 = x + row * row_stride, *x2 = x1 + a.h;
-        for (int i = 0; i < a.h; i++) {
-            double u = x1[i], v = x2[i];
-            x1[i] = (float)(u * c[i] - v * s[i]);
-            x2[i] = (float)(v * c[i] + u * s[i]);
-        }
+/* One body for rows of float and of double (rotate_float, rotate_double): the arithmetic is in
+ * double for both, rounded once to T on the store. */
+#define ROPE_ROTATE(T)                                                                                          \
+    static void rotate_##T(const rope_t *r, T *x, int64_t rows, int64_t row_stride, int64_t pos_start,         \
+                           int64_t pos_stride, double sign) {                                                  \
+        rope_angles_t a;                                                                                        \
+        angles_init(&a, r, rows, row_stride, pos_start, pos_stride);                                            \
+        double c[ROPE_MAX_HALF], s[ROPE_MAX_HALF];                                                              \
+        for (int64_t row = 0; row < rows; row++) {                                                              \
+            angles_at(&a, pos_start + pos_stride * row, c, s);                                                  \
+            for (int i = 0; i < a.h; i++)                                                                       \
+                s[i] *= sign;                                                                                   \
+            T *x1 = x + row * row_stride, *x2 = x1 + a.h;                                                       \
+            for (int i = 0; i < a.h; i++) {                                                                     \
+                double u = x1[i], v = x2[i];                                                                    \
+                x1[i] = (T)(u * c[i] - v * s[i]);                                                               \
+                x2[i] = (T)(v * c[i] + u * s[i]);                                                               \
+            }                                                                                                   \
+        }                                                                                                       \
     }
-}
-
-static void rotate_f64(const rope_t *r, double *x, int64_t rows, int64_t row_stride, int64_t pos_start,
-                       int64_t pos_stride, double sign) {
-    rope_angles_t a;
-    angles_init(&a, r, rows, row_stride, pos_start, pos_stride);
-    double c[ROPE_MAX_HALF], s[ROPE_MAX_HALF];
-    for (int64_t row = 0; row < rows; row++) {
-        angles_at(&a, pos_start + pos_stride * row, c, s);
-        for (int i = 0; i < a.h; i++)
-            s[i] *= sign;
-        double *x1 = x + row * row_stride, *x2 = x1 + a.h;
-        for (int i = 0; i < a.h; i++) {
-            double u = x1[i], v = x2[i];
-            x1[i] = u * c[i] - v * s[i];
-            x2[i] = v * c[i] + u * s[i];
-        }
-    }
-}
+ROPE_ROTATE(float)
+ROPE_ROTATE(double)
 
 void rope_apply(const rope_t *r, float *x, int64_t rows, int64_t row_stride, int64_t pos_start, int64_t pos_stride) {
-    rotate_f32(r, x, rows, row_stride, pos_start, pos_stride, 1.0);
+    rotate_float(r, x, rows, row_stride, pos_start, pos_stride, 1.0);
 }
 
 void rope_apply_f64(const rope_t *r, double *x, int64_t rows, int64_t row_stride, int64_t pos_start,
                     int64_t pos_stride) {
-    rotate_f64(r, x, rows, row_stride, pos_start, pos_stride, 1.0);
+    rotate_double(r, x, rows, row_stride, pos_start, pos_stride, 1.0);
 }
 
 void rope_unapply(const rope_t *r, float *x, int64_t rows, int64_t row_stride, int64_t pos_start, int64_t pos_stride) {
-    rotate_f32(r, x, rows, row_stride, pos_start, pos_stride, -1.0);
+    rotate_float(r, x, rows, row_stride, pos_start, pos_stride, -1.0);
 }
 
 void rope_unapply_f64(const rope_t *r, double *x, int64_t rows, int64_t row_stride, int64_t pos_start,
                       int64_t pos_stride) {
-    rotate_f64(r, x, rows, row_stride, pos_start, pos_stride, -1.0);
+    rotate_double(r, x, rows, row_stride, pos_start, pos_stride, -1.0);
 }

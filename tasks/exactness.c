@@ -8,16 +8,13 @@
 #include "impls/cpu/naive.h"
 #include "tasks/task.h"
 #include "core/tensors.h"
-#include "core/timing.h"
 #include "tasks/approx.h"
 #include "tasks/reference.h"
 #include "tasks/tolerance.h"
 #include "tasks/grad_check.h"
 
 static void record_errors(attn_record_t *r, const attn_errors_t *e, const attn_errors_t *bound) {
-    record_metric(r, "rel_l2_err", e->rel_l2, "1");
-    record_metric(r, "max_abs_err", e->max_abs, "1");
-    record_metric(r, "lse_max_abs_err", e->lse_max, "1");
+    reference_record_errors(r, e);
     record_metric(r, "tol_rel_l2", bound->rel_l2, "1");
     record_metric(r, "tol_max_abs", bound->max_abs, "1");
     record_metric(r, "tol_lse", bound->lse_max, "1");
@@ -96,17 +93,11 @@ static int exactness_backend(const attn_opts_t *o, const attn_problem_t *p, cons
     io.keys_visited = be->approximate ? &visited : NULL;
     attn_err_t berr = {0};
     attn_errors_t e;
-    double t0 = time_now_s();
-    int brc = be->forward(be, p, x, &io, &berr);
-    double t = time_now_s() - t0;
-    if (brc == ATTN_OK)
-        brc = reference_errors(c->ref, p, out.o, out.lse, p->dtype, &e, &berr);
-    if (brc != ATTN_OK) {
+    double t;
+    if (reference_run_forward(c->ref, be, p, x, &io, &e, &t, &berr) != ATTN_OK) {
         record_set_status(r, REC_ERROR, "%s", berr.msg);
     } else if (be->approximate) { /* what it loses, not a verdict: docs/approximate.md */
-        record_metric(r, "rel_l2_err", e.rel_l2, "1");
-        record_metric(r, "max_abs_err", e.max_abs, "1");
-        record_metric(r, "lse_max_abs_err", e.lse_max, "1");
+        reference_record_errors(r, &e);
         record_metric(r, "naive_f32_rel_l2", c->naive32.rel_l2, "1");
         approx_record_visits(r, p, visited);
         record_metric(r, "time_s", t, "s");

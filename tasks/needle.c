@@ -15,6 +15,7 @@
 #ifdef ATTN_HAVE_CUDA
 #include "impls/cuda/dense_cuda.h"
 #include "impls/cuda/kv_device.h"
+#include "impls/cuda/model_dev.h"
 #endif
 
 typedef struct {
@@ -188,6 +189,7 @@ typedef struct {
     needle_mode_t mode;
     int index, total;
     const model_dense_t *gpu_dense; /* the model's dense layers on the GPU, for GPU backends; NULL: host */
+    const struct model_devops *gpu_devops; /* the whole forward on the GPU, for a device KV cache; NULL: none */
     /* The GPU's memory for the KV cache of backends that read K/V there (device_kv), and the
      * query-tail band's backend beside it; NULL: every cache on the host. */
     const model_memspace_t *kv_space;
@@ -216,13 +218,16 @@ static int run_depth(needle_ctx_t *x, const needle_prompt_t *pr, int64_t n, doub
         approx_probe_t probe; /* an approximate backend runs inside a probe: key fraction, output error */
         approx_probe_init(&probe, be);
         /* 16-bit runs only: the band beside it (sliding_window_cuda) has no f32 kernel. */
-        const model_memspace_t *space = be->device_kv && dtype_is_16bit(all->dtype) ? x->kv_space : NULL;
+        /* The GPU distributed backends read a device cache under cuda_local only (one process). */
+        int one_process = !be->forward_rank || case_exec(o, be).transport != ATTN_TRANSPORT_NCCL;
+        const model_memspace_t *space = be->device_kv && dtype_is_16bit(all->dtype) && one_process ? x->kv_space : NULL;
         int ci = space != NULL;
         model_cache_t *cache = &caches[ci];
         double *shared_s = &shared[ci];
         needle_run_opts_t ro = {.be = be->approximate ? &probe.be : be, .mode = x->mode,
                                 .ask_all = !strcmp(o->ask, "all"),
                                 .dense = !strcmp(be->device, "cuda") ? x->gpu_dense : NULL,
+                                .devops = space ? x->gpu_devops : NULL,
                                 .kv_space = space, .band = space ? x->gpu_band : NULL};
         ro.tmpl = case_problem(o, be, n, n);
         ro.x = case_exec(o, be);
@@ -307,6 +312,11 @@ int task_needle(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
             if (registry_find(o->backends[b])->device_kv && cuda_kv_space_create(o->device, &space, &derr) == ATTN_OK)
                 x.kv_space = &space, x.gpu_band = registry_find("sliding_window_cuda");
         }
+        /* With both: every activation of a forward on a device cache stays on the GPU. */
+        model_devops_t devops = {0};
+        attn_err_t oerr = {0};
+        if (rc == ATTN_OK && x.gpu_dense && x.kv_space && cuda_devops_create(&m, &dense, o->device, &devops, &oerr) == ATTN_OK)
+            x.gpu_devops = &devops;
 #endif
         for (int d = 0; d < o->n_depths && rc == ATTN_OK; d++) {
             needle_prompt_t pr;
@@ -321,7 +331,9 @@ int task_needle(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
             cuda_dense_free(&dense);
         if (x.kv_space)
             cuda_kv_space_free(&space);
-        x.gpu_dense = NULL, x.kv_space = NULL, x.gpu_band = NULL;
+        if (x.gpu_devops)
+            cuda_devops_free(&devops);
+        x.gpu_dense = NULL, x.kv_space = NULL, x.gpu_band = NULL, x.gpu_devops = NULL;
 #endif
         model_free(&m);
         free(hay);

@@ -5,35 +5,21 @@
 #include "tasks/needle_resume.h"
 
 #include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/outfile.h"
 #include "core/results_read.h"
 #include "tasks/approx.h"
 
 static const char *str_of(json_t *o, const char *key) {
     json_t *v = json_object_get(o, key);
     return json_is_string(v) ? json_string_value(v) : "";
-}
-
-/* The config a fresh run writes for r (results.c's record_json, its config part). */
-static json_t *expected_config(const attn_record_t *r) {
-    const attn_problem_t *c = &r->config;
-    json_t *o = json_pack("{sIsIsIsIsIsIsssIsssIsI}", "batch", (json_int_t)c->batch, "heads", (json_int_t)c->heads,
-                          "kv_heads", (json_int_t)c->kv_heads, "head_dim", (json_int_t)c->head_dim, "seq_len_q",
-                          (json_int_t)c->n_q, "seq_len_k", (json_int_t)c->n_k, "mask", mask_name(c->mask), "window",
-                          (json_int_t)c->window, "dtype", dtype_name(c->dtype), "block_q", (json_int_t)c->block_q,
-                          "block_k", (json_int_t)c->block_k);
-    for (int i = 0; o && i < r->n_extra; i++)
-        json_object_set_new(o, r->extra[i].key,
-                            !r->extra[i].is_num ? json_string(r->extra[i].str)
-                            : r->extra[i].num == trunc(r->extra[i].num) && fabs(r->extra[i].num) < 1e15
-                                ? json_integer((json_int_t)r->extra[i].num) /* needles 2, not 2.0, in a message */
-                                : json_real(r->extra[i].num));
-    return o;
 }
 
 /* Numbers compare by value (a file may write 25 or 25.0), strings by text; null equals nothing. */
@@ -58,7 +44,7 @@ static int same_case(json_t *jr, const attn_record_t *r, char *why, size_t cap) 
     if (json_integer_value(json_object_get(jr, "ranks")) != r->ranks)
         return snprintf(why, cap, "ranks %" JSON_INTEGER_FORMAT ", this run %d",
                         json_integer_value(json_object_get(jr, "ranks")), r->ranks), 0;
-    json_t *want = expected_config(r), *cfg = json_object_get(jr, "config");
+    json_t *want = results_config_json(r), *cfg = json_object_get(jr, "config");
     if (!want)
         return snprintf(why, cap, "(out of memory)"), 0;
     int ok = 1;
@@ -149,7 +135,11 @@ int needle_resume_load(const char *path, const attn_opts_t *o, needle_case_fn ex
                        attn_err_t *err) {
     json_t *root;
     attn_err_t rerr = {0};
-    if (results_read(path, &root, &rerr) != ATTN_OK) /* its message starts with the path: say which flag */
+    char marker[PATH_MAX + 16];
+    if (outfile_incomplete(path, marker, sizeof marker)) /* the JSON is whole as renamed; this run rewrites both */
+        fprintf(stderr, "note: --resume %s: the write of its set stopped between renames (%s): going on from this "
+                "JSON, which was renamed whole (this run writes its set anew)\n", path, marker);
+    if (results_read_json(path, &root, &rerr) != ATTN_OK) /* its message starts with the path: say which flag */
         return attn_fail(err, rerr.code, "--resume %s", rerr.msg);
     json_t *recs = json_object_get(root, "records"), *jrun = json_object_get(root, "run");
     int version = results_file_version(root), rc = ATTN_OK, first = run->n_records;

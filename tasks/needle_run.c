@@ -33,7 +33,7 @@ int needle_context(const model_t *m, const needle_margins_t *mg, const needle_pr
     if (ro->mode == NEEDLE_PREFILL) { /* one logit row: the last layer's attention runs everywhere */
         double *logits = malloc((size_t)m->cfg.vocab_size * sizeof *logits);
         model_t md = *m; /* the same weights, dense layers where the backend's attention is */
-        md.dense = ro->dense;
+        md.dense = ro->dense, md.devops = ro->devops;
         rc = logits ? dist_model_run(&md, cache, ro->be, &ro->tmpl, &ro->x, pr->ctx, pr->n_ctx, 1, logits, err)
                     : attn_fail(err, ATTN_ERUNTIME, "needle: out of memory");
         free(logits);
@@ -49,6 +49,7 @@ int needle_context(const model_t *m, const needle_margins_t *mg, const needle_pr
         model_attn_t att[2] = {{band, &bt, &bx}, {band, &bt, &bx}}; /* layer 1 only stores its K/V */
         model_t md = *m;
         md.dense = ro->band ? ro->dense : NULL;
+        md.devops = ro->band ? ro->devops : NULL;
         int64_t chunk = ro->chunk > 0 ? ro->chunk : 65536;
         rc = ATTN_OK;
         for (int64_t at = 0; at < pr->n_ctx && rc == ATTN_OK; at += chunk)
@@ -62,7 +63,7 @@ int needle_ask(const model_t *m, const needle_prompt_t *pr, const needle_run_opt
                needle_outcome_t *out, attn_err_t *err) {
     int64_t V = m->cfg.vocab_size, ctx_len = cache->len;
     model_t md = *m; /* the same weights, dense layers where the backend's attention is */
-    md.dense = ro->dense;
+    md.dense = ro->dense, md.devops = ro->devops;
     m = &md;
     double *logits = malloc((size_t)V * sizeof *logits);
     int32_t *q = malloc((size_t)pr->n_question * sizeof *q);

@@ -16,6 +16,10 @@ typedef struct {
      * host: the GPU's for a GPU backend (impls/cuda/dense_cuda.h); NULL = host cblas. The
      * query-tail band's too when it runs with `band`; the CPU band keeps the host's. */
     const model_dense_t *dense;
+    /* With `dense` and a cache in kv_space on its device: the whole forward resident there
+     * (model/devops.h; impls/cuda/model_dev.h), only tokens up and logit rows down. NULL: `dense`
+     * per call. */
+    const struct model_devops *devops;
     /* The KV cache's memory when not the host's: the GPU's for a GPU backend that reads K/V there
      * (attn_backend_t.device_kv; impls/cuda/kv_device.h). The context's rows are put there once
      * per depth, each question's and decoding step's rows once as they come, and every attention

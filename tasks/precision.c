@@ -8,7 +8,6 @@
 
 #include "core/backend.h"
 #include "core/tensors.h"
-#include "core/timing.h"
 #include "tasks/reference.h"
 #include "tasks/task.h"
 #include "tasks/tolerance.h"
@@ -85,18 +84,12 @@ static int run_point(attn_run_t *run, const attn_opts_t *o, const attn_backend_t
     io.lse = c->out->lse;
     attn_err_t berr = {0};
     attn_errors_t e;
-    double t0 = time_now_s();
-    int brc = be->forward(be, p, x, &io, &berr);
-    double t = time_now_s() - t0;
-    if (brc == ATTN_OK)
-        brc = reference_errors(c->ref, p, io.o, io.lse, p->dtype, &e, &berr);
-    if (brc != ATTN_OK) {
+    double t;
+    if (reference_run_forward(c->ref, be, p, x, &io, &e, &t, &berr) != ATTN_OK) {
         record_set_status(r, REC_ERROR, "%s", berr.msg);
         return ATTN_OK;
     }
-    record_metric(r, "rel_l2_err", e.rel_l2, "1");
-    record_metric(r, "max_abs_err", e.max_abs, "1");
-    record_metric(r, "lse_max_abs_err", e.lse_max, "1");
+    reference_record_errors(r, &e);
     record_metric(r, "ref_rows", (double)c->ref->m, "1");
     record_metric(r, "naive_f32_rel_l2", c->naive32->rel_l2, "1");
     record_metric(r, "time_s", t, "s");

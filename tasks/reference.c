@@ -10,6 +10,7 @@
 
 #include "core/backend.h"
 #include "core/rng.h"
+#include "core/timing.h"
 #include "impls/cpu/naive.h"
 
 enum { REF_STREAM_ROWS = 3001 }; /* rng_u64 stream of the sampled rows */
@@ -153,6 +154,20 @@ void reference_record(attn_record_t *r, const attn_reference_t *ref) {
         return;
     record_extra_str(r, "ref", ref->sampled ? "sampled" : "full");
     record_extra_num(r, "ref_rows", (double)ref->m);
+}
+
+int reference_run_forward(const attn_reference_t *ref, const attn_backend_t *be, const attn_problem_t *p,
+                          const attn_exec_t *x, attn_io_t *io, attn_errors_t *e, double *seconds, attn_err_t *berr) {
+    double t0 = time_now_s();
+    int rc = be->forward(be, p, x, io, berr);
+    *seconds = time_now_s() - t0; /* the forward alone: the comparison is not the backend's time */
+    return rc == ATTN_OK ? reference_errors(ref, p, io->o, io->lse, p->dtype, e, berr) : rc;
+}
+
+void reference_record_errors(attn_record_t *r, const attn_errors_t *e) {
+    record_metric(r, "rel_l2_err", e->rel_l2, "1");
+    record_metric(r, "max_abs_err", e->max_abs, "1");
+    record_metric(r, "lse_max_abs_err", e->lse_max, "1");
 }
 
 int reference_naive32_errors(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *in32,

@@ -3,6 +3,7 @@
  * backend_check_memory applies to naive), else a seeded sample of rows with all their keys,
  * computed by the same naive kernel (naive_attend_rows). docs/precision.md. */
 #pragma once
+#include "core/backend.h"
 #include "core/problem.h"
 #include "core/results.h"
 #include "core/tensors.h"
@@ -55,6 +56,13 @@ int reference_naive32_errors(const attn_problem_t *p, const attn_exec_t *x, cons
  * the reference built from them and the naive float32 baseline's errors on its rows. */
 int reference_prepare(const attn_problem_t *p, const attn_exec_t *x, uint64_t seed, attn_tensors_t *in32,
                       attn_reference_t *ref, attn_errors_t *naive32, attn_err_t *err);
+/* One backend's forward on io (inputs set, io->o and io->lse its outputs), timed as a whole
+ * into *seconds, then its errors against ref into *e: what exactness and precision measure per
+ * backend. Not ATTN_OK: the forward or the comparison failed, berr says how. */
+int reference_run_forward(const attn_reference_t *ref, const attn_backend_t *be, const attn_problem_t *p,
+                          const attn_exec_t *x, attn_io_t *io, attn_errors_t *e, double *seconds, attn_err_t *berr);
+/* The three error metrics of e on r: rel_l2_err, max_abs_err, lse_max_abs_err. */
+void reference_record_errors(attn_record_t *r, const attn_errors_t *e);
 /* Largest finite |O| and |LSE| of the reference (the tolerance floors' magnitudes). */
 double reference_o_max(const attn_reference_t *ref, const attn_problem_t *p);
 double reference_lse_max(const attn_reference_t *ref, const attn_problem_t *p);

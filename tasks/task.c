@@ -135,3 +135,12 @@ int task_start_backward(attn_run_t *run, const attn_opts_t *o, const char *task,
     }
     return 1;
 }
+
+void task_record_rates(attn_record_t *r, const attn_problem_t *p, const double *secs, const double *gflops, int reps) {
+    double tok[reps];
+    for (int i = 0; i < reps; i++)
+        tok[i] = (double)(p->batch * p->n_q) / secs[i];
+    record_timed(r, "time_s", secs, reps, "s");
+    record_timed(r, "tokens_per_s", tok, reps, "tok/s");
+    record_timed(r, "gflops", gflops, reps, "GFLOP/s");
+}

@@ -52,6 +52,9 @@ int task_for_each_case(const attn_opts_t *o, attn_run_t *run, case_fn fn, attn_e
  * declines p. */
 int task_start_backend(attn_run_t *run, const attn_opts_t *o, const char *task, const attn_backend_t *be,
                        const attn_problem_t *p, const attn_exec_t *x, int index, int count, attn_record_t **rec);
+/* The throughput rates of reps timed calls, in this order: time_s (secs), tokens_per_s (B·n_q
+ * query tokens per second) and gflops (the caller's: its FLOP count is its own). */
+void task_record_rates(attn_record_t *r, const attn_problem_t *p, const double *secs, const double *gflops, int reps);
 /* throughput_backward.c: one backend's backward on p (a record; direction "backward"). */
 int throughput_backward_one(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x,
                             const attn_backend_t *be, int index, int count, attn_run_t *run, attn_err_t *err);

@@ -149,14 +149,10 @@ static int throughput_device(const attn_opts_t *o, const attn_problem_t *p, cons
         return ATTN_OK;
     }
     /* an approximate backend's work is the pairs it visited, not the problem's */
-    double flops = be->approximate ? 4.0 * (double)p->head_dim * visited : problem_flops(p), tok[reps], gflops[reps];
-    for (int i = 0; i < reps; i++) {
-        tok[i] = (double)(p->batch * p->n_q) / secs[i];
+    double flops = be->approximate ? 4.0 * (double)p->head_dim * visited : problem_flops(p), gflops[reps];
+    for (int i = 0; i < reps; i++)
         gflops[i] = flops / secs[i] / 1e9;
-    }
-    record_timed(r, "time_s", secs, reps, "s");
-    record_timed(r, "tokens_per_s", tok, reps, "tok/s");
-    record_timed(r, "gflops", gflops, reps, "GFLOP/s");
+    task_record_rates(r, p, secs, gflops, reps);
     record_timed(r, "call_wall_s", wall, reps, "s");
     record_metric(r, "flops", flops, "FLOP");
     record_extra_str(r, "timing", "cuda_events");
@@ -175,20 +171,16 @@ static int throughput_device(const attn_opts_t *o, const attn_problem_t *p, cons
 static int throughput_self(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, const attn_backend_t *be,
                            attn_record_t *r, double *median_s) {
     int reps = o->repeats;
-    double secs[reps], tok[reps], gflops[reps], flops = problem_flops(p);
+    double secs[reps], gflops[reps], flops = problem_flops(p);
     char timing[32];
     attn_err_t berr = {0};
     if (be->time_self(be, p, x, o->seed, o->warmup, reps, secs, timing, sizeof timing, &berr) != ATTN_OK) {
         record_set_status(r, REC_ERROR, "%s", berr.msg);
         return ATTN_OK;
     }
-    for (int i = 0; i < reps; i++) {
-        tok[i] = (double)(p->batch * p->n_q) / secs[i];
+    for (int i = 0; i < reps; i++)
         gflops[i] = flops / secs[i] / 1e9;
-    }
-    record_timed(r, "time_s", secs, reps, "s");
-    record_timed(r, "tokens_per_s", tok, reps, "tok/s");
-    record_timed(r, "gflops", gflops, reps, "GFLOP/s");
+    task_record_rates(r, p, secs, gflops, reps);
     record_metric(r, "flops", flops, "FLOP");
     record_extra_str(r, "timing", timing);
     *median_s = median_of(secs, reps);
@@ -301,14 +293,9 @@ static int throughput_one(const attn_opts_t *o, const attn_problem_t *p, const a
         record_set_status(r, REC_ERROR, "%s", berr.msg);
         return ATTN_OK;
     }
-    double tok[reps];
-    for (int i = 0; i < reps; i++) {
-        tok[i] = (double)(p->batch * p->n_q) / secs[i];
+    for (int i = 0; i < reps; i++)
         frac[i] = gflops[i] / peer[i]; /* against the roofline as finally measured */
-    }
-    record_timed(r, "time_s", secs, reps, "s");
-    record_timed(r, "tokens_per_s", tok, reps, "tok/s");
-    record_timed(r, "gflops", gflops, reps, "GFLOP/s");
+    task_record_rates(r, p, secs, gflops, reps);
     record_timed(r, "sgemm_gflops", peer, reps, "GFLOP/s");
     record_timed(r, "frac_of_sgemm", frac, reps, "1");
     if (isfinite(fma[0]))

@@ -70,12 +70,7 @@ int throughput_backward_one(const attn_opts_t *o, const attn_problem_t *p, const
         record_set_status(r, REC_ERROR, "%s", berr.msg);
         return ATTN_OK;
     }
-    double tok[reps];
-    for (int i = 0; i < reps; i++)
-        tok[i] = (double)(p->batch * p->n_q) / bsecs[i];
-    record_timed(r, "time_s", bsecs, reps, "s");
-    record_timed(r, "tokens_per_s", tok, reps, "tok/s");
-    record_timed(r, "gflops", bg, reps, "GFLOP/s");
+    task_record_rates(r, p, bsecs, bg, reps);
     record_metric(r, "flops", bflops, "FLOP");
     record_timed(r, "fwd_time_s", fsecs, reps, "s");
     record_timed(r, "fwd_gflops", fg, reps, "GFLOP/s");

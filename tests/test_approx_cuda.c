@@ -44,6 +44,8 @@ static const gcase_t cases[] = {
     {"sinks_window", ATTN_MASK_NONE, 600, 600, 2, 1, 128, 0, 64, 128, 0, 0, 600, 0, 0},
     {"sinks_window", ATTN_MASK_WINDOW, 800, 800, 2, 2, 64, 300, 192, 128, 5, 0, 37, 0, 0},
     {"sinks_window", ATTN_MASK_CAUSAL, 2049, 7, 2, 1, 64, 0, 128, 256, 4, 0, 256, 0, 0},
+    {"topk_blocks", ATTN_MASK_CAUSAL, 1000, 1000, 2, 1, 256, 0, 128, 128, 0, 2, 1, 0, 0}, /* d = 256: 32-key tiles */
+    {"sinks_window", ATTN_MASK_WINDOW, 700, 300, 2, 2, 256, 200, 64, 192, 64, 0, 100, 0, 0},
 };
 
 static void fill(const gcase_t *c, const attn_problem_t *p, attn_tensors_t *t, uint64_t seed) {

@@ -87,6 +87,19 @@ static int dist_matrix(int64_t max_n, int *passed, int *failed) {
                         return 1;
                 }
     }
+    if (max_n >= 1000) { /* head dim 256 on uneven shards (P = 3), each kernel */
+        static const char *kernels[] = {"mma", "auto"};
+        for (size_t ik = 0; ik < 2; ik++) {
+            char args[1024];
+            snprintf(args, sizeof args,
+                     "backends=blockwise_cuda,ring_cuda,striped_cuda,zigzag_cuda,ulysses_cuda dtype=%s kernel=%s "
+                     "mask=none,causal,window seq-len=1000 q-len=1000,333 heads=%d kv-heads=1 head-dim=256 "
+                     "window=300 ranks=3 transport=cuda_local seed=%zu",
+                     half, kernels[ik], H, 180 + ik);
+            if (run_case(args, passed, failed))
+                return 1;
+        }
+    }
     return 0;
 }
 
@@ -128,6 +141,37 @@ static int usp_matrix(int64_t max_n, int *passed, int *failed) {
     return run_case(args, passed, failed);
 }
 
+/* Head dim 256 in bf16 and f16 (issue 18's acceptance, so `ctest -L gpu` holds both): blockwise_cuda
+ * and sliding_window_cuda under --kernel mma (flash.cu's 64-row × 32-key tiles with Q read per
+ * tile; flash_decode.cu's split kernel at n_q ≤ 64) and auto (the wgmma kernel on sm_90, mma
+ * elsewhere), × mask × H_kv ∈ {4, 1} × n: 1 (decode), 65 (a row and a key past whole tiles; q-len
+ * 21: split), 1000 (a partial 8-key tile; q-len 333 at the end): the 16-bit rule against float64. */
+static int d256_matrix(int64_t max_n, int *passed, int *failed) {
+    static const int64_t dn[] = {1, 65, 1000};
+    static const char *kernels[] = {"mma", "auto"}, *dtypes[] = {"bf16", "f16"};
+    for (size_t in = 0; in < sizeof dn / sizeof dn[0]; in++) {
+        int64_t n = dn[in];
+        if (n > max_n)
+            continue;
+        char qlen[64] = "1";
+        if (n > 1)
+            snprintf(qlen, sizeof qlen, "%lld,%lld", (long long)n, (long long)(n / 3));
+        for (size_t it = 0; it < 2; it++)
+            for (size_t ik = 0; ik < 2; ik++)
+                for (int kvh = H; kvh >= 1; kvh /= 4) {
+                    char args[1024];
+                    snprintf(args, sizeof args,
+                             "backends=blockwise_cuda,sliding_window_cuda dtype=%s kernel=%s mask=none,causal,window "
+                             "seq-len=%lld q-len=%s heads=%d kv-heads=%d head-dim=256 batch=%d window=%lld seed=%zu",
+                             dtypes[it], kernels[ik], (long long)n, qlen, H, kvh, n <= 65 ? 2 : 1,
+                             (long long)(n * 3 / 10 > 0 ? n * 3 / 10 : 1), 700 + in * 10 + it * 2 + ik);
+                    if (run_case(args, passed, failed))
+                        return 1;
+                }
+    }
+    return 0;
+}
+
 /* Packed documents through every GPU distributed backend (impls/parallel/piece_vis.h): random
  * lengths 1 … 300 (length-1 documents, and documents longer than a shard at P ≥ 4) and a fixed
  * list, masks none/causal/window, n_q < n_k, GQA, P ∈ {1, 2, 3, 4, 8}, usp_cuda on 2 × 2 and
@@ -149,6 +193,21 @@ static int docs_matrix(int64_t max_n, int *passed, int *failed) {
                 if (run_case(args, passed, failed))
                     return 1;
             }
+    /* Head dim 256 with documents: the mma kernel at P = 2 and 4, the default (wgmma on sm_90) at 4. */
+    static const struct {
+        int P;
+        const char *kernel;
+    } d256[] = {{2, "mma"}, {4, "mma"}, {4, "auto"}};
+    for (size_t i = 0; i < sizeof d256 / sizeof d256[0]; i++) {
+        char args[1024];
+        snprintf(args, sizeof args,
+                 "backends=blockwise_cuda,ring_cuda,zigzag_cuda,ulysses_cuda dtype=%s kernel=%s mask=none,causal,window "
+                 "seq-len=1000 q-len=1000,333 heads=%d kv-heads=1 head-dim=256 window=300 ranks=%d "
+                 "transport=cuda_local %s seed=%zu",
+                 half, d256[i].kernel, H, d256[i].P, docs[i % 2], 560 + i);
+        if (run_case(args, passed, failed))
+            return 1;
+    }
     static const struct {
         int P, U;
         const char *layout;
@@ -256,7 +315,8 @@ static int no_device_check(void) {
 
 /* The matrix: naive_cuda in f32, and blockwise_cuda, sliding_window_cuda and naive_cuda in bf16
  * (bf16 tolerance = 2 × naive_cuda-bf16's own error, tolerance.c), × mask × H_kv ∈ {4, 2, 1}
- * (H = 4) × odd and tile-straddling n × d ∈ {64, 128} × (n_q = n_k, n_q < n_k). Then the memory
+ * (H = 4) × odd and tile-straddling n × d ∈ {64, 128} × (n_q = n_k, n_q < n_k), and d = 256 in
+ * bf16 and f16 under each kernel (d256_matrix; in the bf16 run only). Then the memory
  * check: blockwise_cuda's tracked device peak at n = 65536 and 131072 must stay within its
  * declared, linear device bytes and grow 2× when n doubles (an n² buffer would grow 4×).
  * usage: test_cuda [--mask M] [--max-n N] [--skip-memory]   run the matrix, then the memory check (GPU)
@@ -322,6 +382,8 @@ int main(int argc, char **argv) {
         printf("%d passed, %d failed\n", passed, failed);
         return failed ? 1 : (passed ? 0 : 1);
     }
+    if (!memory_only && !strcmp(half, "bf16") && d256_matrix(max_n, &passed, &failed)) /* both dtypes */
+        return 1;
     for (size_t in = 0; in < sizeof ns / sizeof ns[0] && !memory_only; in++) {
         int64_t n = ns[in];
         if (n > max_n)

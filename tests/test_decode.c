@@ -1,7 +1,8 @@
 /* test_decode.c — the decode split plan (impls/cpu/decode_plan.h) on the host: the chunking, the
  * head packing and the partial/merge indexing the CUDA decode kernels use, and the CPU run of the
  * same plan (decode.c) against the float64 naive reference within blockwise's float32 tolerance,
- * for masks, GQA, n_q ∈ {1, 16, 64}, forced and chosen splits, and pieces at global positions. */
+ * for masks, GQA, n_q ∈ {1, 16, 64}, forced and chosen splits, pieces at global positions, and the
+ * d = 256 kernel's 64-row × 32-key tiles. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,8 +134,8 @@ static void gpu_mapping(void) {
         for (int r = 0; r < 64; r++)
             bad += seen[r] != 1;
     }
-    for (int d = 64; d <= 128; d += 64) {
-        int cols[128] = {0};
+    for (int d = 64; d <= 256; d *= 2) {
+        int cols[256] = {0};
         for (int lane = 0; lane < 32; lane++)
             for (int c = 0; c < d / 32; c++)
                 cols[lane + 32 * c]++;
@@ -164,7 +165,7 @@ static void merge_rule(void) {
 /* One case: decode_attend_f32 with the plan against naive float64 on the same spans, within
  * blockwise's float32 tolerance (tolerance.c: 4 × naive float32's error + 4 ulps). */
 static void numeric_case(int64_t B, int64_t H, int64_t Hkv, int64_t n_q, int64_t n_k, attn_mask_t mask, int64_t w,
-                         attn_span_t qs, attn_span_t ks, int tile, int force_split) {
+                         attn_span_t qs, attn_span_t ks, int tile, int keys, int force_split) {
     int64_t d = 32;
     attn_problem_t p = {.batch = B, .heads = H, .kv_heads = Hkv, .head_dim = d, .n_q = n_q, .n_k = n_k,
                         .mask = mask, .window = w, .dtype = ATTN_F32};
@@ -182,11 +183,11 @@ static void numeric_case(int64_t B, int64_t H, int64_t Hkv, int64_t n_q, int64_t
     }
     attn_err_t err = {0};
     char name[160], why[160] = "";
-    snprintf(name, sizeof name, "decode B=%lld H=%lld/%lld n_q=%lld n_k=%lld mask=%s q@%lld+%lld·r k@%lld+%lld·j tile=%d split=%d",
+    snprintf(name, sizeof name, "decode B=%lld H=%lld/%lld n_q=%lld n_k=%lld mask=%s q@%lld+%lld·r k@%lld+%lld·j tile=%dx%d split=%d",
              (long long)B, (long long)H, (long long)Hkv, (long long)n_q, (long long)n_k, mask_name(mask), (long long)qs.start,
-             (long long)qs.stride, (long long)ks.start, (long long)ks.stride, tile, force_split);
+             (long long)qs.stride, (long long)ks.start, (long long)ks.stride, tile, keys, force_split);
     decode_plan_t pl;
-    if (!check(decode_plan_make(&pl, B, H, Hkv, n_q, n_q, n_k, &(attn_vis_t){mask, w, NULL, 0}, qs, ks, tile, tile, 2, 2, force_split), name,
+    if (!check(decode_plan_make(&pl, B, H, Hkv, n_q, n_q, n_k, &(attn_vis_t){mask, w, NULL, 0}, qs, ks, tile, keys, 2, 2, force_split), name,
                "no plan"))
         goto out;
     attn_problem_t p64 = p;
@@ -231,15 +232,22 @@ int main(void) {
                     for (int s = 0; s < 4; s++) {
                         int64_t n_q = nqs[a], n_k = nks[b];
                         numeric_case(1 + (s == 2), heads[h][0], heads[h][1], n_q, n_k, masks[m], 37,
-                                     (attn_span_t){n_k - n_q, 1}, (attn_span_t){0, 1}, 64, splits[s]);
+                                     (attn_span_t){n_k - n_q, 1}, (attn_span_t){0, 1}, 64, 64, splits[s]);
                     }
     /* Pieces of a distributed call at global positions: striped (stride 2), a chunk of queries
      * far into the sequence, keys after every query (causal: no row sees anything, O 0, LSE −∞),
      * and the CPU's own tiles (128 rows, partial tiles across heads). */
-    numeric_case(1, 8, 2, 16, 300, ATTN_MASK_CAUSAL, 0, (attn_span_t){601, 2}, (attn_span_t){1, 2}, 64, 4);
-    numeric_case(1, 4, 1, 64, 500, ATTN_MASK_WINDOW, 50, (attn_span_t){5000, 1}, (attn_span_t){4600, 1}, 64, 5);
-    numeric_case(2, 4, 2, 16, 300, ATTN_MASK_CAUSAL, 0, (attn_span_t){0, 1}, (attn_span_t){1000, 1}, 64, 3);
-    numeric_case(1, 6, 2, 50, 700, ATTN_MASK_CAUSAL, 0, (attn_span_t){650, 1}, (attn_span_t){0, 1}, 128, 0);
+    numeric_case(1, 8, 2, 16, 300, ATTN_MASK_CAUSAL, 0, (attn_span_t){601, 2}, (attn_span_t){1, 2}, 64, 64, 4);
+    numeric_case(1, 4, 1, 64, 500, ATTN_MASK_WINDOW, 50, (attn_span_t){5000, 1}, (attn_span_t){4600, 1}, 64, 64, 5);
+    numeric_case(2, 4, 2, 16, 300, ATTN_MASK_CAUSAL, 0, (attn_span_t){0, 1}, (attn_span_t){1000, 1}, 64, 64, 3);
+    numeric_case(1, 6, 2, 50, 700, ATTN_MASK_CAUSAL, 0, (attn_span_t){650, 1}, (attn_span_t){0, 1}, 128, 128, 0);
+    /* The d = 256 kernel's tiles: 64 packed rows × FRAG_KEYS(256) = 32 keys (flash_frag.h). */
+    for (int m = 0; m < 3; m++)
+        for (int a = 0; a < 3; a++)
+            for (int s = 0; s < 4; s += 2)
+                numeric_case(1, 8, 2, nqs[a], 1000, masks[m], 37, (attn_span_t){1000 - nqs[a], 1}, (attn_span_t){0, 1}, 64,
+                             FRAG_KEYS(256), splits[s + 1]);
+    numeric_case(1, 8, 2, 16, 300, ATTN_MASK_CAUSAL, 0, (attn_span_t){601, 2}, (attn_span_t){1, 2}, 64, FRAG_KEYS(256), 0);
     check_quiet = 0;
     return check_summary();
 }

@@ -131,10 +131,10 @@ int main(int argc, char **argv) {
                                 continue;
                             char label[64];
                             snprintf(label, sizeof label, ring ? "%s P=%d" : "%s", names[b], xb.ranks);
-                            char reason[512];
-                            if (!check(be && backend_supports_backward(be, standin ? &g.p : &pb, &xb, reason,
-                                                                       sizeof reason),
-                                       label, "%s: declines: %s", name, be ? reason : "not registered"))
+                            char reason[512] = "";
+                            int takes = be && backend_supports_backward(be, standin ? &g.p : &pb, &xb, reason,
+                                                                        sizeof reason);
+                            if (!check(takes, label, "%s: declines: %s", name, be ? reason : "not registered"))
                                 continue;
                             size_t nq = problem_numel_q(&pb), nkv = problem_numel_kv(&pb);
                             float *dq = malloc(nq * 4 + 4), *dk = malloc(nkv * 4 + 4), *dv = malloc(nkv * 4 + 4);

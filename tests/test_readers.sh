@@ -122,6 +122,28 @@ schema_versions) # the schema version: this version's files read, newer or malfo
     refused "schema attnbench.results/$v" 'v.json: .*schema is not' "" -- compare "$fx/machine-a.json" "$scratch/v.json"
   done
   ;;
+set_interrupted) # a set whose write stopped between renames (its .partial markers, core/outfile.h;
+  # the stop itself is made by tests/test_outfile_set.c): report, compare and the history refuse the
+  # file by name; needle --resume goes on from the JSON (whole as renamed) and rewrites the set
+  g=$(needle_file) || exit 1
+  c=${g%.json}.csv
+  touch "$g.partial" "$c.partial"
+  refused "report of a marked file" "$(basename "$g"): its write stopped between its files' renames" "$g" -- \
+    report "$g" --out "$scratch/r.html"
+  [ ! -e "$scratch/r.html" ] && ok "report wrote nothing" || bad "report wrote $scratch/r.html"
+  refused "compare with a marked file" "$(basename "$g"): its write stopped" "$g" -- compare "$fx/machine-a.json" "$g"
+  mkdir -p "$scratch/H" && cp "$fx/machine-a.json" "$scratch/H/a.json" && cp "$g" "$scratch/H/b.json" &&
+    touch "$scratch/H/b.json.partial"
+  refused "history with a marked file" "b.json: its write stopped" "" -- report --history "$scratch/H" --out "$scratch/r.html"
+  out=$("$bin" "${N[@]}" --depths 0,25,50 --resume "$g" --out-dir "$scratch/needle" 2>&1); rc=$?
+  n=$("$py" -c "import json, sys; print(len(json.load(open(sys.argv[1]))['records']))" "$g")
+  rows=$(($(wc -l <"$c") - 1))
+  [ $rc -eq 0 ] && [ "$n" -eq 6 ] && [ "$rows" -ge 6 ] && printf '%s' "$out" | grep -q "note: --resume .*stopped between renames" &&
+    [ ! -e "$g.partial" ] && [ ! -e "$c.partial" ] &&
+    ok "--resume of a marked file: noted, 6 records, the set rewritten and unmarked" ||
+    bad "--resume of a marked file: exit $rc, $n records, $rows CSV rows, markers: $(ls "$scratch"/needle/*.partial 2>/dev/null)"
+  out=$("$bin" report "$g" --out "$scratch/r.html" 2>&1) && ok "report reads the repaired set" || bad "report after resume: $out"
+  ;;
 *) echo "unknown case $case"; exit 2 ;;
 esac
 echo "$pass passed, $fail failed"

@@ -1,7 +1,7 @@
 /* test_sm90_layout.c — flash_sm90.cu's index arithmetic (impls/cuda/sm90_layout.h) checked on the
  * CPU against the PTX ISA's definitions, written out here independently: the 128-byte swizzle and
  * TMA box placement, wgmma descriptors decoded and walked as the tensor cores walk them, the
- * accumulator and A-register fragments, the key-tile range against mask_visible, and the K/V
+ * accumulator and A-register fragments, the key-tile range against piece_visible, and the K/V
  * pipeline's mbarrier parities and ping-pong turns simulated under random schedules. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,14 +179,19 @@ static int64_t rnd(int64_t n) {
     return (int64_t)(rng % (uint64_t)n);
 }
 
+/* Half the cases one contiguous problem (band = global positions: piece_visible must equal
+ * mask_visible), half a strided ring piece pair (query row r at q0 + S·r, key j at k0 + S·j) with
+ * documents over the global line; the tile range and edge test against piece_visible per pair. */
 static void key_tiles(void) {
-    int bad = 0, cases = 0, tiles_edge = 0, tiles_plain = 0;
+    int bad = 0, cases = 0, tiles_edge = 0, tiles_plain = 0, strided = 0;
     for (int c = 0; c < 3000; c++) {
+        const int64_t S = rnd(2) ? 1 : 2 + rnd(3);
         int64_t n_k = 1 + rnd(700), docs[9];
+        const int64_t G = S * n_k + S; /* the global line the pieces are dealt from */
         int64_t n_docs = rnd(3) == 0 ? 1 + rnd(8) : 1;
-        docs[0] = 0, docs[n_docs] = n_k;
+        docs[0] = 0, docs[n_docs] = G;
         for (int64_t i = 1; i < n_docs; i++)
-            docs[i] = rnd(n_k + 1);
+            docs[i] = rnd(G + 1);
         for (int64_t i = 1; i < n_docs; i++) /* sort: non-decreasing offsets */
             for (int64_t k = i; k > 0 && docs[k - 1] > docs[k]; k--) {
                 int64_t t = docs[k];
@@ -194,33 +199,51 @@ static void key_tiles(void) {
             }
         attn_vis_t v = {(attn_mask_t)rnd(3), 1 + rnd(300), docs, n_docs};
         int bn = rnd(2) ? 64 : 128;
-        int64_t i_lo = rnd(n_k + 200) - 100, i_hi = i_lo + rnd(SM90_BM);
-        if (v.mask == ATTN_MASK_NONE && n_docs > 1 && (i_lo < 0 || i_hi >= n_k))
-            continue; /* documents cover positions 0 … n_k only */
+        int64_t i_lo, i_hi;
+        piece_vis_t pv;
+        if (S == 1) {
+            i_lo = rnd(n_k + 200) - 100, i_hi = i_lo + rnd(SM90_BM);
+            if (n_docs > 1 && (i_lo < 0 || i_hi >= n_k))
+                continue; /* documents cover positions 0 … n_k only */
+            pv = piece_vis_global(v, 0);
+        } else { /* band positions = local rows (q_off 0), globals inside the documented line */
+            i_lo = rnd(n_k), i_hi = i_lo + rnd(SM90_BM);
+            if (i_hi >= n_k)
+                i_hi = n_k - 1;
+            pv = (piece_vis_t){v, 0, rnd(S), rnd(S), S};
+            strided++;
+        }
         int64_t t_lo, t_hi;
-        sm90_key_tiles(&v, i_lo, i_hi, n_k, bn, &t_lo, &t_hi);
+        sm90_key_tiles(&pv, i_lo, i_hi, n_k, bn, &t_lo, &t_hi);
         cases++;
         int first_hit = 0, last_hit = 0;
         for (int64_t i = i_lo; i <= i_hi; i++)
-            for (int64_t j = 0; j < n_k; j++)
-                if (mask_visible(&v, i, j)) {
+            for (int64_t j = 0; j < n_k; j++) {
+                const int seen = piece_visible(&pv, i, j);
+                bad += S == 1 && seen != mask_visible(&v, i, j);
+                if (seen) {
                     bad += j / bn < t_lo || j / bn >= t_hi; /* a visible key outside the range */
                     first_hit |= j / bn == t_lo, last_hit |= j / bn == t_hi - 1;
                 }
-        bad += t_lo < t_hi && (!first_hit || !last_hit); /* the range is tight at both ends */
+            }
+        /* the range is tight at both ends for one problem; a strided piece's document ends are
+         * rounded to key rows, and the hull may hold a tile no row sees (costs a tile, never a key) */
+        bad += S == 1 && t_lo < t_hi && (!first_hit || !last_hit);
         for (int64_t t = t_lo; t < t_hi; t++) {
-            if (sm90_tile_edge(&v, i_lo, i_hi, t * bn, bn, n_k)) {
+            if (sm90_tile_edge(&pv, i_lo, i_hi, t * bn, bn, n_k)) {
                 tiles_edge++;
                 continue;
             }
             tiles_plain++;
             for (int64_t i = i_lo; i <= i_hi; i++) /* unmasked tile: every pair visible, in range */
                 for (int64_t j = t * bn; j < t * bn + bn; j++)
-                    bad += j >= n_k || !mask_visible(&v, i, j);
+                    bad += j >= n_k || !piece_visible(&pv, i, j);
         }
     }
-    check(bad == 0 && tiles_edge > 0 && tiles_plain > 0, "key tiles and edge tiles against mask_visible",
-          "%d violations over %d cases (%d edge, %d plain tiles)", bad, cases, tiles_edge, tiles_plain);
+    check(bad == 0 && tiles_edge > 0 && tiles_plain > 0 && strided > 500,
+          "key tiles and edge tiles against piece_visible (one problem and strided pieces)",
+          "%d violations over %d cases (%d strided; %d edge, %d plain tiles)", bad, cases, strided, tiles_edge,
+          tiles_plain);
 }
 
 /* ---- pipeline ----------------------------------------------------------------------------------- */
@@ -426,7 +449,17 @@ static void pipeline(void) {
           "%d errors, %d deadlocks over %d schedules", bad, deadlocks, runs);
 }
 
+/* setmaxnreg: multiples of 8 in [24, 256]; the consumers take no more than the producer frees. */
+static void registers(void) {
+    int ok = SM90_REGS_PRODUCER % 8 == 0 && SM90_REGS_CONSUMER % 8 == 0 && SM90_REGS_PRODUCER >= 24 &&
+             SM90_REGS_CONSUMER <= 256 && SM90_REGS_LAUNCH == 65536 / 384 / 8 * 8 &&
+             128 * SM90_REGS_PRODUCER + 256 * SM90_REGS_CONSUMER <= 384 * SM90_REGS_LAUNCH;
+    check(ok, "register exchange between producer and consumers balances", "producer %d, consumers %d, launch %d",
+          SM90_REGS_PRODUCER, SM90_REGS_CONSUMER, SM90_REGS_LAUNCH);
+}
+
 int main(void) {
+    registers();
     swizzle();
     tma_boxes();
     descriptors();

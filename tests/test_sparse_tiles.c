@@ -2,7 +2,7 @@
  * replayed on the host with the kernels' own functions (impls/cpu/sparse_tiles.h): the select
  * kernel's lists — the bound in the kernel's channel order, its 4-row folds, the bitonic network,
  * the top `keep`, the compaction — must equal the CPU backends' lists on the same inputs, ties
- * included; the attention kernel's walk over those lists (64-row blocks, 64-key steps, the keep
+ * included; the attention kernel's walk over those lists (64-row blocks, 64-key steps, 32 at d = 256, the keep
  * rule), summed in float64, must reproduce the CPU backends' output and visited pairs. No GPU. */
 #include <math.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 #include "core/tensors.h"
 #include "core/threads.h"
 #include "impls/cpu/sparse_engine.h"
+#include "impls/cuda/flash_frag.h"
 #include "tasks/tolerance.h"
 
 enum { SINKS = 0, TOPK = 1 };
@@ -147,8 +148,9 @@ static void gpu_lists(const case_t *c, const attn_problem_t *p, const attn_exec_
     free(half);
 }
 
-/* sparse_attn_kernel in float64: each 64-row block walks its Q tile's list in 64-key steps and
- * keeps (row, key) by sparse_keeps; O (B,H,n_q,d), LSE, and the kept pairs of real rows. */
+/* sparse_attn_kernel in float64: each 64-row block walks its Q tile's list in steps of the
+ * kernel's key tile at d (64 keys, 32 at d = 256: sparse_sub_key0) and keeps (row, key) by
+ * sparse_keeps; O (B,H,n_q,d), LSE, and the kept pairs of real rows. */
 static double walk_f64(const case_t *c, const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io,
                        const gpu_lists_t *g, double *O, double *LSE) {
     sparse_rule_t rule = c->be == TOPK ? topk_blocks_rule(p) : sinks_window_rule(p, x);
@@ -161,12 +163,13 @@ static double walk_f64(const case_t *c, const attn_problem_t *p, const attn_exec
         const float *K = (const float *)io->k + kvb * p->n_k * d, *V = (const float *)io->v + kvb * p->n_k * d;
         for (int64_t mb = 0; mb < m_blocks; mb++) {
             int64_t r0 = mb * 64, at = (g->list_heads == 1 ? 0 : bh) * g->n_qt + sparse_block_qtile(r0, c->bq);
-            int64_t steps = sparse_steps(g->count[at] > 0 ? g->count[at] : 0, c->bk);
+            const int keys = FRAG_KEYS((int)d);
+            int64_t steps = sparse_sub_steps(g->count[at] > 0 ? g->count[at] : 0, c->bk, keys);
             memset(on, 0, 64 * (size_t)p->n_k);
             for (int64_t it = 0; it < steps; it++) {
-                int64_t key0 = sparse_step_key0(g->list + at * g->cap, it, c->bk);
+                int64_t key0 = sparse_sub_key0(g->list + at * g->cap, it, c->bk, keys);
                 for (int row = 0; row < 64 && r0 + row < p->n_q; row++)
-                    for (int key = 0; key < 64; key++) {
+                    for (int key = 0; key < keys; key++) {
                         int64_t j = key0 + key;
                         if (j >= p->n_k || !sparse_keeps(&rule, q_off + r0 + row, j))
                             continue;
@@ -342,6 +345,8 @@ static const case_t fixed[] = {
     {SINKS, ATTN_MASK_CAUSAL, 900, 200, 2, 1, 16, 0, 64, 64, 300, 0, 250, 0, 0},
     {SINKS, ATTN_MASK_WINDOW, 800, 800, 1, 1, 16, 300, 192, 128, 5, 0, 37, 0, 0},
     {SINKS, ATTN_MASK_NONE, 600, 600, 1, 1, 16, 0, 64, 128, 0, 0, 600, 0, 0},
+    {TOPK, ATTN_MASK_CAUSAL, 700, 700, 2, 1, 256, 0, 128, 128, 0, 2, 1, 0, 0},  /* d = 256: 32-key sub-steps */
+    {SINKS, ATTN_MASK_CAUSAL, 500, 300, 1, 1, 256, 0, 64, 192, 64, 0, 100, 0, 0},
 };
 
 static case_t random_case(uint64_t seed, int i) {
@@ -393,6 +398,21 @@ static void helpers(void) {
     int64_t n = sparse_req_fixed_list(&r, out);
     check(n == 9 && out[0] == 0 && out[8] == 8, "fixed list of [5, 9) and [0, 7)", "%lld tiles, %d … %d",
           (long long)n, out[0], out[n - 1]);
+    /* The sub-step walk (the d = 256 kernel's 32-key tiles) meets the keys of the listed tiles in
+     * order, each once, as the 64-key walk does. */
+    static const int32_t lst[] = {0, 3, 4, 9};
+    int walk_bad = 0;
+    for (int bk = 64; bk <= 256; bk += 64)
+        for (int keys = 16; keys <= 64; keys *= 2) {
+            int64_t steps = sparse_sub_steps(4, bk, keys), next = 0;
+            walk_bad += steps * keys != 4 * bk;
+            for (int64_t it = 0; it < steps; it++) {
+                int64_t key0 = sparse_sub_key0(lst, it, bk, keys), want = (int64_t)lst[next / bk] * bk + next % bk;
+                walk_bad += key0 != want || (it % (SPARSE_STEP / keys) == 0 && key0 != sparse_step_key0(lst, it / (SPARSE_STEP / keys), bk));
+                next += keys;
+            }
+        }
+    check(walk_bad == 0, "sub-step walk of listed tiles", "%d keys met out of order", walk_bad);
 }
 
 int main(void) {

@@ -41,14 +41,24 @@ res=$out/results logs=$out/logs
 # The commands of each part, one per line (the shared flags of the issue's shapes).
 cmds() {
   case $1 in
-    # the gpu tests run under --kernel auto: the wgmma kernel (flash_sm90.cu) on an H100/H200
-    tests) echo "cd build-gpu && ctest -L gpu --output-on-failure --timeout 120" ;;
-    # issue 18's table: blockwise_cuda on the mma and the wgmma kernel beside torch SDPA, bf16, H 16
+    # the gpu tests run under --kernel auto: the wgmma kernel (flash_sm90.cu) on an H100/H200; four
+    # at a time: their float64 references are host work (16 cores there), their kernels small, and
+    # cuda_memory counts its own process's allocations, not the device's free memory
+    tests) echo "cd build-gpu && ctest -L gpu -j4 --output-on-failure --timeout 120" ;;
+    # issue 18's table: blockwise_cuda on the mma and the wgmma kernel beside torch SDPA, bf16, H 16;
+    # then d = 256 in bf16 and f16
     prefill)
       for d in 64 128; do
         echo "python3 benchmarks/torch_sdpa.py --seq-len 4096,16384,65536 --heads 16 --head-dim $d --mask none,causal --warmup 1 --repeats 3 --out-dir $res"
         for k in mma wgmma; do
           echo "$A run --task throughput --backends blockwise_cuda --kernel $k --dtype bf16 --heads 16 --kv-heads 16 --head-dim $d --seq-len 4096,16384,65536 --mask none,causal --warmup 1 --repeats 3 --out-dir $res"
+        done
+      done
+      # d = 256 in bf16 and f16 (issue 18), n ≤ 16384 to keep to the share: SDPA, then both kernels
+      for t in bf16 f16; do
+        echo "python3 benchmarks/torch_sdpa.py --dtype $t --seq-len 4096,16384 --heads 16 --head-dim 256 --mask none,causal --warmup 1 --repeats 3 --out-dir $res"
+        for k in mma wgmma; do
+          echo "$A run --task throughput --backends blockwise_cuda --kernel $k --dtype $t --heads 16 --kv-heads 16 --head-dim 256 --seq-len 4096,16384 --mask none,causal --warmup 1 --repeats 3 --out-dir $res"
         done
       done ;;
     backward) # issue 21: blockwise_cuda's backward beside SDPA's flash and cuDNN backward (with their gradient errors)

@@ -25,8 +25,12 @@ typedef void (*softmax_tile_fn)(float *S, int rows, int cols, int ld, float c, f
 void softmax_tile_generic(float *S, int rows, int cols, int ld, float c, float *m, float *l, float *alpha);
 void softmax_tile_avx512(float *S, int rows, int cols, int ld, float c, float *m, float *l, float *alpha);
 
-/* The AVX-512 kernel when this CPU has AVX-512F (checked at run time), else the generic one.
- * ATTN_SIMD=generic in the environment forces the portable path (used by the tests). */
+/* The one instruction-set rule of the CPU kernels (softmax, probabilities, the fused tile): 1
+ * when this CPU has AVX-512F (checked at run time) and ATTN_SIMD=generic is not in the
+ * environment (it forces the portable paths; used by the tests). */
+int cpu_simd_avx512(void);
+
+/* The AVX-512 kernel when cpu_simd_avx512(), else the generic one. */
 softmax_tile_fn softmax_tile_select(void);
 const char *softmax_tile_name(softmax_tile_fn f);
 

@@ -29,13 +29,15 @@ void softmax_tile_generic(float *S, int rows, int cols, int ld, float c, float *
     }
 }
 
-softmax_tile_fn softmax_tile_select(void) {
+int cpu_simd_avx512(void) {
     const char *force = getenv("ATTN_SIMD");
     if (force && strcmp(force, "generic") == 0)
-        return softmax_tile_generic;
+        return 0;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? softmax_tile_avx512 : softmax_tile_generic;
+    return __builtin_cpu_supports("avx512f") != 0;
 }
+
+softmax_tile_fn softmax_tile_select(void) { return cpu_simd_avx512() ? softmax_tile_avx512 : softmax_tile_generic; }
 
 const char *softmax_tile_name(softmax_tile_fn f) { return f == softmax_tile_avx512 ? "avx512" : "generic"; }
 
@@ -52,9 +54,5 @@ void softmax_probs_generic(float *S, int rows, int cols, int ld, float c, const 
 }
 
 softmax_probs_fn softmax_probs_select(void) {
-    const char *force = getenv("ATTN_SIMD");
-    if (force && strcmp(force, "generic") == 0)
-        return softmax_probs_generic;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? softmax_probs_avx512 : softmax_probs_generic;
+    return cpu_simd_avx512() ? softmax_probs_avx512 : softmax_probs_generic;
 }

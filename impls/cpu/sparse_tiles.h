@@ -142,3 +142,12 @@ ATTN_HD_INLINE int64_t sparse_step_key0(const int32_t *list, int64_t it, int bk)
     int per = bk / SPARSE_STEP;
     return (int64_t)list[it / per] * bk + (int64_t)(it % per) * SPARSE_STEP;
 }
+/* The same walk in sub-steps of `keys` keys, a divisor of SPARSE_STEP (the d = 256 kernel's key
+ * tile is 32: impls/cuda/flash_frag.h's FRAG_KEYS): SPARSE_STEP / keys per step, in key order. */
+ATTN_HD_INLINE int64_t sparse_sub_steps(int64_t count, int bk, int keys) {
+    return sparse_steps(count, bk) * (SPARSE_STEP / keys);
+}
+ATTN_HD_INLINE int64_t sparse_sub_key0(const int32_t *list, int64_t it, int bk, int keys) {
+    int per = SPARSE_STEP / keys;
+    return sparse_step_key0(list, it / per, bk) + (int64_t)(it % per) * keys;
+}

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "impls/cpu/exp2_avx512.h"
+#include "impls/cpu/softmax.h"
 #include "impls/cpu/tile_kernel.h"
 
 enum {
@@ -256,10 +257,4 @@ const tile_kernel_t tile_kernel_avx512 = {
     .min_rows = 16,
 };
 
-const tile_kernel_t *tile_kernel_select(void) {
-    const char *force = getenv("ATTN_SIMD");
-    if (force && strcmp(force, "generic") == 0)
-        return NULL;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? &tile_kernel_avx512 : NULL;
-}
+const tile_kernel_t *tile_kernel_select(void) { return cpu_simd_avx512() ? &tile_kernel_avx512 : NULL; }

@@ -72,6 +72,22 @@ static int flash_backward(const attn_backend_t *self, const attn_problem_t *p, c
     return cuda_flash_backward(p, x, g, err);
 }
 
+/* What flash_bwd.cu instantiates: bf16, f16 and head dims 64, 128 (cuda_flash_bwd_launch). */
+static int flash_supports_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
+                                   char *why, size_t len) {
+    (void)x;
+    if (!dtype_is_16bit(p->dtype)) {
+        snprintf(why, len, "%s's backward runs in bf16 or f16 only (got %s)", self->name, dtype_name(p->dtype));
+        return 0;
+    }
+    if (p->head_dim != 64 && p->head_dim != 128) {
+        snprintf(why, len, "%s's backward has kernels for head dims 64 and 128 only (got %lld)", self->name,
+                 (long long)p->head_dim);
+        return 0;
+    }
+    return 1;
+}
+
 static size_t flash_bwd_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     (void)self, (void)x;
     return cuda_flash_bwd_device_bytes(p);
@@ -94,6 +110,8 @@ const attn_backend_t backend_cuda_blockwise = {
     .backward_workspace_bytes = flash_bwd_workspace,
     .decode_split = flash_split,
     .device_kv = 1,
+    .device_qo = 1, /* Q, O, LSE of the device-resident model forward read and written in place */
+    .supports_backward = flash_supports_backward,
 };
 
 /* The GPU kernel already visits only the key tiles a query block can see, so the window
@@ -109,4 +127,6 @@ const attn_backend_t backend_cuda_sliding_window = {
     .backward_workspace_bytes = flash_bwd_workspace,
     .decode_split = flash_split,
     .device_kv = 1,
+    .device_qo = 1, /* Q, O, LSE of the device-resident model forward read and written in place */
+    .supports_backward = flash_supports_backward,
 };

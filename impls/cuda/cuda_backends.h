@@ -14,7 +14,7 @@ extern "C" {
 int cuda_naive_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err);
 size_t cuda_naive_device_bytes(const attn_problem_t *p);
 
-/* flash.cu: the FlashAttention-2-style tensor-core kernel (bf16 or f16, head dims 64 and 128). */
+/* flash.cu: the FlashAttention-2-style tensor-core kernel (bf16 or f16, head dims 64, 128 and 256). */
 int cuda_flash_supports(const attn_problem_t *p, char *why, size_t len);
 int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x, const attn_io_t *io, attn_err_t *err);
 size_t cuda_flash_device_bytes(const attn_problem_t *p);

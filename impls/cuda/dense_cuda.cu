@@ -29,25 +29,37 @@ int grow(float **buf, size_t *cap, size_t floats, const char *what, attn_err_t *
     return *buf ? ATTN_OK : ATTN_ERUNTIME;
 }
 
-int dense_linear(const model_dense_t *d, float *out, const float *x, const float *w, int64_t n, int64_t out_dim,
-                 int64_t in_dim, attn_err_t *err) {
-    dense_ctx *c = static_cast<dense_ctx *>(d->ctx);
-    const float *wd = nullptr;
-    for (int i = 0; i < c->count && !wd; i++)
+const float *weight_of(const dense_ctx *c, const float *w) {
+    for (int i = 0; i < c->count; i++)
         if (c->host[i] == w)
-            wd = c->dev[i];
+            return c->dev[i];
+    return nullptr;
+}
+
+/* out = x · Wᵀ with every array on the device. */
+int gemm(dense_ctx *c, float *out, const float *x, const float *w, int64_t n, int64_t out_dim, int64_t in_dim,
+         attn_err_t *err) {
+    const float *wd = weight_of(c, w);
     if (!wd)
         return attn_fail(err, ATTN_EUSAGE, "GPU dense layers: a weight that is not the model's (%lld × %lld)",
                          (long long)out_dim, (long long)in_dim);
     if (n > INT32_MAX || out_dim > INT32_MAX || in_dim > INT32_MAX)
         return attn_fail(err, ATTN_EUSAGE, "GPU dense layers: %lld rows are beyond cuBLAS's int dimensions", (long long)n);
     CUDA_TRY(cudaSetDevice(c->device));
+    const float one = 1.f, zero = 0.f;
+    CUBLAS_TRY(cublasSgemm(c->h, CUBLAS_OP_T, CUBLAS_OP_N, (int)out_dim, (int)n, (int)in_dim, &one, wd, (int)in_dim, x,
+                           (int)in_dim, &zero, out, (int)out_dim));
+    return ATTN_OK;
+}
+
+int dense_linear(const model_dense_t *d, float *out, const float *x, const float *w, int64_t n, int64_t out_dim,
+                 int64_t in_dim, attn_err_t *err) {
+    dense_ctx *c = static_cast<dense_ctx *>(d->ctx);
+    CUDA_TRY(cudaSetDevice(c->device));
     ATTN_TRY(grow(&c->x, &c->x_cap, (size_t)(n * in_dim), "GPU dense layers: input rows", err));
     ATTN_TRY(grow(&c->out, &c->out_cap, (size_t)(n * out_dim), "GPU dense layers: output rows", err));
     CUDA_TRY(cudaMemcpy(c->x, x, (size_t)(n * in_dim) * sizeof(float), cudaMemcpyHostToDevice));
-    const float one = 1.f, zero = 0.f;
-    CUBLAS_TRY(cublasSgemm(c->h, CUBLAS_OP_T, CUBLAS_OP_N, (int)out_dim, (int)n, (int)in_dim, &one, wd, (int)in_dim, c->x,
-                           (int)in_dim, &zero, c->out, (int)out_dim));
+    ATTN_TRY(gemm(c, c->out, c->x, w, n, out_dim, in_dim, err));
     CUDA_TRY(cudaMemcpy(out, c->out, (size_t)(n * out_dim) * sizeof(float), cudaMemcpyDeviceToHost));
     return ATTN_OK;
 }
@@ -108,4 +120,13 @@ extern "C" int cuda_dense_create(const model_t *m, int device, model_dense_t *d,
 extern "C" void cuda_dense_free(model_dense_t *d) {
     ctx_free(static_cast<dense_ctx *>(d->ctx));
     memset(d, 0, sizeof *d);
+}
+
+extern "C" const float *cuda_dense_weight(const model_dense_t *d, const float *w) {
+    return weight_of(static_cast<const dense_ctx *>(d->ctx), w);
+}
+
+extern "C" int cuda_dense_gemm(const model_dense_t *d, float *out, const float *x, const float *w, int64_t n,
+                               int64_t out_dim, int64_t in_dim, attn_err_t *err) {
+    return gemm(static_cast<dense_ctx *>(d->ctx), out, x, w, n, out_dim, in_dim, err);
 }

@@ -8,6 +8,7 @@
 #include "impls/cuda/ring_cuda.h"
 #include "impls/cuda/ring_cuda_grad.h"
 #include "impls/cuda/ulysses_cuda.h"
+#include "impls/cuda/ulysses_cuda_grad.h"
 #include "impls/cuda/usp_cuda.h"
 
 extern "C" {
@@ -74,17 +75,19 @@ struct host_shards {
             mem[n++] = p;
         return p;
     }
-    /* Buffers for local index i = global rank r. */
+    /* Buffers for local index i = global rank r (K and V only when with_kv: not from a device cache). */
     int alloc(const attn_problem_t *p, const attn_layout_t *lq, const attn_layout_t *lk, int i, int r,
-              attn_err_t *err) {
+              attn_err_t *err, int with_kv = 1) {
         int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
         size_t nq = (size_t)layout_local_count(lq, r), nk = (size_t)layout_local_count(lk, r);
         h.q[i] = take((size_t)BH * nq * d, err, "ring_cuda host Q shard");
-        h.k[i] = take((size_t)BHkv * nk * d, err, "ring_cuda host K shard");
-        h.v[i] = take((size_t)BHkv * nk * d, err, "ring_cuda host V shard");
+        if (with_kv) {
+            h.k[i] = take((size_t)BHkv * nk * d, err, "ring_cuda host K shard");
+            h.v[i] = take((size_t)BHkv * nk * d, err, "ring_cuda host V shard");
+        }
         h.o[i] = take((size_t)BH * nq * d, err, "ring_cuda host O shard");
         h.lse[i] = take((size_t)BH * nq, err, "ring_cuda host LSE shard");
-        return h.q[i] && h.k[i] && h.v[i] && h.o[i] && h.lse[i] ? ATTN_OK : ATTN_ERUNTIME;
+        return h.q[i] && (!with_kv || (h.k[i] && h.v[i])) && h.o[i] && h.lse[i] ? ATTN_OK : ATTN_ERUNTIME;
     }
 };
 
@@ -114,12 +117,19 @@ int local_forward(const attn_backend_t *self, const attn_problem_t *p, const att
     ATTN_TRY(layout_init(&lk, kind_of(self, x), p->n_k, P, err));
     int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
     host_shards hs;
+    /* A KV cache on the device (kv_device): each rank's K/V shard is copied from it on the device
+     * (ring_cuda_kv_in); only Q's shards are made here. */
+    const int kv_dev = x->kv_device;
     for (int r = 0; r < P; r++) {
-        ATTN_TRY(hs.alloc(p, &lq, &lk, r, r, err));
+        ATTN_TRY(hs.alloc(p, &lq, &lk, r, r, err, !kv_dev));
         dist_shard_copy(&lq, r, BH, d, (float *)hs.h.q[r], (float *)io->q, 1);
-        dist_shard_copy(&lk, r, BHkv, d, (float *)hs.h.k[r], (float *)io->k, 1);
-        dist_shard_copy(&lk, r, BHkv, d, (float *)hs.h.v[r], (float *)io->v, 1);
+        if (!kv_dev) {
+            dist_shard_copy(&lk, r, BHkv, d, (float *)hs.h.k[r], (float *)io->k, 1);
+            dist_shard_copy(&lk, r, BHkv, d, (float *)hs.h.v[r], (float *)io->v, 1);
+        }
     }
+    if (kv_dev)
+        hs.h.k_dev = io->k, hs.h.v_dev = io->v, hs.h.kv_layout = &lk;
     gcomm g = {};
     ring_cuda_stats_t st[ATTN_MAX_RANKS] = {};
     int rc = gcomm_local_open(&g, P, x->device, x->comm_timeout, err);
@@ -245,6 +255,11 @@ int dist_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, cons
     }
     int P = exec_ranks(x);
     char why[256];
+    if (x->kv_device && (x->transport != ATTN_TRANSPORT_CUDA_LOCAL || !dtype_is_16bit(p->dtype))) {
+        snprintf(reason, len, "%s reads K/V from a KV cache in device memory only under cuda_local and in bf16 or f16 "
+                 "(every rank's shard is copied from it on the one device)", self->name);
+        return 0;
+    }
     if (scheme_of(self) == USP && !usp_cuda_takes(p, (int)kind_of(self, x), x->ulysses_degree, P, why, sizeof why)) {
         snprintf(reason, len, "%s", why);
         return 0;
@@ -296,9 +311,12 @@ size_t dist_cuda_workspace(const attn_backend_t *self, const attn_problem_t *p, 
 
 /* The ring family's backward (ring_cuda_grad.cu): all P virtual ranks here under cuda_local, the
  * per-rank figures filled as the forward's; under nccl dist_backward runs nccl_backward_rank on
- * every process. Its workspace figure is every rank's device bytes, as the forward's. */
+ * every process. ulysses_cuda's (ulysses_cuda_grad.cu; cuda_local, bf16). Their workspace figure
+ * is every rank's device bytes, as the forward's. */
 int dist_cuda_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
                        const attn_grad_io_t *g, attn_err_t *err) {
+    if (scheme_of(self) == ULYSSES)
+        return ulysses_cuda_backward_local(p, x, g, err);
     if (x->transport == ATTN_TRANSPORT_NCCL)
         return dist_backward(self, p, x, g, err);
     int P = exec_ranks(x);
@@ -352,12 +370,36 @@ int nccl_backward_rank(const attn_backend_t *self, const attn_problem_t *p, cons
     return dist_gather(c, &lk, BHkv, d, h.dkv[0] + kn, (float *)g->dv, err);
 }
 
+/* The ring family's backward declines what ring_cuda_grad_takes does (the dtype, the head dim),
+ * so the tasks record a skip with the reason rather than a run-time error. */
+int ring_supports_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *why,
+                           size_t len) {
+    char r[256];
+    if (ring_cuda_grad_takes(p, x, r, sizeof r))
+        return 1;
+    snprintf(why, len, "%s: %s", self->name, r);
+    return 0;
+}
+
 size_t dist_cuda_bwd_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
     size_t bytes = 0;
     int P = exec_ranks(x);
     for (int r = 0; r < P; r++)
-        bytes = attn_size_add(bytes, ring_cuda_grad_rank_bytes(p, P, (int)kind_of(self, x), r));
+        bytes = attn_size_add(bytes, scheme_of(self) == ULYSSES ? ulysses_cuda_grad_rank_bytes(p, P, r)
+                                                                : ring_cuda_grad_rank_bytes(p, P, (int)kind_of(self, x), r));
     return bytes;
+}
+
+/* ulysses_cuda's backward: what ulysses_cuda_grad_takes declines, and every rank's device bytes
+ * (cuda_local: all on the one device) against the device's free memory. */
+int ulysses_supports_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *why,
+                              size_t len) {
+    char r[256];
+    if (!ulysses_cuda_grad_takes(p, x, r, sizeof r)) {
+        snprintf(why, len, "%s: %s", self->name, r);
+        return 0;
+    }
+    return cuda_supports_device(self, x, dist_cuda_bwd_workspace(self, p, x), why, len);
 }
 
 const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, RING}, striped_ctx = {LAYOUT_STRIPED, RING},
@@ -367,17 +409,20 @@ const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, RING}, striped_ctx = {LAYOUT_
 } // namespace
 
 /* BWD_RANK (nccl's per-process backward) and BWD_EXPECT (ring_grad.c's: the forward's balance plus
- * the float32 dK/dV hops) also give the tasks the backward's per-rank figures. */
-#define DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, BWD, BWD_RANK, BWD_EXPECT, BWD_WS)                     \
+ * the float32 dK/dV hops) give the tasks the backward's per-rank figures; BWD_TAKES is the
+ * backward's supports hook. */
+#define DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, BWD, BWD_RANK, BWD_EXPECT, BWD_WS, BWD_TAKES)          \
     extern "C" const attn_backend_t var = {NAME, "cuda", DESC, LAYOUT, dist_cuda_supports, dist_cuda_forward,     \
                                            nccl_rank, dist_cuda_expect, dist_cuda_workspace, &CTX,          \
                                            nullptr, nullptr, nullptr, nullptr, 0, /* built in: no peer, harness-timed, exact */ \
-                                           BWD, BWD_RANK, BWD_EXPECT, BWD_WS, nullptr, 0};
+                                           BWD, BWD_RANK, BWD_EXPECT, BWD_WS, nullptr,                       \
+                                           1 /* device_kv: cuda_local copies shards from a device cache */,     \
+                                           0 /* device_qo */, BWD_TAKES};
 #define DIST_CUDA_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                           \
-    DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, nullptr, nullptr, nullptr, nullptr)
+    DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, nullptr, nullptr, nullptr, nullptr, nullptr)
 #define DIST_CUDA_RING_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                      \
     DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, dist_cuda_backward, nccl_backward_rank, ring_backward_expect, \
-                          dist_cuda_bwd_workspace)
+                          dist_cuda_bwd_workspace, ring_supports_backward)
 
 DIST_CUDA_RING_BACKEND(backend_cuda_ring, "ring_cuda", "contiguous", ring_ctx,
                   "ring attention on GPUs: tensor-core kernel per step, next K/V block copied meanwhile; bf16 or f16")
@@ -385,8 +430,10 @@ DIST_CUDA_RING_BACKEND(backend_cuda_striped, "striped_cuda", "striped", striped_
                   "ring_cuda with token t on rank t mod P (balanced causal work); bf16 or f16")
 DIST_CUDA_RING_BACKEND(backend_cuda_zigzag, "zigzag_cuda", "zigzag", zigzag_ctx,
                   "ring_cuda with chunks p and 2P−1−p on rank p (balanced, contiguous); bf16 or f16")
-DIST_CUDA_BACKEND(backend_cuda_ulysses, "ulysses_cuda", "contiguous", ulysses_ctx,
-                  "all-to-all from token shards to head shards, tensor-core kernel on all tokens, all-to-all back; bf16 or f16")
+DIST_CUDA_BACKEND_BWD(backend_cuda_ulysses, "ulysses_cuda", "contiguous", ulysses_ctx,
+                      "all-to-all from token shards to head shards, tensor-core kernel on all tokens, all-to-all back; "
+                      "bf16 or f16",
+                      dist_cuda_backward, nullptr, nullptr, dist_cuda_bwd_workspace, ulysses_supports_backward)
 DIST_CUDA_BACKEND(backend_cuda_usp, "usp_cuda", "zigzag", usp_ctx,
                   "Ulysses × ring on GPUs (U × R = P): all-to-all within groups of U, ring_cuda's loop across the R "
                   "groups; bf16 or f16")

@@ -14,7 +14,7 @@
 
 namespace {
 
-constexpr int BR = 64, BC = 64, WARPS = 4, THREADS = 32 * WARPS;
+constexpr int BR = 64, WARPS = 4, THREADS = 32 * WARPS; /* the key tile BC depends on D: ftile::shape */
 
 struct flash_params {
     const void *q, *k, *v; /* Q (B,H,n_q,d), K/V (B,H_kv,n_k,d): elements of the kernel's T */
@@ -28,13 +28,13 @@ struct flash_params {
     int m_blocks;
 };
 
-template <int D> constexpr int smem_bytes() { return (BR + 4 * BC) * D * 2; } /* 2-byte elements, bf16 or f16 */
+template <int D> constexpr int smem_bytes() { return ftile::shape<D>::SMEM; } /* Q, K and V ×2: 2-byte elements */
 
 using namespace mma80; /* cp.async, ldmatrix, mma.sync, 16-bit packing, elem16<T>: mma_sm80.cuh */
 
 using ftile::load_tile;      /* the shared tile loop pieces: flash_tile.cuh */
 using ftile::tile_nonfinite;
-static_assert(BR == ftile::TILE && BC == ftile::TILE && THREADS == ftile::THREADS, "flash_tile.cuh's tile");
+static_assert(BR == ftile::TILE && THREADS == ftile::THREADS, "flash_tile.cuh's tile");
 
 /* The visibility of this call's pairs: band positions for the mask, global ones for documents. */
 __device__ __forceinline__ piece_vis_t flash_pv(const flash_params &p) {
@@ -43,14 +43,14 @@ __device__ __forceinline__ piece_vis_t flash_pv(const flash_params &p) {
 
 /* O += P·V over the keys each row sees, skipping masked ones (the MMA would add 0·∞ = NaN for a
  * masked key with a non-finite V). Scalar, over shared memory; P rounded to T as the MMA path
- * does. Every lane walks all 64 keys of its two rows: the score (row, key) sits in s[n][e] of a
+ * does. Every lane walks all 8N keys of its two rows: the score (row, key) sits in s[n][e] of a
  * lane of the same quad (frag_row, frag_col), fetched by shuffle. */
-template <typename T, int D>
-__device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const float (&s)[BC / 8][4], const T *v_s,
+template <typename T, int D, int N>
+__device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const float (&s)[N][4], const T *v_s,
                                                 const flash_params &p, int64_t key0, const int64_t (&row_pos)[2],
                                                 int lane) {
 #pragma unroll
-    for (int n = 0; n < BC / 8; n++)
+    for (int n = 0; n < N; n++)
 #pragma unroll
         for (int e = 0; e < 4; e++)
 #pragma unroll 1
@@ -72,10 +72,11 @@ __device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const floa
 }
 
 template <typename T, int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flash_params p) {
+    constexpr int BC = ftile::shape<D>::KEYS; /* 64, 32 at d = 256 */
     extern __shared__ __align__(128) unsigned char smem[];
     T *sQ = reinterpret_cast<T *>(smem); /* 64 × D */
-    T *sK = sQ + BR * D;                 /* 2 stages × 64 × D */
-    T *sV = sK + 2 * BC * D;             /* 2 stages × 64 × D */
+    T *sK = sQ + BR * D;                 /* 2 stages × BC × D */
+    T *sV = sK + 2 * BC * D;             /* 2 stages × BC × D */
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, tq = lane % 4;
 
     const int mb = p.m_blocks - 1 - blockIdx.x; /* last query blocks (most keys under causal) first */
@@ -97,15 +98,14 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) flash_fw
     load_tile<T, D>(sQ, Q, r0, p.n_q);
     cp_async_commit();
     if (t_lo < t_hi) {
-        load_tile<T, D>(sK, K, t_lo * BC, p.n_k);
-        load_tile<T, D>(sV, V, t_lo * BC, p.n_k);
+        load_tile<T, D, BC>(sK, K, t_lo * BC, p.n_k);
+        load_tile<T, D, BC>(sV, V, t_lo * BC, p.n_k);
     }
     cp_async_commit();
     cp_async_wait<1>(); /* the Q group */
     __syncthreads();
 
-    unsigned qa[D / 16][4]; /* this warp's 16 rows of Q as A fragments, one per 16-column step */
-    ftile::q_frags<T, D>(qa, sQ, warp, lane);
+    const ftile::q_frag<T, D> qf(sQ, warp, lane); /* this warp's 16 rows of Q as A fragments */
 
     float o[D / 8][4]; /* O accumulators: 16 rows × D per warp */
     ftile::zero(o);
@@ -115,8 +115,8 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) flash_fw
     for (int64_t t = t_lo; t < t_hi; t++) {
         const int stage = (int)((t - t_lo) & 1);
         if (t + 1 < t_hi) {
-            load_tile<T, D>(sK + (stage ^ 1) * BC * D, K, (t + 1) * BC, p.n_k);
-            load_tile<T, D>(sV + (stage ^ 1) * BC * D, V, (t + 1) * BC, p.n_k);
+            load_tile<T, D, BC>(sK + (stage ^ 1) * BC * D, K, (t + 1) * BC, p.n_k);
+            load_tile<T, D, BC>(sV + (stage ^ 1) * BC * D, V, (t + 1) * BC, p.n_k);
             cp_async_commit();
             cp_async_wait<1>(); /* tile t is in; t+1 may still be in flight */
         } else {
@@ -129,10 +129,10 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) flash_fw
         const bool masked = piece_tile_masked(&pv, i_lo, i_hi, key0, key0 + BC);
         const bool edge = masked || key0 + BC > p.n_k;
         /* Only there can a hidden key's non-finite V meet a weight 0 (docs/nonfinite.md). */
-        const bool v_bad = masked && tile_nonfinite<T, D>(v_s);
+        const bool v_bad = masked && tile_nonfinite<T, D, BC>(v_s);
 
-        float s[BC / 8][4]; /* S = Q·Kᵀ: 16 rows × 64 keys per warp */
-        ftile::scores<T, D>(s, qa, k_s, lane);
+        float s[BC / 8][4]; /* S = Q·Kᵀ: 16 rows × BC keys per warp */
+        ftile::scores<T, D>(s, qf, k_s, lane);
 
         /* Scale to base 2; mask only where this tile crosses a mask edge or n_k. */
         float mx[2] = {-INFINITY, -INFINITY};
@@ -228,7 +228,9 @@ int cuda_flash_launch(const attn_problem_t *p, const cuda_flash_call *c, cudaStr
         return h ? launch<f16, 64>(prm, p->batch * p->heads, s, err) : launch<bf16, 64>(prm, p->batch * p->heads, s, err);
     if (p->head_dim == 128)
         return h ? launch<f16, 128>(prm, p->batch * p->heads, s, err) : launch<bf16, 128>(prm, p->batch * p->heads, s, err);
-    return attn_fail(err, ATTN_EUSAGE, "flash kernel: head dim %lld has no kernel (64, 128)", (long long)p->head_dim);
+    if (p->head_dim == 256)
+        return h ? launch<f16, 256>(prm, p->batch * p->heads, s, err) : launch<bf16, 256>(prm, p->batch * p->heads, s, err);
+    return attn_fail(err, ATTN_EUSAGE, "flash kernel: head dim %lld has no kernel (64, 128, 256)", (long long)p->head_dim);
 }
 
 extern "C" int cuda_flash_supports(const attn_problem_t *p, char *why, size_t len) {
@@ -237,8 +239,8 @@ extern "C" int cuda_flash_supports(const attn_problem_t *p, char *why, size_t le
                  dtype_name(p->dtype));
         return 0;
     }
-    if (p->head_dim != 64 && p->head_dim != 128) {
-        snprintf(why, len, "has kernels for head dims 64 and 128 only (got %lld)", (long long)p->head_dim);
+    if (p->head_dim != 64 && p->head_dim != 128 && p->head_dim != 256) {
+        snprintf(why, len, "has kernels for head dims 64, 128 and 256 only (got %lld)", (long long)p->head_dim);
         return 0;
     }
     if (p->batch * p->heads > 65535 || (p->n_q + BR - 1) / BR > INT32_MAX) {

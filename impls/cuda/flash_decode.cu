@@ -19,7 +19,7 @@ namespace {
 
 using namespace mma80;
 
-constexpr int BR = 64, BC = 64, WARPS = 4, THREADS = 32 * WARPS;
+constexpr int BR = 64, WARPS = 4, THREADS = 32 * WARPS; /* the key tile depends on D: ftile::shape */
 
 struct decode_params {
     const void *q, *k, *v; /* Q (B,H,q_ld,d), K/V (B,H_kv,kv_ld,d): elements of the kernel's T */
@@ -32,11 +32,11 @@ struct decode_params {
     decode_plan_t pl;
 };
 
-template <int D> constexpr int smem_bytes() { return (BR + 4 * BC) * D * 2; } /* 2-byte elements, bf16 or f16 */
+template <int D> constexpr int smem_bytes() { return ftile::shape<D>::SMEM; } /* Q, K and V ×2: 2-byte elements */
 
 using ftile::load_tile; /* the tile loop pieces flash.cu shares: flash_tile.cuh */
 using ftile::tile_nonfinite;
-static_assert(BR == ftile::TILE && BC == ftile::TILE && THREADS == ftile::THREADS, "flash_tile.cuh's tile");
+static_assert(BR == ftile::TILE && THREADS == ftile::THREADS, "flash_tile.cuh's tile");
 
 /* Packed rows [r0, r0 + 64) of (batch b, kv head g): each from its own head's Q row. */
 template <typename T, int D>
@@ -58,12 +58,12 @@ __device__ __forceinline__ bool hidden(const decode_params &p, int64_t c_hi, int
 
 /* O += P·V over visible keys only, for a tile whose V holds a non-finite value (flash.cu's
  * pv_visible_only: a hidden key's weight 0 times ∞ would be NaN; docs/nonfinite.md). */
-template <typename T, int D>
-__device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const float (&s)[BC / 8][4], const T *v_s,
+template <typename T, int D, int N>
+__device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const float (&s)[N][4], const T *v_s,
                                                 const decode_params &p, int64_t key0, int64_t c_hi,
                                                 const int64_t (&row_pos)[2], int lane) {
 #pragma unroll
-    for (int n = 0; n < BC / 8; n++)
+    for (int n = 0; n < N; n++)
 #pragma unroll
         for (int e = 0; e < 4; e++)
 #pragma unroll 1
@@ -86,10 +86,11 @@ __device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const floa
  * query tiles of one chunk are launched side by side, so the second reads the chunk's K/V from L2
  * (n_q = 16 at G = 8: 128 packed rows, two tiles) instead of HBM. */
 template <typename T, int D> __global__ void __launch_bounds__(THREADS) decode_split_kernel(const decode_params p) {
+    constexpr int BC = ftile::shape<D>::KEYS; /* 64, 32 at d = 256: the plan's tile_keys */
     extern __shared__ __align__(128) unsigned char smem[];
     T *sQ = reinterpret_cast<T *>(smem); /* 64 × D */
-    T *sK = sQ + BR * D;                 /* 2 stages × 64 × D */
-    T *sV = sK + 2 * BC * D;             /* 2 stages × 64 × D */
+    T *sK = sQ + BR * D;                 /* 2 stages × BC × D */
+    T *sV = sK + 2 * BC * D;             /* 2 stages × BC × D */
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g4 = lane / 4, tq = lane % 4;
     const int t = blockIdx.x, s = blockIdx.y;
     const int64_t bg = blockIdx.z, b = bg / p.pl.kv_heads, g = bg % p.pl.kv_heads;
@@ -105,15 +106,14 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) decode_s
     load_q_packed<T, D>(sQ, p, b, g, r0);
     cp_async_commit();
     if (n_t > 0) {
-        load_tile<T, D>(sK, K, c_lo, c_hi);
-        load_tile<T, D>(sV, V, c_lo, c_hi);
+        load_tile<T, D, BC>(sK, K, c_lo, c_hi);
+        load_tile<T, D, BC>(sV, V, c_lo, c_hi);
     }
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
 
-    unsigned qa[D / 16][4];
-    ftile::q_frags<T, D>(qa, sQ, warp, lane);
+    const ftile::q_frag<T, D> qf(sQ, warp, lane);
 
     float o[D / 8][4];
     ftile::zero(o);
@@ -128,8 +128,8 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) decode_s
         const int stage = (int)(it & 1);
         const int64_t key0 = c_lo + it * BC;
         if (it + 1 < n_t) {
-            load_tile<T, D>(sK + (stage ^ 1) * BC * D, K, key0 + BC, c_hi);
-            load_tile<T, D>(sV + (stage ^ 1) * BC * D, V, key0 + BC, c_hi);
+            load_tile<T, D, BC>(sK + (stage ^ 1) * BC * D, K, key0 + BC, c_hi);
+            load_tile<T, D, BC>(sV + (stage ^ 1) * BC * D, V, key0 + BC, c_hi);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -139,11 +139,11 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) decode_s
         const T *k_s = sK + stage * BC * D, *v_s = sV + stage * BC * D;
         /* Block-uniform: every row sees every key of the tile (the plan's full range) or not. */
         const bool edge = !(full_lo <= key0 && key0 + BC <= full_hi);
-        const bool v_bad = edge && tile_nonfinite<T, D>(v_s);
+        const bool v_bad = edge && tile_nonfinite<T, D, BC>(v_s);
 
         if (active) {
             float sc[BC / 8][4];
-            ftile::scores<T, D>(sc, qa, k_s, lane);
+            ftile::scores<T, D>(sc, qf, k_s, lane);
             float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
             for (int n = 0; n < BC / 8; n++)
@@ -255,7 +255,8 @@ template <typename T, int D> int launch(const decode_params &prm, cudaStream_t s
     return ATTN_OK;
 }
 
-/* Resident split blocks of one instantiation per SM (shared memory bounds it: 2 at d 128, 5 at 64). */
+/* Resident split blocks of one instantiation per SM (shared memory bounds it: 2 at d 128, 5 at 64;
+ * 2 at 256 on sm_90, 1 on sm_80). */
 template <typename T, int D> int blocks_per_sm_of() {
     int n = 0;
     cudaError_t e = cudaFuncSetAttribute(decode_split_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes<D>());
@@ -269,6 +270,8 @@ int blocks_per_sm(const attn_problem_t *p) {
     const bool h = p->dtype == ATTN_F16;
     if (p->head_dim == 64)
         return h ? blocks_per_sm_of<f16, 64>() : blocks_per_sm_of<bf16, 64>();
+    if (p->head_dim == 256)
+        return h ? blocks_per_sm_of<f16, 256>() : blocks_per_sm_of<bf16, 256>();
     return h ? blocks_per_sm_of<f16, 128>() : blocks_per_sm_of<bf16, 128>();
 }
 
@@ -284,7 +287,7 @@ extern "C" int cuda_decode_plan(const attn_problem_t *p, decode_plan_t *pl) {
         return 0;
     const attn_vis_t vis = problem_vis(p); /* host offsets: the plan is made on the host */
     return decode_plan_make(pl, p->batch, p->heads, p->kv_heads, p->n_q, p->n_q, p->n_k, &vis,
-                            problem_q_span(p), problem_k_span(p), BR, BC, sms, 2 * blocks_per_sm(p), 0);
+                            problem_q_span(p), problem_k_span(p), BR, FRAG_KEYS((int)p->head_dim), sms, 2 * blocks_per_sm(p), 0);
 }
 
 extern "C" size_t cuda_decode_part_bytes(const attn_problem_t *p, const decode_plan_t *pl) {
@@ -318,5 +321,7 @@ int cuda_decode_launch(const attn_problem_t *p, const decode_plan_t *pl, const c
         return h ? launch<f16, 64>(prm, st, err) : launch<bf16, 64>(prm, st, err);
     if (p->head_dim == 128)
         return h ? launch<f16, 128>(prm, st, err) : launch<bf16, 128>(prm, st, err);
-    return attn_fail(err, ATTN_EUSAGE, "decode kernel: head dim %lld has no kernel (64, 128)", (long long)p->head_dim);
+    if (p->head_dim == 256)
+        return h ? launch<f16, 256>(prm, st, err) : launch<bf16, 256>(prm, st, err);
+    return attn_fail(err, ATTN_EUSAGE, "decode kernel: head dim %lld has no kernel (64, 128, 256)", (long long)p->head_dim);
 }

@@ -24,11 +24,16 @@ constexpr int BAR_TURN = 1;  /* named barriers 1, 2: the consumers' turns (0 is 
 struct sm90_params {
     float *o, *lse;
     int64_t n_q, n_k, q_off, q_ld;
+    int64_t g_q0, g_k0, g_stride; /* global positions of query row 0, key 0, and their stride (piece_vis.h) */
     int heads, kv_heads, group;
     attn_vis_t vis;
     float scale_log2;
     int m_blocks;
 };
+
+__device__ __forceinline__ piece_vis_t sm90_pv(const sm90_params &p) {
+    return piece_vis_t{p.vis, p.q_off, p.g_q0, p.g_k0, p.g_stride};
+}
 
 /* ---- PTX: mbarriers, TMA, wgmma fences, named barriers, register reallocation ---------------- */
 
@@ -157,6 +162,7 @@ __device__ __forceinline__ void pv_visible_only(float (&o)[D / 2], const uint32_
                                              const unsigned char *v_s, const sm90_params &p, int64_t key0,
                                              const int64_t (&row_pos)[2], int ctid) {
     const int lane = ctid % 32;
+    const piece_vis_t pv = sm90_pv(p);
 #pragma unroll 1
     for (int key = 0; key < BN; key++) {
         const int j = key / 8, src = (key % 8) / 2, kb = key & 1;
@@ -177,7 +183,7 @@ __device__ __forceinline__ void pv_visible_only(float (&o)[D / 2], const uint32_
                     mine = q == j / 2 && r == 2 * (j % 2) + hr ? cand : mine;
                 }
             w[hr] = half_of<T>(__shfl_sync(0xffffffffu, mine, (lane & ~3) + src), kb);
-            vis[hr] = key0 + key < p.n_k && mask_visible(&p.vis, row_pos[hr], key0 + key);
+            vis[hr] = key0 + key < p.n_k && piece_visible(&pv, row_pos[hr], key0 + key);
         }
 #pragma unroll
         for (int i = 0; i < D / 2; i++)
@@ -206,7 +212,8 @@ __global__ void __launch_bounds__(THREADS, 1)
     const int64_t r0 = (int64_t)mb * SM90_BM;
     const int64_t i_lo = p.q_off + r0, i_hi = p.q_off + min(r0 + SM90_BM, p.n_q) - 1;
     int64_t t_lo, t_hi;
-    sm90_key_tiles(&p.vis, i_lo, i_hi, p.n_k, BN, &t_lo, &t_hi);
+    const piece_vis_t pv = sm90_pv(p);
+    sm90_key_tiles(&pv, i_lo, i_hi, p.n_k, BN, &t_lo, &t_hi);
     const int64_t NT = t_hi - t_lo; /* key tiles */
 
     if (threadIdx.x == 0) {
@@ -220,7 +227,7 @@ __global__ void __launch_bounds__(THREADS, 1)
     __syncthreads();
 
     if (wg == 0) { /* producer: one thread issues every copy */
-        regs_dec<40>();
+        regs_dec<SM90_REGS_PRODUCER>();
         if (ctid == 0) {
             mbar_expect_tx(q_full, QB);
             for (int c = 0; c < D / SM90_PANEL; c++)
@@ -239,7 +246,7 @@ __global__ void __launch_bounds__(THREADS, 1)
         return;
     }
 
-    regs_inc<232>();
+    regs_inc<SM90_REGS_CONSUMER>();
     const int c = wg - 1; /* this consumer's 64 rows: r0 + 64c … */
     const int64_t w_lo = i_lo + SM90_WG_ROWS * c, w_hi = min(w_lo + SM90_WG_ROWS - 1, i_hi);
     const int64_t row_pos[2] = {w_lo + sm90_acc_row(ctid, 0), w_lo + sm90_acc_row(ctid, 2)};
@@ -262,12 +269,15 @@ __global__ void __launch_bounds__(THREADS, 1)
         if (it < NT)
             mbar_wait(&full_k[st], sm90_full_parity(it));
         named_sync(BAR_TURN + c); /* this warpgroup's turn on the tensor cores */
-        if (it > 0) {             /* O += P·V of the previous tile */
+        /* The non-finite-V edge tile takes the scalar path after the stage has drained: a
+         * non-wgmma definition of o anywhere between a stage's first wgmma and its wait (even on
+         * another branch) serialises every wgmma of the kernel (ptxas C7515). */
+        bool scalar_pv = false;
+        if (it > 0) { /* O += P·V of the previous tile */
             const int ps = sm90_stage(it - 1);
             mbar_wait(&full_v[ps], sm90_full_parity(it - 1));
-            if (prev_masked && tile_nonfinite<T, BN, D>(sV + ps * KB, lane)) {
-                pv_visible_only<T, BN, D>(o, pa, sV + ps * KB, p, (t_lo + it - 1) * BN, row_pos, ctid);
-            } else {
+            scalar_pv = prev_masked && tile_nonfinite<T, BN, D>(sV + ps * KB, lane);
+            if (!scalar_pv) {
                 fence_regs(o); /* before the fence: inside the stage only wgmma may define o */
                 wgmma_fence();
 #pragma unroll
@@ -291,6 +301,8 @@ __global__ void __launch_bounds__(THREADS, 1)
         fence_regs(s);
         if (sm90_pp_end_arrive(c, it, turns))
             named_arrive(BAR_TURN + (1 - c));
+        if (scalar_pv) /* CUDA cores only: the tensor-core turn is already handed on */
+            pv_visible_only<T, BN, D>(o, pa, sV + sm90_stage(it - 1) * KB, p, (t_lo + it - 1) * BN, row_pos, ctid);
         if (it > 0) {
             __syncwarp();
             if (lane == 0)
@@ -301,9 +313,9 @@ __global__ void __launch_bounds__(THREADS, 1)
 
         /* Online softmax of this tile in base 2, under the other warpgroup's GEMMs. */
         const int64_t key0 = (t_lo + it) * BN;
-        const bool edge = sm90_tile_edge(&p.vis, w_lo, w_hi, key0, BN, p.n_k);
+        const bool edge = sm90_tile_edge(&pv, w_lo, w_hi, key0, BN, p.n_k);
         /* hidden by the mask or documents (not merely past n_k, where TMA read zeros) */
-        prev_masked = edge && sm90_tile_edge(&p.vis, w_lo, w_hi, key0, BN, INT64_MAX);
+        prev_masked = edge && sm90_tile_edge(&pv, w_lo, w_hi, key0, BN, INT64_MAX);
         float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
         for (int i = 0; i < BN / 2; i++) {
@@ -311,7 +323,7 @@ __global__ void __launch_bounds__(THREADS, 1)
             const int hr = (i >> 1) & 1;
             if (edge) {
                 const int64_t j = key0 + sm90_acc_col(ctid, i);
-                if (j >= p.n_k || !mask_visible(&p.vis, row_pos[hr], j))
+                if (j >= p.n_k || !piece_visible(&pv, row_pos[hr], j))
                     x = -INFINITY;
             }
             s[i] = x;
@@ -445,6 +457,8 @@ int cuda_sm90_launch(const attn_problem_t *p, const cuda_flash_call *c, cudaStre
     prm.o = c->o, prm.lse = c->lse, prm.n_q = c->n_q, prm.n_k = c->n_k, prm.q_off = c->q_off, prm.q_ld = c->q_ld;
     prm.heads = (int)p->heads, prm.kv_heads = (int)p->kv_heads, prm.group = (int)(p->heads / p->kv_heads);
     prm.vis = attn_vis_t{(attn_mask_t)c->mask, c->window, c->doc, c->doc ? c->n_docs : 0};
+    /* stride 0: one contiguous problem, band positions are the global ones (as flash.cu) */
+    prm.g_q0 = c->stride ? c->q0 : c->q_off, prm.g_k0 = c->stride ? c->k0 : 0, prm.g_stride = c->stride ? c->stride : 1;
     prm.scale_log2 = (float)(problem_scale(p) * 1.4426950408889634);
     prm.m_blocks = (int)((c->n_q + SM90_BM - 1) / SM90_BM);
     switch (p->dtype) {
@@ -460,12 +474,6 @@ int cuda_sm90_launch(const attn_problem_t *p, const cuda_flash_call *c, cudaStre
 int cuda_sm90_supports(const attn_problem_t *p, char *why, size_t len) {
     if (p->dtype != ATTN_BF16 && p->dtype != ATTN_F16) {
         snprintf(why, len, "the wgmma kernel runs bf16 and f16 only (got %s)", dtype_name(p->dtype));
-        return 0;
-    }
-    /* The ring backends hand documents over as strided pieces (impls/parallel/piece_vis.h), which
-     * only flash.cu reads; one rule for every backend keeps the record's `kernel` true. */
-    if (p->doc && p->n_docs > 1) {
-        snprintf(why, len, "the wgmma kernel does not take packed documents yet (the mma kernel does)");
         return 0;
     }
     if (p->head_dim != 64 && p->head_dim != 128 && p->head_dim != 256) {

@@ -1,7 +1,8 @@
 /* flash_tile.cuh — the pieces of the tensor-core tile loop that flash.cu, flash_decode.cu and
- * sparse_attn.cu share: 64-row tile loads, the non-finite scan, Q fragments, S = Q·Kᵀ, O += P·V
- * and the row epilogue (one 64 × 64 tile, 4 warps; layouts: flash_frag.h, docs/gpu-kernels.md).
- * Each is forceinline and leaves the kernels' SASS as it was when written out in each file. */
+ * sparse_attn.cu share: the tile shape per head dim, tile loads, the non-finite scan, Q fragments,
+ * S = Q·Kᵀ, O += P·V and the row epilogue (64 query rows × 64 keys, 32 at d = 256, 4 warps;
+ * layouts: flash_frag.h, docs/gpu-kernels.md). Each is forceinline and leaves the kernels' SASS
+ * as it was when written out in each file. */
 #pragma once
 #include <math.h>
 
@@ -12,13 +13,24 @@ namespace ftile {
 
 using namespace mma80;
 
-constexpr int TILE = 64, THREADS = 128; /* BR = BC = 64 rows and keys, 4 warps */
+constexpr int TILE = 64, THREADS = 128; /* 64 query rows (and keys below d = 256), 4 warps */
 
-/* Rows [row0, row0 + 64) of an (n × D) 16-bit matrix into a swizzled 64 × D tile; rows ≥ n become
- * zeros (so padded keys add 0·V, never NaN). */
-template <typename T, int D> __device__ __forceinline__ void load_tile(T *tile, const T *src, int64_t row0, int64_t n) {
+/* The forward tile at head dim D: flash_frag.h's FRAG_* (checked on the host by test_flash_frag.c). */
+template <int D> struct shape {
+    static constexpr int ROWS = FRAG_ROWS, KEYS = FRAG_KEYS(D), SMEM = FRAG_SMEM_BYTES(D);
+    static constexpr bool Q_REGS = FRAG_Q_IN_REGS(D);
+    static_assert(ROWS == TILE && D % 64 == 0 && D <= 256, "head dims 64, 128, 256");
+    static_assert(KEYS % 16 == 0 && KEYS * (D / 8) % THREADS == 0, "whole mma steps and 16-byte chunks per thread");
+    static_assert(SMEM <= FRAG_SMEM_LIMIT, "Q + 2 stages of K and V must fit one block on sm_80, sm_86/89 and sm_90");
+};
+
+/* Rows [row0, row0 + ROWS) of an (n × D) 16-bit matrix into a swizzled ROWS × D tile; rows ≥ n
+ * become zeros (so padded keys add 0·V, never NaN). */
+template <typename T, int D, int ROWS = TILE>
+__device__ __forceinline__ void load_tile(T *tile, const T *src, int64_t row0, int64_t n) {
     static_assert(sizeof(T) == 2, "16-byte chunks of 8 two-byte elements");
-    constexpr int CHUNKS = D / 8, PER_THREAD = TILE * CHUNKS / THREADS;
+    constexpr int CHUNKS = D / 8, PER_THREAD = ROWS * CHUNKS / THREADS;
+    static_assert(ROWS * CHUNKS % THREADS == 0, "whole chunks per thread");
 #pragma unroll
     for (int i = 0; i < PER_THREAD; i++) {
         int idx = threadIdx.x + i * THREADS, row = idx / CHUNKS, col = (idx % CHUNKS) * 8;
@@ -28,13 +40,13 @@ template <typename T, int D> __device__ __forceinline__ void load_tile(T *tile, 
     }
 }
 
-/* 1 on every thread when the 64 × D tile holds a ±∞ or NaN (a block-wide OR: call it from all threads). */
-template <typename T, int D> __device__ __forceinline__ bool tile_nonfinite(const T *tile) {
-    static_assert(TILE * D / 8 % THREADS == 0, "each thread scans whole 16-byte chunks");
+/* 1 on every thread when the ROWS × D tile holds a ±∞ or NaN (a block-wide OR: call it from all threads). */
+template <typename T, int D, int ROWS = TILE> __device__ __forceinline__ bool tile_nonfinite(const T *tile) {
+    static_assert(ROWS * D / 8 % THREADS == 0, "each thread scans whole 16-byte chunks");
     const uint4 *c = reinterpret_cast<const uint4 *>(tile);
     int bad = 0;
 #pragma unroll
-    for (int i = 0; i < TILE * D / 8 / THREADS; i++) {
+    for (int i = 0; i < ROWS * D / 8 / THREADS; i++) {
         const uint4 w = c[threadIdx.x + i * THREADS];
         bad |= elem16<T>::nonfinite2(w.x) | elem16<T>::nonfinite2(w.y) | elem16<T>::nonfinite2(w.z) |
                elem16<T>::nonfinite2(w.w);
@@ -42,13 +54,27 @@ template <typename T, int D> __device__ __forceinline__ bool tile_nonfinite(cons
     return __syncthreads_or(bad) != 0;
 }
 
-/* This warp's 16 rows of the Q tile as A fragments, one per 16-column step. */
-template <typename T, int D>
-__device__ __forceinline__ void q_frags(unsigned (&qa)[D / 16][4], const T *sQ, int warp, int lane) {
+/* This warp's 16 rows of the Q tile as A fragments, one per 16-column step: held in registers
+ * (REGS), or read from the shared Q tile (which stays put) at each use where holding them would
+ * not fit the register file (d = 256: flash_frag.h). get(r, kk) gives step kk's. */
+template <typename T, int D, bool REGS = FRAG_Q_IN_REGS(D)> struct q_frag;
+template <typename T, int D> struct q_frag<T, D, true> {
+    unsigned a[D / 16][4];
+    __device__ __forceinline__ q_frag(const T *sQ, int warp, int lane) {
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++)
-        ldsm_x4(qa[kk], sQ + frag_swz(D, warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, kk * 16 + (lane >> 4) * 8));
-}
+        for (int kk = 0; kk < D / 16; kk++)
+            ldsm_x4(a[kk], sQ + frag_q_ldsm(D, warp, lane, kk));
+    }
+    __device__ __forceinline__ void get(unsigned (&r)[4], int kk) const {
+        r[0] = a[kk][0], r[1] = a[kk][1], r[2] = a[kk][2], r[3] = a[kk][3];
+    }
+};
+template <typename T, int D> struct q_frag<T, D, false> {
+    const T *sQ;
+    int warp, lane;
+    __device__ __forceinline__ q_frag(const T *q, int w, int l) : sQ(q), warp(w), lane(l) {}
+    __device__ __forceinline__ void get(unsigned (&r)[4], int kk) const { ldsm_x4(r, sQ + frag_q_ldsm(D, warp, lane, kk)); }
+};
 
 /* s = 0 (S accumulators or O accumulators: n tiles of 8 columns). */
 template <int N> __device__ __forceinline__ void zero(float (&s)[N][4]) {
@@ -57,33 +83,37 @@ template <int N> __device__ __forceinline__ void zero(float (&s)[N][4]) {
         s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
 }
 
-/* S = Q·Kᵀ: 16 rows × 64 keys per warp. */
-template <typename T, int D>
-__device__ __forceinline__ void scores(float (&s)[TILE / 8][4], const unsigned (&qa)[D / 16][4], const T *k_s, int lane) {
+/* S = Q·Kᵀ: 16 rows × 8N keys per warp. */
+template <typename T, int D, int N, class QF>
+__device__ __forceinline__ void scores(float (&s)[N][4], const QF &q, const T *k_s, int lane) {
+    static_assert(N % 2 == 0, "key tiles in pairs");
     zero(s);
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++)
+    for (int kk = 0; kk < D / 16; kk++) {
+        unsigned qa[4];
+        q.get(qa, kk);
 #pragma unroll
-        for (int np = 0; np < TILE / 16; np++) {
+        for (int np = 0; np < N / 2; np++) {
             unsigned bk[4]; /* b0 b1 of key tile 2np, then of 2np+1 */
-            ldsm_x4(bk, k_s + frag_swz(D, np * 16 + (lane & 7) + (lane >> 4) * 8, kk * 16 + ((lane >> 3) & 1) * 8));
-            elem16<T>::mma(s[2 * np], qa[kk], bk[0], bk[1]);
-            elem16<T>::mma(s[2 * np + 1], qa[kk], bk[2], bk[3]);
+            ldsm_x4(bk, k_s + frag_k_ldsm(D, lane, np, kk));
+            elem16<T>::mma(s[2 * np], qa, bk[0], bk[1]);
+            elem16<T>::mma(s[2 * np + 1], qa, bk[2], bk[3]);
         }
+    }
 }
 
-/* O += P·V, P rounded to T (bf16 or f16) straight from the S accumulators. */
-template <typename T, int D>
-__device__ __forceinline__ void pv_mma(float (&o)[D / 8][4], const float (&s)[TILE / 8][4], const T *v_s, int lane) {
+/* O += P·V over 8N keys, P rounded to T (bf16 or f16) straight from the S accumulators. */
+template <typename T, int D, int N>
+__device__ __forceinline__ void pv_mma(float (&o)[D / 8][4], const float (&s)[N][4], const T *v_s, int lane) {
 #pragma unroll
-    for (int kk = 0; kk < TILE / 16; kk++) {
+    for (int kk = 0; kk < N / 2; kk++) {
         const unsigned pa[4] = {elem16<T>::pack(s[2 * kk][0], s[2 * kk][1]), elem16<T>::pack(s[2 * kk][2], s[2 * kk][3]),
                                 elem16<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                                 elem16<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
         for (int dp = 0; dp < D / 16; dp++) {
             unsigned bv[4]; /* b0 b1 of d tile 2dp, then of 2dp+1 */
-            ldsm_x4_trans(bv, v_s + frag_swz(D, kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dp * 16 + (lane >> 4) * 8));
+            ldsm_x4_trans(bv, v_s + frag_v_ldsm(D, lane, kk, dp));
             elem16<T>::mma(o[2 * dp], pa, bv[0], bv[1]);
             elem16<T>::mma(o[2 * dp + 1], pa, bv[2], bv[3]);
         }

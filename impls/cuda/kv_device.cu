@@ -1,6 +1,7 @@
 /* kv_device.cu — see kv_device.h: the GPU memory space of a device-resident KV cache and the
  * flash forward that reads K/V from it (the rest as in flash.cu's cuda_flash_forward). */
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +77,66 @@ int space_copy(const model_memspace_t *s, void *dst, int64_t dst_at, const void 
 
 typedef __nv_bfloat16 bf16;
 
+/* Q (float32, on the device: the device-resident model forward) to the attention's 16 bits. */
+__global__ void q_to_16(void *dst, const float *src, int64_t n, int f16) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        if (f16)
+            static_cast<__half *>(dst)[i] = __float2half_rn(src[i]);
+        else
+            static_cast<bf16 *>(dst)[i] = __float2bfloat16_rn(src[i]);
+    }
+}
+
+/* problem_finish_rows on the device: a row whose LSE is −∞ (no visible key) becomes NaN. */
+__global__ void finish_rows(float *o, float *lse, int64_t rows, int64_t d) {
+    for (int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += (int64_t)gridDim.x * blockDim.x)
+        if (lse[r] == -INFINITY) {
+            for (int64_t c = 0; c < d; c++)
+                o[r * d + c] = NAN;
+            lse[r] = NAN;
+        }
+}
+
+/* x->qo_device: Q, O and LSE are the caller's device arrays; nothing crosses to the host. The
+ * same kernels and decode split as cuda_flash_run_timed, O and LSE written in place. */
+int forward_qo_device(const attn_problem_t *p, const attn_io_t *io, attn_err_t *err) {
+    size_t nq = problem_numel_q(p), nl = problem_numel_lse(p);
+    dev_buf q, docs, part;
+    DEV_ALLOC(q, nq * sizeof(bf16) + 16, "blockwise_cuda Q (16-bit)");
+    cudaStream_t s = 0;
+    attn_vis_t vis;
+    ATTN_TRY(cuda_vis_upload(p, docs, &vis, s, err));
+    q_to_16<<<1024, 256, 0, s>>>(q.ptr, static_cast<const float *>(io->q), (int64_t)nq, p->dtype == ATTN_F16);
+    CUDA_TRY_LAUNCH();
+    float *o = static_cast<float *>(io->o), *lse = static_cast<float *>(io->lse);
+    cuda_flash_call call = {q.ptr, io->k, io->v, o, lse, p->n_q, p->n_k, p->n_q, p->n_k, p->n_k - p->n_q, p->window,
+                            (int)p->mask, vis.doc, vis.n_docs};
+    decode_plan_t pl;
+    const int decode = cuda_decode_plan(p, &pl);
+    if (decode && pl.split > 1)
+        DEV_ALLOC(part, cuda_decode_part_bytes(p, &pl), "blockwise_cuda decode partials");
+    event_pair ev;
+    CUDA_TRY(cudaEventCreate(&ev.start));
+    CUDA_TRY(cudaEventCreate(&ev.stop));
+    CUDA_TRY(cudaEventRecord(ev.start, s));
+    if (decode)
+        ATTN_TRY(cuda_decode_launch(p, &pl, &call, part.as<float>(), s, err));
+    else
+        ATTN_TRY(cuda_flash_launch(p, &call, s, err));
+    CUDA_TRY(cudaEventRecord(ev.stop, s));
+    if (nl) {
+        finish_rows<<<256, 256, 0, s>>>(o, lse, (int64_t)nl, (int64_t)(nq / nl));
+        CUDA_TRY_LAUNCH();
+    }
+    CUDA_TRY(cudaEventSynchronize(ev.stop));
+    float ms = 0;
+    CUDA_TRY(cudaEventElapsedTime(&ms, ev.start, ev.stop));
+    if (io->device_s)
+        *io->device_s = ms / 1e3;
+    CUDA_TRY(cudaStreamSynchronize(s));
+    return ATTN_OK;
+}
+
 } // namespace
 
 extern "C" int cuda_kv_space_create(int device, model_memspace_t *s, attn_err_t *err) {
@@ -109,6 +170,8 @@ extern "C" int cuda_flash_forward_kv(const attn_problem_t *p, const attn_exec_t 
         return attn_fail(err, ATTN_EUSAGE, "blockwise_cuda reads device K/V in bf16 or f16 only (got %s)",
                          dtype_name(p->dtype));
     ATTN_TRY(cuda_begin(x, err));
+    if (x->qo_device)
+        return forward_qo_device(p, io, err);
     size_t nq = problem_numel_q(p), nl = problem_numel_lse(p);
     dev_buf q, o, lse, staging, docs;
     DEV_ALLOC(q, nq * sizeof(bf16), "blockwise_cuda Q (16-bit)"); /* bf16 or f16: 2 bytes */

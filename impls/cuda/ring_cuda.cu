@@ -14,6 +14,7 @@
 
 extern "C" {
 #include "comm/layout.h"
+#include "impls/parallel/dist.h"
 #include "impls/parallel/plan.h"
 #include "impls/parallel/usp_map.h"
 }
@@ -72,6 +73,31 @@ int ring_cuda_fill(float *o, float *lse, int64_t o_n, int64_t lse_n, cudaStream_
     fill_kernel<<<256, 256, 0, s>>>(o, o_n, 0.f);
     fill_kernel<<<256, 256, 0, s>>>(lse, lse_n, -INFINITY);
     CUDA_TRY_LAUNCH();
+    return ATTN_OK;
+}
+
+int ring_cuda_kv_in(void *dst, const attn_problem_t *p, const ring_cuda_host_t *h, int i, int rank, int which,
+                    size_t n, float *staging, cudaStream_t s, attn_err_t *err) {
+    if (!h->k_dev)
+        return cuda_upload(dst, p->dtype, which ? h->v[i] : h->k[i], n, staging, s, err);
+    if (!dtype_is_16bit(p->dtype))
+        return attn_fail(err, ATTN_EUSAGE, "device K/V shards are bf16 or f16 (got %s)", dtype_name(p->dtype));
+    int64_t outer = p->batch * p->kv_heads, d = p->head_dim;
+    if ((int64_t)n != outer * layout_local_count(h->kv_layout, rank) * d)
+        return attn_fail(err, ATTN_ERUNTIME, "rank %d: a K/V shard of %zu elements is not its layout's", rank, n);
+    dist_run_t *runs = (dist_run_t *)malloc((size_t)(2 * outer) * sizeof *runs + 1);
+    if (!runs)
+        return attn_fail(err, ATTN_ERUNTIME, "out of memory for the K/V shard runs");
+    int count = dist_shard_runs(h->kv_layout, rank, outer, d, runs, (int)(2 * outer));
+    const size_t es = sizeof(bf16); /* bf16 and f16: 2 bytes, as kv_device.cu stores them */
+    const char *src = static_cast<const char *>(which ? h->v_dev : h->k_dev);
+    cudaError_t e = count < 0 ? cudaErrorInvalidValue : cudaSuccess;
+    for (int r = 0; r < count && e == cudaSuccess; r++)
+        e = cudaMemcpy2DAsync(static_cast<char *>(dst) + (size_t)runs[r].dst * es, (size_t)d * es,
+                              src + (size_t)runs[r].src * es, (size_t)runs[r].src_pitch * es, (size_t)d * es,
+                              (size_t)runs[r].rows, cudaMemcpyDeviceToDevice, s);
+    free(runs);
+    CUDA_TRY(e);
     return ATTN_OK;
 }
 
@@ -223,8 +249,8 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
             if (qn)
                 ATTN_TRY(cuda_upload(b[i].q.ptr, p->dtype, h->q[i], qn, stage.as<float>(), s, err));
             if (kn) { /* K then V in one block, so a ring step is one message */
-                ATTN_TRY(cuda_upload(b[i].kv[0].ptr, p->dtype, h->k[i], kn, stage.as<float>(), s, err));
-                ATTN_TRY(cuda_upload(b[i].kv[0].as<bf16>() + kn, p->dtype, h->v[i], kn, stage.as<float>(), s, err));
+                ATTN_TRY(ring_cuda_kv_in(b[i].kv[0].ptr, p, h, i, r, 0, kn, stage.as<float>(), s, err));
+                ATTN_TRY(ring_cuda_kv_in(b[i].kv[0].as<bf16>() + kn, p, h, i, r, 1, kn, stage.as<float>(), s, err));
             }
             ATTN_TRY(ring_cuda_fill(b[i].o.as<float>(), b[i].lse.as<float>(), (int64_t)qn, BH * (int64_t)nq, s, err));
             attn_vis_t dvis;

@@ -12,7 +12,18 @@ extern "C" {
 struct ring_cuda_host_t {
     const float *q[ATTN_MAX_RANKS], *k[ATTN_MAX_RANKS], *v[ATTN_MAX_RANKS];
     float *o[ATTN_MAX_RANKS], *lse[ATTN_MAX_RANKS];
+    /* kv_device under cuda_local (exec.h): K and V of the whole problem (B·H_kv, n_k, d) already
+     * on the device in the dtype's 2-byte form, each rank's shard (kv_layout's pieces) copied
+     * from there on the device instead of k/v going up. NULL: host shards in k and v. */
+    const void *k_dev, *v_dev;
+    const attn_layout_t *kv_layout;
 };
+
+/* A rank's K (which 0) or V (1) shard of n elements into device memory dst on stream s: from
+ * the host shard h->k[i] / h->v[i] through staging, or, with h->k_dev, device to device from the
+ * whole tensors (dist_shard_runs of global rank `rank`). */
+int ring_cuda_kv_in(void *dst, const attn_problem_t *p, const ring_cuda_host_t *h, int i, int rank, int which,
+                    size_t n, float *staging, cudaStream_t s, attn_err_t *err);
 
 /* What one rank measured, from CUDA events on its streams (seconds) and its byte counts. */
 struct ring_cuda_stats_t {

@@ -81,6 +81,11 @@ int ring_cuda_grad_takes(const attn_problem_t *p, const attn_exec_t *x, char *re
         snprintf(reason, len, "the GPU ring backward runs in bf16 or f16 only (got %s)", dtype_name(p->dtype));
         return 0;
     }
+    if (p->head_dim != 64 && p->head_dim != 128) { /* the forward takes d = 256 too; flash_bwd does not */
+        snprintf(reason, len, "the GPU ring backward has kernels for head dims 64 and 128 only (got %lld)",
+                 (long long)p->head_dim);
+        return 0;
+    }
     return 1;
 }
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/mask.h" /* ATTN_HD_INLINE, attn_vis_t */
+#include "impls/parallel/piece_vis.h"
 
 /* Tile shapes: a block is 128 query rows (two consumer warpgroups of 64), key tiles of BN keys,
  * K/V in SM90_STAGES stages. Bytes of one bf16/f16 element: 2. Shared tiles are stored as D / 64
@@ -16,6 +17,11 @@ enum { SM90_BM = 128, SM90_WG_ROWS = 64, SM90_STAGES = 2, SM90_PANEL = 64, SM90_
 
 /* Keys per tile for head dim d: 128 for d ≤ 128, 64 for d = 256 (shared memory: Q 128·d, and
  * 2 stages of K and V BN·d each, ≤ 227 KB). */
+/* Registers per thread after setmaxnreg: the producer warpgroup gives back what the two consumer
+ * warpgroups take (FA3's 24/240). The CTA holds 384 × 168 at launch (65536 / 384 rounded down to
+ * 8): the exchange must balance, and 240 is what d = 128/256 need to hold O, S and P unspilled. */
+enum { SM90_REGS_LAUNCH = 168, SM90_REGS_PRODUCER = 24, SM90_REGS_CONSUMER = 240 };
+
 ATTN_HD_INLINE int sm90_bn(int d) { return d <= 128 ? 128 : 64; }
 ATTN_HD_INLINE int sm90_tile_bytes(int rows, int d) { return rows * d * SM90_ELEM; }
 /* Dynamic shared memory: Q, K stages, V stages, then the mbarriers (8 bytes each, 16 of room);
@@ -74,21 +80,14 @@ ATTN_HD_INLINE int sm90_acc_col(int tid, int i) { return 8 * (i >> 2) + 2 * (tid
  * a2 row g cols 2t+8.., a3 row g+8; the same thread holds them in S). */
 ATTN_HD_INLINE int sm90_pa_src(int kk, int r) { return 8 * kk + 2 * r; }
 
-/* Key tiles [*t_lo, *t_hi) of BN keys that query positions [i_lo, i_hi] can see among keys
- * [0, n_k): the mask's own range (core/mask.h), widened to whole tiles. */
-ATTN_HD_INLINE void sm90_key_tiles(const attn_vis_t *v, int64_t i_lo, int64_t i_hi, int64_t n_k, int bn,
+/* Key tiles [*t_lo, *t_hi) of BN keys that queries at band positions [i_lo, i_hi] can see among
+ * keys [0, n_k): piece_key_range's hull (mask and documents at the piece's global positions,
+ * impls/parallel/piece_vis.h), widened to whole tiles; none when nothing is visible. */
+ATTN_HD_INLINE void sm90_key_tiles(const piece_vis_t *pv, int64_t i_lo, int64_t i_hi, int64_t n_k, int bn,
                                    int64_t *t_lo, int64_t *t_hi) {
-    int64_t k_lo = 0, k_hi = n_k;
-    if (v->mask != ATTN_MASK_NONE)
-        k_hi = i_hi + 1 < n_k ? i_hi + 1 : n_k;
-    if (v->mask == ATTN_MASK_WINDOW && i_lo - v->window + 1 > k_lo)
-        k_lo = i_lo - v->window + 1;
-    if (mask_has_docs(v)) {
-        int64_t dl = mask_doc_lo(v, i_lo), dh = mask_doc_hi(v, i_hi);
-        k_lo = dl > k_lo ? dl : k_lo;
-        k_hi = dh < k_hi ? dh : k_hi;
-    }
-    if (k_hi <= k_lo) { /* nothing visible: no tile (not the tile k_lo falls in) */
+    int64_t k_lo, k_hi;
+    piece_key_range(pv, i_lo, i_hi, n_k, &k_lo, &k_hi);
+    if (k_hi <= k_lo) { /* not the tile k_lo falls in */
         *t_lo = *t_hi = 0;
         return;
     }
@@ -98,12 +97,10 @@ ATTN_HD_INLINE void sm90_key_tiles(const attn_vis_t *v, int64_t i_lo, int64_t i_
 
 /* 1 when tile keys [key0, key0 + bn) need per-element masking for rows [i_lo, i_hi]: some key
  * hidden from some row by the mask or the documents, or keys past n_k. Elsewhere every pair is
- * visible and mask_visible is not called. */
-ATTN_HD_INLINE int sm90_tile_edge(const attn_vis_t *v, int64_t i_lo, int64_t i_hi, int64_t key0, int bn,
+ * visible and piece_visible is not called. */
+ATTN_HD_INLINE int sm90_tile_edge(const piece_vis_t *pv, int64_t i_lo, int64_t i_hi, int64_t key0, int bn,
                                   int64_t n_k) {
-    return (v->mask != ATTN_MASK_NONE && key0 + bn - 1 > i_lo) ||
-           (v->mask == ATTN_MASK_WINDOW && key0 <= i_hi - v->window) ||
-           mask_docs_cut(v, i_lo, i_hi, key0, key0 + bn) || key0 + bn > n_k;
+    return piece_tile_masked(pv, i_lo, i_hi, key0, key0 + bn) || key0 + bn > n_k;
 }
 
 /* The K/V pipeline: iteration it (0, 1, …, the block's it-th key tile) uses stage it % S. A

@@ -172,20 +172,24 @@ template <typename T> struct attn_params {
     float scale_log2;
 };
 
-template <typename T, int D> constexpr int attn_smem_bytes() { return (BR + 4 * BC) * D * (int)sizeof(T); }
+template <typename T, int D> constexpr int attn_smem_bytes() { return ftile::shape<D>::SMEM; } /* Q, K and V ×2 */
 
 using ftile::load_tile; /* the tile loop pieces flash.cu shares: flash_tile.cuh */
 using ftile::tile_nonfinite;
-static_assert(BR == ftile::TILE && BC == ftile::TILE && THREADS == ftile::THREADS, "flash_tile.cuh's tile");
+static_assert(BR == ftile::TILE && THREADS == ftile::THREADS, "flash_tile.cuh's tile");
+/* The kernel's key tile at D: SPARSE_STEP, or half of it at d = 256 (ftile::shape; each 64-key
+ * step of the list walk is then two sub-steps, sparse_sub_key0). */
+template <int D> constexpr int keys_of() { return ftile::shape<D>::KEYS; }
+static_assert(BC == SPARSE_STEP && SPARSE_STEP % keys_of<256>() == 0, "whole sub-steps per step");
 
 /* O += P·V over the keys each row keeps only (flash.cu's pv_visible_only with the sparse rule):
  * a dropped key's weight 0 times a non-finite V would be NaN in the MMA (docs/nonfinite.md). */
-template <typename T, int D>
-__device__ __forceinline__ void pv_kept_only(float (&o)[D / 8][4], const float (&s)[BC / 8][4], const T *v_s,
+template <typename T, int D, int N>
+__device__ __forceinline__ void pv_kept_only(float (&o)[D / 8][4], const float (&s)[N][4], const T *v_s,
                                              const attn_params<T> &p, int64_t key0, const int64_t (&row_pos)[2],
                                              int lane) {
 #pragma unroll
-    for (int n = 0; n < BC / 8; n++)
+    for (int n = 0; n < N; n++)
 #pragma unroll
         for (int e = 0; e < 4; e++)
 #pragma unroll 1
@@ -206,10 +210,11 @@ __device__ __forceinline__ void pv_kept_only(float (&o)[D / 8][4], const float (
 }
 
 template <typename T, int D> __global__ void __launch_bounds__(THREADS) sparse_attn_kernel(const attn_params<T> p) {
+    constexpr int KT = keys_of<D>(); /* keys per tile: 64, 32 at d = 256 */
     extern __shared__ __align__(128) unsigned char smem[];
     T *sQ = reinterpret_cast<T *>(smem); /* 64 × D */
-    T *sK = sQ + BR * D;                 /* 2 stages × 64 × D */
-    T *sV = sK + 2 * BC * D;             /* 2 stages × 64 × D */
+    T *sK = sQ + BR * D;                 /* 2 stages × KT × D */
+    T *sV = sK + 2 * KT * D;             /* 2 stages × KT × D */
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, tq = lane % 4;
 
     const int mb = p.m_blocks - 1 - blockIdx.x; /* last query blocks (most keys under causal) first */
@@ -220,22 +225,21 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) sparse_a
     const T *V = p.v + (int64_t)(b * p.kv_heads + kvh) * p.n_k * D;
     const int64_t at = (int64_t)(p.list_heads == 1 ? 0 : bh) * p.n_qt + sparse_block_qtile(r0, p.bq);
     const int32_t *list = p.list + at * p.cap;
-    const int64_t steps = sparse_steps(p.count[at], p.bk);
+    const int64_t steps = sparse_sub_steps(p.count[at], p.bk, KT);
     const int64_t i_lo = p.q_off + r0;
 
     load_tile<T, D>(sQ, Q, r0, p.n_q);
     cp_async_commit();
-    int64_t key0 = steps > 0 ? sparse_step_key0(list, 0, p.bk) : 0;
+    int64_t key0 = steps > 0 ? sparse_sub_key0(list, 0, p.bk, KT) : 0;
     if (steps > 0) {
-        load_tile<T, D>(sK, K, key0, p.n_k);
-        load_tile<T, D>(sV, V, key0, p.n_k);
+        load_tile<T, D, KT>(sK, K, key0, p.n_k);
+        load_tile<T, D, KT>(sV, V, key0, p.n_k);
     }
     cp_async_commit();
     cp_async_wait<1>(); /* the Q group */
     __syncthreads();
 
-    unsigned qa[D / 16][4]; /* this warp's 16 rows of Q as A fragments */
-    ftile::q_frags<T, D>(qa, sQ, warp, lane);
+    const ftile::q_frag<T, D> qf(sQ, warp, lane); /* this warp's 16 rows of Q as A fragments */
 
     float o[D / 8][4];
     ftile::zero(o);
@@ -248,25 +252,25 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) sparse_a
         const int stage = (int)(it & 1);
         int64_t next = 0;
         if (it + 1 < steps) {
-            next = sparse_step_key0(list, it + 1, p.bk);
-            load_tile<T, D>(sK + (stage ^ 1) * BC * D, K, next, p.n_k);
-            load_tile<T, D>(sV + (stage ^ 1) * BC * D, V, next, p.n_k);
+            next = sparse_sub_key0(list, it + 1, p.bk, KT);
+            load_tile<T, D, KT>(sK + (stage ^ 1) * KT * D, K, next, p.n_k);
+            load_tile<T, D, KT>(sV + (stage ^ 1) * KT * D, V, next, p.n_k);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
         }
         __syncthreads();
-        const T *k_s = sK + stage * BC * D, *v_s = sV + stage * BC * D;
+        const T *k_s = sK + stage * KT * D, *v_s = sV + stage * KT * D;
 
-        float s[BC / 8][4];
-        ftile::scores<T, D>(s, qa, k_s, lane);
+        float s[KT / 8][4];
+        ftile::scores<T, D>(s, qf, k_s, lane);
 
         /* Every key against the rule (a listed tile is kept whole only where the mask allows). */
         float mx[2] = {-INFINITY, -INFINITY};
         int dropped = 0;
 #pragma unroll
-        for (int n = 0; n < BC / 8; n++)
+        for (int n = 0; n < KT / 8; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int64_t j = key0 + frag_col(lane, n, e);
@@ -282,7 +286,7 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) sparse_a
                 mx[r] = fmaxf(mx[r], x);
             }
         const bool any_dropped = __syncthreads_or(dropped) != 0;
-        const bool v_bad = any_dropped && tile_nonfinite<T, D>(v_s);
+        const bool v_bad = any_dropped && tile_nonfinite<T, D, KT>(v_s);
 
         float alpha[2], m_use[2];
 #pragma unroll
@@ -296,7 +300,7 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) sparse_a
         }
         float rowsum[2] = {0.f, 0.f};
 #pragma unroll
-        for (int n = 0; n < BC / 8; n++)
+        for (int n = 0; n < KT / 8; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 s[n][e] = exp2f(s[n][e] - m_use[e >> 1]);
@@ -459,8 +463,8 @@ extern "C" int cuda_sparse_supports(const attn_problem_t *p, char *why, size_t l
         snprintf(why, len, "runs in bf16 or f16 on tensor cores only (got %s; use --dtype bf16)", dtype_name(p->dtype));
         return 0;
     }
-    if (p->head_dim != 64 && p->head_dim != 128) {
-        snprintf(why, len, "has kernels for head dims 64 and 128 only (got %lld)", (long long)p->head_dim);
+    if (p->head_dim != 64 && p->head_dim != 128 && p->head_dim != 256) {
+        snprintf(why, len, "has kernels for head dims 64, 128 and 256 only (got %lld)", (long long)p->head_dim);
         return 0;
     }
     if (!cuda_sparse_tiles(p, &bq, &bk, why, len))
@@ -534,12 +538,15 @@ extern "C" int cuda_sparse_forward(const attn_problem_t *p, const attn_exec_t *x
     CUDA_TRY(cudaEventCreate(&ev.start));
     CUDA_TRY(cudaEventCreate(&ev.stop));
     CUDA_TRY(cudaEventRecord(ev.start, s));
-    const bool d64 = p->head_dim == 64;
+    const int64_t d = p->head_dim;
     if (p->dtype == ATTN_F16)
-        ATTN_TRY((d64 ? launch_typed<f16, 64>(p, pl, bufs, rule, s, err) : launch_typed<f16, 128>(p, pl, bufs, rule, s, err)));
+        ATTN_TRY((d == 64    ? launch_typed<f16, 64>(p, pl, bufs, rule, s, err)
+                  : d == 128 ? launch_typed<f16, 128>(p, pl, bufs, rule, s, err)
+                             : launch_typed<f16, 256>(p, pl, bufs, rule, s, err)));
     else
-        ATTN_TRY((d64 ? launch_typed<bf16, 64>(p, pl, bufs, rule, s, err)
-                      : launch_typed<bf16, 128>(p, pl, bufs, rule, s, err)));
+        ATTN_TRY((d == 64    ? launch_typed<bf16, 64>(p, pl, bufs, rule, s, err)
+                  : d == 128 ? launch_typed<bf16, 128>(p, pl, bufs, rule, s, err)
+                             : launch_typed<bf16, 256>(p, pl, bufs, rule, s, err)));
     CUDA_TRY(cudaEventRecord(ev.stop, s));
     ATTN_TRY(cuda_finish(ev, o, lse, nq, nl, io, err));
     unsigned long long n_visited = 0;

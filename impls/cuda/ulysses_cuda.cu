@@ -156,8 +156,8 @@ int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t
         if (m[r] > 0)
             ATTN_TRY(cuda_upload(s.q.ptr, p->dtype, hst->q[i], (size_t)(B * H * m[r] * d), stage_f, cs, err));
         if (k[r] > 0) {
-            ATTN_TRY(cuda_upload(s.k.ptr, p->dtype, hst->k[i], (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
-            ATTN_TRY(cuda_upload(s.v.ptr, p->dtype, hst->v[i], (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
+            ATTN_TRY(ring_cuda_kv_in(s.k.ptr, p, hst, i, r, 0, (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
+            ATTN_TRY(ring_cuda_kv_in(s.v.ptr, p, hst, i, r, 1, (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
         }
         attn_vis_t dvis;
         ATTN_TRY(cuda_vis_upload(p, s.docs, &dvis, cs, err));

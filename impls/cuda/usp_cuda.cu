@@ -157,8 +157,8 @@ int usp_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind, int U, const rin
         if (pl.nq > 0)
             ATTN_TRY(cuda_upload(s.q.ptr, p->dtype, h->q[i], (size_t)(B * H * pl.nq * d), stage_f, cs, err));
         if (pl.nk > 0) {
-            ATTN_TRY(cuda_upload(s.k.ptr, p->dtype, h->k[i], (size_t)(B * Hkv * pl.nk * d), stage_f, cs, err));
-            ATTN_TRY(cuda_upload(s.v.ptr, p->dtype, h->v[i], (size_t)(B * Hkv * pl.nk * d), stage_f, cs, err));
+            ATTN_TRY(ring_cuda_kv_in(s.k.ptr, p, h, i, g->first + i, 0, (size_t)(B * Hkv * pl.nk * d), stage_f, cs, err));
+            ATTN_TRY(ring_cuda_kv_in(s.v.ptr, p, h, i, g->first + i, 1, (size_t)(B * Hkv * pl.nk * d), stage_f, cs, err));
         }
         int64_t gn = B * pl.pl.heads.hq * pl.pl.ring_q;
         ATTN_TRY(ring_cuda_fill(s.go.as<float>(), s.gl.as<float>(), gn * d, gn, cs, err));

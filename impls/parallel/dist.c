@@ -29,6 +29,23 @@ void dist_shard_copy(const attn_layout_t *l, int rank, int64_t outer, int64_t d,
             }
 }
 
+int dist_shard_runs(const attn_layout_t *l, int rank, int64_t outer, int64_t d, dist_run_t *runs, int cap) {
+    layout_piece_t pc[2];
+    int n = layout_pieces(l, rank, pc), at = 0;
+    int64_t count = layout_local_count(l, rank);
+    for (int64_t o = 0; o < outer; o++)
+        for (int i = 0; i < n; i++) {
+            if (!pc[i].count)
+                continue;
+            if (at == cap)
+                return -1;
+            runs[at++] = (dist_run_t){.dst = (o * count + pc[i].local_start) * d,
+                                      .src = (o * l->n + pc[i].pos.start) * d,
+                                      .src_pitch = pc[i].pos.stride * d, .rows = pc[i].count};
+        }
+    return at;
+}
+
 /* Rank 0 moves every other rank's shard through one staging buffer, a peer at a time. */
 static int root_exchange(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t d, float *whole,
                          int to_peers, attn_err_t *err) {

@@ -43,6 +43,15 @@ void dist_stop_followers(void);
  * `whole` (outer, n, d): whole → shard when to_shard, else back. */
 void dist_shard_copy(const attn_layout_t *l, int rank, int64_t outer, int64_t d, float *shard, float *whole,
                      int to_shard);
+/* dist_shard_copy's whole → shard direction as strided runs, for a copy engine that moves a run
+ * in one call (cudaMemcpy2D: the GPU backends' shards of a KV cache kept on the device): run i
+ * moves `rows` rows of d elements from whole[src + r·src_pitch] to shard[dst + r·d] (element
+ * offsets). Fills at most cap runs (outer × the rank's 1 or 2 pieces) and returns the count, or
+ * −1 when cap is too small. */
+typedef struct {
+    int64_t dst, src, src_pitch, rows;
+} dist_run_t;
+int dist_shard_runs(const attn_layout_t *l, int rank, int64_t outer, int64_t d, dist_run_t *runs, int cap);
 
 /* Collective: each rank receives its shard (outer, local_count, d) of the (outer, n, d) tensor
  * `whole` under layout l; whole is read on rank 0 only unless the comm is shared-memory. */

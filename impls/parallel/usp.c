@@ -18,18 +18,17 @@ attn_layout_kind_t usp_layout_of(const attn_exec_t *x) {
     return x->layout >= 0 ? (attn_layout_kind_t)x->layout : LAYOUT_ZIGZAG;
 }
 
-/* Rank a's rows (P-rank layout lp) that belong to group g's shard (R-rank layout lr): their
- * local indices in a's shard (li) and in g's (gi), ascending. Returns how many. */
-int64_t usp_group_rows(const attn_layout_t *lp, const attn_layout_t *lr, int a, int g, int64_t *li, int64_t *gi) {
-    int64_t n = 0, count = layout_local_count(lp, a);
-    for (int64_t i = 0; i < count; i++) {
-        int owner;
-        int64_t at;
-        layout_global_to_local(lr, layout_local_to_global(lp, a, i), &owner, &at);
-        if (owner == g)
-            li[n] = i, gi[n++] = at;
-    }
-    return n;
+int usp_mesh_of(const attn_problem_t *p, const attn_exec_t *x, int P, plan_usp_mesh_t *m, attn_err_t *err) {
+    return plan_usp_mesh(usp_layout_of(x), p->heads, p->kv_heads, P, x->ulysses_degree, m, err);
+}
+
+int usp_layouts(const attn_problem_t *p, const attn_exec_t *x, int P, plan_usp_mesh_t *m, attn_layout_t *lq,
+                attn_layout_t *lk, attn_layout_t *rq, attn_layout_t *rk, attn_err_t *err) {
+    ATTN_TRY(usp_mesh_of(p, x, P, m, err));
+    ATTN_TRY(layout_init(lq, m->kind, p->n_q, P, err));
+    ATTN_TRY(layout_init(lk, m->kind, p->n_k, P, err));
+    ATTN_TRY(layout_init(rq, m->kind, p->n_q, m->R, err));
+    return layout_init(rk, m->kind, p->n_k, m->R, err);
 }
 
 /* Rows idx[0..rows) of heads [h0, h0 + nh) of a tensor (B, heads, count, w) to or from a packed
@@ -79,14 +78,9 @@ static int usp_rank(const attn_backend_t *self, const attn_problem_t *p, const a
                     const attn_io_t *io, attn_err_t *err) {
     (void)self;
     int P = c->size, me = c->rank;
-    attn_layout_kind_t kind = usp_layout_of(x);
     plan_usp_mesh_t mesh;
-    ATTN_TRY(plan_usp_mesh(kind, p->heads, p->kv_heads, P, x->ulysses_degree, &mesh, err));
     attn_layout_t lq, lk, rq, rk; /* tokens over the P ranks, and over the R groups */
-    ATTN_TRY(layout_init(&lq, kind, p->n_q, P, err));
-    ATTN_TRY(layout_init(&lk, kind, p->n_k, P, err));
-    ATTN_TRY(layout_init(&rq, kind, p->n_q, mesh.R, err));
-    ATTN_TRY(layout_init(&rk, kind, p->n_k, mesh.R, err));
+    ATTN_TRY(usp_layouts(p, x, P, &mesh, &lq, &lk, &rq, &rk, err));
     plan_usp_t *pl = malloc(sizeof *pl);
     if (!pl)
         return attn_fail(err, ATTN_ERUNTIME, "rank %d: out of memory for the usp plan", me);
@@ -168,7 +162,7 @@ static int usp_rank(const attn_backend_t *self, const attn_problem_t *p, const a
     attn_problem_t lp = plan_heads_problem(p, &pl->heads);
     double step_compute[ATTN_MAX_RANKS] = {0};
     dist_rank_stats_t mine = {0};
-    ring_loop_t L = {.p = &lp, .kind = kind, .R = mesh.R, .pos = (int)G, .send_to = pl->send_to,
+    ring_loop_t L = {.p = &lp, .kind = mesh.kind, .R = mesh.R, .pos = (int)G, .send_to = pl->send_to,
                      .recv_from = pl->recv_from, .expand = pl->heads.lines_up ? NULL : &pl->heads,
                      .group = H / Hkv, .q = b.qg, .kv = b.kvg, .o = b.og, .lse = b.lg};
     if (rc == ATTN_OK)
@@ -206,7 +200,7 @@ static int usp_supports(const attn_backend_t *self, const attn_problem_t *p, con
                         size_t len) {
     plan_usp_mesh_t m;
     attn_err_t e = {0};
-    if (plan_usp_mesh(usp_layout_of(x), p->heads, p->kv_heads, exec_ranks(x), x->ulysses_degree, &m, &e) != ATTN_OK) {
+    if (usp_mesh_of(p, x, exec_ranks(x), &m, &e) != ATTN_OK) {
         snprintf(reason, len, "%s", e.msg);
         return 0;
     }
@@ -225,7 +219,7 @@ static void usp_expect(const attn_backend_t *self, const attn_problem_t *p, cons
     attn_err_t e = {0};
     memset(out, 0, sizeof *out);
     const attn_vis_t v = problem_vis(p);
-    if (plan_usp_mesh(usp_layout_of(x), p->heads, p->kv_heads, exec_ranks(x), x->ulysses_degree, &m, &e) == ATTN_OK)
+    if (usp_mesh_of(p, x, exec_ranks(x), &m, &e) == ATTN_OK)
         plan_usp_expect(&m, p->batch, p->heads, p->kv_heads, p->head_dim, p->n_q, p->n_k, &v, sizeof(float), out);
 }
 
@@ -235,11 +229,7 @@ size_t usp_workspace_of(const attn_problem_t *p, const attn_exec_t *x, const usp
     plan_usp_mesh_t m;
     attn_err_t e = {0};
     attn_layout_t lq, lk, rq, rk;
-    int P = exec_ranks(x);
-    attn_layout_kind_t kind = usp_layout_of(x);
-    if (plan_usp_mesh(kind, p->heads, p->kv_heads, P, x->ulysses_degree, &m, &e) ||
-        layout_init(&lq, kind, p->n_q, P, &e) || layout_init(&lk, kind, p->n_k, P, &e) ||
-        layout_init(&rq, kind, p->n_q, m.R, &e) || layout_init(&rk, kind, p->n_k, m.R, &e))
+    if (usp_layouts(p, x, exec_ranks(x), &m, &lq, &lk, &rq, &rk, &e) != ATTN_OK)
         return 0;
     int64_t B = p->batch, d = p->head_dim, nq = layout_max_local_count(&lq), nk = layout_max_local_count(&lk);
     int64_t gq = layout_max_local_count(&rq), gk = layout_max_local_count(&rk);

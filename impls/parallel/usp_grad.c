@@ -65,14 +65,9 @@ int usp_backward_rank(const attn_backend_t *self, const attn_problem_t *p, const
                       const attn_grad_io_t *g, attn_err_t *err) {
     (void)self;
     int P = c->size, me = c->rank;
-    attn_layout_kind_t kind = usp_layout_of(x);
     plan_usp_mesh_t mesh;
-    ATTN_TRY(plan_usp_mesh(kind, p->heads, p->kv_heads, P, x->ulysses_degree, &mesh, err));
     attn_layout_t lq, lk, rq, rk;
-    ATTN_TRY(layout_init(&lq, kind, p->n_q, P, err));
-    ATTN_TRY(layout_init(&lk, kind, p->n_k, P, err));
-    ATTN_TRY(layout_init(&rq, kind, p->n_q, mesh.R, err));
-    ATTN_TRY(layout_init(&rk, kind, p->n_k, mesh.R, err));
+    ATTN_TRY(usp_layouts(p, x, P, &mesh, &lq, &lk, &rq, &rk, err));
     plan_usp_t *pl = malloc(sizeof *pl);
     xch_t *xs = malloc(4 * sizeof *xs);
     int64_t rows_cap = ATTN_MAX(layout_max_local_count(&lq), layout_max_local_count(&lk));
@@ -171,7 +166,7 @@ int usp_backward_rank(const attn_backend_t *self, const attn_problem_t *p, const
     double delta_s = time_thread_cpu_s() - t0;
     attn_problem_t lp = plan_heads_problem(p, &pl->heads);
     dist_rank_stats_t mine = {0};
-    ring_grad_loop_t L = {.p = &lp, .kind = kind, .R = mesh.R, .pos = (int)G, .send_to = pl->send_to,
+    ring_grad_loop_t L = {.p = &lp, .kind = mesh.kind, .R = mesh.R, .pos = (int)G, .send_to = pl->send_to,
                           .recv_from = pl->recv_from, .expand = pl->heads.lines_up ? NULL : &pl->heads,
                           .group = H / Hkv, .q = qgr, .d_o = dogr, .lse = lgr, .D = Dg, .dq = dqg, .kv = kvg,
                           .dkv_home = home, .x = x};
@@ -234,7 +229,7 @@ void usp_backward_expect(const attn_backend_t *self, const attn_problem_t *p, co
     memset(out, 0, sizeof *out);
     plan_usp_mesh_t m;
     attn_err_t e = {0};
-    if (plan_usp_mesh(usp_layout_of(x), p->heads, p->kv_heads, exec_ranks(x), x->ulysses_degree, &m, &e) != ATTN_OK)
+    if (usp_mesh_of(p, x, exec_ranks(x), &m, &e) != ATTN_OK)
         return;
     attn_dist_expect_t ring;
     const attn_vis_t vis = problem_vis(p);

@@ -1,9 +1,28 @@
-/* usp_map.c — usp_cuda's row maps, exchange sizes, device buffer sizes and analytic bytes,
- * host code shared by usp_cuda.cu and tests/test_usp_map.c. Derivation: docs/usp.md. */
+/* usp_map.c — usp's row rule (usp_group_rows, for usp.c, usp_grad.c and the maps), usp_cuda's row
+ * maps, exchange sizes, device buffer sizes and analytic bytes: host code shared by usp_cuda.cu and
+ * tests/test_usp_map.c. Derivation: docs/usp.md. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "impls/parallel/usp_map.h"
+#include "impls/parallel/usp_util.h"
+
+int64_t usp_group_rows(const attn_layout_t *lp, const attn_layout_t *lr, int a, int g, int64_t *li, int64_t *gi) {
+    int64_t n = 0, count = layout_local_count(lp, a);
+    for (int64_t i = 0; i < count; i++) {
+        int owner;
+        int64_t at;
+        layout_global_to_local(lr, layout_local_to_global(lp, a, i), &owner, &at);
+        if (owner != g)
+            continue;
+        if (li)
+            li[n] = i;
+        if (gi)
+            gi[n] = at;
+        n++;
+    }
+    return n;
+}
 
 int usp_rows_map(const plan_usp_mesh_t *m, int64_t n, int rank, usp_rows_t *out, attn_err_t *err) {
     attn_layout_t lp, lr;
@@ -14,38 +33,19 @@ int usp_rows_map(const plan_usp_mesh_t *m, int64_t n, int rank, usp_rows_t *out,
     int G, u;
     plan_usp_coords(m, rank, &G, &u);
     out->n_local = layout_local_count(&lp, rank), out->n_group = layout_local_count(&lr, G);
-    /* Send side: a counting sort of my rows by the group that holds them (stable: ascending). */
-    int64_t fill[ATTN_MAX_RANKS + 1] = {0};
-    for (int64_t i = 0; i < out->n_local; i++) {
-        int owner;
-        int64_t at;
-        layout_global_to_local(&lr, layout_local_to_global(&lp, rank, i), &owner, &at);
-        fill[owner + 1]++;
-    }
-    for (int g = 0; g < m->R; g++)
-        fill[g + 1] += fill[g];
-    memcpy(out->send_start, fill, sizeof fill);
-    if (out->send_li)
-        for (int64_t i = 0; i < out->n_local; i++) {
-            int owner;
-            int64_t at;
-            layout_global_to_local(&lr, layout_local_to_global(&lp, rank, i), &owner, &at);
-            out->send_li[fill[owner]++] = i;
-        }
-    /* Receive side: peer r's rows in my group shard, in r's local order. */
+    /* Send side: my rows group by group, ascending within each (the order the CPU usp sends). */
     int64_t k = 0;
+    memset(out->send_start, 0, sizeof out->send_start);
+    for (int g = 0; g < m->R; g++) {
+        out->send_start[g] = k;
+        k += usp_group_rows(&lp, &lr, rank, g, out->send_li ? out->send_li + k : NULL, NULL);
+    }
+    out->send_start[m->R] = k;
+    /* Receive side: peer r's rows in my group shard, in r's local order. */
+    k = 0;
     for (int r = 0; r < m->P; r++) {
         out->recv_start[r] = k;
-        for (int64_t i = 0, cnt = layout_local_count(&lp, r); i < cnt; i++) {
-            int owner;
-            int64_t at;
-            layout_global_to_local(&lr, layout_local_to_global(&lp, r, i), &owner, &at);
-            if (owner == G) {
-                if (out->recv_gi)
-                    out->recv_gi[k] = at;
-                k++;
-            }
-        }
+        k += usp_group_rows(&lp, &lr, r, G, NULL, out->recv_gi ? out->recv_gi + k : NULL);
     }
     out->recv_start[m->P] = k;
     if (k != out->n_group)

@@ -3,11 +3,19 @@
 #pragma once
 #include "comm/layout.h"
 #include "core/backend.h"
+#include "impls/parallel/plan.h"
 
 /* --layout, zigzag by default. */
 attn_layout_kind_t usp_layout_of(const attn_exec_t *x);
+/* The mesh of p over P ranks with x's --layout and --ulysses-degree. */
+int usp_mesh_of(const attn_problem_t *p, const attn_exec_t *x, int P, plan_usp_mesh_t *m, attn_err_t *err);
+/* usp_mesh_of and the token layouts: over the P ranks (lq, lk) and over the mesh's R groups
+ * (rq, rk), for Q and for K/V. */
+int usp_layouts(const attn_problem_t *p, const attn_exec_t *x, int P, plan_usp_mesh_t *m, attn_layout_t *lq,
+                attn_layout_t *lk, attn_layout_t *rq, attn_layout_t *rk, attn_err_t *err);
 /* Rank a's rows (P-rank layout lp) that belong to group g's shard (R-rank layout lr): their local
- * indices in a's shard (li) and in g's (gi), ascending. Returns how many. */
+ * indices in a's shard (li) and in g's (gi), ascending; either may be NULL (not wanted). Returns
+ * how many. The one row rule of usp, usp_grad and usp_cuda's maps (usp_map.c, where it lives). */
 int64_t usp_group_rows(const attn_layout_t *lp, const attn_layout_t *lr, int a, int g, int64_t *li, int64_t *gi);
 /* Rows idx[0..rows) of heads [h0, h0 + nh) of a tensor (B, heads, count, w) to or from a packed
  * run (B, nh, rows, w). */
