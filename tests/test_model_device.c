@@ -465,14 +465,15 @@ static double hook_bytes_per_token_layer(const model_config_t *c) {
     return 4 * (up + down + 2 * Kd /* KV put */ + Hd /* Q up */ + Hd + H /* O, LSE down */);
 }
 
-/* A dry 10⁶-token prefill: nothing behind the device pointers, the ops only count. */
-static void dry_million(const model_t *m) {
-    int64_t n = 1048576;
+/* A dry prefill of n tokens: nothing behind the device pointers, the ops only count. device_qo
+ * 0: an attention that takes Q/O on the host (the cuda_local distributed backends before they
+ * took device Q/O), whose Q down and O up per layer are counted too. */
+static void dry_prefill(const model_t *m, int64_t n, int device_qo) {
     fakedev_t dd = {.dry = 1};
     model_devops_t ops = ops_for(&dd);
     model_memspace_t sp = {sp_elem, sp_alloc, sp_release, sp_put, sp_copy, 0, &dd};
     att_t a;
-    att_init(&a, NULL, &dd, 1);
+    att_init(&a, NULL, &dd, device_qo);
     model_t dm = *m;
     dm.devops = &ops;
     int32_t *tok = calloc((size_t)n, sizeof *tok);
@@ -488,13 +489,16 @@ static void dry_million(const model_t *m) {
         model_cache_free(&c);
     }
     double L = m->cfg.num_hidden_layers, V = m->cfg.vocab_size, want = 4.0 * (double)n + 4 * V;
+    double qo = device_qo ? 0 : (double)m->cfg.num_attention_heads * m->cfg.head_dim * 8; /* per token, layer */
+    want += qo * (double)n * L;
     double before = hook_bytes_per_token_layer(&m->cfg) * (double)n * L;
-    checkf(rc == ATTN_OK && dd.up + dd.down == want && dd.ups == 1 && dd.downs == 1 && a.misplaced == 0 &&
+    long moves = device_qo ? 1 : 1 + (long)L; /* + O up, Q down per layer */
+    checkf(rc == ATTN_OK && dd.up + dd.down == want && dd.ups == moves && dd.downs == moves && a.misplaced == 0 &&
                a.calls == (long)L,
-           "dry 1048576-token prefill (D %d, L %d): %.0f B moved (%ld up, %ld down) = 4 B/token + one logit row; the "
-           "per-call hook path: %.3g B (%.0f B per token and layer) %s",
-           m->cfg.hidden_size, m->cfg.num_hidden_layers, dd.up + dd.down, dd.ups, dd.downs, before,
-           hook_bytes_per_token_layer(&m->cfg), err.msg);
+           "dry %lld-token prefill (D %d, L %d, %s): %.0f B moved (%ld up, %ld down) = 4 B/token + one logit row + "
+           "%.0f B per token and layer; the per-call hook path: %.3g B (%.0f B per token and layer) %s",
+           (long long)n, m->cfg.hidden_size, m->cfg.num_hidden_layers, device_qo ? "device Q/O" : "host Q/O",
+           dd.up + dd.down, dd.ups, dd.downs, qo, before, hook_bytes_per_token_layer(&m->cfg), err.msg);
     free(tok), free(logits);
 }
 
@@ -564,7 +568,8 @@ int main(void) {
     }
     /* At 10⁶ tokens: the fixture's shape and the needle model's (tasks/needle_model.c: hidden
      * 256, 2 heads of 128 over 1 kv head, MLP 8, 2 layers). */
-    dry_million(&m);
+    dry_prefill(&m, 1048576, 1);
+    dry_prefill(&m, 65536, 0);
     model_t nm;
     model_config_t nc;
     model_config_defaults(&nc);
@@ -572,7 +577,8 @@ int main(void) {
     nc.head_dim = 128, nc.intermediate_size = 8, nc.vocab_size = 512, nc.rotary_fraction = 0.25;
     attn_err_t e = {0};
     if (check(model_init_zero(&nm, &nc, &e) == ATTN_OK, "needle-shaped model", "%s", e.msg)) {
-        dry_million(&nm);
+        dry_prefill(&nm, 1048576, 1);
+        dry_prefill(&nm, 65536, 0);
         model_free(&nm);
     }
     model_free(&m);
