@@ -493,12 +493,15 @@ static void dry_prefill(const model_t *m, int64_t n, int device_qo) {
     want += qo * (double)n * L;
     double before = hook_bytes_per_token_layer(&m->cfg) * (double)n * L;
     long moves = device_qo ? 1 : 1 + (long)L; /* + O up, Q down per layer */
+    /* the backend's own side with host Q/O: Q up, O and LSE down per layer, float32 */
+    double own = device_qo ? 0 : (double)n * L * m->cfg.num_attention_heads * (2.0 * m->cfg.head_dim + 1) * 4;
     checkf(rc == ATTN_OK && dd.up + dd.down == want && dd.ups == moves && dd.downs == moves && a.misplaced == 0 &&
-               a.calls == (long)L,
+               a.calls == (long)L && a.qo_bytes == own,
            "dry %lld-token prefill (D %d, L %d, %s): %.0f B moved (%ld up, %ld down) = 4 B/token + one logit row + "
-           "%.0f B per token and layer; the per-call hook path: %.3g B (%.0f B per token and layer) %s",
+           "%.0f B per token and layer, beside the attention's own Q up / O, LSE down %.0f B; the per-call hook path: "
+           "%.3g B (%.0f B per token and layer) %s",
            (long long)n, m->cfg.hidden_size, m->cfg.num_hidden_layers, device_qo ? "device Q/O" : "host Q/O",
-           dd.up + dd.down, dd.ups, dd.downs, qo, before, hook_bytes_per_token_layer(&m->cfg), err.msg);
+           dd.up + dd.down, dd.ups, dd.downs, qo, a.qo_bytes, before, hook_bytes_per_token_layer(&m->cfg), err.msg);
     free(tok), free(logits);
 }
 
