@@ -14,9 +14,15 @@
 #include "core/threads.h"
 #include "tasks/approx.h"
 #include "tasks/model_backward.h"
+#include "tasks/model_dev_run.h"
 #include "tasks/task.h"
 #include "tasks/tolerance.h"
 #include "core/timing.h"
+#ifdef ATTN_HAVE_CUDA
+#include "impls/cuda/dense_cuda.h"
+#include "impls/cuda/kv_device.h"
+#include "impls/cuda/model_dev.h"
+#endif
 
 enum { MAX_LOGIT_ROWS = 64 };
 
@@ -40,8 +46,18 @@ static double rel_l2(const double *a, const double *ref, size_t n, double *max_a
     return sqrt(num / (den > 0 ? den : 1));
 }
 
-/* task_for_each_case passes no context: the run's model, built once for all its cases. */
+/* task_for_each_case passes no context: the run's model, built once for all its cases, and the
+ * GPU path its GPU backends' forwards take (model_dev_run.h; none without a device). */
 static const model_t *current_model;
+static const model_dev_path_t *current_dev;
+
+/* One timed forward: resident on the device when the backend takes it there, else the host's. */
+static int forward(const model_t *m, int dev, model_cache_t *dc, const attn_backend_t *be, const attn_problem_t *mp,
+                   const attn_exec_t *x, const int32_t *tok, int64_t n, int64_t rows, double *got, attn_err_t *err) {
+    if (dev)
+        return model_dev_run(m, current_dev, dc, be, mp, x, tok, n, rows, got, err);
+    return dist_model_run(m, NULL, be, mp, x, tok, n, rows, got, err);
+}
 
 static int model_case(const attn_opts_t *o, const attn_problem_t *p, const attn_exec_t *x, int index, int count, attn_run_t *run,
                       attn_err_t *err) {
@@ -103,14 +119,23 @@ static int model_case(const attn_opts_t *o, const attn_problem_t *p, const attn_
         double secs[reps], tps[reps];
         attn_err_t berr = {0};
         parallel_set_blas_threads(threads);
+        /* A GPU backend on a device KV cache: the whole forward on the device (the cache made
+         * once, outside the timings, then refilled by each forward). */
+        const int dev = model_dev_takes(current_dev, m, be, &mp, x, n);
+        record_extra_str(r, "forward", dev ? "device-resident" : "host layers");
+        model_cache_t dc = {0};
         for (int w = 0; w < o->warmup && brc == ATTN_OK; w++)
-            brc = dist_model_run(m, NULL, be, &mp, x, tok, n, rows, got, &berr);
+            brc = forward(m, dev, &dc, be, &mp, x, tok, n, rows, got, &berr);
         for (int i = 0; i < reps && brc == ATTN_OK; i++) {
+            if (dev && !dc.k) /* not timed: the cache's allocation */
+                brc = model_cache_init_in(&dc, c, mp.dtype, n, current_dev->space, &berr);
             double t0 = time_now_s();
-            brc = dist_model_run(m, NULL, be, &mp, x, tok, n, rows, got, &berr);
+            brc = brc == ATTN_OK ? forward(m, dev, &dc, be, &mp, x, tok, n, rows, got, &berr) : brc;
             secs[i] = time_now_s() - t0;
             tps[i] = (double)n / secs[i];
         }
+        if (dc.k)
+            model_cache_free(&dc);
         if (brc != ATTN_OK) {
             record_set_status(r, REC_ERROR, "%s", berr.msg);
             continue;
@@ -149,10 +174,40 @@ int task_model(const attn_opts_t *o, attn_run_t *run, attn_err_t *err) {
     model_t m;
     ATTN_TRY(build_model(o, &m, err));
     current_model = &m;
+    model_dev_path_t dev = {0};
+#ifdef ATTN_HAVE_CUDA
+    /* The model's weights, its forward's ops and a KV cache space on the GPU when a backend reads
+     * K/V there (device_kv); without a device the GPU backends are skipped and none is made. */
+    model_dense_t dense = {0};
+    model_devops_t ops = {0};
+    model_memspace_t space = {0};
+    int have_dense = 0, have_space = 0;
+    for (int b = 0; !dev.ops && b < o->n_backends && o->direction != ATTN_DIR_BACKWARD; b++) {
+        attn_err_t derr = {0};
+        if (!registry_find(o->backends[b])->device_kv)
+            continue;
+        have_dense = cuda_dense_create(&m, o->device, &dense, &derr) == ATTN_OK;
+        have_space = have_dense && cuda_kv_space_create(o->device, &space, &derr) == ATTN_OK;
+        if (have_space && cuda_devops_create(&m, &dense, o->device, &ops, &derr) == ATTN_OK)
+            dev.ops = &ops, dev.space = &space;
+        break;
+    }
+    current_dev = &dev;
+#endif
     int rc = o->direction == ATTN_DIR_BACKWARD ? ATTN_OK : task_for_each_case(o, run, model_case, err);
     if (rc == ATTN_OK && o->direction != ATTN_DIR_FORWARD) /* the gradient check (model_backward.h) */
         rc = task_for_each_case(o, run, backward_case, err);
     current_model = NULL;
+    current_dev = NULL;
+#ifdef ATTN_HAVE_CUDA
+    if (dev.ops)
+        cuda_devops_free(&ops);
+    if (have_space)
+        cuda_kv_space_free(&space);
+    if (have_dense)
+        cuda_dense_free(&dense);
+#endif
+    (void)dev;
     model_free(&m);
     return rc;
 }

@@ -16,6 +16,7 @@
 #include "core/threads.h"
 #include "impls/parallel/dist.h"
 #include "model/devops.h"
+#include "tasks/model_dev_run.h"
 #include "tests/bf16_emu.h"
 #include "tests/model_fixture.h"
 
@@ -217,37 +218,57 @@ typedef struct {
     long calls, misplaced;
     int ranks;          /* > 1: a cuda_local distributed backend's stand-in, cutting K/V shards from the device */
     long shard_checks, bad_shards;
+    long qo_checks, bad_qo; /* device_qo: Q cut and O/LSE written back by the runs, every layout */
     double qo_bytes; /* what blockwise_cuda's device-KV path moves per call with host Q/O: Q up, O and LSE down */
 } att_t;
 
-/* Every rank's shard of whole (B·H_kv, n_k, d) under layout `kind` over P ranks, cut by the runs
- * ring_cuda_kv_in gives cudaMemcpy2DAsync (a host 2-D copy here), equals dist_shard_copy's, and
- * the runs cover the shard exactly (rows·d elements each, no gap: a sentinel stays nowhere). */
-static int shards_match(int kind, int P, const attn_problem_t *p, const float *whole) {
+/* What cudaMemcpy2DAsync does with dist_run_copy2d's arguments, on the host. */
+static void copy2d(void *dst, const void *src, dist_copy2d_t c) {
+    for (size_t r = 0; r < c.height; r++)
+        memcpy((char *)dst + c.dst + r * c.dpitch, (const char *)src + c.src + r * c.spitch, c.width);
+}
+
+/* Every rank's shard of whole (outer, n, d) under layout `kind` over P ranks, cut by the runs the
+ * GPU backends give cudaMemcpy2DAsync (ring_cuda_shard_dev: K/V and Q shards), equals
+ * dist_shard_copy's and is covered exactly (a NaN sentinel stays nowhere); written back by the
+ * same runs (O and LSE shards, d = 1 for the LSE) into a whole of NaN, the P shards rebuild
+ * whole bit for bit (every element once) as dist_shard_copy's way back does. */
+static int runs_roundtrip(int kind, int P, int64_t n, int64_t outer, int64_t d, const float *whole) {
     attn_layout_t l;
     attn_err_t err = {0};
-    if (layout_init(&l, (attn_layout_kind_t)kind, p->n_k, P, &err) != ATTN_OK)
+    if (layout_init(&l, (attn_layout_kind_t)kind, n, P, &err) != ATTN_OK)
         return 0;
-    int64_t outer = p->batch * p->kv_heads, d = p->head_dim, ok = 1;
+    size_t all = (size_t)(outer * n * d);
+    float *back = malloc(all * sizeof *back + 4), *ref = malloc(all * sizeof *ref + 4);
+    int ok = back && ref;
+    for (size_t i = 0; ok && i < all; i++)
+        back[i] = ref[i] = NAN;
     for (int r = 0; r < P && ok; r++) {
         size_t nel = (size_t)(outer * layout_local_count(&l, r) * d);
         float *want = malloc(nel * sizeof *want + 4), *got = malloc(nel * sizeof *got + 4);
         dist_run_t *runs = malloc((size_t)(2 * outer) * sizeof *runs);
-        int n = want && got && runs ? dist_shard_runs(&l, r, outer, d, runs, (int)(2 * outer)) : -1;
-        ok = n >= 0 && n <= 2 * outer;
+        int cnt = want && got && runs ? dist_shard_runs(&l, r, outer, d, runs, (int)(2 * outer)) : -1;
+        ok = cnt >= 0 && cnt <= 2 * outer;
         if (ok) {
             dist_shard_copy(&l, r, outer, d, want, (float *)whole, 1);
             for (size_t i = 0; i < nel; i++)
                 got[i] = NAN;
-            for (int i = 0; i < n; i++)
-                for (int64_t row = 0; row < runs[i].rows; row++)
-                    memcpy(got + runs[i].dst + row * d, whole + runs[i].src + row * runs[i].src_pitch,
-                           (size_t)d * sizeof *got);
+            for (int i = 0; i < cnt; i++)
+                copy2d(got, whole, dist_run_copy2d(&runs[i], d, sizeof(float), 1));
             ok = !memcmp(want, got, nel * sizeof *got);
+            for (int i = 0; i < cnt; i++)
+                copy2d(back, got, dist_run_copy2d(&runs[i], d, sizeof(float), 0));
+            dist_shard_copy(&l, r, outer, d, want, ref, 0);
         }
         free(want), free(got), free(runs);
     }
-    return (int)ok;
+    ok = ok && !memcmp(back, ref, all * sizeof *back) && !memcmp(back, whole, all * sizeof *back);
+    free(back), free(ref);
+    return ok;
+}
+
+static int shards_match(int kind, int P, const attn_problem_t *p, const float *whole) {
+    return runs_roundtrip(kind, P, p->n_k, p->batch * p->kv_heads, p->head_dim, whole);
 }
 
 static int att_supports(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *reason,
@@ -277,9 +298,21 @@ static int att_forward(const attn_backend_t *self, const attn_problem_t *p, cons
         for (int kind = LAYOUT_CONTIGUOUS; kind <= LAYOUT_ZIGZAG; kind++)
             for (int t = 0; t < 2; t++)
                 a->bad_shards += !shards_match(kind, a->ranks, p, t ? io->v : io->k), a->shard_checks++;
+    if (a->ranks > 1 && x->qo_device)
+        for (int kind = LAYOUT_CONTIGUOUS; kind <= LAYOUT_ZIGZAG; kind++)
+            a->bad_qo += !runs_roundtrip(kind, a->ranks, p->n_q, p->batch * p->heads, p->head_dim, io->q),
+                a->qo_checks++;
     attn_exec_t h = *x;
     h.kv_device = h.qo_device = 0;
-    return a->inner->forward(a->inner, p, &h, io, err);
+    int rc = a->inner->forward(a->inner, p, &h, io, err);
+    if (rc == ATTN_OK && a->ranks > 1 && x->qo_device) /* O and LSE as the ranks write them back */
+        for (int kind = LAYOUT_CONTIGUOUS; kind <= LAYOUT_ZIGZAG; kind++) {
+            int64_t BH = p->batch * p->heads;
+            a->bad_qo += !runs_roundtrip(kind, a->ranks, p->n_q, BH, p->head_dim, io->o) +
+                         !runs_roundtrip(kind, a->ranks, p->n_q, BH, 1, io->lse);
+            a->qo_checks += 2;
+        }
+    return rc;
 }
 
 static void att_init(att_t *a, const attn_backend_t *inner, fakedev_t *dev, int device_qo) {
@@ -343,6 +376,10 @@ static void compare(model_t *m, const int32_t *tok, int64_t n, int steps, int64_
             checkf(da.shard_checks > 0 && da.bad_shards == 0,
                    "%s: %ld K/V shards (contiguous, striped, zigzag) cut from the device cache by dist_shard_runs equal "
                    "dist_shard_copy's", what, da.shard_checks);
+        if (ranks > 1 && device_qo)
+            checkf(da.qo_checks > 0 && da.bad_qo == 0,
+                   "%s: %ld Q cuts and O/LSE write-backs (three layouts) by dist_run_copy2d's runs equal "
+                   "dist_shard_copy's both ways", what, da.qo_checks);
         /* Per forward: its tokens up, one logit row down; per layer nothing, or Q down and O up. */
         double tokens = (double)(n + steps) * sizeof(int32_t), rows = (double)(steps + 1) * V * sizeof(float);
         double per_layer = device_qo ? 0 : (double)L * (double)(n + steps) * (double)(H * hd) * 2 * sizeof(float);
@@ -361,6 +398,63 @@ static void compare(model_t *m, const int32_t *tok, int64_t n, int steps, int64_
     free(dl), free(hl);
 }
 
+/* --task model's GPU path (tasks/model_dev_run.c) on the stand-in: which backends take it, the
+ * logits of two forwards on the one cache (refilled from position 0) equal the host path's
+ * (model_forward without a cache, as the task runs a CPU backend), and each moves its tokens up
+ * and its logit rows down only: nothing per layer with device_qo, Q/O per layer without. */
+static void model_task_path(model_t *m, const int32_t *tok, bf16_emu_t *emu, int device_qo, int ranks) {
+    const model_config_t *cfg = &m->cfg;
+    int64_t n = 160, rows = 4, V = cfg->vocab_size, L = cfg->num_hidden_layers;
+    fakedev_t dd = {0};
+    model_devops_t ops = ops_for(&dd);
+    model_memspace_t dsp = {sp_elem, sp_alloc, sp_release, sp_put, sp_copy, 0, &dd};
+    model_dev_path_t path = {&ops, &dsp}, none = {0};
+    att_t da;
+    att_init(&da, &emu->be, &dd, device_qo);
+    da.ranks = ranks;
+    ops_model = m;
+    attn_problem_t t = {0};
+    t.mask = ATTN_MASK_CAUSAL, t.dtype = ATTN_BF16;
+    attn_exec_t x = {.threads = 1, .layout = -1}, xn = x;
+    xn.transport = ATTN_TRANSPORT_NCCL;
+    attn_problem_t t32 = t;
+    t32.dtype = ATTN_F32;
+    char what[128];
+    snprintf(what, sizeof what, "--task model path, %s%s", device_qo ? "device_qo" : "no device_qo",
+             ranks > 1 ? ", cuda_local distributed stand-in P 3" : "");
+    checkf(model_dev_takes(&path, m, &da.be, &t, &x, n) && !model_dev_takes(&none, m, &da.be, &t, &x, n) &&
+               !model_dev_takes(&path, m, &da.be, &t32, &x, n) && !model_dev_takes(&path, m, &da.be, &t, &xn, n) &&
+               !model_dev_takes(&path, m, &emu->be, &t, &x, n),
+           "%s: taken for a device_kv backend in bf16 in one process; not without a path, in f32, under nccl, or for "
+           "a backend without device_kv", what);
+    double *got = calloc((size_t)(2 * rows * V), sizeof *got), *want = calloc((size_t)(rows * V), sizeof *want);
+    model_cache_t c = {0};
+    attn_err_t e = {0};
+    int rc = got && want ? ATTN_OK : ATTN_ERUNTIME;
+    for (int i = 0; i < 2 && rc == ATTN_OK; i++)
+        rc = model_dev_run(m, &path, &c, &da.be, &t, &x, tok, n, rows, got + i * rows * V, &e);
+    if (c.k)
+        model_cache_free(&c);
+    double bytes = dd.up + dd.down, puts = dd.put;
+    if (rc == ATTN_OK)
+        rc = model_forward(m, NULL, &emu->be, &t, &x, tok, n, rows, want, &e);
+    size_t lb = (size_t)(rows * V) * sizeof *got;
+    double per = (double)n * sizeof(int32_t) + (double)lb / 2; /* tokens up, float32 logit rows down */
+    double qo = device_qo ? 0 : (double)L * (double)n * (double)(cfg->num_attention_heads * cfg->head_dim) * 8;
+    if (check(rc == ATTN_OK, what, "%s", e.msg)) {
+        checkf(!memcmp(got, want, lb) && !memcmp(got + rows * V, want, lb),
+               "%s: two forwards on one device cache give the host path's %lld logit rows bit for bit", what,
+               (long long)rows);
+        checkf(bytes == 2 * (per + qo) && puts == 0 && da.misplaced == 0 && da.calls == 2 * L,
+               "%s, %lld tokens: %.0f B crossed in 2 forwards = 2 × (tokens + logit rows %.0f + Q/O per layer %.0f)",
+               what, (long long)n, bytes, per, qo);
+        if (ranks > 1)
+            checkf(da.bad_shards == 0 && da.bad_qo == 0 && da.shard_checks > 0 && (!device_qo || da.qo_checks > 0),
+                   "%s: shards cut and written back as dist_shard_copy's", what);
+    }
+    free(got), free(want);
+}
+
 /* Bytes the per-call hook path moves per token and layer (the dense calls, the K/V put, the
  * attention's Q up and O/LSE down), from the configuration: the counters above confirm it. */
 static double hook_bytes_per_token_layer(const model_config_t *c) {
@@ -371,14 +465,15 @@ static double hook_bytes_per_token_layer(const model_config_t *c) {
     return 4 * (up + down + 2 * Kd /* KV put */ + Hd /* Q up */ + Hd + H /* O, LSE down */);
 }
 
-/* A dry 10⁶-token prefill: nothing behind the device pointers, the ops only count. */
-static void dry_million(const model_t *m) {
-    int64_t n = 1048576;
+/* A dry prefill of n tokens: nothing behind the device pointers, the ops only count. device_qo
+ * 0: an attention that takes Q/O on the host (the cuda_local distributed backends before they
+ * took device Q/O), whose Q down and O up per layer are counted too. */
+static void dry_prefill(const model_t *m, int64_t n, int device_qo) {
     fakedev_t dd = {.dry = 1};
     model_devops_t ops = ops_for(&dd);
     model_memspace_t sp = {sp_elem, sp_alloc, sp_release, sp_put, sp_copy, 0, &dd};
     att_t a;
-    att_init(&a, NULL, &dd, 1);
+    att_init(&a, NULL, &dd, device_qo);
     model_t dm = *m;
     dm.devops = &ops;
     int32_t *tok = calloc((size_t)n, sizeof *tok);
@@ -394,13 +489,19 @@ static void dry_million(const model_t *m) {
         model_cache_free(&c);
     }
     double L = m->cfg.num_hidden_layers, V = m->cfg.vocab_size, want = 4.0 * (double)n + 4 * V;
+    double qo = device_qo ? 0 : (double)m->cfg.num_attention_heads * m->cfg.head_dim * 8; /* per token, layer */
+    want += qo * (double)n * L;
     double before = hook_bytes_per_token_layer(&m->cfg) * (double)n * L;
-    checkf(rc == ATTN_OK && dd.up + dd.down == want && dd.ups == 1 && dd.downs == 1 && a.misplaced == 0 &&
-               a.calls == (long)L,
-           "dry 1048576-token prefill (D %d, L %d): %.0f B moved (%ld up, %ld down) = 4 B/token + one logit row; the "
-           "per-call hook path: %.3g B (%.0f B per token and layer) %s",
-           m->cfg.hidden_size, m->cfg.num_hidden_layers, dd.up + dd.down, dd.ups, dd.downs, before,
-           hook_bytes_per_token_layer(&m->cfg), err.msg);
+    long moves = device_qo ? 1 : 1 + (long)L; /* + O up, Q down per layer */
+    /* the backend's own side with host Q/O: Q up, O and LSE down per layer, float32 */
+    double own = device_qo ? 0 : (double)n * L * m->cfg.num_attention_heads * (2.0 * m->cfg.head_dim + 1) * 4;
+    checkf(rc == ATTN_OK && dd.up + dd.down == want && dd.ups == moves && dd.downs == moves && a.misplaced == 0 &&
+               a.calls == (long)L && a.qo_bytes == own,
+           "dry %lld-token prefill (D %d, L %d, %s): %.0f B moved (%ld up, %ld down) = 4 B/token + one logit row + "
+           "%.0f B per token and layer, beside the attention's own Q up / O, LSE down %.0f B; the per-call hook path: "
+           "%.3g B (%.0f B per token and layer) %s",
+           (long long)n, m->cfg.hidden_size, m->cfg.num_hidden_layers, device_qo ? "device Q/O" : "host Q/O",
+           dd.up + dd.down, dd.ups, dd.downs, qo, a.qo_bytes, before, hook_bytes_per_token_layer(&m->cfg), err.msg);
     free(tok), free(logits);
 }
 
@@ -415,6 +516,10 @@ int main(void) {
     compare(&m, tok, 200, 3, 40, 1, &emu, 1);  /* room left: K/V gathered within the space */
     compare(&m, tok, 200, 3, 40, 0, &emu, 1);  /* a backend that takes Q/O on the host only */
     compare(&m, tok, 200, 3, 40, 0, &emu, 3);  /* …and a distributed one reading its shards from the cache */
+    compare(&m, tok, 200, 3, 40, 1, &emu, 3);  /* …and one that takes Q/O on the device too (device_qo) */
+    model_task_path(&m, tok, &emu, 1, 1);
+    model_task_path(&m, tok, &emu, 1, 3);
+    model_task_path(&m, tok, &emu, 0, 1);
     /* dist_shard_runs on its own: ranks with no rows, uneven and tiny sequences, every layout. */
     {
         long bad = 0, cases = 0;
@@ -429,11 +534,12 @@ int main(void) {
                     attn_err_t e = {0};
                     if (layout_init(&l, (attn_layout_kind_t)kind, n, P, &e) != ATTN_OK) /* zigzag needs n ≥ 2P */
                         continue;
-                    cases++, bad += !whole || !shards_match(kind, P, &p, whole);
+                    cases++, bad += !whole || !shards_match(kind, P, &p, whole) ||
+                                    !runs_roundtrip(kind, P, n, 6, 1, whole); /* d = 1: the LSE's */
                     free(whole);
                 }
         checkf(cases > 50 && bad == 0, "dist_shard_runs: %ld layouts (P 1…8, n 1…70, contiguous/striped/zigzag, 6 "
-               "slabs) cut every rank's shard as dist_shard_copy does", cases);
+               "slabs, d 5 and 1) cut every rank's shard and write it back as dist_shard_copy does", cases);
     }
     /* The hook's counters agree with the per-token formula the 10⁶ estimate uses. */
     {
@@ -465,7 +571,8 @@ int main(void) {
     }
     /* At 10⁶ tokens: the fixture's shape and the needle model's (tasks/needle_model.c: hidden
      * 256, 2 heads of 128 over 1 kv head, MLP 8, 2 layers). */
-    dry_million(&m);
+    dry_prefill(&m, 1048576, 1);
+    dry_prefill(&m, 65536, 0);
     model_t nm;
     model_config_t nc;
     model_config_defaults(&nc);
@@ -473,7 +580,8 @@ int main(void) {
     nc.head_dim = 128, nc.intermediate_size = 8, nc.vocab_size = 512, nc.rotary_fraction = 0.25;
     attn_err_t e = {0};
     if (check(model_init_zero(&nm, &nc, &e) == ATTN_OK, "needle-shaped model", "%s", e.msg)) {
-        dry_million(&nm);
+        dry_prefill(&nm, 1048576, 1);
+        dry_prefill(&nm, 65536, 0);
         model_free(&nm);
     }
     model_free(&m);

@@ -131,6 +131,11 @@ int cuda_begin(const attn_exec_t *x, attn_err_t *err);
  * the device, through a float32 staging buffer the caller provides (at least n floats). */
 int cuda_upload(void *dst, attn_dtype_t t, const float *src, size_t n, float *staging, cudaStream_t s,
                 attn_err_t *err);
+/* The same conversion of float32 already on the device (kv_device.cu): src → dst (n elements)
+ * on stream s; float32 is copied. And problem_finish_rows on device O (rows, d) / LSE (rows):
+ * a row whose LSE is −∞ becomes NaN. The device-resident model forward's Q/O (exec.h qo_device). */
+int cuda_to_dtype_device(void *dst, attn_dtype_t t, const float *src, size_t n, cudaStream_t s, attn_err_t *err);
+int cuda_finish_rows_device(float *o, float *lse, int64_t rows, int64_t d, cudaStream_t s, attn_err_t *err);
 
 /* Seconds from event a to event b (negative when b came first: they may sit on different
  * streams); 0 when either was not recorded. The per-rank figures of the GPU ring and ulysses. */

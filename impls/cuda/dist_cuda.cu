@@ -75,19 +75,23 @@ struct host_shards {
             mem[n++] = p;
         return p;
     }
-    /* Buffers for local index i = global rank r (K and V only when with_kv: not from a device cache). */
+    /* Buffers for local index i = global rank r (K and V only when with_kv, Q, O and LSE only when
+     * with_qo: not from the device). */
     int alloc(const attn_problem_t *p, const attn_layout_t *lq, const attn_layout_t *lk, int i, int r,
-              attn_err_t *err, int with_kv = 1) {
+              attn_err_t *err, int with_kv = 1, int with_qo = 1) {
         int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
         size_t nq = (size_t)layout_local_count(lq, r), nk = (size_t)layout_local_count(lk, r);
-        h.q[i] = take((size_t)BH * nq * d, err, "ring_cuda host Q shard");
+        if (with_qo) {
+            h.q[i] = take((size_t)BH * nq * d, err, "ring_cuda host Q shard");
+            h.o[i] = take((size_t)BH * nq * d, err, "ring_cuda host O shard");
+            h.lse[i] = take((size_t)BH * nq, err, "ring_cuda host LSE shard");
+        }
         if (with_kv) {
             h.k[i] = take((size_t)BHkv * nk * d, err, "ring_cuda host K shard");
             h.v[i] = take((size_t)BHkv * nk * d, err, "ring_cuda host V shard");
         }
-        h.o[i] = take((size_t)BH * nq * d, err, "ring_cuda host O shard");
-        h.lse[i] = take((size_t)BH * nq, err, "ring_cuda host LSE shard");
-        return h.q[i] && (!with_kv || (h.k[i] && h.v[i])) && h.o[i] && h.lse[i] ? ATTN_OK : ATTN_ERUNTIME;
+        return (!with_qo || (h.q[i] && h.o[i] && h.lse[i])) && (!with_kv || (h.k[i] && h.v[i])) ? ATTN_OK
+                                                                                                 : ATTN_ERUNTIME;
     }
 };
 
@@ -119,10 +123,11 @@ int local_forward(const attn_backend_t *self, const attn_problem_t *p, const att
     host_shards hs;
     /* A KV cache on the device (kv_device): each rank's K/V shard is copied from it on the device
      * (ring_cuda_kv_in); only Q's shards are made here. */
-    const int kv_dev = x->kv_device;
+    const int kv_dev = x->kv_device, qo_dev = x->qo_device; /* qo_device: Q's too, and O/LSE's back */
     for (int r = 0; r < P; r++) {
-        ATTN_TRY(hs.alloc(p, &lq, &lk, r, r, err, !kv_dev));
-        dist_shard_copy(&lq, r, BH, d, (float *)hs.h.q[r], (float *)io->q, 1);
+        ATTN_TRY(hs.alloc(p, &lq, &lk, r, r, err, !kv_dev, !qo_dev));
+        if (!qo_dev)
+            dist_shard_copy(&lq, r, BH, d, (float *)hs.h.q[r], (float *)io->q, 1);
         if (!kv_dev) {
             dist_shard_copy(&lk, r, BHkv, d, (float *)hs.h.k[r], (float *)io->k, 1);
             dist_shard_copy(&lk, r, BHkv, d, (float *)hs.h.v[r], (float *)io->v, 1);
@@ -130,6 +135,8 @@ int local_forward(const attn_backend_t *self, const attn_problem_t *p, const att
     }
     if (kv_dev)
         hs.h.k_dev = io->k, hs.h.v_dev = io->v, hs.h.kv_layout = &lk;
+    if (qo_dev)
+        hs.h.q_dev = (const float *)io->q, hs.h.o_dev = (float *)io->o, hs.h.lse_dev = (float *)io->lse, hs.h.q_layout = &lq;
     gcomm g = {};
     ring_cuda_stats_t st[ATTN_MAX_RANKS] = {};
     int rc = gcomm_local_open(&g, P, x->device, x->comm_timeout, err);
@@ -137,7 +144,7 @@ int local_forward(const attn_backend_t *self, const attn_problem_t *p, const att
         rc = run_ranks(self, x, &g, p, &hs.h, st, err);
     gcomm_close(&g);
     ATTN_TRY(rc);
-    for (int r = 0; r < P; r++) {
+    for (int r = 0; r < P && !qo_dev; r++) {
         dist_shard_copy(&lq, r, BH, d, hs.h.o[r], (float *)io->o, 0);
         dist_shard_copy(&lq, r, BH, 1, hs.h.lse[r], (float *)io->lse, 0);
     }
@@ -255,9 +262,9 @@ int dist_cuda_supports(const attn_backend_t *self, const attn_problem_t *p, cons
     }
     int P = exec_ranks(x);
     char why[256];
-    if (x->kv_device && (x->transport != ATTN_TRANSPORT_CUDA_LOCAL || !dtype_is_16bit(p->dtype))) {
-        snprintf(reason, len, "%s reads K/V from a KV cache in device memory only under cuda_local and in bf16 or f16 "
-                 "(every rank's shard is copied from it on the one device)", self->name);
+    if ((x->kv_device || x->qo_device) && (x->transport != ATTN_TRANSPORT_CUDA_LOCAL || !dtype_is_16bit(p->dtype))) {
+        snprintf(reason, len, "%s reads K/V (and Q/O) in device memory only under cuda_local and in bf16 or f16 "
+                 "(every rank's shard is copied from them on the one device)", self->name);
         return 0;
     }
     if (scheme_of(self) == USP && !usp_cuda_takes(p, (int)kind_of(self, x), x->ulysses_degree, P, why, sizeof why)) {
@@ -417,7 +424,7 @@ const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, RING}, striped_ctx = {LAYOUT_
                                            nullptr, nullptr, nullptr, nullptr, 0, /* built in: no peer, harness-timed, exact */ \
                                            BWD, BWD_RANK, BWD_EXPECT, BWD_WS, nullptr,                       \
                                            1 /* device_kv: cuda_local copies shards from a device cache */,     \
-                                           0 /* device_qo */, BWD_TAKES};
+                                           1 /* device_qo: cuda_local cuts Q and writes O/LSE back there */, BWD_TAKES};
 #define DIST_CUDA_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                           \
     DIST_CUDA_BACKEND_BWD(var, NAME, LAYOUT, CTX, DESC, nullptr, nullptr, nullptr, nullptr, nullptr)
 #define DIST_CUDA_RING_BACKEND(var, NAME, LAYOUT, CTX, DESC)                                                      \

@@ -139,6 +139,26 @@ int forward_qo_device(const attn_problem_t *p, const attn_io_t *io, attn_err_t *
 
 } // namespace
 
+int cuda_to_dtype_device(void *dst, attn_dtype_t t, const float *src, size_t n, cudaStream_t s, attn_err_t *err) {
+    if (!n)
+        return ATTN_OK;
+    if (!dtype_is_16bit(t)) {
+        CUDA_TRY(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, s));
+        return ATTN_OK;
+    }
+    q_to_16<<<1024, 256, 0, s>>>(dst, src, (int64_t)n, t == ATTN_F16);
+    CUDA_TRY_LAUNCH();
+    return ATTN_OK;
+}
+
+int cuda_finish_rows_device(float *o, float *lse, int64_t rows, int64_t d, cudaStream_t s, attn_err_t *err) {
+    if (rows <= 0)
+        return ATTN_OK;
+    finish_rows<<<256, 256, 0, s>>>(o, lse, rows, d);
+    CUDA_TRY_LAUNCH();
+    return ATTN_OK;
+}
+
 extern "C" int cuda_kv_space_create(int device, model_memspace_t *s, attn_err_t *err) {
     memset(s, 0, sizeof *s);
     attn_exec_t x = exec_default();

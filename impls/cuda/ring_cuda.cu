@@ -76,6 +76,25 @@ int ring_cuda_fill(float *o, float *lse, int64_t o_n, int64_t lse_n, cudaStream_
     return ATTN_OK;
 }
 
+int ring_cuda_shard_dev(void *shard, void *whole, const attn_layout_t *l, int rank, int64_t outer, int64_t d,
+                        size_t elem, int to_shard, cudaStream_t s, attn_err_t *err) {
+    dist_run_t *runs = (dist_run_t *)malloc((size_t)(2 * outer) * sizeof *runs + 1);
+    if (!runs)
+        return attn_fail(err, ATTN_ERUNTIME, "out of memory for the shard runs");
+    int count = dist_shard_runs(l, rank, outer, d, runs, (int)(2 * outer));
+    cudaError_t e = count < 0 ? cudaErrorInvalidValue : cudaSuccess;
+    for (int r = 0; r < count && e == cudaSuccess; r++) {
+        dist_copy2d_t c = dist_run_copy2d(&runs[r], d, elem, to_shard);
+        char *dst = static_cast<char *>(to_shard ? shard : whole);
+        const char *src = static_cast<const char *>(to_shard ? whole : shard);
+        e = cudaMemcpy2DAsync(dst + c.dst, c.dpitch, src + c.src, c.spitch, c.width, c.height,
+                              cudaMemcpyDeviceToDevice, s);
+    }
+    free(runs);
+    CUDA_TRY(e);
+    return ATTN_OK;
+}
+
 int ring_cuda_kv_in(void *dst, const attn_problem_t *p, const ring_cuda_host_t *h, int i, int rank, int which,
                     size_t n, float *staging, cudaStream_t s, attn_err_t *err) {
     if (!h->k_dev)
@@ -85,19 +104,40 @@ int ring_cuda_kv_in(void *dst, const attn_problem_t *p, const ring_cuda_host_t *
     int64_t outer = p->batch * p->kv_heads, d = p->head_dim;
     if ((int64_t)n != outer * layout_local_count(h->kv_layout, rank) * d)
         return attn_fail(err, ATTN_ERUNTIME, "rank %d: a K/V shard of %zu elements is not its layout's", rank, n);
-    dist_run_t *runs = (dist_run_t *)malloc((size_t)(2 * outer) * sizeof *runs + 1);
-    if (!runs)
-        return attn_fail(err, ATTN_ERUNTIME, "out of memory for the K/V shard runs");
-    int count = dist_shard_runs(h->kv_layout, rank, outer, d, runs, (int)(2 * outer));
-    const size_t es = sizeof(bf16); /* bf16 and f16: 2 bytes, as kv_device.cu stores them */
-    const char *src = static_cast<const char *>(which ? h->v_dev : h->k_dev);
-    cudaError_t e = count < 0 ? cudaErrorInvalidValue : cudaSuccess;
-    for (int r = 0; r < count && e == cudaSuccess; r++)
-        e = cudaMemcpy2DAsync(static_cast<char *>(dst) + (size_t)runs[r].dst * es, (size_t)d * es,
-                              src + (size_t)runs[r].src * es, (size_t)runs[r].src_pitch * es, (size_t)d * es,
-                              (size_t)runs[r].rows, cudaMemcpyDeviceToDevice, s);
-    free(runs);
-    CUDA_TRY(e);
+    /* bf16 and f16: 2 bytes, as kv_device.cu stores them */
+    return ring_cuda_shard_dev(dst, const_cast<void *>(which ? h->v_dev : h->k_dev), h->kv_layout, rank, outer, d,
+                               sizeof(bf16), 1, s, err);
+}
+
+int ring_cuda_q_in(void *dst, const attn_problem_t *p, const ring_cuda_host_t *h, int i, int rank, size_t n,
+                   float *staging, cudaStream_t s, attn_err_t *err) {
+    if (!h->q_dev)
+        return cuda_upload(dst, p->dtype, h->q[i], n, staging, s, err);
+    int64_t outer = p->batch * p->heads, d = p->head_dim;
+    if ((int64_t)n != outer * layout_local_count(h->q_layout, rank) * d)
+        return attn_fail(err, ATTN_ERUNTIME, "rank %d: a Q shard of %zu elements is not its layout's", rank, n);
+    ATTN_TRY(ring_cuda_shard_dev(staging, const_cast<float *>(h->q_dev), h->q_layout, rank, outer, d, sizeof(float), 1,
+                                 s, err));
+    return cuda_to_dtype_device(dst, p->dtype, staging, n, s, err);
+}
+
+int ring_cuda_ol_out(const ring_cuda_host_t *h, int i, int rank, float *o, float *lse, int64_t rows, int64_t d,
+                     cudaStream_t s, attn_err_t *err) {
+    if (rows <= 0)
+        return ATTN_OK;
+    if (!h->o_dev) {
+        CUDA_TRY(cudaMemcpy(h->o[i], o, (size_t)(rows * d) * sizeof(float), cudaMemcpyDeviceToHost));
+        CUDA_TRY(cudaMemcpy(h->lse[i], lse, (size_t)rows * sizeof(float), cudaMemcpyDeviceToHost));
+        problem_finish_rows(ATTN_F32, h->o[i], h->lse[i], (size_t)rows, d); /* merged rows are whole */
+        return ATTN_OK;
+    }
+    int64_t count = layout_local_count(h->q_layout, rank), outer = count ? rows / count : 0;
+    if (outer * count != rows)
+        return attn_fail(err, ATTN_ERUNTIME, "rank %d: an O shard of %lld rows is not its layout's", rank, (long long)rows);
+    ATTN_TRY(cuda_finish_rows_device(o, lse, rows, d, s, err));
+    ATTN_TRY(ring_cuda_shard_dev(o, h->o_dev, h->q_layout, rank, outer, d, sizeof(float), 0, s, err));
+    ATTN_TRY(ring_cuda_shard_dev(lse, h->lse_dev, h->q_layout, rank, outer, 1, sizeof(float), 0, s, err));
+    CUDA_TRY(cudaStreamSynchronize(s));
     return ATTN_OK;
 }
 
@@ -247,7 +287,7 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
             DEV_ALLOC(b[i].lse_part, (size_t)BH * nq * sizeof(float) + 16, "ring_cuda partial LSE");
             cudaStream_t s = g->compute[i];
             if (qn)
-                ATTN_TRY(cuda_upload(b[i].q.ptr, p->dtype, h->q[i], qn, stage.as<float>(), s, err));
+                ATTN_TRY(ring_cuda_q_in(b[i].q.ptr, p, h, i, r, qn, stage.as<float>(), s, err));
             if (kn) { /* K then V in one block, so a ring step is one message */
                 ATTN_TRY(ring_cuda_kv_in(b[i].kv[0].ptr, p, h, i, r, 0, kn, stage.as<float>(), s, err));
                 ATTN_TRY(ring_cuda_kv_in(b[i].kv[0].as<bf16>() + kn, p, h, i, r, 1, kn, stage.as<float>(), s, err));
@@ -277,11 +317,9 @@ int ring_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind_i, const ring_cu
         st[i].device_bytes = (double)ring_cuda_rank_bytes(p, P, kind_i, g->first + i);
         int r = g->first + i;
         size_t qn = (size_t)(BH * layout_local_count(&lq, r) * d), ln = (size_t)(BH * layout_local_count(&lq, r));
-        if (qn) {
-            CUDA_TRY(cudaMemcpy(h->o[i], b[i].o.ptr, qn * sizeof(float), cudaMemcpyDeviceToHost));
-            CUDA_TRY(cudaMemcpy(h->lse[i], b[i].lse.ptr, ln * sizeof(float), cudaMemcpyDeviceToHost));
-            problem_finish_rows(ATTN_F32, h->o[i], h->lse[i], ln, d); /* merged rows are whole */
-        }
+        if (qn)
+            ATTN_TRY(ring_cuda_ol_out(h, i, r, b[i].o.as<float>(), b[i].lse.as<float>(), (int64_t)ln, d,
+                                      g->compute[i], err));
     }
     return ATTN_OK;
 }

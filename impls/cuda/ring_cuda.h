@@ -17,7 +17,29 @@ struct ring_cuda_host_t {
      * from there on the device instead of k/v going up. NULL: host shards in k and v. */
     const void *k_dev, *v_dev;
     const attn_layout_t *kv_layout;
+    /* qo_device under cuda_local (exec.h): Q (B·H, n_q, d) float32 and O, LSE of the whole
+     * problem in device memory (the device-resident model forward); each rank's Q shard is cut
+     * from q_dev (q_layout's pieces) and converted on the device, and its O/LSE shard written
+     * back into o_dev/lse_dev there. NULL: host shards in q, o and lse. */
+    const float *q_dev;
+    float *o_dev, *lse_dev;
+    const attn_layout_t *q_layout;
 };
+
+/* Rank `rank`'s shard (outer, local rows, d) of elements of `elem` bytes ↔ the whole tensor
+ * (outer, n, d), both in device memory, on stream s: one cudaMemcpy2DAsync per run of
+ * dist_shard_runs (dist_run_copy2d); whole → shard when to_shard, else back. */
+int ring_cuda_shard_dev(void *shard, void *whole, const attn_layout_t *l, int rank, int64_t outer, int64_t d,
+                        size_t elem, int to_shard, cudaStream_t s, attn_err_t *err);
+/* A rank's Q shard of n elements into dst in p's dtype on stream s: from the host shard h->q[i]
+ * through staging (n floats), or, with h->q_dev, cut from it into staging and converted there. */
+int ring_cuda_q_in(void *dst, const attn_problem_t *p, const ring_cuda_host_t *h, int i, int rank, size_t n,
+                   float *staging, cudaStream_t s, attn_err_t *err);
+/* A rank's merged O (rows, d) and LSE (rows = B·H · its local rows) on the device, finished
+ * (rows without a visible key → NaN) and written to h->o[i]/h->lse[i] on the host or, with
+ * h->o_dev, into the whole device O/LSE. Synchronous (the caller's buffers may go next). */
+int ring_cuda_ol_out(const ring_cuda_host_t *h, int i, int rank, float *o, float *lse, int64_t rows, int64_t d,
+                     cudaStream_t s, attn_err_t *err);
 
 /* A rank's K (which 0) or V (1) shard of n elements into device memory dst on stream s: from
  * the host shard h->k[i] / h->v[i] through staging, or, with h->k_dev, device to device from the

@@ -154,7 +154,7 @@ int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t
         cudaStream_t cs = g->compute[i];
         float *stage_f = s.recv.as<float>();
         if (m[r] > 0)
-            ATTN_TRY(cuda_upload(s.q.ptr, p->dtype, hst->q[i], (size_t)(B * H * m[r] * d), stage_f, cs, err));
+            ATTN_TRY(ring_cuda_q_in(s.q.ptr, p, hst, i, r, (size_t)(B * H * m[r] * d), stage_f, cs, err));
         if (k[r] > 0) {
             ATTN_TRY(ring_cuda_kv_in(s.k.ptr, p, hst, i, r, 0, (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
             ATTN_TRY(ring_cuda_kv_in(s.v.ptr, p, hst, i, r, 1, (size_t)(B * Hkv * k[r] * d), stage_f, cs, err));
@@ -255,10 +255,8 @@ int ulysses_cuda_ranks(gcomm *g, const attn_problem_t *p, const ring_cuda_host_t
         st[i].exposed_s = st[i].comm_s; /* nothing computes while the all-to-alls run */
         st[i].wall_s = seconds_between(s.ev[0], s.ev[4]);
         st[i].blocks_computed = 1;
-        if (m[r]) {
-            CUDA_TRY(cudaMemcpy(hst->o[i], s.o.ptr, (size_t)(B * H * m[r] * orow), cudaMemcpyDeviceToHost));
-            CUDA_TRY(cudaMemcpy(hst->lse[i], s.lse.ptr, (size_t)(B * H * m[r] * 4), cudaMemcpyDeviceToHost));
-        }
+        if (m[r]) /* rows without a visible key finished as problem_finish_rows says */
+            ATTN_TRY(ring_cuda_ol_out(hst, i, r, s.o.as<float>(), s.lse.as<float>(), B * H * m[r], d, g->compute[i], err));
     }
     return ATTN_OK;
 }

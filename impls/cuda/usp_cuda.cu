@@ -155,7 +155,7 @@ int usp_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind, int U, const rin
         cudaStream_t cs = g->compute[i];
         float *stage_f = s.recv.as<float>();
         if (pl.nq > 0)
-            ATTN_TRY(cuda_upload(s.q.ptr, p->dtype, h->q[i], (size_t)(B * H * pl.nq * d), stage_f, cs, err));
+            ATTN_TRY(ring_cuda_q_in(s.q.ptr, p, h, i, g->first + i, (size_t)(B * H * pl.nq * d), stage_f, cs, err));
         if (pl.nk > 0) {
             ATTN_TRY(ring_cuda_kv_in(s.k.ptr, p, h, i, g->first + i, 0, (size_t)(B * Hkv * pl.nk * d), stage_f, cs, err));
             ATTN_TRY(ring_cuda_kv_in(s.v.ptr, p, h, i, g->first + i, 1, (size_t)(B * Hkv * pl.nk * d), stage_f, cs, err));
@@ -279,11 +279,9 @@ int usp_cuda_ranks(gcomm *g, const attn_problem_t *p, int kind, int U, const rin
         st[i].comm_s += a2a, st[i].exposed_s += a2a;
         st[i].wall_s = seconds_between(s.ev[0], s.ev[3]);
         size_t on = (size_t)(B * H * pl.nq);
-        if (on) {
-            CUDA_TRY(cudaMemcpy(h->o[i], s.o.ptr, on * d * sizeof(float), cudaMemcpyDeviceToHost));
-            CUDA_TRY(cudaMemcpy(h->lse[i], s.lse.ptr, on * sizeof(float), cudaMemcpyDeviceToHost));
-            problem_finish_rows(ATTN_F32, h->o[i], h->lse[i], on, d); /* the rows are whole */
-        }
+        if (on) /* the rows are whole */
+            ATTN_TRY(ring_cuda_ol_out(h, i, g->first + i, s.o.as<float>(), s.lse.as<float>(), (int64_t)on, d,
+                                      g->compute[i], err));
     }
     return ATTN_OK;
 }

@@ -46,6 +46,14 @@ int dist_shard_runs(const attn_layout_t *l, int rank, int64_t outer, int64_t d, 
     return at;
 }
 
+dist_copy2d_t dist_run_copy2d(const dist_run_t *r, int64_t d, size_t elem, int to_shard) {
+    size_t whole = (size_t)r->src * elem, shard = (size_t)r->dst * elem, wp = (size_t)r->src_pitch * elem;
+    size_t row = (size_t)d * elem;
+    if (to_shard)
+        return (dist_copy2d_t){shard, row, whole, wp, row, (size_t)r->rows};
+    return (dist_copy2d_t){whole, wp, shard, row, row, (size_t)r->rows};
+}
+
 /* Rank 0 moves every other rank's shard through one staging buffer, a peer at a time. */
 static int root_exchange(attn_comm_t *c, const attn_layout_t *l, int64_t outer, int64_t d, float *whole,
                          int to_peers, attn_err_t *err) {

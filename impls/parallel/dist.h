@@ -52,6 +52,13 @@ typedef struct {
     int64_t dst, src, src_pitch, rows;
 } dist_run_t;
 int dist_shard_runs(const attn_layout_t *l, int rank, int64_t outer, int64_t d, dist_run_t *runs, int cap);
+/* Run r as one 2-D copy's byte arguments (cudaMemcpy2D's, for elements of `elem` bytes):
+ * to_shard, whole → shard (K/V and Q shards cut from device tensors); else shard → whole (O, LSE
+ * written back: d = 1 for the LSE). The GPU backends and the host tests both go through it. */
+typedef struct {
+    size_t dst, dpitch, src, spitch, width, height;
+} dist_copy2d_t;
+dist_copy2d_t dist_run_copy2d(const dist_run_t *r, int64_t d, size_t elem, int to_shard);
 
 /* Collective: each rank receives its shard (outer, local_count, d) of the (outer, n, d) tensor
  * `whole` under layout l; whole is read on rank 0 only unless the comm is shared-memory. */
