@@ -285,15 +285,12 @@ extern "C" int cuda_flash_forward(const attn_problem_t *p, const attn_exec_t *x,
     return cuda_flash_run_timed(p, &call, o, lse, nq, nl, io, s, err);
 }
 
-int cuda_flash_run_timed(const attn_problem_t *p, const cuda_flash_call *c, const dev_buf &o, const dev_buf &lse,
-                         size_t nq, size_t nl, const attn_io_t *io, cudaStream_t s, attn_err_t *err) {
+int cuda_flash_launch_timed(const attn_problem_t *p, const cuda_flash_call *c, dev_buf &part, event_pair &ev,
+                            cudaStream_t s, attn_err_t *err) {
     decode_plan_t pl; /* short queries: split the keys across blocks instead (flash_decode.cu) */
     const int decode = cuda_decode_plan(p, &pl);
-    dev_buf part;
     if (decode && pl.split > 1)
         DEV_ALLOC(part, cuda_decode_part_bytes(p, &pl), "blockwise_cuda decode partials");
-
-    event_pair ev;
     CUDA_TRY(cudaEventCreate(&ev.start));
     CUDA_TRY(cudaEventCreate(&ev.stop));
     CUDA_TRY(cudaEventRecord(ev.start, s));
@@ -302,5 +299,13 @@ int cuda_flash_run_timed(const attn_problem_t *p, const cuda_flash_call *c, cons
     else
         ATTN_TRY(cuda_flash_launch(p, c, s, err));
     CUDA_TRY(cudaEventRecord(ev.stop, s));
+    return ATTN_OK;
+}
+
+int cuda_flash_run_timed(const attn_problem_t *p, const cuda_flash_call *c, const dev_buf &o, const dev_buf &lse,
+                         size_t nq, size_t nl, const attn_io_t *io, cudaStream_t s, attn_err_t *err) {
+    dev_buf part;
+    event_pair ev;
+    ATTN_TRY(cuda_flash_launch_timed(p, c, part, ev, s, err));
     return cuda_finish(ev, o, lse, nq, nl, io, err);
 }

@@ -25,6 +25,12 @@ size_t cuda_decode_part_bytes(const attn_problem_t *p, const decode_plan_t *pl);
 int cuda_decode_launch(const attn_problem_t *p, const decode_plan_t *pl, const cuda_flash_call *c, float *part,
                        cudaStream_t st, attn_err_t *err);
 struct dev_buf;
+struct event_pair;
+/* The one timed launch of blockwise_cuda's forward: the split path when cuda_decode_plan takes p
+ * (its partials allocated into part, which the caller keeps until the stream is done), else
+ * cuda_flash_launch, between ev.start and ev.stop (created here) on s. */
+int cuda_flash_launch_timed(const attn_problem_t *p, const cuda_flash_call *c, dev_buf &part, event_pair &ev,
+                            cudaStream_t s, attn_err_t *err);
 /* blockwise_cuda's timed run of a call on device data (flash.cu's forward, kv_device.cu's): the
  * split path when cuda_decode_plan takes p (its partials allocated here), else cuda_flash_launch,
  * between two events; then O and LSE (nq, nl floats) back to io (cuda_finish). */

@@ -403,7 +403,7 @@ int encoder(encode_fn *fn, attn_err_t *err) {
  * 128B swizzle; rows past n read as zeros (padded keys add 0·V, never NaN). */
 int make_map(CUtensorMap *map, CUtensorMapDataType ty, const void *base, int d, int64_t n, int64_t ld, int64_t slabs,
              int box_rows, attn_err_t *err) {
-    encode_fn enc;
+    encode_fn enc = nullptr;
     ATTN_TRY(encoder(&enc, err));
     const cuuint64_t dims[3] = {(cuuint64_t)d, (cuuint64_t)n, (cuuint64_t)slabs};
     const cuuint64_t strides[2] = {(cuuint64_t)d * 2, (cuuint64_t)ld * d * 2};

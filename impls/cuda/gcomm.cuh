@@ -58,7 +58,7 @@ inline int gcomm_shift(gcomm *g, void *const send[], const size_t send_bytes[], 
     comm_shift_part_t part[ATTN_MAX_RANKS];
     for (int i = 0; i < g->count; i++)
         part[i] = {send[i], send_bytes[i], recv[i], recv_bytes[i], recv_free ? (void *)recv_free[i] : nullptr,
-                   started ? (void *)started[i] : nullptr};
+                   started ? (void *)started[i] : nullptr, 0, 0, 0}; /* peers 0: the ring r ± 1 */
     return comm_shift(g, part, 0, nullptr, err);
 }
 

@@ -110,20 +110,9 @@ int forward_qo_device(const attn_problem_t *p, const attn_io_t *io, attn_err_t *
     CUDA_TRY_LAUNCH();
     float *o = static_cast<float *>(io->o), *lse = static_cast<float *>(io->lse);
     cuda_flash_call call = {q.ptr, io->k, io->v, o, lse, p->n_q, p->n_k, p->n_q, p->n_k, p->n_k - p->n_q, p->window,
-                            (int)p->mask, vis.doc, vis.n_docs};
-    decode_plan_t pl;
-    const int decode = cuda_decode_plan(p, &pl);
-    if (decode && pl.split > 1)
-        DEV_ALLOC(part, cuda_decode_part_bytes(p, &pl), "blockwise_cuda decode partials");
+                            (int)p->mask, vis.doc, vis.n_docs, 0, 0, 0}; /* stride 0: one contiguous problem */
     event_pair ev;
-    CUDA_TRY(cudaEventCreate(&ev.start));
-    CUDA_TRY(cudaEventCreate(&ev.stop));
-    CUDA_TRY(cudaEventRecord(ev.start, s));
-    if (decode)
-        ATTN_TRY(cuda_decode_launch(p, &pl, &call, part.as<float>(), s, err));
-    else
-        ATTN_TRY(cuda_flash_launch(p, &call, s, err));
-    CUDA_TRY(cudaEventRecord(ev.stop, s));
+    ATTN_TRY(cuda_flash_launch_timed(p, &call, part, ev, s, err));
     if (nl) {
         finish_rows<<<256, 256, 0, s>>>(o, lse, (int64_t)nl, (int64_t)(nq / nl));
         CUDA_TRY_LAUNCH();
@@ -204,6 +193,6 @@ extern "C" int cuda_flash_forward_kv(const attn_problem_t *p, const attn_exec_t 
     ATTN_TRY(cuda_upload(q.ptr, p->dtype, (const float *)io->q, nq, staging.as<float>(), s, err));
     /* K/V slabs are n_k rows apart: the cache's rows of one kv head, or a gathered slab. */
     cuda_flash_call call = {q.ptr, io->k, io->v, o.as<float>(), lse.as<float>(), p->n_q, p->n_k, p->n_q, p->n_k,
-                            p->n_k - p->n_q, p->window, (int)p->mask, vis.doc, vis.n_docs};
+                            p->n_k - p->n_q, p->window, (int)p->mask, vis.doc, vis.n_docs, 0, 0, 0};
     return cuda_flash_run_timed(p, &call, o, lse, nq, nl, io, s, err);
 }
