@@ -1,7 +1,8 @@
 /* test_grad_cuda.c — the GPU backward (blockwise_cuda, sliding_window_cuda on window masks,
  * ring_cuda, striped_cuda, zigzag_cuda at P = 2 and 4 on cuda_local for n ≥ 64, packed documents
  * included: flash_bwd looks them up at the ring pieces' global positions; ulysses_cuda at P = 2, 4
- * and, on H = 8 cases, 8, bf16 only, ranks without tokens included) in bf16 and f16
+ * and, on H = 8 cases, 8, bf16 only, ranks without tokens included; usp_cuda at P = 4 (U = 2 × R = 2)
+ * and, on H = 8 cases, P = 8 (U = 2 × R = 4), zigzag layout) in bf16 and f16
  * against the float64 gradient reference (tasks/grad_check.c), over masks × GQA × odd n ×
  * n_q < n_k × d 64/128 × documents. Tolerance, the forward's tiled bf16 rule carried to the
  * gradients (docs/backward.md, GPU section): 2 × the error of a naive backward in the same 16-bit
@@ -79,11 +80,13 @@ int main(int argc, char **argv) {
     static const struct {
         const char *name;
         int ranks, heads, dist; /* dist: n ≥ 64 for the ring family (n = 7 leaves ulysses' ranks without tokens) */
+        int U;                  /* usp_cuda's Ulysses degree: U × R = P */
     } bes[] = {
-        {"blockwise_cuda", 1, 4, 0},  {"sliding_window_cuda", 1, 4, 0}, {"ring_cuda", 2, 4, 64},
-        {"ring_cuda", 4, 4, 64},      {"striped_cuda", 2, 4, 64},       {"striped_cuda", 4, 4, 64},
-        {"zigzag_cuda", 2, 4, 64},    {"zigzag_cuda", 4, 4, 64},        {"ulysses_cuda", 2, 4, 1},
-        {"ulysses_cuda", 4, 4, 1},    {"ulysses_cuda", 8, 8, 1},
+        {"blockwise_cuda", 1, 4, 0, 0},  {"sliding_window_cuda", 1, 4, 0, 0}, {"ring_cuda", 2, 4, 64, 0},
+        {"ring_cuda", 4, 4, 64, 0},      {"striped_cuda", 2, 4, 64, 0},       {"striped_cuda", 4, 4, 64, 0},
+        {"zigzag_cuda", 2, 4, 64, 0},    {"zigzag_cuda", 4, 4, 64, 0},        {"ulysses_cuda", 2, 4, 1, 0},
+        {"ulysses_cuda", 4, 4, 1, 0},    {"ulysses_cuda", 8, 8, 1, 0},        {"usp_cuda", 4, 4, 64, 2},
+        {"usp_cuda", 8, 8, 64, 2},
     };
     const int n_bes = (int)(sizeof bes / sizeof bes[0]);
     int64_t ns[] = {1, 7, 64, 130, 300};
@@ -143,9 +146,10 @@ int main(int argc, char **argv) {
                             attn_exec_t xb = x;
                             if (dist)
                                 xb.ranks = bes[b].ranks, xb.transport = ATTN_TRANSPORT_CUDA_LOCAL;
+                            xb.ulysses_degree = bes[b].U;
                             const attn_backend_t *be = registry_find(standin ? "blockwise" : bes[b].name);
                             char label[64];
-                            snprintf(label, sizeof label, dist ? "%s P=%d" : "%s", bes[b].name, xb.ranks);
+                            snprintf(label, sizeof label, dist ? "%s P=%d U=%d" : "%s", bes[b].name, xb.ranks, bes[b].U);
                             char reason[512] = "";
                             int takes = be && backend_supports_backward(be, standin ? &g.p : &pb, &xb, reason,
                                                                         sizeof reason);

@@ -1,6 +1,6 @@
 #!/bin/sh
-# test_nccl_grad.sh — the GPU ring backward (ring_cuda, striped_cuda, zigzag_cuda) and ulysses_cuda's
-# (bf16 only) end to end: exactness --direction backward in bf16 and f16, packed documents included,
+# test_nccl_grad.sh — the GPU ring backward (ring_cuda, striped_cuda, zigzag_cuda), ulysses_cuda's
+# (bf16 only) and usp_cuda's (cuda_local only) end to end: exactness --direction backward in bf16 and f16, packed documents included,
 # against the float64 gradient reference, first on cuda_local (P = 2, 4: no MPI needed), then under mpirun with
 # --transport nccl, one process and GPU per rank (P = min(GPUs, 4); with one GPU P = 1, as
 # test_nccl.sh explains); and throughput --direction backward, whose per-rank figures fail the
@@ -40,12 +40,13 @@ for P in 2 4; do
     --repeats 2 --warmup 1 $ring $common 2>&1)
   rc=$?; echo "$out"; judge "cuda_local P=$P throughput (per-rank figures)" $rc "$out"
   # ulysses_cuda: bf16 only; H = 4 over H_kv = 2 gives each rank whole kv heads at P = 2 and
-  # shared ones (summed on the way back) at P = 4.
+  # shared ones (summed on the way back) at P = 4. usp_cuda (cuda_local only; U = gcd(P, 2)):
+  # U = 2 × R = 1 at P = 2, U = 2 × R = 2 at P = 4.
   for extra in "--task exactness" "--task exactness --doc-lens 1,90,250,359" "--task throughput --repeats 2 --warmup 1"; do
     # shellcheck disable=SC2086
     out=$("$bin" run $extra --direction backward --transport cuda_local --ranks $P --dtype bf16 $common \
-      --backends ulysses_cuda 2>&1)
-    rc=$?; echo "$out"; judge "cuda_local P=$P ulysses_cuda $extra" $rc "$out"
+      --backends ulysses_cuda,usp_cuda 2>&1)
+    rc=$?; echo "$out"; judge "cuda_local P=$P ulysses_cuda,usp_cuda $extra" $rc "$out"
   done
 done
 

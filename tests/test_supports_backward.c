@@ -162,5 +162,8 @@ int main(void) {
     gpu_declines("ulysses_cuda", f16, loc, "bf16");
     gpu_declines("ulysses_cuda", d96, loc, "head dims");
     gpu_not_declined_for("ulysses_cuda", g, nccl, "cuda_local");
+    gpu_declines("usp_cuda", g, nccl, "cuda_local only");
+    gpu_declines("usp_cuda", f32, loc, "bf16 or f16");
+    gpu_declines("usp_cuda", d96, loc, "head dims");
     return check_summary();
 }

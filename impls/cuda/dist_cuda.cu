@@ -10,6 +10,7 @@
 #include "impls/cuda/ulysses_cuda.h"
 #include "impls/cuda/ulysses_cuda_grad.h"
 #include "impls/cuda/usp_cuda.h"
+#include "impls/cuda/usp_cuda_grad.h"
 
 extern "C" {
 #include "impls/parallel/dist.h"
@@ -316,12 +317,15 @@ size_t dist_cuda_workspace(const attn_backend_t *self, const attn_problem_t *p, 
     return bytes;
 }
 
-/* The backward of the ring family (ring_cuda_grad.cu) and of ulysses_cuda (ulysses_cuda_grad.cu; bf16):
+/* The backward of the ring family (ring_cuda_grad.cu), of ulysses_cuda (ulysses_cuda_grad.cu; bf16) and of
+ * usp_cuda (usp_cuda_grad.cu; cuda_local only, no per-rank figures):
  * all P virtual ranks here under cuda_local, the per-rank figures filled as the forward's; under
  * nccl dist_backward runs nccl_backward_rank on every process. Their workspace figure is every
  * rank's device bytes, as the forward's. */
 int dist_cuda_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
                        const attn_grad_io_t *g, attn_err_t *err) {
+    if (scheme_of(self) == USP) /* cuda_local only (usp_cuda_grad_takes); no per-rank figures */
+        return usp_cuda_backward_local(p, x, (int)kind_of(self, x), x->ulysses_degree, g, g->device_s, err);
     if (x->transport == ATTN_TRANSPORT_NCCL)
         return dist_backward(self, p, x, g, err);
     int P = exec_ranks(x);
@@ -436,6 +440,8 @@ size_t bwd_rank_bytes(const attn_backend_t *self, const attn_problem_t *p, const
 }
 
 size_t dist_cuda_bwd_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
+    if (scheme_of(self) == USP) /* one member's ring of R ranks at a time */
+        return usp_cuda_grad_bytes(p, (int)kind_of(self, x), x->ulysses_degree, exec_ranks(x));
     size_t bytes = 0;
     int P = exec_ranks(x);
     for (int r = 0; r < P; r++)
@@ -456,6 +462,18 @@ int ulysses_supports_backward(const attn_backend_t *self, const attn_problem_t *
     size_t bytes = x->transport == ATTN_TRANSPORT_NCCL ? bwd_rank_bytes(self, p, x, exec_ranks(x), 0)
                                                        : dist_cuda_bwd_workspace(self, p, x);
     return cuda_supports_device(self, x, bytes, why, len);
+}
+
+/* usp_cuda's backward: what usp_cuda_grad_takes declines (nccl, the mesh, the ring backward's dtype
+ * and head dims), and the peak device bytes (one member's ring) against the device's free memory. */
+int usp_supports_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *why,
+                          size_t len) {
+    char r[256];
+    if (!usp_cuda_grad_takes(p, x, (int)kind_of(self, x), x->ulysses_degree, r, sizeof r)) {
+        snprintf(why, len, "%s: %s", self->name, r);
+        return 0;
+    }
+    return cuda_supports_device(self, x, dist_cuda_bwd_workspace(self, p, x), why, len);
 }
 
 /* ulysses_cuda's analytic backward figures (ulysses_cuda_grad_expect), the tasks' yardstick for
@@ -499,6 +517,7 @@ DIST_CUDA_BACKEND_BWD(backend_cuda_ulysses, "ulysses_cuda", "contiguous", ulysse
                       "bf16 or f16",
                       dist_cuda_backward, nccl_backward_rank, ulysses_backward_expect_cuda, dist_cuda_bwd_workspace,
                       ulysses_supports_backward)
-DIST_CUDA_BACKEND(backend_cuda_usp, "usp_cuda", "zigzag", usp_ctx,
-                  "Ulysses × ring on GPUs (U × R = P): all-to-all within groups of U, ring_cuda's loop across the R "
-                  "groups; bf16 or f16")
+DIST_CUDA_BACKEND_BWD(backend_cuda_usp, "usp_cuda", "zigzag", usp_ctx,
+                      "Ulysses × ring on GPUs (U × R = P): all-to-all within groups of U, ring_cuda's loop across the "
+                      "R groups; bf16 or f16",
+                      dist_cuda_backward, nullptr, nullptr, dist_cuda_bwd_workspace, usp_supports_backward)
