@@ -55,8 +55,18 @@ static int run_backend(const attn_backend_t *be, const attn_problem_t *p_in, con
     return rc;
 }
 
+/* 1 if name is an item of the comma-separated list. */
+static int listed(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *at = list; at && *at; at = strchr(at, ',') ? strchr(at, ',') + 1 : NULL)
+        if (!strncmp(at, name, n) && (at[n] == ',' || at[n] == '\0'))
+            return 1;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int64_t max_n = 1 << 30;
+    const char *only = NULL; /* --backends a,b: those entries only (two ctests share the cases' time) */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--stand-in"))
             standin = 1;
@@ -64,8 +74,10 @@ int main(int argc, char **argv) {
             max_n = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--perturb") && i + 1 < argc)
             perturb = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--backends") && i + 1 < argc)
+            only = argv[++i];
         else {
-            fprintf(stderr, "usage: test_grad_cuda [--stand-in [--max-n N] [--perturb F]]\n");
+            fprintf(stderr, "usage: test_grad_cuda [--backends A,B] [--stand-in [--max-n N] [--perturb F]]\n");
             return 2;
         }
     }
@@ -89,6 +101,11 @@ int main(int argc, char **argv) {
         {"usp_cuda", 8, 8, 64, 2},
     };
     const int n_bes = (int)(sizeof bes / sizeof bes[0]);
+    int picked[sizeof bes / sizeof bes[0]], any8 = 0;
+    for (int b = 0; b < n_bes; b++) {
+        picked[b] = !only || listed(only, bes[b].name);
+        any8 |= picked[b] && bes[b].heads == 8;
+    }
     int64_t ns[] = {1, 7, 64, 130, 300};
     attn_mask_t masks[] = {ATTN_MASK_NONE, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW};
     attn_exec_t x = exec_default();
@@ -103,7 +120,7 @@ int main(int argc, char **argv) {
                 for (int qv = 0; qv < 2; qv++)
                     for (int docs = 0; docs < (ns[in] >= 64 ? 2 : 1); docs++) {
                         int64_t n = ns[in];
-                        if (n > max_n || (H == 8 && (standin || ti || n == 1)))
+                        if (n > max_n || (H == 8 && (standin || ti || n == 1 || !any8)))
                             continue;
                         attn_problem_t p = {.batch = n <= 64 ? 2 : 1, .heads = H, .kv_heads = kvh,
                                             .head_dim = (in + mi) % 2 ? 128 : 64, .n_k = n,
@@ -138,7 +155,7 @@ int main(int argc, char **argv) {
                         pb.dtype = t16;
                         for (int b = 0; b < n_bes; b++) {
                             int dist = bes[b].dist > 0, ulysses = !strcmp(bes[b].name, "ulysses_cuda");
-                            if (bes[b].heads != H || (dist && (standin || n < bes[b].dist)) ||
+                            if (!picked[b] || bes[b].heads != H || (dist && (standin || n < bes[b].dist)) ||
                                 (ulysses && ti) /* bf16 only: test_supports_backward checks the f16 decline */)
                                 continue;
                             if (b == 1 && (p.mask != ATTN_MASK_WINDOW || standin))
