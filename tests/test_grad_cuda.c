@@ -1,6 +1,8 @@
-/* test_grad_cuda.c — the GPU backward (blockwise_cuda, sliding_window_cuda on window masks, and
+/* test_grad_cuda.c — the GPU backward (blockwise_cuda, sliding_window_cuda on window masks,
  * ring_cuda, striped_cuda, zigzag_cuda at P = 2 and 4 on cuda_local for n ≥ 64, packed documents
- * included: flash_bwd looks them up at the ring pieces' global positions) in bf16 and f16
+ * included: flash_bwd looks them up at the ring pieces' global positions; ulysses_cuda at P = 2, 4
+ * and, on H = 8 cases, 8, bf16 only, ranks without tokens included; usp_cuda at P = 4 (U = 2 × R = 2)
+ * and, on H = 8 cases, P = 8 (U = 2 × R = 4), zigzag layout) in bf16 and f16
  * against the float64 gradient reference (tasks/grad_check.c), over masks × GQA × odd n ×
  * n_q < n_k × d 64/128 × documents. Tolerance, the forward's tiled bf16 rule carried to the
  * gradients (docs/backward.md, GPU section): 2 × the error of a naive backward in the same 16-bit
@@ -53,8 +55,18 @@ static int run_backend(const attn_backend_t *be, const attn_problem_t *p_in, con
     return rc;
 }
 
+/* 1 if name is an item of the comma-separated list. */
+static int listed(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *at = list; at && *at; at = strchr(at, ',') ? strchr(at, ',') + 1 : NULL)
+        if (!strncmp(at, name, n) && (at[n] == ',' || at[n] == '\0'))
+            return 1;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int64_t max_n = 1 << 30;
+    const char *only = NULL; /* --backends a,b: those entries only (two ctests share the cases' time) */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--stand-in"))
             standin = 1;
@@ -62,8 +74,10 @@ int main(int argc, char **argv) {
             max_n = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--perturb") && i + 1 < argc)
             perturb = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--backends") && i + 1 < argc)
+            only = argv[++i];
         else {
-            fprintf(stderr, "usage: test_grad_cuda [--stand-in [--max-n N] [--perturb F]]\n");
+            fprintf(stderr, "usage: test_grad_cuda [--backends A,B] [--stand-in [--max-n N] [--perturb F]]\n");
             return 2;
         }
     }
@@ -72,7 +86,26 @@ int main(int argc, char **argv) {
         printf("SKIP: %s\n", why);
         return 77;
     }
-    const char *names[] = {"blockwise_cuda", "sliding_window_cuda", "ring_cuda", "striped_cuda", "zigzag_cuda"};
+    /* The backends and the ranks they run at (cuda_local), and the head count of the cases they
+     * take: ulysses_cuda at P = 8 needs H = 8 (H_kv 8: whole kv heads; 2: each shared by four
+     * ranks, its dK/dV summed on the way back). */
+    static const struct {
+        const char *name;
+        int ranks, heads, dist; /* dist: n ≥ 64 for the ring family (n = 7 leaves ulysses' ranks without tokens) */
+        int U;                  /* usp_cuda's Ulysses degree: U × R = P */
+    } bes[] = {
+        {"blockwise_cuda", 1, 4, 0, 0},  {"sliding_window_cuda", 1, 4, 0, 0}, {"ring_cuda", 2, 4, 64, 0},
+        {"ring_cuda", 4, 4, 64, 0},      {"striped_cuda", 2, 4, 64, 0},       {"striped_cuda", 4, 4, 64, 0},
+        {"zigzag_cuda", 2, 4, 64, 0},    {"zigzag_cuda", 4, 4, 64, 0},        {"ulysses_cuda", 2, 4, 1, 0},
+        {"ulysses_cuda", 4, 4, 1, 0},    {"ulysses_cuda", 8, 8, 1, 0},        {"usp_cuda", 4, 4, 64, 2},
+        {"usp_cuda", 8, 8, 64, 2},
+    };
+    const int n_bes = (int)(sizeof bes / sizeof bes[0]);
+    int picked[sizeof bes / sizeof bes[0]], any8 = 0;
+    for (int b = 0; b < n_bes; b++) {
+        picked[b] = !only || listed(only, bes[b].name);
+        any8 |= picked[b] && bes[b].heads == 8;
+    }
     int64_t ns[] = {1, 7, 64, 130, 300};
     attn_mask_t masks[] = {ATTN_MASK_NONE, ATTN_MASK_CAUSAL, ATTN_MASK_WINDOW};
     attn_exec_t x = exec_default();
@@ -80,15 +113,16 @@ int main(int argc, char **argv) {
     double worst[2][3] = {{0}};
     static int64_t off[64];
     for (int ti = 0; ti < 2; ti++)
+    for (int64_t H = 4; H <= 8; H *= 2) /* H = 8: bf16, ulysses_cuda at P = 8 only (bes) */
     for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++)
         for (int mi = 0; mi < 3; mi++)
-            for (int64_t kvh = 4; kvh >= 1; kvh /= 2)
+            for (int64_t kvh = H; kvh >= 1; kvh /= H == 8 ? 4 : 2)
                 for (int qv = 0; qv < 2; qv++)
                     for (int docs = 0; docs < (ns[in] >= 64 ? 2 : 1); docs++) {
                         int64_t n = ns[in];
-                        if (n > max_n)
+                        if (n > max_n || (H == 8 && (standin || ti || n == 1 || !any8)))
                             continue;
-                        attn_problem_t p = {.batch = n <= 64 ? 2 : 1, .heads = 4, .kv_heads = kvh,
+                        attn_problem_t p = {.batch = n <= 64 ? 2 : 1, .heads = H, .kv_heads = kvh,
                                             .head_dim = (in + mi) % 2 ? 128 : 64, .n_k = n,
                                             .n_q = qv ? (n <= 7 ? 1 : n / 3) : n, .mask = masks[mi],
                                             .window = n * 3 / 10 > 0 ? n * 3 / 10 : 1, .dtype = ATTN_F32};
@@ -102,9 +136,9 @@ int main(int argc, char **argv) {
                         }
                         t16 = ti ? ATTN_F16 : ATTN_BF16;
                         char name[200];
-                        snprintf(name, sizeof name, "%s n_k=%lld n_q=%lld H_kv=%lld d=%lld mask=%s docs=%lld",
-                                 dtype_name(t16), (long long)p.n_k, (long long)p.n_q, (long long)kvh, (long long)p.head_dim,
-                                 mask_name(p.mask), (long long)p.n_docs);
+                        snprintf(name, sizeof name, "%s n_k=%lld n_q=%lld H=%lld H_kv=%lld d=%lld mask=%s docs=%lld",
+                                 dtype_name(t16), (long long)p.n_k, (long long)p.n_q, (long long)H, (long long)kvh,
+                                 (long long)p.head_dim, mask_name(p.mask), (long long)p.n_docs);
                         attn_err_t err = {0};
                         grad_reference_t g;
                         if (!check(grad_reference_prepare(&p, &x, 4000 + in * 7 + mi, &g, &err) == ATTN_OK,
@@ -119,18 +153,20 @@ int main(int argc, char **argv) {
                         attn_grad_errors_t tol = grad_tolerance_bf16(&g, &base);
                         attn_problem_t pb = g.p;
                         pb.dtype = t16;
-                        for (int bp = 0; bp < 2 + 3 * 2; bp++) { /* the ring family at P = 2, 4 */
-                            int b = bp < 2 ? bp : 2 + (bp - 2) / 2, ring = b >= 2;
-                            attn_exec_t xb = x;
-                            if (ring)
-                                xb.ranks = 2 << (bp - 2) % 2, xb.transport = ATTN_TRANSPORT_CUDA_LOCAL;
-                            if (ring && (standin || n < 64))
+                        for (int b = 0; b < n_bes; b++) {
+                            int dist = bes[b].dist > 0, ulysses = !strcmp(bes[b].name, "ulysses_cuda");
+                            if (!picked[b] || bes[b].heads != H || (dist && (standin || n < bes[b].dist)) ||
+                                (ulysses && ti) /* bf16 only: test_supports_backward checks the f16 decline */)
                                 continue;
-                            const attn_backend_t *be = registry_find(standin ? "blockwise" : names[b]);
                             if (b == 1 && (p.mask != ATTN_MASK_WINDOW || standin))
                                 continue;
+                            attn_exec_t xb = x;
+                            if (dist)
+                                xb.ranks = bes[b].ranks, xb.transport = ATTN_TRANSPORT_CUDA_LOCAL;
+                            xb.ulysses_degree = bes[b].U;
+                            const attn_backend_t *be = registry_find(standin ? "blockwise" : bes[b].name);
                             char label[64];
-                            snprintf(label, sizeof label, ring ? "%s P=%d" : "%s", names[b], xb.ranks);
+                            snprintf(label, sizeof label, dist ? "%s P=%d U=%d" : "%s", bes[b].name, xb.ranks, bes[b].U);
                             char reason[512] = "";
                             int takes = be && backend_supports_backward(be, standin ? &g.p : &pb, &xb, reason,
                                                                         sizeof reason);

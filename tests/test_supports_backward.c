@@ -96,6 +96,18 @@ static void gpu_declines(const char *backend, attn_problem_t p, attn_exec_t x, c
           "got '%s'", why);
 }
 
+/* A hook whose check needs the device (free memory): whatever it says without one, the reason is
+ * not `unwanted` (a transport it no longer declines). */
+static void gpu_not_declined_for(const char *backend, attn_problem_t p, attn_exec_t x, const char *unwanted) {
+    const attn_backend_t *b = registry_find(backend);
+    if (!b)
+        return;
+    char why[512] = "", name[160];
+    snprintf(name, sizeof name, "%s's supports_backward does not decline for '%s'", backend, unwanted);
+    check(b->supports_backward && (b->supports_backward(b, &p, &x, why, sizeof why) || !strstr(why, unwanted)), name,
+          "got '%s'", why);
+}
+
 static void gpu_takes(const char *backend, attn_problem_t p, attn_exec_t x) {
     const attn_backend_t *b = registry_find(backend);
     if (!b)
@@ -149,6 +161,9 @@ int main(void) {
     gpu_takes("striped_cuda", g, loc);
     gpu_declines("ulysses_cuda", f16, loc, "bf16");
     gpu_declines("ulysses_cuda", d96, loc, "head dims");
-    gpu_declines("ulysses_cuda", g, nccl, "cuda_local");
+    gpu_not_declined_for("ulysses_cuda", g, nccl, "cuda_local");
+    gpu_declines("usp_cuda", g, nccl, "cuda_local only");
+    gpu_declines("usp_cuda", f32, loc, "bf16 or f16");
+    gpu_declines("usp_cuda", d96, loc, "head dims");
     return check_summary();
 }

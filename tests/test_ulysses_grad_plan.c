@@ -80,10 +80,14 @@ static int run_case(int64_t B, int64_t H, int64_t Hkv, int64_t d, int64_t n_q, i
                     }
         }
     check(ok, "row0", "%s: the plan's token counts or starts differ from the contiguous layout", name);
+    double moved_s[ATTN_MAX_RANKS] = {0}, moved_r[ATTN_MAX_RANKS] = {0}; /* to / from other ranks */
     for (int out = 0; out < 2; out++) {
         int t0 = out ? UG_OUT_FIRST : UG_IN_FIRST, t1 = out ? UG_OUT_END : UG_IN_END;
         for (int me = 0; me < P; me++) {
             int64_t total = ulysses_grad_alltoall(&g, me, out, sb[me], so[me], rb[me], ro[me]);
+            for (int q = 0; q < P; q++)
+                if (q != me)
+                    moved_s[me] += (double)sb[me][q], moved_r[me] += (double)rb[me][q];
             sendb[me] = calloc((size_t)total + 1, 1), recvb[me] = calloc((size_t)total + 1, 1);
         }
         for (int me = 0; me < P; me++) /* pack: in, me owns the shard; out, me owns the heads */
@@ -187,6 +191,12 @@ static int run_case(int64_t B, int64_t H, int64_t Hkv, int64_t d, int64_t n_q, i
                         }
         }
     check(out_ok, "out exchange", "%s: dQ, or dK/dV summed over the group, differ on the shards", name);
+    for (int me = 0; me < P; me++) { /* the per-rank byte figures: both exchanges, self part left out */
+        double ts, tr;
+        ulysses_grad_traffic(&g, me, &ts, &tr);
+        ok &= check(ts == moved_s[me] && tr == moved_r[me], "traffic", "%s rank %d: %.0f / %.0f B, exchanges %.0f / %.0f",
+                    name, me, ts, tr, moved_s[me], moved_r[me]);
+    }
     check(ok, name, "sizes of the two sides of an exchange differ, or a check above failed");
     for (int r = 0; r < P; r++)
         for (int t = 0; t < UG_SECTIONS; t++)

@@ -10,6 +10,7 @@
 #include "impls/cuda/ulysses_cuda.h"
 #include "impls/cuda/ulysses_cuda_grad.h"
 #include "impls/cuda/usp_cuda.h"
+#include "impls/cuda/usp_cuda_grad.h"
 
 extern "C" {
 #include "impls/parallel/dist.h"
@@ -316,19 +317,23 @@ size_t dist_cuda_workspace(const attn_backend_t *self, const attn_problem_t *p, 
     return bytes;
 }
 
-/* The ring family's backward (ring_cuda_grad.cu): all P virtual ranks here under cuda_local, the
- * per-rank figures filled as the forward's; under nccl dist_backward runs nccl_backward_rank on
- * every process. ulysses_cuda's (ulysses_cuda_grad.cu; cuda_local, bf16). Their workspace figure
- * is every rank's device bytes, as the forward's. */
+/* The backward of the ring family (ring_cuda_grad.cu), of ulysses_cuda (ulysses_cuda_grad.cu; bf16) and of
+ * usp_cuda (usp_cuda_grad.cu; cuda_local only, no per-rank figures):
+ * all P virtual ranks here under cuda_local, the per-rank figures filled as the forward's; under
+ * nccl dist_backward runs nccl_backward_rank on every process. Their workspace figure is every
+ * rank's device bytes, as the forward's. */
 int dist_cuda_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
                        const attn_grad_io_t *g, attn_err_t *err) {
-    if (scheme_of(self) == ULYSSES)
-        return ulysses_cuda_backward_local(p, x, g, err);
+    if (scheme_of(self) == USP) /* cuda_local only (usp_cuda_grad_takes); no per-rank figures */
+        return usp_cuda_backward_local(p, x, (int)kind_of(self, x), x->ulysses_degree, g, g->device_s, err);
     if (x->transport == ATTN_TRANSPORT_NCCL)
         return dist_backward(self, p, x, g, err);
     int P = exec_ranks(x);
     ring_cuda_stats_t st[ATTN_MAX_RANKS] = {};
-    ATTN_TRY(ring_cuda_backward_local(p, x, (int)kind_of(self, x), g, st, err));
+    if (scheme_of(self) == ULYSSES)
+        ATTN_TRY(ulysses_cuda_backward_local(p, x, g, st, err));
+    else
+        ATTN_TRY(ring_cuda_backward_local(p, x, (int)kind_of(self, x), g, st, err));
     attn_dist_stats_t all;
     fill_dist(st, P, &all);
     if (g->dist)
@@ -338,11 +343,52 @@ int dist_cuda_backward(const attn_backend_t *self, const attn_problem_t *p, cons
     return ATTN_OK;
 }
 
+/* ulysses_cuda's rank under nccl (nccl_backward_rank): its contiguous shards of Q, O, dO, LSE, K
+ * and V scattered from rank 0, ulysses_cuda_grad_ranks on its GPU (both all-to-alls over the
+ * job's communicator), the figures reported and dQ, dK, dV gathered on rank 0. */
+int nccl_ulysses_backward_rank(const attn_problem_t *p, const attn_exec_t *x, attn_comm_t *c, const attn_grad_io_t *g,
+                               attn_err_t *err) {
+    char why[256];
+    if (!ulysses_cuda_grad_takes(p, x, why, sizeof why))
+        return attn_fail(err, ATTN_EUSAGE, "%s", why);
+    int P = c->size, me = c->rank;
+    attn_exec_t mine_x;
+    ATTN_TRY(nccl_enter(c, x, &mine_x, err));
+    attn_layout_t lq, lk;
+    ATTN_TRY(layout_init(&lq, LAYOUT_CONTIGUOUS, p->n_q, P, err));
+    ATTN_TRY(layout_init(&lk, LAYOUT_CONTIGUOUS, p->n_k, P, err));
+    int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
+    ulysses_grad_host h;
+    ATTN_TRY(h.alloc(p, P, 0, me, err));
+    ATTN_TRY(dist_scatter(c, &lq, BH, d, (const float *)g->q, h.q[0], err));
+    ATTN_TRY(dist_scatter(c, &lq, BH, d, (const float *)g->o, h.o[0], err));
+    ATTN_TRY(dist_scatter(c, &lq, BH, d, (const float *)g->d_o, h.d_o[0], err));
+    ATTN_TRY(dist_scatter(c, &lq, BH, 1, (const float *)g->lse, h.lse[0], err));
+    ATTN_TRY(dist_scatter(c, &lk, BHkv, d, (const float *)g->k, h.k[0], err));
+    ATTN_TRY(dist_scatter(c, &lk, BHkv, d, (const float *)g->v, h.v[0], err));
+    nccl_world.world = c; /* the barrier before the timed region, once the uploads are done */
+    ring_cuda_stats_t st = {};
+    int rc = ulysses_cuda_grad_ranks(&nccl_world, p, &h, &st, err);
+    if (rc != ATTN_OK) {
+        gcomm_abort(&nccl_world); /* peers may be blocked on this rank: no graceful finalize */
+        gcomm_close(&nccl_world);
+        return rc;
+    }
+    ATTN_TRY(nccl_report(c, st, g->dist, err));
+    if (me == 0 && g->device_s)
+        *g->device_s = st.wall_s;
+    ATTN_TRY(dist_gather(c, &lq, BH, d, h.dq[0], (float *)g->dq, err));
+    ATTN_TRY(dist_gather(c, &lk, BHkv, d, h.dk[0], (float *)g->dk, err));
+    return dist_gather(c, &lk, BHkv, d, h.dv[0], (float *)g->dv, err);
+}
+
 /* One process's rank of the backward under nccl (dist_backward, dist_follow): its shards of Q, O,
  * dO, LSE, K and V scattered from rank 0, ring_cuda_grad_ranks on its GPU, the figures reported
- * and dQ, dK, dV gathered on rank 0 (as nccl_rank's forward). */
+ * and dQ, dK, dV gathered on rank 0 (as nccl_rank's forward); ulysses_cuda's is the one above. */
 int nccl_backward_rank(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, attn_comm_t *c,
                        const attn_grad_io_t *g, attn_err_t *err) {
+    if (scheme_of(self) == ULYSSES)
+        return nccl_ulysses_backward_rank(p, x, c, g, err);
     char why[256];
     if (!ring_cuda_grad_takes(p, x, why, sizeof why))
         return attn_fail(err, ATTN_EUSAGE, "%s", why);
@@ -388,17 +434,24 @@ int ring_supports_backward(const attn_backend_t *self, const attn_problem_t *p, 
     return 0;
 }
 
+size_t bwd_rank_bytes(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, int P, int r) {
+    return scheme_of(self) == ULYSSES ? ulysses_cuda_grad_rank_bytes(p, P, r)
+                                      : ring_cuda_grad_rank_bytes(p, P, (int)kind_of(self, x), r);
+}
+
 size_t dist_cuda_bwd_workspace(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x) {
+    if (scheme_of(self) == USP) /* one member's ring of R ranks at a time */
+        return usp_cuda_grad_bytes(p, (int)kind_of(self, x), x->ulysses_degree, exec_ranks(x));
     size_t bytes = 0;
     int P = exec_ranks(x);
     for (int r = 0; r < P; r++)
-        bytes = attn_size_add(bytes, scheme_of(self) == ULYSSES ? ulysses_cuda_grad_rank_bytes(p, P, r)
-                                                                : ring_cuda_grad_rank_bytes(p, P, (int)kind_of(self, x), r));
+        bytes = attn_size_add(bytes, bwd_rank_bytes(self, p, x, P, r));
     return bytes;
 }
 
-/* ulysses_cuda's backward: what ulysses_cuda_grad_takes declines, and every rank's device bytes
- * (cuda_local: all on the one device) against the device's free memory. */
+/* ulysses_cuda's backward: what ulysses_cuda_grad_takes declines, and the device bytes against
+ * the device's free memory: every rank's under cuda_local (all on the one device), one rank's
+ * under nccl (as dist_cuda_supports judges the forward). */
 int ulysses_supports_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *why,
                               size_t len) {
     char r[256];
@@ -406,7 +459,29 @@ int ulysses_supports_backward(const attn_backend_t *self, const attn_problem_t *
         snprintf(why, len, "%s: %s", self->name, r);
         return 0;
     }
+    size_t bytes = x->transport == ATTN_TRANSPORT_NCCL ? bwd_rank_bytes(self, p, x, exec_ranks(x), 0)
+                                                       : dist_cuda_bwd_workspace(self, p, x);
+    return cuda_supports_device(self, x, bytes, why, len);
+}
+
+/* usp_cuda's backward: what usp_cuda_grad_takes declines (nccl, the mesh, the ring backward's dtype
+ * and head dims), and the peak device bytes (one member's ring) against the device's free memory. */
+int usp_supports_backward(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x, char *why,
+                          size_t len) {
+    char r[256];
+    if (!usp_cuda_grad_takes(p, x, (int)kind_of(self, x), x->ulysses_degree, r, sizeof r)) {
+        snprintf(why, len, "%s: %s", self->name, r);
+        return 0;
+    }
     return cuda_supports_device(self, x, dist_cuda_bwd_workspace(self, p, x), why, len);
+}
+
+/* ulysses_cuda's analytic backward figures (ulysses_cuda_grad_expect), the tasks' yardstick for
+ * its per-rank bytes. */
+void ulysses_backward_expect_cuda(const attn_backend_t *self, const attn_problem_t *p, const attn_exec_t *x,
+                                  attn_dist_expect_t *out) {
+    (void)self;
+    ulysses_cuda_grad_expect(p, exec_ranks(x), out);
 }
 
 const dist_cuda_ctx ring_ctx = {LAYOUT_CONTIGUOUS, RING}, striped_ctx = {LAYOUT_STRIPED, RING},
@@ -440,7 +515,9 @@ DIST_CUDA_RING_BACKEND(backend_cuda_zigzag, "zigzag_cuda", "zigzag", zigzag_ctx,
 DIST_CUDA_BACKEND_BWD(backend_cuda_ulysses, "ulysses_cuda", "contiguous", ulysses_ctx,
                       "all-to-all from token shards to head shards, tensor-core kernel on all tokens, all-to-all back; "
                       "bf16 or f16",
-                      dist_cuda_backward, nullptr, nullptr, dist_cuda_bwd_workspace, ulysses_supports_backward)
-DIST_CUDA_BACKEND(backend_cuda_usp, "usp_cuda", "zigzag", usp_ctx,
-                  "Ulysses × ring on GPUs (U × R = P): all-to-all within groups of U, ring_cuda's loop across the R "
-                  "groups; bf16 or f16")
+                      dist_cuda_backward, nccl_backward_rank, ulysses_backward_expect_cuda, dist_cuda_bwd_workspace,
+                      ulysses_supports_backward)
+DIST_CUDA_BACKEND_BWD(backend_cuda_usp, "usp_cuda", "zigzag", usp_ctx,
+                      "Ulysses × ring on GPUs (U × R = P): all-to-all within groups of U, ring_cuda's loop across the "
+                      "R groups; bf16 or f16",
+                      dist_cuda_backward, nullptr, nullptr, dist_cuda_bwd_workspace, usp_supports_backward)

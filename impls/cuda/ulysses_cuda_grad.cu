@@ -74,21 +74,29 @@ struct rank_state {
     }
 };
 
-/* Host float32 shards of every rank (ulysses_grad_host), freed on every return path. */
-struct host_shards : ulysses_grad_host {
-    host_shards() : ulysses_grad_host() {}
-    host_shards(const host_shards &) = delete;
-    host_shards &operator=(const host_shards &) = delete;
-    ~host_shards() {
-        for (int r = 0; r < ATTN_MAX_RANKS; r++)
-            for (float *f : {q[r], k[r], v[r], o[r], d_o[r], lse[r], dq[r], dk[r], dv[r]})
-                attn_free(f);
-    }
-};
-
 } // namespace
 
-int ulysses_cuda_grad_ranks(gcomm *gc, const attn_problem_t *p, const ulysses_grad_host *hp, double *device_s,
+ulysses_grad_host::~ulysses_grad_host() {
+    for (int r = 0; r < ATTN_MAX_RANKS; r++)
+        for (float *f : {q[r], k[r], v[r], o[r], d_o[r], lse[r], dq[r], dk[r], dv[r]})
+            attn_free(f);
+}
+
+int ulysses_grad_host::alloc(const attn_problem_t *p, int P, int i, int r, attn_err_t *err) {
+    attn_layout_t lq, lk;
+    ATTN_TRY(layout_init(&lq, LAYOUT_CONTIGUOUS, p->n_q, P, err));
+    ATTN_TRY(layout_init(&lk, LAYOUT_CONTIGUOUS, p->n_k, P, err));
+    size_t qn = (size_t)(p->batch * p->heads * layout_local_count(&lq, r) * p->head_dim);
+    size_t kn = (size_t)(p->batch * p->kv_heads * layout_local_count(&lk, r) * p->head_dim);
+    float **all[] = {&q[i], &o[i], &d_o[i], &dq[i], &k[i], &v[i], &dk[i], &dv[i], &lse[i]};
+    for (int a = 0; a < 9; a++)
+        if (!(*all[a] = (float *)attn_alloc((a < 4 ? qn : a < 8 ? kn : qn / (size_t)p->head_dim) * 4 + 16, err,
+                                            "ulysses_cuda backward host shard")))
+            return ATTN_ERUNTIME;
+    return ATTN_OK;
+}
+
+int ulysses_cuda_grad_ranks(gcomm *gc, const attn_problem_t *p, const ulysses_grad_host *hp, ring_cuda_stats_t *st,
                             attn_err_t *err) {
     int P = gc->size, L = gc->count;
     const ulysses_grad_host &h = *hp;
@@ -212,14 +220,21 @@ int ulysses_cuda_grad_ranks(gcomm *gc, const attn_problem_t *p, const ulysses_gr
                               t != UG_DQ, cm, err));
         CUDA_TRY(cudaEventRecord(s.ev[4], cm));
     }
-    double worst = 0;
     for (int e = 1; e <= 4; e++) /* phase by phase, so --comm-timeout bounds the time without progress */
         for (int i = 0; i < L; i++)
             ATTN_TRY(gcomm_sync(gc, rs[i].ev[e], "ulysses_cuda backward all-to-alls", err));
     for (int i = 0; i < L; i++) {
         int r = gc->first + i;
         rank_state &s = rs[i];
-        worst = std::max(worst, seconds_between(s.ev[0], s.ev[4]));
+        /* One step, as the forward's: the prep and the kernel compute; nothing computes while
+         * the all-to-alls (and their packing) run, so both are exposed. */
+        st[i].n_steps = 1;
+        st[i].compute_s = st[i].step_compute_s[0] = seconds_between(s.ev[0], s.ev[1]) + seconds_between(s.ev[2], s.ev[3]);
+        st[i].comm_s = st[i].exposed_s = seconds_between(s.ev[1], s.ev[2]) + seconds_between(s.ev[3], s.ev[4]);
+        st[i].wall_s = seconds_between(s.ev[0], s.ev[4]);
+        st[i].blocks_computed = 1;
+        ulysses_grad_traffic(&g, r, &st[i].bytes_sent, &st[i].bytes_recv);
+        st[i].device_bytes = (double)ulysses_cuda_grad_rank_bytes(p, P, r);
         size_t qn = (size_t)(g.B * g.H * g.m[r] * d), kn = (size_t)(g.B * g.Hkv * g.k[r] * d);
         if (qn)
             CUDA_TRY(cudaMemcpy(h.dq[i], s.sp[UG_DQ], qn * 4, cudaMemcpyDeviceToHost));
@@ -228,16 +243,11 @@ int ulysses_cuda_grad_ranks(gcomm *gc, const attn_problem_t *p, const ulysses_gr
             CUDA_TRY(cudaMemcpy(h.dv[i], s.sp[UG_DV], kn * 4, cudaMemcpyDeviceToHost));
         }
     }
-    if (device_s)
-        *device_s = worst;
     return ATTN_OK;
 }
 
 int ulysses_cuda_grad_takes(const attn_problem_t *p, const attn_exec_t *x, char *why, size_t len) {
-    if (x->transport == ATTN_TRANSPORT_NCCL) {
-        snprintf(why, len, "the GPU Ulysses backward runs on cuda_local only (its nccl driver is not written yet)");
-        return 0;
-    }
+    (void)x; /* cuda_local and nccl alike: dist_cuda_supports has judged the transport */
     if (p->dtype != ATTN_BF16) { /* flash_bwd is instantiated and checked in bf16 only */
         snprintf(why, len, "the GPU Ulysses backward runs in bf16 only (got %s)", dtype_name(p->dtype));
         return 0;
@@ -264,27 +274,31 @@ size_t ulysses_cuda_grad_rank_bytes(const attn_problem_t *p, int ranks, int rank
     return bytes + 2 * stage_bytes(*g, rank) + cuda_vis_bytes(p);
 }
 
+void ulysses_cuda_grad_expect(const attn_problem_t *p, int ranks, attn_dist_expect_t *out) {
+    memset(out, 0, sizeof *out);
+    out->imbalance = out->critical_path = 1; /* H/P heads over every token on each rank */
+    std::unique_ptr<ulysses_grad_plan_t> g(new ulysses_grad_plan_t());
+    attn_err_t err = {};
+    if (ulysses_grad_plan(p, ranks > 1 ? ranks : 1, g.get(), &err))
+        return;
+    for (int r = 0; r < g->P; r++)
+        ulysses_grad_traffic(g.get(), r, &out->bytes_sent[r], &out->bytes_recv[r]);
+}
+
 int ulysses_cuda_backward_local(const attn_problem_t *p, const attn_exec_t *x, const attn_grad_io_t *gio,
-                                attn_err_t *err) {
+                                ring_cuda_stats_t *st, attn_err_t *err) {
     char why[256];
     if (!ulysses_cuda_grad_takes(p, x, why, sizeof why))
         return attn_fail(err, ATTN_EUSAGE, "%s", why);
     ATTN_TRY(cuda_begin(x, err));
     int P = exec_ranks(x);
-    std::unique_ptr<ulysses_grad_plan_t> g(new ulysses_grad_plan_t());
-    ATTN_TRY(ulysses_grad_plan(p, P, g.get(), err));
     attn_layout_t lq, lk;
     ATTN_TRY(layout_init(&lq, LAYOUT_CONTIGUOUS, p->n_q, P, err));
     ATTN_TRY(layout_init(&lk, LAYOUT_CONTIGUOUS, p->n_k, P, err));
     int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
-    host_shards h;
+    ulysses_grad_host h;
     for (int r = 0; r < P; r++) {
-        size_t qn = (size_t)(BH * g->m[r] * d), kn = (size_t)(BHkv * g->k[r] * d);
-        float **all[] = {&h.q[r], &h.o[r], &h.d_o[r], &h.dq[r], &h.k[r], &h.v[r], &h.dk[r], &h.dv[r], &h.lse[r]};
-        for (int a = 0; a < 9; a++)
-            if (!(*all[a] = (float *)attn_alloc((a < 4 ? qn : a < 8 ? kn : qn / d) * 4 + 16, err,
-                                                "ulysses_cuda backward host shard")))
-                return ATTN_ERUNTIME;
+        ATTN_TRY(h.alloc(p, P, r, r, err));
         dist_shard_copy(&lq, r, BH, d, h.q[r], (float *)gio->q, 1);
         dist_shard_copy(&lq, r, BH, d, h.o[r], (float *)gio->o, 1);
         dist_shard_copy(&lq, r, BH, d, h.d_o[r], (float *)gio->d_o, 1);
@@ -293,10 +307,9 @@ int ulysses_cuda_backward_local(const attn_problem_t *p, const attn_exec_t *x, c
         dist_shard_copy(&lk, r, BHkv, d, h.v[r], (float *)gio->v, 1);
     }
     gcomm gc = {};
-    double dev_s = 0;
     int rc = gcomm_local_open(&gc, P, x->device, x->comm_timeout, err);
     if (rc == ATTN_OK)
-        rc = ulysses_cuda_grad_ranks(&gc, p, &h, &dev_s, err);
+        rc = ulysses_cuda_grad_ranks(&gc, p, &h, st, err);
     gcomm_close(&gc);
     ATTN_TRY(rc);
     for (int r = 0; r < P; r++) {
@@ -304,7 +317,5 @@ int ulysses_cuda_backward_local(const attn_problem_t *p, const attn_exec_t *x, c
         dist_shard_copy(&lk, r, BHkv, d, h.dk[r], (float *)gio->dk, 0);
         dist_shard_copy(&lk, r, BHkv, d, h.dv[r], (float *)gio->dv, 0);
     }
-    if (gio->device_s)
-        *gio->device_s = dev_s;
     return ATTN_OK;
 }

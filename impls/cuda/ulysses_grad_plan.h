@@ -120,3 +120,16 @@ static inline int64_t ulysses_grad_alltoall(const ulysses_grad_plan_t *g, int me
     }
     return s_at > r_at ? s_at : r_at;
 }
+
+/* Bytes rank me moves to and from other ranks over both exchanges (its self part is a local copy,
+ * not counted): the per-rank figures ulysses_cuda's backward reports and its expectation. */
+static inline void ulysses_grad_traffic(const ulysses_grad_plan_t *g, int me, double *sent, double *recv) {
+    int64_t sb[ATTN_MAX_RANKS], so[ATTN_MAX_RANKS], rb[ATTN_MAX_RANKS], ro[ATTN_MAX_RANKS];
+    *sent = *recv = 0;
+    for (int out = 0; out < 2; out++) {
+        ulysses_grad_alltoall(g, me, out, sb, so, rb, ro);
+        for (int q = 0; q < g->P; q++)
+            if (q != me)
+                *sent += (double)sb[q], *recv += (double)rb[q];
+    }
+}
