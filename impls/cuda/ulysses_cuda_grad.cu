@@ -194,7 +194,7 @@ int ulysses_cuda_grad_ranks(gcomm *gc, const attn_problem_t *p, const ulysses_gr
                                     s.heads[UG_LSE2].as<float>(), s.heads[UG_DELTA].as<float>(),
                                     s.heads[UG_DQ].as<float>(), s.heads[UG_DK].as<float>(), s.heads[UG_DV].as<float>(),
                                     g.n_q, g.n_k, g.n_q, g.n_k, g.n_k - g.n_q, p->window, (int)p->mask,
-                                    s.docs.as<const int64_t>(), s.docs.ptr ? p->n_docs : 0, 0};
+                                    s.docs.as<const int64_t>(), s.docs.ptr ? p->n_docs : 0, 0, 0, 0, 0}; /* stride 0: contiguous */
         ATTN_TRY(cuda_flash_bwd_launch(&lp, &call, cs, err));
         ATTN_TRY(cuda_flash_bwd_scale(s.heads[UG_DQ].as<float>(), s.heads[UG_DQ].as<float>(), dq_bytes / 4,
                                       (float)problem_scale(p), cs, err));
