@@ -343,6 +343,39 @@ int dist_cuda_backward(const attn_backend_t *self, const attn_problem_t *p, cons
     return ATTN_OK;
 }
 
+/* A backward rank under nccl, both ends: this rank's shards of Q, O, dO, LSE, K and V (into
+ * in[0..5]) scattered from rank 0; then, after its run (rc), the figures reported and dQ, dK, dV
+ * (from out[0..2]) gathered on rank 0. A failed run aborts the communicator: peers may be blocked
+ * on this rank, so no graceful finalize. */
+struct grad_shards {
+    const attn_layout_t *lq, *lk;
+    int64_t bh, bhkv, d;
+};
+int grad_scatter(attn_comm_t *c, const grad_shards &s, const attn_grad_io_t *g, float *const in[6], attn_err_t *err) {
+    ATTN_TRY(dist_scatter(c, s.lq, s.bh, s.d, (const float *)g->q, in[0], err));
+    ATTN_TRY(dist_scatter(c, s.lq, s.bh, s.d, (const float *)g->o, in[1], err));
+    ATTN_TRY(dist_scatter(c, s.lq, s.bh, s.d, (const float *)g->d_o, in[2], err));
+    ATTN_TRY(dist_scatter(c, s.lq, s.bh, 1, (const float *)g->lse, in[3], err));
+    ATTN_TRY(dist_scatter(c, s.lk, s.bhkv, s.d, (const float *)g->k, in[4], err));
+    ATTN_TRY(dist_scatter(c, s.lk, s.bhkv, s.d, (const float *)g->v, in[5], err));
+    nccl_world.world = c; /* the barrier before the timed region, once the uploads are done */
+    return ATTN_OK;
+}
+int grad_finish(attn_comm_t *c, int rc, const ring_cuda_stats_t &st, const grad_shards &s, const attn_grad_io_t *g,
+                float *const out[3], attn_err_t *err) {
+    if (rc != ATTN_OK) {
+        gcomm_abort(&nccl_world);
+        gcomm_close(&nccl_world);
+        return rc;
+    }
+    ATTN_TRY(nccl_report(c, st, g->dist, err));
+    if (c->rank == 0 && g->device_s)
+        *g->device_s = st.wall_s;
+    ATTN_TRY(dist_gather(c, s.lq, s.bh, s.d, out[0], (float *)g->dq, err));
+    ATTN_TRY(dist_gather(c, s.lk, s.bhkv, s.d, out[1], (float *)g->dk, err));
+    return dist_gather(c, s.lk, s.bhkv, s.d, out[2], (float *)g->dv, err);
+}
+
 /* ulysses_cuda's rank under nccl (nccl_backward_rank): its contiguous shards of Q, O, dO, LSE, K
  * and V scattered from rank 0, ulysses_cuda_grad_ranks on its GPU (both all-to-alls over the
  * job's communicator), the figures reported and dQ, dK, dV gathered on rank 0. */
@@ -360,26 +393,11 @@ int nccl_ulysses_backward_rank(const attn_problem_t *p, const attn_exec_t *x, at
     int64_t d = p->head_dim, BH = p->batch * p->heads, BHkv = p->batch * p->kv_heads;
     ulysses_grad_host h;
     ATTN_TRY(h.alloc(p, P, 0, me, err));
-    ATTN_TRY(dist_scatter(c, &lq, BH, d, (const float *)g->q, h.q[0], err));
-    ATTN_TRY(dist_scatter(c, &lq, BH, d, (const float *)g->o, h.o[0], err));
-    ATTN_TRY(dist_scatter(c, &lq, BH, d, (const float *)g->d_o, h.d_o[0], err));
-    ATTN_TRY(dist_scatter(c, &lq, BH, 1, (const float *)g->lse, h.lse[0], err));
-    ATTN_TRY(dist_scatter(c, &lk, BHkv, d, (const float *)g->k, h.k[0], err));
-    ATTN_TRY(dist_scatter(c, &lk, BHkv, d, (const float *)g->v, h.v[0], err));
-    nccl_world.world = c; /* the barrier before the timed region, once the uploads are done */
+    const grad_shards sh = {&lq, &lk, BH, BHkv, d};
+    float *const in[6] = {h.q[0], h.o[0], h.d_o[0], h.lse[0], h.k[0], h.v[0]}, *const out[3] = {h.dq[0], h.dk[0], h.dv[0]};
+    ATTN_TRY(grad_scatter(c, sh, g, in, err));
     ring_cuda_stats_t st = {};
-    int rc = ulysses_cuda_grad_ranks(&nccl_world, p, &h, &st, err);
-    if (rc != ATTN_OK) {
-        gcomm_abort(&nccl_world); /* peers may be blocked on this rank: no graceful finalize */
-        gcomm_close(&nccl_world);
-        return rc;
-    }
-    ATTN_TRY(nccl_report(c, st, g->dist, err));
-    if (me == 0 && g->device_s)
-        *g->device_s = st.wall_s;
-    ATTN_TRY(dist_gather(c, &lq, BH, d, h.dq[0], (float *)g->dq, err));
-    ATTN_TRY(dist_gather(c, &lk, BHkv, d, h.dk[0], (float *)g->dk, err));
-    return dist_gather(c, &lk, BHkv, d, h.dv[0], (float *)g->dv, err);
+    return grad_finish(c, ulysses_cuda_grad_ranks(&nccl_world, p, &h, &st, err), st, sh, g, out, err);
 }
 
 /* One process's rank of the backward under nccl (dist_backward, dist_follow): its shards of Q, O,
@@ -401,26 +419,12 @@ int nccl_backward_rank(const attn_backend_t *self, const attn_problem_t *p, cons
     size_t kn = (size_t)(BHkv * layout_local_count(&lk, me) * d);
     ring_cuda_grad_host_t h;
     ATTN_TRY(h.alloc(p, &lq, &lk, 0, me, err));
-    ATTN_TRY(dist_scatter(c, &lq, BH, d, (const float *)g->q, h.q[0], err));
-    ATTN_TRY(dist_scatter(c, &lq, BH, d, (const float *)g->o, h.o[0], err));
-    ATTN_TRY(dist_scatter(c, &lq, BH, d, (const float *)g->d_o, h.d_o[0], err));
-    ATTN_TRY(dist_scatter(c, &lq, BH, 1, (const float *)g->lse, h.lse[0], err));
-    ATTN_TRY(dist_scatter(c, &lk, BHkv, d, (const float *)g->k, h.kv[0], err));
-    ATTN_TRY(dist_scatter(c, &lk, BHkv, d, (const float *)g->v, h.kv[0] + kn, err));
-    nccl_world.world = c; /* the barrier before the timed region, once the uploads are done */
+    const grad_shards sh = {&lq, &lk, BH, BHkv, d};
+    float *const in[6] = {h.q[0], h.o[0], h.d_o[0], h.lse[0], h.kv[0], h.kv[0] + kn},
+                 *const out[3] = {h.dq[0], h.dkv[0], h.dkv[0] + kn};
+    ATTN_TRY(grad_scatter(c, sh, g, in, err));
     ring_cuda_stats_t st = {};
-    int rc = ring_cuda_grad_ranks(&nccl_world, p, kind, h, &st, err);
-    if (rc != ATTN_OK) {
-        gcomm_abort(&nccl_world); /* peers may be blocked on this rank: no graceful finalize */
-        gcomm_close(&nccl_world);
-        return rc;
-    }
-    ATTN_TRY(nccl_report(c, st, g->dist, err));
-    if (me == 0 && g->device_s)
-        *g->device_s = st.wall_s;
-    ATTN_TRY(dist_gather(c, &lq, BH, d, h.dq[0], (float *)g->dq, err));
-    ATTN_TRY(dist_gather(c, &lk, BHkv, d, h.dkv[0], (float *)g->dk, err));
-    return dist_gather(c, &lk, BHkv, d, h.dkv[0] + kn, (float *)g->dv, err);
+    return grad_finish(c, ring_cuda_grad_ranks(&nccl_world, p, kind, h, &st, err), st, sh, g, out, err);
 }
 
 /* The ring family's backward declines what ring_cuda_grad_takes does (the dtype, the head dim),
