@@ -1,10 +1,45 @@
-/* cache_space.c — a KV cache kept outside host memory (model.h's model_memspace_t): allocated in
- * its space once, each new row put there once as it is appended, gathered within the space when
- * the attention needs a contiguous slab. The host cache stays in model.c. */
+/* cache_space.c — the model's KV cache: in host memory, or kept outside it (model.h's
+ * model_memspace_t): allocated in its space once, each new row put there once as it is appended,
+ * gathered within the space when the attention needs a contiguous slab. */
 #include "model/model.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+int model_cache_init(model_cache_t *c, const model_config_t *cfg, attn_dtype_t dtype, int64_t capacity,
+                     attn_err_t *err) {
+    memset(c, 0, sizeof *c);
+    *c = (model_cache_t){.dtype = dtype, .layers = cfg->num_hidden_layers, .capacity = capacity};
+    c->k = calloc((size_t)c->layers, sizeof *c->k);
+    c->v = calloc((size_t)c->layers, sizeof *c->v);
+    size_t bytes = attn_size_prod4(cfg->num_key_value_heads, capacity, cfg->head_dim, (int64_t)dtype_size(dtype));
+    int ok = c->k && c->v;
+    for (int l = 0; ok && l < c->layers; l++) {
+        c->k[l] = attn_alloc(bytes, err, "KV cache (K)");
+        c->v[l] = attn_alloc(bytes, err, "KV cache (V)");
+        ok = c->k[l] && c->v[l];
+    }
+    if (!ok) {
+        model_cache_free(c);
+        return err->code ? err->code : attn_fail(err, ATTN_ERUNTIME, "out of memory for the KV cache");
+    }
+    return ATTN_OK;
+}
+
+void model_cache_free(model_cache_t *c) {
+    for (int l = 0; c->k && c->v && l < c->layers; l++) {
+        if (c->space) { /* memory of that space (model/cache_space.c) */
+            if (c->k[l])
+                c->space->release(c->space, c->k[l]);
+            if (c->v[l])
+                c->space->release(c->space, c->v[l]);
+        } else {
+            attn_free(c->k[l]), attn_free(c->v[l]);
+        }
+    }
+    free(c->k), free(c->v);
+    memset(c, 0, sizeof *c);
+}
 
 int model_cache_init_in(model_cache_t *c, const model_config_t *cfg, attn_dtype_t dtype, int64_t capacity,
                         const model_memspace_t *space, attn_err_t *err) {

@@ -198,26 +198,6 @@ void model_free(model_t *m) {
     memset(m, 0, sizeof *m);
 }
 
-int model_cache_init(model_cache_t *c, const model_config_t *cfg, attn_dtype_t dtype, int64_t capacity,
-                     attn_err_t *err) {
-    memset(c, 0, sizeof *c);
-    *c = (model_cache_t){.dtype = dtype, .layers = cfg->num_hidden_layers, .capacity = capacity};
-    c->k = calloc((size_t)c->layers, sizeof *c->k);
-    c->v = calloc((size_t)c->layers, sizeof *c->v);
-    size_t bytes = attn_size_prod4(cfg->num_key_value_heads, capacity, cfg->head_dim, (int64_t)dtype_size(dtype));
-    int ok = c->k && c->v;
-    for (int l = 0; ok && l < c->layers; l++) {
-        c->k[l] = attn_alloc(bytes, err, "KV cache (K)");
-        c->v[l] = attn_alloc(bytes, err, "KV cache (V)");
-        ok = c->k[l] && c->v[l];
-    }
-    if (!ok) {
-        model_cache_free(c);
-        return err->code ? err->code : attn_fail(err, ATTN_ERUNTIME, "out of memory for the KV cache");
-    }
-    return ATTN_OK;
-}
-
 float model_round_bf16(float x) {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
@@ -246,20 +226,6 @@ float model_round_dtype(attn_dtype_t t, float x) {
     return t == ATTN_BF16 ? model_round_bf16(x) : t == ATTN_F16 ? model_round_f16(x) : x;
 }
 
-void model_cache_free(model_cache_t *c) {
-    for (int l = 0; c->k && c->v && l < c->layers; l++) {
-        if (c->space) { /* memory of that space (model/cache_space.c) */
-            if (c->k[l])
-                c->space->release(c->space, c->k[l]);
-            if (c->v[l])
-                c->space->release(c->space, c->v[l]);
-        } else {
-            attn_free(c->k[l]), attn_free(c->v[l]);
-        }
-    }
-    free(c->k), free(c->v);
-    memset(c, 0, sizeof *c);
-}
 
 #define REAL float
 #define GEMM cblas_sgemm
