@@ -12,21 +12,10 @@ set -u
 bin=$1 probe=$2 dir=$3 mpirun=${4:-mpirun}
 "$probe" --probe >/dev/null 2>&1 || { echo "skip: no CUDA device"; exit 77; }
 command -v "$mpirun" >/dev/null 2>&1 || { echo "skip: no mpirun"; exit 77; }
-# libnccl is loaded at run time; PyTorch machines carry it inside the nvidia-nccl package.
-lib=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)
-[ -n "$lib" ] && export LD_LIBRARY_PATH="$lib:${LD_LIBRARY_PATH:-}"
-# The devices CUDA will number, which nvidia-smi ignores CUDA_VISIBLE_DEVICES to list.
-if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
-  ngpu=$(printf '%s\n' "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c .)
-else
-  ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
-fi
-[ "${ngpu:-0}" -ge 1 ] || ngpu=1
-P=$ngpu; [ "$P" -gt 4 ] && P=4
-[ "$P" = 1 ] && echo "nccl: one GPU here, so P = 1 only (multi-rank NCCL needs a GPU per rank)"
+# shellcheck source=tests/nccl_env.sh
+. "$(dirname "$0")/nccl_env.sh"
 echo "nccl: $ngpu GPU(s), running P = $P"
 mkdir -p "$dir"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 # Runs one exactness command under mpirun and judges its table: attnbench exits 0 when every
 # case was declined (a pre-sm_80 GPU, say), which is no pass; a declined case here is a failure.
 run_case() {

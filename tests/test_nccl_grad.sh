@@ -51,17 +51,8 @@ for P in 2 4; do
 done
 
 command -v "$mpirun" >/dev/null 2>&1 || { echo "skip: no mpirun (the cuda_local part passed)"; exit 77; }
-lib=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)
-[ -n "$lib" ] && export LD_LIBRARY_PATH="$lib:${LD_LIBRARY_PATH:-}"
-if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
-  ngpu=$(printf '%s\n' "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c .)
-else
-  ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
-fi
-[ "${ngpu:-0}" -ge 1 ] || ngpu=1
-P=$ngpu; [ "$P" -gt 4 ] && P=4
-[ "$P" = 1 ] && echo "nccl: one GPU here, so P = 1 only (multi-rank NCCL needs a GPU per rank)"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# shellcheck source=tests/nccl_env.sh
+. "$(dirname "$0")/nccl_env.sh"
 nccl_case() { # the backends among the arguments
   name=$1; shift
   # shellcheck disable=SC2086
