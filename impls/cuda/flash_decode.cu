@@ -155,32 +155,7 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) decode_s
                     sc[n][e] = x;
                     mx[e >> 1] = fmaxf(mx[e >> 1], x);
                 }
-            float alpha[2], m_use[2];
-#pragma unroll
-            for (int r = 0; r < 2; r++) {
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-                float m_new = fmaxf(m[r], mx[r]);
-                m_use[r] = m_new == -INFINITY ? 0.f : m_new;
-                alpha[r] = exp2f(m[r] - m_use[r]);
-                m[r] = m_new;
-            }
-            float rowsum[2] = {0.f, 0.f};
-#pragma unroll
-            for (int n = 0; n < BC / 8; n++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    sc[n][e] = exp2f(sc[n][e] - m_use[e >> 1]);
-                    rowsum[e >> 1] += sc[n][e];
-                }
-#pragma unroll
-            for (int r = 0; r < 2; r++)
-                l[r] = l[r] * alpha[r] + rowsum[r];
-#pragma unroll
-            for (int n = 0; n < D / 8; n++) {
-                o[n][0] *= alpha[0], o[n][1] *= alpha[0];
-                o[n][2] *= alpha[1], o[n][3] *= alpha[1];
-            }
+            ftile::softmax_step<D>(sc, mx, m, l, o);
             if (v_bad)
                 pv_visible_only<T, D>(o, sc, v_s, p, key0, c_hi, row_pos, lane);
             else

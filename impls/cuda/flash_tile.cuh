@@ -120,6 +120,41 @@ __device__ __forceinline__ void pv_mma(float (&o)[D / 8][4], const float (&s)[N]
     }
 }
 
+/* One tile's online-softmax step in base 2: s (scores already scaled and masked, mx their maxima
+ * per row in this thread) becomes P = exp2(s − m); the row maxima m (reduced over the quad), the
+ * per-thread partial sums l and O are rescaled by alpha = exp2(m_old − m). A row with nothing
+ * visible yet subtracts 0 (m = −∞ gives alpha 0). */
+template <int D, int N>
+__device__ __forceinline__ void softmax_step(float (&s)[N][4], float (&mx)[2], float (&m)[2], float (&l)[2],
+                                             float (&o)[D / 8][4]) {
+    float alpha[2], m_use[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        float m_new = fmaxf(m[r], mx[r]);
+        m_use[r] = m_new == -INFINITY ? 0.f : m_new;
+        alpha[r] = exp2f(m[r] - m_use[r]);
+        m[r] = m_new;
+    }
+    float rowsum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int n = 0; n < N; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            s[n][e] = exp2f(s[n][e] - m_use[e >> 1]);
+            rowsum[e >> 1] += s[n][e];
+        }
+#pragma unroll
+    for (int r = 0; r < 2; r++)
+        l[r] = l[r] * alpha[r] + rowsum[r];
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+        o[n][0] *= alpha[0], o[n][1] *= alpha[0];
+        o[n][2] *= alpha[1], o[n][3] *= alpha[1];
+    }
+}
+
 /* The quad's sum of a row's partial l (the four lanes of a quad share rows g and g+8). */
 __device__ __forceinline__ float quad_sum(float x) {
     x += __shfl_xor_sync(0xffffffffu, x, 1);
