@@ -102,7 +102,7 @@ const attn_backend_t backend_cuda_blockwise = {
     .name = "blockwise_cuda",
     .device = "cuda",
     .description = "FlashAttention-2-style: mma.sync tensor cores, cp.async K/V tiles, online softmax, "
-                   "masked tiles skipped; bf16 or f16, d 64/128",
+                   "masked tiles skipped (wgmma kernel on compute capability 9.0); bf16 or f16, d 64/128/256 (backward 64/128)",
     .supports = flash_supports,
     .forward = flash_forward,
     .workspace_bytes = flash_workspace,
@@ -119,7 +119,7 @@ const attn_backend_t backend_cuda_blockwise = {
 const attn_backend_t backend_cuda_sliding_window = {
     .name = "sliding_window_cuda",
     .device = "cuda",
-    .description = "window mask only; the tensor-core kernel over just the band of K/V tiles; bf16 or f16, d 64/128",
+    .description = "window mask only; the tensor-core kernel over just the band of K/V tiles; bf16 or f16, d 64/128/256 (backward 64/128)",
     .supports = window_supports,
     .forward = flash_forward,
     .workspace_bytes = flash_workspace,

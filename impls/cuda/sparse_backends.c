@@ -36,7 +36,7 @@ const attn_backend_t backend_cuda_sinks_window = {
     .name = "sinks_window_cuda",
     .device = "cuda",
     .description = "approximate: sinks_window on tensor cores (the first --sinks S keys plus the --window W); bf16, "
-                   "f16, d 64/128",
+                   "f16, d 64/128/256",
     .supports = sparse_cuda_supports,
     .forward = sparse_cuda_forward,
     .workspace_bytes = sparse_cuda_workspace,
@@ -47,7 +47,7 @@ const attn_backend_t backend_cuda_topk_blocks = {
     .name = "topk_blocks_cuda",
     .device = "cuda",
     .description = "approximate: topk_blocks on the GPU (min/max tile bound, bitonic top-k, tensor-core attention "
-                   "over the kept tiles); bf16, f16, d 64/128",
+                   "over the kept tiles); bf16, f16, d 64/128/256",
     .supports = sparse_cuda_supports,
     .forward = sparse_cuda_forward,
     .workspace_bytes = sparse_cuda_workspace,
