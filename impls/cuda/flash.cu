@@ -41,36 +41,6 @@ __device__ __forceinline__ piece_vis_t flash_pv(const flash_params &p) {
     return piece_vis_t{p.vis, p.q_off, p.g_q0, p.g_k0, p.g_stride};
 }
 
-/* O += P·V over the keys each row sees, skipping masked ones (the MMA would add 0·∞ = NaN for a
- * masked key with a non-finite V). Scalar, over shared memory; P rounded to T as the MMA path
- * does. Every lane walks all 8N keys of its two rows: the score (row, key) sits in s[n][e] of a
- * lane of the same quad (frag_row, frag_col), fetched by shuffle. */
-template <typename T, int D, int N>
-__device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const float (&s)[N][4], const T *v_s,
-                                                const flash_params &p, int64_t key0, const int64_t (&row_pos)[2],
-                                                int lane) {
-#pragma unroll
-    for (int n = 0; n < N; n++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-#pragma unroll 1
-            for (int src = 0; src < 4; src++) {
-                const int from = frag_quad_lane(lane, src), r = e >> 1; /* frag_row(from, e) == frag_row(lane, e) */
-                const float w = elem16<T>::round(__shfl_sync(0xffffffffu, s[n][e], from));
-                const int key = frag_col(from, n, e);
-                const int64_t j = key0 + key;
-                const piece_vis_t pv = flash_pv(p);
-                if (j >= p.n_k || !piece_visible(&pv, row_pos[r], j))
-                    continue;
-#pragma unroll
-                for (int dn = 0; dn < D / 8; dn++) {
-                    const float2 v = elem16<T>::load2(v_s + frag_swz(D, key, frag_col(lane, dn, 0)));
-                    o[dn][2 * r] += w * v.x;
-                    o[dn][2 * r + 1] += w * v.y;
-                }
-            }
-}
-
 template <typename T, int D> __global__ void __launch_bounds__(THREADS) flash_fwd(const flash_params p) {
     constexpr int BC = ftile::shape<D>::KEYS; /* 64, 32 at d = 256 */
     extern __shared__ __align__(128) unsigned char smem[];
@@ -153,7 +123,10 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) flash_fw
 
         /* O += P·V, P rounded to T (bf16 or f16) straight from the S accumulators. */
         if (v_bad)
-            pv_visible_only<T, D>(o, s, v_s, p, key0, row_pos, lane);
+            ftile::pv_kept<T, D>(o, s, v_s, lane, [=, &p](int key, int r) {
+                const int64_t j = key0 + key;
+                return j < p.n_k && piece_visible(&pv, row_pos[r], j);
+            });
         else
             ftile::pv_mma<T, D>(o, s, v_s, lane);
         __syncthreads(); /* every warp is done with this stage before it is refilled */

@@ -56,32 +56,6 @@ __device__ __forceinline__ bool hidden(const decode_params &p, int64_t c_hi, int
     return j >= c_hi || !mask_visible(&p.vis, pos, p.ks.start + p.ks.stride * j);
 }
 
-/* O += P·V over visible keys only, for a tile whose V holds a non-finite value (flash.cu's
- * pv_visible_only: a hidden key's weight 0 times ∞ would be NaN; docs/nonfinite.md). */
-template <typename T, int D, int N>
-__device__ __forceinline__ void pv_visible_only(float (&o)[D / 8][4], const float (&s)[N][4], const T *v_s,
-                                                const decode_params &p, int64_t key0, int64_t c_hi,
-                                                const int64_t (&row_pos)[2], int lane) {
-#pragma unroll
-    for (int n = 0; n < N; n++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-#pragma unroll 1
-            for (int src = 0; src < 4; src++) {
-                const int from = frag_quad_lane(lane, src), r = e >> 1;
-                const float w = elem16<T>::round(__shfl_sync(0xffffffffu, s[n][e], from));
-                const int key = frag_col(from, n, e);
-                if (hidden(p, c_hi, row_pos[r], key0 + key))
-                    continue;
-#pragma unroll
-                for (int dn = 0; dn < D / 8; dn++) {
-                    const float2 v = elem16<T>::load2(v_s + frag_swz(D, key, frag_col(lane, dn, 0)));
-                    o[dn][2 * r] += w * v.x;
-                    o[dn][2 * r + 1] += w * v.y;
-                }
-            }
-}
-
 /* grid (q_tiles, split, B·H_kv): block (t, s, bg) runs query tile t of (b, g) over chunk s. The
  * query tiles of one chunk are launched side by side, so the second reads the chunk's K/V from L2
  * (n_q = 16 at G = 8: 128 packed rows, two tiles) instead of HBM. */
@@ -157,7 +131,8 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) decode_s
                 }
             ftile::softmax_step<D>(sc, mx, m, l, o);
             if (v_bad)
-                pv_visible_only<T, D>(o, sc, v_s, p, key0, c_hi, row_pos, lane);
+                ftile::pv_kept<T, D>(o, sc, v_s, lane,
+                                     [&](int key, int r) { return !hidden(p, c_hi, row_pos[r], key0 + key); });
             else
                 ftile::pv_mma<T, D>(o, sc, v_s, lane);
         }

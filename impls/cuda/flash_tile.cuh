@@ -120,6 +120,34 @@ __device__ __forceinline__ void pv_mma(float (&o)[D / 8][4], const float (&s)[N]
     }
 }
 
+/* O += P·V over the keys keep(key, r) admits only (key: the tile's column; r: the thread's row, 0
+ * or 1), scalar over shared memory, P rounded to T as the MMA path does: the fallback for a tile
+ * whose V holds a non-finite value, where a hidden key's weight 0 times ∞ would be NaN in the MMA
+ * (docs/nonfinite.md). Every lane walks all 8N keys of its two rows: the score (row, key) sits in
+ * s[n][e] of a lane of the same quad (frag_row, frag_col), fetched by shuffle. */
+template <typename T, int D, int N, class KEEP>
+__device__ __forceinline__ void pv_kept(float (&o)[D / 8][4], const float (&s)[N][4], const T *v_s, int lane,
+                                        KEEP keep) {
+#pragma unroll
+    for (int n = 0; n < N; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+#pragma unroll 1
+            for (int src = 0; src < 4; src++) {
+                const int from = frag_quad_lane(lane, src), r = e >> 1; /* frag_row(from, e) == frag_row(lane, e) */
+                const float w = elem16<T>::round(__shfl_sync(0xffffffffu, s[n][e], from));
+                const int key = frag_col(from, n, e);
+                if (!keep(key, r))
+                    continue;
+#pragma unroll
+                for (int dn = 0; dn < D / 8; dn++) {
+                    const float2 v = elem16<T>::load2(v_s + frag_swz(D, key, frag_col(lane, dn, 0)));
+                    o[dn][2 * r] += w * v.x;
+                    o[dn][2 * r + 1] += w * v.y;
+                }
+            }
+}
+
 /* One tile's online-softmax step in base 2: s (scores already scaled and masked, mx their maxima
  * per row in this thread) becomes P = exp2(s − m); the row maxima m (reduced over the quad), the
  * per-thread partial sums l and O are rescaled by alpha = exp2(m_old − m). A row with nothing

@@ -182,33 +182,6 @@ static_assert(BR == ftile::TILE && THREADS == ftile::THREADS, "flash_tile.cuh's 
 template <int D> constexpr int keys_of() { return ftile::shape<D>::KEYS; }
 static_assert(BC == SPARSE_STEP && SPARSE_STEP % keys_of<256>() == 0, "whole sub-steps per step");
 
-/* O += P·V over the keys each row keeps only (flash.cu's pv_visible_only with the sparse rule):
- * a dropped key's weight 0 times a non-finite V would be NaN in the MMA (docs/nonfinite.md). */
-template <typename T, int D, int N>
-__device__ __forceinline__ void pv_kept_only(float (&o)[D / 8][4], const float (&s)[N][4], const T *v_s,
-                                             const attn_params<T> &p, int64_t key0, const int64_t (&row_pos)[2],
-                                             int lane) {
-#pragma unroll
-    for (int n = 0; n < N; n++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-#pragma unroll 1
-            for (int src = 0; src < 4; src++) {
-                const int from = frag_quad_lane(lane, src), r = e >> 1;
-                const float w = elem<T>::round(__shfl_sync(0xffffffffu, s[n][e], from));
-                const int key = frag_col(from, n, e);
-                const int64_t j = key0 + key;
-                if (j >= p.n_k || !sparse_keeps(&p.rule, row_pos[r], j))
-                    continue;
-#pragma unroll
-                for (int dn = 0; dn < D / 8; dn++) {
-                    const float2 v = elem<T>::load2(v_s + frag_swz(D, key, frag_col(lane, dn, 0)));
-                    o[dn][2 * r] += w * v.x;
-                    o[dn][2 * r + 1] += w * v.y;
-                }
-            }
-}
-
 template <typename T, int D> __global__ void __launch_bounds__(THREADS) sparse_attn_kernel(const attn_params<T> p) {
     constexpr int KT = keys_of<D>(); /* keys per tile: 64, 32 at d = 256 */
     extern __shared__ __align__(128) unsigned char smem[];
@@ -291,7 +264,10 @@ template <typename T, int D> __global__ void __launch_bounds__(THREADS) sparse_a
         ftile::softmax_step<D>(s, mx, m, l, o);
 
         if (v_bad)
-            pv_kept_only<T, D>(o, s, v_s, p, key0, row_pos, lane);
+            ftile::pv_kept<T, D>(o, s, v_s, lane, [=, &p](int key, int r) {
+                const int64_t j = key0 + key;
+                return j < p.n_k && sparse_keeps(&p.rule, row_pos[r], j);
+            });
         else
             ftile::pv_mma<T, D>(o, s, v_s, lane);
         __syncthreads(); /* every warp is done with this stage before it is refilled */
